@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+/** The `twisted-smc` command line: a thin shell over the engine. Known errors print one clear line. */
+import { ModelFolderError } from "../lm/modelFolder";
+import { UsageError } from "./args";
+import { dataCommand, DATA_HELP } from "./dataCommand";
+import { sampleCommand, SAMPLE_HELP } from "./sampleCommand";
+
+declare const PACKAGE_VERSION: string | undefined;
+const version = typeof PACKAGE_VERSION === "string" ? PACKAGE_VERSION : "dev";
+
+const HELP = `twisted-smc ${version}: solve math word problems with a language model and twisted SMC.
+
+Commands:
+  sample "<problem>"     K samples from the model with their extracted answers
+  data synth             synthetic word problems as GSM8K-format JSONL
+
+Run "twisted-smc <command> --help" for a command's options.
+
+${SAMPLE_HELP}
+
+${DATA_HELP}`;
+
+const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
+  sample: sampleCommand,
+  data: dataCommand,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === "--help" || command === "-h" || command === "help") {
+    console.log(HELP);
+    return 0;
+  }
+  if (command === "--version" || command === "-v") {
+    console.log(version);
+    return 0;
+  }
+  const run = COMMANDS[command];
+  try {
+    if (!run) throw new UsageError(`unknown command "${command}"; commands: ${Object.keys(COMMANDS).join(", ")}`);
+    await run(rest);
+    return 0;
+  } catch (e) {
+    const err = e as Error & { code?: string };
+    if (e instanceof UsageError || err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" || err.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+      console.error(`twisted-smc: ${err.message}`);
+      return 2;
+    }
+    if (e instanceof ModelFolderError) {
+      console.error(`twisted-smc: ${err.message}`);
+      return 3;
+    }
+    console.error(`twisted-smc: unexpected error: ${err.stack ?? err.message}`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

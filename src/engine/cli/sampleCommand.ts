@@ -1,0 +1,103 @@
+/** `twisted-smc sample "<problem>"`: plain batched sampling from the model, with extracted answers. */
+import { parseArgs } from "node:util";
+import { extractAnswer } from "../math/answer";
+import { generate } from "../lm/generate";
+import { loadModel } from "../lm/loadModel";
+import { intOption, numberOption, stringOption, UsageError } from "./args";
+
+export const SAMPLE_HELP = `Usage: twisted-smc sample "<problem>" [options]
+
+Draws K solutions from the model in one batch (shared prompt prefilled once, KV cache) and prints
+each with its extracted final answer, then the answers by count.
+
+Options:
+  --model DIR          model folder (default: the shipped models/tiny-math-llama)
+  -k, --samples K      number of samples (default 8)
+  --max-tokens N       tokens per sample at most (default: generation_config.json, else 128)
+  --temperature T      0 is greedy (default 1)
+  --seed S             random seed (default 0)
+  --threads N          onnxruntime intra-op threads (default: all cores)
+  --json               print one JSON object instead of text`;
+
+export interface SampleReport {
+  problem: string;
+  model: string;
+  device: string;
+  samples: { text: string; answer: string | null; finishReason: string; tokens: number }[];
+  answers: { answer: string; count: number }[];
+  timing: { prefillMs: number; decodeMs: number; tokensPerSecond: number; promptTokens: number; generatedTokens: number };
+}
+
+export async function sampleCommand(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      model: { type: "string" },
+      samples: { type: "string", short: "k" },
+      "max-tokens": { type: "string" },
+      temperature: { type: "string" },
+      seed: { type: "string" },
+      threads: { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(SAMPLE_HELP);
+    return;
+  }
+  const problem = positionals.join(" ").trim();
+  if (!problem) throw new UsageError(`sample needs a problem text\n\n${SAMPLE_HELP}`);
+  const threads = values.threads === undefined ? undefined : intOption(values, "threads", 1, 1);
+  const { folder, tokenizer, lm } = await loadModel(stringOption(values, "model"), { threads });
+  try {
+    const result = await generate(lm, tokenizer.encodeProblem(problem), {
+      numSamples: intOption(values, "samples", 8, 1),
+      maxTokens: intOption(values, "max-tokens", folder.generation.maxNewTokens ?? 128, 1),
+      temperature: numberOption(values, "temperature", 1),
+      seed: intOption(values, "seed", 0),
+      isEos: (t) => tokenizer.isEos(t),
+    });
+    const samples = result.sequences.map((s) => {
+      const text = tokenizer.decode(s.tokens);
+      return { text, answer: extractAnswer(text)?.key ?? null, finishReason: s.finishReason, tokens: s.tokens.length };
+    });
+    const counts = new Map<string, number>();
+    for (const s of samples) if (s.answer !== null) counts.set(s.answer, (counts.get(s.answer) ?? 0) + 1);
+    const report: SampleReport = {
+      problem,
+      model: folder.dir,
+      device: lm.device,
+      samples,
+      answers: [...counts].sort((a, b) => b[1] - a[1]).map(([answer, count]) => ({ answer, count })),
+      timing: {
+        prefillMs: round(result.prefillMs),
+        decodeMs: round(result.decodeMs),
+        tokensPerSecond: Math.round(result.generatedTokens / Math.max(result.decodeMs / 1000, 1e-9)),
+        promptTokens: result.promptTokens,
+        generatedTokens: result.generatedTokens,
+      },
+    };
+    console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report));
+  } finally {
+    await lm.dispose();
+  }
+}
+
+const round = (x: number) => Math.round(x * 10) / 10;
+
+function formatReport(r: SampleReport): string {
+  const lines = [`Problem: ${r.problem}`, `Model:   ${r.model} on ${r.device}`, ""];
+  r.samples.forEach((s, i) => {
+    lines.push(`#${i + 1}  answer ${s.answer ?? "(none)"}${s.finishReason === "length" ? "  [cut at max tokens]" : ""}`);
+    for (const l of s.text.split("\n")) lines.push(`    ${l}`);
+  });
+  const total = r.samples.length;
+  lines.push("", "Answers: " + (r.answers.map((a) => `${a.answer} (${a.count}/${total})`).join(", ") || "none"));
+  lines.push(
+    `Timing:  prefill ${r.timing.prefillMs} ms (${r.timing.promptTokens} tokens), decode ${r.timing.decodeMs} ms, ` +
+      `${r.timing.generatedTokens} tokens, ${r.timing.tokensPerSecond} tokens/s`,
+  );
+  return lines.join("\n");
+}

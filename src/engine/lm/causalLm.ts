@@ -1,0 +1,39 @@
+/**
+ * The small interface every language model behind the engine implements: the ONNX decoder, and
+ * in-process toy models whose distributions can be enumerated in tests. The SMC loop, sampling and
+ * training only ever see this.
+ */
+
+/** Per-row decoding state (for a transformer: its KV cache). Immutable: operations return new states. */
+export interface DecoderState {
+  readonly batch: number;
+  /** Tokens consumed so far by every row (rows always share one length here: no padding). */
+  readonly length: number;
+  /**
+   * The state whose row i is this state's row `rows[i]`: broadcasting a prefilled prompt to K
+   * particles, resampling by ancestor index, and dropping finished rows are all this one operation.
+   */
+  select(rows: readonly number[]): DecoderState;
+  /** Frees what the state holds (device buffers). Using it afterwards is an error. */
+  dispose(): void;
+}
+
+export interface StepOutput {
+  /** Next-token logits for each row: batch × vocabSize, row-major. */
+  logits: Float32Array;
+  /** The final normed hidden state for each row (batch × hiddenSize), when the model exposes it. */
+  hidden?: Float32Array;
+  state: DecoderState;
+}
+
+export interface CausalLM {
+  readonly vocabSize: number;
+  readonly hiddenSize: number;
+  /** A short human description of where it runs, e.g. "cpu (onnxruntime-node, 2 threads)". */
+  readonly device: string;
+  /** Consumes a prompt as one row; the output is for the position after it. */
+  prefill(tokens: readonly number[]): Promise<StepOutput>;
+  /** Feeds one token per row of `state`; the input state is consumed (disposed). */
+  step(state: DecoderState, tokens: readonly number[]): Promise<StepOutput>;
+  dispose(): Promise<void>;
+}

@@ -1,0 +1,180 @@
+/**
+ * Opens a model folder in the Hugging Face layout (config.json, tokenizer.json, tokenizer_config.json,
+ * generation_config.json, an ONNX decoder at the top or in onnx/) and validates it up front, so a
+ * malformed folder fails with a message that names the file and what is wrong with it.
+ */
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+
+export class ModelFolderError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ModelFolderError";
+  }
+}
+
+/** The architecture facts the runtime needs, read from either Llama-style or GPT-2-style keys. */
+export interface DecoderConfig {
+  modelType: string;
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  maxPositions?: number;
+  bosTokenId?: number;
+  eosTokenIds: number[];
+  padTokenId?: number;
+}
+
+export interface ModelFolder {
+  dir: string;
+  name: string;
+  config: DecoderConfig;
+  /** config.json as written, for anything model-specific. */
+  rawConfig: Record<string, unknown>;
+  generation: { temperature?: number; maxNewTokens?: number; eosTokenIds: number[] };
+  tokenizerJson: Record<string, unknown>;
+  tokenizerConfig: Record<string, unknown>;
+  onnxPath: string;
+}
+
+/** ONNX file names tried in order: transformers.js puts them in onnx/, Optimum at the top. */
+export const ONNX_CANDIDATES = [
+  "model.onnx",
+  "onnx/model.onnx",
+  "decoder_model_merged.onnx",
+  "onnx/decoder_model_merged.onnx",
+  "model_fp16.onnx",
+  "onnx/model_fp16.onnx",
+];
+
+function readJson(dir: string, file: string, required: boolean): Record<string, unknown> | undefined {
+  const path = join(dir, file);
+  if (!existsSync(path)) {
+    if (required) throw new ModelFolderError(`model folder ${dir} has no ${file}`);
+    return undefined;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new ModelFolderError(`${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ModelFolderError(`${path} must hold a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function positiveInt(cfg: Record<string, unknown>, path: string, keys: string[], fallback?: number): number {
+  for (const k of keys) {
+    const v = cfg[k];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== "number" || !Number.isInteger(v) || v <= 0) {
+      throw new ModelFolderError(`${path}: "${k}" must be a positive integer, got ${JSON.stringify(v)}`);
+    }
+    return v;
+  }
+  if (fallback !== undefined) return fallback;
+  throw new ModelFolderError(`${path} lacks ${keys.map((k) => `"${k}"`).join(" / ")}`);
+}
+
+function tokenIds(v: unknown): number[] {
+  if (typeof v === "number") return [v];
+  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === "number");
+  return [];
+}
+
+export function parseDecoderConfig(cfg: Record<string, unknown>, path: string): DecoderConfig {
+  const hiddenSize = positiveInt(cfg, path, ["hidden_size", "n_embd", "d_model"]);
+  const numHeads = positiveInt(cfg, path, ["num_attention_heads", "n_head"]);
+  const numKvHeads = positiveInt(cfg, path, ["num_key_value_heads", "multi_query_group_num"], numHeads);
+  const headDim = positiveInt(cfg, path, ["head_dim"], Math.floor(hiddenSize / numHeads));
+  if (numHeads % numKvHeads !== 0) {
+    throw new ModelFolderError(`${path}: num_attention_heads (${numHeads}) is not a multiple of num_key_value_heads (${numKvHeads})`);
+  }
+  const maxPositions = cfg.max_position_embeddings ?? cfg.n_positions;
+  return {
+    modelType: typeof cfg.model_type === "string" ? cfg.model_type : "unknown",
+    vocabSize: positiveInt(cfg, path, ["vocab_size"]),
+    hiddenSize,
+    numLayers: positiveInt(cfg, path, ["num_hidden_layers", "n_layer", "num_layers"]),
+    numHeads,
+    numKvHeads,
+    headDim,
+    maxPositions: typeof maxPositions === "number" ? maxPositions : undefined,
+    bosTokenId: typeof cfg.bos_token_id === "number" ? cfg.bos_token_id : undefined,
+    eosTokenIds: tokenIds(cfg.eos_token_id),
+    padTokenId: typeof cfg.pad_token_id === "number" ? cfg.pad_token_id : undefined,
+  };
+}
+
+export interface OpenOptions {
+  /** A specific ONNX file, relative to the folder, instead of the first candidate found. */
+  onnxFile?: string;
+}
+
+export function openModelFolder(dirInput: string, options: OpenOptions = {}): ModelFolder {
+  const dir = resolve(dirInput);
+  if (!existsSync(dir)) throw new ModelFolderError(`model folder ${dir} does not exist`);
+  if (!statSync(dir).isDirectory()) throw new ModelFolderError(`${dir} is not a folder (expected a model folder with config.json)`);
+
+  const rawConfig = readJson(dir, "config.json", true)!;
+  const config = parseDecoderConfig(rawConfig, join(dir, "config.json"));
+  const tokenizerJson = readJson(dir, "tokenizer.json", true)!;
+  const model = tokenizerJson.model as Record<string, unknown> | undefined;
+  if (!model || typeof model !== "object" || typeof model.type !== "string") {
+    throw new ModelFolderError(`${join(dir, "tokenizer.json")} has no "model" section with a "type"`);
+  }
+  const tokenizerConfig = readJson(dir, "tokenizer_config.json", false) ?? {};
+  const gen = readJson(dir, "generation_config.json", false) ?? {};
+
+  const vocab = model.vocab;
+  const vocabCount = Array.isArray(vocab) ? vocab.length : vocab && typeof vocab === "object" ? Object.keys(vocab).length : 0;
+  const added = Array.isArray(tokenizerJson.added_tokens) ? (tokenizerJson.added_tokens as { id?: number }[]) : [];
+  const maxId = Math.max(vocabCount - 1, ...added.map((t) => (typeof t.id === "number" ? t.id : -1)));
+  if (maxId >= config.vocabSize) {
+    throw new ModelFolderError(
+      `tokenizer.json has token id ${maxId} but config.json says vocab_size ${config.vocabSize}: the tokenizer does not belong to this model`,
+    );
+  }
+
+  let onnxPath: string | undefined;
+  if (options.onnxFile) {
+    onnxPath = join(dir, options.onnxFile);
+    if (!existsSync(onnxPath)) throw new ModelFolderError(`model folder ${dir} has no ${options.onnxFile}`);
+  } else {
+    onnxPath = ONNX_CANDIDATES.map((f) => join(dir, f)).find((p) => existsSync(p));
+    if (!onnxPath) {
+      throw new ModelFolderError(`model folder ${dir} has no ONNX decoder (looked for ${ONNX_CANDIDATES.join(", ")})`);
+    }
+  }
+  if (statSync(onnxPath).size < 16) throw new ModelFolderError(`${onnxPath} is empty or truncated`);
+
+  const eos = tokenIds(gen.eos_token_id);
+  return {
+    dir,
+    name: basename(dir),
+    config,
+    rawConfig,
+    generation: {
+      temperature: typeof gen.temperature === "number" ? gen.temperature : undefined,
+      maxNewTokens: typeof gen.max_new_tokens === "number" ? gen.max_new_tokens : undefined,
+      eosTokenIds: eos.length ? eos : config.eosTokenIds,
+    },
+    tokenizerJson,
+    tokenizerConfig,
+    onnxPath,
+  };
+}
+
+/** The shipped demo model: found by walking up from this file (source tree, bundle, or .vsix). */
+export function defaultModelDir(start = __dirname): string {
+  for (let dir = start; ; dir = dirname(dir)) {
+    const candidate = join(dir, "models", "tiny-math-llama");
+    if (existsSync(join(candidate, "config.json"))) return candidate;
+    if (dirname(dir) === dir) throw new ModelFolderError("the shipped model folder models/tiny-math-llama was not found; pass --model DIR");
+  }
+}

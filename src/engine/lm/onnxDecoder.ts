@@ -1,0 +1,209 @@
+/**
+ * A CausalLM over an ONNX decoder with the Optimum / transformers.js interface (input_ids,
+ * attention_mask, position_ids, past_key_values.{i}.key|value → logits, present.{i}.key|value, and
+ * optionally last_hidden_state), run by onnxruntime-node. The KV cache stays in the runtime's tensors
+ * and is reordered by row without recomputing anything.
+ */
+import { availableParallelism } from "node:os";
+import * as ort from "onnxruntime-node";
+import { CausalLM, DecoderState, StepOutput } from "./causalLm";
+import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
+
+type FloatType = "float32" | "float16";
+type FloatData = Float32Array | Uint16Array;
+
+export interface OnnxDecoderOptions {
+  /** Intra-op threads; defaults to the machine's parallelism. */
+  threads?: number;
+}
+
+/** The KV cache of a batch: 2 × layers tensors [batch, kvHeads, length, headDim]. */
+export class KvCache implements DecoderState {
+  private disposed = false;
+
+  constructor(
+    readonly tensors: ort.Tensor[],
+    readonly batch: number,
+    readonly length: number,
+  ) {}
+
+  select(rows: readonly number[]): KvCache {
+    this.check();
+    for (const r of rows) {
+      if (!Number.isInteger(r) || r < 0 || r >= this.batch) throw new RangeError(`row ${r} is not in a batch of ${this.batch}`);
+    }
+    const tensors = this.tensors.map((t) => {
+      const src = t.data as FloatData;
+      const rowSize = src.length / this.batch;
+      const out = new (src.constructor as { new (n: number): FloatData })(rows.length * rowSize);
+      rows.forEach((r, i) => out.set(src.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize));
+      return new ort.Tensor(t.type as FloatType, out, [rows.length, t.dims[1], t.dims[2], t.dims[3]]);
+    });
+    return new KvCache(tensors, rows.length, this.length);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const t of this.tensors) t.dispose();
+  }
+
+  private check(): void {
+    if (this.disposed) throw new Error("KV cache used after it was disposed");
+  }
+}
+
+/** fp16 bits → fp32, for models exported in half precision. */
+function halfToFloat(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return s * 2 ** -14 * (f / 1024);
+  if (e === 31) return f ? NaN : s * Infinity;
+  return s * 2 ** (e - 15) * (1 + f / 1024);
+}
+
+function toFloat32(t: ort.Tensor): Float32Array {
+  if (t.type === "float32") return t.data as Float32Array;
+  if (t.type === "float16") {
+    const src = t.data as Uint16Array;
+    const out = new Float32Array(src.length);
+    for (let i = 0; i < src.length; i++) out[i] = halfToFloat(src[i]);
+    return out;
+  }
+  throw new Error(`unsupported output type ${t.type}`);
+}
+
+/** Copies the last position of a [batch, seq, width] tensor into a batch × width array. */
+function lastPosition(t: ort.Tensor): Float32Array {
+  const [batch, seq, width] = t.dims as number[];
+  const data = toFloat32(t);
+  if (seq === 1) return data;
+  const out = new Float32Array(batch * width);
+  for (let b = 0; b < batch; b++) out.set(data.subarray((b * seq + seq - 1) * width, (b * seq + seq) * width), b * width);
+  return out;
+}
+
+export class OnnxDecoder implements CausalLM {
+  readonly vocabSize: number;
+  readonly hiddenSize: number;
+
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly config: DecoderConfig,
+    private readonly kvType: FloatType,
+    private readonly hasPositionIds: boolean,
+    private readonly hasHidden: boolean,
+    readonly device: string,
+  ) {
+    this.vocabSize = config.vocabSize;
+    this.hiddenSize = config.hiddenSize;
+  }
+
+  static async load(folder: ModelFolder, options: OnnxDecoderOptions = {}): Promise<OnnxDecoder> {
+    const threads = options.threads ?? Math.max(1, availableParallelism());
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(folder.onnxPath, {
+        executionProviders: ["cpu"],
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: "all",
+      });
+    } catch (e) {
+      throw new ModelFolderError(`${folder.onnxPath} could not be loaded by onnxruntime: ${(e as Error).message}`);
+    }
+    const { kvType, hasPositionIds, hasHidden } = checkInterface(session, folder);
+    return new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, `cpu (onnxruntime-node, ${threads} threads)`);
+  }
+
+  async prefill(tokens: readonly number[]): Promise<StepOutput> {
+    if (!tokens.length) throw new Error("prefill needs at least one token");
+    return this.run(this.emptyCache(1), [Array.from(tokens)]);
+  }
+
+  async step(state: DecoderState, tokens: readonly number[]): Promise<StepOutput> {
+    if (!(state instanceof KvCache)) throw new TypeError("OnnxDecoder.step needs a state made by this decoder");
+    if (tokens.length !== state.batch) throw new RangeError(`step got ${tokens.length} tokens for a batch of ${state.batch}`);
+    return this.run(state, tokens.map((t) => [t]));
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+
+  private emptyCache(batch: number): KvCache {
+    const c = this.config;
+    const dims = [batch, c.numKvHeads, 0, c.headDim];
+    const make = () => new ort.Tensor(this.kvType, this.kvType === "float32" ? new Float32Array(0) : new Uint16Array(0), dims);
+    return new KvCache(Array.from({ length: 2 * c.numLayers }, make), batch, 0);
+  }
+
+  private async run(cache: KvCache, rows: number[][]): Promise<StepOutput> {
+    const batch = rows.length;
+    const seq = rows[0].length;
+    const total = cache.length + seq;
+    const ids = new BigInt64Array(batch * seq);
+    const pos = new BigInt64Array(batch * seq);
+    rows.forEach((row, b) =>
+      row.forEach((tok, s) => {
+        ids[b * seq + s] = BigInt(tok);
+        pos[b * seq + s] = BigInt(cache.length + s);
+      }),
+    );
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor("int64", ids, [batch, seq]),
+      attention_mask: new ort.Tensor("int64", new BigInt64Array(batch * total).fill(1n), [batch, total]),
+    };
+    if (this.hasPositionIds) feeds.position_ids = new ort.Tensor("int64", pos, [batch, seq]);
+    for (let i = 0; i < this.config.numLayers; i++) {
+      feeds[`past_key_values.${i}.key`] = cache.tensors[2 * i];
+      feeds[`past_key_values.${i}.value`] = cache.tensors[2 * i + 1];
+    }
+    const out = await this.session.run(feeds);
+    cache.dispose();
+    const presents: ort.Tensor[] = [];
+    for (let i = 0; i < this.config.numLayers; i++) presents.push(out[`present.${i}.key`], out[`present.${i}.value`]);
+    const logits = lastPosition(out.logits);
+    for (let i = 0; i < logits.length; i++) {
+      if (Number.isNaN(logits[i])) throw new Error(`the model produced NaN logits (batch ${batch}, position ${total - 1})`);
+    }
+    const hidden = this.hasHidden ? lastPosition(out.last_hidden_state) : undefined;
+    return { logits, hidden, state: new KvCache(presents, batch, total) };
+  }
+}
+
+/** Checks the session's inputs and outputs against the decoder interface; names what is missing. */
+function checkInterface(session: ort.InferenceSession, folder: ModelFolder) {
+  const file = folder.onnxPath;
+  const inputs = new Set(session.inputNames);
+  const outputs = new Set(session.outputNames);
+  const need = (set: Set<string>, name: string, kind: string) => {
+    if (!set.has(name)) throw new ModelFolderError(`${file} lacks the ${kind} "${name}" of the decoder interface (has: ${[...set].join(", ")})`);
+  };
+  need(inputs, "input_ids", "input");
+  need(inputs, "attention_mask", "input");
+  need(outputs, "logits", "output");
+  const layers = [...inputs].filter((n) => /^past_key_values\.\d+\.key$/.test(n)).length;
+  if (layers !== folder.config.numLayers) {
+    throw new ModelFolderError(`${file} has ${layers} past_key_values layers but config.json says num_hidden_layers ${folder.config.numLayers}`);
+  }
+  for (let i = 0; i < layers; i++) {
+    for (const kv of ["key", "value"]) {
+      need(inputs, `past_key_values.${i}.${kv}`, "input");
+      need(outputs, `present.${i}.${kv}`, "output");
+    }
+  }
+  const meta = session.inputMetadata.find((m) => m.name === "past_key_values.0.key");
+  const kvType = meta && meta.isTensor ? meta.type : "float32";
+  if (kvType !== "float32" && kvType !== "float16") throw new ModelFolderError(`${file}: unsupported KV cache type ${kvType}`);
+  if (meta && meta.isTensor) {
+    const [, heads, , dim] = meta.shape;
+    if ((typeof heads === "number" && heads !== folder.config.numKvHeads) || (typeof dim === "number" && dim !== folder.config.headDim)) {
+      throw new ModelFolderError(
+        `${file}: KV cache shape [*, ${heads}, *, ${dim}] disagrees with config.json (${folder.config.numKvHeads} KV heads of ${folder.config.headDim})`,
+      );
+    }
+  }
+  return { kvType: kvType as FloatType, hasPositionIds: inputs.has("position_ids"), hasHidden: outputs.has("last_hidden_state") };
+}

@@ -1,0 +1,79 @@
+/**
+ * The model's tokenizer (tokenizer.json through @huggingface/tokenizers) and its prompt format: the
+ * chat template from tokenizer_config.json when the model has one, else the plain Question/Answer
+ * prompt the demo model was trained on.
+ */
+import { Template } from "@huggingface/jinja";
+import { Tokenizer } from "@huggingface/tokenizers";
+import { formatPrompt } from "../math/prompt";
+import { ModelFolder, ModelFolderError } from "./modelFolder";
+
+export class TextTokenizer {
+  private readonly chatTemplate?: Template;
+
+  private constructor(
+    private readonly tokenizer: Tokenizer,
+    private readonly config: Record<string, unknown>,
+    readonly eosTokenIds: readonly number[],
+    chatTemplateSource?: string,
+  ) {
+    if (chatTemplateSource) this.chatTemplate = new Template(chatTemplateSource);
+  }
+
+  static fromFolder(folder: ModelFolder): TextTokenizer {
+    let tokenizer: Tokenizer;
+    try {
+      tokenizer = new Tokenizer(folder.tokenizerJson, folder.tokenizerConfig);
+    } catch (e) {
+      throw new ModelFolderError(`${folder.dir}/tokenizer.json could not be loaded: ${(e as Error).message}`);
+    }
+    const eos = [...folder.generation.eosTokenIds];
+    const eosToken = folder.tokenizerConfig.eos_token;
+    const eosName = typeof eosToken === "string" ? eosToken : (eosToken as { content?: string } | undefined)?.content;
+    const eosId = eosName ? tokenizer.token_to_id(eosName) : undefined;
+    if (eosId !== undefined && !eos.includes(eosId)) eos.push(eosId);
+    if (!eos.length) throw new ModelFolderError(`${folder.dir}: no end-of-sequence token in generation_config.json, config.json or tokenizer_config.json`);
+    const template = folder.tokenizerConfig.chat_template;
+    let source: string | undefined;
+    if (typeof template === "string") source = template;
+    else if (Array.isArray(template)) source = (template as { name?: string; template?: string }[]).find((t) => t.name === "default")?.template;
+    return new TextTokenizer(tokenizer, folder.tokenizerConfig, eos, source);
+  }
+
+  get hasChatTemplate(): boolean {
+    return this.chatTemplate !== undefined;
+  }
+
+  /** Token ids of the prompt that asks the model to solve `question`. */
+  encodeProblem(question: string): number[] {
+    if (this.chatTemplate) {
+      const text = this.chatTemplate.render({
+        messages: [{ role: "user", content: question.trim() }],
+        add_generation_prompt: true,
+        bos_token: this.specialToken("bos_token"),
+        eos_token: this.specialToken("eos_token"),
+      });
+      return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+    }
+    return this.tokenizer.encode(formatPrompt(question)).ids;
+  }
+
+  encode(text: string, addSpecialTokens = false): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  decode(ids: readonly number[]): string {
+    return this.tokenizer.decode([...ids], { skip_special_tokens: true });
+  }
+
+  isEos(id: number): boolean {
+    return this.eosTokenIds.includes(id);
+  }
+
+  private specialToken(key: string): string {
+    const v = this.config[key];
+    if (typeof v === "string") return v;
+    if (v && typeof v === "object" && typeof (v as { content?: unknown }).content === "string") return (v as { content: string }).content;
+    return "";
+  }
+}
