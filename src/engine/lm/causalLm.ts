@@ -7,7 +7,7 @@
 /** Per-row decoding state (for a transformer: its KV cache). Immutable: operations return new states. */
 export interface DecoderState {
   readonly batch: number;
-  /** Tokens consumed so far by every row (rows always share one length here: no padding). */
+  /** Positions held by every row's cache, including held (masked) ones. */
   readonly length: number;
   /**
    * The state whose row i is this state's row `rows[i]`: broadcasting a prefilled prompt to K
@@ -33,7 +33,11 @@ export interface CausalLM {
   readonly device: string;
   /** Consumes a prompt as one row; the output is for the position after it. */
   prefill(tokens: readonly number[]): Promise<StepOutput>;
-  /** Feeds one token per row of `state`; the input state is consumed (disposed). */
-  step(state: DecoderState, tokens: readonly number[]): Promise<StepOutput>;
+  /**
+   * Feeds one token per row of `state`; the input state is consumed (disposed). A `null` holds that
+   * row: it takes no token (its output row is meaningless) while the others advance, which lets rows
+   * that wait at a step boundary stay in the batch.
+   */
+  step(state: DecoderState, tokens: readonly (number | null)[]): Promise<StepOutput>;
   dispose(): Promise<void>;
 }

@@ -17,7 +17,10 @@ export interface OnnxDecoderOptions {
   threads?: number;
 }
 
-/** The KV cache of a batch: 2 × layers tensors [batch, kvHeads, length, headDim]. */
+/**
+ * The KV cache of a batch: 2 × layers tensors [batch, kvHeads, length, headDim], plus, per row, which
+ * cache positions hold real tokens (held rows get masked positions) and the next position id.
+ */
 export class KvCache implements DecoderState {
   private disposed = false;
 
@@ -25,6 +28,10 @@ export class KvCache implements DecoderState {
     readonly tensors: ort.Tensor[],
     readonly batch: number,
     readonly length: number,
+    /** batch × length: 1 where the row attends to that cache position. */
+    readonly mask: Uint8Array,
+    /** Per row: the position id of its next real token. */
+    readonly positions: Int32Array,
   ) {}
 
   select(rows: readonly number[]): KvCache {
@@ -34,12 +41,11 @@ export class KvCache implements DecoderState {
     }
     const tensors = this.tensors.map((t) => {
       const src = t.data as FloatData;
-      const rowSize = src.length / this.batch;
-      const out = new (src.constructor as { new (n: number): FloatData })(rows.length * rowSize);
-      rows.forEach((r, i) => out.set(src.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize));
+      const out = gatherRows(src, src.length / this.batch, rows);
       return new ort.Tensor(t.type as FloatType, out, [rows.length, t.dims[1], t.dims[2], t.dims[3]]);
     });
-    return new KvCache(tensors, rows.length, this.length);
+    const positions = Int32Array.from(rows, (r) => this.positions[r]);
+    return new KvCache(tensors, rows.length, this.length, gatherRows(this.mask, this.length, rows), positions);
   }
 
   dispose(): void {
@@ -51,6 +57,12 @@ export class KvCache implements DecoderState {
   private check(): void {
     if (this.disposed) throw new Error("KV cache used after it was disposed");
   }
+}
+
+function gatherRows<T extends FloatData | Uint8Array>(src: T, rowSize: number, rows: readonly number[]): T {
+  const out = new (src.constructor as { new (n: number): T })(rows.length * rowSize);
+  rows.forEach((r, i) => out.set(src.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize));
+  return out;
 }
 
 /** fp16 bits → fp32, for models exported in half precision. */
@@ -94,6 +106,7 @@ export class OnnxDecoder implements CausalLM {
     private readonly kvType: FloatType,
     private readonly hasPositionIds: boolean,
     private readonly hasHidden: boolean,
+    private readonly padId: number,
     readonly device: string,
   ) {
     this.vocabSize = config.vocabSize;
@@ -114,7 +127,7 @@ export class OnnxDecoder implements CausalLM {
       throw new ModelFolderError(`${folder.onnxPath} could not be loaded by onnxruntime: ${(e as Error).message}`);
     }
     const { kvType, hasPositionIds, hasHidden } = checkInterface(session, folder);
-    return new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, `cpu (onnxruntime-node, ${threads} threads)`);
+    return new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, folder.config.padTokenId ?? 0, `cpu (onnxruntime-node, ${threads} threads)`);
   }
 
   async prefill(tokens: readonly number[]): Promise<StepOutput> {
@@ -122,7 +135,7 @@ export class OnnxDecoder implements CausalLM {
     return this.run(this.emptyCache(1), [Array.from(tokens)]);
   }
 
-  async step(state: DecoderState, tokens: readonly number[]): Promise<StepOutput> {
+  async step(state: DecoderState, tokens: readonly (number | null)[]): Promise<StepOutput> {
     if (!(state instanceof KvCache)) throw new TypeError("OnnxDecoder.step needs a state made by this decoder");
     if (tokens.length !== state.batch) throw new RangeError(`step got ${tokens.length} tokens for a batch of ${state.batch}`);
     return this.run(state, tokens.map((t) => [t]));
@@ -136,24 +149,33 @@ export class OnnxDecoder implements CausalLM {
     const c = this.config;
     const dims = [batch, c.numKvHeads, 0, c.headDim];
     const make = () => new ort.Tensor(this.kvType, this.kvType === "float32" ? new Float32Array(0) : new Uint16Array(0), dims);
-    return new KvCache(Array.from({ length: 2 * c.numLayers }, make), batch, 0);
+    return new KvCache(Array.from({ length: 2 * c.numLayers }, make), batch, 0, new Uint8Array(0), new Int32Array(batch));
   }
 
-  private async run(cache: KvCache, rows: number[][]): Promise<StepOutput> {
+  /** One forward pass over `rows` (equal lengths; a null token holds its row with a masked position). */
+  private async run(cache: KvCache, rows: (number | null)[][]): Promise<StepOutput> {
     const batch = rows.length;
     const seq = rows[0].length;
     const total = cache.length + seq;
     const ids = new BigInt64Array(batch * seq);
     const pos = new BigInt64Array(batch * seq);
-    rows.forEach((row, b) =>
-      row.forEach((tok, s) => {
-        ids[b * seq + s] = BigInt(tok);
-        pos[b * seq + s] = BigInt(cache.length + s);
-      }),
-    );
+    const mask = new Uint8Array(batch * total);
+    const positions = Int32Array.from(cache.positions);
+    for (let b = 0; b < batch; b++) {
+      mask.set(cache.mask.subarray(b * cache.length, (b + 1) * cache.length), b * total);
+      for (let s = 0; s < seq; s++) {
+        const tok = rows[b][s];
+        ids[b * seq + s] = BigInt(tok ?? this.padId);
+        pos[b * seq + s] = BigInt(positions[b]);
+        if (tok !== null) {
+          mask[b * total + cache.length + s] = 1;
+          positions[b]++;
+        }
+      }
+    }
     const feeds: Record<string, ort.Tensor> = {
       input_ids: new ort.Tensor("int64", ids, [batch, seq]),
-      attention_mask: new ort.Tensor("int64", new BigInt64Array(batch * total).fill(1n), [batch, total]),
+      attention_mask: new ort.Tensor("int64", BigInt64Array.from(mask, (m) => BigInt(m)), [batch, total]),
     };
     if (this.hasPositionIds) feeds.position_ids = new ort.Tensor("int64", pos, [batch, seq]);
     for (let i = 0; i < this.config.numLayers; i++) {
@@ -165,11 +187,14 @@ export class OnnxDecoder implements CausalLM {
     const presents: ort.Tensor[] = [];
     for (let i = 0; i < this.config.numLayers; i++) presents.push(out[`present.${i}.key`], out[`present.${i}.value`]);
     const logits = lastPosition(out.logits);
-    for (let i = 0; i < logits.length; i++) {
-      if (Number.isNaN(logits[i])) throw new Error(`the model produced NaN logits (batch ${batch}, position ${total - 1})`);
+    for (let b = 0; b < batch; b++) {
+      if (rows[b][seq - 1] === null) continue;
+      for (let i = b * this.vocabSize; i < (b + 1) * this.vocabSize; i++) {
+        if (Number.isNaN(logits[i])) throw new Error(`the model produced NaN logits (row ${b} of ${batch}, position ${positions[b] - 1})`);
+      }
     }
     const hidden = this.hasHidden ? lastPosition(out.last_hidden_state) : undefined;
-    return { logits, hidden, state: new KvCache(presents, batch, total) };
+    return { logits, hidden, state: new KvCache(presents, batch, total, mask, positions) };
   }
 }
 

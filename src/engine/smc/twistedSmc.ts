@@ -1,0 +1,322 @@
+/**
+ * Twisted Sequential Monte Carlo over a language model, at token level (Zhao et al., ICML 2024) or at
+ * reasoning-step level (Feng et al., ICLR 2025).
+ *
+ * Target: σ(s) ∝ p(s)·φ(s) over complete solutions s, with φ the final potential (a known-answer
+ * reward, or the twist's own estimate of correctness, or 1). Intermediate targets
+ * π_t(s_≤t) ∝ p(s_≤t)·ψ_t(s_≤t) (Zhao et al., Eq. 3).
+ *
+ * Token level: proposal q_t(s_t | s_<t) ∝ p(s_t | s_<t)^{1/T}·ψ_t(s_≤t) over the whole vocabulary from
+ * one forward pass; incremental weight (Zhao et al., Eq. 5)
+ *     w_t = p(s_t | s_<t)·ψ_t(s_≤t) / (ψ_{t−1}(s_<t)·q_t(s_t | s_<t)),
+ * which at T = 1 is Σ_s p(s | s_<t)ψ_t(s_<t, s) / ψ_{t−1}(s_<t), the same for every choice of s_t.
+ * Choosing EOS ends the particle, so there the final potential replaces the twist: ψ_t(s_<t, EOS) = φ(s_<t).
+ *
+ * Step level: each particle samples a whole line from p^{1/T} (weight p/q per token, 1 at T = 1); at the
+ * line boundary the weight is multiplied by ψ(s_1:k)/ψ(s_1:k−1) (Feng et al., Eq. 7), and resampling
+ * happens only at boundaries. When a particle ends, φ replaces ψ: the weight gains φ/ψ(s_1:k−1).
+ *
+ * Resampling (when ESS < threshold·K, or always/never) draws ancestors and resets every weight to the
+ * average, so Ẑ = mean of the final weights is an unbiased estimate of Z = Σ_s p(s)φ(s)
+ * (Zhao et al., Sec. 3: log Ẑ is a stochastic lower bound of log Z).
+ */
+import { CausalLM, DecoderState, StepOutput } from "../lm/causalLm";
+import { logSumExp } from "../lm/distribution";
+import { Rng } from "../util/rng";
+import { SmcStepRecord } from "./record";
+import { resample, ResamplingScheme } from "./resampling";
+import { Twist, TwistInput } from "./twist";
+import { effectiveSampleSize, logMeanExp, normalize } from "./weights";
+
+export type SmcLevel = "token" | "step";
+export type ResamplePolicy = "adaptive" | "always" | "never";
+
+export interface SmcOptions {
+  particles: number;
+  level: SmcLevel;
+  resampling: ResamplingScheme;
+  /** Resample when ESS < essThreshold·K (adaptive policy). */
+  essThreshold: number;
+  resample: ResamplePolicy;
+  /** Generated tokens per particle at most (EOS included); a particle cut there ends with φ applied. */
+  maxTokens: number;
+  /** Proposal temperature; the target stays p·φ (importance weights correct for it). */
+  temperature: number;
+  seed: number;
+  twist?: Twist;
+  /** log φ of a finished text when the answer is known (training, evaluation); else the twist estimates it. */
+  logFinalPotential?: (text: string) => number;
+  isEos: (token: number) => boolean;
+  /** Step level: whether a token ends a reasoning line. */
+  isLineEnd: (token: number) => boolean;
+  decode: (tokens: readonly number[]) => string;
+  /** Called after every SMC step with its record; a listener that keeps them has the full replay. */
+  onStep?: (record: SmcStepRecord) => void;
+  /** Cancels within one step. */
+  signal?: AbortSignal;
+}
+
+export interface SmcParticle {
+  tokens: number[];
+  logWeight: number;
+  finishReason: "eos" | "length" | null;
+}
+
+export interface SmcRunResult {
+  particles: SmcParticle[];
+  /** log Ẑ: log of the mean final weight, after the resets at resampling. −∞ if every weight died. */
+  logZ: number;
+  /** ESS after each step's reweighting. */
+  ess: number[];
+  /** Steps after which the population was resampled. */
+  resampledAt: number[];
+  steps: number;
+  forwardPasses: number;
+  generatedTokens: number;
+  /** Set when every weight became zero: the population could not continue. */
+  collapsed?: string;
+}
+
+export class SmcCancelled extends Error {
+  constructor() {
+    super("the SMC run was cancelled");
+    this.name = "SmcCancelled";
+  }
+}
+
+/** Where a particle's next-token distribution lives: a row of some forward pass's output. */
+interface Pending {
+  out: StepOutput;
+  row: number;
+}
+
+interface Particle {
+  tokens: number[];
+  logW: number;
+  /** log ψ of the current prefix (token level: ψ_{t−1}; step level: ψ at the last boundary). */
+  logPsi: number;
+  finish: "eos" | "length" | null;
+  /** Row of the live decoder state holding this particle's cache (alive particles only). */
+  stateRow: number;
+  pending: Pending | null;
+  /** Step level: reached the end of a line and waits for the others. */
+  waiting: boolean;
+  /** Length of `tokens` when the last record was made, to report the text added since. */
+  recorded: number;
+}
+
+export function validateSmcOptions(o: SmcOptions): void {
+  if (!Number.isInteger(o.particles) || o.particles < 1) throw new RangeError(`particles must be a positive integer, got ${o.particles}`);
+  if (!Number.isInteger(o.maxTokens) || o.maxTokens < 1) throw new RangeError(`maxTokens must be a positive integer, got ${o.maxTokens}`);
+  if (!(o.temperature > 0) || !Number.isFinite(o.temperature)) throw new RangeError(`temperature must be > 0 for SMC, got ${o.temperature}`);
+  if (!(o.essThreshold >= 0 && o.essThreshold <= 1)) throw new RangeError(`essThreshold must be in [0, 1], got ${o.essThreshold}`);
+  if (o.twist && o.level === "token" && o.twist.kind !== "token") throw new RangeError("token-level SMC needs a token twist");
+  if (o.twist && o.level === "step" && o.twist.kind !== "step") throw new RangeError("step-level SMC needs a step (value) twist");
+}
+
+export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: SmcOptions): Promise<SmcRunResult> {
+  validateSmcOptions(o);
+  const rng = new Rng(o.seed);
+  const K = o.particles;
+  const V = lm.vocabSize;
+  const tokenTwist = o.twist?.kind === "token" ? o.twist : undefined;
+  const stepTwist = o.twist?.kind === "step" ? o.twist : undefined;
+  const known = o.logFinalPotential;
+  const eosIds: number[] = [];
+  for (let s = 0; s < V; s++) if (o.isEos(s)) eosIds.push(s);
+
+  const first = await lm.prefill(prompt);
+  let state: DecoderState = first.state;
+  const ps: Particle[] = Array.from({ length: K }, () => ({
+    tokens: [],
+    logW: 0,
+    logPsi: 0,
+    finish: null,
+    stateRow: 0,
+    pending: { out: first, row: 0 },
+    waiting: false,
+    recorded: 0,
+  }));
+  const ess: number[] = [];
+  const resampledAt: number[] = [];
+  let parents = ps.map((_, i) => i);
+  let steps = 0;
+  let forwardPasses = 0;
+  let generated = 0;
+  let collapsed: string | undefined;
+
+  const twistInput = (rows: Particle[]): TwistInput => ({
+    hidden: gatherHidden(rows, lm.hiddenSize),
+    hiddenSize: lm.hiddenSize,
+    prefixes: rows.map((p) => p.tokens),
+  });
+  /** log φ of a particle that ends now; `estimate` is the twist's own guess when the answer is unknown. */
+  const finalLogPhi = (p: Particle, estimate: number) => (known ? known(o.decode(p.tokens)) : estimate);
+
+  try {
+    while (ps.some((p) => !p.finish) && !collapsed) {
+      if (o.signal?.aborted) throw new SmcCancelled();
+
+      // 1. Propose: every alive particle that is not waiting at a boundary draws one token.
+      const movers = ps.filter((p) => !p.finish && !p.waiting);
+      const fed = new Map<Particle, number>();
+      const psiNext = tokenTwist && movers.length ? tokenTwist.logPsiNext(twistInput(movers)) : undefined;
+      const moverValues = stepTwist && !known && movers.length ? stepTwist.logValue(twistInput(movers)) : undefined;
+      movers.forEach((p, m) => {
+        const { out, row } = p.pending!;
+        const logits = out.logits.subarray(row * V, (row + 1) * V);
+        const logNorm = logSumExp(logits);
+        // Proposal logits: log p/T + log ψ, with φ for the EOS option where it is known.
+        const prop = new Float64Array(V);
+        for (let s = 0; s < V; s++) prop[s] = (logits[s] - logNorm) / o.temperature + (psiNext ? psiNext[m * V + s] : 0);
+        const eosPhi = new Map<number, number>();
+        if (o.level === "token") {
+          for (const s of eosIds) {
+            if (logits[s] - logNorm < -30) continue; // p(EOS) negligible: corrected below if drawn
+            const phi = finalLogPhi(p, psiNext ? psiNext[m * V + s] : 0);
+            eosPhi.set(s, phi);
+            prop[s] = (logits[s] - logNorm) / o.temperature + phi;
+          }
+        }
+        const logQNorm = logSumExp(prop);
+        if (logQNorm === -Infinity) {
+          // Every continuation has zero twisted mass: this particle's weight is zero.
+          p.logW = -Infinity;
+          p.finish = "eos";
+          return;
+        }
+        const s = drawFromLogits(prop, logQNorm, rng);
+        const logP = logits[s] - logNorm;
+        const logQ = prop[s] - logQNorm;
+        generated++;
+        if (o.level === "token") {
+          const logPsiS = eosPhi.get(s) ?? (psiNext ? psiNext[m * V + s] : 0);
+          p.logW += logP + logPsiS - p.logPsi - logQ;
+          p.logPsi = logPsiS;
+        } else {
+          p.logW += logP - logQ;
+        }
+        if (o.isEos(s)) {
+          p.finish = "eos";
+          if (o.level === "step") p.logW += finalLogPhi(p, moverValues ? moverValues[m] : 0) - p.logPsi;
+          else if (!eosPhi.has(s) && known) p.logW += finalLogPhi(p, 0) - p.logPsi; // drawn despite negligible p(EOS)
+          return;
+        }
+        p.tokens.push(s);
+        if (p.tokens.length >= o.maxTokens) {
+          p.finish = "length";
+          // The final potential replaces the twist; unknown answer: the twist's estimate, ratio 1.
+          if (known) p.logW += known(o.decode(p.tokens)) - p.logPsi;
+          return;
+        }
+        fed.set(p, s);
+      });
+
+      // 2. Advance: one batched forward pass over the alive particles (waiting ones are held).
+      const alive = ps.filter((p) => !p.finish);
+      if (alive.length && fed.size) {
+        const rows = alive.map((p) => p.stateRow);
+        if (rows.length !== state.batch || rows.some((r, i) => r !== i)) {
+          const selected = state.select(rows);
+          state.dispose();
+          state = selected;
+        }
+        alive.forEach((p, i) => (p.stateRow = i));
+        const out = await lm.step(state, alive.map((p) => fed.get(p) ?? null));
+        forwardPasses++;
+        state = out.state;
+        const lineEnds: Particle[] = [];
+        alive.forEach((p, i) => {
+          if (!fed.has(p)) return;
+          p.pending = { out, row: i };
+          if (o.level === "step" && o.isLineEnd(fed.get(p)!)) lineEnds.push(p);
+        });
+        if (lineEnds.length) {
+          // The boundary's weight ψ(s_1:k)/ψ(s_1:k−1), read from the hidden state after the line.
+          const values = stepTwist ? stepTwist.logValue(twistInput(lineEnds)) : undefined;
+          lineEnds.forEach((p, i) => {
+            const v = values ? values[i] : 0;
+            p.logW += v - p.logPsi;
+            p.logPsi = v;
+            p.waiting = true;
+          });
+        }
+      } else if (!alive.length) {
+        state.dispose();
+      }
+
+      // 3. At a step's end (every token at token level; when no particle is mid-line at step level):
+      // record, then resample if the weights have degenerated.
+      const stepEnds = o.level === "token" || ps.every((p) => p.finish || p.waiting);
+      if (!stepEnds) continue;
+      const logW = ps.map((p) => p.logW);
+      const e = effectiveSampleSize(logW);
+      ess.push(e);
+      const allDead = logW.every((w) => w === -Infinity);
+      if (allDead) collapsed = `every particle's weight is zero after step ${steps}: no particle reached a solution the final potential accepts`;
+      const shouldResample = !allDead && ps.some((p) => !p.finish) &&
+        (o.resample === "always" || (o.resample === "adaptive" && e < o.essThreshold * K));
+      if (o.onStep) o.onStep(makeRecord(steps, o, ps, parents, e, shouldResample));
+      parents = ps.map((_, i) => i);
+      if (shouldResample) {
+        const ancestors = resample(o.resampling, normalize(logW), K, rng);
+        const avg = logMeanExp(logW);
+        const old = ps.map((p) => ({ ...p, tokens: p.tokens }));
+        ancestors.forEach((a, i) => {
+          const src = old[a];
+          Object.assign(ps[i], { ...src, tokens: src.tokens.slice(), logW: avg });
+        });
+        parents = ancestors;
+        resampledAt.push(steps);
+      }
+      for (const p of ps) p.waiting = false;
+      steps++;
+    }
+  } finally {
+    state.dispose();
+  }
+  const logW = ps.map((p) => p.logW);
+  return {
+    particles: ps.map((p) => ({ tokens: p.tokens, logWeight: p.logW, finishReason: p.finish })),
+    logZ: logMeanExp(logW),
+    ess,
+    resampledAt,
+    steps,
+    forwardPasses,
+    generatedTokens: generated,
+    collapsed,
+  };
+}
+
+/** Inverse-CDF draw from unnormalised log probabilities with a known normaliser. */
+function drawFromLogits(logits: Float64Array, logNorm: number, rng: Rng): number {
+  let u = rng.uniform();
+  let last = 0;
+  for (let s = 0; s < logits.length; s++) {
+    if (logits[s] === -Infinity) continue;
+    u -= Math.exp(logits[s] - logNorm);
+    last = s;
+    if (u < 0) return s;
+  }
+  return last;
+}
+
+function gatherHidden(rows: Particle[], width: number): Float32Array | undefined {
+  if (!rows.length || !rows[0].pending?.out.hidden) return undefined;
+  const out = new Float32Array(rows.length * width);
+  rows.forEach((p, i) => {
+    const { out: o, row } = p.pending!;
+    out.set(o.hidden!.subarray(row * width, (row + 1) * width), i * width);
+  });
+  return out;
+}
+
+function makeRecord(step: number, o: SmcOptions, ps: Particle[], parents: number[], ess: number, resampled: boolean): SmcStepRecord {
+  const particles = ps.map((p, i) => {
+    const before = o.decode(p.tokens.slice(0, p.recorded));
+    const text = p.recorded === p.tokens.length ? "" : o.decode(p.tokens).slice(before.length);
+    p.recorded = p.tokens.length;
+    return { parent: parents[i], text, logWeight: p.logW, finished: p.finish !== null };
+  });
+  return { step, kind: o.level === "token" ? "token" : "line", particles, ess, resampled };
+}

@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import * as ort from "onnxruntime-node";
+import { StepOutput } from "../../src/engine/lm/causalLm";
+import { shippedModel } from "./helpers";
+
+interface Parity {
+  prefill: { input_ids: number[][]; attention_mask: number[][]; position_ids: number[][]; last_logits: number[][]; last_hidden: number[][] };
+  decode: { input_ids: number[][]; attention_mask: number[][]; position_ids: number[][]; logits: number[][] };
+}
+const parity: Parity = JSON.parse(readFileSync(join(__dirname, "../fixtures/tiny-math-llama.parity.json"), "utf8"));
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+const row = (out: StepOutput, r: number, width: number) => out.logits.subarray(r * width, (r + 1) * width);
+
+describe("ONNX decoder on the shipped model", () => {
+  it("matches PyTorch's logits and hidden state through prefill and one cached step", async () => {
+    const { lm } = await shippedModel();
+    const first = await lm.prefill(parity.prefill.input_ids[0]);
+    assert.ok(maxAbsDiff(first.logits, parity.prefill.last_logits[0]) < 1e-4);
+    assert.ok(maxAbsDiff(first.hidden!, parity.prefill.last_hidden[0]) < 1e-4);
+    const second = await lm.step(first.state, [parity.decode.input_ids[0][0]]);
+    assert.ok(maxAbsDiff(second.logits, parity.decode.logits[0]) < 1e-4);
+    second.state.dispose();
+  });
+
+  it("handles a left-padded batch in the graph exactly as PyTorch does", async () => {
+    const { folder } = await shippedModel();
+    const session = await ort.InferenceSession.create(folder.onnxPath, { intraOpNumThreads: 1 });
+    const i64 = (rows: number[][]) => new ort.Tensor("int64", BigInt64Array.from(rows.flat().map(BigInt)), [rows.length, rows[0].length]);
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: i64(parity.prefill.input_ids),
+      attention_mask: i64(parity.prefill.attention_mask),
+      position_ids: i64(parity.prefill.position_ids),
+    };
+    for (let i = 0; i < folder.config.numLayers; i++) {
+      for (const kv of ["key", "value"]) feeds[`past_key_values.${i}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [2, 4, 0, 32]);
+    }
+    const out = await session.run(feeds);
+    const [b, s, v] = out.logits.dims as number[];
+    const logits = out.logits.data as Float32Array;
+    for (let r = 0; r < b; r++) {
+      const last = logits.subarray((r * s + s - 1) * v, (r * s + s) * v);
+      assert.ok(maxAbsDiff(last, parity.prefill.last_logits[r]) < 1e-4, `row ${r}`);
+    }
+    await session.release();
+  });
+
+  it("gives the same logits after reordering the cache as recomputing the reordered sequences", async () => {
+    const { lm, tokenizer } = await shippedModel();
+    const prompt = tokenizer.encodeProblem("Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?");
+    const v = lm.vocabSize;
+    const first = await lm.prefill(prompt);
+    const broadcast = first.state.select([0, 0, 0]);
+    first.state.dispose();
+    const a = await lm.step(broadcast, [40, 41, 42]);
+    // Resample: new row 0 descends from old row 2, row 1 from row 0, row 2 from row 2.
+    const ancestors = [2, 0, 2];
+    const reordered = a.state.select(ancestors);
+    a.state.dispose();
+    const next = [50, 51, 52];
+    const b = await lm.step(reordered, next);
+    for (let r = 0; r < 3; r++) {
+      const fresh = await lm.prefill([...prompt, 40 + ancestors[r], next[r]]);
+      fresh.state.dispose();
+      assert.ok(maxAbsDiff(row(b, r, v), fresh.logits) < 1e-4, `row ${r}`);
+    }
+    b.state.dispose();
+  });
+
+  it("holds a row (null token) without changing what it computes next", async () => {
+    const { lm, tokenizer } = await shippedModel();
+    const prompt = tokenizer.encodeProblem("Kira has 7 cards. How many cards does Kira have now?");
+    const v = lm.vocabSize;
+    const first = await lm.prefill(prompt);
+    const two = first.state.select([0, 0]);
+    first.state.dispose();
+    const a = await lm.step(two, [60, null]);
+    const b = await lm.step(a.state, [null, 61]);
+    const c = await lm.step(b.state, [62, 63]);
+    c.state.dispose();
+    const row0 = await lm.prefill([...prompt, 60, 62]);
+    const row1 = await lm.prefill([...prompt, 61, 63]);
+    row0.state.dispose();
+    row1.state.dispose();
+    assert.ok(maxAbsDiff(row(c, 0, v), row0.logits) < 1e-4);
+    assert.ok(maxAbsDiff(row(c, 1, v), row1.logits) < 1e-4);
+  });
+
+  it("refuses a disposed cache, a wrong batch and an empty prompt", async () => {
+    const { lm } = await shippedModel();
+    const first = await lm.prefill([1, 5]);
+    await assert.rejects(lm.step(first.state, [1, 2]), /step got 2 tokens for a batch of 1/);
+    first.state.dispose();
+    assert.throws(() => first.state.select([0]), /used after it was disposed/);
+    await assert.rejects(lm.prefill([]), /at least one token/);
+  });
+});
