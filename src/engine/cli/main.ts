@@ -3,7 +3,10 @@
 import { ModelFolderError } from "../lm/modelFolder";
 import { UsageError } from "./args";
 import { dataCommand, DATA_HELP } from "./dataCommand";
+import { gradeCommand, GRADE_HELP } from "./gradeCommand";
 import { sampleCommand, SAMPLE_HELP } from "./sampleCommand";
+import { solveCommand, SOLVE_HELP } from "./solveCommand";
+import { TwistFileError } from "../twist/twistFile";
 
 declare const PACKAGE_VERSION: string | undefined;
 const version = typeof PACKAGE_VERSION === "string" ? PACKAGE_VERSION : "dev";
@@ -11,17 +14,25 @@ const version = typeof PACKAGE_VERSION === "string" ? PACKAGE_VERSION : "dev";
 const HELP = `twisted-smc ${version}: solve math word problems with a language model and twisted SMC.
 
 Commands:
-  sample "<problem>"     K samples from the model with their extracted answers
+  solve "<problem>"      twisted SMC: the answer, its posterior, the particles
+  sample "<problem>"     K plain samples from the model with their extracted answers
+  grade --jsonl FILE     extract answers from responses and reward them against gold answers
   data synth             synthetic word problems as GSM8K-format JSONL
 
 Run "twisted-smc <command> --help" for a command's options.
 
+${SOLVE_HELP}
+
 ${SAMPLE_HELP}
+
+${GRADE_HELP}
 
 ${DATA_HELP}`;
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
+  solve: solveCommand,
   sample: sampleCommand,
+  grade: gradeCommand,
   data: dataCommand,
 };
 
@@ -46,7 +57,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`twisted-smc: ${err.message}`);
       return 2;
     }
-    if (e instanceof ModelFolderError) {
+    if (e instanceof ModelFolderError || e instanceof TwistFileError) {
       console.error(`twisted-smc: ${err.message}`);
       return 3;
     }

@@ -3,7 +3,8 @@ import { parseArgs } from "node:util";
 import { extractAnswer } from "../math/answer";
 import { generate } from "../lm/generate";
 import { loadModel } from "../lm/loadModel";
-import { intOption, numberOption, stringOption, UsageError } from "./args";
+import { DEVICES, DeviceRequest } from "../lm/device";
+import { choiceOption, intOption, numberOption, stringOption, UsageError } from "./args";
 
 export const SAMPLE_HELP = `Usage: twisted-smc sample "<problem>" [options]
 
@@ -16,6 +17,7 @@ Options:
   --max-tokens N       tokens per sample at most (default: generation_config.json, else 128)
   --temperature T      0 is greedy (default 1)
   --seed S             random seed (default 0)
+  --device D           auto|cpu|webgpu|cuda (default auto)
   --threads N          onnxruntime intra-op threads (default: all cores)
   --json               print one JSON object instead of text`;
 
@@ -23,6 +25,7 @@ export interface SampleReport {
   problem: string;
   model: string;
   device: string;
+  deviceChoice?: string;
   samples: { text: string; answer: string | null; finishReason: string; tokens: number }[];
   answers: { answer: string; count: number }[];
   timing: { prefillMs: number; decodeMs: number; tokensPerSecond: number; promptTokens: number; generatedTokens: number };
@@ -39,6 +42,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
       temperature: { type: "string" },
       seed: { type: "string" },
       threads: { type: "string" },
+      device: { type: "string" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -50,7 +54,8 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   const problem = positionals.join(" ").trim();
   if (!problem) throw new UsageError(`sample needs a problem text\n\n${SAMPLE_HELP}`);
   const threads = values.threads === undefined ? undefined : intOption(values, "threads", 1, 1);
-  const { folder, tokenizer, lm } = await loadModel(stringOption(values, "model"), { threads });
+  const device = choiceOption<DeviceRequest>(values, "device", DEVICES, "auto");
+  const { folder, tokenizer, lm } = await loadModel(stringOption(values, "model"), { threads, device });
   try {
     const result = await generate(lm, tokenizer.encodeProblem(problem), {
       numSamples: intOption(values, "samples", 8, 1),
@@ -69,6 +74,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
       problem,
       model: folder.dir,
       device: lm.device,
+      deviceChoice: lm.deviceChoice,
       samples,
       answers: [...counts].sort((a, b) => b[1] - a[1]).map(([answer, count]) => ({ answer, count })),
       timing: {

@@ -31,6 +31,8 @@ export interface CausalLM {
   readonly hiddenSize: number;
   /** A short human description of where it runs, e.g. "cpu (onnxruntime-node, 2 threads)". */
   readonly device: string;
+  /** Why this device: what else was tried and why it was not used. */
+  readonly deviceChoice?: string;
   /** Consumes a prompt as one row; the output is for the position after it. */
   prefill(tokens: readonly number[]): Promise<StepOutput>;
   /**

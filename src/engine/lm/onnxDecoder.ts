@@ -7,6 +7,7 @@
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
 import { CausalLM, DecoderState, StepOutput } from "./causalLm";
+import { candidates, DeviceAttempt, DeviceRequest, describeDeviceChoice, precheck } from "./device";
 import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 
 type FloatType = "float32" | "float16";
@@ -15,7 +16,11 @@ type FloatData = Float32Array | Uint16Array;
 export interface OnnxDecoderOptions {
   /** Intra-op threads; defaults to the machine's parallelism. */
   threads?: number;
+  /** Where to run; `auto` picks the most capable available and falls back to the CPU. Default cpu. */
+  device?: DeviceRequest;
 }
+
+const firstLine = (s: string) => s.split("\n")[0].replace(/^.*?\] /, "").slice(0, 200);
 
 /**
  * The KV cache of a batch: 2 × layers tensors [batch, kvHeads, length, headDim], plus, per row, which
@@ -99,6 +104,7 @@ function lastPosition(t: ort.Tensor): Float32Array {
 export class OnnxDecoder implements CausalLM {
   readonly vocabSize: number;
   readonly hiddenSize: number;
+  readonly deviceChoice: string;
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -108,26 +114,46 @@ export class OnnxDecoder implements CausalLM {
     private readonly hasHidden: boolean,
     private readonly padId: number,
     readonly device: string,
+    /** Every device tried, with the reason each unused one was skipped. */
+    readonly deviceAttempts: readonly DeviceAttempt[],
   ) {
     this.vocabSize = config.vocabSize;
     this.hiddenSize = config.hiddenSize;
+    this.deviceChoice = describeDeviceChoice(deviceAttempts);
   }
 
   static async load(folder: ModelFolder, options: OnnxDecoderOptions = {}): Promise<OnnxDecoder> {
     const threads = options.threads ?? Math.max(1, availableParallelism());
-    let session: ort.InferenceSession;
-    try {
-      session = await ort.InferenceSession.create(folder.onnxPath, {
-        executionProviders: ["cpu"],
-        intraOpNumThreads: threads,
-        interOpNumThreads: 1,
-        graphOptimizationLevel: "all",
-      });
-    } catch (e) {
-      throw new ModelFolderError(`${folder.onnxPath} could not be loaded by onnxruntime: ${(e as Error).message}`);
+    const attempts: DeviceAttempt[] = [];
+    const request = options.device ?? "cpu";
+    for (const device of candidates(request)) {
+      const reason = precheck(device);
+      if (reason) {
+        attempts.push({ device, skipped: reason });
+        continue;
+      }
+      let session: ort.InferenceSession;
+      try {
+        session = await ort.InferenceSession.create(folder.onnxPath, {
+          executionProviders: [device],
+          intraOpNumThreads: threads,
+          interOpNumThreads: 1,
+          graphOptimizationLevel: "all",
+        });
+      } catch (e) {
+        const message = (e as Error).message;
+        if (device !== "cpu" && !/protobuf|parse|invalid model|load model/i.test(message)) {
+          attempts.push({ device, skipped: firstLine(message) });
+          continue;
+        }
+        throw new ModelFolderError(`${folder.onnxPath} could not be loaded by onnxruntime: ${message}`);
+      }
+      attempts.push({ device });
+      const { kvType, hasPositionIds, hasHidden } = checkInterface(session, folder);
+      const where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
+      return new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, folder.config.padTokenId ?? 0, where, attempts);
     }
-    const { kvType, hasPositionIds, hasHidden } = checkInterface(session, folder);
-    return new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, folder.config.padTokenId ?? 0, `cpu (onnxruntime-node, ${threads} threads)`);
+    throw new Error(`no device could run the model: ${describeDeviceChoice(attempts)}${request === "auto" ? "" : "; try --device auto or cpu"}`);
   }
 
   async prefill(tokens: readonly number[]): Promise<StepOutput> {

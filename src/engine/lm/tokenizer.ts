@@ -10,6 +10,7 @@ import { ModelFolder, ModelFolderError } from "./modelFolder";
 
 export class TextTokenizer {
   private readonly chatTemplate?: Template;
+  private readonly lineEnds = new Map<number, boolean>();
 
   private constructor(
     private readonly tokenizer: Tokenizer,
@@ -63,7 +64,18 @@ export class TextTokenizer {
   }
 
   decode(ids: readonly number[]): string {
+    if (!ids.length) return ""; // the library rejects an empty list
     return this.tokenizer.decode([...ids], { skip_special_tokens: true });
+  }
+
+  /** Whether a token's text contains a line break: the end of a reasoning step. */
+  isLineEnd(id: number): boolean {
+    let cached = this.lineEnds.get(id);
+    if (cached === undefined) {
+      cached = this.tokenizer.decode([id], { skip_special_tokens: true }).includes("\n");
+      this.lineEnds.set(id, cached);
+    }
+    return cached;
   }
 
   isEos(id: number): boolean {

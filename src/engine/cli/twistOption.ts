@@ -1,0 +1,18 @@
+/** Resolves `--twist FILE|none` (default: the model folder's shipped twist for the level, if any). */
+import { resolve } from "node:path";
+import { LoadedModel } from "../lm/loadModel";
+import { loadTwist, shippedTwistPath, TwistFileError } from "../twist/twistFile";
+import { Twist } from "../smc/twist";
+import { UsageError } from "./args";
+
+export function loadTwistOption(option: string | undefined, model: LoadedModel, level: "token" | "step"): { twist: Twist; name: string } | undefined {
+  if (option === "none") return undefined;
+  const path = option === undefined ? shippedTwistPath(model.folder, level) : resolve(option);
+  if (!path) return undefined;
+  const { head, meta } = loadTwist(path, model.folder);
+  if (meta.kind !== level) {
+    const hint = `a ${meta.kind}-level twist cannot steer --level ${level}: pass --level ${meta.kind} or another twist`;
+    throw option === undefined ? new TwistFileError(`${path}: ${hint}`) : new UsageError(hint);
+  }
+  return { twist: head, name: path };
+}

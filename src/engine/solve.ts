@@ -1,0 +1,139 @@
+/**
+ * Solving one problem: twisted SMC over the model, then the weighted vote. The one entry point that the
+ * CLI's `solve`, the editor's engine process and evaluation share, with one result type.
+ */
+import { LoadedModel } from "./lm/loadModel";
+import { answersMatch, extractAnswer } from "./math/answer";
+import { answerPosterior, AnswerProbability } from "./smc/posterior";
+import { SmcRecord, SmcStepRecord } from "./smc/record";
+import { ResamplingScheme } from "./smc/resampling";
+import { Twist } from "./smc/twist";
+import { ResamplePolicy, runTwistedSmc, SmcLevel } from "./smc/twistedSmc";
+
+export interface SolveOptions {
+  particles: number;
+  level: SmcLevel;
+  resampling: ResamplingScheme;
+  essThreshold: number;
+  resample: ResamplePolicy;
+  maxTokens: number;
+  temperature: number;
+  seed: number;
+  twist?: Twist;
+  /** A name for the twist in results (its file), or null for none. */
+  twistName?: string | null;
+  /** The known answer, when there is one: the final potential becomes the reward (training, evaluation). */
+  gold?: number;
+  /** Keep the full step-by-step record in the result. */
+  record?: boolean;
+  onStep?: (step: SmcStepRecord) => void;
+  signal?: AbortSignal;
+}
+
+export const DEFAULT_SOLVE_OPTIONS: Omit<SolveOptions, "twist"> = {
+  particles: 16,
+  level: "token",
+  resampling: "systematic",
+  essThreshold: 0.5,
+  resample: "adaptive",
+  maxTokens: 96,
+  temperature: 1,
+  seed: 0,
+};
+
+export interface SolvedParticle {
+  text: string;
+  answer: string | null;
+  logWeight: number;
+  finishReason: "eos" | "length" | null;
+}
+
+export interface SolveResult {
+  problem: string;
+  answer: string | null;
+  /** Probability of the chosen answer under the weighted vote. */
+  probability: number;
+  posterior: AnswerProbability[];
+  /** Weight of particles that gave no answer. */
+  unanswered: number;
+  logZ: number;
+  ess: number[];
+  resampledAt: number[];
+  particles: SolvedParticle[];
+  steps: number;
+  level: SmcLevel;
+  twist: string | null;
+  model: string;
+  device: string;
+  deviceChoice?: string;
+  timing: { totalMs: number; forwardPasses: number; generatedTokens: number; tokensPerSecond: number };
+  collapsed?: string;
+  /** Whether the chosen answer equals the known answer, when one was given. */
+  correct?: boolean;
+  record?: SmcRecord;
+}
+
+export async function solve(model: LoadedModel, problem: string, options: SolveOptions): Promise<SolveResult> {
+  const question = problem.trim();
+  if (!question) throw new RangeError("the problem text is empty");
+  const { tokenizer, lm, folder } = model;
+  const start = performance.now();
+  const steps: SmcStepRecord[] = [];
+  const gold = options.gold;
+  const prompt = tokenizer.encodeProblem(question);
+  const run = await runTwistedSmc(lm, prompt, {
+    ...options,
+    logFinalPotential:
+      gold === undefined
+        ? undefined
+        : (text) => {
+            const a = extractAnswer(text);
+            return a !== undefined && answersMatch(a.value, gold) ? 0 : -Infinity;
+          },
+    isEos: (t) => tokenizer.isEos(t),
+    isLineEnd: (t) => tokenizer.isLineEnd(t),
+    decode: (t) => tokenizer.decode(t),
+    onStep: (s) => {
+      if (options.record) steps.push(s);
+      options.onStep?.(s);
+    },
+  });
+  const totalMs = performance.now() - start;
+  const texts = run.particles.map((p) => tokenizer.decode(p.tokens));
+  const vote = answerPosterior(texts, run.particles.map((p) => p.logWeight));
+  const result: SolveResult = {
+    problem: question,
+    answer: vote.answer,
+    probability: vote.posterior[0]?.probability ?? 0,
+    posterior: vote.posterior,
+    unanswered: vote.unanswered,
+    logZ: run.logZ,
+    ess: run.ess,
+    resampledAt: run.resampledAt,
+    particles: run.particles.map((p, i) => ({
+      text: texts[i],
+      answer: extractAnswer(texts[i])?.key ?? null,
+      logWeight: p.logWeight,
+      finishReason: p.finishReason,
+    })),
+    steps: run.steps,
+    level: options.level,
+    twist: options.twistName ?? null,
+    model: folder.name,
+    device: lm.device,
+    deviceChoice: lm.deviceChoice,
+    timing: {
+      totalMs: Math.round(totalMs * 10) / 10,
+      forwardPasses: run.forwardPasses,
+      generatedTokens: run.generatedTokens,
+      tokensPerSecond: Math.round(run.generatedTokens / Math.max(totalMs / 1000, 1e-9)),
+    },
+  };
+  if (run.collapsed) result.collapsed = run.collapsed;
+  if (gold !== undefined) result.correct = vote.answer !== null && answersMatch(Number(vote.answer), gold);
+  if (options.record) {
+    const { onStep: _o, signal: _s, twist: _t, ...plain } = options;
+    result.record = { version: 1, problem: question, prompt: tokenizer.decode(prompt), options: plain, steps };
+  }
+  return result;
+}

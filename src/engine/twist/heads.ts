@@ -1,0 +1,119 @@
+/**
+ * Twist heads on the frozen language model's final hidden state h (the seed's TwistModel).
+ *
+ * Token head (Zhao et al. 2024): log ψ_t(s_<t, s) = (h·U)·W[:, s] + b[s] for every token s, a rank-r
+ * factorisation so big vocabularies stay cheap. W = 0, b = 0 at initialisation, so ψ ≡ 1.
+ *
+ * Value head (Feng et al. 2025): log ψ(s_1:k) = log σ(w·h + c), an estimate of the probability that the
+ * prefix ends correct; it also serves as the final potential when the answer is unknown. w = 0 and
+ * c = 10 at initialisation: ψ is the constant 0.99995, so SMC behaves exactly as with ψ ≡ 1 (only
+ * ratios of ψ enter the weights).
+ */
+import { Rng } from "../util/rng";
+import { StepTwist, TokenTwist, TwistInput } from "../smc/twist";
+
+export const VALUE_BIAS_INIT = 10;
+
+/** log σ(z), stable for large |z|. */
+export function logSigmoid(z: number): number {
+  return z >= 0 ? -Math.log1p(Math.exp(-z)) : z - Math.log1p(Math.exp(z));
+}
+
+export interface TokenHeadParams {
+  hiddenSize: number;
+  vocabSize: number;
+  rank: number;
+  /** hiddenSize × rank, row-major. */
+  U: Float32Array;
+  /** rank × vocabSize, row-major. */
+  W: Float32Array;
+  /** vocabSize. */
+  b: Float32Array;
+}
+
+export interface ValueHeadParams {
+  hiddenSize: number;
+  /** hiddenSize. */
+  w: Float32Array;
+  c: number;
+}
+
+function requireHidden(input: TwistInput, hiddenSize: number): Float32Array {
+  if (!input.hidden) throw new Error("this twist reads the model's last_hidden_state, which the model does not output");
+  if (input.hiddenSize !== hiddenSize) throw new Error(`twist expects hidden size ${hiddenSize}, the model gives ${input.hiddenSize}`);
+  return input.hidden;
+}
+
+export class TokenTwistHead implements TokenTwist {
+  readonly kind = "token";
+  constructor(readonly p: TokenHeadParams) {
+    const { hiddenSize: H, vocabSize: V, rank: R } = p;
+    if (p.U.length !== H * R || p.W.length !== R * V || p.b.length !== V) throw new Error("token twist head: parameter sizes disagree with its dimensions");
+  }
+
+  static init(hiddenSize: number, vocabSize: number, rank: number, rng: Rng): TokenTwistHead {
+    // U is a fixed random projection scaled to keep h·U of order 1; W and b start at zero (ψ ≡ 1).
+    const U = Float32Array.from({ length: hiddenSize * rank }, () => rng.normal() / Math.sqrt(hiddenSize));
+    return new TokenTwistHead({ hiddenSize, vocabSize, rank, U, W: new Float32Array(rank * vocabSize), b: new Float32Array(vocabSize) });
+  }
+
+  /** The rank-r features h·U of each row: rows × rank. */
+  features(hidden: Float32Array, rows: number): Float32Array {
+    const { hiddenSize: H, rank: R, U } = this.p;
+    const z = new Float32Array(rows * R);
+    for (let r = 0; r < rows; r++) {
+      for (let i = 0; i < H; i++) {
+        const h = hidden[r * H + i];
+        if (h === 0) continue;
+        for (let k = 0; k < R; k++) z[r * R + k] += h * U[i * R + k];
+      }
+    }
+    return z;
+  }
+
+  logPsiNext(input: TwistInput): Float32Array {
+    const rows = input.prefixes.length;
+    const { vocabSize: V, rank: R, W, b } = this.p;
+    const z = this.features(requireHidden(input, this.p.hiddenSize), rows);
+    const out = new Float32Array(rows * V);
+    for (let r = 0; r < rows; r++) {
+      const o = out.subarray(r * V, (r + 1) * V);
+      o.set(b);
+      for (let k = 0; k < R; k++) {
+        const zk = z[r * R + k];
+        if (zk === 0) continue;
+        const wk = W.subarray(k * V, (k + 1) * V);
+        for (let s = 0; s < V; s++) o[s] += zk * wk[s];
+      }
+    }
+    return out;
+  }
+}
+
+export class ValueTwistHead implements StepTwist {
+  readonly kind = "step";
+  constructor(readonly p: ValueHeadParams) {
+    if (p.w.length !== p.hiddenSize) throw new Error("value twist head: parameter sizes disagree with its dimensions");
+  }
+
+  static init(hiddenSize: number): ValueTwistHead {
+    return new ValueTwistHead({ hiddenSize, w: new Float32Array(hiddenSize), c: VALUE_BIAS_INIT });
+  }
+
+  /** The logit z = w·h + c of each row. */
+  logits(hidden: Float32Array, rows: number): Float64Array {
+    const { hiddenSize: H, w, c } = this.p;
+    const out = new Float64Array(rows);
+    for (let r = 0; r < rows; r++) {
+      let z = c;
+      for (let i = 0; i < H; i++) z += w[i] * hidden[r * H + i];
+      out[r] = z;
+    }
+    return out;
+  }
+
+  logValue(input: TwistInput): Float64Array {
+    const z = this.logits(requireHidden(input, this.p.hiddenSize), input.prefixes.length);
+    return z.map(logSigmoid);
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * The portable twist file: one JSON document with the head's parameters (float32, base64) and the
+ * metadata that makes it safe to use: the base model it belongs to (a fingerprint checked on load),
+ * its dimensions, and how it was trained (loss, data, flags, metrics).
+ */
+import { createHash } from "node:crypto";
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { ModelFolder } from "../lm/modelFolder";
+import { writeFileAtomic } from "../util/atomicWrite";
+import { TokenTwistHead, ValueTwistHead } from "./heads";
+
+export const TWIST_FORMAT = "twisted-smc-twist";
+
+export class TwistFileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "TwistFileError";
+  }
+}
+
+export interface TwistMeta {
+  format: typeof TWIST_FORMAT;
+  version: 1;
+  kind: "token" | "step";
+  baseModel: { name: string; fingerprint: string };
+  hiddenSize: number;
+  vocabSize: number;
+  rank?: number;
+  created: string;
+  /** How it was made: loss, data, flags. */
+  training?: Record<string, unknown>;
+  /** What it measured: final loss, accuracy… */
+  metrics?: Record<string, unknown>;
+}
+
+export type TwistHead = TokenTwistHead | ValueTwistHead;
+
+export interface TwistFile {
+  meta: TwistMeta;
+  head: TwistHead;
+}
+
+/**
+ * Identifies a base model cheaply even when its ONNX file is gigabytes: config and tokenizer in full,
+ * the ONNX file's size and its first and last MiB.
+ */
+export function modelFingerprint(folder: ModelFolder): string {
+  const h = createHash("sha256");
+  h.update(JSON.stringify(folder.rawConfig));
+  h.update(JSON.stringify(folder.tokenizerJson.model ?? {}));
+  const size = statSync(folder.onnxPath).size;
+  h.update(String(size));
+  const fd = openSync(folder.onnxPath, "r");
+  try {
+    const chunk = Buffer.alloc(Math.min(1 << 20, size));
+    readSync(fd, chunk, 0, chunk.length, 0);
+    h.update(chunk);
+    readSync(fd, chunk, 0, chunk.length, size - chunk.length);
+    h.update(chunk);
+  } finally {
+    closeSync(fd);
+  }
+  return h.digest("hex").slice(0, 32);
+}
+
+const encode = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
+
+function decode(b64: unknown, length: number, what: string, path: string): Float32Array {
+  if (typeof b64 !== "string") throw new TwistFileError(`${path}: parameter ${what} is missing`);
+  const buf = Buffer.from(b64, "base64");
+  if (buf.byteLength !== length * 4) throw new TwistFileError(`${path}: parameter ${what} has ${buf.byteLength / 4} values, expected ${length} (the file is corrupt or truncated)`);
+  const out = new Float32Array(length);
+  new Uint8Array(out.buffer).set(buf);
+  for (let i = 0; i < length; i++) if (!Number.isFinite(out[i])) throw new TwistFileError(`${path}: parameter ${what} holds a NaN or infinite value`);
+  return out;
+}
+
+export function serializeTwist(head: TwistHead, meta: Omit<TwistMeta, "format" | "version" | "kind" | "hiddenSize" | "vocabSize" | "rank">): string {
+  const doc =
+    head instanceof TokenTwistHead
+      ? {
+          format: TWIST_FORMAT, version: 1, kind: "token", hiddenSize: head.p.hiddenSize, vocabSize: head.p.vocabSize, rank: head.p.rank, ...meta,
+          params: { U: encode(head.p.U), W: encode(head.p.W), b: encode(head.p.b) },
+        }
+      : {
+          format: TWIST_FORMAT, version: 1, kind: "step", hiddenSize: head.p.hiddenSize, vocabSize: 0, ...meta,
+          params: { w: encode(head.p.w), c: head.p.c },
+        };
+  return JSON.stringify(doc);
+}
+
+export function saveTwist(path: string, head: TwistHead, meta: Parameters<typeof serializeTwist>[1]): void {
+  writeFileAtomic(path, serializeTwist(head, meta) + "\n");
+}
+
+/** Reads and validates a twist file; with `folder`, also checks that it belongs to that model. */
+export function loadTwist(path: string, folder?: ModelFolder): TwistFile {
+  if (!existsSync(path)) throw new TwistFileError(`twist file ${path} does not exist`);
+  let doc: Record<string, unknown>;
+  try {
+    doc = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new TwistFileError(`twist file ${path} is not valid JSON (${(e as Error).message}): it may be corrupt or truncated`);
+  }
+  if (doc?.format !== TWIST_FORMAT) throw new TwistFileError(`${path} is not a twist file (format "${String(doc?.format)}")`);
+  if (doc.version !== 1) throw new TwistFileError(`${path}: twist file version ${String(doc.version)} is not supported`);
+  const meta = doc as unknown as TwistMeta;
+  const params = (doc.params ?? {}) as Record<string, unknown>;
+  const H = meta.hiddenSize;
+  if (!Number.isInteger(H) || H <= 0) throw new TwistFileError(`${path}: hiddenSize is missing or invalid`);
+  if (folder) {
+    const fp = modelFingerprint(folder);
+    if (meta.baseModel?.fingerprint !== fp) {
+      throw new TwistFileError(
+        `twist ${path} was trained for model "${meta.baseModel?.name}" (fingerprint ${meta.baseModel?.fingerprint}), ` +
+          `not for ${folder.dir} (fingerprint ${fp}); train a twist for this model or pass --twist none`,
+      );
+    }
+  }
+  let head: TwistHead;
+  if (meta.kind === "token") {
+    const V = meta.vocabSize, R = meta.rank ?? 0;
+    if (!Number.isInteger(V) || V <= 0 || !Number.isInteger(R) || R <= 0) throw new TwistFileError(`${path}: vocabSize or rank is missing or invalid`);
+    head = new TokenTwistHead({ hiddenSize: H, vocabSize: V, rank: R, U: decode(params.U, H * R, "U", path), W: decode(params.W, R * V, "W", path), b: decode(params.b, V, "b", path) });
+  } else if (meta.kind === "step") {
+    if (typeof params.c !== "number" || !Number.isFinite(params.c)) throw new TwistFileError(`${path}: parameter c is missing or not finite`);
+    head = new ValueTwistHead({ hiddenSize: H, w: decode(params.w, H, "w", path), c: params.c });
+  } else {
+    throw new TwistFileError(`${path}: unknown twist kind "${String(meta.kind)}"`);
+  }
+  delete (meta as unknown as Record<string, unknown>).params;
+  return { meta, head };
+}
+
+/** The twist a model folder ships for a level, if any: twist-token.json / twist-step.json. */
+export function shippedTwistPath(folder: ModelFolder, level: "token" | "step"): string | undefined {
+  const p = join(folder.dir, `twist-${level}.json`);
+  return existsSync(p) ? p : undefined;
+}
