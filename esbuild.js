@@ -38,7 +38,7 @@ const targets = [
   {
     // The engine runs as a child process and from the command line; onnxruntime-node's native
     // binding cannot be bundled, so it stays a runtime dependency.
-    entryPoints: { cli: "src/engine/cli/main.ts" },
+    entryPoints: { cli: "src/engine/cli/main.ts", bench: "src/bench/bench.ts" },
     platform: "node",
     target: "node20",
     format: "cjs",
@@ -74,7 +74,7 @@ async function main() {
   } finally {
     await Promise.all(contexts.map((c) => c.dispose()));
   }
-  const built = present.map((t) => Object.keys(t.entryPoints)[0]);
+  const built = present.flatMap((t) => Object.keys(t.entryPoints));
   console.log(`built ${built.join(", ")}${production ? " (production)" : ""}`);
   fs.chmodSync(path.join(__dirname, "dist/cli.js"), 0o755);
 }

@@ -49,9 +49,31 @@ def export_onnx(model, cfg, model_dir):
     with open(os.path.join(model_dir, "generation_config.json"), "w") as f:
         json.dump(gen, f, indent=2)
         f.write("\n")
+    write_safetensors(model, os.path.join(model_dir, "model.safetensors"))
     import onnx
     onnx.checker.check_model(path)
     print("exported", path, os.path.getsize(path), "bytes")
+
+
+def write_safetensors(model, path):
+    """The weights in the safetensors layout (8-byte header size, JSON header, raw little-endian data),
+    written by hand because Debian has no safetensors package. PyTorch references load these."""
+    tensors = {k: v.detach().contiguous().float() for k, v in model.state_dict().items()}
+    header, offset, blobs = {}, 0, []
+    for name in sorted(tensors):
+        data = tensors[name].numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    header["__metadata__"] = {"format": "pt"}
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * ((8 - len(raw) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for b in blobs:
+            f.write(b)
+    print("wrote", path, os.path.getsize(path), "bytes")
 
 
 def write_parity_fixture(model, path):

@@ -1,0 +1,96 @@
+/**
+ * `npm run bench`: decode speed of the engine on the shipped model, plain batched sampling against
+ * twisted SMC (token level, a twist head that does real work, adaptive resampling), for K particles,
+ * and a PyTorch CPU eager reference on the same weights when /usr/bin/python3 has torch. Prints JSON.
+ *
+ * Every loop runs a fixed number of steps with EOS ignored, so the same work is timed everywhere.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { join } from "node:path";
+import { generate } from "../engine/lm/generate";
+import { loadModel } from "../engine/lm/loadModel";
+import { defaultModelDir } from "../engine/lm/modelFolder";
+import { runTwistedSmc } from "../engine/smc/twistedSmc";
+import { TokenTwistHead } from "../engine/twist/heads";
+import { synthesize } from "../engine/math/problems";
+import { Rng } from "../engine/util/rng";
+
+const STEPS = 64;
+const REPEATS = 3;
+const KS = (process.env.BENCH_KS ?? "1,16,64").split(",").map(Number);
+const threads = Number(process.env.BENCH_THREADS ?? availableParallelism());
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+function torchReference(modelDir: string, prompt: number[], k: number): Record<string, unknown> | string {
+  const python = "/usr/bin/python3";
+  if (!existsSync(python)) return "no /usr/bin/python3";
+  const script = join(__dirname, "../scripts/bench/torch_reference.py");
+  const r = spawnSync(python, [script, modelDir, JSON.stringify(prompt), String(k), String(STEPS), String(threads)], { encoding: "utf8", timeout: 300000 });
+  if (r.status !== 0) return /No module named 'torch'/.test(r.stderr) ? "PyTorch is not installed (apt-get install python3-torch)" : `failed: ${r.stderr.trim().split("\n").pop()}`;
+  return JSON.parse(r.stdout);
+}
+
+async function main() {
+  const modelDir = defaultModelDir(__dirname);
+  const { tokenizer, lm } = await loadModel(modelDir, { threads, device: "cpu" });
+  const prompt = tokenizer.encodeProblem(synthesize("test", 1, 0)[0].question);
+  // A token twist with random non-zero weights, so its cost and resampling are real.
+  const rng = new Rng(5);
+  const twist = TokenTwistHead.init(lm.hiddenSize, lm.vocabSize, Math.min(64, lm.hiddenSize), rng);
+  for (let i = 0; i < twist.p.W.length; i++) twist.p.W[i] = 0.3 * rng.normal();
+  const rows: Record<string, unknown>[] = [];
+  for (const K of KS) {
+    const plainMs: number[] = [];
+    const smcMs: number[] = [];
+    let resamples = 0;
+    for (let r = 0; r < REPEATS + 1; r++) {
+      const g = await generate(lm, prompt, { numSamples: K, maxTokens: STEPS + 1, temperature: 1, seed: r, isEos: () => false });
+      const t0 = performance.now();
+      const s = await runTwistedSmc(lm, prompt, {
+        particles: K, level: "token", resampling: "systematic", essThreshold: 0.5, resample: "adaptive", maxTokens: STEPS + 1,
+        temperature: 1, seed: r, twist, isEos: () => false, isLineEnd: () => false, decode: (t) => tokenizer.decode(t),
+      });
+      const smcTotal = performance.now() - t0;
+      if (r === 0) continue; // warm-up
+      plainMs.push(g.decodeMs / g.steps);
+      smcMs.push(smcTotal / s.forwardPasses);
+      resamples += s.resampledAt.length;
+    }
+    const plain = median(plainMs);
+    const smc = median(smcMs);
+    const torch = torchReference(modelDir, prompt, K);
+    rows.push({
+      K,
+      plainSampling: { msPerStep: round(plain), tokensPerSecond: Math.round((K * 1000) / plain) },
+      twistedSmc: { msPerStep: round(smc), tokensPerSecond: Math.round((K * 1000) / smc), resamplesPerRun: resamples / REPEATS },
+      smcOverPlain: round(smc / plain),
+      pytorchCpuEager: typeof torch === "string" ? { unavailable: torch } : { msPerStep: round(torch.msPerStep as number), tokensPerSecond: Math.round(torch.tokensPerSecond as number) },
+      engineOverPytorch: typeof torch === "string" ? null : round(plain / (torch.msPerStep as number)),
+    });
+  }
+  const usage = process.resourceUsage();
+  console.log(JSON.stringify({
+    model: modelDir,
+    device: lm.device,
+    steps: STEPS,
+    repeats: REPEATS,
+    threads,
+    results: rows,
+    peakRssMiB: Math.round(usage.maxRSS / 1024),
+    goals: { "smcOverPlain at K=16": "<= 1.15", engineOverPytorch: "<= 1 (engine at least as fast)" },
+  }, null, 2));
+  await lm.dispose();
+}
+
+const round = (x: number) => Math.round(x * 1000) / 1000;
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
