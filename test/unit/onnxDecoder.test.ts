@@ -3,7 +3,12 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { StepOutput } from "../../src/engine/lm/causalLm";
-import { shippedModel } from "./helpers";
+import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
+import { MODEL_DIR, shippedModel } from "./helpers";
+
+let eager: Promise<LoadedModel> | undefined;
+/** The shipped export as it is, without the SMC preparation (no ancestor_index input). */
+const eagerModel = () => (eager ??= loadModel(MODEL_DIR, { threads: 1, prepare: false }));
 
 interface Parity {
   prefill: { input_ids: number[][]; attention_mask: number[][]; position_ids: number[][]; last_logits: number[][]; last_hidden: number[][] };
@@ -53,8 +58,11 @@ describe("ONNX decoder on the shipped model", () => {
     await session.release();
   });
 
-  it("gives the same logits after reordering the cache as recomputing the reordered sequences", async () => {
-    const { lm, tokenizer } = await shippedModel();
+  for (const prepare of [true, false]) {
+  const how = prepare ? "gathering in the prepared graph" : "copying rows in JavaScript";
+  const model = prepare ? shippedModel : eagerModel;
+  it(`gives the same logits after reordering the cache as recomputing the reordered sequences (${how})`, async () => {
+    const { lm, tokenizer } = await model();
     const prompt = tokenizer.encodeProblem("Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?");
     const v = lm.vocabSize;
     const first = await lm.prefill(prompt);
@@ -75,8 +83,8 @@ describe("ONNX decoder on the shipped model", () => {
     b.state.dispose();
   });
 
-  it("holds a row (null token) without changing what it computes next", async () => {
-    const { lm, tokenizer } = await shippedModel();
+  it(`holds a row (null token) without changing what it computes next (${how})`, async () => {
+    const { lm, tokenizer } = await model();
     const prompt = tokenizer.encodeProblem("Kira has 7 cards. How many cards does Kira have now?");
     const v = lm.vocabSize;
     const first = await lm.prefill(prompt);
@@ -93,6 +101,7 @@ describe("ONNX decoder on the shipped model", () => {
     assert.ok(maxAbsDiff(row(c, 0, v), row0.logits) < 1e-4);
     assert.ok(maxAbsDiff(row(c, 1, v), row1.logits) < 1e-4);
   });
+  }
 
   it("refuses a disposed cache, a wrong batch and an empty prompt", async () => {
     const { lm } = await shippedModel();

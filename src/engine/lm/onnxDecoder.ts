@@ -4,11 +4,13 @@
  * optionally last_hidden_state), run by onnxruntime-node. The KV cache stays in the runtime's tensors
  * and is reordered by row without recomputing anything.
  */
+import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
 import { CausalLM, DecoderState, StepOutput } from "./causalLm";
 import { candidates, DeviceAttempt, DeviceRequest, describeDeviceChoice, precheck } from "./device";
 import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
+import { ANCESTOR_INPUT, HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "./onnx/prepareGraph";
 
 type FloatType = "float32" | "float16";
 type FloatData = Float32Array | Uint16Array;
@@ -18,45 +20,105 @@ export interface OnnxDecoderOptions {
   threads?: number;
   /** Where to run; `auto` picks the most capable available and falls back to the CPU. Default cpu. */
   device?: DeviceRequest;
+  /** Load the SMC-ready copy of the graph (default true); false loads the export as it is. */
+  prepare?: boolean;
+}
+
+/**
+ * The SMC-ready graph (see prepareGraph): a cached file next to the export, or, where that folder is
+ * read-only, the edited bytes in memory. An export whose LM head cannot be found is used as it is.
+ */
+function smcReadySource(folder: ModelFolder): string | Uint8Array {
+  try {
+    return prepareForSmc(folder.onnxPath, folder.config.hiddenSize).path;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "EROFS" || code === "EPERM") {
+      return prepareModelBytes(readFileSync(folder.onnxPath), folder.config.hiddenSize)?.bytes ?? folder.onnxPath;
+    }
+    if (/cannot find the LM head/.test((e as Error).message)) return folder.onnxPath;
+    throw new ModelFolderError(`${folder.onnxPath} is not a valid ONNX model (${(e as Error).message}): the file may be truncated or corrupt`);
+  }
 }
 
 const firstLine = (s: string) => s.split("\n")[0].replace(/^.*?\] /, "").slice(0, 200);
 
+/** Tensors shared by the states that still read them; freed when the last one lets go. */
+class SharedTensors {
+  private refs = 1;
+  constructor(readonly tensors: ort.Tensor[]) {}
+  get batch(): number {
+    return this.tensors[0]?.dims[0] ?? 0;
+  }
+  retain(): this {
+    this.refs++;
+    return this;
+  }
+  release(): void {
+    if (--this.refs === 0) for (const t of this.tensors) t.dispose();
+  }
+}
+
 /**
  * The KV cache of a batch: 2 × layers tensors [batch, kvHeads, length, headDim], plus, per row, which
  * cache positions hold real tokens (held rows get masked positions) and the next position id.
+ *
+ * With a prepared graph (an `ancestor_index` input), selecting rows copies nothing: it records which
+ * stored row each new row reads, and the graph gathers them at the next step, where the model runs.
+ * Without one, rows are copied here.
  */
 export class KvCache implements DecoderState {
   private disposed = false;
 
   constructor(
-    readonly tensors: ort.Tensor[],
+    private readonly store: SharedTensors,
     readonly batch: number,
     readonly length: number,
     /** batch × length: 1 where the row attends to that cache position. */
     readonly mask: Uint8Array,
     /** Per row: the position id of its next real token. */
     readonly positions: Int32Array,
+    /** Per row: the stored row it reads (lazy selection), or null when rows are stored in order. */
+    readonly gather: readonly number[] | null,
+    private readonly lazy: boolean,
   ) {}
+
+  static fromTensors(tensors: ort.Tensor[], batch: number, length: number, mask: Uint8Array, positions: Int32Array, lazy: boolean): KvCache {
+    return new KvCache(new SharedTensors(tensors), batch, length, mask, positions, null, lazy);
+  }
+
+  get tensors(): readonly ort.Tensor[] {
+    return this.store.tensors;
+  }
+
+  /** The row indices the graph must gather, or undefined when no reordering is pending. */
+  ancestorIndex(): number[] {
+    return this.gather ? [...this.gather] : Array.from({ length: this.store.batch }, (_, i) => i);
+  }
 
   select(rows: readonly number[]): KvCache {
     this.check();
     for (const r of rows) {
       if (!Number.isInteger(r) || r < 0 || r >= this.batch) throw new RangeError(`row ${r} is not in a batch of ${this.batch}`);
     }
-    const tensors = this.tensors.map((t) => {
+    const mask = gatherRows(this.mask, this.length, rows);
+    const positions = Int32Array.from(rows, (r) => this.positions[r]);
+    if (this.lazy) {
+      const gather = rows.map((r) => (this.gather ? this.gather[r] : r));
+      return new KvCache(this.store.retain(), rows.length, this.length, mask, positions, gather, true);
+    }
+    const tensors = this.store.tensors.map((t) => {
       const src = t.data as FloatData;
       const out = gatherRows(src, src.length / this.batch, rows);
       return new ort.Tensor(t.type as FloatType, out, [rows.length, t.dims[1], t.dims[2], t.dims[3]]);
     });
-    const positions = Int32Array.from(rows, (r) => this.positions[r]);
-    return new KvCache(tensors, rows.length, this.length, gatherRows(this.mask, this.length, rows), positions);
+    return KvCache.fromTensors(tensors, rows.length, this.length, mask, positions, false);
   }
 
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    for (const t of this.tensors) t.dispose();
+    this.store.release();
   }
 
   private check(): void {
@@ -112,6 +174,7 @@ export class OnnxDecoder implements CausalLM {
     private readonly kvType: FloatType,
     private readonly hasPositionIds: boolean,
     private readonly hasHidden: boolean,
+    private readonly hasAncestor: boolean,
     private readonly padId: number,
     readonly device: string,
     /** Every device tried, with the reason each unused one was skipped. */
@@ -124,6 +187,7 @@ export class OnnxDecoder implements CausalLM {
 
   static async load(folder: ModelFolder, options: OnnxDecoderOptions = {}): Promise<OnnxDecoder> {
     const threads = options.threads ?? Math.max(1, availableParallelism());
+    const source = options.prepare === false ? folder.onnxPath : smcReadySource(folder);
     const attempts: DeviceAttempt[] = [];
     const request = options.device ?? "cpu";
     for (const device of candidates(request)) {
@@ -134,12 +198,13 @@ export class OnnxDecoder implements CausalLM {
       }
       let session: ort.InferenceSession;
       try {
-        session = await ort.InferenceSession.create(folder.onnxPath, {
+        const sessionOptions: ort.InferenceSession.SessionOptions = {
           executionProviders: [device],
           intraOpNumThreads: threads,
           interOpNumThreads: 1,
           graphOptimizationLevel: "all",
-        });
+        };
+        session = typeof source === "string" ? await ort.InferenceSession.create(source, sessionOptions) : await ort.InferenceSession.create(source, sessionOptions);
       } catch (e) {
         const message = (e as Error).message;
         if (device !== "cpu" && !/protobuf|parse|invalid model|load model/i.test(message)) {
@@ -149,9 +214,9 @@ export class OnnxDecoder implements CausalLM {
         throw new ModelFolderError(`${folder.onnxPath} could not be loaded by onnxruntime: ${message}`);
       }
       attempts.push({ device });
-      const { kvType, hasPositionIds, hasHidden } = checkInterface(session, folder);
+      const { kvType, hasPositionIds, hasHidden, hasAncestor } = checkInterface(session, folder);
       const where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
-      return new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, folder.config.padTokenId ?? 0, where, attempts);
+      return new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasAncestor, folder.config.padTokenId ?? 0, where, attempts);
     }
     throw new Error(`no device could run the model: ${describeDeviceChoice(attempts)}${request === "auto" ? "" : "; try --device auto or cpu"}`);
   }
@@ -175,7 +240,7 @@ export class OnnxDecoder implements CausalLM {
     const c = this.config;
     const dims = [batch, c.numKvHeads, 0, c.headDim];
     const make = () => new ort.Tensor(this.kvType, this.kvType === "float32" ? new Float32Array(0) : new Uint16Array(0), dims);
-    return new KvCache(Array.from({ length: 2 * c.numLayers }, make), batch, 0, new Uint8Array(0), new Int32Array(batch));
+    return KvCache.fromTensors(Array.from({ length: 2 * c.numLayers }, make), batch, 0, new Uint8Array(0), new Int32Array(batch), this.hasAncestor);
   }
 
   /** One forward pass over `rows` (equal lengths; a null token holds its row with a masked position). */
@@ -204,6 +269,7 @@ export class OnnxDecoder implements CausalLM {
       attention_mask: new ort.Tensor("int64", BigInt64Array.from(mask, (m) => BigInt(m)), [batch, total]),
     };
     if (this.hasPositionIds) feeds.position_ids = new ort.Tensor("int64", pos, [batch, seq]);
+    if (this.hasAncestor) feeds[ANCESTOR_INPUT] = new ort.Tensor("int64", BigInt64Array.from(cache.ancestorIndex(), BigInt), [batch]);
     for (let i = 0; i < this.config.numLayers; i++) {
       feeds[`past_key_values.${i}.key`] = cache.tensors[2 * i];
       feeds[`past_key_values.${i}.value`] = cache.tensors[2 * i + 1];
@@ -220,7 +286,7 @@ export class OnnxDecoder implements CausalLM {
       }
     }
     const hidden = this.hasHidden ? lastPosition(out.last_hidden_state) : undefined;
-    return { logits, hidden, state: new KvCache(presents, batch, total, mask, positions) };
+    return { logits, hidden, state: KvCache.fromTensors(presents, batch, total, mask, positions, this.hasAncestor) };
   }
 }
 
@@ -256,5 +322,10 @@ function checkInterface(session: ort.InferenceSession, folder: ModelFolder) {
       );
     }
   }
-  return { kvType: kvType as FloatType, hasPositionIds: inputs.has("position_ids"), hasHidden: outputs.has("last_hidden_state") };
+  return {
+    kvType: kvType as FloatType,
+    hasPositionIds: inputs.has("position_ids"),
+    hasHidden: outputs.has(HIDDEN_OUTPUT),
+    hasAncestor: inputs.has(ANCESTOR_INPUT),
+  };
 }

@@ -1,0 +1,216 @@
+/**
+ * Makes a decoder export "SMC-ready", once, and caches the result next to the original:
+ * - exposes the LM head's input as the output `last_hidden_state` when the export lacks it (twists read it);
+ * - adds an int64 input `ancestor_index` [batch] that gathers every past_key_values tensor along the
+ *   batch axis inside the graph, so broadcasting a prefilled prompt, resampling by ancestor and dropping
+ *   finished rows all happen where the model runs, with no copy of the cache through JavaScript.
+ * The edit works on the protobuf wire format: weights are copied as raw bytes, never decoded.
+ */
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
+import { writeFileAtomic } from "../../util/atomicWrite";
+import { bytesField, concat, Field, fields, message, text } from "./protoWire";
+
+export const ANCESTOR_INPUT = "ancestor_index";
+export const HIDDEN_OUTPUT = "last_hidden_state";
+const PREPARE_VERSION = 1;
+
+// ONNX field numbers (onnx.proto3).
+const MODEL = { graph: 7 };
+const GRAPH = { node: 1, input: 11, output: 12 };
+const NODE = { input: 1, output: 2, name: 3, opType: 4, attribute: 5 };
+const ATTR = { name: 1, type: 20, i: 3, g: 6, graphs: 11 };
+const VALUE_INFO = { name: 1, type: 2 };
+const TYPE = { tensor: 1 };
+const TENSOR_TYPE = { elemType: 1, shape: 2 };
+const DIM = { value: 1, param: 2 };
+const INT64 = 7;
+const ATTR_INT = 2;
+
+interface NodeInfo {
+  opType: string;
+  inputs: string[];
+  outputs: string[];
+}
+
+interface GraphInfo {
+  inputs: string[];
+  outputs: Map<string, Uint8Array>;
+  nodes: NodeInfo[];
+}
+
+function readNode(bytes: Uint8Array): NodeInfo {
+  const node: NodeInfo = { opType: "", inputs: [], outputs: [] };
+  for (const f of fields(bytes)) {
+    if (f.field === NODE.input) node.inputs.push(text(f));
+    else if (f.field === NODE.output) node.outputs.push(text(f));
+    else if (f.field === NODE.opType) node.opType = text(f);
+  }
+  return node;
+}
+
+function valueInfoName(bytes: Uint8Array): string {
+  for (const f of fields(bytes)) if (f.field === VALUE_INFO.name) return text(f);
+  return "";
+}
+
+function readGraph(graph: Uint8Array): GraphInfo {
+  const info: GraphInfo = { inputs: [], outputs: new Map(), nodes: [] };
+  for (const f of fields(graph)) {
+    if (f.field === GRAPH.node) info.nodes.push(readNode(f.value));
+    else if (f.field === GRAPH.input) info.inputs.push(valueInfoName(f.value));
+    else if (f.field === GRAPH.output) info.outputs.set(valueInfoName(f.value), f.value);
+  }
+  return info;
+}
+
+/** The element type (onnx TensorProto.DataType) of a tensor ValueInfoProto. */
+function elemType(valueInfo: Uint8Array): number {
+  for (const f of fields(valueInfo)) {
+    if (f.field !== VALUE_INFO.type) continue;
+    for (const t of fields(f.value)) {
+      if (t.field !== TYPE.tensor) continue;
+      for (const e of fields(t.value)) if (e.field === TENSOR_TYPE.elemType) return Number(e.varint);
+    }
+  }
+  throw new Error("logits output has no tensor element type");
+}
+
+function tensorValueInfo(name: string, elem: number, dims: (string | number)[]): Uint8Array {
+  const shape = concat(dims.map((d) => bytesField(1, message([[typeof d === "number" ? DIM.value : DIM.param, d]]))));
+  const tensorType = message([[TENSOR_TYPE.elemType, elem], [TENSOR_TYPE.shape, shape]]);
+  return message([[VALUE_INFO.name, name], [VALUE_INFO.type, message([[TYPE.tensor, tensorType]])]]);
+}
+
+function node(opType: string, inputs: string[], outputs: string[], name: string, intAttrs: Record<string, number> = {}): Uint8Array {
+  const attrs = Object.entries(intAttrs).map(([k, v]) => [NODE.attribute, message([[ATTR.name, k], [ATTR.type, ATTR_INT], [ATTR.i, v]])] as [number, Uint8Array]);
+  return message([...inputs.map((i) => [NODE.input, i] as [number, string]), ...outputs.map((o) => [NODE.output, o] as [number, string]), [NODE.name, name], [NODE.opType, opType], ...attrs]);
+}
+
+/** The input of the LM head: walk back from `logits` through elementwise ops to the MatMul/Gemm. */
+export function findHeadInput(graph: GraphInfo): string {
+  const producer = new Map<string, NodeInfo>();
+  for (const n of graph.nodes) for (const o of n.outputs) producer.set(o, n);
+  const passThrough = new Set(["Add", "Mul", "Div", "Tanh", "Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze"]);
+  let name = "logits";
+  for (let hops = 0; hops < 16; hops++) {
+    const n = producer.get(name);
+    if (!n) break;
+    if (n.opType === "MatMul" || n.opType === "Gemm") return n.inputs[0];
+    if (!passThrough.has(n.opType)) break;
+    // Follow the input that is itself computed (not a constant weight or scale).
+    const next = n.inputs.find((i) => producer.has(i) && producer.get(i)!.opType !== "Constant");
+    if (!next) break;
+    name = next;
+  }
+  throw new Error(`cannot find the LM head (a MatMul or Gemm feeding "logits") to expose ${HIDDEN_OUTPUT}`);
+}
+
+/** Rewrites node inputs named in `rename`, in this graph and in the subgraphs of its nodes (If/Loop). */
+function renameInputs(graph: Uint8Array, rename: Map<string, string>): Uint8Array {
+  const out: Uint8Array[] = [];
+  for (const f of fields(graph)) out.push(f.field === GRAPH.node ? bytesField(GRAPH.node, renameInNode(f.value, rename)) : f.raw);
+  return concat(out);
+}
+
+function renameInNode(bytes: Uint8Array, rename: Map<string, string>): Uint8Array {
+  const parts: Uint8Array[] = [];
+  let changed = false;
+  for (const f of fields(bytes)) {
+    if (f.field === NODE.input && rename.has(text(f))) {
+      parts.push(message([[NODE.input, rename.get(text(f))!]]));
+      changed = true;
+    } else if (f.field === NODE.attribute) {
+      const attr = renameInAttribute(f, rename);
+      changed ||= attr !== f.raw;
+      parts.push(attr);
+    } else parts.push(f.raw);
+  }
+  return changed ? concat(parts) : bytes;
+}
+
+function renameInAttribute(f: Field, rename: Map<string, string>): Uint8Array {
+  const parts: Uint8Array[] = [];
+  let changed = false;
+  for (const a of fields(f.value)) {
+    if (a.field === ATTR.g || a.field === ATTR.graphs) {
+      const g = renameInputs(a.value, rename);
+      changed ||= g !== a.value;
+      parts.push(bytesField(a.field, g));
+    } else parts.push(a.raw);
+  }
+  return changed ? bytesField(NODE.attribute, concat(parts)) : f.raw;
+}
+
+export interface PreparedModel {
+  /** The ONNX file to load: the prepared copy, or the original when it needed nothing. */
+  path: string;
+  addedHidden: boolean;
+  addedAncestor: boolean;
+  /** Whether the prepared copy was already there. */
+  cached: boolean;
+}
+
+/** Applies the edits to an in-memory model; returns undefined when it already has both. */
+export function prepareModelBytes(model: Uint8Array, hiddenSize: number): { bytes: Uint8Array; addedHidden: boolean; addedAncestor: boolean } | undefined {
+  const graphField = [...fields(model)].find((f) => f.field === MODEL.graph);
+  if (!graphField) throw new Error("not an ONNX model: no graph");
+  const graph = readGraph(graphField.value);
+  const past = graph.inputs.filter((n) => n.startsWith("past_key_values."));
+  const addedHidden = !graph.outputs.has(HIDDEN_OUTPUT);
+  const addedAncestor = past.length > 0 && !graph.inputs.includes(ANCESTOR_INPUT);
+  if (!addedHidden && !addedAncestor) return undefined;
+
+  const rename = new Map(addedAncestor ? past.map((p) => [p, `${p}/smc_gathered`] as [string, string]) : []);
+  let body = rename.size ? renameInputs(graphField.value, rename) : graphField.value;
+  const added: Uint8Array[] = [];
+  const gathers: Uint8Array[] = [];
+  if (addedAncestor) {
+    for (const [p, g] of rename) gathers.push(bytesField(GRAPH.node, node("Gather", [p, ANCESTOR_INPUT], [g], `smc_gather/${p}`, { axis: 0 })));
+    added.push(bytesField(GRAPH.input, tensorValueInfo(ANCESTOR_INPUT, INT64, ["batch_size"])));
+  }
+  if (addedHidden) {
+    const elem = elemType(graph.outputs.get("logits") ?? new Uint8Array());
+    // A tensor of that name may exist without being an output; else name the head's input so.
+    if (!graph.nodes.some((n) => n.outputs.includes(HIDDEN_OUTPUT))) {
+      added.push(bytesField(GRAPH.node, node("Identity", [findHeadInput(graph)], [HIDDEN_OUTPUT], "smc_last_hidden_state")));
+    }
+    added.push(bytesField(GRAPH.output, tensorValueInfo(HIDDEN_OUTPUT, elem, ["batch_size", "sequence_length", hiddenSize])));
+  }
+  // Gathers go before every other node (they read graph inputs only), keeping the nodes topologically sorted.
+  if (gathers.length) {
+    const parts = [...fields(body)];
+    const firstNode = parts.findIndex((f) => f.field === GRAPH.node);
+    const at = firstNode < 0 ? parts.length : firstNode;
+    body = concat([...parts.slice(0, at).map((f) => f.raw), ...gathers, ...parts.slice(at).map((f) => f.raw)]);
+  }
+  body = concat([body, ...added]);
+  const out = [...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, body) : f.raw));
+  return { bytes: concat(out), addedHidden, addedAncestor };
+}
+
+/**
+ * Prepares `onnxPath` for SMC and returns the file to load. The copy sits next to the original (so
+ * external weight files still resolve) as NAME.smc.onnx with a NAME.smc.json stamp of its source.
+ */
+export function prepareForSmc(onnxPath: string, hiddenSize: number): PreparedModel {
+  const dir = dirname(onnxPath);
+  const base = basename(onnxPath, ".onnx");
+  const target = join(dir, `${base}.smc.onnx`);
+  const stampPath = join(dir, `${base}.smc.json`);
+  const st = statSync(onnxPath);
+  const source = { version: PREPARE_VERSION, source: basename(onnxPath), size: st.size, mtimeMs: Math.round(st.mtimeMs) };
+  if (existsSync(target) && existsSync(stampPath)) {
+    try {
+      const saved = JSON.parse(readFileSync(stampPath, "utf8"));
+      if (JSON.stringify(saved.source) === JSON.stringify(source)) return { path: target, addedHidden: saved.addedHidden, addedAncestor: saved.addedAncestor, cached: true };
+    } catch {
+      // A damaged stamp: prepare again.
+    }
+  }
+  const prepared = prepareModelBytes(readFileSync(onnxPath), hiddenSize);
+  if (!prepared) return { path: onnxPath, addedHidden: false, addedAncestor: false, cached: false };
+  writeFileAtomic(target, prepared.bytes);
+  writeFileAtomic(stampPath, JSON.stringify({ source, addedHidden: prepared.addedHidden, addedAncestor: prepared.addedAncestor }) + "\n");
+  return { path: target, addedHidden: prepared.addedHidden, addedAncestor: prepared.addedAncestor, cached: false };
+}

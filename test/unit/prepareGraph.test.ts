@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadModel } from "../../src/engine/lm/loadModel";
+import { ANCESTOR_INPUT, HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "../../src/engine/lm/onnx/prepareGraph";
+import { bytesField, concat, fields, message, text } from "../../src/engine/lm/onnx/protoWire";
+import { MODEL_DIR, shippedModel } from "./helpers";
+
+/**
+ * The shipped export with its last_hidden_state output removed, as many exports come; with `rename`,
+ * the tensor itself is renamed too, so only the LM head's MatMul leads to it.
+ */
+function withoutHiddenOutput(model: Uint8Array, rename?: string): Uint8Array {
+  const renameNode = (node: Uint8Array) =>
+    concat([...fields(node)].map((n) => ((n.field === 1 || n.field === 2) && text(n) === HIDDEN_OUTPUT && rename ? message([[n.field, rename]]) : n.raw)));
+  return concat([...fields(model)].map((f) => {
+    if (f.field !== 7) return f.raw;
+    const graph = [...fields(f.value)]
+      .filter((g) => !(g.field === 12 && [...fields(g.value)].some((v) => v.field === 1 && text(v) === HIDDEN_OUTPUT)))
+      .map((g) => (g.field === 1 ? bytesField(1, renameNode(g.value)) : g.raw));
+    return bytesField(7, concat(graph));
+  }));
+}
+
+describe("SMC preparation of ONNX exports", () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = join(mkdtempSync(join(tmpdir(), "tsmc-prep-")), "m");
+    cpSync(MODEL_DIR, dir, { recursive: true, filter: (src) => !src.includes(".smc.") });
+  });
+  afterEach(() => rmSync(join(dir, ".."), { recursive: true, force: true }));
+
+  for (const rename of [undefined, "/model/norm/output_0"]) {
+  it(`adds last_hidden_state to an export without it${rename ? " (found through the LM head)" : ""}, equal to the original's hidden state`, async () => {
+    const onnx = join(dir, "onnx/model.onnx");
+    writeFileSync(onnx, withoutHiddenOutput(readFileSync(onnx), rename));
+    const bare = await loadModel(dir, { threads: 1, prepare: false });
+    const bareOut = await bare.lm.prefill([1, 50, 60]);
+    assert.equal(bareOut.hidden, undefined);
+    bareOut.state.dispose();
+    await bare.lm.dispose();
+
+    const prepared = await loadModel(dir, { threads: 1 });
+    const reference = await shippedModel();
+    const a = await prepared.lm.prefill([1, 50, 60]);
+    const b = await reference.lm.prefill([1, 50, 60]);
+    assert.deepEqual(Array.from(a.hidden!), Array.from(b.hidden!));
+    assert.deepEqual(Array.from(a.logits), Array.from(b.logits));
+    a.state.dispose();
+    b.state.dispose();
+    await prepared.lm.dispose();
+  });
+  }
+
+  it("adds the ancestor_index input, caches the copy and reuses it until the export changes", () => {
+    const onnx = join(dir, "onnx/model.onnx");
+    const first = prepareForSmc(onnx, 128);
+    assert.equal(first.path, join(dir, "onnx/model.smc.onnx"));
+    assert.deepEqual([first.addedAncestor, first.addedHidden, first.cached], [true, false, false]);
+    const names = [...fields([...fields(readFileSync(first.path))].find((f) => f.field === 7)!.value)]
+      .filter((f) => f.field === 11)
+      .map((f) => text([...fields(f.value)].find((v) => v.field === 1)!));
+    assert.ok(names.includes(ANCESTOR_INPUT));
+    const mtime = statSync(first.path).mtimeMs;
+    const again = prepareForSmc(onnx, 128);
+    assert.equal(again.cached, true);
+    assert.equal(statSync(again.path).mtimeMs, mtime);
+    // A prepared graph needs nothing more.
+    assert.equal(prepareModelBytes(readFileSync(first.path), 128), undefined);
+  });
+
+  it("refuses bytes that are not an ONNX model", () => {
+    assert.throws(() => prepareModelBytes(Uint8Array.from([0x0a, 0xff, 0xff]), 128), /truncated/);
+  });
+});
