@@ -3,7 +3,9 @@ import { cpSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../../src/engine/lm/loadModel";
-import { defaultModelDir, ModelFolderError, openModelFolder } from "../../src/engine/lm/modelFolder";
+import { defaultModelDir, ModelFolderError, openModelFolder, parseDecoderConfig } from "../../src/engine/lm/modelFolder";
+import { halfToFloat } from "../../src/engine/lm/onnxDecoder";
+import { TextTokenizer } from "../../src/engine/lm/tokenizer";
 import { MODEL_DIR } from "./helpers";
 
 describe("model folder loader", () => {
@@ -51,6 +53,30 @@ describe("model folder loader", () => {
       assert.throws(() => openModelFolder(dir), (e: Error) => e instanceof ModelFolderError && message.test(e.message));
     });
   }
+
+  it("reads GPT-2-style and grouped-query configs", () => {
+    const gpt2 = parseDecoderConfig({ model_type: "gpt2", vocab_size: 50257, n_embd: 768, n_layer: 12, n_head: 12, n_positions: 1024, eos_token_id: 50256 }, "config.json");
+    assert.deepEqual([gpt2.numLayers, gpt2.numHeads, gpt2.numKvHeads, gpt2.headDim, gpt2.maxPositions, gpt2.eosTokenIds], [12, 12, 12, 64, 1024, [50256]]);
+    const qwen = parseDecoderConfig({ model_type: "qwen2", vocab_size: 151936, hidden_size: 896, num_hidden_layers: 24, num_attention_heads: 14, num_key_value_heads: 2, eos_token_id: [151643, 151645] }, "config.json");
+    assert.deepEqual([qwen.numKvHeads, qwen.headDim, qwen.eosTokenIds], [2, 64, [151643, 151645]]);
+    assert.throws(() => parseDecoderConfig({ vocab_size: 10, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 3, num_key_value_heads: 2 }, "c.json"), /not a multiple/);
+  });
+
+  it("renders the chat template when tokenizer_config.json has one", () => {
+    editJson("tokenizer_config.json", (j) => {
+      j.chat_template = "{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}[assistant]\n{% endif %}";
+    });
+    const tok = TextTokenizer.fromFolder(openModelFolder(dir));
+    assert.equal(tok.hasChatTemplate, true);
+    const ids = tok.encodeProblem("Ava has 3 pens.");
+    assert.equal(ids.filter((i) => i === 1).length, 1, "one <bos>, from the template");
+    assert.equal(tok.decode(ids), "[user] Ava has 3 pens.\n[assistant]\n");
+  });
+
+  it("converts half-precision values", () => {
+    assert.deepEqual([0x3c00, 0xc000, 0x0000, 0x7bff, 0x0001, 0x7c00].map(halfToFloat), [1, -2, 0, 65504, 2 ** -24, Infinity]);
+    assert.ok(Number.isNaN(halfToFloat(0x7e00)));
+  });
 
   it("names a truncated ONNX file when it is loaded", async () => {
     const onnx = join(dir, "onnx/model.onnx");

@@ -133,7 +133,7 @@ function gatherRows<T extends FloatData | Uint8Array>(src: T, rowSize: number, r
 }
 
 /** fp16 bits → fp32, for models exported in half precision. */
-function halfToFloat(h: number): number {
+export function halfToFloat(h: number): number {
   const s = h & 0x8000 ? -1 : 1;
   const e = (h >> 10) & 0x1f;
   const f = h & 0x3ff;
