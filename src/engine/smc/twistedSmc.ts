@@ -54,6 +54,28 @@ export interface SmcOptions {
   onStep?: (record: SmcStepRecord) => void;
   /** Cancels within one step. */
   signal?: AbortSignal;
+  /** Training hook, token level: each step's proposal q_t over the vocabulary and the hidden states it read. */
+  onProposal?: (info: ProposalInfo) => void;
+  /** Training hook, step level: the hidden states at the line boundaries reached in a step. */
+  onBoundary?: (info: BoundaryInfo) => void;
+}
+
+export interface ProposalInfo {
+  step: number;
+  /** The particles that proposed a token, in row order. */
+  particles: number[];
+  /** rows × hiddenSize, when the model exposes hidden states. */
+  hidden?: Float32Array;
+  /** rows × vocab: the normalised proposal q_t(· | s_<t) of each row. */
+  proposal: Float32Array;
+  /** Tokens whose twist was replaced by the final potential (EOS): they carry no twist gradient. */
+  eosTokens: readonly number[];
+}
+
+export interface BoundaryInfo {
+  step: number;
+  particles: number[];
+  hidden?: Float32Array;
 }
 
 export interface SmcParticle {
@@ -159,6 +181,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
 
       // 1. Propose: every alive particle that is not waiting at a boundary draws one token.
       const movers = ps.filter((p) => !p.finish && !p.waiting);
+      const proposal = o.onProposal ? new Float32Array(movers.length * V) : undefined;
       const fed = new Map<Particle, number>();
       const psiNext = tokenTwist && movers.length ? tokenTwist.logPsiNext(twistInput(movers)) : undefined;
       const moverValues = stepTwist && !known && movers.length ? stepTwist.logValue(twistInput(movers)) : undefined;
@@ -179,6 +202,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
           }
         }
         const logQNorm = logSumExp(prop);
+        if (proposal) for (let s = 0; s < V; s++) proposal[m * V + s] = Math.exp(prop[s] - logQNorm);
         if (logQNorm === -Infinity) {
           // Every continuation has zero twisted mass: this particle's weight is zero.
           p.logW = -Infinity;
@@ -212,6 +236,10 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         fed.set(p, s);
       });
 
+      if (o.onProposal && movers.length) {
+        o.onProposal({ step: steps, particles: movers.map((p) => ps.indexOf(p)), hidden: gatherHidden(movers, lm.hiddenSize), proposal: proposal!, eosTokens: eosIds });
+      }
+
       // 2. Advance: one batched forward pass over the alive particles (waiting ones are held).
       const alive = ps.filter((p) => !p.finish);
       if (alive.length && fed.size) {
@@ -233,7 +261,9 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         });
         if (lineEnds.length) {
           // The boundary's weight ψ(s_1:k)/ψ(s_1:k−1), read from the hidden state after the line.
-          const values = stepTwist ? stepTwist.logValue(twistInput(lineEnds)) : undefined;
+          const input = twistInput(lineEnds);
+          o.onBoundary?.({ step: steps, particles: lineEnds.map((p) => ps.indexOf(p)), hidden: input.hidden });
+          const values = stepTwist ? stepTwist.logValue(input) : undefined;
           lineEnds.forEach((p, i) => {
             const v = values ? values[i] : 0;
             p.logW += v - p.logPsi;

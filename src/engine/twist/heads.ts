@@ -35,7 +35,8 @@ export interface ValueHeadParams {
   hiddenSize: number;
   /** hiddenSize. */
   w: Float32Array;
-  c: number;
+  /** The bias, as a one-element array so the optimiser updates it in place. */
+  c: Float32Array;
 }
 
 function requireHidden(input: TwistInput, hiddenSize: number): Float32Array {
@@ -71,6 +72,11 @@ export class TokenTwistHead implements TokenTwist {
     return z;
   }
 
+  /** The trainable arrays, in a fixed order (the optimiser's and the gradient's). */
+  parameters(): Float32Array[] {
+    return [this.p.U, this.p.W, this.p.b];
+  }
+
   logPsiNext(input: TwistInput): Float32Array {
     const rows = input.prefixes.length;
     const { vocabSize: V, rank: R, W, b } = this.p;
@@ -93,23 +99,27 @@ export class TokenTwistHead implements TokenTwist {
 export class ValueTwistHead implements StepTwist {
   readonly kind = "step";
   constructor(readonly p: ValueHeadParams) {
-    if (p.w.length !== p.hiddenSize) throw new Error("value twist head: parameter sizes disagree with its dimensions");
+    if (p.w.length !== p.hiddenSize || p.c.length !== 1) throw new Error("value twist head: parameter sizes disagree with its dimensions");
   }
 
   static init(hiddenSize: number): ValueTwistHead {
-    return new ValueTwistHead({ hiddenSize, w: new Float32Array(hiddenSize), c: VALUE_BIAS_INIT });
+    return new ValueTwistHead({ hiddenSize, w: new Float32Array(hiddenSize), c: Float32Array.of(VALUE_BIAS_INIT) });
   }
 
   /** The logit z = w·h + c of each row. */
   logits(hidden: Float32Array, rows: number): Float64Array {
-    const { hiddenSize: H, w, c } = this.p;
+    const { hiddenSize: H, w } = this.p;
     const out = new Float64Array(rows);
     for (let r = 0; r < rows; r++) {
-      let z = c;
+      let z = this.p.c[0];
       for (let i = 0; i < H; i++) z += w[i] * hidden[r * H + i];
       out[r] = z;
     }
     return out;
+  }
+
+  parameters(): Float32Array[] {
+    return [this.p.w, this.p.c];
   }
 
   logValue(input: TwistInput): Float64Array {

@@ -69,7 +69,7 @@ const encode = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLe
 function decode(b64: unknown, length: number, what: string, path: string): Float32Array {
   if (typeof b64 !== "string") throw new TwistFileError(`${path}: parameter ${what} is missing`);
   const buf = Buffer.from(b64, "base64");
-  if (buf.byteLength !== length * 4) throw new TwistFileError(`${path}: parameter ${what} has ${buf.byteLength / 4} values, expected ${length} (the file is corrupt or truncated)`);
+  if (buf.byteLength !== length * 4) throw new TwistFileError(`${path}: parameter ${what} has ${buf.byteLength} bytes, expected ${length * 4} (the file is corrupt or truncated)`);
   const out = new Float32Array(length);
   new Uint8Array(out.buffer).set(buf);
   for (let i = 0; i < length; i++) if (!Number.isFinite(out[i])) throw new TwistFileError(`${path}: parameter ${what} holds a NaN or infinite value`);
@@ -85,7 +85,7 @@ export function serializeTwist(head: TwistHead, meta: Omit<TwistMeta, "format" |
         }
       : {
           format: TWIST_FORMAT, version: 1, kind: "step", hiddenSize: head.p.hiddenSize, vocabSize: 0, ...meta,
-          params: { w: encode(head.p.w), c: head.p.c },
+          params: { w: encode(head.p.w), c: head.p.c[0] },
         };
   return JSON.stringify(doc);
 }
@@ -125,7 +125,7 @@ export function loadTwist(path: string, folder?: ModelFolder): TwistFile {
     head = new TokenTwistHead({ hiddenSize: H, vocabSize: V, rank: R, U: decode(params.U, H * R, "U", path), W: decode(params.W, R * V, "W", path), b: decode(params.b, V, "b", path) });
   } else if (meta.kind === "step") {
     if (typeof params.c !== "number" || !Number.isFinite(params.c)) throw new TwistFileError(`${path}: parameter c is missing or not finite`);
-    head = new ValueTwistHead({ hiddenSize: H, w: decode(params.w, H, "w", path), c: params.c });
+    head = new ValueTwistHead({ hiddenSize: H, w: decode(params.w, H, "w", path), c: Float32Array.of(params.c) });
   } else {
     throw new TwistFileError(`${path}: unknown twist kind "${String(meta.kind)}"`);
   }

@@ -1,0 +1,91 @@
+/**
+ * Gradients of the twist heads, by hand. Both heads are small (linear maps of the hidden state), so the
+ * chain rule fits in a few loops; a finite-difference test checks every parameter.
+ */
+import { logSigmoid, TokenTwistHead, ValueTwistHead } from "./heads";
+
+/** Accumulates ∂L/∂(U, W, b) of the token head from coefficients g_s = ∂L/∂log ψ(h, s). */
+export class TokenHeadGradient {
+  readonly dU: Float64Array;
+  readonly dW: Float64Array;
+  readonly db: Float64Array;
+
+  constructor(readonly head: TokenTwistHead) {
+    const { hiddenSize: H, vocabSize: V, rank: R } = head.p;
+    this.dU = new Float64Array(H * R);
+    this.dW = new Float64Array(R * V);
+    this.db = new Float64Array(V);
+  }
+
+  /**
+   * Adds the gradient of Σ_s g[s]·log ψ(h, s) for one hidden state h. `g` is dense over the
+   * vocabulary, or one token with a coefficient when `token` is given.
+   */
+  add(hidden: Float32Array, offset: number, g: Float64Array | number, token?: number): void {
+    const { hiddenSize: H, vocabSize: V, rank: R, U, W } = this.head.p;
+    const z = new Float64Array(R);
+    for (let i = 0; i < H; i++) {
+      const h = hidden[offset + i];
+      for (let k = 0; k < R; k++) z[k] += h * U[i * R + k];
+    }
+    // back[k] = Σ_s W[k, s] g_s: the gradient reaching the features z.
+    const back = new Float64Array(R);
+    if (typeof g === "number") {
+      const s = token!;
+      this.db[s] += g;
+      for (let k = 0; k < R; k++) {
+        this.dW[k * V + s] += z[k] * g;
+        back[k] = W[k * V + s] * g;
+      }
+    } else {
+      for (let s = 0; s < V; s++) this.db[s] += g[s];
+      for (let k = 0; k < R; k++) {
+        let acc = 0;
+        const row = k * V;
+        for (let s = 0; s < V; s++) {
+          if (g[s] === 0) continue;
+          this.dW[row + s] += z[k] * g[s];
+          acc += W[row + s] * g[s];
+        }
+        back[k] = acc;
+      }
+    }
+    for (let i = 0; i < H; i++) {
+      const h = hidden[offset + i];
+      if (h === 0) continue;
+      for (let k = 0; k < R; k++) this.dU[i * R + k] += h * back[k];
+    }
+  }
+
+  /** In the order of TokenTwistHead.parameters(). */
+  get grads(): Float64Array[] {
+    return [this.dU, this.dW, this.db];
+  }
+}
+
+/** Accumulates ∂L/∂(w, c) of the value head. */
+export class ValueHeadGradient {
+  readonly dw: Float64Array;
+  readonly dc = new Float64Array(1);
+
+  constructor(readonly head: ValueTwistHead) {
+    this.dw = new Float64Array(head.p.hiddenSize);
+  }
+
+  /** Adds coeff·∂log ψ(h)/∂θ, with log ψ = log σ(z): ∂log σ(z)/∂z = 1 − σ(z). */
+  addLogPsi(hidden: Float32Array, offset: number, coeff: number): void {
+    const z = this.head.logits(hidden.subarray(offset, offset + this.head.p.hiddenSize), 1)[0];
+    this.addLogit(hidden, offset, coeff * (1 - Math.exp(logSigmoid(z))));
+  }
+
+  /** Adds coeff·∂z/∂θ for the logit z = w·h + c. */
+  addLogit(hidden: Float32Array, offset: number, coeff: number): void {
+    const H = this.head.p.hiddenSize;
+    for (let i = 0; i < H; i++) this.dw[i] += coeff * hidden[offset + i];
+    this.dc[0] += coeff;
+  }
+
+  get grads(): Float64Array[] {
+    return [this.dw, this.dc];
+  }
+}
