@@ -6,6 +6,9 @@ import { dataCommand, DATA_HELP } from "./dataCommand";
 import { gradeCommand, GRADE_HELP } from "./gradeCommand";
 import { sampleCommand, SAMPLE_HELP } from "./sampleCommand";
 import { solveCommand, SOLVE_HELP } from "./solveCommand";
+import { trainCommand, TRAIN_HELP } from "./trainCommand";
+import { CheckpointError } from "../train/checkpoint";
+import { DatasetError } from "../train/data";
 import { TwistFileError } from "../twist/twistFile";
 
 declare const PACKAGE_VERSION: string | undefined;
@@ -17,6 +20,7 @@ Commands:
   solve "<problem>"      twisted SMC: the answer, its posterior, the particles
   sample "<problem>"     K plain samples from the model with their extracted answers
   grade --jsonl FILE     extract answers from responses and reward them against gold answers
+  train                  learn a twist on problems with known answers
   data synth             synthetic word problems as GSM8K-format JSONL
 
 Run "twisted-smc <command> --help" for a command's options.
@@ -27,12 +31,15 @@ ${SAMPLE_HELP}
 
 ${GRADE_HELP}
 
+${TRAIN_HELP}
+
 ${DATA_HELP}`;
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
   solve: solveCommand,
   sample: sampleCommand,
   grade: gradeCommand,
+  train: trainCommand,
   data: dataCommand,
 };
 
@@ -57,7 +64,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`twisted-smc: ${err.message}`);
       return 2;
     }
-    if (e instanceof ModelFolderError || e instanceof TwistFileError) {
+    if (e instanceof ModelFolderError || e instanceof TwistFileError || e instanceof CheckpointError || e instanceof DatasetError || e instanceof RangeError) {
       console.error(`twisted-smc: ${err.message}`);
       return 3;
     }

@@ -41,5 +41,10 @@ export interface CausalLM {
    * that wait at a step boundary stay in the batch.
    */
   step(state: DecoderState, tokens: readonly (number | null)[]): Promise<StepOutput>;
+  /**
+   * Teacher forcing: every position's logits (S × vocab) and hidden state (S × hidden) for one
+   * sequence, from scratch. Training reads positive samples through it.
+   */
+  encodeAll?(tokens: readonly number[]): Promise<{ logits: Float32Array; hidden?: Float32Array }>;
   dispose(): Promise<void>;
 }

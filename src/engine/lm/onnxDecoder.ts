@@ -232,6 +232,13 @@ export class OnnxDecoder implements CausalLM {
     return this.run(state, tokens.map((t) => [t]));
   }
 
+  async encodeAll(tokens: readonly number[]): Promise<{ logits: Float32Array; hidden?: Float32Array }> {
+    if (!tokens.length) throw new Error("encodeAll needs at least one token");
+    const out = await this.run(this.emptyCache(1), [Array.from(tokens)], true);
+    out.state.dispose();
+    return { logits: out.logits, hidden: out.hidden };
+  }
+
   async dispose(): Promise<void> {
     await this.session.release();
   }
@@ -244,7 +251,7 @@ export class OnnxDecoder implements CausalLM {
   }
 
   /** One forward pass over `rows` (equal lengths; a null token holds its row with a masked position). */
-  private async run(cache: KvCache, rows: (number | null)[][]): Promise<StepOutput> {
+  private async run(cache: KvCache, rows: (number | null)[][], allPositions = false): Promise<StepOutput> {
     const batch = rows.length;
     const seq = rows[0].length;
     const total = cache.length + seq;
@@ -278,14 +285,14 @@ export class OnnxDecoder implements CausalLM {
     cache.dispose();
     const presents: ort.Tensor[] = [];
     for (let i = 0; i < this.config.numLayers; i++) presents.push(out[`present.${i}.key`], out[`present.${i}.value`]);
-    const logits = lastPosition(out.logits);
-    for (let b = 0; b < batch; b++) {
+    const logits = allPositions ? toFloat32(out.logits) : lastPosition(out.logits);
+    for (let b = 0; b < (allPositions ? 0 : batch); b++) {
       if (rows[b][seq - 1] === null) continue;
       for (let i = b * this.vocabSize; i < (b + 1) * this.vocabSize; i++) {
         if (Number.isNaN(logits[i])) throw new Error(`the model produced NaN logits (row ${b} of ${batch}, position ${positions[b] - 1})`);
       }
     }
-    const hidden = this.hasHidden ? lastPosition(out.last_hidden_state) : undefined;
+    const hidden = !this.hasHidden ? undefined : allPositions ? toFloat32(out.last_hidden_state) : lastPosition(out.last_hidden_state);
     return { logits, hidden, state: KvCache.fromTensors(presents, batch, total, mask, positions, this.hasAncestor) };
   }
 }

@@ -11,6 +11,35 @@ export interface TwistInput {
   hiddenSize: number;
   /** Each row's generated tokens so far (the prompt excluded). */
   prefixes: readonly (readonly number[])[];
+  /**
+   * rows × CONFIDENCE_FEATURES: how far each row's sampled tokens fell below the model's own top choice
+   * (see confidenceFeatures). A slip in a line of arithmetic usually shows here first.
+   */
+  confidence?: Float32Array;
+}
+
+/** Number of confidence features per row: the sum and the maximum of the per-token gaps. */
+export const CONFIDENCE_FEATURES = 2;
+
+/** Running gap statistics of one sequence: gap_t = max_s log p(s | s_<t) − log p(s_t | s_<t) ≥ 0. */
+export class ConfidenceTracker {
+  sum = 0;
+  max = 0;
+  add(gap: number): void {
+    this.sum += gap;
+    if (gap > this.max) this.max = gap;
+  }
+  copy(): ConfidenceTracker {
+    const c = new ConfidenceTracker();
+    c.sum = this.sum;
+    c.max = this.max;
+    return c;
+  }
+  /** The features, squashed to a bounded range so a linear head stays well conditioned. */
+  write(out: Float32Array, offset: number): void {
+    out[offset] = Math.log1p(this.sum);
+    out[offset + 1] = Math.log1p(this.max);
+  }
 }
 
 export interface TokenTwist {

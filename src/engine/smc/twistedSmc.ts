@@ -25,7 +25,7 @@ import { logSumExp } from "../lm/distribution";
 import { Rng } from "../util/rng";
 import { SmcStepRecord } from "./record";
 import { resample, ResamplingScheme } from "./resampling";
-import { Twist, TwistInput } from "./twist";
+import { CONFIDENCE_FEATURES, ConfidenceTracker, Twist, TwistInput } from "./twist";
 import { effectiveSampleSize, logMeanExp, normalize } from "./weights";
 
 export type SmcLevel = "token" | "step";
@@ -66,16 +66,18 @@ export interface ProposalInfo {
   particles: number[];
   /** rows × hiddenSize, when the model exposes hidden states. */
   hidden?: Float32Array;
-  /** rows × vocab: the normalised proposal q_t(· | s_<t) of each row. */
-  proposal: Float32Array;
-  /** Tokens whose twist was replaced by the final potential (EOS): they carry no twist gradient. */
+  /** rows × vocab: the base model's log p(s | s_<t) of each row (temperature 1). */
+  logProbs: Float32Array;
+  /** The EOS tokens, and per row (rows × eosTokens) the log ψ the proposal used for each: φ when known. */
   eosTokens: readonly number[];
+  eosLogPsi: Float32Array;
 }
 
 export interface BoundaryInfo {
   step: number;
   particles: number[];
   hidden?: Float32Array;
+  confidence?: Float32Array;
 }
 
 export interface SmcParticle {
@@ -125,6 +127,7 @@ interface Particle {
   waiting: boolean;
   /** Length of `tokens` when the last record was made, to report the text added since. */
   recorded: number;
+  confidence: ConfidenceTracker;
 }
 
 export function validateSmcOptions(o: SmcOptions): void {
@@ -158,6 +161,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
     pending: { out: first, row: 0 },
     waiting: false,
     recorded: 0,
+    confidence: new ConfidenceTracker(),
   }));
   const ess: number[] = [];
   const resampledAt: number[] = [];
@@ -167,11 +171,11 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   let generated = 0;
   let collapsed: string | undefined;
 
-  const twistInput = (rows: Particle[]): TwistInput => ({
-    hidden: gatherHidden(rows, lm.hiddenSize),
-    hiddenSize: lm.hiddenSize,
-    prefixes: rows.map((p) => p.tokens),
-  });
+  const twistInput = (rows: Particle[]): TwistInput => {
+    const confidence = new Float32Array(rows.length * CONFIDENCE_FEATURES);
+    rows.forEach((p, i) => p.confidence.write(confidence, i * CONFIDENCE_FEATURES));
+    return { hidden: gatherHidden(rows, lm.hiddenSize), hiddenSize: lm.hiddenSize, prefixes: rows.map((p) => p.tokens), confidence };
+  };
   /** log φ of a particle that ends now; `estimate` is the twist's own guess when the answer is unknown. */
   const finalLogPhi = (p: Particle, estimate: number) => (known ? known(o.decode(p.tokens)) : estimate);
 
@@ -181,7 +185,8 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
 
       // 1. Propose: every alive particle that is not waiting at a boundary draws one token.
       const movers = ps.filter((p) => !p.finish && !p.waiting);
-      const proposal = o.onProposal ? new Float32Array(movers.length * V) : undefined;
+      const logProbs = o.onProposal ? new Float32Array(movers.length * V) : undefined;
+      const eosLogPsi = o.onProposal ? new Float32Array(movers.length * eosIds.length) : undefined;
       const fed = new Map<Particle, number>();
       const psiNext = tokenTwist && movers.length ? tokenTwist.logPsiNext(twistInput(movers)) : undefined;
       const moverValues = stepTwist && !known && movers.length ? stepTwist.logValue(twistInput(movers)) : undefined;
@@ -202,7 +207,10 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
           }
         }
         const logQNorm = logSumExp(prop);
-        if (proposal) for (let s = 0; s < V; s++) proposal[m * V + s] = Math.exp(prop[s] - logQNorm);
+        if (logProbs) {
+          for (let s = 0; s < V; s++) logProbs[m * V + s] = logits[s] - logNorm;
+          eosIds.forEach((e, j) => (eosLogPsi![m * eosIds.length + j] = eosPhi.get(e) ?? (psiNext ? psiNext[m * V + e] : 0)));
+        }
         if (logQNorm === -Infinity) {
           // Every continuation has zero twisted mass: this particle's weight is zero.
           p.logW = -Infinity;
@@ -212,6 +220,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         const s = drawFromLogits(prop, logQNorm, rng);
         const logP = logits[s] - logNorm;
         const logQ = prop[s] - logQNorm;
+        p.confidence.add(maxOf(logits) - logits[s]);
         generated++;
         if (o.level === "token") {
           const logPsiS = eosPhi.get(s) ?? (psiNext ? psiNext[m * V + s] : 0);
@@ -237,7 +246,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       });
 
       if (o.onProposal && movers.length) {
-        o.onProposal({ step: steps, particles: movers.map((p) => ps.indexOf(p)), hidden: gatherHidden(movers, lm.hiddenSize), proposal: proposal!, eosTokens: eosIds });
+        o.onProposal({ step: steps, particles: movers.map((p) => ps.indexOf(p)), hidden: gatherHidden(movers, lm.hiddenSize), logProbs: logProbs!, eosTokens: eosIds, eosLogPsi: eosLogPsi! });
       }
 
       // 2. Advance: one batched forward pass over the alive particles (waiting ones are held).
@@ -262,7 +271,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         if (lineEnds.length) {
           // The boundary's weight ψ(s_1:k)/ψ(s_1:k−1), read from the hidden state after the line.
           const input = twistInput(lineEnds);
-          o.onBoundary?.({ step: steps, particles: lineEnds.map((p) => ps.indexOf(p)), hidden: input.hidden });
+          o.onBoundary?.({ step: steps, particles: lineEnds.map((p) => ps.indexOf(p)), hidden: input.hidden, confidence: input.confidence });
           const values = stepTwist ? stepTwist.logValue(input) : undefined;
           lineEnds.forEach((p, i) => {
             const v = values ? values[i] : 0;
@@ -294,7 +303,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         const old = ps.map((p) => ({ ...p, tokens: p.tokens }));
         ancestors.forEach((a, i) => {
           const src = old[a];
-          Object.assign(ps[i], { ...src, tokens: src.tokens.slice(), logW: avg });
+          Object.assign(ps[i], { ...src, tokens: src.tokens.slice(), confidence: src.confidence.copy(), logW: avg });
         });
         parents = ancestors;
         resampledAt.push(steps);
@@ -316,6 +325,12 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
     generatedTokens: generated,
     collapsed,
   };
+}
+
+function maxOf(a: Float32Array): number {
+  let m = -Infinity;
+  for (let i = 0; i < a.length; i++) if (a[i] > m) m = a[i];
+  return m;
 }
 
 /** Inverse-CDF draw from unnormalised log probabilities with a known normaliser. */

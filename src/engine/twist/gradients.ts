@@ -2,6 +2,7 @@
  * Gradients of the twist heads, by hand. Both heads are small (linear maps of the hidden state), so the
  * chain rule fits in a few loops; a finite-difference test checks every parameter.
  */
+import { CONFIDENCE_FEATURES } from "../smc/twist";
 import { logSigmoid, TokenTwistHead, ValueTwistHead } from "./heads";
 
 /** Accumulates ∂L/∂(U, W, b) of the token head from coefficients g_s = ∂L/∂log ψ(h, s). */
@@ -66,26 +67,34 @@ export class TokenHeadGradient {
 /** Accumulates ∂L/∂(w, c) of the value head. */
 export class ValueHeadGradient {
   readonly dw: Float64Array;
+  readonly du = new Float64Array(CONFIDENCE_FEATURES);
   readonly dc = new Float64Array(1);
 
   constructor(readonly head: ValueTwistHead) {
     this.dw = new Float64Array(head.p.hiddenSize);
   }
 
-  /** Adds coeff·∂log ψ(h)/∂θ, with log ψ = log σ(z): ∂log σ(z)/∂z = 1 − σ(z). */
-  addLogPsi(hidden: Float32Array, offset: number, coeff: number): void {
-    const z = this.head.logits(hidden.subarray(offset, offset + this.head.p.hiddenSize), 1)[0];
-    this.addLogit(hidden, offset, coeff * (1 - Math.exp(logSigmoid(z))));
+  /** Adds coeff·∂log ψ/∂θ for row `row`, with log ψ = log σ(z): ∂log σ(z)/∂z = 1 − σ(z). */
+  addLogPsi(hidden: Float32Array, confidence: Float32Array | undefined, row: number, coeff: number): void {
+    const z = this.logit(hidden, confidence, row);
+    this.addLogit(hidden, confidence, row, coeff * (1 - Math.exp(logSigmoid(z))));
   }
 
-  /** Adds coeff·∂z/∂θ for the logit z = w·h + c. */
-  addLogit(hidden: Float32Array, offset: number, coeff: number): void {
-    const H = this.head.p.hiddenSize;
-    for (let i = 0; i < H; i++) this.dw[i] += coeff * hidden[offset + i];
+  /** The logit z of one row. */
+  logit(hidden: Float32Array, confidence: Float32Array | undefined, row: number): number {
+    const H = this.head.p.hiddenSize, F = CONFIDENCE_FEATURES;
+    return this.head.logits(hidden.subarray(row * H, (row + 1) * H), 1, confidence?.subarray(row * F, (row + 1) * F))[0];
+  }
+
+  /** Adds coeff·∂z/∂θ for the logit z = w·h + u·f + c of row `row`. */
+  addLogit(hidden: Float32Array, confidence: Float32Array | undefined, row: number, coeff: number): void {
+    const H = this.head.p.hiddenSize, F = CONFIDENCE_FEATURES;
+    for (let i = 0; i < H; i++) this.dw[i] += coeff * hidden[row * H + i];
+    if (confidence) for (let j = 0; j < F; j++) this.du[j] += coeff * confidence[row * F + j];
     this.dc[0] += coeff;
   }
 
   get grads(): Float64Array[] {
-    return [this.dw, this.dc];
+    return [this.dw, this.du, this.dc];
   }
 }

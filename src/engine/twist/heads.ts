@@ -4,13 +4,14 @@
  * Token head (Zhao et al. 2024): log ψ_t(s_<t, s) = (h·U)·W[:, s] + b[s] for every token s, a rank-r
  * factorisation so big vocabularies stay cheap. W = 0, b = 0 at initialisation, so ψ ≡ 1.
  *
- * Value head (Feng et al. 2025): log ψ(s_1:k) = log σ(w·h + c), an estimate of the probability that the
- * prefix ends correct; it also serves as the final potential when the answer is unknown. w = 0 and
- * c = 10 at initialisation: ψ is the constant 0.99995, so SMC behaves exactly as with ψ ≡ 1 (only
- * ratios of ψ enter the weights).
+ * Value head (Feng et al. 2025): log ψ(s_1:k) = log σ(w·h + u·f + c), an estimate of the probability that
+ * the prefix ends correct, from the hidden state h and the confidence features f of the prefix (how far
+ * its sampled tokens fell below the model's top choice). It also serves as the final potential when the
+ * answer is unknown. w = u = 0 and c = 10 at initialisation: ψ is the constant 0.99995, so SMC behaves
+ * exactly as with ψ ≡ 1 (only ratios of ψ enter the weights).
  */
 import { Rng } from "../util/rng";
-import { StepTwist, TokenTwist, TwistInput } from "../smc/twist";
+import { CONFIDENCE_FEATURES, StepTwist, TokenTwist, TwistInput } from "../smc/twist";
 
 export const VALUE_BIAS_INIT = 10;
 
@@ -35,6 +36,8 @@ export interface ValueHeadParams {
   hiddenSize: number;
   /** hiddenSize. */
   w: Float32Array;
+  /** CONFIDENCE_FEATURES weights of the confidence features. */
+  u: Float32Array;
   /** The bias, as a one-element array so the optimiser updates it in place. */
   c: Float32Array;
 }
@@ -99,31 +102,33 @@ export class TokenTwistHead implements TokenTwist {
 export class ValueTwistHead implements StepTwist {
   readonly kind = "step";
   constructor(readonly p: ValueHeadParams) {
-    if (p.w.length !== p.hiddenSize || p.c.length !== 1) throw new Error("value twist head: parameter sizes disagree with its dimensions");
+    if (p.w.length !== p.hiddenSize || p.u.length !== CONFIDENCE_FEATURES || p.c.length !== 1) throw new Error("value twist head: parameter sizes disagree with its dimensions");
   }
 
   static init(hiddenSize: number): ValueTwistHead {
-    return new ValueTwistHead({ hiddenSize, w: new Float32Array(hiddenSize), c: Float32Array.of(VALUE_BIAS_INIT) });
+    return new ValueTwistHead({ hiddenSize, w: new Float32Array(hiddenSize), u: new Float32Array(CONFIDENCE_FEATURES), c: Float32Array.of(VALUE_BIAS_INIT) });
   }
 
-  /** The logit z = w·h + c of each row. */
-  logits(hidden: Float32Array, rows: number): Float64Array {
-    const { hiddenSize: H, w } = this.p;
+  /** The logit z = w·h + u·f + c of each row (f = 0 when no features are given). */
+  logits(hidden: Float32Array, rows: number, confidence?: Float32Array): Float64Array {
+    const { hiddenSize: H, w, u } = this.p;
+    const F = CONFIDENCE_FEATURES;
     const out = new Float64Array(rows);
     for (let r = 0; r < rows; r++) {
       let z = this.p.c[0];
       for (let i = 0; i < H; i++) z += w[i] * hidden[r * H + i];
+      if (confidence) for (let j = 0; j < F; j++) z += u[j] * confidence[r * F + j];
       out[r] = z;
     }
     return out;
   }
 
   parameters(): Float32Array[] {
-    return [this.p.w, this.p.c];
+    return [this.p.w, this.p.u, this.p.c];
   }
 
   logValue(input: TwistInput): Float64Array {
-    const z = this.logits(requireHidden(input, this.p.hiddenSize), input.prefixes.length);
+    const z = this.logits(requireHidden(input, this.p.hiddenSize), input.prefixes.length, input.confidence);
     return z.map(logSigmoid);
   }
 }

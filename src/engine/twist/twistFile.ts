@@ -8,6 +8,7 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } fro
 import { join } from "node:path";
 import { ModelFolder } from "../lm/modelFolder";
 import { writeFileAtomic } from "../util/atomicWrite";
+import { CONFIDENCE_FEATURES } from "../smc/twist";
 import { TokenTwistHead, ValueTwistHead } from "./heads";
 
 export const TWIST_FORMAT = "twisted-smc-twist";
@@ -85,7 +86,7 @@ export function serializeTwist(head: TwistHead, meta: Omit<TwistMeta, "format" |
         }
       : {
           format: TWIST_FORMAT, version: 1, kind: "step", hiddenSize: head.p.hiddenSize, vocabSize: 0, ...meta,
-          params: { w: encode(head.p.w), c: head.p.c[0] },
+          params: { w: encode(head.p.w), u: encode(head.p.u), c: head.p.c[0] },
         };
   return JSON.stringify(doc);
 }
@@ -103,6 +104,11 @@ export function loadTwist(path: string, folder?: ModelFolder): TwistFile {
   } catch (e) {
     throw new TwistFileError(`twist file ${path} is not valid JSON (${(e as Error).message}): it may be corrupt or truncated`);
   }
+  return parseTwist(doc, path, folder);
+}
+
+/** Validates a parsed twist document (a file's, or the one inside a training checkpoint). */
+export function parseTwist(doc: Record<string, unknown>, path: string, folder?: ModelFolder): TwistFile {
   if (doc?.format !== TWIST_FORMAT) throw new TwistFileError(`${path} is not a twist file (format "${String(doc?.format)}")`);
   if (doc.version !== 1) throw new TwistFileError(`${path}: twist file version ${String(doc.version)} is not supported`);
   const meta = doc as unknown as TwistMeta;
@@ -125,7 +131,7 @@ export function loadTwist(path: string, folder?: ModelFolder): TwistFile {
     head = new TokenTwistHead({ hiddenSize: H, vocabSize: V, rank: R, U: decode(params.U, H * R, "U", path), W: decode(params.W, R * V, "W", path), b: decode(params.b, V, "b", path) });
   } else if (meta.kind === "step") {
     if (typeof params.c !== "number" || !Number.isFinite(params.c)) throw new TwistFileError(`${path}: parameter c is missing or not finite`);
-    head = new ValueTwistHead({ hiddenSize: H, w: decode(params.w, H, "w", path), c: Float32Array.of(params.c) });
+    head = new ValueTwistHead({ hiddenSize: H, w: decode(params.w, H, "w", path), u: decode(params.u, CONFIDENCE_FEATURES, "u", path), c: Float32Array.of(params.c) });
   } else {
     throw new TwistFileError(`${path}: unknown twist kind "${String(meta.kind)}"`);
   }

@@ -1,0 +1,116 @@
+/**
+ * `twisted-smc train`: the seed's trainer with its flag names (snake_case, kebab-case aliases too).
+ * SIGINT/SIGTERM stop after the batch in progress and keep a checkpoint for --resume.
+ */
+import { parseArgs } from "node:util";
+import { BatchMetrics, train, TrainConfig } from "../train/trainer";
+import { choiceOption, intOption, numberOption, OptionValues, stringOption, UsageError } from "./args";
+
+export const TRAIN_DEFAULTS = {
+  num_examples: 100, num_epochs: 3, batch_size: 4, learning_rate: 0.01, output_dir: "math_twist_model", seed: 42, split: "train",
+  output_length: 96, num_twist_samples: 8, twist_updates_per_example: 1, save_every: 10, dataset: "synthetic", loss: "ctl", twist: "token", rank: 32,
+} as const;
+
+const D = TRAIN_DEFAULTS;
+
+export const TRAIN_HELP = `Usage: twisted-smc train [options]
+
+Learns a twist for a model on problems with known answers and writes it to --output_dir
+(twist.json, checkpoint.json every --save_every batches, metrics.jsonl). Flags keep the seed's names;
+--num-examples style works too.
+
+Options:
+  --model_name DIR                 model folder (default: the shipped model)
+  --num_examples N                 problems to train on (default ${D.num_examples})
+  --num_epochs N                   passes over them (default ${D.num_epochs})
+  --batch_size N                   problems per update (default ${D.batch_size})
+  --learning_rate X                Adam step size (default ${D.learning_rate})
+  --output_dir DIR                 where the twist, checkpoints and metrics go (default ${D.output_dir})
+  --seed S                         seed for data order and sampling (default ${D.seed})
+  --split train|test               data split (default ${D.split})
+  --dataset synthetic|gsm8k|FILE   problems: generated, GSM8K, or a GSM8K-format JSONL file (default ${D.dataset})
+  --output_length N                tokens per sample at most (default ${D.output_length})
+  --num_twist_samples K            SMC particles and positive-sample draws per problem (default ${D.num_twist_samples})
+  --twist_updates_per_example N    Adam steps per batch on the same samples (default ${D.twist_updates_per_example})
+  --save_every N                   checkpoint every N batches (default ${D.save_every})
+  --twist token|step               token-level twist head, or step-level value head (default ${D.twist})
+  --loss ctl|bce                   contrastive twist learning, or value regression (step only) (default ${D.loss})
+  --rank R                         rank of the token head (default ${D.rank})
+  --resume                         continue the run in --output_dir from its last checkpoint
+  --threads N                      CPU threads (default: all cores)
+  --progress text|json             one human line per batch, or JSON lines for the editor (default text)`;
+
+const FLAGS = Object.keys(D).concat(["model_name", "resume", "threads", "progress"]);
+
+export async function trainCommand(argv: string[]): Promise<void> {
+  const options: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
+  for (const f of FLAGS) {
+    const type = f === "resume" ? "boolean" : "string";
+    options[f] = { type };
+    if (f.includes("_")) options[f.replace(/_/g, "-")] = { type };
+  }
+  const { values: raw, positionals } = parseArgs({ args: argv, options, allowPositionals: true });
+  if (raw.help) {
+    console.log(TRAIN_HELP);
+    return;
+  }
+  if (positionals.length) throw new UsageError(`train takes no positional arguments (got "${positionals[0]}")`);
+  // Fold kebab-case aliases onto the seed's names.
+  const values: OptionValues = {};
+  for (const [k, v] of Object.entries(raw)) values[k.replace(/-/g, "_")] = v as string | boolean;
+  const config: TrainConfig = {
+    modelName: stringOption(values, "model_name"),
+    numExamples: intOption(values, "num_examples", D.num_examples, 1),
+    numEpochs: intOption(values, "num_epochs", D.num_epochs, 1),
+    batchSize: intOption(values, "batch_size", D.batch_size, 1),
+    learningRate: numberOption(values, "learning_rate", D.learning_rate),
+    outputDir: stringOption(values, "output_dir") ?? D.output_dir,
+    seed: intOption(values, "seed", D.seed),
+    split: choiceOption(values, "split", ["train", "test"] as const, D.split),
+    outputLength: intOption(values, "output_length", D.output_length, 1),
+    numTwistSamples: intOption(values, "num_twist_samples", D.num_twist_samples, 1),
+    twistUpdatesPerExample: intOption(values, "twist_updates_per_example", D.twist_updates_per_example, 1),
+    saveEvery: intOption(values, "save_every", D.save_every, 1),
+    dataset: stringOption(values, "dataset") ?? D.dataset,
+    loss: choiceOption(values, "loss", ["ctl", "bce"] as const, D.loss),
+    twist: choiceOption(values, "twist", ["token", "step"] as const, D.twist),
+    rank: intOption(values, "rank", D.rank, 1),
+    resume: values.resume === true,
+    threads: values.threads === undefined ? undefined : intOption(values, "threads", 1, 1),
+  };
+  if (config.learningRate <= 0) throw new UsageError("--learning_rate must be > 0");
+  if (config.loss === "bce" && config.twist !== "step") throw new UsageError("--loss bce trains a value (step) twist: add --twist step");
+  const json = choiceOption(values, "progress", ["text", "json"] as const, "text") === "json";
+  const emit = (obj: Record<string, unknown>) => console.log(JSON.stringify(obj));
+
+  const controller = new AbortController();
+  const stop = (signal: string) => {
+    if (controller.signal.aborted) process.exit(130);
+    if (!json) console.error(`\n${signal}: stopping after the current batch (a checkpoint is kept; --resume continues)…`);
+    controller.abort();
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+
+  const result = await train(config, {
+    signal: controller.signal,
+    onStart: (info) => {
+      if (json) return emit({ type: "start", ...info, config });
+      console.log(`Training a ${config.twist}-level twist (${config.loss}) for ${info.model}`);
+      console.log(`  data: ${info.data}, ${info.problems} problems, ${info.batchesPerEpoch} batches per epoch × ${config.numEpochs} epochs${info.resumedAt !== undefined ? `, resuming after batch ${info.resumedAt}` : ""}`);
+      for (const s of info.skipped) console.log(`  skipped ${s}`);
+    },
+    onBatch: (m: BatchMetrics, total: number) => {
+      if (json) return emit({ type: "batch", total, ...m });
+      console.log(
+        `[${String(m.step).padStart(String(total).length)}/${total}] epoch ${m.epoch + 1} loss ${m.loss.toFixed(4)} reward ${m.reward.toFixed(3)} ` +
+          `sample acc ${m.sampleAccuracy.toFixed(3)} ESS ${(100 * m.ess).toFixed(0)}% log Ẑ ${m.logZ.toFixed(2)} ${m.seconds}s`,
+      );
+    },
+    onCheckpoint: (path) => (json ? emit({ type: "checkpoint", path }) : undefined),
+  });
+  if (json) emit({ type: "end", ...result });
+  else if (result.stopped) console.log(`Stopped after ${result.batches} batches; checkpoint in ${config.outputDir}. Run again with --resume to continue.`);
+  else console.log(`Done: ${result.batches} batches. Twist written to ${result.twistPath}`);
+  if (result.stopped) process.exitCode = 130;
+}

@@ -1,0 +1,201 @@
+/**
+ * The twist trainer (the seed's train_twist_for_math_problems): for each batch of problems with known
+ * answers, gather positive and negative samples under the current twist, take
+ * `twistUpdatesPerExample` Adam steps on the objective, log metrics, and checkpoint atomically.
+ * Every random choice is seeded by (seed, epoch, batch, problem), so a resumed run repeats an
+ * uninterrupted one exactly.
+ */
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { loadModel, LoadedModel } from "../lm/loadModel";
+import { Split } from "../math/problems";
+import { SmcLevel } from "../smc/twistedSmc";
+import { Adam } from "../twist/adam";
+import { TokenTwistHead, ValueTwistHead } from "../twist/heads";
+import { modelFingerprint, saveTwist, TwistHead } from "../twist/twistFile";
+import { hashString64, Rng } from "../util/rng";
+import { Checkpoint, CheckpointError, loadCheckpoint, saveCheckpoint } from "./checkpoint";
+import { loadProblems } from "./data";
+import { bceStepGradient, ctlStepGradient, ctlTokenGradient, ObjectiveResult } from "./objectives";
+import { collectProblem, ProblemData } from "./samples";
+
+export interface TrainConfig {
+  modelName?: string;
+  numExamples: number;
+  numEpochs: number;
+  batchSize: number;
+  learningRate: number;
+  outputDir: string;
+  seed: number;
+  split: Split;
+  outputLength: number;
+  numTwistSamples: number;
+  twistUpdatesPerExample: number;
+  saveEvery: number;
+  dataset: string;
+  loss: "ctl" | "bce";
+  twist: SmcLevel;
+  /** Rank of the token head's factorisation. */
+  rank: number;
+  resume: boolean;
+  threads?: number;
+}
+
+export interface BatchMetrics {
+  epoch: number;
+  batch: number;
+  step: number;
+  loss: number;
+  reward: number;
+  sampleAccuracy: number;
+  ess: number;
+  logZ: number;
+  exactPositives: number;
+  seconds: number;
+}
+
+export interface TrainHooks {
+  onStart?: (info: { problems: number; batchesPerEpoch: number; resumedAt?: number; skipped: string[]; model: string; data: string }) => void;
+  onBatch?: (m: BatchMetrics, totalBatches: number) => void;
+  onCheckpoint?: (path: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface TrainResult {
+  twistPath: string;
+  batches: number;
+  stopped: boolean;
+  final?: BatchMetrics;
+}
+
+export const CHECKPOINT_FILE = "checkpoint.json";
+export const METRICS_FILE = "metrics.jsonl";
+export const TWIST_FILE = "twist.json";
+
+/** The settings that decide the result: a resume must agree on them (epochs may grow). */
+function resultSettings(c: TrainConfig, fingerprint: string): Record<string, unknown> {
+  return {
+    model: fingerprint, dataset: c.dataset, split: c.split, numExamples: c.numExamples, batchSize: c.batchSize,
+    learningRate: c.learningRate, seed: c.seed, outputLength: c.outputLength, numTwistSamples: c.numTwistSamples,
+    twistUpdatesPerExample: c.twistUpdatesPerExample, loss: c.loss, twist: c.twist, rank: c.rank,
+  };
+}
+
+function objective(head: TwistHead, loss: TrainConfig["loss"], data: ProblemData[]): ObjectiveResult {
+  if (head instanceof TokenTwistHead) return ctlTokenGradient(head, data);
+  return loss === "bce" ? bceStepGradient(head, data) : ctlStepGradient(head, data);
+}
+
+export function validateTrainConfig(c: TrainConfig): void {
+  const positive: [string, number][] = [["num_examples", c.numExamples], ["num_epochs", c.numEpochs], ["batch_size", c.batchSize], ["output_length", c.outputLength], ["num_twist_samples", c.numTwistSamples], ["twist_updates_per_example", c.twistUpdatesPerExample], ["save_every", c.saveEvery], ["rank", c.rank]];
+  for (const [name, v] of positive) if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name} must be a positive integer, got ${v}`);
+  if (!(c.learningRate > 0)) throw new RangeError(`--learning_rate must be > 0, got ${c.learningRate}`);
+  if (c.loss === "bce" && c.twist !== "step") throw new RangeError("--loss bce trains a value (step) twist: add --twist step");
+}
+
+export async function train(config: TrainConfig, hooks: TrainHooks = {}, preloaded?: LoadedModel): Promise<TrainResult> {
+  validateTrainConfig(config);
+  const model = preloaded ?? (await loadModel(config.modelName, { threads: config.threads, device: "cpu" }));
+  try {
+    return await trainWith(model, config, hooks);
+  } finally {
+    if (!preloaded) await model.lm.dispose();
+  }
+}
+
+async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks): Promise<TrainResult> {
+  const { folder, lm } = model;
+  const fingerprint = modelFingerprint(folder);
+  const settings = resultSettings(c, fingerprint);
+  const { problems, skipped, description } = loadProblems(c.dataset, c.split, c.numExamples, c.seed);
+  mkdirSync(c.outputDir, { recursive: true });
+  const checkpointPath = join(c.outputDir, CHECKPOINT_FILE);
+  const metricsPath = join(c.outputDir, METRICS_FILE);
+
+  let head: TwistHead = c.twist === "token" ? TokenTwistHead.init(lm.hiddenSize, lm.vocabSize, Math.min(c.rank, lm.hiddenSize), new Rng(`head:${c.seed}`)) : ValueTwistHead.init(lm.hiddenSize);
+  let checkpoint: Checkpoint | undefined;
+  if (c.resume) {
+    checkpoint = loadCheckpoint(checkpointPath, folder);
+    if (checkpoint) {
+      const differing = Object.keys(settings).filter((k) => JSON.stringify(settings[k]) !== JSON.stringify(checkpoint!.settings[k]));
+      if (differing.length) throw new CheckpointError(`cannot resume ${checkpointPath}: it was made with different ${differing.map((k) => `${k} (${JSON.stringify(checkpoint!.settings[k])})`).join(", ")}`);
+      head = checkpoint.twist.head;
+    }
+  } else if (existsSync(checkpointPath)) {
+    throw new CheckpointError(`${c.outputDir} already holds a training run: pass --resume to continue it, or choose another --output_dir`);
+  }
+  const adam = new Adam(head.parameters(), c.learningRate, 0.9, 0.999, 1e-8, checkpoint?.adam);
+  const perEpoch = Math.ceil(problems.length / c.batchSize);
+  const total = perEpoch * c.numEpochs;
+  let { epoch, batch, batchesDone, metricsLines } = checkpoint?.progress ?? { epoch: 0, batch: 0, batchesDone: 0, metricsLines: 0 };
+  // Metrics logged after the checkpoint belong to work that will be redone.
+  if (existsSync(metricsPath) || !c.resume) {
+    const kept = c.resume ? readFileSync(metricsPath, "utf8").split("\n").filter(Boolean).slice(0, metricsLines) : [];
+    writeFileSync(metricsPath, kept.map((l) => l + "\n").join(""));
+  }
+  hooks.onStart?.({ problems: problems.length, batchesPerEpoch: perEpoch, resumedAt: checkpoint ? batchesDone : undefined, skipped, model: folder.dir, data: description });
+
+  const meta = (metrics?: BatchMetrics) => ({
+    baseModel: { name: folder.name, fingerprint },
+    created: new Date().toISOString(),
+    training: { ...settings, model: folder.name, data: description, numEpochs: c.numEpochs, saveEvery: c.saveEvery, objective: c.loss === "ctl" ? "contrastive twist learning (Zhao et al. 2024)" : "value regression, binary cross-entropy (FUDGE-style)" },
+    metrics: metrics ? { ...metrics } : undefined,
+  });
+  /** Saves the state before batch `nextBatch` of epoch `nextEpoch`. */
+  const save = (nextEpoch: number, nextBatch: number, metrics?: BatchMetrics) => {
+    saveCheckpoint(checkpointPath, settings, { epoch: nextEpoch, batch: nextBatch, batchesDone, metricsLines }, head, meta(metrics), adam.state);
+    hooks.onCheckpoint?.(checkpointPath);
+  };
+
+  let last: BatchMetrics | undefined;
+  let stopped = false;
+  const start = performance.now();
+  outer: for (; epoch < c.numEpochs; epoch++, batch = 0) {
+    const order = shuffled(problems.length, new Rng(`order:${c.seed}:${epoch}`));
+    for (; batch < perEpoch; batch++) {
+      if (hooks.signal?.aborted) {
+        stopped = true;
+        break outer;
+      }
+      const idx = order.slice(batch * c.batchSize, (batch + 1) * c.batchSize);
+      const data: ProblemData[] = [];
+      for (const i of idx) {
+        const seed = Number(hashString64(`sample:${c.seed}:${epoch}:${i}`) % 2147483647n);
+        data.push(await collectProblem(model, problems[i], { level: c.twist, loss: c.loss, samples: c.numTwistSamples, maxTokens: c.outputLength, seed, twist: head }));
+      }
+      let loss = 0;
+      for (let u = 0; u < c.twistUpdatesPerExample; u++) {
+        const r = objective(head, c.loss, data);
+        if (u === 0) loss = r.loss;
+        adam.step(r.grads);
+      }
+      const mean = (f: (d: ProblemData) => number) => data.reduce((a, d) => a + f(d), 0) / data.length;
+      last = {
+        epoch, batch, step: batchesDone + 1, loss, reward: mean((d) => d.stats.reward), sampleAccuracy: mean((d) => d.stats.sampleAccuracy),
+        ess: mean((d) => d.stats.ess), logZ: mean((d) => (Number.isFinite(d.stats.logZ) ? d.stats.logZ : -50)),
+        exactPositives: mean((d) => d.stats.exactPositives), seconds: Math.round((performance.now() - start) / 100) / 10,
+      };
+      appendFileSync(metricsPath, JSON.stringify(last) + "\n");
+      batchesDone++;
+      metricsLines++;
+      hooks.onBatch?.(last, total);
+      if (batchesDone % c.saveEvery === 0) {
+        if (batch + 1 < perEpoch) save(epoch, batch + 1, last);
+        else save(epoch + 1, 0, last);
+      }
+    }
+  }
+  save(epoch, batch, last);
+  const twistPath = join(c.outputDir, TWIST_FILE);
+  if (!stopped) saveTwist(twistPath, head, meta(last));
+  return { twistPath, batches: batchesDone, stopped, final: last };
+}
+
+function shuffled(n: number, rng: Rng): number[] {
+  const a = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(0, i);
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
