@@ -3,6 +3,7 @@ import { RESAMPLING_SCHEMES } from "../../src/engine/smc/resampling";
 import { StepTwist, TokenTwist, TwistInput } from "../../src/engine/smc/twist";
 import { runTwistedSmc, SmcOptions, SmcCancelled } from "../../src/engine/smc/twistedSmc";
 import { SmcStepRecord } from "../../src/engine/smc/record";
+import { Rng } from "../../src/engine/util/rng";
 import { enumerateToy, exactTwist, hashUnit, TOY_EOS, TOY_MAX_TOKENS, TOY_PROMPT, TOY_VOCAB, toyDecode, ToyModel } from "./toyModel";
 
 /** A strictly positive final potential (any φ works for the unbiasedness of Ẑ). */
@@ -91,6 +92,33 @@ describe("twisted SMC on an enumerable toy model", function () {
   it("step level with the exact optimal value twist is unbiased too", async () => {
     const { mean, se } = await meanZ({ level: "step", twist: stepTwistFrom(exact.logPsi), logFinalPotential: logPhi }, 400);
     assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
+  });
+
+  it("brackets log Z: plain SMC's log Ẑ below, conditional SMC seeded with exact target samples above", async () => {
+    const twist = tokenTwistFrom(randomLogPsi, randomLogPsi);
+    // Exact draws from σ ∝ p·φ over the enumerated sequences.
+    const seqs = exact.sequences.map((s) => ({ ...s, w: Math.exp(s.logP + logPhi(toyDecode(s.tokens))) / exact.z }));
+    const rng = new Rng("sigma");
+    const drawSigma = () => {
+      let u = rng.uniform();
+      for (const s of seqs) if ((u -= s.w) < 0) return s.tokens;
+      return seqs[seqs.length - 1].tokens;
+    };
+    const lm = new ToyModel();
+    const lower: number[] = [], upper: number[] = [];
+    for (let r = 0; r < 300; r++) {
+      const base = options({ particles: 4, twist, logFinalPotential: logPhi, seed: r, essThreshold: 0.9 });
+      lower.push((await runTwistedSmc(lm, TOY_PROMPT, base)).logZ);
+      upper.push((await runTwistedSmc(lm, TOY_PROMPT, { ...base, clamp: drawSigma() })).logZ);
+    }
+    const stats = (xs: number[]) => {
+      const m = xs.reduce((a, b) => a + b, 0) / xs.length;
+      return { m, se: Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1) / xs.length) };
+    };
+    const lo = stats(lower), hi = stats(upper), logZ = Math.log(exact.z);
+    assert.ok(lo.m < logZ + 3 * lo.se, `lower ${lo.m} vs log Z ${logZ}`);
+    assert.ok(hi.m > logZ - 3 * hi.se, `upper ${hi.m} vs log Z ${logZ}`);
+    assert.ok(hi.m > lo.m);
   });
 
   it("with ψ ≡ 1 and φ ≡ 1 the particles are samples from p (chi-square)", async () => {

@@ -70,15 +70,16 @@ describe("twist heads", () => {
 
   it("value head: hand gradients match finite differences for log σ(z) and z", () => {
     const rng = new Rng(3);
-    const head = new ValueTwistHead({ hiddenSize: H, w: Float32Array.from({ length: H }, () => rng.normal()), c: Float32Array.of(0.3) });
+    const head = new ValueTwistHead({ hiddenSize: H, w: Float32Array.from({ length: H }, () => rng.normal()), u: Float32Array.of(0.4, -0.2), c: Float32Array.of(0.3) });
     const hidden = randomHidden(rng, 2);
+    const conf = Float32Array.of(0.5, 1.5, 2.0, 0.1);
     const loss = () => {
-      const z = head.logits(hidden, 2);
+      const z = head.logits(hidden, 2, conf);
       return 0.8 * logSigmoid(z[0]) - 1.3 * z[1];
     };
     const grad = new ValueHeadGradient(head);
-    grad.addLogPsi(hidden, 0, 0.8);
-    grad.addLogit(hidden, H, -1.3);
+    grad.addLogPsi(hidden, conf, 0, 0.8);
+    grad.addLogit(hidden, conf, 1, -1.3);
     assertClose(grad.grads, numericGrad(head.parameters(), loss, 1e-3), 1e-3);
   });
 

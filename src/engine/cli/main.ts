@@ -7,6 +7,7 @@ import { gradeCommand, GRADE_HELP } from "./gradeCommand";
 import { sampleCommand, SAMPLE_HELP } from "./sampleCommand";
 import { solveCommand, SOLVE_HELP } from "./solveCommand";
 import { trainCommand, TRAIN_HELP } from "./trainCommand";
+import { evalCommand, EVAL_HELP } from "./evalCommand";
 import { CheckpointError } from "../train/checkpoint";
 import { DatasetError } from "../train/data";
 import { TwistFileError } from "../twist/twistFile";
@@ -21,6 +22,7 @@ Commands:
   sample "<problem>"     K plain samples from the model with their extracted answers
   grade --jsonl FILE     extract answers from responses and reward them against gold answers
   train                  learn a twist on problems with known answers
+  eval                   accuracy table: greedy, sampling, voting, SMC and twisted SMC at one budget
   data synth             synthetic word problems as GSM8K-format JSONL
 
 Run "twisted-smc <command> --help" for a command's options.
@@ -33,6 +35,8 @@ ${GRADE_HELP}
 
 ${TRAIN_HELP}
 
+${EVAL_HELP}
+
 ${DATA_HELP}`;
 
 const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
@@ -40,6 +44,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
   sample: sampleCommand,
   grade: gradeCommand,
   train: trainCommand,
+  eval: evalCommand,
   data: dataCommand,
 };
 

@@ -54,6 +54,12 @@ export interface SmcOptions {
   onStep?: (record: SmcStepRecord) => void;
   /** Cancels within one step. */
   signal?: AbortSignal;
+  /**
+   * Conditional SMC: particle 0 follows these tokens (then EOS) and always keeps its own lineage, the
+   * others resample multinomially around it. Seeded with an exact target sample, E[log Ẑ] is an upper
+   * bound on log Z (Zhao et al. 2024, Sec. 5), the counterpart of plain SMC's lower bound.
+   */
+  clamp?: readonly number[];
   /** Training hook, token level: each step's proposal q_t over the vocabulary and the hidden states it read. */
   onProposal?: (info: ProposalInfo) => void;
   /** Training hook, step level: the hidden states at the line boundaries reached in a step. */
@@ -217,7 +223,8 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
           p.finish = "eos";
           return;
         }
-        const s = drawFromLogits(prop, logQNorm, rng);
+        const clamped = o.clamp && p === ps[0];
+        const s = clamped ? (p.tokens.length < o.clamp!.length ? o.clamp![p.tokens.length] : eosIds[0]) : drawFromLogits(prop, logQNorm, rng);
         const logP = logits[s] - logNorm;
         const logQ = prop[s] - logQNorm;
         p.confidence.add(maxOf(logits) - logits[s]);
@@ -298,7 +305,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       if (o.onStep) o.onStep(makeRecord(steps, o, ps, parents, e, shouldResample));
       parents = ps.map((_, i) => i);
       if (shouldResample) {
-        const ancestors = resample(o.resampling, normalize(logW), K, rng);
+        const ancestors = o.clamp ? [0, ...resample("multinomial", normalize(logW), K - 1, rng)] : resample(o.resampling, normalize(logW), K, rng);
         const avg = logMeanExp(logW);
         const old = ps.map((p) => ({ ...p, tokens: p.tokens }));
         ancestors.forEach((a, i) => {

@@ -1,0 +1,102 @@
+/** `twisted-smc eval`: the evaluation table on held-out problems, every row at the same budget N. */
+import { parseArgs } from "node:util";
+import { DEVICES, DeviceRequest } from "../lm/device";
+import { loadModel } from "../lm/loadModel";
+import { evaluate, EvalReport } from "../eval/evaluate";
+import { loadProblems } from "../train/data";
+import { loadTwist, shippedTwistPath } from "../twist/twistFile";
+import { StepTwist, TokenTwist } from "../smc/twist";
+import { choiceOption, intOption, stringOption, UsageError } from "./args";
+
+export const EVAL_HELP = `Usage: twisted-smc eval [options]
+
+Compares, at the same budget of N samples/particles per problem: greedy, single sample, majority
+vote, best-of-N by the twist, SMC without twist, twisted SMC at token and step level (a posterior
+sample, and the weighted vote), and the oracle pass@N; with the log Ẑ bounds of Zhao et al.
+
+Options:
+  --model DIR                 model folder (default: the shipped model)
+  --dataset synthetic|gsm8k|FILE   problems (default synthetic)
+  --split train|test          (default test)
+  --n N                       number of problems (default 500)
+  --particles N               the budget N (default 16)
+  --seed S                    (default 0)
+  --twist FILE                a twist file (token or step); the other level uses the model's shipped twist
+  --token-twist FILE|none     the token-level twist (default: the model folder's twist-token.json)
+  --step-twist FILE|none      the step-level twist (default: the model folder's twist-step.json)
+  --max-tokens N              (default 96)
+  --no-bounds                 skip the log Ẑ bounds
+  --device D, --threads N
+  --json                      one JSON object`;
+
+export async function evalCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: "string" }, dataset: { type: "string" }, split: { type: "string" }, n: { type: "string" }, particles: { type: "string" },
+      seed: { type: "string" }, twist: { type: "string" }, "token-twist": { type: "string" }, "step-twist": { type: "string" },
+      "max-tokens": { type: "string" }, "no-bounds": { type: "boolean" }, device: { type: "string" }, threads: { type: "string" },
+      json: { type: "boolean" }, help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    console.log(EVAL_HELP);
+    return;
+  }
+  const model = await loadModel(stringOption(values, "model"), {
+    threads: values.threads === undefined ? undefined : intOption(values, "threads", 1, 1),
+    device: choiceOption<DeviceRequest>(values, "device", DEVICES, "auto"),
+  });
+  try {
+    let tokenTwist: TokenTwist | undefined;
+    let stepTwist: StepTwist | undefined;
+    const names: Record<string, string | null> = { token: null, step: null };
+    const use = (path: string) => {
+      const { head, meta } = loadTwist(path, model.folder);
+      if (head.kind === "token") tokenTwist = head;
+      else stepTwist = head;
+      names[meta.kind] = path;
+    };
+    for (const level of ["token", "step"] as const) {
+      const flag = stringOption(values, `${level}-twist`);
+      if (flag === "none") continue;
+      const path = flag ?? shippedTwistPath(model.folder, level);
+      if (path) use(path);
+    }
+    const twist = stringOption(values, "twist");
+    if (twist) use(twist);
+    const split = choiceOption(values, "split", ["train", "test"] as const, "test");
+    const n = intOption(values, "n", 500, 1);
+    const { problems, skipped, description } = loadProblems(stringOption(values, "dataset") ?? "synthetic", split, n, intOption(values, "seed", 0));
+    if (!problems.length) throw new UsageError("no problems to evaluate");
+    const started = performance.now();
+    const report = await evaluate(model, problems, {
+      particles: intOption(values, "particles", 16, 1),
+      maxTokens: intOption(values, "max-tokens", 96, 1),
+      seed: intOption(values, "seed", 0),
+      tokenTwist,
+      stepTwist,
+      bounds: !values["no-bounds"],
+      onProblem: values.json ? undefined : (done, total) => process.stderr.write(`\r${done}/${total} problems`),
+    });
+    if (!values.json) process.stderr.write("\n");
+    const out = { data: description, skipped, model: model.folder.dir, device: model.lm.device, twists: names, seconds: Math.round((performance.now() - started) / 1000), ...report };
+    console.log(values.json ? JSON.stringify(out, null, 2) : formatReport(out));
+  } finally {
+    await model.lm.dispose();
+  }
+}
+
+function formatReport(r: EvalReport & { data: string; twists: Record<string, string | null>; seconds: number }): string {
+  const pct = (x: number) => (100 * x).toFixed(1).padStart(5);
+  const lines = [`${r.n} problems from ${r.data}, N = ${r.particles}; twists: token ${r.twists.token ?? "none"}, step ${r.twists.step ?? "none"}`, ""];
+  lines.push(`${"method".padEnd(56)} accuracy        time`);
+  for (const row of r.rows) {
+    const acc = row.note === "no twist given" ? "    –        " : `${pct(row.accuracy)}% ± ${(100 * row.stderr).toFixed(1).padStart(4)}`;
+    lines.push(`${row.method.padEnd(56)} ${acc}  ${String(row.seconds).padStart(6)} s${row.note && row.note !== "no twist given" ? `   (${row.note})` : ""}`);
+  }
+  const z = (m: number, se: number) => (Number.isFinite(m) ? `${m.toFixed(3)} ± ${se.toFixed(3)}` : "n/a");
+  if (r.bounds) lines.push("", `log Ẑ bounds: lower ${z(r.bounds.lower, r.bounds.lowerStderr)}, upper ${z(r.bounds.upper, r.bounds.upperStderr)}`, `  (${r.bounds.note})`);
+  lines.push("", `total ${r.seconds} s`);
+  return lines.join("\n");
+}

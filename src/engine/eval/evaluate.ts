@@ -1,0 +1,196 @@
+/**
+ * The evaluation table: every method at the same particle/sample budget N on the same problems, with
+ * accuracy ± standard error and wall time, plus the log Ẑ bounds of Zhao et al. (2024, Sec. 5).
+ */
+import { LoadedModel } from "../lm/loadModel";
+import { generate } from "../lm/generate";
+import { answersMatch, extractAnswer } from "../math/answer";
+import { MathProblem } from "../math/dataset";
+import { answerPosterior } from "../smc/posterior";
+import { CONFIDENCE_FEATURES, ConfidenceTracker, StepTwist, TokenTwist } from "../smc/twist";
+import { runTwistedSmc, SmcLevel, SmcOptions } from "../smc/twistedSmc";
+import { normalize } from "../smc/weights";
+import { logSigmoid, ValueTwistHead } from "../twist/heads";
+
+export interface EvalOptions {
+  particles: number;
+  maxTokens: number;
+  seed: number;
+  tokenTwist?: TokenTwist;
+  stepTwist?: StepTwist;
+  /** Also estimate the log Ẑ bounds (two more SMC runs per problem). */
+  bounds: boolean;
+  onProblem?: (done: number, total: number) => void;
+}
+
+export interface EvalRow {
+  method: string;
+  accuracy: number;
+  stderr: number;
+  /** Wall time of this method over all problems. */
+  seconds: number;
+  note?: string;
+}
+
+export interface EvalReport {
+  n: number;
+  particles: number;
+  rows: EvalRow[];
+  bounds?: { lower: number; lowerStderr: number; upper: number; upperStderr: number; problems: number; note: string };
+}
+
+class Tally {
+  sum = 0;
+  sumSq = 0;
+  n = 0;
+  ms = 0;
+  add(x: number): void {
+    this.sum += x;
+    this.sumSq += x * x;
+    this.n++;
+  }
+  row(method: string, note?: string): EvalRow {
+    const mean = this.n ? this.sum / this.n : 0;
+    const variance = this.n > 1 ? (this.sumSq / this.n - mean * mean) * (this.n / (this.n - 1)) : 0;
+    return { method, accuracy: mean, stderr: Math.sqrt(Math.max(variance, 0) / Math.max(this.n, 1)), seconds: Math.round(this.ms / 100) / 10, note };
+  }
+}
+
+const correct = (text: string, gold: number) => {
+  const a = extractAnswer(text);
+  return a !== undefined && answersMatch(a.value, gold);
+};
+
+async function timed<T>(tally: Tally, f: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  try {
+    return await f();
+  } finally {
+    tally.ms += performance.now() - t0;
+  }
+}
+
+/** The value head's estimate log ψ of each complete sample (its final hidden state and confidence). */
+async function finalValues(model: LoadedModel, prompt: number[], samples: number[][], head: ValueTwistHead): Promise<number[]> {
+  const V = model.lm.vocabSize, H = model.lm.hiddenSize;
+  const out: number[] = [];
+  for (const seq of samples) {
+    if (!seq.length) {
+      out.push(-Infinity);
+      continue;
+    }
+    const { logits, hidden } = await model.lm.encodeAll!([...prompt, ...seq]);
+    const tracker = new ConfidenceTracker();
+    seq.forEach((tok, j) => {
+      const row = prompt.length - 1 + j;
+      let max = -Infinity;
+      for (let s = 0; s < V; s++) max = Math.max(max, logits[row * V + s]);
+      tracker.add(max - logits[row * V + tok]);
+    });
+    const conf = new Float32Array(CONFIDENCE_FEATURES);
+    tracker.write(conf, 0);
+    const last = prompt.length + seq.length - 1;
+    out.push(logSigmoid(head.logits(hidden!.subarray(last * H, (last + 1) * H), 1, conf)[0]));
+  }
+  return out;
+}
+
+export async function evaluate(model: LoadedModel, problems: MathProblem[], o: EvalOptions): Promise<EvalReport> {
+  const { tokenizer, lm } = model;
+  const N = o.particles;
+  const t = {
+    greedy: new Tally(), single: new Tally(), majority: new Tally(), bestOfN: new Tally(), smcPlain: new Tally(),
+    tokenSample: new Tally(), tokenVote: new Tally(), stepSample: new Tally(), stepVote: new Tally(), pass: new Tally(),
+  };
+  const lowerZ: number[] = [];
+  const upperZ: { lower: number; upper: number }[] = [];
+  const isEos = (x: number) => tokenizer.isEos(x);
+  const base = (level: SmcLevel, seed: number): SmcOptions => ({
+    particles: N, level, resampling: "systematic", essThreshold: 0.5, resample: "adaptive", maxTokens: o.maxTokens, temperature: 1, seed,
+    isEos, isLineEnd: (x) => tokenizer.isLineEnd(x), decode: (x) => tokenizer.decode(x),
+  });
+  for (const [i, p] of problems.entries()) {
+    const prompt = tokenizer.encodeProblem(p.question);
+    const seed = o.seed * 1000003 + i;
+
+    const g = await timed(t.greedy, () => generate(lm, prompt, { numSamples: 1, maxTokens: o.maxTokens, temperature: 0, seed, isEos }));
+    t.greedy.add(+correct(tokenizer.decode(g.sequences[0].tokens), p.gold));
+
+    const samples = await timed(t.majority, () => generate(lm, prompt, { numSamples: N, maxTokens: o.maxTokens, temperature: 1, seed, isEos }));
+    t.single.ms = t.majority.ms / N;
+    const texts = samples.sequences.map((s) => tokenizer.decode(s.tokens));
+    const ok = texts.map((x) => correct(x, p.gold));
+    t.single.add(ok.filter(Boolean).length / N);
+    t.pass.add(+ok.some(Boolean));
+    const vote = answerPosterior(texts, texts.map(() => 0));
+    t.majority.add(+(vote.answer !== null && answersMatch(Number(vote.answer), p.gold)));
+
+    if (o.stepTwist instanceof ValueTwistHead) {
+      const head = o.stepTwist;
+      // Its time is the scoring alone: the N samples are the majority vote's.
+      const values = await timed(t.bestOfN, () => finalValues(model, prompt, samples.sequences.map((s) => s.tokens), head));
+      let best = 0;
+      values.forEach((v, j) => (v > values[best] ? (best = j) : undefined));
+      t.bestOfN.add(+ok[best]);
+    }
+
+    const runAndScore = async (sampleTally: Tally, voteTally: Tally | undefined, opts: SmcOptions) => {
+      const r = await timed(sampleTally, () => runTwistedSmc(lm, prompt, opts));
+      const rtexts = r.particles.map((q) => tokenizer.decode(q.tokens));
+      const w = normalize(r.particles.map((q) => q.logWeight));
+      const dead = r.particles.every((q) => q.logWeight === -Infinity);
+      sampleTally.add(rtexts.reduce((a, x, j) => a + (dead ? 1 / N : w[j]) * +correct(x, p.gold), 0));
+      if (voteTally) {
+        voteTally.ms = sampleTally.ms;
+        const v = answerPosterior(rtexts, r.particles.map((q) => q.logWeight));
+        voteTally.add(+(v.answer !== null && answersMatch(Number(v.answer), p.gold)));
+      }
+    };
+    await runAndScore(t.smcPlain, undefined, base("token", seed));
+    if (o.tokenTwist) await runAndScore(t.tokenSample, t.tokenVote, { ...base("token", seed), twist: o.tokenTwist });
+    if (o.stepTwist) await runAndScore(t.stepSample, t.stepVote, { ...base("step", seed), twist: o.stepTwist });
+
+    if (o.bounds) {
+      const phi = (x: string) => (correct(x, p.gold) ? 0 : -Infinity);
+      const twist = o.tokenTwist;
+      const lo = await runTwistedSmc(lm, prompt, { ...base("token", seed + 7), twist, logFinalPotential: phi });
+      lowerZ.push(lo.logZ);
+      const exact = samples.sequences.find((_, j) => ok[j]);
+      if (exact) {
+        const hi = await runTwistedSmc(lm, prompt, { ...base("token", seed + 9), twist, logFinalPotential: phi, clamp: exact.tokens });
+        upperZ.push({ lower: lo.logZ, upper: hi.logZ });
+      }
+    }
+    o.onProblem?.(i + 1, problems.length);
+  }
+
+  const twistNote = (x: unknown) => (x ? undefined : "no twist given");
+  const rows: EvalRow[] = [
+    t.greedy.row("greedy", "one decode, T = 0"),
+    t.single.row("single sample", "T = 1, mean over the N samples"),
+    t.majority.row(`majority vote@${N}`),
+    t.bestOfN.row(`best-of-${N} by the step twist's final value`, twistNote(o.stepTwist)),
+    t.smcPlain.row("SMC without twist (posterior sample)", "ψ ≡ 1, φ ≡ 1: equals sampling"),
+    t.tokenSample.row("twisted SMC, token level (posterior sample)", twistNote(o.tokenTwist)),
+    t.stepSample.row("twisted SMC, step level (posterior sample)", twistNote(o.stepTwist)),
+    t.tokenVote.row("weighted vote over token-level twisted-SMC particles", twistNote(o.tokenTwist)),
+    t.stepVote.row("weighted vote over step-level twisted-SMC particles", twistNote(o.stepTwist)),
+    t.pass.row(`oracle pass@${N}`, "any of the N samples correct: a perfect verifier's ceiling"),
+  ];
+  const report: EvalReport = { n: problems.length, particles: N, rows };
+  if (o.bounds) {
+    // Over the problems with an exact target sample, both bounds on the same problems.
+    const mean = (xs: number[]) => {
+      const finite = xs.filter(Number.isFinite);
+      const m = finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : Number.NaN;
+      const se = Math.sqrt(finite.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(finite.length - 1, 1) / Math.max(finite.length, 1));
+      return { m, se, zero: xs.length - finite.length };
+    };
+    const lo = mean(upperZ.map((b) => b.lower)), hi = mean(upperZ.map((b) => b.upper));
+    report.bounds = {
+      lower: lo.m, lowerStderr: lo.se, upper: hi.m, upperStderr: hi.se, problems: upperZ.length,
+      note: `log Ẑ of P(correct | problem) with the token twist, on the ${upperZ.length} problems with a correct sample: SMC (a lower bound in expectation; ${lo.zero} runs found no correct particle, Ẑ = 0, left out of the mean) and conditional SMC seeded with that exact sample (an upper bound); plain SMC found Ẑ = 0 on ${lowerZ.filter((z) => z === -Infinity).length} of all ${lowerZ.length} problems`,
+    };
+  }
+  return report;
+}
