@@ -177,7 +177,9 @@ export async function collectProblem(model: LoadedModel, problem: MathProblem, o
   const logProbs: number[] = [];
   const eosLogPsi: number[] = [];
   let eosTokens: readonly number[] = [];
-  let pending: { particles: number[]; hidden?: Float32Array; confidence?: Float32Array; logp?: Float32Array; eos?: Float32Array } | undefined;
+  // Rows proposed (token level) or at a boundary (step level) during the current step; their weights
+  // are known once the step ends. At step level, boundaries arrive over several forward passes.
+  let pending: { particle: number; hidden: Float32Array; hOffset: number; confidence?: Float32Array; logp?: Float32Array; eos?: Float32Array; row: number }[] = [];
   const smc = await runTwistedSmc(lm, prompt, {
     particles: o.samples,
     level: o.level,
@@ -192,27 +194,29 @@ export async function collectProblem(model: LoadedModel, problem: MathProblem, o
     isEos,
     isLineEnd: (t) => tokenizer.isLineEnd(t),
     decode: (t) => tokenizer.decode(t),
-    onProposal: (info) => {
+    onProposal: o.level !== "token" ? undefined : (info) => {
       eosTokens = info.eosTokens;
-      pending = { particles: info.particles, hidden: info.hidden, logp: info.logProbs, eos: info.eosLogPsi };
+      if (!info.hidden) return;
+      info.particles.forEach((particle, row) => pending.push({ particle, hidden: info.hidden!, hOffset: row * H, logp: info.logProbs, eos: info.eosLogPsi, row }));
     },
-    onBoundary: (info) => {
-      pending = { particles: info.particles, hidden: info.hidden, confidence: info.confidence };
+    onBoundary: o.level !== "step" ? undefined : (info) => {
+      if (!info.hidden) return;
+      info.particles.forEach((particle, row) => pending.push({ particle, hidden: info.hidden!, hOffset: row * H, confidence: info.confidence, row }));
     },
     onStep: (record) => {
-      if (!pending?.hidden) return;
       const w = normalize(record.particles.map((p) => p.logWeight));
-      pending.particles.forEach((particle, i) => {
-        if (w[particle] === 0) return;
+      const zeros = new Float32Array(CONFIDENCE_FEATURES);
+      for (const r of pending) {
+        if (w[r.particle] === 0) continue;
         if (o.level === "token") {
-          negToken.push(pending!.hidden!, i * H, new Float32Array(CONFIDENCE_FEATURES), 0, w[particle]);
-          for (let s = 0; s < V; s++) logProbs.push(pending!.logp![i * V + s]);
-          for (let j = 0; j < eosTokens.length; j++) eosLogPsi.push(pending!.eos![i * eosTokens.length + j]);
+          negToken.push(r.hidden, r.hOffset, zeros, 0, w[r.particle]);
+          for (let s = 0; s < V; s++) logProbs.push(r.logp![r.row * V + s]);
+          for (let j = 0; j < eosTokens.length; j++) eosLogPsi.push(r.eos![r.row * eosTokens.length + j]);
         } else {
-          negStep.push(pending!.hidden!, i * H, pending!.confidence!, i * CONFIDENCE_FEATURES, w[particle]);
+          negStep.push(r.hidden, r.hOffset, r.confidence!, r.row * CONFIDENCE_FEATURES, w[r.particle]);
         }
-      });
-      pending = undefined;
+      }
+      pending = [];
     },
   });
   const texts = smc.particles.map((p) => tokenizer.decode(p.tokens));
