@@ -7,8 +7,11 @@ describe("batched sampling", () => {
 
   it("is reproducible for a seed and varies across seeds", async () => {
     const { lm, tokenizer } = await shippedModel();
-    const prompt = tokenizer.encodeProblem(question);
-    const opts = { numSamples: 8, maxTokens: 40, temperature: 1, isEos: (t: number) => tokenizer.isEos(t) };
+    // A five-step problem, where the model is unsure enough for samples to differ.
+    const prompt = tokenizer.encodeProblem(
+      "A class collects 398 marbles. Each of those marbles is traded for 2 new ones. 205 of the marbles are broken and thrown away. Another class gives them 24 marbles. The marbles are shared equally among 5 groups, and Umar's group keeps its share. How many marbles are left in the end?",
+    );
+    const opts = { numSamples: 8, maxTokens: 60, temperature: 1, isEos: (t: number) => tokenizer.isEos(t) };
     const a = await generate(lm, prompt, { ...opts, seed: 3 });
     const b = await generate(lm, prompt, { ...opts, seed: 3 });
     const c = await generate(lm, prompt, { ...opts, seed: 4 });

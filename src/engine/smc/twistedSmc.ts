@@ -21,7 +21,6 @@
  * (Zhao et al., Sec. 3: log Ẑ is a stochastic lower bound of log Z).
  */
 import { CausalLM, DecoderState, StepOutput } from "../lm/causalLm";
-import { logSumExp } from "../lm/distribution";
 import { Rng } from "../util/rng";
 import { SmcStepRecord } from "./record";
 import { resample, ResamplingScheme } from "./resampling";
@@ -153,6 +152,10 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   const tokenTwist = o.twist?.kind === "token" ? o.twist : undefined;
   const stepTwist = o.twist?.kind === "step" ? o.twist : undefined;
   const known = o.logFinalPotential;
+  const invT = 1 / o.temperature;
+  // Per-row scratch buffers for the proposal, reused across rows and steps.
+  const prop = new Float64Array(V);
+  const weightsBuf = new Float64Array(V);
   const eosIds: number[] = [];
   for (let s = 0; s < V; s++) if (o.isEos(s)) eosIds.push(s);
 
@@ -199,35 +202,46 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       movers.forEach((p, m) => {
         const { out, row } = p.pending!;
         const logits = out.logits.subarray(row * V, (row + 1) * V);
-        const logNorm = logSumExp(logits);
-        // Proposal logits: log p/T + log ψ, with φ for the EOS option where it is known.
-        const prop = new Float64Array(V);
-        for (let s = 0; s < V; s++) prop[s] = (logits[s] - logNorm) / o.temperature + (psiNext ? psiNext[m * V + s] : 0);
+        let max = -Infinity;
+        for (let s = 0; s < V; s++) if (logits[s] > max) max = logits[s];
+        let sum = 0;
+        for (let s = 0; s < V; s++) sum += Math.exp(logits[s] - max);
+        const logNorm = max + Math.log(sum);
+        // Proposal logits log q̃(s) = log p(s)/T + log ψ(s), with φ for the EOS option where it is known.
+        let propMax = -Infinity;
+        for (let s = 0; s < V; s++) {
+          const v = (logits[s] - logNorm) * invT + (psiNext ? psiNext[m * V + s] : 0);
+          prop[s] = v;
+          if (v > propMax) propMax = v;
+        }
         const eosPhi = new Map<number, number>();
         if (o.level === "token") {
           for (const s of eosIds) {
             if (logits[s] - logNorm < -30) continue; // p(EOS) negligible: corrected below if drawn
             const phi = finalLogPhi(p, psiNext ? psiNext[m * V + s] : 0);
             eosPhi.set(s, phi);
-            prop[s] = (logits[s] - logNorm) / o.temperature + phi;
+            prop[s] = (logits[s] - logNorm) * invT + phi;
+            if (prop[s] > propMax) propMax = prop[s];
           }
         }
-        const logQNorm = logSumExp(prop);
+        let qSum = 0;
+        if (propMax > -Infinity) for (let s = 0; s < V; s++) qSum += weightsBuf[s] = Math.exp(prop[s] - propMax);
+        const logQNorm = propMax + Math.log(qSum);
         if (logProbs) {
           for (let s = 0; s < V; s++) logProbs[m * V + s] = logits[s] - logNorm;
           eosIds.forEach((e, j) => (eosLogPsi![m * eosIds.length + j] = eosPhi.get(e) ?? (psiNext ? psiNext[m * V + e] : 0)));
         }
-        if (logQNorm === -Infinity) {
+        if (!(qSum > 0)) {
           // Every continuation has zero twisted mass: this particle's weight is zero.
           p.logW = -Infinity;
           p.finish = "eos";
           return;
         }
         const clamped = o.clamp && p === ps[0];
-        const s = clamped ? (p.tokens.length < o.clamp!.length ? o.clamp![p.tokens.length] : eosIds[0]) : drawFromLogits(prop, logQNorm, rng);
+        const s = clamped ? (p.tokens.length < o.clamp!.length ? o.clamp![p.tokens.length] : eosIds[0]) : drawCategorical(weightsBuf, qSum, rng);
         const logP = logits[s] - logNorm;
         const logQ = prop[s] - logQNorm;
-        p.confidence.add(maxOf(logits) - logits[s]);
+        p.confidence.add(max - logits[s]);
         generated++;
         if (o.level === "token") {
           const logPsiS = eosPhi.get(s) ?? (psiNext ? psiNext[m * V + s] : 0);
@@ -334,19 +348,13 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   };
 }
 
-function maxOf(a: Float32Array): number {
-  let m = -Infinity;
-  for (let i = 0; i < a.length; i++) if (a[i] > m) m = a[i];
-  return m;
-}
-
-/** Inverse-CDF draw from unnormalised log probabilities with a known normaliser. */
-function drawFromLogits(logits: Float64Array, logNorm: number, rng: Rng): number {
-  let u = rng.uniform();
+/** Inverse-CDF draw from unnormalised probabilities w[0..V) with total `sum`. */
+function drawCategorical(w: Float64Array, sum: number, rng: Rng): number {
+  let u = rng.uniform() * sum;
   let last = 0;
-  for (let s = 0; s < logits.length; s++) {
-    if (logits[s] === -Infinity) continue;
-    u -= Math.exp(logits[s] - logNorm);
+  for (let s = 0; s < w.length; s++) {
+    if (w[s] === 0) continue;
+    u -= w[s];
     last = s;
     if (u < 0) return s;
   }
