@@ -14,6 +14,7 @@ import { loadModel } from "../engine/lm/loadModel";
 import { defaultModelDir } from "../engine/lm/modelFolder";
 import { runTwistedSmc } from "../engine/smc/twistedSmc";
 import { TokenTwistHead } from "../engine/twist/heads";
+import { OnnxTokenTwist } from "../engine/twist/onnxTwist";
 import { synthesize } from "../engine/math/problems";
 import { Rng } from "../engine/util/rng";
 
@@ -42,8 +43,9 @@ async function main() {
   const prompt = tokenizer.encodeProblem(synthesize("test", 1, 0)[0].question);
   // A token twist with random non-zero weights, so its cost and resampling are real.
   const rng = new Rng(5);
-  const twist = TokenTwistHead.init(lm.hiddenSize, lm.vocabSize, Math.min(64, lm.hiddenSize), rng);
-  for (let i = 0; i < twist.p.W.length; i++) twist.p.W[i] = 0.3 * rng.normal();
+  const head = TokenTwistHead.init(lm.hiddenSize, lm.vocabSize, Math.min(64, lm.hiddenSize), rng);
+  for (let i = 0; i < head.p.W.length; i++) head.p.W[i] = 0.3 * rng.normal();
+  const twist = await OnnxTokenTwist.create(head);
   const rows: Record<string, unknown>[] = [];
   for (const K of KS) {
     const plainMs: number[] = [];

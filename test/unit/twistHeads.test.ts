@@ -8,6 +8,7 @@ import { logSigmoid, TokenTwistHead, ValueTwistHead } from "../../src/engine/twi
 import { loadTwist, modelFingerprint, saveTwist, TwistFileError } from "../../src/engine/twist/twistFile";
 import { openModelFolder } from "../../src/engine/lm/modelFolder";
 import { Rng } from "../../src/engine/util/rng";
+import { OnnxTokenTwist } from "../../src/engine/twist/onnxTwist";
 import { MODEL_DIR } from "./helpers";
 
 const H = 6, V = 5, R = 3;
@@ -81,6 +82,19 @@ describe("twist heads", () => {
     grad.addLogPsi(hidden, conf, 0, 0.8);
     grad.addLogit(hidden, conf, 1, -1.3);
     assertClose(grad.grads, numericGrad(head.parameters(), loss, 1e-3), 1e-3);
+  });
+
+  it("token head in onnxruntime computes what the JavaScript head does", async () => {
+    const rng = new Rng(6);
+    const head = TokenTwistHead.init(32, 50, 8, rng);
+    for (const p of head.parameters()) for (let j = 0; j < p.length; j++) p[j] = rng.normal();
+    const hidden = Float32Array.from({ length: 5 * 32 }, () => rng.normal());
+    const input = { hidden, hiddenSize: 32, prefixes: [[], [], [], [], []] };
+    const fast = await OnnxTokenTwist.create(head);
+    const a = head.logPsiNext(input), b = await fast.logPsiNext(input);
+    assert.equal(b.length, a.length);
+    for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-4 * Math.max(1, Math.abs(a[i])), `${i}: ${a[i]} vs ${b[i]}`);
+    await fast.dispose();
   });
 
   it("Adam minimises a quadratic and refuses a NaN gradient", () => {

@@ -5,6 +5,7 @@ import { loadModel } from "../lm/loadModel";
 import { evaluate, EvalReport } from "../eval/evaluate";
 import { loadProblems } from "../train/data";
 import { loadTwist, shippedTwistPath } from "../twist/twistFile";
+import { OnnxTokenTwist } from "../twist/onnxTwist";
 import { StepTwist, TokenTwist } from "../smc/twist";
 import { choiceOption, intOption, stringOption, UsageError } from "./args";
 
@@ -51,9 +52,9 @@ export async function evalCommand(argv: string[]): Promise<void> {
     let tokenTwist: TokenTwist | undefined;
     let stepTwist: StepTwist | undefined;
     const names: Record<string, string | null> = { token: null, step: null };
-    const use = (path: string) => {
+    const use = async (path: string) => {
       const { head, meta } = loadTwist(path, model.folder);
-      if (head.kind === "token") tokenTwist = head;
+      if (head.kind === "token") tokenTwist = await OnnxTokenTwist.create(head);
       else stepTwist = head;
       names[meta.kind] = path;
     };
@@ -61,10 +62,10 @@ export async function evalCommand(argv: string[]): Promise<void> {
       const flag = stringOption(values, `${level}-twist`);
       if (flag === "none") continue;
       const path = flag ?? shippedTwistPath(model.folder, level);
-      if (path) use(path);
+      if (path) await use(path);
     }
     const twist = stringOption(values, "twist");
-    if (twist) use(twist);
+    if (twist) await use(twist);
     const split = choiceOption(values, "split", ["train", "test"] as const, "test");
     const n = intOption(values, "n", 500, 1);
     const { problems, skipped, description } = loadProblems(stringOption(values, "dataset") ?? "synthetic", split, n, intOption(values, "seed", 0));

@@ -78,7 +78,7 @@ export async function solveCommand(argv: string[]): Promise<void> {
     device: choiceOption<DeviceRequest>(values, "device", DEVICES, "auto"),
   });
   try {
-    const twist = loadTwistOption(stringOption(values, "twist"), model, level);
+    const twist = await loadTwistOption(stringOption(values, "twist"), model, level);
     const recordFile = stringOption(values, "record");
     const result = await solve(model, problem, {
       particles: intOption(values, "particles", D.particles, 1),

@@ -3,9 +3,10 @@ import { resolve } from "node:path";
 import { LoadedModel } from "../lm/loadModel";
 import { loadTwist, shippedTwistPath, TwistFileError } from "../twist/twistFile";
 import { Twist } from "../smc/twist";
+import { runnableTwist } from "../twist/onnxTwist";
 import { UsageError } from "./args";
 
-export function loadTwistOption(option: string | undefined, model: LoadedModel, level: "token" | "step"): { twist: Twist; name: string } | undefined {
+export async function loadTwistOption(option: string | undefined, model: LoadedModel, level: "token" | "step"): Promise<{ twist: Twist; name: string } | undefined> {
   if (option === "none") return undefined;
   const path = option === undefined ? shippedTwistPath(model.folder, level) : resolve(option);
   if (!path) return undefined;
@@ -14,5 +15,5 @@ export function loadTwistOption(option: string | undefined, model: LoadedModel, 
     const hint = `a ${meta.kind}-level twist cannot steer --level ${level}: pass --level ${meta.kind} or another twist`;
     throw option === undefined ? new TwistFileError(`${path}: ${hint}`) : new UsageError(hint);
   }
-  return { twist: head, name: path };
+  return { twist: await runnableTwist(head), name: path };
 }

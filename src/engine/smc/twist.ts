@@ -44,8 +44,8 @@ export class ConfidenceTracker {
 
 export interface TokenTwist {
   readonly kind: "token";
-  /** log ψ_t(s_<t, s) for every token s of the vocabulary: rows × vocab. */
-  logPsiNext(input: TwistInput): Float32Array;
+  /** log ψ_t(s_<t, s) for every token s of the vocabulary: rows × vocab (possibly computed by a runtime). */
+  logPsiNext(input: TwistInput): Float32Array | Promise<Float32Array>;
 }
 
 export interface StepTwist {

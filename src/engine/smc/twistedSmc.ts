@@ -197,7 +197,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       const logProbs = o.onProposal ? new Float32Array(movers.length * V) : undefined;
       const eosLogPsi = o.onProposal ? new Float32Array(movers.length * eosIds.length) : undefined;
       const fed = new Map<Particle, number>();
-      const psiNext = tokenTwist && movers.length ? tokenTwist.logPsiNext(twistInput(movers)) : undefined;
+      const psiNext = tokenTwist && movers.length ? await tokenTwist.logPsiNext(twistInput(movers)) : undefined;
       const moverValues = stepTwist && !known && movers.length ? stepTwist.logValue(twistInput(movers)) : undefined;
       movers.forEach((p, m) => {
         const { out, row } = p.pending!;

@@ -13,6 +13,7 @@ import { SmcLevel } from "../smc/twistedSmc";
 import { Adam } from "../twist/adam";
 import { TokenTwistHead, ValueTwistHead } from "../twist/heads";
 import { modelFingerprint, saveTwist, TwistHead } from "../twist/twistFile";
+import { OnnxTokenTwist, runnableTwist } from "../twist/onnxTwist";
 import { hashString64, Rng } from "../util/rng";
 import { Checkpoint, CheckpointError, loadCheckpoint, saveCheckpoint } from "./checkpoint";
 import { loadProblems } from "./data";
@@ -159,9 +160,15 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
       }
       const idx = order.slice(batch * c.batchSize, (batch + 1) * c.batchSize);
       const data: ProblemData[] = [];
-      for (const i of idx) {
-        const seed = Number(hashString64(`sample:${c.seed}:${epoch}:${i}`) % 2147483647n);
-        data.push(await collectProblem(model, problems[i], { level: c.twist, loss: c.loss, samples: c.numTwistSamples, maxTokens: c.outputLength, seed, twist: head }));
+      // The current head, run by onnxruntime for the SMC sweeps (gradients stay in JavaScript).
+      const runner = await runnableTwist(head);
+      try {
+        for (const i of idx) {
+          const seed = Number(hashString64(`sample:${c.seed}:${epoch}:${i}`) % 2147483647n);
+          data.push(await collectProblem(model, problems[i], { level: c.twist, loss: c.loss, samples: c.numTwistSamples, maxTokens: c.outputLength, seed, twist: runner }));
+        }
+      } finally {
+        if (runner instanceof OnnxTokenTwist) await runner.dispose();
       }
       let loss = 0;
       for (let u = 0; u < c.twistUpdatesPerExample; u++) {
