@@ -11,7 +11,7 @@ import { shippedModel } from "./helpers";
 function config(outputDir: string, over: Partial<TrainConfig> = {}): TrainConfig {
   return {
     numExamples: 4, numEpochs: 2, batchSize: 2, learningRate: 0.05, outputDir, seed: 1, split: "train", outputLength: 40,
-    numTwistSamples: 4, twistUpdatesPerExample: 2, saveEvery: 1, dataset: "synthetic", loss: "ctl", twist: "token", rank: 8, resume: false,
+    numTwistSamples: 4, twistUpdatesPerExample: 2, saveEvery: 1, dataset: "synthetic", loss: "ctl", twist: "token", rank: 8, rewardFloor: 0.001, resume: false,
     ...over,
   };
 }

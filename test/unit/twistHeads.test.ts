@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Adam } from "../../src/engine/twist/adam";
 import { TokenHeadGradient, ValueHeadGradient } from "../../src/engine/twist/gradients";
-import { logSigmoid, TokenTwistHead, ValueTwistHead } from "../../src/engine/twist/heads";
+import { BIAS_INIT, logSigmoid, TokenTwistHead, ValueTwistHead } from "../../src/engine/twist/heads";
 import { loadTwist, modelFingerprint, saveTwist, TwistFileError } from "../../src/engine/twist/twistFile";
 import { openModelFolder } from "../../src/engine/lm/modelFolder";
 import { Rng } from "../../src/engine/util/rng";
@@ -39,14 +39,14 @@ function assertClose(a: Float64Array[], b: Float64Array[], tol: number) {
 }
 
 describe("twist heads", () => {
-  it("start at ψ ≡ 1 (token) and a constant ψ (value)", () => {
+  it("start at one constant ψ for every prefix and token, so SMC behaves as with ψ ≡ 1", () => {
     const rng = new Rng(1);
     const hidden = randomHidden(rng, 2);
-    const token = TokenTwistHead.init(H, V, R, rng);
-    assert.ok(token.logPsiNext({ hidden, hiddenSize: H, prefixes: [[], []] }).every((x) => x === 0));
-    const value = ValueTwistHead.init(H).logValue({ hidden, hiddenSize: H, prefixes: [[], []] });
-    assert.equal(value[0], value[1]);
-    assert.ok(Math.abs(value[0]) < 1e-4);
+    const token = TokenTwistHead.init(H, V, R, rng).logPsiNext({ hidden, hiddenSize: H, prefixes: [[], []] });
+    const value = ValueTwistHead.init(H).logValue({ hidden, hiddenSize: H, prefixes: [[], []], confidence: Float32Array.of(1, 2, 3, 4) });
+    const c = logSigmoid(BIAS_INIT);
+    assert.ok(token.every((x) => Math.abs(x - c) < 1e-6));
+    assert.ok([...value].every((x) => Math.abs(x - c) < 1e-12));
   });
 
   it("token head: hand gradients match finite differences (dense and one-hot coefficients)", () => {

@@ -8,7 +8,7 @@ import { choiceOption, intOption, numberOption, OptionValues, stringOption, Usag
 
 export const TRAIN_DEFAULTS = {
   num_examples: 100, num_epochs: 3, batch_size: 4, learning_rate: 0.01, output_dir: "math_twist_model", seed: 42, split: "train",
-  output_length: 96, num_twist_samples: 8, twist_updates_per_example: 1, save_every: 10, dataset: "synthetic", loss: "ctl", twist: "token", rank: 32,
+  output_length: 96, num_twist_samples: 8, twist_updates_per_example: 1, save_every: 10, dataset: "synthetic", loss: "ctl", twist: "token", rank: 32, reward_floor: 0.001,
 } as const;
 
 const D = TRAIN_DEFAULTS;
@@ -36,6 +36,7 @@ Options:
   --twist token|step               token-level twist head, or step-level value head (default ${D.twist})
   --loss ctl|bce                   contrastive twist learning, or value regression (step only) (default ${D.loss})
   --rank R                         rank of the token head (default ${D.rank})
+  --reward_floor X                 final potential of a wrong answer while training, φ = 1 if right (default ${D.reward_floor})
   --resume                         continue the run in --output_dir from its last checkpoint
   --threads N                      CPU threads (default: all cores)
   --progress text|json             one human line per batch, or JSON lines for the editor (default text)`;
@@ -75,6 +76,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
     loss: choiceOption(values, "loss", ["ctl", "bce"] as const, D.loss),
     twist: choiceOption(values, "twist", ["token", "step"] as const, D.twist),
     rank: intOption(values, "rank", D.rank, 1),
+    rewardFloor: numberOption(values, "reward_floor", D.reward_floor),
     resume: values.resume === true,
     threads: values.threads === undefined ? undefined : intOption(values, "threads", 1, 1),
   };

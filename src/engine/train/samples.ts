@@ -63,6 +63,12 @@ export interface CollectOptions {
   maxTokens: number;
   seed: number;
   twist: Twist;
+  /**
+   * φ of a wrong final answer during training (φ = 1 when right). A hard 0 lets no wrong particle end:
+   * the twisted proposal then avoids EOS and writes on until the length limit, and those runs dominate
+   * the negative samples. A small floor keeps the target σ ∝ p·φ close to p·1[correct] without that.
+   */
+  rewardFloor: number;
 }
 
 class RowBuffer {
@@ -190,7 +196,7 @@ export async function collectProblem(model: LoadedModel, problem: MathProblem, o
     temperature: 1,
     seed: o.seed + 1,
     twist: o.twist,
-    logFinalPotential: (text) => (isCorrect(text, problem.gold) ? 0 : -Infinity),
+    logFinalPotential: (text) => (isCorrect(text, problem.gold) ? 0 : Math.log(o.rewardFloor)),
     isEos,
     isLineEnd: (t) => tokenizer.isLineEnd(t),
     decode: (t) => tokenizer.decode(t),

@@ -38,6 +38,8 @@ export interface TrainConfig {
   twist: SmcLevel;
   /** Rank of the token head's factorisation. */
   rank: number;
+  /** Final potential of a wrong answer while training (see CollectOptions.rewardFloor). */
+  rewardFloor: number;
   resume: boolean;
   threads?: number;
 }
@@ -78,7 +80,7 @@ function resultSettings(c: TrainConfig, fingerprint: string): Record<string, unk
   return {
     model: fingerprint, dataset: c.dataset, split: c.split, numExamples: c.numExamples, batchSize: c.batchSize,
     learningRate: c.learningRate, seed: c.seed, outputLength: c.outputLength, numTwistSamples: c.numTwistSamples,
-    twistUpdatesPerExample: c.twistUpdatesPerExample, loss: c.loss, twist: c.twist, rank: c.rank,
+    twistUpdatesPerExample: c.twistUpdatesPerExample, loss: c.loss, twist: c.twist, rank: c.rank, rewardFloor: c.rewardFloor,
   };
 }
 
@@ -90,6 +92,7 @@ function objective(head: TwistHead, loss: TrainConfig["loss"], data: ProblemData
 export function validateTrainConfig(c: TrainConfig): void {
   const positive: [string, number][] = [["num_examples", c.numExamples], ["num_epochs", c.numEpochs], ["batch_size", c.batchSize], ["output_length", c.outputLength], ["num_twist_samples", c.numTwistSamples], ["twist_updates_per_example", c.twistUpdatesPerExample], ["save_every", c.saveEvery], ["rank", c.rank]];
   for (const [name, v] of positive) if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name} must be a positive integer, got ${v}`);
+  if (!(c.rewardFloor >= 0 && c.rewardFloor < 1)) throw new RangeError(`--reward_floor must be in [0, 1), got ${c.rewardFloor}`);
   if (!(c.learningRate > 0)) throw new RangeError(`--learning_rate must be > 0, got ${c.learningRate}`);
   if (c.loss === "bce" && c.twist !== "step") throw new RangeError("--loss bce trains a value (step) twist: add --twist step");
 }
@@ -165,7 +168,7 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
       try {
         for (const i of idx) {
           const seed = Number(hashString64(`sample:${c.seed}:${epoch}:${i}`) % 2147483647n);
-          data.push(await collectProblem(model, problems[i], { level: c.twist, loss: c.loss, samples: c.numTwistSamples, maxTokens: c.outputLength, seed, twist: runner }));
+          data.push(await collectProblem(model, problems[i], { level: c.twist, loss: c.loss, samples: c.numTwistSamples, maxTokens: c.outputLength, seed, twist: runner, rewardFloor: c.rewardFloor }));
         }
       } finally {
         if (runner instanceof OnnxTokenTwist) await runner.dispose();

@@ -20,37 +20,32 @@ export class TokenHeadGradient {
 
   /**
    * Adds the gradient of Σ_s g[s]·log ψ(h, s) for one hidden state h. `g` is dense over the
-   * vocabulary, or one token with a coefficient when `token` is given.
+   * vocabulary, or one token with a coefficient when `token` is given. With log ψ = log σ(x),
+   * ∂log ψ/∂x = 1 − σ(x).
    */
   add(hidden: Float32Array, offset: number, g: Float64Array | number, token?: number): void {
-    const { hiddenSize: H, vocabSize: V, rank: R, U, W } = this.head.p;
+    const { hiddenSize: H, vocabSize: V, rank: R, U, W, b } = this.head.p;
     const z = new Float64Array(R);
     for (let i = 0; i < H; i++) {
       const h = hidden[offset + i];
       for (let k = 0; k < R; k++) z[k] += h * U[i * R + k];
     }
-    // back[k] = Σ_s W[k, s] g_s: the gradient reaching the features z.
+    const dx = (s: number, gs: number) => {
+      let x = b[s];
+      for (let k = 0; k < R; k++) x += z[k] * W[k * V + s];
+      return gs * (1 - Math.exp(logSigmoid(x)));
+    };
+    // back[k] = Σ_s W[k, s]·∂L/∂x_s: the gradient reaching the features z.
     const back = new Float64Array(R);
-    if (typeof g === "number") {
-      const s = token!;
-      this.db[s] += g;
+    const one = (s: number, gx: number) => {
+      this.db[s] += gx;
       for (let k = 0; k < R; k++) {
-        this.dW[k * V + s] += z[k] * g;
-        back[k] = W[k * V + s] * g;
+        this.dW[k * V + s] += z[k] * gx;
+        back[k] += W[k * V + s] * gx;
       }
-    } else {
-      for (let s = 0; s < V; s++) this.db[s] += g[s];
-      for (let k = 0; k < R; k++) {
-        let acc = 0;
-        const row = k * V;
-        for (let s = 0; s < V; s++) {
-          if (g[s] === 0) continue;
-          this.dW[row + s] += z[k] * g[s];
-          acc += W[row + s] * g[s];
-        }
-        back[k] = acc;
-      }
-    }
+    };
+    if (typeof g === "number") one(token!, dx(token!, g));
+    else for (let s = 0; s < V; s++) if (g[s] !== 0) one(s, dx(s, g[s]));
     for (let i = 0; i < H; i++) {
       const h = hidden[offset + i];
       if (h === 0) continue;

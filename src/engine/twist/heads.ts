@@ -1,19 +1,24 @@
 /**
- * Twist heads on the frozen language model's final hidden state h (the seed's TwistModel).
+ * Twist heads on the frozen language model's final hidden state h (the seed's TwistModel). Both give
+ * ψ as a probability of ending correct, log ψ = log σ(x) ≤ 0, so a twist can never outbid the final
+ * potential φ = 1 of a correct finished solution — with unbounded ψ, a twist trained by CTL (which
+ * fixes ψ only up to a scale per step) learned to avoid EOS.
  *
- * Token head (Zhao et al. 2024): log ψ_t(s_<t, s) = (h·U)·W[:, s] + b[s] for every token s, a rank-r
- * factorisation so big vocabularies stay cheap. W = 0, b = 0 at initialisation, so ψ ≡ 1.
+ * Token head (Zhao et al. 2024): x(h, s) = (h·U)·W[:, s] + b[s] for every token s, a rank-r
+ * factorisation so big vocabularies stay cheap.
  *
- * Value head (Feng et al. 2025): log ψ(s_1:k) = log σ(w·h + u·f + c), an estimate of the probability that
- * the prefix ends correct, from the hidden state h and the confidence features f of the prefix (how far
- * its sampled tokens fell below the model's top choice). It also serves as the final potential when the
- * answer is unknown. w = u = 0 and c = 10 at initialisation: ψ is the constant 0.99995, so SMC behaves
- * exactly as with ψ ≡ 1 (only ratios of ψ enter the weights).
+ * Value head (Feng et al. 2025): x = w·h + u·f + c, from the hidden state h and the confidence features f
+ * of the prefix (how far its sampled tokens fell below the model's top choice). It also serves as the
+ * final potential when the answer is unknown.
+ *
+ * Initialisation: W = 0, w = u = 0 and biases BIAS_INIT, so ψ is the same constant σ(3) ≈ 0.95 for every
+ * prefix and token: SMC then behaves as with ψ ≡ 1 (a constant cancels from every proposal and weight
+ * ratio), while the gradient 1 − σ(x) ≈ 0.05 is large enough to learn from.
  */
 import { Rng } from "../util/rng";
 import { CONFIDENCE_FEATURES, StepTwist, TokenTwist, TwistInput } from "../smc/twist";
 
-export const VALUE_BIAS_INIT = 10;
+export const BIAS_INIT = 3;
 
 /** log σ(z), stable for large |z|. */
 export function logSigmoid(z: number): number {
@@ -56,9 +61,9 @@ export class TokenTwistHead implements TokenTwist {
   }
 
   static init(hiddenSize: number, vocabSize: number, rank: number, rng: Rng): TokenTwistHead {
-    // U is a fixed random projection scaled to keep h·U of order 1; W and b start at zero (ψ ≡ 1).
+    // U is a random projection scaled to keep h·U of order 1; W starts at zero (ψ constant).
     const U = Float32Array.from({ length: hiddenSize * rank }, () => rng.normal() / Math.sqrt(hiddenSize));
-    return new TokenTwistHead({ hiddenSize, vocabSize, rank, U, W: new Float32Array(rank * vocabSize), b: new Float32Array(vocabSize) });
+    return new TokenTwistHead({ hiddenSize, vocabSize, rank, U, W: new Float32Array(rank * vocabSize), b: new Float32Array(vocabSize).fill(BIAS_INIT) });
   }
 
   /** The rank-r features h·U of each row: rows × rank. */
@@ -80,7 +85,8 @@ export class TokenTwistHead implements TokenTwist {
     return [this.p.U, this.p.W, this.p.b];
   }
 
-  logPsiNext(input: TwistInput): Float32Array {
+  /** The logits x(h, s) of each row: rows × vocab. */
+  logits(input: TwistInput): Float32Array {
     const rows = input.prefixes.length;
     const { vocabSize: V, rank: R, W, b } = this.p;
     const z = this.features(requireHidden(input, this.p.hiddenSize), rows);
@@ -97,6 +103,10 @@ export class TokenTwistHead implements TokenTwist {
     }
     return out;
   }
+
+  logPsiNext(input: TwistInput): Float32Array {
+    return this.logits(input).map(logSigmoid);
+  }
 }
 
 export class ValueTwistHead implements StepTwist {
@@ -106,7 +116,7 @@ export class ValueTwistHead implements StepTwist {
   }
 
   static init(hiddenSize: number): ValueTwistHead {
-    return new ValueTwistHead({ hiddenSize, w: new Float32Array(hiddenSize), u: new Float32Array(CONFIDENCE_FEATURES), c: Float32Array.of(VALUE_BIAS_INIT) });
+    return new ValueTwistHead({ hiddenSize, w: new Float32Array(hiddenSize), u: new Float32Array(CONFIDENCE_FEATURES), c: Float32Array.of(BIAS_INIT) });
   }
 
   /** The logit z = w·h + u·f + c of each row (f = 0 when no features are given). */

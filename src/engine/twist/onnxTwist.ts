@@ -24,13 +24,17 @@ function node(op: string, inputs: string[], output: string): Uint8Array {
   return message([...inputs.map((i) => [1, i] as [number, string]), [2, output], [3, output], [4, op]]);
 }
 
-/** The ONNX model computing log ψ = (h·U)·W + b for a batch of hidden states. */
+/** The ONNX model computing log ψ = log σ((h·U)·W + b) for a batch of hidden states. */
 export function tokenHeadModel(head: TokenTwistHead): Uint8Array {
   const { hiddenSize: H, vocabSize: V, rank: R, U, W, b } = head.p;
   const graph = message([
     [1, node("MatMul", ["hidden", "U"], "z")],
     [1, node("MatMul", ["z", "W"], "zw")],
-    [1, node("Add", ["zw", "b"], "log_psi")],
+    [1, node("Add", ["zw", "b"], "x")],
+    // log σ(x) = −softplus(−x)
+    [1, node("Neg", ["x"], "neg_x")],
+    [1, node("Softplus", ["neg_x"], "softplus")],
+    [1, node("Neg", ["softplus"], "log_psi")],
     [2, "token_twist"],
     [5, tensor("U", [H, R], U)],
     [5, tensor("W", [R, V], W)],
