@@ -176,6 +176,19 @@ describe("twisted SMC on an enumerable toy model", function () {
     assert.match(res.collapsed ?? "", /every particle's weight is zero/);
   });
 
+  it("stops with an error that names the step when the model or the twist gives NaN", async () => {
+    class NaNModel extends ToyModel {
+      async step(state: Parameters<ToyModel["step"]>[0], tokens: Parameters<ToyModel["step"]>[1]) {
+        const out = await super.step(state, tokens);
+        if (this.forwardPasses === 2) out.logits.fill(NaN);
+        return out;
+      }
+    }
+    await assert.rejects(runTwistedSmc(new NaNModel(), TOY_PROMPT, options({})), /NaN in the model's logits at SMC step 2 \(particle \d+, token 3\)/);
+    const nanTwist = tokenTwistFrom(() => NaN, () => 0);
+    await assert.rejects(runTwistedSmc(new ToyModel(), TOY_PROMPT, options({ twist: nanTwist })), /NaN in the twist at SMC step 0/);
+  });
+
   it("cancels within one step", async () => {
     const ctl = new AbortController();
     let seen = 0;

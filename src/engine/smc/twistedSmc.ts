@@ -226,6 +226,10 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         }
         let qSum = 0;
         if (propMax > -Infinity) for (let s = 0; s < V; s++) qSum += weightsBuf[s] = Math.exp(prop[s] - propMax);
+        if (Number.isNaN(logNorm) || Number.isNaN(qSum)) {
+          const culprit = Number.isNaN(logNorm) ? "the model's logits" : "the twist";
+          throw new Error(`NaN in ${culprit} at SMC step ${steps} (particle ${ps.indexOf(p)}, token ${p.tokens.length + 1}); the run was stopped`);
+        }
         const logQNorm = propMax + Math.log(qSum);
         if (logProbs) {
           for (let s = 0; s < V; s++) logProbs[m * V + s] = logits[s] - logNorm;
