@@ -39,7 +39,8 @@ ${EVAL_HELP}
 
 ${DATA_HELP}`;
 
-const COMMANDS: Record<string, (argv: string[]) => Promise<void>> = {
+/** A command returns its exit code, or nothing for 0. */
+const COMMANDS: Record<string, (argv: string[]) => Promise<number | void>> = {
   solve: solveCommand,
   sample: sampleCommand,
   grade: gradeCommand,
@@ -61,8 +62,7 @@ export async function main(argv: string[]): Promise<number> {
   const run = COMMANDS[command];
   try {
     if (!run) throw new UsageError(`unknown command "${command}"; commands: ${Object.keys(COMMANDS).join(", ")}`);
-    await run(rest);
-    return 0;
+    return (await run(rest)) ?? 0;
   } catch (e) {
     const err = e as Error & { code?: string };
     if (e instanceof UsageError || err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" || err.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {

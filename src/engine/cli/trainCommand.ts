@@ -43,7 +43,8 @@ Options:
 
 const FLAGS = Object.keys(D).concat(["model_name", "resume", "threads", "progress"]);
 
-export async function trainCommand(argv: string[]): Promise<void> {
+/** Exit code 130 when a signal stopped training (a checkpoint is kept). */
+export async function trainCommand(argv: string[]): Promise<number | void> {
   const options: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
   for (const f of FLAGS) {
     const type = f === "resume" ? "boolean" : "string";
@@ -114,5 +115,5 @@ export async function trainCommand(argv: string[]): Promise<void> {
   if (json) emit({ type: "end", ...result });
   else if (result.stopped) console.log(`Stopped after ${result.batches} batches; checkpoint in ${config.outputDir}. Run again with --resume to continue.`);
   else console.log(`Done: ${result.batches} batches. Twist written to ${result.twistPath}`);
-  if (result.stopped) process.exitCode = 130;
+  return result.stopped ? 130 : 0;
 }

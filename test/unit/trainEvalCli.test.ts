@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const CLI = join(__dirname, "../../dist/cli.js");
+const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 120000 });
+const SMALL = ["--num_examples", "4", "--batch_size", "2", "--num_twist_samples", "3", "--output_length", "32", "--threads", "1"];
+
+describe("train and eval from the command line", function () {
+  this.timeout(120000);
+  const tmp = mkdtempSync(join(tmpdir(), "tsmc-te-"));
+
+  it("train --progress json emits start, batch, checkpoint and end lines and writes the twist", () => {
+    const out = join(tmp, "json");
+    const r = run("train", ...SMALL, "--num_epochs", "1", "--save_every", "1", "--output-dir", out, "--progress", "json");
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((l) => l.type), ["start", "batch", "checkpoint", "batch", "checkpoint", "checkpoint", "end"]);
+    assert.equal(lines[1].total, 2);
+    for (const key of ["loss", "reward", "ess", "logZ", "seconds"]) assert.equal(typeof lines[1][key], "number");
+    assert.ok(existsSync(join(out, "twist.json")));
+    assert.equal(readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").length, 2);
+  });
+
+  it("stops cleanly on SIGTERM, keeps a checkpoint, and --resume finishes the run", async () => {
+    const out = join(tmp, "term");
+    // Enough batches that the signal lands while training is still under way.
+    const LONG = ["--num_examples", "30", "--batch_size", "2", "--num_twist_samples", "3", "--output_length", "32", "--threads", "1", "--num_epochs", "1"];
+    const child = spawn(process.execPath, [CLI, "train", ...LONG, "--save_every", "1", "--output_dir", out, "--progress", "json"]);
+    let stdout = "";
+    let sent = false;
+    child.stdout.on("data", (d) => {
+      stdout += d;
+      if (!sent && stdout.includes('"type":"batch"')) {
+        sent = true;
+        child.kill("SIGTERM");
+      }
+    });
+    const code = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    assert.equal(code, 130);
+    assert.ok(existsSync(join(out, "checkpoint.json")));
+    assert.ok(!existsSync(join(out, "twist.json")), "an unfinished run writes no final twist");
+    const again = run("train", ...LONG, "--save_every", "1", "--output_dir", out, "--resume");
+    assert.equal(again.status, 0, again.stderr);
+    assert.match(again.stdout, /resuming after batch \d/);
+    assert.equal(readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").length, 15);
+  });
+
+  it("train refuses bad flags with one clear line", () => {
+    const r = run("train", "--twist", "token", "--loss", "bce");
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--loss bce trains a value \(step\) twist/);
+  });
+
+  it("eval --json prints every row at the same budget, consistent with pass@N", () => {
+    const twist = join(tmp, "json", "twist.json");
+    const r = run("eval", "--n", "4", "--particles", "4", "--json", "--token-twist", twist, "--step-twist", "none", "--threads", "1");
+    assert.equal(r.status, 0, r.stderr);
+    const report = JSON.parse(r.stdout);
+    assert.equal(report.n, 4);
+    const acc = Object.fromEntries(report.rows.map((row: { method: string; accuracy: number }) => [row.method, row.accuracy]));
+    for (const a of Object.values(acc) as number[]) assert.ok(a >= 0 && a <= 1);
+    assert.ok(acc["oracle pass@4"] >= acc["majority vote@4"]);
+    assert.ok(acc["oracle pass@4"] >= acc["single sample"]);
+    assert.equal(report.twists.token, twist);
+    assert.ok(report.bounds === undefined || typeof report.bounds.note === "string");
+  });
+});
