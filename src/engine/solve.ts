@@ -6,29 +6,17 @@ import { LoadedModel } from "./lm/loadModel";
 import { answersMatch, extractAnswer } from "./math/answer";
 import { answerPosterior, AnswerProbability } from "./smc/posterior";
 import { SmcRecord, SmcStepRecord } from "./smc/record";
-import { ResamplingScheme } from "./smc/resampling";
-import { Twist } from "./smc/twist";
-import { ResamplePolicy, runTwistedSmc, SmcLevel } from "./smc/twistedSmc";
+import { runTwistedSmc, SmcLevel, SmcOptions } from "./smc/twistedSmc";
 
-export interface SolveOptions {
-  particles: number;
-  level: SmcLevel;
-  resampling: ResamplingScheme;
-  essThreshold: number;
-  resample: ResamplePolicy;
-  maxTokens: number;
-  temperature: number;
-  seed: number;
-  twist?: Twist;
+/** The SMC settings a caller chooses; the engine supplies the model-specific rest. */
+export type SolveOptions = Pick<SmcOptions, "particles" | "level" | "resampling" | "essThreshold" | "resample" | "maxTokens" | "temperature" | "seed" | "twist" | "onStep" | "signal"> & {
   /** A name for the twist in results (its file), or null for none. */
   twistName?: string | null;
   /** The known answer, when there is one: the final potential becomes the reward (training, evaluation). */
   gold?: number;
   /** Keep the full step-by-step record in the result. */
   record?: boolean;
-  onStep?: (step: SmcStepRecord) => void;
-  signal?: AbortSignal;
-}
+};
 
 export const DEFAULT_SOLVE_OPTIONS: Omit<SolveOptions, "twist"> = {
   particles: 16,

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The `twisted-smc` command line: a thin shell over the engine. Known errors print one clear line. */
-import { ModelFolderError } from "../lm/modelFolder";
+import { InputError } from "../util/errors";
 import { UsageError } from "./args";
 import { dataCommand, DATA_HELP } from "./dataCommand";
 import { gradeCommand, GRADE_HELP } from "./gradeCommand";
@@ -8,9 +8,6 @@ import { sampleCommand, SAMPLE_HELP } from "./sampleCommand";
 import { solveCommand, SOLVE_HELP } from "./solveCommand";
 import { trainCommand, TRAIN_HELP } from "./trainCommand";
 import { evalCommand, EVAL_HELP } from "./evalCommand";
-import { CheckpointError } from "../train/checkpoint";
-import { DatasetError } from "../train/data";
-import { TwistFileError } from "../twist/twistFile";
 
 declare const PACKAGE_VERSION: string | undefined;
 const version = typeof PACKAGE_VERSION === "string" ? PACKAGE_VERSION : "dev";
@@ -69,7 +66,7 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`twisted-smc: ${err.message}`);
       return 2;
     }
-    if (e instanceof ModelFolderError || e instanceof TwistFileError || e instanceof CheckpointError || e instanceof DatasetError || e instanceof RangeError) {
+    if (e instanceof InputError || e instanceof RangeError) {
       console.error(`twisted-smc: ${err.message}`);
       return 3;
     }

@@ -5,13 +5,9 @@
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
+import { InputError } from "../util/errors";
 
-export class ModelFolderError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ModelFolderError";
-  }
-}
+export class ModelFolderError extends InputError {}
 
 /** The architecture facts the runtime needs, read from either Llama-style or GPT-2-style keys. */
 export interface DecoderConfig {

@@ -8,15 +8,11 @@ import { ModelFolder } from "../lm/modelFolder";
 import { AdamState } from "../twist/adam";
 import { parseTwist, serializeTwist, TwistFile, TwistHead, TwistMeta } from "../twist/twistFile";
 import { writeFileAtomic } from "../util/atomicWrite";
+import { InputError } from "../util/errors";
 
 export const CHECKPOINT_FORMAT = "twisted-smc-checkpoint";
 
-export class CheckpointError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "CheckpointError";
-  }
-}
+export class CheckpointError extends InputError {}
 
 export interface Progress {
   epoch: number;

@@ -3,13 +3,9 @@ import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { loadProblemsJsonl, MathProblem } from "../math/dataset";
 import { synthesize, Split } from "../math/problems";
+import { InputError } from "../util/errors";
 
-export class DatasetError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "DatasetError";
-  }
-}
+export class DatasetError extends InputError {}
 
 /** GSM8K's folder: $TWISTED_SMC_GSM8K, else a shared/datasets/gsm8k found above the working folder or this file. */
 export function gsm8kDir(): string {

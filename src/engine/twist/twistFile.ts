@@ -10,15 +10,11 @@ import { ModelFolder } from "../lm/modelFolder";
 import { writeFileAtomic } from "../util/atomicWrite";
 import { CONFIDENCE_FEATURES } from "../smc/twist";
 import { TokenTwistHead, ValueTwistHead } from "./heads";
+import { InputError } from "../util/errors";
 
 export const TWIST_FORMAT = "twisted-smc-twist";
 
-export class TwistFileError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "TwistFileError";
-  }
-}
+export class TwistFileError extends InputError {}
 
 export interface TwistMeta {
   format: typeof TWIST_FORMAT;
