@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { allProblems, formatResult, looksLikeMathProblem, planResultInsertion, problemAt, RESULT_MARKER } from "../../src/extension/markdown";
+
+const DOC = [
+  "# Homework",                                  // 0
+  "",                                            // 1
+  "Ava has 12 pens. She buys 30 more pens.",     // 2
+  "How many pens does Ava have now?",            // 3
+  "",                                            // 4
+  "- Ben has 24 apples. He gives away 9 apples.", // 5
+  "  How many apples does Ben have now?",        // 6
+  "- Kira has 7 cards. How many cards?",         // 7
+  "",                                            // 8
+  "> A bus travels 40 miles each hour for 3 hours.", // 9
+  "> How many miles is that?",                   // 10
+  "",                                            // 11
+  "## Problem 4",                                // 12
+  "",                                            // 13
+  "A shop sells 5 boxes of 6 eggs. How many eggs?", // 14
+  "",                                            // 15
+  "```",                                         // 16
+  "x = 1 + 2 + 3 apples pens cards",             // 17
+  "```",                                         // 18
+].join("\n");
+
+const offsetOf = (line: number, col = 0) => DOC.split("\n").slice(0, line).reduce((n, l) => n + l.length + 1, 0) + col;
+
+describe("finding problems in Markdown", () => {
+  it("takes the paragraph under the cursor", () => {
+    const p = problemAt(DOC, offsetOf(3, 5))!;
+    assert.equal(p.text, "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?");
+    assert.equal(DOC.slice(p.start, p.end), "Ava has 12 pens. She buys 30 more pens.\nHow many pens does Ava have now?");
+  });
+
+  it("takes one list item with its continuation line, without the marker", () => {
+    assert.equal(problemAt(DOC, offsetOf(6, 4))!.text, "Ben has 24 apples. He gives away 9 apples. How many apples does Ben have now?");
+    assert.equal(problemAt(DOC, offsetOf(7))!.text, "Kira has 7 cards. How many cards?");
+  });
+
+  it("takes a whole blockquote and a heading's section", () => {
+    assert.equal(problemAt(DOC, offsetOf(9))!.text, "A bus travels 40 miles each hour for 3 hours. How many miles is that?");
+    assert.equal(problemAt(DOC, offsetOf(12, 3))!.text, "A shop sells 5 boxes of 6 eggs. How many eggs?");
+  });
+
+  it("finds nothing on a blank line or inside a code fence", () => {
+    assert.equal(problemAt(DOC, offsetOf(4)), undefined);
+    assert.equal(problemAt(DOC, offsetOf(17, 2)), undefined);
+  });
+
+  it("lists every problem of a file in order, skipping headings and code", () => {
+    assert.deepEqual(allProblems(DOC).map((p) => p.text.slice(0, 12)), ["Ava has 12 p", "Ben has 24 a", "Kira has 7 c", "A bus travel", "A shop sells"]);
+  });
+
+  it("tells math from non-math", () => {
+    assert.equal(looksLikeMathProblem("Ava has 12 pens. How many?"), true);
+    assert.equal(looksLikeMathProblem("Homework"), false);
+    assert.equal(looksLikeMathProblem("just some words here"), false);
+    assert.equal(looksLikeMathProblem("1 + 2"), false);
+  });
+});
+
+describe("writing results into Markdown", () => {
+  const result = formatResult({ answer: "42", probability: 0.875, particles: 16, level: "token", twist: "twist.json", openRunUri: "command:twistedSmc.openRun?%5B%22r1%22%5D" });
+
+  it("formats the answer, its posterior, the particles and a link to the run", () => {
+    assert.equal(result, `> ${RESULT_MARKER} Answer: **42** (posterior 87.5%, 16 particles, token-level twisted SMC) · [open run](command:twistedSmc.openRun?%5B%22r1%22%5D)`);
+  });
+
+  it("inserts right after the problem, and replaces an earlier result instead of stacking", () => {
+    const p = problemAt(DOC, offsetOf(2))!;
+    const plan = planResultInsertion(DOC, p, result)!;
+    const once = DOC.slice(0, plan.start) + plan.text + DOC.slice(plan.end);
+    assert.ok(once.includes(`How many pens does Ava have now?\n\n${result}\n\n- Ben`));
+    const again = planResultInsertion(once, problemAt(once, offsetOf(2))!, result.replace("42", "43"))!;
+    const twice = once.slice(0, again.start) + again.text + once.slice(again.end);
+    assert.equal(twice.split(RESULT_MARKER).length, 2, "one result block");
+    assert.ok(twice.includes("**43**"));
+    // The result block is not taken for a problem itself.
+    assert.equal(allProblems(twice).length, 5);
+  });
+
+  it("still finds the problem after edits above it, and says when it is gone", () => {
+    const p = problemAt(DOC, offsetOf(14))!;
+    const edited = "New intro paragraph with 3 words.\n\n" + DOC;
+    const plan = planResultInsertion(edited, p, result)!;
+    assert.equal(edited.slice(plan.start - 10, plan.start), "many eggs?");
+    assert.equal(planResultInsertion(DOC.replace("5 boxes", "6 boxes"), p, result), undefined);
+  });
+});
