@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { synthesize, Split } from "../math/problems";
 import { writeFileAtomic } from "../util/atomicWrite";
-import { choiceOption, intOption, stringOption, UsageError } from "./args";
+import { choiceOption, intOption, stringOption, UsageError } from "../util/options";
 
 export const DATA_HELP = `Usage: twisted-smc data synth --split train|test --n N [--seed S] [--out FILE]
 

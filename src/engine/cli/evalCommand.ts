@@ -7,7 +7,7 @@ import { loadProblems } from "../train/data";
 import { loadTwist, shippedTwistPath } from "../twist/twistFile";
 import { OnnxTokenTwist } from "../twist/onnxTwist";
 import { StepTwist, TokenTwist } from "../smc/twist";
-import { choiceOption, intOption, stringOption, UsageError } from "./args";
+import { choiceOption, intOption, stringOption, UsageError } from "../util/options";
 
 export const EVAL_HELP = `Usage: twisted-smc eval [options]
 

@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { answersMatch, extractAnswer, goldAnswer, parseNumber } from "../math/answer";
-import { stringOption, UsageError } from "./args";
+import { stringOption, UsageError } from "../util/options";
 
 export const GRADE_HELP = `Usage: twisted-smc grade --jsonl FILE [--response FIELD] [--gold FIELD] [--json]
 

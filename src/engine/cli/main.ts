@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 /** The `twisted-smc` command line: a thin shell over the engine. Known errors print one clear line. */
 import { InputError } from "../util/errors";
-import { UsageError } from "./args";
+import { UsageError } from "../util/options";
 import { dataCommand, DATA_HELP } from "./dataCommand";
 import { gradeCommand, GRADE_HELP } from "./gradeCommand";
 import { sampleCommand, SAMPLE_HELP } from "./sampleCommand";
 import { solveCommand, SOLVE_HELP } from "./solveCommand";
 import { trainCommand, TRAIN_HELP } from "./trainCommand";
 import { evalCommand, EVAL_HELP } from "./evalCommand";
+import { serve } from "../server/main";
 
 declare const PACKAGE_VERSION: string | undefined;
 const version = typeof PACKAGE_VERSION === "string" ? PACKAGE_VERSION : "dev";
@@ -20,6 +21,7 @@ Commands:
   grade --jsonl FILE     extract answers from responses and reward them against gold answers
   train                  learn a twist on problems with known answers
   eval                   accuracy table: greedy, sampling, voting, SMC and twisted SMC at one budget
+  serve --stdio          the engine process: JSON-RPC over standard input/output (what the editor runs)
   data synth             synthetic word problems as GSM8K-format JSONL
 
 Run "twisted-smc <command> --help" for a command's options.
@@ -43,6 +45,13 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number | void>> = {
   grade: gradeCommand,
   train: trainCommand,
   eval: evalCommand,
+  serve: async (argv) => {
+    if (!argv.some((a) => a === "--stdio" || a === "--node-ipc" || a.startsWith("--socket=") || a.startsWith("--pipe="))) {
+      throw new UsageError("serve needs a transport: --stdio (or --node-ipc, --socket=PORT, --pipe=NAME)");
+    }
+    serve();
+    return new Promise<never>(() => undefined); // serves until the connection closes and exits the process
+  },
   data: dataCommand,
 };
 

@@ -4,7 +4,7 @@ import { extractAnswer } from "../math/answer";
 import { generate } from "../lm/generate";
 import { loadModel } from "../lm/loadModel";
 import { DEVICES, DeviceRequest } from "../lm/device";
-import { choiceOption, intOption, numberOption, stringOption, UsageError } from "./args";
+import { choiceOption, intOption, numberOption, stringOption, UsageError } from "../util/options";
 
 export const SAMPLE_HELP = `Usage: twisted-smc sample "<problem>" [options]
 

@@ -6,8 +6,8 @@ import { goldAnswer, parseNumber } from "../math/answer";
 import { RESAMPLING_SCHEMES, ResamplingScheme } from "../smc/resampling";
 import { DEFAULT_SOLVE_OPTIONS, solve, SolveResult } from "../solve";
 import { writeFileAtomic } from "../util/atomicWrite";
-import { choiceOption, intOption, numberOption, stringOption, UsageError } from "./args";
-import { loadTwistOption } from "./twistOption";
+import { choiceOption, intOption, numberOption, stringOption, UsageError } from "../util/options";
+import { loadTwistOption } from "../twist/resolve";
 
 const D = DEFAULT_SOLVE_OPTIONS;
 

@@ -3,17 +3,9 @@
  * SIGINT/SIGTERM stop after the batch in progress and keep a checkpoint for --resume.
  */
 import { parseArgs } from "node:util";
-import { BatchMetrics, train, TrainConfig } from "../train/trainer";
-import { choiceOption, intOption, numberOption, OptionValues, stringOption, UsageError } from "./args";
-
-/** Defaults measured on the shipped model: about 10 minutes (token) and 4 minutes (step) on 2 cores. */
-export const TRAIN_DEFAULTS = {
-  num_examples: 2000, num_epochs: 1, batch_size: 8, output_dir: "math_twist_model", seed: 42, split: "train",
-  output_length: 96, num_twist_samples: 8, twist_updates_per_example: 1, save_every: 10, dataset: "synthetic", loss: "ctl", twist: "token", rank: 32, reward_floor: 0.001,
-} as const;
-
-/** The value head's few parameters take a larger step than the token head's many. */
-const DEFAULT_LEARNING_RATE = { token: 0.01, step: 0.05 } as const;
+import { BatchMetrics, train } from "../train/trainer";
+import { DEFAULT_LEARNING_RATE, TRAIN_DEFAULTS, trainConfigFromFlags } from "../train/flags";
+import { choiceOption, OptionValues, UsageError } from "../util/options";
 
 const D = TRAIN_DEFAULTS;
 
@@ -45,7 +37,7 @@ Options:
   --threads N                      CPU threads (default: all cores)
   --progress text|json             one human line per batch, or JSON lines for the editor (default text)`;
 
-const FLAGS = Object.keys(D).concat(["model_name", "resume", "threads", "progress"]);
+const FLAGS = Object.keys(D).concat(["model_name", "learning_rate", "resume", "threads", "progress"]);
 
 /** Exit code 130 when a signal stopped training (a checkpoint is kept). */
 export async function trainCommand(argv: string[]): Promise<number | void> {
@@ -64,30 +56,7 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
   // Fold kebab-case aliases onto the seed's names.
   const values: OptionValues = {};
   for (const [k, v] of Object.entries(raw)) values[k.replace(/-/g, "_")] = v as string | boolean;
-  const twist = choiceOption(values, "twist", ["token", "step"] as const, D.twist);
-  const config: TrainConfig = {
-    modelName: stringOption(values, "model_name"),
-    numExamples: intOption(values, "num_examples", D.num_examples, 1),
-    numEpochs: intOption(values, "num_epochs", D.num_epochs, 1),
-    batchSize: intOption(values, "batch_size", D.batch_size, 1),
-    learningRate: numberOption(values, "learning_rate", DEFAULT_LEARNING_RATE[twist]),
-    outputDir: stringOption(values, "output_dir") ?? D.output_dir,
-    seed: intOption(values, "seed", D.seed),
-    split: choiceOption(values, "split", ["train", "test"] as const, D.split),
-    outputLength: intOption(values, "output_length", D.output_length, 1),
-    numTwistSamples: intOption(values, "num_twist_samples", D.num_twist_samples, 1),
-    twistUpdatesPerExample: intOption(values, "twist_updates_per_example", D.twist_updates_per_example, 1),
-    saveEvery: intOption(values, "save_every", D.save_every, 1),
-    dataset: stringOption(values, "dataset") ?? D.dataset,
-    loss: choiceOption(values, "loss", ["ctl", "bce"] as const, D.loss),
-    twist,
-    rank: intOption(values, "rank", D.rank, 1),
-    rewardFloor: numberOption(values, "reward_floor", D.reward_floor),
-    resume: values.resume === true,
-    threads: values.threads === undefined ? undefined : intOption(values, "threads", 1, 1),
-  };
-  if (config.learningRate <= 0) throw new UsageError("--learning_rate must be > 0");
-  if (config.loss === "bce" && config.twist !== "step") throw new UsageError("--loss bce trains a value (step) twist: add --twist step");
+  const config = trainConfigFromFlags(values);
   const json = choiceOption(values, "progress", ["text", "json"] as const, "text") === "json";
   const emit = (obj: Record<string, unknown>) => console.log(JSON.stringify(obj));
 
@@ -122,3 +91,4 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
   else console.log(`Done: ${result.batches} batches. Twist written to ${result.twistPath}`);
   return result.stopped ? 130 : 0;
 }
+

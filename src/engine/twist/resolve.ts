@@ -1,10 +1,10 @@
 /** Resolves `--twist FILE|none` (default: the model folder's shipped twist for the level, if any). */
 import { resolve } from "node:path";
 import { LoadedModel } from "../lm/loadModel";
-import { loadTwist, shippedTwistPath, TwistFileError } from "../twist/twistFile";
 import { Twist } from "../smc/twist";
-import { runnableTwist } from "../twist/onnxTwist";
-import { UsageError } from "./args";
+import { UsageError } from "../util/options";
+import { runnableTwist } from "./onnxTwist";
+import { loadTwist, shippedTwistPath, TwistFileError } from "./twistFile";
 
 export async function loadTwistOption(option: string | undefined, model: LoadedModel, level: "token" | "step"): Promise<{ twist: Twist; name: string } | undefined> {
   if (option === "none") return undefined;

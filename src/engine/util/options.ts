@@ -1,20 +1,17 @@
-/** Shared helpers for the CLI's commands: typed option readers and the error a user can act on. */
+/** Typed readers of options (command-line flags, or the same names from a JSON request). */
+import { InputError } from "./errors";
 
-/** A mistake in how the command was called: printed without a stack trace, exit code 2. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "UsageError";
-  }
-}
+/** A mistake in how a command or request was made: shown without a stack trace (exit code 2). */
+export class UsageError extends InputError {}
 
-export type OptionValues = Record<string, string | boolean | undefined>;
+/** Parsed flags: strings as typed on a command line, or numbers and booleans from a JSON caller. */
+export type OptionValues = Record<string, string | number | boolean | undefined>;
 
 export function intOption(values: OptionValues, name: string, fallback: number, min = 0): number {
   const raw = values[name];
   if (raw === undefined) return fallback;
   const n = Number(raw);
-  if (typeof raw !== "string" || !Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${raw}"`);
+  if ((typeof raw !== "string" && typeof raw !== "number") || raw === "" || !Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${raw}"`);
   return n;
 }
 
@@ -22,7 +19,7 @@ export function numberOption(values: OptionValues, name: string, fallback: numbe
   const raw = values[name];
   if (raw === undefined) return fallback;
   const n = Number(raw);
-  if (typeof raw !== "string" || !Number.isFinite(n) || n < min) throw new UsageError(`--${name} must be a number >= ${min}, got "${raw}"`);
+  if ((typeof raw !== "string" && typeof raw !== "number") || raw === "" || !Number.isFinite(n) || n < min) throw new UsageError(`--${name} must be a number >= ${min}, got "${raw}"`);
   return n;
 }
 

@@ -1,0 +1,169 @@
+/**
+ * The engine process: a JSON-RPC server (vscode-languageserver) that solves and trains on request,
+ * streaming each SMC step and each training batch as notifications. The extension host spawns it;
+ * `twisted-smc serve --stdio` runs it by hand. Models stay loaded between requests.
+ */
+import { Connection, ResponseError } from "vscode-languageserver/node";
+import { CancellationToken, ErrorCodes as RpcErrors } from "vscode-jsonrpc";
+import { ErrorCodes, EngineStatus, Methods, ModelSettings, SolveParams, SolveResultMessage, TrainParams, TrainResultMessage } from "../../protocol/protocol";
+import { loadModel, LoadedModel } from "../lm/loadModel";
+import { DEVICES } from "../lm/device";
+import { RESAMPLING_SCHEMES } from "../smc/resampling";
+import { SmcCancelled } from "../smc/twistedSmc";
+import { Twist } from "../smc/twist";
+import { solve } from "../solve";
+import { train } from "../train/trainer";
+import { InputError } from "../util/errors";
+import { loadTwistOption } from "../twist/resolve";
+import { trainConfigFromFlags } from "../train/flags";
+import { UsageError } from "../util/options";
+
+declare const PACKAGE_VERSION: string | undefined;
+
+interface Loaded {
+  key: string;
+  model: LoadedModel;
+  twists: Map<string, { twist: Twist; name: string } | undefined>;
+}
+
+/** Keeps one model loaded; a request for other settings replaces it. */
+class ModelCache {
+  private current?: Promise<Loaded>;
+  private key?: string;
+
+  async get(settings: ModelSettings): Promise<Loaded> {
+    const key = JSON.stringify([settings.model, settings.device]);
+    if (this.current && this.key === key) {
+      try {
+        return await this.current;
+      } catch {
+        // The last load failed: try again below.
+      }
+    }
+    const previous = this.current;
+    this.key = key;
+    this.current = loadModel(settings.model || undefined, { device: settings.device }).then((model) => ({ key, model, twists: new Map() }));
+    previous?.then((p) => p.model.lm.dispose()).catch(() => undefined);
+    return this.current;
+  }
+
+  async twist(loaded: Loaded, option: string, level: "token" | "step") {
+    const key = `${option}|${level}`;
+    if (!loaded.twists.has(key)) loaded.twists.set(key, await loadTwistOption(option === "" ? undefined : option, loaded.model, level));
+    return loaded.twists.get(key);
+  }
+
+  async peek(): Promise<Loaded | undefined> {
+    try {
+      return await this.current;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+function check(cond: boolean, message: string): void {
+  if (!cond) throw new ResponseError(RpcErrors.InvalidParams, message);
+}
+
+/** Rejects malformed requests with a message naming the field, before any work starts. */
+export function validateSolveParams(p: SolveParams): void {
+  check(typeof p === "object" && p !== null, "solve needs an object of parameters");
+  check(typeof p.runId === "string" && p.runId.length > 0, "solve: runId must be a non-empty string");
+  check(typeof p.problem === "string" && p.problem.trim().length > 0, "solve: the problem text is empty");
+  const m = p.model, s = p.smc;
+  check(typeof m === "object" && m !== null && typeof m.model === "string" && typeof m.twist === "string", "solve: model must be {model, twist, device}");
+  check((DEVICES as readonly string[]).includes(m.device), `solve: device must be one of ${DEVICES.join(", ")}`);
+  check(typeof s === "object" && s !== null, "solve: smc settings are missing");
+  check(Number.isInteger(s.particles) && s.particles >= 1 && s.particles <= 4096, "solve: particles must be an integer from 1 to 4096");
+  check(s.level === "token" || s.level === "step", "solve: level must be token or step");
+  check((RESAMPLING_SCHEMES as readonly string[]).includes(s.resampling), `solve: resampling must be one of ${RESAMPLING_SCHEMES.join(", ")}`);
+  check(typeof s.essThreshold === "number" && s.essThreshold >= 0 && s.essThreshold <= 1, "solve: essThreshold must be between 0 and 1");
+  check(Number.isInteger(s.maxTokens) && s.maxTokens >= 1, "solve: maxTokens must be a positive integer");
+  check(typeof s.temperature === "number" && s.temperature > 0, "solve: temperature must be > 0");
+  check(Number.isInteger(s.seed), "solve: seed must be an integer");
+}
+
+/** Turns engine failures into JSON-RPC errors the client can show as they are. */
+function asResponseError(e: unknown): ResponseError<void> {
+  if (e instanceof ResponseError) return e;
+  if (e instanceof SmcCancelled) return new ResponseError(ErrorCodes.cancelled, "cancelled");
+  const err = e as Error;
+  if (e instanceof InputError || e instanceof UsageError || e instanceof RangeError) return new ResponseError(ErrorCodes.inputError, err.message);
+  return new ResponseError(RpcErrors.InternalError, `engine error: ${err.message}`);
+}
+
+function abortOn(token: CancellationToken): AbortSignal {
+  const controller = new AbortController();
+  if (token.isCancellationRequested) controller.abort();
+  token.onCancellationRequested(() => controller.abort());
+  return controller.signal;
+}
+
+export function registerHandlers(connection: Connection): void {
+  const models = new ModelCache();
+  let busy = 0;
+  let lastTwist: string | null = null;
+
+  connection.onInitialize(() => ({ capabilities: {}, serverInfo: { name: "twisted-smc-engine", version: typeof PACKAGE_VERSION === "string" ? PACKAGE_VERSION : "dev" } }));
+
+  connection.onRequest(Methods.status, async (): Promise<EngineStatus> => {
+    const loaded = await models.peek();
+    return {
+      version: typeof PACKAGE_VERSION === "string" ? PACKAGE_VERSION : "dev",
+      model: loaded ? loaded.model.folder.dir : null,
+      device: loaded ? loaded.model.lm.device : null,
+      deviceChoice: loaded?.model.lm.deviceChoice ?? null,
+      twist: lastTwist,
+      busy: busy > 0,
+      pid: process.pid,
+    };
+  });
+
+  connection.onRequest(Methods.solve, async (params: SolveParams, token: CancellationToken): Promise<SolveResultMessage> => {
+    busy++;
+    try {
+      validateSolveParams(params);
+      const signal = abortOn(token);
+      const loaded = await models.get(params.model);
+      const twist = params.model.twist === "none" ? undefined : await models.twist(loaded, params.model.twist, params.smc.level);
+      lastTwist = twist?.name ?? null;
+      const r = await solve(loaded.model, params.problem, {
+        ...params.smc,
+        resample: "adaptive",
+        twist: twist?.twist,
+        twistName: twist?.name ?? null,
+        record: true,
+        signal,
+        onStep: (step) => void connection.sendNotification(Methods.step, { runId: params.runId, step }),
+      });
+      return { ...r, runId: params.runId, logZ: Number.isFinite(r.logZ) ? r.logZ : null, record: r.record! };
+    } catch (e) {
+      throw asResponseError(e);
+    } finally {
+      busy--;
+    }
+  });
+
+  connection.onRequest(Methods.train, async (params: TrainParams, token: CancellationToken): Promise<TrainResultMessage> => {
+    busy++;
+    try {
+      check(typeof params?.runId === "string" && typeof params.args === "object" && params.args !== null, "train needs {runId, args}");
+      const config = trainConfigFromFlags(params.args);
+      const send = (kind: "start" | "batch" | "checkpoint" | "end", data: Record<string, unknown>) =>
+        void connection.sendNotification(Methods.trainProgress, { runId: params.runId, kind, data });
+      const r = await train(config, {
+        signal: abortOn(token),
+        onStart: (info) => send("start", { ...info }),
+        onBatch: (m, total) => send("batch", { ...m, total }),
+        onCheckpoint: (path) => send("checkpoint", { path }),
+      });
+      send("end", { ...r });
+      return { runId: params.runId, twistPath: r.twistPath, batches: r.batches, stopped: r.stopped };
+    } catch (e) {
+      throw asResponseError(e);
+    } finally {
+      busy--;
+    }
+  });
+}

@@ -1,0 +1,113 @@
+/**
+ * Every message between the extension host and the engine process, declared once and typed; both sides
+ * import this module. The transport is JSON-RPC (vscode-languageclient ↔ vscode-languageserver);
+ * cancelling a request uses the standard `$/cancelRequest`.
+ */
+import { NotificationType, RequestType, RequestType0 } from "vscode-jsonrpc";
+import type { AnswerProbability } from "../engine/smc/posterior";
+import type { SmcRecord, SmcStepRecord } from "../engine/smc/record";
+import type { SolvedParticle } from "../engine/solve";
+
+export type { AnswerProbability, SmcRecord, SmcStepRecord, SolvedParticle };
+
+export type Level = "token" | "step";
+export type Resampling = "multinomial" | "stratified" | "systematic" | "residual";
+export type DeviceRequest = "auto" | "cpu" | "webgpu" | "cuda";
+
+/** What the engine needs to run a model; a change of any of these reloads it. */
+export interface ModelSettings {
+  /** Model folder; empty for the shipped model. */
+  model: string;
+  /** Twist file, "" for the model folder's own twist (if any), or "none". */
+  twist: string;
+  device: DeviceRequest;
+}
+
+export interface SmcSettings {
+  particles: number;
+  level: Level;
+  resampling: Resampling;
+  essThreshold: number;
+  maxTokens: number;
+  temperature: number;
+  seed: number;
+}
+
+export interface SolveParams {
+  /** Chosen by the client; step notifications carry it. */
+  runId: string;
+  problem: string;
+  model: ModelSettings;
+  smc: SmcSettings;
+}
+
+export interface SolveResultMessage {
+  runId: string;
+  problem: string;
+  answer: string | null;
+  probability: number;
+  posterior: AnswerProbability[];
+  unanswered: number;
+  logZ: number | null;
+  ess: number[];
+  resampledAt: number[];
+  particles: SolvedParticle[];
+  steps: number;
+  level: Level;
+  twist: string | null;
+  model: string;
+  device: string;
+  timing: { totalMs: number; forwardPasses: number; generatedTokens: number; tokensPerSecond: number };
+  collapsed?: string;
+  record: SmcRecord;
+}
+
+export interface StepParams {
+  runId: string;
+  step: SmcStepRecord;
+}
+
+export interface EngineStatus {
+  version: string;
+  /** Loaded model, or null before the first request. */
+  model: string | null;
+  device: string | null;
+  deviceChoice: string | null;
+  twist: string | null;
+  busy: boolean;
+  pid: number;
+}
+
+export interface TrainParams {
+  runId: string;
+  /** The trainer's flags, by the seed's names (see `twisted-smc train --help`). */
+  args: Record<string, string | number | boolean>;
+}
+
+export interface TrainProgressParams {
+  runId: string;
+  kind: "start" | "batch" | "checkpoint" | "end";
+  data: Record<string, unknown>;
+}
+
+export interface TrainResultMessage {
+  runId: string;
+  twistPath: string;
+  batches: number;
+  stopped: boolean;
+}
+
+export const Methods = {
+  solve: new RequestType<SolveParams, SolveResultMessage, void>("twistedSmc/solve"),
+  step: new NotificationType<StepParams>("twistedSmc/step"),
+  status: new RequestType0<EngineStatus, void>("twistedSmc/status"),
+  train: new RequestType<TrainParams, TrainResultMessage, void>("twistedSmc/train"),
+  trainProgress: new NotificationType<TrainProgressParams>("twistedSmc/trainProgress"),
+} as const;
+
+/** Error codes the engine uses in JSON-RPC error responses. */
+export const ErrorCodes = {
+  /** Bad input: a model folder, twist file, data set or parameter the user can fix. */
+  inputError: -32001,
+  cancelled: -32800,
+} as const;
