@@ -1,0 +1,125 @@
+/**
+ * Owns the engine process: starts it lazily on first use (vscode-languageclient over node IPC), restarts
+ * it on request, and after a crash fails in-flight requests with a clear message and starts a fresh
+ * engine on the next use. Nothing already computed lives in the engine, so nothing is lost.
+ */
+import * as vscode from "vscode";
+import {
+  CloseAction,
+  ErrorAction,
+  LanguageClient,
+  LanguageClientOptions,
+  ServerOptions,
+  State,
+  TransportKind,
+} from "vscode-languageclient/node";
+import { EngineStatus, Methods, SolveParams, SolveResultMessage, StepParams } from "../protocol/protocol";
+
+export type EngineState = "stopped" | "starting" | "ready" | "busy" | "crashed";
+
+export class EngineClient implements vscode.Disposable {
+  private client?: LanguageClient;
+  private starting?: Promise<LanguageClient>;
+  private busy = 0;
+  private readonly stateEmitter = new vscode.EventEmitter<EngineState>();
+  private readonly stepEmitter = new vscode.EventEmitter<StepParams>();
+  readonly onDidChangeState = this.stateEmitter.event;
+  readonly onStep = this.stepEmitter.event;
+  state: EngineState = "stopped";
+  lastStatus?: EngineStatus;
+
+  constructor(
+    private readonly context: vscode.ExtensionContext,
+    private readonly log: vscode.LogOutputChannel,
+  ) {}
+
+  private setState(s: EngineState): void {
+    this.state = s;
+    this.stateEmitter.fire(s);
+  }
+
+  private async ensureStarted(): Promise<LanguageClient> {
+    if (this.client && this.client.state === State.Running) return this.client;
+    this.starting ??= this.start().finally(() => (this.starting = undefined));
+    return this.starting;
+  }
+
+  private async start(): Promise<LanguageClient> {
+    this.setState("starting");
+    const module = this.context.asAbsolutePath("dist/engine.js");
+    const serverOptions: ServerOptions = {
+      run: { module, transport: TransportKind.ipc },
+      debug: { module, transport: TransportKind.ipc, options: { execArgv: ["--nolazy", "--inspect=6019"] } },
+    };
+    const clientOptions: LanguageClientOptions = {
+      documentSelector: [],
+      outputChannel: this.log,
+      errorHandler: {
+        error: (error) => {
+          this.log.error(`engine connection error: ${error.message}`);
+          return { action: ErrorAction.Continue };
+        },
+        // No automatic restart loop: the next use starts a fresh engine.
+        closed: () => {
+          if (this.state !== "stopped") {
+            this.log.error("the engine process stopped unexpectedly; it will restart on the next use");
+            this.setState("crashed");
+          }
+          return { action: CloseAction.DoNotRestart, handled: true };
+        },
+      },
+    };
+    const client = new LanguageClient("twistedSmc", "Twisted SMC engine", serverOptions, clientOptions);
+    client.onNotification(Methods.step, (p) => this.stepEmitter.fire(p));
+    await client.start();
+    this.client = client;
+    this.setState("ready");
+    this.log.info("engine started");
+    return client;
+  }
+
+  async solve(params: SolveParams, token: vscode.CancellationToken): Promise<SolveResultMessage> {
+    return this.request((c) => c.sendRequest(Methods.solve, params, token));
+  }
+
+  async status(): Promise<EngineStatus> {
+    const s = await this.request((c) => c.sendRequest(Methods.status));
+    this.lastStatus = s;
+    return s;
+  }
+
+  private async request<T>(send: (c: LanguageClient) => Promise<T>): Promise<T> {
+    const client = await this.ensureStarted();
+    this.busy++;
+    this.setState("busy");
+    try {
+      return await send(client);
+    } catch (e) {
+      if (this.state === "crashed" || client.state !== State.Running) {
+        throw new Error("The Twisted SMC engine stopped while working (see the Twisted SMC output). It restarts on the next use.");
+      }
+      throw e;
+    } finally {
+      this.busy--;
+      if (this.state === "busy" && this.busy === 0) this.setState("ready");
+    }
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.ensureStarted();
+  }
+
+  async stop(): Promise<void> {
+    const c = this.client;
+    this.client = undefined;
+    this.setState("stopped");
+    if (c && c.state === State.Running) await c.stop().catch((e) => this.log.warn(`stopping the engine: ${(e as Error).message}`));
+  }
+
+  dispose(): void {
+    void this.stop();
+    this.stateEmitter.dispose();
+    this.stepEmitter.dispose();
+  }
+}

@@ -1,0 +1,53 @@
+/** Activation: wiring only. Each piece lives in its own module. */
+import * as vscode from "vscode";
+import { ProblemCodeLensProvider } from "./codeLens";
+import { EngineClient } from "./engineClient";
+import { MODEL_SETTINGS } from "./config";
+import { RUN_SCHEME, RunDocumentProvider } from "./runDocument";
+import { RunStore } from "./runStore";
+import { OPEN_RUN_COMMAND, registerSolveCommands } from "./solveCommands";
+import { createStatusBar } from "./statusBar";
+
+export function activate(context: vscode.ExtensionContext): { engine: EngineClient; runs: RunStore } | undefined {
+  try {
+    const log = vscode.window.createOutputChannel("Twisted SMC", { log: true });
+    const engine = new EngineClient(context, log);
+    const runs = new RunStore(context.workspaceState);
+    context.subscriptions.push(log, engine, runs, createStatusBar(engine));
+    registerSolveCommands(context, engine, runs);
+    context.subscriptions.push(
+      vscode.languages.registerCodeLensProvider({ language: "markdown" }, new ProblemCodeLensProvider()),
+      vscode.workspace.registerTextDocumentContentProvider(RUN_SCHEME, new RunDocumentProvider(runs)),
+      vscode.commands.registerCommand(OPEN_RUN_COMMAND, async (id: string) => {
+        const doc = await vscode.workspace.openTextDocument(vscode.Uri.from({ scheme: RUN_SCHEME, path: `${id}.md` }));
+        await vscode.window.showTextDocument(doc, { preview: true, viewColumn: vscode.ViewColumn.Beside });
+      }),
+      vscode.commands.registerCommand("twistedSmc.restartEngine", async () => {
+        await engine.restart();
+        void vscode.window.showInformationMessage("Twisted SMC: engine restarted.");
+      }),
+      vscode.commands.registerCommand("twistedSmc.showStatus", async () => {
+        try {
+          const s = await engine.status();
+          const detail = [`Engine ${engine.state}, pid ${s.pid}, version ${s.version}`, `Model: ${s.model ?? "not loaded yet"}`, `Device: ${s.deviceChoice ?? s.device ?? "not chosen yet"}`, `Twist: ${s.twist ?? "none"}`].join("\n");
+          const pick = await vscode.window.showInformationMessage("Twisted SMC engine", { modal: true, detail }, "Restart Engine", "Show Log");
+          if (pick === "Restart Engine") await vscode.commands.executeCommand("twistedSmc.restartEngine");
+          if (pick === "Show Log") log.show();
+        } catch (e) {
+          void vscode.window.showErrorMessage(`Twisted SMC: ${(e as Error).message}`);
+        }
+      }),
+      vscode.workspace.onDidChangeConfiguration((e) => {
+        if (MODEL_SETTINGS.some((s) => e.affectsConfiguration(s)) && engine.state !== "stopped") void engine.status().catch(() => undefined);
+      }),
+      vscode.workspace.onDidGrantWorkspaceTrust(() => log.info("workspace trusted: model and twist settings of the workspace now apply")),
+    );
+    return { engine, runs };
+  } catch (e) {
+    // VS Code swallows activation errors; say it where the user looks.
+    void vscode.window.showErrorMessage(`Twisted SMC failed to activate: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
+export function deactivate(): void {}

@@ -1,0 +1,38 @@
+/**
+ * A read-only Markdown view of one run (answer, posterior, particles), opened from the link written
+ * after a problem. Model output is shown inside code blocks, so no text it wrote is rendered as Markdown.
+ */
+import * as vscode from "vscode";
+import { RunStore } from "./runStore";
+
+export const RUN_SCHEME = "twisted-smc-run";
+
+function fenced(text: string): string {
+  const ticks = "`".repeat(Math.max(3, ...(text.match(/`+/g) ?? []).map((m) => m.length + 1)));
+  return `${ticks}text\n${text}\n${ticks}`;
+}
+
+export function renderRun(runs: RunStore, id: string): string {
+  const run = runs.get(id);
+  if (!run) return `# Run not found\n\nRun ${id} is not in this workspace's history.`;
+  const lines = [`# Twisted SMC run`, "", fenced(run.problem), ""];
+  const r = run.result;
+  if (!r) return [...lines, run.error ? `Failed: ${run.error}` : `Running: ${run.steps.length} steps so far.`].join("\n");
+  lines.push(`**Answer: ${r.answer ?? "none"}** (posterior ${(100 * r.probability).toFixed(1)}%), ${r.particles.length} particles, ${r.level} level, twist ${r.twist ?? "none"}.`, "");
+  lines.push(`log Ẑ ${r.logZ === null ? "−∞" : r.logZ.toFixed(3)}, ${r.steps} steps, resampled at ${r.resampledAt.length ? r.resampledAt.join(", ") : "no step"}; ${r.device}; ${r.timing.totalMs} ms.`, "");
+  lines.push("| answer | probability | particles |", "| --- | --- | --- |");
+  for (const a of r.posterior) lines.push(`| ${a.answer} | ${(100 * a.probability).toFixed(1)}% | ${a.particles} |`);
+  lines.push("", "## Particles", "");
+  r.particles
+    .map((p, i) => ({ p, i }))
+    .sort((a, b) => b.p.logWeight - a.p.logWeight)
+    .forEach(({ p, i }) => lines.push(`Particle ${i + 1}: answer ${p.answer ?? "none"}, log weight ${Number.isFinite(p.logWeight) ? p.logWeight.toFixed(3) : "−∞"}`, "", fenced(p.text), ""));
+  return lines.join("\n");
+}
+
+export class RunDocumentProvider implements vscode.TextDocumentContentProvider {
+  constructor(private readonly runs: RunStore) {}
+  provideTextDocumentContent(uri: vscode.Uri): string {
+    return renderRun(this.runs, uri.path.replace(/\.md$/, ""));
+  }
+}

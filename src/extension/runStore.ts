@@ -1,0 +1,78 @@
+/**
+ * Runs of this workspace: what the engine streamed and returned, kept so the panel can show and replay
+ * them after the fact, saved in the workspace state so they survive a reload.
+ */
+import * as vscode from "vscode";
+import type { SmcStepRecord, SolveResultMessage } from "../protocol/protocol";
+
+export interface Run {
+  id: string;
+  problem: string;
+  started: number;
+  steps: SmcStepRecord[];
+  result?: SolveResultMessage;
+  error?: string;
+}
+
+const KEY = "twistedSmc.runs";
+const KEEP = 50;
+
+export class RunStore {
+  private readonly runs = new Map<string, Run>();
+  private readonly emitter = new vscode.EventEmitter<Run>();
+  readonly onDidChange = this.emitter.event;
+  private counter = 0;
+
+  constructor(private readonly memento: vscode.Memento) {
+    for (const r of memento.get<Run[]>(KEY, [])) this.runs.set(r.id, r);
+  }
+
+  newRunId(): string {
+    return `run-${Date.now().toString(36)}-${(this.counter++).toString(36)}`;
+  }
+
+  get(id: string): Run | undefined {
+    return this.runs.get(id);
+  }
+
+  all(): Run[] {
+    return [...this.runs.values()].sort((a, b) => b.started - a.started);
+  }
+
+  begin(id: string, problem: string): void {
+    this.runs.set(id, { id, problem, started: Date.now(), steps: [] });
+    this.emitter.fire(this.runs.get(id)!);
+  }
+
+  step(id: string, step: SmcStepRecord): void {
+    const r = this.runs.get(id);
+    if (!r) return;
+    r.steps.push(step);
+    this.emitter.fire(r);
+  }
+
+  finish(id: string, result: SolveResultMessage): void {
+    const r = this.runs.get(id);
+    if (!r) return;
+    r.result = result;
+    r.steps = result.record.steps;
+    this.emitter.fire(r);
+    void this.save();
+  }
+
+  fail(id: string, error: string): void {
+    const r = this.runs.get(id);
+    if (!r) return;
+    r.error = error;
+    this.emitter.fire(r);
+  }
+
+  private async save(): Promise<void> {
+    const kept = this.all().filter((r) => r.result).slice(0, KEEP);
+    await this.memento.update(KEY, kept);
+  }
+
+  dispose(): void {
+    this.emitter.dispose();
+  }
+}
