@@ -60,6 +60,15 @@ const targets = [
     format: "iife",
     outdir: "media",
   },
+  {
+    // Extension-host tests (test/e2e): run inside VS Code, so `vscode` and mocha come from there.
+    entryPoints: { index: "test/e2e/suite/index.ts", "solve.e2e": "test/e2e/suite/solve.e2e.ts" },
+    platform: "node",
+    target: "node20",
+    format: "cjs",
+    outdir: "dist-test/e2e",
+    external: ["vscode", "mocha"],
+  },
 ];
 
 async function main() {

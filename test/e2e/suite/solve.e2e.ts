@@ -1,0 +1,88 @@
+/**
+ * In a real VS Code (code-server): the extension activates on a Markdown file, solves the problem under
+ * the cursor and writes the answer after it, cancels a run, and survives a killed engine.
+ */
+import assert from "node:assert/strict";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import * as vscode from "vscode";
+import type { EngineClient } from "../../../src/extension/engineClient";
+import { RESULT_MARKER } from "../../../src/extension/markdown";
+
+const EXTENSION_ID = "twisted-smc.twisted-smc-math";
+const PROBLEM = "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?";
+
+async function waitFor<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms = 60000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function openMarkdown(name: string, text: string): Promise<vscode.TextEditor> {
+  const folder = vscode.workspace.workspaceFolders![0].uri.fsPath;
+  mkdirSync(folder, { recursive: true });
+  const path = join(folder, name);
+  writeFileSync(path, text);
+  const doc = await vscode.workspace.openTextDocument(path);
+  return vscode.window.showTextDocument(doc);
+}
+
+describe("Twisted SMC in VS Code", () => {
+  let engine: EngineClient;
+
+  before(async () => {
+    const ext = vscode.extensions.getExtension(EXTENSION_ID);
+    assert.ok(ext, `extension ${EXTENSION_ID} is installed`);
+    await openMarkdown("activate.md", "# Problems\n");
+    const api = (await ext.activate()) as { engine: EngineClient };
+    engine = api.engine;
+  });
+
+  it("solves the problem under the cursor and writes the answer right after it, as one undoable edit", async () => {
+    const editor = await openMarkdown("solve.md", `# Homework\n\n${PROBLEM}\n\nNext paragraph.\n`);
+    const at = editor.document.getText().indexOf("She buys");
+    editor.selection = new vscode.Selection(editor.document.positionAt(at), editor.document.positionAt(at));
+    await vscode.commands.executeCommand("twistedSmc.solve");
+    const text = await waitFor("the result in the document", () => (editor.document.getText().includes(RESULT_MARKER) ? editor.document.getText() : undefined));
+    assert.match(text, new RegExp(`${PROBLEM.replace(/[.?]/g, "\\$&")}\\n\\n> ${RESULT_MARKER} Answer: \\*\\*\\d+\\*\\* \\(posterior \\d+\\.\\d%, 16 particles, token-level`));
+    assert.ok(text.endsWith("\n\nNext paragraph.\n"));
+    await vscode.commands.executeCommand("undo");
+    assert.ok(!editor.document.getText().includes(RESULT_MARKER), "one undo removes the whole result");
+  });
+
+  it("says so when the cursor is not in a math problem", async () => {
+    const editor = await openMarkdown("empty.md", "# Only a heading\n\n\n");
+    editor.selection = new vscode.Selection(new vscode.Position(2, 0), new vscode.Position(2, 0));
+    await vscode.commands.executeCommand("twistedSmc.solve");
+    assert.ok(!editor.document.getText().includes(RESULT_MARKER));
+  });
+
+  it("cancels a run in the engine", async () => {
+    const source = new vscode.CancellationTokenSource();
+    let steps = 0;
+    const sub = engine.onStep(() => (++steps === 3 ? source.cancel() : undefined));
+    const run = engine.solve(
+      { runId: "e2e-cancel", problem: PROBLEM, model: { model: "", twist: "none", device: "cpu" }, smc: { particles: 64, level: "token", resampling: "systematic", essThreshold: 0.5, maxTokens: 96, temperature: 1, seed: 0 } },
+      source.token,
+    );
+    await assert.rejects(run, /cancel/i);
+    sub.dispose();
+    assert.ok(steps < 20, `stopped after ${steps} steps`);
+  });
+
+  it("restarts a killed engine on the next solve, and the result still lands", async () => {
+    const before = await engine.status();
+    process.kill(before.pid, "SIGKILL");
+    await waitFor("the engine to be seen dead", () => (engine.state === "crashed" ? true : undefined), 20000);
+    const editor = await openMarkdown("again.md", `${PROBLEM}\n`);
+    editor.selection = new vscode.Selection(new vscode.Position(0, 3), new vscode.Position(0, 3));
+    await vscode.commands.executeCommand("twistedSmc.solve");
+    await waitFor("the result after the restart", () => (editor.document.getText().includes(RESULT_MARKER) ? true : undefined));
+    const after = await engine.status();
+    assert.notEqual(after.pid, before.pid);
+  });
+});
