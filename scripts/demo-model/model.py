@@ -48,8 +48,12 @@ class Attention(nn.Module):
         v = torch.cat([past_v, v], dim=2)
         present_k, present_v = k, v
         if self.kv != self.h:
-            k = k.repeat_interleave(self.h // self.kv, dim=1)
-            v = v.repeat_interleave(self.h // self.kv, dim=1)
+            # Each KV head serves h/kv query heads; expand + reshape exports with dynamic shapes
+            # (repeat_interleave does not, in torch 1.13).
+            rep = self.h // self.kv
+            t = k.shape[2]
+            k = k.unsqueeze(2).expand(b, self.kv, rep, t, self.d).reshape(b, self.h, t, self.d)
+            v = v.unsqueeze(2).expand(b, self.kv, rep, t, self.d).reshape(b, self.h, t, self.d)
         scores = q @ k.transpose(2, 3) / math.sqrt(self.d) + mask
         out = F.softmax(scores, dim=-1) @ v
         return self.o_proj(out.transpose(1, 2).reshape(b, s, self.h * self.d)), present_k, present_v
