@@ -6,20 +6,26 @@ import { MODEL_SETTINGS } from "./config";
 import { RUN_SCHEME, RunDocumentProvider } from "./runDocument";
 import { RunStore } from "./runStore";
 import { OPEN_RUN_COMMAND, registerSolveCommands } from "./solveCommands";
+import { PANEL_VIEW, ParticlePanel } from "./panel";
 import { createStatusBar } from "./statusBar";
 
-export function activate(context: vscode.ExtensionContext): { engine: EngineClient; runs: RunStore } | undefined {
+export function activate(context: vscode.ExtensionContext): { engine: EngineClient; runs: RunStore; panel: ParticlePanel } | undefined {
   try {
     const log = vscode.window.createOutputChannel("Twisted SMC", { log: true });
     const engine = new EngineClient(context, log);
     const runs = new RunStore(context.workspaceState);
     context.subscriptions.push(log, engine, runs, createStatusBar(engine));
-    registerSolveCommands(context, engine, runs);
+    const panel = new ParticlePanel(context.extensionUri, runs);
+    context.subscriptions.push(panel, vscode.window.registerWebviewViewProvider(PANEL_VIEW, panel));
+    registerSolveCommands(context, engine, runs, panel);
     context.subscriptions.push(
       vscode.languages.registerCodeLensProvider({ language: "markdown" }, new ProblemCodeLensProvider()),
       vscode.workspace.registerTextDocumentContentProvider(RUN_SCHEME, new RunDocumentProvider(runs)),
-      vscode.commands.registerCommand(OPEN_RUN_COMMAND, async (id: string) => {
-        const doc = await vscode.workspace.openTextDocument(vscode.Uri.from({ scheme: RUN_SCHEME, path: `${id}.md` }));
+      vscode.commands.registerCommand(OPEN_RUN_COMMAND, (id: string) => panel.show(id)),
+      vscode.commands.registerCommand("twistedSmc.openRunAsText", async (id?: string) => {
+        const runId = id ?? runs.all()[0]?.id;
+        if (!runId) return void vscode.window.showInformationMessage("Twisted SMC: no run yet.");
+        const doc = await vscode.workspace.openTextDocument(vscode.Uri.from({ scheme: RUN_SCHEME, path: `${runId}.md` }));
         await vscode.window.showTextDocument(doc, { preview: true, viewColumn: vscode.ViewColumn.Beside });
       }),
       vscode.commands.registerCommand("twistedSmc.restartEngine", async () => {
@@ -42,7 +48,7 @@ export function activate(context: vscode.ExtensionContext): { engine: EngineClie
       }),
       vscode.workspace.onDidGrantWorkspaceTrust(() => log.info("workspace trusted: model and twist settings of the workspace now apply")),
     );
-    return { engine, runs };
+    return { engine, runs, panel };
   } catch (e) {
     // VS Code swallows activation errors; say it where the user looks.
     void vscode.window.showErrorMessage(`Twisted SMC failed to activate: ${(e as Error).message}`);

@@ -5,6 +5,12 @@
 import * as vscode from "vscode";
 import type { SmcStepRecord, SolveResultMessage } from "../protocol/protocol";
 
+/** A run changed: a step arrived (`step` set), or it began, finished or failed. */
+export interface RunChange {
+  run: Run;
+  step?: SmcStepRecord;
+}
+
 export interface Run {
   id: string;
   problem: string;
@@ -19,7 +25,7 @@ const KEEP = 50;
 
 export class RunStore {
   private readonly runs = new Map<string, Run>();
-  private readonly emitter = new vscode.EventEmitter<Run>();
+  private readonly emitter = new vscode.EventEmitter<RunChange>();
   readonly onDidChange = this.emitter.event;
   private counter = 0;
 
@@ -41,14 +47,14 @@ export class RunStore {
 
   begin(id: string, problem: string): void {
     this.runs.set(id, { id, problem, started: Date.now(), steps: [] });
-    this.emitter.fire(this.runs.get(id)!);
+    this.emitter.fire({ run: this.runs.get(id)! });
   }
 
   step(id: string, step: SmcStepRecord): void {
     const r = this.runs.get(id);
     if (!r) return;
     r.steps.push(step);
-    this.emitter.fire(r);
+    this.emitter.fire({ run: r, step });
   }
 
   finish(id: string, result: SolveResultMessage): void {
@@ -56,7 +62,7 @@ export class RunStore {
     if (!r) return;
     r.result = result;
     r.steps = result.record.steps;
-    this.emitter.fire(r);
+    this.emitter.fire({ run: r });
     void this.save();
   }
 
@@ -64,7 +70,7 @@ export class RunStore {
     const r = this.runs.get(id);
     if (!r) return;
     r.error = error;
-    this.emitter.fire(r);
+    this.emitter.fire({ run: r });
   }
 
   private async save(): Promise<void> {

@@ -8,6 +8,7 @@ import type { SolveResultMessage } from "../protocol/protocol";
 import { modelSettings, smcSettings } from "./config";
 import { EngineClient } from "./engineClient";
 import { allProblems, formatResult, looksLikeMathProblem, planResultInsertion, plainText, problemAt, ProblemSpan } from "./markdown";
+import { ParticlePanel } from "./panel";
 import { RunStore } from "./runStore";
 
 export const OPEN_RUN_COMMAND = "twistedSmc.openRun";
@@ -29,9 +30,10 @@ export function targetProblem(editor: vscode.TextEditor): ProblemSpan | string {
   return span;
 }
 
-export async function solveSpan(engine: EngineClient, runs: RunStore, doc: vscode.TextDocument, span: ProblemSpan, title: string): Promise<SolveResultMessage | undefined> {
+export async function solveSpan(engine: EngineClient, runs: RunStore, panel: ParticlePanel, doc: vscode.TextDocument, span: ProblemSpan, title: string): Promise<SolveResultMessage | undefined> {
   const runId = runs.newRunId();
   runs.begin(runId, span.text);
+  void panel.show(runId, true);
   let result: SolveResultMessage;
   try {
     result = await vscode.window.withProgress(
@@ -74,7 +76,7 @@ export async function solveSpan(engine: EngineClient, runs: RunStore, doc: vscod
   return result;
 }
 
-export function registerSolveCommands(context: vscode.ExtensionContext, engine: EngineClient, runs: RunStore): void {
+export function registerSolveCommands(context: vscode.ExtensionContext, engine: EngineClient, runs: RunStore, panel: ParticlePanel): void {
   context.subscriptions.push(
     vscode.commands.registerCommand("twistedSmc.solve", async (uri?: vscode.Uri, offset?: number) => {
       const editor = vscode.window.activeTextEditor;
@@ -85,7 +87,7 @@ export function registerSolveCommands(context: vscode.ExtensionContext, engine: 
       }
       const target = targetProblem(editor);
       if (typeof target === "string") return void vscode.window.showWarningMessage(`Twisted SMC: ${target}`);
-      await solveSpan(engine, runs, editor.document, target, "Twisted SMC: solving…");
+      await solveSpan(engine, runs, panel, editor.document, target, "Twisted SMC: solving…");
     }),
     vscode.commands.registerCommand("twistedSmc.solveAll", async () => {
       const editor = vscode.window.activeTextEditor;
@@ -93,7 +95,7 @@ export function registerSolveCommands(context: vscode.ExtensionContext, engine: 
       const problems = allProblems(editor.document.getText());
       if (!problems.length) return void vscode.window.showWarningMessage("Twisted SMC: no math word problems found in this file.");
       for (const [i, p] of problems.entries()) {
-        const solved = await solveSpan(engine, runs, editor.document, p, `Twisted SMC: problem ${i + 1} of ${problems.length}…`);
+        const solved = await solveSpan(engine, runs, panel, editor.document, p, `Twisted SMC: problem ${i + 1} of ${problems.length}…`);
         if (!solved) break;
       }
     }),
