@@ -8,8 +8,17 @@ import { RunStore } from "./runStore";
 import { OPEN_RUN_COMMAND, registerSolveCommands } from "./solveCommands";
 import { PANEL_VIEW, ParticlePanel } from "./panel";
 import { createStatusBar } from "./statusBar";
+import { registerTaskCommands, TASK_TYPE, TwistedSmcTaskProvider } from "./tasks";
 
-export function activate(context: vscode.ExtensionContext): { engine: EngineClient; runs: RunStore; panel: ParticlePanel } | undefined {
+/** What activation returns: the pieces, for the extension-host tests. */
+export interface ExtensionApi {
+  engine: EngineClient;
+  runs: RunStore;
+  panel: ParticlePanel;
+  tasks: TwistedSmcTaskProvider;
+}
+
+export function activate(context: vscode.ExtensionContext): ExtensionApi | undefined {
   try {
     const log = vscode.window.createOutputChannel("Twisted SMC", { log: true });
     const engine = new EngineClient(context, log);
@@ -18,6 +27,9 @@ export function activate(context: vscode.ExtensionContext): { engine: EngineClie
     const panel = new ParticlePanel(context.extensionUri, runs);
     context.subscriptions.push(panel, vscode.window.registerWebviewViewProvider(PANEL_VIEW, panel));
     registerSolveCommands(context, engine, runs, panel);
+    const tasks = new TwistedSmcTaskProvider(context.extensionUri, (point, reset) => panel.trainProgress(point, reset));
+    context.subscriptions.push(vscode.tasks.registerTaskProvider(TASK_TYPE, tasks));
+    registerTaskCommands(context, tasks);
     context.subscriptions.push(
       vscode.languages.registerCodeLensProvider({ language: "markdown" }, new ProblemCodeLensProvider()),
       vscode.workspace.registerTextDocumentContentProvider(RUN_SCHEME, new RunDocumentProvider(runs)),
@@ -48,7 +60,7 @@ export function activate(context: vscode.ExtensionContext): { engine: EngineClie
       }),
       vscode.workspace.onDidGrantWorkspaceTrust(() => log.info("workspace trusted: model and twist settings of the workspace now apply")),
     );
-    return { engine, runs, panel };
+    return { engine, runs, panel, tasks };
   } catch (e) {
     // VS Code swallows activation errors; say it where the user looks.
     void vscode.window.showErrorMessage(`Twisted SMC failed to activate: ${(e as Error).message}`);

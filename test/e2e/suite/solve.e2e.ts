@@ -6,7 +6,9 @@ import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as vscode from "vscode";
+import { existsSync, readFileSync } from "node:fs";
 import type { EngineClient } from "../../../src/extension/engineClient";
+import type { ExtensionApi } from "../../../src/extension/extension";
 import { RESULT_MARKER } from "../../../src/extension/markdown";
 
 const EXTENSION_ID = "twisted-smc.twisted-smc-math";
@@ -33,12 +35,13 @@ async function openMarkdown(name: string, text: string): Promise<vscode.TextEdit
 
 describe("Twisted SMC in VS Code", () => {
   let engine: EngineClient;
+  let api: ExtensionApi;
 
   before(async () => {
     const ext = vscode.extensions.getExtension(EXTENSION_ID);
     assert.ok(ext, `extension ${EXTENSION_ID} is installed`);
     await openMarkdown("activate.md", "# Problems\n");
-    const api = (await ext.activate()) as { engine: EngineClient };
+    api = (await ext.activate()) as ExtensionApi;
     engine = api.engine;
   });
 
@@ -85,4 +88,31 @@ describe("Twisted SMC in VS Code", () => {
     const after = await engine.status();
     assert.notEqual(after.pid, before.pid);
   });
+
+  it("keeps the run for the panel, with every streamed step and the result", async () => {
+    const run = api.runs.all().find((r) => r.result);
+    assert.ok(run, "a finished run");
+    assert.equal(run.steps.length, run.result!.record.steps.length);
+    await vscode.commands.executeCommand("twistedSmc.openRun", run.id);
+  });
+
+  it("lists the training tasks and runs a one-epoch training task to its twist file", async () => {
+    const tasks = await vscode.tasks.fetchTasks({ type: "twisted-smc" });
+    assert.deepEqual(tasks.map((t) => t.name).sort(), ["evaluate", "train step twist", "train token twist"]);
+    const out = join(vscode.workspace.workspaceFolders![0].uri.fsPath, "twists", "e2e");
+    const task = api.tasks.build({ type: "twisted-smc", command: "train", num_examples: 2, batch_size: 1, num_epochs: 1, num_twist_samples: 2, output_length: 24, output_dir: out }, "e2e training");
+    const ended = new Promise<void>((resolve) => {
+      const sub = vscode.tasks.onDidEndTask((e) => {
+        if (e.execution.task.name === "e2e training") {
+          sub.dispose();
+          resolve();
+        }
+      });
+    });
+    await vscode.tasks.executeTask(task);
+    await ended;
+    assert.ok(existsSync(join(out, "twist.json")), "the task wrote the twist");
+    assert.equal(readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").length, 2);
+  });
 });
+
