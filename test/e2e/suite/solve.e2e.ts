@@ -53,6 +53,8 @@ describe("Twisted SMC in VS Code", () => {
     const text = await waitFor("the result in the document", () => (editor.document.getText().includes(RESULT_MARKER) ? editor.document.getText() : undefined));
     assert.match(text, new RegExp(`${PROBLEM.replace(/[.?]/g, "\\$&")}\\n\\n> ${RESULT_MARKER} Answer: \\*\\*\\d+\\*\\* \\(posterior \\d+\\.\\d%, 16 particles, token-level`));
     assert.ok(text.endsWith("\n\nNext paragraph.\n"));
+    // Undo acts on the focused editor; the panel may have taken focus while it showed the run.
+    await vscode.window.showTextDocument(editor.document, { preserveFocus: false });
     await vscode.commands.executeCommand("undo");
     assert.ok(!editor.document.getText().includes(RESULT_MARKER), "one undo removes the whole result");
   });
