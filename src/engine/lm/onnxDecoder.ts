@@ -204,6 +204,18 @@ export class OnnxDecoder implements CausalLM {
           interOpNumThreads: 1,
           graphOptimizationLevel: "all",
         };
+        // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
+        // (with the cache round-tripping through the CPU each step was 20× slower; see GPU.md). Only
+        // logits and the hidden state come back. Reordering then needs the prepared graph's gather.
+        if (device === "webgpu") {
+          if (typeof source === "string" && source === folder.onnxPath && options.prepare === false) {
+            attempts.push({ device, skipped: "the KV cache can stay on the GPU only with the SMC-prepared graph" });
+            continue;
+          }
+          sessionOptions.preferredOutputLocation = Object.fromEntries(
+            Array.from({ length: folder.config.numLayers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat().map((n) => [n, "gpu-buffer" as const]),
+          );
+        }
         session = typeof source === "string" ? await ort.InferenceSession.create(source, sessionOptions) : await ort.InferenceSession.create(source, sessionOptions);
       } catch (e) {
         const message = (e as Error).message;
@@ -215,6 +227,11 @@ export class OnnxDecoder implements CausalLM {
       }
       attempts.push({ device });
       const { kvType, hasPositionIds, hasHidden, hasAncestor } = checkInterface(session, folder);
+      if (device !== "cpu" && !hasAncestor) {
+        await session.release();
+        attempts.push({ device, skipped: "the graph has no ancestor_index input, so its KV cache cannot be reordered on the device" });
+        continue;
+      }
       const where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
       return new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasAncestor, folder.config.padTokenId ?? 0, where, attempts);
     }
