@@ -1,6 +1,7 @@
 /**
- * In a real VS Code (code-server): the extension activates on a Markdown file, solves the problem under
- * the cursor and writes the answer after it, cancels a run, and survives a killed engine.
+ * In a real VS Code (code-server): the extension activates on a Markdown file, solves a selected problem
+ * and the one under the cursor, writes the answers after them, cancels a run, survives a killed engine,
+ * keeps runs for the panel, and runs a training task.
  */
 import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -45,10 +46,11 @@ describe("Twisted SMC in VS Code", () => {
     engine = api.engine;
   });
 
-  it("solves the problem under the cursor and writes the answer right after it, as one undoable edit", async () => {
+  it("solves a selected problem and writes the answer right after it, as one undoable edit", async () => {
     const editor = await openMarkdown("solve.md", `# Homework\n\n${PROBLEM}\n\nNext paragraph.\n`);
-    const at = editor.document.getText().indexOf("She buys");
-    editor.selection = new vscode.Selection(editor.document.positionAt(at), editor.document.positionAt(at));
+    // The user selects the problem's text.
+    const at = editor.document.getText().indexOf(PROBLEM);
+    editor.selection = new vscode.Selection(editor.document.positionAt(at), editor.document.positionAt(at + PROBLEM.length));
     await vscode.commands.executeCommand("twistedSmc.solve");
     const text = await waitFor("the result in the document", () => (editor.document.getText().includes(RESULT_MARKER) ? editor.document.getText() : undefined));
     assert.match(text, new RegExp(`${PROBLEM.replace(/[.?]/g, "\\$&")}\\n\\n> ${RESULT_MARKER} Answer: \\*\\*\\d+\\*\\* \\(posterior \\d+\\.\\d%, 16 particles, token-level`));
@@ -79,7 +81,7 @@ describe("Twisted SMC in VS Code", () => {
     assert.ok(steps < 20, `stopped after ${steps} steps`);
   });
 
-  it("restarts a killed engine on the next solve, and the result still lands", async () => {
+  it("restarts a killed engine on the next solve of the problem under the cursor, and the result still lands", async () => {
     const before = await engine.status();
     process.kill(before.pid, "SIGKILL");
     await waitFor("the engine to be seen dead", () => (engine.state === "crashed" ? true : undefined), 20000);
