@@ -1,15 +1,5 @@
-/** Numerically careful helpers over one row of logits: log-softmax, sampling, argmax. */
+/** Helpers over one row of logits: sampling at a temperature, and argmax for greedy decoding. */
 import { Rng } from "../util/rng";
-
-/** log Σ exp(x_i) over a[offset, offset+n), stable for large values; −∞ when all are −∞. */
-export function logSumExp(a: ArrayLike<number>, offset = 0, n = a.length - offset): number {
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) if (a[offset + i] > max) max = a[offset + i];
-  if (max === -Infinity) return -Infinity;
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += Math.exp(a[offset + i] - max);
-  return max + Math.log(sum);
-}
 
 export function argmax(a: ArrayLike<number>, offset = 0, n = a.length - offset): number {
   let best = 0;
