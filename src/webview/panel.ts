@@ -228,8 +228,18 @@ window.addEventListener("message", (event: MessageEvent<PanelToWebview>) => {
       state.train.push(...m.points);
       break;
   }
-  render();
+  scheduleRender();
 });
+
+// Steps stream in faster than a frame: draw at most once per frame.
+let frame: number | undefined;
+function scheduleRender(): void {
+  if (frame !== undefined) return;
+  frame = requestAnimationFrame(() => {
+    frame = undefined;
+    render();
+  });
+}
 
 render();
 vscode.postMessage({ type: "ready" });
