@@ -95,7 +95,9 @@ export class EngineClient implements vscode.Disposable {
     try {
       return await send(client);
     } catch (e) {
-      if (this.state === "crashed" || client.state !== State.Running) {
+      // The close may be reported after the request fails, so a disposed connection counts as a crash too.
+      const died = this.state === "crashed" || client.state !== State.Running || /connection (got )?(disposed|closed)|pending response rejected/i.test((e as Error).message);
+      if (died) {
         throw new Error("The Twisted SMC engine stopped while working (see the Twisted SMC output). It restarts on the next use.");
       }
       throw e;

@@ -93,6 +93,25 @@ describe("Twisted SMC in VS Code", () => {
     assert.notEqual(after.pid, before.pid);
   });
 
+  it("fails an in-flight solve with a clear message when the engine dies, then works again", async () => {
+    const { pid } = await engine.status();
+    let killed = false;
+    const sub = engine.onStep(() => {
+      if (!killed) {
+        killed = true;
+        process.kill(pid, "SIGKILL");
+      }
+    });
+    const run = engine.solve(
+      { runId: "e2e-crash", problem: PROBLEM, model: { model: "", twist: "none", device: "cpu" }, smc: { particles: 256, level: "token", resampling: "systematic", essThreshold: 0.5, maxTokens: 96, temperature: 1, seed: 0 } },
+      new vscode.CancellationTokenSource().token,
+    );
+    await assert.rejects(run, /engine stopped while working .* restarts on the next use/);
+    sub.dispose();
+    const after = await engine.status();
+    assert.notEqual(after.pid, pid);
+  });
+
   it("keeps the run for the panel, with every streamed step and the result", async () => {
     const run = api.runs.all().find((r) => r.result);
     assert.ok(run, "a finished run");
