@@ -62,7 +62,7 @@ const targets = [
   },
   {
     // Extension-host tests (test/e2e): run inside VS Code, so `vscode` and mocha come from there.
-    entryPoints: { index: "test/e2e/suite/index.ts", "solve.e2e": "test/e2e/suite/solve.e2e.ts" },
+    entryPoints: { index: "test/e2e/suite/index.ts", "solve.e2e": "test/e2e/suite/solve.e2e.ts", "trust.e2e": "test/e2e/suite/trust.e2e.ts" },
     platform: "node",
     target: "node20",
     format: "cjs",

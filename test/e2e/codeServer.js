@@ -15,16 +15,16 @@ function fail(message) {
 }
 
 /** A fresh run folder with an empty profile, extensions dir, home and workspace. */
-function freshRun() {
+function freshRun({ trusted = true } = {}) {
   if (!fs.existsSync(codeServer)) fail(`code-server is not installed in ${root}/cs: run scripts/e2e-setup.sh first`);
   fs.mkdirSync(path.join(root, "runs"), { recursive: true });
   const run = fs.mkdtempSync(path.join(root, "runs", "run-"));
   const dirs = Object.fromEntries(["data", "extensions", "home", "tmp", "workspace"].map((d) => [d, path.join(run, d)]));
   for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true });
   fs.mkdirSync(path.join(dirs.data, "User"), { recursive: true });
-  fs.writeFileSync(path.join(dirs.data, "User/settings.json"), JSON.stringify({ "workbench.startupEditor": "none", "security.workspace.trust.enabled": false }));
+  fs.writeFileSync(path.join(dirs.data, "User/settings.json"), JSON.stringify({ "workbench.startupEditor": "none", "security.workspace.trust.enabled": !trusted, "security.workspace.trust.startupPrompt": "never" }));
   const env = { ...process.env, HOME: dirs.home, TMPDIR: dirs.tmp, XDG_CONFIG_HOME: path.join(dirs.home, ".config"), XDG_DATA_HOME: path.join(dirs.home, ".local/share"), VSCODE_IPC_HOOK_CLI: "" };
-  const common = ["--auth", "none", "--disable-telemetry", "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override",
+  const common = ["--auth", "none", "--disable-telemetry", "--disable-update-check", ...(trusted ? ["--disable-workspace-trust"] : []), "--disable-getting-started-override",
     "--extensions-dir", dirs.extensions, "--user-data-dir", dirs.data, "--config", path.join(run, "config.yaml")];
   return { run, dirs, env, common };
 }

@@ -3,6 +3,7 @@
 // (extensionDevelopmentPath + extensionTestsPath) loads this repository as the extension under
 // development and runs the mocha suite in the extension host; its exit code comes back through
 // codeAutomationExit. Needs scripts/e2e-setup.sh first.
+// `--untrusted` runs the suite for an untrusted workspace (Workspace Trust on, folder not trusted).
 // Env: E2E_ROOT (default .test-artifacts/e2e), E2E_TIMEOUT_MS (default 300000), E2E_VERBOSE=1.
 const fs = require("node:fs");
 const path = require("node:path");
@@ -16,7 +17,9 @@ const noise = /^(Resolving|Resolved|Creating a socket|Updating additional|\[Serv
 
 async function main() {
   if (!fs.existsSync(path.join(repo, "dist-test/e2e/index.js"))) fail("the test bundle is missing: run `npm run build` first");
-  const run = freshRun();
+  const untrusted = process.argv.includes("--untrusted");
+  const run = freshRun({ trusted: !untrusted });
+  run.env.TWISTED_SMC_E2E_SUITE = untrusted ? "trust" : "solve";
   const server = await startServer(run);
   const browser = await launchBrowser();
   try {
