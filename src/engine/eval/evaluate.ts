@@ -4,7 +4,7 @@
  */
 import { LoadedModel } from "../lm/loadModel";
 import { generate } from "../lm/generate";
-import { answersMatch, extractAnswer } from "../math/answer";
+import { answersMatch, reward } from "../math/answer";
 import { MathProblem } from "../math/dataset";
 import { answerPosterior } from "../smc/posterior";
 import { CONFIDENCE_FEATURES, ConfidenceTracker, StepTwist, TokenTwist } from "../smc/twist";
@@ -56,10 +56,8 @@ class Tally {
   }
 }
 
-const correct = (text: string, gold: number) => {
-  const a = extractAnswer(text);
-  return a !== undefined && answersMatch(a.value, gold);
-};
+/** Whether a text's final answer is the gold one (the reward, as a boolean). */
+const correct = (text: string, gold: number) => reward(text, gold) === 1;
 
 async function timed<T>(tally: Tally, f: () => Promise<T>): Promise<T> {
   const t0 = performance.now();

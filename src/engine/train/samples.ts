@@ -10,7 +10,7 @@
  */
 import { LoadedModel } from "../lm/loadModel";
 import { generate } from "../lm/generate";
-import { answersMatch, extractAnswer } from "../math/answer";
+import { reward } from "../math/answer";
 import { MathProblem } from "../math/dataset";
 import { CONFIDENCE_FEATURES, ConfidenceTracker, Twist } from "../smc/twist";
 import { runTwistedSmc, SmcLevel } from "../smc/twistedSmc";
@@ -90,10 +90,8 @@ class RowBuffer {
   }
 }
 
-const isCorrect = (text: string, gold: number) => {
-  const a = extractAnswer(text);
-  return a !== undefined && answersMatch(a.value, gold);
-};
+/** Whether a text's final answer is the gold one (the reward, as a boolean). */
+const isCorrect = (text: string, gold: number) => reward(text, gold) === 1;
 
 /**
  * Teacher-forces prompt + completion and walks the completion: for each generated position j (after
