@@ -20,7 +20,7 @@ describe("twist trainer", function () {
   this.timeout(120000);
   const tmp = mkdtempSync(join(tmpdir(), "tsmc-train-"));
 
-  for (const [twist, loss] of [["token", "ctl"], ["step", "ctl"], ["step", "bce"]] as const) {
+  for (const [twist, loss] of [["token", "ctl"], ["step", "ctl"], ["step", "bce"], ["step", "prm"]] as const) {
     it(`${twist} twist, ${loss}: a run stopped midway and resumed ends exactly where an uninterrupted run does`, async () => {
       const model = await shippedModel();
       const whole = join(tmp, `whole-${twist}-${loss}`);
@@ -38,8 +38,8 @@ describe("twist trainer", function () {
 
       const ta = loadTwist(a.twistPath, model.folder), tb = loadTwist(second.twistPath, model.folder);
       assert.deepEqual(tb.head.parameters(), ta.head.parameters());
-      // W (token head) and w (value head) start at zero: training moved them.
-      assert.ok(ta.head.parameters()[twist === "token" ? 1 : 0].some((x) => x !== 0), "training changed the head");
+      // W (token head), w (value head) and w2 (line verifier) start at zero: training moved them.
+      assert.ok(ta.head.parameters()[twist === "token" ? 1 : loss === "prm" ? 5 : 0].some((x) => x !== 0), "training changed the head");
       const metrics = (dir: string) => readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
       const strip = (rows: Record<string, unknown>[]) => rows.map(({ seconds: _s, ...rest }) => rest);
       assert.deepEqual(strip(metrics(parts)), strip(metrics(whole)));

@@ -16,6 +16,8 @@ export interface TwistInput {
    * (see confidenceFeatures). A slip in a line of arithmetic usually shows here first.
    */
   confidence?: Float32Array;
+  /** Turns a prefix into text, for twists that read what was written (the line verifier). */
+  decode?: (tokens: readonly number[]) => string;
 }
 
 /** Number of confidence features per row: the sum and the maximum of the per-token gaps. */

@@ -183,7 +183,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   const twistInput = (rows: Particle[]): TwistInput => {
     const confidence = new Float32Array(rows.length * CONFIDENCE_FEATURES);
     rows.forEach((p, i) => p.confidence.write(confidence, i * CONFIDENCE_FEATURES));
-    return { hidden: gatherHidden(rows, lm.hiddenSize), hiddenSize: lm.hiddenSize, prefixes: rows.map((p) => p.tokens), confidence };
+    return { hidden: gatherHidden(rows, lm.hiddenSize), hiddenSize: lm.hiddenSize, prefixes: rows.map((p) => p.tokens), confidence, decode: o.decode };
   };
   /** log φ of a particle that ends now; `estimate` is the twist's own guess when the answer is unknown. */
   const finalLogPhi = (p: Particle, estimate: number) => (known ? known(o.decode(p.tokens)) : estimate);

@@ -10,9 +10,14 @@
  *
  * BCE (value regression on rollouts, FUDGE-style, Yang & Klein 2021): σ(z) at every line boundary of a plain
  * sample predicts whether that sample ends correct.
+ *
+ * PRM (the line verifier, a process reward model): σ(ℓ) of every line with a mined label predicts that
+ * label, binary cross-entropy.
  */
 import { logSigmoid, TokenTwistHead, ValueTwistHead } from "../twist/heads";
 import { TokenHeadGradient, ValueHeadGradient } from "../twist/gradients";
+import { LineVerifier } from "../twist/lineVerifier";
+import { encodeLine } from "../twist/arithmeticLines";
 import { ProblemData } from "./samples";
 
 export interface ObjectiveResult {
@@ -89,6 +94,22 @@ export function bceStepGradient(head: ValueTwistHead, data: ProblemData[]): Obje
     }
   }
   return average(grad.grads, loss, Math.max(n, 1));
+}
+
+export function prmGradient(verifier: LineVerifier, data: ProblemData[]): ObjectiveResult {
+  const grads = verifier.parameters().map((p) => new Float64Array(p.length));
+  let loss = 0;
+  let n = 0;
+  for (const d of data) {
+    for (const { line, label } of d.lines!) {
+      const enc = encodeLine(line, verifier.p.columns);
+      const z = verifier.lineLogit(enc);
+      loss -= label * logSigmoid(z) + (1 - label) * logSigmoid(-z);
+      verifier.addGradient(grads, enc, Math.exp(logSigmoid(z)) - label);
+      n++;
+    }
+  }
+  return average(grads, loss, Math.max(n, 1));
 }
 
 function average(grads: Float64Array[], loss: number, n: number): ObjectiveResult {

@@ -15,6 +15,7 @@ import { MathProblem } from "../math/dataset";
 import { CONFIDENCE_FEATURES, ConfidenceTracker, Twist } from "../smc/twist";
 import { runTwistedSmc, SmcLevel } from "../smc/twistedSmc";
 import { normalize } from "../smc/weights";
+import { LabelledLine, mineLineLabels } from "./lineLabels";
 
 /** Rows of hidden states with per-row data; `n` rows of `hiddenSize`. */
 export interface HiddenRows {
@@ -53,12 +54,20 @@ export interface ProblemData {
   stepPositives?: WeightedRows;
   /** Value regression: every boundary (and the final position) of every plain sample, coeff = label. */
   labelled?: WeightedRows;
+  /** Line verifier: the lines of the plain samples whose labels follow from the outcomes. */
+  lines?: LabelledLine[];
   stats: { reward: number; sampleAccuracy: number; exactPositives: number; ess: number; logZ: number };
 }
 
+/**
+ * ctl: contrastive twist learning (token or step); bce: value regression of the hidden-state value head
+ * (step); prm: the line verifier on outcome-mined line labels (step).
+ */
+export type TwistLoss = "ctl" | "bce" | "prm";
+
 export interface CollectOptions {
   level: SmcLevel;
-  loss: "ctl" | "bce";
+  loss: TwistLoss;
   samples: number;
   maxTokens: number;
   seed: number;
@@ -140,6 +149,15 @@ export async function collectProblem(model: LoadedModel, problem: MathProblem, o
     level: o.level,
     stats: { reward: 0, sampleAccuracy: plainCorrect.filter(Boolean).length / o.samples, exactPositives, ess: 0, logZ: 0 },
   };
+
+  if (o.loss === "prm") {
+    // Plain samples are the data; their statistics are plain sampling's (ψ ≡ 1: ESS = 1, Ẑ = mean reward).
+    data.lines = mineLineLabels(plainTexts, plainCorrect);
+    data.stats.reward = data.stats.sampleAccuracy;
+    data.stats.ess = 1;
+    data.stats.logZ = Math.log(data.stats.sampleAccuracy);
+    return data;
+  }
 
   if (o.loss === "bce") {
     const buf = new RowBuffer(H, 1);

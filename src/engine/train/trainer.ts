@@ -17,8 +17,9 @@ import { OnnxTokenTwist, runnableTwist } from "../twist/onnxTwist";
 import { hashString64, Rng } from "../util/rng";
 import { Checkpoint, CheckpointError, loadCheckpoint, saveCheckpoint } from "./checkpoint";
 import { loadProblems } from "./data";
-import { bceStepGradient, ctlStepGradient, ctlTokenGradient, ObjectiveResult } from "./objectives";
-import { collectProblem, ProblemData } from "./samples";
+import { bceStepGradient, ctlStepGradient, ctlTokenGradient, ObjectiveResult, prmGradient } from "./objectives";
+import { collectProblem, ProblemData, TwistLoss } from "./samples";
+import { LineVerifier } from "../twist/lineVerifier";
 
 export interface TrainConfig {
   modelName?: string;
@@ -34,7 +35,7 @@ export interface TrainConfig {
   twistUpdatesPerExample: number;
   saveEvery: number;
   dataset: string;
-  loss: "ctl" | "bce";
+  loss: TwistLoss;
   twist: SmcLevel;
   /** Rank of the token head's factorisation. */
   rank: number;
@@ -71,6 +72,9 @@ export interface TrainResult {
   final?: BatchMetrics;
 }
 
+/** Digit columns the line verifier reads: numbers up to 9,999. */
+export const VERIFIER_COLUMNS = 4;
+
 export const CHECKPOINT_FILE = "checkpoint.json";
 export const METRICS_FILE = "metrics.jsonl";
 export const TWIST_FILE = "twist.json";
@@ -84,8 +88,15 @@ function resultSettings(c: TrainConfig, fingerprint: string): Record<string, unk
   };
 }
 
+const OBJECTIVES: Record<TwistLoss, string> = {
+  ctl: "contrastive twist learning (Zhao et al. 2024)",
+  bce: "value regression, binary cross-entropy (FUDGE-style)",
+  prm: "line verifier (process reward model), binary cross-entropy on line labels mined from outcomes",
+};
+
 function objective(head: TwistHead, loss: TrainConfig["loss"], data: ProblemData[]): ObjectiveResult {
   if (head instanceof TokenTwistHead) return ctlTokenGradient(head, data);
+  if (head instanceof LineVerifier) return prmGradient(head, data);
   return loss === "bce" ? bceStepGradient(head, data) : ctlStepGradient(head, data);
 }
 
@@ -94,7 +105,7 @@ export function validateTrainConfig(c: TrainConfig): void {
   for (const [name, v] of positive) if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name} must be a positive integer, got ${v}`);
   if (!(c.rewardFloor >= 0 && c.rewardFloor < 1)) throw new RangeError(`--reward_floor must be in [0, 1), got ${c.rewardFloor}`);
   if (!(c.learningRate > 0)) throw new RangeError(`--learning_rate must be > 0, got ${c.learningRate}`);
-  if (c.loss === "bce" && c.twist !== "step") throw new RangeError("--loss bce trains a value (step) twist: add --twist step");
+  if (c.loss !== "ctl" && c.twist !== "step") throw new RangeError(`--loss ${c.loss} trains a step twist: add --twist step`);
 }
 
 export async function train(config: TrainConfig, hooks: TrainHooks = {}, preloaded?: LoadedModel): Promise<TrainResult> {
@@ -116,7 +127,10 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
   const checkpointPath = join(c.outputDir, CHECKPOINT_FILE);
   const metricsPath = join(c.outputDir, METRICS_FILE);
 
-  let head: TwistHead = c.twist === "token" ? TokenTwistHead.init(lm.hiddenSize, lm.vocabSize, Math.min(c.rank, lm.hiddenSize), new Rng(`head:${c.seed}`)) : ValueTwistHead.init(lm.hiddenSize);
+  let head: TwistHead =
+    c.twist === "token" ? TokenTwistHead.init(lm.hiddenSize, lm.vocabSize, Math.min(c.rank, lm.hiddenSize), new Rng(`head:${c.seed}`))
+    : c.loss === "prm" ? LineVerifier.init(VERIFIER_COLUMNS, new Rng(`head:${c.seed}`))
+    : ValueTwistHead.init(lm.hiddenSize);
   let checkpoint: Checkpoint | undefined;
   if (c.resume) {
     checkpoint = loadCheckpoint(checkpointPath, folder);
@@ -142,7 +156,7 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
   const meta = (metrics?: BatchMetrics) => ({
     baseModel: { name: folder.name, fingerprint },
     created: new Date().toISOString(),
-    training: { ...settings, model: folder.name, data: description, numEpochs: c.numEpochs, saveEvery: c.saveEvery, objective: c.loss === "ctl" ? "contrastive twist learning (Zhao et al. 2024)" : "value regression, binary cross-entropy (FUDGE-style)" },
+    training: { ...settings, model: folder.name, data: description, numEpochs: c.numEpochs, saveEvery: c.saveEvery, objective: OBJECTIVES[c.loss] },
     metrics: metrics ? { ...metrics } : undefined,
   });
   /** Saves the state before batch `nextBatch` of epoch `nextEpoch`. */

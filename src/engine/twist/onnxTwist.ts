@@ -8,6 +8,7 @@ import * as ort from "onnxruntime-node";
 import { bytesField, concat, message } from "../lm/onnx/protoWire";
 import { TokenTwist, Twist, TwistInput } from "../smc/twist";
 import { TokenTwistHead, ValueTwistHead } from "./heads";
+import { LineVerifier } from "./lineVerifier";
 
 const FLOAT = 1;
 
@@ -67,7 +68,7 @@ export class OnnxTokenTwist implements TokenTwist {
   }
 }
 
-/** The fastest way to evaluate a head: token heads in onnxruntime, the (tiny) value head as it is. */
-export async function runnableTwist(head: TokenTwistHead | ValueTwistHead): Promise<Twist> {
+/** The fastest way to evaluate a head: token heads in onnxruntime, the (tiny) step twists as they are. */
+export async function runnableTwist(head: TokenTwistHead | ValueTwistHead | LineVerifier): Promise<Twist> {
   return head instanceof TokenTwistHead ? OnnxTokenTwist.create(head) : head;
 }

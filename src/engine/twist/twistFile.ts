@@ -11,6 +11,7 @@ import { writeFileAtomic } from "../util/atomicWrite";
 import { CONFIDENCE_FEATURES } from "../smc/twist";
 import { TokenTwistHead, ValueTwistHead } from "./heads";
 import { InputError } from "../util/errors";
+import { LineVerifier } from "./lineVerifier";
 
 export const TWIST_FORMAT = "twisted-smc-twist";
 
@@ -24,6 +25,10 @@ export interface TwistMeta {
   hiddenSize: number;
   vocabSize: number;
   rank?: number;
+  /** Step twists: the hidden-state value head (the default) or the line verifier. */
+  architecture?: "value-head" | "line-verifier";
+  /** Line verifier: digit columns read per number, embedding width, hidden units. */
+  verifier?: { columns: number; embedding: number; hidden: number };
   created: string;
   /** How it was made: loss, data, flags. */
   training?: Record<string, unknown>;
@@ -31,7 +36,7 @@ export interface TwistMeta {
   metrics?: Record<string, unknown>;
 }
 
-export type TwistHead = TokenTwistHead | ValueTwistHead;
+export type TwistHead = TokenTwistHead | ValueTwistHead | LineVerifier;
 
 export interface TwistFile {
   meta: TwistMeta;
@@ -73,9 +78,15 @@ function decode(b64: unknown, length: number, what: string, path: string): Float
   return out;
 }
 
-export function serializeTwist(head: TwistHead, meta: Omit<TwistMeta, "format" | "version" | "kind" | "hiddenSize" | "vocabSize" | "rank">): string {
+export function serializeTwist(head: TwistHead, meta: Omit<TwistMeta, "format" | "version" | "kind" | "hiddenSize" | "vocabSize" | "rank" | "architecture" | "verifier">): string {
   const doc =
-    head instanceof TokenTwistHead
+    head instanceof LineVerifier
+      ? {
+          format: TWIST_FORMAT, version: 1, kind: "step", architecture: "line-verifier", hiddenSize: 0, vocabSize: 0,
+          verifier: { columns: head.p.columns, embedding: head.p.embedding, hidden: head.p.hidden }, ...meta,
+          params: Object.fromEntries(LineVerifier.paramNames.map((k) => [k, encode(head.p[k])])),
+        }
+      : head instanceof TokenTwistHead
       ? {
           format: TWIST_FORMAT, version: 1, kind: "token", hiddenSize: head.p.hiddenSize, vocabSize: head.p.vocabSize, rank: head.p.rank, ...meta,
           params: { U: encode(head.p.U), W: encode(head.p.W), b: encode(head.p.b) },
@@ -110,7 +121,8 @@ export function parseTwist(doc: Record<string, unknown>, path: string, folder?: 
   const meta = doc as unknown as TwistMeta;
   const params = (doc.params ?? {}) as Record<string, unknown>;
   const H = meta.hiddenSize;
-  if (!Number.isInteger(H) || H <= 0) throw new TwistFileError(`${path}: hiddenSize is missing or invalid`);
+  const readsHidden = meta.architecture !== "line-verifier";
+  if (readsHidden && (!Number.isInteger(H) || H <= 0)) throw new TwistFileError(`${path}: hiddenSize is missing or invalid`);
   if (folder) {
     const fp = modelFingerprint(folder);
     if (meta.baseModel?.fingerprint !== fp) {
@@ -125,6 +137,8 @@ export function parseTwist(doc: Record<string, unknown>, path: string, folder?: 
     const V = meta.vocabSize, R = meta.rank ?? 0;
     if (!Number.isInteger(V) || V <= 0 || !Number.isInteger(R) || R <= 0) throw new TwistFileError(`${path}: vocabSize or rank is missing or invalid`);
     head = new TokenTwistHead({ hiddenSize: H, vocabSize: V, rank: R, U: decode(params.U, H * R, "U", path), W: decode(params.W, R * V, "W", path), b: decode(params.b, V, "b", path) });
+  } else if (meta.kind === "step" && meta.architecture === "line-verifier") {
+    head = parseLineVerifier(meta, params, path);
   } else if (meta.kind === "step") {
     if (typeof params.c !== "number" || !Number.isFinite(params.c)) throw new TwistFileError(`${path}: parameter c is missing or not finite`);
     head = new ValueTwistHead({ hiddenSize: H, w: decode(params.w, H, "w", path), u: decode(params.u, CONFIDENCE_FEATURES, "u", path), c: Float32Array.of(params.c) });
@@ -133,6 +147,15 @@ export function parseTwist(doc: Record<string, unknown>, path: string, folder?: 
   }
   delete (meta as unknown as Record<string, unknown>).params;
   return { meta, head };
+}
+
+function parseLineVerifier(meta: TwistMeta, params: Record<string, unknown>, path: string): LineVerifier {
+  const { columns, embedding, hidden } = meta.verifier ?? { columns: 0, embedding: 0, hidden: 0 };
+  const ok = (x: number) => Number.isInteger(x) && x >= 1 && x <= 1024;
+  if (!ok(columns) || !ok(embedding) || !ok(hidden)) throw new TwistFileError(`${path}: the line verifier's columns, embedding or hidden size is missing or invalid`);
+  const sizes = LineVerifier.sizes(columns, embedding, hidden);
+  const p = Object.fromEntries(LineVerifier.paramNames.map((k) => [k, decode(params[k], sizes[k], k, path)])) as unknown as Pick<ConstructorParameters<typeof LineVerifier>[0], (typeof LineVerifier.paramNames)[number]>;
+  return new LineVerifier({ columns, embedding, hidden, ...p });
 }
 
 /** The twist a model folder ships for a level, if any: twist-token.json / twist-step.json. */

@@ -1,0 +1,169 @@
+/**
+ * A learned line verifier: a step-level twist (a process reward model, in the spirit of Feng et al.
+ * 2025's learned value) that reads each finished "a op b = c" line of a prefix by its digit columns
+ * and gives
+ *     log ψ(prefix) = Σ_lines log σ(ℓ(line)),
+ * i.e. the lines are independently right with probability σ(ℓ), and a prefix is worth continuing only
+ * while all its lines are. Nearly every wrong answer of a small math model is one slipped line, which
+ * the final hidden state does not show (measured: linear heads on it stayed at majority-vote accuracy).
+ *
+ * ℓ = bias_op + Σ_j s_j over the columns j (units first), with one small network shared by all columns:
+ *     e_j = [T[op, a_j, b_j, c_j], Q[op, a_{j−1}, b_{j−1}], K[j]]   (learned embeddings)
+ *     s_j = w2 · relu(W1ᵀ e_j + b1)
+ * T sees the column's three digits together, Q the column below (where a carry or borrow comes from).
+ * Nothing here knows arithmetic: which triples go together is learned from lines labelled by outcomes
+ * (train/lineLabels.ts). A low-rank tensor model over the same columns learned markedly slower
+ * (subtraction AUC 0.78 vs 0.89 after the same 475 updates).
+ *
+ * Initialisation: w2 = 0 and bias BIAS_INIT, so every line has the same σ(3) and ψ cancels from every
+ * weight ratio at a step, as ψ ≡ 1 would.
+ */
+import { Rng } from "../util/rng";
+import { StepTwist, TwistInput } from "../smc/twist";
+import { arithmeticLines, DIGIT_CODES, encodedLength, encodeLine, NO_COLUMN, OPERATORS } from "./arithmeticLines";
+import { BIAS_INIT, logSigmoid } from "./heads";
+
+const OPS = OPERATORS.length;
+const TRIPLES = DIGIT_CODES ** 3;
+const PAIRS = DIGIT_CODES ** 2;
+
+/** The shipped sizes: embedding width and hidden units. */
+export const VERIFIER_EMBEDDING = 16;
+export const VERIFIER_HIDDEN = 32;
+
+export interface LineVerifierParams {
+  /** Digit columns read per number (units first); higher digits are not seen. */
+  columns: number;
+  /** Embedding width d and hidden units. */
+  embedding: number;
+  hidden: number;
+  /** ops × DIGIT_CODES³ × d: the column's digits (a_j, b_j, c_j). */
+  T: Float32Array;
+  /** ops × DIGIT_CODES² × d: the column below, (a_{j−1}, b_{j−1}). */
+  Q: Float32Array;
+  /** columns × d: which column. */
+  K: Float32Array;
+  /** 3d × hidden, row-major; hidden; hidden. */
+  W1: Float32Array;
+  b1: Float32Array;
+  w2: Float32Array;
+  /** ops: each operator's bias. */
+  bias: Float32Array;
+}
+
+type ParamName = "T" | "Q" | "K" | "W1" | "b1" | "w2" | "bias";
+const PARAM_NAMES: readonly ParamName[] = ["T", "Q", "K", "W1", "b1", "w2", "bias"];
+
+export class LineVerifier implements StepTwist {
+  readonly kind = "step";
+
+  constructor(readonly p: LineVerifierParams) {
+    if (!(p.columns >= 1 && p.embedding >= 1 && p.hidden >= 1)) throw new Error("line verifier: columns, embedding and hidden must be ≥ 1");
+    const sizes = LineVerifier.sizes(p.columns, p.embedding, p.hidden);
+    for (const name of PARAM_NAMES) if (p[name].length !== sizes[name]) throw new Error(`line verifier: parameter ${name} has ${p[name].length} values, expected ${sizes[name]}`);
+  }
+
+  static readonly paramNames = PARAM_NAMES;
+
+  /** Number of values of each parameter. */
+  static sizes(columns: number, d: number, hidden: number): Record<ParamName, number> {
+    return { T: OPS * TRIPLES * d, Q: OPS * PAIRS * d, K: columns * d, W1: 3 * d * hidden, b1: hidden, w2: hidden, bias: OPS };
+  }
+
+  static init(columns: number, rng: Rng, d = VERIFIER_EMBEDDING, hidden = VERIFIER_HIDDEN): LineVerifier {
+    const normal = (n: number, scale: number) => Float32Array.from({ length: n }, () => scale * rng.normal());
+    const sizes = LineVerifier.sizes(columns, d, hidden);
+    return new LineVerifier({
+      columns, embedding: d, hidden,
+      T: normal(sizes.T, 0.1), Q: normal(sizes.Q, 0.1), K: normal(sizes.K, 0.1),
+      W1: normal(sizes.W1, 1 / Math.sqrt(3 * d)), b1: new Float32Array(hidden),
+      w2: new Float32Array(hidden), bias: new Float32Array(OPS).fill(BIAS_INIT),
+    });
+  }
+
+  /** The trainable arrays, in a fixed order (the optimiser's and the gradient's). */
+  parameters(): Float32Array[] {
+    return PARAM_NAMES.map((n) => this.p[n]);
+  }
+
+  /** Encodes a text's lines for this verifier. */
+  encode(text: string): Int32Array[] {
+    return arithmeticLines(text).map((l) => encodeLine(l, this.p.columns));
+  }
+
+  /**
+   * Runs the column network over an encoded line; calls `visit` with each column's embedding offsets,
+   * input e (3d) and hidden activation h. Returns the line's operator.
+   */
+  private forward(line: Int32Array, visit: (t: number, q: number, k: number, e: Float64Array, h: Float64Array) => void): number {
+    const { columns: D, embedding: d, hidden: Hn, T, Q, K, W1, b1 } = this.p;
+    if (line.length !== encodedLength(D)) throw new Error(`line verifier: encoded line has ${line.length} codes, expected ${encodedLength(D)}`);
+    const op = line[0];
+    const e = new Float64Array(3 * d);
+    const h = new Float64Array(Hn);
+    for (let j = 0; j < D; j++) {
+      const a = line[1 + j], b = line[1 + D + j], c = line[1 + 2 * D + j];
+      const below = j === 0 ? NO_COLUMN * DIGIT_CODES + NO_COLUMN : line[j] * DIGIT_CODES + line[D + j];
+      const t = (op * TRIPLES + (a * DIGIT_CODES + b) * DIGIT_CODES + c) * d, q = (op * PAIRS + below) * d, k = j * d;
+      for (let i = 0; i < d; i++) {
+        e[i] = T[t + i];
+        e[d + i] = Q[q + i];
+        e[2 * d + i] = K[k + i];
+      }
+      h.set(b1);
+      for (let i = 0; i < 3 * d; i++) {
+        const x = e[i];
+        for (let u = 0; u < Hn; u++) h[u] += x * W1[i * Hn + u];
+      }
+      for (let u = 0; u < Hn; u++) if (h[u] < 0) h[u] = 0;
+      visit(t, q, k, e, h);
+    }
+    return op;
+  }
+
+  /** ℓ(line): the logit of "this line is right". */
+  lineLogit(line: Int32Array): number {
+    const { hidden: Hn, w2 } = this.p;
+    let z = 0;
+    const op = this.forward(line, (_t, _q, _k, _e, h) => {
+      for (let u = 0; u < Hn; u++) z += w2[u] * h[u];
+    });
+    return z + this.p.bias[op];
+  }
+
+  /** Adds g·∂ℓ(line)/∂θ to `grads` (parameters() order). */
+  addGradient(grads: Float64Array[], line: Int32Array, g: number): void {
+    const { embedding: d, hidden: Hn, W1, w2 } = this.p;
+    const [dT, dQ, dK, dW1, db1, dw2, dBias] = grads;
+    const dh = new Float64Array(Hn);
+    const op = this.forward(line, (t, q, k, e, h) => {
+      for (let u = 0; u < Hn; u++) {
+        dw2[u] += g * h[u];
+        dh[u] = h[u] > 0 ? g * w2[u] : 0;
+        db1[u] += dh[u];
+      }
+      for (let i = 0; i < 3 * d; i++) {
+        let de = 0;
+        for (let u = 0; u < Hn; u++) {
+          dW1[i * Hn + u] += e[i] * dh[u];
+          de += W1[i * Hn + u] * dh[u];
+        }
+        if (i < d) dT[t + i] += de;
+        else if (i < 2 * d) dQ[q + i - d] += de;
+        else dK[k + i - 2 * d] += de;
+      }
+    });
+    dBias[op] += g;
+  }
+
+  /** log ψ of a text: Σ over its finished arithmetic lines of log σ(ℓ). */
+  logValueOfText(text: string): number {
+    return this.encode(text).reduce((s, line) => s + logSigmoid(this.lineLogit(line)), 0);
+  }
+
+  logValue(input: TwistInput): Float64Array {
+    const decode = input.decode;
+    if (!decode) throw new Error("the line verifier reads the text of each prefix: the caller must pass decode");
+    return Float64Array.from(input.prefixes, (prefix) => this.logValueOfText(decode(prefix)));
+  }
+}

@@ -1,0 +1,116 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { arithmeticLines, digitColumns, encodeLine, BLANK } from "../../src/engine/twist/arithmeticLines";
+import { LineVerifier } from "../../src/engine/twist/lineVerifier";
+import { BIAS_INIT, logSigmoid } from "../../src/engine/twist/heads";
+import { Adam } from "../../src/engine/twist/adam";
+import { loadTwist, saveTwist, TwistFileError } from "../../src/engine/twist/twistFile";
+import { openModelFolder } from "../../src/engine/lm/modelFolder";
+import { mineLineLabels } from "../../src/engine/train/lineLabels";
+import { prmGradient } from "../../src/engine/train/objectives";
+import { ProblemData } from "../../src/engine/train/samples";
+import { Rng } from "../../src/engine/util/rng";
+import { MODEL_DIR } from "./helpers";
+
+const D = 4;
+
+describe("line verifier", () => {
+  it("finds the arithmetic lines of a solution, in the model's and in GSM8K's notation", () => {
+    assert.deepEqual(arithmeticLines("12 + 30 = 42\n42 - 7 = 35\n#### 35"), [
+      { a: "12", op: "+", b: "30", c: "42" },
+      { a: "42", op: "-", b: "7", c: "35" },
+    ]);
+    assert.deepEqual(arithmeticLines("Natalia sold 48/2 = <<48/2=24>>24 clips in May."), [{ a: "48", op: "/", b: "2", c: "24" }]);
+    assert.deepEqual(arithmeticLines("3 × 1,200 = 3,600"), [{ a: "3", op: "*", b: "1200", c: "3600" }]);
+    // Decimals are not digit columns: such lines are skipped, never misread.
+    assert.deepEqual(arithmeticLines("2.5 * 4 = 10\n4 * 2.5 = 10\n10 / 4 = 2.5\nno numbers here"), []);
+  });
+
+  it("reads numbers by column, units first, blank beyond the leading digit", () => {
+    assert.deepEqual(digitColumns("42", 4), [2, 4, BLANK, BLANK]);
+    assert.deepEqual(digitColumns("12345", 4), [5, 4, 3, 2]);
+    assert.deepEqual([...encodeLine({ a: "42", op: "-", b: "7", c: "35" }, 2)], [1, 2, 4, 7, BLANK, 5, 3]);
+  });
+
+  it("starts with the same ψ for every line, so it cannot steer before training", () => {
+    const v = LineVerifier.init(D, new Rng(1));
+    const x = v.logValueOfText("12 + 30 = 42\n");
+    assert.ok(Math.abs(x - logSigmoid(BIAS_INIT)) < 1e-12);
+    assert.equal(v.logValueOfText("12 + 30 = 41\n"), x);
+    assert.equal(v.logValue({ hiddenSize: 0, prefixes: [[1], [2, 3]], decode: (t) => (t.length === 1 ? "1 + 1 = 2\n" : "1 + 1 = 2\n2 * 2 = 4\n") })[1], 2 * x);
+    assert.throws(() => v.logValue({ hiddenSize: 0, prefixes: [[1]] }), /must pass decode/);
+  });
+
+  it("hand gradients match finite differences", () => {
+    const rng = new Rng(2);
+    const v = LineVerifier.init(3, rng, 3, 5);
+    for (const p of v.parameters()) for (let j = 0; j < p.length; j++) p[j] = 0.7 * rng.normal();
+    // Finite differences step over ReLU kinks only if a pre-activation lies within eps of zero.
+    const lines = ["907 - 48 = 859", "12 * 7 = 84", "5 + 996 = 1001", "81 / 9 = 9"].map((t) => encodeLine(arithmeticLines(t)[0], 3));
+    const coeff = [0.8, -1.1, 0.4, 1.9];
+    const f = () => lines.reduce((s, l, i) => s + coeff[i] * v.lineLogit(l), 0);
+    const grads = v.parameters().map((p) => new Float64Array(p.length));
+    lines.forEach((l, i) => v.addGradient(grads, l, coeff[i]));
+    v.parameters().forEach((p, i) => {
+      for (let j = 0; j < p.length; j++) {
+        const x = p[j], eps = 1e-3;
+        p[j] = x + eps;
+        const up = f();
+        p[j] = x - eps;
+        const down = f();
+        p[j] = x;
+        const numeric = (up - down) / (2 * eps);
+        assert.ok(Math.abs(numeric - grads[i][j]) <= 1e-3 * Math.max(1, Math.abs(numeric)), `param ${i}[${j}]: ${grads[i][j]} vs ${numeric}`);
+      }
+    });
+  });
+
+  it("mines line labels from outcomes: right samples' lines, and other results for the same expression", () => {
+    const texts = ["52 - 17 = 35\n35 * 2 = 70\n#### 70", "52 - 17 = 45\n45 * 2 = 90\n#### 90", "52 - 17 = 35\n35 * 2 = 60\n#### 60", "50 - 17 = 33\n#### 33"];
+    const labels = mineLineLabels(texts, [true, false, false, false]).map((l) => `${l.line.a}${l.line.op}${l.line.b}=${l.line.c}:${l.label}`);
+    // "45 * 2 = 90" and "50 - 17 = 33" compute expressions no right sample computed: unlabelled.
+    assert.deepEqual(labels, ["52-17=35:1", "35*2=70:1", "52-17=45:0", "52-17=35:1", "35*2=60:0"]);
+    // Right samples that disagree on an expression label neither result.
+    assert.deepEqual(mineLineLabels(["2 + 2 = 4\n#### 4", "2 + 2 = 5\n#### 4", "2 + 2 = 3\n#### 1"], [true, true, false]).map((l) => l.label), [1, 1]);
+  });
+
+  it("learns to tell right subtraction lines from tens-digit slips, from labelled lines alone", () => {
+    const rng = new Rng(3);
+    const line = () => {
+      const a = rng.int(20, 999), b = rng.int(1, a), right = rng.uniform() < 0.5;
+      // The slips of a small model: a wrong tens digit (a lost or extra borrow).
+      const slip = (rng.uniform() < 0.5 ? -10 : 10) * rng.int(1, 2);
+      const c = right || a - b + slip < 0 ? a - b : a - b + slip;
+      return { line: { a: String(a), op: "-" as const, b: String(b), c: String(c) }, label: (c === a - b ? 1 : 0) as 0 | 1 };
+    };
+    const v = LineVerifier.init(D, new Rng(4));
+    const adam = new Adam(v.parameters(), 0.02);
+    for (let step = 0; step < 400; step++) {
+      const data = [{ lines: Array.from({ length: 64 }, line) } as unknown as ProblemData];
+      adam.step(prmGradient(v, data).grads);
+    }
+    const test = Array.from({ length: 1000 }, line);
+    const accuracy = test.filter((t) => (v.lineLogit(encodeLine(t.line, D)) > 0 ? 1 : 0) === t.label).length / test.length;
+    assert.ok(accuracy > 0.9, `held-out accuracy ${accuracy}`);
+  });
+
+  it("round-trips through a twist file and refuses a corrupt one", () => {
+    const folder = openModelFolder(MODEL_DIR);
+    const v = LineVerifier.init(D, new Rng(5), 4, 6);
+    for (const p of v.parameters()) for (let j = 0; j < p.length; j++) p[j] = new Rng(j).normal();
+    const dir = mkdtempSync(join(tmpdir(), "tsmc-verifier-"));
+    const path = join(dir, "twist.json");
+    saveTwist(path, v, { baseModel: { name: folder.name, fingerprint: "x" }, created: "now" });
+    assert.throws(() => loadTwist(path, folder), /was trained for model/);
+    const { head, meta } = loadTwist(path);
+    assert.equal(meta.architecture, "line-verifier");
+    assert.ok(head instanceof LineVerifier);
+    assert.equal(head.logValueOfText("907 - 48 = 859\n"), v.logValueOfText("907 - 48 = 859\n"));
+    const doc = JSON.parse(readFileSync(path, "utf8"));
+    doc.params.Q = doc.params.Q.slice(0, 40);
+    writeFileSync(path, JSON.stringify(doc));
+    assert.throws(() => loadTwist(path), (e: Error) => e instanceof TwistFileError && /parameter Q has .* bytes/.test(e.message));
+  });
+});
