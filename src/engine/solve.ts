@@ -20,7 +20,7 @@ export type SolveOptions = Pick<SmcOptions, "particles" | "level" | "resampling"
 
 export const DEFAULT_SOLVE_OPTIONS: Omit<SolveOptions, "twist"> = {
   particles: 16,
-  level: "token",
+  level: "step",
   resampling: "systematic",
   essThreshold: 0.5,
   resample: "adaptive",

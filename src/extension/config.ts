@@ -28,7 +28,7 @@ export function smcSettings(): SmcSettings {
   const cfg = vscode.workspace.getConfiguration(SECTION);
   return {
     particles: cfg.get<number>("particles", 16),
-    level: cfg.get<Level>("level", "token"),
+    level: cfg.get<Level>("level", "step"),
     resampling: cfg.get<Resampling>("resampling", "systematic"),
     essThreshold: cfg.get<number>("essThreshold", 0.5),
     maxTokens: cfg.get<number>("maxTokens", 96),

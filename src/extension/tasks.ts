@@ -96,8 +96,8 @@ export class TwistedSmcTaskProvider implements vscode.TaskProvider {
   provideTasks(): vscode.Task[] {
     if (!vscode.workspace.isTrusted) return [];
     return [
-      this.build({ type: TASK_TYPE, command: "train", twist: "token", output_dir: "twists/token" }, "train token twist"),
-      this.build({ type: TASK_TYPE, command: "train", twist: "step", loss: "bce", output_dir: "twists/step" }, "train step twist"),
+      this.build({ type: TASK_TYPE, command: "train", twist: "step", loss: "prm", output_dir: "twists/step" }, "train step twist (line verifier)"),
+      this.build({ type: TASK_TYPE, command: "train", twist: "token", loss: "ctl", output_dir: "twists/token" }, "train token twist"),
       this.build({ type: TASK_TYPE, command: "eval", n: 100, particles: 16 }, "evaluate"),
     ];
   }
@@ -130,14 +130,15 @@ export function registerTaskCommands(context: vscode.ExtensionContext, provider:
   context.subscriptions.push(
     vscode.commands.registerCommand("twistedSmc.startTraining", async () => {
       if (needTrust()) return;
-      const level = await vscode.window.showQuickPick(
+      const kind = await vscode.window.showQuickPick(
         [
-          { label: "token", description: "token-level twist, contrastive twist learning (about 10 minutes)" },
-          { label: "step", description: "step-level value twist, value regression (about 4 minutes)" },
-        ],
+          { label: "line verifier", description: "step level, learned from outcomes: the shipped twist (about 30 minutes)", twist: "step", loss: "prm" },
+          { label: "step value head", description: "step level, value regression on the hidden state", twist: "step", loss: "bce" },
+          { label: "token twist", description: "token level, contrastive twist learning", twist: "token", loss: "ctl" },
+        ] as const,
         { title: "Twisted SMC: which twist to train" },
       );
-      if (!level) return;
+      if (!kind) return;
       const data = await vscode.window.showQuickPick(
         [{ label: "synthetic", description: "generated word problems like the shipped model's" }, { label: "gsm8k", description: "GSM8K train split (for real models)" }, { label: "file…", description: "a GSM8K-format JSONL file" }],
         { title: "Twisted SMC: training data" },
@@ -150,10 +151,9 @@ export function registerTaskCommands(context: vscode.ExtensionContext, provider:
         dataset = files[0].fsPath;
       }
       const model = vscode.workspace.getConfiguration("twistedSmc").get<string>("model", "");
-      const def: TwistedSmcTaskDefinition = { type: TASK_TYPE, command: "train", twist: level.label, dataset, output_dir: `twists/${level.label}` };
-      if (level.label === "step") def.loss = "bce";
+      const def: TwistedSmcTaskDefinition = { type: TASK_TYPE, command: "train", twist: kind.twist, loss: kind.loss, dataset, output_dir: `twists/${kind.twist}-${kind.loss}` };
       if (model) def.model_name = model;
-      await vscode.tasks.executeTask(provider.build(def, `train ${level.label} twist`));
+      await vscode.tasks.executeTask(provider.build(def, `train ${kind.label}`));
     }),
     vscode.commands.registerCommand("twistedSmc.evaluate", async () => {
       if (needTrust()) return;

@@ -92,6 +92,6 @@ describe("the engine process over JSON-RPC", function () {
     const r = await conn.sendRequest(Methods.train, { runId: "t1", args });
     assert.equal(r.batches, 2);
     assert.deepEqual(progress.filter((p) => p.runId === "t1").map((p) => p.kind), ["start", "batch", "checkpoint", "batch", "checkpoint", "checkpoint", "end"]);
-    await assert.rejects(conn.sendRequest(Methods.train, { runId: "t2", args: { ...args, loss: "bce" } }), (e: ResponseError<void>) => e.code === ErrorCodes.inputError && /--loss bce/.test(e.message));
+    await assert.rejects(conn.sendRequest(Methods.train, { runId: "t2", args: { ...args, twist: "token", loss: "bce" } }), (e: ResponseError<void>) => e.code === ErrorCodes.inputError && /--loss bce/.test(e.message));
   });
 });

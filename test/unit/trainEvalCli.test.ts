@@ -6,7 +6,7 @@ import { join } from "node:path";
 
 const CLI = join(__dirname, "../../dist/cli.js");
 const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 120000 });
-const SMALL = ["--num_examples", "4", "--batch_size", "2", "--num_twist_samples", "3", "--output_length", "32", "--threads", "1"];
+const SMALL = ["--twist", "token", "--num_examples", "4", "--batch_size", "2", "--num_twist_samples", "3", "--output_length", "32", "--threads", "1"];
 
 describe("train and eval from the command line", function () {
   this.timeout(120000);
@@ -27,7 +27,7 @@ describe("train and eval from the command line", function () {
   it("stops cleanly on SIGTERM, keeps a checkpoint, and --resume finishes the run", async () => {
     const out = join(tmp, "term");
     // Enough batches that the signal lands while training is still under way.
-    const LONG = ["--num_examples", "30", "--batch_size", "2", "--num_twist_samples", "3", "--output_length", "32", "--threads", "1", "--num_epochs", "1"];
+    const LONG = ["--twist", "token", "--num_examples", "30", "--batch_size", "2", "--num_twist_samples", "3", "--output_length", "32", "--threads", "1", "--num_epochs", "1"];
     const child = spawn(process.execPath, [CLI, "train", ...LONG, "--save_every", "1", "--output_dir", out, "--progress", "json"]);
     let stdout = "";
     let sent = false;
@@ -51,7 +51,7 @@ describe("train and eval from the command line", function () {
   it("train refuses bad flags with one clear line", () => {
     const r = run("train", "--twist", "token", "--loss", "bce");
     assert.equal(r.status, 2);
-    assert.match(r.stderr, /--loss bce trains a value \(step\) twist/);
+    assert.match(r.stderr, /--loss bce trains a step twist: add --twist step/);
   });
 
   it("eval --json prints every row at the same budget, consistent with pass@N", () => {

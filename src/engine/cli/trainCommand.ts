@@ -4,7 +4,7 @@
  */
 import { parseArgs } from "node:util";
 import { BatchMetrics, train } from "../train/trainer";
-import { DEFAULT_LEARNING_RATE, TRAIN_DEFAULTS, trainConfigFromFlags } from "../train/flags";
+import { DEFAULT_LEARNING_RATE, DEFAULT_LOSS, TRAIN_DEFAULTS, trainConfigFromFlags } from "../train/flags";
 import { choiceOption, OptionValues, UsageError } from "../util/options";
 
 const D = TRAIN_DEFAULTS;
@@ -20,24 +20,26 @@ Options:
   --num_examples N                 problems to train on (default ${D.num_examples})
   --num_epochs N                   passes over them (default ${D.num_epochs})
   --batch_size N                   problems per update (default ${D.batch_size})
-  --learning_rate X                Adam step size (default ${DEFAULT_LEARNING_RATE.token} for --twist token, ${DEFAULT_LEARNING_RATE.step} for step)
+  --learning_rate X                Adam step size (default ${DEFAULT_LEARNING_RATE.prm} for prm and ctl, ${DEFAULT_LEARNING_RATE.bce} for bce)
   --output_dir DIR                 where the twist, checkpoints and metrics go (default ${D.output_dir})
   --seed S                         seed for data order and sampling (default ${D.seed})
   --split train|test               data split (default ${D.split})
   --dataset synthetic|gsm8k|FILE   problems: generated, GSM8K, or a GSM8K-format JSONL file (default ${D.dataset})
   --output_length N                tokens per sample at most (default ${D.output_length})
-  --num_twist_samples K            SMC particles and positive-sample draws per problem (default ${D.num_twist_samples})
+  --num_twist_samples K            samples (and SMC particles for ctl) per problem (default ${D.num_twist_samples})
   --twist_updates_per_example N    Adam steps per batch on the same samples (default ${D.twist_updates_per_example})
   --save_every N                   checkpoint every N batches (default ${D.save_every})
-  --twist token|step               token-level twist head, or step-level value head (default ${D.twist})
-  --loss ctl|bce                   contrastive twist learning, or value regression (step only) (default ${D.loss})
-  --rank R                         rank of the token head (default ${D.rank})
+  --twist token|step               a token-level twist, or a step-level (per line) one (default ${D.twist})
+  --loss ctl|bce|prm               ctl: contrastive twist learning; bce: value regression of the hidden-state
+                                   value head (step); prm: the line verifier, learned from line labels mined
+                                   from outcomes (step) (default ${DEFAULT_LOSS.step} for step, ${DEFAULT_LOSS.token} for token)
+  --rank R                         rank of the token head or of the line verifier (default ${D.rank})
   --reward_floor X                 final potential of a wrong answer while training, φ = 1 if right (default ${D.reward_floor})
   --resume                         continue the run in --output_dir from its last checkpoint
   --threads N                      CPU threads (default: all cores)
   --progress text|json             one human line per batch, or JSON lines for the editor (default text)`;
 
-const FLAGS = Object.keys(D).concat(["model_name", "learning_rate", "resume", "threads", "progress"]);
+const FLAGS = Object.keys(D).concat(["model_name", "learning_rate", "loss", "resume", "threads", "progress"]);
 
 /** Exit code 130 when a signal stopped training (a checkpoint is kept). */
 export async function trainCommand(argv: string[]): Promise<number | void> {

@@ -107,6 +107,9 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
     particles: N, level, resampling: "systematic", essThreshold: 0.5, resample: "adaptive", maxTokens: o.maxTokens, temperature: 1, seed,
     isEos, isLineEnd: (x) => tokenizer.isLineEnd(x), decode: (x) => tokenizer.decode(x),
   });
+  // The bounds use the step twist when there is one (the shipped kind), else the token twist.
+  const boundsTwist = o.stepTwist ?? o.tokenTwist;
+  const boundsLevel: SmcLevel = o.stepTwist ? "step" : "token";
   for (const [i, p] of problems.entries()) {
     const prompt = tokenizer.encodeProblem(p.question);
     const seed = o.seed * 1000003 + i;
@@ -123,10 +126,14 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
     const vote = answerPosterior(texts, texts.map(() => 0));
     t.majority.add(+(vote.answer !== null && answersMatch(Number(vote.answer), p.gold)));
 
-    if (o.stepTwist instanceof ValueTwistHead) {
-      const head = o.stepTwist;
-      // Its time is the scoring alone: the N samples are the majority vote's.
-      const values = await timed(t.bestOfN, () => finalValues(model, prompt, samples.sequences.map((s) => s.tokens), head));
+    if (o.stepTwist) {
+      const twist = o.stepTwist;
+      const seqs = samples.sequences.map((s) => s.tokens);
+      // Its time is the scoring alone: the N samples are the majority vote's. The value head reads
+      // hidden states (teacher forcing); a twist that reads text scores the texts directly.
+      const values = await timed(t.bestOfN, async () =>
+        twist instanceof ValueTwistHead ? finalValues(model, prompt, seqs, twist) : Array.from(twist.logValue({ hiddenSize: lm.hiddenSize, prefixes: seqs, decode: (x) => tokenizer.decode(x) })),
+      );
       let best = 0;
       values.forEach((v, j) => (v > values[best] ? (best = j) : undefined));
       t.bestOfN.add(+ok[best]);
@@ -150,12 +157,12 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
 
     if (o.bounds) {
       const phi = (x: string) => (correct(x, p.gold) ? 0 : -Infinity);
-      const twist = o.tokenTwist;
-      const lo = await runTwistedSmc(lm, prompt, { ...base("token", seed + 7), twist, logFinalPotential: phi });
+      const twist = boundsTwist;
+      const lo = await runTwistedSmc(lm, prompt, { ...base(boundsLevel, seed + 7), twist, logFinalPotential: phi });
       lowerZ.push(lo.logZ);
       const exact = samples.sequences.find((_, j) => ok[j]);
       if (exact) {
-        const hi = await runTwistedSmc(lm, prompt, { ...base("token", seed + 9), twist, logFinalPotential: phi, clamp: exact.tokens });
+        const hi = await runTwistedSmc(lm, prompt, { ...base(boundsLevel, seed + 9), twist, logFinalPotential: phi, clamp: exact.tokens });
         upperZ.push({ lower: lo.logZ, upper: hi.logZ });
       }
     }
@@ -187,7 +194,7 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
     const lo = mean(upperZ.map((b) => b.lower)), hi = mean(upperZ.map((b) => b.upper));
     report.bounds = {
       lower: lo.m, lowerStderr: lo.se, upper: hi.m, upperStderr: hi.se, problems: upperZ.length,
-      note: `log Ẑ of P(correct | problem) with the token twist, on the ${upperZ.length} problems with a correct sample: SMC (a lower bound in expectation; ${lo.zero} runs found no correct particle, Ẑ = 0, left out of the mean) and conditional SMC seeded with that exact sample (an upper bound); plain SMC found Ẑ = 0 on ${lowerZ.filter((z) => z === -Infinity).length} of all ${lowerZ.length} problems`,
+      note: `log Ẑ of P(correct | problem) with ${boundsTwist ? `the ${boundsLevel}-level twist` : "no twist"}, on the ${upperZ.length} problems with a correct sample: SMC (a lower bound in expectation; ${lo.zero} runs found no correct particle, Ẑ = 0, left out of the mean) and conditional SMC seeded with that exact sample (an upper bound); over all problems, SMC found Ẑ = 0 on ${lowerZ.filter((z) => z === -Infinity).length} of all ${lowerZ.length} problems`,
     };
   }
   return report;

@@ -53,7 +53,7 @@ describe("Twisted SMC in VS Code", () => {
     editor.selection = new vscode.Selection(editor.document.positionAt(at), editor.document.positionAt(at + PROBLEM.length));
     await vscode.commands.executeCommand("twistedSmc.solve");
     const text = await waitFor("the result in the document", () => (editor.document.getText().includes(RESULT_MARKER) ? editor.document.getText() : undefined));
-    assert.match(text, new RegExp(`${PROBLEM.replace(/[.?]/g, "\\$&")}\\n\\n> ${RESULT_MARKER} Answer: \\*\\*\\d+\\*\\* \\(posterior \\d+\\.\\d%, 16 particles, token-level`));
+    assert.match(text, new RegExp(`${PROBLEM.replace(/[.?]/g, "\\$&")}\\n\\n> ${RESULT_MARKER} Answer: \\*\\*\\d+\\*\\* \\(posterior \\d+\\.\\d%, 16 particles, step-level`));
     assert.ok(text.endsWith("\n\nNext paragraph.\n"));
     // Undo acts on the focused editor; the panel may have taken focus while it showed the run.
     await vscode.window.showTextDocument(editor.document, { preserveFocus: false });
@@ -121,7 +121,7 @@ describe("Twisted SMC in VS Code", () => {
 
   it("lists the training tasks and runs a one-epoch training task to its twist file", async () => {
     const tasks = await vscode.tasks.fetchTasks({ type: "twisted-smc" });
-    assert.deepEqual(tasks.map((t) => t.name).sort(), ["evaluate", "train step twist", "train token twist"]);
+    assert.deepEqual(tasks.map((t) => t.name).sort(), ["evaluate", "train step twist (line verifier)", "train token twist"]);
     const out = join(vscode.workspace.workspaceFolders![0].uri.fsPath, "twists", "e2e");
     const task = api.tasks.build({ type: "twisted-smc", command: "train", num_examples: 2, batch_size: 1, num_epochs: 1, num_twist_samples: 2, output_length: 24, output_dir: out }, "e2e training");
     const ended = new Promise<void>((resolve) => {
