@@ -18,6 +18,11 @@ const state: { runs: Map<string, PanelRun>; current?: string; selected?: number;
   train: [],
 };
 
+/** The last component of a path (the twist's file name; the full path is the tooltip). */
+function fileName(path: string | null): string {
+  return path ? path.split(/[\\/]/).pop()! : "none";
+}
+
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, text?: string): HTMLElementTagNameMap[K] {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
@@ -81,7 +86,8 @@ function render(): void {
   root.append(el("p", { class: "problem" }, run.problem));
   if (run.result) {
     const a = el("p", { class: "answer" });
-    a.append(el("strong", {}, `Answer: ${run.result.answer ?? "none"}`), document.createTextNode(` — posterior ${(100 * run.result.probability).toFixed(1)}%, ${run.result.particles.length} particles, ${run.result.level} level, twist ${run.result.twist ?? "none"}`));
+    a.append(el("strong", {}, `Answer: ${run.result.answer ?? "none"}`), document.createTextNode(` — posterior ${(100 * run.result.probability).toFixed(1)}%, ${run.result.particles.length} particles, ${run.result.level} level, twist ${fileName(run.result.twist)}`));
+    if (run.result.twist) a.title = run.result.twist;
     root.append(a);
   } else if (run.error) {
     root.append(el("p", { class: "error" }, run.error));
