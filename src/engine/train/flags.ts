@@ -5,7 +5,7 @@ import { TwistLoss } from "./samples";
 
 /**
  * Defaults that train the shipped twist: the line verifier (step level) on 4,000 synthetic problems,
- * three times over with fresh samples (1,500 updates), about 30 minutes on 2 cores: its subtraction
+ * three times over with fresh samples (1,500 updates), 31 minutes on 2 cores: its subtraction
  * check kept improving up to the last batches (AUC 0.91 after 1,000, 0.98 after 1,500).
  * `--twist token` defaults to CTL.
  */
