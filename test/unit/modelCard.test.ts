@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { generate } from "../../src/engine/lm/generate";
 import { extractAnswer } from "../../src/engine/math/answer";
 import { synthesize } from "../../src/engine/math/problems";
-import { arithmeticLines } from "../../src/engine/twist/arithmeticLines";
+import { arithmeticLines, encodeLine } from "../../src/engine/twist/arithmeticLines";
 import { LineVerifier } from "../../src/engine/twist/lineVerifier";
 import { loadTwist } from "../../src/engine/twist/twistFile";
 import { MODEL_DIR, shippedModel } from "./helpers";
@@ -44,7 +44,7 @@ describe("the shipped model and its model card", () => {
         for (const l of arithmeticLines(model.tokenizer.decode(s.tokens))) {
           const [a, b, c] = [Number(l.a), Number(l.b), Number(l.c)];
           const value = { "+": a + b, "-": a - b, "*": a * b, "/": a / b }[l.op];
-          scored.push({ logit: head.lineLogit(head.encode(`${l.a} ${l.op} ${l.b} = ${l.c}`)[0]), right: value === c });
+          scored.push({ logit: head.lineLogit(encodeLine(l, head.p.columns)), right: value === c });
         }
       }
     }

@@ -157,12 +157,11 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
 
     if (o.bounds) {
       const phi = (x: string) => (correct(x, p.gold) ? 0 : -Infinity);
-      const twist = boundsTwist;
-      const lo = await runTwistedSmc(lm, prompt, { ...base(boundsLevel, seed + 7), twist, logFinalPotential: phi });
+      const lo = await runTwistedSmc(lm, prompt, { ...base(boundsLevel, seed + 7), twist: boundsTwist, logFinalPotential: phi });
       lowerZ.push(lo.logZ);
       const exact = samples.sequences.find((_, j) => ok[j]);
       if (exact) {
-        const hi = await runTwistedSmc(lm, prompt, { ...base(boundsLevel, seed + 9), twist, logFinalPotential: phi, clamp: exact.tokens });
+        const hi = await runTwistedSmc(lm, prompt, { ...base(boundsLevel, seed + 9), twist: boundsTwist, logFinalPotential: phi, clamp: exact.tokens });
         upperZ.push({ lower: lo.logZ, upper: hi.logZ });
       }
     }

@@ -7,21 +7,19 @@ export class UsageError extends InputError {}
 /** Parsed flags: strings as typed on a command line, or numbers and booleans from a JSON caller. */
 export type OptionValues = Record<string, string | number | boolean | undefined>;
 
-export function intOption(values: OptionValues, name: string, fallback: number, min = 0): number {
+/** A number flag: `integer` decides whether fractions are accepted. */
+function numeric(values: OptionValues, name: string, fallback: number, min: number, integer: boolean): number {
   const raw = values[name];
   if (raw === undefined) return fallback;
   const n = Number(raw);
-  if ((typeof raw !== "string" && typeof raw !== "number") || raw === "" || !Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got "${raw}"`);
+  const valid = (typeof raw === "string" || typeof raw === "number") && raw !== "" && (integer ? Number.isInteger(n) : Number.isFinite(n)) && n >= min;
+  if (!valid) throw new UsageError(`--${name} must be ${integer ? "an integer" : "a number"} >= ${min}, got "${raw}"`);
   return n;
 }
 
-export function numberOption(values: OptionValues, name: string, fallback: number, min = 0): number {
-  const raw = values[name];
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if ((typeof raw !== "string" && typeof raw !== "number") || raw === "" || !Number.isFinite(n) || n < min) throw new UsageError(`--${name} must be a number >= ${min}, got "${raw}"`);
-  return n;
-}
+export const intOption = (values: OptionValues, name: string, fallback: number, min = 0): number => numeric(values, name, fallback, min, true);
+
+export const numberOption = (values: OptionValues, name: string, fallback: number, min = 0): number => numeric(values, name, fallback, min, false);
 
 export function choiceOption<T extends string>(values: OptionValues, name: string, choices: readonly T[], fallback: T): T {
   const raw = values[name];
