@@ -1,58 +1,13 @@
 import assert from "node:assert/strict";
 import { RESAMPLING_SCHEMES } from "../../src/engine/smc/resampling";
-import { StepTwist, TokenTwist, TwistInput } from "../../src/engine/smc/twist";
 import { runTwistedSmc, SmcOptions, SmcCancelled } from "../../src/engine/smc/twistedSmc";
 import { SmcStepRecord } from "../../src/engine/smc/record";
 import { Rng } from "../../src/engine/util/rng";
-import { enumerateToy, exactTwist, hashUnit, TOY_EOS, TOY_MAX_TOKENS, TOY_PROMPT, TOY_VOCAB, toyDecode, ToyModel } from "./toyModel";
+import { enumerateToy, exactTwist, TOY_MAX_TOKENS, TOY_PROMPT, toyDecode, ToyModel } from "./toyModel";
+import { chiSquareOfSamples, logPhi, meanZ, randomLogPsi, stepTwistFrom, tokenTwistFrom, toyOptions } from "./toyStatistics";
 
-/** A strictly positive final potential (any φ works for the unbiasedness of Ẑ). */
-const logPhi = (text: string) => Math.log(0.05 + 2 * hashUnit(`phi|${text}`));
-
-function tokenTwistFrom(logPsi: (prefix: readonly number[]) => number, eosLogPsi: (prefix: readonly number[]) => number): TokenTwist {
-  return {
-    kind: "token",
-    logPsiNext(input: TwistInput) {
-      const out = new Float32Array(input.prefixes.length * TOY_VOCAB);
-      input.prefixes.forEach((p, r) => {
-        for (let s = 0; s < TOY_VOCAB; s++) out[r * TOY_VOCAB + s] = s === TOY_EOS ? eosLogPsi(p) : logPsi([...p, s]);
-      });
-      return out;
-    },
-  };
-}
-
-function stepTwistFrom(logPsi: (prefix: readonly number[]) => number): StepTwist {
-  return { kind: "step", logValue: (input) => Float64Array.from(input.prefixes, (p) => logPsi(p)) };
-}
-
-const randomLogPsi = (prefix: readonly number[]) => Math.log(0.2 + 3 * hashUnit(`rand|${prefix.join(",")}`));
-
-function options(over: Partial<SmcOptions>): SmcOptions {
-  return {
-    particles: 8,
-    level: "token",
-    resampling: "systematic",
-    essThreshold: 0.5,
-    resample: "adaptive",
-    maxTokens: TOY_MAX_TOKENS,
-    temperature: 1,
-    seed: 0,
-    isEos: (t) => t === TOY_EOS,
-    isLineEnd: (t) => t === 0,
-    decode: toyDecode,
-    ...over,
-  };
-}
-
-async function meanZ(over: Partial<SmcOptions>, runs: number) {
-  const lm = new ToyModel();
-  const zs: number[] = [];
-  for (let r = 0; r < runs; r++) zs.push(Math.exp((await runTwistedSmc(lm, TOY_PROMPT, options({ ...over, seed: 1000 + r }))).logZ));
-  const mean = zs.reduce((a, b) => a + b, 0) / runs;
-  const sd = Math.sqrt(zs.reduce((a, b) => a + (b - mean) ** 2, 0) / (runs - 1));
-  return { mean, se: sd / Math.sqrt(runs), zs };
-}
+const options = toyOptions;
+const toyMeanZ = (over: Partial<SmcOptions>, runs: number) => meanZ(new ToyModel(), TOY_PROMPT, over, runs);
 
 describe("twisted SMC on an enumerable toy model", function () {
   this.timeout(120000);
@@ -69,13 +24,13 @@ describe("twisted SMC on an enumerable toy model", function () {
       ["a random token twist", tokenTwistFrom(randomLogPsi, randomLogPsi)],
     ] as const) {
       it(`token level, ${resampling}, ${twistName}: mean Ẑ is within 3 standard errors of Z`, async () => {
-        const { mean, se } = await meanZ({ resampling, twist, logFinalPotential: logPhi, essThreshold: 0.8 }, 400);
+        const { mean, se } = await toyMeanZ({ resampling, twist, logFinalPotential: logPhi, essThreshold: 0.8 }, 400);
         assert.ok(se > 0);
         assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
       });
     }
     it(`step level, ${resampling}, a random value twist: mean Ẑ is within 3 standard errors of Z`, async () => {
-      const { mean, se } = await meanZ({ level: "step", resampling, twist: stepTwistFrom(randomLogPsi), logFinalPotential: logPhi }, 400);
+      const { mean, se } = await toyMeanZ({ level: "step", resampling, twist: stepTwistFrom(randomLogPsi), logFinalPotential: logPhi }, 400);
       assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
     });
   }
@@ -83,14 +38,14 @@ describe("twisted SMC on an enumerable toy model", function () {
   it("with the exact optimal token twist, every run returns Z exactly (zero variance)", async () => {
     const optimal = tokenTwistFrom(exact.logPsi, (p) => logPhi(toyDecode(p)));
     for (const resample of ["adaptive", "always", "never"] as const) {
-      const { zs } = await meanZ({ twist: optimal, logFinalPotential: logPhi, resample }, 30);
+      const { zs } = await toyMeanZ({ twist: optimal, logFinalPotential: logPhi, resample }, 30);
       // Exact up to the float32 precision of logits and twist values.
       for (const z of zs) assert.ok(Math.abs(z - exact.z) < 1e-6 * exact.z, `${z} vs ${exact.z}`);
     }
   });
 
   it("step level with the exact optimal value twist is unbiased too", async () => {
-    const { mean, se } = await meanZ({ level: "step", twist: stepTwistFrom(exact.logPsi), logFinalPotential: logPhi }, 400);
+    const { mean, se } = await toyMeanZ({ level: "step", twist: stepTwistFrom(exact.logPsi), logFinalPotential: logPhi }, 400);
     assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
   });
 
@@ -122,30 +77,11 @@ describe("twisted SMC on an enumerable toy model", function () {
   });
 
   it("with ψ ≡ 1 and φ ≡ 1 the particles are samples from p (chi-square)", async () => {
-    const seqs = enumerateToy();
-    const counts = new Map<string, number>();
-    const lm = new ToyModel();
-    let n = 0;
-    for (let r = 0; r < 40; r++) {
-      const res = await runTwistedSmc(lm, TOY_PROMPT, options({ particles: 500, seed: r }));
-      assert.equal(res.resampledAt.length, 0);
-      assert.ok(Math.abs(res.logZ) < 1e-12);
-      for (const p of res.particles) {
-        const key = `${p.tokens.join(",")}|${p.finishReason}`;
-        counts.set(key, (counts.get(key) ?? 0) + 1);
-        n++;
-      }
-    }
-    let chi2 = 0;
-    for (const s of seqs) {
-      const key = `${s.tokens.join(",")}|${s.tokens.length >= TOY_MAX_TOKENS ? "length" : "eos"}`;
-      const expected = n * Math.exp(s.logP);
-      chi2 += ((counts.get(key) ?? 0) - expected) ** 2 / expected;
-      counts.delete(key);
-    }
-    assert.equal(counts.size, 0, `sequences the toy model cannot produce: ${[...counts.keys()]}`);
-    const df = seqs.length - 1;
-    assert.ok(chi2 < df + 5 * Math.sqrt(2 * df), `chi2 ${chi2.toFixed(1)} with ${df} degrees of freedom`);
+    const c = await chiSquareOfSamples(new ToyModel(), TOY_PROMPT, enumerateToy(), 40, 500);
+    assert.equal(c.resampled, 0);
+    assert.ok(c.maxAbsLogZ < 1e-12);
+    assert.deepEqual(c.impossible, [], "sequences the toy model cannot produce");
+    assert.ok(c.chi2 < c.bound, `chi2 ${c.chi2.toFixed(1)} with ${c.df} degrees of freedom`);
   });
 
   it("is reproducible for a seed and records every step with parents and weights", async () => {

@@ -78,11 +78,14 @@ export interface ToySequence {
   logP: number;
 }
 
+/** Next-token log-probabilities over the toy vocabulary after a prefix of generated tokens. */
+export type ToyLogProbs = (prefix: readonly number[]) => number[];
+
 /** Every complete sequence (ends in EOS within the limit, or cut at the limit), with log p. */
-export function enumerateToy(): ToySequence[] {
+export function enumerateToy(logProbs: ToyLogProbs = toyLogProbs): ToySequence[] {
   const out: ToySequence[] = [];
   const walk = (prefix: number[], logP: number) => {
-    const lp = toyLogProbs(prefix);
+    const lp = logProbs(prefix);
     for (let s = 0; s < TOY_VOCAB; s++) {
       const next = logP + lp[s];
       if (s === TOY_EOS) out.push({ tokens: prefix, logP: next });
@@ -95,8 +98,8 @@ export function enumerateToy(): ToySequence[] {
 }
 
 /** Exact Z = Σ p(s)·φ(s) and the exact optimal twist ψ*(prefix) = E_p[φ | prefix] for every prefix. */
-export function exactTwist(logPhi: (text: string) => number) {
-  const seqs = enumerateToy();
+export function exactTwist(logPhi: (text: string) => number, logProbs: ToyLogProbs = toyLogProbs) {
+  const seqs = enumerateToy(logProbs);
   const mass = new Map<string, number>(); // Σ p(s)φ(s) over completions of each prefix
   const prob = new Map<string, number>(); // p(prefix)
   let z = 0;
@@ -112,7 +115,7 @@ export function exactTwist(logPhi: (text: string) => number) {
   const walk = (prefix: number[], logP: number) => {
     prob.set(prefix.join(","), Math.exp(logP));
     if (prefix.length >= TOY_MAX_TOKENS) return;
-    const lp = toyLogProbs(prefix);
+    const lp = logProbs(prefix);
     for (let s = 0; s < TOY_EOS; s++) walk([...prefix, s], logP + lp[s]);
   };
   walk([], 0);

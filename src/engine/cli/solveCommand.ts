@@ -1,7 +1,7 @@
 /** `twisted-smc solve "<problem>"`: twisted SMC over the model, printing the answer and its posterior. */
 import { parseArgs } from "node:util";
 import { DEVICES, DeviceRequest } from "../lm/device";
-import { loadModel } from "../lm/loadModel";
+import { loadModel, withCpuFallback } from "../lm/loadModel";
 import { goldAnswer, parseNumber } from "../math/answer";
 import { RESAMPLING_SCHEMES, ResamplingScheme } from "../smc/resampling";
 import { DEFAULT_SOLVE_OPTIONS, solve, SolveResult } from "../solve";
@@ -73,14 +73,15 @@ export async function solveCommand(argv: string[]): Promise<void> {
     gold = parseNumber(values.gold) ?? goldAnswer(values.gold);
     if (gold === undefined) throw new UsageError(`--gold must be a number, got "${values.gold}"`);
   }
-  const model = await loadModel(stringOption(values, "model"), {
+  const loadOptions = {
     threads: values.threads === undefined ? undefined : intOption(values, "threads", 1, 1),
     device: choiceOption<DeviceRequest>(values, "device", DEVICES, "auto"),
-  });
+  };
+  let model = await loadModel(stringOption(values, "model"), loadOptions);
   try {
     const twist = await loadTwistOption(stringOption(values, "twist"), model, level);
     const recordFile = stringOption(values, "record");
-    const result = await solve(model, problem, {
+    const result = await withCpuFallback(model, loadOptions, (m) => solve(m, problem, {
       particles: intOption(values, "particles", D.particles, 1),
       level,
       resampling: choiceOption<ResamplingScheme>(values, "resampling", RESAMPLING_SCHEMES, D.resampling),
@@ -93,6 +94,9 @@ export async function solveCommand(argv: string[]): Promise<void> {
       twistName: twist?.name ?? null,
       gold,
       record: recordFile !== undefined,
+    }), (cpu) => {
+      void model.lm.dispose();
+      model = cpu;
     });
     if (recordFile) {
       writeFileAtomic(recordFile, JSON.stringify(result.record) + "\n");

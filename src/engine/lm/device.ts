@@ -3,8 +3,9 @@
  * capable first, and keeps the reason each other choice was not taken, so the CLI, the solve result
  * and the editor's status bar can say what runs where and why.
  */
-import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { homedir } from "node:os";
+import { basename, dirname, join } from "node:path";
 
 export const DEVICES = ["auto", "cpu", "webgpu", "cuda"] as const;
 export type DeviceRequest = (typeof DEVICES)[number];
@@ -27,8 +28,59 @@ function onnxruntimeBinDir(): string | undefined {
   }
 }
 
-/** A reason the device cannot work here that is cheap to find before asking onnxruntime, if any. */
-export function precheck(device: Device): string | undefined {
+/** A Vulkan driver (ICD) the loader would offer: its manifest and the library it names. */
+export interface VulkanDriver {
+  manifest: string;
+  library: string;
+}
+
+/** Drivers that run Vulkan on the CPU: fine for testing the GPU path, slower than onnxruntime's CPU provider. */
+const SOFTWARE_DRIVER = /lvp|lavapipe|swiftshader/i;
+
+function manifestsIn(path: string): string[] {
+  try {
+    if (!statSync(path).isDirectory()) return [path];
+    return readdirSync(path).filter((f) => f.endsWith(".json")).sort().map((f) => join(path, f));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The Vulkan drivers the loader would find, searched as it does: VK_DRIVER_FILES (or the older
+ * VK_ICD_FILENAMES) replaces the search, VK_ADD_DRIVER_FILES adds to it, else the icd.d folders of
+ * the XDG config and data paths and /etc.
+ */
+export function vulkanDrivers(env: NodeJS.ProcessEnv = process.env): VulkanDriver[] {
+  const list = (v: string | undefined) => (v ?? "").split(":").filter(Boolean);
+  const explicit = list(env.VK_DRIVER_FILES ?? env.VK_ICD_FILENAMES);
+  const home = env.HOME ?? homedir();
+  const dirs = explicit.length
+    ? explicit
+    : [
+        ...list(env.XDG_CONFIG_HOME ?? join(home, ".config")).map((d) => join(d, "vulkan/icd.d")),
+        ...list(env.XDG_CONFIG_DIRS ?? "/etc/xdg").map((d) => join(d, "vulkan/icd.d")),
+        "/etc/vulkan/icd.d",
+        ...list(env.XDG_DATA_HOME ?? join(home, ".local/share")).map((d) => join(d, "vulkan/icd.d")),
+        ...list(env.XDG_DATA_DIRS ?? "/usr/local/share:/usr/share").map((d) => join(d, "vulkan/icd.d")),
+      ];
+  const drivers: VulkanDriver[] = [];
+  for (const manifest of [...dirs, ...list(env.VK_ADD_DRIVER_FILES)].flatMap(manifestsIn)) {
+    try {
+      const library = JSON.parse(readFileSync(manifest, "utf8"))?.ICD?.library_path;
+      if (typeof library === "string") drivers.push({ manifest, library });
+    } catch {
+      // An unreadable manifest is one the loader skips too.
+    }
+  }
+  return drivers;
+}
+
+/**
+ * A reason the device cannot (or, under `auto`, should not) be used here that is cheap to find
+ * before asking onnxruntime, if any.
+ */
+export function precheck(device: Device, request: DeviceRequest = device, env: NodeJS.ProcessEnv = process.env): string | undefined {
   if (device === "cuda") {
     const bin = onnxruntimeBinDir();
     if (process.platform !== "linux" && process.platform !== "win32") return `CUDA is not available on ${process.platform}`;
@@ -37,8 +89,15 @@ export function precheck(device: Device): string | undefined {
     }
   }
   if (device === "webgpu" && process.platform === "linux") {
-    const extra = (process.env.LD_LIBRARY_PATH ?? "").split(":").filter(Boolean);
+    const extra = (env.LD_LIBRARY_PATH ?? "").split(":").filter(Boolean);
     if (![...extra, ...LIB_DIRS].some((d) => existsSync(join(d, "libvulkan.so.1")))) return "no Vulkan loader (libvulkan.so.1) for WebGPU";
+    if (request === "auto") {
+      const drivers = vulkanDrivers(env);
+      if (!drivers.length) return "no Vulkan driver is installed (no icd.d manifest), so WebGPU has no GPU to use";
+      if (drivers.every((d) => SOFTWARE_DRIVER.test(basename(d.library)))) {
+        return `the only Vulkan driver runs on the CPU (${drivers.map((d) => basename(d.library)).join(", ")}), slower than the CPU provider; --device webgpu forces it`;
+      }
+    }
   }
   return undefined;
 }

@@ -9,6 +9,7 @@ import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
 import { CausalLM, DecoderState, StepOutput } from "./causalLm";
 import { candidates, DeviceAttempt, DeviceRequest, describeDeviceChoice, precheck } from "./device";
+import { InputError } from "../util/errors";
 import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 import { ANCESTOR_INPUT, HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "./onnx/prepareGraph";
 
@@ -22,6 +23,19 @@ export interface OnnxDecoderOptions {
   device?: DeviceRequest;
   /** Load the SMC-ready copy of the graph (default true); false loads the export as it is. */
   prepare?: boolean;
+  /** Devices already given up on before this load (a GPU that failed mid-run), reported with the choice. */
+  priorAttempts?: readonly DeviceAttempt[];
+}
+
+/** No device asked for could run the model; the message names each one and why. */
+export class DeviceUnavailableError extends InputError {}
+
+/** A forward pass failed on a GPU: the run can go on only on another device. */
+export class DeviceRunError extends InputError {
+  constructor(readonly device: string, message: string) {
+    super(message);
+    this.name = "DeviceRunError";
+  }
 }
 
 /**
@@ -43,10 +57,27 @@ function smcReadySource(folder: ModelFolder): string | Uint8Array {
 
 const firstLine = (s: string) => s.split("\n")[0].replace(/^.*?\] /, "").slice(0, 200);
 
+/** Why a GPU provider could not start, in words a user can act on (onnxruntime's own line is kept). */
+function deviceFailure(device: string, message: string): string {
+  if (device === "webgpu" && /adapter_result|RequestAdapter|vkCreateInstance|vkEnumeratePhysicalDevices/i.test(message)) {
+    return `WebGPU found no usable GPU adapter (check the Vulkan driver: vulkaninfo --summary) [${firstLine(message)}]`;
+  }
+  if (/out of memory|OOM|allocat/i.test(message)) return `out of GPU memory [${firstLine(message)}]`;
+  return firstLine(message);
+}
+
+let liveStores = 0;
+/** How many KV caches (sets of runtime tensors) are alive, across decoders: tests check nothing leaks. */
+export function liveKvCaches(): number {
+  return liveStores;
+}
+
 /** Tensors shared by the states that still read them; freed when the last one lets go. */
 class SharedTensors {
   private refs = 1;
-  constructor(readonly tensors: ort.Tensor[]) {}
+  constructor(readonly tensors: ort.Tensor[]) {
+    liveStores++;
+  }
   get batch(): number {
     return this.tensors[0]?.dims[0] ?? 0;
   }
@@ -55,7 +86,9 @@ class SharedTensors {
     return this;
   }
   release(): void {
-    if (--this.refs === 0) for (const t of this.tensors) t.dispose();
+    if (--this.refs !== 0) return;
+    liveStores--;
+    for (const t of this.tensors) t.dispose();
   }
 }
 
@@ -188,10 +221,10 @@ export class OnnxDecoder implements CausalLM {
   static async load(folder: ModelFolder, options: OnnxDecoderOptions = {}): Promise<OnnxDecoder> {
     const threads = options.threads ?? Math.max(1, availableParallelism());
     const source = options.prepare === false ? folder.onnxPath : smcReadySource(folder);
-    const attempts: DeviceAttempt[] = [];
+    const attempts: DeviceAttempt[] = [...(options.priorAttempts ?? [])];
     const request = options.device ?? "cpu";
     for (const device of candidates(request)) {
-      const reason = precheck(device);
+      const reason = precheck(device, request);
       if (reason) {
         attempts.push({ device, skipped: reason });
         continue;
@@ -203,6 +236,8 @@ export class OnnxDecoder implements CausalLM {
           intraOpNumThreads: threads,
           interOpNumThreads: 1,
           graphOptimizationLevel: "all",
+          // Errors only: onnxruntime's warnings (e.g. shape ops placed on the CPU by design) are not the user's to act on.
+          logSeverityLevel: 3,
         };
         // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
         // (with the cache round-tripping through the CPU each step was 20× slower; see GPU.md). Only
@@ -220,7 +255,7 @@ export class OnnxDecoder implements CausalLM {
       } catch (e) {
         const message = (e as Error).message;
         if (device !== "cpu" && !/protobuf|parse|invalid model|load model/i.test(message)) {
-          attempts.push({ device, skipped: firstLine(message) });
+          attempts.push({ device, skipped: deviceFailure(device, message) });
           continue;
         }
         throw new ModelFolderError(`${folder.onnxPath} could not be loaded by onnxruntime: ${message}`);
@@ -233,9 +268,20 @@ export class OnnxDecoder implements CausalLM {
         continue;
       }
       const where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
-      return new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasAncestor, folder.config.padTokenId ?? 0, where, attempts);
+      const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasAncestor, folder.config.padTokenId ?? 0, where, attempts);
+      if (device === "cpu") return decoder;
+      // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
+      // here, where falling back costs nothing, rather than in the middle of a solve.
+      try {
+        await decoder.probe();
+        return decoder;
+      } catch (e) {
+        await session.release();
+        attempts.pop();
+        attempts.push({ device, skipped: `it could not run the model: ${deviceFailure(device, (e as Error).message)}` });
+      }
     }
-    throw new Error(`no device could run the model: ${describeDeviceChoice(attempts)}${request === "auto" ? "" : "; try --device auto or cpu"}`);
+    throw new DeviceUnavailableError(`no device could run the model: ${describeDeviceChoice(attempts)}${request === "auto" ? "" : "; try --device auto or cpu"}`);
   }
 
   async prefill(tokens: readonly number[]): Promise<StepOutput> {
@@ -258,6 +304,15 @@ export class OnnxDecoder implements CausalLM {
 
   async dispose(): Promise<void> {
     await this.session.release();
+  }
+
+  /** One small forward pass with a resampling gather: proves the device can run every part of the graph. */
+  private async probe(): Promise<void> {
+    const first = await this.run(this.emptyCache(1), [[this.padId, this.padId]]);
+    const both = (first.state as KvCache).select([0, 0]);
+    first.state.dispose();
+    const second = await this.run(both, [[this.padId], [null]]);
+    second.state.dispose();
   }
 
   private emptyCache(batch: number): KvCache {
@@ -298,8 +353,16 @@ export class OnnxDecoder implements CausalLM {
       feeds[`past_key_values.${i}.key`] = cache.tensors[2 * i];
       feeds[`past_key_values.${i}.value`] = cache.tensors[2 * i + 1];
     }
-    const out = await this.session.run(feeds);
-    cache.dispose();
+    let out: ort.InferenceSession.OnnxValueMapType;
+    try {
+      out = await this.session.run(feeds);
+    } catch (e) {
+      if (this.device.startsWith("cpu")) throw e;
+      const what = deviceFailure(this.device.split(" ")[0], (e as Error).message);
+      throw new DeviceRunError(this.device, `${this.device} failed in a forward pass of ${batch} rows × ${seq} tokens: ${what}; use fewer particles or --device cpu`);
+    } finally {
+      cache.dispose();
+    }
     const presents: ort.Tensor[] = [];
     for (let i = 0; i < this.config.numLayers; i++) presents.push(out[`present.${i}.key`], out[`present.${i}.value`]);
     const logits = allPositions ? toFloat32(out.logits) : lastPosition(out.logits);

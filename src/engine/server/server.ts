@@ -6,7 +6,7 @@
 import { Connection, ResponseError } from "vscode-languageserver/node";
 import { CancellationToken, ErrorCodes as RpcErrors } from "vscode-jsonrpc";
 import { ErrorCodes, EngineStatus, Methods, ModelSettings, SolveParams, SolveResultMessage, TrainParams, TrainResultMessage } from "../../protocol/protocol";
-import { loadModel, LoadedModel } from "../lm/loadModel";
+import { loadModel, LoadedModel, withCpuFallback } from "../lm/loadModel";
 import { DEVICES } from "../lm/device";
 import { RESAMPLING_SCHEMES } from "../smc/resampling";
 import { SmcCancelled } from "../smc/twistedSmc";
@@ -45,6 +45,13 @@ class ModelCache {
     this.current = loadModel(settings.model || undefined, { device: settings.device }).then((model) => ({ key, model, twists: new Map() }));
     previous?.then((p) => p.model.lm.dispose()).catch(() => undefined);
     return this.current;
+  }
+
+  /** After a GPU failed mid-run: the same settings now mean this CPU copy of the model. */
+  replaceModel(loaded: Loaded, cpu: LoadedModel): void {
+    const old = loaded.model;
+    loaded.model = cpu;
+    void old.lm.dispose().catch(() => undefined);
   }
 
   async twist(loaded: Loaded, option: string, level: "token" | "step") {
@@ -128,15 +135,17 @@ export function registerHandlers(connection: Connection): void {
       const loaded = await models.get(params.model);
       const twist = params.model.twist === "none" ? undefined : await models.twist(loaded, params.model.twist, params.smc.level);
       lastTwist = twist?.name ?? null;
-      const r = await solve(loaded.model, params.problem, {
-        ...params.smc,
-        resample: "adaptive",
-        twist: twist?.twist,
-        twistName: twist?.name ?? null,
-        record: true,
-        signal,
-        onStep: (step) => void connection.sendNotification(Methods.step, { runId: params.runId, step }),
-      });
+      const run = (model: LoadedModel) =>
+        solve(model, params.problem, {
+          ...params.smc,
+          resample: "adaptive",
+          twist: twist?.twist,
+          twistName: twist?.name ?? null,
+          record: true,
+          signal,
+          onStep: (step) => void connection.sendNotification(Methods.step, { runId: params.runId, step }),
+        });
+      const r = await withCpuFallback(loaded.model, { device: params.model.device }, run, (cpu) => models.replaceModel(loaded, cpu));
       return { ...r, runId: params.runId, logZ: Number.isFinite(r.logZ) ? r.logZ : null, record: r.record! };
     } catch (e) {
       throw asResponseError(e);

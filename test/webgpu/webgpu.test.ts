@@ -1,0 +1,254 @@
+/**
+ * The engine's GPU path, on whatever WebGPU adapter this machine has: a real GPU, or Mesa's lavapipe
+ * (Vulkan on the CPU) under `scripts/software-webgpu.sh`, which is how CI runs it. The KV cache lives
+ * in GPU buffers, resampling gathers it inside the graph, and the numbers must match the CPU provider.
+ *
+ * Without an adapter the suite skips, unless TWISTED_SMC_REQUIRE_WEBGPU=1 (set by the script): then a
+ * missing adapter fails it.
+ */
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { CausalLM, DecoderState, StepOutput } from "../../src/engine/lm/causalLm";
+import { loadModel, LoadedModel, withCpuFallback } from "../../src/engine/lm/loadModel";
+import { KvCache, liveKvCaches } from "../../src/engine/lm/onnxDecoder";
+import { runTwistedSmc } from "../../src/engine/smc/twistedSmc";
+import { solve } from "../../src/engine/solve";
+import { loadTwistOption } from "../../src/engine/twist/resolve";
+import { MODEL_DIR } from "../unit/helpers";
+import { exactTwist, TOY_EOS, TOY_MAX_TOKENS, TOY_PROMPT, TOY_VOCAB, toyDecode } from "../unit/toyModel";
+import { chiSquareOfSamples, logPhi, meanZ, randomLogPsi, stepTwistFrom, tokenTwistFrom } from "../unit/toyStatistics";
+
+const REQUIRED = process.env.TWISTED_SMC_REQUIRE_WEBGPU === "1";
+const ROOT = join(__dirname, "../..");
+const FOLDERS = {
+  "the shipped Llama": MODEL_DIR,
+  "a GPT-2": join(ROOT, "test/fixtures/gpt2-tiny"),
+  "a grouped-query Llama": join(ROOT, "test/fixtures/llama-gqa-tiny"),
+};
+const GPT2 = FOLDERS["a GPT-2"];
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** fp32 on two providers: kernels sum in different orders, so logits differ in the last bits only. */
+const TOLERANCE = 2e-3;
+
+const loaded = new Map<string, Promise<LoadedModel>>();
+function model(dir: string, device: "webgpu" | "cpu"): Promise<LoadedModel> {
+  const key = `${device}|${dir}`;
+  if (!loaded.has(key)) loaded.set(key, loadModel(dir, { device, threads: 1 }));
+  return loaded.get(key)!;
+}
+
+/**
+ * A real decoder seen through four of its tokens, so the toy model's exact enumeration applies to
+ * it: toy token t is model token ids[t], and the next-token distribution is the model's restricted
+ * to those four. Everything under it (batching, KV cache, the on-device gather) is the real path.
+ */
+class FourTokenView implements CausalLM {
+  readonly vocabSize = TOY_VOCAB;
+  readonly hiddenSize: number;
+  readonly device: string;
+  constructor(
+    private readonly lm: CausalLM,
+    private readonly ids: readonly number[],
+  ) {
+    this.hiddenSize = lm.hiddenSize;
+    this.device = lm.device;
+  }
+  async prefill(tokens: readonly number[]): Promise<StepOutput> {
+    return this.restrict(await this.lm.prefill(tokens.map((t) => this.ids[t])));
+  }
+  async step(state: DecoderState, tokens: readonly (number | null)[]): Promise<StepOutput> {
+    return this.restrict(await this.lm.step(state, tokens.map((t) => (t === null ? null : this.ids[t]))));
+  }
+  async dispose(): Promise<void> {}
+  private restrict(out: StepOutput): StepOutput {
+    const rows = out.logits.length / this.lm.vocabSize;
+    const logits = new Float32Array(rows * TOY_VOCAB);
+    for (let r = 0; r < rows; r++) this.ids.forEach((id, t) => (logits[r * TOY_VOCAB + t] = out.logits[r * this.lm.vocabSize + id]));
+    return { logits, state: out.state };
+  }
+}
+
+/** The view's next-token log-probabilities for every prefix the toy enumeration visits, on the CPU. */
+async function enumerateOnCpu(view: FourTokenView): Promise<(prefix: readonly number[]) => number[]> {
+  const table = new Map<string, number[]>();
+  const walk = async (prefix: number[]) => {
+    const out = await view.prefill([...TOY_PROMPT, ...prefix]);
+    out.state.dispose();
+    const max = Math.max(...out.logits);
+    const lse = max + Math.log(out.logits.reduce((a, x) => a + Math.exp(x - max), 0));
+    table.set(prefix.join(","), Array.from(out.logits, (x) => x - lse));
+    if (prefix.length + 1 < TOY_MAX_TOKENS) for (let s = 0; s < TOY_EOS; s++) await walk([...prefix, s]);
+  };
+  await walk([]);
+  return (prefix) => table.get(prefix.join(","))!;
+}
+
+describe("the engine on WebGPU", function () {
+  this.timeout(300000);
+
+  before(async function () {
+    const gpu = await model(GPT2, "webgpu").catch((e: Error) => ({ error: e.message }));
+    const choice = "error" in gpu ? gpu.error : gpu.lm.device.startsWith("webgpu") ? undefined : (gpu.lm as { deviceChoice?: string }).deviceChoice;
+    if (choice === undefined) return;
+    if (REQUIRED) throw new Error(`TWISTED_SMC_REQUIRE_WEBGPU=1 but WebGPU could not be used: ${choice}`);
+    this.skip();
+  });
+
+  after(async () => {
+    for (const m of loaded.values()) await (await m).lm.dispose();
+  });
+
+  it("keeps the KV cache in GPU buffers and reports the device", async () => {
+    const { lm } = await model(GPT2, "webgpu");
+    assert.match(lm.device, /^webgpu/);
+    const out = await lm.prefill([1, 5, 6]);
+    const cache = out.state as KvCache;
+    assert.ok(cache.tensors.length > 0);
+    for (const t of cache.tensors) assert.equal(t.location, "gpu-buffer");
+    out.state.dispose();
+  });
+
+  for (const [name, dir] of Object.entries(FOLDERS)) {
+    it(`agrees with the CPU on ${name}: prefill, a broadcast, held rows and resampling gathers on the device`, async () => {
+      const [gpu, cpu] = [(await model(dir, "webgpu")).lm, (await model(dir, "cpu")).lm];
+      const prompt = [1, 20, 30, 40, 50, 60];
+      const a = await gpu.prefill(prompt);
+      const b = await cpu.prefill(prompt);
+      assert.ok(maxAbsDiff(a.logits, b.logits) < TOLERANCE);
+      if (b.hidden) assert.ok(maxAbsDiff(a.hidden!, b.hidden) < TOLERANCE);
+      let [g, c] = [a.state.select([0, 0, 0]), b.state.select([0, 0, 0])];
+      a.state.dispose();
+      b.state.dispose();
+      for (let s = 0; s < 6; s++) {
+        const tokens = [10 + s, s % 2 ? null : 20 + s, 30];
+        const x = await gpu.step(g, tokens);
+        const y = await cpu.step(c, tokens);
+        const diff = maxAbsDiff(x.logits, y.logits);
+        assert.ok(diff < TOLERANCE, `step ${s}: logits differ by ${diff}`);
+        const ancestors = [2, 0, s % 3];
+        [g, c] = [x.state.select(ancestors), y.state.select(ancestors)];
+        x.state.dispose();
+        y.state.dispose();
+      }
+      g.dispose();
+      c.dispose();
+    });
+  }
+
+  describe("the toy-model statistics, on a real decoder's four tokens on the GPU", () => {
+    const ids = [7, 8, 9, 2];
+    let view: FourTokenView;
+    let exact: ReturnType<typeof exactTwist>;
+
+    before(async () => {
+      view = new FourTokenView((await model(GPT2, "webgpu")).lm, ids);
+      exact = exactTwist(logPhi, await enumerateOnCpu(new FourTokenView((await model(GPT2, "cpu")).lm, ids)));
+      // Not a degenerate target: no sequence holds most of the mass.
+      assert.ok(Math.max(...exact.sequences.map((s) => Math.exp(s.logP))) < 0.5);
+    });
+
+    it("token level with a random twist: mean Ẑ is within 3 standard errors of the exact Z", async () => {
+      const { mean, se } = await meanZ(view, TOY_PROMPT, { twist: tokenTwistFrom(randomLogPsi, randomLogPsi), logFinalPotential: logPhi, essThreshold: 0.8 }, 200);
+      assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
+    });
+
+    it("step level with a random value twist: mean Ẑ is within 3 standard errors of the exact Z", async () => {
+      const { mean, se } = await meanZ(view, TOY_PROMPT, { level: "step", twist: stepTwistFrom(randomLogPsi), logFinalPotential: logPhi, resample: "always" }, 200);
+      assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
+    });
+
+    it("with the exact optimal twist every run returns Z (up to the providers' fp differences)", async () => {
+      const optimal = tokenTwistFrom(exact.logPsi, (p) => logPhi(toyDecode(p)));
+      const { zs } = await meanZ(view, TOY_PROMPT, { twist: optimal, logFinalPotential: logPhi, resample: "always" }, 20);
+      for (const z of zs) assert.ok(Math.abs(z - exact.z) < 1e-3 * exact.z, `${z} vs ${exact.z}`);
+    });
+
+    it("with ψ ≡ 1 and φ ≡ 1 the particles are draws from the model (chi-square)", async () => {
+      const c = await chiSquareOfSamples(view, TOY_PROMPT, exact.sequences, 20, 500);
+      assert.equal(c.resampled, 0);
+      assert.deepEqual(c.impossible, [], "sequences the model cannot produce");
+      assert.ok(c.chi2 < c.bound, `chi2 ${c.chi2.toFixed(1)} with ${c.df} degrees of freedom`);
+    });
+
+    it("frees every KV cache it made", async () => {
+      const before = liveKvCaches();
+      await runTwistedSmc(view, TOY_PROMPT, {
+        particles: 16, level: "token", resampling: "systematic", essThreshold: 1, resample: "always", maxTokens: TOY_MAX_TOKENS,
+        temperature: 1, seed: 5, isEos: (t) => t === TOY_EOS, isLineEnd: () => false, decode: toyDecode,
+      });
+      assert.equal(liveKvCaches(), before);
+    });
+  });
+
+  it("solves a problem with the shipped model and line verifier as the CPU does", async () => {
+    const results = [];
+    for (const device of ["webgpu", "cpu"] as const) {
+      const m = await model(MODEL_DIR, device);
+      const twist = await loadTwistOption(undefined, m, "step");
+      results.push(await solve(m, "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?", { particles: 8, level: "step", resampling: "systematic", essThreshold: 0.5, resample: "adaptive", maxTokens: 64, temperature: 1, seed: 3, twist: twist?.twist }));
+    }
+    const [gpu, cpu] = results;
+    assert.match(gpu.device, /^webgpu/);
+    assert.equal(gpu.answer, cpu.answer);
+    assert.equal(gpu.answer, "42");
+  });
+
+  describe("when WebGPU cannot be used", () => {
+    const cli = (args: string[], env: NodeJS.ProcessEnv) =>
+      spawnSync(process.execPath, [join(ROOT, "dist/cli.js"), ...args], { env: { ...process.env, ...env }, encoding: "utf8", timeout: 120000 });
+    const problem = "Kira has 7 cards. She gets 5 more. How many cards does Kira have now?";
+
+    it("auto passes over a driver that only runs on the CPU, and says so", function () {
+      if (!REQUIRED) this.skip(); // only the software driver is known to be one
+      const r = cli(["solve", problem, "--json", "--particles", "2", "--max-tokens", "8"], {});
+      assert.equal(r.status, 0, r.stderr);
+      const out = JSON.parse(r.stdout);
+      assert.match(out.device, /^cpu/);
+      assert.match(out.deviceChoice, /webgpu: the only Vulkan driver runs on the CPU \(libvulkan_lvp\.so\)/);
+    });
+
+    it("a missing adapter gives a clear reason: auto falls back to the CPU, an explicit webgpu stops", () => {
+      const none = { VK_DRIVER_FILES: "/nonexistent/icd.json", VK_ICD_FILENAMES: "/nonexistent/icd.json" };
+      const auto = cli(["solve", problem, "--json", "--particles", "2", "--max-tokens", "8"], none);
+      assert.equal(auto.status, 0, auto.stderr);
+      assert.match(JSON.parse(auto.stdout).deviceChoice, /webgpu: no Vulkan driver is installed/);
+      const forced = cli(["solve", problem, "--device", "webgpu", "--particles", "2", "--max-tokens", "8"], none);
+      assert.notEqual(forced.status, 0);
+      assert.match(forced.stderr, /WebGPU found no usable GPU adapter \(check the Vulkan driver: vulkaninfo --summary\)/);
+      assert.match(forced.stderr, /try --device auto or cpu/);
+      assert.doesNotMatch(forced.stderr, /at .*\.js:\d+/, "no stack trace");
+    });
+
+    it("a forward pass the GPU cannot run falls back to the CPU with the reason", async function () {
+      // lavapipe cannot run a 2M-row step of this model (a shader would need 17 storage buffers; it
+      // allows 16). A real GPU may well run it, so this runs with the software driver only.
+      if (!REQUIRED) this.skip();
+      const live = liveKvCaches();
+      const gpu = await loadModel(GPT2, { device: "webgpu", threads: 1 });
+      let cpu: LoadedModel | undefined;
+      const rows = 2 ** 21;
+      const where = await withCpuFallback(gpu, { device: "webgpu", threads: 1 }, async (m) => {
+        if (m.lm.device.startsWith("cpu")) return m.lm.device;
+        const first = await m.lm.prefill([5]);
+        const wide = first.state.select(new Array(rows).fill(0));
+        first.state.dispose();
+        (await m.lm.step(wide, new Array(rows).fill(6))).state.dispose();
+        return m.lm.device;
+      }, (m) => (cpu = m));
+      assert.match(where, /^cpu/);
+      const choice = (cpu!.lm as { deviceChoice?: string }).deviceChoice ?? "";
+      assert.match(choice, /^cpu \(not used: .*webgpu: failed during the run: webgpu \(onnxruntime-node\) failed in a forward pass of 2097152 rows × 1 tokens: .*use fewer particles or --device cpu\)/);
+      assert.equal(liveKvCaches(), live, "the failed pass freed its cache");
+      await gpu.lm.dispose();
+      await cpu!.lm.dispose();
+    });
+  });
+});
