@@ -3,7 +3,9 @@ import { cpSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../../src/engine/lm/loadModel";
+import { KvCache } from "../../src/engine/lm/onnxDecoder";
 import { DEFAULT_SOLVE_OPTIONS, solve } from "../../src/engine/solve";
+import { assertSameGreedy, shippedModel } from "./helpers";
 
 /**
  * Decoder folders of other shapes than the shipped model (built by scripts/fixtures/): grouped-query
@@ -42,3 +44,42 @@ for (const [name, kvHeads] of [["llama-gqa-tiny", 2], ["gpt2-tiny", 4]] as const
     });
   });
 }
+
+describe("a half-precision (fp16) copy of the shipped model", function () {
+  this.timeout(120000);
+  // Made by scripts/fixtures/to_fp16.py: fp16 weights, activations, KV cache and logits, with RMSNorm's
+  // mean of squares and the rotary angles kept in fp32. Copied, so the prepared graph is written outside.
+  const dir = join(mkdtempSync(join(tmpdir(), "tsmc-fp16-")), "tiny-math-llama-fp16");
+  cpSync(join(__dirname, "../fixtures/tiny-math-llama-fp16"), dir, { recursive: true });
+  const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
+
+  it("keeps a float16 KV cache and agrees with the fp32 model through prefill, a resampling gather and steps", async () => {
+    const half = await loadModel(dir, { threads: 1 });
+    const full = await shippedModel();
+    const prompt = full.tokenizer.encodeProblem("Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?");
+    let [h, f] = [await half.lm.prefill(prompt), await full.lm.prefill(prompt)];
+    assert.equal((h.state as KvCache).tensors[0].type, "float16");
+    assert.ok(maxDiff(h.logits, f.logits) < 0.1);
+    assert.ok(maxDiff(h.hidden!, f.hidden!) < 0.05);
+    let [hs, fs] = [h.state.select([0, 0, 0]), f.state.select([0, 0, 0])];
+    h.state.dispose();
+    f.state.dispose();
+    for (const tokens of [[20, 21, 22], [30, null, 32], [40, 41, 42]]) {
+      [h, f] = [await half.lm.step(hs, tokens), await full.lm.step(fs, tokens)];
+      assert.ok(maxDiff(h.logits, f.logits) < 0.1, `logits differ by ${maxDiff(h.logits, f.logits)}`);
+      [hs, fs] = [h.state.select([2, 0, 1]), f.state.select([2, 0, 1])];
+      h.state.dispose();
+      f.state.dispose();
+    }
+    hs.dispose();
+    fs.dispose();
+    await half.lm.dispose();
+  });
+
+  it("writes the same greedy solutions as the fp32 model", async () => {
+    const half = await loadModel(dir, { threads: 1 });
+    const full = await shippedModel();
+    await assertSameGreedy(half, full, 8);
+    await half.lm.dispose();
+  });
+});

@@ -15,18 +15,21 @@ import { KvCache, liveKvCaches } from "../../src/engine/lm/onnxDecoder";
 import { runTwistedSmc } from "../../src/engine/smc/twistedSmc";
 import { solve } from "../../src/engine/solve";
 import { loadTwistOption } from "../../src/engine/twist/resolve";
-import { MODEL_DIR } from "../unit/helpers";
+import { assertSameGreedy, MODEL_DIR } from "../unit/helpers";
 import { exactTwist, TOY_EOS, TOY_MAX_TOKENS, TOY_PROMPT, TOY_VOCAB, toyDecode } from "../unit/toyModel";
 import { chiSquareOfSamples, logPhi, meanZ, randomLogPsi, stepTwistFrom, tokenTwistFrom } from "../unit/toyStatistics";
 
 const REQUIRED = process.env.TWISTED_SMC_REQUIRE_WEBGPU === "1";
 const ROOT = join(__dirname, "../..");
-const FOLDERS = {
-  "the shipped Llama": MODEL_DIR,
-  "a GPT-2": join(ROOT, "test/fixtures/gpt2-tiny"),
-  "a grouped-query Llama": join(ROOT, "test/fixtures/llama-gqa-tiny"),
-};
-const GPT2 = FOLDERS["a GPT-2"];
+const FP16 = join(ROOT, "test/fixtures/tiny-math-llama-fp16");
+const GPT2 = join(ROOT, "test/fixtures/gpt2-tiny");
+/** Decoder folders, with how far GPU and CPU logits may differ: fp32 kernels sum in other orders, fp16 rounds. */
+const FOLDERS: [string, string, number][] = [
+  ["the shipped Llama", MODEL_DIR, 2e-3],
+  ["a GPT-2", GPT2, 2e-3],
+  ["a grouped-query Llama", join(ROOT, "test/fixtures/llama-gqa-tiny"), 2e-3],
+  ["the shipped Llama in fp16", FP16, 0.25],
+];
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length);
@@ -34,9 +37,6 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 }
-
-/** fp32 on two providers: kernels sum in different orders, so logits differ in the last bits only. */
-const TOLERANCE = 2e-3;
 
 const loaded = new Map<string, Promise<LoadedModel>>();
 function model(dir: string, device: "webgpu" | "cpu"): Promise<LoadedModel> {
@@ -116,14 +116,14 @@ describe("the engine on WebGPU", function () {
     out.state.dispose();
   });
 
-  for (const [name, dir] of Object.entries(FOLDERS)) {
+  for (const [name, dir, tolerance] of FOLDERS) {
     it(`agrees with the CPU on ${name}: prefill, a broadcast, held rows and resampling gathers on the device`, async () => {
       const [gpu, cpu] = [(await model(dir, "webgpu")).lm, (await model(dir, "cpu")).lm];
       const prompt = [1, 20, 30, 40, 50, 60];
       const a = await gpu.prefill(prompt);
       const b = await cpu.prefill(prompt);
-      assert.ok(maxAbsDiff(a.logits, b.logits) < TOLERANCE);
-      if (b.hidden) assert.ok(maxAbsDiff(a.hidden!, b.hidden) < TOLERANCE);
+      assert.ok(maxAbsDiff(a.logits, b.logits) < tolerance);
+      if (b.hidden) assert.ok(maxAbsDiff(a.hidden!, b.hidden) < tolerance);
       let [g, c] = [a.state.select([0, 0, 0]), b.state.select([0, 0, 0])];
       a.state.dispose();
       b.state.dispose();
@@ -132,7 +132,7 @@ describe("the engine on WebGPU", function () {
         const x = await gpu.step(g, tokens);
         const y = await cpu.step(c, tokens);
         const diff = maxAbsDiff(x.logits, y.logits);
-        assert.ok(diff < TOLERANCE, `step ${s}: logits differ by ${diff}`);
+        assert.ok(diff < tolerance, `step ${s}: logits differ by ${diff}`);
         const ancestors = [2, 0, s % 3];
         [g, c] = [x.state.select(ancestors), y.state.select(ancestors)];
         x.state.dispose();
@@ -142,6 +142,15 @@ describe("the engine on WebGPU", function () {
       c.dispose();
     });
   }
+
+  it("runs an fp16 model with its KV cache in half precision on the GPU, writing the fp32 model's greedy solutions", async () => {
+    const half = await model(FP16, "webgpu");
+    const full = await model(MODEL_DIR, "cpu");
+    const first = await half.lm.prefill([1, 5, 6]);
+    for (const t of (first.state as KvCache).tensors) assert.deepEqual([t.location, t.type], ["gpu-buffer", "float16"]);
+    first.state.dispose();
+    await assertSameGreedy(half, full, 8);
+  });
 
   describe("the toy-model statistics, on a real decoder's four tokens on the GPU", () => {
     const ids = [7, 8, 9, 2];
