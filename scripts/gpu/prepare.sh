@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Prepares .gpu/ (git-ignored) for one short run on a GPU machine that has no network and no node:
-# a node 20 binary, the engine's bundles with onnxruntime-node for linux-x64, the Vulkan/EGL loader
-# packages WebGPU needs there, and the model builder. Run here (npm registry + Debian reachable), then
+# a node 20 binary, the engine's bundles with onnxruntime-node for linux-x64, the WebGPU test suite
+# bundled with mocha, the Vulkan/EGL loader packages WebGPU needs there, and the model builder. Run here (npm registry + Debian reachable), then
 # on the device: `bash scripts/gpu/run.sh` with `.gpu` carried. See scripts/gpu/README.md.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 out="$repo/.gpu"
-rm -rf "$out" && mkdir -p "$out/node_modules" "$out/gl" "$out/dist"
+rm -rf "$out" && mkdir -p "$out/node_modules" "$out/gl" "$out/dist" "$out/tests"
 cd "$repo" && npm run build --silent >/dev/null
-cp dist/decode-bench.js "$out/dist/"
+cp dist/decode-bench.js dist/cli.js "$out/dist/"
+# Two folders below the root, so the suite finds models/ and test/fixtures/ as it does from test/webgpu/.
+npx esbuild scripts/gpu/webgpuTests.ts --bundle --platform=node --target=node20 --external:onnxruntime-node \
+  --outfile="$out/tests/webgpu-tests.js" --log-level=error
 cp -r node_modules/onnxruntime-common "$out/node_modules/"
 mkdir -p "$out/node_modules/onnxruntime-node/bin/napi-v6/linux"
 cp node_modules/onnxruntime-node/package.json "$out/node_modules/onnxruntime-node/"

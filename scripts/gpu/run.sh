@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# On the GPU machine, in the repository root with .gpu carried: builds a GPT-2-small-shaped decoder with
-# random weights (mkmodel.py: Optimum-style names + last_hidden_state), then measures twisted SMC decode
-# steps on WebGPU and on the CPU with the engine, and PyTorch CUDA eager on the same weights and loop.
-# Results: $OUT/decode-bench.json and $OUT/torch-cuda.txt (or ./gpu-results/ without $OUT).
+# On the GPU machine, in the repository root with .gpu carried (about 8 minutes):
+#  1. the WebGPU test suite on the real GPU (GPU-vs-CPU logits, on-device gathers, toy-model statistics);
+#  2. a GPT-2-small-shaped decoder with random weights (mkmodel.py), in fp32 and fp16 (same seed), with
+#     PyTorch CUDA eager timed on the same weights and loop;
+#  3. the engine's twisted SMC decode loop on WebGPU (fp32 and fp16, logits checked against the fp32
+#     model on the CPU first) and on the CPU.
+# Results in $OUT (or ./gpu-results/): gpu.txt, webgpu-tests.txt, torch-cuda.txt, decode-bench*.json.
 set -uo pipefail
 out=${OUT:-gpu-results}; mkdir -p "$out"
 g=.gpu
@@ -11,17 +14,34 @@ tar -xJf $g/node.tar.xz -C $rt && tar -xJf $g/node_modules.tar.xz -C $rt
 for f in $g/gl/*.deb; do dpkg -x "$f" /; done; ldconfig
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
 export __EGL_VENDOR_LIBRARY_FILENAMES=${__EGL_VENDOR_LIBRARY_FILENAMES:-/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json}
-model=$g/model; mkdir -p $model
+export NODE_PATH=$rt/node_modules
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$out/gpu.txt" 2>&1
+mkdir -p dist && cp $g/dist/cli.js dist/
+
+echo "== WebGPU test suite"
+timeout 150 $rt/node $g/tests/webgpu-tests.js > "$out/webgpu-tests.txt" 2>&1
+echo "exit $?" >> "$out/webgpu-tests.txt"; tail -4 "$out/webgpu-tests.txt"
+
 V=50257 D=768 L=12 H=12
-PYTHONUNBUFFERED=1 python3 $g/mkmodel.py $model/model.onnx $V $D $L $H 16,64,256 256 32 2>&1 | tee "$out/torch-cuda.txt"
-cat > $model/config.json <<JSON
+stand_in() { # config and a stand-in tokenizer: the benchmark feeds token ids, it never reads text
+  cat > $1/config.json <<JSON
 {"model_type": "gpt2", "vocab_size": $V, "n_embd": $D, "n_layer": $L, "n_head": $H, "n_positions": 2048, "bos_token_id": 0, "eos_token_id": 50256}
 JSON
-# A stand-in tokenizer: the benchmark feeds token ids, it never reads text.
-cat > $model/tokenizer.json <<'JSON'
+  cat > $1/tokenizer.json <<'JSON'
 {"version": "1.0", "added_tokens": [], "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": null,
  "model": {"type": "WordLevel", "vocab": {"<unk>": 0, "a": 1, "b": 2}, "unk_token": "<unk>"}}
 JSON
-echo '{"eos_token": "<unk>"}' > $model/tokenizer_config.json
+  echo '{"eos_token": "<unk>"}' > $1/tokenizer_config.json
+}
+m32=$g/model; m16=$g/model-fp16; mkdir -p $m32 $m16
+echo "== export + PyTorch CUDA eager"
+PYTHONUNBUFFERED=1 timeout 150 python3 $g/mkmodel.py $m32/model.onnx $V $D $L $H 16,64,256 256 32 2>&1 | tee "$out/torch-cuda.txt"
+# Export only (it timed PyTorch in fp16 above too); same seed, so the same weights in half precision.
+PYTHONUNBUFFERED=1 DTYPE=fp16 timeout 120 python3 $g/mkmodel.py $m16/model.onnx $V $D $L $H 2>&1 | tee "$out/export-fp16.txt"
+stand_in $m32; stand_in $m16
+echo "== engine"
 cp $g/dist/decode-bench.js $rt/
-timeout 480 $rt/node $rt/decode-bench.js --model $model --devices webgpu,cpu --ks 16,64,256 --cache 256 --steps 32 --threads 16 | tee "$out/decode-bench.json"
+timeout 120 $rt/node $rt/decode-bench.js --model $m16 --reference $m32 --devices webgpu --ks 16,64,256 --cache 256 --steps 32 --threads 16 | tee "$out/decode-bench-fp16.json"
+timeout 100 $rt/node $rt/decode-bench.js --model $m32 --reference $m32 --devices webgpu --ks 16,64,256 --cache 256 --steps 32 --threads 16 | tee "$out/decode-bench.json"
+# The CPU at K = 16 and 64 only (K = 256 would take minutes there).
+timeout 100 $rt/node $rt/decode-bench.js --model $m32 --devices cpu --ks 16,64 --cache 256 --steps 32 --threads 16 | tee "$out/decode-bench-cpu.json"

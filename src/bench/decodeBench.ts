@@ -1,12 +1,16 @@
 /**
- * `node dist/decode-bench.js --model DIR [--devices webgpu,cpu] [--ks 16,64,256] [--cache 256] [--steps 32]`:
+ * `node dist/decode-bench.js --model DIR [--devices webgpu,cpu] [--ks 16,64,256] [--cache 256] [--steps 32]
+ * [--reference DIR --reference-device cpu]`:
  * twisted SMC decode speed on any decoder folder and device, for the GPU comparison (issue: GPU-backed
  * engine). Every particle shares a `--cache`-token prompt; each step proposes one token per particle with
  * a random rank-32 token twist and resamples adaptively, EOS ignored. Prints one JSON object.
  *
  * Random token ids stand in for text, so any vocabulary works (mkmodel-style exports included).
+ * With `--reference`, each device's logits are first compared with the reference folder's (the same
+ * weights in fp32, say, for an fp16 export) through a prefill, a broadcast and resampling gathers.
  */
 import { parseArgs } from "node:util";
+import { CausalLM } from "../engine/lm/causalLm";
 import { loadModel } from "../engine/lm/loadModel";
 import { DeviceRequest } from "../engine/lm/device";
 import { runTwistedSmc } from "../engine/smc/twistedSmc";
@@ -17,7 +21,7 @@ import { Rng } from "../engine/util/rng";
 async function main() {
   const { values } = parseArgs({
     options: {
-      model: { type: "string" }, devices: { type: "string" }, ks: { type: "string" }, cache: { type: "string" }, steps: { type: "string" }, threads: { type: "string" },
+      model: { type: "string" }, reference: { type: "string" }, "reference-device": { type: "string" }, devices: { type: "string" }, ks: { type: "string" }, cache: { type: "string" }, steps: { type: "string" }, threads: { type: "string" },
     },
   });
   if (!values.model) throw new Error("--model DIR is required");
@@ -41,6 +45,11 @@ async function main() {
       results.push({ device, error: `not available: ${lm.deviceChoice}` });
       await lm.dispose();
       continue;
+    }
+    if (values.reference) {
+      const ref = await loadModel(values.reference, { device: (values["reference-device"] ?? "cpu") as DeviceRequest, threads: values.threads ? Number(values.threads) : undefined });
+      results.push({ device: lm.device, reference: `${values.reference} on ${ref.lm.device}`, ...(await agreement(lm, ref.lm)) });
+      await ref.lm.dispose();
     }
     const rng = new Rng(1);
     const prompt = Array.from({ length: cache }, () => rng.int(3, lm.vocabSize - 1));
@@ -66,6 +75,50 @@ async function main() {
     await lm.dispose();
   }
   console.log(JSON.stringify({ model: values.model, steps, results }, null, 2));
+}
+
+/**
+ * Logits of two decoders on the same token ids: a 32-token prefill, a broadcast to 4 rows, then 4
+ * steps, each followed by a resampling gather. The largest absolute difference, the largest relative
+ * to the logits' range, and how often the top token agrees.
+ */
+async function agreement(a: CausalLM, b: CausalLM) {
+  const rng = new Rng(7);
+  const vocab = Math.min(a.vocabSize, b.vocabSize);
+  let maxAbs = 0, maxRange = 0, top = 0, rows = 0;
+  const compare = (x: Float32Array, y: Float32Array) => {
+    for (let r = 0; r < x.length / a.vocabSize; r++) {
+      let bx = 0, by = 0;
+      for (let i = 0; i < vocab; i++) {
+        const u = x[r * a.vocabSize + i], v = y[r * b.vocabSize + i];
+        maxAbs = Math.max(maxAbs, Math.abs(u - v));
+        maxRange = Math.max(maxRange, Math.abs(v));
+        if (u > x[r * a.vocabSize + bx]) bx = i;
+        if (v > y[r * b.vocabSize + by]) by = i;
+      }
+      top += bx === by ? 1 : 0;
+      rows++;
+    }
+  };
+  const prompt = Array.from({ length: 32 }, () => rng.int(3, vocab - 1));
+  let [x, y] = [await a.prefill(prompt), await b.prefill(prompt)];
+  compare(x.logits, y.logits);
+  let [sx, sy] = [x.state.select([0, 0, 0, 0]), y.state.select([0, 0, 0, 0])];
+  x.state.dispose();
+  y.state.dispose();
+  for (let s = 0; s < 4; s++) {
+    const tokens = Array.from({ length: 4 }, () => rng.int(3, vocab - 1));
+    [x, y] = [await a.step(sx, tokens), await b.step(sy, tokens)];
+    compare(x.logits, y.logits);
+    const ancestors = Array.from({ length: 4 }, () => rng.int(0, 3));
+    [sx, sy] = [x.state.select(ancestors), y.state.select(ancestors)];
+    x.state.dispose();
+    y.state.dispose();
+  }
+  sx.dispose();
+  sy.dispose();
+  const round = (v: number) => Number(v.toPrecision(3));
+  return { maxAbsDiff: round(maxAbs), relativeToMaxLogit: round(maxAbs / maxRange), top1Agreement: round(top / rows) };
 }
 
 main().catch((e) => {
