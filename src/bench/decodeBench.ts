@@ -1,11 +1,14 @@
 /**
  * `node dist/decode-bench.js --model DIR [--devices webgpu,cpu] [--ks 16,64,256] [--cache 256] [--steps 32]
- * [--reference DIR --reference-device cpu]`:
+ * [--levels token,step] [--sample-in-graph yes|no] [--reference DIR --reference-device cpu]`:
  * twisted SMC decode speed on any decoder folder and device, for the GPU comparison (issue: GPU-backed
- * engine). Every particle shares a `--cache`-token prompt; each step proposes one token per particle with
- * a random rank-32 token twist and resamples adaptively, EOS ignored. Prints one JSON object.
+ * engine). Every particle shares a `--cache`-token prompt. Token level: each step proposes one token per
+ * particle with a random rank-32 token twist and resamples adaptively. Step level: the decode loop between
+ * line boundaries, where nearly all of its tokens are spent: tokens drawn from the model (inside the
+ * graph where it can), no reweighting until a line ends (none does here). EOS ignored.
  *
  * Random token ids stand in for text, so any vocabulary works (mkmodel-style exports included).
+ * Prints one JSON line per measurement as it is made, so a run cut short keeps what it finished.
  * With `--reference`, each device's logits are first compared with the reference folder's (the same
  * weights in fp32, say, for an fp16 export) through a prefill, a broadcast and resampling gathers.
  */
@@ -13,6 +16,7 @@ import { parseArgs } from "node:util";
 import { CausalLM } from "../engine/lm/causalLm";
 import { loadModel } from "../engine/lm/loadModel";
 import { DeviceRequest } from "../engine/lm/device";
+import { StepTwist } from "../engine/smc/twist";
 import { runTwistedSmc } from "../engine/smc/twistedSmc";
 import { TokenTwistHead } from "../engine/twist/heads";
 import { OnnxTokenTwist } from "../engine/twist/onnxTwist";
@@ -21,7 +25,7 @@ import { Rng } from "../engine/util/rng";
 async function main() {
   const { values } = parseArgs({
     options: {
-      model: { type: "string" }, reference: { type: "string" }, "reference-device": { type: "string" }, devices: { type: "string" }, ks: { type: "string" }, cache: { type: "string" }, steps: { type: "string" }, threads: { type: "string" },
+      model: { type: "string" }, levels: { type: "string" }, "sample-in-graph": { type: "string" }, reference: { type: "string" }, "reference-device": { type: "string" }, devices: { type: "string" }, ks: { type: "string" }, cache: { type: "string" }, steps: { type: "string" }, threads: { type: "string" },
     },
   });
   if (!values.model) throw new Error("--model DIR is required");
@@ -29,26 +33,27 @@ async function main() {
   const ks = (values.ks ?? "16,64").split(",").map(Number);
   const cache = Number(values.cache ?? 256);
   const steps = Number(values.steps ?? 32);
-  const results: Record<string, unknown>[] = [];
+  const report = (r: Record<string, unknown>) => console.log(JSON.stringify({ model: values.model, steps, ...r }));
   for (const device of devices) {
     const t0 = performance.now();
     let model;
     try {
-      model = await loadModel(values.model, { device, threads: values.threads ? Number(values.threads) : undefined });
+      const inGraph = values["sample-in-graph"];
+      model = await loadModel(values.model, { device, threads: values.threads ? Number(values.threads) : undefined, sampleInGraph: inGraph === undefined ? undefined : inGraph === "yes" });
     } catch (e) {
-      results.push({ device, error: (e as Error).message });
+      report({ device, error: (e as Error).message });
       continue;
     }
     const { lm } = model;
     const loadMs = performance.now() - t0;
     if (!lm.device.startsWith(device)) {
-      results.push({ device, error: `not available: ${lm.deviceChoice}` });
+      report({ device, error: `not available: ${lm.deviceChoice}` });
       await lm.dispose();
       continue;
     }
     if (values.reference) {
       const ref = await loadModel(values.reference, { device: (values["reference-device"] ?? "cpu") as DeviceRequest, threads: values.threads ? Number(values.threads) : undefined });
-      results.push({ device: lm.device, reference: `${values.reference} on ${ref.lm.device}`, ...(await agreement(lm, ref.lm)) });
+      report({ device: lm.device, reference: `${values.reference} on ${ref.lm.device}`, ...(await agreement(lm, ref.lm)) });
       await ref.lm.dispose();
     }
     const rng = new Rng(1);
@@ -56,25 +61,30 @@ async function main() {
     const head = TokenTwistHead.init(lm.hiddenSize, lm.vocabSize, 32, rng);
     for (let i = 0; i < head.p.W.length; i++) head.p.W[i] = 0.05 * rng.normal();
     const twist = await OnnxTokenTwist.create(head);
-    for (const K of ks) {
-      const opts = {
-        particles: K, level: "token" as const, resampling: "systematic" as const, essThreshold: 0.5, resample: "adaptive" as const,
-        maxTokens: steps, temperature: 1, twist, isEos: () => false, isLineEnd: () => false, decode: () => "",
-      };
-      try {
-        await runTwistedSmc(lm, prompt, { ...opts, maxTokens: 3, seed: 0 }); // warm-up
-        const t = performance.now();
-        const r = await runTwistedSmc(lm, prompt, { ...opts, seed: 1 });
-        const ms = (performance.now() - t) / r.forwardPasses;
-        results.push({ device: lm.device, K, cache, msPerStep: Math.round(ms * 100) / 100, tokensPerSecond: Math.round((K * 1000) / ms), resampled: r.resampledAt.length, loadMs: Math.round(loadMs) });
-      } catch (e) {
-        results.push({ device: lm.device, K, error: (e as Error).message });
+    const valueTwist: StepTwist = { kind: "step", logValue: (input) => new Float64Array(input.prefixes.length) };
+    for (const level of (values.levels ?? "token,step").split(",") as ("token" | "step")[]) {
+      for (const K of ks) {
+        const opts = {
+          particles: K, level, resampling: "systematic" as const, essThreshold: 0.5, resample: "adaptive" as const,
+          maxTokens: steps, temperature: 1, twist: level === "token" ? twist : valueTwist, isEos: () => false, isLineEnd: () => false, decode: () => "",
+        };
+        try {
+          await runTwistedSmc(lm, prompt, { ...opts, maxTokens: 3, seed: 0 }); // warm-up
+          const t = performance.now();
+          const r = await runTwistedSmc(lm, prompt, { ...opts, seed: 1 });
+          const ms = (performance.now() - t) / r.forwardPasses;
+          report({
+            device: lm.device, level, K, cache, msPerStep: Math.round(ms * 100) / 100, tokensPerSecond: Math.round((K * 1000) / ms), resampled: r.resampledAt.length,
+            drawnInGraph: Math.round((100 * r.drawnInGraph) / r.generatedTokens) / 100, loadMs: Math.round(loadMs),
+          });
+        } catch (e) {
+          report({ device: lm.device, level, K, error: (e as Error).message });
+        }
       }
     }
     await twist.dispose();
     await lm.dispose();
   }
-  console.log(JSON.stringify({ model: values.model, steps, results }, null, 2));
 }
 
 /**

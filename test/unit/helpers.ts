@@ -1,6 +1,7 @@
 /** Shared pieces of the unit tests: the shipped model, loaded once per process. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { CausalLM } from "../../src/engine/lm/causalLm";
 import { generate } from "../../src/engine/lm/generate";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { loadProblems } from "../../src/engine/train/data";
@@ -24,4 +25,42 @@ export async function assertSameGreedy(a: LoadedModel, b: LoadedModel, n: number
     const [x, y] = [await generate(a.lm, prompt, options), await generate(b.lm, prompt, options)];
     assert.equal(b.tokenizer.decode(x.sequences[0].tokens), b.tokenizer.decode(y.sequences[0].tokens), p.question);
   }
+}
+
+/**
+ * A prefill, a gather to four rows and a step, asking the model to draw in its graph at the given
+ * uniforms: each draw must be the token the inverse CDF of the row's tempered softmax gives at that
+ * uniform (computed here in float64 from the returned logits), with its log p, log q and the row's
+ * largest log p. Returns how many draws were checked.
+ */
+export async function assertGraphDrawsMatchLogits(lm: CausalLM, temperature: number): Promise<number> {
+  assert.equal(lm.samplesInGraph, true, "the model should draw in its graph");
+  const uniforms = [0.013, 0.5, 0.77, 0.9991];
+  const first = await lm.prefill([1, 20, 30, 40], { uniforms: [0.3], temperature });
+  const rows = first.state.select([0, 0, 0, 0]);
+  first.state.dispose();
+  const out = await lm.step(rows, [5, 6, 7, 8], { uniforms, temperature });
+  out.state.dispose();
+  const V = lm.vocabSize;
+  uniforms.forEach((u, r) => {
+    const logits = Array.from(out.logits.subarray(r * V, (r + 1) * V));
+    const lse = (xs: number[]) => {
+      const m = Math.max(...xs);
+      return m + Math.log(xs.reduce((a, x) => a + Math.exp(x - m), 0));
+    };
+    const logp = logits.map((x) => x - lse(logits));
+    const tempered = logp.map((x) => x / temperature);
+    const logq = tempered.map((x) => x - lse(tempered));
+    let expected = V - 1;
+    for (let i = 0, left = u; i < V; i++) if ((left -= Math.exp(logq[i])) < 0) {
+      expected = i;
+      break;
+    }
+    const d = out.samples!;
+    assert.equal(d.token[r], expected, `row ${r} at u = ${u}`);
+    assert.ok(Math.abs(d.logp[r] - logp[expected]) < 1e-4, `log p ${d.logp[r]} vs ${logp[expected]}`);
+    assert.ok(Math.abs(d.logq[r] - logq[expected]) < 1e-4, `log q ${d.logq[r]} vs ${logq[expected]}`);
+    assert.ok(Math.abs(d.logpMax[r] - Math.max(...logp)) < 1e-4);
+  });
+  return uniforms.length;
 }

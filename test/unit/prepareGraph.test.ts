@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../../src/engine/lm/loadModel";
 import { ANCESTOR_INPUT, HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "../../src/engine/lm/onnx/prepareGraph";
+import { SAMPLE_UNIFORM } from "../../src/engine/lm/onnx/samplingHead";
 import { bytesField, concat, fields, message, text } from "../../src/engine/lm/onnx/protoWire";
 import { MODEL_DIR, shippedModel } from "./helpers";
 
@@ -53,24 +54,28 @@ describe("SMC preparation of ONNX exports", () => {
   });
   }
 
-  it("adds the ancestor_index input, caches the copy and reuses it until the export changes", () => {
+  it("adds the ancestor_index input, caches the copy and reuses it until the export changes; the sampling head goes in a copy of its own", () => {
     const onnx = join(dir, "onnx/model.onnx");
-    const first = prepareForSmc(onnx, 128);
+    const first = prepareForSmc(onnx, 128, 332);
     assert.equal(first.path, join(dir, "onnx/model.smc.onnx"));
-    assert.deepEqual([first.addedAncestor, first.addedHidden, first.cached], [true, false, false]);
-    const names = [...fields([...fields(readFileSync(first.path))].find((f) => f.field === 7)!.value)]
-      .filter((f) => f.field === 11)
-      .map((f) => text([...fields(f.value)].find((v) => v.field === 1)!));
-    assert.ok(names.includes(ANCESTOR_INPUT));
+    assert.deepEqual([first.addedAncestor, first.addedHidden, first.addedSampler, first.cached], [true, false, false, false]);
+    const sampling = prepareForSmc(onnx, 128, 332, true);
+    assert.equal(sampling.path, join(dir, "onnx/model.sampling.smc.onnx"));
+    assert.deepEqual([sampling.addedAncestor, sampling.addedSampler], [true, true]);
+    const inputsOf = (path: string) =>
+      [...fields([...fields(readFileSync(path))].find((f) => f.field === 7)!.value)].filter((f) => f.field === 11).map((f) => text([...fields(f.value)].find((v) => v.field === 1)!));
+    assert.ok(inputsOf(sampling.path).includes(SAMPLE_UNIFORM));
+    assert.ok(!inputsOf(first.path).includes(SAMPLE_UNIFORM));
+    assert.ok(inputsOf(first.path).includes(ANCESTOR_INPUT));
     const mtime = statSync(first.path).mtimeMs;
-    const again = prepareForSmc(onnx, 128);
+    const again = prepareForSmc(onnx, 128, 332);
     assert.equal(again.cached, true);
     assert.equal(statSync(again.path).mtimeMs, mtime);
     // A prepared graph needs nothing more.
-    assert.equal(prepareModelBytes(readFileSync(first.path), 128), undefined);
+    assert.equal(prepareModelBytes(readFileSync(first.path), 128, 332), undefined);
   });
 
   it("refuses bytes that are not an ONNX model", () => {
-    assert.throws(() => prepareModelBytes(Uint8Array.from([0x0a, 0xff, 0xff]), 128), /truncated/);
+    assert.throws(() => prepareModelBytes(Uint8Array.from([0x0a, 0xff, 0xff]), 128, 332), /truncated/);
   });
 });

@@ -6,7 +6,8 @@
 import { CausalLM } from "../../src/engine/lm/causalLm";
 import { StepTwist, TokenTwist, TwistInput } from "../../src/engine/smc/twist";
 import { runTwistedSmc, SmcOptions } from "../../src/engine/smc/twistedSmc";
-import { hashUnit, TOY_EOS, TOY_MAX_TOKENS, TOY_VOCAB, toyDecode, ToySequence } from "./toyModel";
+import assert from "node:assert/strict";
+import { exactTwist, hashUnit, TOY_EOS, TOY_MAX_TOKENS, TOY_PROMPT, TOY_VOCAB, toyDecode, ToyLogProbs, ToySequence } from "./toyModel";
 
 /** A strictly positive final potential (any φ works for the unbiasedness of Ẑ). */
 export const logPhi = (text: string) => Math.log(0.05 + 2 * hashUnit(`phi|${text}`));
@@ -100,4 +101,75 @@ export async function chiSquareOfSamples(lm: CausalLM, prompt: readonly number[]
   }
   const df = cells - 1;
   return { chi2, df, bound: df + 5 * Math.sqrt(2 * df), impossible: [...counts.keys()], resampled, maxAbsLogZ };
+}
+
+/**
+ * A real decoder with the toy vocabulary (test/fixtures/gpt2-four-tokens): its next-token
+ * log-probabilities after TOY_PROMPT for every prefix the toy enumeration visits, read with the
+ * JavaScript softmax from its logits, for exactTwist and enumerateToy.
+ */
+export async function enumerateDecoder(lm: CausalLM): Promise<ToyLogProbs> {
+  if (lm.vocabSize !== TOY_VOCAB) throw new RangeError(`the toy enumeration needs a vocabulary of ${TOY_VOCAB}, not ${lm.vocabSize}`);
+  const table = new Map<string, number[]>();
+  const walk = async (prefix: number[]) => {
+    const out = await lm.prefill([...TOY_PROMPT, ...prefix]);
+    out.state.dispose();
+    const max = Math.max(...out.logits);
+    const lse = max + Math.log(out.logits.reduce((a, x) => a + Math.exp(x - max), 0));
+    table.set(prefix.join(","), Array.from(out.logits, (x) => x - lse));
+    if (prefix.length + 1 < TOY_MAX_TOKENS) for (let s = 0; s < TOY_EOS; s++) await walk([...prefix, s]);
+  };
+  await walk([]);
+  return (prefix) => table.get(prefix.join(","))!;
+}
+
+/**
+ * The toy-model checks on a real decoder with the toy vocabulary whose exact log-probabilities are
+ * known: registers mocha tests. Where the decoder draws in its graph, the untwisted proposals (step
+ * level, and plain sampling) take their tokens from it, and the token twists from JavaScript.
+ */
+export function toyStatisticsOnDecoder(load: () => Promise<{ lm: CausalLM; logProbs: ToyLogProbs }>): void {
+  let lm: CausalLM;
+  let exact: ReturnType<typeof exactTwist>;
+  before(async function () {
+    this.timeout(120000);
+    const loaded = await load();
+    lm = loaded.lm;
+    exact = exactTwist(logPhi, loaded.logProbs);
+    // Not a degenerate target: no sequence holds most of the mass.
+    assert.ok(Math.max(...exact.sequences.map((s) => Math.exp(s.logP))) < 0.5);
+  });
+
+  it("token level with a random twist: mean Ẑ is within 3 standard errors of the exact Z", async () => {
+    const { mean, se } = await meanZ(lm, TOY_PROMPT, { twist: tokenTwistFrom(randomLogPsi, randomLogPsi), logFinalPotential: logPhi, essThreshold: 0.8 }, 200);
+    assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
+  });
+
+  it("step level with a random value twist, resampling at every line: mean Ẑ is within 3 standard errors of the exact Z", async () => {
+    const { mean, se } = await meanZ(lm, TOY_PROMPT, { level: "step", twist: stepTwistFrom(randomLogPsi), logFinalPotential: logPhi, resample: "always" }, 200);
+    assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
+  });
+
+  it("with the exact optimal token twist every run returns Z (up to float32 logits)", async () => {
+    const optimal = tokenTwistFrom(exact.logPsi, (p) => logPhi(toyDecode(p)));
+    const { zs } = await meanZ(lm, TOY_PROMPT, { twist: optimal, logFinalPotential: logPhi, resample: "always" }, 20);
+    for (const z of zs) assert.ok(Math.abs(z - exact.z) < 1e-3 * exact.z, `${z} vs ${exact.z}`);
+  });
+
+  it("with ψ ≡ 1 and φ ≡ 1 the particles are draws from the model (chi-square)", async () => {
+    const c = await chiSquareOfSamples(lm, TOY_PROMPT, exact.sequences, 20, 500);
+    assert.equal(c.resampled, 0);
+    assert.deepEqual(c.impossible, [], "sequences the model cannot produce");
+    assert.ok(c.chi2 < c.bound, `chi2 ${c.chi2.toFixed(1)} with ${c.df} degrees of freedom`);
+  });
+
+  it("draws the untwisted proposals in the graph where the decoder can", async function () {
+    const run = await runTwistedSmc(lm, TOY_PROMPT, toyOptions({ level: "step", twist: stepTwistFrom(randomLogPsi), particles: 64, resample: "always", seed: 3 }));
+    if (!lm.samplesInGraph) {
+      assert.equal(run.drawnInGraph, 0);
+      return;
+    }
+    // Not the 63 extra copies of the prompt's row, nor siblings after a resampling.
+    assert.ok(run.drawnInGraph > 0.5 * run.generatedTokens, `${run.drawnInGraph} of ${run.generatedTokens}`);
+  });
 }

@@ -9,20 +9,20 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { CausalLM, DecoderState, StepOutput } from "../../src/engine/lm/causalLm";
 import { loadModel, LoadedModel, withCpuFallback } from "../../src/engine/lm/loadModel";
 import { KvCache, liveKvCaches } from "../../src/engine/lm/onnxDecoder";
 import { runTwistedSmc } from "../../src/engine/smc/twistedSmc";
 import { solve } from "../../src/engine/solve";
 import { loadTwistOption } from "../../src/engine/twist/resolve";
-import { assertSameGreedy, MODEL_DIR } from "../unit/helpers";
-import { exactTwist, TOY_EOS, TOY_MAX_TOKENS, TOY_PROMPT, TOY_VOCAB, toyDecode } from "../unit/toyModel";
-import { chiSquareOfSamples, logPhi, meanZ, randomLogPsi, stepTwistFrom, tokenTwistFrom } from "../unit/toyStatistics";
+import { assertGraphDrawsMatchLogits, assertSameGreedy, MODEL_DIR } from "../unit/helpers";
+import { TOY_PROMPT } from "../unit/toyModel";
+import { enumerateDecoder, toyOptions, toyStatisticsOnDecoder } from "../unit/toyStatistics";
 
 const REQUIRED = process.env.TWISTED_SMC_REQUIRE_WEBGPU === "1";
 const ROOT = join(__dirname, "../..");
 const FP16 = join(ROOT, "test/fixtures/tiny-math-llama-fp16");
 const GPT2 = join(ROOT, "test/fixtures/gpt2-tiny");
+const FOUR_TOKENS = join(ROOT, "test/fixtures/gpt2-four-tokens");
 /** Decoder folders, with how far GPU and CPU logits may differ: fp32 kernels sum in other orders, fp16 rounds. */
 const FOLDERS: [string, string, number][] = [
   ["the shipped Llama", MODEL_DIR, 2e-3],
@@ -43,52 +43,6 @@ function model(dir: string, device: "webgpu" | "cpu"): Promise<LoadedModel> {
   const key = `${device}|${dir}`;
   if (!loaded.has(key)) loaded.set(key, loadModel(dir, { device, threads: 1 }));
   return loaded.get(key)!;
-}
-
-/**
- * A real decoder seen through four of its tokens, so the toy model's exact enumeration applies to
- * it: toy token t is model token ids[t], and the next-token distribution is the model's restricted
- * to those four. Everything under it (batching, KV cache, the on-device gather) is the real path.
- */
-class FourTokenView implements CausalLM {
-  readonly vocabSize = TOY_VOCAB;
-  readonly hiddenSize: number;
-  readonly device: string;
-  constructor(
-    private readonly lm: CausalLM,
-    private readonly ids: readonly number[],
-  ) {
-    this.hiddenSize = lm.hiddenSize;
-    this.device = lm.device;
-  }
-  async prefill(tokens: readonly number[]): Promise<StepOutput> {
-    return this.restrict(await this.lm.prefill(tokens.map((t) => this.ids[t])));
-  }
-  async step(state: DecoderState, tokens: readonly (number | null)[]): Promise<StepOutput> {
-    return this.restrict(await this.lm.step(state, tokens.map((t) => (t === null ? null : this.ids[t]))));
-  }
-  async dispose(): Promise<void> {}
-  private restrict(out: StepOutput): StepOutput {
-    const rows = out.logits.length / this.lm.vocabSize;
-    const logits = new Float32Array(rows * TOY_VOCAB);
-    for (let r = 0; r < rows; r++) this.ids.forEach((id, t) => (logits[r * TOY_VOCAB + t] = out.logits[r * this.lm.vocabSize + id]));
-    return { logits, state: out.state };
-  }
-}
-
-/** The view's next-token log-probabilities for every prefix the toy enumeration visits, on the CPU. */
-async function enumerateOnCpu(view: FourTokenView): Promise<(prefix: readonly number[]) => number[]> {
-  const table = new Map<string, number[]>();
-  const walk = async (prefix: number[]) => {
-    const out = await view.prefill([...TOY_PROMPT, ...prefix]);
-    out.state.dispose();
-    const max = Math.max(...out.logits);
-    const lse = max + Math.log(out.logits.reduce((a, x) => a + Math.exp(x - max), 0));
-    table.set(prefix.join(","), Array.from(out.logits, (x) => x - lse));
-    if (prefix.length + 1 < TOY_MAX_TOKENS) for (let s = 0; s < TOY_EOS; s++) await walk([...prefix, s]);
-  };
-  await walk([]);
-  return (prefix) => table.get(prefix.join(","))!;
 }
 
 describe("the engine on WebGPU", function () {
@@ -143,6 +97,13 @@ describe("the engine on WebGPU", function () {
     });
   }
 
+  for (const [name, dir] of [["a GPT-2", GPT2], ["the shipped Llama in fp16", FP16]]) {
+    it(`draws tokens inside the graph on the GPU (${name}): the inverse CDF at each uniform, with log p and log q`, async () => {
+      const { lm } = await model(dir, "webgpu");
+      for (const temperature of [1, 0.7]) await assertGraphDrawsMatchLogits(lm, temperature);
+    });
+  }
+
   it("runs an fp16 model with its KV cache in half precision on the GPU, writing the fp32 model's greedy solutions", async () => {
     const half = await model(FP16, "webgpu");
     const full = await model(MODEL_DIR, "cpu");
@@ -152,49 +113,20 @@ describe("the engine on WebGPU", function () {
     await assertSameGreedy(half, full, 8);
   });
 
-  describe("the toy-model statistics, on a real decoder's four tokens on the GPU", () => {
-    const ids = [7, 8, 9, 2];
-    let view: FourTokenView;
-    let exact: ReturnType<typeof exactTwist>;
+  describe("the toy-model statistics on a real four-token decoder on the GPU (drawing in its graph)", () => {
+    toyStatisticsOnDecoder(async () => ({
+      lm: (await model(FOUR_TOKENS, "webgpu")).lm,
+      // The exact distribution from the CPU, read by the JavaScript softmax.
+      logProbs: await enumerateDecoder((await model(FOUR_TOKENS, "cpu")).lm),
+    }));
+  });
 
-    before(async () => {
-      view = new FourTokenView((await model(GPT2, "webgpu")).lm, ids);
-      exact = exactTwist(logPhi, await enumerateOnCpu(new FourTokenView((await model(GPT2, "cpu")).lm, ids)));
-      // Not a degenerate target: no sequence holds most of the mass.
-      assert.ok(Math.max(...exact.sequences.map((s) => Math.exp(s.logP))) < 0.5);
-    });
-
-    it("token level with a random twist: mean Ẑ is within 3 standard errors of the exact Z", async () => {
-      const { mean, se } = await meanZ(view, TOY_PROMPT, { twist: tokenTwistFrom(randomLogPsi, randomLogPsi), logFinalPotential: logPhi, essThreshold: 0.8 }, 200);
-      assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
-    });
-
-    it("step level with a random value twist: mean Ẑ is within 3 standard errors of the exact Z", async () => {
-      const { mean, se } = await meanZ(view, TOY_PROMPT, { level: "step", twist: stepTwistFrom(randomLogPsi), logFinalPotential: logPhi, resample: "always" }, 200);
-      assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
-    });
-
-    it("with the exact optimal twist every run returns Z (up to the providers' fp differences)", async () => {
-      const optimal = tokenTwistFrom(exact.logPsi, (p) => logPhi(toyDecode(p)));
-      const { zs } = await meanZ(view, TOY_PROMPT, { twist: optimal, logFinalPotential: logPhi, resample: "always" }, 20);
-      for (const z of zs) assert.ok(Math.abs(z - exact.z) < 1e-3 * exact.z, `${z} vs ${exact.z}`);
-    });
-
-    it("with ψ ≡ 1 and φ ≡ 1 the particles are draws from the model (chi-square)", async () => {
-      const c = await chiSquareOfSamples(view, TOY_PROMPT, exact.sequences, 20, 500);
-      assert.equal(c.resampled, 0);
-      assert.deepEqual(c.impossible, [], "sequences the model cannot produce");
-      assert.ok(c.chi2 < c.bound, `chi2 ${c.chi2.toFixed(1)} with ${c.df} degrees of freedom`);
-    });
-
-    it("frees every KV cache it made", async () => {
-      const before = liveKvCaches();
-      await runTwistedSmc(view, TOY_PROMPT, {
-        particles: 16, level: "token", resampling: "systematic", essThreshold: 1, resample: "always", maxTokens: TOY_MAX_TOKENS,
-        temperature: 1, seed: 5, isEos: (t) => t === TOY_EOS, isLineEnd: () => false, decode: toyDecode,
-      });
-      assert.equal(liveKvCaches(), before);
-    });
+  it("frees every KV cache it made in a twisted SMC run", async () => {
+    const { lm } = await model(FOUR_TOKENS, "webgpu");
+    const before = liveKvCaches();
+    const run = await runTwistedSmc(lm, TOY_PROMPT, toyOptions({ particles: 16, essThreshold: 1, resample: "always", seed: 5 }));
+    assert.ok(run.resampledAt.length > 0);
+    assert.equal(liveKvCaches(), before);
   });
 
   it("solves a problem with the shipped model and line verifier as the CPU does", async () => {
@@ -206,6 +138,7 @@ describe("the engine on WebGPU", function () {
     }
     const [gpu, cpu] = results;
     assert.match(gpu.device, /^webgpu/);
+    // Different draws (the GPU draws in its graph, the CPU here), the same answer on this easy problem.
     assert.equal(gpu.answer, cpu.answer);
     assert.equal(gpu.answer, "42");
   });

@@ -18,11 +18,31 @@ export interface DecoderState {
   dispose(): void;
 }
 
+/** Asks a model that can sample where it runs for one draw per row from softmax(logits / temperature). */
+export interface GraphSampling {
+  /** One uniform in [0, 1) per row: the draw inverts the row's CDF at it. */
+  uniforms: ArrayLike<number>;
+  temperature: number;
+}
+
+/** The draws of a forward pass, one per row, with what importance weights need. */
+export interface RowSamples {
+  token: Int32Array;
+  /** log p(token) at temperature 1. */
+  logp: Float32Array;
+  /** log q(token) under the tempered distribution the token was drawn from. */
+  logq: Float32Array;
+  /** The row's largest log p (for confidence features: max logit − logit of the token). */
+  logpMax: Float32Array;
+}
+
 export interface StepOutput {
   /** Next-token logits for each row: batch × vocabSize, row-major. */
   logits: Float32Array;
   /** The final normed hidden state for each row (batch × hiddenSize), when the model exposes it. */
   hidden?: Float32Array;
+  /** Present when sampling was asked for and the model can do it. */
+  samples?: RowSamples;
   state: DecoderState;
 }
 
@@ -33,14 +53,16 @@ export interface CausalLM {
   readonly device: string;
   /** Why this device: what else was tried and why it was not used. */
   readonly deviceChoice?: string;
+  /** Whether `sampling` is honoured: the model draws tokens where it runs (see GraphSampling). */
+  readonly samplesInGraph?: boolean;
   /** Consumes a prompt as one row; the output is for the position after it. */
-  prefill(tokens: readonly number[]): Promise<StepOutput>;
+  prefill(tokens: readonly number[], sampling?: GraphSampling): Promise<StepOutput>;
   /**
    * Feeds one token per row of `state`; the input state is consumed (disposed). A `null` holds that
    * row: it takes no token (its output row is meaningless) while the others advance, which lets rows
    * that wait at a step boundary stay in the batch.
    */
-  step(state: DecoderState, tokens: readonly (number | null)[]): Promise<StepOutput>;
+  step(state: DecoderState, tokens: readonly (number | null)[], sampling?: GraphSampling): Promise<StepOutput>;
   /**
    * Teacher forcing: every position's logits (S × vocab) and hidden state (S × hidden) for one
    * sequence, from scratch. Training reads positive samples through it.

@@ -4,7 +4,7 @@
  * compute (it is dropped from the batch).
  */
 import { Rng } from "../util/rng";
-import { CausalLM, DecoderState } from "./causalLm";
+import { CausalLM, DecoderState, GraphSampling } from "./causalLm";
 import { sampleToken } from "./distribution";
 
 export interface GenerateOptions {
@@ -37,14 +37,18 @@ export async function generate(lm: CausalLM, prompt: readonly number[], options:
   if (!Number.isInteger(maxTokens) || maxTokens < 1) throw new RangeError(`maxTokens must be a positive integer, got ${maxTokens}`);
   if (!(temperature >= 0)) throw new RangeError(`temperature must be >= 0, got ${temperature}`);
   const rng = new Rng(options.seed);
+  // Draws where the model runs when it can (greedy needs no draw); rows beyond the ones drawn for fall back to JavaScript.
+  const inGraph = lm.samplesInGraph === true && temperature > 0;
+  const sampling = (batch: number): GraphSampling | undefined => (inGraph ? { uniforms: Float64Array.from({ length: batch }, () => rng.uniform()), temperature } : undefined);
   const t0 = performance.now();
-  const first = await lm.prefill(prompt);
+  const first = await lm.prefill(prompt, sampling(1));
   const prefillMs = performance.now() - t0;
 
   const sequences: GeneratedSequence[] = Array.from({ length: numSamples }, () => ({ tokens: [], finishReason: "length" }));
   // Every row starts from the prompt's single logits row; `active[i]` is the sequence that batch row i extends.
   let active = sequences.map((_, i) => i);
   let logits = first.logits;
+  let drawn = first.samples;
   let logitRow = active.map(() => 0);
   let state: DecoderState = first.state;
   let steps = 0;
@@ -52,7 +56,8 @@ export async function generate(lm: CausalLM, prompt: readonly number[], options:
   const t1 = performance.now();
   try {
     for (let t = 0; t < maxTokens && active.length; t++) {
-      const next = active.map((_, i) => sampleToken(logits, logitRow[i], lm.vocabSize, temperature, rng));
+      // After the prefill every row reads logits row 0, whose one in-graph draw serves only the first.
+      const next = active.map((_, i) => (drawn && logitRow[i] === i ? drawn.token[i] : sampleToken(logits, logitRow[i], lm.vocabSize, temperature, rng)));
       generated += next.length;
       const keep: number[] = [];
       next.forEach((tok, i) => {
@@ -71,10 +76,11 @@ export async function generate(lm: CausalLM, prompt: readonly number[], options:
         state.dispose();
         state = selected;
       }
-      const out = await lm.step(state, keep.map((i) => next[i]));
+      const out = await lm.step(state, keep.map((i) => next[i]), sampling(keep.length));
       steps++;
       state = out.state;
       logits = out.logits;
+      drawn = out.samples;
       active = keep.map((i) => active[i]);
       logitRow = active.map((_, i) => i);
     }

@@ -7,11 +7,12 @@
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
-import { CausalLM, DecoderState, StepOutput } from "./causalLm";
+import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from "./causalLm";
 import { candidates, DeviceAttempt, DeviceRequest, describeDeviceChoice, precheck } from "./device";
 import { InputError } from "../util/errors";
 import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 import { ANCESTOR_INPUT, HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "./onnx/prepareGraph";
+import { SAMPLE_INVERSE_TEMPERATURE, SAMPLE_OUTPUTS, SAMPLE_UNIFORM } from "./onnx/samplingHead";
 
 type FloatType = "float32" | "float16";
 type FloatData = Float32Array | Uint16Array;
@@ -23,6 +24,11 @@ export interface OnnxDecoderOptions {
   device?: DeviceRequest;
   /** Load the SMC-ready copy of the graph (default true); false loads the export as it is. */
   prepare?: boolean;
+  /**
+   * Draw tokens inside the graph (a sampling head in the prepared copy). Default: on a GPU yes, where
+   * it spares reading back and scanning K × vocab logits each step; on the CPU no (see prepareGraph).
+   */
+  sampleInGraph?: boolean;
   /** Devices already given up on before this load (a GPU that failed mid-run), reported with the choice. */
   priorAttempts?: readonly DeviceAttempt[];
 }
@@ -42,13 +48,13 @@ export class DeviceRunError extends InputError {
  * The SMC-ready graph (see prepareGraph): a cached file next to the export, or, where that folder is
  * read-only, the edited bytes in memory. An export whose LM head cannot be found is used as it is.
  */
-function smcReadySource(folder: ModelFolder): string | Uint8Array {
+function smcReadySource(folder: ModelFolder, sampler: boolean): string | Uint8Array {
   try {
-    return prepareForSmc(folder.onnxPath, folder.config.hiddenSize).path;
+    return prepareForSmc(folder.onnxPath, folder.config.hiddenSize, folder.config.vocabSize, sampler).path;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "EACCES" || code === "EROFS" || code === "EPERM") {
-      return prepareModelBytes(readFileSync(folder.onnxPath), folder.config.hiddenSize)?.bytes ?? folder.onnxPath;
+      return prepareModelBytes(readFileSync(folder.onnxPath), folder.config.hiddenSize, folder.config.vocabSize, sampler)?.bytes ?? folder.onnxPath;
     }
     if (/cannot find the LM head/.test((e as Error).message)) return folder.onnxPath;
     throw new ModelFolderError(`${folder.onnxPath} is not a valid ONNX model (${(e as Error).message}): the file may be truncated or corrupt`);
@@ -208,6 +214,7 @@ export class OnnxDecoder implements CausalLM {
     private readonly hasPositionIds: boolean,
     private readonly hasHidden: boolean,
     private readonly hasAncestor: boolean,
+    readonly samplesInGraph: boolean,
     private readonly padId: number,
     readonly device: string,
     /** Every device tried, with the reason each unused one was skipped. */
@@ -220,7 +227,6 @@ export class OnnxDecoder implements CausalLM {
 
   static async load(folder: ModelFolder, options: OnnxDecoderOptions = {}): Promise<OnnxDecoder> {
     const threads = options.threads ?? Math.max(1, availableParallelism());
-    const source = options.prepare === false ? folder.onnxPath : smcReadySource(folder);
     const attempts: DeviceAttempt[] = [...(options.priorAttempts ?? [])];
     const request = options.device ?? "cpu";
     for (const device of candidates(request)) {
@@ -229,6 +235,7 @@ export class OnnxDecoder implements CausalLM {
         attempts.push({ device, skipped: reason });
         continue;
       }
+      const source = options.prepare === false ? folder.onnxPath : smcReadySource(folder, options.sampleInGraph ?? device !== "cpu");
       let session: ort.InferenceSession;
       try {
         const sessionOptions: ort.InferenceSession.SessionOptions = {
@@ -261,14 +268,14 @@ export class OnnxDecoder implements CausalLM {
         throw new ModelFolderError(`${folder.onnxPath} could not be loaded by onnxruntime: ${message}`);
       }
       attempts.push({ device });
-      const { kvType, hasPositionIds, hasHidden, hasAncestor } = checkInterface(session, folder);
+      const { kvType, hasPositionIds, hasHidden, hasAncestor, hasSampler } = checkInterface(session, folder);
       if (device !== "cpu" && !hasAncestor) {
         await session.release();
         attempts.push({ device, skipped: "the graph has no ancestor_index input, so its KV cache cannot be reordered on the device" });
         continue;
       }
       const where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
-      const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasAncestor, folder.config.padTokenId ?? 0, where, attempts);
+      const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasAncestor, hasSampler, folder.config.padTokenId ?? 0, where, attempts);
       if (device === "cpu") return decoder;
       // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
       // here, where falling back costs nothing, rather than in the middle of a solve.
@@ -284,15 +291,15 @@ export class OnnxDecoder implements CausalLM {
     throw new DeviceUnavailableError(`no device could run the model: ${describeDeviceChoice(attempts)}${request === "auto" ? "" : "; try --device auto or cpu"}`);
   }
 
-  async prefill(tokens: readonly number[]): Promise<StepOutput> {
+  async prefill(tokens: readonly number[], sampling?: GraphSampling): Promise<StepOutput> {
     if (!tokens.length) throw new Error("prefill needs at least one token");
-    return this.run(this.emptyCache(1), [Array.from(tokens)]);
+    return this.run(this.emptyCache(1), [Array.from(tokens)], false, sampling);
   }
 
-  async step(state: DecoderState, tokens: readonly (number | null)[]): Promise<StepOutput> {
+  async step(state: DecoderState, tokens: readonly (number | null)[], sampling?: GraphSampling): Promise<StepOutput> {
     if (!(state instanceof KvCache)) throw new TypeError("OnnxDecoder.step needs a state made by this decoder");
     if (tokens.length !== state.batch) throw new RangeError(`step got ${tokens.length} tokens for a batch of ${state.batch}`);
-    return this.run(state, tokens.map((t) => [t]));
+    return this.run(state, tokens.map((t) => [t]), false, sampling);
   }
 
   async encodeAll(tokens: readonly number[]): Promise<{ logits: Float32Array; hidden?: Float32Array }> {
@@ -323,7 +330,7 @@ export class OnnxDecoder implements CausalLM {
   }
 
   /** One forward pass over `rows` (equal lengths; a null token holds its row with a masked position). */
-  private async run(cache: KvCache, rows: (number | null)[][], allPositions = false): Promise<StepOutput> {
+  private async run(cache: KvCache, rows: (number | null)[][], allPositions = false, sampling?: GraphSampling): Promise<StepOutput> {
     const batch = rows.length;
     const seq = rows[0].length;
     const total = cache.length + seq;
@@ -349,6 +356,14 @@ export class OnnxDecoder implements CausalLM {
     };
     if (this.hasPositionIds) feeds.position_ids = new ort.Tensor("int64", pos, [batch, seq]);
     if (this.hasAncestor) feeds[ANCESTOR_INPUT] = new ort.Tensor("int64", BigInt64Array.from(cache.ancestorIndex(), BigInt), [batch]);
+    if (this.samplesInGraph) {
+      if (sampling && sampling.uniforms.length !== batch) throw new RangeError(`sampling got ${sampling.uniforms.length} uniforms for a batch of ${batch}`);
+      if (sampling && !(sampling.temperature > 0)) throw new RangeError(`sampling needs a temperature > 0, got ${sampling.temperature}`);
+      // float32 rounds u just below 1 up to 1, which would select past the last token.
+      const u = Float32Array.from(sampling?.uniforms ?? new Float32Array(batch), (x) => Math.min(x, 1 - 2 ** -24));
+      feeds[SAMPLE_UNIFORM] = new ort.Tensor("float32", u, [batch]);
+      feeds[SAMPLE_INVERSE_TEMPERATURE] = new ort.Tensor("float32", Float32Array.of(sampling ? 1 / sampling.temperature : 1), [1]);
+    }
     for (let i = 0; i < this.config.numLayers; i++) {
       feeds[`past_key_values.${i}.key`] = cache.tensors[2 * i];
       feeds[`past_key_values.${i}.value`] = cache.tensors[2 * i + 1];
@@ -366,14 +381,28 @@ export class OnnxDecoder implements CausalLM {
     const presents: ort.Tensor[] = [];
     for (let i = 0; i < this.config.numLayers; i++) presents.push(out[`present.${i}.key`], out[`present.${i}.value`]);
     const logits = allPositions ? toFloat32(out.logits) : lastPosition(out.logits);
+    const drawnLogp = sampling && this.samplesInGraph ? (out[SAMPLE_OUTPUTS.logp].data as Float32Array) : undefined;
     for (let b = 0; b < (allPositions ? 0 : batch); b++) {
       if (rows[b][seq - 1] === null) continue;
-      for (let i = b * this.vocabSize; i < (b + 1) * this.vocabSize; i++) {
-        if (Number.isNaN(logits[i])) throw new Error(`the model produced NaN logits (row ${b} of ${batch}, position ${positions[b] - 1})`);
+      const nan = () => new Error(`the model produced NaN logits (row ${b} of ${batch}, position ${positions[b] - 1})`);
+      // A NaN anywhere in a row makes its draw's log p NaN: one number to check instead of a vocabulary.
+      if (drawnLogp) {
+        if (Number.isNaN(drawnLogp[b])) throw nan();
+        continue;
       }
+      for (let i = b * this.vocabSize; i < (b + 1) * this.vocabSize; i++) if (Number.isNaN(logits[i])) throw nan();
     }
     const hidden = !this.hasHidden ? undefined : allPositions ? toFloat32(out.last_hidden_state) : lastPosition(out.last_hidden_state);
-    return { logits, hidden, state: KvCache.fromTensors(presents, batch, total, mask, positions, this.hasAncestor) };
+    const samples: RowSamples | undefined =
+      sampling && this.samplesInGraph
+        ? {
+            token: Int32Array.from(out[SAMPLE_OUTPUTS.token].data as BigInt64Array, Number),
+            logp: out[SAMPLE_OUTPUTS.logp].data as Float32Array,
+            logq: out[SAMPLE_OUTPUTS.logq].data as Float32Array,
+            logpMax: out[SAMPLE_OUTPUTS.logpMax].data as Float32Array,
+          }
+        : undefined;
+    return { logits, hidden, samples, state: KvCache.fromTensors(presents, batch, total, mask, positions, this.hasAncestor) };
   }
 }
 
@@ -414,5 +443,6 @@ function checkInterface(session: ort.InferenceSession, folder: ModelFolder) {
     hasPositionIds: inputs.has("position_ids"),
     hasHidden: outputs.has(HIDDEN_OUTPUT),
     hasAncestor: inputs.has(ANCESTOR_INPUT),
+    hasSampler: inputs.has(SAMPLE_UNIFORM) && outputs.has(SAMPLE_OUTPUTS.token),
   };
 }

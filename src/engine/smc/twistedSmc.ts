@@ -20,7 +20,7 @@
  * average, so Ẑ = mean of the final weights is an unbiased estimate of Z = Σ_s p(s)φ(s)
  * (Zhao et al., Sec. 3: log Ẑ is a stochastic lower bound of log Z).
  */
-import { CausalLM, DecoderState, StepOutput } from "../lm/causalLm";
+import { CausalLM, DecoderState, GraphSampling, StepOutput } from "../lm/causalLm";
 import { Rng } from "../util/rng";
 import { SmcStepRecord } from "./record";
 import { resample, ResamplingScheme } from "./resampling";
@@ -102,6 +102,8 @@ export interface SmcRunResult {
   steps: number;
   forwardPasses: number;
   generatedTokens: number;
+  /** How many of those tokens the model drew where it runs (its sampling head); the rest were drawn here. */
+  drawnInGraph: number;
   /** Set when every weight became zero: the population could not continue. */
   collapsed?: string;
 }
@@ -159,7 +161,25 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   const eosIds: number[] = [];
   for (let s = 0; s < V; s++) if (o.isEos(s)) eosIds.push(s);
 
-  const first = await lm.prefill(prompt);
+  // Tokens are drawn where the model runs when the proposal is the model's own tempered distribution
+  // (no token twist, no φ put on EOS) and nobody needs the full rows (training's onProposal). Each
+  // row's one draw serves the first particle that proposes from it; others (siblings after
+  // resampling, the clamped particle) draw from the logits here.
+  const graphSampling = lm.samplesInGraph === true && !tokenTwist && (o.level === "step" || !known) && !o.onProposal;
+  const sampling = (batch: number): GraphSampling | undefined =>
+    graphSampling ? { uniforms: Float64Array.from({ length: batch }, () => rng.uniform()), temperature: o.temperature } : undefined;
+  const claimed = new WeakMap<StepOutput, Set<number>>();
+  /** The in-graph draw of `out`'s row, the first time it is asked for. */
+  const claim = (out: StepOutput, row: number): boolean => {
+    if (!out.samples) return false;
+    const rows = claimed.get(out) ?? new Set<number>();
+    claimed.set(out, rows);
+    if (rows.has(row)) return false;
+    rows.add(row);
+    return true;
+  };
+
+  const first = await lm.prefill(prompt, sampling(1));
   let state: DecoderState = first.state;
   const ps: Particle[] = Array.from({ length: K }, () => ({
     tokens: [],
@@ -178,6 +198,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   let steps = 0;
   let forwardPasses = 0;
   let generated = 0;
+  let drawnInGraph = 0;
   let collapsed: string | undefined;
 
   const twistInput = (rows: Particle[]): TwistInput => {
@@ -199,53 +220,75 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       const fed = new Map<Particle, number>();
       const psiNext = tokenTwist && movers.length ? await tokenTwist.logPsiNext(twistInput(movers)) : undefined;
       const moverValues = stepTwist && !known && movers.length ? stepTwist.logValue(twistInput(movers)) : undefined;
+      // Without a token twist, at T = 1, and with no known φ to put on EOS, the proposal is p itself:
+      // one pass of exponentials serves the normaliser and the draw (most of the time at a large vocabulary).
+      const plainProposal = !psiNext && invT === 1 && (o.level === "step" || !known);
       movers.forEach((p, m) => {
         const { out, row } = p.pending!;
-        const logits = out.logits.subarray(row * V, (row + 1) * V);
-        let max = -Infinity;
-        for (let s = 0; s < V; s++) if (logits[s] > max) max = logits[s];
-        let sum = 0;
-        for (let s = 0; s < V; s++) sum += Math.exp(logits[s] - max);
-        const logNorm = max + Math.log(sum);
-        // Proposal logits log q̃(s) = log p(s)/T + log ψ(s), with φ for the EOS option where it is known.
-        let propMax = -Infinity;
-        for (let s = 0; s < V; s++) {
-          const v = (logits[s] - logNorm) * invT + (psiNext ? psiNext[m * V + s] : 0);
-          prop[s] = v;
-          if (v > propMax) propMax = v;
-        }
-        const eosPhi = new Map<number, number>();
-        if (o.level === "token") {
-          for (const s of eosIds) {
-            if (logits[s] - logNorm < -30) continue; // p(EOS) negligible: corrected below if drawn
-            const phi = finalLogPhi(p, psiNext ? psiNext[m * V + s] : 0);
-            eosPhi.set(s, phi);
-            prop[s] = (logits[s] - logNorm) * invT + phi;
-            if (prop[s] > propMax) propMax = prop[s];
-          }
-        }
-        let qSum = 0;
-        if (propMax > -Infinity) for (let s = 0; s < V; s++) qSum += weightsBuf[s] = Math.exp(prop[s] - propMax);
-        if (Number.isNaN(logNorm) || Number.isNaN(qSum)) {
-          const culprit = Number.isNaN(logNorm) ? "the model's logits" : "the twist";
-          throw new Error(`NaN in ${culprit} at SMC step ${steps} (particle ${ps.indexOf(p)}, token ${p.tokens.length + 1}); the run was stopped`);
-        }
-        const logQNorm = propMax + Math.log(qSum);
-        if (logProbs) {
-          for (let s = 0; s < V; s++) logProbs[m * V + s] = logits[s] - logNorm;
-          eosIds.forEach((e, j) => (eosLogPsi![m * eosIds.length + j] = eosPhi.get(e) ?? (psiNext ? psiNext[m * V + e] : 0)));
-        }
-        if (!(qSum > 0)) {
-          // Every continuation has zero twisted mass: this particle's weight is zero.
-          p.logW = -Infinity;
-          p.finish = "eos";
-          return;
-        }
         const clamped = o.clamp && p === ps[0];
-        const s = clamped ? (p.tokens.length < o.clamp!.length ? o.clamp![p.tokens.length] : eosIds[0]) : drawCategorical(weightsBuf, qSum, rng);
-        const logP = logits[s] - logNorm;
-        const logQ = prop[s] - logQNorm;
-        p.confidence.add(max - logits[s]);
+        let s: number;
+        let logP: number;
+        let logQ: number;
+        const eosPhi = new Map<number, number>();
+        if (graphSampling && !clamped && claim(out, row)) {
+          const drawn = out.samples!;
+          [s, logP, logQ] = [drawn.token[row], drawn.logp[row], drawn.logq[row]];
+          if (Number.isNaN(logP) || Number.isNaN(logQ)) {
+            throw new Error(`NaN in the model's logits at SMC step ${steps} (particle ${ps.indexOf(p)}, token ${p.tokens.length + 1}); the run was stopped`);
+          }
+          p.confidence.add(drawn.logpMax[row] - logP);
+          drawnInGraph++;
+        } else {
+          const logits = out.logits.subarray(row * V, (row + 1) * V);
+          let max = -Infinity;
+          for (let s = 0; s < V; s++) if (logits[s] > max) max = logits[s];
+          let sum = 0;
+          for (let s = 0; s < V; s++) sum += weightsBuf[s] = Math.exp(logits[s] - max);
+          const logNorm = max + Math.log(sum);
+          let propMax = -Infinity;
+          let qSum = 0;
+          if (plainProposal) {
+            // q = p: the weights above are the proposal's (prop is read only for the drawn token).
+            propMax = max - logNorm;
+            qSum = sum;
+          } else {
+            // Proposal logits log q̃(s) = log p(s)/T + log ψ(s), with φ for the EOS option where it is known.
+            for (let s = 0; s < V; s++) {
+              const v = (logits[s] - logNorm) * invT + (psiNext ? psiNext[m * V + s] : 0);
+              prop[s] = v;
+              if (v > propMax) propMax = v;
+            }
+            if (o.level === "token") {
+              for (const s of eosIds) {
+                if (logits[s] - logNorm < -30) continue; // p(EOS) negligible: corrected below if drawn
+                const phi = finalLogPhi(p, psiNext ? psiNext[m * V + s] : 0);
+                eosPhi.set(s, phi);
+                prop[s] = (logits[s] - logNorm) * invT + phi;
+                if (prop[s] > propMax) propMax = prop[s];
+              }
+            }
+            if (propMax > -Infinity) for (let s = 0; s < V; s++) qSum += weightsBuf[s] = Math.exp(prop[s] - propMax);
+          }
+          if (Number.isNaN(logNorm) || Number.isNaN(qSum)) {
+            const culprit = Number.isNaN(logNorm) ? "the model's logits" : "the twist";
+            throw new Error(`NaN in ${culprit} at SMC step ${steps} (particle ${ps.indexOf(p)}, token ${p.tokens.length + 1}); the run was stopped`);
+          }
+          const logQNorm = propMax + Math.log(qSum);
+          if (logProbs) {
+            for (let s = 0; s < V; s++) logProbs[m * V + s] = logits[s] - logNorm;
+            eosIds.forEach((e, j) => (eosLogPsi![m * eosIds.length + j] = eosPhi.get(e) ?? (psiNext ? psiNext[m * V + e] : 0)));
+          }
+          if (!(qSum > 0)) {
+            // Every continuation has zero twisted mass: this particle's weight is zero.
+            p.logW = -Infinity;
+            p.finish = "eos";
+            return;
+          }
+          s = clamped ? (p.tokens.length < o.clamp!.length ? o.clamp![p.tokens.length] : eosIds[0]) : drawCategorical(weightsBuf, qSum, rng);
+          logP = logits[s] - logNorm;
+          logQ = (plainProposal ? logP : prop[s]) - logQNorm;
+          p.confidence.add(max - logits[s]);
+        }
         generated++;
         if (o.level === "token") {
           const logPsiS = eosPhi.get(s) ?? (psiNext ? psiNext[m * V + s] : 0);
@@ -284,7 +327,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
           state = selected;
         }
         alive.forEach((p, i) => (p.stateRow = i));
-        const out = await lm.step(state, alive.map((p) => fed.get(p) ?? null));
+        const out = await lm.step(state, alive.map((p) => fed.get(p) ?? null), sampling(alive.length));
         forwardPasses++;
         state = out.state;
         const lineEnds: Particle[] = [];
@@ -348,6 +391,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
     steps,
     forwardPasses,
     generatedTokens: generated,
+    drawnInGraph,
     collapsed,
   };
 }

@@ -3,29 +3,20 @@
  * - exposes the LM head's input as the output `last_hidden_state` when the export lacks it (twists read it);
  * - adds an int64 input `ancestor_index` [batch] that gathers every past_key_values tensor along the
  *   batch axis inside the graph, so broadcasting a prefilled prompt, resampling by ancestor and dropping
- *   finished rows all happen where the model runs, with no copy of the cache through JavaScript.
+ *   finished rows all happen where the model runs, with no copy of the cache through JavaScript;
+ * - adds a sampling head (samplingHead.ts): one token per row drawn where the model runs.
  * The edit works on the protobuf wire format: weights are copied as raw bytes, never decoded.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { writeFileAtomic } from "../../util/atomicWrite";
+import { ATTR, DTYPE, GRAPH, MODEL, node, NODE, OPSET, TENSOR_TYPE, tensorValueInfo, TYPE, VALUE_INFO } from "./graphBuild";
 import { bytesField, concat, Field, fields, message, text } from "./protoWire";
+import { SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead";
 
 export const ANCESTOR_INPUT = "ancestor_index";
 export const HIDDEN_OUTPUT = "last_hidden_state";
-const PREPARE_VERSION = 1;
-
-// ONNX field numbers (onnx.proto3).
-const MODEL = { graph: 7 };
-const GRAPH = { node: 1, input: 11, output: 12 };
-const NODE = { input: 1, output: 2, name: 3, opType: 4, attribute: 5 };
-const ATTR = { name: 1, type: 20, i: 3, g: 6, graphs: 11 };
-const VALUE_INFO = { name: 1, type: 2 };
-const TYPE = { tensor: 1 };
-const TENSOR_TYPE = { elemType: 1, shape: 2 };
-const DIM = { value: 1, param: 2 };
-const INT64 = 7;
-const ATTR_INT = 2;
+const PREPARE_VERSION = 3;
 
 interface NodeInfo {
   opType: string;
@@ -64,6 +55,21 @@ function readGraph(graph: Uint8Array): GraphInfo {
   return info;
 }
 
+/** The default-domain opset the model imports (0 when it names none). */
+function opsetVersion(model: Uint8Array): number {
+  for (const f of fields(model)) {
+    if (f.field !== MODEL.opsetImport) continue;
+    let domain = "";
+    let version = 0;
+    for (const o of fields(f.value)) {
+      if (o.field === OPSET.domain) domain = text(o);
+      else if (o.field === OPSET.version) version = Number(o.varint);
+    }
+    if (domain === "" || domain === "ai.onnx") return version;
+  }
+  return 0;
+}
+
 /** The element type (onnx TensorProto.DataType) of a tensor ValueInfoProto. */
 function elemType(valueInfo: Uint8Array): number {
   for (const f of fields(valueInfo)) {
@@ -74,17 +80,6 @@ function elemType(valueInfo: Uint8Array): number {
     }
   }
   throw new Error("logits output has no tensor element type");
-}
-
-function tensorValueInfo(name: string, elem: number, dims: (string | number)[]): Uint8Array {
-  const shape = concat(dims.map((d) => bytesField(1, message([[typeof d === "number" ? DIM.value : DIM.param, d]]))));
-  const tensorType = message([[TENSOR_TYPE.elemType, elem], [TENSOR_TYPE.shape, shape]]);
-  return message([[VALUE_INFO.name, name], [VALUE_INFO.type, message([[TYPE.tensor, tensorType]])]]);
-}
-
-function node(opType: string, inputs: string[], outputs: string[], name: string, intAttrs: Record<string, number> = {}): Uint8Array {
-  const attrs = Object.entries(intAttrs).map(([k, v]) => [NODE.attribute, message([[ATTR.name, k], [ATTR.type, ATTR_INT], [ATTR.i, v]])] as [number, Uint8Array]);
-  return message([...inputs.map((i) => [NODE.input, i] as [number, string]), ...outputs.map((o) => [NODE.output, o] as [number, string]), [NODE.name, name], [NODE.opType, opType], ...attrs]);
 }
 
 /** The input of the LM head: walk back from `logits` through elementwise ops to the MatMul/Gemm. */
@@ -147,19 +142,27 @@ export interface PreparedModel {
   path: string;
   addedHidden: boolean;
   addedAncestor: boolean;
+  addedSampler: boolean;
   /** Whether the prepared copy was already there. */
   cached: boolean;
 }
 
-/** Applies the edits to an in-memory model; returns undefined when it already has both. */
-export function prepareModelBytes(model: Uint8Array, hiddenSize: number): { bytes: Uint8Array; addedHidden: boolean; addedAncestor: boolean } | undefined {
+type Edits = { addedHidden: boolean; addedAncestor: boolean; addedSampler: boolean };
+
+/**
+ * Applies the edits to an in-memory model; returns undefined when it needs none. The sampling head is
+ * added only when asked for: it pays on a GPU, where it saves scanning K × vocab rows in JavaScript,
+ * but on the CPU its unfused passes cost about what that scan does, and they run on every forward pass.
+ */
+export function prepareModelBytes(model: Uint8Array, hiddenSize: number, vocabSize: number, sampler = false): ({ bytes: Uint8Array } & Edits) | undefined {
   const graphField = [...fields(model)].find((f) => f.field === MODEL.graph);
   if (!graphField) throw new Error("not an ONNX model: no graph");
   const graph = readGraph(graphField.value);
   const past = graph.inputs.filter((n) => n.startsWith("past_key_values."));
   const addedHidden = !graph.outputs.has(HIDDEN_OUTPUT);
   const addedAncestor = past.length > 0 && !graph.inputs.includes(ANCESTOR_INPUT);
-  if (!addedHidden && !addedAncestor) return undefined;
+  const addedSampler = sampler && graph.outputs.has("logits") && !graph.inputs.includes(SAMPLE_UNIFORM) && opsetVersion(model) >= SAMPLING_MIN_OPSET;
+  if (!addedHidden && !addedAncestor && !addedSampler) return undefined;
 
   const rename = new Map(addedAncestor ? past.map((p) => [p, `${p}/smc_gathered`] as [string, string]) : []);
   let body = rename.size ? renameInputs(graphField.value, rename) : graphField.value;
@@ -167,7 +170,7 @@ export function prepareModelBytes(model: Uint8Array, hiddenSize: number): { byte
   const gathers: Uint8Array[] = [];
   if (addedAncestor) {
     for (const [p, g] of rename) gathers.push(bytesField(GRAPH.node, node("Gather", [p, ANCESTOR_INPUT], [g], `smc_gather/${p}`, { axis: 0 })));
-    added.push(bytesField(GRAPH.input, tensorValueInfo(ANCESTOR_INPUT, INT64, ["batch_size"])));
+    added.push(bytesField(GRAPH.input, tensorValueInfo(ANCESTOR_INPUT, DTYPE.int64, ["batch_size"])));
   }
   if (addedHidden) {
     const elem = elemType(graph.outputs.get("logits") ?? new Uint8Array());
@@ -177,6 +180,7 @@ export function prepareModelBytes(model: Uint8Array, hiddenSize: number): { byte
     }
     added.push(bytesField(GRAPH.output, tensorValueInfo(HIDDEN_OUTPUT, elem, ["batch_size", "sequence_length", hiddenSize])));
   }
+  if (addedSampler) added.push(...samplingHead(vocabSize));
   // Gathers go before every other node (they read graph inputs only), keeping the nodes topologically sorted.
   if (gathers.length) {
     const parts = [...fields(body)];
@@ -186,16 +190,17 @@ export function prepareModelBytes(model: Uint8Array, hiddenSize: number): { byte
   }
   body = concat([body, ...added]);
   const out = [...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, body) : f.raw));
-  return { bytes: concat(out), addedHidden, addedAncestor };
+  return { bytes: concat(out), addedHidden, addedAncestor, addedSampler };
 }
 
 /**
  * Prepares `onnxPath` for SMC and returns the file to load. The copy sits next to the original (so
- * external weight files still resolve) as NAME.smc.onnx with a NAME.smc.json stamp of its source.
+ * external weight files still resolve) as NAME.smc.onnx (NAME.sampling.smc.onnx with the sampling
+ * head) with a .smc.json stamp of its source.
  */
-export function prepareForSmc(onnxPath: string, hiddenSize: number): PreparedModel {
+export function prepareForSmc(onnxPath: string, hiddenSize: number, vocabSize: number, sampler = false): PreparedModel {
   const dir = dirname(onnxPath);
-  const base = basename(onnxPath, ".onnx");
+  const base = basename(onnxPath, ".onnx") + (sampler ? ".sampling" : "");
   const target = join(dir, `${base}.smc.onnx`);
   const stampPath = join(dir, `${base}.smc.json`);
   const st = statSync(onnxPath);
@@ -203,14 +208,17 @@ export function prepareForSmc(onnxPath: string, hiddenSize: number): PreparedMod
   if (existsSync(target) && existsSync(stampPath)) {
     try {
       const saved = JSON.parse(readFileSync(stampPath, "utf8"));
-      if (JSON.stringify(saved.source) === JSON.stringify(source)) return { path: target, addedHidden: saved.addedHidden, addedAncestor: saved.addedAncestor, cached: true };
+      if (JSON.stringify(saved.source) === JSON.stringify(source)) {
+        return { path: target, addedHidden: saved.addedHidden, addedAncestor: saved.addedAncestor, addedSampler: saved.addedSampler, cached: true };
+      }
     } catch {
       // A damaged stamp: prepare again.
     }
   }
-  const prepared = prepareModelBytes(readFileSync(onnxPath), hiddenSize);
-  if (!prepared) return { path: onnxPath, addedHidden: false, addedAncestor: false, cached: false };
-  writeFileAtomic(target, prepared.bytes);
-  writeFileAtomic(stampPath, JSON.stringify({ source, addedHidden: prepared.addedHidden, addedAncestor: prepared.addedAncestor }) + "\n");
-  return { path: target, addedHidden: prepared.addedHidden, addedAncestor: prepared.addedAncestor, cached: false };
+  const prepared = prepareModelBytes(readFileSync(onnxPath), hiddenSize, vocabSize, sampler);
+  if (!prepared) return { path: onnxPath, addedHidden: false, addedAncestor: false, addedSampler: false, cached: false };
+  const { bytes, ...edits } = prepared;
+  writeFileAtomic(target, bytes);
+  writeFileAtomic(stampPath, JSON.stringify({ source, ...edits }) + "\n");
+  return { path: target, ...edits, cached: false };
 }

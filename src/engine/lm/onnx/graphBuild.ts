@@ -1,0 +1,45 @@
+/** Encoders for the few ONNX protobuf messages the graph edits add: nodes, constants, value infos. */
+import { bytesField, concat, message } from "./protoWire";
+
+// ONNX field numbers (onnx.proto3).
+export const MODEL = { graph: 7, opsetImport: 8 };
+export const OPSET = { domain: 1, version: 2 };
+export const GRAPH = { node: 1, input: 11, output: 12 };
+export const NODE = { input: 1, output: 2, name: 3, opType: 4, attribute: 5 };
+export const ATTR = { name: 1, type: 20, i: 3, t: 5, g: 6, graphs: 11 };
+export const VALUE_INFO = { name: 1, type: 2 };
+export const TYPE = { tensor: 1 };
+export const TENSOR_TYPE = { elemType: 1, shape: 2 };
+const TENSOR = { dims: 1, dataType: 2, rawData: 9 };
+const DIM = { value: 1, param: 2 };
+const ATTR_INT = 2;
+const ATTR_TENSOR = 4;
+
+/** TensorProto.DataType values used here. */
+export const DTYPE = { float: 1, int64: 7, float16: 10 } as const;
+
+export type Attr = number | { tensor: Uint8Array };
+
+export function node(opType: string, inputs: string[], outputs: string[], name: string, attrs: Record<string, Attr> = {}): Uint8Array {
+  const encoded = Object.entries(attrs).map(([k, v]) =>
+    [NODE.attribute, typeof v === "number" ? message([[ATTR.name, k], [ATTR.type, ATTR_INT], [ATTR.i, v]]) : message([[ATTR.name, k], [ATTR.type, ATTR_TENSOR], [ATTR.t, v.tensor]])] as [number, Uint8Array],
+  );
+  return message([...inputs.map((i) => [NODE.input, i] as [number, string]), ...outputs.map((o) => [NODE.output, o] as [number, string]), [NODE.name, name], [NODE.opType, opType], ...encoded]);
+}
+
+/** A TensorProto holding int64 or float values, little-endian raw data. */
+export function tensor(type: "int64" | "float", dims: number[], values: number[]): Uint8Array {
+  const raw = type === "int64" ? new Uint8Array(BigInt64Array.from(values, BigInt).buffer) : new Uint8Array(Float32Array.from(values).buffer);
+  return message([...dims.map((d) => [TENSOR.dims, d] as [number, number]), [TENSOR.dataType, DTYPE[type]], [TENSOR.rawData, raw]]);
+}
+
+/** A Constant node producing `name`. */
+export function constant(name: string, type: "int64" | "float", dims: number[], values: number[]): Uint8Array {
+  return node("Constant", [], [name], name, { value: { tensor: tensor(type, dims, values) } });
+}
+
+export function tensorValueInfo(name: string, elem: number, dims: (string | number)[]): Uint8Array {
+  const shape = concat(dims.map((d) => bytesField(1, message([[typeof d === "number" ? DIM.value : DIM.param, d]]))));
+  const tensorType = message([[TENSOR_TYPE.elemType, elem], [TENSOR_TYPE.shape, shape]]);
+  return message([[VALUE_INFO.name, name], [VALUE_INFO.type, message([[TYPE.tensor, tensorType]])]]);
+}

@@ -1,0 +1,119 @@
+import assert from "node:assert/strict";
+import { cpSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { generate } from "../../src/engine/lm/generate";
+import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
+import { runTwistedSmc } from "../../src/engine/smc/twistedSmc";
+import { solve } from "../../src/engine/solve";
+import { Rng } from "../../src/engine/util/rng";
+import { assertGraphDrawsMatchLogits, MODEL_DIR } from "./helpers";
+import { enumerateDecoder, toyStatisticsOnDecoder } from "./toyStatistics";
+
+/** Tokens drawn inside the graph (the sampling head prepareGraph adds on request), here on the CPU. */
+describe("drawing tokens in the graph", function () {
+  this.timeout(120000);
+  const fixtures = join(__dirname, "../fixtures");
+  const folders: [string, string][] = [
+    ["the shipped model", MODEL_DIR],
+    ["a GPT-2", join(fixtures, "gpt2-tiny")],
+    ["the shipped model in fp16", join(fixtures, "tiny-math-llama-fp16")],
+  ];
+  const opened = new Map<string, Promise<LoadedModel>>();
+  const open = (dir: string) => {
+    if (!opened.has(dir)) {
+      // A copy, so the prepared graph with the head is written outside the repository.
+      const copy = join(mkdtempSync(join(tmpdir(), "tsmc-head-")), "m");
+      cpSync(dir, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
+      opened.set(dir, loadModel(copy, { threads: 1, sampleInGraph: true }));
+    }
+    return opened.get(dir)!;
+  };
+  after(async () => {
+    for (const m of opened.values()) await (await m).lm.dispose();
+  });
+
+  it("is off on the CPU unless asked for", async () => {
+    const { lm } = await loadModel(MODEL_DIR, { threads: 1 });
+    assert.equal(lm.samplesInGraph, false);
+    await lm.dispose();
+  });
+
+  for (const [name, dir] of folders) {
+    it(`draws on ${name} the token the inverse CDF gives at each uniform, with log p, log q and the largest log p`, async () => {
+      const { lm } = await open(dir);
+      for (const temperature of [1, 0.7, 1.6]) await assertGraphDrawsMatchLogits(lm, temperature);
+    });
+  }
+
+  it("draws follow the tempered distribution (chi-square over 6,000 draws from one row)", async () => {
+    const { lm } = await open(join(fixtures, "gpt2-tiny"));
+    const n = 6000;
+    const temperature = 0.8;
+    const rng = new Rng(11);
+    const first = await lm.prefill([1, 20, 30]);
+    const out = await lm.step(first.state.select(new Array(n).fill(0)), new Array(n).fill(7), { uniforms: Array.from({ length: n }, () => rng.uniform()), temperature });
+    first.state.dispose();
+    out.state.dispose();
+    const V = lm.vocabSize;
+    const row = Array.from(out.logits.subarray(0, V), (x) => x / temperature);
+    const m = Math.max(...row);
+    const z = row.reduce((a, x) => a + Math.exp(x - m), 0);
+    const counts = new Array(V).fill(0);
+    for (const t of out.samples!.token) counts[t]++;
+    let chi2 = 0, cells = 0, rareExpected = 0, rareObserved = 0;
+    row.forEach((x, t) => {
+      const expected = (n * Math.exp(x - m)) / z;
+      if (expected < 5) {
+        rareExpected += expected;
+        rareObserved += counts[t];
+        return;
+      }
+      chi2 += (counts[t] - expected) ** 2 / expected;
+      cells++;
+    });
+    chi2 += (rareObserved - rareExpected) ** 2 / rareExpected;
+    const df = cells;
+    assert.ok(cells > 20, "enough well-populated cells to test");
+    assert.ok(chi2 < df + 5 * Math.sqrt(2 * df), `chi2 ${chi2.toFixed(1)} with ${df} degrees of freedom`);
+  });
+
+  it("step-level SMC and plain sampling take their tokens from the graph and still solve", async () => {
+    const model = await open(MODEL_DIR);
+    const problem = "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?";
+    const r = await solve(model, problem, { particles: 16, level: "step", resampling: "systematic", essThreshold: 0.5, resample: "adaptive", maxTokens: 64, temperature: 1, seed: 0 });
+    assert.equal(r.answer, "42");
+    const prompt = model.tokenizer.encodeProblem(problem);
+    const run = await runTwistedSmc(model.lm, prompt, {
+      particles: 16, level: "step", resampling: "systematic", essThreshold: 0.5, resample: "always", maxTokens: 64, temperature: 1, seed: 1,
+      isEos: (t) => model.tokenizer.isEos(t), isLineEnd: (t) => model.tokenizer.isLineEnd(t), decode: (t) => model.tokenizer.decode(t),
+    });
+    // All but the siblings after each resampling, and the first step's 15 copies of the prompt's one row.
+    assert.ok(run.drawnInGraph > 0.6 * run.generatedTokens, `${run.drawnInGraph} of ${run.generatedTokens} drawn in the graph`);
+    assert.ok(run.resampledAt.length > 0);
+    const g = await generate(model.lm, prompt, { numSamples: 8, maxTokens: 64, temperature: 1, seed: 0, isEos: (t) => model.tokenizer.isEos(t) });
+    const answers = g.sequences.map((s) => model.tokenizer.decode(s.tokens)).filter((t) => /#### 42/.test(t));
+    assert.ok(answers.length >= 4, `${answers.length} of 8 samples end in 42`);
+  });
+});
+
+describe("the toy-model statistics on a real four-token ONNX decoder", function () {
+  this.timeout(120000);
+  const dir = join(__dirname, "../fixtures/gpt2-four-tokens");
+  const models: LoadedModel[] = [];
+  after(async () => {
+    for (const m of models) await m.lm.dispose();
+  });
+  for (const sampleInGraph of [false, true]) {
+    describe(sampleInGraph ? "drawing in its graph" : "drawing in JavaScript", () => {
+      toyStatisticsOnDecoder(async () => {
+        // A copy, so the prepared graphs are written outside the repository.
+        const copy = join(mkdtempSync(join(tmpdir(), "tsmc-four-")), "m");
+        cpSync(dir, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
+        const [lm, reference] = [await loadModel(copy, { threads: 1, sampleInGraph }), await loadModel(copy, { threads: 1, sampleInGraph: false })];
+        models.push(lm, reference);
+        return { lm: lm.lm, logProbs: await enumerateDecoder(reference.lm) };
+      });
+    });
+  }
+});
