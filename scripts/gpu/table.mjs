@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+// Turns the results of scripts/gpu/run.sh (a folder: gpu.txt, torch-cuda.txt, decode-bench*.jsonl)
+// into the markdown table for README.md's performance section, with the card and the goals' ratios.
+// Usage: node scripts/gpu/table.mjs RESULTS_DIR [DATE]
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+
+const dir = process.argv[2];
+if (!dir) {
+  console.error("usage: node scripts/gpu/table.mjs RESULTS_DIR [DATE]");
+  process.exit(2);
+}
+const date = process.argv[3] ?? new Date().toISOString().slice(0, 10);
+const read = (f) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), "utf8") : "");
+
+const card = read("gpu.txt").split("\n")[0].trim() || "unknown GPU";
+const torch = {};
+for (const m of read("torch-cuda.txt").matchAll(/torch-cuda torch\.(float32|float16) K=(\d+) cache=\d+ median step ([\d.]+) ms/g)) {
+  torch[`${m[1]}|${m[2]}`] = Number(m[3]);
+}
+const rows = (f) =>
+  read(f)
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l));
+const bench = { fp32: rows("decode-bench.jsonl"), fp16: rows("decode-bench-fp16.jsonl"), cpu: rows("decode-bench-cpu.jsonl"), cpuGraph: rows("decode-bench-cpu-graph.jsonl") };
+const ms = (list, level, k) => list.find((r) => r.level === level && r.K === k && typeof r.msPerStep === "number")?.msPerStep;
+const fmt = (x) => (x === undefined ? "–" : x < 10 ? x.toFixed(2) : x.toFixed(1));
+const ratio = (a, b) => (a === undefined || b === undefined ? "–" : `${(a / b).toFixed(2)}×`);
+
+const lines = [
+  `Measured ${date} on ${card} with \`scripts/gpu/run.sh\` (GPT-2-small-shaped decoder, random weights, 256-token prompt, 32 decode steps):`,
+  "",
+  "| K | WebGPU fp32, step | WebGPU fp32, token | WebGPU fp16, step | CPU, step | PyTorch CUDA fp32 | PyTorch CUDA fp16 | WebGPU fp32 step / PyTorch fp32 | WebGPU fp16 step / PyTorch fp16 | CPU / WebGPU fp32 step |",
+  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+];
+for (const k of [16, 64, 256]) {
+  const w = ms(bench.fp32, "step", k);
+  const wt = ms(bench.fp32, "token", k);
+  const h = ms(bench.fp16, "step", k);
+  const c = ms(bench.cpu, "step", k);
+  const t32 = torch[`float32|${k}`];
+  const t16 = torch[`float16|${k}`];
+  lines.push(`| ${k} | ${fmt(w)} | ${fmt(wt)} | ${fmt(h)} | ${fmt(c)} | ${fmt(t32)} | ${fmt(t16)} | ${ratio(w, t32)} | ${ratio(h, t16)} | ${ratio(c, w)} |`);
+}
+const agree = [...bench.fp32, ...bench.fp16].filter((r) => r.reference);
+if (agree.length) {
+  lines.push("", "Logits against the fp32 model on the CPU (prefill, broadcast, 4 steps with gathers):");
+  for (const r of agree) lines.push(`- ${r.model} on ${r.device}: max |Δ| ${r.maxAbsDiff} (${r.relativeToMaxLogit} of the largest logit), top-1 agreement ${r.top1Agreement}`);
+}
+const tests = read("webgpu-tests.txt").match(/(\d+) passing[^\n]*(\n\s*\d+ failing)?/);
+if (tests) lines.push("", `WebGPU test suite on the card: ${tests[0].replace(/\s+/g, " ").trim()}.`);
+console.log(lines.join("\n"));
