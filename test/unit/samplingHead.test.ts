@@ -33,7 +33,7 @@ describe("drawing tokens in the graph", function () {
     for (const m of opened.values()) await (await m).lm.dispose();
   });
 
-  it("is off on the CPU unless asked for", async () => {
+  it("is off on the CPU at a small vocabulary unless asked for", async () => {
     const { lm } = await loadModel(MODEL_DIR, { threads: 1 });
     assert.equal(lm.samplesInGraph, false);
     await lm.dispose();

@@ -25,8 +25,9 @@ export interface OnnxDecoderOptions {
   /** Load the SMC-ready copy of the graph (default true); false loads the export as it is. */
   prepare?: boolean;
   /**
-   * Draw tokens inside the graph (a sampling head in the prepared copy). Default: on a GPU yes, where
-   * it spares reading back and scanning K × vocab logits each step; on the CPU no (see prepareGraph).
+   * Draw tokens inside the graph (a sampling head in the prepared copy). Default: on a GPU, and on
+   * the CPU for vocabularies of LARGE_VOCABULARY tokens or more, where the head's passes cost less than
+   * scanning K × vocab logits in JavaScript (README, Performance); small vocabularies gain nothing.
    */
   sampleInGraph?: boolean;
   /** Devices already given up on before this load (a GPU that failed mid-run), reported with the choice. */
@@ -35,6 +36,9 @@ export interface OnnxDecoderOptions {
 
 /** No device asked for could run the model; the message names each one and why. */
 export class DeviceUnavailableError extends InputError {}
+
+/** From this vocabulary size on, drawing in the graph pays on the CPU too. */
+export const LARGE_VOCABULARY = 8192;
 
 /** A forward pass failed on a GPU: the run can go on only on another device. */
 export class DeviceRunError extends InputError {
@@ -235,7 +239,8 @@ export class OnnxDecoder implements CausalLM {
         attempts.push({ device, skipped: reason });
         continue;
       }
-      const source = options.prepare === false ? folder.onnxPath : smcReadySource(folder, options.sampleInGraph ?? device !== "cpu");
+      const sampler = options.sampleInGraph ?? (device !== "cpu" || folder.config.vocabSize >= LARGE_VOCABULARY);
+      const source = options.prepare === false ? folder.onnxPath : smcReadySource(folder, sampler);
       let session: ort.InferenceSession;
       try {
         const sessionOptions: ort.InferenceSession.SessionOptions = {
