@@ -64,3 +64,11 @@ export async function assertGraphDrawsMatchLogits(lm: CausalLM, temperature: num
   });
   return uniforms.length;
 }
+
+/** The largest absolute difference between two equally long arrays. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  assert.equal(a.length, b.length);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../../src/engine/lm/loadModel";
 import { defaultModelDir, ModelFolderError, openModelFolder, parseDecoderConfig } from "../../src/engine/lm/modelFolder";
-import { halfToFloat } from "../../src/engine/lm/onnxDecoder";
+import { halfToFloat } from "../../src/engine/lm/tensorData";
 import { TextTokenizer } from "../../src/engine/lm/tokenizer";
 import { MODEL_DIR } from "./helpers";
 

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { StepOutput } from "../../src/engine/lm/causalLm";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
-import { MODEL_DIR, shippedModel } from "./helpers";
+import { maxAbsDiff, MODEL_DIR, shippedModel } from "./helpers";
 
 let eager: Promise<LoadedModel> | undefined;
 /** The shipped export as it is, without the SMC preparation (no ancestor_index input). */
@@ -15,13 +15,6 @@ interface Parity {
   decode: { input_ids: number[][]; attention_mask: number[][]; position_ids: number[][]; logits: number[][] };
 }
 const parity: Parity = JSON.parse(readFileSync(join(__dirname, "../fixtures/tiny-math-llama.parity.json"), "utf8"));
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 const row = (out: StepOutput, r: number, width: number) => out.logits.subarray(r * width, (r + 1) * width);
 

@@ -3,9 +3,9 @@ import { cpSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../../src/engine/lm/loadModel";
-import { KvCache } from "../../src/engine/lm/onnxDecoder";
+import { KvCache } from "../../src/engine/lm/kvCache";
 import { DEFAULT_SOLVE_OPTIONS, solve } from "../../src/engine/solve";
-import { assertSameGreedy, shippedModel } from "./helpers";
+import { assertSameGreedy, maxAbsDiff, shippedModel } from "./helpers";
 
 /**
  * Decoder folders of other shapes than the shipped model (built by scripts/fixtures/): grouped-query
@@ -51,7 +51,6 @@ describe("a half-precision (fp16) copy of the shipped model", function () {
   // mean of squares and the rotary angles kept in fp32. Copied, so the prepared graph is written outside.
   const dir = join(mkdtempSync(join(tmpdir(), "tsmc-fp16-")), "tiny-math-llama-fp16");
   cpSync(join(__dirname, "../fixtures/tiny-math-llama-fp16"), dir, { recursive: true });
-  const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
 
   it("keeps a float16 KV cache and agrees with the fp32 model through prefill, a resampling gather and steps", async () => {
     const half = await loadModel(dir, { threads: 1 });
@@ -59,14 +58,14 @@ describe("a half-precision (fp16) copy of the shipped model", function () {
     const prompt = full.tokenizer.encodeProblem("Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?");
     let [h, f] = [await half.lm.prefill(prompt), await full.lm.prefill(prompt)];
     assert.equal((h.state as KvCache).tensors[0].type, "float16");
-    assert.ok(maxDiff(h.logits, f.logits) < 0.1);
-    assert.ok(maxDiff(h.hidden!, f.hidden!) < 0.05);
+    assert.ok(maxAbsDiff(h.logits, f.logits) < 0.1);
+    assert.ok(maxAbsDiff(h.hidden!, f.hidden!) < 0.05);
     let [hs, fs] = [h.state.select([0, 0, 0]), f.state.select([0, 0, 0])];
     h.state.dispose();
     f.state.dispose();
     for (const tokens of [[20, 21, 22], [30, null, 32], [40, 41, 42]]) {
       [h, f] = [await half.lm.step(hs, tokens), await full.lm.step(fs, tokens)];
-      assert.ok(maxDiff(h.logits, f.logits) < 0.1, `logits differ by ${maxDiff(h.logits, f.logits)}`);
+      assert.ok(maxAbsDiff(h.logits, f.logits) < 0.1, `logits differ by ${maxAbsDiff(h.logits, f.logits)}`);
       [hs, fs] = [h.state.select([2, 0, 1]), f.state.select([2, 0, 1])];
       h.state.dispose();
       f.state.dispose();

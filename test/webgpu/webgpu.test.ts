@@ -10,11 +10,11 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { loadModel, LoadedModel, withCpuFallback } from "../../src/engine/lm/loadModel";
-import { KvCache, liveKvCaches } from "../../src/engine/lm/onnxDecoder";
+import { KvCache, liveKvCaches } from "../../src/engine/lm/kvCache";
 import { runTwistedSmc } from "../../src/engine/smc/twistedSmc";
 import { solve } from "../../src/engine/solve";
 import { loadTwistOption } from "../../src/engine/twist/resolve";
-import { assertGraphDrawsMatchLogits, assertSameGreedy, MODEL_DIR } from "../unit/helpers";
+import { assertGraphDrawsMatchLogits, assertSameGreedy, maxAbsDiff, MODEL_DIR } from "../unit/helpers";
 import { TOY_PROMPT } from "../unit/toyModel";
 import { enumerateDecoder, toyOptions, toyStatisticsOnDecoder } from "../unit/toyStatistics";
 
@@ -30,13 +30,6 @@ const FOLDERS: [string, string, number][] = [
   ["a grouped-query Llama", join(ROOT, "test/fixtures/llama-gqa-tiny"), 2e-3],
   ["the shipped Llama in fp16", FP16, 0.25],
 ];
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 const loaded = new Map<string, Promise<LoadedModel>>();
 function model(dir: string, device: "webgpu" | "cpu"): Promise<LoadedModel> {

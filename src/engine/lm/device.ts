@@ -6,6 +6,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { basename, dirname, join } from "node:path";
+import { InputError } from "../util/errors";
 
 export const DEVICES = ["auto", "cpu", "webgpu", "cuda"] as const;
 export type DeviceRequest = (typeof DEVICES)[number];
@@ -112,4 +113,26 @@ export function describeDeviceChoice(attempts: readonly DeviceAttempt[]): string
   const chosen = attempts.find((a) => !a.skipped);
   const others = attempts.filter((a) => a.skipped).map((a) => `${a.device}: ${a.skipped}`);
   return `${chosen ? chosen.device : "none"}${others.length ? ` (not used: ${others.join("; ")})` : ""}`;
+}
+
+/** No device asked for could run the model; the message names each one and why. */
+export class DeviceUnavailableError extends InputError {}
+
+/** A forward pass failed on a GPU: the run can go on only on another device. */
+export class DeviceRunError extends InputError {
+  constructor(readonly device: string, message: string) {
+    super(message);
+    this.name = "DeviceRunError";
+  }
+}
+
+const firstLine = (s: string) => s.split("\n")[0].replace(/^.*?\] /, "").slice(0, 200);
+
+/** Why a GPU provider could not start, in words a user can act on (onnxruntime's own line is kept). */
+export function deviceFailure(device: string, message: string): string {
+  if (device === "webgpu" && /adapter_result|RequestAdapter|vkCreateInstance|vkEnumeratePhysicalDevices/i.test(message)) {
+    return `WebGPU found no usable GPU adapter (check the Vulkan driver: vulkaninfo --summary) [${firstLine(message)}]`;
+  }
+  if (/out of memory|OOM|allocat/i.test(message)) return `out of GPU memory [${firstLine(message)}]`;
+  return firstLine(message);
 }

@@ -1,7 +1,8 @@
 /** Opens a model folder and everything needed to run it: the one entry point for CLI, server and tests. */
 import { CausalLM } from "./causalLm";
 import { defaultModelDir, ModelFolder, openModelFolder, OpenOptions } from "./modelFolder";
-import { DeviceRunError, OnnxDecoder, OnnxDecoderOptions } from "./onnxDecoder";
+import { DeviceRunError } from "./device";
+import { OnnxDecoder, OnnxDecoderOptions } from "./onnxDecoder";
 import { TextTokenizer } from "./tokenizer";
 
 export interface LoadedModel {

@@ -8,14 +8,12 @@ import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
 import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from "./causalLm";
-import { candidates, DeviceAttempt, DeviceRequest, describeDeviceChoice, precheck } from "./device";
-import { InputError } from "../util/errors";
+import { candidates, DeviceAttempt, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
+import { FloatType, KvCache } from "./kvCache";
+import { lastPosition, toFloat32 } from "./tensorData";
 import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 import { ANCESTOR_INPUT, HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "./onnx/prepareGraph";
 import { SAMPLE_INVERSE_TEMPERATURE, SAMPLE_OUTPUTS, SAMPLE_UNIFORM } from "./onnx/samplingHead";
-
-type FloatType = "float32" | "float16";
-type FloatData = Float32Array | Uint16Array;
 
 export interface OnnxDecoderOptions {
   /** Intra-op threads; defaults to the machine's parallelism. */
@@ -34,19 +32,8 @@ export interface OnnxDecoderOptions {
   priorAttempts?: readonly DeviceAttempt[];
 }
 
-/** No device asked for could run the model; the message names each one and why. */
-export class DeviceUnavailableError extends InputError {}
-
 /** From this vocabulary size on, drawing in the graph pays on the CPU too. */
 export const LARGE_VOCABULARY = 8192;
-
-/** A forward pass failed on a GPU: the run can go on only on another device. */
-export class DeviceRunError extends InputError {
-  constructor(readonly device: string, message: string) {
-    super(message);
-    this.name = "DeviceRunError";
-  }
-}
 
 /**
  * The SMC-ready graph (see prepareGraph): a cached file next to the export, or, where that folder is
@@ -63,147 +50,6 @@ function smcReadySource(folder: ModelFolder, sampler: boolean): string | Uint8Ar
     if (/cannot find the LM head/.test((e as Error).message)) return folder.onnxPath;
     throw new ModelFolderError(`${folder.onnxPath} is not a valid ONNX model (${(e as Error).message}): the file may be truncated or corrupt`);
   }
-}
-
-const firstLine = (s: string) => s.split("\n")[0].replace(/^.*?\] /, "").slice(0, 200);
-
-/** Why a GPU provider could not start, in words a user can act on (onnxruntime's own line is kept). */
-function deviceFailure(device: string, message: string): string {
-  if (device === "webgpu" && /adapter_result|RequestAdapter|vkCreateInstance|vkEnumeratePhysicalDevices/i.test(message)) {
-    return `WebGPU found no usable GPU adapter (check the Vulkan driver: vulkaninfo --summary) [${firstLine(message)}]`;
-  }
-  if (/out of memory|OOM|allocat/i.test(message)) return `out of GPU memory [${firstLine(message)}]`;
-  return firstLine(message);
-}
-
-let liveStores = 0;
-/** How many KV caches (sets of runtime tensors) are alive, across decoders: tests check nothing leaks. */
-export function liveKvCaches(): number {
-  return liveStores;
-}
-
-/** Tensors shared by the states that still read them; freed when the last one lets go. */
-class SharedTensors {
-  private refs = 1;
-  constructor(readonly tensors: ort.Tensor[]) {
-    liveStores++;
-  }
-  get batch(): number {
-    return this.tensors[0]?.dims[0] ?? 0;
-  }
-  retain(): this {
-    this.refs++;
-    return this;
-  }
-  release(): void {
-    if (--this.refs !== 0) return;
-    liveStores--;
-    for (const t of this.tensors) t.dispose();
-  }
-}
-
-/**
- * The KV cache of a batch: 2 × layers tensors [batch, kvHeads, length, headDim], plus, per row, which
- * cache positions hold real tokens (held rows get masked positions) and the next position id.
- *
- * With a prepared graph (an `ancestor_index` input), selecting rows copies nothing: it records which
- * stored row each new row reads, and the graph gathers them at the next step, where the model runs.
- * Without one, rows are copied here.
- */
-export class KvCache implements DecoderState {
-  private disposed = false;
-
-  constructor(
-    private readonly store: SharedTensors,
-    readonly batch: number,
-    readonly length: number,
-    /** batch × length: 1 where the row attends to that cache position. */
-    readonly mask: Uint8Array,
-    /** Per row: the position id of its next real token. */
-    readonly positions: Int32Array,
-    /** Per row: the stored row it reads (lazy selection), or null when rows are stored in order. */
-    readonly gather: readonly number[] | null,
-    private readonly lazy: boolean,
-  ) {}
-
-  static fromTensors(tensors: ort.Tensor[], batch: number, length: number, mask: Uint8Array, positions: Int32Array, lazy: boolean): KvCache {
-    return new KvCache(new SharedTensors(tensors), batch, length, mask, positions, null, lazy);
-  }
-
-  get tensors(): readonly ort.Tensor[] {
-    return this.store.tensors;
-  }
-
-  /** The row indices the graph must gather, or undefined when no reordering is pending. */
-  ancestorIndex(): number[] {
-    return this.gather ? [...this.gather] : Array.from({ length: this.store.batch }, (_, i) => i);
-  }
-
-  select(rows: readonly number[]): KvCache {
-    this.check();
-    for (const r of rows) {
-      if (!Number.isInteger(r) || r < 0 || r >= this.batch) throw new RangeError(`row ${r} is not in a batch of ${this.batch}`);
-    }
-    const mask = gatherRows(this.mask, this.length, rows);
-    const positions = Int32Array.from(rows, (r) => this.positions[r]);
-    if (this.lazy) {
-      const gather = rows.map((r) => (this.gather ? this.gather[r] : r));
-      return new KvCache(this.store.retain(), rows.length, this.length, mask, positions, gather, true);
-    }
-    const tensors = this.store.tensors.map((t) => {
-      const src = t.data as FloatData;
-      const out = gatherRows(src, src.length / this.batch, rows);
-      return new ort.Tensor(t.type as FloatType, out, [rows.length, t.dims[1], t.dims[2], t.dims[3]]);
-    });
-    return KvCache.fromTensors(tensors, rows.length, this.length, mask, positions, false);
-  }
-
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
-    this.store.release();
-  }
-
-  private check(): void {
-    if (this.disposed) throw new Error("KV cache used after it was disposed");
-  }
-}
-
-function gatherRows<T extends FloatData | Uint8Array>(src: T, rowSize: number, rows: readonly number[]): T {
-  const out = new (src.constructor as { new (n: number): T })(rows.length * rowSize);
-  rows.forEach((r, i) => out.set(src.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize));
-  return out;
-}
-
-/** fp16 bits → fp32, for models exported in half precision. */
-export function halfToFloat(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return s * 2 ** -14 * (f / 1024);
-  if (e === 31) return f ? NaN : s * Infinity;
-  return s * 2 ** (e - 15) * (1 + f / 1024);
-}
-
-function toFloat32(t: ort.Tensor): Float32Array {
-  if (t.type === "float32") return t.data as Float32Array;
-  if (t.type === "float16") {
-    const src = t.data as Uint16Array;
-    const out = new Float32Array(src.length);
-    for (let i = 0; i < src.length; i++) out[i] = halfToFloat(src[i]);
-    return out;
-  }
-  throw new Error(`unsupported output type ${t.type}`);
-}
-
-/** Copies the last position of a [batch, seq, width] tensor into a batch × width array. */
-function lastPosition(t: ort.Tensor): Float32Array {
-  const [batch, seq, width] = t.dims as number[];
-  const data = toFloat32(t);
-  if (seq === 1) return data;
-  const out = new Float32Array(batch * width);
-  for (let b = 0; b < batch; b++) out.set(data.subarray((b * seq + seq - 1) * width, (b * seq + seq) * width), b * width);
-  return out;
 }
 
 export class OnnxDecoder implements CausalLM {
@@ -386,18 +232,6 @@ export class OnnxDecoder implements CausalLM {
     const presents: ort.Tensor[] = [];
     for (let i = 0; i < this.config.numLayers; i++) presents.push(out[`present.${i}.key`], out[`present.${i}.value`]);
     const logits = allPositions ? toFloat32(out.logits) : lastPosition(out.logits);
-    const drawnLogp = sampling && this.samplesInGraph ? (out[SAMPLE_OUTPUTS.logp].data as Float32Array) : undefined;
-    for (let b = 0; b < (allPositions ? 0 : batch); b++) {
-      if (rows[b][seq - 1] === null) continue;
-      const nan = () => new Error(`the model produced NaN logits (row ${b} of ${batch}, position ${positions[b] - 1})`);
-      // A NaN anywhere in a row makes its draw's log p NaN: one number to check instead of a vocabulary.
-      if (drawnLogp) {
-        if (Number.isNaN(drawnLogp[b])) throw nan();
-        continue;
-      }
-      for (let i = b * this.vocabSize; i < (b + 1) * this.vocabSize; i++) if (Number.isNaN(logits[i])) throw nan();
-    }
-    const hidden = !this.hasHidden ? undefined : allPositions ? toFloat32(out.last_hidden_state) : lastPosition(out.last_hidden_state);
     const samples: RowSamples | undefined =
       sampling && this.samplesInGraph
         ? {
@@ -407,6 +241,17 @@ export class OnnxDecoder implements CausalLM {
             logpMax: out[SAMPLE_OUTPUTS.logpMax].data as Float32Array,
           }
         : undefined;
+    for (let b = 0; b < (allPositions ? 0 : batch); b++) {
+      if (rows[b][seq - 1] === null) continue;
+      const nan = () => new Error(`the model produced NaN logits (row ${b} of ${batch}, position ${positions[b] - 1})`);
+      // A NaN anywhere in a row makes its draw's log p NaN: one number to check instead of a vocabulary.
+      if (samples) {
+        if (Number.isNaN(samples.logp[b])) throw nan();
+        continue;
+      }
+      for (let i = b * this.vocabSize; i < (b + 1) * this.vocabSize; i++) if (Number.isNaN(logits[i])) throw nan();
+    }
+    const hidden = !this.hasHidden ? undefined : allPositions ? toFloat32(out.last_hidden_state) : lastPosition(out.last_hidden_state);
     return { logits, hidden, samples, state: KvCache.fromTensors(presents, batch, total, mask, positions, this.hasAncestor) };
   }
 }

@@ -165,7 +165,11 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   // (no token twist, no φ put on EOS) and nobody needs the full rows (training's onProposal). Each
   // row's one draw serves the first particle that proposes from it; others (siblings after
   // resampling, the clamped particle) draw from the logits here.
-  const graphSampling = lm.samplesInGraph === true && !tokenTwist && (o.level === "step" || !known) && !o.onProposal;
+  const untwistedProposal = !tokenTwist && (o.level === "step" || !known);
+  const graphSampling = lm.samplesInGraph === true && untwistedProposal && !o.onProposal;
+  // At T = 1 that proposal is p itself: one pass of exponentials serves the normaliser and the draw
+  // (most of a step's time at a large vocabulary).
+  const plainProposal = untwistedProposal && invT === 1;
   const sampling = (batch: number): GraphSampling | undefined =>
     graphSampling ? { uniforms: Float64Array.from({ length: batch }, () => rng.uniform()), temperature: o.temperature } : undefined;
   const claimed = new WeakMap<StepOutput, Set<number>>();
@@ -220,9 +224,6 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       const fed = new Map<Particle, number>();
       const psiNext = tokenTwist && movers.length ? await tokenTwist.logPsiNext(twistInput(movers)) : undefined;
       const moverValues = stepTwist && !known && movers.length ? stepTwist.logValue(twistInput(movers)) : undefined;
-      // Without a token twist, at T = 1, and with no known φ to put on EOS, the proposal is p itself:
-      // one pass of exponentials serves the normaliser and the draw (most of the time at a large vocabulary).
-      const plainProposal = !psiNext && invT === 1 && (o.level === "step" || !known);
       movers.forEach((p, m) => {
         const { out, row } = p.pending!;
         const clamped = o.clamp && p === ps[0];
