@@ -13,7 +13,7 @@
  * weights in fp32, say, for an fp16 export) through a prefill, a broadcast and resampling gathers.
  */
 import { parseArgs } from "node:util";
-import { CausalLM } from "../engine/lm/causalLm";
+import { CausalLM, StepOutput } from "../engine/lm/causalLm";
 import { loadModel } from "../engine/lm/loadModel";
 import { DeviceRequest } from "../engine/lm/device";
 import { StepTwist } from "../engine/smc/twist";
@@ -71,11 +71,13 @@ async function main() {
         try {
           await runTwistedSmc(lm, prompt, { ...opts, maxTokens: 3, seed: 0 }); // warm-up
           const t = performance.now();
+          const readBefore = lm.readback?.bytes ?? 0;
           const r = await runTwistedSmc(lm, prompt, { ...opts, seed: 1 });
           const ms = (performance.now() - t) / r.forwardPasses;
+          const readbackKiBPerStep = lm.readback ? Math.round((lm.readback.bytes - readBefore) / 1024 / r.forwardPasses) : undefined;
           report({
             device: lm.device, level, K, cache, msPerStep: Math.round(ms * 100) / 100, tokensPerSecond: Math.round((K * 1000) / ms), resampled: r.resampledAt.length,
-            drawnInGraph: Math.round((100 * r.drawnInGraph) / r.generatedTokens) / 100, loadMs: Math.round(loadMs),
+            drawnInGraph: Math.round((100 * r.drawnInGraph) / r.generatedTokens) / 100, readbackKiBPerStep, loadMs: Math.round(loadMs),
           });
         } catch (e) {
           report({ device: lm.device, level, K, error: (e as Error).message });
@@ -111,15 +113,20 @@ async function agreement(a: CausalLM, b: CausalLM) {
     }
   };
   const prompt = Array.from({ length: 32 }, () => rng.int(3, vocab - 1));
+  const compareOutputs = async (x: StepOutput, y: StepOutput) => {
+    compare(await x.readLogits(), await y.readLogits());
+    x.release();
+    y.release();
+  };
   let [x, y] = [await a.prefill(prompt), await b.prefill(prompt)];
-  compare(x.logits, y.logits);
+  await compareOutputs(x, y);
   let [sx, sy] = [x.state.select([0, 0, 0, 0]), y.state.select([0, 0, 0, 0])];
   x.state.dispose();
   y.state.dispose();
   for (let s = 0; s < 4; s++) {
     const tokens = Array.from({ length: 4 }, () => rng.int(3, vocab - 1));
     [x, y] = [await a.step(sx, tokens), await b.step(sy, tokens)];
-    compare(x.logits, y.logits);
+    await compareOutputs(x, y);
     const ancestors = Array.from({ length: 4 }, () => rng.int(0, 3));
     [sx, sy] = [x.state.select(ancestors), y.state.select(ancestors)];
     x.state.dispose();

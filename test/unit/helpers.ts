@@ -1,7 +1,7 @@
 /** Shared pieces of the unit tests: the shipped model, loaded once per process. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { CausalLM } from "../../src/engine/lm/causalLm";
+import { CausalLM, StepOutput } from "../../src/engine/lm/causalLm";
 import { generate } from "../../src/engine/lm/generate";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { loadProblems } from "../../src/engine/train/data";
@@ -41,9 +41,11 @@ export async function assertGraphDrawsMatchLogits(lm: CausalLM, temperature: num
   first.state.dispose();
   const out = await lm.step(rows, [5, 6, 7, 8], { uniforms, temperature });
   out.state.dispose();
+  first.release();
+  const all = await logitsOf(out);
   const V = lm.vocabSize;
   uniforms.forEach((u, r) => {
-    const logits = Array.from(out.logits.subarray(r * V, (r + 1) * V));
+    const logits = Array.from(all.subarray(r * V, (r + 1) * V));
     const lse = (xs: number[]) => {
       const m = Math.max(...xs);
       return m + Math.log(xs.reduce((a, x) => a + Math.exp(x - m), 0));
@@ -66,6 +68,15 @@ export async function assertGraphDrawsMatchLogits(lm: CausalLM, temperature: num
 }
 
 /** The largest absolute difference between two equally long arrays. */
+/** An output's logits, read once; the output is released (on a GPU its logits are freed). */
+export async function logitsOf(out: StepOutput): Promise<Float32Array> {
+  try {
+    return await out.readLogits();
+  } finally {
+    out.release();
+  }
+}
+
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length);
   let m = 0;

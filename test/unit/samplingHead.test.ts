@@ -7,7 +7,7 @@ import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { runTwistedSmc } from "../../src/engine/smc/twistedSmc";
 import { solve } from "../../src/engine/solve";
 import { Rng } from "../../src/engine/util/rng";
-import { assertGraphDrawsMatchLogits, MODEL_DIR } from "./helpers";
+import { assertGraphDrawsMatchLogits, logitsOf, MODEL_DIR } from "./helpers";
 import { enumerateDecoder, toyStatisticsOnDecoder } from "./toyStatistics";
 
 /** Tokens drawn inside the graph (the sampling head prepareGraph adds on request), here on the CPU. */
@@ -56,7 +56,7 @@ describe("drawing tokens in the graph", function () {
     first.state.dispose();
     out.state.dispose();
     const V = lm.vocabSize;
-    const row = Array.from(out.logits.subarray(0, V), (x) => x / temperature);
+    const row = Array.from((await logitsOf(out)).subarray(0, V), (x) => x / temperature);
     const m = Math.max(...row);
     const z = row.reduce((a, x) => a + Math.exp(x - m), 0);
     const counts = new Array(V).fill(0);

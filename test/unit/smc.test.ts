@@ -116,7 +116,7 @@ describe("twisted SMC on an enumerable toy model", function () {
     class NaNModel extends ToyModel {
       async step(state: Parameters<ToyModel["step"]>[0], tokens: Parameters<ToyModel["step"]>[1]) {
         const out = await super.step(state, tokens);
-        if (this.forwardPasses === 2) out.logits.fill(NaN);
+        if (this.forwardPasses === 2) (await out.readLogits()).fill(NaN);
         return out;
       }
     }

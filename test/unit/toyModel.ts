@@ -6,6 +6,7 @@
  */
 import { CausalLM, DecoderState, StepOutput } from "../../src/engine/lm/causalLm";
 import { hashString64 } from "../../src/engine/util/rng";
+import { logitsInMemory } from "../../src/engine/lm/stepLogits";
 
 export const TOY_VOCAB = 4;
 export const TOY_EOS = 3;
@@ -66,7 +67,7 @@ export class ToyModel implements CausalLM {
   private output(state: ToyState, _prompt: readonly number[]): StepOutput {
     const logits = new Float32Array(state.batch * TOY_VOCAB);
     state.rows.forEach((r, i) => logits.set(toyLogProbs(r), i * TOY_VOCAB));
-    return { logits, state };
+    return { ...logitsInMemory(logits, TOY_VOCAB), state };
   }
 }
 

@@ -8,6 +8,7 @@ import { StepTwist, TokenTwist, TwistInput } from "../../src/engine/smc/twist";
 import { runTwistedSmc, SmcOptions } from "../../src/engine/smc/twistedSmc";
 import assert from "node:assert/strict";
 import { exactTwist, hashUnit, TOY_EOS, TOY_MAX_TOKENS, TOY_PROMPT, TOY_VOCAB, toyDecode, ToyLogProbs, ToySequence } from "./toyModel";
+import { logitsOf } from "./helpers";
 
 /** A strictly positive final potential (any φ works for the unbiasedness of Ẑ). */
 export const logPhi = (text: string) => Math.log(0.05 + 2 * hashUnit(`phi|${text}`));
@@ -114,9 +115,10 @@ export async function enumerateDecoder(lm: CausalLM): Promise<ToyLogProbs> {
   const walk = async (prefix: number[]) => {
     const out = await lm.prefill([...TOY_PROMPT, ...prefix]);
     out.state.dispose();
-    const max = Math.max(...out.logits);
-    const lse = max + Math.log(out.logits.reduce((a, x) => a + Math.exp(x - max), 0));
-    table.set(prefix.join(","), Array.from(out.logits, (x) => x - lse));
+    const logits = await logitsOf(out);
+    const max = Math.max(...logits);
+    const lse = max + Math.log(logits.reduce((a, x) => a + Math.exp(x - max), 0));
+    table.set(prefix.join(","), Array.from(logits, (x) => x - lse));
     if (prefix.length + 1 < TOY_MAX_TOKENS) for (let s = 0; s < TOY_EOS; s++) await walk([...prefix, s]);
   };
   await walk([]);

@@ -11,11 +11,13 @@ import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { loadModel, LoadedModel, withCpuFallback } from "../../src/engine/lm/loadModel";
 import { KvCache, liveKvCaches } from "../../src/engine/lm/kvCache";
+import { generate } from "../../src/engine/lm/generate";
+import { liveDeviceLogits } from "../../src/engine/lm/stepLogits";
 import { runTwistedSmc } from "../../src/engine/smc/twistedSmc";
 import { solve } from "../../src/engine/solve";
 import { loadTwistOption } from "../../src/engine/twist/resolve";
-import { assertGraphDrawsMatchLogits, assertSameGreedy, maxAbsDiff, MODEL_DIR } from "../unit/helpers";
-import { TOY_PROMPT } from "../unit/toyModel";
+import { assertGraphDrawsMatchLogits, assertSameGreedy, logitsOf, maxAbsDiff, MODEL_DIR } from "../unit/helpers";
+import { TOY_EOS, TOY_PROMPT } from "../unit/toyModel";
 import { enumerateDecoder, toyOptions, toyStatisticsOnDecoder } from "../unit/toyStatistics";
 
 const REQUIRED = process.env.TWISTED_SMC_REQUIRE_WEBGPU === "1";
@@ -69,7 +71,7 @@ describe("the engine on WebGPU", function () {
       const prompt = [1, 20, 30, 40, 50, 60];
       const a = await gpu.prefill(prompt);
       const b = await cpu.prefill(prompt);
-      assert.ok(maxAbsDiff(a.logits, b.logits) < tolerance);
+      assert.ok(maxAbsDiff(await logitsOf(a), await logitsOf(b)) < tolerance);
       if (b.hidden) assert.ok(maxAbsDiff(a.hidden!, b.hidden) < tolerance);
       let [g, c] = [a.state.select([0, 0, 0]), b.state.select([0, 0, 0])];
       a.state.dispose();
@@ -78,7 +80,7 @@ describe("the engine on WebGPU", function () {
         const tokens = [10 + s, s % 2 ? null : 20 + s, 30];
         const x = await gpu.step(g, tokens);
         const y = await cpu.step(c, tokens);
-        const diff = maxAbsDiff(x.logits, y.logits);
+        const diff = maxAbsDiff(await logitsOf(x), await logitsOf(y));
         assert.ok(diff < tolerance, `step ${s}: logits differ by ${diff}`);
         const ancestors = [2, 0, s % 3];
         [g, c] = [x.state.select(ancestors), y.state.select(ancestors)];
@@ -114,12 +116,29 @@ describe("the engine on WebGPU", function () {
     }));
   });
 
-  it("frees every KV cache it made in a twisted SMC run", async () => {
+  it("frees every KV cache and every logits buffer it made in a twisted SMC run and in plain sampling", async () => {
     const { lm } = await model(FOUR_TOKENS, "webgpu");
-    const before = liveKvCaches();
+    const [caches, logits] = [liveKvCaches(), liveDeviceLogits()];
     const run = await runTwistedSmc(lm, TOY_PROMPT, toyOptions({ particles: 16, essThreshold: 1, resample: "always", seed: 5 }));
     assert.ok(run.resampledAt.length > 0);
-    assert.equal(liveKvCaches(), before);
+    await generate(lm, TOY_PROMPT, { numSamples: 8, maxTokens: 6, temperature: 1, seed: 1, isEos: (t) => t === TOY_EOS });
+    assert.deepEqual([liveKvCaches(), liveDeviceLogits()], [caches, logits]);
+  });
+
+  it("leaves the logits on the GPU: only rows drawn outside the graph come back", async () => {
+    const { lm } = await model(GPT2, "webgpu");
+    const row = lm.vocabSize * 4;
+    const read = () => ({ ...lm.readback! });
+    const options = { particles: 8, resampling: "systematic" as const, essThreshold: 0.5, maxTokens: 10, temperature: 1, seed: 2, isEos: () => false, isLineEnd: () => false, decode: String };
+    // Step level with no line end: every draw after the prompt's first is made in the graph.
+    let before = read();
+    const step = await runTwistedSmc(lm, [1, 20, 30, 40], { ...options, level: "step", resample: "adaptive", twist: { kind: "step", logValue: (i) => new Float64Array(i.prefixes.length) } });
+    assert.equal(step.drawnInGraph, step.generatedTokens - 7);
+    assert.deepEqual(read(), { reads: before.reads + 1, bytes: before.bytes + row }, "the prompt's one row, for the 7 particles the graph did not draw for");
+    // Greedy decoding (no draw in the graph): each step brings back its rows, the last position only.
+    before = read();
+    const greedy = await generate(lm, [1, 20, 30, 40, 50, 60], { numSamples: 2, maxTokens: 5, temperature: 0, seed: 0, isEos: () => false });
+    assert.equal(lm.readback!.bytes - before.bytes, row * (1 + 2 * greedy.steps));
   });
 
   it("solves a problem with the shipped model and line verifier as the CPU does", async () => {

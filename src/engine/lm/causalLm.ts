@@ -37,8 +37,15 @@ export interface RowSamples {
 }
 
 export interface StepOutput {
-  /** Next-token logits for each row: batch × vocabSize, row-major. */
-  logits: Float32Array;
+  /**
+   * Next-token logits for each row (batch × vocabSize, row-major), read when first asked for: on a GPU
+   * they stay on the device, and a step whose every draw was made in the graph never moves them.
+   */
+  readLogits(): Promise<Float32Array>;
+  /** The logits of the given rows only, one vocabSize-long array each: on a GPU only those rows come back. */
+  readRows(rows: readonly number[]): Promise<Float32Array[]>;
+  /** Frees what the output holds where the model runs (its logits); call when no row will be read again. */
+  release(): void;
   /** The final normed hidden state for each row (batch × hiddenSize), when the model exposes it. */
   hidden?: Float32Array;
   /** Present when sampling was asked for and the model can do it. */
@@ -53,6 +60,8 @@ export interface CausalLM {
   readonly device: string;
   /** Why this device: what else was tried and why it was not used. */
   readonly deviceChoice?: string;
+  /** Logits downloaded from a device so far (outputs, bytes); 0 on the CPU. */
+  readonly readback?: { readonly reads: number; readonly bytes: number };
   /** Whether `sampling` is honoured: the model draws tokens where it runs (see GraphSampling). */
   readonly samplesInGraph?: boolean;
   /** Consumes a prompt as one row; the output is for the position after it. */

@@ -4,7 +4,7 @@
  * compute (it is dropped from the batch).
  */
 import { Rng } from "../util/rng";
-import { CausalLM, DecoderState, GraphSampling } from "./causalLm";
+import { CausalLM, DecoderState, GraphSampling, StepOutput } from "./causalLm";
 import { sampleToken } from "./distribution";
 
 export interface GenerateOptions {
@@ -47,7 +47,7 @@ export async function generate(lm: CausalLM, prompt: readonly number[], options:
   const sequences: GeneratedSequence[] = Array.from({ length: numSamples }, () => ({ tokens: [], finishReason: "length" }));
   // Every row starts from the prompt's single logits row; `active[i]` is the sequence that batch row i extends.
   let active = sequences.map((_, i) => i);
-  let logits = first.logits;
+  let current: StepOutput = first;
   let drawn = first.samples;
   let logitRow = active.map(() => 0);
   let state: DecoderState = first.state;
@@ -57,7 +57,11 @@ export async function generate(lm: CausalLM, prompt: readonly number[], options:
   try {
     for (let t = 0; t < maxTokens && active.length; t++) {
       // After the prefill every row reads logits row 0, whose one in-graph draw serves only the first.
-      const next = active.map((_, i) => (drawn && logitRow[i] === i ? drawn.token[i] : sampleToken(logits, logitRow[i], lm.vocabSize, temperature, rng)));
+      const inGraphRow = (i: number) => drawn !== undefined && logitRow[i] === i;
+      const wanted = [...new Set(logitRow.filter((_, i) => !inGraphRow(i)))];
+      const read = new Map((await current.readRows(wanted)).map((logits, i) => [wanted[i], logits]));
+      const next = active.map((_, i) => (inGraphRow(i) ? drawn!.token[i] : sampleToken(read.get(logitRow[i])!, 0, lm.vocabSize, temperature, rng)));
+      current.release();
       generated += next.length;
       const keep: number[] = [];
       next.forEach((tok, i) => {
@@ -79,12 +83,13 @@ export async function generate(lm: CausalLM, prompt: readonly number[], options:
       const out = await lm.step(state, keep.map((i) => next[i]), sampling(keep.length));
       steps++;
       state = out.state;
-      logits = out.logits;
+      current = out;
       drawn = out.samples;
       active = keep.map((i) => active[i]);
       logitRow = active.map((_, i) => i);
     }
   } finally {
+    current.release();
     state.dispose();
   }
   return { sequences, promptTokens: prompt.length, steps, generatedTokens: generated, prefillMs, decodeMs: performance.now() - t1 };

@@ -10,9 +10,12 @@ import * as ort from "onnxruntime-node";
 import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from "./causalLm";
 import { candidates, DeviceAttempt, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
 import { FloatType, KvCache } from "./kvCache";
+import { lazyLogits, StepLogits } from "./stepLogits";
 import { lastPosition, toFloat32 } from "./tensorData";
 import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 import { ANCESTOR_INPUT, HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "./onnx/prepareGraph";
+import { DTYPE } from "./onnx/graphBuild";
+import { LAST_POSITION, logitRowsModel, ROWS_INPUT, ROWS_OUTPUT } from "./onnx/logitRows";
 import { SAMPLE_INVERSE_TEMPERATURE, SAMPLE_OUTPUTS, SAMPLE_UNIFORM } from "./onnx/samplingHead";
 
 export interface OnnxDecoderOptions {
@@ -56,6 +59,8 @@ export class OnnxDecoder implements CausalLM {
   readonly vocabSize: number;
   readonly hiddenSize: number;
   readonly deviceChoice: string;
+  /** Logits downloaded from the device so far: how many outputs, and their bytes (0 on the CPU). */
+  readonly readback = { reads: 0, bytes: 0 };
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -69,6 +74,8 @@ export class OnnxDecoder implements CausalLM {
     readonly device: string,
     /** Every device tried, with the reason each unused one was skipped. */
     readonly deviceAttempts: readonly DeviceAttempt[],
+    /** On a GPU: the logit-rows graph (logitRows.ts) that fetches rows of logits left on the device. */
+    private readonly rowsSession?: ort.InferenceSession,
   ) {
     this.vocabSize = config.vocabSize;
     this.hiddenSize = config.hiddenSize;
@@ -87,7 +94,8 @@ export class OnnxDecoder implements CausalLM {
       }
       const sampler = options.sampleInGraph ?? (device !== "cpu" || folder.config.vocabSize >= LARGE_VOCABULARY);
       const source = options.prepare === false ? folder.onnxPath : smcReadySource(folder, sampler);
-      let session: ort.InferenceSession;
+      let session: ort.InferenceSession | undefined;
+      let rowsSession: ort.InferenceSession | undefined;
       try {
         const sessionOptions: ort.InferenceSession.SessionOptions = {
           executionProviders: [device],
@@ -105,12 +113,18 @@ export class OnnxDecoder implements CausalLM {
             attempts.push({ device, skipped: "the KV cache can stay on the GPU only with the SMC-prepared graph" });
             continue;
           }
-          sessionOptions.preferredOutputLocation = Object.fromEntries(
-            Array.from({ length: folder.config.numLayers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat().map((n) => [n, "gpu-buffer" as const]),
-          );
+          // The logits stay there too, until a draw outside the graph needs them (see stepLogits.ts).
+          const onDevice = ["logits", ...Array.from({ length: folder.config.numLayers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat()];
+          sessionOptions.preferredOutputLocation = Object.fromEntries(onDevice.map((n) => [n, "gpu-buffer" as const]));
         }
         session = typeof source === "string" ? await ort.InferenceSession.create(source, sessionOptions) : await ort.InferenceSession.create(source, sessionOptions);
+        if (device !== "cpu") {
+          const logits = session.outputMetadata.find((m) => m.name === "logits");
+          const elem = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
+          rowsSession = await ort.InferenceSession.create(logitRowsModel(elem), { executionProviders: [device], logSeverityLevel: 3 });
+        }
       } catch (e) {
+        await session?.release();
         const message = (e as Error).message;
         if (device !== "cpu" && !/protobuf|parse|invalid model|load model/i.test(message)) {
           attempts.push({ device, skipped: deviceFailure(device, message) });
@@ -122,11 +136,12 @@ export class OnnxDecoder implements CausalLM {
       const { kvType, hasPositionIds, hasHidden, hasAncestor, hasSampler } = checkInterface(session, folder);
       if (device !== "cpu" && !hasAncestor) {
         await session.release();
+        await rowsSession?.release();
         attempts.push({ device, skipped: "the graph has no ancestor_index input, so its KV cache cannot be reordered on the device" });
         continue;
       }
       const where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
-      const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasAncestor, hasSampler, folder.config.padTokenId ?? 0, where, attempts);
+      const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasAncestor, hasSampler, folder.config.padTokenId ?? 0, where, attempts, rowsSession);
       if (device === "cpu") return decoder;
       // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
       // here, where falling back costs nothing, rather than in the middle of a solve.
@@ -134,7 +149,7 @@ export class OnnxDecoder implements CausalLM {
         await decoder.probe();
         return decoder;
       } catch (e) {
-        await session.release();
+        await decoder.dispose();
         attempts.pop();
         attempts.push({ device, skipped: `it could not run the model: ${deviceFailure(device, (e as Error).message)}` });
       }
@@ -157,20 +172,31 @@ export class OnnxDecoder implements CausalLM {
     if (!tokens.length) throw new Error("encodeAll needs at least one token");
     const out = await this.run(this.emptyCache(1), [Array.from(tokens)], true);
     out.state.dispose();
-    return { logits: out.logits, hidden: out.hidden };
+    try {
+      return { logits: await out.readLogits(), hidden: out.hidden };
+    } finally {
+      out.release();
+    }
   }
 
   async dispose(): Promise<void> {
     await this.session.release();
+    await this.rowsSession?.release();
   }
 
   /** One small forward pass with a resampling gather: proves the device can run every part of the graph. */
   private async probe(): Promise<void> {
     const first = await this.run(this.emptyCache(1), [[this.padId, this.padId]]);
+    first.release();
     const both = (first.state as KvCache).select([0, 0]);
     first.state.dispose();
     const second = await this.run(both, [[this.padId], [null]]);
     second.state.dispose();
+    try {
+      await second.readRows([1]);
+    } finally {
+      second.release();
+    }
   }
 
   private emptyCache(batch: number): KvCache {
@@ -231,7 +257,6 @@ export class OnnxDecoder implements CausalLM {
     }
     const presents: ort.Tensor[] = [];
     for (let i = 0; i < this.config.numLayers; i++) presents.push(out[`present.${i}.key`], out[`present.${i}.value`]);
-    const logits = allPositions ? toFloat32(out.logits) : lastPosition(out.logits);
     const samples: RowSamples | undefined =
       sampling && this.samplesInGraph
         ? {
@@ -241,19 +266,58 @@ export class OnnxDecoder implements CausalLM {
             logpMax: out[SAMPLE_OUTPUTS.logpMax].data as Float32Array,
           }
         : undefined;
-    for (let b = 0; b < (allPositions ? 0 : batch); b++) {
-      if (rows[b][seq - 1] === null) continue;
-      const nan = () => new Error(`the model produced NaN logits (row ${b} of ${batch}, position ${positions[b] - 1})`);
-      // A NaN anywhere in a row makes its draw's log p NaN: one number to check instead of a vocabulary.
-      if (samples) {
-        if (Number.isNaN(samples.logp[b])) throw nan();
-        continue;
-      }
-      for (let i = b * this.vocabSize; i < (b + 1) * this.vocabSize; i++) if (Number.isNaN(logits[i])) throw nan();
-    }
+    const fed = (b: number) => rows[b][seq - 1] !== null;
+    const nan = (b: number) => new Error(`the model produced NaN logits (row ${b} of ${batch}, position ${positions[b] - 1})`);
+    // Without draws (whose log p would show it), rows are checked for NaN as they are read.
+    const checkRows = (logits: Float32Array, read: readonly number[]) => {
+      if (samples || allPositions) return logits;
+      read.forEach((b, i) => {
+        if (!fed(b)) return;
+        for (let j = i * this.vocabSize; j < (i + 1) * this.vocabSize; j++) if (Number.isNaN(logits[j])) throw nan(b);
+      });
+      return logits;
+    };
     const hidden = !this.hasHidden ? undefined : allPositions ? toFloat32(out.last_hidden_state) : lastPosition(out.last_hidden_state);
-    return { logits, hidden, samples, state: KvCache.fromTensors(presents, batch, total, mask, positions, this.hasAncestor) };
+    const result = { ...this.outputLogits(out.logits, batch, allPositions, checkRows), hidden, samples, state: KvCache.fromTensors(presents, batch, total, mask, positions, this.hasAncestor) };
+    // A NaN anywhere in a row makes its draw's log p NaN: one number to check instead of a vocabulary.
+    const bad = samples ? rows.findIndex((_, b) => fed(b) && Number.isNaN(samples.logp[b])) : -1;
+    if (bad >= 0) {
+      result.release();
+      result.state.dispose();
+      throw nan(bad);
+    }
+    return result;
   }
+
+  /**
+   * The logits output, read on demand. On the CPU it is memory already. On a GPU it stays there, and
+   * reads go through the logit-rows graph, which returns just the rows asked for (counted in `readback`).
+   */
+  private outputLogits(tensor: ort.Tensor, batch: number, allPositions: boolean, check: (logits: Float32Array, rows: readonly number[]) => Float32Array): StepLogits {
+    const every = Array.from({ length: batch }, (_, i) => i);
+    if (tensor.location !== "gpu-buffer" || !this.rowsSession) {
+      return lazyLogits(this.vocabSize, async () => check(allPositions ? toFloat32(tensor) : lastPosition(tensor), every));
+    }
+    const rowsSession = this.rowsSession;
+    const fetch = async (rows: readonly number[], from: number) => {
+      let flat: Float32Array;
+      try {
+        const feeds = {
+          [ROWS_INPUT.logits]: tensor,
+          [ROWS_INPUT.rows]: new ort.Tensor("int64", BigInt64Array.from(rows, BigInt), [rows.length]),
+          [ROWS_INPUT.from]: new ort.Tensor("int64", BigInt64Array.of(BigInt(from)), [1]),
+        };
+        flat = (await rowsSession.run(feeds))[ROWS_OUTPUT].data as Float32Array;
+      } catch (e) {
+        throw new DeviceRunError(this.device, `${this.device} failed to return the logits: ${deviceFailure(this.device.split(" ")[0], (e as Error).message)}`);
+      }
+      this.readback.reads++;
+      this.readback.bytes += flat.byteLength;
+      return check(flat, rows);
+    };
+    return lazyLogits(this.vocabSize, () => fetch(every, allPositions ? 0 : LAST_POSITION), (rows) => fetch(rows, LAST_POSITION), () => tensor.dispose());
+  }
+
 }
 
 /** Checks the session's inputs and outputs against the decoder interface; names what is missing. */

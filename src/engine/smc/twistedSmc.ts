@@ -196,6 +196,16 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
     recorded: 0,
     confidence: new ConfidenceTracker(),
   }));
+  // Step outputs that particles may still draw from; the rest are released (on a GPU their logits are freed).
+  const outputs = new Set<StepOutput>([first]);
+  const releaseUnreferenced = () => {
+    const referenced = new Set(ps.filter((p) => !p.finish).map((p) => p.pending?.out));
+    for (const out of outputs) {
+      if (referenced.has(out)) continue;
+      out.release();
+      outputs.delete(out);
+    }
+  };
   const ess: number[] = [];
   const resampledAt: number[] = [];
   let parents = ps.map((_, i) => i);
@@ -224,6 +234,8 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       const fed = new Map<Particle, number>();
       const psiNext = tokenTwist && movers.length ? await tokenTwist.logPsiNext(twistInput(movers)) : undefined;
       const moverValues = stepTwist && !known && movers.length ? stepTwist.logValue(twistInput(movers)) : undefined;
+      const inGraph = movers.map((p) => graphSampling && !(o.clamp && p === ps[0]) && claim(p.pending!.out, p.pending!.row));
+      const rowLogits = await readDrawnRows(movers.filter((_, m) => !inGraph[m]).map((p) => p.pending!));
       movers.forEach((p, m) => {
         const { out, row } = p.pending!;
         const clamped = o.clamp && p === ps[0];
@@ -231,7 +243,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         let logP: number;
         let logQ: number;
         const eosPhi = new Map<number, number>();
-        if (graphSampling && !clamped && claim(out, row)) {
+        if (inGraph[m]) {
           const drawn = out.samples!;
           [s, logP, logQ] = [drawn.token[row], drawn.logp[row], drawn.logq[row]];
           if (Number.isNaN(logP) || Number.isNaN(logQ)) {
@@ -240,7 +252,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
           p.confidence.add(drawn.logpMax[row] - logP);
           drawnInGraph++;
         } else {
-          const logits = out.logits.subarray(row * V, (row + 1) * V);
+          const logits = rowLogits.get(out)!.get(row)!;
           let max = -Infinity;
           for (let s = 0; s < V; s++) if (logits[s] > max) max = logits[s];
           let sum = 0;
@@ -331,12 +343,14 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         const out = await lm.step(state, alive.map((p) => fed.get(p) ?? null), sampling(alive.length));
         forwardPasses++;
         state = out.state;
+        outputs.add(out);
         const lineEnds: Particle[] = [];
         alive.forEach((p, i) => {
           if (!fed.has(p)) return;
           p.pending = { out, row: i };
           if (o.level === "step" && o.isLineEnd(fed.get(p)!)) lineEnds.push(p);
         });
+        releaseUnreferenced();
         if (lineEnds.length) {
           // The boundary's weight ψ(s_1:k)/ψ(s_1:k−1), read from the hidden state after the line.
           const input = twistInput(lineEnds);
@@ -381,6 +395,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       steps++;
     }
   } finally {
+    for (const out of outputs) out.release();
     state.dispose();
   }
   const logW = ps.map((p) => p.logW);
@@ -395,6 +410,22 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
     drawnInGraph,
     collapsed,
   };
+}
+
+/**
+ * The logits rows that particles draw from outside the graph, read once per output: on a GPU only
+ * these rows come back from the device.
+ */
+async function readDrawnRows(pending: readonly { out: StepOutput; row: number }[]): Promise<Map<StepOutput, Map<number, Float32Array>>> {
+  const wanted = new Map<StepOutput, Set<number>>();
+  for (const { out, row } of pending) wanted.set(out, (wanted.get(out) ?? new Set()).add(row));
+  const read = new Map<StepOutput, Map<number, Float32Array>>();
+  for (const [out, rows] of wanted) {
+    const list = [...rows];
+    const logits = await out.readRows(list);
+    read.set(out, new Map(list.map((r, i) => [r, logits[i]])));
+  }
+  return read;
 }
 
 /** Inverse-CDF draw from unnormalised probabilities w[0..V) with total `sum`. */
