@@ -1,7 +1,9 @@
 /** Shared pieces of the unit tests: the shipped model, loaded once per process. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { CausalLM, StepOutput } from "../../src/engine/lm/causalLm";
+import { CausalLM, RowSamples, StepOutput } from "../../src/engine/lm/causalLm";
+import { TokenTwistHead } from "../../src/engine/twist/heads";
+import { Rng } from "../../src/engine/util/rng";
 import { generate } from "../../src/engine/lm/generate";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { loadProblems } from "../../src/engine/train/data";
@@ -44,30 +46,70 @@ export async function assertGraphDrawsMatchLogits(lm: CausalLM, temperature: num
   first.release();
   const all = await logitsOf(out);
   const V = lm.vocabSize;
-  uniforms.forEach((u, r) => {
-    const logits = Array.from(all.subarray(r * V, (r + 1) * V));
-    const lse = (xs: number[]) => {
-      const m = Math.max(...xs);
-      return m + Math.log(xs.reduce((a, x) => a + Math.exp(x - m), 0));
-    };
-    const logp = logits.map((x) => x - lse(logits));
-    const tempered = logp.map((x) => x / temperature);
-    const logq = tempered.map((x) => x - lse(tempered));
-    let expected = V - 1;
-    for (let i = 0, left = u; i < V; i++) if ((left -= Math.exp(logq[i])) < 0) {
-      expected = i;
-      break;
-    }
-    const d = out.samples!;
-    assert.equal(d.token[r], expected, `row ${r} at u = ${u}`);
-    assert.ok(Math.abs(d.logp[r] - logp[expected]) < 1e-4, `log p ${d.logp[r]} vs ${logp[expected]}`);
-    assert.ok(Math.abs(d.logq[r] - logq[expected]) < 1e-4, `log q ${d.logq[r]} vs ${logq[expected]}`);
-    assert.ok(Math.abs(d.logpMax[r] - Math.max(...logp)) < 1e-4);
-  });
+  uniforms.forEach((u, r) => assertDraw(out.samples!, r, inverseCdfDraw(all.subarray(r * V, (r + 1) * V), u, temperature), `row ${r} at u = ${u}`));
   return uniforms.length;
 }
 
-/** The largest absolute difference between two equally long arrays. */
+/**
+ * Draws the model makes afterwards from chosen rows of an output (a row twice, as for siblings),
+ * untwisted and from a random low-rank token twist's proposal, match the inverse CDF computed here
+ * from the logits and the JavaScript twist head.
+ */
+export async function assertModelDrawsMatchLogits(lm: CausalLM, temperature: number): Promise<void> {
+  const first = await lm.prefill([1, 20, 30, 40]);
+  const rows = first.state.select([0, 0, 0]);
+  first.state.dispose();
+  first.release();
+  const out = await lm.step(rows, [5, 6, 7]);
+  out.state.dispose();
+  assert.ok(out.drawRows, "the model should draw where it runs");
+  const V = lm.vocabSize;
+  const H = lm.hiddenSize;
+  const head = TokenTwistHead.init(H, V, 4, new Rng(5));
+  const rng = new Rng(6);
+  head.p.W.forEach((_, i) => (head.p.W[i] = rng.normal()));
+  const picked = [2, 0, 2, 1];
+  const uniforms = [0.013, 0.5, 0.77, 0.9991];
+  const hidden = new Float32Array(picked.length * H);
+  picked.forEach((r, i) => hidden.set(out.hidden!.subarray(r * H, (r + 1) * H), i * H));
+  const plain = await out.drawRows({ rows: picked, uniforms, temperature });
+  const twisted = await out.drawRows({ rows: picked, uniforms, temperature, twist: { weights: head.p, hidden } });
+  const logPsi = head.logPsiNext({ hidden, hiddenSize: H, prefixes: picked.map(() => []) });
+  const logits = await logitsOf(out);
+  picked.forEach((r, i) => {
+    const row = logits.subarray(r * V, (r + 1) * V);
+    assertDraw(plain, i, inverseCdfDraw(row, uniforms[i], temperature), `plain draw ${i} from row ${r}`);
+    const expected = inverseCdfDraw(row, uniforms[i], temperature, logPsi.subarray(i * V, (i + 1) * V));
+    assertDraw(twisted, i, expected, `twisted draw ${i} from row ${r}`);
+    assert.ok(Math.abs(twisted.logPsi![i] - expected.logPsi) < 1e-4, `log ψ ${twisted.logPsi![i]} vs ${expected.logPsi}`);
+  });
+}
+
+/** The token the inverse CDF of softmax(log p / T + log ψ) gives at u, with log p, log q, log ψ and the largest log p. */
+function inverseCdfDraw(logits: ArrayLike<number>, u: number, temperature: number, logPsi?: ArrayLike<number>) {
+  const lse = (xs: number[]) => {
+    const m = Math.max(...xs);
+    return m + Math.log(xs.reduce((a, x) => a + Math.exp(x - m), 0));
+  };
+  const x = Array.from(logits);
+  const logp = x.map((v) => v - lse(x));
+  const proposal = logp.map((v, i) => v / temperature + (logPsi ? logPsi[i] : 0));
+  const logq = proposal.map((v) => v - lse(proposal));
+  let token = x.length - 1;
+  for (let i = 0, left = u; i < x.length; i++) if ((left -= Math.exp(logq[i])) < 0) {
+    token = i;
+    break;
+  }
+  return { token, logp: logp[token], logq: logq[token], logPsi: logPsi ? logPsi[token] : 0, logpMax: Math.max(...logp) };
+}
+
+function assertDraw(d: RowSamples, i: number, expected: ReturnType<typeof inverseCdfDraw>, what: string): void {
+  assert.equal(d.token[i], expected.token, what);
+  assert.ok(Math.abs(d.logp[i] - expected.logp) < 1e-4, `${what}: log p ${d.logp[i]} vs ${expected.logp}`);
+  assert.ok(Math.abs(d.logq[i] - expected.logq) < 1e-4, `${what}: log q ${d.logq[i]} vs ${expected.logq}`);
+  assert.ok(Math.abs(d.logpMax[i] - expected.logpMax) < 1e-4, `${what}: largest log p ${d.logpMax[i]} vs ${expected.logpMax}`);
+}
+
 /** An output's logits, read once; the output is released (on a GPU its logits are freed). */
 export async function logitsOf(out: StepOutput): Promise<Float32Array> {
   try {
@@ -77,6 +119,7 @@ export async function logitsOf(out: StepOutput): Promise<Float32Array> {
   }
 }
 
+/** The largest absolute difference between two equally long arrays. */
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length);
   let m = 0;

@@ -7,7 +7,7 @@ import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { runTwistedSmc } from "../../src/engine/smc/twistedSmc";
 import { solve } from "../../src/engine/solve";
 import { Rng } from "../../src/engine/util/rng";
-import { assertGraphDrawsMatchLogits, logitsOf, MODEL_DIR } from "./helpers";
+import { assertGraphDrawsMatchLogits, assertModelDrawsMatchLogits, logitsOf, MODEL_DIR } from "./helpers";
 import { enumerateDecoder, toyStatisticsOnDecoder } from "./toyStatistics";
 
 /** Tokens drawn inside the graph (the sampling head prepareGraph adds on request), here on the CPU. */
@@ -43,6 +43,11 @@ describe("drawing tokens in the graph", function () {
     it(`draws on ${name} the token the inverse CDF gives at each uniform, with log p, log q and the largest log p`, async () => {
       const { lm } = await open(dir);
       for (const temperature of [1, 0.7, 1.6]) await assertGraphDrawsMatchLogits(lm, temperature);
+    });
+
+    it(`draws on ${name} afterwards from chosen rows, untwisted and from a low-rank token twist's proposal, as the inverse CDF gives`, async () => {
+      const { lm } = await open(dir);
+      for (const temperature of [1, 0.7]) await assertModelDrawsMatchLogits(lm, temperature);
     });
   }
 
@@ -112,7 +117,7 @@ describe("the toy-model statistics on a real four-token ONNX decoder", function 
         cpSync(dir, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
         const [lm, reference] = [await loadModel(copy, { threads: 1, sampleInGraph }), await loadModel(copy, { threads: 1, sampleInGraph: false })];
         models.push(lm, reference);
-        return { lm: lm.lm, logProbs: await enumerateDecoder(reference.lm) };
+        return { lm: lm.lm, logProbs: await enumerateDecoder(reference.lm), reference: reference.lm };
       });
     });
   }

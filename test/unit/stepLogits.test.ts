@@ -7,10 +7,13 @@ import { CausalLM, DecoderState, GraphSampling, StepOutput } from "../../src/eng
 import { generate } from "../../src/engine/lm/generate";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { DTYPE } from "../../src/engine/lm/onnx/graphBuild";
-import { LAST_POSITION, logitRowsModel, ROWS_OUTPUT } from "../../src/engine/lm/onnx/logitRows";
+import { LAST_POSITION, logitRowsModel, ROWS_OUTPUT } from "../../src/engine/lm/onnx/logitGraphs";
 import { lazyLogits, liveDeviceLogits } from "../../src/engine/lm/stepLogits";
 import { runTwistedSmc, SmcCancelled, SmcOptions } from "../../src/engine/smc/twistedSmc";
-import { TOY_EOS, TOY_PROMPT } from "./toyModel";
+import { TokenTwistHead } from "../../src/engine/twist/heads";
+import { OnnxTokenTwist } from "../../src/engine/twist/onnxTwist";
+import { Rng } from "../../src/engine/util/rng";
+import { TOY_EOS, TOY_PROMPT, TOY_VOCAB } from "./toyModel";
 import { randomLogPsi, stepTwistFrom, tokenTwistFrom, toyOptions } from "./toyStatistics";
 
 /** A real decoder whose outputs count what callers read from them and whether they were released. */
@@ -19,6 +22,7 @@ class Watched implements CausalLM {
   released = 0;
   rowsRead = 0;
   fullReads = 0;
+  modelDraws = 0;
   /** The most outputs alive (made, not released) at once. */
   maxLive = 0;
   constructor(private readonly inner: CausalLM) {}
@@ -55,6 +59,10 @@ class Watched implements CausalLM {
         this.rowsRead += rows.length;
         return out.readRows(rows);
       },
+      drawRows: out.drawRows && ((request) => {
+        this.modelDraws += request.rows.length;
+        return out.drawRows!(request);
+      }),
       release: () => {
         if (!released) this.released++;
         released = true;
@@ -73,12 +81,11 @@ describe("step logits read on demand", function () {
     let freed = 0;
     const live = liveDeviceLogits();
     const all = Float32Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8]);
-    const logits = lazyLogits(
-      vocab,
-      async () => (calls.push("all"), all),
-      async (rows) => (calls.push(`rows ${rows}`), Float32Array.from(rows.flatMap((r) => [...all.subarray(r * vocab, (r + 1) * vocab)]))),
-      () => freed++,
-    );
+    const logits = lazyLogits(vocab, {
+      all: async () => (calls.push("all"), all),
+      some: async (rows) => (calls.push(`rows ${rows}`), Float32Array.from(rows.flatMap((r) => [...all.subarray(r * vocab, (r + 1) * vocab)]))),
+      free: () => freed++,
+    });
     assert.equal(liveDeviceLogits(), live + 1);
     assert.deepEqual((await logits.readRows([2, 0])).map((r) => [...r]), [[6, 7, 8], [0, 1, 2]]);
     assert.deepEqual(await logits.readRows([]), []);
@@ -129,25 +136,34 @@ describe("step logits read on demand", function () {
     const prompt = TOY_PROMPT;
     const options = (over: Partial<SmcOptions>): SmcOptions => toyOptions({ particles: 8, level: "step", resample: "never", seed: 4, ...over });
 
-    it("step level without resampling reads one row: the prompt's, for the particles whose draw the graph did not make", async () => {
-      const lm = new Watched((await open()).lm);
-      const run = await runTwistedSmc(lm, prompt, options({ twist: stepTwistFrom(randomLogPsi) }));
-      assert.equal(lm.rowsRead, 1);
-      assert.equal(lm.fullReads, 0);
-      assert.equal(run.drawnInGraph, run.generatedTokens - (8 - 1));
-      assert.equal(lm.released, lm.made);
+    it("step level reads no logits: the pass draws each row's token, the model the prompt's row for the other particles and the siblings", async () => {
+      for (const resample of ["never", "always"] as const) {
+        const lm = new Watched((await open()).lm);
+        const run = await runTwistedSmc(lm, prompt, options({ resample, twist: stepTwistFrom(randomLogPsi) }));
+        assert.equal(lm.rowsRead + lm.fullReads, 0);
+        assert.equal(run.drawnInGraph, run.generatedTokens);
+        if (resample === "never") assert.equal(lm.modelDraws, 8 - 1);
+        else assert.ok(run.resampledAt.length > 0 && lm.modelDraws > 8 - 1);
+        assert.equal(lm.released, lm.made);
+      }
     });
 
-    it("after a resampling only the siblings' rows are read; a token twist reads the movers' rows; every output is released", async () => {
-      for (const over of [{ resample: "always" as const, twist: stepTwistFrom(randomLogPsi) }, { level: "token" as const, twist: tokenTwistFrom(randomLogPsi, () => 0) }]) {
-        const lm = new Watched((await open()).lm);
-        const run = await runTwistedSmc(lm, prompt, options(over));
-        assert.ok(lm.rowsRead > 0 && lm.rowsRead <= run.generatedTokens - run.drawnInGraph, `${lm.rowsRead} rows for ${run.generatedTokens - run.drawnInGraph} draws outside the graph`);
-        // Token level: the previous output is released as soon as every particle has moved past it.
-        if (over.level === "token") assert.ok(run.drawnInGraph === 0 && lm.maxLive <= 2, `${lm.maxLive} outputs alive at once`);
-        else assert.ok(run.resampledAt.length > 0 && run.drawnInGraph > 0);
-        assert.equal(lm.fullReads, 0);
-        assert.equal(lm.released, lm.made);
+    it("token level: a low-rank twist is evaluated where the model runs; a twist the model cannot evaluate reads the movers' rows", async () => {
+      const head = TokenTwistHead.init((await open()).lm.hiddenSize, TOY_VOCAB, 2, new Rng(1));
+      const lowRank = await OnnxTokenTwist.create(head);
+      try {
+        for (const twist of [lowRank, tokenTwistFrom(randomLogPsi, () => 0)]) {
+          const lm = new Watched((await open()).lm);
+          const run = await runTwistedSmc(lm, prompt, options({ level: "token", resample: "adaptive", twist }));
+          if (twist === lowRank) assert.deepEqual([lm.rowsRead, run.drawnInGraph, lm.modelDraws], [0, run.generatedTokens, run.generatedTokens]);
+          else assert.ok(lm.rowsRead > 0 && lm.rowsRead <= run.generatedTokens && run.drawnInGraph === 0, `${lm.rowsRead} rows read`);
+          // The previous output is released as soon as every particle has moved past it.
+          assert.ok(lm.maxLive <= 2, `${lm.maxLive} outputs alive at once`);
+          assert.equal(lm.fullReads, 0);
+          assert.equal(lm.released, lm.made);
+        }
+      } finally {
+        await lowRank.dispose();
       }
     });
 
@@ -158,7 +174,7 @@ describe("step logits read on demand", function () {
       assert.equal(lm.released, lm.made);
       const sampled = new Watched((await open()).lm);
       await generate(sampled, prompt, { numSamples: 4, maxTokens: 8, temperature: 1, seed: 2, isEos: (t) => t === TOY_EOS });
-      assert.equal(sampled.rowsRead, 1, "the prompt's row, for the three samples the graph did not draw");
+      assert.deepEqual([sampled.rowsRead, sampled.modelDraws], [0, 3], "the model draws from the prompt's row for the three samples the pass did not draw for");
       assert.equal(sampled.released, sampled.made);
     });
   });

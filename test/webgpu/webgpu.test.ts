@@ -14,9 +14,12 @@ import { KvCache, liveKvCaches } from "../../src/engine/lm/kvCache";
 import { generate } from "../../src/engine/lm/generate";
 import { liveDeviceLogits } from "../../src/engine/lm/stepLogits";
 import { runTwistedSmc } from "../../src/engine/smc/twistedSmc";
+import { TokenTwistHead } from "../../src/engine/twist/heads";
+import { OnnxTokenTwist } from "../../src/engine/twist/onnxTwist";
+import { Rng } from "../../src/engine/util/rng";
 import { solve } from "../../src/engine/solve";
 import { loadTwistOption } from "../../src/engine/twist/resolve";
-import { assertGraphDrawsMatchLogits, assertSameGreedy, logitsOf, maxAbsDiff, MODEL_DIR } from "../unit/helpers";
+import { assertGraphDrawsMatchLogits, assertModelDrawsMatchLogits, assertSameGreedy, logitsOf, maxAbsDiff, MODEL_DIR } from "../unit/helpers";
 import { TOY_EOS, TOY_PROMPT } from "../unit/toyModel";
 import { enumerateDecoder, toyOptions, toyStatisticsOnDecoder } from "../unit/toyStatistics";
 
@@ -97,6 +100,11 @@ describe("the engine on WebGPU", function () {
       const { lm } = await model(dir, "webgpu");
       for (const temperature of [1, 0.7]) await assertGraphDrawsMatchLogits(lm, temperature);
     });
+
+    it(`draws on the GPU from chosen rows left there, untwisted and from a low-rank token twist's proposal (${name})`, async () => {
+      const { lm } = await model(dir, "webgpu");
+      for (const temperature of [1, 0.7]) await assertModelDrawsMatchLogits(lm, temperature);
+    });
   }
 
   it("runs an fp16 model with its KV cache in half precision on the GPU, writing the fp32 model's greedy solutions", async () => {
@@ -113,6 +121,7 @@ describe("the engine on WebGPU", function () {
       lm: (await model(FOUR_TOKENS, "webgpu")).lm,
       // The exact distribution from the CPU, read by the JavaScript softmax.
       logProbs: await enumerateDecoder((await model(FOUR_TOKENS, "cpu")).lm),
+      reference: (await model(FOUR_TOKENS, "cpu")).lm,
     }));
   });
 
@@ -125,16 +134,25 @@ describe("the engine on WebGPU", function () {
     assert.deepEqual([liveKvCaches(), liveDeviceLogits()], [caches, logits]);
   });
 
-  it("leaves the logits on the GPU: only rows drawn outside the graph come back", async () => {
+  it("leaves the logits on the GPU: draws are made there, only rows drawn in JavaScript come back", async () => {
     const { lm } = await model(GPT2, "webgpu");
     const row = lm.vocabSize * 4;
     const read = () => ({ ...lm.readback! });
     const options = { particles: 8, resampling: "systematic" as const, essThreshold: 0.5, maxTokens: 10, temperature: 1, seed: 2, isEos: () => false, isLineEnd: () => false, decode: String };
-    // Step level with no line end: every draw after the prompt's first is made in the graph.
+    // Step level, resampling at every line: all draws are made on the GPU (siblings and the prompt's row for K − 1 particles too).
     let before = read();
-    const step = await runTwistedSmc(lm, [1, 20, 30, 40], { ...options, level: "step", resample: "adaptive", twist: { kind: "step", logValue: (i) => new Float64Array(i.prefixes.length) } });
-    assert.equal(step.drawnInGraph, step.generatedTokens - 7);
-    assert.deepEqual(read(), { reads: before.reads + 1, bytes: before.bytes + row }, "the prompt's one row, for the 7 particles the graph did not draw for");
+    const lineEvery3 = (t: number) => t % 3 === 0;
+    const step = await runTwistedSmc(lm, [1, 20, 30, 40], { ...options, level: "step", resample: "always", isLineEnd: lineEvery3, twist: { kind: "step", logValue: (i) => new Float64Array(i.prefixes.length) } });
+    assert.ok(step.resampledAt.length > 0);
+    assert.equal(step.drawnInGraph, step.generatedTokens);
+    assert.deepEqual(read(), before, "no logits came back");
+    // Token level with a low-rank token twist: evaluated on the GPU with the proposal.
+    const head = TokenTwistHead.init(lm.hiddenSize, lm.vocabSize, 8, new Rng(3));
+    const twist = await OnnxTokenTwist.create(head);
+    const token = await runTwistedSmc(lm, [1, 20, 30, 40], { ...options, level: "token", resample: "adaptive", twist });
+    await twist.dispose();
+    assert.equal(token.drawnInGraph, token.generatedTokens);
+    assert.deepEqual(read(), before, "no logits came back");
     // Greedy decoding (no draw in the graph): each step brings back its rows, the last position only.
     before = read();
     const greedy = await generate(lm, [1, 20, 30, 40, 50, 60], { numSamples: 2, maxTokens: 5, temperature: 0, seed: 0, isEos: () => false });

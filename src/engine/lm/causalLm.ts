@@ -36,6 +36,33 @@ export interface RowSamples {
   logpMax: Float32Array;
 }
 
+/** A low-rank token twist's weights, for a model that evaluates it where it runs: log ψ(s) = log σ((h·U)·W[:, s] + b[s]). */
+export interface TokenTwistWeights {
+  readonly hiddenSize: number;
+  readonly vocabSize: number;
+  readonly rank: number;
+  /** hiddenSize × rank, rank × vocabSize and vocabSize, row-major. Must not change while a model uses them. */
+  readonly U: Float32Array;
+  readonly W: Float32Array;
+  readonly b: Float32Array;
+}
+
+/** Draws from rows of an output, made where the model runs. */
+export interface DrawRequest {
+  /** The output row each draw reads; a row may be drawn from more than once. */
+  rows: readonly number[];
+  /** One uniform in [0, 1) per draw. */
+  uniforms: ArrayLike<number>;
+  temperature: number;
+  /** A twisted proposal q ∝ p^{1/T}·ψ: the twist and each draw's hidden state (draws × hiddenSize). */
+  twist?: { weights: TokenTwistWeights; hidden: Float32Array };
+}
+
+/** RowSamples of a DrawRequest, one per draw, with log ψ of each token when the proposal was twisted. */
+export interface RowDraws extends RowSamples {
+  logPsi?: Float32Array;
+}
+
 export interface StepOutput {
   /**
    * Next-token logits for each row (batch × vocabSize, row-major), read when first asked for: on a GPU
@@ -44,6 +71,8 @@ export interface StepOutput {
   readLogits(): Promise<Float32Array>;
   /** The logits of the given rows only, one vocabSize-long array each: on a GPU only those rows come back. */
   readRows(rows: readonly number[]): Promise<Float32Array[]>;
+  /** Draws where the model runs, without bringing logits back (models that can; see DrawRequest). */
+  drawRows?(request: DrawRequest): Promise<RowDraws>;
   /** Frees what the output holds where the model runs (its logits); call when no row will be read again. */
   release(): void;
   /** The final normed hidden state for each row (batch × hiddenSize), when the model exposes it. */

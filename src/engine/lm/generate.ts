@@ -58,9 +58,17 @@ export async function generate(lm: CausalLM, prompt: readonly number[], options:
     for (let t = 0; t < maxTokens && active.length; t++) {
       // After the prefill every row reads logits row 0, whose one in-graph draw serves only the first.
       const inGraphRow = (i: number) => drawn !== undefined && logitRow[i] === i;
-      const wanted = [...new Set(logitRow.filter((_, i) => !inGraphRow(i)))];
-      const read = new Map((await current.readRows(wanted)).map((logits, i) => [wanted[i], logits]));
-      const next = active.map((_, i) => (inGraphRow(i) ? drawn!.token[i] : sampleToken(read.get(logitRow[i])!, 0, lm.vocabSize, temperature, rng)));
+      const others = active.map((_, i) => i).filter((i) => !inGraphRow(i));
+      const next = active.map((_, i) => (inGraphRow(i) ? drawn!.token[i] : -1));
+      if (inGraph && current.drawRows && others.length) {
+        // The model draws for the rows it did not draw for in the pass (after the prefill, all but the first).
+        const more = await current.drawRows({ rows: others.map((i) => logitRow[i]), uniforms: others.map(() => rng.uniform()), temperature });
+        others.forEach((i, k) => (next[i] = more.token[k]));
+      } else if (others.length) {
+        const wanted = [...new Set(others.map((i) => logitRow[i]))];
+        const read = new Map((await current.readRows(wanted)).map((logits, k) => [wanted[k], logits]));
+        for (const i of others) next[i] = sampleToken(read.get(logitRow[i])!, 0, lm.vocabSize, temperature, rng);
+      }
       current.release();
       generated += next.length;
       const keep: number[] = [];

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
-import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from "./causalLm";
+import { CausalLM, DecoderState, DrawRequest, GraphSampling, RowSamples, StepOutput } from "./causalLm";
 import { candidates, DeviceAttempt, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
 import { FloatType, KvCache } from "./kvCache";
 import { lazyLogits, StepLogits } from "./stepLogits";
@@ -15,7 +15,8 @@ import { lastPosition, toFloat32 } from "./tensorData";
 import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 import { ANCESTOR_INPUT, HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "./onnx/prepareGraph";
 import { DTYPE } from "./onnx/graphBuild";
-import { LAST_POSITION, logitRowsModel, ROWS_INPUT, ROWS_OUTPUT } from "./onnx/logitRows";
+import { LAST_POSITION } from "./onnx/logitGraphs";
+import { LogitSessions } from "./logitSessions";
 import { SAMPLE_INVERSE_TEMPERATURE, SAMPLE_OUTPUTS, SAMPLE_UNIFORM } from "./onnx/samplingHead";
 
 export interface OnnxDecoderOptions {
@@ -59,8 +60,6 @@ export class OnnxDecoder implements CausalLM {
   readonly vocabSize: number;
   readonly hiddenSize: number;
   readonly deviceChoice: string;
-  /** Logits downloaded from the device so far: how many outputs, and their bytes (0 on the CPU). */
-  readonly readback = { reads: 0, bytes: 0 };
 
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -74,12 +73,17 @@ export class OnnxDecoder implements CausalLM {
     readonly device: string,
     /** Every device tried, with the reason each unused one was skipped. */
     readonly deviceAttempts: readonly DeviceAttempt[],
-    /** On a GPU: the logit-rows graph (logitRows.ts) that fetches rows of logits left on the device. */
-    private readonly rowsSession?: ort.InferenceSession,
+    /** Reads rows of the logits, and draws from them, where they are (on a GPU: left on the device). */
+    private readonly logitSessions: LogitSessions,
   ) {
     this.vocabSize = config.vocabSize;
     this.hiddenSize = config.hiddenSize;
     this.deviceChoice = describeDeviceChoice(deviceAttempts);
+  }
+
+  /** Logits fetched from the device so far: how many reads, and their bytes (0 on the CPU). */
+  get readback(): { readonly reads: number; readonly bytes: number } {
+    return this.logitSessions.fetched;
   }
 
   static async load(folder: ModelFolder, options: OnnxDecoderOptions = {}): Promise<OnnxDecoder> {
@@ -95,7 +99,6 @@ export class OnnxDecoder implements CausalLM {
       const sampler = options.sampleInGraph ?? (device !== "cpu" || folder.config.vocabSize >= LARGE_VOCABULARY);
       const source = options.prepare === false ? folder.onnxPath : smcReadySource(folder, sampler);
       let session: ort.InferenceSession | undefined;
-      let rowsSession: ort.InferenceSession | undefined;
       try {
         const sessionOptions: ort.InferenceSession.SessionOptions = {
           executionProviders: [device],
@@ -118,11 +121,6 @@ export class OnnxDecoder implements CausalLM {
           sessionOptions.preferredOutputLocation = Object.fromEntries(onDevice.map((n) => [n, "gpu-buffer" as const]));
         }
         session = typeof source === "string" ? await ort.InferenceSession.create(source, sessionOptions) : await ort.InferenceSession.create(source, sessionOptions);
-        if (device !== "cpu") {
-          const logits = session.outputMetadata.find((m) => m.name === "logits");
-          const elem = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
-          rowsSession = await ort.InferenceSession.create(logitRowsModel(elem), { executionProviders: [device], logSeverityLevel: 3 });
-        }
       } catch (e) {
         await session?.release();
         const message = (e as Error).message;
@@ -136,12 +134,14 @@ export class OnnxDecoder implements CausalLM {
       const { kvType, hasPositionIds, hasHidden, hasAncestor, hasSampler } = checkInterface(session, folder);
       if (device !== "cpu" && !hasAncestor) {
         await session.release();
-        await rowsSession?.release();
         attempts.push({ device, skipped: "the graph has no ancestor_index input, so its KV cache cannot be reordered on the device" });
         continue;
       }
       const where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
-      const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasAncestor, hasSampler, folder.config.padTokenId ?? 0, where, attempts, rowsSession);
+      const logits = session.outputMetadata.find((m) => m.name === "logits");
+      const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
+      const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where);
+      const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasAncestor, hasSampler, folder.config.padTokenId ?? 0, where, attempts, logitSessions);
       if (device === "cpu") return decoder;
       // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
       // here, where falling back costs nothing, rather than in the middle of a solve.
@@ -181,7 +181,7 @@ export class OnnxDecoder implements CausalLM {
 
   async dispose(): Promise<void> {
     await this.session.release();
-    await this.rowsSession?.release();
+    await this.logitSessions.dispose();
   }
 
   /** One small forward pass with a resampling gather: proves the device can run every part of the graph. */
@@ -194,6 +194,7 @@ export class OnnxDecoder implements CausalLM {
     second.state.dispose();
     try {
       await second.readRows([1]);
+      if (second.drawRows) await second.drawRows({ rows: [1, 1], uniforms: [0.2, 0.9], temperature: 1 });
     } finally {
       second.release();
     }
@@ -290,33 +291,26 @@ export class OnnxDecoder implements CausalLM {
   }
 
   /**
-   * The logits output, read on demand. On the CPU it is memory already. On a GPU it stays there, and
-   * reads go through the logit-rows graph, which returns just the rows asked for (counted in `readback`).
+   * The logits output, read on demand. On the CPU it is memory already; on a GPU it stays there, and
+   * reads fetch just the rows asked for (counted in `readback`). Where the model draws in its graph,
+   * `drawRows` draws from any rows where the logits are.
    */
   private outputLogits(tensor: ort.Tensor, batch: number, allPositions: boolean, check: (logits: Float32Array, rows: readonly number[]) => Float32Array): StepLogits {
     const every = Array.from({ length: batch }, (_, i) => i);
-    if (tensor.location !== "gpu-buffer" || !this.rowsSession) {
-      return lazyLogits(this.vocabSize, async () => check(allPositions ? toFloat32(tensor) : lastPosition(tensor), every));
+    const draw = this.samplesInGraph && !allPositions ? (request: DrawRequest) => this.logitSessions.draw(tensor, request) : undefined;
+    if (tensor.location !== "gpu-buffer") {
+      const logits = allPositions ? toFloat32(tensor) : lastPosition(tensor);
+      return lazyLogits(this.vocabSize, { all: async () => check(logits, every), draw });
     }
-    const rowsSession = this.rowsSession;
-    const fetch = async (rows: readonly number[], from: number) => {
-      let flat: Float32Array;
-      try {
-        const feeds = {
-          [ROWS_INPUT.logits]: tensor,
-          [ROWS_INPUT.rows]: new ort.Tensor("int64", BigInt64Array.from(rows, BigInt), [rows.length]),
-          [ROWS_INPUT.from]: new ort.Tensor("int64", BigInt64Array.of(BigInt(from)), [1]),
-        };
-        flat = (await rowsSession.run(feeds))[ROWS_OUTPUT].data as Float32Array;
-      } catch (e) {
-        throw new DeviceRunError(this.device, `${this.device} failed to return the logits: ${deviceFailure(this.device.split(" ")[0], (e as Error).message)}`);
-      }
-      this.readback.reads++;
-      this.readback.bytes += flat.byteLength;
-      return check(flat, rows);
-    };
-    return lazyLogits(this.vocabSize, () => fetch(every, allPositions ? 0 : LAST_POSITION), (rows) => fetch(rows, LAST_POSITION), () => tensor.dispose());
+    const fetch = async (rows: readonly number[], from: number) => check(await this.logitSessions.rows(tensor, rows, from), rows);
+    return lazyLogits(this.vocabSize, {
+      all: () => fetch(every, allPositions ? 0 : LAST_POSITION),
+      some: (rows) => fetch(rows, LAST_POSITION),
+      draw,
+      free: () => tensor.dispose(),
+    });
   }
+
 
 }
 

@@ -3,9 +3,20 @@
  * rows a caller asks for are fetched (most steps take the in-graph draws and fetch none), freed when
  * the caller releases the output.
  */
-import { StepOutput } from "./causalLm";
+import { DrawRequest, RowDraws, StepOutput } from "./causalLm";
 
-export type StepLogits = Pick<StepOutput, "readLogits" | "readRows" | "release">;
+export type StepLogits = Pick<StepOutput, "readLogits" | "readRows" | "drawRows" | "release">;
+
+export interface LogitSources {
+  /** Every row (at most once). */
+  all: () => Promise<Float32Array>;
+  /** Just some rows, rows × vocab; without it rows come from `all`. */
+  some?: (rows: readonly number[]) => Promise<Float32Array>;
+  /** Draws where the logits are (StepOutput.drawRows). */
+  draw?: (request: DrawRequest) => Promise<RowDraws>;
+  /** Gives up what the device holds; outputs with it are counted by liveDeviceLogits until released. */
+  free?: () => void;
+}
 
 let onDevice = 0;
 /** How many outputs hold logits on a device, not yet released: tests check nothing leaks. */
@@ -15,19 +26,11 @@ export function liveDeviceLogits(): number {
 
 /** Logits already in memory (toy models). */
 export function logitsInMemory(logits: Float32Array, vocab: number): StepLogits {
-  return lazyLogits(vocab, async () => logits);
+  return lazyLogits(vocab, { all: async () => logits });
 }
 
-/**
- * Logits made by `readAll` (at most once) or, for some rows, by `readSome`. `free` gives up what the
- * device holds; outputs with one are counted by liveDeviceLogits until released.
- */
-export function lazyLogits(
-  vocab: number,
-  readAll: () => Promise<Float32Array>,
-  readSome?: (rows: readonly number[]) => Promise<Float32Array>,
-  free?: () => void,
-): StepLogits {
+/** An output's logits from its sources; nothing is read until asked for, and nothing after release. */
+export function lazyLogits(vocab: number, { all: readAll, some: readSome, draw, free }: LogitSources): StepLogits {
   let all: Promise<Float32Array> | undefined;
   let released = false;
   if (free) onDevice++;
@@ -50,6 +53,10 @@ export function lazyLogits(
       }
       return split(await readSome(rows), rows, (i) => i);
     },
+    drawRows: draw && (async (request) => {
+      check();
+      return draw(request);
+    }),
     release() {
       if (released) return;
       released = true;

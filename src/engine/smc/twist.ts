@@ -4,6 +4,7 @@
  * twists (Feng et al. 2025) give one log ψ per prefix, read at reasoning-line boundaries. Both read the
  * language model's final hidden state, and in-process twists (tests) may read the token prefixes.
  */
+import { TokenTwistWeights } from "../lm/causalLm";
 
 export interface TwistInput {
   /** rows × hiddenSize: the model's final normed hidden state after each row's prefix. */
@@ -46,6 +47,8 @@ export class ConfidenceTracker {
 
 export interface TokenTwist {
   readonly kind: "token";
+  /** A low-rank head's weights, so a model that draws where it runs can evaluate ψ there too. */
+  readonly weights?: TokenTwistWeights;
   /** log ψ_t(s_<t, s) for every token s of the vocabulary: rows × vocab (possibly computed by a runtime). */
   logPsiNext(input: TwistInput): Float32Array | Promise<Float32Array>;
 }

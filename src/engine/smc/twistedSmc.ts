@@ -24,6 +24,7 @@ import { CausalLM, DecoderState, GraphSampling, StepOutput } from "../lm/causalL
 import { Rng } from "../util/rng";
 import { SmcStepRecord } from "./record";
 import { resample, ResamplingScheme } from "./resampling";
+import { Draw, drawOnModel, passDraw, readDrawnRows } from "./modelDraws";
 import { CONFIDENCE_FEATURES, ConfidenceTracker, Twist, TwistInput } from "./twist";
 import { effectiveSampleSize, logMeanExp, normalize } from "./weights";
 
@@ -167,6 +168,10 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   // resampling, the clamped particle) draw from the logits here.
   const untwistedProposal = !tokenTwist && (o.level === "step" || !known);
   const graphSampling = lm.samplesInGraph === true && untwistedProposal && !o.onProposal;
+  // The model can also draw from any row of an output (siblings, the prompt's row for all K), and
+  // from a low-rank token twist's proposal, which it then evaluates too: only the draws come back.
+  const twistWeights = !known ? tokenTwist?.weights : undefined;
+  const modelDraws = lm.samplesInGraph === true && !o.onProposal && (untwistedProposal || twistWeights !== undefined);
   // At T = 1 that proposal is p itself: one pass of exponentials serves the normaliser and the draw
   // (most of a step's time at a large vocabulary).
   const plainProposal = untwistedProposal && invT === 1;
@@ -232,24 +237,38 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       const logProbs = o.onProposal ? new Float32Array(movers.length * V) : undefined;
       const eosLogPsi = o.onProposal ? new Float32Array(movers.length * eosIds.length) : undefined;
       const fed = new Map<Particle, number>();
-      const psiNext = tokenTwist && movers.length ? await tokenTwist.logPsiNext(twistInput(movers)) : undefined;
       const moverValues = stepTwist && !known && movers.length ? stepTwist.logValue(twistInput(movers)) : undefined;
-      const inGraph = movers.map((p) => graphSampling && !(o.clamp && p === ps[0]) && claim(p.pending!.out, p.pending!.row));
-      const rowLogits = await readDrawnRows(movers.filter((_, m) => !inGraph[m]).map((p) => p.pending!));
+      // Where each mover's token comes from: its row's draw in the forward pass, a draw the model makes
+      // now, or the logits read here (the clamped particle, proposals the model cannot evaluate).
+      const source = movers.map((p): "pass" | "model" | "logits" => {
+        if (o.clamp && p === ps[0]) return "logits";
+        const { out, row } = p.pending!;
+        if (graphSampling && claim(out, row)) return "pass";
+        return modelDraws && out.drawRows && (!twistWeights || out.hidden) ? "model" : "logits";
+      });
+      const byModel = movers.filter((_, m) => source[m] === "model");
+      const modelDrawn = !byModel.length ? [] : await drawOnModel(byModel.map((p) => p.pending!), () => rng.uniform(), o.temperature, twistWeights && { weights: twistWeights, hiddenSize: lm.hiddenSize });
+      const fromLogits = movers.filter((_, m) => source[m] === "logits");
+      const rowLogits = await readDrawnRows(fromLogits.map((p) => p.pending!));
+      const psiNext = tokenTwist && fromLogits.length ? await tokenTwist.logPsiNext(twistInput(fromLogits)) : undefined;
+      const drawIndex = new Map([...byModel, ...fromLogits].map((p, i) => [p, i < byModel.length ? i : i - byModel.length]));
       movers.forEach((p, m) => {
         const { out, row } = p.pending!;
         const clamped = o.clamp && p === ps[0];
         let s: number;
         let logP: number;
         let logQ: number;
+        let logPsiS = 0;
+        const j = drawIndex.get(p) ?? 0;
         const eosPhi = new Map<number, number>();
-        if (inGraph[m]) {
-          const drawn = out.samples!;
-          [s, logP, logQ] = [drawn.token[row], drawn.logp[row], drawn.logq[row]];
-          if (Number.isNaN(logP) || Number.isNaN(logQ)) {
-            throw new Error(`NaN in the model's logits at SMC step ${steps} (particle ${ps.indexOf(p)}, token ${p.tokens.length + 1}); the run was stopped`);
+        if (source[m] !== "logits") {
+          const drawn: Draw = source[m] === "pass" ? passDraw(out.samples!, row) : modelDrawn[j];
+          [s, logP, logQ, logPsiS] = [drawn.token, drawn.logP, drawn.logQ, drawn.logPsi];
+          if (Number.isNaN(logP) || Number.isNaN(logQ) || Number.isNaN(logPsiS)) {
+            const culprit = Number.isNaN(logP) ? "the model's logits" : "the twist";
+            throw new Error(`NaN in ${culprit} at SMC step ${steps} (particle ${ps.indexOf(p)}, token ${p.tokens.length + 1}); the run was stopped`);
           }
-          p.confidence.add(drawn.logpMax[row] - logP);
+          p.confidence.add(drawn.logpMax - logP);
           drawnInGraph++;
         } else {
           const logits = rowLogits.get(out)!.get(row)!;
@@ -267,14 +286,14 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
           } else {
             // Proposal logits log q̃(s) = log p(s)/T + log ψ(s), with φ for the EOS option where it is known.
             for (let s = 0; s < V; s++) {
-              const v = (logits[s] - logNorm) * invT + (psiNext ? psiNext[m * V + s] : 0);
+              const v = (logits[s] - logNorm) * invT + (psiNext ? psiNext[j * V + s] : 0);
               prop[s] = v;
               if (v > propMax) propMax = v;
             }
             if (o.level === "token") {
               for (const s of eosIds) {
                 if (logits[s] - logNorm < -30) continue; // p(EOS) negligible: corrected below if drawn
-                const phi = finalLogPhi(p, psiNext ? psiNext[m * V + s] : 0);
+                const phi = finalLogPhi(p, psiNext ? psiNext[j * V + s] : 0);
                 eosPhi.set(s, phi);
                 prop[s] = (logits[s] - logNorm) * invT + phi;
                 if (prop[s] > propMax) propMax = prop[s];
@@ -289,7 +308,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
           const logQNorm = propMax + Math.log(qSum);
           if (logProbs) {
             for (let s = 0; s < V; s++) logProbs[m * V + s] = logits[s] - logNorm;
-            eosIds.forEach((e, j) => (eosLogPsi![m * eosIds.length + j] = eosPhi.get(e) ?? (psiNext ? psiNext[m * V + e] : 0)));
+            eosIds.forEach((e, i) => (eosLogPsi![m * eosIds.length + i] = eosPhi.get(e) ?? (psiNext ? psiNext[j * V + e] : 0)));
           }
           if (!(qSum > 0)) {
             // Every continuation has zero twisted mass: this particle's weight is zero.
@@ -300,11 +319,11 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
           s = clamped ? (p.tokens.length < o.clamp!.length ? o.clamp![p.tokens.length] : eosIds[0]) : drawCategorical(weightsBuf, qSum, rng);
           logP = logits[s] - logNorm;
           logQ = (plainProposal ? logP : prop[s]) - logQNorm;
+          logPsiS = eosPhi.get(s) ?? (psiNext ? psiNext[j * V + s] : 0);
           p.confidence.add(max - logits[s]);
         }
         generated++;
         if (o.level === "token") {
-          const logPsiS = eosPhi.get(s) ?? (psiNext ? psiNext[m * V + s] : 0);
           p.logW += logP + logPsiS - p.logPsi - logQ;
           p.logPsi = logPsiS;
         } else {
@@ -410,22 +429,6 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
     drawnInGraph,
     collapsed,
   };
-}
-
-/**
- * The logits rows that particles draw from outside the graph, read once per output: on a GPU only
- * these rows come back from the device.
- */
-async function readDrawnRows(pending: readonly { out: StepOutput; row: number }[]): Promise<Map<StepOutput, Map<number, Float32Array>>> {
-  const wanted = new Map<StepOutput, Set<number>>();
-  for (const { out, row } of pending) wanted.set(out, (wanted.get(out) ?? new Set()).add(row));
-  const read = new Map<StepOutput, Map<number, Float32Array>>();
-  for (const [out, rows] of wanted) {
-    const list = [...rows];
-    const logits = await out.readRows(list);
-    read.set(out, new Map(list.map((r, i) => [r, logits[i]])));
-  }
-  return read;
 }
 
 /** Inverse-CDF draw from unnormalised probabilities w[0..V) with total `sum`. */

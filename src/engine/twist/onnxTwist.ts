@@ -5,6 +5,7 @@
  * of the model to a small fraction of one. Training keeps the JavaScript head (its gradients are by hand).
  */
 import * as ort from "onnxruntime-node";
+import { TokenTwistWeights } from "../lm/causalLm";
 import { bytesField, concat, message } from "../lm/onnx/protoWire";
 import { TokenTwist, Twist, TwistInput } from "../smc/twist";
 import { TokenTwistHead, ValueTwistHead } from "./heads";
@@ -50,6 +51,11 @@ export class OnnxTokenTwist implements TokenTwist {
   readonly kind = "token";
 
   private constructor(private readonly session: ort.InferenceSession, private readonly head: TokenTwistHead) {}
+
+  /** The head's weights, as this session holds them (a model that draws where it runs evaluates them there). */
+  get weights(): TokenTwistWeights {
+    return this.head.p;
+  }
 
   static async create(head: TokenTwistHead, threads = 1): Promise<OnnxTokenTwist> {
     const session = await ort.InferenceSession.create(tokenHeadModel(head), { executionProviders: ["cpu"], intraOpNumThreads: threads, graphOptimizationLevel: "all" });

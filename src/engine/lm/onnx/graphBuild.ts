@@ -2,15 +2,15 @@
 import { bytesField, concat, message } from "./protoWire";
 
 // ONNX field numbers (onnx.proto3).
-export const MODEL = { graph: 7, opsetImport: 8 };
+export const MODEL = { irVersion: 1, producerName: 2, graph: 7, opsetImport: 8 };
 export const OPSET = { domain: 1, version: 2 };
-export const GRAPH = { node: 1, input: 11, output: 12 };
+export const GRAPH = { node: 1, name: 2, initializer: 5, input: 11, output: 12 };
 export const NODE = { input: 1, output: 2, name: 3, opType: 4, attribute: 5 };
 export const ATTR = { name: 1, type: 20, i: 3, t: 5, g: 6, graphs: 11 };
 export const VALUE_INFO = { name: 1, type: 2 };
 export const TYPE = { tensor: 1 };
 export const TENSOR_TYPE = { elemType: 1, shape: 2 };
-const TENSOR = { dims: 1, dataType: 2, rawData: 9 };
+const TENSOR = { dims: 1, dataType: 2, name: 8, rawData: 9 };
 const DIM = { value: 1, param: 2 };
 const ATTR_INT = 2;
 const ATTR_TENSOR = 4;
@@ -31,6 +31,23 @@ export function node(opType: string, inputs: string[], outputs: string[], name: 
 export function tensor(type: "int64" | "float", dims: number[], values: number[]): Uint8Array {
   const raw = type === "int64" ? new Uint8Array(BigInt64Array.from(values, BigInt).buffer) : new Uint8Array(Float32Array.from(values).buffer);
   return message([...dims.map((d) => [TENSOR.dims, d] as [number, number]), [TENSOR.dataType, DTYPE[type]], [TENSOR.rawData, raw]]);
+}
+
+/** A named float32 initializer (a weight of a graph built here). */
+export function initializer(name: string, dims: number[], data: Float32Array): Uint8Array {
+  const raw = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return message([...dims.map((d) => [TENSOR.dims, d] as [number, number]), [TENSOR.dataType, DTYPE.float], [TENSOR.name, name], [TENSOR.rawData, raw]]);
+}
+
+/** A whole model around a graph body (nodes, initializers, inputs, outputs) at the given default-domain opset. */
+export function modelBytes(name: string, body: Uint8Array[], opset: number): Uint8Array {
+  const graph = concat([...body, message([[GRAPH.name, name]])]);
+  return message([
+    [MODEL.irVersion, 8],
+    [MODEL.producerName, "twisted-smc"],
+    [MODEL.opsetImport, message([[OPSET.domain, ""], [OPSET.version, opset]])],
+    [MODEL.graph, graph],
+  ]);
 }
 
 /** A Constant node producing `name`. */

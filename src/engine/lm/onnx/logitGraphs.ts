@@ -1,0 +1,102 @@
+/**
+ * Small graphs that read a decoder's logits where they are. onnxruntime-node cannot download a GPU
+ * output (its download is not implemented), so logits the decoder leaves on the device are fed to
+ * these graphs, on the same device:
+ * - the rows graph returns just the rows asked for, as float32 on the CPU;
+ * - the draw graph draws tokens from chosen rows (a row may be drawn from more than once, e.g. for
+ *   siblings after a resampling), optionally from the twisted proposal q ∝ p^{1/T}·ψ of a low-rank
+ *   token twist evaluated there too, and returns only the draws.
+ */
+import { TokenTwistWeights } from "../causalLm";
+import { constant, DTYPE, GRAPH, initializer, modelBytes, node, tensorValueInfo } from "./graphBuild";
+import { bytesField } from "./protoWire";
+import { DrawOutputs, inverseCdfNodes } from "./samplingHead";
+
+export const ROWS_INPUT = { logits: "logits", rows: "rows", from: "from_position" } as const;
+export const ROWS_OUTPUT = "row_logits";
+/** The Slice start for the last position only (`from_position`); 0 takes every position. */
+export const LAST_POSITION = -1;
+
+export const DRAW_INPUT = { logits: "logits", rows: "rows", uniform: "uniform", inverseTemperature: "inverse_temperature", hidden: "hidden" } as const;
+export const DRAW_OUTPUT = { token: "token", logp: "logp", logq: "logq", logpMax: "logp_max", logPsi: "log_psi" } as const satisfies Required<DrawOutputs>;
+
+const OPSET_VERSION = 13;
+
+/** [batch, seq, vocab] → positions from `from` → the rows asked for → [rows × positions, vocab] float32. */
+function pickRows(p: (s: string) => string, from: string, out: string): Uint8Array[] {
+  return [
+    constant(p("end"), "int64", [1], [2 ** 53]),
+    constant(p("seq_axis"), "int64", [1], [1]),
+    node("Slice", [ROWS_INPUT.logits, from, p("end"), p("seq_axis")], [p("positions")], p("positions")),
+    node("Gather", [p("positions"), ROWS_INPUT.rows], [p("picked")], p("picked"), { axis: 0 }),
+    node("Flatten", [p("picked")], [p("flat")], p("flat"), { axis: 2 }),
+    node("Cast", [p("flat")], [out], p("to_float"), { to: DTYPE.float }),
+  ];
+}
+
+const logitsInput = (elem: number) => tensorValueInfo(ROWS_INPUT.logits, elem, ["batch", "sequence", "vocab"]);
+
+/** The rows graph for logits of element type `elem` (DTYPE.float or DTYPE.float16). */
+export function logitRowsModel(elem: number): Uint8Array {
+  const p = (s: string) => `logit_rows/${s}`;
+  return modelBytes("logit_rows", [
+    ...pickRows(p, ROWS_INPUT.from, ROWS_OUTPUT).map((n) => bytesField(GRAPH.node, n)),
+    bytesField(GRAPH.input, logitsInput(elem)),
+    bytesField(GRAPH.input, tensorValueInfo(ROWS_INPUT.rows, DTYPE.int64, ["rows"])),
+    bytesField(GRAPH.input, tensorValueInfo(ROWS_INPUT.from, DTYPE.int64, [1])),
+    bytesField(GRAPH.output, tensorValueInfo(ROWS_OUTPUT, DTYPE.float, ["rows_by_positions", "vocab"])),
+  ], OPSET_VERSION);
+}
+
+/**
+ * The draw graph: one token per entry of `rows` from the last position's softmax(log p / T), or, with
+ * a twist, from softmax(log p / T + log ψ) with log ψ = log σ((h·U)·W + b) of that draw's hidden state.
+ */
+export function drawModel(elem: number, vocab: number, twist?: TokenTwistWeights): Uint8Array {
+  const p = (s: string) => `draw/${s}`;
+  const nodes = [constant(p("last"), "int64", [1], [LAST_POSITION]), ...pickRows(p, p("last"), p("rows"))];
+  const body: Uint8Array[] = [];
+  if (twist) {
+    const { hiddenSize: H, rank: R, vocabSize: V } = twist;
+    if (V !== vocab) throw new RangeError(`the twist has ${V} tokens, the model ${vocab}`);
+    body.push(
+      bytesField(GRAPH.initializer, initializer(p("U"), [H, R], twist.U)),
+      bytesField(GRAPH.initializer, initializer(p("W"), [R, V], twist.W)),
+      bytesField(GRAPH.initializer, initializer(p("b"), [V], twist.b)),
+      bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.hidden, DTYPE.float, ["draws", H])),
+    );
+    // log σ(x) = min(x, 0) − log(1 + exp(−|x|)): elementwise ops every provider has.
+    nodes.push(
+      constant(p("one"), "float", [], [1]),
+      node("MatMul", [DRAW_INPUT.hidden, p("U")], [p("z")], p("z")),
+      node("MatMul", [p("z"), p("W")], [p("zw")], p("zw")),
+      node("Add", [p("zw"), p("b")], [p("x")], p("x")),
+      node("Abs", [p("x")], [p("abs")], p("abs")),
+      node("Neg", [p("abs")], [p("neg_abs")], p("neg_abs")),
+      node("Exp", [p("neg_abs")], [p("e")], p("e")),
+      node("Add", [p("e"), p("one")], [p("one_plus")], p("one_plus")),
+      node("Log", [p("one_plus")], [p("softplus")], p("softplus")),
+      node("Sub", [p("x"), p("abs")], [p("twice_min")], p("twice_min")), // x − |x| = 2·min(x, 0)
+      constant(p("half"), "float", [], [0.5]),
+      node("Mul", [p("twice_min"), p("half")], [p("min0")], p("min0")),
+      node("Sub", [p("min0"), p("softplus")], [p("log_psi")], p("log_psi")),
+    );
+  }
+  nodes.push(
+    ...inverseCdfNodes((s) => p(`cdf/${s}`), vocab, { rows: p("rows"), uniform: DRAW_INPUT.uniform, inverseTemperature: DRAW_INPUT.inverseTemperature, logPsi: twist ? p("log_psi") : undefined }, {
+      ...DRAW_OUTPUT,
+      logPsi: twist ? DRAW_OUTPUT.logPsi : undefined,
+    }),
+  );
+  const outputs: string[] = [DRAW_OUTPUT.logp, DRAW_OUTPUT.logq, DRAW_OUTPUT.logpMax, ...(twist ? [DRAW_OUTPUT.logPsi] : [])];
+  return modelBytes("draw", [
+    ...nodes.map((n) => bytesField(GRAPH.node, n)),
+    ...body,
+    bytesField(GRAPH.input, logitsInput(elem)),
+    bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.rows, DTYPE.int64, ["draws"])),
+    bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.uniform, DTYPE.float, ["draws"])),
+    bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.inverseTemperature, DTYPE.float, [1])),
+    bytesField(GRAPH.output, tensorValueInfo(DRAW_OUTPUT.token, DTYPE.int64, ["draws"])),
+    ...outputs.map((o) => bytesField(GRAPH.output, tensorValueInfo(o, DTYPE.float, ["draws"]))),
+  ], OPSET_VERSION);
+}
