@@ -6,45 +6,21 @@
  */
 import * as ort from "onnxruntime-node";
 import { TokenTwistWeights } from "../lm/causalLm";
-import { bytesField, concat, message } from "../lm/onnx/protoWire";
+import { DTYPE, GRAPH, modelBytes, tensorValueInfo } from "../lm/onnx/graphBuild";
+import { bytesField } from "../lm/onnx/protoWire";
+import { twistHeadFields } from "../lm/onnx/twistHeadGraph";
 import { TokenTwist, Twist, TwistInput } from "../smc/twist";
 import { TokenTwistHead, ValueTwistHead } from "./heads";
 import { LineVerifier } from "./lineVerifier";
 
-const FLOAT = 1;
-
-function tensor(name: string, dims: number[], data: Float32Array): Uint8Array {
-  return message([...dims.map((d) => [1, d] as [number, number]), [2, FLOAT], [8, name], [9, new Uint8Array(data.buffer, data.byteOffset, data.byteLength)]]);
-}
-
-function valueInfo(name: string, dims: (string | number)[]): Uint8Array {
-  const shape = concat(dims.map((d) => bytesField(1, message([[typeof d === "number" ? 1 : 2, d]]))));
-  return message([[1, name], [2, message([[1, message([[1, FLOAT], [2, shape]])]])]]);
-}
-
-function node(op: string, inputs: string[], output: string): Uint8Array {
-  return message([...inputs.map((i) => [1, i] as [number, string]), [2, output], [3, output], [4, op]]);
-}
-
 /** The ONNX model computing log ψ = log σ((h·U)·W + b) for a batch of hidden states. */
 export function tokenHeadModel(head: TokenTwistHead): Uint8Array {
-  const { hiddenSize: H, vocabSize: V, rank: R, U, W, b } = head.p;
-  const graph = message([
-    [1, node("MatMul", ["hidden", "U"], "z")],
-    [1, node("MatMul", ["z", "W"], "zw")],
-    [1, node("Add", ["zw", "b"], "x")],
-    // log σ(x) = −softplus(−x)
-    [1, node("Neg", ["x"], "neg_x")],
-    [1, node("Softplus", ["neg_x"], "softplus")],
-    [1, node("Neg", ["softplus"], "log_psi")],
-    [2, "token_twist"],
-    [5, tensor("U", [H, R], U)],
-    [5, tensor("W", [R, V], W)],
-    [5, tensor("b", [V], b)],
-    [11, valueInfo("hidden", ["rows", H])],
-    [12, valueInfo("log_psi", ["rows", V])],
-  ]);
-  return message([[1, 8], [2, "twisted-smc"], [7, graph], [8, message([[1, ""], [2, 14]])]]);
+  const { hiddenSize: H, vocabSize: V } = head.p;
+  return modelBytes("token_twist", [
+    ...twistHeadFields((s) => s, head.p, "hidden", "log_psi"),
+    bytesField(GRAPH.input, tensorValueInfo("hidden", DTYPE.float, ["rows", H])),
+    bytesField(GRAPH.output, tensorValueInfo("log_psi", DTYPE.float, ["rows", V])),
+  ], 14);
 }
 
 export class OnnxTokenTwist implements TokenTwist {

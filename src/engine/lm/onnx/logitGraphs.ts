@@ -8,9 +8,10 @@
  *   token twist evaluated there too, and returns only the draws.
  */
 import { TokenTwistWeights } from "../causalLm";
-import { constant, DTYPE, GRAPH, initializer, modelBytes, node, tensorValueInfo } from "./graphBuild";
+import { constant, DTYPE, GRAPH, modelBytes, node, tensorValueInfo } from "./graphBuild";
 import { bytesField } from "./protoWire";
 import { DrawOutputs, inverseCdfNodes } from "./samplingHead";
+import { twistHeadFields } from "./twistHeadGraph";
 
 export const ROWS_INPUT = { logits: "logits", rows: "rows", from: "from_position" } as const;
 export const ROWS_OUTPUT = "row_logits";
@@ -54,43 +55,22 @@ export function logitRowsModel(elem: number): Uint8Array {
  */
 export function drawModel(elem: number, vocab: number, twist?: TokenTwistWeights): Uint8Array {
   const p = (s: string) => `draw/${s}`;
-  const nodes = [constant(p("last"), "int64", [1], [LAST_POSITION]), ...pickRows(p, p("last"), p("rows"))];
-  const body: Uint8Array[] = [];
-  if (twist) {
-    const { hiddenSize: H, rank: R, vocabSize: V } = twist;
-    if (V !== vocab) throw new RangeError(`the twist has ${V} tokens, the model ${vocab}`);
-    body.push(
-      bytesField(GRAPH.initializer, initializer(p("U"), [H, R], twist.U)),
-      bytesField(GRAPH.initializer, initializer(p("W"), [R, V], twist.W)),
-      bytesField(GRAPH.initializer, initializer(p("b"), [V], twist.b)),
-      bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.hidden, DTYPE.float, ["draws", H])),
-    );
-    // log σ(x) = min(x, 0) − log(1 + exp(−|x|)): elementwise ops every provider has.
-    nodes.push(
-      constant(p("one"), "float", [], [1]),
-      node("MatMul", [DRAW_INPUT.hidden, p("U")], [p("z")], p("z")),
-      node("MatMul", [p("z"), p("W")], [p("zw")], p("zw")),
-      node("Add", [p("zw"), p("b")], [p("x")], p("x")),
-      node("Abs", [p("x")], [p("abs")], p("abs")),
-      node("Neg", [p("abs")], [p("neg_abs")], p("neg_abs")),
-      node("Exp", [p("neg_abs")], [p("e")], p("e")),
-      node("Add", [p("e"), p("one")], [p("one_plus")], p("one_plus")),
-      node("Log", [p("one_plus")], [p("softplus")], p("softplus")),
-      node("Sub", [p("x"), p("abs")], [p("twice_min")], p("twice_min")), // x − |x| = 2·min(x, 0)
-      constant(p("half"), "float", [], [0.5]),
-      node("Mul", [p("twice_min"), p("half")], [p("min0")], p("min0")),
-      node("Sub", [p("min0"), p("softplus")], [p("log_psi")], p("log_psi")),
-    );
-  }
-  nodes.push(
-    ...inverseCdfNodes((s) => p(`cdf/${s}`), vocab, { rows: p("rows"), uniform: DRAW_INPUT.uniform, inverseTemperature: DRAW_INPUT.inverseTemperature, logPsi: twist ? p("log_psi") : undefined }, {
-      ...DRAW_OUTPUT,
-      logPsi: twist ? DRAW_OUTPUT.logPsi : undefined,
-    }),
-  );
+  const picked = [constant(p("last"), "int64", [1], [LAST_POSITION]), ...pickRows(p, p("last"), p("rows"))];
+  if (twist && twist.vocabSize !== vocab) throw new RangeError(`the twist has ${twist.vocabSize} tokens, the model ${vocab}`);
+  const logPsi = twist ? p("log_psi") : undefined;
+  const draws = inverseCdfNodes((s) => p(`cdf/${s}`), vocab, { rows: p("rows"), uniform: DRAW_INPUT.uniform, inverseTemperature: DRAW_INPUT.inverseTemperature, logPsi }, {
+    ...DRAW_OUTPUT,
+    logPsi: twist ? DRAW_OUTPUT.logPsi : undefined,
+  });
+  // In topological order: the rows, the twist's log ψ, then the draws.
+  const body = [
+    ...picked.map((n) => bytesField(GRAPH.node, n)),
+    ...(twist ? twistHeadFields((s) => p(`twist/${s}`), twist, DRAW_INPUT.hidden, logPsi!) : []),
+    ...draws.map((n) => bytesField(GRAPH.node, n)),
+  ];
+  if (twist) body.push(bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.hidden, DTYPE.float, ["draws", twist.hiddenSize])));
   const outputs: string[] = [DRAW_OUTPUT.logp, DRAW_OUTPUT.logq, DRAW_OUTPUT.logpMax, ...(twist ? [DRAW_OUTPUT.logPsi] : [])];
   return modelBytes("draw", [
-    ...nodes.map((n) => bytesField(GRAPH.node, n)),
     ...body,
     bytesField(GRAPH.input, logitsInput(elem)),
     bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.rows, DTYPE.int64, ["draws"])),
