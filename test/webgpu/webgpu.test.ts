@@ -69,7 +69,7 @@ describe("the engine on WebGPU", function () {
   });
 
   for (const [name, dir, tolerance] of FOLDERS) {
-    it(`agrees with the CPU on ${name}: prefill, a broadcast, held rows and resampling gathers on the device`, async () => {
+    it(`agrees with the CPU on ${name}: prefill, a broadcast, held rows, resampling gathers on the device and teacher forcing`, async () => {
       const [gpu, cpu] = [(await model(dir, "webgpu")).lm, (await model(dir, "cpu")).lm];
       const prompt = [1, 20, 30, 40, 50, 60];
       const a = await gpu.prefill(prompt);
@@ -92,6 +92,10 @@ describe("the engine on WebGPU", function () {
       }
       g.dispose();
       c.dispose();
+      // Teacher forcing (training's positives): every position's logits, read back from the GPU.
+      const [ea, eb] = [await gpu.encodeAll!(prompt), await cpu.encodeAll!(prompt)];
+      assert.equal(ea.logits.length, prompt.length * gpu.vocabSize);
+      assert.ok(maxAbsDiff(ea.logits, eb.logits) < tolerance, `encodeAll differs by ${maxAbsDiff(ea.logits, eb.logits)}`);
     });
   }
 
