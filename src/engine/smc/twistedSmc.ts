@@ -103,7 +103,7 @@ export interface SmcRunResult {
   steps: number;
   forwardPasses: number;
   generatedTokens: number;
-  /** How many of those tokens the model drew where it runs (its sampling head); the rest were drawn here. */
+  /** How many of those tokens the model drew where it runs (in its forward pass or its draw graph); the rest were drawn here from logits. */
   drawnInGraph: number;
   /** Set when every weight became zero: the population could not continue. */
   collapsed?: string;
@@ -164,8 +164,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
 
   // Tokens are drawn where the model runs when the proposal is the model's own tempered distribution
   // (no token twist, no φ put on EOS) and nobody needs the full rows (training's onProposal). Each
-  // row's one draw serves the first particle that proposes from it; others (siblings after
-  // resampling, the clamped particle) draw from the logits here.
+  // row's one draw in the forward pass serves the first particle that proposes from it.
   const untwistedProposal = !tokenTwist && (o.level === "step" || !known);
   const graphSampling = lm.samplesInGraph === true && untwistedProposal && !o.onProposal;
   // The model can also draw from any row of an output (siblings, the prompt's row for all K), and
