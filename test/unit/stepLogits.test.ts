@@ -8,6 +8,7 @@ import { generate } from "../../src/engine/lm/generate";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { DTYPE } from "../../src/engine/lm/onnx/graphBuild";
 import { LAST_POSITION, logitRowsModel, ROWS_OUTPUT } from "../../src/engine/lm/onnx/logitGraphs";
+import { LogitSessions } from "../../src/engine/lm/logitSessions";
 import { lazyLogits, liveDeviceLogits } from "../../src/engine/lm/stepLogits";
 import { runTwistedSmc, SmcCancelled, SmcOptions } from "../../src/engine/smc/twistedSmc";
 import { TokenTwistHead } from "../../src/engine/twist/heads";
@@ -124,6 +125,27 @@ describe("step logits read on demand", function () {
       await session.release();
     });
   }
+
+  it("draws with several twists at once (more than it keeps), each evaluated with its own weights", async () => {
+    const [V, H] = [5, 3];
+    const sessions = new LogitSessions("cpu", 1, DTYPE.float, V, H, "cpu");
+    const rng = new Rng(8);
+    const logits = new ort.Tensor("float32", Float32Array.from({ length: 2 * V }, () => rng.normal()), [2, 1, V]);
+    const heads = Array.from({ length: 6 }, (_, i) => {
+      const head = TokenTwistHead.init(H, V, 2, new Rng(30 + i));
+      head.p.W.forEach((_, j) => (head.p.W[j] = rng.normal()));
+      return head;
+    });
+    const hidden = Float32Array.from({ length: 2 * H }, () => rng.normal());
+    const request = (head: TokenTwistHead) => ({ rows: [1, 0], uniforms: [0.3, 0.8], temperature: 1, twist: { weights: head.p, hidden } });
+    // Concurrent draws, twice over every head: the first heads' graphs are evicted while others run.
+    const draws = await Promise.all([...heads, ...heads].map((h) => sessions.draw(logits, request(h))));
+    draws.forEach((d, i) => {
+      const expected = heads[i % heads.length].logPsiNext({ hidden, hiddenSize: H, prefixes: [[], []] });
+      d.token.forEach((t, k) => assert.ok(Math.abs(d.logPsi![k] - expected[k * V + t]) < 1e-5, `draw ${i}, row ${k}`));
+    });
+    await sessions.dispose();
+  });
 
   describe("who reads and releases them, on a decoder that draws in its graph", () => {
     let loaded: Promise<LoadedModel> | undefined;

@@ -10,12 +10,23 @@ import { DRAW_INPUT, DRAW_OUTPUT, drawModel, logitRowsModel, ROWS_INPUT, ROWS_OU
 
 const int64 = (values: readonly number[]) => new ort.Tensor("int64", BigInt64Array.from(values, BigInt), [values.length]);
 
+/** Twisted draw graphs kept at once (one per twist; the engine may serve solves with different twists). */
+const TWISTS_KEPT = 4;
+
+interface TwistedDraw {
+  weights: TokenTwistWeights;
+  session: Promise<ort.InferenceSession>;
+  /** Runs in flight: an evicted session is released only when none is. */
+  inFlight: number;
+  evicted: boolean;
+}
+
 export class LogitSessions {
   /** Logits fetched so far: how many reads, and their bytes. */
   readonly fetched = { reads: 0, bytes: 0 };
   private rowsSession?: Promise<ort.InferenceSession>;
   private plainDraw?: Promise<ort.InferenceSession>;
-  private twistedDraw?: { weights: TokenTwistWeights; session: Promise<ort.InferenceSession> };
+  private twistedDraws: TwistedDraw[] = [];
 
   constructor(
     /** onnxruntime's execution provider name: cpu, webgpu. */
@@ -50,20 +61,22 @@ export class LogitSessions {
       [DRAW_INPUT.uniform]: new ort.Tensor("float32", Float32Array.from(request.uniforms, (u) => Math.min(u, 1 - 2 ** -24)), [n]),
       [DRAW_INPUT.inverseTemperature]: new ort.Tensor("float32", Float32Array.of(1 / request.temperature), [1]),
     };
-    let session: Promise<ort.InferenceSession>;
+    let out: ort.InferenceSession.OnnxValueMapType;
     if (request.twist) {
       const { weights, hidden } = request.twist;
       if (hidden.length !== n * this.hiddenSize) throw new RangeError(`the twist got ${hidden.length / this.hiddenSize} hidden states for ${n} draws`);
-      if (this.twistedDraw?.weights !== weights) {
-        this.twistedDraw?.session.then((s) => s.release(), () => undefined);
-        this.twistedDraw = { weights, session: this.create(drawModel(this.logitsType, this.vocabSize, weights)) };
-      }
-      session = this.twistedDraw.session;
       feeds[DRAW_INPUT.hidden] = new ort.Tensor("float32", hidden, [n, this.hiddenSize]);
+      const entry = this.twistedDraw(weights);
+      entry.inFlight++;
+      try {
+        out = await this.run(entry.session, feeds);
+      } finally {
+        entry.inFlight--;
+        if (entry.evicted && entry.inFlight === 0) void releaseSession(entry.session);
+      }
     } else {
-      session = this.plainDraw ??= this.create(drawModel(this.logitsType, this.vocabSize));
+      out = await this.run((this.plainDraw ??= this.create(drawModel(this.logitsType, this.vocabSize))), feeds);
     }
-    const out = await this.run(session, feeds);
     return {
       token: Int32Array.from(out[DRAW_OUTPUT.token].data as BigInt64Array, Number),
       logp: out[DRAW_OUTPUT.logp].data as Float32Array,
@@ -74,9 +87,22 @@ export class LogitSessions {
   }
 
   async dispose(): Promise<void> {
-    const sessions = [this.rowsSession, this.plainDraw, this.twistedDraw?.session];
-    this.rowsSession = this.plainDraw = this.twistedDraw = undefined;
-    for (const s of sessions) await s?.then((x) => x.release(), () => undefined);
+    const sessions = [this.rowsSession, this.plainDraw, ...this.twistedDraws.map((d) => d.session)];
+    this.rowsSession = this.plainDraw = undefined;
+    this.twistedDraws = [];
+    for (const s of sessions) if (s) await releaseSession(s);
+  }
+
+  /** The draw graph for these weights: kept per twist, the least recently used evicted past TWISTS_KEPT. */
+  private twistedDraw(weights: TokenTwistWeights): TwistedDraw {
+    const at = this.twistedDraws.findIndex((d) => d.weights === weights);
+    const entry = at >= 0 ? this.twistedDraws.splice(at, 1)[0] : { weights, session: this.create(drawModel(this.logitsType, this.vocabSize, weights)), inFlight: 0, evicted: false };
+    this.twistedDraws.push(entry);
+    for (const old of this.twistedDraws.splice(0, Math.max(0, this.twistedDraws.length - TWISTS_KEPT))) {
+      old.evicted = true;
+      if (old.inFlight === 0) void releaseSession(old.session);
+    }
+    return entry;
   }
 
   private create(model: Uint8Array): Promise<ort.InferenceSession> {
@@ -91,4 +117,9 @@ export class LogitSessions {
       throw new DeviceRunError(this.device, `${this.device} failed to read the logits: ${deviceFailure(this.provider, (e as Error).message)}`);
     }
   }
+}
+
+/** Releases a session that may have failed to load. */
+async function releaseSession(session: Promise<ort.InferenceSession>): Promise<void> {
+  await session.then((s) => s.release(), () => undefined);
 }
