@@ -43,6 +43,11 @@ for (const k of [16, 64, 256]) {
   const t16 = torch[`float16|${k}`];
   lines.push(`| ${k} | ${fmt(w)} | ${fmt(wt)} | ${fmt(h)} | ${fmt(c)} | ${fmt(t32)} | ${fmt(t16)} | ${ratio(w, t32)} | ${ratio(h, t16)} | ${ratio(c, w)} |`);
 }
+const readback = [...bench.fp32, ...bench.fp16].filter((r) => typeof r.readbackKiBPerStep === "number");
+if (readback.length) {
+  const fmtRead = (r) => `${r.level} K=${r.K}: ${r.readbackKiBPerStep}`;
+  lines.push("", `Logits read back from the GPU, KiB per step: ${readback.map(fmtRead).join("; ")}.`);
+}
 const agree = [...bench.fp32, ...bench.fp16].filter((r) => r.reference);
 if (agree.length) {
   lines.push("", "Logits against the fp32 model on the CPU (prefill, broadcast, 4 steps with gathers):");

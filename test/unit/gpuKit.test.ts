@@ -15,6 +15,8 @@ describe("the GPU kit's results table", function () {
     const measured = JSON.parse(bench.trim().split("\n")[0]);
     assert.equal(measured.K, 16);
     writeFileSync(join(dir, "decode-bench-cpu.jsonl"), bench);
+    // A WebGPU line as decode-bench writes it there (this machine may have no adapter).
+    writeFileSync(join(dir, "decode-bench.jsonl"), JSON.stringify({ ...measured, device: "webgpu (onnxruntime-node)", msPerStep: 2.5 }) + "\n");
     // mkmodel.py's line format (run.sh's torch-cuda.txt).
     writeFileSync(join(dir, "torch-cuda.txt"), "torch-cuda torch.float32 K=16 cache=256 median step 4.00 ms\n");
     writeFileSync(join(dir, "gpu.txt"), "Some GPU, 1.0, 1 MiB\n");
@@ -24,5 +26,8 @@ describe("the GPU kit's results table", function () {
     const cpu = measured.msPerStep < 10 ? measured.msPerStep.toFixed(2) : measured.msPerStep.toFixed(1);
     assert.equal(row16[5], cpu);
     assert.equal(row16[6], "4.00");
+    assert.equal(row16[2], "2.50");
+    assert.equal(row16[8], "0.63×", "WebGPU / PyTorch");
+    assert.match(table, new RegExp(`Logits read back from the GPU, KiB per step: step K=16: ${measured.readbackKiBPerStep}\\.`));
   });
 });
