@@ -11,7 +11,11 @@ import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { loadModel, LoadedModel, withCpuFallback } from "../../src/engine/lm/loadModel";
 import { KvCache, liveKvCaches } from "../../src/engine/lm/kvCache";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { generate } from "../../src/engine/lm/generate";
+import { DTYPE } from "../../src/engine/lm/onnx/graphBuild";
+import { drawModel, logitRowsModel } from "../../src/engine/lm/onnx/logitGraphs";
 import { liveDeviceLogits } from "../../src/engine/lm/stepLogits";
 import { runTwistedSmc } from "../../src/engine/smc/twistedSmc";
 import { TokenTwistHead } from "../../src/engine/twist/heads";
@@ -161,6 +165,34 @@ describe("the engine on WebGPU", function () {
     before = read();
     const greedy = await generate(lm, [1, 20, 30, 40, 50, 60], { numSamples: 2, maxTokens: 5, temperature: 0, seed: 0, isEos: () => false });
     assert.equal(lm.readback!.bytes - before.bytes, row * (1 + 2 * greedy.steps));
+  });
+
+  it("runs every node the engine adds on the GPU (but the drawn token's reshape): sampling head, gathers, rows and draw graphs", function () {
+    // onnxruntime places what a provider lacks on the CPU silently, copying its tensors there and back:
+    // its verbose log lists the placements (read from a child process, where the log goes).
+    const dir = mkdtempSync(join(tmpdir(), "tsmc-placement-"));
+    const head = TokenTwistHead.init(64, 332, 4, new Rng(2));
+    const graphs: [string, string][] = [
+      ["the prepared GPT-2", join(GPT2, "model.sampling.smc.onnx")],
+      ["the rows graph (fp16)", join(dir, "rows.onnx")],
+      ["the twisted draw graph", join(dir, "draw.onnx")],
+      ["the draw graph (fp16)", join(dir, "draw16.onnx")],
+    ];
+    writeFileSync(join(dir, "rows.onnx"), logitRowsModel(DTYPE.float16));
+    writeFileSync(join(dir, "draw.onnx"), drawModel(DTYPE.float, 332, head.p));
+    writeFileSync(join(dir, "draw16.onnx"), drawModel(DTYPE.float16, 332));
+    for (const [name, file] of graphs) {
+      const script = `require("onnxruntime-node").InferenceSession.create(${JSON.stringify(file)}, { executionProviders: ["webgpu"], logSeverityLevel: 0, logVerbosityLevel: 0 }).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); })`;
+      const r = spawnSync(process.execPath, ["-e", script], { encoding: "utf8", cwd: ROOT, timeout: 120000 });
+      assert.equal(r.status, 0, `${name}: ${r.stderr.slice(-500)}`);
+      const log = (r.stdout + r.stderr).split("\n").map((l) => l.replace(/^.*VerifyEachNodeIsAssignedToAnEp\]/, ""));
+      const start = log.findIndex((l) => /Node\(s\) placed on \[CPUExecutionProvider\]/.test(l));
+      const onCpu: string[] = [];
+      for (let i = start + 1; start >= 0 && i < log.length && /^\s+\S+ \(.*\)$/.test(log[i]); i++) onCpu.push(log[i].trim());
+      const ours = onCpu.filter((n) => /\((smc_|draw\/|logit_rows\/)/.test(n) && !/^Reshape \((smc_sample|draw\/cdf)\/out_token\)$/.test(n));
+      assert.deepEqual(ours, [], `${name}: nodes on the CPU`);
+      if (name !== "the prepared GPT-2") assert.ok(onCpu.every((n) => /out_token/.test(n)), `${name}: ${onCpu.join(", ")}`);
+    }
   });
 
   it("solves a problem with the shipped model and line verifier as the CPU does", async () => {
