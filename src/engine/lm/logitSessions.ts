@@ -7,6 +7,7 @@ import * as ort from "onnxruntime-node";
 import { DrawRequest, RowDraws, TokenTwistWeights } from "./causalLm";
 import { DeviceRunError, deviceFailure } from "./device";
 import { DRAW_INPUT, DRAW_OUTPUT, drawModel, logitRowsModel, ROWS_INPUT, ROWS_OUTPUT } from "./onnx/logitGraphs";
+import { unpackDraws } from "./onnx/samplingHead";
 
 const int64 = (values: readonly number[]) => new ort.Tensor("int64", BigInt64Array.from(values, BigInt), [values.length]);
 
@@ -77,13 +78,7 @@ export class LogitSessions {
     } else {
       out = await this.run((this.plainDraw ??= this.create(drawModel(this.logitsType, this.vocabSize))), feeds);
     }
-    return {
-      token: Int32Array.from(out[DRAW_OUTPUT.token].data as BigInt64Array, Number),
-      logp: out[DRAW_OUTPUT.logp].data as Float32Array,
-      logq: out[DRAW_OUTPUT.logq].data as Float32Array,
-      logpMax: out[DRAW_OUTPUT.logpMax].data as Float32Array,
-      logPsi: request.twist ? (out[DRAW_OUTPUT.logPsi].data as Float32Array) : undefined,
-    };
+    return unpackDraws(out[DRAW_OUTPUT].data as Float32Array, n);
   }
 
   async dispose(): Promise<void> {

@@ -17,7 +17,7 @@ import { ANCESTOR_INPUT, HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from 
 import { DTYPE } from "./onnx/graphBuild";
 import { LAST_POSITION } from "./onnx/logitGraphs";
 import { LogitSessions } from "./logitSessions";
-import { SAMPLE_INVERSE_TEMPERATURE, SAMPLE_OUTPUTS, SAMPLE_UNIFORM } from "./onnx/samplingHead";
+import { SAMPLE_DRAWS, SAMPLE_INVERSE_TEMPERATURE, SAMPLE_UNIFORM, unpackDraws } from "./onnx/samplingHead";
 
 export interface OnnxDecoderOptions {
   /** Intra-op threads; defaults to the machine's parallelism. */
@@ -248,6 +248,7 @@ export class OnnxDecoder implements CausalLM {
     }
     let out: ort.InferenceSession.OnnxValueMapType;
     try {
+      // Every output is fetched each time: onnxruntime-node's binding breaks when the set changes between runs.
       out = await this.session.run(feeds);
     } catch (e) {
       if (this.device.startsWith("cpu")) throw e;
@@ -260,12 +261,7 @@ export class OnnxDecoder implements CausalLM {
     for (let i = 0; i < this.config.numLayers; i++) presents.push(out[`present.${i}.key`], out[`present.${i}.value`]);
     const samples: RowSamples | undefined =
       sampling && this.samplesInGraph
-        ? {
-            token: Int32Array.from(out[SAMPLE_OUTPUTS.token].data as BigInt64Array, Number),
-            logp: out[SAMPLE_OUTPUTS.logp].data as Float32Array,
-            logq: out[SAMPLE_OUTPUTS.logq].data as Float32Array,
-            logpMax: out[SAMPLE_OUTPUTS.logpMax].data as Float32Array,
-          }
+        ? unpackDraws(out[SAMPLE_DRAWS].data as Float32Array, batch)
         : undefined;
     const fed = (b: number) => rows[b][seq - 1] !== null;
     const nan = (b: number) => new Error(`the model produced NaN logits (row ${b} of ${batch}, position ${positions[b] - 1})`);
@@ -351,6 +347,6 @@ function checkInterface(session: ort.InferenceSession, folder: ModelFolder) {
     hasPositionIds: inputs.has("position_ids"),
     hasHidden: outputs.has(HIDDEN_OUTPUT),
     hasAncestor: inputs.has(ANCESTOR_INPUT),
-    hasSampler: inputs.has(SAMPLE_UNIFORM) && outputs.has(SAMPLE_OUTPUTS.token),
+    hasSampler: inputs.has(SAMPLE_UNIFORM) && outputs.has(SAMPLE_DRAWS),
   };
 }

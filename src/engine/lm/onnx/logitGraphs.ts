@@ -10,7 +10,7 @@
 import { TokenTwistWeights } from "../causalLm";
 import { constant, DTYPE, GRAPH, modelBytes, node, tensorValueInfo } from "./graphBuild";
 import { bytesField } from "./protoWire";
-import { DrawOutputs, inverseCdfNodes } from "./samplingHead";
+import { inverseCdfNodes } from "./samplingHead";
 import { twistHeadFields } from "./twistHeadGraph";
 
 export const ROWS_INPUT = { logits: "logits", rows: "rows", from: "from_position" } as const;
@@ -19,7 +19,8 @@ export const ROWS_OUTPUT = "row_logits";
 export const LAST_POSITION = -1;
 
 export const DRAW_INPUT = { logits: "logits", rows: "rows", uniform: "uniform", inverseTemperature: "inverse_temperature", hidden: "hidden" } as const;
-export const DRAW_OUTPUT = { token: "token", logp: "logp", logq: "logq", logpMax: "logp_max", logPsi: "log_psi" } as const satisfies Required<DrawOutputs>;
+/** float [draws, 4 or 5]: the packed draws (DRAW_COLUMNS). */
+export const DRAW_OUTPUT = "draws";
 
 const OPSET_VERSION = 13;
 
@@ -58,10 +59,7 @@ export function drawModel(elem: number, vocab: number, twist?: TokenTwistWeights
   const picked = [constant(p("last"), "int64", [1], [LAST_POSITION]), ...pickRows(p, p("last"), p("rows"))];
   if (twist && twist.vocabSize !== vocab) throw new RangeError(`the twist has ${twist.vocabSize} tokens, the model ${vocab}`);
   const logPsi = twist ? p("log_psi") : undefined;
-  const draws = inverseCdfNodes((s) => p(`cdf/${s}`), vocab, { rows: p("rows"), uniform: DRAW_INPUT.uniform, inverseTemperature: DRAW_INPUT.inverseTemperature, logPsi }, {
-    ...DRAW_OUTPUT,
-    logPsi: twist ? DRAW_OUTPUT.logPsi : undefined,
-  });
+  const draws = inverseCdfNodes((s) => p(`cdf/${s}`), vocab, { rows: p("rows"), uniform: DRAW_INPUT.uniform, inverseTemperature: DRAW_INPUT.inverseTemperature, logPsi }, DRAW_OUTPUT);
   // In topological order: the rows, the twist's log ψ, then the draws.
   const body = [
     ...picked.map((n) => bytesField(GRAPH.node, n)),
@@ -69,14 +67,12 @@ export function drawModel(elem: number, vocab: number, twist?: TokenTwistWeights
     ...draws.map((n) => bytesField(GRAPH.node, n)),
   ];
   if (twist) body.push(bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.hidden, DTYPE.float, ["draws", twist.hiddenSize])));
-  const outputs: string[] = [DRAW_OUTPUT.logp, DRAW_OUTPUT.logq, DRAW_OUTPUT.logpMax, ...(twist ? [DRAW_OUTPUT.logPsi] : [])];
   return modelBytes("draw", [
     ...body,
     bytesField(GRAPH.input, logitsInput(elem)),
     bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.rows, DTYPE.int64, ["draws"])),
     bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.uniform, DTYPE.float, ["draws"])),
     bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.inverseTemperature, DTYPE.float, [1])),
-    bytesField(GRAPH.output, tensorValueInfo(DRAW_OUTPUT.token, DTYPE.int64, ["draws"])),
-    ...outputs.map((o) => bytesField(GRAPH.output, tensorValueInfo(o, DTYPE.float, ["draws"]))),
+    bytesField(GRAPH.output, tensorValueInfo(DRAW_OUTPUT, DTYPE.float, ["draws", twist ? 5 : 4])),
   ], OPSET_VERSION);
 }

@@ -16,7 +16,7 @@ import { SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead
 
 export const ANCESTOR_INPUT = "ancestor_index";
 export const HIDDEN_OUTPUT = "last_hidden_state";
-const PREPARE_VERSION = 4;
+const PREPARE_VERSION = 5;
 
 interface NodeInfo {
   opType: string;

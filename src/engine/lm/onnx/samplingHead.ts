@@ -7,12 +7,19 @@
  *
  * Only ops whose signature is the same from opset 13 on (ReduceSum takes axes as an input).
  */
+import { RowDraws } from "../causalLm";
 import { constant, DTYPE, GRAPH, node, tensorValueInfo } from "./graphBuild";
 import { bytesField } from "./protoWire";
 
 export const SAMPLE_UNIFORM = "sample_uniform";
 export const SAMPLE_INVERSE_TEMPERATURE = "sample_inverse_temperature";
-export const SAMPLE_OUTPUTS = { token: "sample_token", logp: "sample_logp", logq: "sample_logq", logpMax: "sample_logp_max" } as const;
+/**
+ * The head's one output, float [batch, DRAW_COLUMNS]: one row per draw, packed so a GPU returns it in
+ * one download (each output copied back is a wait for the device).
+ */
+export const SAMPLE_DRAWS = "sample_draws";
+/** The columns of a packed draw: the token (exact as a float32 below 2^24), log p, log q, the row's largest log p, and log ψ (twisted draws only). */
+export const DRAW_COLUMNS = { token: 0, logp: 1, logq: 2, logpMax: 3, logPsi: 4 } as const;
 export const SAMPLING_MIN_OPSET = 13;
 
 /** Graph fields (nodes, inputs, outputs) to append; they read `logits` [batch, seq, vocab]. */
@@ -27,14 +34,13 @@ export function samplingHead(vocab: number): Uint8Array[] {
     node("Slice", ["logits", p("last_start"), p("last_end"), p("seq_axis")], [p("last3d")], p("slice")),
     node("Reshape", [p("last3d"), p("rows_by_vocab")], [p("last_raw")], p("rows")),
     node("Cast", [p("last_raw")], [p("last")], p("to_float"), { to: DTYPE.float }),
-    ...inverseCdfNodes(p, vocab, { rows: p("last"), uniform: SAMPLE_UNIFORM, inverseTemperature: SAMPLE_INVERSE_TEMPERATURE }, SAMPLE_OUTPUTS),
+    ...inverseCdfNodes(p, vocab, { rows: p("last"), uniform: SAMPLE_UNIFORM, inverseTemperature: SAMPLE_INVERSE_TEMPERATURE }, SAMPLE_DRAWS),
   ];
   return [
     ...nodes.map((n) => bytesField(GRAPH.node, n)),
     bytesField(GRAPH.input, tensorValueInfo(SAMPLE_UNIFORM, DTYPE.float, ["batch_size"])),
     bytesField(GRAPH.input, tensorValueInfo(SAMPLE_INVERSE_TEMPERATURE, DTYPE.float, [1])),
-    bytesField(GRAPH.output, tensorValueInfo(SAMPLE_OUTPUTS.token, DTYPE.int64, ["batch_size"])),
-    ...[SAMPLE_OUTPUTS.logp, SAMPLE_OUTPUTS.logq, SAMPLE_OUTPUTS.logpMax].map((o) => bytesField(GRAPH.output, tensorValueInfo(o, DTYPE.float, ["batch_size"]))),
+    bytesField(GRAPH.output, tensorValueInfo(SAMPLE_DRAWS, DTYPE.float, ["batch_size", 4])),
   ];
 }
 
@@ -49,26 +55,17 @@ export interface DrawInputs {
   logPsi?: string;
 }
 
-export interface DrawOutputs {
-  token: string;
-  logp: string;
-  logq: string;
-  logpMax: string;
-  /** log ψ of the drawn token (with `logPsi` only). */
-  logPsi?: string;
-}
-
 /**
- * One draw per row from softmax(log p / T + log ψ) by inverting the CDF at the row's uniform, with
- * log p (at T = 1) and log q of the token and the row's largest log p; outputs are [rows].
+ * One draw per row from softmax(log p / T + log ψ) by inverting the CDF at the row's uniform, into
+ * `output` [rows, 4 or 5] (DRAW_COLUMNS): the token, log p (at T = 1) and log q of it, the row's
+ * largest log p, and with `logPsi` log ψ of the token.
  */
-export function inverseCdfNodes(p: (s: string) => string, vocab: number, input: DrawInputs, output: DrawOutputs): Uint8Array[] {
+export function inverseCdfNodes(p: (s: string) => string, vocab: number, input: DrawInputs, output: string): Uint8Array[] {
   const nodes = [
     constant(p("start"), "int64", [1], [-1]),
     constant(p("end"), "int64", [1], [2 ** 53]),
     constant(p("axis1"), "int64", [1], [1]),
     constant(p("column"), "int64", [2], [-1, 1]),
-    constant(p("flat"), "int64", [1], [-1]),
     constant(p("cumsum_axis"), "int64", [], [1]),
     constant(p("last_token"), "float", [], [vocab - 1]),
     // log p = (x − max) − log Σ exp(x − max); tempered: (x − max)/T, whose exponentials feed the CDF
@@ -111,16 +108,26 @@ export function inverseCdfNodes(p: (s: string) => string, vocab: number, input: 
     node("GatherElements", [p("tempered"), p("token")], [p("tempered_token")], p("tempered_token"), { axis: 1 }),
     node("Log", [p("total")], [p("log_total")], p("log_total")),
     node("Sub", [p("tempered_token"), p("log_total")], [p("logq_token")], p("logq_token")),
-    node("Reshape", [p("token"), p("flat")], [output.token], p("out_token")),
-    node("Reshape", [p("logp_token"), p("flat")], [output.logp], p("out_logp")),
-    node("Reshape", [p("logq_token"), p("flat")], [output.logq], p("out_logq")),
-    node("Reshape", [p("logp_best"), p("flat")], [output.logpMax], p("out_logp_max")),
   );
-  if (input.logPsi && output.logPsi) {
-    nodes.push(
-      node("GatherElements", [input.logPsi, p("token")], [p("log_psi_token")], p("log_psi_token"), { axis: 1 }),
-      node("Reshape", [p("log_psi_token"), p("flat")], [output.logPsi], p("out_log_psi")),
-    );
+  const columns = [p("token_f"), p("logp_token"), p("logq_token"), p("logp_best")];
+  if (input.logPsi) {
+    nodes.push(node("GatherElements", [input.logPsi, p("token")], [p("log_psi_token")], p("log_psi_token"), { axis: 1 }));
+    columns.push(p("log_psi_token"));
   }
+  nodes.push(node("Concat", columns, [output], p("draws"), { axis: 1 }));
   return nodes;
+}
+
+/** The draws packed in `data` (rows × 4, or × 5 with log ψ), as RowDraws. */
+export function unpackDraws(data: Float32Array, rows: number): RowDraws {
+  const width = data.length / rows;
+  if (rows && width !== 4 && width !== 5) throw new Error(`packed draws have ${width} columns, not 4 or 5`);
+  const column = (c: number) => Float32Array.from({ length: rows }, (_, r) => data[r * width + c]);
+  return {
+    token: Int32Array.from(column(DRAW_COLUMNS.token)),
+    logp: column(DRAW_COLUMNS.logp),
+    logq: column(DRAW_COLUMNS.logq),
+    logpMax: column(DRAW_COLUMNS.logpMax),
+    logPsi: width === 5 ? column(DRAW_COLUMNS.logPsi) : undefined,
+  };
 }
