@@ -236,7 +236,9 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       const logProbs = o.onProposal ? new Float32Array(movers.length * V) : undefined;
       const eosLogPsi = o.onProposal ? new Float32Array(movers.length * eosIds.length) : undefined;
       const fed = new Map<Particle, number>();
-      const moverValues = stepTwist && !known && movers.length ? stepTwist.logValue(twistInput(movers)) : undefined;
+      // Step level: particles that end now take the twist's value of their prefix as φ when the answer is
+      // unknown; evaluated after the draws, for those particles only.
+      const endsNow: Particle[] = [];
       // Where each mover's token comes from: its row's draw in the forward pass, a draw the model makes
       // now, or the logits read here (the clamped particle, proposals the model cannot evaluate).
       const source = movers.map((p): "pass" | "model" | "logits" => {
@@ -258,6 +260,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         let logP: number;
         let logQ: number;
         let logPsiS = 0;
+        let gap: number;
         const j = drawIndex.get(p) ?? 0;
         const eosPhi = new Map<number, number>();
         if (source[m] !== "logits") {
@@ -267,7 +270,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
             const culprit = Number.isNaN(logP) ? "the model's logits" : "the twist";
             throw new Error(`NaN in ${culprit} at SMC step ${steps} (particle ${ps.indexOf(p)}, token ${p.tokens.length + 1}); the run was stopped`);
           }
-          p.confidence.add(drawn.logpMax - logP);
+          gap = drawn.logpMax - logP;
           drawnInGraph++;
         } else {
           const logits = rowLogits.get(out)!.get(row)!;
@@ -319,7 +322,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
           logP = logits[s] - logNorm;
           logQ = (plainProposal ? logP : prop[s]) - logQNorm;
           logPsiS = eosPhi.get(s) ?? (psiNext ? psiNext[j * V + s] : 0);
-          p.confidence.add(max - logits[s]);
+          gap = max - logits[s];
         }
         generated++;
         if (o.level === "token") {
@@ -330,10 +333,13 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         }
         if (o.isEos(s)) {
           p.finish = "eos";
-          if (o.level === "step") p.logW += finalLogPhi(p, moverValues ? moverValues[m] : 0) - p.logPsi;
+          if (o.level === "step" && known) p.logW += known(o.decode(p.tokens)) - p.logPsi;
+          else if (o.level === "step") endsNow.push(p);
           else if (!eosPhi.has(s) && known) p.logW += finalLogPhi(p, 0) - p.logPsi; // drawn despite negligible p(EOS)
           return;
         }
+        // After the EOS check: an ending particle's value is of its prefix as it stood before the draw.
+        p.confidence.add(gap!);
         p.tokens.push(s);
         if (p.tokens.length >= o.maxTokens) {
           p.finish = "length";
@@ -343,6 +349,11 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         }
         fed.set(p, s);
       });
+
+      if (endsNow.length) {
+        const values = stepTwist ? stepTwist.logValue(twistInput(endsNow)) : undefined;
+        endsNow.forEach((p, i) => (p.logW += (values ? values[i] : 0) - p.logPsi));
+      }
 
       if (o.onProposal && movers.length) {
         o.onProposal({ step: steps, particles: movers.map((p) => ps.indexOf(p)), hidden: gatherHidden(movers, lm.hiddenSize), logProbs: logProbs!, eosTokens: eosIds, eosLogPsi: eosLogPsi! });
