@@ -71,10 +71,11 @@ async function main() {
         try {
           await runTwistedSmc(lm, prompt, { ...opts, maxTokens: 3, seed: 0 }); // warm-up
           const t = performance.now();
-          const readBefore = lm.readback?.bytes ?? 0;
+          const readBytes = () => (lm.readback ? lm.readback.logits + lm.readback.hidden : 0);
+          const readBefore = readBytes();
           const r = await runTwistedSmc(lm, prompt, { ...opts, seed: 1 });
           const ms = (performance.now() - t) / r.forwardPasses;
-          const readbackKiBPerStep = lm.readback ? Math.round((lm.readback.bytes - readBefore) / 1024 / r.forwardPasses) : undefined;
+          const readbackKiBPerStep = lm.readback ? Math.round((readBytes() - readBefore) / 1024 / r.forwardPasses) : undefined;
           report({
             device: lm.device, level, K, cache, msPerStep: Math.round(ms * 100) / 100, tokensPerSecond: Math.round((K * 1000) / ms), resampled: r.resampledAt.length,
             drawnInGraph: Math.round((100 * r.drawnInGraph) / r.generatedTokens) / 100, readbackKiBPerStep, loadMs: Math.round(loadMs),

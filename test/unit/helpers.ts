@@ -70,10 +70,9 @@ export async function assertModelDrawsMatchLogits(lm: CausalLM, temperature: num
   head.p.W.forEach((_, i) => (head.p.W[i] = rng.normal()));
   const picked = [2, 0, 2, 1];
   const uniforms = [0.013, 0.5, 0.77, 0.9991];
-  const hidden = new Float32Array(picked.length * H);
-  picked.forEach((r, i) => hidden.set(out.hidden!.subarray(r * H, (r + 1) * H), i * H));
+  const hidden = await hiddenOf(out, picked);
   const plain = await out.drawRows({ rows: picked, uniforms, temperature });
-  const twisted = await out.drawRows({ rows: picked, uniforms, temperature, twist: { weights: head.p, hidden } });
+  const twisted = await out.drawRows({ rows: picked, uniforms, temperature, twist: { weights: head.p } });
   const logPsi = head.logPsiNext({ hidden, hiddenSize: H, prefixes: picked.map(() => []) });
   const logits = await logitsOf(out);
   picked.forEach((r, i) => {
@@ -108,6 +107,19 @@ function assertDraw(d: RowSamples, i: number, expected: ReturnType<typeof invers
   assert.ok(Math.abs(d.logp[i] - expected.logp) < 1e-4, `${what}: log p ${d.logp[i]} vs ${expected.logp}`);
   assert.ok(Math.abs(d.logq[i] - expected.logq) < 1e-4, `${what}: log q ${d.logq[i]} vs ${expected.logq}`);
   assert.ok(Math.abs(d.logpMax[i] - expected.logpMax) < 1e-4, `${what}: largest log p ${d.logpMax[i]} vs ${expected.logpMax}`);
+}
+
+/** An output's hidden state of the given rows (default: row 0), one after the other; the output is not released. */
+export async function hiddenOf(out: StepOutput, rows: readonly number[] = [0]): Promise<Float32Array> {
+  assert.ok(out.readHidden, "the model should expose its hidden state");
+  const parts = await out.readHidden(rows);
+  const flat = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    flat.set(p, at);
+    at += p.length;
+  }
+  return flat;
 }
 
 /** An output's logits, read once; the output is released (on a GPU its logits are freed). */

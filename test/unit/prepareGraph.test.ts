@@ -6,7 +6,7 @@ import { loadModel } from "../../src/engine/lm/loadModel";
 import { ANCESTOR_INPUT, HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "../../src/engine/lm/onnx/prepareGraph";
 import { SAMPLE_UNIFORM } from "../../src/engine/lm/onnx/samplingHead";
 import { bytesField, concat, fields, message, text } from "../../src/engine/lm/onnx/protoWire";
-import { logitsOf, MODEL_DIR, shippedModel } from "./helpers";
+import { hiddenOf, logitsOf, MODEL_DIR, shippedModel } from "./helpers";
 
 /**
  * The shipped export with its last_hidden_state output removed, as many exports come; with `rename`,
@@ -38,7 +38,7 @@ describe("SMC preparation of ONNX exports", () => {
     writeFileSync(onnx, withoutHiddenOutput(readFileSync(onnx), rename));
     const bare = await loadModel(dir, { threads: 1, prepare: false });
     const bareOut = await bare.lm.prefill([1, 50, 60]);
-    assert.equal(bareOut.hidden, undefined);
+    assert.equal(bareOut.readHidden, undefined);
     bareOut.state.dispose();
     await bare.lm.dispose();
 
@@ -46,7 +46,7 @@ describe("SMC preparation of ONNX exports", () => {
     const reference = await shippedModel();
     const a = await prepared.lm.prefill([1, 50, 60]);
     const b = await reference.lm.prefill([1, 50, 60]);
-    assert.deepEqual(Array.from(a.hidden!), Array.from(b.hidden!));
+    assert.deepEqual(Array.from(await hiddenOf(a)), Array.from(await hiddenOf(b)));
     assert.deepEqual(Array.from(await logitsOf(a)), Array.from(await logitsOf(b)));
     a.state.dispose();
     b.state.dispose();

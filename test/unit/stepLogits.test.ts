@@ -136,12 +136,14 @@ describe("step logits read on demand", function () {
       head.p.W.forEach((_, j) => (head.p.W[j] = rng.normal()));
       return head;
     });
+    // The hidden state of two rows, as a model outputs it ([batch, seq, hidden]); the draws read rows 1 and 0.
     const hidden = Float32Array.from({ length: 2 * H }, () => rng.normal());
-    const request = (head: TokenTwistHead) => ({ rows: [1, 0], uniforms: [0.3, 0.8], temperature: 1, twist: { weights: head.p, hidden } });
+    const drawn = Float32Array.from([...hidden.subarray(H), ...hidden.subarray(0, H)]);
+    const request = (head: TokenTwistHead) => ({ rows: [1, 0], uniforms: [0.3, 0.8], temperature: 1, twist: { weights: head.p } });
     // Concurrent draws, twice over every head: the first heads' graphs are evicted while others run.
-    const draws = await Promise.all([...heads, ...heads].map((h) => sessions.draw(logits, request(h))));
+    const draws = await Promise.all([...heads, ...heads].map((h) => sessions.draw(logits, new ort.Tensor("float32", hidden, [2, 1, H]), request(h))));
     draws.forEach((d, i) => {
-      const expected = heads[i % heads.length].logPsiNext({ hidden, hiddenSize: H, prefixes: [[], []] });
+      const expected = heads[i % heads.length].logPsiNext({ hidden: drawn, hiddenSize: H, prefixes: [[], []] });
       d.token.forEach((t, k) => assert.ok(Math.abs(d.logPsi![k] - expected[k * V + t]) < 1e-5, `draw ${i}, row ${k}`));
     });
     await sessions.dispose();

@@ -8,7 +8,7 @@ import { StepTwist, TokenTwist, TwistInput } from "../../src/engine/smc/twist";
 import { runTwistedSmc, SmcOptions } from "../../src/engine/smc/twistedSmc";
 import assert from "node:assert/strict";
 import { exactTwist, hashUnit, TOY_EOS, TOY_MAX_TOKENS, TOY_PROMPT, TOY_VOCAB, toyDecode, ToyLogProbs, ToySequence } from "./toyModel";
-import { logitsOf } from "./helpers";
+import { hiddenOf, logitsOf } from "./helpers";
 import { TokenTwistHead } from "../../src/engine/twist/heads";
 import { OnnxTokenTwist } from "../../src/engine/twist/onnxTwist";
 import { Rng } from "../../src/engine/util/rng";
@@ -138,10 +138,11 @@ export async function twistedZ(lm: CausalLM, head: TokenTwistHead): Promise<numb
   const walk = async (prefix: number[], logP: number) => {
     const out = await lm.prefill([...TOY_PROMPT, ...prefix]);
     out.state.dispose();
+    const hidden = await hiddenOf(out);
     const logits = await logitsOf(out);
     const max = Math.max(...logits);
     const lse = max + Math.log(logits.reduce((a, x) => a + Math.exp(x - max), 0));
-    const logPsi = head.logPsiNext({ hidden: out.hidden, hiddenSize: lm.hiddenSize, prefixes: [prefix] });
+    const logPsi = head.logPsiNext({ hidden, hiddenSize: lm.hiddenSize, prefixes: [prefix] });
     for (let s = 0; s < TOY_VOCAB; s++) {
       const next = logP + logits[s] - lse;
       if (s === TOY_EOS || prefix.length + 1 >= TOY_MAX_TOKENS) z += Math.exp(next + logPsi[s]);

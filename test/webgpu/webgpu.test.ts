@@ -23,7 +23,7 @@ import { OnnxTokenTwist } from "../../src/engine/twist/onnxTwist";
 import { Rng } from "../../src/engine/util/rng";
 import { solve } from "../../src/engine/solve";
 import { loadTwistOption } from "../../src/engine/twist/resolve";
-import { assertGraphDrawsMatchLogits, assertModelDrawsMatchLogits, assertSameGreedy, logitsOf, maxAbsDiff, MODEL_DIR } from "../unit/helpers";
+import { assertGraphDrawsMatchLogits, assertModelDrawsMatchLogits, assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "../unit/helpers";
 import { TOY_EOS, TOY_PROMPT } from "../unit/toyModel";
 import { enumerateDecoder, toyOptions, toyStatisticsOnDecoder } from "../unit/toyStatistics";
 
@@ -78,8 +78,8 @@ describe("the engine on WebGPU", function () {
       const prompt = [1, 20, 30, 40, 50, 60];
       const a = await gpu.prefill(prompt);
       const b = await cpu.prefill(prompt);
+      assert.ok(maxAbsDiff(await hiddenOf(a), await hiddenOf(b)) < tolerance);
       assert.ok(maxAbsDiff(await logitsOf(a), await logitsOf(b)) < tolerance);
-      if (b.hidden) assert.ok(maxAbsDiff(a.hidden!, b.hidden) < tolerance);
       let [g, c] = [a.state.select([0, 0, 0]), b.state.select([0, 0, 0])];
       a.state.dispose();
       b.state.dispose();
@@ -142,7 +142,7 @@ describe("the engine on WebGPU", function () {
     assert.deepEqual([liveKvCaches(), liveDeviceLogits()], [caches, logits]);
   });
 
-  it("leaves the logits on the GPU: draws are made there, only rows drawn in JavaScript come back", async () => {
+  it("leaves logits and hidden states on the GPU: draws are made there, only rows read in JavaScript come back", async () => {
     const { lm } = await model(GPT2, "webgpu");
     const row = lm.vocabSize * 4;
     const read = () => ({ ...lm.readback! });
@@ -150,21 +150,27 @@ describe("the engine on WebGPU", function () {
     // Step level, resampling at every line: all draws are made on the GPU (siblings and the prompt's row for K − 1 particles too).
     let before = read();
     const lineEvery3 = (t: number) => t % 3 === 0;
-    const step = await runTwistedSmc(lm, [1, 20, 30, 40], { ...options, level: "step", resample: "always", isLineEnd: lineEvery3, twist: { kind: "step", logValue: (i) => new Float64Array(i.prefixes.length) } });
+    let atBoundaries = 0;
+    const step = await runTwistedSmc(lm, [1, 20, 30, 40], {
+      ...options, level: "step", resample: "always", isLineEnd: lineEvery3, twist: { kind: "step", logValue: (i) => new Float64Array(i.prefixes.length) },
+      onBoundary: (b) => (atBoundaries += b.particles.length),
+    });
     assert.ok(step.resampledAt.length > 0);
     assert.equal(step.drawnInGraph, step.generatedTokens);
-    assert.deepEqual(read(), before, "no logits came back");
+    // The step twist reads the hidden state of particles at a line's end, and nothing else comes back.
+    assert.deepEqual(read(), { logits: before.logits, hidden: before.hidden + atBoundaries * lm.hiddenSize * 4 });
+    before = read();
     // Token level with a low-rank token twist: evaluated on the GPU with the proposal.
     const head = TokenTwistHead.init(lm.hiddenSize, lm.vocabSize, 8, new Rng(3));
     const twist = await OnnxTokenTwist.create(head);
     const token = await runTwistedSmc(lm, [1, 20, 30, 40], { ...options, level: "token", resample: "adaptive", twist });
     await twist.dispose();
     assert.equal(token.drawnInGraph, token.generatedTokens);
-    assert.deepEqual(read(), before, "no logits came back");
+    assert.deepEqual(read(), before, "nothing came back: the twist read the hidden states on the GPU");
     // Greedy decoding (no draw in the graph): each step brings back its rows, the last position only.
     before = read();
     const greedy = await generate(lm, [1, 20, 30, 40, 50, 60], { numSamples: 2, maxTokens: 5, temperature: 0, seed: 0, isEos: () => false });
-    assert.equal(lm.readback!.bytes - before.bytes, row * (1 + 2 * greedy.steps));
+    assert.equal(lm.readback!.logits - before.logits, row * (1 + 2 * greedy.steps));
   });
 
   it("runs every node the engine adds on the GPU (but the drawn token's reshape): sampling head, gathers, rows and draw graphs", function () {

@@ -54,8 +54,8 @@ export interface DrawRequest {
   /** One uniform in [0, 1) per draw. */
   uniforms: ArrayLike<number>;
   temperature: number;
-  /** A twisted proposal q ∝ p^{1/T}·ψ: the twist and each draw's hidden state (draws × hiddenSize). */
-  twist?: { weights: TokenTwistWeights; hidden: Float32Array };
+  /** A twisted proposal q ∝ p^{1/T}·ψ, ψ read from each drawn row's hidden state where it is. */
+  twist?: { weights: TokenTwistWeights };
 }
 
 /** RowSamples of a DrawRequest, one per draw, with log ψ of each token when the proposal was twisted. */
@@ -73,10 +73,13 @@ export interface StepOutput {
   readRows(rows: readonly number[]): Promise<Float32Array[]>;
   /** Draws where the model runs, without bringing logits back (models that can; see DrawRequest). */
   drawRows?(request: DrawRequest): Promise<RowDraws>;
-  /** Frees what the output holds where the model runs (its logits); call when no row will be read again. */
+  /**
+   * The final normed hidden state of the given rows (hiddenSize each; every position's, one after the
+   * other, for encodeAll), where the model exposes it: on a GPU only those rows come back.
+   */
+  readHidden?(rows: readonly number[]): Promise<Float32Array[]>;
+  /** Frees what the output holds where the model runs (logits, hidden state); call when no row will be read again. */
   release(): void;
-  /** The final normed hidden state for each row (batch × hiddenSize), when the model exposes it. */
-  hidden?: Float32Array;
   /** Present when sampling was asked for and the model can do it. */
   samples?: RowSamples;
   state: DecoderState;
@@ -89,8 +92,8 @@ export interface CausalLM {
   readonly device: string;
   /** Why this device: what else was tried and why it was not used. */
   readonly deviceChoice?: string;
-  /** Logits downloaded from a device so far (outputs, bytes); 0 on the CPU. */
-  readonly readback?: { readonly reads: number; readonly bytes: number };
+  /** Bytes read back from a device so far, logits and hidden states apart; 0 on the CPU. */
+  readonly readback?: { readonly logits: number; readonly hidden: number };
   /** Whether `sampling` is honoured: the model draws tokens where it runs (see GraphSampling). */
   readonly samplesInGraph?: boolean;
   /** Consumes a prompt as one row; the output is for the position after it. */

@@ -23,8 +23,8 @@ interface TwistedDraw {
 }
 
 export class LogitSessions {
-  /** Logits fetched so far: how many reads, and their bytes. */
-  readonly fetched = { reads: 0, bytes: 0 };
+  /** Bytes fetched so far, logits and hidden states apart. */
+  readonly fetched = { logits: 0, hidden: 0 };
   private rowsSession?: Promise<ort.InferenceSession>;
   private plainDraw?: Promise<ort.InferenceSession>;
   private twistedDraws: TwistedDraw[] = [];
@@ -41,17 +41,20 @@ export class LogitSessions {
     private readonly device: string,
   ) {}
 
-  /** Rows of `logits` [batch, seq, vocab] from position `from` (−1: the last), as float32 rows × vocab. */
-  async rows(logits: ort.Tensor, rows: readonly number[], from: number): Promise<Float32Array> {
+  /**
+   * Rows of `tensor` [batch, seq, width] (logits, or the hidden state: same element type) from position
+   * `from` (−1: the last), as float32 (rows × positions) × width.
+   */
+  async rows(tensor: ort.Tensor, rows: readonly number[], from: number, what: "logits" | "hidden"): Promise<Float32Array> {
     this.rowsSession ??= this.create(logitRowsModel(this.logitsType));
-    const out = await this.run(this.rowsSession, { [ROWS_INPUT.logits]: logits, [ROWS_INPUT.rows]: int64(rows), [ROWS_INPUT.from]: new ort.Tensor("int64", BigInt64Array.of(BigInt(from)), [1]) });
+    const out = await this.run(this.rowsSession, { [ROWS_INPUT.logits]: tensor, [ROWS_INPUT.rows]: int64(rows), [ROWS_INPUT.from]: new ort.Tensor("int64", BigInt64Array.of(BigInt(from)), [1]) });
     const flat = out[ROWS_OUTPUT].data as Float32Array;
-    this.fetched.reads++;
-    this.fetched.bytes += flat.byteLength;
+    this.fetched[what] += flat.byteLength;
     return flat;
   }
 
-  async draw(logits: ort.Tensor, request: DrawRequest): Promise<RowDraws> {
+  /** Draws from rows of `logits`; a twisted request reads the same rows of `hidden` ([batch, seq, hiddenSize]). */
+  async draw(logits: ort.Tensor, hidden: ort.Tensor | undefined, request: DrawRequest): Promise<RowDraws> {
     const n = request.rows.length;
     if (request.uniforms.length !== n) throw new RangeError(`${request.uniforms.length} uniforms for ${n} draws`);
     if (!(request.temperature > 0)) throw new RangeError(`drawing needs a temperature > 0, got ${request.temperature}`);
@@ -64,10 +67,11 @@ export class LogitSessions {
     };
     let out: ort.InferenceSession.OnnxValueMapType;
     if (request.twist) {
-      const { weights, hidden } = request.twist;
-      if (hidden.length !== n * this.hiddenSize) throw new RangeError(`the twist got ${hidden.length / this.hiddenSize} hidden states for ${n} draws`);
-      feeds[DRAW_INPUT.hidden] = new ort.Tensor("float32", hidden, [n, this.hiddenSize]);
-      const entry = this.twistedDraw(weights);
+      if (!hidden) throw new Error("a twisted draw reads the model's last_hidden_state, which it does not output");
+      const H = request.twist.weights.hiddenSize;
+      if (H !== this.hiddenSize) throw new RangeError(`the twist reads hidden states of ${H}, the model's are ${this.hiddenSize}`);
+      feeds[DRAW_INPUT.hidden] = hidden;
+      const entry = this.twistedDraw(request.twist.weights);
       entry.inFlight++;
       try {
         out = await this.run(entry.session, feeds);

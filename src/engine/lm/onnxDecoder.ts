@@ -81,8 +81,8 @@ export class OnnxDecoder implements CausalLM {
     this.deviceChoice = describeDeviceChoice(deviceAttempts);
   }
 
-  /** Logits fetched from the device so far: how many reads, and their bytes (0 on the CPU). */
-  get readback(): { readonly reads: number; readonly bytes: number } {
+  /** Bytes fetched from the device so far, logits and hidden states apart (0 on the CPU). */
+  get readback(): { readonly logits: number; readonly hidden: number } {
     return this.logitSessions.fetched;
   }
 
@@ -117,7 +117,7 @@ export class OnnxDecoder implements CausalLM {
             continue;
           }
           // The logits stay there too, until a draw outside the graph needs them (see stepLogits.ts).
-          const onDevice = ["logits", ...Array.from({ length: folder.config.numLayers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat()];
+          const onDevice = ["logits", HIDDEN_OUTPUT, ...Array.from({ length: folder.config.numLayers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat()];
           sessionOptions.preferredOutputLocation = Object.fromEntries(onDevice.map((n) => [n, "gpu-buffer" as const]));
         }
         session = typeof source === "string" ? await ort.InferenceSession.create(source, sessionOptions) : await ort.InferenceSession.create(source, sessionOptions);
@@ -173,7 +173,7 @@ export class OnnxDecoder implements CausalLM {
     const out = await this.run(this.emptyCache(1), [Array.from(tokens)], true);
     out.state.dispose();
     try {
-      return { logits: await out.readLogits(), hidden: out.hidden };
+      return { logits: await out.readLogits(), hidden: out.readHidden ? (await out.readHidden([0]))[0] : undefined };
     } finally {
       out.release();
     }
@@ -195,6 +195,7 @@ export class OnnxDecoder implements CausalLM {
     try {
       await second.readRows([1]);
       if (second.drawRows) await second.drawRows({ rows: [1, 1], uniforms: [0.2, 0.9], temperature: 1 });
+      await second.readHidden?.([1]);
     } finally {
       second.release();
     }
@@ -274,8 +275,8 @@ export class OnnxDecoder implements CausalLM {
       });
       return logits;
     };
-    const hidden = !this.hasHidden ? undefined : allPositions ? toFloat32(out.last_hidden_state) : lastPosition(out.last_hidden_state);
-    const result = { ...this.outputLogits(out.logits, batch, allPositions, checkRows), hidden, samples, state: KvCache.fromTensors(presents, batch, total, mask, positions, this.hasAncestor) };
+    const hidden = this.hasHidden ? out[HIDDEN_OUTPUT] : undefined;
+    const result = { ...this.outputReaders(out.logits, hidden, batch, allPositions, checkRows), samples, state: KvCache.fromTensors(presents, batch, total, mask, positions, this.hasAncestor) };
     // A NaN anywhere in a row makes its draw's log p NaN: one number to check instead of a vocabulary.
     const bad = samples ? rows.findIndex((_, b) => fed(b) && Number.isNaN(samples.logp[b])) : -1;
     if (bad >= 0) {
@@ -287,27 +288,38 @@ export class OnnxDecoder implements CausalLM {
   }
 
   /**
-   * The logits output, read on demand. On the CPU it is memory already; on a GPU it stays there, and
-   * reads fetch just the rows asked for (counted in `readback`). Where the model draws in its graph,
-   * `drawRows` draws from any rows where the logits are.
+   * The logits and hidden-state outputs, read on demand. On the CPU they are memory already; on a GPU
+   * they stay there, and reads fetch just the rows asked for (counted in `readback`). Where the model
+   * draws in its graph, `drawRows` draws from any rows where the logits are.
    */
-  private outputLogits(tensor: ort.Tensor, batch: number, allPositions: boolean, check: (logits: Float32Array, rows: readonly number[]) => Float32Array): StepLogits {
+  private outputReaders(logits: ort.Tensor, hidden: ort.Tensor | undefined, batch: number, allPositions: boolean, check: (logits: Float32Array, rows: readonly number[]) => Float32Array): StepLogits {
     const every = Array.from({ length: batch }, (_, i) => i);
-    const draw = this.samplesInGraph && !allPositions ? (request: DrawRequest) => this.logitSessions.draw(tensor, request) : undefined;
-    if (tensor.location !== "gpu-buffer") {
-      const logits = allPositions ? toFloat32(tensor) : lastPosition(tensor);
-      return lazyLogits(this.vocabSize, { all: async () => check(logits, every), draw });
+    const from = allPositions ? 0 : LAST_POSITION;
+    const draw = this.samplesInGraph && !allPositions ? (request: DrawRequest) => this.logitSessions.draw(logits, hidden, request) : undefined;
+    if (logits.location !== "gpu-buffer") {
+      const inMemory = (t: ort.Tensor) => (allPositions ? toFloat32(t) : lastPosition(t));
+      const rowsLogits = inMemory(logits);
+      const rowsHidden = hidden && inMemory(hidden);
+      const width = rowsHidden ? rowsHidden.length / batch : 0;
+      const pick = (rows: readonly number[]) => {
+        const out = new Float32Array(rows.length * width);
+        rows.forEach((r, i) => out.set(rowsHidden!.subarray(r * width, (r + 1) * width), i * width));
+        return out;
+      };
+      return lazyLogits(this.vocabSize, { all: async () => check(rowsLogits, every), hidden: rowsHidden && (async (rows) => pick(rows)), draw });
     }
-    const fetch = async (rows: readonly number[], from: number) => check(await this.logitSessions.rows(tensor, rows, from), rows);
+    const fetch = async (rows: readonly number[], at: number) => check(await this.logitSessions.rows(logits, rows, at, "logits"), rows);
     return lazyLogits(this.vocabSize, {
-      all: () => fetch(every, allPositions ? 0 : LAST_POSITION),
+      all: () => fetch(every, from),
       some: (rows) => fetch(rows, LAST_POSITION),
+      hidden: hidden && ((rows) => this.logitSessions.rows(hidden, rows, from, "hidden")),
       draw,
-      free: () => tensor.dispose(),
+      free: () => {
+        logits.dispose();
+        hidden?.dispose();
+      },
     });
   }
-
-
 }
 
 /** Checks the session's inputs and outputs against the decoder interface; names what is missing. */

@@ -1,17 +1,19 @@
 /**
- * The logits of a StepOutput, read on demand. On a GPU they stay a device buffer from which only the
- * rows a caller asks for are fetched (most steps take the in-graph draws and fetch none), freed when
- * the caller releases the output.
+ * The logits and hidden state of a StepOutput, read on demand. On a GPU they stay device buffers from
+ * which only the rows a caller asks for are fetched (most steps take the in-graph draws and fetch
+ * none), freed when the caller releases the output.
  */
 import { DrawRequest, RowDraws, StepOutput } from "./causalLm";
 
-export type StepLogits = Pick<StepOutput, "readLogits" | "readRows" | "drawRows" | "release">;
+export type StepLogits = Pick<StepOutput, "readLogits" | "readRows" | "readHidden" | "drawRows" | "release">;
 
 export interface LogitSources {
   /** Every row (at most once). */
   all: () => Promise<Float32Array>;
   /** Just some rows, rows × vocab; without it rows come from `all`. */
   some?: (rows: readonly number[]) => Promise<Float32Array>;
+  /** The hidden state of some rows, flat (each row's part of equal length); absent where the model has none. */
+  hidden?: (rows: readonly number[]) => Promise<Float32Array>;
   /** Draws where the logits are (StepOutput.drawRows). */
   draw?: (request: DrawRequest) => Promise<RowDraws>;
   /** Gives up what the device holds; outputs with it are counted by liveDeviceLogits until released. */
@@ -30,7 +32,7 @@ export function logitsInMemory(logits: Float32Array, vocab: number): StepLogits 
 }
 
 /** An output's logits from its sources; nothing is read until asked for, and nothing after release. */
-export function lazyLogits(vocab: number, { all: readAll, some: readSome, draw, free }: LogitSources): StepLogits {
+export function lazyLogits(vocab: number, { all: readAll, some: readSome, hidden, draw, free }: LogitSources): StepLogits {
   let all: Promise<Float32Array> | undefined;
   let released = false;
   if (free) onDevice++;
@@ -53,6 +55,13 @@ export function lazyLogits(vocab: number, { all: readAll, some: readSome, draw, 
       }
       return split(await readSome(rows), rows, (i) => i);
     },
+    readHidden: hidden && (async (rows) => {
+      check();
+      if (!rows.length) return [];
+      const flat = await hidden(rows);
+      const width = flat.length / rows.length;
+      return rows.map((_, i) => flat.subarray(i * width, (i + 1) * width));
+    }),
     drawRows: draw && (async (request) => {
       check();
       return draw(request);

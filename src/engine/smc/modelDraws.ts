@@ -25,30 +25,32 @@ export function passDraw(samples: RowSamples, row: number): Draw {
 
 /**
  * One draw per pending (output, row), made by the model, in order: one drawRows call per output, with
- * a uniform each (drawn in order) and, for a twisted proposal, each row's hidden state.
+ * a uniform each (drawn in order) and, for a twisted proposal, the twist (read where the model runs).
  */
-export async function drawOnModel(
-  pending: readonly Pending[],
-  uniform: () => number,
-  temperature: number,
-  twist?: { weights: TokenTwistWeights; hiddenSize: number },
-): Promise<Draw[]> {
+export async function drawOnModel(pending: readonly Pending[], uniform: () => number, temperature: number, twist?: TokenTwistWeights): Promise<Draw[]> {
   const uniforms = pending.map(() => uniform());
   const groups = new Map<StepOutput, number[]>();
   pending.forEach(({ out }, i) => groups.set(out, [...(groups.get(out) ?? []), i]));
   const draws: Draw[] = new Array(pending.length);
   for (const [out, members] of groups) {
     const rows = members.map((i) => pending[i].row);
-    let hidden: Float32Array | undefined;
-    if (twist) {
-      const H = twist.hiddenSize;
-      hidden = new Float32Array(rows.length * H);
-      rows.forEach((r, k) => hidden!.set(out.hidden!.subarray(r * H, (r + 1) * H), k * H));
-    }
-    const d = await out.drawRows!({ rows, uniforms: members.map((i) => uniforms[i]), temperature, twist: twist && { weights: twist.weights, hidden: hidden! } });
+    const d = await out.drawRows!({ rows, uniforms: members.map((i) => uniforms[i]), temperature, twist: twist && { weights: twist } });
     members.forEach((i, k) => (draws[i] = { token: d.token[k], logP: d.logp[k], logQ: d.logq[k], logpMax: d.logpMax[k], logPsi: d.logPsi ? d.logPsi[k] : 0 }));
   }
   return draws;
+}
+
+/** Each pending row's hidden state, rows × hiddenSize (one read per output), or undefined where the model has none. */
+export async function readHiddenRows(pending: readonly Pending[], hiddenSize: number): Promise<Float32Array | undefined> {
+  if (!pending.length || !pending.every((p) => p.out.readHidden)) return undefined;
+  const wanted = new Map<StepOutput, number[]>();
+  pending.forEach(({ out }, i) => wanted.set(out, [...(wanted.get(out) ?? []), i]));
+  const hidden = new Float32Array(pending.length * hiddenSize);
+  for (const [out, members] of wanted) {
+    const rows = await out.readHidden!(members.map((i) => pending[i].row));
+    members.forEach((i, k) => hidden.set(rows[k], i * hiddenSize));
+  }
+  return hidden;
 }
 
 /** The logits rows that particles draw from in JavaScript, read once per output: on a GPU only these rows come back. */

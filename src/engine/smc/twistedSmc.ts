@@ -24,7 +24,7 @@ import { CausalLM, DecoderState, GraphSampling, StepOutput } from "../lm/causalL
 import { Rng } from "../util/rng";
 import { SmcStepRecord } from "./record";
 import { resample, ResamplingScheme } from "./resampling";
-import { Draw, drawOnModel, passDraw, readDrawnRows } from "./modelDraws";
+import { Draw, drawOnModel, passDraw, readDrawnRows, readHiddenRows } from "./modelDraws";
 import { CONFIDENCE_FEATURES, ConfidenceTracker, Twist, TwistInput } from "./twist";
 import { effectiveSampleSize, logMeanExp, normalize } from "./weights";
 
@@ -219,10 +219,10 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   let drawnInGraph = 0;
   let collapsed: string | undefined;
 
-  const twistInput = (rows: Particle[]): TwistInput => {
+  const twistInput = async (rows: Particle[]): Promise<TwistInput> => {
     const confidence = new Float32Array(rows.length * CONFIDENCE_FEATURES);
     rows.forEach((p, i) => p.confidence.write(confidence, i * CONFIDENCE_FEATURES));
-    return { hidden: gatherHidden(rows, lm.hiddenSize), hiddenSize: lm.hiddenSize, prefixes: rows.map((p) => p.tokens), confidence, decode: o.decode };
+    return { hidden: await readHiddenRows(rows.map((p) => p.pending!), lm.hiddenSize), hiddenSize: lm.hiddenSize, prefixes: rows.map((p) => p.tokens), confidence, decode: o.decode };
   };
   /** log φ of a particle that ends now; `estimate` is the twist's own guess when the answer is unknown. */
   const finalLogPhi = (p: Particle, estimate: number) => (known ? known(o.decode(p.tokens)) : estimate);
@@ -245,13 +245,13 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         if (o.clamp && p === ps[0]) return "logits";
         const { out, row } = p.pending!;
         if (graphSampling && claim(out, row)) return "pass";
-        return modelDraws && out.drawRows && (!twistWeights || out.hidden) ? "model" : "logits";
+        return modelDraws && out.drawRows && (!twistWeights || out.readHidden) ? "model" : "logits";
       });
       const byModel = movers.filter((_, m) => source[m] === "model");
-      const modelDrawn = !byModel.length ? [] : await drawOnModel(byModel.map((p) => p.pending!), () => rng.uniform(), o.temperature, twistWeights && { weights: twistWeights, hiddenSize: lm.hiddenSize });
+      const modelDrawn = !byModel.length ? [] : await drawOnModel(byModel.map((p) => p.pending!), () => rng.uniform(), o.temperature, twistWeights);
       const fromLogits = movers.filter((_, m) => source[m] === "logits");
       const rowLogits = await readDrawnRows(fromLogits.map((p) => p.pending!));
-      const psiNext = tokenTwist && fromLogits.length ? await tokenTwist.logPsiNext(twistInput(fromLogits)) : undefined;
+      const psiNext = tokenTwist && fromLogits.length ? await tokenTwist.logPsiNext(await twistInput(fromLogits)) : undefined;
       const drawIndex = new Map([...byModel, ...fromLogits].map((p, i) => [p, i < byModel.length ? i : i - byModel.length]));
       movers.forEach((p, m) => {
         const { out, row } = p.pending!;
@@ -351,12 +351,12 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       });
 
       if (endsNow.length) {
-        const values = stepTwist ? stepTwist.logValue(twistInput(endsNow)) : undefined;
+        const values = stepTwist ? stepTwist.logValue(await twistInput(endsNow)) : undefined;
         endsNow.forEach((p, i) => (p.logW += (values ? values[i] : 0) - p.logPsi));
       }
 
       if (o.onProposal && movers.length) {
-        o.onProposal({ step: steps, particles: movers.map((p) => ps.indexOf(p)), hidden: gatherHidden(movers, lm.hiddenSize), logProbs: logProbs!, eosTokens: eosIds, eosLogPsi: eosLogPsi! });
+        o.onProposal({ step: steps, particles: movers.map((p) => ps.indexOf(p)), hidden: await readHiddenRows(movers.map((p) => p.pending!), lm.hiddenSize), logProbs: logProbs!, eosTokens: eosIds, eosLogPsi: eosLogPsi! });
       }
 
       // 2. Advance: one batched forward pass over the alive particles (waiting ones are held).
@@ -382,7 +382,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         releaseUnreferenced();
         if (lineEnds.length) {
           // The boundary's weight ψ(s_1:k)/ψ(s_1:k−1), read from the hidden state after the line.
-          const input = twistInput(lineEnds);
+          const input = await twistInput(lineEnds);
           o.onBoundary?.({ step: steps, particles: lineEnds.map((p) => ps.indexOf(p)), hidden: input.hidden, confidence: input.confidence });
           const values = stepTwist ? stepTwist.logValue(input) : undefined;
           lineEnds.forEach((p, i) => {
@@ -452,16 +452,6 @@ function drawCategorical(w: Float64Array, sum: number, rng: Rng): number {
     if (u < 0) return s;
   }
   return last;
-}
-
-function gatherHidden(rows: Particle[], width: number): Float32Array | undefined {
-  if (!rows.length || !rows[0].pending?.out.hidden) return undefined;
-  const out = new Float32Array(rows.length * width);
-  rows.forEach((p, i) => {
-    const { out: o, row } = p.pending!;
-    out.set(o.hidden!.subarray(row * width, (row + 1) * width), i * width);
-  });
-  return out;
 }
 
 function makeRecord(step: number, o: SmcOptions, ps: Particle[], parents: number[], ess: number, resampled: boolean): SmcStepRecord {

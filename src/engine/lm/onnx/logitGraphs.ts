@@ -24,12 +24,12 @@ export const DRAW_OUTPUT = "draws";
 
 const OPSET_VERSION = 13;
 
-/** [batch, seq, vocab] → positions from `from` → the rows asked for → [rows × positions, vocab] float32. */
-function pickRows(p: (s: string) => string, from: string, out: string): Uint8Array[] {
+/** `input` [batch, seq, width] → positions from `from` → the rows asked for → [rows × positions, width] float32. */
+function pickRows(p: (s: string) => string, input: string, from: string, out: string): Uint8Array[] {
   return [
     constant(p("end"), "int64", [1], [2 ** 53]),
     constant(p("seq_axis"), "int64", [1], [1]),
-    node("Slice", [ROWS_INPUT.logits, from, p("end"), p("seq_axis")], [p("positions")], p("positions")),
+    node("Slice", [input, from, p("end"), p("seq_axis")], [p("positions")], p("positions")),
     node("Gather", [p("positions"), ROWS_INPUT.rows], [p("picked")], p("picked"), { axis: 0 }),
     node("Flatten", [p("picked")], [p("flat")], p("flat"), { axis: 2 }),
     node("Cast", [p("flat")], [out], p("to_float"), { to: DTYPE.float }),
@@ -42,7 +42,7 @@ const logitsInput = (elem: number) => tensorValueInfo(ROWS_INPUT.logits, elem, [
 export function logitRowsModel(elem: number): Uint8Array {
   const p = (s: string) => `logit_rows/${s}`;
   return modelBytes("logit_rows", [
-    ...pickRows(p, ROWS_INPUT.from, ROWS_OUTPUT).map((n) => bytesField(GRAPH.node, n)),
+    ...pickRows(p, ROWS_INPUT.logits, ROWS_INPUT.from, ROWS_OUTPUT).map((n) => bytesField(GRAPH.node, n)),
     bytesField(GRAPH.input, logitsInput(elem)),
     bytesField(GRAPH.input, tensorValueInfo(ROWS_INPUT.rows, DTYPE.int64, ["rows"])),
     bytesField(GRAPH.input, tensorValueInfo(ROWS_INPUT.from, DTYPE.int64, [1])),
@@ -52,21 +52,23 @@ export function logitRowsModel(elem: number): Uint8Array {
 
 /**
  * The draw graph: one token per entry of `rows` from the last position's softmax(log p / T), or, with
- * a twist, from softmax(log p / T + log ψ) with log ψ = log σ((h·U)·W + b) of that draw's hidden state.
+ * a twist, from softmax(log p / T + log ψ) with log ψ = log σ((h·U)·W + b) of that row's hidden state
+ * (the input `hidden` [batch, seq, hiddenSize], of the same element type as the logits).
  */
 export function drawModel(elem: number, vocab: number, twist?: TokenTwistWeights): Uint8Array {
   const p = (s: string) => `draw/${s}`;
-  const picked = [constant(p("last"), "int64", [1], [LAST_POSITION]), ...pickRows(p, p("last"), p("rows"))];
+  const picked = [constant(p("last"), "int64", [1], [LAST_POSITION]), ...pickRows(p, ROWS_INPUT.logits, p("last"), p("rows"))];
+  if (twist) picked.push(...pickRows((s) => p(`hidden/${s}`), DRAW_INPUT.hidden, p("last"), p("hidden_rows")));
   if (twist && twist.vocabSize !== vocab) throw new RangeError(`the twist has ${twist.vocabSize} tokens, the model ${vocab}`);
   const logPsi = twist ? p("log_psi") : undefined;
   const draws = inverseCdfNodes((s) => p(`cdf/${s}`), vocab, { rows: p("rows"), uniform: DRAW_INPUT.uniform, inverseTemperature: DRAW_INPUT.inverseTemperature, logPsi }, DRAW_OUTPUT);
   // In topological order: the rows, the twist's log ψ, then the draws.
   const body = [
     ...picked.map((n) => bytesField(GRAPH.node, n)),
-    ...(twist ? twistHeadFields((s) => p(`twist/${s}`), twist, DRAW_INPUT.hidden, logPsi!) : []),
+    ...(twist ? twistHeadFields((s) => p(`twist/${s}`), twist, p("hidden_rows"), logPsi!) : []),
     ...draws.map((n) => bytesField(GRAPH.node, n)),
   ];
-  if (twist) body.push(bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.hidden, DTYPE.float, ["draws", twist.hiddenSize])));
+  if (twist) body.push(bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.hidden, elem, ["batch", "sequence", twist.hiddenSize])));
   return modelBytes("draw", [
     ...body,
     bytesField(GRAPH.input, logitsInput(elem)),
