@@ -112,14 +112,7 @@ function assertDraw(d: RowSamples, i: number, expected: ReturnType<typeof invers
 /** An output's hidden state of the given rows (default: row 0), one after the other; the output is not released. */
 export async function hiddenOf(out: StepOutput, rows: readonly number[] = [0]): Promise<Float32Array> {
   assert.ok(out.readHidden, "the model should expose its hidden state");
-  const parts = await out.readHidden(rows);
-  const flat = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    flat.set(p, at);
-    at += p.length;
-  }
-  return flat;
+  return Float32Array.from((await out.readHidden(rows)).flatMap((row) => [...row]));
 }
 
 /** An output's logits, read once; the output is released (on a GPU its logits are freed). */
