@@ -46,7 +46,7 @@ for (const k of [16, 64, 256]) {
 const readback = [...bench.fp32, ...bench.fp16].filter((r) => typeof r.readbackKiBPerStep === "number");
 if (readback.length) {
   const fmtRead = (r) => `${r.level} K=${r.K}: ${r.readbackKiBPerStep}`;
-  lines.push("", `Logits read back from the GPU, KiB per step: ${readback.map(fmtRead).join("; ")}.`);
+  lines.push("", `Read back from the GPU (logits and hidden states), KiB per step: ${readback.map(fmtRead).join("; ")}.`);
 }
 const agree = [...bench.fp32, ...bench.fp16].filter((r) => r.reference);
 if (agree.length) {
