@@ -24,6 +24,7 @@ class Watched implements CausalLM {
   rowsRead = 0;
   fullReads = 0;
   modelDraws = 0;
+  hiddenRead = 0;
   /** The most outputs alive (made, not released) at once. */
   maxLive = 0;
   constructor(private readonly inner: CausalLM) {}
@@ -60,6 +61,10 @@ class Watched implements CausalLM {
         this.rowsRead += rows.length;
         return out.readRows(rows);
       },
+      readHidden: out.readHidden && ((rows) => {
+        this.hiddenRead += rows.length;
+        return out.readHidden!(rows);
+      }),
       drawRows: out.drawRows && ((request) => {
         this.modelDraws += request.rows.length;
         return out.drawRows!(request);
@@ -170,6 +175,21 @@ describe("step logits read on demand", function () {
         else assert.ok(run.resampledAt.length > 0 && lm.modelDraws > 8 - 1);
         assert.equal(lm.released, lm.made);
       }
+    });
+
+    it("reads hidden states only for twists that read them, at line ends and for particles that end", async () => {
+      for (const textOnly of [false, true]) {
+        const lm = new Watched((await open()).lm);
+        const run = await runTwistedSmc(lm, prompt, options({ resample: "always", twist: { ...stepTwistFrom(randomLogPsi), textOnly } }));
+        const ended = run.particles.filter((p) => p.finishReason === "eos").length;
+        if (textOnly) assert.equal(lm.hiddenRead, 0);
+        else assert.ok(lm.hiddenRead >= ended && lm.hiddenRead > 0, `${lm.hiddenRead} rows for ${ended} ends`);
+      }
+      // With a listener that reads them (training), they are fetched at line ends even for a text-only twist.
+      const lm = new Watched((await open()).lm);
+      let seen = 0;
+      await runTwistedSmc(lm, prompt, options({ resample: "always", twist: { ...stepTwistFrom(randomLogPsi), textOnly: true }, onBoundary: (b) => (seen += b.hidden ? b.particles.length : 0) }));
+      assert.ok(seen > 0 && lm.hiddenRead === seen, `${lm.hiddenRead} rows read, ${seen} seen`);
     });
 
     it("token level: a low-rank twist is evaluated where the model runs; a twist the model cannot evaluate reads the movers' rows", async () => {

@@ -55,6 +55,8 @@ export interface TokenTwist {
 
 export interface StepTwist {
   readonly kind: "step";
+  /** Reads only the text of the prefixes, never `hidden`: SMC then fetches no hidden state for it. */
+  readonly textOnly?: boolean;
   /** log ψ(s_1:k) of each row's prefix. */
   logValue(input: TwistInput): Float64Array;
 }

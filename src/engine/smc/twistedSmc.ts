@@ -219,10 +219,12 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   let drawnInGraph = 0;
   let collapsed: string | undefined;
 
-  const twistInput = async (rows: Particle[]): Promise<TwistInput> => {
+  // The hidden state is fetched (on a GPU: brought back) only for twists and listeners that read it.
+  const twistReadsHidden = !(stepTwist?.textOnly ?? false);
+  const twistInput = async (rows: Particle[], withHidden = twistReadsHidden): Promise<TwistInput> => {
     const confidence = new Float32Array(rows.length * CONFIDENCE_FEATURES);
     rows.forEach((p, i) => p.confidence.write(confidence, i * CONFIDENCE_FEATURES));
-    return { hidden: await readHiddenRows(rows.map((p) => p.pending!), lm.hiddenSize), hiddenSize: lm.hiddenSize, prefixes: rows.map((p) => p.tokens), confidence, decode: o.decode };
+    return { hidden: withHidden ? await readHiddenRows(rows.map((p) => p.pending!), lm.hiddenSize) : undefined, hiddenSize: lm.hiddenSize, prefixes: rows.map((p) => p.tokens), confidence, decode: o.decode };
   };
   /** log φ of a particle that ends now; `estimate` is the twist's own guess when the answer is unknown. */
   const finalLogPhi = (p: Particle, estimate: number) => (known ? known(o.decode(p.tokens)) : estimate);
@@ -382,7 +384,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         releaseUnreferenced();
         if (lineEnds.length) {
           // The boundary's weight ψ(s_1:k)/ψ(s_1:k−1), read from the hidden state after the line.
-          const input = await twistInput(lineEnds);
+          const input = await twistInput(lineEnds, twistReadsHidden || o.onBoundary !== undefined);
           o.onBoundary?.({ step: steps, particles: lineEnds.map((p) => ps.indexOf(p)), hidden: input.hidden, confidence: input.confidence });
           const values = stepTwist ? stepTwist.logValue(input) : undefined;
           lineEnds.forEach((p, i) => {

@@ -56,6 +56,7 @@ const PARAM_NAMES: readonly ParamName[] = ["T", "Q", "K", "W1", "b1", "w2", "bia
 
 export class LineVerifier implements StepTwist {
   readonly kind = "step";
+  readonly textOnly = true;
 
   constructor(readonly p: LineVerifierParams) {
     if (!(p.columns >= 1 && p.embedding >= 1 && p.hidden >= 1)) throw new Error("line verifier: columns, embedding and hidden must be ≥ 1");
