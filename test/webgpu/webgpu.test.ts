@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { generate } from "../../src/engine/lm/generate";
 import { DTYPE } from "../../src/engine/lm/onnx/graphBuild";
 import { drawModel, logitRowsModel } from "../../src/engine/lm/onnx/logitGraphs";
-import { liveDeviceLogits } from "../../src/engine/lm/stepLogits";
+import { liveDeviceLogits } from "../../src/engine/lm/stepReaders";
 import { runTwistedSmc } from "../../src/engine/smc/twistedSmc";
 import { TokenTwistHead } from "../../src/engine/twist/heads";
 import { OnnxTokenTwist } from "../../src/engine/twist/onnxTwist";

@@ -1,7 +1,7 @@
 /**
  * The sessions that read a decoder's logits where they are (onnx/logitGraphs.ts), on the decoder's
  * device: one returning chosen rows, one drawing tokens, and one drawing from a token twist's proposal
- * (rebuilt when another twist comes). Each output's readers go through these (see stepLogits.ts).
+ * (rebuilt when another twist comes). Each output's readers go through these (see stepReaders.ts).
  */
 import * as ort from "onnxruntime-node";
 import { DrawRequest, RowDraws, TokenTwistWeights } from "./causalLm";

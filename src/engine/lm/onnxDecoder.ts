@@ -10,7 +10,7 @@ import * as ort from "onnxruntime-node";
 import { CausalLM, DecoderState, DrawRequest, GraphSampling, RowSamples, StepOutput } from "./causalLm";
 import { candidates, DeviceAttempt, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
 import { FloatType, KvCache } from "./kvCache";
-import { lazyLogits, StepLogits } from "./stepLogits";
+import { lazyReaders, StepReaders } from "./stepReaders";
 import { lastPosition, toFloat32 } from "./tensorData";
 import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 import { ANCESTOR_INPUT, HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "./onnx/prepareGraph";
@@ -116,7 +116,7 @@ export class OnnxDecoder implements CausalLM {
             attempts.push({ device, skipped: "the KV cache can stay on the GPU only with the SMC-prepared graph" });
             continue;
           }
-          // The logits stay there too, until a draw outside the graph needs them (see stepLogits.ts).
+          // The logits stay there too, until a draw outside the graph needs them (see stepReaders.ts).
           const onDevice = ["logits", HIDDEN_OUTPUT, ...Array.from({ length: folder.config.numLayers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat()];
           sessionOptions.preferredOutputLocation = Object.fromEntries(onDevice.map((n) => [n, "gpu-buffer" as const]));
         }
@@ -292,7 +292,7 @@ export class OnnxDecoder implements CausalLM {
    * they stay there, and reads fetch just the rows asked for (counted in `readback`). Where the model
    * draws in its graph, `drawRows` draws from any rows where the logits are.
    */
-  private outputReaders(logits: ort.Tensor, hidden: ort.Tensor | undefined, batch: number, allPositions: boolean, check: (logits: Float32Array, rows: readonly number[]) => Float32Array): StepLogits {
+  private outputReaders(logits: ort.Tensor, hidden: ort.Tensor | undefined, batch: number, allPositions: boolean, check: (logits: Float32Array, rows: readonly number[]) => Float32Array): StepReaders {
     const every = Array.from({ length: batch }, (_, i) => i);
     const from = allPositions ? 0 : LAST_POSITION;
     const draw = this.samplesInGraph && !allPositions ? (request: DrawRequest) => this.logitSessions.draw(logits, hidden, request) : undefined;
@@ -306,10 +306,10 @@ export class OnnxDecoder implements CausalLM {
         rows.forEach((r, i) => out.set(rowsHidden!.subarray(r * width, (r + 1) * width), i * width));
         return out;
       };
-      return lazyLogits(this.vocabSize, { all: async () => check(rowsLogits, every), hidden: rowsHidden && (async (rows) => pick(rows)), draw });
+      return lazyReaders(this.vocabSize, { all: async () => check(rowsLogits, every), hidden: rowsHidden && (async (rows) => pick(rows)), draw });
     }
     const fetch = async (rows: readonly number[], at: number) => check(await this.logitSessions.rows(logits, rows, at, "logits"), rows);
-    return lazyLogits(this.vocabSize, {
+    return lazyReaders(this.vocabSize, {
       all: () => fetch(every, from),
       some: (rows) => fetch(rows, LAST_POSITION),
       hidden: hidden && ((rows) => this.logitSessions.rows(hidden, rows, from, "hidden")),

@@ -5,9 +5,9 @@
  */
 import { DrawRequest, RowDraws, StepOutput } from "./causalLm";
 
-export type StepLogits = Pick<StepOutput, "readLogits" | "readRows" | "readHidden" | "drawRows" | "release">;
+export type StepReaders = Pick<StepOutput, "readLogits" | "readRows" | "readHidden" | "drawRows" | "release">;
 
-export interface LogitSources {
+export interface StepSources {
   /** Every row (at most once). */
   all: () => Promise<Float32Array>;
   /** Just some rows, rows × vocab; without it rows come from `all`. */
@@ -27,12 +27,12 @@ export function liveDeviceLogits(): number {
 }
 
 /** Logits already in memory (toy models). */
-export function logitsInMemory(logits: Float32Array, vocab: number): StepLogits {
-  return lazyLogits(vocab, { all: async () => logits });
+export function logitsInMemory(logits: Float32Array, vocab: number): StepReaders {
+  return lazyReaders(vocab, { all: async () => logits });
 }
 
-/** An output's logits from its sources; nothing is read until asked for, and nothing after release. */
-export function lazyLogits(vocab: number, { all: readAll, some: readSome, hidden, draw, free }: LogitSources): StepLogits {
+/** An output's readers from its sources; nothing is read until asked for, and nothing after release. */
+export function lazyReaders(vocab: number, { all: readAll, some: readSome, hidden, draw, free }: StepSources): StepReaders {
   let all: Promise<Float32Array> | undefined;
   let released = false;
   if (free) onDevice++;

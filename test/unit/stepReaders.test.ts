@@ -9,7 +9,7 @@ import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { DTYPE } from "../../src/engine/lm/onnx/graphBuild";
 import { LAST_POSITION, logitRowsModel, ROWS_OUTPUT } from "../../src/engine/lm/onnx/logitGraphs";
 import { LogitSessions } from "../../src/engine/lm/logitSessions";
-import { lazyLogits, liveDeviceLogits } from "../../src/engine/lm/stepLogits";
+import { lazyReaders, liveDeviceLogits } from "../../src/engine/lm/stepReaders";
 import { runTwistedSmc, SmcCancelled, SmcOptions } from "../../src/engine/smc/twistedSmc";
 import { TokenTwistHead } from "../../src/engine/twist/heads";
 import { OnnxTokenTwist } from "../../src/engine/twist/onnxTwist";
@@ -78,7 +78,7 @@ class Watched implements CausalLM {
   }
 }
 
-describe("step logits read on demand", function () {
+describe("step outputs (logits, hidden states, draws) read on demand", function () {
   this.timeout(120000);
 
   it("reads everything at most once, serves rows from it or from a row reader, and refuses reads after release", async () => {
@@ -87,7 +87,7 @@ describe("step logits read on demand", function () {
     let freed = 0;
     const live = liveDeviceLogits();
     const all = Float32Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8]);
-    const logits = lazyLogits(vocab, {
+    const logits = lazyReaders(vocab, {
       all: async () => (calls.push("all"), all),
       some: async (rows) => (calls.push(`rows ${rows}`), Float32Array.from(rows.flatMap((r) => [...all.subarray(r * vocab, (r + 1) * vocab)]))),
       free: () => freed++,
