@@ -1,12 +1,14 @@
 /**
- * The sessions that read a decoder's logits where they are (onnx/logitGraphs.ts), on the decoder's
- * device: one returning chosen rows, one drawing tokens, and one drawing from a token twist's proposal
- * (rebuilt when another twist comes). Each output's readers go through these (see stepReaders.ts).
+ * How a decoder's outputs are read where they are: each forward pass's readers (stepReaders.ts), and
+ * the sessions behind them on the decoder's device (onnx/logitGraphs.ts): one returning chosen rows,
+ * one drawing tokens, and one per token twist drawing from its proposal.
  */
 import * as ort from "onnxruntime-node";
 import { DrawRequest, RowDraws, TokenTwistWeights } from "./causalLm";
 import { DeviceRunError, deviceFailure } from "./device";
-import { DRAW_INPUT, DRAW_OUTPUT, drawModel, logitRowsModel, ROWS_INPUT, ROWS_OUTPUT } from "./onnx/logitGraphs";
+import { DRAW_INPUT, DRAW_OUTPUT, drawModel, LAST_POSITION, logitRowsModel, ROWS_INPUT, ROWS_OUTPUT } from "./onnx/logitGraphs";
+import { lazyReaders, StepReaders } from "./stepReaders";
+import { lastPosition, toFloat32 } from "./tensorData";
 import { unpackDraws } from "./onnx/samplingHead";
 
 const int64 = (values: readonly number[]) => new ort.Tensor("int64", BigInt64Array.from(values, BigInt), [values.length]);
@@ -20,6 +22,19 @@ interface TwistedDraw {
   /** Runs in flight: an evicted session is released only when none is. */
   inFlight: number;
   evicted: boolean;
+}
+
+/** A forward pass's outputs as the runtime returned them. */
+export interface OutputTensors {
+  logits: ort.Tensor;
+  hidden?: ort.Tensor;
+  batch: number;
+  /** Every position (teacher forcing), not only the last. */
+  allPositions: boolean;
+  /** Checks the rows read (NaN) and returns them. */
+  check: (logits: Float32Array, rows: readonly number[]) => Float32Array;
+  /** Whether `drawRows` is offered (the model draws where it runs). */
+  draws: boolean;
 }
 
 export class LogitSessions {
@@ -40,6 +55,41 @@ export class LogitSessions {
     /** How failures are named (the decoder's device description). */
     private readonly device: string,
   ) {}
+
+  /**
+   * The readers of a forward pass's logits and hidden-state outputs. On the CPU they are memory
+   * already; on a GPU they stay there, and reads fetch just the rows asked for (counted in `fetched`).
+   * With `draws`, `drawRows` draws from any rows where the logits are.
+   */
+  readers(output: OutputTensors): StepReaders {
+    const { logits, hidden, batch, allPositions, check } = output;
+    const every = Array.from({ length: batch }, (_, i) => i);
+    const from = allPositions ? 0 : LAST_POSITION;
+    const draw = output.draws ? (request: DrawRequest) => this.draw(logits, hidden, request) : undefined;
+    if (logits.location !== "gpu-buffer") {
+      const inMemory = (t: ort.Tensor) => (allPositions ? toFloat32(t) : lastPosition(t));
+      const rowsLogits = inMemory(logits);
+      const rowsHidden = hidden && inMemory(hidden);
+      const width = rowsHidden ? rowsHidden.length / batch : 0;
+      const pick = (rows: readonly number[]) => {
+        const out = new Float32Array(rows.length * width);
+        rows.forEach((r, i) => out.set(rowsHidden!.subarray(r * width, (r + 1) * width), i * width));
+        return out;
+      };
+      return lazyReaders(this.vocabSize, { all: async () => check(rowsLogits, every), hidden: rowsHidden && (async (rows) => pick(rows)), draw });
+    }
+    const fetch = async (rows: readonly number[], at: number) => check(await this.rows(logits, rows, at, "logits"), rows);
+    return lazyReaders(this.vocabSize, {
+      all: () => fetch(every, from),
+      some: (rows) => fetch(rows, LAST_POSITION),
+      hidden: hidden && ((rows) => this.rows(hidden, rows, from, "hidden")),
+      draw,
+      free: () => {
+        logits.dispose();
+        hidden?.dispose();
+      },
+    });
+  }
 
   /**
    * Rows of `tensor` [batch, seq, width] (logits, or the hidden state: same element type) from position

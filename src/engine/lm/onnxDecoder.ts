@@ -7,15 +7,12 @@
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
-import { CausalLM, DecoderState, DrawRequest, GraphSampling, RowSamples, StepOutput } from "./causalLm";
+import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from "./causalLm";
 import { candidates, DeviceAttempt, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
 import { FloatType, KvCache } from "./kvCache";
-import { lazyReaders, StepReaders } from "./stepReaders";
-import { lastPosition, toFloat32 } from "./tensorData";
 import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 import { ANCESTOR_INPUT, HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "./onnx/prepareGraph";
 import { DTYPE } from "./onnx/graphBuild";
-import { LAST_POSITION } from "./onnx/logitGraphs";
 import { LogitSessions } from "./logitSessions";
 import { SAMPLE_DRAWS, SAMPLE_INVERSE_TEMPERATURE, SAMPLE_UNIFORM, unpackDraws } from "./onnx/samplingHead";
 
@@ -276,7 +273,8 @@ export class OnnxDecoder implements CausalLM {
       return logits;
     };
     const hidden = this.hasHidden ? out[HIDDEN_OUTPUT] : undefined;
-    const result = { ...this.outputReaders(out.logits, hidden, batch, allPositions, checkRows), samples, state: KvCache.fromTensors(presents, batch, total, mask, positions, this.hasAncestor) };
+    const readers = this.logitSessions.readers({ logits: out.logits, hidden, batch, allPositions, check: checkRows, draws: this.samplesInGraph && !allPositions });
+    const result = { ...readers, samples, state: KvCache.fromTensors(presents, batch, total, mask, positions, this.hasAncestor) };
     // A NaN anywhere in a row makes its draw's log p NaN: one number to check instead of a vocabulary.
     const bad = samples ? rows.findIndex((_, b) => fed(b) && Number.isNaN(samples.logp[b])) : -1;
     if (bad >= 0) {
@@ -285,40 +283,6 @@ export class OnnxDecoder implements CausalLM {
       throw nan(bad);
     }
     return result;
-  }
-
-  /**
-   * The logits and hidden-state outputs, read on demand. On the CPU they are memory already; on a GPU
-   * they stay there, and reads fetch just the rows asked for (counted in `readback`). Where the model
-   * draws in its graph, `drawRows` draws from any rows where the logits are.
-   */
-  private outputReaders(logits: ort.Tensor, hidden: ort.Tensor | undefined, batch: number, allPositions: boolean, check: (logits: Float32Array, rows: readonly number[]) => Float32Array): StepReaders {
-    const every = Array.from({ length: batch }, (_, i) => i);
-    const from = allPositions ? 0 : LAST_POSITION;
-    const draw = this.samplesInGraph && !allPositions ? (request: DrawRequest) => this.logitSessions.draw(logits, hidden, request) : undefined;
-    if (logits.location !== "gpu-buffer") {
-      const inMemory = (t: ort.Tensor) => (allPositions ? toFloat32(t) : lastPosition(t));
-      const rowsLogits = inMemory(logits);
-      const rowsHidden = hidden && inMemory(hidden);
-      const width = rowsHidden ? rowsHidden.length / batch : 0;
-      const pick = (rows: readonly number[]) => {
-        const out = new Float32Array(rows.length * width);
-        rows.forEach((r, i) => out.set(rowsHidden!.subarray(r * width, (r + 1) * width), i * width));
-        return out;
-      };
-      return lazyReaders(this.vocabSize, { all: async () => check(rowsLogits, every), hidden: rowsHidden && (async (rows) => pick(rows)), draw });
-    }
-    const fetch = async (rows: readonly number[], at: number) => check(await this.logitSessions.rows(logits, rows, at, "logits"), rows);
-    return lazyReaders(this.vocabSize, {
-      all: () => fetch(every, from),
-      some: (rows) => fetch(rows, LAST_POSITION),
-      hidden: hidden && ((rows) => this.logitSessions.rows(hidden, rows, from, "hidden")),
-      draw,
-      free: () => {
-        logits.dispose();
-        hidden?.dispose();
-      },
-    });
   }
 }
 
