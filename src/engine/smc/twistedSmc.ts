@@ -24,7 +24,8 @@ import { CausalLM, DecoderState, GraphSampling, StepOutput } from "../lm/causalL
 import { Rng } from "../util/rng";
 import { SmcStepRecord } from "./record";
 import { resample, ResamplingScheme } from "./resampling";
-import { Draw, drawOnModel, passDraw, readDrawnRows, readHiddenRows } from "./modelDraws";
+import { drawCategorical, LogitDraw, LogitProposal } from "./logitProposal";
+import { drawOnModel, passDraw, readDrawnRows, readHiddenRows } from "./modelDraws";
 import { CONFIDENCE_FEATURES, ConfidenceTracker, Twist, TwistInput } from "./twist";
 import { effectiveSampleSize, logMeanExp, normalize } from "./weights";
 
@@ -155,10 +156,6 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   const tokenTwist = o.twist?.kind === "token" ? o.twist : undefined;
   const stepTwist = o.twist?.kind === "step" ? o.twist : undefined;
   const known = o.logFinalPotential;
-  const invT = 1 / o.temperature;
-  // Per-row scratch buffers for the proposal, reused across rows and steps.
-  const prop = new Float64Array(V);
-  const weightsBuf = new Float64Array(V);
   const eosIds: number[] = [];
   for (let s = 0; s < V; s++) if (o.isEos(s)) eosIds.push(s);
 
@@ -173,7 +170,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   const modelDraws = lm.samplesInGraph === true && !o.onProposal && (untwistedProposal || twistWeights !== undefined);
   // At T = 1 that proposal is p itself: one pass of exponentials serves the normaliser and the draw
   // (most of a step's time at a large vocabulary).
-  const plainProposal = untwistedProposal && invT === 1;
+  const logitProposal = new LogitProposal(V, 1 / o.temperature, untwistedProposal && o.temperature === 1, eosIds);
   const sampling = (batch: number): GraphSampling | undefined =>
     graphSampling ? { uniforms: Float64Array.from({ length: batch }, () => rng.uniform()), temperature: o.temperature } : undefined;
   const claimed = new WeakMap<StepOutput, Set<number>>();
@@ -257,75 +254,35 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       const drawIndex = new Map([...byModel, ...fromLogits].map((p, i) => [p, i < byModel.length ? i : i - byModel.length]));
       movers.forEach((p, m) => {
         const { out, row } = p.pending!;
-        const clamped = o.clamp && p === ps[0];
-        let s: number;
-        let logP: number;
-        let logQ: number;
-        let logPsiS = 0;
-        let gap: number;
         const j = drawIndex.get(p) ?? 0;
-        const eosPhi = new Map<number, number>();
+        const nan = (culprit: string) => new Error(`NaN in ${culprit} at SMC step ${steps} (particle ${ps.indexOf(p)}, token ${p.tokens.length + 1}); the run was stopped`);
+        let drawn: LogitDraw;
+        let eosPhi = new Map<number, number>();
         if (source[m] !== "logits") {
-          const drawn: Draw = source[m] === "pass" ? passDraw(out.samples!, row) : modelDrawn[j];
-          [s, logP, logQ, logPsiS] = [drawn.token, drawn.logP, drawn.logQ, drawn.logPsi];
-          if (Number.isNaN(logP) || Number.isNaN(logQ) || Number.isNaN(logPsiS)) {
-            const culprit = Number.isNaN(logP) ? "the model's logits" : "the twist";
-            throw new Error(`NaN in ${culprit} at SMC step ${steps} (particle ${ps.indexOf(p)}, token ${p.tokens.length + 1}); the run was stopped`);
-          }
-          gap = drawn.logpMax - logP;
+          const d = source[m] === "pass" ? passDraw(out.samples!, row) : modelDrawn[j];
+          if (Number.isNaN(d.logP) || Number.isNaN(d.logQ) || Number.isNaN(d.logPsi)) throw nan(Number.isNaN(d.logP) ? "the model's logits" : "the twist");
+          drawn = { token: d.token, logP: d.logP, logQ: d.logQ, logPsi: d.logPsi, gap: d.logpMax - d.logP };
           drawnInGraph++;
         } else {
           const logits = rowLogits.get(out)!.get(row)!;
-          let max = -Infinity;
-          for (let s = 0; s < V; s++) if (logits[s] > max) max = logits[s];
-          let sum = 0;
-          for (let s = 0; s < V; s++) sum += weightsBuf[s] = Math.exp(logits[s] - max);
-          const logNorm = max + Math.log(sum);
-          let propMax = -Infinity;
-          let qSum = 0;
-          if (plainProposal) {
-            // q = p: the weights above are the proposal's (prop is read only for the drawn token).
-            propMax = max - logNorm;
-            qSum = sum;
-          } else {
-            // Proposal logits log q̃(s) = log p(s)/T + log ψ(s), with φ for the EOS option where it is known.
-            for (let s = 0; s < V; s++) {
-              const v = (logits[s] - logNorm) * invT + (psiNext ? psiNext[j * V + s] : 0);
-              prop[s] = v;
-              if (v > propMax) propMax = v;
-            }
-            if (o.level === "token") {
-              for (const s of eosIds) {
-                if (logits[s] - logNorm < -30) continue; // p(EOS) negligible: corrected below if drawn
-                const phi = finalLogPhi(p, psiNext ? psiNext[j * V + s] : 0);
-                eosPhi.set(s, phi);
-                prop[s] = (logits[s] - logNorm) * invT + phi;
-                if (prop[s] > propMax) propMax = prop[s];
-              }
-            }
-            if (propMax > -Infinity) for (let s = 0; s < V; s++) qSum += weightsBuf[s] = Math.exp(prop[s] - propMax);
-          }
-          if (Number.isNaN(logNorm) || Number.isNaN(qSum)) {
-            const culprit = Number.isNaN(logNorm) ? "the model's logits" : "the twist";
-            throw new Error(`NaN in ${culprit} at SMC step ${steps} (particle ${ps.indexOf(p)}, token ${p.tokens.length + 1}); the run was stopped`);
-          }
-          const logQNorm = propMax + Math.log(qSum);
+          const psi = psiNext?.subarray(j * V, (j + 1) * V);
+          const forced = o.clamp && p === ps[0] ? (p.tokens.length < o.clamp.length ? o.clamp[p.tokens.length] : eosIds[0]) : undefined;
+          const choose = (w: Float64Array, sum: number) => forced ?? drawCategorical(w, sum, rng);
+          const proposal = logitProposal.propose(logits, psi, o.level === "token" ? (estimate) => finalLogPhi(p, estimate) : undefined, choose, nan);
+          eosPhi = proposal.eosPhi;
           if (logProbs) {
-            for (let s = 0; s < V; s++) logProbs[m * V + s] = logits[s] - logNorm;
-            eosIds.forEach((e, i) => (eosLogPsi![m * eosIds.length + i] = eosPhi.get(e) ?? (psiNext ? psiNext[j * V + e] : 0)));
+            for (let s = 0; s < V; s++) logProbs[m * V + s] = logits[s] - proposal.logNorm;
+            eosIds.forEach((e, i) => (eosLogPsi![m * eosIds.length + i] = eosPhi.get(e) ?? (psi ? psi[e] : 0)));
           }
-          if (!(qSum > 0)) {
+          if (!proposal.draw) {
             // Every continuation has zero twisted mass: this particle's weight is zero.
             p.logW = -Infinity;
             p.finish = "eos";
             return;
           }
-          s = clamped ? (p.tokens.length < o.clamp!.length ? o.clamp![p.tokens.length] : eosIds[0]) : drawCategorical(weightsBuf, qSum, rng);
-          logP = logits[s] - logNorm;
-          logQ = (plainProposal ? logP : prop[s]) - logQNorm;
-          logPsiS = eosPhi.get(s) ?? (psiNext ? psiNext[j * V + s] : 0);
-          gap = max - logits[s];
+          drawn = proposal.draw;
         }
+        const { token: s, logP, logQ, logPsi: logPsiS, gap } = drawn;
         generated++;
         if (o.level === "token") {
           p.logW += logP + logPsiS - p.logPsi - logQ;
@@ -341,7 +298,7 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
           return;
         }
         // After the EOS check: an ending particle's value is of its prefix as it stood before the draw.
-        p.confidence.add(gap!);
+        p.confidence.add(gap);
         p.tokens.push(s);
         if (p.tokens.length >= o.maxTokens) {
           p.finish = "length";
@@ -441,19 +398,6 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
     drawnInGraph,
     collapsed,
   };
-}
-
-/** Inverse-CDF draw from unnormalised probabilities w[0..V) with total `sum`. */
-function drawCategorical(w: Float64Array, sum: number, rng: Rng): number {
-  let u = rng.uniform() * sum;
-  let last = 0;
-  for (let s = 0; s < w.length; s++) {
-    if (w[s] === 0) continue;
-    u -= w[s];
-    last = s;
-    if (u < 0) return s;
-  }
-  return last;
 }
 
 function makeRecord(step: number, o: SmcOptions, ps: Particle[], parents: number[], ess: number, resampled: boolean): SmcStepRecord {
