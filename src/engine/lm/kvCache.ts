@@ -5,6 +5,7 @@
  */
 import * as ort from "onnxruntime-node";
 import { DecoderState } from "./causalLm";
+import { gatherRows } from "./tensorData";
 
 export type FloatType = "float32" | "float16";
 type FloatData = Float32Array | Uint16Array;
@@ -100,10 +101,4 @@ export class KvCache implements DecoderState {
   private check(): void {
     if (this.disposed) throw new Error("KV cache used after it was disposed");
   }
-}
-
-function gatherRows<T extends FloatData | Uint8Array>(src: T, rowSize: number, rows: readonly number[]): T {
-  const out = new (src.constructor as { new (n: number): T })(rows.length * rowSize);
-  rows.forEach((r, i) => out.set(src.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize));
-  return out;
 }

@@ -8,7 +8,7 @@ import { DrawRequest, RowDraws, TokenTwistWeights } from "./causalLm";
 import { DeviceRunError, deviceFailure } from "./device";
 import { DRAW_INPUT, DRAW_OUTPUT, drawModel, LAST_POSITION, logitRowsModel, ROWS_INPUT, ROWS_OUTPUT } from "./onnx/logitGraphs";
 import { lazyReaders, StepReaders } from "./stepReaders";
-import { lastPosition, toFloat32 } from "./tensorData";
+import { gatherRows, lastPosition, toFloat32 } from "./tensorData";
 import { unpackDraws } from "./onnx/samplingHead";
 
 const int64 = (values: readonly number[]) => new ort.Tensor("int64", BigInt64Array.from(values, BigInt), [values.length]);
@@ -70,13 +70,8 @@ export class LogitSessions {
       const inMemory = (t: ort.Tensor) => (allPositions ? toFloat32(t) : lastPosition(t));
       const rowsLogits = inMemory(logits);
       const rowsHidden = hidden && inMemory(hidden);
-      const width = rowsHidden ? rowsHidden.length / batch : 0;
-      const pick = (rows: readonly number[]) => {
-        const out = new Float32Array(rows.length * width);
-        rows.forEach((r, i) => out.set(rowsHidden!.subarray(r * width, (r + 1) * width), i * width));
-        return out;
-      };
-      return lazyReaders(this.vocabSize, { all: async () => check(rowsLogits, every), hidden: rowsHidden && (async (rows) => pick(rows)), draw });
+      const hiddenRows = rowsHidden && (async (rows: readonly number[]) => gatherRows(rowsHidden, rowsHidden.length / batch, rows));
+      return lazyReaders(this.vocabSize, { all: async () => check(rowsLogits, every), hidden: hiddenRows, draw });
     }
     const fetch = async (rows: readonly number[], at: number) => check(await this.rows(logits, rows, at, "logits"), rows);
     return lazyReaders(this.vocabSize, {

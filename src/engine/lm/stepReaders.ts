@@ -36,7 +36,9 @@ export function lazyReaders(vocab: number, { all: readAll, some: readSome, hidde
   let all: Promise<Float32Array> | undefined;
   let released = false;
   if (free) onDevice++;
-  const split = (flat: Float32Array, rows: readonly number[], at: (i: number) => number) => rows.map((_, i) => flat.subarray(at(i) * vocab, (at(i) + 1) * vocab));
+  /** Row `at(i)` of `flat` for each i, as views of `width` values. */
+  const split = (flat: Float32Array, count: number, width: number, at: (i: number) => number = (i) => i) =>
+    Array.from({ length: count }, (_, i) => flat.subarray(at(i) * width, (at(i) + 1) * width));
   const check = () => {
     if (released) throw new Error("logits read after their step output was released");
   };
@@ -51,16 +53,15 @@ export function lazyReaders(vocab: number, { all: readAll, some: readSome, hidde
       if (!rows.length) return [];
       if (all || !readSome) {
         all ??= readAll();
-        return split(await all, rows, (i) => rows[i]);
+        return split(await all, rows.length, vocab, (i) => rows[i]);
       }
-      return split(await readSome(rows), rows, (i) => i);
+      return split(await readSome(rows), rows.length, vocab);
     },
     readHidden: hidden && (async (rows) => {
       check();
       if (!rows.length) return [];
       const flat = await hidden(rows);
-      const width = flat.length / rows.length;
-      return rows.map((_, i) => flat.subarray(i * width, (i + 1) * width));
+      return split(flat, rows.length, flat.length / rows.length);
     }),
     drawRows: draw && (async (request) => {
       check();

@@ -31,3 +31,10 @@ export function lastPosition(t: ort.Tensor): Float32Array {
   for (let b = 0; b < batch; b++) out.set(data.subarray((b * seq + seq - 1) * width, (b * seq + seq) * width), b * width);
   return out;
 }
+
+/** Rows `rows` of `src` (rows of `rowSize` values), copied in that order. */
+export function gatherRows<T extends Float32Array | Uint16Array | Uint8Array>(src: T, rowSize: number, rows: readonly number[]): T {
+  const out = new (src.constructor as { new (n: number): T })(rows.length * rowSize);
+  rows.forEach((r, i) => out.set(src.subarray(r * rowSize, (r + 1) * rowSize), i * rowSize));
+  return out;
+}

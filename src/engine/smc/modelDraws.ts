@@ -29,10 +29,8 @@ export function passDraw(samples: RowSamples, row: number): Draw {
  */
 export async function drawOnModel(pending: readonly Pending[], uniform: () => number, temperature: number, twist?: TokenTwistWeights): Promise<Draw[]> {
   const uniforms = pending.map(() => uniform());
-  const groups = new Map<StepOutput, number[]>();
-  pending.forEach(({ out }, i) => groups.set(out, [...(groups.get(out) ?? []), i]));
   const draws: Draw[] = new Array(pending.length);
-  for (const [out, members] of groups) {
+  for (const [out, members] of byOutput(pending)) {
     const rows = members.map((i) => pending[i].row);
     const d = await out.drawRows!({ rows, uniforms: members.map((i) => uniforms[i]), temperature, twist: twist && { weights: twist } });
     members.forEach((i, k) => (draws[i] = { token: d.token[k], logP: d.logp[k], logQ: d.logq[k], logpMax: d.logpMax[k], logPsi: d.logPsi ? d.logPsi[k] : 0 }));
@@ -43,10 +41,8 @@ export async function drawOnModel(pending: readonly Pending[], uniform: () => nu
 /** Each pending row's hidden state, rows × hiddenSize (one read per output), or undefined where the model has none. */
 export async function readHiddenRows(pending: readonly Pending[], hiddenSize: number): Promise<Float32Array | undefined> {
   if (!pending.length || !pending.every((p) => p.out.readHidden)) return undefined;
-  const wanted = new Map<StepOutput, number[]>();
-  pending.forEach(({ out }, i) => wanted.set(out, [...(wanted.get(out) ?? []), i]));
   const hidden = new Float32Array(pending.length * hiddenSize);
-  for (const [out, members] of wanted) {
+  for (const [out, members] of byOutput(pending)) {
     const rows = await out.readHidden!(members.map((i) => pending[i].row));
     members.forEach((i, k) => hidden.set(rows[k], i * hiddenSize));
   }
@@ -55,13 +51,22 @@ export async function readHiddenRows(pending: readonly Pending[], hiddenSize: nu
 
 /** The logits rows that particles draw from in JavaScript, read once per output: on a GPU only these rows come back. */
 export async function readDrawnRows(pending: readonly Pending[]): Promise<Map<StepOutput, Map<number, Float32Array>>> {
-  const wanted = new Map<StepOutput, Set<number>>();
-  for (const { out, row } of pending) wanted.set(out, (wanted.get(out) ?? new Set()).add(row));
   const read = new Map<StepOutput, Map<number, Float32Array>>();
-  for (const [out, rows] of wanted) {
-    const list = [...rows];
+  for (const [out, members] of byOutput(pending)) {
+    const list = [...new Set(members.map((i) => pending[i].row))];
     const logits = await out.readRows(list);
     read.set(out, new Map(list.map((r, i) => [r, logits[i]])));
   }
   return read;
+}
+
+/** The indices of `pending` grouped by output, in order: each output is read or drawn from once. */
+function byOutput(pending: readonly Pending[]): Map<StepOutput, number[]> {
+  const groups = new Map<StepOutput, number[]>();
+  pending.forEach(({ out }, i) => {
+    const members = groups.get(out);
+    if (members) members.push(i);
+    else groups.set(out, [i]);
+  });
+  return groups;
 }

@@ -251,7 +251,10 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       const fromLogits = movers.filter((_, m) => source[m] === "logits");
       const rowLogits = await readDrawnRows(fromLogits.map((p) => p.pending!));
       const psiNext = tokenTwist && fromLogits.length ? await tokenTwist.logPsiNext(await twistInput(fromLogits)) : undefined;
-      const drawIndex = new Map([...byModel, ...fromLogits].map((p, i) => [p, i < byModel.length ? i : i - byModel.length]));
+      // Each mover's place in its source's list (modelDrawn, or rowLogits/psiNext).
+      const drawIndex = new Map<Particle, number>();
+      byModel.forEach((p, i) => drawIndex.set(p, i));
+      fromLogits.forEach((p, i) => drawIndex.set(p, i));
       movers.forEach((p, m) => {
         const { out, row } = p.pending!;
         const j = drawIndex.get(p) ?? 0;

@@ -27,16 +27,20 @@ export function node(opType: string, inputs: string[], outputs: string[], name: 
   return message([...inputs.map((i) => [NODE.input, i] as [number, string]), ...outputs.map((o) => [NODE.output, o] as [number, string]), [NODE.name, name], [NODE.opType, opType], ...encoded]);
 }
 
-/** A TensorProto holding int64 or float values, little-endian raw data. */
+/** A TensorProto of little-endian raw data, named when it is an initializer. */
+function tensorProto(dims: number[], dataType: number, data: Float32Array | BigInt64Array, name?: string): Uint8Array {
+  const raw = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return message([...dims.map((d) => [TENSOR.dims, d] as [number, number]), [TENSOR.dataType, dataType], ...(name ? [[TENSOR.name, name] as [number, string]] : []), [TENSOR.rawData, raw]]);
+}
+
+/** A TensorProto holding int64 or float values. */
 export function tensor(type: "int64" | "float", dims: number[], values: number[]): Uint8Array {
-  const raw = type === "int64" ? new Uint8Array(BigInt64Array.from(values, BigInt).buffer) : new Uint8Array(Float32Array.from(values).buffer);
-  return message([...dims.map((d) => [TENSOR.dims, d] as [number, number]), [TENSOR.dataType, DTYPE[type]], [TENSOR.rawData, raw]]);
+  return tensorProto(dims, DTYPE[type], type === "int64" ? BigInt64Array.from(values, BigInt) : Float32Array.from(values));
 }
 
 /** A named float32 initializer (a weight of a graph built here). */
 export function initializer(name: string, dims: number[], data: Float32Array): Uint8Array {
-  const raw = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  return message([...dims.map((d) => [TENSOR.dims, d] as [number, number]), [TENSOR.dataType, DTYPE.float], [TENSOR.name, name], [TENSOR.rawData, raw]]);
+  return tensorProto(dims, DTYPE.float, data, name);
 }
 
 /** A whole model around a graph body (nodes, initializers, inputs, outputs) at the given default-domain opset. */
