@@ -85,21 +85,23 @@ export async function assertModelDrawsMatchLogits(lm: CausalLM, temperature: num
 }
 
 /** The token the inverse CDF of softmax(log p / T + log ψ) gives at u, with log p, log q, log ψ and the largest log p. */
-function inverseCdfDraw(logits: ArrayLike<number>, u: number, temperature: number, logPsi?: ArrayLike<number>) {
+export function inverseCdfDraw(logits: ArrayLike<number>, u: number, temperature: number, logPsi?: ArrayLike<number>) {
   const lse = (xs: number[]) => {
-    const m = Math.max(...xs);
+    const m = xs.reduce((a, x) => Math.max(a, x), -Infinity);
     return m + Math.log(xs.reduce((a, x) => a + Math.exp(x - m), 0));
   };
   const x = Array.from(logits);
-  const logp = x.map((v) => v - lse(x));
+  const logZ = lse(x);
+  const logp = x.map((v) => v - logZ);
   const proposal = logp.map((v, i) => v / temperature + (logPsi ? logPsi[i] : 0));
-  const logq = proposal.map((v) => v - lse(proposal));
+  const logZq = lse(proposal);
+  const logq = proposal.map((v) => v - logZq);
   let token = x.length - 1;
   for (let i = 0, left = u; i < x.length; i++) if ((left -= Math.exp(logq[i])) < 0) {
     token = i;
     break;
   }
-  return { token, logp: logp[token], logq: logq[token], logPsi: logPsi ? logPsi[token] : 0, logpMax: Math.max(...logp) };
+  return { token, logp: logp[token], logq: logq[token], logPsi: logPsi ? logPsi[token] : 0, logpMax: logp.reduce((a, x) => Math.max(a, x), -Infinity) };
 }
 
 function assertDraw(d: RowSamples, i: number, expected: ReturnType<typeof inverseCdfDraw>, what: string): void {

@@ -2,12 +2,17 @@ import assert from "node:assert/strict";
 import { cpSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import * as ort from "onnxruntime-node";
 import { generate } from "../../src/engine/lm/generate";
+import { DTYPE, GRAPH, modelBytes, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
+import { bytesField } from "../../src/engine/lm/onnx/protoWire";
+import { DRAW_INPUT, DRAW_OUTPUT, drawModel } from "../../src/engine/lm/onnx/logitGraphs";
+import { SAMPLE_DRAWS, SAMPLE_INVERSE_TEMPERATURE, SAMPLE_UNIFORM, samplingHead, unpackDraws } from "../../src/engine/lm/onnx/samplingHead";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { runTwistedSmc } from "../../src/engine/smc/twistedSmc";
 import { solve } from "../../src/engine/solve";
 import { Rng } from "../../src/engine/util/rng";
-import { assertGraphDrawsMatchLogits, assertModelDrawsMatchLogits, logitsOf, MODEL_DIR } from "./helpers";
+import { assertGraphDrawsMatchLogits, assertModelDrawsMatchLogits, inverseCdfDraw, logitsOf, MODEL_DIR } from "./helpers";
 import { enumerateDecoder, toyStatisticsOnDecoder } from "./toyStatistics";
 
 /** Tokens drawn inside the graph (the sampling head prepareGraph adds on request), here on the CPU. */
@@ -50,6 +55,70 @@ describe("drawing tokens in the graph", function () {
       for (const temperature of [1, 0.7]) await assertModelDrawsMatchLogits(lm, temperature);
     });
   }
+
+  it("finds the token by blocks as a scan of the whole row does: a vocabulary not a multiple of the block, mass in the last block, runs of probability 0, u near 0 and 1", async () => {
+    const rng = new Rng(21);
+    for (const V of [333, 50257]) {
+      const session = await ort.InferenceSession.create(drawModel(DTYPE.float, V), { executionProviders: ["cpu"], intraOpNumThreads: 1 });
+      const only = (...tokens: number[]) => Float32Array.from({ length: V }, (_, i) => (tokens.includes(i) ? rng.normal() : -1e9));
+      const rows = [
+        Float32Array.from({ length: V }, () => 3 * rng.normal()),
+        only(V - 1),
+        only(0),
+        only(40, V - 2), // two tokens blocks apart, all between of probability 0
+        new Float32Array(V), // flat: every block boundary is a CDF step
+        Float32Array.from({ length: V }, (_, i) => (i % 97 === 5 ? 2 * rng.normal() : -1e9)),
+      ];
+      const logits = new Float32Array(rows.length * V);
+      rows.forEach((r, i) => logits.set(r, i * V));
+      const picks: number[] = [];
+      const uniforms: number[] = [];
+      for (let r = 0; r < rows.length; r++) {
+        // Off the flat row's steps (at (j + 0.5)/V), where float rounding could tip a draw either way.
+        const us = r === 4 ? Array.from({ length: 40 }, () => (Math.floor(rng.uniform() * V) + 0.5) / V) : [0, 1e-7, 0.5, 0.9999999, ...Array.from({ length: 36 }, () => rng.uniform())];
+        for (const u of us) picks.push(r), uniforms.push(u);
+      }
+      for (const temperature of [1, 0.6]) {
+        const out = await session.run({
+          [DRAW_INPUT.logits]: new ort.Tensor("float32", logits, [rows.length, 1, V]),
+          [DRAW_INPUT.rows]: new ort.Tensor("int64", BigInt64Array.from(picks, BigInt), [picks.length]),
+          [DRAW_INPUT.uniform]: new ort.Tensor("float32", Float32Array.from(uniforms), [picks.length]),
+          [DRAW_INPUT.inverseTemperature]: new ort.Tensor("float32", Float32Array.of(1 / temperature), [1]),
+        });
+        const draws = unpackDraws(out[DRAW_OUTPUT].data as Float32Array, picks.length);
+        const expected = rows.map((row) => (u: number) => inverseCdfDraw(row, Math.fround(u), temperature));
+        picks.forEach((r, i) => {
+          const e = expected[r](uniforms[i]);
+          assert.equal(draws.token[i], e.token, `V = ${V}, T = ${temperature}, row ${r}, u = ${uniforms[i]}`);
+          assert.ok(Math.abs(draws.logq[i] - e.logq) < 1e-3, `V = ${V}, row ${r}: log q ${draws.logq[i]} vs ${e.logq}`);
+        });
+      }
+      await session.release();
+    }
+  });
+
+  it("writes the head for the model's opset: ReduceMax takes its axes as an attribute before 18, as an input from 18 on", async () => {
+    const V = 300;
+    const rng = new Rng(4);
+    const logits = Float32Array.from({ length: 3 * 2 * V }, () => 2 * rng.normal());
+    const uniforms = [0.1, 0.6, 0.95];
+    for (const opset of [13, 17, 18, 21]) {
+      const model = modelBytes("head", [...samplingHead(V, opset), bytesField(GRAPH.input, tensorValueInfo("logits", DTYPE.float, ["batch", "sequence", V]))], opset);
+      const session = await ort.InferenceSession.create(model, { executionProviders: ["cpu"], intraOpNumThreads: 1 });
+      const out = await session.run({
+        logits: new ort.Tensor("float32", logits, [3, 2, V]),
+        [SAMPLE_UNIFORM]: new ort.Tensor("float32", Float32Array.from(uniforms), [3]),
+        [SAMPLE_INVERSE_TEMPERATURE]: new ort.Tensor("float32", Float32Array.of(1 / 0.8), [1]),
+      });
+      const draws = unpackDraws(out[SAMPLE_DRAWS].data as Float32Array, 3);
+      uniforms.forEach((u, r) => {
+        const e = inverseCdfDraw(logits.subarray((2 * r + 1) * V, (2 * r + 2) * V), Math.fround(u), 0.8);
+        assert.equal(draws.token[r], e.token, `opset ${opset}, row ${r}`);
+        assert.ok(Math.abs(draws.logpMax[r] - e.logpMax) < 1e-4, `opset ${opset}, row ${r}: largest log p ${draws.logpMax[r]} vs ${e.logpMax}`);
+      });
+      await session.release();
+    }
+  });
 
   it("draws follow the tempered distribution (chi-square over 6,000 draws from one row)", async () => {
     const { lm } = await open(join(fixtures, "gpt2-tiny"));

@@ -61,7 +61,7 @@ export function drawModel(elem: number, vocab: number, twist?: TokenTwistWeights
   if (twist) picked.push(...pickRows((s) => p(`hidden/${s}`), DRAW_INPUT.hidden, p("last"), p("hidden_rows")));
   if (twist && twist.vocabSize !== vocab) throw new RangeError(`the twist has ${twist.vocabSize} tokens, the model ${vocab}`);
   const logPsi = twist ? p("log_psi") : undefined;
-  const draws = inverseCdfNodes((s) => p(`cdf/${s}`), vocab, { rows: p("rows"), uniform: DRAW_INPUT.uniform, inverseTemperature: DRAW_INPUT.inverseTemperature, logPsi }, DRAW_OUTPUT);
+  const draws = inverseCdfNodes((s) => p(`cdf/${s}`), vocab, { rows: p("rows"), uniform: DRAW_INPUT.uniform, inverseTemperature: DRAW_INPUT.inverseTemperature, logPsi }, DRAW_OUTPUT, OPSET_VERSION);
   // In topological order: the rows, the twist's log ψ, then the draws.
   const body = [
     ...picked.map((n) => bytesField(GRAPH.node, n)),

@@ -16,7 +16,7 @@ import { SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead
 
 export const ANCESTOR_INPUT = "ancestor_index";
 export const HIDDEN_OUTPUT = "last_hidden_state";
-const PREPARE_VERSION = 5;
+const PREPARE_VERSION = 6;
 
 interface NodeInfo {
   opType: string;
@@ -180,7 +180,7 @@ export function prepareModelBytes(model: Uint8Array, hiddenSize: number, vocabSi
     }
     added.push(bytesField(GRAPH.output, tensorValueInfo(HIDDEN_OUTPUT, elem, ["batch_size", "sequence_length", hiddenSize])));
   }
-  if (addedSampler) added.push(...samplingHead(vocabSize));
+  if (addedSampler) added.push(...samplingHead(vocabSize, opsetVersion(model)));
   // Gathers go before every other node (they read graph inputs only), keeping the nodes topologically sorted.
   if (gathers.length) {
     const parts = [...fields(body)];

@@ -5,7 +5,8 @@
  * runs on a GPU the K × vocab scan then happens there too; on the CPU it runs vectorised instead of
  * in JavaScript (at a 50k vocabulary that scan cost twice the forward pass).
  *
- * Only ops whose signature is the same from opset 13 on (ReduceSum takes axes as an input).
+ * Ops whose signature is the same from opset 13 on (ReduceSum takes axes as an input), but ReduceMax,
+ * written for the model's opset.
  */
 import { RowDraws } from "../causalLm";
 import { constant, DTYPE, GRAPH, node, tensorValueInfo } from "./graphBuild";
@@ -23,7 +24,7 @@ export const DRAW_COLUMNS = { token: 0, logp: 1, logq: 2, logpMax: 3, logPsi: 4 
 export const SAMPLING_MIN_OPSET = 13;
 
 /** Graph fields (nodes, inputs, outputs) to append; they read `logits` [batch, seq, vocab]. */
-export function samplingHead(vocab: number): Uint8Array[] {
+export function samplingHead(vocab: number, opset: number): Uint8Array[] {
   const p = (s: string) => `smc_sample/${s}`;
   const nodes = [
     constant(p("last_start"), "int64", [1], [-1]),
@@ -34,7 +35,7 @@ export function samplingHead(vocab: number): Uint8Array[] {
     node("Slice", ["logits", p("last_start"), p("last_end"), p("seq_axis")], [p("last3d")], p("slice")),
     node("Reshape", [p("last3d"), p("rows_by_vocab")], [p("last_raw")], p("rows")),
     node("Cast", [p("last_raw")], [p("last")], p("to_float"), { to: DTYPE.float }),
-    ...inverseCdfNodes(p, vocab, { rows: p("last"), uniform: SAMPLE_UNIFORM, inverseTemperature: SAMPLE_INVERSE_TEMPERATURE }, SAMPLE_DRAWS),
+    ...inverseCdfNodes(p, vocab, { rows: p("last"), uniform: SAMPLE_UNIFORM, inverseTemperature: SAMPLE_INVERSE_TEMPERATURE }, SAMPLE_DRAWS, opset),
   ];
   return [
     ...nodes.map((n) => bytesField(GRAPH.node, n)),
@@ -60,18 +61,17 @@ export interface DrawInputs {
  * `output` [rows, 4 or 5] (DRAW_COLUMNS): the token, log p (at T = 1) and log q of it, the row's
  * largest log p, and with `logPsi` log ψ of the token.
  */
-export function inverseCdfNodes(p: (s: string) => string, vocab: number, input: DrawInputs, output: string): Uint8Array[] {
+export function inverseCdfNodes(p: (s: string) => string, vocab: number, input: DrawInputs, output: string, opset: number): Uint8Array[] {
   const nodes = [
     constant(p("start"), "int64", [1], [-1]),
     constant(p("end"), "int64", [1], [2 ** 53]),
     constant(p("axis1"), "int64", [1], [1]),
     constant(p("column"), "int64", [2], [-1, 1]),
-    constant(p("cumsum_axis"), "int64", [], [1]),
-    constant(p("last_token"), "float", [], [vocab - 1]),
     // log p = (x − max) − log Σ exp(x − max); tempered: (x − max)/T, whose exponentials feed the CDF
     // unnormalised. (Not LogSoftmax: WebGPU has no kernel for it and would copy the rows to the CPU.)
-    node("ArgMax", [input.rows], [p("best")], p("best"), { axis: 1, keepdims: 1 }),
-    node("GatherElements", [input.rows, p("best")], [p("max")], p("max"), { axis: 1 }),
+    // ReduceMax, not ArgMax and a gather: onnxruntime's WebGPU ArgMax took a third of a K = 16 step's
+    // GPU time at a 50k vocabulary (H100).
+    ...rowMax(input.rows, p("max"), opset),
     node("Sub", [input.rows, p("max")], [p("shifted")], p("shifted")),
     node("Exp", [p("shifted")], [p("e")], p("e")),
     node("ReduceSum", [p("e"), p("axis1")], [p("sum")], p("sum"), { keepdims: 1 }),
@@ -84,25 +84,14 @@ export function inverseCdfNodes(p: (s: string) => string, vocab: number, input: 
     nodes.push(
       node("Mul", [p("shifted"), input.inverseTemperature], [p("scaled")], p("scaled")),
       node("Add", [p("scaled"), input.logPsi], [p("twisted")], p("twisted")),
-      node("ArgMax", [p("twisted")], [p("twisted_best")], p("twisted_best"), { axis: 1, keepdims: 1 }),
-      node("GatherElements", [p("twisted"), p("twisted_best")], [p("twisted_max")], p("twisted_max"), { axis: 1 }),
+      ...rowMax(p("twisted"), p("twisted_max"), opset),
       node("Sub", [p("twisted"), p("twisted_max")], [p("tempered")], p("tempered")),
     );
   } else {
     nodes.push(node("Mul", [p("shifted"), input.inverseTemperature], [p("tempered")], p("tempered")));
   }
+  nodes.push(node("Exp", [p("tempered")], [p("q")], p("q")), ...blockedInverseCdf(p, vocab, p("q"), input.uniform));
   nodes.push(
-    node("Exp", [p("tempered")], [p("q")], p("q")),
-    node("CumSum", [p("q"), p("cumsum_axis")], [p("cdf")], p("cdf")),
-    // The token is the number of CDF entries at or below u·total: the first entry above it.
-    node("Slice", [p("cdf"), p("start"), p("end"), p("axis1")], [p("total")], p("total")),
-    node("Reshape", [input.uniform, p("column")], [p("u")], p("u")),
-    node("Mul", [p("u"), p("total")], [p("threshold")], p("threshold")),
-    node("LessOrEqual", [p("cdf"), p("threshold")], [p("below")], p("below")),
-    node("Cast", [p("below")], [p("below_f")], p("below_f"), { to: DTYPE.float }),
-    node("ReduceSum", [p("below_f"), p("axis1")], [p("count")], p("count"), { keepdims: 1 }),
-    node("Min", [p("count"), p("last_token")], [p("token_f")], p("clamp")),
-    node("Cast", [p("token_f")], [p("token")], p("token"), { to: DTYPE.int64 }),
     node("GatherElements", [p("logp"), p("token")], [p("logp_token")], p("logp_token"), { axis: 1 }),
     // log q(token) = tempered(token) − log Σ exp(tempered), the sum being the CDF's last entry.
     node("GatherElements", [p("tempered"), p("token")], [p("tempered_token")], p("tempered_token"), { axis: 1 }),
@@ -116,6 +105,69 @@ export function inverseCdfNodes(p: (s: string) => string, vocab: number, input: 
   }
   nodes.push(node("Concat", columns, [output], p("draws"), { axis: 1 }));
   return nodes;
+}
+
+/** Each row's largest entry [rows, 1]; ReduceMax takes its axes as an input from opset 18 on. */
+function rowMax(rows: string, out: string, opset: number): Uint8Array[] {
+  if (opset < 18) return [node("ReduceMax", [rows], [out], out, { axes: { ints: [1] }, keepdims: 1 })];
+  return [constant(`${out}_axes`, "int64", [1], [1]), node("ReduceMax", [rows, `${out}_axes`], [out], out, { keepdims: 1 })];
+}
+
+/**
+ * The token where the CDF of q [rows, vocab] (unnormalised) first exceeds u·Σq, into `token` [rows, 1]
+ * (int64) and `token_f` (float), with `total` = Σq [rows, 1]. In two levels, blocks of about √vocab
+ * entries: the block sums' CDF picks the block, the block's own CDF the token. A CDF over the whole row
+ * in one CumSum costs vocab² on WebGPU (onnxruntime's kernel sums each entry's prefix anew), which at a
+ * 50k vocabulary was most of a decode step; here it is about 2·vocab.
+ */
+function blockedInverseCdf(p: (s: string) => string, vocab: number, q: string, uniform: string): Uint8Array[] {
+  const width = 2 ** Math.ceil(Math.log2(Math.sqrt(vocab)));
+  const blocks = Math.ceil(vocab / width);
+  // The token is the number of CDF entries at or below u·total: the first entry above it (so entries
+  // of probability 0 are passed over); block and position are found the same way.
+  const countAtOrBelow = (cdf: string, threshold: string, most: number, out: string) => [
+    node("LessOrEqual", [cdf, threshold], [p(`${out}_below`)], p(`${out}_below`)),
+    node("Cast", [p(`${out}_below`)], [p(`${out}_below_f`)], p(`${out}_below_f`), { to: DTYPE.float }),
+    node("ReduceSum", [p(`${out}_below_f`), p("axis1")], [p(`${out}_count`)], p(`${out}_count`), { keepdims: 1 }),
+    constant(p(`${out}_most`), "float", [], [most]),
+    node("Min", [p(`${out}_count`), p(`${out}_most`)], [p(out)], p(`${out}_clamp`)),
+  ];
+  return [
+    constant(p("pads"), "int64", [4], [0, 0, 0, blocks * width - vocab]),
+    constant(p("by_block"), "int64", [3], [0, blocks, width]),
+    constant(p("axis2"), "int64", [1], [2]),
+    constant(p("cumsum_axis"), "int64", [], [1]),
+    constant(p("as_blocks3"), "int64", [3], [0, blocks, 1]),
+    constant(p("block_ids"), "float", [1, blocks], Array.from({ length: blocks }, (_, b) => b)),
+    constant(p("width"), "float", [], [width]),
+    constant(p("last_token"), "float", [], [vocab - 1]),
+    node("Pad", [q, p("pads")], [p("q_padded")], p("q_padded")),
+    node("Reshape", [p("q_padded"), p("by_block")], [p("q_blocks")], p("q_blocks")),
+    node("ReduceSum", [p("q_blocks"), p("axis2")], [p("block_sums")], p("block_sums"), { keepdims: 0 }),
+    node("CumSum", [p("block_sums"), p("cumsum_axis")], [p("block_cdf")], p("block_cdf")),
+    node("Slice", [p("block_cdf"), p("start"), p("end"), p("axis1")], [p("total")], p("total")),
+    node("Reshape", [uniform, p("column")], [p("u")], p("u")),
+    node("Mul", [p("u"), p("total")], [p("threshold")], p("threshold")),
+    ...countAtOrBelow(p("block_cdf"), p("threshold"), blocks - 1, "block_f"),
+    // The mass before the chosen block, and the block's entries [rows, width], picked by a one-hot
+    // product (exact: one factor 1, the rest 0). An int64 index here would be computed on the CPU:
+    // onnxruntime places small integer tensors there, and the copy would stall the GPU mid-pass.
+    node("Equal", [p("block_ids"), p("block_f")], [p("is_block")], p("is_block")),
+    node("Cast", [p("is_block")], [p("one_hot")], p("one_hot"), { to: DTYPE.float }),
+    node("Sub", [p("block_cdf"), p("block_sums")], [p("before_blocks")], p("before_blocks")),
+    node("Mul", [p("before_blocks"), p("one_hot")], [p("before_picked")], p("before_picked")),
+    node("ReduceSum", [p("before_picked"), p("axis1")], [p("before")], p("before"), { keepdims: 1 }),
+    node("Reshape", [p("one_hot"), p("as_blocks3")], [p("one_hot3")], p("one_hot3")),
+    node("Mul", [p("q_blocks"), p("one_hot3")], [p("chosen_picked")], p("chosen_picked")),
+    node("ReduceSum", [p("chosen_picked"), p("axis1")], [p("chosen")], p("chosen"), { keepdims: 0 }),
+    node("CumSum", [p("chosen"), p("cumsum_axis")], [p("chosen_cdf")], p("chosen_cdf")),
+    node("Add", [p("before"), p("chosen_cdf")], [p("cdf")], p("cdf")),
+    ...countAtOrBelow(p("cdf"), p("threshold"), width - 1, "within"),
+    node("Mul", [p("block_f"), p("width")], [p("block_start")], p("block_start")),
+    node("Add", [p("block_start"), p("within")], [p("position")], p("position")),
+    node("Min", [p("position"), p("last_token")], [p("token_f")], p("clamp")),
+    node("Cast", [p("token_f")], [p("token")], p("token"), { to: DTYPE.int64 }),
+  ];
 }
 
 /** The draws packed in `data` (rows × 4, or × 5 with log ψ), as RowDraws. */
