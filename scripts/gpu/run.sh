@@ -1,27 +1,36 @@
 #!/usr/bin/env bash
-# On the GPU machine, in the repository root with .gpu carried (about 8 minutes):
-#  1. the WebGPU test suite on the real GPU (GPU-vs-CPU logits, on-device gathers, toy-model statistics);
-#  2. a GPT-2-small-shaped decoder with random weights (mkmodel.py), in fp32 and fp16 (same seed), with
-#     PyTorch CUDA eager timed on the same weights and loop;
-#  3. the engine's twisted SMC decode loop on WebGPU (fp32 and fp16, logits checked against the fp32
-#     model on the CPU first) and on the CPU.
-# Results in $OUT (or ./gpu-results/): gpu.txt, webgpu-tests.txt, torch-cuda.txt, decode-bench*.jsonl.
+# On the GPU machine, in the repository root with .gpu carried (about 4 minutes on an H100; every part
+# is cut to fit DEADLINE seconds, most important first, so a slow part costs only what comes after it):
+#  1. a GPT-2-small-shaped decoder with random weights (mkmodel.py) in fp32, PyTorch CUDA eager timed
+#     on the same weights and loop (fp32 and fp16);
+#  2. the engine's twisted SMC decode loop on WebGPU (logits checked against the model on the CPU
+#     first), onnxruntime's profile of it, then the loop on the CPU;
+#  3. token level on WebGPU, then the same weights exported in fp16 on WebGPU;
+#  4. the WebGPU test suite on the real GPU (GPU-vs-CPU logits, on-device gathers, toy-model statistics).
+# Results in $OUT (or ./gpu-results/): gpu.txt, torch-cuda.txt, bench.jsonl, profile.txt, webgpu-tests.txt, times.txt.
 set -uo pipefail
 out=${OUT:-gpu-results}; mkdir -p "$out"
+deadline=${DEADLINE:-480}
 g=.gpu
 rt=/tmp/gpu-runtime; mkdir -p $rt
+# Runs a part with at most $1 seconds, fewer if the deadline is near; skips it when under 20 are left.
+part() {
+  local want=$1 name=$2; shift 2
+  local left=$((deadline - SECONDS - 5)); local t=$((want < left ? want : left))
+  if [ $t -lt 20 ]; then echo "skipped $name: ${left}s left" | tee -a "$out/times.txt"; return; fi
+  local t0=$SECONDS; echo "== $name (up to ${t}s)"
+  timeout $t "$@"; local rc=$?
+  echo "$name: exit $rc, $((SECONDS - t0))s" | tee -a "$out/times.txt"
+}
 tar -xJf $g/node.tar.xz -C $rt && tar -xJf $g/node_modules.tar.xz -C $rt
 # (SKIP_GL=1 and a smaller V/D/L/H: a dry run of this script on a machine without the GPU.)
 if [ -z "${SKIP_GL:-}" ]; then for f in $g/gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
 export __EGL_VENDOR_LIBRARY_FILENAMES=${__EGL_VENDOR_LIBRARY_FILENAMES:-/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json}
-export NODE_PATH=$rt/node_modules
+export NODE_PATH=$rt/node_modules PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$out/gpu.txt" 2>&1
-mkdir -p dist && cp $g/dist/cli.js dist/
-
-echo "== WebGPU test suite"
-timeout 150 $rt/node $g/tests/webgpu-tests.js > "$out/webgpu-tests.txt" 2>&1
-echo "exit $?" >> "$out/webgpu-tests.txt"; tail -4 "$out/webgpu-tests.txt"
+mkdir -p dist && cp $g/dist/cli.js dist/ && cp $g/dist/decode-bench.js $rt/
+echo "setup: ${SECONDS}s" >> "$out/times.txt"
 
 V=${V:-50257} D=${D:-768} L=${L:-12} H=${H:-12}
 stand_in() { # config and a stand-in tokenizer: the benchmark feeds token ids, it never reads text
@@ -34,17 +43,22 @@ JSON
 JSON
   echo '{"eos_token": "<unk>"}' > $1/tokenizer_config.json
 }
-m32=$g/model; m16=$g/model-fp16; mkdir -p $m32 $m16
-echo "== export + PyTorch CUDA eager"
-PYTHONUNBUFFERED=1 timeout 150 ${PYTHON:-python3} $g/mkmodel.py $m32/model.onnx $V $D $L $H 16,64,256 256 32 2>&1 | tee "$out/torch-cuda.txt"
-# Export only (it timed PyTorch in fp16 above too); same seed, so the same weights in half precision.
-PYTHONUNBUFFERED=1 DTYPE=fp16 timeout 120 ${PYTHON:-python3} $g/mkmodel.py $m16/model.onnx $V $D $L $H 2>&1 | tee "$out/export-fp16.txt"
-stand_in $m32; stand_in $m16
-echo "== engine"
-cp $g/dist/decode-bench.js $rt/
-# Step level: tokens drawn in the graph (the GPU default); token level: a random token twist, scanned in JavaScript.
-timeout 150 $rt/node $rt/decode-bench.js --model $m32 --reference $m32 --devices webgpu --levels step,token --ks 16,64,256 --cache 256 --steps 32 --threads 16 | tee "$out/decode-bench.jsonl"
-timeout 90 $rt/node $rt/decode-bench.js --model $m16 --reference $m32 --devices webgpu --levels step --ks 16,64,256 --cache 256 --steps 32 --threads 16 | tee "$out/decode-bench-fp16.jsonl"
-# The CPU at K = 16 and 64 only (K = 256 would take minutes there), drawing in JavaScript and in the graph.
-timeout 60 $rt/node $rt/decode-bench.js --model $m32 --devices cpu --levels step --ks 16,64 --cache 256 --steps 32 --threads 16 | tee "$out/decode-bench-cpu.jsonl"
-timeout 60 $rt/node $rt/decode-bench.js --model $m32 --devices cpu --levels step --sample-in-graph yes --ks 16,64 --cache 256 --steps 32 --threads 16 | tee "$out/decode-bench-cpu-graph.jsonl"
+m32=$g/model; m16=$g/model-fp16; mkdir -p $m32 $m16; stand_in $m32; stand_in $m16
+bench="$rt/node $rt/decode-bench.js --cache 256 --steps 32 --threads 16"
+
+part 120 "export + PyTorch CUDA eager" bash -o pipefail -c "${PYTHON:-python3} $g/mkmodel.py $m32/model.onnx $V $D $L $H 16,64,256 256 32 2>&1 | tee $out/torch-cuda.txt"
+# Every measurement goes to bench.jsonl, one JSON line each (a run may bring back only a few files).
+# Step level: tokens drawn in the graph, the GPU default. Prepares the graph (written beside the model) first.
+part 120 "WebGPU fp32, step level" bash -o pipefail -c "$bench --model $m32 --reference $m32 --devices webgpu --levels step --ks 1,16,64,256 | tee -a $out/bench.jsonl"
+# Where a step's time goes: onnxruntime's profile (GPU time per kernel from timestamp queries), summed up.
+for k in 16 256; do
+  part 60 "WebGPU fp32 profile, K = $k" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks $k --steps 8 --profile /tmp/profile-$k > /dev/null && $rt/node scripts/gpu/profile-summary.mjs /tmp/profile-$k*.json 30 | tee -a $out/profile.txt"
+done
+part 90 "CPU, step level" bash -o pipefail -c "$bench --model $m32 --devices cpu --levels step --ks 16,64 | tee -a $out/bench.jsonl"
+# Token level: a random rank-32 token twist, evaluated with the proposal on the GPU.
+part 90 "WebGPU fp32, token level" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels token --ks 16,64,256 | tee -a $out/bench.jsonl"
+# Same seed, so the same weights in half precision (exported on CUDA); checked against the fp32 model on the CPU.
+part 60 "export fp16" bash -o pipefail -c "DTYPE=fp16 ${PYTHON:-python3} $g/mkmodel.py $m16/model.onnx $V $D $L $H 2>&1 | tail -2"
+part 90 "WebGPU fp16, step level" bash -o pipefail -c "$bench --model $m16 --reference $m32 --devices webgpu --levels step --ks 16,64,256 | tee -a $out/bench.jsonl"
+part 120 "WebGPU test suite" bash -c "$rt/node $g/tests/webgpu-tests.js > $out/webgpu-tests.txt 2>&1; rc=\$?; echo exit \$rc >> $out/webgpu-tests.txt; tail -4 $out/webgpu-tests.txt; exit \$rc"
+echo "total: ${SECONDS}s" >> "$out/times.txt"

@@ -1,6 +1,7 @@
 /**
  * `node dist/decode-bench.js --model DIR [--devices webgpu,cpu] [--ks 16,64,256] [--cache 256] [--steps 32]
- * [--levels token,step] [--sample-in-graph yes|no] [--reference DIR --reference-device cpu]`:
+ * [--levels token,step] [--sample-in-graph yes|no] [--reference DIR --reference-device cpu]
+ * [--webgpu-validation disabled|wgpuOnly|basic|full] [--profile PREFIX]`:
  * twisted SMC decode speed on any decoder folder and device, for the GPU comparison (issue: GPU-backed
  * engine). Every particle shares a `--cache`-token prompt. Token level: each step proposes one token per
  * particle with a random rank-32 token twist and resamples adaptively. Step level: the decode loop between
@@ -25,7 +26,7 @@ import { Rng } from "../engine/util/rng";
 async function main() {
   const { values } = parseArgs({
     options: {
-      model: { type: "string" }, levels: { type: "string" }, "sample-in-graph": { type: "string" }, reference: { type: "string" }, "reference-device": { type: "string" }, devices: { type: "string" }, ks: { type: "string" }, cache: { type: "string" }, steps: { type: "string" }, threads: { type: "string" },
+      model: { type: "string" }, levels: { type: "string" }, "sample-in-graph": { type: "string" }, reference: { type: "string" }, "reference-device": { type: "string" }, devices: { type: "string" }, ks: { type: "string" }, cache: { type: "string" }, steps: { type: "string" }, threads: { type: "string" }, "webgpu-validation": { type: "string" }, profile: { type: "string" },
     },
   });
   if (!values.model) throw new Error("--model DIR is required");
@@ -33,7 +34,11 @@ async function main() {
   const ks = (values.ks ?? "16,64").split(",").map(Number);
   const cache = Number(values.cache ?? 256);
   const steps = Number(values.steps ?? 32);
-  const report = (r: Record<string, unknown>) => console.log(JSON.stringify({ model: values.model, steps, ...r }));
+  const validation = values["webgpu-validation"];
+  // Both read where the sessions are made (device.ts, onnxDecoder.ts).
+  if (validation) process.env.TWISTED_SMC_WEBGPU_VALIDATION = validation;
+  if (values.profile) process.env.TWISTED_SMC_ORT_PROFILE = values.profile;
+  const report = (r: Record<string, unknown>) => console.log(JSON.stringify({ model: values.model, steps, ...(validation ? { validation } : {}), ...r }));
   for (const device of devices) {
     const t0 = performance.now();
     let model;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { candidates, describeDeviceChoice, precheck, vulkanDrivers } from "../../src/engine/lm/device";
+import { candidates, describeDeviceChoice, executionProvider, precheck, vulkanDrivers } from "../../src/engine/lm/device";
 
 /** A machine layout in a temporary folder: a Vulkan loader and the given driver manifests. */
 function machine(drivers: Record<string, string | null>) {
@@ -42,6 +42,13 @@ describe("device choice", () => {
       assert.match(precheck("webgpu", "auto", machine({}).env) ?? "", /no Vulkan driver is installed/);
     });
   }
+
+  it("passes WebGPU's validation mode from TWISTED_SMC_WEBGPU_VALIDATION to onnxruntime, and refuses a mode it does not have", () => {
+    assert.equal(executionProvider("webgpu", {}), "webgpu");
+    assert.equal(executionProvider("cpu", { TWISTED_SMC_WEBGPU_VALIDATION: "disabled" }), "cpu");
+    assert.deepEqual(executionProvider("webgpu", { TWISTED_SMC_WEBGPU_VALIDATION: "wgpuOnly" }), { name: "webgpu", validationMode: "wgpuOnly" });
+    assert.throws(() => executionProvider("webgpu", { TWISTED_SMC_WEBGPU_VALIDATION: "off" }), /TWISTED_SMC_WEBGPU_VALIDATION=off is not one of disabled, wgpuOnly, basic, full/);
+  });
 
   it("describes what runs and why the others do not", () => {
     assert.equal(describeDeviceChoice([{ device: "cuda", skipped: "no CUDA" }, { device: "cpu" }]), "cpu (not used: cuda: no CUDA)");

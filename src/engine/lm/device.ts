@@ -103,6 +103,23 @@ export function precheck(device: Device, request: DeviceRequest = device, env: N
   return undefined;
 }
 
+const WEBGPU_VALIDATION = ["disabled", "wgpuOnly", "basic", "full"] as const;
+type WebGpuValidation = (typeof WEBGPU_VALIDATION)[number];
+
+/**
+ * The execution provider as onnxruntime takes it. WebGPU's validation mode (onnxruntime's default is
+ * `basic`) can be set with TWISTED_SMC_WEBGPU_VALIDATION: validating each dispatch costs CPU time per
+ * kernel, which a small model's decode step is mostly made of; `disabled` crashes on a GPU error.
+ */
+export function executionProvider(device: Device, env: NodeJS.ProcessEnv = process.env): string | { name: "webgpu"; validationMode: WebGpuValidation } {
+  const mode = env.TWISTED_SMC_WEBGPU_VALIDATION;
+  if (device !== "webgpu" || !mode) return device;
+  if (!(WEBGPU_VALIDATION as readonly string[]).includes(mode)) {
+    throw new InputError(`TWISTED_SMC_WEBGPU_VALIDATION=${mode} is not one of ${WEBGPU_VALIDATION.join(", ")}`);
+  }
+  return { name: "webgpu", validationMode: mode as WebGpuValidation };
+}
+
 /** The devices to try, in order, for a request. */
 export function candidates(request: DeviceRequest): Device[] {
   return request === "auto" ? ["cuda", "webgpu", "cpu"] : [request];

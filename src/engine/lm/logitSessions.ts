@@ -5,7 +5,7 @@
  */
 import * as ort from "onnxruntime-node";
 import { DrawRequest, RowDraws, TokenTwistWeights } from "./causalLm";
-import { DeviceRunError, deviceFailure } from "./device";
+import { Device, DeviceRunError, deviceFailure, executionProvider } from "./device";
 import { DRAW_INPUT, DRAW_OUTPUT, drawModel, LAST_POSITION, logitRowsModel, ROWS_INPUT, ROWS_OUTPUT } from "./onnx/logitGraphs";
 import { lazyReaders, StepReaders } from "./stepReaders";
 import { gatherRows, lastPosition, toFloat32 } from "./tensorData";
@@ -45,8 +45,8 @@ export class LogitSessions {
   private twistedDraws: TwistedDraw[] = [];
 
   constructor(
-    /** onnxruntime's execution provider name: cpu, webgpu. */
-    private readonly provider: string,
+    /** The device its sessions run on: the decoder's. */
+    private readonly provider: Device,
     private readonly threads: number,
     /** DTYPE of the decoder's logits output. */
     private readonly logitsType: number,
@@ -150,7 +150,7 @@ export class LogitSessions {
   }
 
   private create(model: Uint8Array): Promise<ort.InferenceSession> {
-    return ort.InferenceSession.create(model, { executionProviders: [this.provider], intraOpNumThreads: this.threads, interOpNumThreads: 1, graphOptimizationLevel: "all", logSeverityLevel: 3 });
+    return ort.InferenceSession.create(model, { executionProviders: [executionProvider(this.provider)], intraOpNumThreads: this.threads, interOpNumThreads: 1, graphOptimizationLevel: "all", logSeverityLevel: 3 });
   }
 
   private async run(session: Promise<ort.InferenceSession>, feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.OnnxValueMapType> {

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
 import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from "./causalLm";
-import { candidates, DeviceAttempt, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
+import { candidates, DeviceAttempt, executionProvider, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
 import { FloatType, KvCache } from "./kvCache";
 import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 import { ANCESTOR_INPUT, HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "./onnx/prepareGraph";
@@ -98,13 +98,16 @@ export class OnnxDecoder implements CausalLM {
       let session: ort.InferenceSession | undefined;
       try {
         const sessionOptions: ort.InferenceSession.SessionOptions = {
-          executionProviders: [device],
+          executionProviders: [executionProvider(device)],
           intraOpNumThreads: threads,
           interOpNumThreads: 1,
           graphOptimizationLevel: "all",
           // Errors only: onnxruntime's warnings (e.g. shape ops placed on the CPU by design) are not the user's to act on.
           logSeverityLevel: 3,
         };
+        // A diagnostic: onnxruntime's own trace of every kernel (chrome://tracing JSON), written on dispose.
+        const profile = process.env.TWISTED_SMC_ORT_PROFILE;
+        if (profile) Object.assign(sessionOptions, { enableProfiling: true, profileFilePrefix: profile });
         // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
         // (with the cache round-tripping through the CPU each step was 20× slower; see GPU.md). Only
         // logits and the hidden state come back. Reordering then needs the prepared graph's gather.
@@ -177,6 +180,7 @@ export class OnnxDecoder implements CausalLM {
   }
 
   async dispose(): Promise<void> {
+    if (process.env.TWISTED_SMC_ORT_PROFILE) this.session.endProfiling();
     await this.session.release();
     await this.logitSessions.dispose();
   }
