@@ -3,11 +3,12 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { StepOutput } from "../../src/engine/lm/causalLm";
+import { kvReordersRun } from "../../src/engine/lm/kvReorder";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR, shippedModel } from "./helpers";
 
 let eager: Promise<LoadedModel> | undefined;
-/** The shipped export as it is, without the SMC preparation (no ancestor_index input). */
+/** The shipped export as it is, without the SMC preparation. */
 const eagerModel = () => (eager ??= loadModel(MODEL_DIR, { threads: 1, prepare: false }));
 
 interface Parity {
@@ -52,7 +53,7 @@ describe("ONNX decoder on the shipped model", () => {
   });
 
   for (const prepare of [true, false]) {
-  const how = prepare ? "gathering in the prepared graph" : "copying rows in JavaScript";
+  const how = prepare ? "the SMC-prepared graph" : "the export as it is";
   const model = prepare ? shippedModel : eagerModel;
   it(`gives the same logits after reordering the cache as recomputing the reordered sequences (${how})`, async () => {
     const { lm, tokenizer } = await model();
@@ -95,6 +96,28 @@ describe("ONNX decoder on the shipped model", () => {
     assert.ok(maxAbsDiff(await row(c, 1, v), await logitsOf(row1)) < 1e-4);
   });
   }
+
+  it("reorders the cache only before a step whose rows changed: a broadcast, a resampling, dropped rows", async () => {
+    const { lm } = await shippedModel();
+    const gathered = (before: number) => kvReordersRun() - before;
+    const first = await lm.prefill([1, 20, 30]);
+    let n = kvReordersRun();
+    const a = await lm.step(first.state.select([0, 0, 0, 0]), [5, 6, 7, 8]);
+    first.state.dispose();
+    assert.equal(gathered(n), 1, "the broadcast");
+    n = kvReordersRun();
+    const b = await lm.step(a.state, [9, 9, 9, 9]);
+    const c = await lm.step(b.state.select([0, 1, 2, 3]), [10, 10, 10, 10]);
+    b.state.dispose();
+    assert.equal(gathered(n), 0, "rows unchanged, or selected in their order");
+    const d = await lm.step(c.state.select([3, 3, 0, 1]), [11, 11, 11, 11]);
+    const e = await lm.step(d.state.select([0, 2]), [12, 12]);
+    c.state.dispose();
+    d.state.dispose();
+    assert.equal(gathered(n), 2, "a resampling, then two rows dropped");
+    e.state.dispose();
+    for (const out of [first, a, b, c, d, e]) out.release();
+  });
 
   it("refuses a disposed cache, a wrong batch and an empty prompt", async () => {
     const { lm } = await shippedModel();

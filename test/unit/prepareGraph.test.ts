@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../../src/engine/lm/loadModel";
-import { ANCESTOR_INPUT, HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "../../src/engine/lm/onnx/prepareGraph";
+import { HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "../../src/engine/lm/onnx/prepareGraph";
 import { SAMPLE_UNIFORM } from "../../src/engine/lm/onnx/samplingHead";
 import { bytesField, concat, fields, message, text } from "../../src/engine/lm/onnx/protoWire";
 import { hiddenOf, logitsOf, MODEL_DIR, shippedModel } from "./helpers";
@@ -54,25 +54,27 @@ describe("SMC preparation of ONNX exports", () => {
   });
   }
 
-  it("adds the ancestor_index input, caches the copy and reuses it until the export changes; the sampling head goes in a copy of its own", () => {
+  it("leaves an export with its hidden state as it is; the sampling head goes in a copy, cached and reused until the export changes", () => {
     const onnx = join(dir, "onnx/model.onnx");
-    const first = prepareForSmc(onnx, 128, 332);
-    assert.equal(first.path, join(dir, "onnx/model.smc.onnx"));
-    assert.deepEqual([first.addedAncestor, first.addedHidden, first.addedSampler, first.cached], [true, false, false, false]);
+    const plain = prepareForSmc(onnx, 128, 332);
+    assert.deepEqual(plain, { path: onnx, addedHidden: false, addedSampler: false, cached: false });
     const sampling = prepareForSmc(onnx, 128, 332, true);
     assert.equal(sampling.path, join(dir, "onnx/model.sampling.smc.onnx"));
-    assert.deepEqual([sampling.addedAncestor, sampling.addedSampler], [true, true]);
+    assert.deepEqual([sampling.addedHidden, sampling.addedSampler, sampling.cached], [false, true, false]);
     const inputsOf = (path: string) =>
       [...fields([...fields(readFileSync(path))].find((f) => f.field === 7)!.value)].filter((f) => f.field === 11).map((f) => text([...fields(f.value)].find((v) => v.field === 1)!));
     assert.ok(inputsOf(sampling.path).includes(SAMPLE_UNIFORM));
-    assert.ok(!inputsOf(first.path).includes(SAMPLE_UNIFORM));
-    assert.ok(inputsOf(first.path).includes(ANCESTOR_INPUT));
-    const mtime = statSync(first.path).mtimeMs;
-    const again = prepareForSmc(onnx, 128, 332);
+    // The cache is fed as it is: no input besides the export's own and the head's.
+    assert.deepEqual(inputsOf(sampling.path).filter((n) => !inputsOf(onnx).includes(n)), [SAMPLE_UNIFORM, "sample_inverse_temperature"]);
+    const mtime = statSync(sampling.path).mtimeMs;
+    const again = prepareForSmc(onnx, 128, 332, true);
     assert.equal(again.cached, true);
     assert.equal(statSync(again.path).mtimeMs, mtime);
     // A prepared graph needs nothing more.
-    assert.equal(prepareModelBytes(readFileSync(first.path), 128, 332), undefined);
+    assert.equal(prepareModelBytes(readFileSync(sampling.path), 128, 332, true), undefined);
+    // The export changes (its time stamp, here): the copy is made again.
+    utimesSync(onnx, new Date(), new Date(Date.now() + 5000));
+    assert.equal(prepareForSmc(onnx, 128, 332, true).cached, false);
   });
 
   it("refuses bytes that are not an ONNX model", () => {

@@ -11,6 +11,7 @@ import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { loadModel, LoadedModel, withCpuFallback } from "../../src/engine/lm/loadModel";
 import { KvCache, liveKvCaches } from "../../src/engine/lm/kvCache";
+import { kvReorderModel, KvReorder } from "../../src/engine/lm/kvReorder";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { generate } from "../../src/engine/lm/generate";
@@ -69,7 +70,14 @@ describe("the engine on WebGPU", function () {
     const cache = out.state as KvCache;
     assert.ok(cache.tensors.length > 0);
     for (const t of cache.tensors) assert.equal(t.location, "gpu-buffer");
+    // Reordered by row where it is (a broadcast, here), it stays there.
+    const reorder = new KvReorder("webgpu", 1, cache.tensors.length, DTYPE.float, lm.device);
+    const broadcast = await reorder.reorder(cache.tensors, [0, 0, 0]);
+    assert.deepEqual(broadcast.map((t) => [t.location, t.dims[0]]), cache.tensors.map(() => ["gpu-buffer", 3]));
+    for (const t of broadcast) t.dispose();
+    await reorder.dispose();
     out.state.dispose();
+    out.release();
   });
 
   for (const [name, dir, tolerance] of FOLDERS) {
@@ -173,17 +181,19 @@ describe("the engine on WebGPU", function () {
     assert.equal(lm.readback!.logits - before.logits, row * (1 + 2 * greedy.steps));
   });
 
-  it("runs every node the engine adds on the GPU (but the drawn token's reshape): sampling head, gathers, rows and draw graphs", function () {
+  it("runs every node the engine adds on the GPU (but the drawn token's reshape): sampling head, KV reorder, rows and draw graphs", function () {
     // onnxruntime places what a provider lacks on the CPU silently, copying its tensors there and back:
     // its verbose log lists the placements (read from a child process, where the log goes).
     const dir = mkdtempSync(join(tmpdir(), "tsmc-placement-"));
     const head = TokenTwistHead.init(64, 332, 4, new Rng(2));
     const graphs: [string, string][] = [
       ["the prepared GPT-2", join(GPT2, "model.sampling.smc.onnx")],
+      ["the KV reorder graph (fp16)", join(dir, "reorder.onnx")],
       ["the rows graph (fp16)", join(dir, "rows.onnx")],
       ["the twisted draw graph", join(dir, "draw.onnx")],
       ["the draw graph (fp16)", join(dir, "draw16.onnx")],
     ];
+    writeFileSync(join(dir, "reorder.onnx"), kvReorderModel(4, DTYPE.float16));
     writeFileSync(join(dir, "rows.onnx"), logitRowsModel(DTYPE.float16));
     writeFileSync(join(dir, "draw.onnx"), drawModel(DTYPE.float, 332, head.p));
     writeFileSync(join(dir, "draw16.onnx"), drawModel(DTYPE.float16, 332));
@@ -195,7 +205,7 @@ describe("the engine on WebGPU", function () {
       const start = log.findIndex((l) => /Node\(s\) placed on \[CPUExecutionProvider\]/.test(l));
       const onCpu: string[] = [];
       for (let i = start + 1; start >= 0 && i < log.length && /^\s+\S+ \(.*\)$/.test(log[i]); i++) onCpu.push(log[i].trim());
-      const ours = onCpu.filter((n) => /\((smc_|draw\/|logit_rows\/)/.test(n) && !/^Reshape \((smc_sample|draw\/cdf)\/out_token\)$/.test(n));
+      const ours = onCpu.filter((n) => /\((smc_|draw\/|logit_rows\/|kv_reorder\/)/.test(n) && !/^Reshape \((smc_sample|draw\/cdf)\/out_token\)$/.test(n));
       assert.deepEqual(ours, [], `${name}: nodes on the CPU`);
       if (name !== "the prepared GPT-2") assert.ok(onCpu.every((n) => /out_token/.test(n)), `${name}: ${onCpu.join(", ")}`);
     }

@@ -1,14 +1,13 @@
 /**
  * The KV cache of an ONNX decoder as the engine's DecoderState: the runtime's tensors (on the CPU, or
- * GPU buffers), shared by the states that still read them, and reordered by row without a copy when
- * the prepared graph gathers them.
+ * GPU buffers), shared by the states that still read them, and reordered by row only when the next
+ * step needs it (kvReorder.ts).
  */
 import * as ort from "onnxruntime-node";
 import { DecoderState } from "./causalLm";
 import { gatherRows } from "./tensorData";
 
 export type FloatType = "float32" | "float16";
-type FloatData = Float32Array | Uint16Array;
 
 let liveStores = 0;
 /** How many KV caches (sets of runtime tensors) are alive, across decoders: tests check nothing leaks. */
@@ -40,9 +39,8 @@ class SharedTensors {
  * The KV cache of a batch: 2 × layers tensors [batch, kvHeads, length, headDim], plus, per row, which
  * cache positions hold real tokens (held rows get masked positions) and the next position id.
  *
- * With a prepared graph (an `ancestor_index` input), selecting rows copies nothing: it records which
- * stored row each new row reads, and the graph gathers them at the next step, where the model runs.
- * Without one, rows are copied here.
+ * Selecting rows copies nothing: it records which stored row each new row reads, and the decoder
+ * gathers them before the next step, where the cache is, when they are not the stored rows in order.
  */
 export class KvCache implements DecoderState {
   private disposed = false;
@@ -55,22 +53,23 @@ export class KvCache implements DecoderState {
     readonly mask: Uint8Array,
     /** Per row: the position id of its next real token. */
     readonly positions: Int32Array,
-    /** Per row: the stored row it reads (lazy selection), or null when rows are stored in order. */
-    readonly gather: readonly number[] | null,
-    private readonly lazy: boolean,
+    /** Per row: the stored row it reads, or null when rows are stored in order. */
+    private readonly gather: readonly number[] | null,
   ) {}
 
-  static fromTensors(tensors: ort.Tensor[], batch: number, length: number, mask: Uint8Array, positions: Int32Array, lazy: boolean): KvCache {
-    return new KvCache(new SharedTensors(tensors), batch, length, mask, positions, null, lazy);
+  static fromTensors(tensors: ort.Tensor[], batch: number, length: number, mask: Uint8Array, positions: Int32Array): KvCache {
+    return new KvCache(new SharedTensors(tensors), batch, length, mask, positions, null);
   }
 
   get tensors(): readonly ort.Tensor[] {
     return this.store.tensors;
   }
 
-  /** The row indices the graph must gather, or undefined when no reordering is pending. */
-  ancestorIndex(): number[] {
-    return this.gather ? [...this.gather] : Array.from({ length: this.store.batch }, (_, i) => i);
+  /** The stored rows to gather, in order, before this state is fed to the model; null when they are the stored rows as they are. */
+  pendingRows(): number[] | null {
+    const g = this.gather;
+    if (!g || (g.length === this.store.batch && g.every((r, i) => r === i))) return null;
+    return [...g];
   }
 
   select(rows: readonly number[]): KvCache {
@@ -80,16 +79,8 @@ export class KvCache implements DecoderState {
     }
     const mask = gatherRows(this.mask, this.length, rows);
     const positions = Int32Array.from(rows, (r) => this.positions[r]);
-    if (this.lazy) {
-      const gather = rows.map((r) => (this.gather ? this.gather[r] : r));
-      return new KvCache(this.store.retain(), rows.length, this.length, mask, positions, gather, true);
-    }
-    const tensors = this.store.tensors.map((t) => {
-      const src = t.data as FloatData;
-      const out = gatherRows(src, src.length / this.batch, rows);
-      return new ort.Tensor(t.type as FloatType, out, [rows.length, t.dims[1], t.dims[2], t.dims[3]]);
-    });
-    return KvCache.fromTensors(tensors, rows.length, this.length, mask, positions, false);
+    const gather = rows.map((r) => (this.gather ? this.gather[r] : r));
+    return new KvCache(this.store.retain(), rows.length, this.length, mask, positions, gather);
   }
 
   dispose(): void {

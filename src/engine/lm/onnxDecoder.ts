@@ -11,8 +11,9 @@ import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from ".
 import { candidates, DeviceAttempt, executionProvider, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
 import { FloatType, KvCache } from "./kvCache";
 import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
-import { ANCESTOR_INPUT, HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "./onnx/prepareGraph";
+import { HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "./onnx/prepareGraph";
 import { DTYPE } from "./onnx/graphBuild";
+import { KvReorder } from "./kvReorder";
 import { LogitSessions } from "./logitSessions";
 import { SAMPLE_DRAWS, SAMPLE_INVERSE_TEMPERATURE, SAMPLE_UNIFORM, unpackDraws } from "./onnx/samplingHead";
 
@@ -64,7 +65,6 @@ export class OnnxDecoder implements CausalLM {
     private readonly kvType: FloatType,
     private readonly hasPositionIds: boolean,
     private readonly hasHidden: boolean,
-    private readonly hasAncestor: boolean,
     readonly samplesInGraph: boolean,
     private readonly padId: number,
     readonly device: string,
@@ -72,6 +72,8 @@ export class OnnxDecoder implements CausalLM {
     readonly deviceAttempts: readonly DeviceAttempt[],
     /** Reads rows of the logits, and draws from them, where they are (on a GPU: left on the device). */
     private readonly logitSessions: LogitSessions,
+    /** Gathers the cache's rows where it is, for a step whose rows changed. */
+    private readonly kvReorder: KvReorder,
   ) {
     this.vocabSize = config.vocabSize;
     this.hiddenSize = config.hiddenSize;
@@ -113,7 +115,7 @@ export class OnnxDecoder implements CausalLM {
         // logits and the hidden state come back. Reordering then needs the prepared graph's gather.
         if (device === "webgpu") {
           if (typeof source === "string" && source === folder.onnxPath && options.prepare === false) {
-            attempts.push({ device, skipped: "the KV cache can stay on the GPU only with the SMC-prepared graph" });
+            attempts.push({ device, skipped: "on a GPU the engine runs the SMC-prepared graph (it draws the tokens there)" });
             continue;
           }
           // The logits stay there too, until a draw outside the graph needs them (see stepReaders.ts).
@@ -131,17 +133,13 @@ export class OnnxDecoder implements CausalLM {
         throw new ModelFolderError(`${folder.onnxPath} could not be loaded by onnxruntime: ${message}`);
       }
       attempts.push({ device });
-      const { kvType, hasPositionIds, hasHidden, hasAncestor, hasSampler } = checkInterface(session, folder);
-      if (device !== "cpu" && !hasAncestor) {
-        await session.release();
-        attempts.push({ device, skipped: "the graph has no ancestor_index input, so its KV cache cannot be reordered on the device" });
-        continue;
-      }
+      const { kvType, hasPositionIds, hasHidden, hasSampler } = checkInterface(session, folder);
       const where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
       const logits = session.outputMetadata.find((m) => m.name === "logits");
       const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
       const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where);
-      const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasAncestor, hasSampler, folder.config.padTokenId ?? 0, where, attempts, logitSessions);
+      const kvReorder = new KvReorder(device, threads, 2 * folder.config.numLayers, kvType === "float16" ? DTYPE.float16 : DTYPE.float, where);
+      const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, attempts, logitSessions, kvReorder);
       if (device === "cpu") return decoder;
       // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
       // here, where falling back costs nothing, rather than in the middle of a solve.
@@ -183,6 +181,7 @@ export class OnnxDecoder implements CausalLM {
     if (process.env.TWISTED_SMC_ORT_PROFILE) this.session.endProfiling();
     await this.session.release();
     await this.logitSessions.dispose();
+    await this.kvReorder.dispose();
   }
 
   /** One small forward pass with a resampling gather: proves the device can run every part of the graph. */
@@ -206,7 +205,7 @@ export class OnnxDecoder implements CausalLM {
     const c = this.config;
     const dims = [batch, c.numKvHeads, 0, c.headDim];
     const make = () => new ort.Tensor(this.kvType, this.kvType === "float32" ? new Float32Array(0) : new Uint16Array(0), dims);
-    return KvCache.fromTensors(Array.from({ length: 2 * c.numLayers }, make), batch, 0, new Uint8Array(0), new Int32Array(batch), this.hasAncestor);
+    return KvCache.fromTensors(Array.from({ length: 2 * c.numLayers }, make), batch, 0, new Uint8Array(0), new Int32Array(batch));
   }
 
   /** One forward pass over `rows` (equal lengths; a null token holds its row with a masked position). */
@@ -235,7 +234,6 @@ export class OnnxDecoder implements CausalLM {
       attention_mask: new ort.Tensor("int64", int64Mask(mask), [batch, total]),
     };
     if (this.hasPositionIds) feeds.position_ids = new ort.Tensor("int64", pos, [batch, seq]);
-    if (this.hasAncestor) feeds[ANCESTOR_INPUT] = new ort.Tensor("int64", BigInt64Array.from(cache.ancestorIndex(), BigInt), [batch]);
     if (this.samplesInGraph) {
       if (sampling && sampling.uniforms.length !== batch) throw new RangeError(`sampling got ${sampling.uniforms.length} uniforms for a batch of ${batch}`);
       if (sampling && !(sampling.temperature > 0)) throw new RangeError(`sampling needs a temperature > 0, got ${sampling.temperature}`);
@@ -244,20 +242,25 @@ export class OnnxDecoder implements CausalLM {
       feeds[SAMPLE_UNIFORM] = new ort.Tensor("float32", u, [batch]);
       feeds[SAMPLE_INVERSE_TEMPERATURE] = new ort.Tensor("float32", Float32Array.of(sampling ? 1 / sampling.temperature : 1), [1]);
     }
-    for (let i = 0; i < this.config.numLayers; i++) {
-      feeds[`past_key_values.${i}.key`] = cache.tensors[2 * i];
-      feeds[`past_key_values.${i}.value`] = cache.tensors[2 * i + 1];
-    }
     let out: ort.InferenceSession.OnnxValueMapType;
+    let reordered: ort.Tensor[] | undefined;
     try {
+      const pending = cache.pendingRows();
+      if (pending) reordered = await this.kvReorder.reorder(cache.tensors, pending);
+      const past = reordered ?? cache.tensors;
+      for (let i = 0; i < this.config.numLayers; i++) {
+        feeds[`past_key_values.${i}.key`] = past[2 * i];
+        feeds[`past_key_values.${i}.value`] = past[2 * i + 1];
+      }
       // Every output is fetched each time: onnxruntime-node's binding breaks when the set changes between runs.
       out = await this.session.run(feeds);
     } catch (e) {
-      if (this.device.startsWith("cpu")) throw e;
+      if (this.device.startsWith("cpu") || e instanceof DeviceRunError) throw e;
       const what = deviceFailure(this.device.split(" ")[0], (e as Error).message);
       throw new DeviceRunError(this.device, `${this.device} failed in a forward pass of ${batch} rows × ${seq} tokens: ${what}; use fewer particles or --device cpu`);
     } finally {
       cache.dispose();
+      for (const t of reordered ?? []) t.dispose();
     }
     const presents: ort.Tensor[] = [];
     for (let i = 0; i < this.config.numLayers; i++) presents.push(out[`present.${i}.key`], out[`present.${i}.value`]);
@@ -278,7 +281,7 @@ export class OnnxDecoder implements CausalLM {
     };
     const hidden = this.hasHidden ? out[HIDDEN_OUTPUT] : undefined;
     const readers = this.logitSessions.readers({ logits: out.logits, hidden, batch, allPositions, check: checkRows, draws: this.samplesInGraph && !allPositions });
-    const result = { ...readers, samples, state: KvCache.fromTensors(presents, batch, total, mask, positions, this.hasAncestor) };
+    const result = { ...readers, samples, state: KvCache.fromTensors(presents, batch, total, mask, positions) };
     // A NaN anywhere in a row makes its draw's log p NaN: one number to check instead of a vocabulary.
     const bad = samples ? rows.findIndex((_, b) => fed(b) && Number.isNaN(samples.logp[b])) : -1;
     if (bad >= 0) {
@@ -333,7 +336,6 @@ function checkInterface(session: ort.InferenceSession, folder: ModelFolder) {
     kvType: kvType as FloatType,
     hasPositionIds: inputs.has("position_ids"),
     hasHidden: outputs.has(HIDDEN_OUTPUT),
-    hasAncestor: inputs.has(ANCESTOR_INPUT),
     hasSampler: inputs.has(SAMPLE_UNIFORM) && outputs.has(SAMPLE_DRAWS),
   };
 }

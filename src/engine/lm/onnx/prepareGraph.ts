@@ -1,22 +1,18 @@
 /**
  * Makes a decoder export "SMC-ready", once, and caches the result next to the original:
  * - exposes the LM head's input as the output `last_hidden_state` when the export lacks it (twists read it);
- * - adds an int64 input `ancestor_index` [batch] that gathers every past_key_values tensor along the
- *   batch axis inside the graph, so broadcasting a prefilled prompt, resampling by ancestor and dropping
- *   finished rows all happen where the model runs, with no copy of the cache through JavaScript;
  * - adds a sampling head (samplingHead.ts): one token per row drawn where the model runs.
  * The edit works on the protobuf wire format: weights are copied as raw bytes, never decoded.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { writeFileAtomic } from "../../util/atomicWrite";
-import { ATTR, DTYPE, GRAPH, MODEL, node, NODE, OPSET, TENSOR_TYPE, tensorValueInfo, TYPE, VALUE_INFO } from "./graphBuild";
-import { bytesField, concat, Field, fields, message, text } from "./protoWire";
+import { GRAPH, MODEL, node, NODE, OPSET, TENSOR_TYPE, tensorValueInfo, TYPE, VALUE_INFO } from "./graphBuild";
+import { bytesField, concat, fields, text } from "./protoWire";
 import { SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead";
 
-export const ANCESTOR_INPUT = "ancestor_index";
 export const HIDDEN_OUTPUT = "last_hidden_state";
-const PREPARE_VERSION = 6;
+const PREPARE_VERSION = 7;
 
 interface NodeInfo {
   opType: string;
@@ -101,53 +97,16 @@ export function findHeadInput(graph: GraphInfo): string {
   throw new Error(`cannot find the LM head (a MatMul or Gemm feeding "logits") to expose ${HIDDEN_OUTPUT}`);
 }
 
-/** Rewrites node inputs named in `rename`, in this graph and in the subgraphs of its nodes (If/Loop). */
-function renameInputs(graph: Uint8Array, rename: Map<string, string>): Uint8Array {
-  const out: Uint8Array[] = [];
-  for (const f of fields(graph)) out.push(f.field === GRAPH.node ? bytesField(GRAPH.node, renameInNode(f.value, rename)) : f.raw);
-  return concat(out);
-}
-
-function renameInNode(bytes: Uint8Array, rename: Map<string, string>): Uint8Array {
-  const parts: Uint8Array[] = [];
-  let changed = false;
-  for (const f of fields(bytes)) {
-    if (f.field === NODE.input && rename.has(text(f))) {
-      parts.push(message([[NODE.input, rename.get(text(f))!]]));
-      changed = true;
-    } else if (f.field === NODE.attribute) {
-      const attr = renameInAttribute(f, rename);
-      changed ||= attr !== f.raw;
-      parts.push(attr);
-    } else parts.push(f.raw);
-  }
-  return changed ? concat(parts) : bytes;
-}
-
-function renameInAttribute(f: Field, rename: Map<string, string>): Uint8Array {
-  const parts: Uint8Array[] = [];
-  let changed = false;
-  for (const a of fields(f.value)) {
-    if (a.field === ATTR.g || a.field === ATTR.graphs) {
-      const g = renameInputs(a.value, rename);
-      changed ||= g !== a.value;
-      parts.push(bytesField(a.field, g));
-    } else parts.push(a.raw);
-  }
-  return changed ? bytesField(NODE.attribute, concat(parts)) : f.raw;
-}
-
 export interface PreparedModel {
   /** The ONNX file to load: the prepared copy, or the original when it needed nothing. */
   path: string;
   addedHidden: boolean;
-  addedAncestor: boolean;
   addedSampler: boolean;
   /** Whether the prepared copy was already there. */
   cached: boolean;
 }
 
-type Edits = { addedHidden: boolean; addedAncestor: boolean; addedSampler: boolean };
+type Edits = { addedHidden: boolean; addedSampler: boolean };
 
 /**
  * Applies the edits to an in-memory model; returns undefined when it needs none. The sampling head is
@@ -158,20 +117,11 @@ export function prepareModelBytes(model: Uint8Array, hiddenSize: number, vocabSi
   const graphField = [...fields(model)].find((f) => f.field === MODEL.graph);
   if (!graphField) throw new Error("not an ONNX model: no graph");
   const graph = readGraph(graphField.value);
-  const past = graph.inputs.filter((n) => n.startsWith("past_key_values."));
   const addedHidden = !graph.outputs.has(HIDDEN_OUTPUT);
-  const addedAncestor = past.length > 0 && !graph.inputs.includes(ANCESTOR_INPUT);
   const addedSampler = sampler && graph.outputs.has("logits") && !graph.inputs.includes(SAMPLE_UNIFORM) && opsetVersion(model) >= SAMPLING_MIN_OPSET;
-  if (!addedHidden && !addedAncestor && !addedSampler) return undefined;
+  if (!addedHidden && !addedSampler) return undefined;
 
-  const rename = new Map(addedAncestor ? past.map((p) => [p, `${p}/smc_gathered`] as [string, string]) : []);
-  let body = rename.size ? renameInputs(graphField.value, rename) : graphField.value;
   const added: Uint8Array[] = [];
-  const gathers: Uint8Array[] = [];
-  if (addedAncestor) {
-    for (const [p, g] of rename) gathers.push(bytesField(GRAPH.node, node("Gather", [p, ANCESTOR_INPUT], [g], `smc_gather/${p}`, { axis: 0 })));
-    added.push(bytesField(GRAPH.input, tensorValueInfo(ANCESTOR_INPUT, DTYPE.int64, ["batch_size"])));
-  }
   if (addedHidden) {
     const elem = elemType(graph.outputs.get("logits") ?? new Uint8Array());
     // A tensor of that name may exist without being an output; else name the head's input so.
@@ -181,16 +131,9 @@ export function prepareModelBytes(model: Uint8Array, hiddenSize: number, vocabSi
     added.push(bytesField(GRAPH.output, tensorValueInfo(HIDDEN_OUTPUT, elem, ["batch_size", "sequence_length", hiddenSize])));
   }
   if (addedSampler) added.push(...samplingHead(vocabSize, opsetVersion(model)));
-  // Gathers go before every other node (they read graph inputs only), keeping the nodes topologically sorted.
-  if (gathers.length) {
-    const parts = [...fields(body)];
-    const firstNode = parts.findIndex((f) => f.field === GRAPH.node);
-    const at = firstNode < 0 ? parts.length : firstNode;
-    body = concat([...parts.slice(0, at).map((f) => f.raw), ...gathers, ...parts.slice(at).map((f) => f.raw)]);
-  }
-  body = concat([body, ...added]);
+  const body = concat([graphField.value, ...added]);
   const out = [...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, body) : f.raw));
-  return { bytes: concat(out), addedHidden, addedAncestor, addedSampler };
+  return { bytes: concat(out), addedHidden, addedSampler };
 }
 
 /**
@@ -209,14 +152,14 @@ export function prepareForSmc(onnxPath: string, hiddenSize: number, vocabSize: n
     try {
       const saved = JSON.parse(readFileSync(stampPath, "utf8"));
       if (JSON.stringify(saved.source) === JSON.stringify(source)) {
-        return { path: target, addedHidden: saved.addedHidden, addedAncestor: saved.addedAncestor, addedSampler: saved.addedSampler, cached: true };
+        return { path: target, addedHidden: saved.addedHidden, addedSampler: saved.addedSampler, cached: true };
       }
     } catch {
       // A damaged stamp: prepare again.
     }
   }
   const prepared = prepareModelBytes(readFileSync(onnxPath), hiddenSize, vocabSize, sampler);
-  if (!prepared) return { path: onnxPath, addedHidden: false, addedAncestor: false, addedSampler: false, cached: false };
+  if (!prepared) return { path: onnxPath, addedHidden: false, addedSampler: false, cached: false };
   const { bytes, ...edits } = prepared;
   writeFileAtomic(target, bytes);
   writeFileAtomic(stampPath, JSON.stringify({ source, ...edits }) + "\n");
