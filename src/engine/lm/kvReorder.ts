@@ -1,14 +1,16 @@
 /**
- * Reorders a KV cache by row where it lives: a small graph on the decoder's device gathers every
- * past_key_values tensor along the batch axis (a prompt broadcast to K particles, a resampling by
- * ancestor, finished rows dropped). It runs only for a step whose rows changed: a gather inside the
- * model's graph copied the whole cache on every step, reordered or not (on an H100, 13 ms of a
- * K = 256 step's 51 ms of GPU time; on the CPU, a quarter of the shipped model's pass at K = 64).
+ * Reorders a KV cache by row where it lives (a prompt broadcast to K particles, a resampling by
+ * ancestor, finished rows dropped), only for a step whose rows changed: a gather inside the model's
+ * graph copied the whole cache on every step, reordered or not (on an H100, 13 ms of a K = 256 step's
+ * 51 ms of GPU time; on the CPU, a quarter of the shipped model's pass at K = 64). On a GPU a small
+ * graph gathers every past_key_values tensor along the batch axis there; on the CPU the rows are
+ * copied here (a session run made new output buffers each time, several ms for a 7 MB cache).
  */
 import * as ort from "onnxruntime-node";
 import { Device, DeviceRunError, deviceFailure, executionProvider } from "./device";
 import { DTYPE, GRAPH, modelBytes, node, tensorValueInfo } from "./onnx/graphBuild";
 import { bytesField } from "./onnx/protoWire";
+import { gatherRows } from "./tensorData";
 
 const ROWS = "rows";
 const OPSET_VERSION = 13;
@@ -49,13 +51,21 @@ export class KvReorder {
 
   /** New tensors holding `rows` of `tensors`, on the same device; the caller disposes them. */
   async reorder(tensors: readonly ort.Tensor[], rows: readonly number[]): Promise<ort.Tensor[]> {
+    reorders++;
+    if (this.device === "cpu") {
+      return tensors.map((t) => {
+        const data = t.data as Float32Array | Uint16Array;
+        const [batch, ...rest] = t.dims;
+        return new ort.Tensor(t.type as "float32" | "float16", gatherRows(data, batch ? data.length / batch : 0, rows), [rows.length, ...rest]);
+      });
+    }
     this.session ??= ort.InferenceSession.create(kvReorderModel(this.count, this.elem), {
       executionProviders: [executionProvider(this.device)],
       intraOpNumThreads: this.threads,
       interOpNumThreads: 1,
       logSeverityLevel: 3,
-      // On a GPU the reordered cache stays there (each output named: a blanket location crashed onnxruntime-node).
-      ...(this.device === "cpu" ? {} : { preferredOutputLocation: Object.fromEntries(tensors.map((_, i) => [output(i), "gpu-buffer" as const])) }),
+      // The reordered cache stays on the GPU (each output named: a blanket location crashed onnxruntime-node).
+      preferredOutputLocation: Object.fromEntries(tensors.map((_, i) => [output(i), "gpu-buffer" as const])),
     });
     const feeds: Record<string, ort.Tensor> = { [ROWS]: new ort.Tensor("int64", BigInt64Array.from(rows, BigInt), [rows.length]) };
     tensors.forEach((t, i) => (feeds[input(i)] = t));
@@ -63,10 +73,8 @@ export class KvReorder {
     try {
       out = await (await this.session).run(feeds);
     } catch (e) {
-      if (this.device === "cpu") throw e;
       throw new DeviceRunError(this.where, `${this.where} failed to reorder the KV cache: ${deviceFailure(this.device, (e as Error).message)}`);
     }
-    reorders++;
     return tensors.map((_, i) => out[output(i)]);
   }
 
