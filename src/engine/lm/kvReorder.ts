@@ -2,9 +2,10 @@
  * Reorders a KV cache by row where it lives (a prompt broadcast to K particles, a resampling by
  * ancestor, finished rows dropped), only for a step whose rows changed: a gather inside the model's
  * graph copied the whole cache on every step, reordered or not (on an H100, 13 ms of a K = 256 step's
- * 51 ms of GPU time; on the CPU, a quarter of the shipped model's pass at K = 64). On a GPU a small
- * graph gathers every past_key_values tensor along the batch axis there; on the CPU the rows are
- * copied here (a session run made new output buffers each time, several ms for a 7 MB cache).
+ * 51 ms of GPU time; on the CPU, in onnxruntime's profile, a quarter of the shipped model's pass at
+ * K = 64). On a GPU a small graph gathers every past_key_values tensor along the batch axis there; on
+ * the CPU the rows are copied here (a session run made new output buffers each time, several ms for
+ * a 7 MB cache).
  */
 import * as ort from "onnxruntime-node";
 import { Device, DeviceRunError, deviceFailure, executionProvider } from "./device";
