@@ -8,9 +8,10 @@
  * a 7 MB cache).
  */
 import * as ort from "onnxruntime-node";
-import { Device, DeviceRunError, deviceFailure, executionProvider } from "./device";
+import { Device } from "./device";
 import { DTYPE, GRAPH, modelBytes, node, tensorValueInfo } from "./onnx/graphBuild";
 import { bytesField } from "./onnx/protoWire";
+import { createSideSession, int64Tensor, releaseSession, runSideSession } from "./sideSessions";
 import { gatherRows } from "./tensorData";
 
 const ROWS = "rows";
@@ -60,26 +61,14 @@ export class KvReorder {
         return new ort.Tensor(t.type as "float32" | "float16", gatherRows(data, batch ? data.length / batch : 0, rows), [rows.length, ...rest]);
       });
     }
-    this.session ??= ort.InferenceSession.create(kvReorderModel(this.count, this.elem), {
-      executionProviders: [executionProvider(this.device)],
-      intraOpNumThreads: this.threads,
-      interOpNumThreads: 1,
-      logSeverityLevel: 3,
-      // The reordered cache stays on the GPU (each output named: a blanket location crashed onnxruntime-node).
-      preferredOutputLocation: Object.fromEntries(tensors.map((_, i) => [output(i), "gpu-buffer" as const])),
-    });
-    const feeds: Record<string, ort.Tensor> = { [ROWS]: new ort.Tensor("int64", BigInt64Array.from(rows, BigInt), [rows.length]) };
+    this.session ??= createSideSession(kvReorderModel(this.count, this.elem), this.device, this.threads, tensors.map((_, i) => output(i)));
+    const feeds: Record<string, ort.Tensor> = { [ROWS]: int64Tensor(rows) };
     tensors.forEach((t, i) => (feeds[input(i)] = t));
-    let out: ort.InferenceSession.OnnxValueMapType;
-    try {
-      out = await (await this.session).run(feeds);
-    } catch (e) {
-      throw new DeviceRunError(this.where, `${this.where} failed to reorder the KV cache: ${deviceFailure(this.device, (e as Error).message)}`);
-    }
+    const out = await runSideSession(this.session, feeds, this.device, this.where, "reorder the KV cache");
     return tensors.map((_, i) => out[output(i)]);
   }
 
   async dispose(): Promise<void> {
-    await this.session?.then((s) => s.release(), () => undefined);
+    if (this.session) await releaseSession(this.session);
   }
 }

@@ -5,13 +5,13 @@
  */
 import * as ort from "onnxruntime-node";
 import { DrawRequest, RowDraws, TokenTwistWeights } from "./causalLm";
-import { Device, DeviceRunError, deviceFailure, executionProvider } from "./device";
+import { Device } from "./device";
 import { DRAW_INPUT, DRAW_OUTPUT, drawModel, LAST_POSITION, logitRowsModel, ROWS_INPUT, ROWS_OUTPUT } from "./onnx/logitGraphs";
+import { createSideSession, int64Tensor, releaseSession, runSideSession } from "./sideSessions";
 import { lazyReaders, StepReaders } from "./stepReaders";
 import { gatherRows, lastPosition, toFloat32 } from "./tensorData";
 import { unpackDraws } from "./onnx/samplingHead";
 
-const int64 = (values: readonly number[]) => new ort.Tensor("int64", BigInt64Array.from(values, BigInt), [values.length]);
 
 /** Twisted draw graphs kept at once (one per twist; the engine may serve solves with different twists). */
 const TWISTS_KEPT = 4;
@@ -92,7 +92,7 @@ export class LogitSessions {
    */
   async rows(tensor: ort.Tensor, rows: readonly number[], from: number, what: "logits" | "hidden"): Promise<Float32Array> {
     this.rowsSession ??= this.create(logitRowsModel(this.logitsType));
-    const out = await this.run(this.rowsSession, { [ROWS_INPUT.logits]: tensor, [ROWS_INPUT.rows]: int64(rows), [ROWS_INPUT.from]: new ort.Tensor("int64", BigInt64Array.of(BigInt(from)), [1]) });
+    const out = await this.run(this.rowsSession, { [ROWS_INPUT.logits]: tensor, [ROWS_INPUT.rows]: int64Tensor(rows), [ROWS_INPUT.from]: new ort.Tensor("int64", BigInt64Array.of(BigInt(from)), [1]) });
     const flat = out[ROWS_OUTPUT].data as Float32Array;
     this.fetched[what] += flat.byteLength;
     return flat;
@@ -105,7 +105,7 @@ export class LogitSessions {
     if (!(request.temperature > 0)) throw new RangeError(`drawing needs a temperature > 0, got ${request.temperature}`);
     const feeds: Record<string, ort.Tensor> = {
       [DRAW_INPUT.logits]: logits,
-      [DRAW_INPUT.rows]: int64(request.rows),
+      [DRAW_INPUT.rows]: int64Tensor(request.rows),
       // float32 rounds u just below 1 up to 1, which would select past the last token.
       [DRAW_INPUT.uniform]: new ort.Tensor("float32", Float32Array.from(request.uniforms, (u) => Math.min(u, 1 - 2 ** -24)), [n]),
       [DRAW_INPUT.inverseTemperature]: new ort.Tensor("float32", Float32Array.of(1 / request.temperature), [1]),
@@ -150,20 +150,10 @@ export class LogitSessions {
   }
 
   private create(model: Uint8Array): Promise<ort.InferenceSession> {
-    return ort.InferenceSession.create(model, { executionProviders: [executionProvider(this.provider)], intraOpNumThreads: this.threads, interOpNumThreads: 1, graphOptimizationLevel: "all", logSeverityLevel: 3 });
+    return createSideSession(model, this.provider, this.threads);
   }
 
-  private async run(session: Promise<ort.InferenceSession>, feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.OnnxValueMapType> {
-    try {
-      return await (await session).run(feeds);
-    } catch (e) {
-      if (this.provider === "cpu") throw e;
-      throw new DeviceRunError(this.device, `${this.device} failed to read the logits: ${deviceFailure(this.provider, (e as Error).message)}`);
-    }
+  private run(session: Promise<ort.InferenceSession>, feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.OnnxValueMapType> {
+    return runSideSession(session, feeds, this.provider, this.device, "read the logits");
   }
-}
-
-/** Releases a session that may have failed to load. */
-async function releaseSession(session: Promise<ort.InferenceSession>): Promise<void> {
-  await session.then((s) => s.release(), () => undefined);
 }

@@ -1,0 +1,37 @@
+/**
+ * Sessions of the small graphs the engine runs beside a decoder, on the decoder's device: the logit
+ * rows and draw graphs (logitSessions.ts) and the KV-cache reorder (kvReorder.ts).
+ */
+import * as ort from "onnxruntime-node";
+import { Device, DeviceRunError, deviceFailure, executionProvider } from "./device";
+
+/** An int64 vector input. */
+export const int64Tensor = (values: readonly number[]) => new ort.Tensor("int64", BigInt64Array.from(values, BigInt), [values.length]);
+
+/** A session for `model` on `device`; the outputs named in `onDevice` stay there as GPU buffers. */
+export function createSideSession(model: Uint8Array, device: Device, threads: number, onDevice: readonly string[] = []): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(model, {
+    executionProviders: [executionProvider(device)],
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: "all",
+    logSeverityLevel: 3,
+    // Each output named: a blanket location crashed onnxruntime-node.
+    ...(onDevice.length ? { preferredOutputLocation: Object.fromEntries(onDevice.map((n) => [n, "gpu-buffer" as const])) } : {}),
+  });
+}
+
+/** Runs a side session; a GPU's failure becomes a DeviceRunError saying what failed (`doing`) and where. */
+export async function runSideSession(session: Promise<ort.InferenceSession>, feeds: Record<string, ort.Tensor>, device: Device, where: string, doing: string): Promise<ort.InferenceSession.OnnxValueMapType> {
+  try {
+    return await (await session).run(feeds);
+  } catch (e) {
+    if (device === "cpu") throw e;
+    throw new DeviceRunError(where, `${where} failed to ${doing}: ${deviceFailure(device, (e as Error).message)}`);
+  }
+}
+
+/** Releases a session that may have failed to load. */
+export async function releaseSession(session: Promise<ort.InferenceSession>): Promise<void> {
+  await session.then((s) => s.release(), () => undefined);
+}
