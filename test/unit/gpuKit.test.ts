@@ -11,12 +11,14 @@ describe("the GPU kit's results table", function () {
 
   it("puts decode-bench's JSON lines, PyTorch's timings and the profile's summary into the README table, with the goals' ratios", () => {
     const dir = mkdtempSync(join(tmpdir(), "tsmc-gpu-"));
-    const prefix = join(dir, "profile");
+    const prefix = join(dir, "profile-16");
     const bench = execFileSync(process.execPath, [join(root, "dist/decode-bench.js"), "--model", join(root, "test/fixtures/gpt2-tiny"), "--devices", "cpu", "--levels", "step", "--ks", "16", "--steps", "4", "--threads", "1", "--profile", prefix], { encoding: "utf8" });
     const measured = JSON.parse(bench.trim().split("\n")[0]);
     assert.equal(measured.K, 16);
     // A WebGPU line as decode-bench writes it there (this machine may have no adapter), in the same file.
-    writeFileSync(join(dir, "bench.jsonl"), bench + JSON.stringify({ ...measured, device: "webgpu (onnxruntime-node)", msPerStep: 2.5 }) + "\n");
+    // And one with the layers left unfused, the fusions' before.
+    const webgpu = { ...measured, device: "webgpu (onnxruntime-node)" };
+    writeFileSync(join(dir, "bench.jsonl"), bench + JSON.stringify({ ...webgpu, msPerStep: 2.5 }) + "\n" + JSON.stringify({ ...webgpu, fuseAttention: "no", msPerStep: 5 }) + "\n");
     // mkmodel.py's line format (run.sh's torch-cuda.txt).
     writeFileSync(join(dir, "torch-cuda.txt"), "torch-cuda torch.float32 K=16 cache=256 median step 4.00 ms\n");
     writeFileSync(join(dir, "gpu.txt"), "Some GPU, 1.0, 1 MiB\n");
@@ -31,11 +33,12 @@ describe("the GPU kit's results table", function () {
     assert.match(table, /^Measured 2026-01-01 on Some GPU, 1\.0, 1 MiB/);
     const row16 = table.split("\n").find((l) => l.startsWith("| 16 |"))!.split("|").map((c) => c.trim());
     const cpu = measured.msPerStep < 10 ? measured.msPerStep.toFixed(2) : measured.msPerStep.toFixed(1);
-    assert.equal(row16[5], cpu);
-    assert.equal(row16[6], "4.00");
+    assert.equal(row16[6], cpu);
+    assert.equal(row16[7], "4.00");
     assert.equal(row16[2], "2.50");
-    assert.equal(row16[8], "0.63×", "WebGPU / PyTorch");
+    assert.equal(row16[3], "5.00", "unfused");
+    assert.equal(row16[9], "0.63×", "WebGPU / PyTorch");
     assert.ok(table.includes(`Logits and hidden states read back from the GPU: ${measured.readbackKiBPerStep} KiB per step at every K and level`), table);
-    assert.match(table, /- wall [\d.]+ ms, GPU busy 0\.0 ms, 0 dispatches/);
+    assert.match(table, /- K = 16: wall [\d.]+ ms, GPU busy 0\.0 ms, 0 dispatches/);
   });
 });

@@ -56,9 +56,9 @@ describe("SMC preparation of ONNX exports", () => {
 
   it("leaves an export with its hidden state as it is; the sampling head goes in a copy, cached and reused until the export changes", () => {
     const onnx = join(dir, "onnx/model.onnx");
-    const plain = prepareForSmc(onnx, 128, 332);
-    assert.deepEqual(plain, { path: onnx, addedHidden: false, addedSampler: false, cached: false });
-    const sampling = prepareForSmc(onnx, 128, 332, true);
+    const plain = prepareForSmc(onnx, { hiddenSize: 128, vocabSize: 332 });
+    assert.deepEqual(plain, { path: onnx, addedHidden: false, addedSampler: false, fusedAttention: 0, fusedSkipLayerNorm: 0, cached: false });
+    const sampling = prepareForSmc(onnx, { hiddenSize: 128, vocabSize: 332, sampler: true });
     assert.equal(sampling.path, join(dir, "onnx/model.sampling.smc.onnx"));
     assert.deepEqual([sampling.addedHidden, sampling.addedSampler, sampling.cached], [false, true, false]);
     const inputsOf = (path: string) =>
@@ -67,17 +67,17 @@ describe("SMC preparation of ONNX exports", () => {
     // The cache is fed as it is: no input besides the export's own and the head's.
     assert.deepEqual(inputsOf(sampling.path).filter((n) => !inputsOf(onnx).includes(n)), [SAMPLE_UNIFORM, "sample_inverse_temperature"]);
     const mtime = statSync(sampling.path).mtimeMs;
-    const again = prepareForSmc(onnx, 128, 332, true);
+    const again = prepareForSmc(onnx, { hiddenSize: 128, vocabSize: 332, sampler: true });
     assert.equal(again.cached, true);
     assert.equal(statSync(again.path).mtimeMs, mtime);
     // A prepared graph needs nothing more.
-    assert.equal(prepareModelBytes(readFileSync(sampling.path), 128, 332, true), undefined);
+    assert.equal(prepareModelBytes(readFileSync(sampling.path), { hiddenSize: 128, vocabSize: 332, sampler: true }), undefined);
     // The export changes (its time stamp, here): the copy is made again.
     utimesSync(onnx, new Date(), new Date(Date.now() + 5000));
-    assert.equal(prepareForSmc(onnx, 128, 332, true).cached, false);
+    assert.equal(prepareForSmc(onnx, { hiddenSize: 128, vocabSize: 332, sampler: true }).cached, false);
   });
 
   it("refuses bytes that are not an ONNX model", () => {
-    assert.throws(() => prepareModelBytes(Uint8Array.from([0x0a, 0xff, 0xff]), 128, 332), /truncated/);
+    assert.throws(() => prepareModelBytes(Uint8Array.from([0x0a, 0xff, 0xff]), { hiddenSize: 128, vocabSize: 332 }), /truncated/);
   });
 });

@@ -8,10 +8,10 @@ import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
 import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from "./causalLm";
-import { candidates, DeviceAttempt, executionProvider, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
+import { candidates, Device, DeviceAttempt, executionProvider, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
 import { FloatType, KvCache } from "./kvCache";
 import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
-import { HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "./onnx/prepareGraph";
+import { HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes, PrepareOptions } from "./onnx/prepareGraph";
 import { DTYPE } from "./onnx/graphBuild";
 import { KvReorder } from "./kvReorder";
 import { LogitSessions } from "./logitSessions";
@@ -30,6 +30,11 @@ export interface OnnxDecoderOptions {
    * scanning K × vocab logits in JavaScript (README, Performance); small vocabularies gain nothing.
    */
   sampleInGraph?: boolean;
+  /**
+   * Fuse each layer's attention into one MultiHeadAttention node (fuseAttention.ts). Default: on a
+   * GPU, where a step's time is mostly kernel launches.
+   */
+  fuseAttention?: boolean;
   /** Devices already given up on before this load (a GPU that failed mid-run), reported with the choice. */
   priorAttempts?: readonly DeviceAttempt[];
 }
@@ -41,15 +46,20 @@ export const LARGE_VOCABULARY = 8192;
  * The SMC-ready graph (see prepareGraph): a cached file next to the export, or, where that folder is
  * read-only, the edited bytes in memory. An export whose LM head cannot be found is used as it is.
  */
-function smcReadySource(folder: ModelFolder, sampler: boolean): string | Uint8Array {
+function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: boolean): { source: string | Uint8Array; fused: boolean } {
+  const { hiddenSize, vocabSize, numHeads, numKvHeads, headDim } = folder.config;
+  const options: PrepareOptions = { hiddenSize, vocabSize, sampler, fuse: fuse ? { numHeads, numKvHeads, headDim } : undefined };
+  const anyFused = (p?: { fusedAttention: number; fusedSkipLayerNorm: number }) => !!p && p.fusedAttention + p.fusedSkipLayerNorm > 0;
   try {
-    return prepareForSmc(folder.onnxPath, folder.config.hiddenSize, folder.config.vocabSize, sampler).path;
+    const prepared = prepareForSmc(folder.onnxPath, options);
+    return { source: prepared.path, fused: anyFused(prepared) };
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "EACCES" || code === "EROFS" || code === "EPERM") {
-      return prepareModelBytes(readFileSync(folder.onnxPath), folder.config.hiddenSize, folder.config.vocabSize, sampler)?.bytes ?? folder.onnxPath;
+      const prepared = prepareModelBytes(readFileSync(folder.onnxPath), options);
+      return { source: prepared?.bytes ?? folder.onnxPath, fused: anyFused(prepared) };
     }
-    if (/cannot find the LM head/.test((e as Error).message)) return folder.onnxPath;
+    if (/cannot find the LM head/.test((e as Error).message)) return { source: folder.onnxPath, fused: false };
     throw new ModelFolderError(`${folder.onnxPath} is not a valid ONNX model (${(e as Error).message}): the file may be truncated or corrupt`);
   }
 }
@@ -96,63 +106,85 @@ export class OnnxDecoder implements CausalLM {
         continue;
       }
       const sampler = options.sampleInGraph ?? (device !== "cpu" || folder.config.vocabSize >= LARGE_VOCABULARY);
-      const source = options.prepare === false ? folder.onnxPath : smcReadySource(folder, sampler);
-      let session: ort.InferenceSession | undefined;
-      try {
-        const sessionOptions: ort.InferenceSession.SessionOptions = {
-          executionProviders: [executionProvider(device)],
-          intraOpNumThreads: threads,
-          interOpNumThreads: 1,
-          graphOptimizationLevel: "all",
-          // Errors only: onnxruntime's warnings (e.g. shape ops placed on the CPU by design) are not the user's to act on.
-          logSeverityLevel: 3,
-        };
-        // A diagnostic: onnxruntime's own trace of every kernel (chrome://tracing JSON), written on dispose.
-        const profile = process.env.TWISTED_SMC_ORT_PROFILE;
-        if (profile) Object.assign(sessionOptions, { enableProfiling: true, profileFilePrefix: profile });
-        // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
-        // (with the cache round-tripping through the CPU each step was 20× slower; see GPU.md). Only
-        // logits and the hidden state come back. Reordering then needs the prepared graph's gather.
-        if (device === "webgpu") {
-          if (typeof source === "string" && source === folder.onnxPath && options.prepare === false) {
-            attempts.push({ device, skipped: "on a GPU the engine runs the SMC-prepared graph (it draws the tokens there)" });
-            continue;
-          }
-          // The logits stay there too, until a draw outside the graph needs them (see stepReaders.ts).
-          const onDevice = ["logits", HIDDEN_OUTPUT, ...Array.from({ length: folder.config.numLayers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat()];
-          sessionOptions.preferredOutputLocation = Object.fromEntries(onDevice.map((n) => [n, "gpu-buffer" as const]));
-        }
-        session = typeof source === "string" ? await ort.InferenceSession.create(source, sessionOptions) : await ort.InferenceSession.create(source, sessionOptions);
-      } catch (e) {
-        await session?.release();
-        const message = (e as Error).message;
-        if (device !== "cpu" && !/protobuf|parse|invalid model|load model/i.test(message)) {
-          attempts.push({ device, skipped: deviceFailure(device, message) });
-          continue;
-        }
-        throw new ModelFolderError(`${folder.onnxPath} could not be loaded by onnxruntime: ${message}`);
+      const fuse = options.fuseAttention ?? device !== "cpu";
+      const fusedTry = await OnnxDecoder.tryDevice(folder, options, device, threads, sampler, fuse, attempts);
+      if (fusedTry instanceof OnnxDecoder) return fusedTry;
+      // A GPU that fails on the fused layers gets the graph as exported before it is given up on.
+      if (!fusedTry.fused || options.fuseAttention !== undefined) {
+        attempts.push({ device, skipped: fusedTry.failure });
+        continue;
       }
-      attempts.push({ device });
-      const { kvType, hasPositionIds, hasHidden, hasSampler } = checkInterface(session, folder);
-      const where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
-      const logits = session.outputMetadata.find((m) => m.name === "logits");
-      const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
-      const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where);
-      const kvReorder = new KvReorder(device, threads, 2 * folder.config.numLayers, kvType === "float16" ? DTYPE.float16 : DTYPE.float, where);
-      const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, attempts, logitSessions, kvReorder);
-      if (device === "cpu") return decoder;
-      // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
-      // here, where falling back costs nothing, rather than in the middle of a solve.
-      try {
-        await decoder.probe();
-        return decoder;
-      } catch (e) {
-        await decoder.dispose();
-        attempts.pop();
-        attempts.push({ device, skipped: `it could not run the model: ${deviceFailure(device, (e as Error).message)}` });
-      }
+      attempts.push({ device, skipped: `${fusedTry.failure} (with its layers fused; the unfused graph was tried next)` });
+      const plainTry = await OnnxDecoder.tryDevice(folder, options, device, threads, sampler, false, attempts);
+      if (plainTry instanceof OnnxDecoder) return plainTry;
+      attempts.push({ device, skipped: plainTry.failure });
     }
     throw new DeviceUnavailableError(`no device could run the model: ${describeDeviceChoice(attempts)}${request === "auto" ? "" : "; try --device auto or cpu"}`);
+  }
+
+  /**
+   * The decoder on one device, or why that device could not run it (and whether the graph tried had
+   * fused layers). A model the CPU cannot load is the folder's fault: that throws.
+   */
+  private static async tryDevice(
+    folder: ModelFolder,
+    options: OnnxDecoderOptions,
+    device: Device,
+    threads: number,
+    sampler: boolean,
+    fuse: boolean,
+    attempts: DeviceAttempt[],
+  ): Promise<OnnxDecoder | { failure: string; fused: boolean }> {
+    const { source, fused } = options.prepare === false ? { source: folder.onnxPath, fused: false } : smcReadySource(folder, sampler, fuse);
+    // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
+    // (with the cache round-tripping through the CPU each step was 20× slower; see GPU.md). Only
+    // logits and the hidden state come back. Reordering then needs the prepared graph's gather.
+    if (device === "webgpu" && options.prepare === false) {
+      return { failure: "on a GPU the engine runs the SMC-prepared graph (it draws the tokens there)", fused };
+    }
+    let session: ort.InferenceSession | undefined;
+    try {
+      const sessionOptions: ort.InferenceSession.SessionOptions = {
+        executionProviders: [executionProvider(device)],
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: "all",
+        // Errors only: onnxruntime's warnings (e.g. shape ops placed on the CPU by design) are not the user's to act on.
+        logSeverityLevel: 3,
+      };
+      // A diagnostic: onnxruntime's own trace of every kernel (chrome://tracing JSON), written on dispose.
+      const profile = process.env.TWISTED_SMC_ORT_PROFILE;
+      if (profile) Object.assign(sessionOptions, { enableProfiling: true, profileFilePrefix: profile });
+      if (device === "webgpu") {
+        // The logits stay there too, until a draw outside the graph needs them (see stepReaders.ts).
+        const onDevice = ["logits", HIDDEN_OUTPUT, ...Array.from({ length: folder.config.numLayers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat()];
+        sessionOptions.preferredOutputLocation = Object.fromEntries(onDevice.map((n) => [n, "gpu-buffer" as const]));
+      }
+      session = typeof source === "string" ? await ort.InferenceSession.create(source, sessionOptions) : await ort.InferenceSession.create(source, sessionOptions);
+    } catch (e) {
+      await session?.release();
+      const message = (e as Error).message;
+      if (device !== "cpu" && !/protobuf|parse|invalid model|load model/i.test(message)) return { failure: deviceFailure(device, message), fused };
+      throw new ModelFolderError(`${folder.onnxPath} could not be loaded by onnxruntime: ${message}`);
+    }
+    const chosen = [...attempts, { device }];
+    const { kvType, hasPositionIds, hasHidden, hasSampler } = checkInterface(session, folder);
+    const where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
+    const logits = session.outputMetadata.find((m) => m.name === "logits");
+    const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
+    const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where);
+    const kvReorder = new KvReorder(device, threads, 2 * folder.config.numLayers, kvType === "float16" ? DTYPE.float16 : DTYPE.float, where);
+    const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, chosen, logitSessions, kvReorder);
+    if (device === "cpu") return decoder;
+    // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
+    // here, where falling back costs nothing, rather than in the middle of a solve.
+    try {
+      await decoder.probe();
+      return decoder;
+    } catch (e) {
+      await decoder.dispose();
+      return { failure: `it could not run the model: ${deviceFailure(device, (e as Error).message)}`, fused };
+    }
   }
 
   async prefill(tokens: readonly number[], sampling?: GraphSampling): Promise<StepOutput> {

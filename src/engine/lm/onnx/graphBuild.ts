@@ -5,13 +5,14 @@ import { bytesField, concat, message } from "./protoWire";
 export const MODEL = { irVersion: 1, producerName: 2, graph: 7, opsetImport: 8 };
 export const OPSET = { domain: 1, version: 2 };
 export const GRAPH = { node: 1, name: 2, initializer: 5, input: 11, output: 12 };
-export const NODE = { input: 1, output: 2, name: 3, opType: 4, attribute: 5 };
-export const ATTR = { name: 1, type: 20, i: 3, t: 5, g: 6, ints: 8, graphs: 11 };
+export const NODE = { input: 1, output: 2, name: 3, opType: 4, attribute: 5, domain: 7 };
+export const ATTR = { name: 1, type: 20, f: 2, i: 3, t: 5, g: 6, ints: 8, graphs: 11 };
 export const VALUE_INFO = { name: 1, type: 2 };
 export const TYPE = { tensor: 1 };
 export const TENSOR_TYPE = { elemType: 1, shape: 2 };
 const TENSOR = { dims: 1, dataType: 2, name: 8, rawData: 9 };
 const DIM = { value: 1, param: 2 };
+const ATTR_FLOAT = 1;
 const ATTR_INT = 2;
 const ATTR_TENSOR = 4;
 const ATTR_INTS = 7;
@@ -19,17 +20,23 @@ const ATTR_INTS = 7;
 /** TensorProto.DataType values used here. */
 export const DTYPE = { float: 1, int64: 7, float16: 10 } as const;
 
-export type Attr = number | { tensor: Uint8Array } | { ints: number[] };
+export type Attr = number | { float: number } | { tensor: Uint8Array } | { ints: number[] };
 
 function attribute(name: string, v: Attr): Uint8Array {
   if (typeof v === "number") return message([[ATTR.name, name], [ATTR.type, ATTR_INT], [ATTR.i, v]]);
+  if ("float" in v) {
+    const f = new Uint8Array(4);
+    new DataView(f.buffer).setFloat32(0, v.float, true);
+    return concat([message([[ATTR.name, name], [ATTR.type, ATTR_FLOAT]]), Uint8Array.from([(ATTR.f << 3) | 5]), f]);
+  }
   if ("tensor" in v) return message([[ATTR.name, name], [ATTR.type, ATTR_TENSOR], [ATTR.t, v.tensor]]);
   return message([[ATTR.name, name], [ATTR.type, ATTR_INTS], ...v.ints.map((i) => [ATTR.ints, i] as [number, number])]);
 }
 
-export function node(opType: string, inputs: string[], outputs: string[], name: string, attrs: Record<string, Attr> = {}): Uint8Array {
+export function node(opType: string, inputs: string[], outputs: string[], name: string, attrs: Record<string, Attr> = {}, domain?: string): Uint8Array {
   const encoded = Object.entries(attrs).map(([k, v]) => [NODE.attribute, attribute(k, v)] as [number, Uint8Array]);
-  return message([...inputs.map((i) => [NODE.input, i] as [number, string]), ...outputs.map((o) => [NODE.output, o] as [number, string]), [NODE.name, name], [NODE.opType, opType], ...encoded]);
+  const inDomain = domain ? [[NODE.domain, domain] as [number, string]] : [];
+  return message([...inputs.map((i) => [NODE.input, i] as [number, string]), ...outputs.map((o) => [NODE.output, o] as [number, string]), [NODE.name, name], [NODE.opType, opType], ...encoded, ...inDomain]);
 }
 
 /** A TensorProto of little-endian raw data, named when it is an initializer. */

@@ -7,64 +7,15 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { writeFileAtomic } from "../../util/atomicWrite";
-import { GRAPH, MODEL, node, NODE, OPSET, TENSOR_TYPE, tensorValueInfo, TYPE, VALUE_INFO } from "./graphBuild";
-import { bytesField, concat, fields, text } from "./protoWire";
+import { DTYPE, GRAPH, MODEL, node, TENSOR_TYPE, tensorValueInfo, TYPE, VALUE_INFO } from "./graphBuild";
+import { GraphInfo, NodeInfo, opsetVersion, readGraph } from "./graphRead";
+import { fuseAttention, msOpsetImport, MS_DOMAIN } from "./fuseAttention";
+import { fuseSkipLayerNorm } from "./fuseSkipLayerNorm";
+import { bytesField, concat, fields } from "./protoWire";
 import { SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead";
 
 export const HIDDEN_OUTPUT = "last_hidden_state";
-const PREPARE_VERSION = 7;
-
-interface NodeInfo {
-  opType: string;
-  inputs: string[];
-  outputs: string[];
-}
-
-interface GraphInfo {
-  inputs: string[];
-  outputs: Map<string, Uint8Array>;
-  nodes: NodeInfo[];
-}
-
-function readNode(bytes: Uint8Array): NodeInfo {
-  const node: NodeInfo = { opType: "", inputs: [], outputs: [] };
-  for (const f of fields(bytes)) {
-    if (f.field === NODE.input) node.inputs.push(text(f));
-    else if (f.field === NODE.output) node.outputs.push(text(f));
-    else if (f.field === NODE.opType) node.opType = text(f);
-  }
-  return node;
-}
-
-function valueInfoName(bytes: Uint8Array): string {
-  for (const f of fields(bytes)) if (f.field === VALUE_INFO.name) return text(f);
-  return "";
-}
-
-function readGraph(graph: Uint8Array): GraphInfo {
-  const info: GraphInfo = { inputs: [], outputs: new Map(), nodes: [] };
-  for (const f of fields(graph)) {
-    if (f.field === GRAPH.node) info.nodes.push(readNode(f.value));
-    else if (f.field === GRAPH.input) info.inputs.push(valueInfoName(f.value));
-    else if (f.field === GRAPH.output) info.outputs.set(valueInfoName(f.value), f.value);
-  }
-  return info;
-}
-
-/** The default-domain opset the model imports (0 when it names none). */
-function opsetVersion(model: Uint8Array): number {
-  for (const f of fields(model)) {
-    if (f.field !== MODEL.opsetImport) continue;
-    let domain = "";
-    let version = 0;
-    for (const o of fields(f.value)) {
-      if (o.field === OPSET.domain) domain = text(o);
-      else if (o.field === OPSET.version) version = Number(o.varint);
-    }
-    if (domain === "" || domain === "ai.onnx") return version;
-  }
-  return 0;
-}
+const PREPARE_VERSION = 8;
 
 /** The element type (onnx TensorProto.DataType) of a tensor ValueInfoProto. */
 function elemType(valueInfo: Uint8Array): number {
@@ -97,29 +48,77 @@ export function findHeadInput(graph: GraphInfo): string {
   throw new Error(`cannot find the LM head (a MatMul or Gemm feeding "logits") to expose ${HIDDEN_OUTPUT}`);
 }
 
-export interface PreparedModel {
+export interface PreparedModel extends Edits {
   /** The ONNX file to load: the prepared copy, or the original when it needed nothing. */
   path: string;
-  addedHidden: boolean;
-  addedSampler: boolean;
   /** Whether the prepared copy was already there. */
   cached: boolean;
 }
 
-type Edits = { addedHidden: boolean; addedSampler: boolean };
+interface Edits {
+  addedHidden: boolean;
+  addedSampler: boolean;
+  /** How many layers' attention became one MultiHeadAttention node each (fuseAttention.ts). */
+  fusedAttention: number;
+  /** How many residual sums + layer norms became one SkipLayerNormalization node each (fuseSkipLayerNorm.ts). */
+  fusedSkipLayerNorm: number;
+}
 
-/**
- * Applies the edits to an in-memory model; returns undefined when it needs none. The sampling head is
- * added only when asked for: it pays on a GPU, where it saves scanning K × vocab rows in JavaScript,
- * but on the CPU its unfused passes cost about what that scan does, and they run on every forward pass.
- */
-export function prepareModelBytes(model: Uint8Array, hiddenSize: number, vocabSize: number, sampler = false): ({ bytes: Uint8Array } & Edits) | undefined {
+export interface PrepareOptions {
+  hiddenSize: number;
+  vocabSize: number;
+  /**
+   * Add the sampling head. It pays on a GPU, where it saves scanning K × vocab rows in JavaScript,
+   * but on the CPU its unfused passes cost about what that scan does, and they run on every pass.
+   */
+  sampler?: boolean;
+  /**
+   * Fuse the layers' kernels for a GPU (fuseAttention.ts, fuseSkipLayerNorm.ts), given the heads of
+   * the queries, keys and values.
+   */
+  fuse?: { numHeads: number; numKvHeads: number; headDim: number };
+}
+
+const NO_EDITS: Edits = { addedHidden: false, addedSampler: false, fusedAttention: 0, fusedSkipLayerNorm: 0 };
+
+/** The graph with its layers' kernels fused, and how many of each were. */
+function fuseLayers(graph: GraphInfo, heads: NonNullable<PrepareOptions["fuse"]>, opset: number) {
+  // MultiHeadAttention needs as many key/value heads as query heads (no grouped-query attention).
+  const attention = heads.numKvHeads === heads.numHeads ? fuseAttention(graph, heads.numHeads, heads.headDim, opset) : { graph, fused: 0 };
+  const skip = fuseSkipLayerNorm(attention.graph);
+  return { graph: skip.graph, fusedAttention: attention.fused, fusedSkipLayerNorm: skip.fused };
+}
+
+/** The graph's fields with its nodes replaced by `nodes` (where the first node was) and `added` after. */
+function rebuildGraph(graph: Uint8Array, nodes: Uint8Array[] | undefined, added: Uint8Array[]): Uint8Array {
+  if (!nodes) return concat([graph, ...added]);
+  const out: Uint8Array[] = [];
+  let placed = false;
+  for (const f of fields(graph)) {
+    if (f.field !== GRAPH.node) out.push(f.raw);
+    else if (!placed) {
+      out.push(...nodes.map((n) => bytesField(GRAPH.node, n)));
+      placed = true;
+    }
+  }
+  return concat([...out, ...added]);
+}
+
+/** Applies the edits to an in-memory model; returns undefined when it needs none. */
+export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): ({ bytes: Uint8Array } & Edits) | undefined {
   const graphField = [...fields(model)].find((f) => f.field === MODEL.graph);
   if (!graphField) throw new Error("not an ONNX model: no graph");
   const graph = readGraph(graphField.value);
+  const opset = opsetVersion(model);
   const addedHidden = !graph.outputs.has(HIDDEN_OUTPUT);
-  const addedSampler = sampler && graph.outputs.has("logits") && !graph.inputs.includes(SAMPLE_UNIFORM) && opsetVersion(model) >= SAMPLING_MIN_OPSET;
-  if (!addedHidden && !addedSampler) return undefined;
+  const addedSampler = !!options.sampler && graph.outputs.has("logits") && !graph.inputs.includes(SAMPLE_UNIFORM) && opset >= SAMPLING_MIN_OPSET;
+  // float32 graphs only: onnxruntime's WebGPU MultiHeadAttention in half precision doubled the error of
+  // an fp16 export's logits (0.50 against the fp32 model's, 0.17 unfused; lavapipe) and changed its
+  // greedy solutions, which the unfused fp16 graph reproduces.
+  const float32 = graph.outputs.has("logits") && elemType(graph.outputs.get("logits")!) === DTYPE.float;
+  const fused = options.fuse && float32 ? fuseLayers(graph, options.fuse, opset) : undefined;
+  const anyFused = !!fused && fused.fusedAttention + fused.fusedSkipLayerNorm > 0;
+  if (!addedHidden && !addedSampler && !anyFused) return undefined;
 
   const added: Uint8Array[] = [];
   if (addedHidden) {
@@ -128,22 +127,24 @@ export function prepareModelBytes(model: Uint8Array, hiddenSize: number, vocabSi
     if (!graph.nodes.some((n) => n.outputs.includes(HIDDEN_OUTPUT))) {
       added.push(bytesField(GRAPH.node, node("Identity", [findHeadInput(graph)], [HIDDEN_OUTPUT], "smc_last_hidden_state")));
     }
-    added.push(bytesField(GRAPH.output, tensorValueInfo(HIDDEN_OUTPUT, elem, ["batch_size", "sequence_length", hiddenSize])));
+    added.push(bytesField(GRAPH.output, tensorValueInfo(HIDDEN_OUTPUT, elem, ["batch_size", "sequence_length", options.hiddenSize])));
   }
-  if (addedSampler) added.push(...samplingHead(vocabSize, opsetVersion(model)));
-  const body = concat([graphField.value, ...added]);
+  if (addedSampler) added.push(...samplingHead(options.vocabSize, opset));
+  const body = rebuildGraph(graphField.value, anyFused ? fused.graph.nodes.map((n) => n.raw) : undefined, added);
   const out = [...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, body) : f.raw));
-  return { bytes: concat(out), addedHidden, addedSampler };
+  if (anyFused && !opsetVersion(model, MS_DOMAIN)) out.push(bytesField(MODEL.opsetImport, msOpsetImport()));
+  const { fusedAttention, fusedSkipLayerNorm } = fused ?? NO_EDITS;
+  return { bytes: concat(out), addedHidden, addedSampler, fusedAttention, fusedSkipLayerNorm };
 }
 
 /**
  * Prepares `onnxPath` for SMC and returns the file to load. The copy sits next to the original (so
- * external weight files still resolve) as NAME.smc.onnx (NAME.sampling.smc.onnx with the sampling
- * head) with a .smc.json stamp of its source.
+ * external weight files still resolve) as NAME[.sampling][.fused].smc.onnx, after the edits asked
+ * for, with a .smc.json stamp of its source.
  */
-export function prepareForSmc(onnxPath: string, hiddenSize: number, vocabSize: number, sampler = false): PreparedModel {
+export function prepareForSmc(onnxPath: string, options: PrepareOptions): PreparedModel {
   const dir = dirname(onnxPath);
-  const base = basename(onnxPath, ".onnx") + (sampler ? ".sampling" : "");
+  const base = basename(onnxPath, ".onnx") + (options.sampler ? ".sampling" : "") + (options.fuse ? ".fused" : "");
   const target = join(dir, `${base}.smc.onnx`);
   const stampPath = join(dir, `${base}.smc.json`);
   const st = statSync(onnxPath);
@@ -152,14 +153,15 @@ export function prepareForSmc(onnxPath: string, hiddenSize: number, vocabSize: n
     try {
       const saved = JSON.parse(readFileSync(stampPath, "utf8"));
       if (JSON.stringify(saved.source) === JSON.stringify(source)) {
-        return { path: target, addedHidden: saved.addedHidden, addedSampler: saved.addedSampler, cached: true };
+        const { addedHidden, addedSampler, fusedAttention, fusedSkipLayerNorm } = { ...NO_EDITS, ...saved };
+        return { path: target, addedHidden, addedSampler, fusedAttention, fusedSkipLayerNorm, cached: true };
       }
     } catch {
       // A damaged stamp: prepare again.
     }
   }
-  const prepared = prepareModelBytes(readFileSync(onnxPath), hiddenSize, vocabSize, sampler);
-  if (!prepared) return { path: onnxPath, addedHidden: false, addedSampler: false, cached: false };
+  const prepared = prepareModelBytes(readFileSync(onnxPath), options);
+  if (!prepared) return { path: onnxPath, ...NO_EDITS, cached: false };
   const { bytes, ...edits } = prepared;
   writeFileAtomic(target, bytes);
   writeFileAtomic(stampPath, JSON.stringify({ source, ...edits }) + "\n");

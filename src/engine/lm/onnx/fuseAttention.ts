@@ -1,0 +1,149 @@
+/**
+ * Fuses each layer's attention, as exporters write it (scores = q·kᵀ scaled, plus a mask, softmax,
+ * times v, with the new keys and values concatenated onto the cache), into one onnxruntime
+ * `com.microsoft.MultiHeadAttention` node.
+ *
+ * Why: on a GPU a decode step is bound by kernel launches, not arithmetic. A GPT-2-small step at
+ * K = 16 was 373 WebGPU dispatches, 9.4 ms of GPU work in 25.8 ms (README, "On a GPU"); each layer's
+ * attention was about 20 nodes, among them a transpose of the whole key cache every step. The fused
+ * node keeps the graph's interface: it reads the same past_key_values inputs and writes the same
+ * present tensors (by name), so the KV cache, its reordering and the SMC code see no difference.
+ *
+ * Only the exact pattern is fused: anything else (grouped-query attention with expanded heads, a
+ * score reused elsewhere, a scale that is not a constant) is left as it is.
+ */
+import { constant, node, OPSET } from "./graphBuild";
+import { GraphInfo, NodeInfo } from "./graphRead";
+import { applyRewrites, GraphIndex, Rewrite } from "./graphRewrite";
+import { message } from "./protoWire";
+
+export const MS_DOMAIN = "com.microsoft";
+
+export const isPerm = (n: NodeInfo | undefined, perm: string) => n?.opType === "Transpose" && (n.ints.get("perm") ?? []).join(",") === perm;
+const isSeqAxis = (n: NodeInfo) => [2, -2].includes(n.ints.get("axis")?.[0] ?? NaN);
+
+/** Builds the fusions of a graph; names of new tensors start with `smc_mha<layer>/`. */
+class AttentionFuser {
+  private readonly index: GraphIndex;
+  private readonly graph: GraphInfo;
+
+  constructor(
+    graph: GraphInfo,
+    private readonly numHeads: number,
+    private readonly headDim: number,
+    private readonly opset: number,
+  ) {
+    this.graph = graph;
+    this.index = new GraphIndex(graph);
+  }
+
+  private only(name: string): NodeInfo | undefined {
+    return this.index.only(name);
+  }
+
+  /** `Concat(past, new)` along the sequence axis, past a graph input: [past, new]. */
+  private cacheConcat(name: string): [string, string] | undefined {
+    const c = this.index.producer.get(name);
+    if (c?.opType !== "Concat" || c.inputs.length !== 2 || !isSeqAxis(c) || !this.index.isGraphInput(c.inputs[0])) return undefined;
+    return [c.inputs[0], c.inputs[1]];
+  }
+
+  /** Whether a Reshape's target shape is [·, ·, heads, headDim] (a constant, or a Concat of four parts). */
+  private splitsHeads(shapeName: string): boolean {
+    const fixed = this.graph.constants.get(shapeName);
+    const tail = fixed?.length === 4 ? fixed.slice(2) : undefined;
+    if (tail) return (tail[0] === this.numHeads || tail[0] === -1) && (tail[1] === this.headDim || tail[1] === -1) && !(tail[0] === -1 && tail[1] === -1);
+    const c = this.index.producer.get(shapeName);
+    if (c?.opType !== "Concat" || c.inputs.length !== 4) return false;
+    const [n, h] = [this.graph.constants.get(c.inputs[2]), this.graph.constants.get(c.inputs[3])];
+    return n?.length === 1 && h?.length === 1 && n[0] === this.numHeads && h[0] === this.headDim;
+  }
+
+  /**
+   * The (batch, sequence, heads × headDim) tensor behind a (batch, heads, sequence, headDim) one:
+   * the exporter's own when it made it by Reshape + Transpose, else one made here.
+   */
+  private toBsd(bnsh: string, prefix: string, out: Uint8Array[]): string {
+    const t = this.index.producer.get(bnsh);
+    const r = t && isPerm(t, "0,2,1,3") ? this.index.producer.get(t.inputs[0]) : undefined;
+    if (r?.opType === "Reshape" && this.splitsHeads(r.inputs[1])) return r.inputs[0];
+    const shape = `${prefix}_bsd_shape`;
+    out.push(constant(shape, "int64", [3], [0, 0, this.numHeads * this.headDim]));
+    out.push(node("Transpose", [bnsh], [`${prefix}_bsnh`], `${prefix}_bsnh`, { perm: { ints: [0, 2, 1, 3] } }));
+    out.push(node("Reshape", [`${prefix}_bsnh`, shape], [`${prefix}_bsd`], `${prefix}_bsd`));
+    return `${prefix}_bsd`;
+  }
+
+  /** The match anchored at one Softmax, or undefined when the pattern around it differs. */
+  match(softmax: NodeInfo, layer: number): Rewrite | undefined {
+    const axis = softmax.ints.get("axis")?.[0] ?? (this.opset >= 13 ? -1 : 1);
+    if (softmax.opType !== "Softmax" || (axis !== -1 && axis !== 3)) return undefined;
+    const add = this.index.producer.get(softmax.inputs[0]);
+    if (add?.opType !== "Add" || !this.only(add.outputs[0])) return undefined;
+    const scaledAt = add.inputs.findIndex((i) => ["Div", "Mul"].includes(this.index.producer.get(i)?.opType ?? ""));
+    if (scaledAt < 0) return undefined;
+    const scaled = this.index.producer.get(add.inputs[scaledAt])!;
+    const mask = add.inputs[1 - scaledAt];
+    if (!this.only(scaled.outputs[0])) return undefined;
+    const factor = this.index.scalar(scaled.inputs[1]);
+    const scores = this.index.producer.get(scaled.inputs[0]);
+    if (factor === undefined || scores?.opType !== "MatMul" || !this.only(scores.outputs[0])) return undefined;
+    const scale = scaled.opType === "Div" ? 1 / factor : factor;
+    const keysT = this.index.producer.get(scores.inputs[1]);
+    if (!keysT || !isPerm(keysT, "0,1,3,2") || !this.only(keysT.outputs[0])) return undefined;
+    const keys = this.cacheConcat(keysT.inputs[0]);
+    const weighted = this.only(softmax.outputs[0]);
+    if (!keys || weighted?.opType !== "MatMul" || weighted.inputs[0] !== softmax.outputs[0]) return undefined;
+    const values = this.cacheConcat(weighted.inputs[1]);
+    if (!values) return undefined;
+
+    const prefix = `smc_mha${layer}`;
+    const newNodes: Uint8Array[] = [];
+    const q = this.toBsd(scores.inputs[0], `${prefix}/q`, newNodes);
+    const k = this.toBsd(keys[1], `${prefix}/k`, newNodes);
+    const v = this.toBsd(values[1], `${prefix}/v`, newNodes);
+    // The heads merged back as the exporter does it next (Transpose, then Reshape to 3-D) are the
+    // fused node's own output; anything else gets the (batch, heads, sequence, headDim) tensor back.
+    const back = this.only(weighted.outputs[0]);
+    const merge = back && isPerm(back, "0,2,1,3") ? this.only(back.outputs[0]) : undefined;
+    const merged = merge?.opType === "Reshape" && this.isRank3Shape(merge.inputs[1]) ? merge : undefined;
+    const output = merged ? merged.outputs[0] : `${prefix}/out`;
+    newNodes.push(
+      node("MultiHeadAttention", [q, k, v, "", "", mask, keys[0], values[0]], [output, keysT.inputs[0], weighted.inputs[1]], `${prefix}/MultiHeadAttention`, {
+        num_heads: this.numHeads,
+        scale: { float: scale },
+      }, MS_DOMAIN),
+    );
+    if (!merged) {
+      const shape = `${prefix}/bsnh_shape`;
+      newNodes.push(constant(shape, "int64", [4], [0, 0, this.numHeads, this.headDim]));
+      newNodes.push(node("Reshape", [output, shape], [`${prefix}/bsnh`], `${prefix}/bsnh`));
+      newNodes.push(node("Transpose", [`${prefix}/bsnh`], [weighted.outputs[0]], `${prefix}/bnsh`, { perm: { ints: [0, 2, 1, 3] } }));
+    }
+    const concats = [this.index.producer.get(keysT.inputs[0])!, this.index.producer.get(weighted.inputs[1])!];
+    const replaced = [add, scaled, scores, keysT, softmax, weighted, ...concats, ...(merged ? [back!, merged] : [])];
+    return { replaced, anchor: merged ?? weighted, newNodes };
+  }
+
+  private isRank3Shape(shapeName: string): boolean {
+    const fixed = this.graph.constants.get(shapeName);
+    if (fixed) return fixed.length === 3;
+    const c = this.index.producer.get(shapeName);
+    return c?.opType === "Concat" && c.inputs.length === 3;
+  }
+}
+
+/**
+ * The graph with every matching attention fused (`fused`: how many), and the nodes nothing reads any
+ * more dropped.
+ */
+export function fuseAttention(graph: GraphInfo, numHeads: number, headDim: number, opset: number): { graph: GraphInfo; fused: number } {
+  const fuser = new AttentionFuser(graph, numHeads, headDim, opset);
+  const rewrites = graph.nodes.filter((n) => n.opType === "Softmax").map((s, layer) => fuser.match(s, layer)).filter((m): m is Rewrite => !!m);
+  return { graph: applyRewrites(graph, rewrites), fused: rewrites.length };
+}
+
+/** The com.microsoft opset import the fused nodes need. */
+export function msOpsetImport(): Uint8Array {
+  return message([[OPSET.domain, MS_DOMAIN], [OPSET.version, 1]]);
+}

@@ -1,0 +1,85 @@
+/**
+ * Local rewrites of an ONNX graph: a pass finds patterns and says which nodes a new piece replaces;
+ * applying the rewrites puts the new nodes where the anchor was and drops every node nothing reads
+ * any more (what fed only the replaced pattern, shape arithmetic included).
+ */
+import { addConstant, GraphInfo, NodeInfo, readNode } from "./graphRead";
+
+export interface Rewrite {
+  /** Nodes the new ones replace (the rest of a pattern goes when nothing reads it). */
+  replaced: NodeInfo[];
+  /** A replaced node whose place the new nodes take: after all their inputs are made. */
+  anchor: NodeInfo;
+  newNodes: Uint8Array[];
+}
+
+/** Who makes and who reads each tensor, and the small questions patterns ask of them. */
+export class GraphIndex {
+  readonly producer = new Map<string, NodeInfo>();
+  private readonly consumers = new Map<string, NodeInfo[]>();
+  private readonly graphInputs: Set<string>;
+
+  constructor(readonly graph: GraphInfo) {
+    this.graphInputs = new Set(graph.inputs);
+    for (const n of graph.nodes) {
+      for (const o of n.outputs) this.producer.set(o, n);
+      for (const i of n.inputs) {
+        if (!i) continue;
+        const list = this.consumers.get(i) ?? [];
+        if (!list.includes(n)) list.push(n);
+        this.consumers.set(i, list);
+      }
+    }
+  }
+
+  /** The node that makes `name` if it has that op type. */
+  made(name: string, opType: string): NodeInfo | undefined {
+    const n = this.producer.get(name);
+    return n?.opType === opType ? n : undefined;
+  }
+
+  /** The one node that reads `name`, when nothing else (no other node, no graph output) does. */
+  only(name: string): NodeInfo | undefined {
+    const list = this.consumers.get(name) ?? [];
+    return list.length === 1 && !this.graph.outputs.has(name) ? list[0] : undefined;
+  }
+
+  /** Whether anything besides `node` reads `name` (a graph output counts). */
+  readElsewhere(name: string, node: NodeInfo): boolean {
+    return this.graph.outputs.has(name) || (this.consumers.get(name) ?? []).some((n) => n !== node);
+  }
+
+  isGraphInput(name: string): boolean {
+    return this.graphInputs.has(name);
+  }
+
+  isWeight(name: string): boolean {
+    return this.graph.initializers.has(name) || this.producer.get(name)?.opType === "Constant";
+  }
+
+  /** A finite, nonzero scalar constant's value. */
+  scalar(name: string): number | undefined {
+    const v = this.graph.constants.get(name);
+    return v && v.length === 1 && Number.isFinite(v[0]) && v[0] !== 0 ? v[0] : undefined;
+  }
+}
+
+/** The graph with the rewrites applied (nodes re-read), or the same graph when there are none. */
+export function applyRewrites(graph: GraphInfo, rewrites: Rewrite[]): GraphInfo {
+  if (!rewrites.length) return graph;
+  const replaced = new Set(rewrites.flatMap((r) => r.replaced));
+  const inserted = new Map(rewrites.map((r) => [r.anchor, r.newNodes.map(readNode)]));
+  const nodes = graph.nodes.flatMap((n) => inserted.get(n) ?? (replaced.has(n) ? [] : [n]));
+  // Walk backwards: a node stays when a graph output or a node that stays reads one of its outputs.
+  const needed = new Set<string>(graph.outputs.keys());
+  const live: NodeInfo[] = [];
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const n = nodes[i];
+    if (!n.outputs.some((o) => needed.has(o))) continue;
+    live.push(n);
+    for (const input of n.inputs) needed.add(input);
+  }
+  const result = { ...graph, nodes: live.reverse(), constants: new Map(graph.constants) };
+  for (const n of result.nodes) addConstant(result, n);
+  return result;
+}

@@ -1,0 +1,137 @@
+import assert from "node:assert/strict";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { KvCache } from "../../src/engine/lm/kvCache";
+import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
+import { openModelFolder } from "../../src/engine/lm/modelFolder";
+import { GRAPH, MODEL, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
+import { readGraph, smallTensorValues } from "../../src/engine/lm/onnx/graphRead";
+import { prepareModelBytes, PrepareOptions } from "../../src/engine/lm/onnx/prepareGraph";
+import { bytesField, concat, fields, message } from "../../src/engine/lm/onnx/protoWire";
+import { assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "./helpers";
+
+const FIXTURES = join(__dirname, "../fixtures");
+
+function options(dir: string): PrepareOptions {
+  const { hiddenSize, vocabSize, numHeads, numKvHeads, headDim } = openModelFolder(dir).config;
+  return { hiddenSize, vocabSize, fuse: { numHeads, numKvHeads, headDim } };
+}
+
+function opTypes(model: Uint8Array): Map<string, number> {
+  const graph = readGraph([...fields(model)].find((f) => f.field === MODEL.graph)!.value);
+  const counts = new Map<string, number>();
+  for (const n of graph.nodes) counts.set(n.opType, (counts.get(n.opType) ?? 0) + 1);
+  return counts;
+}
+
+/** The KV cache's tensors of a CPU output, as arrays. */
+const cacheOf = (state: unknown) => (state as KvCache).tensors.map((t) => t.data as Float32Array);
+
+/**
+ * A prefill, a broadcast, a step with a held row and one after a resampling gather: the fused model's
+ * logits, hidden states and KV cache must be the unfused one's.
+ */
+async function assertSameOutputs(fused: LoadedModel, plain: LoadedModel, tolerance: number): Promise<void> {
+  const a = await fused.lm.prefill([1, 20, 30, 40, 7]);
+  const b = await plain.lm.prefill([1, 20, 30, 40, 7]);
+  let [x, y] = [a.state.select([0, 0, 0]), b.state.select([0, 0, 0])];
+  const outs = [[a, b]];
+  for (const [tokens, ancestors] of [[[5, null, 7], [2, 0, 1]], [[3, 4, 5], [0, 0, 2]]] as const) {
+    const [p, q] = [await fused.lm.step(x, tokens), await plain.lm.step(y, tokens)];
+    outs.push([p, q]);
+    [x, y] = [p.state.select([...ancestors]), q.state.select([...ancestors])];
+  }
+  for (const [p, q] of outs) {
+    const rows = Array.from({ length: (p.state as KvCache).batch }, (_, r) => r);
+    assert.ok(maxAbsDiff(await hiddenOf(p, rows), await hiddenOf(q, rows)) < tolerance);
+    assert.ok(maxAbsDiff(await logitsOf(p), await logitsOf(q)) < tolerance);
+    const [cp, cq] = [cacheOf(p.state), cacheOf(q.state)];
+    assert.equal(cp.length, cq.length);
+    cp.forEach((t, i) => assert.ok(maxAbsDiff(t, cq[i]) < tolerance, `cache tensor ${i}`));
+    p.state.dispose();
+    q.state.dispose();
+  }
+  x.dispose();
+  y.dispose();
+}
+
+describe("fusing a decoder's layers for the GPU (attention, residual layer norms)", () => {
+  let dir: string;
+  const models: LoadedModel[] = [];
+  beforeEach(() => (dir = mkdtempSync(join(tmpdir(), "tsmc-fuse-"))));
+  afterEach(async () => {
+    for (const m of models.splice(0)) await m.lm.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A copy of a fixture folder, loaded fused and unfused on the CPU. */
+  async function both(source: string): Promise<[LoadedModel, LoadedModel, string]> {
+    const copy = join(dir, "m");
+    cpSync(source, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
+    const fused = await loadModel(copy, { threads: 1, fuseAttention: true });
+    const plain = await loadModel(copy, { threads: 1, fuseAttention: false });
+    models.push(fused, plain);
+    return [fused, plain, copy];
+  }
+
+  it("turns a GPT-2 export's attention into MultiHeadAttention and its residual layer norms into SkipLayerNormalization, computing the same", async () => {
+    const model = readFileSync(join(FIXTURES, "gpt2-tiny/model.onnx"));
+    const prepared = prepareModelBytes(model, options(join(FIXTURES, "gpt2-tiny")))!;
+    assert.deepEqual([prepared.fusedAttention, prepared.fusedSkipLayerNorm], [2, 4]);
+    const [before, after] = [opTypes(model), opTypes(prepared.bytes)];
+    assert.equal(after.get("MultiHeadAttention"), 2);
+    assert.equal(after.get("SkipLayerNormalization"), 4);
+    assert.equal(after.get("Softmax") ?? 0, 0);
+    // The embeddings' sum (no sublayer) keeps its layer norm: 5 in the export, 1 left.
+    assert.deepEqual([before.get("LayerNormalization"), after.get("LayerNormalization")], [5, 1]);
+    // Each layer loses its score arithmetic, head reshapes and cache transposes.
+    const count = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+    assert.ok(count(after) < count(before) - 2 * 20, `${count(before)} nodes, then ${count(after)}`);
+
+    const [fused, plain] = await both(join(FIXTURES, "gpt2-tiny"));
+    await assertSameOutputs(fused, plain, 1e-5);
+  });
+
+  it("fuses attention after rotary embeddings (the shipped Llama): the same outputs and greedy solutions", async () => {
+    const [fused, plain, copy] = await both(MODEL_DIR);
+    const stamp = JSON.parse(readFileSync(join(copy, "onnx/model.fused.smc.json"), "utf8"));
+    assert.deepEqual([stamp.fusedAttention, stamp.fusedSkipLayerNorm], [4, 0]);
+    await assertSameOutputs(fused, plain, 1e-4);
+    await assertSameGreedy(fused, plain, 3);
+  });
+
+  it("leaves what it cannot fuse as it is: grouped-query attention, fp16 exports, a layer whose scores are read elsewhere", async () => {
+    const gqa = join(FIXTURES, "llama-gqa-tiny");
+    assert.equal(prepareModelBytes(readFileSync(join(gqa, "model.onnx")), options(gqa)), undefined);
+    const fp16 = join(FIXTURES, "tiny-math-llama-fp16");
+    assert.equal(prepareModelBytes(readFileSync(join(fp16, "onnx/model.onnx")), options(fp16)), undefined);
+
+    // The first layer's attention probabilities made a graph output too: only the second layer fuses.
+    const onnx = join(FIXTURES, "gpt2-tiny/model.onnx");
+    const model = readFileSync(onnx);
+    const graphBytes = [...fields(model)].find((f) => f.field === MODEL.graph)!.value;
+    const softmax = readGraph(graphBytes).nodes.find((n) => n.opType === "Softmax")!.outputs[0];
+    const probe = bytesField(GRAPH.output, tensorValueInfo(softmax, 1, ["b", 2, "s", "t"]));
+    const edited = concat([...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, concat([graphBytes, probe])) : f.raw)));
+    const prepared = prepareModelBytes(edited, options(join(FIXTURES, "gpt2-tiny")))!;
+    assert.equal(prepared.fusedAttention, 1);
+    const copy = join(dir, "probe");
+    cpSync(join(FIXTURES, "gpt2-tiny"), copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
+    writeFileSync(join(copy, "model.onnx"), edited);
+    const fused = await loadModel(copy, { threads: 1, fuseAttention: true });
+    const plain = await loadModel(join(FIXTURES, "gpt2-tiny"), { threads: 1, fuseAttention: false });
+    models.push(fused, plain);
+    await assertSameOutputs(fused, plain, 1e-5);
+  });
+
+  it("reads small constants of every stored form (raw int64, float16, listed floats), and not large ones", () => {
+    const raw = (type: number, bytes: number[]) => message([[1, bytes.length / (type === 7 ? 8 : 2)], [2, type], [8, "t"], [9, Uint8Array.from(bytes)]]);
+    assert.deepEqual(smallTensorValues(raw(7, [2, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])), { name: "t", values: [2, -1] });
+    // float16 0x3c00 = 1, 0xc000 = −2.
+    assert.deepEqual(smallTensorValues(raw(10, [0x00, 0x3c, 0x00, 0xc0]))!.values, [1, -2]);
+    const listed = new Uint8Array(new Float32Array([0.125, 8]).buffer);
+    assert.deepEqual(smallTensorValues(message([[1, 2], [2, 1], [4, listed]]))!.values, [0.125, 8]);
+    assert.equal(smallTensorValues(message([[1, 1000], [2, 1], [9, new Uint8Array(4000)]])), undefined);
+  });
+});
