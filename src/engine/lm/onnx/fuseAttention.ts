@@ -25,7 +25,7 @@ const isSeqAxis = (n: NodeInfo) => [2, -2].includes(n.ints.get("axis")?.[0] ?? N
 /** Builds the fusions of a graph; names of new tensors start with `smc_mha<layer>/`. */
 class AttentionFuser {
   private readonly index: GraphIndex;
-  private readonly graph: GraphInfo;
+  private readonly constants: Map<string, number[]>;
 
   constructor(
     graph: GraphInfo,
@@ -33,8 +33,8 @@ class AttentionFuser {
     private readonly headDim: number,
     private readonly opset: number,
   ) {
-    this.graph = graph;
     this.index = new GraphIndex(graph);
+    this.constants = graph.constants;
   }
 
   private only(name: string): NodeInfo | undefined {
@@ -50,12 +50,12 @@ class AttentionFuser {
 
   /** Whether a Reshape's target shape is [·, ·, heads, headDim] (a constant, or a Concat of four parts). */
   private splitsHeads(shapeName: string): boolean {
-    const fixed = this.graph.constants.get(shapeName);
+    const fixed = this.constants.get(shapeName);
     const tail = fixed?.length === 4 ? fixed.slice(2) : undefined;
     if (tail) return (tail[0] === this.numHeads || tail[0] === -1) && (tail[1] === this.headDim || tail[1] === -1) && !(tail[0] === -1 && tail[1] === -1);
     const c = this.index.producer.get(shapeName);
     if (c?.opType !== "Concat" || c.inputs.length !== 4) return false;
-    const [n, h] = [this.graph.constants.get(c.inputs[2]), this.graph.constants.get(c.inputs[3])];
+    const [n, h] = [this.constants.get(c.inputs[2]), this.constants.get(c.inputs[3])];
     return n?.length === 1 && h?.length === 1 && n[0] === this.numHeads && h[0] === this.headDim;
   }
 
@@ -106,7 +106,7 @@ class AttentionFuser {
     // fused node's own output; anything else gets the (batch, heads, sequence, headDim) tensor back.
     const back = this.only(weighted.outputs[0]);
     const merge = back && isPerm(back, "0,2,1,3") ? this.only(back.outputs[0]) : undefined;
-    const merged = merge?.opType === "Reshape" && this.isRank3Shape(merge.inputs[1]) ? merge : undefined;
+    const merged = merge?.opType === "Reshape" && this.mergesHeads(merge.inputs[1]) ? merge : undefined;
     const output = merged ? merged.outputs[0] : `${prefix}/out`;
     newNodes.push(
       node("MultiHeadAttention", [q, k, v, "", "", mask, keys[0], values[0]], [output, keysT.inputs[0], weighted.inputs[1]], `${prefix}/MultiHeadAttention`, {
@@ -125,11 +125,13 @@ class AttentionFuser {
     return { replaced, anchor: merged ?? weighted, newNodes };
   }
 
-  private isRank3Shape(shapeName: string): boolean {
-    const fixed = this.graph.constants.get(shapeName);
-    if (fixed) return fixed.length === 3;
+  /** Whether a Reshape's target shape is [·, ·, heads × headDim] (or [·, ·, −1]). */
+  private mergesHeads(shapeName: string): boolean {
+    const width = (v: number[] | undefined) => v !== undefined && (v[v.length - 1] === this.numHeads * this.headDim || v[v.length - 1] === -1);
+    const fixed = this.constants.get(shapeName);
+    if (fixed) return fixed.length === 3 && width(fixed);
     const c = this.index.producer.get(shapeName);
-    return c?.opType === "Concat" && c.inputs.length === 3;
+    return c?.opType === "Concat" && c.inputs.length === 3 && this.constants.get(c.inputs[2])?.length === 1 && width(this.constants.get(c.inputs[2]));
   }
 }
 
