@@ -4,7 +4,7 @@
 #  1. a GPT-2-small-shaped decoder with random weights (mkmodel.py) in fp32, PyTorch CUDA eager timed
 #     on the same weights and loop (fp32 and fp16);
 #  2. the engine's twisted SMC decode loop on WebGPU (logits checked against the model on the CPU
-#     first), onnxruntime's profile of it, the same with the layers unfused, then the loop on the CPU;
+#     first), onnxruntime's profile of it, the same in the CPU's kernels, then the loop on the CPU;
 #  3. token level on WebGPU, then the same weights exported in fp16 on WebGPU;
 #  4. the WebGPU test suite on the real GPU (GPU-vs-CPU logits, on-device gathers, toy-model statistics).
 # Results in $OUT (or ./gpu-results/): gpu.txt, torch-cuda.txt, bench.jsonl, profile.txt, webgpu-tests.txt, times.txt.
@@ -55,9 +55,10 @@ rm -f /tmp/profile-*.json
 for k in 16 256; do
   part 60 "WebGPU fp32 profile, K = $k" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks $k --steps 8 --profile /tmp/profile-$k > /dev/null && $rt/node scripts/gpu/profile-summary.mjs /tmp/profile-${k}_*.json 30 | tee -a $out/profile.txt"
 done
-# The same without the layer fusions (MultiHeadAttention, SkipLayerNormalization): what they bought.
-part 60 "WebGPU fp32, step level, layers unfused" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks 16,64 --fuse-attention no | tee -a $out/bench.jsonl"
-part 45 "WebGPU fp32 profile, K = 16, layers unfused" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks 16 --steps 8 --fuse-attention no --profile /tmp/profile-16-unfused > /dev/null && $rt/node scripts/gpu/profile-summary.mjs /tmp/profile-16-unfused_*.json 30 | tee -a $out/profile.txt"
+# The same in the CPU's kernels (layers unfused, the sampling head's least-work layout): what the
+# fewest kernels bought.
+part 60 "WebGPU fp32, step level, kernels as on the CPU" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks 16,64 --fewest-kernels no | tee -a $out/bench.jsonl"
+part 45 "WebGPU fp32 profile, K = 16, kernels as on the CPU" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks 16 --steps 8 --fewest-kernels no --profile /tmp/profile-16-plain > /dev/null && $rt/node scripts/gpu/profile-summary.mjs /tmp/profile-16-plain_*.json 30 | tee -a $out/profile.txt"
 part 90 "CPU, step level" bash -o pipefail -c "$bench --model $m32 --devices cpu --levels step --ks 16,64 | tee -a $out/bench.jsonl"
 # Token level: a random rank-32 token twist, evaluated with the proposal on the GPU.
 part 90 "WebGPU fp32, token level" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels token --ks 16,64,256 | tee -a $out/bench.jsonl"

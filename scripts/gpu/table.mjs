@@ -23,9 +23,9 @@ const all = readdirSync(dir)
   .filter((f) => f.endsWith(".jsonl"))
   .flatMap((f) => read(f).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)))
   .filter((r) => !r.validation);
-// Rows measured with the layers left unfused (--fuse-attention no) are the before of the fusions.
-const on = (device, fp16, unfused = false) => all.filter((r) => r.device?.startsWith(device) && /fp16/.test(r.model) === fp16 && (r.fuseAttention === "no") === unfused);
-const bench = { fp32: on("webgpu", false), unfused: on("webgpu", false, true), fp16: on("webgpu", true), cpu: on("cpu", false) };
+// Rows measured in the CPU's kernels (--fewest-kernels no) are the before of the GPU's fusions.
+const on = (device, fp16, plain = false) => all.filter((r) => r.device?.startsWith(device) && /fp16/.test(r.model) === fp16 && (r.fewestKernels === "no") === plain);
+const bench = { fp32: on("webgpu", false), plain: on("webgpu", false, true), fp16: on("webgpu", true), cpu: on("cpu", false) };
 const ms = (list, level, k) => list.find((r) => r.level === level && r.K === k && typeof r.msPerStep === "number")?.msPerStep;
 const fmt = (x) => (x === undefined ? "–" : x < 10 ? x.toFixed(2) : x.toFixed(1));
 const ratio = (a, b) => (a === undefined || b === undefined ? "–" : `${(a / b).toFixed(2)}×`);
@@ -33,12 +33,12 @@ const ratio = (a, b) => (a === undefined || b === undefined ? "–" : `${(a / b)
 const lines = [
   `Measured ${date} on ${card} with \`scripts/gpu/run.sh\` (GPT-2-small-shaped decoder, random weights, 256-token prompt, 32 decode steps):`,
   "",
-  "| K | WebGPU fp32, step | WebGPU fp32, step, layers unfused | WebGPU fp32, token | WebGPU fp16, step | CPU, step | PyTorch CUDA fp32 | PyTorch CUDA fp16 | WebGPU fp32 step / PyTorch fp32 | WebGPU fp16 step / PyTorch fp16 | CPU / WebGPU fp32 step |",
+  "| K | WebGPU fp32, step | WebGPU fp32, step, kernels as on the CPU | WebGPU fp32, token | WebGPU fp16, step | CPU, step | PyTorch CUDA fp32 | PyTorch CUDA fp16 | WebGPU fp32 step / PyTorch fp32 | WebGPU fp16 step / PyTorch fp16 | CPU / WebGPU fp32 step |",
   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
 ];
 for (const k of [1, 16, 64, 256]) {
   const w = ms(bench.fp32, "step", k);
-  const u = ms(bench.unfused, "step", k);
+  const u = ms(bench.plain, "step", k);
   const wt = ms(bench.fp32, "token", k);
   const h = ms(bench.fp16, "step", k);
   const c = ms(bench.cpu, "step", k);
@@ -58,11 +58,11 @@ if (agree.length) {
   lines.push("", "Logits against the fp32 model on the CPU (prefill, broadcast, 4 steps with gathers):");
   for (const r of agree) lines.push(`- ${r.model} on ${r.device}: max |Δ| ${r.maxAbsDiff} (${r.relativeToMaxLogit} of the largest logit), top-1 agreement ${r.top1Agreement}`);
 }
-// Each profile: its file (profile-K[-unfused]_DATE.json) and the median of its later passes.
-const profiles = [...read("profile.txt").matchAll(/profile-(\d+)(-unfused)?_[^\n]*?json:[\s\S]*?later passes, median: wall ([\d.]+) ms, GPU ([\d.]+) ms, (\d+) dispatches/g)];
+// Each profile: its file (profile-K[-plain]_DATE.json) and the median of its later passes.
+const profiles = [...read("profile.txt").matchAll(/profile-(\d+)(-plain)?_[^\n]*?json:[\s\S]*?later passes, median: wall ([\d.]+) ms, GPU ([\d.]+) ms, (\d+) dispatches/g)];
 if (profiles.length) {
   lines.push("", "onnxruntime's profile of a step-level decode step (median of the later passes; GPU time from timestamp queries):");
-  for (const m of profiles) lines.push(`- K = ${m[1]}${m[2] ? ", layers unfused" : ""}: wall ${Number(m[3]).toFixed(1)} ms, GPU busy ${Number(m[4]).toFixed(1)} ms, ${m[5]} dispatches`);
+  for (const m of profiles) lines.push(`- K = ${m[1]}${m[2] ? ", kernels as on the CPU" : ""}: wall ${Number(m[3]).toFixed(1)} ms, GPU busy ${Number(m[4]).toFixed(1)} ms, ${m[5]} dispatches`);
 }
 const tests = read("webgpu-tests.txt").match(/(\d+) passing[^\n]*(\n\s*\d+ pending)?(\n\s*\d+ failing)?/);
 if (tests) lines.push("", `WebGPU test suite on the card: ${tests[0].replace(/\s+/g, " ").trim()}.`);

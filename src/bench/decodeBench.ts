@@ -1,6 +1,6 @@
 /**
  * `node dist/decode-bench.js --model DIR [--devices webgpu,cpu] [--ks 16,64,256] [--cache 256] [--steps 32]
- * [--levels token,step] [--sample-in-graph yes|no] [--fuse-attention yes|no] [--reference DIR --reference-device cpu]
+ * [--levels token,step] [--sample-in-graph yes|no] [--fewest-kernels yes|no] [--reference DIR --reference-device cpu]
  * [--webgpu-validation disabled|wgpuOnly|basic|full] [--profile PREFIX]`:
  * twisted SMC decode speed on any decoder folder and device, for the GPU comparison (issue: GPU-backed
  * engine). Every particle shares a `--cache`-token prompt. Token level: each step proposes one token per
@@ -26,7 +26,7 @@ import { Rng } from "../engine/util/rng";
 async function main() {
   const { values } = parseArgs({
     options: {
-      model: { type: "string" }, levels: { type: "string" }, "sample-in-graph": { type: "string" }, "fuse-attention": { type: "string" }, reference: { type: "string" }, "reference-device": { type: "string" }, devices: { type: "string" }, ks: { type: "string" }, cache: { type: "string" }, steps: { type: "string" }, threads: { type: "string" }, "webgpu-validation": { type: "string" }, profile: { type: "string" },
+      model: { type: "string" }, levels: { type: "string" }, "sample-in-graph": { type: "string" }, "fewest-kernels": { type: "string" }, reference: { type: "string" }, "reference-device": { type: "string" }, devices: { type: "string" }, ks: { type: "string" }, cache: { type: "string" }, steps: { type: "string" }, threads: { type: "string" }, "webgpu-validation": { type: "string" }, profile: { type: "string" },
     },
   });
   if (!values.model) throw new Error("--model DIR is required");
@@ -39,14 +39,14 @@ async function main() {
   if (validation) process.env.TWISTED_SMC_WEBGPU_VALIDATION = validation;
   if (values.profile) process.env.TWISTED_SMC_ORT_PROFILE = values.profile;
   const yesNo = (v: string | undefined) => (v === undefined ? undefined : v === "yes");
-  const fuse = values["fuse-attention"];
-  const report = (r: Record<string, unknown>) => console.log(JSON.stringify({ model: values.model, steps, ...(validation ? { validation } : {}), ...(fuse ? { fuseAttention: fuse } : {}), ...r }));
+  const fuse = values["fewest-kernels"];
+  const report = (r: Record<string, unknown>) => console.log(JSON.stringify({ model: values.model, steps, ...(validation ? { validation } : {}), ...(fuse ? { fewestKernels: fuse } : {}), ...r }));
   for (const device of devices) {
     const t0 = performance.now();
     let model;
     try {
       const threads = values.threads ? Number(values.threads) : undefined;
-      model = await loadModel(values.model, { device, threads, sampleInGraph: yesNo(values["sample-in-graph"]), fuseAttention: yesNo(fuse) });
+      model = await loadModel(values.model, { device, threads, sampleInGraph: yesNo(values["sample-in-graph"]), fewestKernels: yesNo(fuse) });
     } catch (e) {
       report({ device, error: (e as Error).message });
       continue;

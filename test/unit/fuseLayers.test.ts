@@ -69,8 +69,8 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
   async function both(source: string): Promise<[LoadedModel, LoadedModel, string]> {
     const copy = join(dir, "m");
     cpSync(source, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
-    const fused = await loadModel(copy, { threads: 1, fuseAttention: true });
-    const plain = await loadModel(copy, { threads: 1, fuseAttention: false });
+    const fused = await loadModel(copy, { threads: 1, fewestKernels: true });
+    const plain = await loadModel(copy, { threads: 1, fewestKernels: false });
     models.push(fused, plain);
     return [fused, plain, copy];
   }
@@ -119,8 +119,8 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     const copy = join(dir, "probe");
     cpSync(join(FIXTURES, "gpt2-tiny"), copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
     writeFileSync(join(copy, "model.onnx"), edited);
-    const fused = await loadModel(copy, { threads: 1, fuseAttention: true });
-    const plain = await loadModel(join(FIXTURES, "gpt2-tiny"), { threads: 1, fuseAttention: false });
+    const fused = await loadModel(copy, { threads: 1, fewestKernels: true });
+    const plain = await loadModel(join(FIXTURES, "gpt2-tiny"), { threads: 1, fewestKernels: false });
     models.push(fused, plain);
     await assertSameOutputs(fused, plain, 1e-5);
   });

@@ -16,9 +16,9 @@ describe("the GPU kit's results table", function () {
     const measured = JSON.parse(bench.trim().split("\n")[0]);
     assert.equal(measured.K, 16);
     // A WebGPU line as decode-bench writes it there (this machine may have no adapter), in the same file.
-    // And one with the layers left unfused, the fusions' before.
+    // And one in the CPU's kernels (--fewest-kernels no), the GPU fusions' before.
     const webgpu = { ...measured, device: "webgpu (onnxruntime-node)" };
-    writeFileSync(join(dir, "bench.jsonl"), bench + JSON.stringify({ ...webgpu, msPerStep: 2.5 }) + "\n" + JSON.stringify({ ...webgpu, fuseAttention: "no", msPerStep: 5 }) + "\n");
+    writeFileSync(join(dir, "bench.jsonl"), bench + JSON.stringify({ ...webgpu, msPerStep: 2.5 }) + "\n" + JSON.stringify({ ...webgpu, fewestKernels: "no", msPerStep: 5 }) + "\n");
     // mkmodel.py's line format (run.sh's torch-cuda.txt).
     writeFileSync(join(dir, "torch-cuda.txt"), "torch-cuda torch.float32 K=16 cache=256 median step 4.00 ms\n");
     writeFileSync(join(dir, "gpu.txt"), "Some GPU, 1.0, 1 MiB\n");
@@ -36,7 +36,7 @@ describe("the GPU kit's results table", function () {
     assert.equal(row16[6], cpu);
     assert.equal(row16[7], "4.00");
     assert.equal(row16[2], "2.50");
-    assert.equal(row16[3], "5.00", "unfused");
+    assert.equal(row16[3], "5.00", "in the CPU's kernels");
     assert.equal(row16[9], "0.63×", "WebGPU / PyTorch");
     assert.ok(table.includes(`Logits and hidden states read back from the GPU: ${measured.readbackKiBPerStep} KiB per step at every K and level`), table);
     assert.match(table, /- K = 16: wall [\d.]+ ms, GPU busy 0\.0 ms, 0 dispatches/);

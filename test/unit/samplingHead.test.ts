@@ -19,20 +19,24 @@ import { enumerateDecoder, toyStatisticsOnDecoder } from "./toyStatistics";
 describe("drawing tokens in the graph", function () {
   this.timeout(120000);
   const fixtures = join(__dirname, "../fixtures");
-  const folders: [string, string][] = [
-    ["the shipped model", MODEL_DIR],
-    ["a GPT-2", join(fixtures, "gpt2-tiny")],
-    ["the shipped model in fp16", join(fixtures, "tiny-math-llama-fp16")],
+  // The GPU's graph (fewest kernels: fused layers, the counted inverse CDF) runs on the CPU too.
+  const folders: [string, string, boolean][] = [
+    ["the shipped model", MODEL_DIR, false],
+    ["a GPT-2", join(fixtures, "gpt2-tiny"), false],
+    ["a GPT-2 in the GPU's fewest kernels", join(fixtures, "gpt2-tiny"), true],
+    ["the shipped model in fp16", join(fixtures, "tiny-math-llama-fp16"), false],
+    ["the shipped model in fp16 in the GPU's fewest kernels", join(fixtures, "tiny-math-llama-fp16"), true],
   ];
   const opened = new Map<string, Promise<LoadedModel>>();
-  const open = (dir: string) => {
-    if (!opened.has(dir)) {
+  const open = (dir: string, fewestKernels = false) => {
+    const key = `${dir}|${fewestKernels}`;
+    if (!opened.has(key)) {
       // A copy, so the prepared graph with the head is written outside the repository.
       const copy = join(mkdtempSync(join(tmpdir(), "tsmc-head-")), "m");
       cpSync(dir, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
-      opened.set(dir, loadModel(copy, { threads: 1, sampleInGraph: true }));
+      opened.set(key, loadModel(copy, { threads: 1, sampleInGraph: true, fewestKernels }));
     }
-    return opened.get(dir)!;
+    return opened.get(key)!;
   };
   after(async () => {
     for (const m of opened.values()) await (await m).lm.dispose();
@@ -44,22 +48,23 @@ describe("drawing tokens in the graph", function () {
     await lm.dispose();
   });
 
-  for (const [name, dir] of folders) {
+  for (const [name, dir, fewestKernels] of folders) {
     it(`draws on ${name} the token the inverse CDF gives at each uniform, with log p, log q and the largest log p`, async () => {
-      const { lm } = await open(dir);
+      const { lm } = await open(dir, fewestKernels);
       for (const temperature of [1, 0.7, 1.6]) await assertGraphDrawsMatchLogits(lm, temperature);
     });
 
     it(`draws on ${name} afterwards from chosen rows, untwisted and from a low-rank token twist's proposal, as the inverse CDF gives`, async () => {
-      const { lm } = await open(dir);
+      const { lm } = await open(dir, fewestKernels);
       for (const temperature of [1, 0.7]) await assertModelDrawsMatchLogits(lm, temperature);
     });
   }
 
-  it("finds the token by blocks as a scan of the whole row does: a vocabulary not a multiple of the block, mass in the last block, runs of probability 0, u near 0 and 1", async () => {
+  for (const layout of ["least-work", "fewest-kernels"] as const) {
+  it(`finds the token by blocks as a scan of the whole row does (${layout}): a vocabulary not a multiple of the block, mass in the last block, runs of probability 0, u near 0 and 1`, async () => {
     const rng = new Rng(21);
     for (const V of [333, 50257]) {
-      const session = await ort.InferenceSession.create(drawModel(DTYPE.float, V), { executionProviders: ["cpu"], intraOpNumThreads: 1 });
+      const session = await ort.InferenceSession.create(drawModel(DTYPE.float, V, undefined, layout), { executionProviders: ["cpu"], intraOpNumThreads: 1 });
       const only = (...tokens: number[]) => Float32Array.from({ length: V }, (_, i) => (tokens.includes(i) ? rng.normal() : -1e9));
       const rows = [
         Float32Array.from({ length: V }, () => 3 * rng.normal()),
@@ -96,14 +101,15 @@ describe("drawing tokens in the graph", function () {
       await session.release();
     }
   });
+  }
 
   it("writes the head for the model's opset: ReduceMax takes its axes as an attribute before 18, as an input from 18 on", async () => {
     const V = 300;
     const rng = new Rng(4);
     const logits = Float32Array.from({ length: 3 * 2 * V }, () => 2 * rng.normal());
     const uniforms = [0.1, 0.6, 0.95];
-    for (const opset of [13, 17, 18, 21]) {
-      const model = modelBytes("head", [...samplingHead(V, opset), bytesField(GRAPH.input, tensorValueInfo("logits", DTYPE.float, ["batch", "sequence", V]))], opset);
+    for (const [opset, layout] of [[13, "least-work"], [17, "fewest-kernels"], [18, "least-work"], [21, "fewest-kernels"]] as const) {
+      const model = modelBytes("head", [...samplingHead(V, opset, layout), bytesField(GRAPH.input, tensorValueInfo("logits", DTYPE.float, ["batch", "sequence", V]))], opset);
       const session = await ort.InferenceSession.create(model, { executionProviders: ["cpu"], intraOpNumThreads: 1 });
       const out = await session.run({
         logits: new ort.Tensor("float32", logits, [3, 2, V]),

@@ -198,8 +198,8 @@ describe("the engine on WebGPU", function () {
     ];
     writeFileSync(join(dir, "reorder.onnx"), kvReorderModel(4, DTYPE.float16));
     writeFileSync(join(dir, "rows.onnx"), logitRowsModel(DTYPE.float16));
-    writeFileSync(join(dir, "draw.onnx"), drawModel(DTYPE.float, 332, head.p));
-    writeFileSync(join(dir, "draw16.onnx"), drawModel(DTYPE.float16, 332));
+    writeFileSync(join(dir, "draw.onnx"), drawModel(DTYPE.float, 332, head.p, "fewest-kernels"));
+    writeFileSync(join(dir, "draw16.onnx"), drawModel(DTYPE.float16, 332, undefined, "fewest-kernels"));
     for (const [name, file] of graphs) {
       const script = `require("onnxruntime-node").InferenceSession.create(${JSON.stringify(file)}, { executionProviders: ["webgpu"], logSeverityLevel: 0, logVerbosityLevel: 0 }).then(() => process.exit(0), (e) => { console.error(e); process.exit(1); })`;
       const r = spawnSync(process.execPath, ["-e", script], { encoding: "utf8", cwd: ROOT, timeout: 120000 });

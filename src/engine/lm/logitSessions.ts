@@ -10,7 +10,7 @@ import { DRAW_INPUT, DRAW_OUTPUT, drawModel, LAST_POSITION, logitRowsModel, ROWS
 import { createSideSession, int64Tensor, releaseSession, runSideSession } from "./sideSessions";
 import { lazyReaders, StepReaders } from "./stepReaders";
 import { gatherRows, lastPosition, toFloat32 } from "./tensorData";
-import { unpackDraws } from "./onnx/samplingHead";
+import { DrawLayout, unpackDraws } from "./onnx/samplingHead";
 
 
 /** Twisted draw graphs kept at once (one per twist; the engine may serve solves with different twists). */
@@ -54,6 +54,8 @@ export class LogitSessions {
     private readonly hiddenSize: number,
     /** How failures are named (the decoder's device description). */
     private readonly device: string,
+    /** How the draw graphs lay out their inverse CDF (the decoder's sampling head's layout). */
+    private readonly layout: DrawLayout = "least-work",
   ) {}
 
   /**
@@ -125,7 +127,7 @@ export class LogitSessions {
         if (entry.evicted && entry.inFlight === 0) void releaseSession(entry.session);
       }
     } else {
-      out = await this.run((this.plainDraw ??= this.create(drawModel(this.logitsType, this.vocabSize))), feeds);
+      out = await this.run((this.plainDraw ??= this.create(drawModel(this.logitsType, this.vocabSize, undefined, this.layout))), feeds);
     }
     return unpackDraws(out[DRAW_OUTPUT].data as Float32Array, n);
   }
@@ -140,7 +142,7 @@ export class LogitSessions {
   /** The draw graph for these weights: kept per twist, the least recently used evicted past TWISTS_KEPT. */
   private twistedDraw(weights: TokenTwistWeights): TwistedDraw {
     const at = this.twistedDraws.findIndex((d) => d.weights === weights);
-    const entry = at >= 0 ? this.twistedDraws.splice(at, 1)[0] : { weights, session: this.create(drawModel(this.logitsType, this.vocabSize, weights)), inFlight: 0, evicted: false };
+    const entry = at >= 0 ? this.twistedDraws.splice(at, 1)[0] : { weights, session: this.create(drawModel(this.logitsType, this.vocabSize, weights, this.layout)), inFlight: 0, evicted: false };
     this.twistedDraws.push(entry);
     for (const old of this.twistedDraws.splice(0, Math.max(0, this.twistedDraws.length - TWISTS_KEPT))) {
       old.evicted = true;

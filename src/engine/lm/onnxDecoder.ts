@@ -31,10 +31,10 @@ export interface OnnxDecoderOptions {
    */
   sampleInGraph?: boolean;
   /**
-   * Fuse each layer's attention into one MultiHeadAttention node (fuseAttention.ts). Default: on a
-   * GPU, where a step's time is mostly kernel launches.
+   * Run the graph in the fewest kernels: its layers fused and its draws laid out for it (prepareGraph's
+   * `fuse`). Default: on a GPU, where a step's time is mostly kernel launches.
    */
-  fuseAttention?: boolean;
+  fewestKernels?: boolean;
   /** Devices already given up on before this load (a GPU that failed mid-run), reported with the choice. */
   priorAttempts?: readonly DeviceAttempt[];
 }
@@ -106,11 +106,11 @@ export class OnnxDecoder implements CausalLM {
         continue;
       }
       const sampler = options.sampleInGraph ?? (device !== "cpu" || folder.config.vocabSize >= LARGE_VOCABULARY);
-      const fuse = options.fuseAttention ?? device !== "cpu";
+      const fuse = options.fewestKernels ?? device !== "cpu";
       const fusedTry = await OnnxDecoder.tryDevice(folder, options, device, threads, sampler, fuse, attempts);
       if (fusedTry instanceof OnnxDecoder) return fusedTry;
       // A GPU that fails on the fused layers gets the graph as exported before it is given up on.
-      if (!fusedTry.fused || options.fuseAttention !== undefined) {
+      if (!fusedTry.fused || options.fewestKernels !== undefined) {
         attempts.push({ device, skipped: fusedTry.failure });
         continue;
       }
@@ -172,7 +172,7 @@ export class OnnxDecoder implements CausalLM {
     const where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
     const logits = session.outputMetadata.find((m) => m.name === "logits");
     const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
-    const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where);
+    const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where, fuse ? "fewest-kernels" : "least-work");
     const kvReorder = new KvReorder(device, threads, 2 * folder.config.numLayers, kvType === "float16" ? DTYPE.float16 : DTYPE.float, where);
     const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, chosen, logitSessions, kvReorder);
     if (device === "cpu") return decoder;

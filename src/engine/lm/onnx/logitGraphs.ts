@@ -10,7 +10,7 @@
 import { TokenTwistWeights } from "../causalLm";
 import { constant, DTYPE, GRAPH, modelBytes, node, tensorValueInfo } from "./graphBuild";
 import { bytesField } from "./protoWire";
-import { inverseCdfNodes } from "./samplingHead";
+import { DrawLayout, inverseCdfNodes } from "./samplingHead";
 import { twistHeadFields } from "./twistHeadGraph";
 
 export const ROWS_INPUT = { logits: "logits", rows: "rows", from: "from_position" } as const;
@@ -55,13 +55,13 @@ export function logitRowsModel(elem: number): Uint8Array {
  * a twist, from softmax(log p / T + log ψ) with log ψ = log σ((h·U)·W + b) of that row's hidden state
  * (the input `hidden` [batch, seq, hiddenSize], of the same element type as the logits).
  */
-export function drawModel(elem: number, vocab: number, twist?: TokenTwistWeights): Uint8Array {
+export function drawModel(elem: number, vocab: number, twist?: TokenTwistWeights, layout: DrawLayout = "least-work"): Uint8Array {
   const p = (s: string) => `draw/${s}`;
   const picked = [constant(p("last"), "int64", [1], [LAST_POSITION]), ...pickRows(p, ROWS_INPUT.logits, p("last"), p("rows"))];
   if (twist) picked.push(...pickRows((s) => p(`hidden/${s}`), DRAW_INPUT.hidden, p("last"), p("hidden_rows")));
   if (twist && twist.vocabSize !== vocab) throw new RangeError(`the twist has ${twist.vocabSize} tokens, the model ${vocab}`);
   const logPsi = twist ? p("log_psi") : undefined;
-  const draws = inverseCdfNodes((s) => p(`cdf/${s}`), vocab, { rows: p("rows"), uniform: DRAW_INPUT.uniform, inverseTemperature: DRAW_INPUT.inverseTemperature, logPsi }, DRAW_OUTPUT, OPSET_VERSION);
+  const draws = inverseCdfNodes((s) => p(`cdf/${s}`), vocab, { rows: p("rows"), uniform: DRAW_INPUT.uniform, inverseTemperature: DRAW_INPUT.inverseTemperature, logPsi }, DRAW_OUTPUT, OPSET_VERSION, layout);
   // In topological order: the rows, the twist's log ψ, then the draws.
   const body = [
     ...picked.map((n) => bytesField(GRAPH.node, n)),

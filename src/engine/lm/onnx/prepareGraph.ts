@@ -73,8 +73,9 @@ export interface PrepareOptions {
    */
   sampler?: boolean;
   /**
-   * Fuse the layers' kernels for a GPU (fuseAttention.ts, fuseSkipLayerNorm.ts), given the heads of
-   * the queries, keys and values.
+   * The fewest kernels, for a GPU, where a step's time is mostly their launches: fuse the layers
+   * (fuseAttention.ts, fuseSkipLayerNorm.ts; given the heads of the queries, keys and values) and lay
+   * the sampling head out in fewer, larger kernels (samplingHead.ts, DrawLayout).
    */
   fuse?: { numHeads: number; numKvHeads: number; headDim: number };
 }
@@ -129,7 +130,7 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
     }
     added.push(bytesField(GRAPH.output, tensorValueInfo(HIDDEN_OUTPUT, elem, ["batch_size", "sequence_length", options.hiddenSize])));
   }
-  if (addedSampler) added.push(...samplingHead(options.vocabSize, opset));
+  if (addedSampler) added.push(...samplingHead(options.vocabSize, opset, options.fuse ? "fewest-kernels" : "least-work"));
   const body = rebuildGraph(graphField.value, anyFused ? fused.graph.nodes.map((n) => n.raw) : undefined, added);
   const out = [...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, body) : f.raw));
   if (anyFused && !opsetVersion(model, MS_DOMAIN)) out.push(bytesField(MODEL.opsetImport, msOpsetImport()));

@@ -23,8 +23,14 @@ export const SAMPLE_DRAWS = "sample_draws";
 export const DRAW_COLUMNS = { token: 0, logp: 1, logq: 2, logpMax: 3, logPsi: 4 } as const;
 export const SAMPLING_MIN_OPSET = 13;
 
+/**
+ * How a draw's inverse CDF is laid out: in the fewest kernels, for a GPU, where each kernel costs tens
+ * of microseconds to launch whatever its size; or with the least work, for the CPU.
+ */
+export type DrawLayout = "fewest-kernels" | "least-work";
+
 /** Graph fields (nodes, inputs, outputs) to append; they read `logits` [batch, seq, vocab]. */
-export function samplingHead(vocab: number, opset: number): Uint8Array[] {
+export function samplingHead(vocab: number, opset: number, layout: DrawLayout = "least-work"): Uint8Array[] {
   const p = (s: string) => `smc_sample/${s}`;
   const nodes = [
     constant(p("last_start"), "int64", [1], [-1]),
@@ -35,7 +41,7 @@ export function samplingHead(vocab: number, opset: number): Uint8Array[] {
     node("Slice", ["logits", p("last_start"), p("last_end"), p("seq_axis")], [p("last3d")], p("slice")),
     node("Reshape", [p("last3d"), p("rows_by_vocab")], [p("last_raw")], p("rows")),
     node("Cast", [p("last_raw")], [p("last")], p("to_float"), { to: DTYPE.float }),
-    ...inverseCdfNodes(p, vocab, { rows: p("last"), uniform: SAMPLE_UNIFORM, inverseTemperature: SAMPLE_INVERSE_TEMPERATURE }, SAMPLE_DRAWS, opset),
+    ...inverseCdfNodes(p, vocab, { rows: p("last"), uniform: SAMPLE_UNIFORM, inverseTemperature: SAMPLE_INVERSE_TEMPERATURE }, SAMPLE_DRAWS, opset, layout),
   ];
   return [
     ...nodes.map((n) => bytesField(GRAPH.node, n)),
@@ -61,7 +67,7 @@ export interface DrawInputs {
  * `output` [rows, 4 or 5] (DRAW_COLUMNS): the token, log p (at T = 1) and log q of it, the row's
  * largest log p, and with `logPsi` log ψ of the token.
  */
-export function inverseCdfNodes(p: (s: string) => string, vocab: number, input: DrawInputs, output: string, opset: number): Uint8Array[] {
+export function inverseCdfNodes(p: (s: string) => string, vocab: number, input: DrawInputs, output: string, opset: number, layout: DrawLayout): Uint8Array[] {
   const nodes = [
     constant(p("start"), "int64", [1], [-1]),
     constant(p("end"), "int64", [1], [2 ** 53]),
@@ -76,7 +82,6 @@ export function inverseCdfNodes(p: (s: string) => string, vocab: number, input: 
     node("Exp", [p("shifted")], [p("e")], p("e")),
     node("ReduceSum", [p("e"), p("axis1")], [p("sum")], p("sum"), { keepdims: 1 }),
     node("Log", [p("sum")], [p("log_sum")], p("log_sum")),
-    node("Sub", [p("shifted"), p("log_sum")], [p("logp")], p("logp")),
     node("Neg", [p("log_sum")], [p("logp_best")], p("logp_best")),
   ];
   if (input.logPsi) {
@@ -90,9 +95,12 @@ export function inverseCdfNodes(p: (s: string) => string, vocab: number, input: 
   } else {
     nodes.push(node("Mul", [p("shifted"), input.inverseTemperature], [p("tempered")], p("tempered")));
   }
-  nodes.push(node("Exp", [p("tempered")], [p("q")], p("q")), ...blockedInverseCdf(p, vocab, p("q"), input.uniform));
+  const inverseCdf = layout === "fewest-kernels" ? countedInverseCdf : pickedInverseCdf;
+  nodes.push(node("Exp", [p("tempered")], [p("q")], p("q")), ...inverseCdf(p, vocab, p("q"), input.uniform));
   nodes.push(
-    node("GatherElements", [p("logp"), p("token")], [p("logp_token")], p("logp_token"), { axis: 1 }),
+    // log p(token) = shifted(token) − log Σ exp(shifted): gathered first, so no row-wide subtraction.
+    node("GatherElements", [p("shifted"), p("token")], [p("shifted_token")], p("shifted_token"), { axis: 1 }),
+    node("Sub", [p("shifted_token"), p("log_sum")], [p("logp_token")], p("logp_token")),
     // log q(token) = tempered(token) − log Σ exp(tempered), the sum being the CDF's last entry.
     node("GatherElements", [p("tempered"), p("token")], [p("tempered_token")], p("tempered_token"), { axis: 1 }),
     node("Log", [p("total")], [p("log_total")], p("log_total")),
@@ -115,12 +123,54 @@ function rowMax(rows: string, out: string, opset: number): Uint8Array[] {
 
 /**
  * The token where the CDF of q [rows, vocab] (unnormalised) first exceeds u·Σq, into `token` [rows, 1]
- * (int64) and `token_f` (float), with `total` = Σq [rows, 1]. In two levels, blocks of about √vocab
- * entries: the block sums' CDF picks the block, the block's own CDF the token. A CDF over the whole row
- * in one CumSum costs vocab² on WebGPU (onnxruntime's kernel sums each entry's prefix anew), which at a
- * 50k vocabulary was most of a decode step; here it is about 2·vocab.
+ * (int64) and `token_f` (float), with `total` = Σq [rows, 1]: the number of CDF entries at or below
+ * u·Σq (so entries of probability 0 are passed over).
+ *
+ * The CDF is built in blocks of `width` entries, each block's own running sum plus the sum of the
+ * blocks before it. A CDF over the whole row in one CumSum costs vocab² on WebGPU (onnxruntime's kernel
+ * sums each entry's prefix anew); blocks cost vocab·width/2 + blocks²/2, least near width = ∛(2·vocab)
+ * (64 at GPT-2's vocabulary: 2M additions a row, against 1.3G). Counting over the whole row, rather
+ * than picking a block and then a token in it, takes 12 kernels instead of 28: on a GPU each costs
+ * tens of microseconds to launch, while the extra passes over the row cost the CPU a third more per
+ * step (a 50k vocabulary, K = 16: 10.1–10.8 against 7.6–8.4 ms), so the CPU keeps pickedInverseCdf.
+ * A block's last entry is the next block's prefix exactly (both are the same running sum), so the CDF
+ * never steps down at a block's edge.
  */
-function blockedInverseCdf(p: (s: string) => string, vocab: number, q: string, uniform: string): Uint8Array[] {
+function countedInverseCdf(p: (s: string) => string, vocab: number, q: string, uniform: string): Uint8Array[] {
+  const width = Math.max(2, 2 ** Math.round(Math.log2(Math.cbrt(2 * vocab))));
+  const blocks = Math.ceil(vocab / width);
+  return [
+    constant(p("pads"), "int64", [4], [0, 0, 0, blocks * width - vocab]),
+    constant(p("by_block"), "int64", [3], [0, blocks, width]),
+    constant(p("flat"), "int64", [2], [0, -1]),
+    constant(p("within_axis"), "int64", [], [2]),
+    constant(p("block_axis"), "int64", [], [1]),
+    constant(p("axis2"), "int64", [1], [2]),
+    constant(p("last_token"), "float", [], [vocab - 1]),
+    node("Pad", [q, p("pads")], [p("q_padded")], p("q_padded")),
+    node("Reshape", [p("q_padded"), p("by_block")], [p("q_blocks")], p("q_blocks")),
+    node("CumSum", [p("q_blocks"), p("within_axis")], [p("within")], p("within")),
+    node("Slice", [p("within"), p("start"), p("end"), p("axis2")], [p("block_sums")], p("block_sums")),
+    node("CumSum", [p("block_sums"), p("block_axis")], [p("before")], p("before"), { exclusive: 1 }),
+    node("Add", [p("before"), p("within")], [p("cdf_blocks")], p("cdf_blocks")),
+    node("Reshape", [p("cdf_blocks"), p("flat")], [p("cdf")], p("cdf")),
+    node("Slice", [p("cdf"), p("start"), p("end"), p("axis1")], [p("total")], p("total")),
+    node("Reshape", [uniform, p("column")], [p("u")], p("u")),
+    node("Mul", [p("u"), p("total")], [p("threshold")], p("threshold")),
+    node("LessOrEqual", [p("cdf"), p("threshold")], [p("below")], p("below")),
+    node("Cast", [p("below")], [p("below_f")], p("below_f"), { to: DTYPE.float }),
+    node("ReduceSum", [p("below_f"), p("axis1")], [p("count")], p("count"), { keepdims: 1 }),
+    node("Min", [p("count"), p("last_token")], [p("token_f")], p("clamp")),
+    node("Cast", [p("token_f")], [p("token")], p("token"), { to: DTYPE.int64 }),
+  ];
+}
+
+/**
+ * The inverse CDF with the least work (the CPU's layout), into the same tensors as countedInverseCdf:
+ * in two levels, blocks of about √vocab entries, the block sums' CDF picks the block, the block's own
+ * CDF the token; about 2·vocab additions a row. 28 kernels.
+ */
+function pickedInverseCdf(p: (s: string) => string, vocab: number, q: string, uniform: string): Uint8Array[] {
   const width = 2 ** Math.ceil(Math.log2(Math.sqrt(vocab)));
   const blocks = Math.ceil(vocab / width);
   // The token is the number of CDF entries at or below u·total: the first entry above it (so entries
