@@ -75,13 +75,16 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     return [fused, plain, copy];
   }
 
-  it("turns a GPT-2 export's attention into MultiHeadAttention and its residual layer norms into SkipLayerNormalization, computing the same", async () => {
+  it("turns a GPT-2 export's attention into MultiHeadAttention, its residual layer norms into SkipLayerNormalization and its biased query/key/value projections into Gemm, computing the same", async () => {
     const model = readFileSync(join(FIXTURES, "gpt2-tiny/model.onnx"));
     const prepared = prepareModelBytes(model, options(join(FIXTURES, "gpt2-tiny")))!;
-    assert.deepEqual([prepared.fusedAttention, prepared.fusedSkipLayerNorm], [2, 4]);
+    assert.deepEqual([prepared.fusedAttention, prepared.fusedSkipLayerNorm, prepared.fusedProjectionBias], [2, 4, 2]);
     const [before, after] = [opTypes(model), opTypes(prepared.bytes)];
     assert.equal(after.get("MultiHeadAttention"), 2);
     assert.equal(after.get("SkipLayerNormalization"), 4);
+    assert.equal(after.get("Gemm"), 2);
+    // Per layer: the projections (qkv, out, MLP up and down) less the one now a Gemm.
+    assert.deepEqual([before.get("MatMul"), after.get("MatMul")], [2 * 6 + 1, 2 * 3 + 1]);
     assert.equal(after.get("Softmax") ?? 0, 0);
     // The embeddings' sum (no sublayer) keeps its layer norm: 5 in the export, 1 left.
     assert.deepEqual([before.get("LayerNormalization"), after.get("LayerNormalization")], [5, 1]);
@@ -96,7 +99,7 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
   it("fuses attention after rotary embeddings (the shipped Llama): the same outputs and greedy solutions", async () => {
     const [fused, plain, copy] = await both(MODEL_DIR);
     const stamp = JSON.parse(readFileSync(join(copy, "onnx/model.fused.smc.json"), "utf8"));
-    assert.deepEqual([stamp.fusedAttention, stamp.fusedSkipLayerNorm], [4, 0]);
+    assert.deepEqual([stamp.fusedAttention, stamp.fusedSkipLayerNorm, stamp.fusedProjectionBias], [4, 0, 0]);
     await assertSameOutputs(fused, plain, 1e-4);
     await assertSameGreedy(fused, plain, 3);
   });

@@ -27,8 +27,8 @@ export interface GraphInfo {
   nodes: NodeInfo[];
   /** Graph inputs by name, with their encoded ValueInfoProto. */
   inputInfo: Map<string, Uint8Array>;
-  /** Names of the initializers (weights). */
-  initializers: Set<string>;
+  /** The initializers (weights): their dimensions by name. */
+  initializers: Map<string, number[]>;
   /** Values of small constants (at most SMALL_CONSTANT entries), from Constant nodes and initializers. */
   constants: Map<string, number[]>;
 }
@@ -132,7 +132,7 @@ export function valueInfoName(bytes: Uint8Array): string {
 }
 
 export function readGraph(graph: Uint8Array): GraphInfo {
-  const info: GraphInfo = { inputs: [], outputs: new Map(), nodes: [], inputInfo: new Map(), initializers: new Set(), constants: new Map() };
+  const info: GraphInfo = { inputs: [], outputs: new Map(), nodes: [], inputInfo: new Map(), initializers: new Map(), constants: new Map() };
   for (const f of fields(graph)) {
     if (f.field === GRAPH.node) info.nodes.push(readNode(f.value));
     else if (f.field === GRAPH.input) {
@@ -142,7 +142,13 @@ export function readGraph(graph: Uint8Array): GraphInfo {
     } else if (f.field === GRAPH.output) info.outputs.set(valueInfoName(f.value), f.value);
     else if (f.field === GRAPH.initializer) {
       const t = smallTensorValues(f.value);
-      for (const n of fields(f.value)) if (n.field === TENSOR.name) info.initializers.add(text(n));
+      let name = "";
+      const dims: number[] = [];
+      for (const n of fields(f.value)) {
+        if (n.field === TENSOR.name) name = text(n);
+        else if (n.field === TENSOR.dims) dims.push(...varints(n));
+      }
+      info.initializers.set(name, dims);
       if (t) info.constants.set(t.name, t.values);
     }
   }

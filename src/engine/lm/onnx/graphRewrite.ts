@@ -44,6 +44,11 @@ export class GraphIndex {
     return list.length === 1 && !this.graph.outputs.has(name) ? list[0] : undefined;
   }
 
+  /** The nodes that read `name`. */
+  readers(name: string): readonly NodeInfo[] {
+    return this.consumers.get(name) ?? [];
+  }
+
   /** Whether anything besides `node` reads `name` (a graph output counts). */
   readElsewhere(name: string, node: NodeInfo): boolean {
     return this.graph.outputs.has(name) || (this.consumers.get(name) ?? []).some((n) => n !== node);

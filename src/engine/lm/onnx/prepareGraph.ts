@@ -10,12 +10,13 @@ import { writeFileAtomic } from "../../util/atomicWrite";
 import { DTYPE, GRAPH, MODEL, node, TENSOR_TYPE, tensorValueInfo, TYPE, VALUE_INFO } from "./graphBuild";
 import { GraphInfo, NodeInfo, opsetVersion, readGraph } from "./graphRead";
 import { fuseAttention, msOpsetImport, MS_DOMAIN } from "./fuseAttention";
+import { fuseProjectionBias } from "./fuseProjectionBias";
 import { fuseSkipLayerNorm } from "./fuseSkipLayerNorm";
 import { bytesField, concat, fields } from "./protoWire";
 import { SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead";
 
 export const HIDDEN_OUTPUT = "last_hidden_state";
-const PREPARE_VERSION = 9;
+const PREPARE_VERSION = 10;
 
 /** The element type (onnx TensorProto.DataType) of a tensor ValueInfoProto. */
 function elemType(valueInfo: Uint8Array): number {
@@ -62,6 +63,8 @@ interface Edits {
   fusedAttention: number;
   /** How many residual sums + layer norms became one SkipLayerNormalization node each (fuseSkipLayerNorm.ts). */
   fusedSkipLayerNorm: number;
+  /** How many query/key/value projections' MatMul + bias add became one Gemm each (fuseProjectionBias.ts). */
+  fusedProjectionBias: number;
 }
 
 export interface PrepareOptions {
@@ -74,20 +77,22 @@ export interface PrepareOptions {
   sampler?: boolean;
   /**
    * The fewest kernels, for a GPU, where a step's time is mostly their launches: fuse the layers
-   * (fuseAttention.ts, fuseSkipLayerNorm.ts; given the heads of the queries, keys and values) and lay
-   * the sampling head out in fewer, larger kernels (samplingHead.ts, DrawLayout).
+   * (fuseAttention.ts, fuseSkipLayerNorm.ts, fuseProjectionBias.ts; given the heads of the queries,
+   * keys and values) and lay the sampling head out in fewer, larger kernels (samplingHead.ts,
+   * DrawLayout).
    */
   fuse?: { numHeads: number; numKvHeads: number; headDim: number };
 }
 
-const NO_EDITS: Edits = { addedHidden: false, addedSampler: false, fusedAttention: 0, fusedSkipLayerNorm: 0 };
+const NO_EDITS: Edits = { addedHidden: false, addedSampler: false, fusedAttention: 0, fusedSkipLayerNorm: 0, fusedProjectionBias: 0 };
 
 /** The graph with its layers' kernels fused, and how many of each were. */
 function fuseLayers(graph: GraphInfo, heads: NonNullable<PrepareOptions["fuse"]>, opset: number) {
   // MultiHeadAttention needs as many key/value heads as query heads (no grouped-query attention).
   const attention = heads.numKvHeads === heads.numHeads ? fuseAttention(graph, heads.numHeads, heads.headDim, opset) : { graph, fused: 0 };
   const skip = fuseSkipLayerNorm(attention.graph);
-  return { graph: skip.graph, fusedAttention: attention.fused, fusedSkipLayerNorm: skip.fused };
+  const projections = fuseProjectionBias(skip.graph);
+  return { graph: projections.graph, fusedAttention: attention.fused, fusedSkipLayerNorm: skip.fused, fusedProjectionBias: projections.fused };
 }
 
 /** The graph's fields with its nodes replaced by `nodes` (where the first node was) and `added` after. */
@@ -118,7 +123,7 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   // greedy solutions, which the unfused fp16 graph reproduces.
   const float32 = graph.outputs.has("logits") && elemType(graph.outputs.get("logits")!) === DTYPE.float;
   const fused = options.fuse && float32 ? fuseLayers(graph, options.fuse, opset) : undefined;
-  const anyFused = !!fused && fused.fusedAttention + fused.fusedSkipLayerNorm > 0;
+  const anyFused = !!fused && fused.fusedAttention + fused.fusedSkipLayerNorm + fused.fusedProjectionBias > 0;
   if (!addedHidden && !addedSampler && !anyFused) return undefined;
 
   const added: Uint8Array[] = [];
@@ -134,8 +139,8 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   const body = rebuildGraph(graphField.value, anyFused ? fused.graph.nodes.map((n) => n.raw) : undefined, added);
   const out = [...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, body) : f.raw));
   if (anyFused && !opsetVersion(model, MS_DOMAIN)) out.push(bytesField(MODEL.opsetImport, msOpsetImport()));
-  const { fusedAttention, fusedSkipLayerNorm } = fused ?? NO_EDITS;
-  return { bytes: concat(out), addedHidden, addedSampler, fusedAttention, fusedSkipLayerNorm };
+  const { fusedAttention, fusedSkipLayerNorm, fusedProjectionBias } = fused ?? NO_EDITS;
+  return { bytes: concat(out), addedHidden, addedSampler, fusedAttention, fusedSkipLayerNorm, fusedProjectionBias };
 }
 
 /**
@@ -154,8 +159,8 @@ export function prepareForSmc(onnxPath: string, options: PrepareOptions): Prepar
     try {
       const saved = JSON.parse(readFileSync(stampPath, "utf8"));
       if (JSON.stringify(saved.source) === JSON.stringify(source)) {
-        const { addedHidden, addedSampler, fusedAttention, fusedSkipLayerNorm } = { ...NO_EDITS, ...saved };
-        return { path: target, addedHidden, addedSampler, fusedAttention, fusedSkipLayerNorm, cached: true };
+        const { addedHidden, addedSampler, fusedAttention, fusedSkipLayerNorm, fusedProjectionBias } = { ...NO_EDITS, ...saved };
+        return { path: target, addedHidden, addedSampler, fusedAttention, fusedSkipLayerNorm, fusedProjectionBias, cached: true };
       }
     } catch {
       // A damaged stamp: prepare again.
