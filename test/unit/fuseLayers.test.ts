@@ -104,9 +104,16 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     await assertSameGreedy(fused, plain, 3);
   });
 
-  it("leaves what it cannot fuse as it is: grouped-query attention, fp16 exports, a layer whose scores are read elsewhere", async () => {
-    const gqa = join(FIXTURES, "llama-gqa-tiny");
-    assert.equal(prepareModelBytes(readFileSync(join(gqa, "model.onnx")), options(gqa)), undefined);
+  it("fuses grouped-query attention with its widened keys and values taken whole, the cache left as exported: the same outputs", async () => {
+    const [fused, plain, copy] = await both(join(FIXTURES, "llama-gqa-tiny"));
+    const stamp = JSON.parse(readFileSync(join(copy, "model.fused.smc.json"), "utf8"));
+    assert.equal(stamp.fusedAttention, 2);
+    const after = opTypes(readFileSync(join(copy, "model.fused.smc.onnx")));
+    assert.deepEqual([after.get("MultiHeadAttention"), after.get("Softmax") ?? 0, after.get("Expand")], [2, 0, 4]);
+    await assertSameOutputs(fused, plain, 1e-5);
+  });
+
+  it("leaves what it cannot fuse as it is: fp16 exports, a layer whose scores are read elsewhere", async () => {
     const fp16 = join(FIXTURES, "tiny-math-llama-fp16");
     assert.equal(prepareModelBytes(readFileSync(join(fp16, "onnx/model.onnx")), options(fp16)), undefined);
 

@@ -9,8 +9,10 @@
  * node keeps the graph's interface: it reads the same past_key_values inputs and writes the same
  * present tensors (by name), so the KV cache, its reordering and the SMC code see no difference.
  *
- * Only the exact pattern is fused: anything else (grouped-query attention with expanded heads, a
- * score reused elsewhere, a scale that is not a constant) is left as it is.
+ * With grouped-query attention (fewer key/value heads, widened to the query heads before attention)
+ * the fused node takes the widened keys and values whole and the cache stays as exported. Only the
+ * exact pattern is fused: anything else (a score reused elsewhere, a scale that is not a constant) is
+ * left as it is.
  */
 import { constant, node, OPSET } from "./graphBuild";
 import { GraphInfo, NodeInfo } from "./graphRead";
@@ -30,6 +32,7 @@ class AttentionFuser {
   constructor(
     graph: GraphInfo,
     private readonly numHeads: number,
+    private readonly numKvHeads: number,
     private readonly headDim: number,
     private readonly opset: number,
   ) {
@@ -91,36 +94,40 @@ class AttentionFuser {
     const scale = scaled.opType === "Div" ? 1 / factor : factor;
     const keysT = this.index.producer.get(scores.inputs[1]);
     if (!keysT || !isPerm(keysT, "0,1,3,2") || !this.only(keysT.outputs[0])) return undefined;
-    const keys = this.cacheConcat(keysT.inputs[0]);
     const weighted = this.only(softmax.outputs[0]);
-    if (!keys || weighted?.opType !== "MatMul" || weighted.inputs[0] !== softmax.outputs[0]) return undefined;
-    const values = this.cacheConcat(weighted.inputs[1]);
-    if (!values) return undefined;
+    if (weighted?.opType !== "MatMul" || weighted.inputs[0] !== softmax.outputs[0]) return undefined;
+    // With the cache: the new keys and values concatenated onto the past ones right there, with as
+    // many heads as the queries. Else (grouped-query attention, whose cache is widened to the query
+    // heads first) the keys and values as attention reads them, whole.
+    const [keys, values] = [this.cacheConcat(keysT.inputs[0]), this.cacheConcat(weighted.inputs[1])];
+    const withCache = !!keys && !!values && this.numKvHeads === this.numHeads;
 
     const prefix = `smc_mha${layer}`;
     const newNodes: Uint8Array[] = [];
     const q = this.toBsd(scores.inputs[0], `${prefix}/q`, newNodes);
-    const k = this.toBsd(keys[1], `${prefix}/k`, newNodes);
-    const v = this.toBsd(values[1], `${prefix}/v`, newNodes);
     // The heads merged back as the exporter does it next (Transpose, then Reshape to 3-D) are the
     // fused node's own output; anything else gets the (batch, heads, sequence, headDim) tensor back.
     const back = this.only(weighted.outputs[0]);
     const merge = back && isPerm(back, "0,2,1,3") ? this.only(back.outputs[0]) : undefined;
     const merged = merge?.opType === "Reshape" && this.mergesHeads(merge.inputs[1]) ? merge : undefined;
     const output = merged ? merged.outputs[0] : `${prefix}/out`;
-    newNodes.push(
-      node("MultiHeadAttention", [q, k, v, "", "", mask, keys[0], values[0]], [output, keysT.inputs[0], weighted.inputs[1]], `${prefix}/MultiHeadAttention`, {
-        num_heads: this.numHeads,
-        scale: { float: scale },
-      }, MS_DOMAIN),
-    );
+    const attrs = { num_heads: this.numHeads, scale: { float: scale } };
+    if (withCache) {
+      const k = this.toBsd(keys[1], `${prefix}/k`, newNodes);
+      const v = this.toBsd(values[1], `${prefix}/v`, newNodes);
+      const outputs = [output, keysT.inputs[0], weighted.inputs[1]];
+      newNodes.push(node("MultiHeadAttention", [q, k, v, "", "", mask, keys[0], values[0]], outputs, `${prefix}/MultiHeadAttention`, attrs, MS_DOMAIN));
+    } else {
+      // Keys and values (batch, heads, length, headDim) are taken as they are; the cache stays the exporter's.
+      newNodes.push(node("MultiHeadAttention", [q, keysT.inputs[0], weighted.inputs[1], "", "", mask], [output], `${prefix}/MultiHeadAttention`, attrs, MS_DOMAIN));
+    }
     if (!merged) {
       const shape = `${prefix}/bsnh_shape`;
       newNodes.push(constant(shape, "int64", [4], [0, 0, this.numHeads, this.headDim]));
       newNodes.push(node("Reshape", [output, shape], [`${prefix}/bsnh`], `${prefix}/bsnh`));
       newNodes.push(node("Transpose", [`${prefix}/bsnh`], [weighted.outputs[0]], `${prefix}/bnsh`, { perm: { ints: [0, 2, 1, 3] } }));
     }
-    const concats = [this.index.producer.get(keysT.inputs[0])!, this.index.producer.get(weighted.inputs[1])!];
+    const concats = withCache ? [this.index.producer.get(keysT.inputs[0])!, this.index.producer.get(weighted.inputs[1])!] : [];
     const replaced = [add, scaled, scores, keysT, softmax, weighted, ...concats, ...(merged ? [back!, merged] : [])];
     return { replaced, anchor: merged ?? weighted, newNodes };
   }
@@ -139,8 +146,8 @@ class AttentionFuser {
  * The graph with every matching attention fused (`fused`: how many), and the nodes nothing reads any
  * more dropped.
  */
-export function fuseAttention(graph: GraphInfo, numHeads: number, headDim: number, opset: number): { graph: GraphInfo; fused: number } {
-  const fuser = new AttentionFuser(graph, numHeads, headDim, opset);
+export function fuseAttention(graph: GraphInfo, heads: { numHeads: number; numKvHeads: number; headDim: number }, opset: number): { graph: GraphInfo; fused: number } {
+  const fuser = new AttentionFuser(graph, heads.numHeads, heads.numKvHeads, heads.headDim, opset);
   const rewrites = graph.nodes.filter((n) => n.opType === "Softmax").map((s, layer) => fuser.match(s, layer)).filter((m): m is Rewrite => !!m);
   return { graph: applyRewrites(graph, rewrites), fused: rewrites.length };
 }

@@ -88,8 +88,7 @@ const NO_EDITS: Edits = { addedHidden: false, addedSampler: false, fusedAttentio
 
 /** The graph with its layers' kernels fused, and how many of each were. */
 function fuseLayers(graph: GraphInfo, heads: NonNullable<PrepareOptions["fuse"]>, opset: number) {
-  // MultiHeadAttention needs as many key/value heads as query heads (no grouped-query attention).
-  const attention = heads.numKvHeads === heads.numHeads ? fuseAttention(graph, heads.numHeads, heads.headDim, opset) : { graph, fused: 0 };
+  const attention = fuseAttention(graph, heads, opset);
   const skip = fuseSkipLayerNorm(attention.graph);
   const projections = fuseProjectionBias(skip.graph);
   return { graph: projections.graph, fusedAttention: attention.fused, fusedSkipLayerNorm: skip.fused, fusedProjectionBias: projections.fused };
