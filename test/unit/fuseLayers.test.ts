@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { KvCache } from "../../src/engine/lm/kvCache";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { openModelFolder } from "../../src/engine/lm/modelFolder";
-import { GRAPH, MODEL, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
-import { readGraph, smallTensorValues } from "../../src/engine/lm/onnx/graphRead";
+import { GRAPH, MODEL, node, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
+import { readGraph, readNode, smallTensorValues } from "../../src/engine/lm/onnx/graphRead";
 import { prepareModelBytes, PrepareOptions } from "../../src/engine/lm/onnx/prepareGraph";
 import { bytesField, concat, fields, message } from "../../src/engine/lm/onnx/protoWire";
 import { assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "./helpers";
@@ -96,10 +96,13 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     await assertSameOutputs(fused, plain, 1e-5);
   });
 
-  it("fuses attention after rotary embeddings (the shipped Llama): the same outputs and greedy solutions", async () => {
+  it("fuses attention after rotary embeddings and the RMS norms, with their residual sums (the shipped Llama): the same outputs and greedy solutions", async () => {
     const [fused, plain, copy] = await both(MODEL_DIR);
     const stamp = JSON.parse(readFileSync(join(copy, "onnx/model.fused.smc.json"), "utf8"));
-    assert.deepEqual([stamp.fusedAttention, stamp.fusedSkipLayerNorm, stamp.fusedProjectionBias], [4, 0, 0]);
+    // 4 layers: 2 RMS norms each and the final one; every one but the first after a residual sum.
+    assert.deepEqual([stamp.fusedAttention, stamp.fusedRmsNorm, stamp.fusedSkipLayerNorm, stamp.fusedProjectionBias], [4, 9, 8, 0]);
+    const after = opTypes(readFileSync(join(copy, "onnx/model.fused.smc.onnx")));
+    assert.deepEqual([after.get("SimplifiedLayerNormalization"), after.get("SkipSimplifiedLayerNormalization"), after.get("Pow") ?? 0, after.get("Sqrt") ?? 0], [1, 8, 0, 0]);
     await assertSameOutputs(fused, plain, 1e-4);
     await assertSameGreedy(fused, plain, 3);
   });
@@ -107,7 +110,7 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
   it("fuses grouped-query attention with its widened keys and values taken whole, the cache left as exported: the same outputs", async () => {
     const [fused, plain, copy] = await both(join(FIXTURES, "llama-gqa-tiny"));
     const stamp = JSON.parse(readFileSync(join(copy, "model.fused.smc.json"), "utf8"));
-    assert.equal(stamp.fusedAttention, 2);
+    assert.deepEqual([stamp.fusedAttention, stamp.fusedRmsNorm, stamp.fusedSkipLayerNorm], [2, 5, 4]);
     const after = opTypes(readFileSync(join(copy, "model.fused.smc.onnx")));
     assert.deepEqual([after.get("MultiHeadAttention"), after.get("Softmax") ?? 0, after.get("Expand")], [2, 0, 4]);
     await assertSameOutputs(fused, plain, 1e-5);
@@ -133,6 +136,12 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     const plain = await loadModel(join(FIXTURES, "gpt2-tiny"), { threads: 1, fewestKernels: false });
     models.push(fused, plain);
     await assertSameOutputs(fused, plain, 1e-5);
+  });
+
+  it("writes and reads back negative integer attributes (protobuf's ten-byte varints)", () => {
+    const read = readNode(node("Softmax", ["x"], ["y"], "n", { axis: -1, perm: { ints: [0, -2, 3] }, epsilon: { float: 1e-5 } }));
+    assert.deepEqual([read.ints.get("axis"), read.ints.get("perm")], [[-1], [0, -2, 3]]);
+    assert.equal(read.floats.get("epsilon"), Math.fround(1e-5));
   });
 
   it("reads small constants of every stored form (raw int64, float16, listed floats), and not large ones", () => {

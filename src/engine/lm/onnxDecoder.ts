@@ -49,7 +49,8 @@ export const LARGE_VOCABULARY = 8192;
 function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: boolean): { source: string | Uint8Array; fused: boolean } {
   const { hiddenSize, vocabSize, numHeads, numKvHeads, headDim } = folder.config;
   const options: PrepareOptions = { hiddenSize, vocabSize, sampler, fuse: fuse ? { numHeads, numKvHeads, headDim } : undefined };
-  const anyFused = (p?: { fusedAttention: number; fusedSkipLayerNorm: number; fusedProjectionBias: number }) => !!p && p.fusedAttention + p.fusedSkipLayerNorm + p.fusedProjectionBias > 0;
+  const anyFused = (p?: { fusedAttention: number; fusedRmsNorm: number; fusedSkipLayerNorm: number; fusedProjectionBias: number }) =>
+    !!p && p.fusedAttention + p.fusedRmsNorm + p.fusedSkipLayerNorm + p.fusedProjectionBias > 0;
   try {
     const prepared = prepareForSmc(folder.onnxPath, options);
     return { source: prepared.path, fused: anyFused(prepared) };

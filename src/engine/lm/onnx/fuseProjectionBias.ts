@@ -26,12 +26,11 @@ interface Projection {
 }
 
 function match(index: GraphIndex, add: NodeInfo): Projection | undefined {
-  const { initializers } = index.graph;
   const at = add.inputs.findIndex((i) => index.made(i, "MatMul"));
   if (add.opType !== "Add" || at < 0) return undefined;
   const matmul = index.made(add.inputs[at], "MatMul")!;
   const bias = add.inputs[1 - at];
-  const [weightDims, biasDims] = [initializers.get(matmul.inputs[1]), initializers.get(bias)];
+  const [weightDims, biasDims] = [index.weightDims(matmul.inputs[1]), index.weightDims(bias)];
   if (weightDims?.length !== 2 || biasDims?.length !== 1 || biasDims[0] !== weightDims[1] || !index.only(matmul.outputs[0])) return undefined;
   const readers = index.readers(add.outputs[0]);
   // Along the width (−1, or 2 of the three axes the output keeps).

@@ -1,7 +1,7 @@
 /**
  * Fuses a residual connection and the layer norm after it (`LayerNorm(x + (h·W + b))`) into one
- * onnxruntime `com.microsoft.SkipLayerNormalization` node, which also hands on the sum for the next
- * residual. Why: on a GPU a decode step is bound by kernel launches (fuseAttention.ts); this turns
+ * onnxruntime `com.microsoft.SkipLayerNormalization` node (an RMS norm, fuseRmsNorm.ts, into
+ * `SkipSimplifiedLayerNormalization`), which also hands on the sum for the next residual. Why: on a GPU a decode step is bound by kernel launches (fuseAttention.ts); this turns
  * four launches (bias add, residual add, layer norm, and the sum's copy) into one, twice per layer.
  * onnxruntime fuses only a residual sum that nothing else reads, which in a transformer is just the last.
  */
@@ -17,7 +17,7 @@ function sublayerOutput(index: GraphIndex, name: string, sum: NodeInfo): { input
   if (!biasAdd || index.readElsewhere(name, sum)) return undefined;
   const at = biasAdd.inputs.findIndex((i) => index.made(i, "MatMul"));
   const bias = biasAdd.inputs[1 - at];
-  if (at < 0 || !index.graph.initializers.has(bias)) return undefined;
+  if (at < 0 || !index.weightDims(bias)) return undefined;
   return { input: biasAdd.inputs[at], bias, biasAdd };
 }
 
@@ -31,9 +31,12 @@ function match(index: GraphIndex, ln: NodeInfo, n: number): Rewrite | undefined 
     if (!sublayer) continue;
     const keepSum = index.readElsewhere(sum.outputs[0], ln);
     const name = `smc_skip_ln${n}`;
+    // The simplified norm has no β: its bias follows γ directly.
+    const simplified = ln.opType === "SimplifiedLayerNormalization";
+    const inputs = [sublayer.input, sum.inputs[1 - side], ln.inputs[1], ...(simplified ? [] : [ln.inputs[2] ?? ""]), sublayer.bias ?? ""];
     const fused = node(
-      "SkipLayerNormalization",
-      [sublayer.input, sum.inputs[1 - side], ln.inputs[1], ln.inputs[2] ?? "", sublayer.bias ?? ""],
+      simplified ? "SkipSimplifiedLayerNormalization" : "SkipLayerNormalization",
+      inputs,
       keepSum ? [ln.outputs[0], "", "", sum.outputs[0]] : [ln.outputs[0]],
       name,
       { epsilon: { float: ln.floats.get("epsilon") ?? 1e-5 } },
@@ -45,9 +48,10 @@ function match(index: GraphIndex, ln: NodeInfo, n: number): Rewrite | undefined 
   return undefined;
 }
 
-/** The graph with each residual sum + LayerNormalization fused (`fused`: how many). */
+/** The graph with each residual sum + (Simplified)LayerNormalization fused (`fused`: how many). */
 export function fuseSkipLayerNorm(graph: GraphInfo): { graph: GraphInfo; fused: number } {
   const index = new GraphIndex(graph);
-  const rewrites = graph.nodes.filter((n) => n.opType === "LayerNormalization").map((ln, n) => match(index, ln, n)).filter((r): r is Rewrite => !!r);
+  const norms = graph.nodes.filter((n) => n.opType === "LayerNormalization" || n.opType === "SimplifiedLayerNormalization");
+  const rewrites = norms.map((ln, n) => match(index, ln, n)).filter((r): r is Rewrite => !!r);
   return { graph: applyRewrites(graph, rewrites), fused: rewrites.length };
 }

@@ -58,6 +58,12 @@ export class GraphIndex {
     return this.graphInputs.has(name);
   }
 
+  /** A weight's dimensions: an initializer's, or one an Identity passes on (exporters share equal weights so). */
+  weightDims(name: string): number[] | undefined {
+    const identity = this.made(name, "Identity");
+    return this.graph.initializers.get(identity ? identity.inputs[0] : name);
+  }
+
   isWeight(name: string): boolean {
     return this.graph.initializers.has(name) || this.producer.get(name)?.opType === "Constant";
   }

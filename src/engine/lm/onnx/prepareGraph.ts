@@ -11,12 +11,13 @@ import { DTYPE, GRAPH, MODEL, node, TENSOR_TYPE, tensorValueInfo, TYPE, VALUE_IN
 import { GraphInfo, NodeInfo, opsetVersion, readGraph } from "./graphRead";
 import { fuseAttention, msOpsetImport, MS_DOMAIN } from "./fuseAttention";
 import { fuseProjectionBias } from "./fuseProjectionBias";
+import { fuseRmsNorm } from "./fuseRmsNorm";
 import { fuseSkipLayerNorm } from "./fuseSkipLayerNorm";
 import { bytesField, concat, fields } from "./protoWire";
 import { SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead";
 
 export const HIDDEN_OUTPUT = "last_hidden_state";
-const PREPARE_VERSION = 10;
+const PREPARE_VERSION = 11;
 
 /** The element type (onnx TensorProto.DataType) of a tensor ValueInfoProto. */
 function elemType(valueInfo: Uint8Array): number {
@@ -61,7 +62,9 @@ interface Edits {
   addedSampler: boolean;
   /** How many layers' attention became one MultiHeadAttention node each (fuseAttention.ts). */
   fusedAttention: number;
-  /** How many residual sums + layer norms became one SkipLayerNormalization node each (fuseSkipLayerNorm.ts). */
+  /** How many RMS norms became one SimplifiedLayerNormalization node each (fuseRmsNorm.ts). */
+  fusedRmsNorm: number;
+  /** How many residual sums + layer norms became one Skip(Simplified)LayerNormalization node each (fuseSkipLayerNorm.ts). */
   fusedSkipLayerNorm: number;
   /** How many query/key/value projections' MatMul + bias add became one Gemm each (fuseProjectionBias.ts). */
   fusedProjectionBias: number;
@@ -77,21 +80,22 @@ export interface PrepareOptions {
   sampler?: boolean;
   /**
    * The fewest kernels, for a GPU, where a step's time is mostly their launches: fuse the layers
-   * (fuseAttention.ts, fuseSkipLayerNorm.ts, fuseProjectionBias.ts; given the heads of the queries,
-   * keys and values) and lay the sampling head out in fewer, larger kernels (samplingHead.ts,
-   * DrawLayout).
+   * (fuseAttention.ts, fuseRmsNorm.ts, fuseSkipLayerNorm.ts, fuseProjectionBias.ts; given the heads
+   * of the queries, keys and values) and lay the sampling head out in fewer, larger kernels
+   * (samplingHead.ts, DrawLayout).
    */
   fuse?: { numHeads: number; numKvHeads: number; headDim: number };
 }
 
-const NO_EDITS: Edits = { addedHidden: false, addedSampler: false, fusedAttention: 0, fusedSkipLayerNorm: 0, fusedProjectionBias: 0 };
+const NO_EDITS: Edits = { addedHidden: false, addedSampler: false, fusedAttention: 0, fusedRmsNorm: 0, fusedSkipLayerNorm: 0, fusedProjectionBias: 0 };
 
 /** The graph with its layers' kernels fused, and how many of each were. */
 function fuseLayers(graph: GraphInfo, heads: NonNullable<PrepareOptions["fuse"]>, opset: number) {
   const attention = fuseAttention(graph, heads, opset);
-  const skip = fuseSkipLayerNorm(attention.graph);
+  const rms = fuseRmsNorm(attention.graph, opset);
+  const skip = fuseSkipLayerNorm(rms.graph);
   const projections = fuseProjectionBias(skip.graph);
-  return { graph: projections.graph, fusedAttention: attention.fused, fusedSkipLayerNorm: skip.fused, fusedProjectionBias: projections.fused };
+  return { graph: projections.graph, fusedAttention: attention.fused, fusedRmsNorm: rms.fused, fusedSkipLayerNorm: skip.fused, fusedProjectionBias: projections.fused };
 }
 
 /** The graph's fields with its nodes replaced by `nodes` (where the first node was) and `added` after. */
@@ -122,7 +126,7 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   // greedy solutions, which the unfused fp16 graph reproduces.
   const float32 = graph.outputs.has("logits") && elemType(graph.outputs.get("logits")!) === DTYPE.float;
   const fused = options.fuse && float32 ? fuseLayers(graph, options.fuse, opset) : undefined;
-  const anyFused = !!fused && fused.fusedAttention + fused.fusedSkipLayerNorm + fused.fusedProjectionBias > 0;
+  const anyFused = !!fused && fused.fusedAttention + fused.fusedRmsNorm + fused.fusedSkipLayerNorm + fused.fusedProjectionBias > 0;
   if (!addedHidden && !addedSampler && !anyFused) return undefined;
 
   const added: Uint8Array[] = [];
@@ -138,8 +142,8 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   const body = rebuildGraph(graphField.value, anyFused ? fused.graph.nodes.map((n) => n.raw) : undefined, added);
   const out = [...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, body) : f.raw));
   if (anyFused && !opsetVersion(model, MS_DOMAIN)) out.push(bytesField(MODEL.opsetImport, msOpsetImport()));
-  const { fusedAttention, fusedSkipLayerNorm, fusedProjectionBias } = fused ?? NO_EDITS;
-  return { bytes: concat(out), addedHidden, addedSampler, fusedAttention, fusedSkipLayerNorm, fusedProjectionBias };
+  const { fusedAttention, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias } = fused ?? NO_EDITS;
+  return { bytes: concat(out), addedHidden, addedSampler, fusedAttention, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias };
 }
 
 /**
@@ -158,8 +162,8 @@ export function prepareForSmc(onnxPath: string, options: PrepareOptions): Prepar
     try {
       const saved = JSON.parse(readFileSync(stampPath, "utf8"));
       if (JSON.stringify(saved.source) === JSON.stringify(source)) {
-        const { addedHidden, addedSampler, fusedAttention, fusedSkipLayerNorm, fusedProjectionBias } = { ...NO_EDITS, ...saved };
-        return { path: target, addedHidden, addedSampler, fusedAttention, fusedSkipLayerNorm, fusedProjectionBias, cached: true };
+        const { addedHidden, addedSampler, fusedAttention, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias } = { ...NO_EDITS, ...saved };
+        return { path: target, addedHidden, addedSampler, fusedAttention, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias, cached: true };
       }
     } catch {
       // A damaged stamp: prepare again.

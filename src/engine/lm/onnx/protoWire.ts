@@ -80,7 +80,8 @@ const utf8 = new TextDecoder();
 export const text = (f: Field) => utf8.decode(f.value);
 
 function varint(n: bigint | number): number[] {
-  let v = BigInt(n);
+  // Negative numbers as 64-bit two's complement, as protobuf writes int64 (ten bytes).
+  let v = BigInt.asUintN(64, BigInt(n));
   const out: number[] = [];
   do {
     let b = Number(v & 0x7fn);
