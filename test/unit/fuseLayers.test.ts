@@ -7,6 +7,7 @@ import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { openModelFolder } from "../../src/engine/lm/modelFolder";
 import { GRAPH, MODEL, node, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
 import { readGraph, readNode, smallTensorValues } from "../../src/engine/lm/onnx/graphRead";
+import { applyRewrites } from "../../src/engine/lm/onnx/graphRewrite";
 import { prepareModelBytes, PrepareOptions } from "../../src/engine/lm/onnx/prepareGraph";
 import { bytesField, concat, fields, message } from "../../src/engine/lm/onnx/protoWire";
 import { assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "./helpers";
@@ -136,6 +137,22 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     const plain = await loadModel(join(FIXTURES, "gpt2-tiny"), { threads: 1, fewestKernels: false });
     models.push(fused, plain);
     await assertSameOutputs(fused, plain, 1e-5);
+  });
+
+  it("applies one of two rewrites that claim the same node, and drops what nothing reads any more", () => {
+    const graph = readGraph(concat([
+      bytesField(GRAPH.node, node("Relu", ["x"], ["a"], "first")),
+      bytesField(GRAPH.node, node("Relu", ["a"], ["b"], "second")),
+      bytesField(GRAPH.node, node("Sigmoid", ["x"], ["unused"], "dead")),
+      bytesField(GRAPH.input, tensorValueInfo("x", 1, [2])),
+      bytesField(GRAPH.output, tensorValueInfo("b", 1, [2])),
+    ]));
+    const second = graph.nodes[1];
+    const out = applyRewrites(graph, [
+      { replaced: [second], anchor: second, newNodes: [node("Identity", ["a"], ["b"], "kept")] },
+      { replaced: [second], anchor: second, newNodes: [node("Neg", ["a"], ["b"], "dropped")] },
+    ]);
+    assert.deepEqual(out.nodes.map((n) => n.name), ["first", "kept"]);
   });
 
   it("writes and reads back negative integer attributes (protobuf's ten-byte varints)", () => {

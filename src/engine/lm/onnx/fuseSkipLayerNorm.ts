@@ -1,9 +1,10 @@
 /**
  * Fuses a residual connection and the layer norm after it (`LayerNorm(x + (h·W + b))`) into one
  * onnxruntime `com.microsoft.SkipLayerNormalization` node (an RMS norm, fuseRmsNorm.ts, into
- * `SkipSimplifiedLayerNormalization`), which also hands on the sum for the next residual. Why: on a GPU a decode step is bound by kernel launches (fuseAttention.ts); this turns
- * four launches (bias add, residual add, layer norm, and the sum's copy) into one, twice per layer.
- * onnxruntime fuses only a residual sum that nothing else reads, which in a transformer is just the last.
+ * `SkipSimplifiedLayerNormalization`), which also hands on the sum for the next residual.
+ * Why: on a GPU a decode step is bound by kernel launches (fuseAttention.ts); this turns three
+ * launches (bias add, residual add, layer norm) into one, twice per layer. onnxruntime fuses only a
+ * residual sum that nothing else reads, which in a transformer is just the last.
  */
 import { node } from "./graphBuild";
 import { MS_DOMAIN } from "./fuseAttention";

@@ -78,8 +78,14 @@ export class GraphIndex {
 /** The graph with the rewrites applied (nodes re-read), or the same graph when there are none. */
 export function applyRewrites(graph: GraphInfo, rewrites: Rewrite[]): GraphInfo {
   if (!rewrites.length) return graph;
-  const replaced = new Set(rewrites.flatMap((r) => r.replaced));
-  const inserted = new Map(rewrites.map((r) => [r.anchor, r.newNodes.map(readNode)]));
+  // Two patterns that claim one node cannot both be applied: the first found wins.
+  const replaced = new Set<NodeInfo>();
+  const inserted = new Map<NodeInfo, NodeInfo[]>();
+  for (const r of rewrites) {
+    if (r.replaced.some((n) => replaced.has(n))) continue;
+    for (const n of r.replaced) replaced.add(n);
+    inserted.set(r.anchor, r.newNodes.map(readNode));
+  }
   const nodes = graph.nodes.flatMap((n) => inserted.get(n) ?? (replaced.has(n) ? [] : [n]));
   // Walk backwards: a node stays when a graph output or a node that stays reads one of its outputs.
   const needed = new Set<string>(graph.outputs.keys());
