@@ -5,7 +5,7 @@
 #     on the same weights and loop (fp32 and fp16);
 #  2. the engine's twisted SMC decode loop on WebGPU (logits checked against the model on the CPU
 #     first), onnxruntime's profile of it, the same in the CPU's kernels, then the loop on the CPU;
-#  3. token level on WebGPU, then the same weights exported in fp16 on WebGPU;
+#  3. token level on WebGPU, then the same weights exported in fp16 on WebGPU, then the shipped Llama;
 #  4. the WebGPU test suite on the real GPU (GPU-vs-CPU logits, on-device gathers, toy-model statistics).
 # Results in $OUT (or ./gpu-results/): gpu.txt, torch-cuda.txt, bench.jsonl, profile.txt, webgpu-tests.txt, times.txt.
 set -uo pipefail
@@ -65,5 +65,7 @@ part 90 "WebGPU fp32, token level" bash -o pipefail -c "$bench --model $m32 --de
 # Same seed, so the same weights in half precision (exported on CUDA); checked against the fp32 model on the CPU.
 part 60 "export fp16" bash -o pipefail -c "DTYPE=fp16 ${PYTHON:-python3} $g/mkmodel.py $m16/model.onnx $V $D $L $H 2>&1 | tail -2"
 part 90 "WebGPU fp16, step level" bash -o pipefail -c "$bench --model $m16 --reference $m32 --devices webgpu --levels step --ks 16,64,256 | tee -a $out/bench.jsonl"
+# The shipped Llama (RMS norms, rotary embeddings), in the fewest kernels and in the CPU's.
+part 45 "shipped Llama on WebGPU" bash -o pipefail -c "for f in yes no; do $bench --model models/tiny-math-llama --devices webgpu --levels step --ks 16,64 --fewest-kernels \$f | tee -a $out/bench.jsonl; done"
 part 120 "WebGPU test suite" bash -c "$rt/node $g/tests/webgpu-tests.js > $out/webgpu-tests.txt 2>&1; rc=\$?; echo exit \$rc >> $out/webgpu-tests.txt; tail -4 $out/webgpu-tests.txt; exit \$rc"
 echo "total: ${SECONDS}s" >> "$out/times.txt"

@@ -24,7 +24,9 @@ const all = readdirSync(dir)
   .flatMap((f) => read(f).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)))
   .filter((r) => !r.validation);
 // Rows measured in the CPU's kernels (--fewest-kernels no) are the before of the GPU's fusions.
-const on = (device, fp16, plain = false) => all.filter((r) => r.device?.startsWith(device) && /fp16/.test(r.model) === fp16 && (r.fewestKernels === "no") === plain);
+// The shipped Llama's rows (run.sh's last timing) get a line of their own.
+const SHIPPED = /tiny-math-llama/;
+const on = (device, fp16, plain = false) => all.filter((r) => r.device?.startsWith(device) && !SHIPPED.test(r.model) && /fp16/.test(r.model) === fp16 && (r.fewestKernels === "no") === plain);
 const bench = { fp32: on("webgpu", false), plain: on("webgpu", false, true), fp16: on("webgpu", true), cpu: on("cpu", false) };
 const ms = (list, level, k) => list.find((r) => r.level === level && r.K === k && typeof r.msPerStep === "number")?.msPerStep;
 const fmt = (x) => (x === undefined ? "–" : x < 10 ? x.toFixed(2) : x.toFixed(1));
@@ -46,6 +48,11 @@ for (const k of [1, 16, 64, 256]) {
   const t16 = torch[`float16|${k}`];
   if ([w, u, wt, h, c, t32, t16].every((x) => x === undefined)) continue;
   lines.push(`| ${k} | ${fmt(w)} | ${fmt(u)} | ${fmt(wt)} | ${fmt(h)} | ${fmt(c)} | ${fmt(t32)} | ${fmt(t16)} | ${ratio(w, t32)} | ${ratio(h, t16)} | ${ratio(c, w)} |`);
+}
+const shipped = all.filter((r) => SHIPPED.test(r.model) && r.device?.startsWith("webgpu") && typeof r.msPerStep === "number");
+if (shipped.length) {
+  const at = (plain) => [16, 64].map((k) => fmt(shipped.find((r) => r.K === k && (r.fewestKernels === "no") === plain)?.msPerStep)).join(" / ");
+  lines.push("", `The shipped Llama on WebGPU, step level, K = 16 / 64: ${at(false)} ms per step in the fewest kernels, ${at(true)} in the CPU's.`);
 }
 const readback = [...bench.fp32, ...bench.fp16].filter((r) => typeof r.readbackKiBPerStep === "number");
 if (readback.length) {
