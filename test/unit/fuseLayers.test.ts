@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DeviceRunError } from "../../src/engine/lm/device";
 import { KvCache } from "../../src/engine/lm/kvCache";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { openModelFolder } from "../../src/engine/lm/modelFolder";
@@ -97,13 +98,17 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     await assertSameOutputs(fused, plain, 1e-5);
   });
 
-  it("fuses attention after rotary embeddings and the RMS norms, with their residual sums (the shipped Llama): the same outputs and greedy solutions", async () => {
+  it("fuses the rotary embeddings, attention and the RMS norms, with their residual sums (the shipped Llama): the same outputs and greedy solutions", async () => {
     const [fused, plain, copy] = await both(MODEL_DIR);
     const stamp = JSON.parse(readFileSync(join(copy, "onnx/model.fused.smc.json"), "utf8"));
-    // 4 layers: 2 RMS norms each and the final one; every one but the first after a residual sum.
-    assert.deepEqual([stamp.fusedAttention, stamp.fusedRmsNorm, stamp.fusedSkipLayerNorm, stamp.fusedProjectionBias], [4, 9, 8, 0]);
+    // 4 layers: queries and keys rotated; 2 RMS norms each and the final one, every one but the
+    // first after a residual sum.
+    assert.deepEqual([stamp.fusedAttention, stamp.fusedRotary, stamp.fusedRmsNorm, stamp.fusedSkipLayerNorm, stamp.fusedProjectionBias], [4, 8, 9, 8, 0]);
+    assert.equal(stamp.rotaryPositions, 8192);
     const after = opTypes(readFileSync(join(copy, "onnx/model.fused.smc.onnx")));
     assert.deepEqual([after.get("SimplifiedLayerNormalization"), after.get("SkipSimplifiedLayerNormalization"), after.get("Pow") ?? 0, after.get("Sqrt") ?? 0], [1, 8, 0, 0]);
+    // The angles come from the tables now: no Cos, Sin or rotate-half left.
+    assert.deepEqual([after.get("RotaryEmbedding"), after.get("Cos") ?? 0, after.get("Sin") ?? 0, after.get("Neg") ?? 0], [8, 0, 0, 0]);
     await assertSameOutputs(fused, plain, 1e-4);
     await assertSameGreedy(fused, plain, 3);
   });
@@ -111,10 +116,24 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
   it("fuses grouped-query attention with its widened keys and values taken whole, the cache left as exported: the same outputs", async () => {
     const [fused, plain, copy] = await both(join(FIXTURES, "llama-gqa-tiny"));
     const stamp = JSON.parse(readFileSync(join(copy, "model.fused.smc.json"), "utf8"));
-    assert.deepEqual([stamp.fusedAttention, stamp.fusedRmsNorm, stamp.fusedSkipLayerNorm], [2, 5, 4]);
+    assert.deepEqual([stamp.fusedAttention, stamp.fusedRotary, stamp.fusedRmsNorm, stamp.fusedSkipLayerNorm], [2, 4, 5, 4]);
     const after = opTypes(readFileSync(join(copy, "model.fused.smc.onnx")));
     assert.deepEqual([after.get("MultiHeadAttention"), after.get("Softmax") ?? 0, after.get("Expand")], [2, 0, 4]);
     await assertSameOutputs(fused, plain, 1e-5);
+  });
+
+  it("refuses to run the fused graph past its rotary tables, with the reason (a GPU's run then goes on on the CPU)", async () => {
+    const [fused, , copy] = await both(MODEL_DIR);
+    await fused.lm.dispose();
+    models.splice(models.indexOf(fused), 1);
+    // A graph whose tables cover 8 positions, as its stamp says.
+    const stampPath = join(copy, "onnx/model.fused.smc.json");
+    writeFileSync(stampPath, JSON.stringify({ ...JSON.parse(readFileSync(stampPath, "utf8")), rotaryPositions: 8 }));
+    const short = await loadModel(copy, { threads: 1, fewestKernels: true });
+    models.push(short);
+    const out = await short.lm.prefill([1, 2, 3, 4, 5, 6, 7, 8]);
+    out.release();
+    await assert.rejects(short.lm.step(out.state, [9]), (e: Error) => e instanceof DeviceRunError && /position 8 is past the 8 positions this graph's rotary tables cover/.test(e.message));
   });
 
   it("leaves what it cannot fuse as it is: fp16 exports, a layer whose scores are read elsewhere", async () => {

@@ -11,7 +11,7 @@ import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from ".
 import { candidates, Device, DeviceAttempt, executionProvider, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
 import { FloatType, KvCache } from "./kvCache";
 import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
-import { HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes, PrepareOptions } from "./onnx/prepareGraph";
+import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelBytes, PrepareOptions } from "./onnx/prepareGraph";
 import { DTYPE } from "./onnx/graphBuild";
 import { KvReorder } from "./kvReorder";
 import { LogitSessions } from "./logitSessions";
@@ -46,21 +46,20 @@ export const LARGE_VOCABULARY = 8192;
  * The SMC-ready graph (see prepareGraph): a cached file next to the export, or, where that folder is
  * read-only, the edited bytes in memory. An export whose LM head cannot be found is used as it is.
  */
-function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: boolean): { source: string | Uint8Array; fused: boolean } {
-  const { hiddenSize, vocabSize, numHeads, numKvHeads, headDim } = folder.config;
-  const options: PrepareOptions = { hiddenSize, vocabSize, sampler, fuse: fuse ? { numHeads, numKvHeads, headDim } : undefined };
-  const anyFused = (p?: { fusedAttention: number; fusedRmsNorm: number; fusedSkipLayerNorm: number; fusedProjectionBias: number }) =>
-    !!p && p.fusedAttention + p.fusedRmsNorm + p.fusedSkipLayerNorm + p.fusedProjectionBias > 0;
+function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: boolean): { source: string | Uint8Array; fused: boolean; rotaryPositions: number } {
+  const { hiddenSize, vocabSize, numHeads, numKvHeads, headDim, maxPositions } = folder.config;
+  const options: PrepareOptions = { hiddenSize, vocabSize, sampler, fuse: fuse ? { numHeads, numKvHeads, headDim, maxPositions } : undefined };
+  const edits = (p?: PreparedEdits) => ({ fused: !!p && anyFused(p), rotaryPositions: p?.rotaryPositions ?? 0 });
   try {
     const prepared = prepareForSmc(folder.onnxPath, options);
-    return { source: prepared.path, fused: anyFused(prepared) };
+    return { source: prepared.path, ...edits(prepared) };
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === "EACCES" || code === "EROFS" || code === "EPERM") {
       const prepared = prepareModelBytes(readFileSync(folder.onnxPath), options);
-      return { source: prepared?.bytes ?? folder.onnxPath, fused: anyFused(prepared) };
+      return { source: prepared?.bytes ?? folder.onnxPath, ...edits(prepared) };
     }
-    if (/cannot find the LM head/.test((e as Error).message)) return { source: folder.onnxPath, fused: false };
+    if (/cannot find the LM head/.test((e as Error).message)) return { source: folder.onnxPath, fused: false, rotaryPositions: 0 };
     throw new ModelFolderError(`${folder.onnxPath} is not a valid ONNX model (${(e as Error).message}): the file may be truncated or corrupt`);
   }
 }
@@ -85,6 +84,8 @@ export class OnnxDecoder implements CausalLM {
     private readonly logitSessions: LogitSessions,
     /** Gathers the cache's rows where it is, for a step whose rows changed. */
     private readonly kvReorder: KvReorder,
+    /** Positions the graph's rotary tables cover (fuseRotary.ts); 0: it computes any position's angles. */
+    private readonly rotaryPositions = 0,
   ) {
     this.vocabSize = config.vocabSize;
     this.hiddenSize = config.hiddenSize;
@@ -136,7 +137,7 @@ export class OnnxDecoder implements CausalLM {
     fuse: boolean,
     attempts: DeviceAttempt[],
   ): Promise<OnnxDecoder | { failure: string; fused: boolean }> {
-    const { source, fused } = options.prepare === false ? { source: folder.onnxPath, fused: false } : smcReadySource(folder, sampler, fuse);
+    const { source, fused, rotaryPositions } = options.prepare === false ? { source: folder.onnxPath, fused: false, rotaryPositions: 0 } : smcReadySource(folder, sampler, fuse);
     // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
     // (with the cache round-tripping through the CPU each step was 20× slower; see GPU.md). Only
     // logits and the hidden state come back. Reordering then needs the prepared graph's gather.
@@ -175,7 +176,7 @@ export class OnnxDecoder implements CausalLM {
     const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
     const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where, fuse ? "fewest-kernels" : "least-work");
     const kvReorder = new KvReorder(device, threads, 2 * folder.config.numLayers, kvType === "float16" ? DTYPE.float16 : DTYPE.float, where);
-    const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, chosen, logitSessions, kvReorder);
+    const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, chosen, logitSessions, kvReorder, rotaryPositions);
     if (device === "cpu") return decoder;
     // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
     // here, where falling back costs nothing, rather than in the middle of a solve.
@@ -278,6 +279,12 @@ export class OnnxDecoder implements CausalLM {
     let out: ort.InferenceSession.OnnxValueMapType;
     let reordered: ort.Tensor[] | undefined;
     try {
+      // Past its rotary tables the fused graph would read beyond them; the exported graph on the CPU
+      // computes any position's angles (withCpuFallback moves the run there).
+      const last = positions.reduce((a, b) => Math.max(a, b), 0);
+      if (this.rotaryPositions && last > this.rotaryPositions) {
+        throw new DeviceRunError(this.device, `position ${last - 1} is past the ${this.rotaryPositions} positions this graph's rotary tables cover on ${this.device}; the run goes on on the CPU`);
+      }
       const pending = cache.pendingRows();
       if (pending) reordered = await this.kvReorder.reorder(cache.tensors, pending);
       const past = reordered ?? cache.tensors;

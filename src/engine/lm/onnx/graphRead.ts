@@ -33,7 +33,8 @@ export interface GraphInfo {
   constants: Map<string, number[]>;
 }
 
-const SMALL_CONSTANT = 16;
+// Enough for a rotary embedding's inverse frequencies (headDim / 2); weights are larger.
+const SMALL_CONSTANT = 256;
 // TensorProto fields and data types.
 const TENSOR = { dims: 1, dataType: 2, floatData: 4, int32Data: 5, int64Data: 7, name: 8, rawData: 9, doubleData: 10 };
 const DATA = { float: 1, int32: 6, int64: 7, float16: 10, double: 11 };

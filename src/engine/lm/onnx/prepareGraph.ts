@@ -12,12 +12,13 @@ import { GraphInfo, NodeInfo, opsetVersion, readGraph } from "./graphRead";
 import { fuseAttention, msOpsetImport, MS_DOMAIN } from "./fuseAttention";
 import { fuseProjectionBias } from "./fuseProjectionBias";
 import { fuseRmsNorm } from "./fuseRmsNorm";
+import { fuseRotary } from "./fuseRotary";
 import { fuseSkipLayerNorm } from "./fuseSkipLayerNorm";
 import { bytesField, concat, fields } from "./protoWire";
 import { SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead";
 
 export const HIDDEN_OUTPUT = "last_hidden_state";
-const PREPARE_VERSION = 11;
+const PREPARE_VERSION = 12;
 
 /** The element type (onnx TensorProto.DataType) of a tensor ValueInfoProto. */
 function elemType(valueInfo: Uint8Array): number {
@@ -50,18 +51,22 @@ export function findHeadInput(graph: GraphInfo): string {
   throw new Error(`cannot find the LM head (a MatMul or Gemm feeding "logits") to expose ${HIDDEN_OUTPUT}`);
 }
 
-export interface PreparedModel extends Edits {
+export interface PreparedModel extends PreparedEdits {
   /** The ONNX file to load: the prepared copy, or the original when it needed nothing. */
   path: string;
   /** Whether the prepared copy was already there. */
   cached: boolean;
 }
 
-interface Edits {
+export interface PreparedEdits {
   addedHidden: boolean;
   addedSampler: boolean;
   /** How many layers' attention became one MultiHeadAttention node each (fuseAttention.ts). */
   fusedAttention: number;
+  /** How many rotary embeddings became one RotaryEmbedding node each (fuseRotary.ts). */
+  fusedRotary: number;
+  /** The positions their tables cover (0 without any): the graph cannot run past them. */
+  rotaryPositions: number;
   /** How many RMS norms became one SimplifiedLayerNormalization node each (fuseRmsNorm.ts). */
   fusedRmsNorm: number;
   /** How many residual sums + layer norms became one Skip(Simplified)LayerNormalization node each (fuseSkipLayerNorm.ts). */
@@ -80,22 +85,43 @@ export interface PrepareOptions {
   sampler?: boolean;
   /**
    * The fewest kernels, for a GPU, where a step's time is mostly their launches: fuse the layers
-   * (fuseAttention.ts, fuseRmsNorm.ts, fuseSkipLayerNorm.ts, fuseProjectionBias.ts; given the heads
-   * of the queries, keys and values) and lay the sampling head out in fewer, larger kernels
+   * (fuseRotary.ts, fuseAttention.ts, fuseRmsNorm.ts, fuseSkipLayerNorm.ts, fuseProjectionBias.ts;
+   * given the heads of the queries, keys and values, and the model's context) and lay the sampling head out in fewer, larger kernels
    * (samplingHead.ts, DrawLayout).
    */
-  fuse?: { numHeads: number; numKvHeads: number; headDim: number };
+  fuse?: { numHeads: number; numKvHeads: number; headDim: number; maxPositions?: number };
 }
 
-const NO_EDITS: Edits = { addedHidden: false, addedSampler: false, fusedAttention: 0, fusedRmsNorm: 0, fusedSkipLayerNorm: 0, fusedProjectionBias: 0 };
+const NO_EDITS: PreparedEdits = { addedHidden: false, addedSampler: false, fusedAttention: 0, fusedRotary: 0, rotaryPositions: 0, fusedRmsNorm: 0, fusedSkipLayerNorm: 0, fusedProjectionBias: 0 };
+const FUSED_COUNTS = ["fusedAttention", "fusedRotary", "fusedRmsNorm", "fusedSkipLayerNorm", "fusedProjectionBias"] as const;
+
+/** Whether any layer was fused. */
+export const anyFused = (edits: Pick<PreparedEdits, (typeof FUSED_COUNTS)[number]>) => FUSED_COUNTS.some((k) => edits[k] > 0);
+
+/**
+ * Rows of the rotary tables: the model's context or more (a run may go past it, as on the CPU, where
+ * the angles are computed), at most 32k (16 MB at headDim 128).
+ */
+const rotaryRows = (maxPositions?: number) => Math.min(Math.max(maxPositions ?? 0, 8192), 32768);
 
 /** The graph with its layers' kernels fused, and how many of each were. */
 function fuseLayers(graph: GraphInfo, heads: NonNullable<PrepareOptions["fuse"]>, opset: number) {
-  const attention = fuseAttention(graph, heads, opset);
+  // Rotary embeddings first: the attention fusion then reads their (batch, sequence, width) output.
+  const positions = rotaryRows(heads.maxPositions);
+  const rotary = fuseRotary(graph, heads, positions);
+  const attention = fuseAttention(rotary.graph, heads, opset);
   const rms = fuseRmsNorm(attention.graph, opset);
   const skip = fuseSkipLayerNorm(rms.graph);
   const projections = fuseProjectionBias(skip.graph);
-  return { graph: projections.graph, fusedAttention: attention.fused, fusedRmsNorm: rms.fused, fusedSkipLayerNorm: skip.fused, fusedProjectionBias: projections.fused };
+  return {
+    graph: projections.graph,
+    fusedAttention: attention.fused,
+    fusedRotary: rotary.fused,
+    rotaryPositions: rotary.fused ? positions : 0,
+    fusedRmsNorm: rms.fused,
+    fusedSkipLayerNorm: skip.fused,
+    fusedProjectionBias: projections.fused,
+  };
 }
 
 /** The graph's fields with its nodes replaced by `nodes` (where the first node was) and `added` after. */
@@ -114,7 +140,7 @@ function rebuildGraph(graph: Uint8Array, nodes: Uint8Array[] | undefined, added:
 }
 
 /** Applies the edits to an in-memory model; returns undefined when it needs none. */
-export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): ({ bytes: Uint8Array } & Edits) | undefined {
+export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): ({ bytes: Uint8Array } & PreparedEdits) | undefined {
   const graphField = [...fields(model)].find((f) => f.field === MODEL.graph);
   if (!graphField) throw new Error("not an ONNX model: no graph");
   const graph = readGraph(graphField.value);
@@ -126,8 +152,8 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   // greedy solutions, which the unfused fp16 graph reproduces.
   const float32 = graph.outputs.has("logits") && elemType(graph.outputs.get("logits")!) === DTYPE.float;
   const fused = options.fuse && float32 ? fuseLayers(graph, options.fuse, opset) : undefined;
-  const anyFused = !!fused && fused.fusedAttention + fused.fusedRmsNorm + fused.fusedSkipLayerNorm + fused.fusedProjectionBias > 0;
-  if (!addedHidden && !addedSampler && !anyFused) return undefined;
+  const changed = !!fused && anyFused(fused);
+  if (!addedHidden && !addedSampler && !changed) return undefined;
 
   const added: Uint8Array[] = [];
   if (addedHidden) {
@@ -139,11 +165,12 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
     added.push(bytesField(GRAPH.output, tensorValueInfo(HIDDEN_OUTPUT, elem, ["batch_size", "sequence_length", options.hiddenSize])));
   }
   if (addedSampler) added.push(...samplingHead(options.vocabSize, opset, options.fuse ? "fewest-kernels" : "least-work"));
-  const body = rebuildGraph(graphField.value, anyFused ? fused.graph.nodes.map((n) => n.raw) : undefined, added);
+  const body = rebuildGraph(graphField.value, changed ? fused.graph.nodes.map((n) => n.raw) : undefined, added);
   const out = [...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, body) : f.raw));
-  if (anyFused && !opsetVersion(model, MS_DOMAIN)) out.push(bytesField(MODEL.opsetImport, msOpsetImport()));
-  const { fusedAttention, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias } = fused ?? NO_EDITS;
-  return { bytes: concat(out), addedHidden, addedSampler, fusedAttention, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias };
+  if (changed && !opsetVersion(model, MS_DOMAIN)) out.push(bytesField(MODEL.opsetImport, msOpsetImport()));
+  const counts = changed ? fused : NO_EDITS;
+  const { fusedAttention, fusedRotary, rotaryPositions, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias } = counts;
+  return { bytes: concat(out), addedHidden, addedSampler, fusedAttention, fusedRotary, rotaryPositions, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias };
 }
 
 /**
@@ -162,8 +189,9 @@ export function prepareForSmc(onnxPath: string, options: PrepareOptions): Prepar
     try {
       const saved = JSON.parse(readFileSync(stampPath, "utf8"));
       if (JSON.stringify(saved.source) === JSON.stringify(source)) {
-        const { addedHidden, addedSampler, fusedAttention, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias } = { ...NO_EDITS, ...saved };
-        return { path: target, addedHidden, addedSampler, fusedAttention, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias, cached: true };
+        const edits: PreparedEdits = { ...NO_EDITS };
+        for (const k of Object.keys(NO_EDITS) as (keyof PreparedEdits)[]) if (typeof saved[k] === typeof NO_EDITS[k]) Object.assign(edits, { [k]: saved[k] });
+        return { path: target, ...edits, cached: true };
       }
     } catch {
       // A damaged stamp: prepare again.
