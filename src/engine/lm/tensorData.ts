@@ -11,6 +11,33 @@ export function halfToFloat(h: number): number {
   return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
+/** fp32 → fp16 bits, rounded to nearest even (overflow to ±∞), for constants of half-precision models. */
+export function floatToHalf(x: number): number {
+  const f = new Float32Array([x]);
+  const bits = new Uint32Array(f.buffer)[0];
+  const sign = (bits >>> 16) & 0x8000;
+  const exp = (bits >>> 23) & 0xff;
+  const mant = bits & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    // Subnormal: the implicit 1 shifted in, rounded to nearest even.
+    const m = mant | 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    let r = m >> shift;
+    const rest = m & ((1 << shift) - 1);
+    if (rest > half || (rest === half && r & 1)) r++;
+    return sign | r;
+  }
+  let r = (e << 10) | (mant >> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && r & 1)) r++;
+  return sign | r;
+}
+
 export function toFloat32(t: ort.Tensor): Float32Array {
   if (t.type === "float32") return t.data as Float32Array;
   if (t.type === "float16") {

@@ -19,17 +19,20 @@ function match(index: GraphIndex, scaled: NodeInfo, n: number, opset: number): R
   if (at < 0 || index.weightDims(weight)?.length !== 1) return undefined;
   const normed = index.made(scaled.inputs[at], "Mul")!;
   if (!index.only(normed.outputs[0])) return undefined;
-  // x · 1/√(mean(x²) + ε): find the reciprocal side, then check it is made from x.
+  // x · 1/√(mean(x²) + ε): find the reciprocal side, then check it is made from x. Half-precision
+  // exports square and average in float32, with Casts around.
+  const uncast = (name: string) => (index.made(name, "Cast")?.inputs[0] ?? name);
   for (const side of [0, 1]) {
     const x = normed.inputs[1 - side];
     const inverse = index.producer.get(normed.inputs[side]);
     const root = inverse?.opType === "Reciprocal" ? index.made(inverse.inputs[0], "Sqrt") : inverse?.opType === "Div" && index.scalar(inverse.inputs[0]) === 1 ? index.made(inverse.inputs[1], "Sqrt") : undefined;
     const shifted = root && index.made(root.inputs[0], "Add");
-    const mean = shifted && index.producer.get(shifted.inputs.find((i) => index.made(i, "ReduceMean")) ?? "");
-    const epsilon = shifted && mean && index.scalar(other(shifted, mean.outputs[0]) ?? "");
+    const meanOut = shifted?.inputs.find((i) => index.made(uncast(i), "ReduceMean"));
+    const mean = meanOut !== undefined ? index.made(uncast(meanOut), "ReduceMean") : undefined;
+    const epsilon = shifted && meanOut !== undefined ? index.scalar(other(shifted, meanOut) ?? "") : undefined;
     const square = mean && index.made(mean.inputs[0], "Pow");
     if (!inverse || !root || !shifted || !mean || epsilon === undefined || epsilon <= 0 || !square) continue;
-    if (square.inputs[0] !== x || index.scalar(square.inputs[1]) !== 2) continue;
+    if (uncast(square.inputs[0]) !== x || index.scalar(square.inputs[1]) !== 2) continue;
     const axes = mean.ints.get("axes") ?? (opset >= 18 ? index.graph.constants.get(mean.inputs[1] ?? "") : undefined);
     if (axes?.length !== 1 || ![-1, 2].includes(axes[0]) || (mean.ints.get("keepdims")?.[0] ?? 1) !== 1) continue;
     const chain = [square, mean, shifted, root, inverse, normed];

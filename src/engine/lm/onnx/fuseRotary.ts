@@ -9,7 +9,7 @@
  * sequence, heads × headDim) projection before the heads are split, so the attention fusion after it
  * takes its output as it is. Positions past the tables are refused at run time (onnxDecoder.ts).
  */
-import { constant, node } from "./graphBuild";
+import { constant, DTYPE, node } from "./graphBuild";
 import { isPerm, MS_DOMAIN } from "./fuseAttention";
 import { GraphInfo, NodeInfo } from "./graphRead";
 import { applyRewrites, GraphIndex, Rewrite } from "./graphRewrite";
@@ -97,9 +97,15 @@ class RotaryFuser {
     return values?.length === this.heads.headDim / 2 && values.every(Number.isFinite) ? inverse : undefined;
   }
 
+  /** What a Cast passes on, or the name itself. */
+  private uncast(name: string): string {
+    return this.index.made(name, "Cast")?.inputs[0] ?? name;
+  }
+
   /** The cos and sin tables for these inverse frequencies, made once (their nodes go to `out`). */
-  private cosSin(inverse: string, out: Uint8Array[]): [string, string] {
-    const made = this.tables.get(inverse);
+  private cosSin(inverse: string, type: "float" | "float16", out: Uint8Array[]): [string, string] {
+    const key = `${inverse}|${type}`;
+    const made = this.tables.get(key);
     if (made) return made;
     const freqs = this.constant(inverse)!;
     const half = freqs.length;
@@ -113,8 +119,8 @@ class RotaryFuser {
       }
     }
     const names: [string, string] = [`smc_rotary/cos${this.tables.size}`, `smc_rotary/sin${this.tables.size}`];
-    out.push(constant(names[0], "float", [this.positions, half], cos), constant(names[1], "float", [this.positions, half], sin));
-    this.tables.set(inverse, names);
+    out.push(constant(names[0], type, [this.positions, half], cos), constant(names[1], type, [this.positions, half], sin));
+    this.tables.set(key, names);
     return names;
   }
 
@@ -122,8 +128,9 @@ class RotaryFuser {
     if (roped.opType !== "Add" || roped.inputs.length !== 2) return undefined;
     const muls = roped.inputs.map((i) => this.index.made(i, "Mul"));
     if (muls.some((m) => !m || !this.index.only(m.outputs[0]))) return undefined;
-    // One product with Cos(·), the other with Sin(·) of the same angles.
-    const factor = (m: NodeInfo, op: string) => m.inputs.findIndex((i) => this.index.made(i, op));
+    // One product with Cos(·), the other with Sin(·) of the same angles (cast to half precision in
+    // an fp16 export, whose tables are then fp16 too).
+    const factor = (m: NodeInfo, op: string) => m.inputs.findIndex((i) => this.index.made(this.uncast(i), op));
     const cosMul = muls.find((m) => factor(m!, "Cos") >= 0);
     const sinMul = muls.find((m) => m !== cosMul && factor(m!, "Sin") >= 0);
     if (!cosMul || !sinMul) return undefined;
@@ -136,12 +143,13 @@ class RotaryFuser {
     const reshape = split && isPerm(split, "0,2,1,3") ? this.index.made(split.inputs[0], "Reshape") : undefined;
     const heads = reshape && this.headsOf(reshape.inputs[1]);
     if (!reshape || !heads || !this.isRotateHalf(rot, t)) return undefined;
-    const inverse = this.inverseFrequencies(this.index.producer.get(cosMul.inputs[cosAt])!, this.index.producer.get(sinMul.inputs[sinAt])!);
+    const inverse = this.inverseFrequencies(this.index.producer.get(this.uncast(cosMul.inputs[cosAt]))!, this.index.producer.get(this.uncast(sinMul.inputs[sinAt]))!);
     if (!inverse) return undefined;
+    const half = this.index.made(cosMul.inputs[cosAt], "Cast")?.ints.get("to")?.[0] === DTYPE.float16;
 
     const p = `smc_rotary${n}`;
     const newNodes: Uint8Array[] = [];
-    const [cos, sin] = this.cosSin(inverse, newNodes);
+    const [cos, sin] = this.cosSin(inverse, half ? "float16" : "float", newNodes);
     newNodes.push(
       node("RotaryEmbedding", [reshape.inputs[0], POSITION_IDS, cos, sin], [`${p}/bsd`], `${p}/RotaryEmbedding`, { num_heads: heads, interleaved: 0 }, MS_DOMAIN),
       // Back to (batch, heads, sequence, headDim) for whatever reads it; the attention fusion reads

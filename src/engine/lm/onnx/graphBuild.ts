@@ -1,4 +1,5 @@
 /** Encoders for the few ONNX protobuf messages the graph edits add: nodes, constants, value infos. */
+import { floatToHalf } from "../tensorData";
 import { bytesField, concat, message } from "./protoWire";
 
 // ONNX field numbers (onnx.proto3).
@@ -40,13 +41,14 @@ export function node(opType: string, inputs: string[], outputs: string[], name: 
 }
 
 /** A TensorProto of little-endian raw data, named when it is an initializer. */
-function tensorProto(dims: number[], dataType: number, data: Float32Array | BigInt64Array, name?: string): Uint8Array {
+function tensorProto(dims: number[], dataType: number, data: Float32Array | BigInt64Array | Uint16Array, name?: string): Uint8Array {
   const raw = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   return message([...dims.map((d) => [TENSOR.dims, d] as [number, number]), [TENSOR.dataType, dataType], ...(name ? [[TENSOR.name, name] as [number, string]] : []), [TENSOR.rawData, raw]]);
 }
 
-/** A TensorProto holding int64 or float values. */
-export function tensor(type: "int64" | "float", dims: number[], values: number[]): Uint8Array {
+/** A TensorProto holding int64, float or float16 values. */
+export function tensor(type: "int64" | "float" | "float16", dims: number[], values: number[]): Uint8Array {
+  if (type === "float16") return tensorProto(dims, DTYPE.float16, Uint16Array.from(values, floatToHalf));
   return tensorProto(dims, DTYPE[type], type === "int64" ? BigInt64Array.from(values, BigInt) : Float32Array.from(values));
 }
 
@@ -67,7 +69,7 @@ export function modelBytes(name: string, body: Uint8Array[], opset: number): Uin
 }
 
 /** A Constant node producing `name`. */
-export function constant(name: string, type: "int64" | "float", dims: number[], values: number[]): Uint8Array {
+export function constant(name: string, type: "int64" | "float" | "float16", dims: number[], values: number[]): Uint8Array {
   return node("Constant", [], [name], name, { value: { tensor: tensor(type, dims, values) } });
 }
 

@@ -18,7 +18,7 @@ import { bytesField, concat, fields } from "./protoWire";
 import { SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead";
 
 export const HIDDEN_OUTPUT = "last_hidden_state";
-const PREPARE_VERSION = 12;
+const PREPARE_VERSION = 13;
 
 /** The element type (onnx TensorProto.DataType) of a tensor ValueInfoProto. */
 function elemType(valueInfo: Uint8Array): number {
@@ -105,11 +105,14 @@ export const anyFused = (edits: Pick<PreparedEdits, (typeof FUSED_COUNTS)[number
 const rotaryRows = (maxPositions?: number) => Math.min(Math.max(maxPositions ?? 0, 8192), 32768);
 
 /** The graph with its layers' kernels fused, and how many of each were. */
-function fuseLayers(graph: GraphInfo, heads: NonNullable<PrepareOptions["fuse"]>, opset: number) {
+function fuseLayers(graph: GraphInfo, heads: NonNullable<PrepareOptions["fuse"]>, opset: number, withAttention: boolean) {
   // Rotary embeddings first: the attention fusion then reads their (batch, sequence, width) output.
   const positions = rotaryRows(heads.maxPositions);
   const rotary = fuseRotary(graph, heads, positions);
-  const attention = fuseAttention(rotary.graph, heads, opset);
+  // Attention in float32 graphs only: onnxruntime's WebGPU MultiHeadAttention in half precision
+  // tripled the error of an fp16 export's logits (0.50 against the fp32 model's, 0.17 unfused;
+  // lavapipe) and changed its greedy solutions, which the unfused fp16 attention reproduces.
+  const attention = withAttention ? fuseAttention(rotary.graph, heads, opset) : { graph: rotary.graph, fused: 0 };
   const rms = fuseRmsNorm(attention.graph, opset);
   const skip = fuseSkipLayerNorm(rms.graph);
   const projections = fuseProjectionBias(skip.graph);
@@ -147,11 +150,9 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   const opset = opsetVersion(model);
   const addedHidden = !graph.outputs.has(HIDDEN_OUTPUT);
   const addedSampler = !!options.sampler && graph.outputs.has("logits") && !graph.inputs.includes(SAMPLE_UNIFORM) && opset >= SAMPLING_MIN_OPSET;
-  // float32 graphs only: onnxruntime's WebGPU MultiHeadAttention in half precision doubled the error of
-  // an fp16 export's logits (0.50 against the fp32 model's, 0.17 unfused; lavapipe) and changed its
-  // greedy solutions, which the unfused fp16 graph reproduces.
-  const float32 = graph.outputs.has("logits") && elemType(graph.outputs.get("logits")!) === DTYPE.float;
-  const fused = options.fuse && float32 ? fuseLayers(graph, options.fuse, opset) : undefined;
+  const logits = graph.outputs.has("logits") ? elemType(graph.outputs.get("logits")!) : 0;
+  const floats = logits === DTYPE.float || logits === DTYPE.float16;
+  const fused = options.fuse && floats ? fuseLayers(graph, options.fuse, opset, logits === DTYPE.float) : undefined;
   const changed = !!fused && anyFused(fused);
   if (!addedHidden && !addedSampler && !changed) return undefined;
 
