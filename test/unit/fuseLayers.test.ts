@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DeviceRunError } from "../../src/engine/lm/device";
 import { KvCache } from "../../src/engine/lm/kvCache";
-import { toFloat32 } from "../../src/engine/lm/tensorData";
+import { floatToHalf, halfToFloat, toFloat32 } from "../../src/engine/lm/tensorData";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { openModelFolder } from "../../src/engine/lm/modelFolder";
 import { GRAPH, MODEL, node, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
@@ -188,6 +188,14 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     const read = readNode(node("Softmax", ["x"], ["y"], "n", { axis: -1, perm: { ints: [0, -2, 3] }, epsilon: { float: 1e-5 } }));
     assert.deepEqual([read.ints.get("axis"), read.ints.get("perm")], [[-1], [0, -2, 3]]);
     assert.equal(read.floats.get("epsilon"), Math.fround(1e-5));
+  });
+
+  it("writes fp16 constants rounded to nearest even: every half value back to itself, ties to the even neighbour, overflow to ∞", () => {
+    for (let h = 0; h < 0x10000; h++) {
+      const x = halfToFloat(h);
+      if (!Number.isNaN(x) && !(x === 0 && h === 0x8000)) assert.equal(floatToHalf(x), h, `half 0x${h.toString(16)}`);
+    }
+    assert.deepEqual([1 + 2 ** -11, 1 + 3 * 2 ** -11, 2 ** -25, 3 * 2 ** -26, 65520].map(floatToHalf), [0x3c00, 0x3c02, 0, 1, 0x7c00]);
   });
 
   it("reads small constants of every stored form (raw int64, float16, listed floats), and not large ones", () => {
