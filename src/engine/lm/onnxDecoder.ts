@@ -281,8 +281,8 @@ export class OnnxDecoder implements CausalLM {
     try {
       // Past its rotary tables the fused graph would read beyond them; the exported graph on the CPU
       // computes any position's angles (withCpuFallback moves the run there).
-      const last = positions.reduce((a, b) => Math.max(a, b), 0);
-      if (this.rotaryPositions && last > this.rotaryPositions) {
+      const last = this.rotaryPositions ? positions.reduce((a, b) => Math.max(a, b), 0) : 0;
+      if (last > this.rotaryPositions) {
         throw new DeviceRunError(this.device, `position ${last - 1} is past the ${this.rotaryPositions} positions this graph's rotary tables cover on ${this.device}; the run goes on on the CPU`);
       }
       const pending = cache.pendingRows();

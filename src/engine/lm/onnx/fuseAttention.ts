@@ -14,14 +14,10 @@
  * exact pattern is fused: anything else (a score reused elsewhere, a scale that is not a constant) is
  * left as it is.
  */
-import { constant, node, OPSET } from "./graphBuild";
+import { constant, MS_DOMAIN, node } from "./graphBuild";
 import { GraphInfo, NodeInfo } from "./graphRead";
-import { applyRewrites, GraphIndex, Rewrite } from "./graphRewrite";
-import { message } from "./protoWire";
+import { applyRewrites, GraphIndex, Heads, isPerm, Rewrite } from "./graphRewrite";
 
-export const MS_DOMAIN = "com.microsoft";
-
-export const isPerm = (n: NodeInfo | undefined, perm: string) => n?.opType === "Transpose" && (n.ints.get("perm") ?? []).join(",") === perm;
 const isSeqAxis = (n: NodeInfo) => [2, -2].includes(n.ints.get("axis")?.[0] ?? NaN);
 
 /** Builds the fusions of a graph; names of new tensors start with `smc_mha<layer>/`. */
@@ -40,10 +36,6 @@ class AttentionFuser {
     this.constants = graph.constants;
   }
 
-  private only(name: string): NodeInfo | undefined {
-    return this.index.only(name);
-  }
-
   /** `Concat(past, new)` along the sequence axis, past a graph input: [past, new]. */
   private cacheConcat(name: string): [string, string] | undefined {
     const c = this.index.producer.get(name);
@@ -51,15 +43,10 @@ class AttentionFuser {
     return [c.inputs[0], c.inputs[1]];
   }
 
-  /** Whether a Reshape's target shape is [·, ·, heads, headDim] (a constant, or a Concat of four parts). */
+  /** Whether a Reshape's target shape is [·, ·, heads, headDim] (one of the two may be −1). */
   private splitsHeads(shapeName: string): boolean {
-    const fixed = this.constants.get(shapeName);
-    const tail = fixed?.length === 4 ? fixed.slice(2) : undefined;
-    if (tail) return (tail[0] === this.numHeads || tail[0] === -1) && (tail[1] === this.headDim || tail[1] === -1) && !(tail[0] === -1 && tail[1] === -1);
-    const c = this.index.producer.get(shapeName);
-    if (c?.opType !== "Concat" || c.inputs.length !== 4) return false;
-    const [n, h] = [this.constants.get(c.inputs[2]), this.constants.get(c.inputs[3])];
-    return n?.length === 1 && h?.length === 1 && n[0] === this.numHeads && h[0] === this.headDim;
+    const [n, h] = this.index.headSplit(shapeName) ?? [];
+    return (n === this.numHeads || n === -1) && (h === this.headDim || h === -1) && !(n === -1 && h === -1);
   }
 
   /**
@@ -82,19 +69,19 @@ class AttentionFuser {
     const axis = softmax.ints.get("axis")?.[0] ?? (this.opset >= 13 ? -1 : 1);
     if (softmax.opType !== "Softmax" || (axis !== -1 && axis !== 3)) return undefined;
     const add = this.index.producer.get(softmax.inputs[0]);
-    if (add?.opType !== "Add" || !this.only(add.outputs[0])) return undefined;
+    if (add?.opType !== "Add" || !this.index.only(add.outputs[0])) return undefined;
     const scaledAt = add.inputs.findIndex((i) => ["Div", "Mul"].includes(this.index.producer.get(i)?.opType ?? ""));
     if (scaledAt < 0) return undefined;
     const scaled = this.index.producer.get(add.inputs[scaledAt])!;
     const mask = add.inputs[1 - scaledAt];
-    if (!this.only(scaled.outputs[0])) return undefined;
+    if (!this.index.only(scaled.outputs[0])) return undefined;
     const factor = this.index.scalar(scaled.inputs[1]);
     const scores = this.index.producer.get(scaled.inputs[0]);
-    if (factor === undefined || scores?.opType !== "MatMul" || !this.only(scores.outputs[0])) return undefined;
+    if (factor === undefined || scores?.opType !== "MatMul" || !this.index.only(scores.outputs[0])) return undefined;
     const scale = scaled.opType === "Div" ? 1 / factor : factor;
     const keysT = this.index.producer.get(scores.inputs[1]);
-    if (!keysT || !isPerm(keysT, "0,1,3,2") || !this.only(keysT.outputs[0])) return undefined;
-    const weighted = this.only(softmax.outputs[0]);
+    if (!keysT || !isPerm(keysT, "0,1,3,2") || !this.index.only(keysT.outputs[0])) return undefined;
+    const weighted = this.index.only(softmax.outputs[0]);
     if (weighted?.opType !== "MatMul" || weighted.inputs[0] !== softmax.outputs[0]) return undefined;
     // With the cache: the new keys and values concatenated onto the past ones right there, with as
     // many heads as the queries. Else (grouped-query attention, whose cache is widened to the query
@@ -107,8 +94,8 @@ class AttentionFuser {
     const q = this.toBsd(scores.inputs[0], `${prefix}/q`, newNodes);
     // The heads merged back as the exporter does it next (Transpose, then Reshape to 3-D) are the
     // fused node's own output; anything else gets the (batch, heads, sequence, headDim) tensor back.
-    const back = this.only(weighted.outputs[0]);
-    const merge = back && isPerm(back, "0,2,1,3") ? this.only(back.outputs[0]) : undefined;
+    const back = this.index.only(weighted.outputs[0]);
+    const merge = back && isPerm(back, "0,2,1,3") ? this.index.only(back.outputs[0]) : undefined;
     const merged = merge?.opType === "Reshape" && this.mergesHeads(merge.inputs[1]) ? merge : undefined;
     const output = merged ? merged.outputs[0] : `${prefix}/out`;
     const attrs = { num_heads: this.numHeads, scale: { float: scale } };
@@ -146,13 +133,8 @@ class AttentionFuser {
  * The graph with every matching attention fused (`fused`: how many), and the nodes nothing reads any
  * more dropped.
  */
-export function fuseAttention(graph: GraphInfo, heads: { numHeads: number; numKvHeads: number; headDim: number }, opset: number): { graph: GraphInfo; fused: number } {
+export function fuseAttention(graph: GraphInfo, heads: Heads, opset: number): { graph: GraphInfo; fused: number } {
   const fuser = new AttentionFuser(graph, heads.numHeads, heads.numKvHeads, heads.headDim, opset);
   const rewrites = graph.nodes.filter((n) => n.opType === "Softmax").map((s, layer) => fuser.match(s, layer)).filter((m): m is Rewrite => !!m);
   return { graph: applyRewrites(graph, rewrites), fused: rewrites.length };
-}
-
-/** The com.microsoft opset import the fused nodes need. */
-export function msOpsetImport(): Uint8Array {
-  return message([[OPSET.domain, MS_DOMAIN], [OPSET.version, 1]]);
 }

@@ -21,7 +21,7 @@ function match(index: GraphIndex, scaled: NodeInfo, n: number, opset: number): R
   if (!index.only(normed.outputs[0])) return undefined;
   // x · 1/√(mean(x²) + ε): find the reciprocal side, then check it is made from x. Half-precision
   // exports square and average in float32, with Casts around.
-  const uncast = (name: string) => (index.made(name, "Cast")?.inputs[0] ?? name);
+  const uncast = (name: string) => index.through(name, "Cast");
   for (const side of [0, 1]) {
     const x = normed.inputs[1 - side];
     const inverse = index.producer.get(normed.inputs[side]);

@@ -9,18 +9,11 @@
  * sequence, heads × headDim) projection before the heads are split, so the attention fusion after it
  * takes its output as it is. Positions past the tables are refused at run time (onnxDecoder.ts).
  */
-import { constant, DTYPE, node } from "./graphBuild";
-import { isPerm, MS_DOMAIN } from "./fuseAttention";
+import { constant, DTYPE, MS_DOMAIN, node } from "./graphBuild";
 import { GraphInfo, NodeInfo } from "./graphRead";
-import { applyRewrites, GraphIndex, Rewrite } from "./graphRewrite";
+import { applyRewrites, GraphIndex, Heads, isPerm, Rewrite } from "./graphRewrite";
 
 const POSITION_IDS = "position_ids";
-
-interface Heads {
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-}
 
 class RotaryFuser {
   private readonly index: GraphIndex;
@@ -35,10 +28,9 @@ class RotaryFuser {
     this.index = new GraphIndex(graph);
   }
 
-  /** Follows Cast and Unsqueeze nodes back to what they pass on. */
+  /** What Casts and Unsqueezes pass on to `name`. */
   private through(name: string): string {
-    for (let n = this.index.producer.get(name); n && (n.opType === "Cast" || n.opType === "Unsqueeze"); n = this.index.producer.get(name)) name = n.inputs[0];
-    return name;
+    return this.index.through(name, "Cast", "Unsqueeze");
   }
 
   private constant(name: string): number[] | undefined {
@@ -97,11 +89,6 @@ class RotaryFuser {
     return values?.length === this.heads.headDim / 2 && values.every(Number.isFinite) ? inverse : undefined;
   }
 
-  /** What a Cast passes on, or the name itself. */
-  private uncast(name: string): string {
-    return this.index.made(name, "Cast")?.inputs[0] ?? name;
-  }
-
   /** The cos and sin tables for these inverse frequencies, made once (their nodes go to `out`). */
   private cosSin(inverse: string, type: "float" | "float16", out: Uint8Array[]): [string, string] {
     const key = `${inverse}|${type}`;
@@ -130,7 +117,7 @@ class RotaryFuser {
     if (muls.some((m) => !m || !this.index.only(m.outputs[0]))) return undefined;
     // One product with Cos(·), the other with Sin(·) of the same angles (cast to half precision in
     // an fp16 export, whose tables are then fp16 too).
-    const factor = (m: NodeInfo, op: string) => m.inputs.findIndex((i) => this.index.made(this.uncast(i), op));
+    const factor = (m: NodeInfo, op: string) => m.inputs.findIndex((i) => this.index.made(this.index.through(i, "Cast"), op));
     const cosMul = muls.find((m) => factor(m!, "Cos") >= 0);
     const sinMul = muls.find((m) => m !== cosMul && factor(m!, "Sin") >= 0);
     if (!cosMul || !sinMul) return undefined;
@@ -143,7 +130,7 @@ class RotaryFuser {
     const reshape = split && isPerm(split, "0,2,1,3") ? this.index.made(split.inputs[0], "Reshape") : undefined;
     const heads = reshape && this.headsOf(reshape.inputs[1]);
     if (!reshape || !heads || !this.isRotateHalf(rot, t)) return undefined;
-    const inverse = this.inverseFrequencies(this.index.producer.get(this.uncast(cosMul.inputs[cosAt]))!, this.index.producer.get(this.uncast(sinMul.inputs[sinAt]))!);
+    const inverse = this.inverseFrequencies(this.index.producer.get(this.index.through(cosMul.inputs[cosAt], "Cast"))!, this.index.producer.get(this.index.through(sinMul.inputs[sinAt], "Cast"))!);
     if (!inverse) return undefined;
     const half = this.index.made(cosMul.inputs[cosAt], "Cast")?.ints.get("to")?.[0] === DTYPE.float16;
 
@@ -163,10 +150,7 @@ class RotaryFuser {
 
   /** The heads of a Reshape to (·, ·, heads, headDim): query or key/value heads. */
   private headsOf(shapeName: string): number | undefined {
-    const fixed = this.graph.constants.get(shapeName);
-    const c = fixed ? undefined : this.index.made(shapeName, "Concat");
-    const tail = fixed?.length === 4 ? fixed.slice(2) : c?.inputs.length === 4 ? [this.constant(c.inputs[2])?.[0], this.constant(c.inputs[3])?.[0]] : [];
-    const [n, h] = tail;
+    const [n, h] = this.index.headSplit(shapeName) ?? [];
     return h === this.heads.headDim && (n === this.heads.numHeads || n === this.heads.numKvHeads) ? n : undefined;
   }
 }

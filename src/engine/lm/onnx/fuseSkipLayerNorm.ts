@@ -6,8 +6,7 @@
  * launches (bias add, residual add, layer norm) into one, twice per layer. onnxruntime fuses only a
  * residual sum that nothing else reads, which in a transformer is just the last.
  */
-import { node } from "./graphBuild";
-import { MS_DOMAIN } from "./fuseAttention";
+import { MS_DOMAIN, node } from "./graphBuild";
 import { GraphInfo, NodeInfo } from "./graphRead";
 import { applyRewrites, GraphIndex, Rewrite } from "./graphRewrite";
 

@@ -18,6 +18,10 @@ const ATTR_INT = 2;
 const ATTR_TENSOR = 4;
 const ATTR_INTS = 7;
 
+/** onnxruntime's contrib operators (the fused nodes), and the opset import their graph needs. */
+export const MS_DOMAIN = "com.microsoft";
+export const msOpsetImport = () => message([[OPSET.domain, MS_DOMAIN], [OPSET.version, 1]]);
+
 /** TensorProto.DataType values used here. */
 export const DTYPE = { float: 1, int64: 7, float16: 10 } as const;
 

@@ -13,6 +13,15 @@ export interface Rewrite {
   newNodes: Uint8Array[];
 }
 
+/** A decoder's heads: of the queries, of the keys and values, and their width. */
+export interface Heads {
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+}
+
+export const isPerm = (n: NodeInfo | undefined, perm: string) => n?.opType === "Transpose" && (n.ints.get("perm") ?? []).join(",") === perm;
+
 /** Who makes and who reads each tensor, and the small questions patterns ask of them. */
 export class GraphIndex {
   readonly producer = new Map<string, NodeInfo>();
@@ -42,6 +51,24 @@ export class GraphIndex {
   only(name: string): NodeInfo | undefined {
     const list = this.consumers.get(name) ?? [];
     return list.length === 1 && !this.graph.outputs.has(name) ? list[0] : undefined;
+  }
+
+  /** What nodes of these types pass on to `name` (followed back through any number of them). */
+  through(name: string, ...opTypes: string[]): string {
+    for (let n = this.producer.get(name); n && opTypes.includes(n.opType); n = this.producer.get(name)) name = n.inputs[0];
+    return name;
+  }
+
+  /**
+   * The last two entries of a Reshape's 4-entry target shape, [heads, headDim] when it splits the
+   * heads: from a constant, or from the constant last two parts of a Concat of four.
+   */
+  headSplit(shapeName: string): [number, number] | undefined {
+    const fixed = this.graph.constants.get(shapeName);
+    if (fixed) return fixed.length === 4 ? [fixed[2], fixed[3]] : undefined;
+    const c = this.made(shapeName, "Concat");
+    const [n, h] = c?.inputs.length === 4 ? [this.graph.constants.get(c.inputs[2]), this.graph.constants.get(c.inputs[3])] : [];
+    return n?.length === 1 && h?.length === 1 ? [n[0], h[0]] : undefined;
   }
 
   /** The nodes that read `name`. */

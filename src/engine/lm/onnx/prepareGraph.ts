@@ -7,9 +7,10 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { writeFileAtomic } from "../../util/atomicWrite";
-import { DTYPE, GRAPH, MODEL, node, TENSOR_TYPE, tensorValueInfo, TYPE, VALUE_INFO } from "./graphBuild";
+import { DTYPE, GRAPH, MODEL, MS_DOMAIN, msOpsetImport, node, TENSOR_TYPE, tensorValueInfo, TYPE, VALUE_INFO } from "./graphBuild";
 import { GraphInfo, NodeInfo, opsetVersion, readGraph } from "./graphRead";
-import { fuseAttention, msOpsetImport, MS_DOMAIN } from "./fuseAttention";
+import { Heads } from "./graphRewrite";
+import { fuseAttention } from "./fuseAttention";
 import { fuseProjectionBias } from "./fuseProjectionBias";
 import { fuseRmsNorm } from "./fuseRmsNorm";
 import { fuseRotary } from "./fuseRotary";
@@ -86,13 +87,22 @@ export interface PrepareOptions {
   /**
    * The fewest kernels, for a GPU, where a step's time is mostly their launches: fuse the layers
    * (fuseRotary.ts, fuseAttention.ts, fuseRmsNorm.ts, fuseSkipLayerNorm.ts, fuseProjectionBias.ts;
-   * given the heads of the queries, keys and values, and the model's context) and lay the sampling head out in fewer, larger kernels
+   * given the heads and the model's context) and lay the sampling head out in fewer, larger kernels
    * (samplingHead.ts, DrawLayout).
    */
-  fuse?: { numHeads: number; numKvHeads: number; headDim: number; maxPositions?: number };
+  fuse?: Heads & { maxPositions?: number };
 }
 
-const NO_EDITS: PreparedEdits = { addedHidden: false, addedSampler: false, fusedAttention: 0, fusedRotary: 0, rotaryPositions: 0, fusedRmsNorm: 0, fusedSkipLayerNorm: 0, fusedProjectionBias: 0 };
+const NO_EDITS: PreparedEdits = {
+  addedHidden: false,
+  addedSampler: false,
+  fusedAttention: 0,
+  fusedRotary: 0,
+  rotaryPositions: 0,
+  fusedRmsNorm: 0,
+  fusedSkipLayerNorm: 0,
+  fusedProjectionBias: 0,
+};
 const FUSED_COUNTS = ["fusedAttention", "fusedRotary", "fusedRmsNorm", "fusedSkipLayerNorm", "fusedProjectionBias"] as const;
 
 /** Whether any layer was fused. */
