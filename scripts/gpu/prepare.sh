@@ -10,6 +10,7 @@ rm -rf "$out" && mkdir -p "$out/node_modules" "$out/gl" "$out/dist" "$out/tests"
 cd "$repo" && npm run build --silent >/dev/null
 cp dist/decode-bench.js dist/cli.js "$out/dist/"
 # Two folders below the root, so the suite finds models/ and test/fixtures/ as it does from test/webgpu/.
+npx esbuild scripts/gpu/opCost.ts --bundle --platform=node --target=node20 --external:onnxruntime-node --outfile="$out/dist/op-cost.js" --log-level=error
 npx esbuild scripts/gpu/webgpuTests.ts --bundle --platform=node --target=node20 --external:onnxruntime-node \
   --outfile="$out/tests/webgpu-tests.js" --log-level=error
 cp -r node_modules/onnxruntime-common "$out/node_modules/"

@@ -7,7 +7,9 @@
 #     first), onnxruntime's profile of it, the same in the CPU's kernels, then the loop on the CPU;
 #  3. token level on WebGPU, then the same weights exported in fp16 on WebGPU, then the shipped Llama;
 #  4. the WebGPU test suite on the real GPU (GPU-vs-CPU logits, on-device gathers, toy-model statistics).
-# Results in $OUT (or ./gpu-results/): gpu.txt, torch-cuda.txt, bench.jsonl, profile.txt, webgpu-tests.txt, times.txt.
+#  5. what the KV cache's nodes cost the WebGPU provider (scripts/gpu/opCost.ts): op-cost.jsonl.
+# Results in $OUT (or ./gpu-results/): gpu.txt, torch-cuda.txt, bench.jsonl, profile.txt, webgpu-tests.txt,
+# op-cost.jsonl, times.txt. SKIP="a regex" leaves out the parts whose names match (a shorter rerun).
 set -uo pipefail
 out=${OUT:-gpu-results}; mkdir -p "$out"
 deadline=${DEADLINE:-480}
@@ -16,6 +18,7 @@ rt=/tmp/gpu-runtime; mkdir -p $rt
 # Runs a part with at most $1 seconds, fewer if the deadline is near; skips it when under 20 are left.
 part() {
   local want=$1 name=$2; shift 2
+  if [ -n "${SKIP:-}" ] && [[ "$name" =~ $SKIP ]]; then echo "skipped $name: SKIP" | tee -a "$out/times.txt"; return; fi
   local left=$((deadline - SECONDS - 5)); local t=$((want < left ? want : left))
   if [ $t -lt 20 ]; then echo "skipped $name: ${left}s left" | tee -a "$out/times.txt"; return; fi
   local t0=$SECONDS; echo "== $name (up to ${t}s)"
@@ -23,13 +26,13 @@ part() {
   echo "$name: exit $rc, $((SECONDS - t0))s" | tee -a "$out/times.txt"
 }
 tar -xJf $g/node.tar.xz -C $rt && tar -xJf $g/node_modules.tar.xz -C $rt
-# (SKIP_GL=1 and a smaller V/D/L/H: a dry run of this script on a machine without the GPU.)
+# (SKIP_GL=1, a smaller V/D/L/H and OPCOST="--layers 2": a dry run of this script on a machine without the GPU.)
 if [ -z "${SKIP_GL:-}" ]; then for f in $g/gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
 export __EGL_VENDOR_LIBRARY_FILENAMES=${__EGL_VENDOR_LIBRARY_FILENAMES:-/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json}
 export NODE_PATH=$rt/node_modules PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$out/gpu.txt" 2>&1
-mkdir -p dist && cp $g/dist/cli.js dist/ && cp $g/dist/decode-bench.js $rt/
+mkdir -p dist && cp $g/dist/cli.js dist/ && cp $g/dist/decode-bench.js $g/dist/op-cost.js $rt/
 echo "setup: ${SECONDS}s" >> "$out/times.txt"
 
 V=${V:-50257} D=${D:-768} L=${L:-12} H=${H:-12}
@@ -68,4 +71,9 @@ part 90 "WebGPU fp16, step level" bash -o pipefail -c "$bench --model $m16 --ref
 # The shipped Llama (RMS norms, rotary embeddings), in the fewest kernels and in the CPU's.
 part 45 "shipped Llama on WebGPU" bash -o pipefail -c "for f in yes no; do $bench --model models/tiny-math-llama --devices webgpu --levels step --ks 16,64 --fewest-kernels \$f | tee -a $out/bench.jsonl; done"
 part 120 "WebGPU test suite" bash -c "$rt/node $g/tests/webgpu-tests.js > $out/webgpu-tests.txt 2>&1; rc=\$?; echo exit \$rc >> $out/webgpu-tests.txt; tail -4 $out/webgpu-tests.txt; exit \$rc"
+# Dawn's per-dispatch validation, off, now that a step issues fewer kernels (last: within noise).
+part 30 "WebGPU fp32, step level, validation disabled" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks 16 --webgpu-validation disabled | tee -a $out/bench.jsonl"
+# Per step, 12 attention nodes (or 24 elementwise ones) over the cache alone, at K = 16 and 64, then with
+# hardly any data (the per-node floor). See opCost.ts for the cases.
+part 60 "op costs" bash -o pipefail -c "for a in '--k 16' '--k 64' '--k 16 --cache 16'; do $rt/node $rt/op-cost.js \$a ${OPCOST:-} | tee -a $out/op-cost.jsonl; done"
 echo "total: ${SECONDS}s" >> "$out/times.txt"

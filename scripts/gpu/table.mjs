@@ -28,30 +28,41 @@ const all = readdirSync(dir)
 const SHIPPED = /tiny-math-llama/;
 const on = (device, fp16, plain = false) => all.filter((r) => r.device?.startsWith(device) && !SHIPPED.test(r.model) && /fp16/.test(r.model) === fp16 && (r.fewestKernels === "no") === plain);
 const bench = { fp32: on("webgpu", false), plain: on("webgpu", false, true), fp16: on("webgpu", true), cpu: on("cpu", false) };
-const ms = (list, level, k) => list.find((r) => r.level === level && r.K === k && typeof r.msPerStep === "number")?.msPerStep;
+// Per step: the median of a run's decode steps, as mkmodel.py times PyTorch's (older results have only the mean).
+const row = (list, level, k) => list.find((r) => r.level === level && r.K === k && typeof r.msPerStep === "number");
+const ms = (list, level, k) => { const r = row(list, level, k); return r?.msPerStepMedian ?? r?.msPerStep; };
+const mean = (list, level, k) => row(list, level, k)?.msPerStep;
 const fmt = (x) => (x === undefined ? "–" : x < 10 ? x.toFixed(2) : x.toFixed(1));
 const ratio = (a, b) => (a === undefined || b === undefined ? "–" : `${(a / b).toFixed(2)}×`);
 
 const lines = [
-  `Measured ${date} on ${card} with \`scripts/gpu/run.sh\` (GPT-2-small-shaped decoder, random weights, 256-token prompt, 32 decode steps):`,
+  `Measured ${date} on ${card} with \`scripts/gpu/run.sh\` (GPT-2-small-shaped decoder, random weights, 256-token prompt, 32 decode steps; ${all.some((r) => typeof r.msPerStepMedian === "number") ? "ms per step: the median of the steps, PyTorch's too" : "ms per step: the engine's mean over the run, PyTorch's median"}):`,
   "",
-  "| K | WebGPU fp32, step | WebGPU fp32, step, kernels as on the CPU | WebGPU fp32, token | WebGPU fp16, step | CPU, step | PyTorch CUDA fp32 | PyTorch CUDA fp16 | WebGPU fp32 step / PyTorch fp32 | WebGPU fp16 step / PyTorch fp16 | CPU / WebGPU fp32 step |",
-  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
 ];
-for (const k of [1, 16, 64, 256]) {
-  const w = ms(bench.fp32, "step", k);
-  const u = ms(bench.plain, "step", k);
-  const wt = ms(bench.fp32, "token", k);
-  const h = ms(bench.fp16, "step", k);
-  const c = ms(bench.cpu, "step", k);
-  const t32 = torch[`float32|${k}`];
-  const t16 = torch[`float16|${k}`];
-  if ([w, u, wt, h, c, t32, t16].every((x) => x === undefined)) continue;
-  lines.push(`| ${k} | ${fmt(w)} | ${fmt(u)} | ${fmt(wt)} | ${fmt(h)} | ${fmt(c)} | ${fmt(t32)} | ${fmt(t16)} | ${ratio(w, t32)} | ${ratio(h, t16)} | ${ratio(c, w)} |`);
+// One column per measurement; a column the run has no number for is left out (a shorter rerun skips parts).
+const columns = [
+  ["WebGPU fp32, step", (k) => fmt(ms(bench.fp32, "step", k))],
+  ["WebGPU fp32, step, kernels as on the CPU", (k) => fmt(ms(bench.plain, "step", k))],
+  ["WebGPU fp32, token", (k) => fmt(ms(bench.fp32, "token", k))],
+  ["WebGPU fp16, step", (k) => fmt(ms(bench.fp16, "step", k))],
+  ["CPU, step", (k) => fmt(ms(bench.cpu, "step", k))],
+  ["PyTorch CUDA fp32", (k) => fmt(torch[`float32|${k}`])],
+  ["PyTorch CUDA fp16", (k) => fmt(torch[`float16|${k}`])],
+  ["WebGPU fp32 step / PyTorch fp32", (k) => ratio(ms(bench.fp32, "step", k), torch[`float32|${k}`])],
+  ["WebGPU fp16 step / PyTorch fp16", (k) => ratio(ms(bench.fp16, "step", k), torch[`float16|${k}`])],
+  ["CPU / WebGPU fp32 step", (k) => ratio(ms(bench.cpu, "step", k), ms(bench.fp32, "step", k))],
+];
+const rows = [1, 16, 64, 256].map((k) => [String(k), ...columns.map(([, cell]) => cell(k))]).filter((r) => r.slice(1).some((c) => c !== "–"));
+const shown = [0, ...columns.map((_, i) => i + 1).filter((i) => rows.some((r) => r[i] !== "–"))];
+lines.push(`| ${shown.map((i) => (i ? columns[i - 1][0] : "K")).join(" | ")} |`, `| ${shown.map(() => "---").join(" | ")} |`);
+for (const r of rows) lines.push(`| ${shown.map((i) => r[i]).join(" | ")} |`);
+const means = [1, 16, 64, 256].map((k) => [k, mean(bench.fp32, "step", k), mean(bench.cpu, "step", k)]).filter(([, w, c]) => w !== undefined || c !== undefined);
+if (means.some(([k, w]) => w !== undefined && w !== ms(bench.fp32, "step", k))) {
+  lines.push("", `Means over each whole run (its prompt's prefill included), step level, WebGPU fp32 / CPU: ${means.map(([k, w, c]) => `K = ${k}: ${fmt(w)} / ${fmt(c)}`).join("; ")} ms.`);
 }
 const shipped = all.filter((r) => SHIPPED.test(r.model) && r.device?.startsWith("webgpu") && typeof r.msPerStep === "number");
 if (shipped.length) {
-  const at = (plain) => [16, 64].map((k) => fmt(shipped.find((r) => r.K === k && (r.fewestKernels === "no") === plain)?.msPerStep)).join(" / ");
+  const at = (plain) => [16, 64].map((k) => { const r = shipped.find((r) => r.K === k && (r.fewestKernels === "no") === plain); return fmt(r?.msPerStepMedian ?? r?.msPerStep); }).join(" / ");
   lines.push("", `The shipped Llama on WebGPU, step level, K = 16 / 64: ${at(false)} ms per step in the fewest kernels, ${at(true)} in the CPU's.`);
 }
 const readback = [...bench.fp32, ...bench.fp16].filter((r) => typeof r.readbackKiBPerStep === "number");
@@ -70,6 +81,16 @@ const profiles = [...read("profile.txt").matchAll(/profile-(\d+)(-plain)?_[^\n]*
 if (profiles.length) {
   lines.push("", "onnxruntime's profile of a step-level decode step (median of the later passes; GPU time from timestamp queries):");
   for (const m of profiles) lines.push(`- K = ${m[1]}${m[2] ? ", kernels as on the CPU" : ""}: wall ${Number(m[3]).toFixed(1)} ms, GPU busy ${Number(m[4]).toFixed(1)} ms, ${m[5]} dispatches`);
+}
+// opCost.ts's lines: per shape, each case's median step.
+const costs = read("op-cost.jsonl").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+if (costs.length) {
+  lines.push("", "The KV cache's nodes alone on the WebGPU provider (`scripts/gpu/opCost.ts`; median ms per step, outputs fed back unless said):");
+  for (const shape of [...new Set(costs.map((c) => `${c.k}|${c.cache}|${c.layers}`))]) {
+    const [k, cache, layers] = shape.split("|");
+    const here = costs.filter((c) => `${c.k}|${c.cache}|${c.layers}` === shape);
+    lines.push(`- K = ${k}, ${cache}-token cache, ${layers} layers: ${here.map((c) => `${c.case} ${fmt(c.msPerStepMedian)}`).join(", ")}`);
+  }
 }
 const tests = read("webgpu-tests.txt").match(/(\d+) passing[^\n]*(\n\s*\d+ pending)?(\n\s*\d+ failing)?/);
 if (tests) lines.push("", `WebGPU test suite on the card: ${tests[0].replace(/\s+/g, " ").trim()}.`);

@@ -8,6 +8,9 @@
  * line boundaries, where nearly all of its tokens are spent: tokens drawn from the model (inside the
  * graph where it can), no reweighting until a line ends (none does here). EOS ignored.
  *
+ * `msPerStep` is the whole run (the prompt's prefill included) over its forward passes; `msPerStepMedian`
+ * the median time from one decode step's start to the next's, as mkmodel.py times PyTorch's steps.
+ *
  * Random token ids stand in for text, so any vocabulary works (mkmodel-style exports included).
  * Prints one JSON line per measurement as it is made, so a run cut short keeps what it finished.
  * With `--reference`, each device's logits are first compared with the reference folder's (the same
@@ -80,11 +83,14 @@ async function main() {
           const t = performance.now();
           const readBytes = () => (lm.readback ? lm.readback.logits + lm.readback.hidden : 0);
           const readBefore = readBytes();
+          const starts = stepStarts(lm);
           const r = await runTwistedSmc(lm, prompt, { ...opts, seed: 1 });
-          const ms = (performance.now() - t) / r.forwardPasses;
+          const end = performance.now();
+          starts.stop();
+          const ms = (end - t) / r.forwardPasses;
           const readbackKiBPerStep = lm.readback ? Math.round((readBytes() - readBefore) / 1024 / r.forwardPasses) : undefined;
           report({
-            device: lm.device, level, K, cache, msPerStep: Math.round(ms * 100) / 100, tokensPerSecond: Math.round((K * 1000) / ms), resampled: r.resampledAt.length,
+            device: lm.device, level, K, cache, msPerStep: Math.round(ms * 100) / 100, msPerStepMedian: Math.round(median(starts.intervals(end)) * 100) / 100, tokensPerSecond: Math.round((K * 1000) / ms), resampled: r.resampledAt.length,
             drawnInGraph: Math.round((100 * r.drawnInGraph) / r.generatedTokens) / 100, readbackKiBPerStep, loadMs: Math.round(loadMs),
           });
         } catch (e) {
@@ -95,6 +101,30 @@ async function main() {
     await twist.dispose();
     await lm.dispose();
   }
+}
+
+/**
+ * Records when each decode step of `lm` starts until `stop()` (instrumentation: `step` is wrapped on
+ * this instance only). `intervals(end)`: from each start to the next, the last to `end`.
+ */
+function stepStarts(lm: CausalLM) {
+  const own = Object.prototype.hasOwnProperty.call(lm, "step");
+  const step = lm.step;
+  const starts: number[] = [];
+  lm.step = (...args) => {
+    starts.push(performance.now());
+    return step.apply(lm, args);
+  };
+  return {
+    stop: () => (own ? (lm.step = step) : delete (lm as Partial<CausalLM>).step),
+    intervals: (end: number) => starts.map((s, i) => (starts[i + 1] ?? end) - s),
+  };
+}
+
+function median(values: number[]): number {
+  if (!values.length) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[sorted.length >> 1];
 }
 
 /**

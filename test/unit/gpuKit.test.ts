@@ -15,16 +15,21 @@ describe("the GPU kit's results table", function () {
     const bench = execFileSync(process.execPath, [join(root, "dist/decode-bench.js"), "--model", join(root, "test/fixtures/gpt2-tiny"), "--devices", "cpu", "--levels", "step", "--ks", "16", "--steps", "4", "--threads", "1", "--profile", prefix], { encoding: "utf8" });
     const measured = JSON.parse(bench.trim().split("\n")[0]);
     assert.equal(measured.K, 16);
+    // Per step, the median of the decode steps (as PyTorch is timed) besides the run's mean, prefill included.
+    assert.ok(measured.msPerStepMedian > 0 && measured.msPerStep > 0, bench);
     // A WebGPU line as decode-bench writes it there (this machine may have no adapter), in the same file.
     // And one in the CPU's kernels (--fewest-kernels no), the GPU fusions' before.
     const webgpu = { ...measured, device: "webgpu (onnxruntime-node)" };
     // And the shipped Llama's, which get a line of their own rather than the table's cells.
     const llama = { ...webgpu, model: "models/tiny-math-llama" };
-    const lines = [{ ...webgpu, msPerStep: 2.5 }, { ...webgpu, fewestKernels: "no", msPerStep: 5 }, { ...llama, fewestKernels: "yes", msPerStep: 1.5 }, { ...llama, fewestKernels: "no", msPerStep: 3 }];
+    const lines = [{ ...webgpu, msPerStep: 3.5, msPerStepMedian: 2.5 }, { ...webgpu, fewestKernels: "no", msPerStep: 6, msPerStepMedian: 5 }, { ...llama, fewestKernels: "yes", msPerStep: 2, msPerStepMedian: 1.5 }, { ...llama, fewestKernels: "no", msPerStep: 3, msPerStepMedian: undefined }];
     writeFileSync(join(dir, "bench.jsonl"), bench + lines.map((l) => JSON.stringify(l) + "\n").join(""));
     // mkmodel.py's line format (run.sh's torch-cuda.txt).
     writeFileSync(join(dir, "torch-cuda.txt"), "torch-cuda torch.float32 K=16 cache=256 median step 4.00 ms\n");
     writeFileSync(join(dir, "gpu.txt"), "Some GPU, 1.0, 1 MiB\n");
+    // opCost.ts's lines (its own test runs it, in the WebGPU suite).
+    const cost = { k: 16, layers: 12, heads: 12, headDim: 64, cache: 256, steps: 30, nodesPerStep: 12 };
+    writeFileSync(join(dir, "op-cost.jsonl"), [{ ...cost, case: "attention-growing", msPerStepMedian: 13 }, { ...cost, case: "neg-fed-back", msPerStepMedian: 8.93 }].map((c) => JSON.stringify(c)).join("\n") + "\n");
     // onnxruntime's profile of that run, summed up (on the CPU no GPU kernels are timed).
     const profile = readdirSync(dir).find((f) => f.startsWith("profile") && f.endsWith(".json"))!;
     const summary = execFileSync(process.execPath, [join(root, "scripts/gpu/profile-summary.mjs"), join(dir, profile)], { encoding: "utf8" });
@@ -33,15 +38,22 @@ describe("the GPU kit's results table", function () {
     assert.match(summary, /later passes, median: wall [\d.]+ ms, GPU 0\.000 ms, 0 dispatches/);
     writeFileSync(join(dir, "profile.txt"), summary);
     const table = execFileSync(process.execPath, [join(root, "scripts/gpu/table.mjs"), dir, "2026-01-01"], { encoding: "utf8" });
-    assert.match(table, /^Measured 2026-01-01 on Some GPU, 1\.0, 1 MiB/);
-    const row16 = table.split("\n").find((l) => l.startsWith("| 16 |"))!.split("|").map((c) => c.trim());
-    const cpu = measured.msPerStep < 10 ? measured.msPerStep.toFixed(2) : measured.msPerStep.toFixed(1);
-    assert.equal(row16[6], cpu);
-    assert.equal(row16[7], "4.00");
-    assert.equal(row16[2], "2.50");
-    assert.equal(row16[3], "5.00", "in the CPU's kernels");
-    assert.equal(row16[9], "0.63×", "WebGPU / PyTorch");
+    assert.match(table, /^Measured 2026-01-01 on Some GPU, 1\.0, 1 MiB.*the median of the steps/);
+    // Cells by their column's header; columns with no number in this run (token level, fp16) are left out.
+    const tableLines = table.split("\n").filter((l) => l.startsWith("|"));
+    const header = tableLines[0].split("|").map((c) => c.trim());
+    const row16 = tableLines.find((l) => l.startsWith("| 16 |"))!.split("|").map((c) => c.trim());
+    const cell = (name: string) => row16[header.indexOf(name)];
+    assert.ok(!header.includes("WebGPU fp32, token") && !header.includes("WebGPU fp16, step"), tableLines[0]);
+    const fmt = (x: number) => (x < 10 ? x.toFixed(2) : x.toFixed(1));
+    assert.equal(cell("CPU, step"), fmt(measured.msPerStepMedian));
+    assert.equal(cell("PyTorch CUDA fp32"), "4.00");
+    assert.equal(cell("WebGPU fp32, step"), "2.50");
+    assert.equal(cell("WebGPU fp32, step, kernels as on the CPU"), "5.00");
+    assert.equal(cell("WebGPU fp32 step / PyTorch fp32"), "0.63×");
+    assert.ok(table.includes(`WebGPU fp32 / CPU: K = 16: 3.50 / ${fmt(measured.msPerStep)} ms.`), table);
     assert.ok(table.includes(`Logits and hidden states read back from the GPU: ${measured.readbackKiBPerStep} KiB per step at every K and level`), table);
+    assert.ok(table.includes("- K = 16, 256-token cache, 12 layers: attention-growing 13.0, neg-fed-back 8.93"), table);
     assert.match(table, /- K = 16: wall [\d.]+ ms, GPU busy 0\.0 ms, 0 dispatches/);
     assert.ok(table.includes("The shipped Llama on WebGPU, step level, K = 16 / 64: 1.50 / – ms per step in the fewest kernels, 3.00 / – in the CPU's."), table);
   });

@@ -25,6 +25,7 @@ import { runTwistedSmc } from "../../src/engine/smc/twistedSmc";
 import { TokenTwistHead } from "../../src/engine/twist/heads";
 import { OnnxTokenTwist } from "../../src/engine/twist/onnxTwist";
 import { Rng } from "../../src/engine/util/rng";
+import { CASES as OP_COST_CASES, measureOpCosts } from "../../scripts/gpu/opCost";
 import { solve } from "../../src/engine/solve";
 import { loadTwistOption } from "../../src/engine/twist/resolve";
 import { assertGraphDrawsMatchLogits, assertModelDrawsMatchLogits, assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "../unit/helpers";
@@ -252,6 +253,15 @@ describe("the engine on WebGPU", function () {
       assert.ok(maxAbsDiff(await logitsOf(a), await logitsOf(b)) < 2e-3);
     } finally {
       await m.lm.dispose();
+    }
+  });
+
+  it("measures what the KV cache's nodes cost on this GPU: every case of scripts/gpu/opCost.ts runs", async () => {
+    const results = await measureOpCosts({ k: 2, layers: 2, heads: 2, headDim: 8, cache: 4, capacity: 12 }, 6);
+    assert.deepEqual(results.map((r) => r.case), [...OP_COST_CASES]);
+    for (const r of results) {
+      assert.equal(r.nodesPerStep, r.case.startsWith("attention") ? 2 : 4);
+      assert.ok(r.msPerStepMedian > 0 && r.msPerStepWithDrain > 0, JSON.stringify(r));
     }
   });
 

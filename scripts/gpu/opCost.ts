@@ -1,0 +1,149 @@
+/**
+ * `node op-cost.js [--k 16] [--layers 12] [--heads 12] [--head-dim 64] [--cache 256] [--capacity 320]
+ * [--steps 30] [--cases attention-growing,...] [--storage-cache bucket|simple|lazyRelease|disabled]`:
+ * what onnxruntime-node's WebGPU provider costs per step for the parts of a decode step that touch
+ * the KV cache, without the rest of a model. Each case is a graph of `--layers` attention nodes (or
+ * 2 × layers elementwise nodes over tensors the cache's size) run step after step, its outputs fed back
+ * as the next step's inputs as the engine feeds the cache:
+ * - attention-growing: MultiHeadAttention with the cache one token longer each step (the fused graph);
+ * - attention-same-cache: the same, fed the same cache every step (nothing written is read again);
+ * - attention-capacity: GroupQueryAttention over a fixed-capacity cache with per-row lengths;
+ * - neg-fed-back / neg-same-input: one Neg per cache tensor, constant size, fed back or not.
+ * Prints one JSON line per case: the median step (the time `run` takes; outputs stay on the GPU) and the
+ * mean with the queue drained at the end. With `--cache 16` it shows the cost of a node with hardly any
+ * data: the per-node floor. Bundled by scripts/gpu/prepare.sh; scripts/gpu/run.sh runs it on the card.
+ */
+import * as ort from "onnxruntime-node";
+import { parseArgs } from "node:util";
+import { GRAPH, modelBytes, MODEL, msOpsetImport, MS_DOMAIN, node, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
+import { bytesField, concat } from "../../src/engine/lm/onnx/protoWire";
+
+export const CASES = ["attention-growing", "attention-same-cache", "attention-capacity", "neg-fed-back", "neg-same-input"] as const;
+export type Case = (typeof CASES)[number];
+const FLOAT = 1, INT32 = 6;
+
+export interface Shape { k: number; layers: number; heads: number; headDim: number; cache: number; capacity: number }
+
+const cacheNames = (l: number) => ({ past: [`past.${l}.key`, `past.${l}.value`], present: [`present.${l}.key`, `present.${l}.value`] });
+
+/** The case's graph: inputs q, k, v (and GroupQueryAttention's lengths), the cache in, the cache out. */
+function graph(kind: Case, s: Shape): Uint8Array {
+  const width = s.heads * s.headDim;
+  const body: Uint8Array[] = ["q", "k", "v"].map((n) => bytesField(GRAPH.input, tensorValueInfo(n, FLOAT, ["B", 1, width])));
+  const attention = kind.startsWith("attention");
+  if (kind === "attention-capacity") body.push(bytesField(GRAPH.input, tensorValueInfo("seqlens_k", INT32, ["B"])), bytesField(GRAPH.input, tensorValueInfo("total_len", INT32, [])));
+  for (let l = 0; l < s.layers; l++) {
+    const { past, present } = cacheNames(l);
+    for (const p of past) body.push(bytesField(GRAPH.input, tensorValueInfo(p, FLOAT, ["B", s.heads, "S", s.headDim])));
+    for (const p of present) body.push(bytesField(GRAPH.output, tensorValueInfo(p, FLOAT, ["B", s.heads, "T", s.headDim])));
+    if (!attention) {
+      past.forEach((p, i) => body.push(bytesField(GRAPH.node, node("Neg", [p], [present[i]], `neg${l}.${i}`))));
+      continue;
+    }
+    body.push(bytesField(GRAPH.output, tensorValueInfo(`out${l}`, FLOAT, ["B", 1, width])));
+    body.push(bytesField(GRAPH.node, kind === "attention-capacity"
+      ? node("GroupQueryAttention", ["q", "k", "v", ...past, "seqlens_k", "total_len"], [`out${l}`, ...present], `gqa${l}`, { num_heads: s.heads, kv_num_heads: s.heads }, MS_DOMAIN)
+      : node("MultiHeadAttention", ["q", "k", "v", "", "", "", ...past], [`out${l}`, ...present], `mha${l}`, { num_heads: s.heads }, MS_DOMAIN)));
+  }
+  return concat([modelBytes(kind, body, 17), bytesField(MODEL.opsetImport, msOpsetImport())]);
+}
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[sorted.length >> 1];
+}
+
+async function measure(kind: Case, s: Shape, steps: number, drain: ort.InferenceSession, storageCache?: string) {
+  const attention = kind.startsWith("attention");
+  const outputs = Array.from({ length: s.layers }, (_, l) => [...cacheNames(l).present, ...(attention ? [`out${l}`] : [])]).flat();
+  const provider = { name: "webgpu", ...(storageCache ? { storageBufferCacheMode: storageCache } : {}) } as ort.InferenceSession.ExecutionProviderConfig;
+  const session = await ort.InferenceSession.create(graph(kind, s), {
+    executionProviders: [provider],
+    preferredOutputLocation: Object.fromEntries(outputs.map((o) => [o, "gpu-buffer" as const])),
+  });
+  const length = kind === "attention-capacity" ? s.capacity : s.cache;
+  let cache: ort.Tensor[] = Array.from({ length: 2 * s.layers }, () => new ort.Tensor("float32", new Float32Array(s.k * s.heads * length * s.headDim), [s.k, s.heads, length, s.headDim]));
+  const times: number[] = [];
+  const fedBack = kind !== "attention-same-cache" && kind !== "neg-same-input";
+  try {
+    for (let t = 0; t < steps; t++) {
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const n of ["q", "k", "v"]) feeds[n] = new ort.Tensor("float32", new Float32Array(s.k * s.heads * s.headDim).fill(0.01 * (t + 1)), [s.k, 1, s.heads * s.headDim]);
+      if (kind === "attention-capacity") {
+        // Every row `cache + t` tokens long; the new one written at that slot of the fixed-size cache.
+        feeds.seqlens_k = new ort.Tensor("int32", new Int32Array(s.k).fill(s.cache + t), [s.k]);
+        feeds.total_len = new ort.Tensor("int32", Int32Array.of(s.cache + t + 1), []);
+      }
+      cache.forEach((c, i) => (feeds[cacheNames(i >> 1).past[i & 1]] = c));
+      const t0 = performance.now();
+      const out = await session.run(feeds);
+      times.push(performance.now() - t0);
+      for (let l = 0; l < s.layers && attention; l++) out[`out${l}`].dispose();
+      const next = Array.from({ length: s.layers }, (_, l) => cacheNames(l).present.map((n) => out[n])).flat();
+      // The first step's cache (CPU arrays) is replaced by GPU tensors either way; later ones only when fed back.
+      if (fedBack || t === 0) {
+        for (const c of cache) c.dispose();
+        cache = next;
+      } else {
+        for (const c of next) c.dispose();
+      }
+    }
+    // Reading one number back waits for the queue: the mean then counts work still on the GPU.
+    const t0 = performance.now();
+    await drain.run({ x: cache[0] });
+    const drained = performance.now() - t0;
+    const later = times.slice(Math.min(5, steps - 1));
+    return {
+      case: kind, ...s, capacity: kind === "attention-capacity" ? s.capacity : undefined, steps, storageCache,
+      nodesPerStep: attention ? s.layers : 2 * s.layers,
+      msPerStepMedian: Number(median(later).toFixed(2)),
+      msPerStepWithDrain: Number(((later.reduce((a, b) => a + b, 0) + drained) / later.length).toFixed(2)),
+    };
+  } finally {
+    for (const c of cache) c.dispose();
+    await session.release();
+  }
+}
+
+/** Every case at one shape, one result each (see the file's comment). */
+export async function measureOpCosts(s: Shape, steps: number, cases: readonly Case[] = CASES, storageCache?: string, report: (line: string) => void = () => {}) {
+  if (Object.values(s).some((v) => !Number.isInteger(v) || v < 1) || s.capacity < s.cache + steps) {
+    throw new Error(`every size must be a positive integer and --capacity at least --cache + --steps (${s.cache + steps}): ${JSON.stringify(s)}`);
+  }
+  const unknown = cases.filter((c) => !CASES.includes(c));
+  if (unknown.length) throw new Error(`unknown case ${unknown.join(", ")}; the cases are ${CASES.join(", ")}`);
+  // A one-number reduction of a cache tensor, on the GPU, returned to the CPU.
+  const drainGraph = modelBytes("drain", [bytesField(GRAPH.node, node("ReduceSum", ["x"], ["y"], "sum", { keepdims: 0 })), bytesField(GRAPH.input, tensorValueInfo("x", FLOAT, ["B", s.heads, "T", s.headDim])), bytesField(GRAPH.output, tensorValueInfo("y", FLOAT, []))], 17);
+  const drain = await ort.InferenceSession.create(drainGraph, { executionProviders: ["webgpu"] });
+  try {
+    await drain.run({ x: new ort.Tensor("float32", new Float32Array(s.heads * s.headDim), [1, s.heads, 1, s.headDim]) });
+    const results = [];
+    for (const kind of cases) {
+      results.push(await measure(kind, s, steps, drain, storageCache));
+      report(JSON.stringify(results[results.length - 1]));
+    }
+    return results;
+  } finally {
+    await drain.release();
+  }
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      k: { type: "string" }, layers: { type: "string" }, heads: { type: "string" }, "head-dim": { type: "string" }, cache: { type: "string" },
+      capacity: { type: "string" }, steps: { type: "string" }, cases: { type: "string" }, "storage-cache": { type: "string" },
+    },
+  });
+  const int = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
+  const steps = int(values.steps, 30);
+  const cache = int(values.cache, 256);
+  const shape: Shape = { k: int(values.k, 16), layers: int(values.layers, 12), heads: int(values.heads, 12), headDim: int(values["head-dim"], 64), cache, capacity: int(values.capacity, cache + steps) };
+  await measureOpCosts(shape, steps, (values.cases ?? CASES.join(",")).split(",") as Case[], values["storage-cache"], console.log);
+}
+
+if (require.main === module) {
+  main().catch((e) => {
+    console.error(`op-cost: ${(e as Error).message}`);
+    process.exit(1);
+  });
+}
