@@ -1,6 +1,7 @@
 /**
  * `node op-cost.js [--k 16] [--layers 12] [--heads 12] [--head-dim 64] [--cache 256] [--capacity 320]
- * [--steps 30] [--cases attention-growing,...] [--storage-cache bucket|simple|lazyRelease|disabled]`:
+ * [--steps 30] [--cases attention-growing,...] [--storage-cache bucket|simple|lazyRelease|disabled]
+ * [--profile PREFIX]`:
  * what onnxruntime-node's WebGPU provider costs per step for the parts of a decode step that touch
  * the KV cache, without the rest of a model. Each case is a graph of `--layers` attention nodes (or
  * 2 × layers elementwise nodes over tensors the cache's size) run step after step, its outputs fed back
@@ -11,7 +12,9 @@
  * - neg-fed-back / neg-same-input: one Neg per cache tensor, constant size, fed back or not.
  * Prints one JSON line per case: the median step (the time `run` takes; outputs stay on the GPU) and the
  * mean with the queue drained at the end. With `--cache 16` it shows the cost of a node with hardly any
- * data: the per-node floor. Bundled by scripts/gpu/prepare.sh; scripts/gpu/run.sh runs it on the card.
+ * data: the per-node floor. `--profile PREFIX` writes onnxruntime's trace of each case
+ * (`PREFIX-<case>_<date>.json`, for profile-summary.mjs: GPU time per kernel against CPU time per node).
+ * Bundled by scripts/gpu/prepare.sh; scripts/gpu/run.sh runs it on the card.
  */
 import * as ort from "onnxruntime-node";
 import { parseArgs } from "node:util";
@@ -52,13 +55,14 @@ function median(values: number[]): number {
   return sorted[sorted.length >> 1];
 }
 
-async function measure(kind: Case, s: Shape, steps: number, drain: ort.InferenceSession, storageCache?: string) {
+async function measure(kind: Case, s: Shape, steps: number, drain: ort.InferenceSession, storageCache?: string, profile?: string) {
   const attention = kind.startsWith("attention");
   const outputs = Array.from({ length: s.layers }, (_, l) => [...cacheNames(l).present, ...(attention ? [`out${l}`] : [])]).flat();
   const provider = { name: "webgpu", ...(storageCache ? { storageBufferCacheMode: storageCache } : {}) } as ort.InferenceSession.ExecutionProviderConfig;
   const session = await ort.InferenceSession.create(graph(kind, s), {
     executionProviders: [provider],
     preferredOutputLocation: Object.fromEntries(outputs.map((o) => [o, "gpu-buffer" as const])),
+    ...(profile ? { enableProfiling: true, profileFilePrefix: `${profile}-${kind}` } : {}),
   });
   const length = kind === "attention-capacity" ? s.capacity : s.cache;
   let cache: ort.Tensor[] = Array.from({ length: 2 * s.layers }, () => new ort.Tensor("float32", new Float32Array(s.k * s.heads * length * s.headDim), [s.k, s.heads, length, s.headDim]));
@@ -100,12 +104,18 @@ async function measure(kind: Case, s: Shape, steps: number, drain: ort.Inference
     };
   } finally {
     for (const c of cache) c.dispose();
+    if (profile) session.endProfiling();
     await session.release();
   }
 }
 
 /** Every case at one shape, one result each (see the file's comment). */
-export async function measureOpCosts(s: Shape, steps: number, cases: readonly Case[] = CASES, storageCache?: string, report: (line: string) => void = () => {}) {
+export async function measureOpCosts(
+  s: Shape,
+  steps: number,
+  cases: readonly Case[] = CASES,
+  options: { storageCache?: string; profile?: string; report?: (line: string) => void } = {},
+) {
   if (Object.values(s).some((v) => !Number.isInteger(v) || v < 1) || s.capacity < s.cache + steps) {
     throw new Error(`every size must be a positive integer and --capacity at least --cache + --steps (${s.cache + steps}): ${JSON.stringify(s)}`);
   }
@@ -118,8 +128,8 @@ export async function measureOpCosts(s: Shape, steps: number, cases: readonly Ca
     await drain.run({ x: new ort.Tensor("float32", new Float32Array(s.heads * s.headDim), [1, s.heads, 1, s.headDim]) });
     const results = [];
     for (const kind of cases) {
-      results.push(await measure(kind, s, steps, drain, storageCache));
-      report(JSON.stringify(results[results.length - 1]));
+      results.push(await measure(kind, s, steps, drain, options.storageCache, options.profile));
+      options.report?.(JSON.stringify(results[results.length - 1]));
     }
     return results;
   } finally {
@@ -131,14 +141,14 @@ async function main() {
   const { values } = parseArgs({
     options: {
       k: { type: "string" }, layers: { type: "string" }, heads: { type: "string" }, "head-dim": { type: "string" }, cache: { type: "string" },
-      capacity: { type: "string" }, steps: { type: "string" }, cases: { type: "string" }, "storage-cache": { type: "string" },
+      capacity: { type: "string" }, steps: { type: "string" }, cases: { type: "string" }, "storage-cache": { type: "string" }, profile: { type: "string" },
     },
   });
   const int = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
   const steps = int(values.steps, 30);
   const cache = int(values.cache, 256);
   const shape: Shape = { k: int(values.k, 16), layers: int(values.layers, 12), heads: int(values.heads, 12), headDim: int(values["head-dim"], 64), cache, capacity: int(values.capacity, cache + steps) };
-  await measureOpCosts(shape, steps, (values.cases ?? CASES.join(",")).split(",") as Case[], values["storage-cache"], console.log);
+  await measureOpCosts(shape, steps, (values.cases ?? CASES.join(",")).split(",") as Case[], { storageCache: values["storage-cache"], profile: values.profile, report: console.log });
 }
 
 if (require.main === module) {

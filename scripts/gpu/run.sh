@@ -7,9 +7,10 @@
 #     first), onnxruntime's profile of it, the same in the CPU's kernels, then the loop on the CPU;
 #  3. token level on WebGPU, then the same weights exported in fp16 on WebGPU, then the shipped Llama;
 #  4. the WebGPU test suite on the real GPU (GPU-vs-CPU logits, on-device gathers, toy-model statistics).
-#  5. what the KV cache's nodes cost the WebGPU provider (scripts/gpu/opCost.ts): op-cost.jsonl.
+#  5. what the KV cache's nodes cost the WebGPU provider (scripts/gpu/opCost.ts): op-cost.jsonl, and
+#     profiled: op-cost-profile.txt.
 # Results in $OUT (or ./gpu-results/): gpu.txt, torch-cuda.txt, bench.jsonl, profile.txt, webgpu-tests.txt,
-# op-cost.jsonl, times.txt. SKIP="a regex" leaves out the parts whose names match (a shorter rerun).
+# op-cost.jsonl, op-cost-profile.txt, times.txt. SKIP="a regex" leaves out the parts whose names match (a shorter rerun).
 set -uo pipefail
 out=${OUT:-gpu-results}; mkdir -p "$out"
 deadline=${DEADLINE:-480}
@@ -76,4 +77,6 @@ part 30 "WebGPU fp32, step level, validation disabled" bash -o pipefail -c "$ben
 # Per step, 12 attention nodes (or 24 elementwise ones) over the cache alone, at K = 16 and 64, then with
 # hardly any data (the per-node floor). See opCost.ts for the cases.
 part 60 "op costs" bash -o pipefail -c "for a in '--k 16' '--k 64' '--k 16 --cache 16'; do $rt/node $rt/op-cost.js \$a ${OPCOST:-} | tee -a $out/op-cost.jsonl; done"
+# The same, profiled: GPU time per kernel against the CPU time onnxruntime spends in each node.
+part 45 "op costs profiled" bash -o pipefail -c "rm -f /tmp/opcost-*; $rt/node $rt/op-cost.js --k 16 --steps 12 --cases attention-growing,attention-same-cache,neg-fed-back --profile /tmp/opcost ${OPCOST:-} > /dev/null && for f in /tmp/opcost-*.json; do $rt/node scripts/gpu/profile-summary.mjs \$f 12; done | tee -a $out/op-cost-profile.txt"
 echo "total: ${SECONDS}s" >> "$out/times.txt"

@@ -92,6 +92,12 @@ if (costs.length) {
     lines.push(`- K = ${k}, ${cache}-token cache, ${layers} layers: ${here.map((c) => `${c.case} ${fmt(c.msPerStepMedian)}`).join(", ")}`);
   }
 }
+// The same cases profiled (K = 16): where each step's time goes, GPU against the CPU issuing it.
+const costProfiles = [...read("op-cost-profile.txt").matchAll(/opcost-([a-z-]+)_[^\n]*?json:[\s\S]*?later passes, median: wall ([\d.]+) ms, GPU ([\d.]+) ms, (\d+) dispatches[\s\S]*?CPU time in nodes per pass \(median\): ([\d.]+) ms/g)];
+if (costProfiles.length) {
+  lines.push("", "Profiled (onnxruntime's trace, median of the later steps):");
+  for (const m of costProfiles) lines.push(`- ${m[1]}: wall ${Number(m[2]).toFixed(1)} ms, GPU busy ${Number(m[3]).toFixed(1)} ms in ${m[4]} dispatches, CPU in the nodes ${Number(m[5]).toFixed(1)} ms`);
+}
 const tests = read("webgpu-tests.txt").match(/(\d+) passing[^\n]*(\n\s*\d+ pending)?(\n\s*\d+ failing)?/);
 if (tests) lines.push("", `WebGPU test suite on the card: ${tests[0].replace(/\s+/g, " ").trim()}.`);
 console.log(lines.join("\n"));

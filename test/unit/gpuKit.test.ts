@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -36,7 +36,14 @@ describe("the GPU kit's results table", function () {
     const passes = Number(summary.match(/: (\d+) forward passes, 0 GPU kernels timed/)![1]);
     assert.ok(passes >= 4 + 1, summary); // the measured run's prefill and steps, after the warm-up's
     assert.match(summary, /later passes, median: wall [\d.]+ ms, GPU 0\.000 ms, 0 dispatches/);
+    // Where the CPU's time goes, node by node (on a GPU: the provider issuing each node's work).
+    assert.match(summary, /CPU time in nodes per pass \(median\): [\d.]+ ms, by op type:\n\s+[\d.]+ ms  \w+/);
+    assert.match(summary, /CPU time per pass by node:\n\s+[\d.]+ ms  \S+/);
     writeFileSync(join(dir, "profile.txt"), summary);
+    // run.sh's op-cost-profile.txt: profile-summary.mjs over opCost.ts's traces (here the same CPU trace under such a name).
+    const costTrace = join(dir, "opcost-attention-growing_2026.json");
+    copyFileSync(join(dir, profile), costTrace);
+    writeFileSync(join(dir, "op-cost-profile.txt"), execFileSync(process.execPath, [join(root, "scripts/gpu/profile-summary.mjs"), costTrace], { encoding: "utf8" }));
     const table = execFileSync(process.execPath, [join(root, "scripts/gpu/table.mjs"), dir, "2026-01-01"], { encoding: "utf8" });
     assert.match(table, /^Measured 2026-01-01 on Some GPU, 1\.0, 1 MiB.*the median of the steps/);
     // Cells by their column's header; columns with no number in this run (token level, fp16) are left out.
@@ -54,6 +61,7 @@ describe("the GPU kit's results table", function () {
     assert.ok(table.includes(`WebGPU fp32 / CPU: K = 16: 3.50 / ${fmt(measured.msPerStep)} ms.`), table);
     assert.ok(table.includes(`Logits and hidden states read back from the GPU: ${measured.readbackKiBPerStep} KiB per step at every K and level`), table);
     assert.ok(table.includes("- K = 16, 256-token cache, 12 layers: attention-growing 13.0, neg-fed-back 8.93"), table);
+    assert.match(table, /- attention-growing: wall [\d.]+ ms, GPU busy 0\.0 ms in 0 dispatches, CPU in the nodes [\d.]+ ms/);
     assert.match(table, /- K = 16: wall [\d.]+ ms, GPU busy 0\.0 ms, 0 dispatches/);
     assert.ok(table.includes("The shipped Llama on WebGPU, step level, K = 16 / 64: 1.50 / – ms per step in the fewest kernels, 3.00 / – in the CPU's."), table);
   });

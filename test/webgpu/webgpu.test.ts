@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { loadModel, LoadedModel, withCpuFallback } from "../../src/engine/lm/loadModel";
 import { KvCache, liveKvCaches } from "../../src/engine/lm/kvCache";
 import { kvReorderModel, KvReorder } from "../../src/engine/lm/kvReorder";
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { generate } from "../../src/engine/lm/generate";
 import { DTYPE } from "../../src/engine/lm/onnx/graphBuild";
@@ -257,11 +257,17 @@ describe("the engine on WebGPU", function () {
   });
 
   it("measures what the KV cache's nodes cost on this GPU: every case of scripts/gpu/opCost.ts runs", async () => {
-    const results = await measureOpCosts({ k: 2, layers: 2, heads: 2, headDim: 8, cache: 4, capacity: 12 }, 6);
+    const dir = mkdtempSync(join(tmpdir(), "tsmc-opcost-"));
+    const results = await measureOpCosts({ k: 2, layers: 2, heads: 2, headDim: 8, cache: 4, capacity: 12 }, 6, OP_COST_CASES, { profile: join(dir, "p") });
     assert.deepEqual(results.map((r) => r.case), [...OP_COST_CASES]);
     for (const r of results) {
       assert.equal(r.nodesPerStep, r.case.startsWith("attention") ? 2 : 4);
       assert.ok(r.msPerStepMedian > 0 && r.msPerStepWithDrain > 0, JSON.stringify(r));
+      // Its trace, as profile-summary.mjs reads it: 6 steps, each node's CPU time and GPU kernels.
+      const trace = readdirSync(dir).find((f) => f.startsWith(`p-${r.case}_`))!;
+      const summary = spawnSync(process.execPath, [join(ROOT, "scripts/gpu/profile-summary.mjs"), join(dir, trace)], { encoding: "utf8" }).stdout;
+      assert.match(summary, /: 6 forward passes, [1-9]\d* GPU kernels timed/);
+      assert.match(summary, new RegExp(`CPU time in nodes per pass \\(median\\): [\\d.]+ ms, by op type:\\n\\s+[\\d.]+ ms  ${r.case.startsWith("attention") ? "\\w+Attention" : "Neg"}`));
     }
   });
 
