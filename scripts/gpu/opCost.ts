@@ -9,7 +9,9 @@
  * - attention-growing: MultiHeadAttention with the cache one token longer each step (the fused graph);
  * - attention-same-cache: the same, fed the same cache every step (nothing written is read again);
  * - attention-capacity: GroupQueryAttention over a fixed-capacity cache with per-row lengths;
- * - neg-fed-back / neg-same-input: one Neg per cache tensor, constant size, fed back or not.
+ * - neg-fed-back / neg-same-input: one Neg per cache tensor, constant size, fed back or not;
+ * - concat-growing: the exported graph's cache update alone, each cache tensor one token longer by a
+ *   Concat (no attention).
  * Prints one JSON line per case: the median step (the time `run` takes; outputs stay on the GPU) and the
  * mean with the queue drained at the end. With `--cache 16` it shows the cost of a node with hardly any
  * data: the per-node floor. `--profile PREFIX` writes onnxruntime's trace of each case
@@ -18,10 +20,10 @@
  */
 import * as ort from "onnxruntime-node";
 import { parseArgs } from "node:util";
-import { GRAPH, modelBytes, MODEL, msOpsetImport, MS_DOMAIN, node, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
+import { GRAPH, modelBytes, MODEL, msOpsetImport, MS_DOMAIN, node, tensor, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
 import { bytesField, concat } from "../../src/engine/lm/onnx/protoWire";
 
-export const CASES = ["attention-growing", "attention-same-cache", "attention-capacity", "neg-fed-back", "neg-same-input"] as const;
+export const CASES = ["attention-growing", "attention-same-cache", "attention-capacity", "neg-fed-back", "neg-same-input", "concat-growing"] as const;
 export type Case = (typeof CASES)[number];
 const FLOAT = 1, INT32 = 6;
 
@@ -35,10 +37,22 @@ function graph(kind: Case, s: Shape): Uint8Array {
   const body: Uint8Array[] = ["q", "k", "v"].map((n) => bytesField(GRAPH.input, tensorValueInfo(n, FLOAT, ["B", 1, width])));
   const attention = kind.startsWith("attention");
   if (kind === "attention-capacity") body.push(bytesField(GRAPH.input, tensorValueInfo("seqlens_k", INT32, ["B"])), bytesField(GRAPH.input, tensorValueInfo("total_len", INT32, [])));
+  if (kind === "concat-growing") {
+    // The new token's keys and values as (batch, heads, 1, headDim), as an export makes them.
+    body.push(bytesField(GRAPH.node, node("Constant", [], ["bsnh"], "bsnh", { value: { tensor: tensor("int64", [4], [0, 1, s.heads, s.headDim]) } })));
+    for (const n of ["k", "v"]) {
+      body.push(bytesField(GRAPH.node, node("Reshape", [n, "bsnh"], [`${n}_bsnh`], `${n}_bsnh`)));
+      body.push(bytesField(GRAPH.node, node("Transpose", [`${n}_bsnh`], [`${n}_bnsh`], `${n}_bnsh`, { perm: { ints: [0, 2, 1, 3] } })));
+    }
+  }
   for (let l = 0; l < s.layers; l++) {
     const { past, present } = cacheNames(l);
     for (const p of past) body.push(bytesField(GRAPH.input, tensorValueInfo(p, FLOAT, ["B", s.heads, "S", s.headDim])));
     for (const p of present) body.push(bytesField(GRAPH.output, tensorValueInfo(p, FLOAT, ["B", s.heads, "T", s.headDim])));
+    if (kind === "concat-growing") {
+      past.forEach((p, i) => body.push(bytesField(GRAPH.node, node("Concat", [p, i ? "v_bnsh" : "k_bnsh"], [present[i]], `concat${l}.${i}`, { axis: 2 }))));
+      continue;
+    }
     if (!attention) {
       past.forEach((p, i) => body.push(bytesField(GRAPH.node, node("Neg", [p], [present[i]], `neg${l}.${i}`))));
       continue;
@@ -50,6 +64,7 @@ function graph(kind: Case, s: Shape): Uint8Array {
   }
   return concat([modelBytes(kind, body, 17), bytesField(MODEL.opsetImport, msOpsetImport())]);
 }
+
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[sorted.length >> 1];
@@ -98,7 +113,7 @@ async function measure(kind: Case, s: Shape, steps: number, drain: ort.Inference
     const later = times.slice(Math.min(5, steps - 1));
     return {
       case: kind, ...s, capacity: kind === "attention-capacity" ? s.capacity : undefined, steps, storageCache,
-      nodesPerStep: attention ? s.layers : 2 * s.layers,
+      nodesPerStep: attention ? s.layers : kind === "concat-growing" ? 2 * s.layers + 5 : 2 * s.layers,
       msPerStepMedian: Number(median(later).toFixed(2)),
       msPerStepWithDrain: Number(((later.reduce((a, b) => a + b, 0) + drained) / later.length).toFixed(2)),
     };
