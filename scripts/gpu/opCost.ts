@@ -1,7 +1,7 @@
 /**
  * `node op-cost.js [--k 16] [--layers 12] [--heads 12] [--head-dim 64] [--cache 256] [--capacity 320]
  * [--steps 30] [--cases attention-growing,...] [--storage-cache bucket|simple|lazyRelease|disabled]
- * [--profile PREFIX]`:
+ * [--profile PREFIX] [--mem-pattern yes|no]`:
  * what onnxruntime-node's WebGPU provider costs per step for the parts of a decode step that touch
  * the KV cache, without the rest of a model. Each case is a graph of `--layers` attention nodes (or
  * 2 × layers elementwise nodes over tensors the cache's size) run step after step, its outputs fed back
@@ -16,6 +16,8 @@
  * mean with the queue drained at the end. With `--cache 16` it shows the cost of a node with hardly any
  * data: the per-node floor. `--profile PREFIX` writes onnxruntime's trace of each case
  * (`PREFIX-<case>_<date>.json`, for profile-summary.mjs: GPU time per kernel against CPU time per node).
+ * `--mem-pattern no` turns off onnxruntime's memory patterns, which it plans anew for every new set of
+ * input shapes (the growing cache's every step).
  * Bundled by scripts/gpu/prepare.sh; scripts/gpu/run.sh runs it on the card.
  */
 import * as ort from "onnxruntime-node";
@@ -70,7 +72,9 @@ function median(values: number[]): number {
   return sorted[sorted.length >> 1];
 }
 
-async function measure(kind: Case, s: Shape, steps: number, drain: ort.InferenceSession, storageCache?: string, profile?: string) {
+interface Options { storageCache?: string; profile?: string; memPattern?: boolean; report?: (line: string) => void }
+
+async function measure(kind: Case, s: Shape, steps: number, drain: ort.InferenceSession, { storageCache, profile, memPattern }: Options) {
   const attention = kind.startsWith("attention");
   const outputs = Array.from({ length: s.layers }, (_, l) => [...cacheNames(l).present, ...(attention ? [`out${l}`] : [])]).flat();
   const provider = { name: "webgpu", ...(storageCache ? { storageBufferCacheMode: storageCache } : {}) } as ort.InferenceSession.ExecutionProviderConfig;
@@ -78,6 +82,7 @@ async function measure(kind: Case, s: Shape, steps: number, drain: ort.Inference
     executionProviders: [provider],
     preferredOutputLocation: Object.fromEntries(outputs.map((o) => [o, "gpu-buffer" as const])),
     ...(profile ? { enableProfiling: true, profileFilePrefix: `${profile}-${kind}` } : {}),
+    ...(memPattern === undefined ? {} : { enableMemPattern: memPattern }),
   });
   const length = kind === "attention-capacity" ? s.capacity : s.cache;
   let cache: ort.Tensor[] = Array.from({ length: 2 * s.layers }, () => new ort.Tensor("float32", new Float32Array(s.k * s.heads * length * s.headDim), [s.k, s.heads, length, s.headDim]));
@@ -112,7 +117,7 @@ async function measure(kind: Case, s: Shape, steps: number, drain: ort.Inference
     const drained = performance.now() - t0;
     const later = times.slice(Math.min(5, steps - 1));
     return {
-      case: kind, ...s, capacity: kind === "attention-capacity" ? s.capacity : undefined, steps, storageCache,
+      case: kind, ...s, capacity: kind === "attention-capacity" ? s.capacity : undefined, steps, storageCache, memPattern,
       nodesPerStep: attention ? s.layers : kind === "concat-growing" ? 2 * s.layers + 5 : 2 * s.layers,
       msPerStepMedian: Number(median(later).toFixed(2)),
       msPerStepWithDrain: Number(((later.reduce((a, b) => a + b, 0) + drained) / later.length).toFixed(2)),
@@ -129,7 +134,7 @@ export async function measureOpCosts(
   s: Shape,
   steps: number,
   cases: readonly Case[] = CASES,
-  options: { storageCache?: string; profile?: string; report?: (line: string) => void } = {},
+  options: Options = {},
 ) {
   if (Object.values(s).some((v) => !Number.isInteger(v) || v < 1) || s.capacity < s.cache + steps) {
     throw new Error(`every size must be a positive integer and --capacity at least --cache + --steps (${s.cache + steps}): ${JSON.stringify(s)}`);
@@ -143,7 +148,7 @@ export async function measureOpCosts(
     await drain.run({ x: new ort.Tensor("float32", new Float32Array(s.heads * s.headDim), [1, s.heads, 1, s.headDim]) });
     const results = [];
     for (const kind of cases) {
-      results.push(await measure(kind, s, steps, drain, options.storageCache, options.profile));
+      results.push(await measure(kind, s, steps, drain, options));
       options.report?.(JSON.stringify(results[results.length - 1]));
     }
     return results;
@@ -156,14 +161,19 @@ async function main() {
   const { values } = parseArgs({
     options: {
       k: { type: "string" }, layers: { type: "string" }, heads: { type: "string" }, "head-dim": { type: "string" }, cache: { type: "string" },
-      capacity: { type: "string" }, steps: { type: "string" }, cases: { type: "string" }, "storage-cache": { type: "string" }, profile: { type: "string" },
+      capacity: { type: "string" }, steps: { type: "string" }, cases: { type: "string" }, "storage-cache": { type: "string" }, profile: { type: "string" }, "mem-pattern": { type: "string" },
     },
   });
   const int = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
   const steps = int(values.steps, 30);
   const cache = int(values.cache, 256);
   const shape: Shape = { k: int(values.k, 16), layers: int(values.layers, 12), heads: int(values.heads, 12), headDim: int(values["head-dim"], 64), cache, capacity: int(values.capacity, cache + steps) };
-  await measureOpCosts(shape, steps, (values.cases ?? CASES.join(",")).split(",") as Case[], { storageCache: values["storage-cache"], profile: values.profile, report: console.log });
+  await measureOpCosts(shape, steps, (values.cases ?? CASES.join(",")).split(",") as Case[], {
+    storageCache: values["storage-cache"],
+    profile: values.profile,
+    memPattern: values["mem-pattern"] === undefined ? undefined : values["mem-pattern"] === "yes",
+    report: console.log,
+  });
 }
 
 if (require.main === module) {

@@ -77,6 +77,8 @@ part 30 "WebGPU fp32, step level, validation disabled" bash -o pipefail -c "$ben
 # Per step, 12 attention nodes (or 24 elementwise ones) over the cache alone, at K = 16 and 64, then with
 # hardly any data (the per-node floor). See opCost.ts for the cases.
 part 60 "op costs" bash -o pipefail -c "for a in '--k 16' '--k 64' '--k 16 --cache 16'; do $rt/node $rt/op-cost.js \$a ${OPCOST:-} | tee -a $out/op-cost.jsonl; done"
+# Without onnxruntime's memory patterns (planned anew for each new set of input shapes: every step here).
+part 30 "op costs without memory patterns" bash -o pipefail -c "$rt/node $rt/op-cost.js --k 16 --cases attention-growing,attention-same-cache --mem-pattern no ${OPCOST:-} | tee -a $out/op-cost.jsonl"
 # The same, profiled: GPU time per kernel against the CPU time onnxruntime spends in each node.
 part 45 "op costs profiled" bash -o pipefail -c "rm -f /tmp/opcost-*; $rt/node $rt/op-cost.js --k 16 --steps 12 --cases attention-growing,attention-same-cache,neg-fed-back,concat-growing --profile /tmp/opcost ${OPCOST:-} > /dev/null && for f in /tmp/opcost-*.json; do $rt/node scripts/gpu/profile-summary.mjs \$f 12; done | tee -a $out/op-cost-profile.txt"
 echo "total: ${SECONDS}s" >> "$out/times.txt"

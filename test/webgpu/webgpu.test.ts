@@ -269,6 +269,10 @@ describe("the engine on WebGPU", function () {
       assert.match(summary, /: 6 forward passes, [1-9]\d* GPU kernels timed/);
       assert.match(summary, new RegExp(`CPU time in nodes per pass \\(median\\): [\\d.]+ ms, by op type:\\n\\s+[\\d.]+ ms  ${{ attention: "\\w+Attention", neg: "Neg", concat: "(Concat|Transpose|Reshape)" }[r.case.split("-")[0]]}`));
     }
+    // And with onnxruntime's memory patterns off (planned anew for every new set of input shapes).
+    const [off] = await measureOpCosts({ k: 2, layers: 2, heads: 2, headDim: 8, cache: 4, capacity: 12 }, 6, ["attention-growing"], { memPattern: false });
+    assert.equal(off.memPattern, false);
+    assert.ok(off.msPerStepMedian > 0);
   });
 
   describe("when WebGPU cannot be used", () => {
