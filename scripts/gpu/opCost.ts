@@ -24,6 +24,7 @@ import * as ort from "onnxruntime-node";
 import { parseArgs } from "node:util";
 import { GRAPH, modelBytes, MODEL, msOpsetImport, MS_DOMAIN, node, tensor, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
 import { bytesField, concat } from "../../src/engine/lm/onnx/protoWire";
+import { median } from "../../src/bench/median";
 
 export const CASES = ["attention-growing", "attention-same-cache", "attention-capacity", "neg-fed-back", "neg-same-input", "concat-growing"] as const;
 export type Case = (typeof CASES)[number];
@@ -33,43 +34,40 @@ export interface Shape { k: number; layers: number; heads: number; headDim: numb
 
 const cacheNames = (l: number) => ({ past: [`past.${l}.key`, `past.${l}.value`], present: [`present.${l}.key`, `present.${l}.value`] });
 
-/** The case's graph: inputs q, k, v (and GroupQueryAttention's lengths), the cache in, the cache out. */
-function graph(kind: Case, s: Shape): Uint8Array {
+/** The case's graph (inputs q, k, v, GroupQueryAttention's lengths, the cache in, the cache out) and how many nodes it runs. */
+function graph(kind: Case, s: Shape): { bytes: Uint8Array; nodes: number } {
   const width = s.heads * s.headDim;
-  const body: Uint8Array[] = ["q", "k", "v"].map((n) => bytesField(GRAPH.input, tensorValueInfo(n, FLOAT, ["B", 1, width])));
+  const nodes: Uint8Array[] = [];
+  const io: Uint8Array[] = ["q", "k", "v"].map((n) => bytesField(GRAPH.input, tensorValueInfo(n, FLOAT, ["B", 1, width])));
   const attention = kind.startsWith("attention");
-  if (kind === "attention-capacity") body.push(bytesField(GRAPH.input, tensorValueInfo("seqlens_k", INT32, ["B"])), bytesField(GRAPH.input, tensorValueInfo("total_len", INT32, [])));
+  if (kind === "attention-capacity") io.push(bytesField(GRAPH.input, tensorValueInfo("seqlens_k", INT32, ["B"])), bytesField(GRAPH.input, tensorValueInfo("total_len", INT32, [])));
   if (kind === "concat-growing") {
     // The new token's keys and values as (batch, heads, 1, headDim), as an export makes them.
-    body.push(bytesField(GRAPH.node, node("Constant", [], ["bsnh"], "bsnh", { value: { tensor: tensor("int64", [4], [0, 1, s.heads, s.headDim]) } })));
+    nodes.push(node("Constant", [], ["bsnh"], "bsnh", { value: { tensor: tensor("int64", [4], [0, 1, s.heads, s.headDim]) } }));
     for (const n of ["k", "v"]) {
-      body.push(bytesField(GRAPH.node, node("Reshape", [n, "bsnh"], [`${n}_bsnh`], `${n}_bsnh`)));
-      body.push(bytesField(GRAPH.node, node("Transpose", [`${n}_bsnh`], [`${n}_bnsh`], `${n}_bnsh`, { perm: { ints: [0, 2, 1, 3] } })));
+      nodes.push(node("Reshape", [n, "bsnh"], [`${n}_bsnh`], `${n}_bsnh`));
+      nodes.push(node("Transpose", [`${n}_bsnh`], [`${n}_bnsh`], `${n}_bnsh`, { perm: { ints: [0, 2, 1, 3] } }));
     }
   }
   for (let l = 0; l < s.layers; l++) {
     const { past, present } = cacheNames(l);
-    for (const p of past) body.push(bytesField(GRAPH.input, tensorValueInfo(p, FLOAT, ["B", s.heads, "S", s.headDim])));
-    for (const p of present) body.push(bytesField(GRAPH.output, tensorValueInfo(p, FLOAT, ["B", s.heads, "T", s.headDim])));
+    for (const p of past) io.push(bytesField(GRAPH.input, tensorValueInfo(p, FLOAT, ["B", s.heads, "S", s.headDim])));
+    for (const p of present) io.push(bytesField(GRAPH.output, tensorValueInfo(p, FLOAT, ["B", s.heads, "T", s.headDim])));
     if (kind === "concat-growing") {
-      past.forEach((p, i) => body.push(bytesField(GRAPH.node, node("Concat", [p, i ? "v_bnsh" : "k_bnsh"], [present[i]], `concat${l}.${i}`, { axis: 2 }))));
+      past.forEach((p, i) => nodes.push(node("Concat", [p, i ? "v_bnsh" : "k_bnsh"], [present[i]], `concat${l}.${i}`, { axis: 2 })));
       continue;
     }
     if (!attention) {
-      past.forEach((p, i) => body.push(bytesField(GRAPH.node, node("Neg", [p], [present[i]], `neg${l}.${i}`))));
+      past.forEach((p, i) => nodes.push(node("Neg", [p], [present[i]], `neg${l}.${i}`)));
       continue;
     }
-    body.push(bytesField(GRAPH.output, tensorValueInfo(`out${l}`, FLOAT, ["B", 1, width])));
-    body.push(bytesField(GRAPH.node, kind === "attention-capacity"
+    io.push(bytesField(GRAPH.output, tensorValueInfo(`out${l}`, FLOAT, ["B", 1, width])));
+    nodes.push(kind === "attention-capacity"
       ? node("GroupQueryAttention", ["q", "k", "v", ...past, "seqlens_k", "total_len"], [`out${l}`, ...present], `gqa${l}`, { num_heads: s.heads, kv_num_heads: s.heads }, MS_DOMAIN)
-      : node("MultiHeadAttention", ["q", "k", "v", "", "", "", ...past], [`out${l}`, ...present], `mha${l}`, { num_heads: s.heads }, MS_DOMAIN)));
+      : node("MultiHeadAttention", ["q", "k", "v", "", "", "", ...past], [`out${l}`, ...present], `mha${l}`, { num_heads: s.heads }, MS_DOMAIN));
   }
-  return concat([modelBytes(kind, body, 17), bytesField(MODEL.opsetImport, msOpsetImport())]);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[sorted.length >> 1];
+  const graphBody = [...nodes.map((n) => bytesField(GRAPH.node, n)), ...io];
+  return { bytes: concat([modelBytes(kind, graphBody, 17), bytesField(MODEL.opsetImport, msOpsetImport())]), nodes: nodes.length };
 }
 
 interface Options { storageCache?: string; profile?: string; memPattern?: boolean; report?: (line: string) => void }
@@ -78,7 +76,8 @@ async function measure(kind: Case, s: Shape, steps: number, drain: ort.Inference
   const attention = kind.startsWith("attention");
   const outputs = Array.from({ length: s.layers }, (_, l) => [...cacheNames(l).present, ...(attention ? [`out${l}`] : [])]).flat();
   const provider = { name: "webgpu", ...(storageCache ? { storageBufferCacheMode: storageCache } : {}) } as ort.InferenceSession.ExecutionProviderConfig;
-  const session = await ort.InferenceSession.create(graph(kind, s), {
+  const { bytes, nodes } = graph(kind, s);
+  const session = await ort.InferenceSession.create(bytes, {
     executionProviders: [provider],
     preferredOutputLocation: Object.fromEntries(outputs.map((o) => [o, "gpu-buffer" as const])),
     ...(profile ? { enableProfiling: true, profileFilePrefix: `${profile}-${kind}` } : {}),
@@ -118,7 +117,7 @@ async function measure(kind: Case, s: Shape, steps: number, drain: ort.Inference
     const later = times.slice(Math.min(5, steps - 1));
     return {
       case: kind, ...s, capacity: kind === "attention-capacity" ? s.capacity : undefined, steps, storageCache, memPattern,
-      nodesPerStep: attention ? s.layers : kind === "concat-growing" ? 2 * s.layers + 5 : 2 * s.layers,
+      nodesPerStep: nodes,
       msPerStepMedian: Number(median(later).toFixed(2)),
       msPerStepWithDrain: Number(((later.reduce((a, b) => a + b, 0) + drained) / later.length).toFixed(2)),
     };

@@ -30,7 +30,8 @@ const on = (device, fp16, plain = false) => all.filter((r) => r.device?.startsWi
 const bench = { fp32: on("webgpu", false), plain: on("webgpu", false, true), fp16: on("webgpu", true), cpu: on("cpu", false) };
 // Per step: the median of a run's decode steps, as mkmodel.py times PyTorch's (older results have only the mean).
 const row = (list, level, k) => list.find((r) => r.level === level && r.K === k && typeof r.msPerStep === "number");
-const ms = (list, level, k) => { const r = row(list, level, k); return r?.msPerStepMedian ?? r?.msPerStep; };
+const perStep = (r) => r?.msPerStepMedian ?? r?.msPerStep;
+const ms = (list, level, k) => perStep(row(list, level, k));
 const mean = (list, level, k) => row(list, level, k)?.msPerStep;
 const fmt = (x) => (x === undefined ? "–" : x < 10 ? x.toFixed(2) : x.toFixed(1));
 const ratio = (a, b) => (a === undefined || b === undefined ? "–" : `${(a / b).toFixed(2)}×`);
@@ -62,7 +63,7 @@ if (means.some(([k, w]) => w !== undefined && w !== ms(bench.fp32, "step", k))) 
 }
 const shipped = all.filter((r) => SHIPPED.test(r.model) && r.device?.startsWith("webgpu") && typeof r.msPerStep === "number");
 if (shipped.length) {
-  const at = (plain) => [16, 64].map((k) => { const r = shipped.find((r) => r.K === k && (r.fewestKernels === "no") === plain); return fmt(r?.msPerStepMedian ?? r?.msPerStep); }).join(" / ");
+  const at = (plain) => [16, 64].map((k) => fmt(perStep(shipped.find((r) => r.K === k && (r.fewestKernels === "no") === plain)))).join(" / ");
   lines.push("", `The shipped Llama on WebGPU, step level, K = 16 / 64: ${at(false)} ms per step in the fewest kernels, ${at(true)} in the CPU's.`);
 }
 const readback = [...bench.fp32, ...bench.fp16].filter((r) => typeof r.readbackKiBPerStep === "number");

@@ -17,16 +17,12 @@ import { TokenTwistHead } from "../engine/twist/heads";
 import { OnnxTokenTwist } from "../engine/twist/onnxTwist";
 import { synthesize } from "../engine/math/problems";
 import { Rng } from "../engine/util/rng";
+import { median } from "./median";
 
 const STEPS = 64;
 const REPEATS = 3;
 const KS = (process.env.BENCH_KS ?? "1,16,64").split(",").map(Number);
 const threads = Number(process.env.BENCH_THREADS ?? availableParallelism());
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 function torchReference(modelDir: string, prompt: number[], k: number): Record<string, unknown> | string {
   const python = "/usr/bin/python3";

@@ -25,6 +25,7 @@ import { runTwistedSmc } from "../engine/smc/twistedSmc";
 import { TokenTwistHead } from "../engine/twist/heads";
 import { OnnxTokenTwist } from "../engine/twist/onnxTwist";
 import { Rng } from "../engine/util/rng";
+import { median } from "./median";
 
 async function main() {
   const { values } = parseArgs({
@@ -119,12 +120,6 @@ function stepStarts(lm: CausalLM) {
     stop: () => (own ? (lm.step = step) : delete (lm as Partial<CausalLM>).step),
     intervals: (end: number) => starts.map((s, i) => (starts[i + 1] ?? end) - s),
   };
-}
-
-function median(values: number[]): number {
-  if (!values.length) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[sorted.length >> 1];
 }
 
 /**
