@@ -17,7 +17,9 @@
  * data: the per-node floor. `--profile PREFIX` writes onnxruntime's trace of each case
  * (`PREFIX-<case>_<date>.json`, for profile-summary.mjs: GPU time per kernel against CPU time per node).
  * `--mem-pattern no` turns off onnxruntime's memory patterns, which it plans anew for every new set of
- * input shapes (the growing cache's every step).
+ * input shapes (the growing cache's every step). `--storage-cache` sets onnxruntime's WebGPU buffer
+ * cache for the whole process (see `webgpu` below); scripts/gpu/count-buffers.sh counts the buffers
+ * each case makes per step in each mode.
  * Bundled by scripts/gpu/prepare.sh; scripts/gpu/run.sh runs it on the card.
  */
 import * as ort from "onnxruntime-node";
@@ -70,15 +72,21 @@ function graph(kind: Case, s: Shape): { bytes: Uint8Array; nodes: number } {
   return { bytes: concat([modelBytes(kind, graphBody, 17), bytesField(MODEL.opsetImport, msOpsetImport())]), nodes: nodes.length };
 }
 
+/**
+ * The WebGPU provider with a storage-buffer cache mode. onnxruntime makes one WebGPU context per
+ * process and sets its buffer cache from the first session's options (later sessions' are ignored),
+ * so every session of a run gets the same mode, the first one created included.
+ */
+const webgpu = (storageCache?: string) => ({ name: "webgpu", ...(storageCache ? { storageBufferCacheMode: storageCache } : {}) }) as ort.InferenceSession.ExecutionProviderConfig;
+
 interface Options { storageCache?: string; profile?: string; memPattern?: boolean; report?: (line: string) => void }
 
 async function measure(kind: Case, s: Shape, steps: number, drain: ort.InferenceSession, { storageCache, profile, memPattern }: Options) {
   const attention = kind.startsWith("attention");
   const outputs = Array.from({ length: s.layers }, (_, l) => [...cacheNames(l).present, ...(attention ? [`out${l}`] : [])]).flat();
-  const provider = { name: "webgpu", ...(storageCache ? { storageBufferCacheMode: storageCache } : {}) } as ort.InferenceSession.ExecutionProviderConfig;
   const { bytes, nodes } = graph(kind, s);
   const session = await ort.InferenceSession.create(bytes, {
-    executionProviders: [provider],
+    executionProviders: [webgpu(storageCache)],
     preferredOutputLocation: Object.fromEntries(outputs.map((o) => [o, "gpu-buffer" as const])),
     ...(profile ? { enableProfiling: true, profileFilePrefix: `${profile}-${kind}` } : {}),
     ...(memPattern === undefined ? {} : { enableMemPattern: memPattern }),
@@ -142,7 +150,7 @@ export async function measureOpCosts(
   if (unknown.length) throw new Error(`unknown case ${unknown.join(", ")}; the cases are ${CASES.join(", ")}`);
   // A one-number reduction of a cache tensor, on the GPU, returned to the CPU.
   const drainGraph = modelBytes("drain", [bytesField(GRAPH.node, node("ReduceSum", ["x"], ["y"], "sum", { keepdims: 0 })), bytesField(GRAPH.input, tensorValueInfo("x", FLOAT, ["B", s.heads, "T", s.headDim])), bytesField(GRAPH.output, tensorValueInfo("y", FLOAT, []))], 17);
-  const drain = await ort.InferenceSession.create(drainGraph, { executionProviders: ["webgpu"] });
+  const drain = await ort.InferenceSession.create(drainGraph, { executionProviders: [webgpu(options.storageCache)] });
   try {
     await drain.run({ x: new ort.Tensor("float32", new Float32Array(s.heads * s.headDim), [1, s.heads, 1, s.headDim]) });
     const results = [];

@@ -77,6 +77,10 @@ part 30 "WebGPU fp32, step level, validation disabled" bash -o pipefail -c "$ben
 # Per step, 12 attention nodes (or 24 elementwise ones) over the cache alone, at K = 16 and 64, then with
 # hardly any data (the per-node floor). See opCost.ts for the cases.
 part 60 "op costs" bash -o pipefail -c "for a in '--k 16' '--k 64' '--k 16 --cache 16'; do $rt/node $rt/op-cost.js \$a ${OPCOST:-} | tee -a $out/op-cost.jsonl; done"
+# The same with onnxruntime's exact-size buffer cache (its default keeps at most 10 free buffers of a
+# cache tensor's size, so most of a step's 24 new cache tensors are made anew; a fixed-size cache then
+# makes none). Its own process: the first WebGPU session sets the buffer cache for the whole process.
+part 40 "op costs reusing exact-size buffers" bash -o pipefail -c "$rt/node $rt/op-cost.js --k 16 --cases attention-capacity,neg-fed-back,attention-same-cache,attention-growing --storage-cache simple ${OPCOST:-} | tee -a $out/op-cost.jsonl"
 # Without onnxruntime's memory patterns (planned anew for each new set of input shapes: every step here).
 part 30 "op costs without memory patterns" bash -o pipefail -c "$rt/node $rt/op-cost.js --k 16 --cases attention-growing,attention-same-cache --mem-pattern no ${OPCOST:-} | tee -a $out/op-cost.jsonl"
 # The same, profiled: GPU time per kernel against the CPU time onnxruntime spends in each node.

@@ -87,11 +87,12 @@ if (profiles.length) {
 const costs = read("op-cost.jsonl").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
 if (costs.length) {
   lines.push("", "The KV cache's nodes alone on the WebGPU provider (`scripts/gpu/opCost.ts`; median ms per step, outputs fed back unless said):");
-  const key = (c) => `${c.k}|${c.cache}|${c.layers}|${c.memPattern ?? ""}`;
+  const key = (c) => `${c.k}|${c.cache}|${c.layers}|${c.memPattern ?? ""}|${c.storageCache ?? ""}`;
   for (const shape of [...new Set(costs.map(key))]) {
-    const [k, cache, layers, memPattern] = shape.split("|");
+    const [k, cache, layers, memPattern, storageCache] = shape.split("|");
     const here = costs.filter((c) => key(c) === shape);
-    lines.push(`- K = ${k}, ${cache}-token cache, ${layers} layers${memPattern === "false" ? ", memory patterns off" : ""}: ${here.map((c) => `${c.case} ${fmt(c.msPerStepMedian)}`).join(", ")}`);
+    const how = `${memPattern === "false" ? ", memory patterns off" : ""}${storageCache ? `, buffer cache ${storageCache}` : ""}`;
+    lines.push(`- K = ${k}, ${cache}-token cache, ${layers} layers${how}: ${here.map((c) => `${c.case} ${fmt(c.msPerStepMedian)}`).join(", ")}`);
   }
 }
 // The same cases profiled (K = 16): where each step's time goes, GPU against the CPU issuing it.

@@ -29,7 +29,7 @@ describe("the GPU kit's results table", function () {
     writeFileSync(join(dir, "gpu.txt"), "Some GPU, 1.0, 1 MiB\n");
     // opCost.ts's lines (its own test runs it, in the WebGPU suite).
     const cost = { k: 16, layers: 12, heads: 12, headDim: 64, cache: 256, steps: 30, nodesPerStep: 12 };
-    writeFileSync(join(dir, "op-cost.jsonl"), [{ ...cost, case: "attention-growing", msPerStepMedian: 13 }, { ...cost, case: "neg-fed-back", msPerStepMedian: 8.93 }, { ...cost, case: "attention-growing", memPattern: false, msPerStepMedian: 7 }].map((c) => JSON.stringify(c)).join("\n") + "\n");
+    writeFileSync(join(dir, "op-cost.jsonl"), [{ ...cost, case: "attention-growing", msPerStepMedian: 13 }, { ...cost, case: "neg-fed-back", msPerStepMedian: 8.93 }, { ...cost, case: "attention-growing", memPattern: false, msPerStepMedian: 7 }, { ...cost, case: "attention-capacity", storageCache: "simple", msPerStepMedian: 4.5 }].map((c) => JSON.stringify(c)).join("\n") + "\n");
     // onnxruntime's profile of that run, summed up (on the CPU no GPU kernels are timed).
     const profile = readdirSync(dir).find((f) => f.startsWith("profile") && f.endsWith(".json"))!;
     const summary = execFileSync(process.execPath, [join(root, "scripts/gpu/profile-summary.mjs"), join(dir, profile)], { encoding: "utf8" });
@@ -60,7 +60,7 @@ describe("the GPU kit's results table", function () {
     assert.equal(cell("WebGPU fp32 step / PyTorch fp32"), "0.63×");
     assert.ok(table.includes(`WebGPU fp32 / CPU: K = 16: 3.50 / ${fmt(measured.msPerStep)} ms.`), table);
     assert.ok(table.includes(`Logits and hidden states read back from the GPU: ${measured.readbackKiBPerStep} KiB per step at every K and level`), table);
-    assert.ok(table.includes("- K = 16, 256-token cache, 12 layers: attention-growing 13.0, neg-fed-back 8.93\n- K = 16, 256-token cache, 12 layers, memory patterns off: attention-growing 7.00"), table);
+    assert.ok(table.includes("- K = 16, 256-token cache, 12 layers: attention-growing 13.0, neg-fed-back 8.93\n- K = 16, 256-token cache, 12 layers, memory patterns off: attention-growing 7.00\n- K = 16, 256-token cache, 12 layers, buffer cache simple: attention-capacity 4.50"), table);
     assert.match(table, /- attention-growing: wall [\d.]+ ms, GPU busy 0\.0 ms in 0 dispatches, CPU in the nodes [\d.]+ ms/);
     assert.match(table, /- K = 16: wall [\d.]+ ms, GPU busy 0\.0 ms, 0 dispatches/);
     assert.ok(table.includes("The shipped Llama on WebGPU, step level, K = 16 / 64: 1.50 / – ms per step in the fewest kernels, 3.00 / – in the CPU's."), table);
