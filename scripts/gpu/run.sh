@@ -4,7 +4,7 @@
 #  1. a GPT-2-small-shaped decoder with random weights (mkmodel.py) in fp32, PyTorch CUDA eager timed
 #     on the same weights and loop (fp32 and fp16);
 #  2. the engine's twisted SMC decode loop on WebGPU (logits checked against the model on the CPU
-#     first), onnxruntime's profile of it, the same in the CPU's kernels, then the loop on the CPU;
+#     first), the same with a fixed-capacity KV cache, onnxruntime's profile of both, the same in the CPU's kernels, then the loop on the CPU;
 #  3. token level on WebGPU, then the same weights exported in fp16 on WebGPU, then the shipped Llama;
 #  4. the WebGPU test suite on the real GPU (GPU-vs-CPU logits, on-device gathers, toy-model statistics).
 #  5. what the KV cache's nodes cost the WebGPU provider (scripts/gpu/opCost.ts): op-cost.jsonl, and
@@ -54,11 +54,15 @@ part 120 "export + PyTorch CUDA eager" bash -o pipefail -c "${PYTHON:-python3} $
 # Every measurement goes to bench.jsonl, one JSON line each (a run may bring back only a few files).
 # Step level: tokens drawn in the graph, the GPU default. Prepares the graph (written beside the model) first.
 part 120 "WebGPU fp32, step level" bash -o pipefail -c "$bench --model $m32 --reference $m32 --devices webgpu --levels step --ks 1,16,64,256 | tee -a $out/bench.jsonl"
+# The KV cache at a fixed capacity (GroupQueryAttention; onnxruntime's exact-size buffer cache for the
+# process): no cache tensor made anew per step. Checked against the model on the CPU first.
+part 120 "WebGPU fp32, step level, fixed-capacity cache" bash -o pipefail -c "$bench --model $m32 --reference $m32 --devices webgpu --levels step --ks 16,64,256 --fixed-capacity yes | tee -a $out/bench.jsonl"
 # Where a step's time goes: onnxruntime's profile (GPU time per kernel from timestamp queries), summed up.
 rm -f /tmp/profile-*.json
 for k in 16 256; do
   part 60 "WebGPU fp32 profile, K = $k" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks $k --steps 8 --profile /tmp/profile-$k > /dev/null && $rt/node scripts/gpu/profile-summary.mjs /tmp/profile-${k}_*.json 30 | tee -a $out/profile.txt"
 done
+part 60 "WebGPU fp32 profile, K = 16, fixed-capacity cache" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks 16 --steps 8 --fixed-capacity yes --profile /tmp/profile-16-capacity > /dev/null && $rt/node scripts/gpu/profile-summary.mjs /tmp/profile-16-capacity_*.json 30 | tee -a $out/profile.txt"
 # The same in the CPU's kernels (layers unfused, the sampling head's least-work layout): what the
 # fewest kernels bought.
 part 60 "WebGPU fp32, step level, kernels as on the CPU" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks 16,64 --fewest-kernels no | tee -a $out/bench.jsonl"

@@ -26,8 +26,10 @@ const all = readdirSync(dir)
 // Rows measured in the CPU's kernels (--fewest-kernels no) are the before of the GPU's fusions.
 // The shipped Llama's rows (run.sh's last timing) get a line of their own.
 const SHIPPED = /tiny-math-llama/;
-const on = (device, fp16, plain = false) => all.filter((r) => r.device?.startsWith(device) && !SHIPPED.test(r.model) && /fp16/.test(r.model) === fp16 && (r.fewestKernels === "no") === plain);
-const bench = { fp32: on("webgpu", false), plain: on("webgpu", false, true), fp16: on("webgpu", true), cpu: on("cpu", false) };
+// Rows with a fixed-capacity KV cache (--fixed-capacity yes, where the graph took it) get columns of their own.
+const on = (device, fp16, plain = false, capacity = false) =>
+  all.filter((r) => r.device?.startsWith(device) && !SHIPPED.test(r.model) && /fp16/.test(r.model) === fp16 && (r.fewestKernels === "no") === plain && (r.fixedCapacity === "yes") === capacity);
+const bench = { fp32: on("webgpu", false), plain: on("webgpu", false, true), fp16: on("webgpu", true), cpu: on("cpu", false), capacity: on("webgpu", false, false, true).filter((r) => r.capacityApplied) };
 // Per step: the median of a run's decode steps, as mkmodel.py times PyTorch's (older results have only the mean).
 const row = (list, level, k) => list.find((r) => r.level === level && r.K === k && typeof r.msPerStep === "number");
 const perStep = (r) => r?.msPerStepMedian ?? r?.msPerStep;
@@ -43,6 +45,7 @@ const lines = [
 // One column per measurement; a column the run has no number for is left out (a shorter rerun skips parts).
 const columns = [
   ["WebGPU fp32, step", (k) => fmt(ms(bench.fp32, "step", k))],
+  ["WebGPU fp32, step, fixed-capacity cache", (k) => fmt(ms(bench.capacity, "step", k))],
   ["WebGPU fp32, step, kernels as on the CPU", (k) => fmt(ms(bench.plain, "step", k))],
   ["WebGPU fp32, token", (k) => fmt(ms(bench.fp32, "token", k))],
   ["WebGPU fp16, step", (k) => fmt(ms(bench.fp16, "step", k))],
@@ -50,6 +53,7 @@ const columns = [
   ["PyTorch CUDA fp32", (k) => fmt(torch[`float32|${k}`])],
   ["PyTorch CUDA fp16", (k) => fmt(torch[`float16|${k}`])],
   ["WebGPU fp32 step / PyTorch fp32", (k) => ratio(ms(bench.fp32, "step", k), torch[`float32|${k}`])],
+  ["WebGPU fp32 fixed-capacity step / PyTorch fp32", (k) => ratio(ms(bench.capacity, "step", k), torch[`float32|${k}`])],
   ["WebGPU fp16 step / PyTorch fp16", (k) => ratio(ms(bench.fp16, "step", k), torch[`float16|${k}`])],
   ["CPU / WebGPU fp32 step", (k) => ratio(ms(bench.cpu, "step", k), ms(bench.fp32, "step", k))],
 ];
@@ -72,16 +76,16 @@ if (readback.length) {
   const what = kib.length === 1 ? `${kib[0]} KiB per step at every K and level` : readback.map((r) => `${r.level} K=${r.K}: ${r.readbackKiBPerStep} KiB`).join("; ");
   lines.push("", `Logits and hidden states read back from the GPU: ${what} (a step downloads only its packed draws, K × 16 bytes).`);
 }
-const agree = [...bench.fp32, ...bench.fp16].filter((r) => r.reference);
+const agree = [...bench.fp32, ...on("webgpu", false, false, true), ...bench.fp16].filter((r) => r.reference);
 if (agree.length) {
   lines.push("", "Logits against the fp32 model on the CPU (prefill, broadcast, 4 steps with gathers):");
-  for (const r of agree) lines.push(`- ${r.model} on ${r.device}: max |Δ| ${r.maxAbsDiff} (${r.relativeToMaxLogit} of the largest logit), top-1 agreement ${r.top1Agreement}`);
+  for (const r of agree) lines.push(`- ${r.model} on ${r.device}${r.fixedCapacity === "yes" ? ", fixed-capacity cache" : ""}: max |Δ| ${r.maxAbsDiff} (${r.relativeToMaxLogit} of the largest logit), top-1 agreement ${r.top1Agreement}`);
 }
-// Each profile: its file (profile-K[-plain]_DATE.json) and the median of its later passes.
-const profiles = [...read("profile.txt").matchAll(/profile-(\d+)(-plain)?_[^\n]*?json:[\s\S]*?later passes, median: wall ([\d.]+) ms, GPU ([\d.]+) ms, (\d+) dispatches/g)];
+// Each profile: its file (profile-K[-plain|-capacity]_DATE.json) and the median of its later passes.
+const profiles = [...read("profile.txt").matchAll(/profile-(\d+)(-plain|-capacity)?_[^\n]*?json:[\s\S]*?later passes, median: wall ([\d.]+) ms, GPU ([\d.]+) ms, (\d+) dispatches/g)];
 if (profiles.length) {
   lines.push("", "onnxruntime's profile of a step-level decode step (median of the later passes; GPU time from timestamp queries):");
-  for (const m of profiles) lines.push(`- K = ${m[1]}${m[2] ? ", kernels as on the CPU" : ""}: wall ${Number(m[3]).toFixed(1)} ms, GPU busy ${Number(m[4]).toFixed(1)} ms, ${m[5]} dispatches`);
+  for (const m of profiles) lines.push(`- K = ${m[1]}${{ "-plain": ", kernels as on the CPU", "-capacity": ", fixed-capacity cache" }[m[2]] ?? ""}: wall ${Number(m[3]).toFixed(1)} ms, GPU busy ${Number(m[4]).toFixed(1)} ms, ${m[5]} dispatches`);
 }
 // opCost.ts's lines: per shape, each case's median step.
 const costs = read("op-cost.jsonl").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));

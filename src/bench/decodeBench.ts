@@ -1,7 +1,7 @@
 /**
  * `node dist/decode-bench.js --model DIR [--devices webgpu,cpu] [--ks 16,64,256] [--cache 256] [--steps 32]
  * [--levels token,step] [--sample-in-graph yes|no] [--fewest-kernels yes|no] [--reference DIR --reference-device cpu]
- * [--webgpu-validation disabled|wgpuOnly|basic|full] [--profile PREFIX]`:
+ * [--webgpu-validation disabled|wgpuOnly|basic|full] [--profile PREFIX] [--fixed-capacity yes|no]`:
  * twisted SMC decode speed on any decoder folder and device, for the GPU comparison (issue: GPU-backed
  * engine). Every particle shares a `--cache`-token prompt. Token level: each step proposes one token per
  * particle with a random rank-32 token twist and resamples adaptively. Step level: the decode loop between
@@ -13,12 +13,15 @@
  *
  * Random token ids stand in for text, so any vocabulary works (mkmodel-style exports included).
  * Prints one JSON line per measurement as it is made, so a run cut short keeps what it finished.
+ * `--fixed-capacity yes` keeps the KV cache at a fixed capacity (OnnxDecoderOptions.fixedCapacity; its
+ * lines say `fixedCapacity` and whether the graph took it, `capacityApplied`).
  * With `--reference`, each device's logits are first compared with the reference folder's (the same
  * weights in fp32, say, for an fp16 export) through a prefill, a broadcast and resampling gathers.
  */
 import { parseArgs } from "node:util";
 import { CausalLM, StepOutput } from "../engine/lm/causalLm";
 import { loadModel } from "../engine/lm/loadModel";
+import { OnnxDecoder } from "../engine/lm/onnxDecoder";
 import { DeviceRequest } from "../engine/lm/device";
 import { StepTwist } from "../engine/smc/twist";
 import { runTwistedSmc } from "../engine/smc/twistedSmc";
@@ -30,7 +33,7 @@ import { median } from "./median";
 async function main() {
   const { values } = parseArgs({
     options: {
-      model: { type: "string" }, levels: { type: "string" }, "sample-in-graph": { type: "string" }, "fewest-kernels": { type: "string" }, reference: { type: "string" }, "reference-device": { type: "string" }, devices: { type: "string" }, ks: { type: "string" }, cache: { type: "string" }, steps: { type: "string" }, threads: { type: "string" }, "webgpu-validation": { type: "string" }, profile: { type: "string" },
+      model: { type: "string" }, levels: { type: "string" }, "sample-in-graph": { type: "string" }, "fewest-kernels": { type: "string" }, reference: { type: "string" }, "reference-device": { type: "string" }, devices: { type: "string" }, ks: { type: "string" }, cache: { type: "string" }, steps: { type: "string" }, threads: { type: "string" }, "webgpu-validation": { type: "string" }, profile: { type: "string" }, "fixed-capacity": { type: "string" },
     },
   });
   if (!values.model) throw new Error("--model DIR is required");
@@ -44,13 +47,15 @@ async function main() {
   if (values.profile) process.env.TWISTED_SMC_ORT_PROFILE = values.profile;
   const yesNo = (v: string | undefined) => (v === undefined ? undefined : v === "yes");
   const fuse = values["fewest-kernels"];
-  const report = (r: Record<string, unknown>) => console.log(JSON.stringify({ model: values.model, steps, ...(validation ? { validation } : {}), ...(fuse ? { fewestKernels: fuse } : {}), ...r }));
+  const capacity = values["fixed-capacity"];
+  const report = (r: Record<string, unknown>) =>
+    console.log(JSON.stringify({ model: values.model, steps, ...(validation ? { validation } : {}), ...(fuse ? { fewestKernels: fuse } : {}), ...(capacity ? { fixedCapacity: capacity } : {}), ...r }));
   for (const device of devices) {
     const t0 = performance.now();
     let model;
     try {
       const threads = values.threads ? Number(values.threads) : undefined;
-      model = await loadModel(values.model, { device, threads, sampleInGraph: yesNo(values["sample-in-graph"]), fewestKernels: yesNo(fuse) });
+      model = await loadModel(values.model, { device, threads, sampleInGraph: yesNo(values["sample-in-graph"]), fewestKernels: yesNo(fuse), fixedCapacity: yesNo(capacity) });
     } catch (e) {
       report({ device, error: (e as Error).message });
       continue;
@@ -93,6 +98,7 @@ async function main() {
           report({
             device: lm.device, level, K, cache, msPerStep: Math.round(ms * 100) / 100, msPerStepMedian: Math.round(median(starts.intervals(end)) * 100) / 100, tokensPerSecond: Math.round((K * 1000) / ms), resampled: r.resampledAt.length,
             drawnInGraph: Math.round((100 * r.drawnInGraph) / r.generatedTokens) / 100, readbackKiBPerStep, loadMs: Math.round(loadMs),
+            ...(capacity ? { capacityApplied: lm instanceof OnnxDecoder && lm.fixedCapacity } : {}),
           });
         } catch (e) {
           report({ device: lm.device, level, K, error: (e as Error).message });

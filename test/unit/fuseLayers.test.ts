@@ -12,7 +12,7 @@ import { readGraph, readNode, smallTensorValues } from "../../src/engine/lm/onnx
 import { applyRewrites } from "../../src/engine/lm/onnx/graphRewrite";
 import { prepareModelBytes, PrepareOptions } from "../../src/engine/lm/onnx/prepareGraph";
 import { bytesField, concat, fields, message } from "../../src/engine/lm/onnx/protoWire";
-import { assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "./helpers";
+import { assertSameAsGrowingCache, assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "./helpers";
 
 const FIXTURES = join(__dirname, "../fixtures");
 
@@ -121,6 +121,37 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     const after = opTypes(readFileSync(join(copy, "model.fused.smc.onnx")));
     assert.deepEqual([after.get("MultiHeadAttention"), after.get("Softmax") ?? 0, after.get("Expand")], [2, 0, 4]);
     await assertSameOutputs(fused, plain, 1e-5);
+  });
+
+  it("keeps the KV cache at a fixed capacity with GroupQueryAttention (GPT-2 and the shipped Llama): the growing cache's outputs, across held rows, resamplings and growths", async () => {
+    for (const source of [join(FIXTURES, "gpt2-tiny"), MODEL_DIR]) {
+      const copy = join(dir, source === MODEL_DIR ? "llama" : "gpt2");
+      cpSync(source, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
+      const fixed = await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: true, capacityStep: 8 });
+      const growing = await loadModel(copy, { threads: 1, fewestKernels: true });
+      models.push(fixed, growing);
+      const onnx = source === MODEL_DIR ? join(copy, "onnx/model") : join(copy, "model");
+      const stamp = JSON.parse(readFileSync(`${onnx}.fused.capacity.smc.json`, "utf8"));
+      assert.equal(stamp.fixedCapacity, true);
+      const ops = opTypes(readFileSync(`${onnx}.fused.capacity.smc.onnx`));
+      assert.deepEqual([ops.get("GroupQueryAttention"), ops.get("MultiHeadAttention") ?? 0], [stamp.fusedAttention, 0]);
+      // The mask's arithmetic went with the attention_mask input.
+      const graph = readGraph([...fields(readFileSync(`${onnx}.fused.capacity.smc.onnx`))].find((f) => f.field === MODEL.graph)!.value);
+      assert.ok(!graph.inputs.includes("attention_mask") && graph.inputs.includes("smc_seqlens_k"), graph.inputs.join(", "));
+      // 5 prompt tokens and up to 22 more: the capacity goes 8, then 16, then 24, and stays between growths.
+      const capacities = await assertSameAsGrowingCache(fixed, growing, 1e-4);
+      assert.deepEqual([...new Set(capacities)], [8, 16, 24], capacities.join(", "));
+    }
+  });
+
+  it("falls back to the growing cache where a fixed capacity cannot apply (grouped-query attention widened in the graph)", async () => {
+    const copy = join(dir, "gqa");
+    cpSync(join(FIXTURES, "llama-gqa-tiny"), copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
+    const fixed = await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: true, capacityStep: 8 });
+    const plain = await loadModel(copy, { threads: 1, fewestKernels: false });
+    models.push(fixed, plain);
+    assert.equal(JSON.parse(readFileSync(join(copy, "model.fused.capacity.smc.json"), "utf8")).fixedCapacity, false);
+    await assertSameOutputs(fixed, plain, 1e-5);
   });
 
   it("refuses to run the fused graph past its rotary tables, with the reason (a GPU's run then goes on on the CPU)", async () => {

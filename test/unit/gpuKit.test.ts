@@ -22,7 +22,11 @@ describe("the GPU kit's results table", function () {
     const webgpu = { ...measured, device: "webgpu (onnxruntime-node)" };
     // And the shipped Llama's, which get a line of their own rather than the table's cells.
     const llama = { ...webgpu, model: "models/tiny-math-llama" };
-    const lines = [{ ...webgpu, msPerStep: 3.5, msPerStepMedian: 2.5 }, { ...webgpu, fewestKernels: "no", msPerStep: 6, msPerStepMedian: 5 }, { ...llama, fewestKernels: "yes", msPerStep: 2, msPerStepMedian: 1.5 }, { ...llama, fewestKernels: "no", msPerStep: 3, msPerStepMedian: undefined }];
+    // decode-bench with a fixed-capacity cache: its lines say whether the graph took it.
+    const fixedRun = execFileSync(process.execPath, [join(root, "dist/decode-bench.js"), "--model", join(root, "test/fixtures/gpt2-tiny"), "--devices", "cpu", "--levels", "step", "--ks", "16", "--steps", "4", "--threads", "1", "--fewest-kernels", "yes", "--fixed-capacity", "yes"], { encoding: "utf8" });
+    const fixed = JSON.parse(fixedRun.trim().split("\n")[0]);
+    assert.deepEqual([fixed.fixedCapacity, fixed.capacityApplied], ["yes", true], fixedRun);
+    const lines = [{ ...webgpu, msPerStep: 3.5, msPerStepMedian: 2.5 }, { ...fixed, device: "webgpu (onnxruntime-node)", msPerStep: 2.5, msPerStepMedian: 2 }, { ...webgpu, fewestKernels: "no", msPerStep: 6, msPerStepMedian: 5 }, { ...llama, fewestKernels: "yes", msPerStep: 2, msPerStepMedian: 1.5 }, { ...llama, fewestKernels: "no", msPerStep: 3, msPerStepMedian: undefined }];
     writeFileSync(join(dir, "bench.jsonl"), bench + lines.map((l) => JSON.stringify(l) + "\n").join(""));
     // mkmodel.py's line format (run.sh's torch-cuda.txt).
     writeFileSync(join(dir, "torch-cuda.txt"), "torch-cuda torch.float32 K=16 cache=256 median step 4.00 ms\n");
@@ -58,6 +62,8 @@ describe("the GPU kit's results table", function () {
     assert.equal(cell("WebGPU fp32, step"), "2.50");
     assert.equal(cell("WebGPU fp32, step, kernels as on the CPU"), "5.00");
     assert.equal(cell("WebGPU fp32 step / PyTorch fp32"), "0.63×");
+    assert.equal(cell("WebGPU fp32, step, fixed-capacity cache"), "2.00");
+    assert.equal(cell("WebGPU fp32 fixed-capacity step / PyTorch fp32"), "0.50×");
     assert.ok(table.includes(`WebGPU fp32 / CPU: K = 16: 3.50 / ${fmt(measured.msPerStep)} ms.`), table);
     assert.ok(table.includes(`Logits and hidden states read back from the GPU: ${measured.readbackKiBPerStep} KiB per step at every K and level`), table);
     assert.ok(table.includes("- K = 16, 256-token cache, 12 layers: attention-growing 13.0, neg-fed-back 8.93\n- K = 16, 256-token cache, 12 layers, memory patterns off: attention-growing 7.00\n- K = 16, 256-token cache, 12 layers, buffer cache simple: attention-capacity 4.50"), table);

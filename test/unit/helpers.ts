@@ -6,6 +6,7 @@ import { TokenTwistHead } from "../../src/engine/twist/heads";
 import { Rng } from "../../src/engine/util/rng";
 import { generate } from "../../src/engine/lm/generate";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
+import { KvCache } from "../../src/engine/lm/kvCache";
 import { loadProblems } from "../../src/engine/train/data";
 
 export const MODEL_DIR = join(__dirname, "../../models/tiny-math-llama");
@@ -132,4 +133,36 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
+}
+
+/**
+ * A prefill, a broadcast, steps with held rows and resamplings, past two growths of a fixed-capacity
+ * cache (capacity step 8): its logits and hidden states must be the growing cache's.
+ */
+export async function assertSameAsGrowingCache(fixed: LoadedModel, growing: LoadedModel, tolerance: number): Promise<number[]> {
+  const prompt = [1, 20, 30, 40, 7];
+  const [a, b] = [await fixed.lm.prefill(prompt), await growing.lm.prefill(prompt)];
+  let [x, y] = [a.state.select([0, 0, 0]), b.state.select([0, 0, 0])];
+  assert.ok(maxAbsDiff(await logitsOf(a), await logitsOf(b)) < tolerance);
+  a.state.dispose();
+  b.state.dispose();
+  const capacities: number[] = [];
+  for (let t = 0; t < 22; t++) {
+    const tokens = [t % 3 === 1 ? null : 5 + t, 9, t % 4 === 2 ? null : 11 + 2 * t];
+    const [p, q] = [await fixed.lm.step(x, tokens), await growing.lm.step(y, tokens)];
+    capacities.push((p.state as KvCache).length);
+    // A held row's output is never read (the growing cache masks its slot, even from itself).
+    const fed = [0, 1, 2].filter((r) => tokens[r] !== null);
+    assert.ok(maxAbsDiff(await hiddenOf(p, fed), await hiddenOf(q, fed)) < tolerance, `hidden states, step ${t}`);
+    const [lp, lq] = [await logitsOf(p), await logitsOf(q)];
+    const v = lp.length / 3;
+    for (const r of fed) assert.ok(maxAbsDiff(lp.subarray(r * v, (r + 1) * v), lq.subarray(r * v, (r + 1) * v)) < tolerance, `logits of row ${r}, step ${t}`);
+    const rows = t % 5 === 3 ? [2, 0, 0] : [0, 1, 2];
+    [x, y] = [p.state.select(rows), q.state.select(rows)];
+    p.state.dispose();
+    q.state.dispose();
+  }
+  x.dispose();
+  y.dispose();
+  return capacities;
 }

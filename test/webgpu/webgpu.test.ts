@@ -28,7 +28,7 @@ import { Rng } from "../../src/engine/util/rng";
 import { CASES as OP_COST_CASES, measureOpCosts } from "../../scripts/gpu/opCost";
 import { solve } from "../../src/engine/solve";
 import { loadTwistOption } from "../../src/engine/twist/resolve";
-import { assertGraphDrawsMatchLogits, assertModelDrawsMatchLogits, assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "../unit/helpers";
+import { assertGraphDrawsMatchLogits, assertModelDrawsMatchLogits, assertSameAsGrowingCache, assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "../unit/helpers";
 import { TOY_EOS, TOY_PROMPT } from "../unit/toyModel";
 import { enumerateDecoder, toyOptions, toyStatisticsOnDecoder } from "../unit/toyStatistics";
 
@@ -114,6 +114,22 @@ describe("the engine on WebGPU", function () {
       assert.ok(maxAbsDiff(ea.logits, eb.logits) < tolerance, `encodeAll differs by ${maxAbsDiff(ea.logits, eb.logits)}`);
     });
   }
+
+  it("keeps a fixed-capacity KV cache on the GPU (GroupQueryAttention, the exact-size buffer cache): the CPU's growing cache's outputs, across held rows, resamplings and growths", async () => {
+    for (const dir of [GPT2, MODEL_DIR]) {
+      // A copy: the prepared graph is written beside the export.
+      const copy = mkdtempSync(join(tmpdir(), "tsmc-capacity-"));
+      cpSync(dir, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
+      const fixed = await loadModel(copy, { device: "webgpu", threads: 1, fixedCapacity: true, capacityStep: 8 });
+      try {
+        assert.ok(fixed.lm.device.startsWith("webgpu") && (fixed.lm as { fixedCapacity?: boolean }).fixedCapacity, fixed.lm.device);
+        const capacities = await assertSameAsGrowingCache(fixed, await model(dir, "cpu"), 2e-3);
+        assert.deepEqual([...new Set(capacities)], [8, 16, 24]);
+      } finally {
+        await fixed.lm.dispose();
+      }
+    }
+  });
 
   for (const [name, dir] of [["a GPT-2", GPT2], ["the shipped Llama in fp16", FP16]]) {
     it(`draws tokens inside the graph on the GPU (${name}): the inverse CDF at each uniform, with log p and log q`, async () => {

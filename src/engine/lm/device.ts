@@ -110,14 +110,22 @@ type WebGpuValidation = (typeof WEBGPU_VALIDATION)[number];
  * The execution provider as onnxruntime takes it. WebGPU's validation mode (onnxruntime's default is
  * `basic`) can be set with TWISTED_SMC_WEBGPU_VALIDATION: validating each dispatch costs CPU time per
  * kernel, which a small model's decode step is mostly made of; `disabled` crashes on a GPU error.
+ * `storageBufferCacheMode: "simple"` makes onnxruntime reuse GPU buffers of exactly the sizes asked
+ * for, with no limit (its default keeps at most 10 free of each size bucket). onnxruntime reads it
+ * from the process's first WebGPU session only, and never frees what it keeps: it suits tensors whose
+ * sizes repeat, such as a fixed-capacity KV cache.
  */
-export function executionProvider(device: Device, env: NodeJS.ProcessEnv = process.env): string | { name: "webgpu"; validationMode: WebGpuValidation } {
+export function executionProvider(
+  device: Device,
+  env: NodeJS.ProcessEnv = process.env,
+  storageBufferCacheMode?: "simple",
+): string | { name: "webgpu"; validationMode?: WebGpuValidation; storageBufferCacheMode?: "simple" } {
   const mode = env.TWISTED_SMC_WEBGPU_VALIDATION;
-  if (device !== "webgpu" || !mode) return device;
-  if (!(WEBGPU_VALIDATION as readonly string[]).includes(mode)) {
+  if (device !== "webgpu" || (!mode && !storageBufferCacheMode)) return device;
+  if (mode && !(WEBGPU_VALIDATION as readonly string[]).includes(mode)) {
     throw new InputError(`TWISTED_SMC_WEBGPU_VALIDATION=${mode} is not one of ${WEBGPU_VALIDATION.join(", ")}`);
   }
-  return { name: "webgpu", validationMode: mode as WebGpuValidation };
+  return { name: "webgpu", ...(mode ? { validationMode: mode as WebGpuValidation } : {}), ...(storageBufferCacheMode ? { storageBufferCacheMode } : {}) };
 }
 
 /** The devices to try, in order, for a request. */

@@ -15,21 +15,29 @@ import { createSideSession, int64Tensor, releaseSession, runSideSession } from "
 import { gatherRows } from "./tensorData";
 
 const ROWS = "rows";
+const PADS = "pads";
 const OPSET_VERSION = 13;
 const input = (i: number) => `kv_${i}`;
 const output = (i: number) => `kv_${i}_reordered`;
 
-/** The reorder graph for `count` tensors [batch, heads, length, headDim] of element type `elem`. */
-export function kvReorderModel(count: number, elem: number): Uint8Array {
+/**
+ * The reorder graph for `count` tensors [batch, heads, length, headDim] of element type `elem`; with
+ * `grow`, each gathered tensor is then padded with zeros along the length (the input PADS, onnx Pad's
+ * begins and ends): a fixed-capacity cache given more capacity.
+ */
+export function kvReorderModel(count: number, elem: number, grow = false): Uint8Array {
   const body: Uint8Array[] = [bytesField(GRAPH.input, tensorValueInfo(ROWS, DTYPE.int64, ["rows"]))];
+  if (grow) body.push(bytesField(GRAPH.input, tensorValueInfo(PADS, DTYPE.int64, [8])));
   for (let i = 0; i < count; i++) {
+    const gathered = grow ? `${output(i)}_rows` : output(i);
     body.push(
-      bytesField(GRAPH.node, node("Gather", [input(i), ROWS], [output(i)], `kv_reorder/${i}`, { axis: 0 })),
+      bytesField(GRAPH.node, node("Gather", [input(i), ROWS], [gathered], `kv_reorder/${i}`, { axis: 0 })),
       bytesField(GRAPH.input, tensorValueInfo(input(i), elem, ["batch", "heads", "length", "head_dim"])),
-      bytesField(GRAPH.output, tensorValueInfo(output(i), elem, ["rows", "heads", "length", "head_dim"])),
+      bytesField(GRAPH.output, tensorValueInfo(output(i), elem, ["rows", "heads", grow ? "capacity" : "length", "head_dim"])),
     );
+    if (grow) body.push(bytesField(GRAPH.node, node("Pad", [gathered, PADS], [output(i)], `kv_grow/${i}`)));
   }
-  return modelBytes("kv_reorder", body, OPSET_VERSION);
+  return modelBytes(grow ? "kv_grow" : "kv_reorder", body, OPSET_VERSION);
 }
 
 let reorders = 0;
@@ -40,6 +48,7 @@ export function kvReordersRun(): number {
 
 export class KvReorder {
   private session?: Promise<ort.InferenceSession>;
+  private growSession?: Promise<ort.InferenceSession>;
 
   constructor(
     private readonly device: Device,
@@ -68,7 +77,35 @@ export class KvReorder {
     return tensors.map((_, i) => out[output(i)]);
   }
 
+  /**
+   * New tensors holding `rows` of `tensors` with `capacity` positions each (the filled ones first, as
+   * they were; zeros after), on the same device; the caller disposes them.
+   */
+  async grow(tensors: readonly ort.Tensor[], rows: readonly number[], capacity: number): Promise<ort.Tensor[]> {
+    const length = tensors[0]?.dims[2] ?? 0;
+    if (!(capacity >= length)) throw new RangeError(`a KV cache of ${length} positions cannot shrink to ${capacity}`);
+    const batch = tensors[0]?.dims[0] ?? 0;
+    if (rows.some((r) => !Number.isInteger(r) || r < 0 || r >= batch)) throw new RangeError(`rows ${rows.join(", ")} are not all in a batch of ${batch}`);
+    if (this.device === "cpu") {
+      return tensors.map((t) => {
+        const data = t.data as Float32Array | Uint16Array;
+        const [, heads, , dim] = t.dims;
+        const out = new (data.constructor as { new (n: number): Float32Array | Uint16Array })(rows.length * heads * capacity * dim);
+        rows.forEach((r, i) => {
+          for (let h = 0; h < heads; h++) out.set(data.subarray(((r * heads + h) * length) * dim, ((r * heads + h) * length + length) * dim), ((i * heads + h) * capacity) * dim);
+        });
+        return new ort.Tensor(t.type as "float32" | "float16", out, [rows.length, heads, capacity, dim]);
+      });
+    }
+    this.growSession ??= createSideSession(kvReorderModel(this.count, this.elem, true), this.device, this.threads, tensors.map((_, i) => output(i)));
+    const feeds: Record<string, ort.Tensor> = { [ROWS]: int64Tensor(rows), [PADS]: int64Tensor([0, 0, 0, 0, 0, 0, capacity - length, 0]) };
+    tensors.forEach((t, i) => (feeds[input(i)] = t));
+    const out = await runSideSession(this.growSession, feeds, this.device, this.where, "give the KV cache more capacity");
+    return tensors.map((_, i) => out[output(i)]);
+  }
+
   async dispose(): Promise<void> {
     if (this.session) await releaseSession(this.session);
+    if (this.growSession) await releaseSession(this.growSession);
   }
 }

@@ -12,6 +12,7 @@ import { candidates, Device, DeviceAttempt, executionProvider, DeviceRequest, De
 import { FloatType, KvCache } from "./kvCache";
 import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelBytes, PrepareOptions } from "./onnx/prepareGraph";
+import { SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "./onnx/fuseAttention";
 import { DTYPE } from "./onnx/graphBuild";
 import { KvReorder } from "./kvReorder";
 import { LogitSessions } from "./logitSessions";
@@ -37,6 +38,14 @@ export interface OnnxDecoderOptions {
   fewestKernels?: boolean;
   /** Devices already given up on before this load (a GPU that failed mid-run), reported with the choice. */
   priorAttempts?: readonly DeviceAttempt[];
+  /**
+   * Keep the KV cache at a fixed capacity, in the fewest kernels (fuseAttention.ts): its tensors keep
+   * their shape from step to step, growing by `capacityStep` positions (default 256) when full, and on
+   * a GPU onnxruntime reuses their buffers (its exact-size buffer cache, which is then the whole
+   * process's). Off by default until measured on a GPU; a graph it cannot apply to runs as without it.
+   */
+  fixedCapacity?: boolean;
+  capacityStep?: number;
 }
 
 /** From this vocabulary size on, drawing in the graph pays on the CPU too. */
@@ -46,10 +55,10 @@ export const LARGE_VOCABULARY = 8192;
  * The SMC-ready graph (see prepareGraph): a cached file next to the export, or, where that folder is
  * read-only, the edited bytes in memory. An export whose LM head cannot be found is used as it is.
  */
-function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: boolean): { source: string | Uint8Array; fused: boolean; rotaryPositions: number } {
+function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: boolean, fixedCapacity: boolean): { source: string | Uint8Array; fused: boolean; rotaryPositions: number; fixedCapacity: boolean } {
   const { hiddenSize, vocabSize, numHeads, numKvHeads, headDim, maxPositions } = folder.config;
-  const options: PrepareOptions = { hiddenSize, vocabSize, sampler, fuse: fuse ? { numHeads, numKvHeads, headDim, maxPositions } : undefined };
-  const edits = (p?: PreparedEdits) => ({ fused: !!p && anyFused(p), rotaryPositions: p?.rotaryPositions ?? 0 });
+  const options: PrepareOptions = { hiddenSize, vocabSize, sampler, fuse: fuse ? { numHeads, numKvHeads, headDim, maxPositions, fixedCapacity } : undefined };
+  const edits = (p?: PreparedEdits) => ({ fused: !!p && anyFused(p), rotaryPositions: p?.rotaryPositions ?? 0, fixedCapacity: !!p?.fixedCapacity });
   try {
     const prepared = prepareForSmc(folder.onnxPath, options);
     return { source: prepared.path, ...edits(prepared) };
@@ -59,7 +68,7 @@ function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: boolean): {
       const prepared = prepareModelBytes(readFileSync(folder.onnxPath), options);
       return { source: prepared?.bytes ?? folder.onnxPath, ...edits(prepared) };
     }
-    if (/cannot find the LM head/.test((e as Error).message)) return { source: folder.onnxPath, fused: false, rotaryPositions: 0 };
+    if (/cannot find the LM head/.test((e as Error).message)) return { source: folder.onnxPath, fused: false, rotaryPositions: 0, fixedCapacity: false };
     throw new ModelFolderError(`${folder.onnxPath} is not a valid ONNX model (${(e as Error).message}): the file may be truncated or corrupt`);
   }
 }
@@ -86,10 +95,17 @@ export class OnnxDecoder implements CausalLM {
     private readonly kvReorder: KvReorder,
     /** Positions the graph's rotary tables cover (fuseRotary.ts); 0: it computes any position's angles. */
     private readonly rotaryPositions = 0,
+    /** With a fixed-capacity cache (fuseAttention.ts): the positions it grows by when full; 0 without. */
+    private readonly capacityStep = 0,
   ) {
     this.vocabSize = config.vocabSize;
     this.hiddenSize = config.hiddenSize;
     this.deviceChoice = describeDeviceChoice(deviceAttempts);
+  }
+
+  /** Whether the KV cache is of fixed capacity (OnnxDecoderOptions.fixedCapacity, where the graph took it). */
+  get fixedCapacity(): boolean {
+    return this.capacityStep > 0;
   }
 
   /** Bytes fetched from the device so far, logits and hidden states apart (0 on the CPU). */
@@ -137,7 +153,10 @@ export class OnnxDecoder implements CausalLM {
     fuse: boolean,
     attempts: DeviceAttempt[],
   ): Promise<OnnxDecoder | { failure: string; fused: boolean }> {
-    const { source, fused, rotaryPositions } = options.prepare === false ? { source: folder.onnxPath, fused: false, rotaryPositions: 0 } : smcReadySource(folder, sampler, fuse);
+    const { source, fused, rotaryPositions, fixedCapacity } =
+      options.prepare === false ? { source: folder.onnxPath, fused: false, rotaryPositions: 0, fixedCapacity: false } : smcReadySource(folder, sampler, fuse, fuse && !!options.fixedCapacity);
+    const capacityStep = fixedCapacity ? (options.capacityStep ?? 256) : 0;
+    if (fixedCapacity && !(Number.isInteger(capacityStep) && capacityStep > 0)) throw new RangeError(`capacityStep must be a positive integer, got ${options.capacityStep}`);
     // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
     // (with the cache round-tripping through the CPU each step was 20× slower; see GPU.md). Only
     // logits and the hidden state come back. Reordering then needs the prepared graph's gather.
@@ -147,7 +166,9 @@ export class OnnxDecoder implements CausalLM {
     let session: ort.InferenceSession | undefined;
     try {
       const sessionOptions: ort.InferenceSession.SessionOptions = {
-        executionProviders: [executionProvider(device)],
+        // A fixed-capacity cache's tensors are remade every step at the same sizes: the exact-size
+        // buffer cache reuses them all (the default keeps 10 of a size; see fuseAttention.ts).
+        executionProviders: [executionProvider(device, process.env, fixedCapacity ? "simple" : undefined)],
         intraOpNumThreads: threads,
         interOpNumThreads: 1,
         graphOptimizationLevel: "all",
@@ -170,13 +191,13 @@ export class OnnxDecoder implements CausalLM {
       throw new ModelFolderError(`${folder.onnxPath} could not be loaded by onnxruntime: ${message}`);
     }
     const chosen = [...attempts, { device }];
-    const { kvType, hasPositionIds, hasHidden, hasSampler } = checkInterface(session, folder);
+    const { kvType, hasPositionIds, hasHidden, hasSampler } = checkInterface(session, folder, fixedCapacity);
     const where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
     const logits = session.outputMetadata.find((m) => m.name === "logits");
     const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
     const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where, fuse ? "fewest-kernels" : "least-work");
     const kvReorder = new KvReorder(device, threads, 2 * folder.config.numLayers, kvType === "float16" ? DTYPE.float16 : DTYPE.float, where);
-    const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, chosen, logitSessions, kvReorder, rotaryPositions);
+    const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, chosen, logitSessions, kvReorder, rotaryPositions, capacityStep);
     if (device === "cpu") return decoder;
     // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
     // here, where falling back costs nothing, rather than in the middle of a solve.
@@ -246,27 +267,37 @@ export class OnnxDecoder implements CausalLM {
   private async run(cache: KvCache, rows: (number | null)[][], allPositions = false, sampling?: GraphSampling): Promise<StepOutput> {
     const batch = rows.length;
     const seq = rows[0].length;
-    const total = cache.length + seq;
+    // A fixed-capacity cache: each row's filled slots are the first `positions` (a held row's slot is
+    // written over on its next token), the new tokens go right after them, and the capacity grows by
+    // whole steps when a row would pass it. Else the cache grows by `seq` every pass.
+    const fixed = this.capacityStep > 0;
+    const need = cache.positions.reduce((a, p) => Math.max(a, p + seq), 0);
+    const capacity = !fixed || cache.length === 0 || need <= cache.length ? cache.length : Math.ceil(need / this.capacityStep) * this.capacityStep;
+    const total = fixed ? Math.max(capacity, need) : cache.length + seq;
     const ids = new BigInt64Array(batch * seq);
     const pos = new BigInt64Array(batch * seq);
     const mask = new Uint8Array(batch * total);
     const positions = Int32Array.from(cache.positions);
     for (let b = 0; b < batch; b++) {
-      mask.set(cache.mask.subarray(b * cache.length, (b + 1) * cache.length), b * total);
+      if (!fixed) mask.set(cache.mask.subarray(b * cache.length, (b + 1) * cache.length), b * total);
       for (let s = 0; s < seq; s++) {
         const tok = rows[b][s];
         ids[b * seq + s] = BigInt(tok ?? this.padId);
         pos[b * seq + s] = BigInt(positions[b]);
         if (tok !== null) {
-          mask[b * total + cache.length + s] = 1;
+          if (!fixed) mask[b * total + cache.length + s] = 1;
           positions[b]++;
         }
       }
+      if (fixed) mask.fill(1, b * total, b * total + positions[b]);
     }
-    const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor("int64", ids, [batch, seq]),
-      attention_mask: new ort.Tensor("int64", int64Mask(mask), [batch, total]),
-    };
+    const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor("int64", ids, [batch, seq]) };
+    if (fixed) {
+      feeds[SEQLENS_K] = new ort.Tensor("int32", Int32Array.from(cache.positions, (p) => p + seq - 1), [batch]);
+      feeds[TOTAL_SEQUENCE_LENGTH] = new ort.Tensor("int32", Int32Array.of(need), []);
+    } else {
+      feeds.attention_mask = new ort.Tensor("int64", int64Mask(mask), [batch, total]);
+    }
     if (this.hasPositionIds) feeds.position_ids = new ort.Tensor("int64", pos, [batch, seq]);
     if (this.samplesInGraph) {
       if (sampling && sampling.uniforms.length !== batch) throw new RangeError(`sampling got ${sampling.uniforms.length} uniforms for a batch of ${batch}`);
@@ -286,7 +317,8 @@ export class OnnxDecoder implements CausalLM {
         throw new DeviceRunError(this.device, `position ${last - 1} is past the ${this.rotaryPositions} positions this graph's rotary tables cover on ${this.device}; the run goes on on the CPU`);
       }
       const pending = cache.pendingRows();
-      if (pending) reordered = await this.kvReorder.reorder(cache.tensors, pending);
+      if (capacity > cache.length) reordered = await this.kvReorder.grow(cache.tensors, pending ?? Array.from({ length: batch }, (_, b) => b), capacity);
+      else if (pending) reordered = await this.kvReorder.reorder(cache.tensors, pending);
       const past = reordered ?? cache.tensors;
       for (let i = 0; i < this.config.numLayers; i++) {
         feeds[`past_key_values.${i}.key`] = past[2 * i];
@@ -341,7 +373,7 @@ function int64Mask(mask: Uint8Array): BigInt64Array {
 }
 
 /** Checks the session's inputs and outputs against the decoder interface; names what is missing. */
-function checkInterface(session: ort.InferenceSession, folder: ModelFolder) {
+function checkInterface(session: ort.InferenceSession, folder: ModelFolder, fixedCapacity: boolean) {
   const file = folder.onnxPath;
   const inputs = new Set(session.inputNames);
   const outputs = new Set(session.outputNames);
@@ -349,7 +381,7 @@ function checkInterface(session: ort.InferenceSession, folder: ModelFolder) {
     if (!set.has(name)) throw new ModelFolderError(`${file} lacks the ${kind} "${name}" of the decoder interface (has: ${[...set].join(", ")})`);
   };
   need(inputs, "input_ids", "input");
-  need(inputs, "attention_mask", "input");
+  for (const name of fixedCapacity ? [SEQLENS_K, TOTAL_SEQUENCE_LENGTH] : ["attention_mask"]) need(inputs, name, "input");
   need(outputs, "logits", "output");
   const layers = [...inputs].filter((n) => /^past_key_values\.\d+\.key$/.test(n)).length;
   if (layers !== folder.config.numLayers) {

@@ -13,10 +13,22 @@
  * the fused node takes the widened keys and values whole and the cache stays as exported. Only the
  * exact pattern is fused: anything else (a score reused elsewhere, a scale that is not a constant) is
  * left as it is.
+ *
+ * With `fixedCapacity` (every layer matched with its cache), each layer becomes a
+ * `com.microsoft.GroupQueryAttention` node instead, over a cache of fixed capacity: it writes the new
+ * keys and values at each row's own length (the graph inputs SEQLENS_K and TOTAL_SEQUENCE_LENGTH)
+ * and attends causally to that row's filled slots, so the exporter's mask goes unused and the cache
+ * tensors keep their shape from step to step. Why: onnxruntime's WebGPU buffer cache keeps at most 10
+ * free buffers of a size, so of a step's 24 new cache tensors most are made anew, each costing about
+ * as much as a whole layer on an H100 (README, "On a GPU"); tensors of a fixed size can all be reused.
  */
 import { constant, MS_DOMAIN, node } from "./graphBuild";
 import { GraphInfo, NodeInfo } from "./graphRead";
 import { applyRewrites, GraphIndex, Heads, isPerm, Rewrite } from "./graphRewrite";
+
+/** The fixed-capacity graph's inputs: per row, its filled slots after this pass minus one (int32 [batch]); the most of them plus one (int32 scalar). */
+export const SEQLENS_K = "smc_seqlens_k";
+export const TOTAL_SEQUENCE_LENGTH = "smc_total_sequence_length";
 
 const isSeqAxis = (n: NodeInfo) => [2, -2].includes(n.ints.get("axis")?.[0] ?? NaN);
 
@@ -31,6 +43,7 @@ class AttentionFuser {
     private readonly numKvHeads: number,
     private readonly headDim: number,
     private readonly opset: number,
+    private readonly fixedCapacity = false,
   ) {
     this.index = new GraphIndex(graph);
     this.constants = graph.constants;
@@ -65,7 +78,7 @@ class AttentionFuser {
   }
 
   /** The match anchored at one Softmax, or undefined when the pattern around it differs. */
-  match(softmax: NodeInfo, layer: number): Rewrite | undefined {
+  match(softmax: NodeInfo, layer: number): (Rewrite & { withCache: boolean }) | undefined {
     const axis = softmax.ints.get("axis")?.[0] ?? (this.opset >= 13 ? -1 : 1);
     if (softmax.opType !== "Softmax" || (axis !== -1 && axis !== 3)) return undefined;
     const add = this.index.producer.get(softmax.inputs[0]);
@@ -103,7 +116,12 @@ class AttentionFuser {
       const k = this.toBsd(keys[1], `${prefix}/k`, newNodes);
       const v = this.toBsd(values[1], `${prefix}/v`, newNodes);
       const outputs = [output, keysT.inputs[0], weighted.inputs[1]];
-      newNodes.push(node("MultiHeadAttention", [q, k, v, "", "", mask, keys[0], values[0]], outputs, `${prefix}/MultiHeadAttention`, attrs, MS_DOMAIN));
+      if (this.fixedCapacity) {
+        const gqa = { ...attrs, kv_num_heads: this.numHeads };
+        newNodes.push(node("GroupQueryAttention", [q, k, v, keys[0], values[0], SEQLENS_K, TOTAL_SEQUENCE_LENGTH], outputs, `${prefix}/GroupQueryAttention`, gqa, MS_DOMAIN));
+      } else {
+        newNodes.push(node("MultiHeadAttention", [q, k, v, "", "", mask, keys[0], values[0]], outputs, `${prefix}/MultiHeadAttention`, attrs, MS_DOMAIN));
+      }
     } else {
       // Keys and values (batch, heads, length, headDim) are taken as they are; the cache stays the exporter's.
       newNodes.push(node("MultiHeadAttention", [q, keysT.inputs[0], weighted.inputs[1], "", "", mask], [output], `${prefix}/MultiHeadAttention`, attrs, MS_DOMAIN));
@@ -116,7 +134,7 @@ class AttentionFuser {
     }
     const concats = withCache ? [this.index.producer.get(keysT.inputs[0])!, this.index.producer.get(weighted.inputs[1])!] : [];
     const replaced = [add, scaled, scores, keysT, softmax, weighted, ...concats, ...(merged ? [back!, merged] : [])];
-    return { replaced, anchor: merged ?? weighted, newNodes };
+    return { replaced, anchor: merged ?? weighted, newNodes, withCache };
   }
 
   /** Whether a Reshape's target shape is [·, ·, heads × headDim] (or [·, ·, −1]). */
@@ -131,10 +149,20 @@ class AttentionFuser {
 
 /**
  * The graph with every matching attention fused (`fused`: how many), and the nodes nothing reads any
- * more dropped.
+ * more dropped. With `fixedCapacity` asked for, the cache is of fixed capacity (`fixedCapacity`: true)
+ * only when every layer (every past key input) matched with its cache and nothing else reads the
+ * attention mask; otherwise the fusion is the plain one.
  */
-export function fuseAttention(graph: GraphInfo, heads: Heads, opset: number): { graph: GraphInfo; fused: number } {
-  const fuser = new AttentionFuser(graph, heads.numHeads, heads.numKvHeads, heads.headDim, opset);
-  const rewrites = graph.nodes.filter((n) => n.opType === "Softmax").map((s, layer) => fuser.match(s, layer)).filter((m): m is Rewrite => !!m);
-  return { graph: applyRewrites(graph, rewrites), fused: rewrites.length };
+export function fuseAttention(graph: GraphInfo, heads: Heads, opset: number, fixedCapacity = false): { graph: GraphInfo; fused: number; fixedCapacity: boolean } {
+  const rewrites = (fixed: boolean) => {
+    const fuser = new AttentionFuser(graph, heads.numHeads, heads.numKvHeads, heads.headDim, opset, fixed);
+    return graph.nodes.filter((n) => n.opType === "Softmax").map((s, layer) => fuser.match(s, layer)).filter((m): m is Rewrite & { withCache: boolean } => !!m);
+  };
+  const plain = rewrites(false);
+  const layers = graph.inputs.filter((i) => /^past_key_values\.\d+\.key$/.test(i)).length;
+  if (fixedCapacity && layers > 0 && plain.length === layers && plain.every((r) => r.withCache)) {
+    const fixed = applyRewrites(graph, rewrites(true));
+    if (!fixed.nodes.some((n) => n.inputs.includes("attention_mask"))) return { graph: fixed, fused: layers, fixedCapacity: true };
+  }
+  return { graph: applyRewrites(graph, plain), fused: plain.length, fixedCapacity: false };
 }

@@ -23,7 +23,7 @@ export const MS_DOMAIN = "com.microsoft";
 export const msOpsetImport = () => message([[OPSET.domain, MS_DOMAIN], [OPSET.version, 1]]);
 
 /** TensorProto.DataType values used here. */
-export const DTYPE = { float: 1, int64: 7, float16: 10 } as const;
+export const DTYPE = { float: 1, int32: 6, int64: 7, float16: 10 } as const;
 
 export type Attr = number | { float: number } | { tensor: Uint8Array } | { ints: number[] };
 

@@ -8,9 +8,9 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { writeFileAtomic } from "../../util/atomicWrite";
 import { DTYPE, GRAPH, MODEL, MS_DOMAIN, msOpsetImport, node, TENSOR_TYPE, tensorValueInfo, TYPE, VALUE_INFO } from "./graphBuild";
-import { GraphInfo, NodeInfo, opsetVersion, readGraph } from "./graphRead";
+import { GraphInfo, NodeInfo, opsetVersion, readGraph, valueInfoName } from "./graphRead";
 import { Heads } from "./graphRewrite";
-import { fuseAttention } from "./fuseAttention";
+import { fuseAttention, SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "./fuseAttention";
 import { fuseProjectionBias } from "./fuseProjectionBias";
 import { fuseRmsNorm } from "./fuseRmsNorm";
 import { fuseRotary } from "./fuseRotary";
@@ -74,6 +74,11 @@ export interface PreparedEdits {
   fusedSkipLayerNorm: number;
   /** How many query/key/value projections' MatMul + bias add became one Gemm each (fuseProjectionBias.ts). */
   fusedProjectionBias: number;
+  /**
+   * Whether the KV cache is of fixed capacity (fuseAttention.ts): GroupQueryAttention nodes, fed
+   * SEQLENS_K and TOTAL_SEQUENCE_LENGTH instead of attention_mask (which the graph no longer has).
+   */
+  fixedCapacity: boolean;
 }
 
 export interface PrepareOptions {
@@ -90,7 +95,7 @@ export interface PrepareOptions {
    * given the heads and the model's context) and lay the sampling head out in fewer, larger kernels
    * (samplingHead.ts, DrawLayout).
    */
-  fuse?: Heads & { maxPositions?: number };
+  fuse?: Heads & { maxPositions?: number; fixedCapacity?: boolean };
 }
 
 const NO_EDITS: PreparedEdits = {
@@ -102,6 +107,7 @@ const NO_EDITS: PreparedEdits = {
   fusedRmsNorm: 0,
   fusedSkipLayerNorm: 0,
   fusedProjectionBias: 0,
+  fixedCapacity: false,
 };
 const FUSED_COUNTS = ["fusedAttention", "fusedRotary", "fusedRmsNorm", "fusedSkipLayerNorm", "fusedProjectionBias"] as const;
 
@@ -122,7 +128,7 @@ function fuseLayers(graph: GraphInfo, heads: NonNullable<PrepareOptions["fuse"]>
   // Attention in float32 graphs only: onnxruntime's WebGPU MultiHeadAttention in half precision
   // tripled the error of an fp16 export's logits (0.50 against the fp32 model's, 0.17 unfused;
   // lavapipe) and changed its greedy solutions, which the unfused fp16 attention reproduces.
-  const attention = withAttention ? fuseAttention(rotary.graph, heads, opset) : { graph: rotary.graph, fused: 0 };
+  const attention = withAttention ? fuseAttention(rotary.graph, heads, opset, heads.fixedCapacity) : { graph: rotary.graph, fused: 0, fixedCapacity: false };
   const rms = fuseRmsNorm(attention.graph, opset);
   const skip = fuseSkipLayerNorm(rms.graph);
   const projections = fuseProjectionBias(skip.graph);
@@ -134,15 +140,20 @@ function fuseLayers(graph: GraphInfo, heads: NonNullable<PrepareOptions["fuse"]>
     fusedRmsNorm: rms.fused,
     fusedSkipLayerNorm: skip.fused,
     fusedProjectionBias: projections.fused,
+    fixedCapacity: attention.fixedCapacity,
   };
 }
 
-/** The graph's fields with its nodes replaced by `nodes` (where the first node was) and `added` after. */
-function rebuildGraph(graph: Uint8Array, nodes: Uint8Array[] | undefined, added: Uint8Array[]): Uint8Array {
+/**
+ * The graph's fields with its nodes replaced by `nodes` (where the first node was), the inputs named in
+ * `dropInputs` left out and `added` after.
+ */
+function rebuildGraph(graph: Uint8Array, nodes: Uint8Array[] | undefined, added: Uint8Array[], dropInputs: readonly string[] = []): Uint8Array {
   if (!nodes) return concat([graph, ...added]);
   const out: Uint8Array[] = [];
   let placed = false;
   for (const f of fields(graph)) {
+    if (f.field === GRAPH.input && dropInputs.includes(valueInfoName(f.value))) continue;
     if (f.field !== GRAPH.node) out.push(f.raw);
     else if (!placed) {
       out.push(...nodes.map((n) => bytesField(GRAPH.node, n)));
@@ -176,22 +187,26 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
     added.push(bytesField(GRAPH.output, tensorValueInfo(HIDDEN_OUTPUT, elem, ["batch_size", "sequence_length", options.hiddenSize])));
   }
   if (addedSampler) added.push(...samplingHead(options.vocabSize, opset, options.fuse ? "fewest-kernels" : "least-work"));
-  const body = rebuildGraph(graphField.value, changed ? fused.graph.nodes.map((n) => n.raw) : undefined, added);
+  const fixedCapacity = changed && fused.fixedCapacity;
+  if (fixedCapacity) {
+    added.push(bytesField(GRAPH.input, tensorValueInfo(SEQLENS_K, DTYPE.int32, ["batch_size"])), bytesField(GRAPH.input, tensorValueInfo(TOTAL_SEQUENCE_LENGTH, DTYPE.int32, [])));
+  }
+  const body = rebuildGraph(graphField.value, changed ? fused.graph.nodes.map((n) => n.raw) : undefined, added, fixedCapacity ? ["attention_mask"] : []);
   const out = [...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, body) : f.raw));
   if (changed && !opsetVersion(model, MS_DOMAIN)) out.push(bytesField(MODEL.opsetImport, msOpsetImport()));
   const counts = changed ? fused : NO_EDITS;
   const { fusedAttention, fusedRotary, rotaryPositions, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias } = counts;
-  return { bytes: concat(out), addedHidden, addedSampler, fusedAttention, fusedRotary, rotaryPositions, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias };
+  return { bytes: concat(out), addedHidden, addedSampler, fusedAttention, fusedRotary, rotaryPositions, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias, fixedCapacity };
 }
 
 /**
  * Prepares `onnxPath` for SMC and returns the file to load. The copy sits next to the original (so
- * external weight files still resolve) as NAME[.sampling][.fused].smc.onnx, after the edits asked
+ * external weight files still resolve) as NAME[.sampling][.fused][.capacity].smc.onnx, after the edits asked
  * for, with a .smc.json stamp of its source.
  */
 export function prepareForSmc(onnxPath: string, options: PrepareOptions): PreparedModel {
   const dir = dirname(onnxPath);
-  const base = basename(onnxPath, ".onnx") + (options.sampler ? ".sampling" : "") + (options.fuse ? ".fused" : "");
+  const base = basename(onnxPath, ".onnx") + (options.sampler ? ".sampling" : "") + (options.fuse ? ".fused" : "") + (options.fuse?.fixedCapacity ? ".capacity" : "");
   const target = join(dir, `${base}.smc.onnx`);
   const stampPath = join(dir, `${base}.smc.json`);
   const st = statSync(onnxPath);
