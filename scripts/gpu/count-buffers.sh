@@ -40,8 +40,10 @@ made() { # buffers of the cache's size mapped in a run of $2 steps of case $1
   fi
   grep -oE 'mmap\(NULL, [0-9]+,' "$log" | grep -oE '[0-9]+' | awk -v lo=$lo -v hi=$hi '$1 >= lo && $1 <= hi' | wc -l
 }
-[ -n "$model" ] && cases="decode-bench-fixed-capacity-$fixed"
+[ -n "$model" ] && cases="decode-bench"
 for c in ${cases//,/ }; do
   a=$(made "$c" 20); b=$(made "$c" 40)
-  echo "{\"case\":\"$c\",\"k\":$k,\"cache\":$cache,\"storageCache\":\"${mode:-bucket}\",\"buffersMadePerStep\":$(awk -v d=$((b - a)) 'BEGIN { printf "%.2f", d / 20 }')}"
+  how="\"storageCache\":\"${mode:-bucket}\""
+  [ -n "$model" ] && how="\"fixedCapacity\":\"$fixed\""
+  echo "{\"case\":\"$c\",\"k\":$k,\"cache\":$cache,$how,\"buffersMadePerStep\":$(awk -v d=$((b - a)) 'BEGIN { printf "%.2f", d / 20 }')}"
 done

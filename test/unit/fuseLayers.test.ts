@@ -144,6 +144,26 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     }
   });
 
+  it("prefills a long prompt into a fixed-capacity cache in chunks (a first of 1 to 64 tokens, then 64 at a time): the whole prompt's outputs", async () => {
+    const copy = join(dir, "llama");
+    cpSync(MODEL_DIR, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
+    const fixed = await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: true, capacityStep: 128 });
+    const growing = await loadModel(copy, { threads: 1, fewestKernels: true });
+    models.push(fixed, growing);
+    for (const length of [64, 65, 150]) {
+      const prompt = Array.from({ length }, (_, i) => 3 + ((i * 37) % 300));
+      const [a, b] = [await fixed.lm.prefill(prompt), await growing.lm.prefill(prompt)];
+      // 150 tokens: 22, then 64 and 64; the capacity grew to 128, then to 256.
+      assert.equal((a.state as KvCache).length, length <= 64 ? length : Math.ceil(length / 128) * 128);
+      assert.ok(maxAbsDiff(await hiddenOf(a), await hiddenOf(b)) < 1e-4, `hidden state, ${length} tokens`);
+      assert.ok(maxAbsDiff(await logitsOf(a), await logitsOf(b)) < 1e-4, `logits, ${length} tokens`);
+      const [p, q] = [await fixed.lm.step(a.state, [9]), await growing.lm.step(b.state, [9])];
+      assert.ok(maxAbsDiff(await logitsOf(p), await logitsOf(q)) < 1e-4, `the step after ${length} tokens`);
+      p.state.dispose();
+      q.state.dispose();
+    }
+  });
+
   it("falls back to the growing cache where a fixed capacity cannot apply (grouped-query attention widened in the graph)", async () => {
     const copy = join(dir, "gqa");
     cpSync(join(FIXTURES, "llama-gqa-tiny"), copy, { recursive: true, filter: (src) => !src.includes(".smc.") });

@@ -48,6 +48,9 @@ export interface OnnxDecoderOptions {
   capacityStep?: number;
 }
 
+/** The most prompt tokens a fixed-capacity cache's prefill runs at once (see prefill). */
+export const PREFILL_CHUNK = 64;
+
 /** From this vocabulary size on, drawing in the graph pays on the CPU too. */
 export const LARGE_VOCABULARY = 8192;
 
@@ -212,7 +215,17 @@ export class OnnxDecoder implements CausalLM {
 
   async prefill(tokens: readonly number[], sampling?: GraphSampling): Promise<StepOutput> {
     if (!tokens.length) throw new Error("prefill needs at least one token");
-    return this.run(this.emptyCache(1), [Array.from(tokens)], false, sampling);
+    if (!this.fixedCapacity || tokens.length <= PREFILL_CHUNK) return this.run(this.emptyCache(1), [Array.from(tokens)], false, sampling);
+    // With a fixed capacity, onnxruntime keeps a buffer of every size it was asked for: a long prompt
+    // goes in whole chunks after a first of 1 to PREFILL_CHUNK tokens, so prompts of any length make
+    // tensors of at most PREFILL_CHUNK sizes, and of the capacities'.
+    const first = tokens.length - PREFILL_CHUNK * Math.floor((tokens.length - 1) / PREFILL_CHUNK);
+    let out = await this.run(this.emptyCache(1), [tokens.slice(0, first)]);
+    for (let at = first; at < tokens.length; at += PREFILL_CHUNK) {
+      out.release();
+      out = await this.run(out.state as KvCache, [tokens.slice(at, at + PREFILL_CHUNK)], false, at + PREFILL_CHUNK >= tokens.length ? sampling : undefined);
+    }
+    return out;
   }
 
   async step(state: DecoderState, tokens: readonly (number | null)[], sampling?: GraphSampling): Promise<StepOutput> {
