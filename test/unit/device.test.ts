@@ -43,11 +43,15 @@ describe("device choice", () => {
     });
   }
 
-  it("passes WebGPU's validation mode from TWISTED_SMC_WEBGPU_VALIDATION to onnxruntime, and refuses a mode it does not have", () => {
+  it("passes WebGPU's validation mode from TWISTED_SMC_WEBGPU_VALIDATION to onnxruntime, and refuses a mode it does not have; a fixed-capacity cache asks for the exact-size buffer cache", () => {
     assert.equal(executionProvider("webgpu", {}), "webgpu");
     assert.equal(executionProvider("cpu", { TWISTED_SMC_WEBGPU_VALIDATION: "disabled" }), "cpu");
     assert.deepEqual(executionProvider("webgpu", { TWISTED_SMC_WEBGPU_VALIDATION: "wgpuOnly" }), { name: "webgpu", validationMode: "wgpuOnly" });
     assert.throws(() => executionProvider("webgpu", { TWISTED_SMC_WEBGPU_VALIDATION: "off" }), /TWISTED_SMC_WEBGPU_VALIDATION=off is not one of disabled, wgpuOnly, basic, full/);
+    // A fixed-capacity cache's session asks for the exact-size buffer cache (WebGPU only).
+    assert.deepEqual(executionProvider("webgpu", {}, "simple"), { name: "webgpu", storageBufferCacheMode: "simple" });
+    assert.deepEqual(executionProvider("webgpu", { TWISTED_SMC_WEBGPU_VALIDATION: "disabled" }, "simple"), { name: "webgpu", validationMode: "disabled", storageBufferCacheMode: "simple" });
+    assert.equal(executionProvider("cpu", {}, "simple"), "cpu");
   });
 
   it("describes what runs and why the others do not", () => {

@@ -164,7 +164,7 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     }
   });
 
-  it("falls back to the growing cache where a fixed capacity cannot apply (grouped-query attention widened in the graph)", async () => {
+  it("falls back to the growing cache where a fixed capacity cannot apply (grouped-query attention widened in the graph, a sliding window)", async () => {
     const copy = join(dir, "gqa");
     cpSync(join(FIXTURES, "llama-gqa-tiny"), copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
     const fixed = await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: true, capacityStep: 8 });
@@ -172,6 +172,14 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     models.push(fixed, plain);
     assert.equal(JSON.parse(readFileSync(join(copy, "model.fused.capacity.smc.json"), "utf8")).fixedCapacity, false);
     await assertSameOutputs(fixed, plain, 1e-5);
+    // A sliding window (its mask would be dropped with the export's) keeps the growing cache too.
+    const windowed = join(dir, "windowed");
+    cpSync(join(FIXTURES, "gpt2-tiny"), windowed, { recursive: true, filter: (src) => !src.includes(".smc.") });
+    const config = JSON.parse(readFileSync(join(windowed, "config.json"), "utf8"));
+    writeFileSync(join(windowed, "config.json"), JSON.stringify({ ...config, sliding_window: 4 }));
+    const slid = await loadModel(windowed, { threads: 1, fewestKernels: true, fixedCapacity: true });
+    models.push(slid);
+    assert.equal((slid.lm as { fixedCapacity?: boolean }).fixedCapacity, false);
   });
 
   it("refuses to run the fused graph past its rotary tables, with the reason (a GPU's run then goes on on the CPU)", async () => {

@@ -157,7 +157,7 @@ export class OnnxDecoder implements CausalLM {
     attempts: DeviceAttempt[],
   ): Promise<OnnxDecoder | { failure: string; fused: boolean }> {
     const { source, fused, rotaryPositions, fixedCapacity } =
-      options.prepare === false ? { source: folder.onnxPath, fused: false, rotaryPositions: 0, fixedCapacity: false } : smcReadySource(folder, sampler, fuse, fuse && !!options.fixedCapacity);
+      options.prepare === false ? { source: folder.onnxPath, fused: false, rotaryPositions: 0, fixedCapacity: false } : smcReadySource(folder, sampler, fuse, fuse && !!options.fixedCapacity && plainCausalMask(folder));
     const capacityStep = fixedCapacity ? (options.capacityStep ?? 256) : 0;
     if (fixedCapacity && !(Number.isInteger(capacityStep) && capacityStep > 0)) throw new RangeError(`capacityStep must be a positive integer, got ${options.capacityStep}`);
     // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
@@ -376,6 +376,18 @@ export class OnnxDecoder implements CausalLM {
     }
     return result;
   }
+}
+
+/**
+ * Whether the model attends causally to every earlier token, as the fixed-capacity cache's
+ * GroupQueryAttention does (it drops the export's mask): not with a sliding window or ALiBi's biases,
+ * which the mask it drops would carry.
+ */
+function plainCausalMask(folder: ModelFolder): boolean {
+  const raw = folder.rawConfig;
+  const window = typeof raw.sliding_window === "number" && raw.use_sliding_window !== false;
+  const alibi = raw.alibi === true || ["bloom", "mpt"].includes(folder.config.modelType);
+  return !window && !alibi;
 }
 
 /** A 0/1 mask as int64, writing only the ones: a BigInt made per entry cost several ms a step at K = 256. */
