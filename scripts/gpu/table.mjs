@@ -78,7 +78,7 @@ if (readback.length) {
 }
 const agree = [...bench.fp32, ...on("webgpu", false, false, true), ...bench.fp16].filter((r) => r.reference);
 if (agree.length) {
-  lines.push("", "Logits against the fp32 model on the CPU (prefill, broadcast, 4 steps with gathers):");
+  lines.push("", "Logits against the fp32 model on the CPU (prefill, broadcast, 4 steps with held rows and gathers):");
   for (const r of agree) lines.push(`- ${r.model} on ${r.device}${r.fixedCapacity === "yes" ? ", fixed-capacity cache" : ""}: max |Δ| ${r.maxAbsDiff} (${r.relativeToMaxLogit} of the largest logit), top-1 agreement ${r.top1Agreement}`);
 }
 // Each profile: its file (profile-K[-plain|-capacity]_DATE.json) and the median of its later passes.
