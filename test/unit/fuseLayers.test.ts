@@ -164,6 +164,33 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     }
   });
 
+  it("prefills and teacher-forces a prompt in passes of at most prefillChunk tokens as in one pass (growing cache, fused or not, and fixed capacity)", async () => {
+    const copy = join(dir, "gpt2");
+    cpSync(join(FIXTURES, "gpt2-tiny"), copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
+    const whole = await loadModel(copy, { threads: 1, fewestKernels: false });
+    models.push(whole);
+    const prompt = Array.from({ length: 40 }, (_, i) => 3 + ((i * 53) % 320));
+    const [a, full] = [await whole.lm.prefill(prompt), await whole.lm.encodeAll!(prompt)];
+    const hidden = await hiddenOf(a);
+    const logits = await logitsOf(a);
+    a.state.dispose();
+    for (const options of [{ fewestKernels: false }, { fewestKernels: true }, { fewestKernels: true, fixedCapacity: true }]) {
+      const chunked = await loadModel(copy, { threads: 1, ...options, prefillChunk: 7 });
+      models.push(chunked);
+      const b = await chunked.lm.prefill(prompt);
+      // 40 tokens: 5, then 7 at a time.
+      assert.ok(maxAbsDiff(await hiddenOf(b), hidden) < 1e-4 && maxAbsDiff(await logitsOf(b), logits) < 1e-4, JSON.stringify(options));
+      const c = await chunked.lm.step(b.state, [9]);
+      const d = await whole.lm.step((await whole.lm.prefill(prompt)).state, [9]);
+      assert.ok(maxAbsDiff(await logitsOf(c), await logitsOf(d)) < 1e-4, `the step after, ${JSON.stringify(options)}`);
+      c.state.dispose();
+      d.state.dispose();
+      const teacher = await chunked.lm.encodeAll!(prompt);
+      assert.equal(teacher.logits.length, full.logits.length);
+      assert.ok(maxAbsDiff(teacher.logits, full.logits) < 1e-4 && maxAbsDiff(teacher.hidden!, full.hidden!) < 1e-4, `encodeAll, ${JSON.stringify(options)}`);
+    }
+  });
+
   it("falls back to the growing cache where a fixed capacity cannot apply (grouped-query attention widened in the graph, a sliding window)", async () => {
     const copy = join(dir, "gqa");
     cpSync(join(FIXTURES, "llama-gqa-tiny"), copy, { recursive: true, filter: (src) => !src.includes(".smc.") });

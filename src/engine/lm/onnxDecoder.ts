@@ -13,6 +13,7 @@ import { FloatType, KvCache } from "./kvCache";
 import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelBytes, PrepareOptions } from "./onnx/prepareGraph";
 import { SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "./onnx/fuseAttention";
+import { CHUNKS, largestRightChunk } from "./attentionCheck";
 import { DTYPE } from "./onnx/graphBuild";
 import { KvReorder } from "./kvReorder";
 import { LogitSessions } from "./logitSessions";
@@ -46,9 +47,18 @@ export interface OnnxDecoderOptions {
    */
   fixedCapacity?: boolean;
   capacityStep?: number;
+  /**
+   * The most prompt tokens one forward pass takes (a longer prompt goes in chunks). Default: no limit,
+   * PREFILL_CHUNK with a fixed capacity, and less where a GPU's attention is wrong on longer chunks
+   * (attentionCheck.ts).
+   */
+  prefillChunk?: number;
 }
 
-/** The most prompt tokens a fixed-capacity cache's prefill runs at once (see prefill). */
+/**
+ * The most prompt tokens a fixed-capacity cache's prefill runs at once: onnxruntime's exact-size
+ * buffer cache keeps a buffer of every size it was asked for, and chunks bound those sizes.
+ */
 export const PREFILL_CHUNK = 64;
 
 /** From this vocabulary size on, drawing in the graph pays on the CPU too. */
@@ -58,10 +68,10 @@ export const LARGE_VOCABULARY = 8192;
  * The SMC-ready graph (see prepareGraph): a cached file next to the export, or, where that folder is
  * read-only, the edited bytes in memory. An export whose LM head cannot be found is used as it is.
  */
-function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: boolean, fixedCapacity: boolean): { source: string | Uint8Array; fused: boolean; rotaryPositions: number; fixedCapacity: boolean } {
+function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: boolean, fixedCapacity: boolean): { source: string | Uint8Array; fused: boolean; attention: boolean; rotaryPositions: number; fixedCapacity: boolean } {
   const { hiddenSize, vocabSize, numHeads, numKvHeads, headDim, maxPositions } = folder.config;
   const options: PrepareOptions = { hiddenSize, vocabSize, sampler, fuse: fuse ? { numHeads, numKvHeads, headDim, maxPositions, fixedCapacity } : undefined };
-  const edits = (p?: PreparedEdits) => ({ fused: !!p && anyFused(p), rotaryPositions: p?.rotaryPositions ?? 0, fixedCapacity: !!p?.fixedCapacity });
+  const edits = (p?: PreparedEdits) => ({ fused: !!p && anyFused(p), attention: !!p?.fusedAttention, rotaryPositions: p?.rotaryPositions ?? 0, fixedCapacity: !!p?.fixedCapacity });
   try {
     const prepared = prepareForSmc(folder.onnxPath, options);
     return { source: prepared.path, ...edits(prepared) };
@@ -71,7 +81,7 @@ function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: boolean, fi
       const prepared = prepareModelBytes(readFileSync(folder.onnxPath), options);
       return { source: prepared?.bytes ?? folder.onnxPath, ...edits(prepared) };
     }
-    if (/cannot find the LM head/.test((e as Error).message)) return { source: folder.onnxPath, fused: false, rotaryPositions: 0, fixedCapacity: false };
+    if (/cannot find the LM head/.test((e as Error).message)) return { source: folder.onnxPath, fused: false, attention: false, rotaryPositions: 0, fixedCapacity: false };
     throw new ModelFolderError(`${folder.onnxPath} is not a valid ONNX model (${(e as Error).message}): the file may be truncated or corrupt`);
   }
 }
@@ -100,6 +110,8 @@ export class OnnxDecoder implements CausalLM {
     private readonly rotaryPositions = 0,
     /** With a fixed-capacity cache (fuseAttention.ts): the positions it grows by when full; 0 without. */
     private readonly capacityStep = 0,
+    /** The most prompt tokens one pass takes (OnnxDecoderOptions.prefillChunk). */
+    private readonly prefillChunk = Infinity,
   ) {
     this.vocabSize = config.vocabSize;
     this.hiddenSize = config.hiddenSize;
@@ -156,8 +168,10 @@ export class OnnxDecoder implements CausalLM {
     fuse: boolean,
     attempts: DeviceAttempt[],
   ): Promise<OnnxDecoder | { failure: string; fused: boolean }> {
-    const { source, fused, rotaryPositions, fixedCapacity } =
-      options.prepare === false ? { source: folder.onnxPath, fused: false, rotaryPositions: 0, fixedCapacity: false } : smcReadySource(folder, sampler, fuse, fuse && !!options.fixedCapacity && plainCausalMask(folder));
+    const { source, fused, attention, rotaryPositions, fixedCapacity } =
+      options.prepare === false
+        ? { source: folder.onnxPath, fused: false, attention: false, rotaryPositions: 0, fixedCapacity: false }
+        : smcReadySource(folder, sampler, fuse, fuse && !!options.fixedCapacity && plainCausalMask(folder));
     const capacityStep = fixedCapacity ? (options.capacityStep ?? 256) : 0;
     if (fixedCapacity && !(Number.isInteger(capacityStep) && capacityStep > 0)) throw new RangeError(`capacityStep must be a positive integer, got ${options.capacityStep}`);
     // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
@@ -195,12 +209,27 @@ export class OnnxDecoder implements CausalLM {
     }
     const chosen = [...attempts, { device }];
     const { kvType, hasPositionIds, hasHidden, hasSampler } = checkInterface(session, folder, fixedCapacity);
-    const where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
+    let prefillChunk = options.prefillChunk ?? (fixedCapacity ? PREFILL_CHUNK : Infinity);
+    if (!(prefillChunk >= 1)) throw new RangeError(`prefillChunk must be at least 1, got ${options.prefillChunk}`);
+    let where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
+    if (device !== "cpu" && attention) {
+      // A GPU whose fused attention is wrong on long chunks (small subgroups) gets the prompt in shorter ones.
+      try {
+        const right = await largestRightChunk(device, fixedCapacity ? "gqa" : "mha", folder.config.numHeads, folder.config.headDim);
+        if (right < CHUNKS[0] && right < prefillChunk) {
+          prefillChunk = right;
+          where = `${device} (onnxruntime-node; prompts in ${right}-token passes, as this GPU's attention is wrong on longer ones)`;
+        }
+      } catch (e) {
+        await session.release();
+        return { failure: `it could not run the fused attention: ${deviceFailure(device, (e as Error).message)}`, fused };
+      }
+    }
     const logits = session.outputMetadata.find((m) => m.name === "logits");
     const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
     const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where, fuse ? "fewest-kernels" : "least-work");
     const kvReorder = new KvReorder(device, threads, 2 * folder.config.numLayers, kvType === "float16" ? DTYPE.float16 : DTYPE.float, where);
-    const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, chosen, logitSessions, kvReorder, rotaryPositions, capacityStep);
+    const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, chosen, logitSessions, kvReorder, rotaryPositions, capacityStep, prefillChunk);
     if (device === "cpu") return decoder;
     // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
     // here, where falling back costs nothing, rather than in the middle of a solve.
@@ -215,17 +244,7 @@ export class OnnxDecoder implements CausalLM {
 
   async prefill(tokens: readonly number[], sampling?: GraphSampling): Promise<StepOutput> {
     if (!tokens.length) throw new Error("prefill needs at least one token");
-    if (!this.fixedCapacity || tokens.length <= PREFILL_CHUNK) return this.run(this.emptyCache(1), [Array.from(tokens)], false, sampling);
-    // With a fixed capacity, onnxruntime keeps a buffer of every size it was asked for: a long prompt
-    // goes in whole chunks after a first of 1 to PREFILL_CHUNK tokens, so prompts of any length make
-    // tensors of at most PREFILL_CHUNK sizes, and of the capacities'.
-    const first = tokens.length - PREFILL_CHUNK * Math.floor((tokens.length - 1) / PREFILL_CHUNK);
-    let out = await this.run(this.emptyCache(1), [tokens.slice(0, first)]);
-    for (let at = first; at < tokens.length; at += PREFILL_CHUNK) {
-      out.release();
-      out = await this.run(out.state as KvCache, [tokens.slice(at, at + PREFILL_CHUNK)], false, at + PREFILL_CHUNK >= tokens.length ? sampling : undefined);
-    }
-    return out;
+    return this.prompt(tokens, false, sampling);
   }
 
   async step(state: DecoderState, tokens: readonly (number | null)[], sampling?: GraphSampling): Promise<StepOutput> {
@@ -236,13 +255,43 @@ export class OnnxDecoder implements CausalLM {
 
   async encodeAll(tokens: readonly number[]): Promise<{ logits: Float32Array; hidden?: Float32Array }> {
     if (!tokens.length) throw new Error("encodeAll needs at least one token");
-    const out = await this.run(this.emptyCache(1), [Array.from(tokens)], true);
+    const logits: Float32Array[] = [];
+    const hidden: Float32Array[] = [];
+    const collect = async (o: StepOutput) => {
+      logits.push(await o.readLogits());
+      if (o.readHidden) hidden.push((await o.readHidden([0]))[0]);
+    };
+    const out = await this.prompt(tokens, true, undefined, collect);
     out.state.dispose();
     try {
-      return { logits: await out.readLogits(), hidden: out.readHidden ? (await out.readHidden([0]))[0] : undefined };
+      await collect(out);
     } finally {
       out.release();
     }
+    return { logits: concatFloats(logits), hidden: hidden.length ? concatFloats(hidden) : undefined };
+  }
+
+  /**
+   * A prompt from an empty cache, in passes of at most prefillChunk tokens: a first of 1 to
+   * prefillChunk, then whole ones (with a fixed capacity, so that prompts of any length make tensors
+   * of a bounded set of sizes). `each` sees every pass's output but the last, which is returned.
+   */
+  private async prompt(tokens: readonly number[], allPositions: boolean, sampling?: GraphSampling, each?: (out: StepOutput) => Promise<void>): Promise<StepOutput> {
+    const size = this.prefillChunk;
+    const first = tokens.length <= size ? tokens.length : tokens.length - size * Math.floor((tokens.length - 1) / size);
+    let out = await this.run(this.emptyCache(1), [tokens.slice(0, first)], allPositions, first === tokens.length ? sampling : undefined);
+    for (let at = first; at < tokens.length; at += size) {
+      try {
+        await each?.(out);
+      } catch (e) {
+        out.release();
+        out.state.dispose();
+        throw e;
+      }
+      out.release();
+      out = await this.run(out.state as KvCache, [tokens.slice(at, at + size)], allPositions, at + size >= tokens.length ? sampling : undefined);
+    }
+    return out;
   }
 
   async dispose(): Promise<void> {
@@ -388,6 +437,16 @@ function plainCausalMask(folder: ModelFolder): boolean {
   const window = typeof raw.sliding_window === "number" && raw.use_sliding_window !== false;
   const alibi = raw.alibi === true || ["bloom", "mpt"].includes(folder.config.modelType);
   return !window && !alibi;
+}
+
+function concatFloats(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /** A 0/1 mask as int64, writing only the ones: a BigInt made per entry cost several ms a step at K = 256. */
