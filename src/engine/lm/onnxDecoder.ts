@@ -15,6 +15,7 @@ import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelByte
 import { SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "./onnx/fuseAttention";
 import { CHUNKS, largestRightChunk } from "./attentionCheck";
 import { DTYPE } from "./onnx/graphBuild";
+import { concat } from "./onnx/protoWire";
 import { KvReorder } from "./kvReorder";
 import { LogitSessions } from "./logitSessions";
 import { SAMPLE_DRAWS, SAMPLE_INVERSE_TEMPERATURE, SAMPLE_UNIFORM, unpackDraws } from "./onnx/samplingHead";
@@ -439,15 +440,8 @@ function plainCausalMask(folder: ModelFolder): boolean {
   return !window && !alibi;
 }
 
-function concatFloats(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
+/** Float arrays one after another (as bytes, by the one concatenation there is). */
+const concatFloats = (parts: readonly Float32Array[]) => new Float32Array(concat(parts.map((p) => new Uint8Array(p.buffer, p.byteOffset, p.byteLength))).buffer);
 
 /** A 0/1 mask as int64, writing only the ones: a BigInt made per entry cost several ms a step at K = 256. */
 function int64Mask(mask: Uint8Array): BigInt64Array {
