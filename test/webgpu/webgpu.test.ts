@@ -120,7 +120,7 @@ describe("the engine on WebGPU", function () {
       const [gpu, cpu] = [(await model(dir, "webgpu")).lm, (await model(dir, "cpu")).lm];
       // Where the check found the fused attention wrong on long chunks, the device says so.
       const passes = gpu.device.match(/prompts in (\d+)-token passes/);
-      if (passes) assert.ok(Number(passes[1]) < 128, gpu.device);
+      if (passes) assert.ok(Number(passes[1]) < 256, gpu.device);
       const prompt = Array.from({ length: 100 }, (_, i) => 3 + ((i * 53) % 320));
       const [a, b] = [await gpu.prefill(prompt), await cpu.prefill(prompt)];
       assert.ok(maxAbsDiff(await logitsOf(a), await logitsOf(b)) < 2e-3, `${dir}: prefill`);

@@ -16,7 +16,7 @@ import { bytesField, concat } from "./onnx/protoWire";
 import { createSideSession, releaseSession } from "./sideSessions";
 
 /** Chunk sizes tried, largest first; a pass of one token (a decode step) is taken as right. */
-export const CHUNKS = [128, 64, 32, 16, 8, 4, 2] as const;
+export const CHUNKS = [256, 128, 64, 32, 16, 8, 4, 2] as const;
 const PAST = 5;
 
 /** One attention node with a past: MultiHeadAttention with a causal bias, or GroupQueryAttention over a capacity. */
