@@ -49,7 +49,7 @@ export class KvCache implements DecoderState {
     private readonly store: SharedTensors,
     readonly batch: number,
     readonly length: number,
-    /** batch × length: 1 where the row attends to that cache position. */
+    /** batch × length: 1 where the row attends to that cache position (empty for a fixed-capacity cache, whose rows' positions say which slots are filled). */
     readonly mask: Uint8Array,
     /** Per row: the position id of its next real token. */
     readonly positions: Int32Array,
@@ -77,7 +77,7 @@ export class KvCache implements DecoderState {
     for (const r of rows) {
       if (!Number.isInteger(r) || r < 0 || r >= this.batch) throw new RangeError(`row ${r} is not in a batch of ${this.batch}`);
     }
-    const mask = gatherRows(this.mask, this.length, rows);
+    const mask = this.mask.length ? gatherRows(this.mask, this.length, rows) : this.mask;
     const positions = Int32Array.from(rows, (r) => this.positions[r]);
     const gather = rows.map((r) => (this.gather ? this.gather[r] : r));
     return new KvCache(this.store.retain(), rows.length, this.length, mask, positions, gather);

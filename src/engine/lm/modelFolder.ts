@@ -174,3 +174,15 @@ export function defaultModelDir(start = __dirname): string {
     if (dirname(dir) === dir) throw new ModelFolderError("the shipped model folder models/tiny-math-llama was not found; pass --model DIR");
   }
 }
+
+/**
+ * Whether the model attends causally to every earlier token, by its config: not with a sliding window
+ * or ALiBi's biases. The fixed-capacity cache's GroupQueryAttention drops the export's mask, which
+ * would carry them.
+ */
+export function attendsToEveryEarlierToken(folder: ModelFolder): boolean {
+  const raw = folder.rawConfig;
+  const window = typeof raw.sliding_window === "number" && raw.use_sliding_window !== false;
+  const alibi = raw.alibi === true || ["bloom", "mpt"].includes(folder.config.modelType);
+  return !window && !alibi;
+}

@@ -10,9 +10,10 @@ import * as ort from "onnxruntime-node";
 import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from "./causalLm";
 import { candidates, Device, DeviceAttempt, executionProvider, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
 import { FloatType, KvCache } from "./kvCache";
-import { DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
+import { attendsToEveryEarlierToken, DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
+import { checkInterface } from "./decoderInterface";
+import { passInputs } from "./passInputs";
 import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelBytes, PrepareOptions } from "./onnx/prepareGraph";
-import { SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "./onnx/fuseAttention";
 import { CHUNKS, largestRightChunk } from "./attentionCheck";
 import { DTYPE } from "./onnx/graphBuild";
 import { concat } from "./onnx/protoWire";
@@ -172,7 +173,7 @@ export class OnnxDecoder implements CausalLM {
     const { source, fused, attention, rotaryPositions, fixedCapacity } =
       options.prepare === false
         ? { source: folder.onnxPath, fused: false, attention: false, rotaryPositions: 0, fixedCapacity: false }
-        : smcReadySource(folder, sampler, fuse, fuse && !!options.fixedCapacity && plainCausalMask(folder));
+        : smcReadySource(folder, sampler, fuse, fuse && !!options.fixedCapacity && attendsToEveryEarlierToken(folder));
     const capacityStep = fixedCapacity ? (options.capacityStep ?? 256) : 0;
     if (fixedCapacity && !(Number.isInteger(capacityStep) && capacityStep > 0)) throw new RangeError(`capacityStep must be a positive integer, got ${options.capacityStep}`);
     // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
@@ -330,38 +331,7 @@ export class OnnxDecoder implements CausalLM {
   private async run(cache: KvCache, rows: (number | null)[][], allPositions = false, sampling?: GraphSampling): Promise<StepOutput> {
     const batch = rows.length;
     const seq = rows[0].length;
-    // A fixed-capacity cache: each row's filled slots are the first `positions` (a held row's slot is
-    // written over on its next token), the new tokens go right after them, and the capacity grows by
-    // whole steps when a row would pass it. Else the cache grows by `seq` every pass.
-    const fixed = this.capacityStep > 0;
-    const need = cache.positions.reduce((a, p) => Math.max(a, p + seq), 0);
-    const capacity = !fixed || cache.length === 0 || need <= cache.length ? cache.length : Math.ceil(need / this.capacityStep) * this.capacityStep;
-    const total = fixed ? Math.max(capacity, need) : cache.length + seq;
-    const ids = new BigInt64Array(batch * seq);
-    const pos = new BigInt64Array(batch * seq);
-    const mask = new Uint8Array(batch * total);
-    const positions = Int32Array.from(cache.positions);
-    for (let b = 0; b < batch; b++) {
-      if (!fixed) mask.set(cache.mask.subarray(b * cache.length, (b + 1) * cache.length), b * total);
-      for (let s = 0; s < seq; s++) {
-        const tok = rows[b][s];
-        ids[b * seq + s] = BigInt(tok ?? this.padId);
-        pos[b * seq + s] = BigInt(positions[b]);
-        if (tok !== null) {
-          if (!fixed) mask[b * total + cache.length + s] = 1;
-          positions[b]++;
-        }
-      }
-      if (fixed) mask.fill(1, b * total, b * total + positions[b]);
-    }
-    const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor("int64", ids, [batch, seq]) };
-    if (fixed) {
-      feeds[SEQLENS_K] = new ort.Tensor("int32", Int32Array.from(cache.positions, (p) => p + seq - 1), [batch]);
-      feeds[TOTAL_SEQUENCE_LENGTH] = new ort.Tensor("int32", Int32Array.of(need), []);
-    } else {
-      feeds.attention_mask = new ort.Tensor("int64", int64Mask(mask), [batch, total]);
-    }
-    if (this.hasPositionIds) feeds.position_ids = new ort.Tensor("int64", pos, [batch, seq]);
+    const { feeds, capacity, length, mask, positions } = passInputs(cache, rows, { padId: this.padId, capacityStep: this.capacityStep, positionIds: this.hasPositionIds });
     if (this.samplesInGraph) {
       if (sampling && sampling.uniforms.length !== batch) throw new RangeError(`sampling got ${sampling.uniforms.length} uniforms for a batch of ${batch}`);
       if (sampling && !(sampling.temperature > 0)) throw new RangeError(`sampling needs a temperature > 0, got ${sampling.temperature}`);
@@ -416,7 +386,7 @@ export class OnnxDecoder implements CausalLM {
     };
     const hidden = this.hasHidden ? out[HIDDEN_OUTPUT] : undefined;
     const readers = this.logitSessions.readers({ logits: out.logits, hidden, batch, allPositions, check: checkRows, draws: this.samplesInGraph && !allPositions });
-    const result = { ...readers, samples, state: KvCache.fromTensors(presents, batch, total, mask, positions) };
+    const result = { ...readers, samples, state: KvCache.fromTensors(presents, batch, length, mask, positions) };
     // A NaN anywhere in a row makes its draw's log p NaN: one number to check instead of a vocabulary.
     const bad = samples ? rows.findIndex((_, b) => fed(b) && Number.isNaN(samples.logp[b])) : -1;
     if (bad >= 0) {
@@ -428,64 +398,5 @@ export class OnnxDecoder implements CausalLM {
   }
 }
 
-/**
- * Whether the model attends causally to every earlier token, as the fixed-capacity cache's
- * GroupQueryAttention does (it drops the export's mask): not with a sliding window or ALiBi's biases,
- * which the mask it drops would carry.
- */
-function plainCausalMask(folder: ModelFolder): boolean {
-  const raw = folder.rawConfig;
-  const window = typeof raw.sliding_window === "number" && raw.use_sliding_window !== false;
-  const alibi = raw.alibi === true || ["bloom", "mpt"].includes(folder.config.modelType);
-  return !window && !alibi;
-}
-
 /** Float arrays one after another (as bytes, by the one concatenation there is). */
 const concatFloats = (parts: readonly Float32Array[]) => new Float32Array(concat(parts.map((p) => new Uint8Array(p.buffer, p.byteOffset, p.byteLength))).buffer);
-
-/** A 0/1 mask as int64, writing only the ones: a BigInt made per entry cost several ms a step at K = 256. */
-function int64Mask(mask: Uint8Array): BigInt64Array {
-  const out = new BigInt64Array(mask.length);
-  for (let i = 0; i < mask.length; i++) if (mask[i]) out[i] = 1n;
-  return out;
-}
-
-/** Checks the session's inputs and outputs against the decoder interface; names what is missing. */
-function checkInterface(session: ort.InferenceSession, folder: ModelFolder, fixedCapacity: boolean) {
-  const file = folder.onnxPath;
-  const inputs = new Set(session.inputNames);
-  const outputs = new Set(session.outputNames);
-  const need = (set: Set<string>, name: string, kind: string) => {
-    if (!set.has(name)) throw new ModelFolderError(`${file} lacks the ${kind} "${name}" of the decoder interface (has: ${[...set].join(", ")})`);
-  };
-  need(inputs, "input_ids", "input");
-  for (const name of fixedCapacity ? [SEQLENS_K, TOTAL_SEQUENCE_LENGTH] : ["attention_mask"]) need(inputs, name, "input");
-  need(outputs, "logits", "output");
-  const layers = [...inputs].filter((n) => /^past_key_values\.\d+\.key$/.test(n)).length;
-  if (layers !== folder.config.numLayers) {
-    throw new ModelFolderError(`${file} has ${layers} past_key_values layers but config.json says num_hidden_layers ${folder.config.numLayers}`);
-  }
-  for (let i = 0; i < layers; i++) {
-    for (const kv of ["key", "value"]) {
-      need(inputs, `past_key_values.${i}.${kv}`, "input");
-      need(outputs, `present.${i}.${kv}`, "output");
-    }
-  }
-  const meta = session.inputMetadata.find((m) => m.name === "past_key_values.0.key");
-  const kvType = meta && meta.isTensor ? meta.type : "float32";
-  if (kvType !== "float32" && kvType !== "float16") throw new ModelFolderError(`${file}: unsupported KV cache type ${kvType}`);
-  if (meta && meta.isTensor) {
-    const [, heads, , dim] = meta.shape;
-    if ((typeof heads === "number" && heads !== folder.config.numKvHeads) || (typeof dim === "number" && dim !== folder.config.headDim)) {
-      throw new ModelFolderError(
-        `${file}: KV cache shape [*, ${heads}, *, ${dim}] disagrees with config.json (${folder.config.numKvHeads} KV heads of ${folder.config.headDim})`,
-      );
-    }
-  }
-  return {
-    kvType: kvType as FloatType,
-    hasPositionIds: inputs.has("position_ids"),
-    hasHidden: outputs.has(HIDDEN_OUTPUT),
-    hasSampler: inputs.has(SAMPLE_UNIFORM) && outputs.has(SAMPLE_DRAWS),
-  };
-}

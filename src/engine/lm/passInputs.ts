@@ -1,0 +1,70 @@
+/**
+ * What one forward pass feeds the decoder graph about its tokens and its KV cache, and the cache
+ * bookkeeping it leaves. Two layouts:
+ * - growing: the cache gains `seq` positions every pass; `attention_mask` says which hold real tokens
+ *   (a held row's new position is masked);
+ * - fixed capacity (fuseAttention.ts): each row's filled slots are its first `positions`, the new
+ *   tokens go right after them (a held row's slot is written over on its next token), the graph is
+ *   told each row's length (SEQLENS_K, TOTAL_SEQUENCE_LENGTH), and the capacity grows by whole
+ *   `capacityStep`s when a row would pass it.
+ */
+import * as ort from "onnxruntime-node";
+import { KvCache } from "./kvCache";
+import { SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "./onnx/fuseAttention";
+
+export interface PassInputs {
+  /** input_ids, position_ids (when the graph has them), and the mask or the rows' lengths. */
+  feeds: Record<string, ort.Tensor>;
+  /** The cache length the pass reads: more than the cache's own means growing it first. */
+  capacity: number;
+  /** The cache length after the pass. */
+  length: number;
+  /** The new cache's mask, batch × length (empty with a fixed capacity: positions say it all). */
+  mask: Uint8Array;
+  /** Per row, the position id of its next real token (with a fixed capacity, its filled slots too). */
+  positions: Int32Array;
+}
+
+/** The inputs of a pass over `rows` (equal lengths; null holds a row) from `cache`. */
+export function passInputs(cache: KvCache, rows: readonly (readonly (number | null)[])[], o: { padId: number; capacityStep: number; positionIds: boolean }): PassInputs {
+  const batch = rows.length;
+  const seq = rows[0].length;
+  const fixed = o.capacityStep > 0;
+  const ids = new BigInt64Array(batch * seq);
+  const pos = new BigInt64Array(batch * seq);
+  const positions = Int32Array.from(cache.positions);
+  let capacity = cache.length;
+  let length = cache.length + seq;
+  const mask = new Uint8Array(fixed ? 0 : batch * length);
+  for (let b = 0; b < batch; b++) {
+    if (!fixed) mask.set(cache.mask.subarray(b * cache.length, (b + 1) * cache.length), b * length);
+    for (let s = 0; s < seq; s++) {
+      const tok = rows[b][s];
+      ids[b * seq + s] = BigInt(tok ?? o.padId);
+      pos[b * seq + s] = BigInt(positions[b]);
+      if (tok === null) continue;
+      if (!fixed) mask[b * length + cache.length + s] = 1;
+      positions[b]++;
+    }
+  }
+  const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor("int64", ids, [batch, seq]) };
+  if (o.positionIds) feeds.position_ids = new ort.Tensor("int64", pos, [batch, seq]);
+  if (fixed) {
+    const need = cache.positions.reduce((a, p) => Math.max(a, p + seq), 0);
+    // A prompt into an empty cache makes one just its length; later passes grow it by whole steps.
+    if (cache.length > 0 && need > cache.length) capacity = Math.ceil(need / o.capacityStep) * o.capacityStep;
+    length = Math.max(capacity, need);
+    feeds[SEQLENS_K] = new ort.Tensor("int32", Int32Array.from(cache.positions, (p) => p + seq - 1), [batch]);
+    feeds[TOTAL_SEQUENCE_LENGTH] = new ort.Tensor("int32", Int32Array.of(need), []);
+  } else {
+    feeds.attention_mask = new ort.Tensor("int64", int64Mask(mask), [batch, length]);
+  }
+  return { feeds, capacity, length, mask, positions };
+}
+
+/** A 0/1 mask as int64, writing only the ones: a BigInt made per entry cost several ms a step at K = 256. */
+function int64Mask(mask: Uint8Array): BigInt64Array {
+  const out = new BigInt64Array(mask.length);
+  for (let i = 0; i < mask.length; i++) if (mask[i]) out[i] = 1n;
+  return out;
+}
