@@ -14,7 +14,9 @@
  * Random token ids stand in for text, so any vocabulary works (mkmodel-style exports included).
  * Prints one JSON line per measurement as it is made, so a run cut short keeps what it finished.
  * `--fixed-capacity yes` keeps the KV cache at a fixed capacity (OnnxDecoderOptions.fixedCapacity; its
- * lines say `fixedCapacity` and whether the graph took it, `capacityApplied`).
+ * lines say `fixedCapacity`, whether the graph took it, `capacityApplied`, and `cacheMiB`, the cache
+ * buffers of the shapes made so far that onnxruntime keeps). Its budget is lifted here: reopening the
+ * sessions between runs would time shader compiles.
  * With `--reference`, each device's logits are first compared with the reference folder's (the same
  * weights in fp32, say, for an fp16 export) through a prefill, a broadcast, held rows and resampling gathers.
  */
@@ -55,7 +57,7 @@ async function main() {
     let model;
     try {
       const threads = values.threads ? Number(values.threads) : undefined;
-      model = await loadModel(values.model, { device, threads, sampleInGraph: yesNo(values["sample-in-graph"]), fewestKernels: yesNo(fuse), fixedCapacity: yesNo(capacity) });
+      model = await loadModel(values.model, { device, threads, sampleInGraph: yesNo(values["sample-in-graph"]), fewestKernels: yesNo(fuse), fixedCapacity: yesNo(capacity), cacheBudget: Infinity });
     } catch (e) {
       report({ device, error: (e as Error).message });
       continue;
@@ -98,7 +100,7 @@ async function main() {
           report({
             device: lm.device, level, K, cache, msPerStep: Math.round(ms * 100) / 100, msPerStepMedian: Math.round(median(starts.intervals(end)) * 100) / 100, tokensPerSecond: Math.round((K * 1000) / ms), resampled: r.resampledAt.length,
             drawnInGraph: Math.round((100 * r.drawnInGraph) / r.generatedTokens) / 100, readbackKiBPerStep, loadMs: Math.round(loadMs),
-            ...(capacity ? { capacityApplied: lm instanceof OnnxDecoder && lm.fixedCapacity } : {}),
+            ...(capacity ? { capacityApplied: lm instanceof OnnxDecoder && lm.fixedCapacity, cacheMiB: lm instanceof OnnxDecoder ? Math.round(lm.retainedCacheBytes / 2 ** 20) : undefined } : {}),
           });
         } catch (e) {
           report({ device: lm.device, level, K, error: (e as Error).message });

@@ -12,7 +12,7 @@ import { readGraph, readNode, smallTensorValues } from "../../src/engine/lm/onnx
 import { applyRewrites } from "../../src/engine/lm/onnx/graphRewrite";
 import { prepareModelBytes, PrepareOptions } from "../../src/engine/lm/onnx/prepareGraph";
 import { bytesField, concat, fields, message } from "../../src/engine/lm/onnx/protoWire";
-import { assertSameAsGrowingCache, assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "./helpers";
+import { assertSameAsGrowingCache, FIXED_CAPACITY_STORED_BATCHES, assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "./helpers";
 
 const FIXTURES = join(__dirname, "../fixtures");
 
@@ -123,7 +123,7 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     await assertSameOutputs(fused, plain, 1e-5);
   });
 
-  it("keeps the KV cache at a fixed capacity with GroupQueryAttention (GPT-2 and the shipped Llama): the growing cache's outputs, across held rows, resamplings and growths", async () => {
+  it("keeps the KV cache at a fixed capacity with GroupQueryAttention (GPT-2 and the shipped Llama): the growing cache's outputs, across held rows, resamplings, growths and batches padded to a power of two", async () => {
     for (const source of [join(FIXTURES, "gpt2-tiny"), MODEL_DIR]) {
       const copy = join(dir, source === MODEL_DIR ? "llama" : "gpt2");
       cpSync(source, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
@@ -139,7 +139,8 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
       const graph = readGraph([...fields(readFileSync(`${onnx}.fused.capacity.smc.onnx`))].find((f) => f.field === MODEL.graph)!.value);
       assert.ok(!graph.inputs.includes("attention_mask") && graph.inputs.includes("smc_seqlens_k"), graph.inputs.join(", "));
       // 5 prompt tokens and up to 22 more: the capacity goes 8, then 16, then 24, and stays between growths.
-      const capacities = await assertSameAsGrowingCache(fixed, growing, 1e-4);
+      const { capacities, stored } = await assertSameAsGrowingCache(fixed, growing, 1e-4);
+      assert.deepEqual(stored, FIXED_CAPACITY_STORED_BATCHES);
       assert.deepEqual([...new Set(capacities)], [8, 16, 24], capacities.join(", "));
     }
   });
@@ -189,6 +190,39 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
       assert.equal(teacher.logits.length, full.logits.length);
       assert.ok(maxAbsDiff(teacher.logits, full.logits) < 1e-4 && maxAbsDiff(teacher.hidden!, full.hidden!) < 1e-4, `encodeAll, ${JSON.stringify(options)}`);
     }
+  });
+
+  it("counts the cache shapes a fixed capacity made and, past its budget, reopens its sessions before a prompt when nothing is alive: the same outputs after", async () => {
+    const copy = join(dir, "budget");
+    cpSync(join(FIXTURES, "gpt2-tiny"), copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
+    // 2 layers, 4 heads of 16, float32: a shape's three sets of 4 tensors [batch, 4, length, 16].
+    const setBytes = (batch: number, length: number) => 3 * 4 * batch * 4 * length * 16 * 4;
+    const fixed = await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: true, capacityStep: 8, cacheBudget: setBytes(4, 8) });
+    models.push(fixed);
+    const lm = fixed.lm as unknown as { retainedCacheBytes: number; sessionReopens: number };
+    const run = async () => {
+      const first = await fixed.lm.prefill([1, 20, 30, 40, 7]);
+      first.release();
+      const rows = first.state.select([0, 0, 0]);
+      first.state.dispose();
+      return fixed.lm.step(rows, [5, 6, 7]);
+    };
+    const a = await run();
+    // The prompt made a 1 × 5 cache; the step, 3 rows padded to 4, a capacity of 8.
+    assert.equal(lm.retainedCacheBytes, setBytes(1, 5) + setBytes(4, 8));
+    // Over budget, but a state is alive: no reopening.
+    const held = await fixed.lm.prefill([3, 4]);
+    held.release();
+    assert.equal(lm.sessionReopens, 0);
+    held.state.dispose();
+    const logits = await logitsOf(a);
+    a.state.dispose();
+    // Nothing alive: the next prompt reopens first, and the outputs are the same.
+    const b = await run();
+    assert.equal(lm.sessionReopens, 1);
+    assert.equal(lm.retainedCacheBytes, setBytes(1, 5) + setBytes(4, 8));
+    assert.equal(maxAbsDiff(await logitsOf(b), logits), 0);
+    b.state.dispose();
   });
 
   it("falls back to the growing cache where a fixed capacity cannot apply (grouped-query attention widened in the graph, a sliding window)", async () => {

@@ -36,13 +36,14 @@ export async function assertSameGreedy(a: LoadedModel, b: LoadedModel, n: number
  * uniform (computed here in float64 from the returned logits), with its log p, log q and the row's
  * largest log p. Returns how many draws were checked.
  */
-export async function assertGraphDrawsMatchLogits(lm: CausalLM, temperature: number): Promise<number> {
+export async function assertGraphDrawsMatchLogits(lm: CausalLM, temperature: number, batch = 4): Promise<number> {
   assert.equal(lm.samplesInGraph, true, "the model should draw in its graph");
-  const uniforms = [0.013, 0.5, 0.77, 0.9991];
+  const uniforms = [0.013, 0.5, 0.77, 0.9991].slice(0, batch);
   const first = await lm.prefill([1, 20, 30, 40], { uniforms: [0.3], temperature });
-  const rows = first.state.select([0, 0, 0, 0]);
+  const rows = first.state.select(uniforms.map(() => 0));
   first.state.dispose();
-  const out = await lm.step(rows, [5, 6, 7, 8], { uniforms, temperature });
+  const out = await lm.step(rows, [5, 6, 7, 8].slice(0, batch), { uniforms, temperature });
+  assert.equal(out.samples!.token.length, batch);
   out.state.dispose();
   first.release();
   const all = await logitsOf(out);
@@ -136,10 +137,14 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /**
- * A prefill, a broadcast, steps with held rows and resamplings, past two growths of a fixed-capacity
- * cache (capacity step 8): its logits and hidden states must be the growing cache's.
+ * A prefill, a broadcast, steps with held rows, resamplings and batches that grow and shrink, past two
+ * growths of a fixed-capacity cache (capacity step 8): its logits and hidden states must be the growing
+ * cache's. Returns each step's cache capacity and the batch its tensors hold (with a fixed capacity,
+ * FIXED_CAPACITY_STORED_BATCHES: the next power of two).
  */
-export async function assertSameAsGrowingCache(fixed: LoadedModel, growing: LoadedModel, tolerance: number): Promise<number[]> {
+export const FIXED_CAPACITY_STORED_BATCHES = [...Array(11).fill(4), 8, 8, 8, 4, 4, 4, 2, 2, 4, 4, 4];
+
+export async function assertSameAsGrowingCache(fixed: LoadedModel, growing: LoadedModel, tolerance: number): Promise<{ capacities: number[]; stored: number[] }> {
   const prompt = [1, 20, 30, 40, 7];
   const [a, b] = [await fixed.lm.prefill(prompt), await growing.lm.prefill(prompt)];
   let [x, y] = [a.state.select([0, 0, 0]), b.state.select([0, 0, 0])];
@@ -147,22 +152,26 @@ export async function assertSameAsGrowingCache(fixed: LoadedModel, growing: Load
   a.state.dispose();
   b.state.dispose();
   const capacities: number[] = [];
+  const stored: number[] = [];
   for (let t = 0; t < 22; t++) {
-    const tokens = [t % 3 === 1 ? null : 5 + t, 9, t % 4 === 2 ? null : 11 + 2 * t];
+    const tokens = Array.from({ length: x.batch }, (_, r) => (r === 0 && t % 3 === 1) || (r === 2 && t % 4 === 2) ? null : 5 + t + 3 * r);
     const [p, q] = [await fixed.lm.step(x, tokens), await growing.lm.step(y, tokens)];
     capacities.push((p.state as KvCache).length);
+    stored.push((p.state as KvCache).storeBatch);
     // A held row's output is never read (the growing cache masks its slot, even from itself).
-    const fed = [0, 1, 2].filter((r) => tokens[r] !== null);
+    const fed = tokens.flatMap((tok, r) => (tok === null ? [] : [r]));
     assert.ok(maxAbsDiff(await hiddenOf(p, fed), await hiddenOf(q, fed)) < tolerance, `hidden states, step ${t}`);
     const [lp, lq] = [await logitsOf(p), await logitsOf(q)];
-    const v = lp.length / 3;
+    assert.equal(lp.length, lq.length, `logits of a batch of ${tokens.length}, step ${t}`);
+    const v = lp.length / tokens.length;
     for (const r of fed) assert.ok(maxAbsDiff(lp.subarray(r * v, (r + 1) * v), lq.subarray(r * v, (r + 1) * v)) < tolerance, `logits of row ${r}, step ${t}`);
-    const rows = t % 5 === 3 ? [2, 0, 0] : [0, 1, 2];
+    // Resamplings; the batch goes 3, 5, 3, 2 (finished rows dropped), 3.
+    const rows = t === 10 ? [2, 0, 1, 1, 0] : t === 16 ? [1, 2] : t % 5 === 3 ? [x.batch - 1, 0, 0] : Array.from({ length: x.batch }, (_, r) => r);
     [x, y] = [p.state.select(rows), q.state.select(rows)];
     p.state.dispose();
     q.state.dispose();
   }
   x.dispose();
   y.dispose();
-  return capacities;
+  return { capacities, stored };
 }

@@ -20,21 +20,23 @@ describe("drawing tokens in the graph", function () {
   this.timeout(120000);
   const fixtures = join(__dirname, "../fixtures");
   // The GPU's graph (fewest kernels: fused layers, the counted inverse CDF) runs on the CPU too.
-  const folders: [string, string, boolean][] = [
-    ["the shipped model", MODEL_DIR, false],
-    ["a GPT-2", join(fixtures, "gpt2-tiny"), false],
-    ["a GPT-2 in the GPU's fewest kernels", join(fixtures, "gpt2-tiny"), true],
-    ["the shipped model in fp16", join(fixtures, "tiny-math-llama-fp16"), false],
-    ["the shipped model in fp16 in the GPU's fewest kernels", join(fixtures, "tiny-math-llama-fp16"), true],
+  const folders: [string, string, { fewestKernels?: boolean; fixedCapacity?: boolean; batch?: number }][] = [
+    ["the shipped model", MODEL_DIR, {}],
+    ["a GPT-2", join(fixtures, "gpt2-tiny"), {}],
+    ["a GPT-2 in the GPU's fewest kernels", join(fixtures, "gpt2-tiny"), { fewestKernels: true }],
+    // 3 rows, which a fixed-capacity cache runs as 4: the padding row's draw is not returned.
+    ["a GPT-2 with a fixed-capacity cache, 3 rows", join(fixtures, "gpt2-tiny"), { fewestKernels: true, fixedCapacity: true, batch: 3 }],
+    ["the shipped model in fp16", join(fixtures, "tiny-math-llama-fp16"), {}],
+    ["the shipped model in fp16 in the GPU's fewest kernels", join(fixtures, "tiny-math-llama-fp16"), { fewestKernels: true }],
   ];
   const opened = new Map<string, Promise<LoadedModel>>();
-  const open = (dir: string, fewestKernels = false) => {
-    const key = `${dir}|${fewestKernels}`;
+  const open = (dir: string, options: { fewestKernels?: boolean; fixedCapacity?: boolean } = {}) => {
+    const key = `${dir}|${!!options.fewestKernels}|${!!options.fixedCapacity}`;
     if (!opened.has(key)) {
       // A copy, so the prepared graph with the head is written outside the repository.
       const copy = join(mkdtempSync(join(tmpdir(), "tsmc-head-")), "m");
       cpSync(dir, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
-      opened.set(key, loadModel(copy, { threads: 1, sampleInGraph: true, fewestKernels }));
+      opened.set(key, loadModel(copy, { threads: 1, sampleInGraph: true, fewestKernels: !!options.fewestKernels, fixedCapacity: options.fixedCapacity }));
     }
     return opened.get(key)!;
   };
@@ -48,14 +50,15 @@ describe("drawing tokens in the graph", function () {
     await lm.dispose();
   });
 
-  for (const [name, dir, fewestKernels] of folders) {
+  for (const [name, dir, options] of folders) {
     it(`draws on ${name} the token the inverse CDF gives at each uniform, with log p, log q and the largest log p`, async () => {
-      const { lm } = await open(dir, fewestKernels);
-      for (const temperature of [1, 0.7, 1.6]) await assertGraphDrawsMatchLogits(lm, temperature);
+      const { lm } = await open(dir, options);
+      assert.equal((lm as { fixedCapacity?: boolean }).fixedCapacity ?? false, !!options.fixedCapacity);
+      for (const temperature of [1, 0.7, 1.6]) await assertGraphDrawsMatchLogits(lm, temperature, options.batch);
     });
 
     it(`draws on ${name} afterwards from chosen rows, untwisted and from a low-rank token twist's proposal, as the inverse CDF gives`, async () => {
-      const { lm } = await open(dir, fewestKernels);
+      const { lm } = await open(dir, options);
       for (const temperature of [1, 0.7]) await assertModelDrawsMatchLogits(lm, temperature);
     });
   }

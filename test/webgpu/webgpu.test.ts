@@ -28,7 +28,7 @@ import { Rng } from "../../src/engine/util/rng";
 import { CASES as OP_COST_CASES, measureOpCosts } from "../../scripts/gpu/opCost";
 import { solve } from "../../src/engine/solve";
 import { loadTwistOption } from "../../src/engine/twist/resolve";
-import { assertGraphDrawsMatchLogits, assertModelDrawsMatchLogits, assertSameAsGrowingCache, assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "../unit/helpers";
+import { assertGraphDrawsMatchLogits, assertModelDrawsMatchLogits, assertSameAsGrowingCache, FIXED_CAPACITY_STORED_BATCHES, assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "../unit/helpers";
 import { TOY_EOS, TOY_PROMPT } from "../unit/toyModel";
 import { enumerateDecoder, toyOptions, toyStatisticsOnDecoder } from "../unit/toyStatistics";
 
@@ -133,7 +133,7 @@ describe("the engine on WebGPU", function () {
     }
   });
 
-  it("keeps a fixed-capacity KV cache on the GPU (GroupQueryAttention, the exact-size buffer cache): the CPU's growing cache's outputs, across held rows, resamplings and growths", async () => {
+  it("keeps a fixed-capacity KV cache on the GPU (GroupQueryAttention, the exact-size buffer cache): the CPU's growing cache's outputs, across held rows, resamplings, growths and batches padded to a power of two", async () => {
     for (const dir of [GPT2, MODEL_DIR]) {
       // A copy: the prepared graph is written beside the export.
       const copy = mkdtempSync(join(tmpdir(), "tsmc-capacity-"));
@@ -141,8 +141,9 @@ describe("the engine on WebGPU", function () {
       const fixed = await loadModel(copy, { device: "webgpu", threads: 1, fixedCapacity: true, capacityStep: 8 });
       try {
         assert.ok(fixed.lm.device.startsWith("webgpu") && (fixed.lm as { fixedCapacity?: boolean }).fixedCapacity, fixed.lm.device);
-        const capacities = await assertSameAsGrowingCache(fixed, await model(dir, "cpu"), 2e-3);
+        const { capacities, stored } = await assertSameAsGrowingCache(fixed, await model(dir, "cpu"), 2e-3);
         assert.deepEqual([...new Set(capacities)], [8, 16, 24]);
+        assert.deepEqual(stored, FIXED_CAPACITY_STORED_BATCHES);
       } finally {
         await fixed.lm.dispose();
       }

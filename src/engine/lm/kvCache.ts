@@ -65,11 +65,14 @@ export class KvCache implements DecoderState {
     return this.store.tensors;
   }
 
-  /** The stored rows to gather, in order, before this state is fed to the model; null when they are the stored rows as they are. */
-  pendingRows(): number[] | null {
-    const g = this.gather;
-    if (!g || (g.length === this.store.batch && g.every((r, i) => r === i))) return null;
-    return [...g];
+  /** Rows the runtime's tensors hold: the batch, or more where the decoder pads it (a fixed-capacity cache). */
+  get storeBatch(): number {
+    return this.store.batch;
+  }
+
+  /** The stored row each row of this state reads, in order. */
+  storedRows(): number[] {
+    return this.gather ? [...this.gather] : Array.from({ length: this.batch }, (_, i) => i);
   }
 
   select(rows: readonly number[]): KvCache {

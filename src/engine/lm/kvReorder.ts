@@ -104,8 +104,10 @@ export class KvReorder {
     return tensors.map((_, i) => out[output(i)]);
   }
 
+  /** Releases its sessions (a later reorder opens them again). */
   async dispose(): Promise<void> {
-    if (this.session) await releaseSession(this.session);
-    if (this.growSession) await releaseSession(this.growSession);
+    const sessions = [this.session, this.growSession];
+    this.session = this.growSession = undefined;
+    for (const s of sessions) if (s) await releaseSession(s);
   }
 }

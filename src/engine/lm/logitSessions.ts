@@ -28,6 +28,7 @@ interface TwistedDraw {
 export interface OutputTensors {
   logits: ort.Tensor;
   hidden?: ort.Tensor;
+  /** Rows read: the first `batch` of the outputs' (a padded pass has more). */
   batch: number;
   /** Every position (teacher forcing), not only the last. */
   allPositions: boolean;
@@ -69,7 +70,8 @@ export class LogitSessions {
     const from = allPositions ? 0 : LAST_POSITION;
     const draw = output.draws ? (request: DrawRequest) => this.draw(logits, hidden, request) : undefined;
     if (logits.location !== "gpu-buffer") {
-      const inMemory = (t: ort.Tensor) => (allPositions ? toFloat32(t) : lastPosition(t));
+      // The first `batch` rows: a padded pass (a fixed-capacity cache's) has more.
+      const inMemory = (t: ort.Tensor) => (allPositions ? toFloat32(t) : lastPosition(t).subarray(0, batch * t.dims[t.dims.length - 1]));
       const rowsLogits = inMemory(logits);
       const rowsHidden = hidden && inMemory(hidden);
       const hiddenRows = rowsHidden && (async (rows: readonly number[]) => gatherRows(rowsHidden, rowsHidden.length / batch, rows));

@@ -9,7 +9,8 @@ import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
 import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from "./causalLm";
 import { candidates, Device, DeviceAttempt, executionProvider, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
-import { FloatType, KvCache } from "./kvCache";
+import { FloatType, KvCache, liveKvCaches } from "./kvCache";
+import { liveDeviceLogits } from "./stepReaders";
 import { attendsToEveryEarlierToken, DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 import { checkInterface } from "./decoderInterface";
 import { passInputs } from "./passInputs";
@@ -50,6 +51,14 @@ export interface OnnxDecoderOptions {
   fixedCapacity?: boolean;
   capacityStep?: number;
   /**
+   * With a fixed capacity: the most bytes of cache tensors of distinct shapes (batch × capacity) the
+   * runtime may keep. onnxruntime's exact-size buffer cache never frees a buffer, so past this a prompt
+   * into an empty cache, when no state or output of any decoder is alive, first reopens this decoder's
+   * sessions, which frees them. Default on a GPU CACHE_BUDGET_MB MiB (TWISTED_SMC_CACHE_BUDGET_MB
+   * sets it), on the CPU none.
+   */
+  cacheBudget?: number;
+  /**
    * The most prompt tokens one forward pass takes (a longer prompt goes in chunks). Default: no limit,
    * PREFILL_CHUNK with a fixed capacity, and less where a GPU's attention is wrong on longer chunks
    * (attentionCheck.ts).
@@ -62,6 +71,15 @@ export interface OnnxDecoderOptions {
  * buffer cache keeps a buffer of every size it was asked for, and chunks bound those sizes.
  */
 export const PREFILL_CHUNK = 64;
+
+/** The default OnnxDecoderOptions.cacheBudget on a GPU, in MiB. */
+export const CACHE_BUDGET_MB = 8192;
+
+/**
+ * Buffers onnxruntime keeps per cache shape: the tensors a pass reads, those it writes, and a
+ * reorder's or growth's copies (measured on lavapipe: 3 sets, K = 16, 12 layers, capacity 256).
+ */
+const SETS_KEPT_PER_SHAPE = 3;
 
 /** From this vocabulary size on, drawing in the graph pays on the CPU too. */
 export const LARGE_VOCABULARY = 8192;
@@ -94,7 +112,7 @@ export class OnnxDecoder implements CausalLM {
   readonly deviceChoice: string;
 
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private session: ort.InferenceSession,
     private readonly config: DecoderConfig,
     private readonly kvType: FloatType,
     private readonly hasPositionIds: boolean,
@@ -114,6 +132,10 @@ export class OnnxDecoder implements CausalLM {
     private readonly capacityStep = 0,
     /** The most prompt tokens one pass takes (OnnxDecoderOptions.prefillChunk). */
     private readonly prefillChunk = Infinity,
+    /** A new session of the same graph and options (for freeRetained). */
+    private readonly reopen?: () => Promise<ort.InferenceSession>,
+    /** OnnxDecoderOptions.cacheBudget. */
+    private readonly cacheBudget = Infinity,
   ) {
     this.vocabSize = config.vocabSize;
     this.hiddenSize = config.hiddenSize;
@@ -183,6 +205,7 @@ export class OnnxDecoder implements CausalLM {
       return { failure: "on a GPU the engine runs the SMC-prepared graph (it draws the tokens there)", fused };
     }
     let session: ort.InferenceSession | undefined;
+    let reopen: (() => Promise<ort.InferenceSession>) | undefined;
     try {
       const sessionOptions: ort.InferenceSession.SessionOptions = {
         // A fixed-capacity cache's tensors are remade every step at the same sizes: the exact-size
@@ -202,7 +225,8 @@ export class OnnxDecoder implements CausalLM {
         const onDevice = ["logits", HIDDEN_OUTPUT, ...Array.from({ length: folder.config.numLayers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat()];
         sessionOptions.preferredOutputLocation = Object.fromEntries(onDevice.map((n) => [n, "gpu-buffer" as const]));
       }
-      session = typeof source === "string" ? await ort.InferenceSession.create(source, sessionOptions) : await ort.InferenceSession.create(source, sessionOptions);
+      reopen = () => (typeof source === "string" ? ort.InferenceSession.create(source, sessionOptions) : ort.InferenceSession.create(source, sessionOptions));
+      session = await reopen();
     } catch (e) {
       await session?.release();
       const message = (e as Error).message;
@@ -231,7 +255,9 @@ export class OnnxDecoder implements CausalLM {
     const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
     const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where, fuse ? "fewest-kernels" : "least-work");
     const kvReorder = new KvReorder(device, threads, 2 * folder.config.numLayers, kvType === "float16" ? DTYPE.float16 : DTYPE.float, where);
-    const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, chosen, logitSessions, kvReorder, rotaryPositions, capacityStep, prefillChunk);
+    const cacheBudget = options.cacheBudget ?? (device === "cpu" ? Infinity : Number(process.env.TWISTED_SMC_CACHE_BUDGET_MB ?? CACHE_BUDGET_MB) * 2 ** 20);
+    if (!(cacheBudget >= 0)) throw new RangeError(`the cache budget must be a number of bytes ≥ 0 (TWISTED_SMC_CACHE_BUDGET_MB: MiB), got ${options.cacheBudget ?? process.env.TWISTED_SMC_CACHE_BUDGET_MB}`);
+    const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, chosen, logitSessions, kvReorder, rotaryPositions, capacityStep, prefillChunk, reopen, cacheBudget);
     if (device === "cpu") return decoder;
     // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
     // here, where falling back costs nothing, rather than in the middle of a solve.
@@ -279,6 +305,7 @@ export class OnnxDecoder implements CausalLM {
    * of a bounded set of sizes). `each` sees every pass's output but the last, which is returned.
    */
   private async prompt(tokens: readonly number[], allPositions: boolean, sampling?: GraphSampling, each?: (out: StepOutput) => Promise<void>): Promise<StepOutput> {
+    await this.freeRetained();
     const size = this.prefillChunk;
     const first = tokens.length <= size ? tokens.length : tokens.length - size * Math.floor((tokens.length - 1) / size);
     let out = await this.run(this.emptyCache(1), [tokens.slice(0, first)], allPositions, first === tokens.length ? sampling : undefined);
@@ -294,6 +321,36 @@ export class OnnxDecoder implements CausalLM {
       out = await this.run(out.state as KvCache, [tokens.slice(at, at + size)], allPositions, at + size >= tokens.length ? sampling : undefined);
     }
     return out;
+  }
+
+  /** Bytes of cache tensors of the distinct shapes this decoder's passes made (a fixed capacity's; see cacheBudget). */
+  get retainedCacheBytes(): number {
+    let sum = 0;
+    for (const bytes of this.shapesMade.values()) sum += bytes;
+    return sum;
+  }
+
+  /** How often the decoder reopened its sessions to free what the runtime kept (cacheBudget). */
+  get sessionReopens(): number {
+    return this.reopens;
+  }
+
+  private readonly shapesMade = new Map<string, number>();
+  private reopens = 0;
+
+  /** Past the cache budget, with nothing alive that the sessions' buffers hold, reopens them: that frees what the runtime kept. */
+  private async freeRetained(): Promise<void> {
+    if (!this.reopen || this.retainedCacheBytes <= this.cacheBudget || liveKvCaches() > 0 || liveDeviceLogits() > 0) return;
+    await this.logitSessions.dispose();
+    await this.kvReorder.dispose();
+    await this.session.release();
+    try {
+      this.session = await this.reopen();
+    } catch (e) {
+      throw new DeviceRunError(this.device, `${this.device} failed to reopen the model to free its cache buffers: ${deviceFailure(this.device.split(" ")[0], (e as Error).message)}`);
+    }
+    this.shapesMade.clear();
+    this.reopens++;
   }
 
   async dispose(): Promise<void> {
@@ -331,13 +388,19 @@ export class OnnxDecoder implements CausalLM {
   private async run(cache: KvCache, rows: (number | null)[][], allPositions = false, sampling?: GraphSampling): Promise<StepOutput> {
     const batch = rows.length;
     const seq = rows[0].length;
-    const { feeds, capacity, length, mask, positions } = passInputs(cache, rows, { padId: this.padId, capacityStep: this.capacityStep, positionIds: this.hasPositionIds });
+    // A fixed-capacity cache runs a power-of-two batch, padded with held rows: onnxruntime's exact-size
+    // buffer cache keeps a set of buffers for every batch it ran, and a batch shrinking row by row as
+    // particles finish kept one per row count (lavapipe, K = 16, 12 layers: 1.9 → 6.1 GB).
+    const physical = this.capacityStep ? physicalBatch(batch) : batch;
+    const padded = physical > batch ? [...rows, ...Array.from({ length: physical - batch }, () => Array<null>(seq).fill(null))] : rows;
+    const { feeds, capacity, length, mask, positions } = passInputs(cache, padded, { padId: this.padId, capacityStep: this.capacityStep, positionIds: this.hasPositionIds });
     if (this.samplesInGraph) {
       if (sampling && sampling.uniforms.length !== batch) throw new RangeError(`sampling got ${sampling.uniforms.length} uniforms for a batch of ${batch}`);
       if (sampling && !(sampling.temperature > 0)) throw new RangeError(`sampling needs a temperature > 0, got ${sampling.temperature}`);
       // float32 rounds u just below 1 up to 1, which would select past the last token.
-      const u = Float32Array.from(sampling?.uniforms ?? new Float32Array(batch), (x) => Math.min(x, 1 - 2 ** -24));
-      feeds[SAMPLE_UNIFORM] = new ort.Tensor("float32", u, [batch]);
+      const u = new Float32Array(physical);
+      if (sampling) u.set(Float32Array.from(sampling.uniforms, (x) => Math.min(x, 1 - 2 ** -24)));
+      feeds[SAMPLE_UNIFORM] = new ort.Tensor("float32", u, [physical]);
       feeds[SAMPLE_INVERSE_TEMPERATURE] = new ort.Tensor("float32", Float32Array.of(sampling ? 1 / sampling.temperature : 1), [1]);
     }
     let out: ort.InferenceSession.OnnxValueMapType;
@@ -349,9 +412,12 @@ export class OnnxDecoder implements CausalLM {
       if (last > this.rotaryPositions) {
         throw new DeviceRunError(this.device, `position ${last - 1} is past the ${this.rotaryPositions} positions this graph's rotary tables cover on ${this.device}; the run goes on on the CPU`);
       }
-      const pending = cache.pendingRows();
-      if (capacity > cache.length) reordered = await this.kvReorder.grow(cache.tensors, pending ?? Array.from({ length: batch }, (_, b) => b), capacity);
-      else if (pending) reordered = await this.kvReorder.reorder(cache.tensors, pending);
+      // The stored rows, in order, padded: a gather unless they are the stored ones as they are.
+      const stored = cache.storedRows();
+      const inPlace = cache.storeBatch === physical && stored.every((r, i) => r === i);
+      const gather = inPlace ? undefined : [...stored, ...Array<number>(physical - batch).fill(stored[0])];
+      if (capacity > cache.length) reordered = await this.kvReorder.grow(cache.tensors, gather ?? Array.from({ length: physical }, (_, b) => b), capacity);
+      else if (gather) reordered = await this.kvReorder.reorder(cache.tensors, gather);
       const past = reordered ?? cache.tensors;
       for (let i = 0; i < this.config.numLayers; i++) {
         feeds[`past_key_values.${i}.key`] = past[2 * i];
@@ -369,9 +435,13 @@ export class OnnxDecoder implements CausalLM {
     }
     const presents: ort.Tensor[] = [];
     for (let i = 0; i < this.config.numLayers; i++) presents.push(out[`present.${i}.key`], out[`present.${i}.value`]);
+    if (this.capacityStep) {
+      const bytes = presents.reduce((sum, t) => sum + t.dims.reduce((a, d) => a * d, 1) * (t.type === "float16" ? 2 : 4), 0);
+      this.shapesMade.set(`${physical}×${length}`, SETS_KEPT_PER_SHAPE * bytes);
+    }
     const samples: RowSamples | undefined =
       sampling && this.samplesInGraph
-        ? unpackDraws(out[SAMPLE_DRAWS].data as Float32Array, batch)
+        ? unpackDraws(firstRows(out[SAMPLE_DRAWS].data as Float32Array, physical, batch), batch)
         : undefined;
     const fed = (b: number) => rows[b][seq - 1] !== null;
     const nan = (b: number) => new Error(`the model produced NaN logits (row ${b} of ${batch}, position ${positions[b] - 1})`);
@@ -386,7 +456,7 @@ export class OnnxDecoder implements CausalLM {
     };
     const hidden = this.hasHidden ? out[HIDDEN_OUTPUT] : undefined;
     const readers = this.logitSessions.readers({ logits: out.logits, hidden, batch, allPositions, check: checkRows, draws: this.samplesInGraph && !allPositions });
-    const result = { ...readers, samples, state: KvCache.fromTensors(presents, batch, length, mask, positions) };
+    const result = { ...readers, samples, state: KvCache.fromTensors(presents, batch, length, mask, positions.slice(0, batch)) };
     // A NaN anywhere in a row makes its draw's log p NaN: one number to check instead of a vocabulary.
     const bad = samples ? rows.findIndex((_, b) => fed(b) && Number.isNaN(samples.logp[b])) : -1;
     if (bad >= 0) {
@@ -397,6 +467,12 @@ export class OnnxDecoder implements CausalLM {
     return result;
   }
 }
+
+/** The batch a fixed-capacity cache's pass runs for `rows` rows: the next power of two. */
+export const physicalBatch = (rows: number) => 2 ** Math.ceil(Math.log2(Math.max(1, rows)));
+
+/** The first `rows` of `count` equally long rows of `data`. */
+const firstRows = (data: Float32Array, count: number, rows: number) => data.subarray(0, (data.length / count) * rows);
 
 /** Float arrays one after another (as bytes, by the one concatenation there is). */
 const concatFloats = (parts: readonly Float32Array[]) => new Float32Array(concat(parts.map((p) => new Uint8Array(p.buffer, p.byteOffset, p.byteLength))).buffer);

@@ -21,18 +21,26 @@ export interface PassInputs {
   length: number;
   /** The new cache's mask, batch × length (empty with a fixed capacity: positions say it all). */
   mask: Uint8Array;
-  /** Per row, the position id of its next real token (with a fixed capacity, its filled slots too). */
+  /** Per row (padding rows too), the position id of its next real token (with a fixed capacity, its filled slots too). */
   positions: Int32Array;
 }
 
-/** The inputs of a pass over `rows` (equal lengths; null holds a row) from `cache`. */
+/**
+ * The inputs of a pass over `rows` (equal lengths; null holds a row) from `cache`. With a fixed
+ * capacity, rows past the cache's batch pad the pass (the decoder keeps batches to a few sizes): they
+ * must be held, and sit at position 0.
+ */
 export function passInputs(cache: KvCache, rows: readonly (readonly (number | null)[])[], o: { padId: number; capacityStep: number; positionIds: boolean }): PassInputs {
   const batch = rows.length;
   const seq = rows[0].length;
   const fixed = o.capacityStep > 0;
+  if (batch !== cache.batch && !(fixed && batch > cache.batch && rows.slice(cache.batch).every((r) => r.every((t) => t === null)))) {
+    throw new RangeError(`a pass of ${batch} rows over a cache of ${cache.batch}: only a fixed-capacity cache's pass is padded, with held rows`);
+  }
   const ids = new BigInt64Array(batch * seq);
   const pos = new BigInt64Array(batch * seq);
-  const positions = Int32Array.from(cache.positions);
+  const start = Int32Array.from({ length: batch }, (_, b) => (b < cache.batch ? cache.positions[b] : 0));
+  const positions = Int32Array.from(start);
   let capacity = cache.length;
   let length = cache.length + seq;
   const mask = new Uint8Array(fixed ? 0 : batch * length);
@@ -50,11 +58,11 @@ export function passInputs(cache: KvCache, rows: readonly (readonly (number | nu
   const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor("int64", ids, [batch, seq]) };
   if (o.positionIds) feeds.position_ids = new ort.Tensor("int64", pos, [batch, seq]);
   if (fixed) {
-    const need = cache.positions.reduce((a, p) => Math.max(a, p + seq), 0);
+    const need = start.reduce((a, p) => Math.max(a, p + seq), 0);
     // A prompt into an empty cache makes one just its length; later passes grow it by whole steps.
     if (cache.length > 0 && need > cache.length) capacity = Math.ceil(need / o.capacityStep) * o.capacityStep;
     length = Math.max(capacity, need);
-    feeds[SEQLENS_K] = new ort.Tensor("int32", Int32Array.from(cache.positions, (p) => p + seq - 1), [batch]);
+    feeds[SEQLENS_K] = new ort.Tensor("int32", Int32Array.from(start, (p) => p + seq - 1), [batch]);
     feeds[TOTAL_SEQUENCE_LENGTH] = new ort.Tensor("int32", Int32Array.of(need), []);
   } else {
     feeds.attention_mask = new ort.Tensor("int64", int64Mask(mask), [batch, length]);
