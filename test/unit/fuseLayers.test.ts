@@ -192,7 +192,7 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     }
   });
 
-  it("counts the cache shapes a fixed capacity made and, past its budget, reopens its sessions before a prompt when nothing is alive: the same outputs after", async () => {
+  it("counts the cache shapes a fixed capacity made and, past its budget, reopens its sessions before a prompt when nothing is alive: the same outputs after, and a reopen that fails says why", async () => {
     const copy = join(dir, "budget");
     cpSync(join(FIXTURES, "gpt2-tiny"), copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
     // 2 layers, 4 heads of 16, float32: a shape's three sets of 4 tensors [batch, 4, length, 16].
@@ -223,6 +223,11 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     assert.equal(lm.retainedCacheBytes, setBytes(1, 5) + setBytes(4, 8));
     assert.equal(maxAbsDiff(await logitsOf(b), logits), 0);
     b.state.dispose();
+    // A graph gone from the folder: the reopen fails with the reason, and the decoder still disposes.
+    rmSync(join(copy, "model.fused.capacity.smc.onnx"));
+    await assert.rejects(fixed.lm.prefill([1, 2]), (e: Error) => e instanceof DeviceRunError && /failed to reopen the model to free its cache buffers/.test(e.message));
+    models.splice(models.indexOf(fixed), 1);
+    await fixed.lm.dispose();
   });
 
   it("falls back to the growing cache where a fixed capacity cannot apply (grouped-query attention widened in the graph, a sliding window)", async () => {

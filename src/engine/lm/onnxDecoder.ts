@@ -198,6 +198,8 @@ export class OnnxDecoder implements CausalLM {
         : smcReadySource(folder, sampler, fuse, fuse && !!options.fixedCapacity && attendsToEveryEarlierToken(folder));
     const capacityStep = fixedCapacity ? (options.capacityStep ?? 256) : 0;
     if (fixedCapacity && !(Number.isInteger(capacityStep) && capacityStep > 0)) throw new RangeError(`capacityStep must be a positive integer, got ${options.capacityStep}`);
+    const cacheBudget = options.cacheBudget ?? (device === "cpu" ? Infinity : Number(process.env.TWISTED_SMC_CACHE_BUDGET_MB ?? CACHE_BUDGET_MB) * 2 ** 20);
+    if (!(cacheBudget >= 0)) throw new RangeError(`the cache budget must be a number of bytes ≥ 0 (TWISTED_SMC_CACHE_BUDGET_MB: MiB), got ${options.cacheBudget ?? process.env.TWISTED_SMC_CACHE_BUDGET_MB}`);
     // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
     // (with the cache round-tripping through the CPU each step was 20× slower; see GPU.md). Only
     // logits and the hidden state come back. Reordering then needs the prepared graph's gather.
@@ -255,8 +257,6 @@ export class OnnxDecoder implements CausalLM {
     const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
     const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where, fuse ? "fewest-kernels" : "least-work");
     const kvReorder = new KvReorder(device, threads, 2 * folder.config.numLayers, kvType === "float16" ? DTYPE.float16 : DTYPE.float, where);
-    const cacheBudget = options.cacheBudget ?? (device === "cpu" ? Infinity : Number(process.env.TWISTED_SMC_CACHE_BUDGET_MB ?? CACHE_BUDGET_MB) * 2 ** 20);
-    if (!(cacheBudget >= 0)) throw new RangeError(`the cache budget must be a number of bytes ≥ 0 (TWISTED_SMC_CACHE_BUDGET_MB: MiB), got ${options.cacheBudget ?? process.env.TWISTED_SMC_CACHE_BUDGET_MB}`);
     const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, chosen, logitSessions, kvReorder, rotaryPositions, capacityStep, prefillChunk, reopen, cacheBudget);
     if (device === "cpu") return decoder;
     // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
@@ -337,6 +337,8 @@ export class OnnxDecoder implements CausalLM {
 
   private readonly shapesMade = new Map<string, number>();
   private reopens = 0;
+  /** The session was released and could not be reopened (freeRetained): only dispose is left. */
+  private sessionReleased = false;
 
   /** Past the cache budget, with nothing alive that the sessions' buffers hold, reopens them: that frees what the runtime kept. */
   private async freeRetained(): Promise<void> {
@@ -347,6 +349,7 @@ export class OnnxDecoder implements CausalLM {
     try {
       this.session = await this.reopen();
     } catch (e) {
+      this.sessionReleased = true;
       throw new DeviceRunError(this.device, `${this.device} failed to reopen the model to free its cache buffers: ${deviceFailure(this.device.split(" ")[0], (e as Error).message)}`);
     }
     this.shapesMade.clear();
@@ -354,8 +357,10 @@ export class OnnxDecoder implements CausalLM {
   }
 
   async dispose(): Promise<void> {
-    if (process.env.TWISTED_SMC_ORT_PROFILE) this.session.endProfiling();
-    await this.session.release();
+    if (!this.sessionReleased) {
+      if (process.env.TWISTED_SMC_ORT_PROFILE) this.session.endProfiling();
+      await this.session.release();
+    }
     await this.logitSessions.dispose();
     await this.kvReorder.dispose();
   }
