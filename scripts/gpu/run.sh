@@ -63,6 +63,11 @@ for k in 16 256; do
   part 60 "WebGPU fp32 profile, K = $k" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks $k --steps 8 --profile /tmp/profile-$k > /dev/null && $rt/node scripts/gpu/profile-summary.mjs /tmp/profile-${k}_*.json 30 | tee -a $out/profile.txt"
 done
 part 60 "WebGPU fp32 profile, K = 16, fixed-capacity cache" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks 16 --steps 8 --fixed-capacity yes --profile /tmp/profile-16-capacity > /dev/null && $rt/node scripts/gpu/profile-summary.mjs /tmp/profile-16-capacity_*.json 30 | tee -a $out/profile.txt"
+# The same with its per-pass inputs fed one by one (five uploads a step, each a staging buffer and a
+# flush) instead of packed in one: what the packing buys.
+part 30 "WebGPU fp32, K = 16, fixed-capacity cache, inputs fed apart" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks 16 --fixed-capacity yes --pack-step no | tee -a $out/bench.jsonl"
+# With no cache buffer made per step, what is left is issuing each kernel: Dawn's per-dispatch checks off.
+part 30 "WebGPU fp32, K = 16, fixed-capacity cache, Dawn's checks off" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks 16 --fixed-capacity yes --webgpu-validation disabled | tee -a $out/bench.jsonl"
 # The same in the CPU's kernels (layers unfused, the sampling head's least-work layout): what the
 # fewest kernels bought.
 part 60 "WebGPU fp32, step level, kernels as on the CPU" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks 16,64 --fewest-kernels no | tee -a $out/bench.jsonl"

@@ -19,10 +19,12 @@ for (const m of read("torch-cuda.txt").matchAll(/torch-cuda torch\.(float32|floa
   torch[`${m[1]}|${m[2]}`] = Number(m[3]);
 }
 // Every *.jsonl of the run, told apart by their fields: the model's precision, the device, the level.
-const all = readdirSync(dir)
+const measured = readdirSync(dir)
   .filter((f) => f.endsWith(".jsonl"))
-  .flatMap((f) => read(f).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)))
-  .filter((r) => !r.validation);
+  .flatMap((f) => read(f).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)));
+// Rows with Dawn's validation changed (--webgpu-validation), or a fixed capacity's inputs fed apart
+// (--pack-step no), get a line of their own.
+const all = measured.filter((r) => !r.validation && r.packStep !== "no");
 // Rows measured in the CPU's kernels (--fewest-kernels no) are the before of the GPU's fusions.
 // The shipped Llama's rows (run.sh's last timing) get a line of their own.
 const SHIPPED = /tiny-math-llama/;
@@ -75,6 +77,20 @@ if (readback.length) {
   const kib = [...new Set(readback.map((r) => r.readbackKiBPerStep))];
   const what = kib.length === 1 ? `${kib[0]} KiB per step at every K and level` : readback.map((r) => `${r.level} K=${r.K}: ${r.readbackKiBPerStep} KiB`).join("; ");
   lines.push("", `Logits and hidden states read back from the GPU: ${what} (a step downloads only its packed draws, K × 16 bytes).`);
+}
+const unchecked = measured.filter((r) => r.validation === "disabled" && r.device?.startsWith("webgpu") && r.level === "step" && typeof r.msPerStep === "number" && !SHIPPED.test(r.model));
+if (unchecked.length) {
+  const cases = unchecked.map((r) => {
+    const capacity = r.fixedCapacity === "yes";
+    const checked = ms(capacity ? bench.capacity : bench.fp32, "step", r.K);
+    return `K = ${r.K}${capacity ? ", fixed-capacity cache" : ""}: ${fmt(perStep(r))} ms (${fmt(checked)} with it)`;
+  });
+  lines.push("", `With Dawn's per-dispatch validation off (\`disabled\`), WebGPU fp32, step level: ${cases.join("; ")}.`);
+}
+const apart = measured.filter((r) => r.packStep === "no" && r.capacityApplied && r.level === "step" && typeof r.msPerStep === "number");
+if (apart.length) {
+  const cases = apart.map((r) => `K = ${r.K}: ${fmt(perStep(r))} ms (${fmt(ms(bench.capacity, "step", r.K))} packed)`);
+  lines.push("", `The fixed-capacity cache with its per-pass inputs fed one by one (five uploads a step instead of one), WebGPU fp32, step level: ${cases.join("; ")}.`);
 }
 const agree = [...bench.fp32, ...on("webgpu", false, false, true), ...bench.fp16].filter((r) => r.reference);
 if (agree.length) {

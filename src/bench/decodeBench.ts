@@ -1,7 +1,7 @@
 /**
  * `node dist/decode-bench.js --model DIR [--devices webgpu,cpu] [--ks 16,64,256] [--cache 256] [--steps 32]
  * [--levels token,step] [--sample-in-graph yes|no] [--fewest-kernels yes|no] [--reference DIR --reference-device cpu]
- * [--webgpu-validation disabled|wgpuOnly|basic|full] [--profile PREFIX] [--fixed-capacity yes|no]`:
+ * [--webgpu-validation disabled|wgpuOnly|basic|full] [--profile PREFIX] [--fixed-capacity yes|no] [--pack-step yes|no]`:
  * twisted SMC decode speed on any decoder folder and device, for the GPU comparison (issue: GPU-backed
  * engine). Every particle shares a `--cache`-token prompt. Token level: each step proposes one token per
  * particle with a random rank-32 token twist and resamples adaptively. Step level: the decode loop between
@@ -16,7 +16,8 @@
  * `--fixed-capacity yes` keeps the KV cache at a fixed capacity (OnnxDecoderOptions.fixedCapacity; its
  * lines say `fixedCapacity`, whether the graph took it, `capacityApplied`, and `cacheMiB`, the cache
  * buffers of the shapes made so far that onnxruntime keeps). Its budget is lifted here: reopening the
- * sessions between runs would time shader compiles.
+ * sessions between runs would time shader compiles. `--pack-step no` feeds a fixed-capacity graph's small
+ * per-pass inputs one by one instead of packed in one (OnnxDecoderOptions.packStep; lines say `packStep`).
  * With `--reference`, each device's logits are first compared with the reference folder's (the same
  * weights in fp32, say, for an fp16 export) through a prefill, a broadcast, held rows and resampling gathers.
  */
@@ -35,7 +36,7 @@ import { median } from "./median";
 async function main() {
   const { values } = parseArgs({
     options: {
-      model: { type: "string" }, levels: { type: "string" }, "sample-in-graph": { type: "string" }, "fewest-kernels": { type: "string" }, reference: { type: "string" }, "reference-device": { type: "string" }, devices: { type: "string" }, ks: { type: "string" }, cache: { type: "string" }, steps: { type: "string" }, threads: { type: "string" }, "webgpu-validation": { type: "string" }, profile: { type: "string" }, "fixed-capacity": { type: "string" },
+      model: { type: "string" }, levels: { type: "string" }, "sample-in-graph": { type: "string" }, "fewest-kernels": { type: "string" }, reference: { type: "string" }, "reference-device": { type: "string" }, devices: { type: "string" }, ks: { type: "string" }, cache: { type: "string" }, steps: { type: "string" }, threads: { type: "string" }, "webgpu-validation": { type: "string" }, profile: { type: "string" }, "fixed-capacity": { type: "string" }, "pack-step": { type: "string" },
     },
   });
   if (!values.model) throw new Error("--model DIR is required");
@@ -51,13 +52,13 @@ async function main() {
   const fuse = values["fewest-kernels"];
   const capacity = values["fixed-capacity"];
   const report = (r: Record<string, unknown>) =>
-    console.log(JSON.stringify({ model: values.model, steps, ...(validation ? { validation } : {}), ...(fuse ? { fewestKernels: fuse } : {}), ...(capacity ? { fixedCapacity: capacity } : {}), ...r }));
+    console.log(JSON.stringify({ model: values.model, steps, ...(validation ? { validation } : {}), ...(fuse ? { fewestKernels: fuse } : {}), ...(capacity ? { fixedCapacity: capacity } : {}), ...(values["pack-step"] ? { packStep: values["pack-step"] } : {}), ...r }));
   for (const device of devices) {
     const t0 = performance.now();
     let model;
     try {
       const threads = values.threads ? Number(values.threads) : undefined;
-      model = await loadModel(values.model, { device, threads, sampleInGraph: yesNo(values["sample-in-graph"]), fewestKernels: yesNo(fuse), fixedCapacity: yesNo(capacity), cacheBudget: Infinity });
+      model = await loadModel(values.model, { device, threads, sampleInGraph: yesNo(values["sample-in-graph"]), fewestKernels: yesNo(fuse), fixedCapacity: yesNo(capacity), packStep: yesNo(values["pack-step"]), cacheBudget: Infinity });
     } catch (e) {
       report({ device, error: (e as Error).message });
       continue;

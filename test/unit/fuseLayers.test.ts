@@ -137,10 +137,18 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
       assert.deepEqual([ops.get("GroupQueryAttention"), ops.get("MultiHeadAttention") ?? 0], [stamp.fusedAttention, 0]);
       // The mask's arithmetic went with the attention_mask input.
       const graph = readGraph([...fields(readFileSync(`${onnx}.fused.capacity.smc.onnx`))].find((f) => f.field === MODEL.graph)!.value);
-      assert.ok(!graph.inputs.includes("attention_mask") && graph.inputs.includes("smc_seqlens_k"), graph.inputs.join(", "));
+      // Besides the cache, one input read on the CPU (the longest row) and one packing the rest (packStepInputs.ts).
+      assert.deepEqual(graph.inputs.filter((n) => !n.startsWith("past_key_values.")), ["smc_total_sequence_length", "smc_step"], graph.inputs.join(", "));
+      assert.equal(stamp.packedStep, "input_ids,position_ids,smc_seqlens_k");
       // 5 prompt tokens and up to 22 more: the capacity goes 8, then 16, then 24, and stays between growths.
       const { capacities, stored } = await assertSameAsGrowingCache(fixed, growing, 1e-4);
       assert.deepEqual(stored, FIXED_CAPACITY_STORED_BATCHES);
+      // The per-pass inputs fed one by one (packStep: false, to time the difference): the same outputs.
+      const apart = await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: true, capacityStep: 8, packStep: false });
+      models.push(apart);
+      const apartGraph = readGraph([...fields(readFileSync(`${onnx}.fused.capacity.unpacked.smc.onnx`))].find((f) => f.field === MODEL.graph)!.value);
+      assert.deepEqual(apartGraph.inputs.filter((n) => !n.startsWith("past_key_values.")).sort(), ["input_ids", "position_ids", "smc_seqlens_k", "smc_total_sequence_length"]);
+      await assertSameAsGrowingCache(apart, growing, 1e-4);
       assert.deepEqual([...new Set(capacities)], [8, 16, 24], capacities.join(", "));
     }
   });

@@ -29,7 +29,7 @@ describe("the GPU kit's results table", function () {
     // Against the same weights as exported (growing cache, CPU): held rows, whose logits differ by
     // design, are left out of the comparison; every other row agrees.
     assert.ok(checked.maxAbsDiff < 1e-4 && checked.top1Agreement === 1, fixedRun);
-    const lines = [{ ...webgpu, msPerStep: 3.5, msPerStepMedian: 2.5 }, { ...fixed, device: "webgpu (onnxruntime-node)", msPerStep: 2.5, msPerStepMedian: 2 }, { ...webgpu, fewestKernels: "no", msPerStep: 6, msPerStepMedian: 5 }, { ...llama, fewestKernels: "yes", msPerStep: 2, msPerStepMedian: 1.5 }, { ...llama, fewestKernels: "no", msPerStep: 3, msPerStepMedian: undefined }];
+    const lines = [{ ...webgpu, msPerStep: 3.5, msPerStepMedian: 2.5 }, { ...fixed, device: "webgpu (onnxruntime-node)", msPerStep: 2.5, msPerStepMedian: 2 }, { ...webgpu, fewestKernels: "no", msPerStep: 6, msPerStepMedian: 5 }, { ...llama, fewestKernels: "yes", msPerStep: 2, msPerStepMedian: 1.5 }, { ...llama, fewestKernels: "no", msPerStep: 3, msPerStepMedian: undefined }, { ...fixed, device: "webgpu (onnxruntime-node)", validation: "disabled", msPerStep: 1.9, msPerStepMedian: 1.75 }, { ...fixed, device: "webgpu (onnxruntime-node)", packStep: "no", msPerStep: 3.1, msPerStepMedian: 3 }];
     writeFileSync(join(dir, "bench.jsonl"), bench + lines.map((l) => JSON.stringify(l) + "\n").join(""));
     // mkmodel.py's line format (run.sh's torch-cuda.txt).
     writeFileSync(join(dir, "torch-cuda.txt"), "torch-cuda torch.float32 K=16 cache=256 median step 4.00 ms\n");
@@ -72,6 +72,9 @@ describe("the GPU kit's results table", function () {
     assert.ok(table.includes("- K = 16, 256-token cache, 12 layers: attention-growing 13.0, neg-fed-back 8.93\n- K = 16, 256-token cache, 12 layers, memory patterns off: attention-growing 7.00\n- K = 16, 256-token cache, 12 layers, buffer cache simple: attention-capacity 4.50"), table);
     assert.match(table, /- attention-growing: wall [\d.]+ ms, GPU busy 0\.0 ms in 0 dispatches, CPU in the nodes [\d.]+ ms/);
     assert.match(table, /- K = 16: wall [\d.]+ ms, GPU busy 0\.0 ms, 0 dispatches/);
+    // The validation-off row: its own line, not the fixed-capacity column.
+    assert.ok(table.includes("With Dawn's per-dispatch validation off (`disabled`), WebGPU fp32, step level: K = 16, fixed-capacity cache: 1.75 ms (2.00 with it)."), table);
+    assert.ok(table.includes("The fixed-capacity cache with its per-pass inputs fed one by one (five uploads a step instead of one), WebGPU fp32, step level: K = 16: 3.00 ms (2.00 packed)."), table);
     assert.ok(table.includes("The shipped Llama on WebGPU, step level, K = 16 / 64: 1.50 / – ms per step in the fewest kernels, 3.00 / – in the CPU's."), table);
   });
 });

@@ -57,7 +57,7 @@ describe("SMC preparation of ONNX exports", () => {
   it("leaves an export with its hidden state as it is; the sampling head goes in a copy, cached and reused until the export changes", () => {
     const onnx = join(dir, "onnx/model.onnx");
     const plain = prepareForSmc(onnx, { hiddenSize: 128, vocabSize: 332 });
-    assert.deepEqual(plain, { path: onnx, addedHidden: false, addedSampler: false, fusedAttention: 0, fusedRotary: 0, rotaryPositions: 0, fusedRmsNorm: 0, fusedSkipLayerNorm: 0, fusedProjectionBias: 0, fixedCapacity: false, cached: false });
+    assert.deepEqual(plain, { path: onnx, addedHidden: false, addedSampler: false, fusedAttention: 0, fusedRotary: 0, rotaryPositions: 0, fusedRmsNorm: 0, fusedSkipLayerNorm: 0, fusedProjectionBias: 0, fixedCapacity: false, packedStep: "", cached: false });
     const sampling = prepareForSmc(onnx, { hiddenSize: 128, vocabSize: 332, sampler: true });
     assert.equal(sampling.path, join(dir, "onnx/model.sampling.smc.onnx"));
     assert.deepEqual([sampling.addedHidden, sampling.addedSampler, sampling.cached], [false, true, false]);

@@ -150,6 +150,38 @@ describe("the engine on WebGPU", function () {
     }
   });
 
+  it("feeds a fixed-capacity step in one upload and copies nothing between devices mid-pass (GPT-2, the shipped Llama)", async () => {
+    for (const dir of [GPT2, MODEL_DIR]) {
+      const copy = mkdtempSync(join(tmpdir(), "tsmc-packed-"));
+      cpSync(dir, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
+      const prefix = join(copy, "profile");
+      process.env.TWISTED_SMC_ORT_PROFILE = prefix;
+      let lm;
+      try {
+        lm = (await loadModel(copy, { device: "webgpu", threads: 1, fixedCapacity: true, capacityStep: 8 })).lm;
+      } finally {
+        delete process.env.TWISTED_SMC_ORT_PROFILE;
+      }
+      const first = await lm.prefill([1, 20, 30], { uniforms: [0.5], temperature: 1 });
+      first.release();
+      let state = first.state.select([0, 0, 0]);
+      first.state.dispose();
+      for (let t = 0; t < 3; t++) {
+        const out = await lm.step(state, [5 + t, null, 7], { uniforms: [0.1, 0.5, 0.9], temperature: 0.8 });
+        out.release();
+        state = out.state;
+      }
+      state.dispose();
+      await lm.dispose();
+      // onnxruntime's trace of the decoder's session (written on dispose): every node, and no copy node.
+      const trace = readdirSync(copy).filter((f) => f.startsWith("profile") && f.endsWith(".json"));
+      assert.equal(trace.length, 1, trace.join(", "));
+      const nodes = (JSON.parse(readFileSync(join(copy, trace[0]), "utf8")) as { cat: string; name: string; args: { op_name: string } }[]).filter((e) => e.cat === "Node" && e.name.endsWith("_kernel_time"));
+      assert.ok(nodes.some((e) => e.args.op_name === "GroupQueryAttention") && nodes.some((e) => e.name.startsWith("smc_step/split")), "the packed fixed-capacity graph ran");
+      assert.deepEqual(nodes.filter((e) => e.args.op_name.startsWith("Memcpy")).map((e) => e.name), []);
+    }
+  });
+
   for (const [name, dir] of [["a GPT-2", GPT2], ["the shipped Llama in fp16", FP16]]) {
     it(`draws tokens inside the graph on the GPU (${name}): the inverse CDF at each uniform, with log p and log q`, async () => {
       const { lm } = await model(dir, "webgpu");

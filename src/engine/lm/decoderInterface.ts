@@ -4,18 +4,24 @@ import { FloatType } from "./kvCache";
 import { ModelFolder, ModelFolderError } from "./modelFolder";
 import { SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "./onnx/fuseAttention";
 import { HIDDEN_OUTPUT } from "./onnx/prepareGraph";
+import { STEP_INPUT } from "./onnx/packStepInputs";
 import { SAMPLE_DRAWS, SAMPLE_UNIFORM } from "./onnx/samplingHead";
 
-/** Checks the session's inputs and outputs against the decoder interface; names what is missing. */
-export function checkInterface(session: ort.InferenceSession, folder: ModelFolder, fixedCapacity: boolean) {
+/**
+ * Checks the session's inputs and outputs against the decoder interface; names what is missing.
+ * `packed`: the inputs a fixed-capacity graph takes packed in STEP_INPUT (packStepInputs.ts).
+ */
+export function checkInterface(session: ort.InferenceSession, folder: ModelFolder, fixedCapacity: boolean, packed: readonly string[] = []) {
   const file = folder.onnxPath;
   const inputs = new Set(session.inputNames);
   const outputs = new Set(session.outputNames);
   const need = (set: Set<string>, name: string, kind: string) => {
     if (!set.has(name)) throw new ModelFolderError(`${file} lacks the ${kind} "${name}" of the decoder interface (has: ${[...set].join(", ")})`);
   };
-  need(inputs, "input_ids", "input");
-  for (const name of fixedCapacity ? [SEQLENS_K, TOTAL_SEQUENCE_LENGTH] : ["attention_mask"]) need(inputs, name, "input");
+  const own = (name: string) => inputs.has(name) || packed.includes(name);
+  if (packed.length) need(inputs, STEP_INPUT, "input");
+  else need(inputs, "input_ids", "input");
+  for (const name of fixedCapacity ? [SEQLENS_K, TOTAL_SEQUENCE_LENGTH] : ["attention_mask"]) if (!own(name)) need(inputs, name, "input");
   need(outputs, "logits", "output");
   const layers = [...inputs].filter((n) => /^past_key_values\.\d+\.key$/.test(n)).length;
   if (layers !== folder.config.numLayers) {
@@ -40,8 +46,8 @@ export function checkInterface(session: ort.InferenceSession, folder: ModelFolde
   }
   return {
     kvType: kvType as FloatType,
-    hasPositionIds: inputs.has("position_ids"),
+    hasPositionIds: own("position_ids"),
     hasHidden: outputs.has(HIDDEN_OUTPUT),
-    hasSampler: inputs.has(SAMPLE_UNIFORM) && outputs.has(SAMPLE_DRAWS),
+    hasSampler: own(SAMPLE_UNIFORM) && outputs.has(SAMPLE_DRAWS),
   };
 }

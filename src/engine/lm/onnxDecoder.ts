@@ -20,7 +20,7 @@ import { DTYPE } from "./onnx/graphBuild";
 import { concat } from "./onnx/protoWire";
 import { KvReorder } from "./kvReorder";
 import { LogitSessions } from "./logitSessions";
-import { SAMPLE_DRAWS, SAMPLE_INVERSE_TEMPERATURE, SAMPLE_UNIFORM, unpackDraws } from "./onnx/samplingHead";
+import { SAMPLE_DRAWS, unpackDraws } from "./onnx/samplingHead";
 
 export interface OnnxDecoderOptions {
   /** Intra-op threads; defaults to the machine's parallelism. */
@@ -50,6 +50,11 @@ export interface OnnxDecoderOptions {
    */
   fixedCapacity?: boolean;
   capacityStep?: number;
+  /**
+   * With a fixed capacity: feed the graph's small per-pass inputs packed in one (packStepInputs.ts),
+   * one upload a pass instead of five. Default true; false keeps them apart (to time the difference).
+   */
+  packStep?: boolean;
   /**
    * With a fixed capacity: the most bytes of cache tensors of distinct shapes (batch × capacity) the
    * runtime may keep. onnxruntime's exact-size buffer cache never frees a buffer, so past this a prompt
@@ -88,10 +93,10 @@ export const LARGE_VOCABULARY = 8192;
  * The SMC-ready graph (see prepareGraph): a cached file next to the export, or, where that folder is
  * read-only, the edited bytes in memory. An export whose LM head cannot be found is used as it is.
  */
-function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: boolean, fixedCapacity: boolean): { source: string | Uint8Array; fused: boolean; attention: boolean; rotaryPositions: number; fixedCapacity: boolean } {
+function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: boolean, fixedCapacity: boolean, packStep = true): { source: string | Uint8Array; fused: boolean; attention: boolean; rotaryPositions: number; fixedCapacity: boolean; packedStep: string[] } {
   const { hiddenSize, vocabSize, numHeads, numKvHeads, headDim, maxPositions } = folder.config;
-  const options: PrepareOptions = { hiddenSize, vocabSize, sampler, fuse: fuse ? { numHeads, numKvHeads, headDim, maxPositions, fixedCapacity } : undefined };
-  const edits = (p?: PreparedEdits) => ({ fused: !!p && anyFused(p), attention: !!p?.fusedAttention, rotaryPositions: p?.rotaryPositions ?? 0, fixedCapacity: !!p?.fixedCapacity });
+  const options: PrepareOptions = { hiddenSize, vocabSize, sampler, fuse: fuse ? { numHeads, numKvHeads, headDim, maxPositions, fixedCapacity, unpackedStep: !packStep } : undefined };
+  const edits = (p?: PreparedEdits) => ({ fused: !!p && anyFused(p), attention: !!p?.fusedAttention, rotaryPositions: p?.rotaryPositions ?? 0, fixedCapacity: !!p?.fixedCapacity, packedStep: p?.packedStep ? p.packedStep.split(",") : [] });
   try {
     const prepared = prepareForSmc(folder.onnxPath, options);
     return { source: prepared.path, ...edits(prepared) };
@@ -101,7 +106,7 @@ function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: boolean, fi
       const prepared = prepareModelBytes(readFileSync(folder.onnxPath), options);
       return { source: prepared?.bytes ?? folder.onnxPath, ...edits(prepared) };
     }
-    if (/cannot find the LM head/.test((e as Error).message)) return { source: folder.onnxPath, fused: false, attention: false, rotaryPositions: 0, fixedCapacity: false };
+    if (/cannot find the LM head/.test((e as Error).message)) return { source: folder.onnxPath, ...edits() };
     throw new ModelFolderError(`${folder.onnxPath} is not a valid ONNX model (${(e as Error).message}): the file may be truncated or corrupt`);
   }
 }
@@ -136,6 +141,8 @@ export class OnnxDecoder implements CausalLM {
     private readonly reopen?: () => Promise<ort.InferenceSession>,
     /** OnnxDecoderOptions.cacheBudget. */
     private readonly cacheBudget = Infinity,
+    /** The inputs the graph takes packed in one (packStepInputs.ts), in packing order; empty: one by one. */
+    private readonly packedStep: readonly string[] = [],
   ) {
     this.vocabSize = config.vocabSize;
     this.hiddenSize = config.hiddenSize;
@@ -192,10 +199,10 @@ export class OnnxDecoder implements CausalLM {
     fuse: boolean,
     attempts: DeviceAttempt[],
   ): Promise<OnnxDecoder | { failure: string; fused: boolean }> {
-    const { source, fused, attention, rotaryPositions, fixedCapacity } =
+    const { source, fused, attention, rotaryPositions, fixedCapacity, packedStep } =
       options.prepare === false
-        ? { source: folder.onnxPath, fused: false, attention: false, rotaryPositions: 0, fixedCapacity: false }
-        : smcReadySource(folder, sampler, fuse, fuse && !!options.fixedCapacity && attendsToEveryEarlierToken(folder));
+        ? { source: folder.onnxPath, fused: false, attention: false, rotaryPositions: 0, fixedCapacity: false, packedStep: [] }
+        : smcReadySource(folder, sampler, fuse, fuse && !!options.fixedCapacity && attendsToEveryEarlierToken(folder), options.packStep ?? true);
     const capacityStep = fixedCapacity ? (options.capacityStep ?? 256) : 0;
     if (fixedCapacity && !(Number.isInteger(capacityStep) && capacityStep > 0)) throw new RangeError(`capacityStep must be a positive integer, got ${options.capacityStep}`);
     const cacheBudget = options.cacheBudget ?? (device === "cpu" ? Infinity : Number(process.env.TWISTED_SMC_CACHE_BUDGET_MB ?? CACHE_BUDGET_MB) * 2 ** 20);
@@ -236,7 +243,7 @@ export class OnnxDecoder implements CausalLM {
       throw new ModelFolderError(`${folder.onnxPath} could not be loaded by onnxruntime: ${message}`);
     }
     const chosen = [...attempts, { device }];
-    const { kvType, hasPositionIds, hasHidden, hasSampler } = checkInterface(session, folder, fixedCapacity);
+    const { kvType, hasPositionIds, hasHidden, hasSampler } = checkInterface(session, folder, fixedCapacity, packedStep);
     let prefillChunk = options.prefillChunk ?? (fixedCapacity ? PREFILL_CHUNK : Infinity);
     if (!(prefillChunk >= 1)) throw new RangeError(`prefillChunk must be at least 1, got ${options.prefillChunk}`);
     let where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
@@ -257,7 +264,7 @@ export class OnnxDecoder implements CausalLM {
     const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
     const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where, fuse ? "fewest-kernels" : "least-work");
     const kvReorder = new KvReorder(device, threads, 2 * folder.config.numLayers, kvType === "float16" ? DTYPE.float16 : DTYPE.float, where);
-    const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, chosen, logitSessions, kvReorder, rotaryPositions, capacityStep, prefillChunk, reopen, cacheBudget);
+    const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, chosen, logitSessions, kvReorder, rotaryPositions, capacityStep, prefillChunk, reopen, cacheBudget, packedStep);
     if (device === "cpu") return decoder;
     // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
     // here, where falling back costs nothing, rather than in the middle of a solve.
@@ -398,16 +405,16 @@ export class OnnxDecoder implements CausalLM {
     // particles finish kept one per row count (lavapipe, K = 16, 12 layers: 1.9 → 6.1 GB).
     const physical = this.capacityStep ? physicalBatch(batch) : batch;
     const padded = physical > batch ? [...rows, ...Array.from({ length: physical - batch }, () => Array<null>(seq).fill(null))] : rows;
-    const { feeds, capacity, length, mask, positions } = passInputs(cache, padded, { padId: this.padId, capacityStep: this.capacityStep, positionIds: this.hasPositionIds });
+    let draw: { uniforms: Float32Array; inverseTemperature: number } | undefined;
     if (this.samplesInGraph) {
       if (sampling && sampling.uniforms.length !== batch) throw new RangeError(`sampling got ${sampling.uniforms.length} uniforms for a batch of ${batch}`);
       if (sampling && !(sampling.temperature > 0)) throw new RangeError(`sampling needs a temperature > 0, got ${sampling.temperature}`);
       // float32 rounds u just below 1 up to 1, which would select past the last token.
-      const u = new Float32Array(physical);
-      if (sampling) u.set(Float32Array.from(sampling.uniforms, (x) => Math.min(x, 1 - 2 ** -24)));
-      feeds[SAMPLE_UNIFORM] = new ort.Tensor("float32", u, [physical]);
-      feeds[SAMPLE_INVERSE_TEMPERATURE] = new ort.Tensor("float32", Float32Array.of(sampling ? 1 / sampling.temperature : 1), [1]);
+      const uniforms = new Float32Array(physical);
+      if (sampling) uniforms.set(Float32Array.from(sampling.uniforms, (x) => Math.min(x, 1 - 2 ** -24)));
+      draw = { uniforms, inverseTemperature: sampling ? 1 / sampling.temperature : 1 };
     }
+    const { feeds, capacity, length, mask, positions } = passInputs(cache, padded, { padId: this.padId, capacityStep: this.capacityStep, positionIds: this.hasPositionIds, draw, packed: this.packedStep });
     let out: ort.InferenceSession.OnnxValueMapType;
     let reordered: ort.Tensor[] | undefined;
     try {

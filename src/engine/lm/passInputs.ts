@@ -11,9 +11,11 @@
 import * as ort from "onnxruntime-node";
 import { KvCache } from "./kvCache";
 import { SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "./onnx/fuseAttention";
+import { packStep, STEP_INPUT } from "./onnx/packStepInputs";
+import { SAMPLE_INVERSE_TEMPERATURE, SAMPLE_UNIFORM } from "./onnx/samplingHead";
 
 export interface PassInputs {
-  /** input_ids, position_ids (when the graph has them), and the mask or the rows' lengths. */
+  /** input_ids, position_ids (when the graph has them), the mask or the rows' lengths, and the draws' inputs; or all but one length packed (STEP_INPUT). */
   feeds: Record<string, ort.Tensor>;
   /** The cache length the pass reads: more than the cache's own means growing it first. */
   capacity: number;
@@ -30,7 +32,19 @@ export interface PassInputs {
  * capacity, rows past the cache's batch pad the pass (the decoder keeps batches to a few sizes): they
  * must be held, and sit at position 0.
  */
-export function passInputs(cache: KvCache, rows: readonly (readonly (number | null)[])[], o: { padId: number; capacityStep: number; positionIds: boolean }): PassInputs {
+export function passInputs(
+  cache: KvCache,
+  rows: readonly (readonly (number | null)[])[],
+  o: {
+    padId: number;
+    capacityStep: number;
+    positionIds: boolean;
+    /** The sampling head's inputs, one uniform per row, for a graph that draws. */
+    draw?: { uniforms: Float32Array; inverseTemperature: number };
+    /** The inputs the graph takes packed in STEP_INPUT, in packing order (packStepInputs.ts); empty: one by one. */
+    packed?: readonly string[];
+  },
+): PassInputs {
   const batch = rows.length;
   const seq = rows[0].length;
   const fixed = o.capacityStep > 0;
@@ -55,17 +69,28 @@ export function passInputs(cache: KvCache, rows: readonly (readonly (number | nu
       positions[b]++;
     }
   }
-  const feeds: Record<string, ort.Tensor> = { input_ids: new ort.Tensor("int64", ids, [batch, seq]) };
-  if (o.positionIds) feeds.position_ids = new ort.Tensor("int64", pos, [batch, seq]);
+  const feeds: Record<string, ort.Tensor> = {};
+  const seqlens = Int32Array.from(start, (p) => p + seq - 1);
   if (fixed) {
     const need = start.reduce((a, p) => Math.max(a, p + seq), 0);
     // A prompt into an empty cache makes one just its length; later passes grow it by whole steps.
     if (cache.length > 0 && need > cache.length) capacity = Math.ceil(need / o.capacityStep) * o.capacityStep;
     length = Math.max(capacity, need);
-    feeds[SEQLENS_K] = new ort.Tensor("int32", Int32Array.from(start, (p) => p + seq - 1), [batch]);
     feeds[TOTAL_SEQUENCE_LENGTH] = new ort.Tensor("int32", Int32Array.of(need), []);
-  } else {
-    feeds.attention_mask = new ort.Tensor("int64", int64Mask(mask), [batch, length]);
+  }
+  if (o.packed?.length) {
+    const values: Record<string, ArrayLike<number>> = { [SEQLENS_K]: seqlens, [SAMPLE_UNIFORM]: o.draw?.uniforms ?? [], [SAMPLE_INVERSE_TEMPERATURE]: [o.draw?.inverseTemperature ?? 1] };
+    const data = packStep(o.packed, batch, seq, ids, pos, (name) => values[name]);
+    feeds[STEP_INPUT] = new ort.Tensor("float32", data, [batch, data.length / batch]);
+    return { feeds, capacity, length, mask, positions };
+  }
+  feeds.input_ids = new ort.Tensor("int64", ids, [batch, seq]);
+  if (o.positionIds) feeds.position_ids = new ort.Tensor("int64", pos, [batch, seq]);
+  if (fixed) feeds[SEQLENS_K] = new ort.Tensor("int32", seqlens, [batch]);
+  else feeds.attention_mask = new ort.Tensor("int64", int64Mask(mask), [batch, length]);
+  if (o.draw) {
+    feeds[SAMPLE_UNIFORM] = new ort.Tensor("float32", o.draw.uniforms, [batch]);
+    feeds[SAMPLE_INVERSE_TEMPERATURE] = new ort.Tensor("float32", Float32Array.of(o.draw.inverseTemperature), [1]);
   }
   return { feeds, capacity, length, mask, positions };
 }

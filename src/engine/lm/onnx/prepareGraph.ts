@@ -17,9 +17,10 @@ import { fuseRotary } from "./fuseRotary";
 import { fuseSkipLayerNorm } from "./fuseSkipLayerNorm";
 import { bytesField, concat, fields } from "./protoWire";
 import { SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead";
+import { packStepInputs } from "./packStepInputs";
 
 export const HIDDEN_OUTPUT = "last_hidden_state";
-const PREPARE_VERSION = 13;
+const PREPARE_VERSION = 14;
 
 /** The element type (onnx TensorProto.DataType) of a tensor ValueInfoProto. */
 function elemType(valueInfo: Uint8Array): number {
@@ -79,6 +80,11 @@ export interface PreparedEdits {
    * SEQLENS_K and TOTAL_SEQUENCE_LENGTH instead of attention_mask (which the graph no longer has).
    */
   fixedCapacity: boolean;
+  /**
+   * With a fixed capacity: the inputs packed into one (packStepInputs.ts, STEP_INPUT), in packing
+   * order, comma-separated; empty where the graph takes them one by one.
+   */
+  packedStep: string;
 }
 
 export interface PrepareOptions {
@@ -95,7 +101,7 @@ export interface PrepareOptions {
    * given the heads and the model's context) and lay the sampling head out in fewer, larger kernels
    * (samplingHead.ts, DrawLayout).
    */
-  fuse?: Heads & { maxPositions?: number; fixedCapacity?: boolean };
+  fuse?: Heads & { maxPositions?: number; fixedCapacity?: boolean; unpackedStep?: boolean };
 }
 
 const NO_EDITS: PreparedEdits = {
@@ -108,6 +114,7 @@ const NO_EDITS: PreparedEdits = {
   fusedSkipLayerNorm: 0,
   fusedProjectionBias: 0,
   fixedCapacity: false,
+  packedStep: "",
 };
 const FUSED_COUNTS = ["fusedAttention", "fusedRotary", "fusedRmsNorm", "fusedSkipLayerNorm", "fusedProjectionBias"] as const;
 
@@ -188,25 +195,47 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   }
   if (addedSampler) added.push(...samplingHead(options.vocabSize, opset, options.fuse ? "fewest-kernels" : "least-work"));
   const fixedCapacity = changed && fused.fixedCapacity;
+  let nodes = changed ? fused.graph.nodes.map((n) => n.raw) : undefined;
+  const dropInputs = fixedCapacity ? ["attention_mask"] : [];
+  let packedStep = "";
   if (fixedCapacity) {
-    added.push(bytesField(GRAPH.input, tensorValueInfo(SEQLENS_K, DTYPE.int32, ["batch_size"])), bytesField(GRAPH.input, tensorValueInfo(TOTAL_SEQUENCE_LENGTH, DTYPE.int32, [])));
+    // The length read on the CPU stays an input of its own; the per-pass inputs read on the GPU become one.
+    added.push(bytesField(GRAPH.input, tensorValueInfo(TOTAL_SEQUENCE_LENGTH, DTYPE.int32, [])));
+    const inputs = [...graph.inputs, SEQLENS_K, ...added.filter((f) => fieldOf(f) === GRAPH.input).map(declaredName)];
+    // The graph's whole-shape reads of the packed token inputs, made from the packed input's shape instead.
+    const shapeReads = fused.graph.nodes.filter((n) => n.opType === "Shape" && ["input_ids", "position_ids"].includes(n.inputs[0]) && !n.ints.has("start") && !n.ints.has("end"));
+    const packed = options.fuse?.unpackedStep ? undefined : packStepInputs(inputs, opset, shapeReads.map((n) => n.outputs[0]));
+    if (packed) {
+      nodes = nodes?.filter((n) => !shapeReads.some((r) => r.raw === n));
+      packedStep = packed.layout.join(",");
+      dropInputs.push(...packed.layout);
+      const kept = added.filter((f) => fieldOf(f) !== GRAPH.input || !packed.layout.includes(declaredName(f)));
+      added.splice(0, added.length, ...kept, ...packed.nodes, packed.input);
+    } else {
+      added.push(bytesField(GRAPH.input, tensorValueInfo(SEQLENS_K, DTYPE.int32, ["batch_size"])));
+    }
   }
-  const body = rebuildGraph(graphField.value, changed ? fused.graph.nodes.map((n) => n.raw) : undefined, added, fixedCapacity ? ["attention_mask"] : []);
+  const body = rebuildGraph(graphField.value, nodes, added, dropInputs);
   const out = [...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, body) : f.raw));
   if (changed && !opsetVersion(model, MS_DOMAIN)) out.push(bytesField(MODEL.opsetImport, msOpsetImport()));
   const counts = changed ? fused : NO_EDITS;
   const { fusedAttention, fusedRotary, rotaryPositions, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias } = counts;
-  return { bytes: concat(out), addedHidden, addedSampler, fusedAttention, fusedRotary, rotaryPositions, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias, fixedCapacity };
+  return { bytes: concat(out), addedHidden, addedSampler, fusedAttention, fusedRotary, rotaryPositions, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias, fixedCapacity, packedStep };
 }
+
+/** The field number of one encoded graph field (node, input, output …). */
+const fieldOf = (f: Uint8Array) => [...fields(f)][0].field;
+/** The name an encoded graph input declares. */
+const declaredName = (f: Uint8Array) => valueInfoName([...fields(f)][0].value);
 
 /**
  * Prepares `onnxPath` for SMC and returns the file to load. The copy sits next to the original (so
- * external weight files still resolve) as NAME[.sampling][.fused][.capacity].smc.onnx, after the edits asked
+ * external weight files still resolve) as NAME[.sampling][.fused][.capacity[.unpacked]].smc.onnx, after the edits asked
  * for, with a .smc.json stamp of its source.
  */
 export function prepareForSmc(onnxPath: string, options: PrepareOptions): PreparedModel {
   const dir = dirname(onnxPath);
-  const base = basename(onnxPath, ".onnx") + (options.sampler ? ".sampling" : "") + (options.fuse ? ".fused" : "") + (options.fuse?.fixedCapacity ? ".capacity" : "");
+  const base = basename(onnxPath, ".onnx") + (options.sampler ? ".sampling" : "") + (options.fuse ? ".fused" : "") + (options.fuse?.fixedCapacity ? ".capacity" : "") + (options.fuse?.fixedCapacity && options.fuse.unpackedStep ? ".unpacked" : "");
   const target = join(dir, `${base}.smc.onnx`);
   const stampPath = join(dir, `${base}.smc.json`);
   const st = statSync(onnxPath);
