@@ -7,6 +7,7 @@ import { KvCache } from "../../src/engine/lm/kvCache";
 import { floatToHalf, halfToFloat, toFloat32 } from "../../src/engine/lm/tensorData";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { openModelFolder } from "../../src/engine/lm/modelFolder";
+import { fixedCapacityFromEnv } from "../../src/engine/lm/onnxDecoder";
 import { GRAPH, MODEL, node, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
 import { readGraph, readNode, smallTensorValues } from "../../src/engine/lm/onnx/graphRead";
 import { applyRewrites } from "../../src/engine/lm/onnx/graphRewrite";
@@ -236,6 +237,23 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     await assert.rejects(fixed.lm.prefill([1, 2]), (e: Error) => e instanceof DeviceRunError && /failed to reopen the model to free its cache buffers/.test(e.message));
     models.splice(models.indexOf(fixed), 1);
     await fixed.lm.dispose();
+  });
+
+  it("takes a fixed capacity from TWISTED_SMC_FIXED_CAPACITY where the caller leaves it unset, and refuses a value it does not know", async () => {
+    assert.equal(fixedCapacityFromEnv({}), false);
+    assert.equal(fixedCapacityFromEnv({ TWISTED_SMC_FIXED_CAPACITY: "yes" }), true);
+    assert.equal(fixedCapacityFromEnv({ TWISTED_SMC_FIXED_CAPACITY: "0" }), false);
+    assert.throws(() => fixedCapacityFromEnv({ TWISTED_SMC_FIXED_CAPACITY: "on" }), /TWISTED_SMC_FIXED_CAPACITY=on is not one of 1, yes, 0, no/);
+    const copy = join(dir, "env");
+    cpSync(join(FIXTURES, "gpt2-tiny"), copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
+    process.env.TWISTED_SMC_FIXED_CAPACITY = "1";
+    try {
+      const [on, off] = [await loadModel(copy, { threads: 1, fewestKernels: true }), await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: false })];
+      models.push(on, off);
+      assert.deepEqual([(on.lm as { fixedCapacity?: boolean }).fixedCapacity, (off.lm as { fixedCapacity?: boolean }).fixedCapacity], [true, false]);
+    } finally {
+      delete process.env.TWISTED_SMC_FIXED_CAPACITY;
+    }
   });
 
   it("falls back to the growing cache where a fixed capacity cannot apply (grouped-query attention widened in the graph, a sliding window)", async () => {

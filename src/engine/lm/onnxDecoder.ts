@@ -13,6 +13,7 @@ import { FloatType, KvCache, liveKvCaches } from "./kvCache";
 import { liveDeviceLogits } from "./stepReaders";
 import { attendsToEveryEarlierToken, DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 import { checkInterface } from "./decoderInterface";
+import { InputError } from "../util/errors";
 import { passInputs } from "./passInputs";
 import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelBytes, PrepareOptions } from "./onnx/prepareGraph";
 import { CHUNKS, largestRightChunk } from "./attentionCheck";
@@ -46,7 +47,8 @@ export interface OnnxDecoderOptions {
    * Keep the KV cache at a fixed capacity, in the fewest kernels (fuseAttention.ts): its tensors keep
    * their shape from step to step, growing by `capacityStep` positions (default 256) when full, and on
    * a GPU onnxruntime reuses their buffers (its exact-size buffer cache, which is then the whole
-   * process's). Off by default until measured on a GPU; a graph it cannot apply to runs as without it.
+   * process's). Off by default until measured on a GPU (TWISTED_SMC_FIXED_CAPACITY=1 turns it on where
+   * the caller leaves it unset: fixedCapacityFromEnv); a graph it cannot apply to runs as without it.
    */
   fixedCapacity?: boolean;
   capacityStep?: number;
@@ -159,7 +161,8 @@ export class OnnxDecoder implements CausalLM {
     return this.logitSessions.fetched;
   }
 
-  static async load(folder: ModelFolder, options: OnnxDecoderOptions = {}): Promise<OnnxDecoder> {
+  static async load(folder: ModelFolder, given: OnnxDecoderOptions = {}): Promise<OnnxDecoder> {
+    const options = { ...given, fixedCapacity: given.fixedCapacity ?? fixedCapacityFromEnv() };
     const threads = options.threads ?? Math.max(1, availableParallelism());
     const attempts: DeviceAttempt[] = [...(options.priorAttempts ?? [])];
     const request = options.device ?? "cpu";
@@ -206,7 +209,7 @@ export class OnnxDecoder implements CausalLM {
     const capacityStep = fixedCapacity ? (options.capacityStep ?? 256) : 0;
     if (fixedCapacity && !(Number.isInteger(capacityStep) && capacityStep > 0)) throw new RangeError(`capacityStep must be a positive integer, got ${options.capacityStep}`);
     const cacheBudget = options.cacheBudget ?? (device === "cpu" ? Infinity : Number(process.env.TWISTED_SMC_CACHE_BUDGET_MB ?? CACHE_BUDGET_MB) * 2 ** 20);
-    if (!(cacheBudget >= 0)) throw new RangeError(`the cache budget must be a number of bytes ≥ 0 (TWISTED_SMC_CACHE_BUDGET_MB: MiB), got ${options.cacheBudget ?? process.env.TWISTED_SMC_CACHE_BUDGET_MB}`);
+    if (!(cacheBudget >= 0)) throw new InputError(`the cache budget must be a number of bytes ≥ 0 (TWISTED_SMC_CACHE_BUDGET_MB: MiB), got ${options.cacheBudget ?? process.env.TWISTED_SMC_CACHE_BUDGET_MB}`);
     // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
     // (with the cache round-tripping through the CPU each step was 20× slower; see GPU.md). Only
     // logits and the hidden state come back. Reordering then needs the prepared graph's gather.
@@ -478,6 +481,17 @@ export class OnnxDecoder implements CausalLM {
     }
     return result;
   }
+}
+
+/**
+ * OnnxDecoderOptions.fixedCapacity where the caller leaves it unset: TWISTED_SMC_FIXED_CAPACITY=1
+ * (or yes) opts in from the CLI or the editor's engine, 0 (or no, or unset) keeps the growing cache.
+ */
+export function fixedCapacityFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  const value = (env.TWISTED_SMC_FIXED_CAPACITY ?? "").trim().toLowerCase();
+  if (["", "0", "no"].includes(value)) return false;
+  if (["1", "yes"].includes(value)) return true;
+  throw new InputError(`TWISTED_SMC_FIXED_CAPACITY=${env.TWISTED_SMC_FIXED_CAPACITY} is not one of 1, yes, 0, no`);
 }
 
 /** The batch a fixed-capacity cache's pass runs for `rows` rows: the next power of two. */
