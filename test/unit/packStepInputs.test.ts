@@ -17,12 +17,14 @@ async function unpacker(inputs: string[]): Promise<{ session: ort.InferenceSessi
   return { session: await ort.InferenceSession.create(modelBytes("unpack", body, 17), { executionProviders: ["cpu"] }), layout: packed.layout };
 }
 
-describe("one packed input per forward pass (a fixed-capacity graph's ids, positions, lengths and draw inputs)", () => {
+describe("one packed input per forward pass (a GPU graph's ids, positions, row lengths and draw inputs)", () => {
   it("lays out each row's tokens' ids and positions, then its values, and the graph's split gives each input back exactly", async () => {
-    const cases: [string[], number][] = [[ALL, 1], [ALL, 3], [["input_ids", SEQLENS_K, "past_key_values.0.key"], 2]];
+    // A fixed capacity's inputs, one token or three; a growing cache's (its mask apart); ids and lengths alone.
+    const growing = ["input_ids", "attention_mask", "position_ids", SAMPLE_UNIFORM, SAMPLE_INVERSE_TEMPERATURE];
+    const cases: [string[], number][] = [[ALL, 1], [ALL, 3], [growing, 2], [["input_ids", SEQLENS_K, "past_key_values.0.key"], 2]];
     for (const [inputs, sequence] of cases) {
       const { session, layout } = await unpacker(inputs);
-      assert.deepEqual(layout, inputs.filter((n) => !n.startsWith("past")));
+      assert.deepEqual(layout, inputs.filter((n) => !n.startsWith("past") && n !== "attention_mask"));
       const batch = 3;
       // Ids near float32's exact-integer limit (2^24), as a large vocabulary's would be.
       const ids = BigInt64Array.from({ length: batch * sequence }, (_, i) => BigInt(2 ** 24 - 1 - 7 * i));
@@ -36,8 +38,10 @@ describe("one packed input per forward pass (a fixed-capacity graph's ids, posit
       const out = await session.run({ [STEP_INPUT]: new ort.Tensor("float32", data, [batch, width]) });
       assert.deepEqual([...(out.input_ids.data as BigInt64Array)], [...ids]);
       assert.deepEqual(out.input_ids.dims, [batch, sequence]);
-      assert.deepEqual([...(out[SEQLENS_K].data as Int32Array)], [9, 0, 4]);
-      assert.deepEqual(out[SEQLENS_K].dims, [batch]);
+      if (inputs.includes(SEQLENS_K)) {
+        assert.deepEqual([...(out[SEQLENS_K].data as Int32Array)], [9, 0, 4]);
+        assert.deepEqual(out[SEQLENS_K].dims, [batch]);
+      }
       if (inputs.includes("position_ids")) {
         assert.deepEqual([...(out.position_ids.data as BigInt64Array)], [...positions]);
         assert.deepEqual([...(out[SAMPLE_UNIFORM].data as Float32Array)], [...(values[SAMPLE_UNIFORM] as Float32Array)]);
@@ -47,9 +51,8 @@ describe("one packed input per forward pass (a fixed-capacity graph's ids, posit
     }
   });
 
-  it("packs nothing where the graph lacks input_ids or the row lengths, or its opset has no Split sizes input", () => {
-    assert.equal(packStepInputs(["input_ids", "position_ids"], 17), undefined);
-    assert.equal(packStepInputs([SEQLENS_K], 17), undefined);
+  it("packs nothing where the graph lacks input_ids, or its opset has no Split sizes input", () => {
+    assert.equal(packStepInputs([SEQLENS_K, "position_ids"], 17), undefined);
     assert.equal(packStepInputs(ALL, 12), undefined);
   });
 });

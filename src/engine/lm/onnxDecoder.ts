@@ -53,8 +53,8 @@ export interface OnnxDecoderOptions {
   fixedCapacity?: boolean;
   capacityStep?: number;
   /**
-   * With a fixed capacity: feed the graph's small per-pass inputs packed in one (packStepInputs.ts),
-   * one upload a pass instead of five. Default true; false keeps them apart (to time the difference).
+   * In the fewest kernels: feed the graph's small per-pass inputs packed in one (packStepInputs.ts),
+   * one upload a pass instead of four or five. Default true; false keeps them apart (to time the difference).
    */
   packStep?: boolean;
   /**

@@ -41,7 +41,7 @@ export function passInputs(
     positionIds: boolean;
     /** The sampling head's inputs, one uniform per row, for a graph that draws. */
     draw?: { uniforms: Float32Array; inverseTemperature: number };
-    /** The inputs the graph takes packed in STEP_INPUT, in packing order (packStepInputs.ts); empty: one by one. */
+    /** The inputs the graph takes packed in STEP_INPUT, in packing order (packStepInputs.ts); empty: one by one. The mask stays apart. */
     packed?: readonly string[];
   },
 ): PassInputs {
@@ -78,6 +78,7 @@ export function passInputs(
     length = Math.max(capacity, need);
     feeds[TOTAL_SEQUENCE_LENGTH] = new ort.Tensor("int32", Int32Array.of(need), []);
   }
+  if (!fixed) feeds.attention_mask = new ort.Tensor("int64", int64Mask(mask), [batch, length]);
   if (o.packed?.length) {
     const values: Record<string, ArrayLike<number>> = { [SEQLENS_K]: seqlens, [SAMPLE_UNIFORM]: o.draw?.uniforms ?? [], [SAMPLE_INVERSE_TEMPERATURE]: [o.draw?.inverseTemperature ?? 1] };
     const data = packStep(o.packed, batch, seq, ids, pos, (name) => values[name]);
@@ -87,7 +88,6 @@ export function passInputs(
   feeds.input_ids = new ort.Tensor("int64", ids, [batch, seq]);
   if (o.positionIds) feeds.position_ids = new ort.Tensor("int64", pos, [batch, seq]);
   if (fixed) feeds[SEQLENS_K] = new ort.Tensor("int32", seqlens, [batch]);
-  else feeds.attention_mask = new ort.Tensor("int64", int64Mask(mask), [batch, length]);
   if (o.draw) {
     feeds[SAMPLE_UNIFORM] = new ort.Tensor("float32", o.draw.uniforms, [batch]);
     feeds[SAMPLE_INVERSE_TEMPERATURE] = new ort.Tensor("float32", Float32Array.of(o.draw.inverseTemperature), [1]);

@@ -1,6 +1,7 @@
 /**
- * One float32 input for all a fixed-capacity graph's small per-pass inputs (token ids, position ids,
- * each row's cache length, and the sampling head's uniforms and 1/T), split in the graph.
+ * One float32 input for all a GPU graph's small per-pass inputs (token ids, position ids, with a fixed
+ * capacity each row's cache length, and the sampling head's uniforms and 1/T), split in the graph. (A
+ * growing cache's attention mask stays an input of its own: the export's mask arithmetic runs on the CPU.)
  *
  * Why: onnxruntime's WebGPU provider uploads every input it reads on the GPU through a staging buffer
  * made for that upload, and flushes its queue for it; session 7 measured such uploads at 0.4 to 1.1 ms
@@ -10,8 +11,8 @@
  * were float32 already.
  *
  * Layout of STEP_INPUT [batch, columns]: the per-token groups (input_ids, then position_ids when the
- * graph has them), `sequence` columns each, then one column per row value (SEQLENS_K, then the
- * sampling head's uniform and 1/T when it has one). The layout is recorded with the prepared graph.
+ * graph has them), `sequence` columns each, then one column per row value (SEQLENS_K with a fixed
+ * capacity, then the sampling head's uniform and 1/T when it has one). The layout is recorded with the prepared graph.
  */
 import { DTYPE, GRAPH, constant, node, tensorValueInfo } from "./graphBuild";
 import { bytesField } from "./protoWire";
@@ -29,15 +30,15 @@ export const ROW_VALUES = [SEQLENS_K, SAMPLE_UNIFORM, SAMPLE_INVERSE_TEMPERATURE
 const SPLIT_SIZES_OPSET = 13;
 
 /**
- * The nodes that make `inputs` (those of TOKEN_GROUPS and ROW_VALUES the graph reads; input_ids and
- * SEQLENS_K at least) from STEP_INPUT, that input's declaration, and the layout, in packing order.
+ * The nodes that make `inputs` (those of TOKEN_GROUPS and ROW_VALUES the graph reads; input_ids at
+ * least) from STEP_INPUT, that input's declaration, and the layout, in packing order.
  * Each of `shapeOutputs` is made the ids' shape (batch, sequence) on the CPU: the graph's own
  * Shape(input_ids) would read ids now made on the GPU, and onnxruntime runs Shape on the CPU there, so
  * it downloaded them mid-pass (lavapipe's profile: one MemcpyToHost a pass).
  * Undefined where the opset is too old.
  */
 export function packStepInputs(inputs: readonly string[], opset: number, shapeOutputs: readonly string[] = []): { nodes: Uint8Array[]; input: Uint8Array; layout: string[] } | undefined {
-  if (opset < SPLIT_SIZES_OPSET || !inputs.includes("input_ids") || !inputs.includes(SEQLENS_K)) return undefined;
+  if (opset < SPLIT_SIZES_OPSET || !inputs.includes("input_ids")) return undefined;
   const groups = TOKEN_GROUPS.filter((n) => inputs.includes(n));
   const values = ROW_VALUES.filter((n) => inputs.includes(n));
   const layout = [...groups, ...values];
@@ -62,10 +63,12 @@ export function packStepInputs(inputs: readonly string[], opset: number, shapeOu
   const parts = layout.map((n) => (n === SAMPLE_UNIFORM || n === SAMPLE_INVERSE_TEMPERATURE ? n : p(`${n}_float`)));
   nodes.push(node("Split", [STEP_INPUT, p("sizes")], parts, p("split"), { axis: 1 }));
   for (const n of groups) nodes.push(node("Cast", [p(`${n}_float`)], [n], p(`${n}_int64`), { to: DTYPE.int64 }));
-  nodes.push(
-    node("Cast", [p(`${SEQLENS_K}_float`)], [p(`${SEQLENS_K}_column`)], p(`${SEQLENS_K}_int32`), { to: DTYPE.int32 }),
-    node("Reshape", [p(`${SEQLENS_K}_column`), p("flat")], [SEQLENS_K], p(SEQLENS_K)),
-  );
+  if (values.includes(SEQLENS_K)) {
+    nodes.push(
+      node("Cast", [p(`${SEQLENS_K}_float`)], [p(`${SEQLENS_K}_column`)], p(`${SEQLENS_K}_int32`), { to: DTYPE.int32 }),
+      node("Reshape", [p(`${SEQLENS_K}_column`), p("flat")], [SEQLENS_K], p(SEQLENS_K)),
+    );
+  }
   return { nodes: nodes.map((n) => bytesField(GRAPH.node, n)), input: bytesField(GRAPH.input, tensorValueInfo(STEP_INPUT, DTYPE.float, ["batch_size", "step_columns"])), layout };
 }
 

@@ -81,7 +81,7 @@ export interface PreparedEdits {
    */
   fixedCapacity: boolean;
   /**
-   * With a fixed capacity: the inputs packed into one (packStepInputs.ts, STEP_INPUT), in packing
+   * The inputs packed into one (packStepInputs.ts, STEP_INPUT; graphs with fused layers), in packing
    * order, comma-separated; empty where the graph takes them one by one.
    */
   packedStep: string;
@@ -101,7 +101,7 @@ export interface PrepareOptions {
    * given the heads and the model's context) and lay the sampling head out in fewer, larger kernels
    * (samplingHead.ts, DrawLayout).
    */
-  fuse?: Heads & { maxPositions?: number; fixedCapacity?: boolean; unpackedStep?: boolean };
+  fuse?: Heads & { maxPositions?: number; fixedCapacity?: boolean; /** Keep the per-pass inputs apart (packStepInputs.ts). */ unpackedStep?: boolean };
 }
 
 const NO_EDITS: PreparedEdits = {
@@ -198,22 +198,21 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   let nodes = changed ? fused.graph.nodes.map((n) => n.raw) : undefined;
   const dropInputs = fixedCapacity ? ["attention_mask"] : [];
   let packedStep = "";
-  if (fixedCapacity) {
-    // The length read on the CPU stays an input of its own; the per-pass inputs read on the GPU become one.
-    added.push(bytesField(GRAPH.input, tensorValueInfo(TOTAL_SEQUENCE_LENGTH, DTYPE.int32, [])));
-    const inputs = [...graph.inputs, SEQLENS_K, ...added.filter((f) => fieldOf(f) === GRAPH.input).map(declaredName)];
-    // The graph's whole-shape reads of the packed token inputs, made from the packed input's shape instead.
-    const shapeReads = fused.graph.nodes.filter((n) => n.opType === "Shape" && ["input_ids", "position_ids"].includes(n.inputs[0]) && !n.ints.has("start") && !n.ints.has("end"));
-    const packed = options.fuse?.unpackedStep ? undefined : packStepInputs(inputs, opset, shapeReads.map((n) => n.outputs[0]));
-    if (packed) {
-      nodes = nodes?.filter((n) => !shapeReads.some((r) => r.raw === n));
-      packedStep = packed.layout.join(",");
-      dropInputs.push(...packed.layout);
-      const kept = added.filter((f) => fieldOf(f) !== GRAPH.input || !packed.layout.includes(declaredName(f)));
-      added.splice(0, added.length, ...kept, ...packed.nodes, packed.input);
-    } else {
-      added.push(bytesField(GRAPH.input, tensorValueInfo(SEQLENS_K, DTYPE.int32, ["batch_size"])));
-    }
+  // The length read on the CPU stays an input of its own.
+  if (fixedCapacity) added.push(bytesField(GRAPH.input, tensorValueInfo(TOTAL_SEQUENCE_LENGTH, DTYPE.int32, [])));
+  // A GPU graph's small per-pass inputs read on the GPU become one (packStepInputs.ts).
+  const inputs = [...graph.inputs, ...(fixedCapacity ? [SEQLENS_K] : []), ...added.filter((f) => fieldOf(f) === GRAPH.input).map(declaredName)];
+  // The graph's whole-shape reads of the packed token inputs, made from the packed input's shape instead.
+  const shapeReads = changed ? fused.graph.nodes.filter((n) => n.opType === "Shape" && ["input_ids", "position_ids"].includes(n.inputs[0]) && !n.ints.has("start") && !n.ints.has("end")) : [];
+  const packed = changed && !options.fuse?.unpackedStep ? packStepInputs(inputs, opset, shapeReads.map((n) => n.outputs[0])) : undefined;
+  if (packed) {
+    nodes = nodes?.filter((n) => !shapeReads.some((r) => r.raw === n));
+    packedStep = packed.layout.join(",");
+    dropInputs.push(...packed.layout);
+    const kept = added.filter((f) => fieldOf(f) !== GRAPH.input || !packed.layout.includes(declaredName(f)));
+    added.splice(0, added.length, ...kept, ...packed.nodes, packed.input);
+  } else if (fixedCapacity) {
+    added.push(bytesField(GRAPH.input, tensorValueInfo(SEQLENS_K, DTYPE.int32, ["batch_size"])));
   }
   const body = rebuildGraph(graphField.value, nodes, added, dropInputs);
   const out = [...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, body) : f.raw));
@@ -230,12 +229,12 @@ const declaredName = (f: Uint8Array) => valueInfoName([...fields(f)][0].value);
 
 /**
  * Prepares `onnxPath` for SMC and returns the file to load. The copy sits next to the original (so
- * external weight files still resolve) as NAME[.sampling][.fused][.capacity[.unpacked]].smc.onnx, after the edits asked
+ * external weight files still resolve) as NAME[.sampling][.fused[.capacity][.unpacked]].smc.onnx, after the edits asked
  * for, with a .smc.json stamp of its source.
  */
 export function prepareForSmc(onnxPath: string, options: PrepareOptions): PreparedModel {
   const dir = dirname(onnxPath);
-  const base = basename(onnxPath, ".onnx") + (options.sampler ? ".sampling" : "") + (options.fuse ? ".fused" : "") + (options.fuse?.fixedCapacity ? ".capacity" : "") + (options.fuse?.fixedCapacity && options.fuse.unpackedStep ? ".unpacked" : "");
+  const base = basename(onnxPath, ".onnx") + (options.sampler ? ".sampling" : "") + (options.fuse ? ".fused" : "") + (options.fuse?.fixedCapacity ? ".capacity" : "") + (options.fuse?.unpackedStep ? ".unpacked" : "");
   const target = join(dir, `${base}.smc.onnx`);
   const stampPath = join(dir, `${base}.smc.json`);
   const st = statSync(onnxPath);
