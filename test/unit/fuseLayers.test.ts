@@ -7,7 +7,7 @@ import { KvCache } from "../../src/engine/lm/kvCache";
 import { floatToHalf, halfToFloat, toFloat32 } from "../../src/engine/lm/tensorData";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { openModelFolder } from "../../src/engine/lm/modelFolder";
-import { fixedCapacityFromEnv } from "../../src/engine/lm/onnxDecoder";
+import { fixedCapacityFromEnv } from "../../src/engine/lm/fixedCapacity";
 import { GRAPH, MODEL, node, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
 import { readGraph, readNode, smallTensorValues } from "../../src/engine/lm/onnx/graphRead";
 import { applyRewrites } from "../../src/engine/lm/onnx/graphRewrite";

@@ -13,7 +13,7 @@ import { FloatType, KvCache, liveKvCaches } from "./kvCache";
 import { liveDeviceLogits } from "./stepReaders";
 import { attendsToEveryEarlierToken, DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 import { checkInterface } from "./decoderInterface";
-import { InputError } from "../util/errors";
+import { cacheBudgetFor, fixedCapacityFromEnv, physicalBatch, RetainedCacheShapes } from "./fixedCapacity";
 import { passInputs } from "./passInputs";
 import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelBytes, PrepareOptions } from "./onnx/prepareGraph";
 import { CHUNKS, largestRightChunk } from "./attentionCheck";
@@ -61,8 +61,7 @@ export interface OnnxDecoderOptions {
    * With a fixed capacity: the most bytes of cache tensors of distinct shapes (batch × capacity) the
    * runtime may keep. onnxruntime's exact-size buffer cache never frees a buffer, so past this a prompt
    * into an empty cache, when no state or output of any decoder is alive, first reopens this decoder's
-   * sessions, which frees them. Default on a GPU CACHE_BUDGET_MB MiB (TWISTED_SMC_CACHE_BUDGET_MB
-   * sets it), on the CPU none.
+   * sessions, which frees them. Default: fixedCapacity.ts, cacheBudgetFor.
    */
   cacheBudget?: number;
   /**
@@ -78,15 +77,6 @@ export interface OnnxDecoderOptions {
  * buffer cache keeps a buffer of every size it was asked for, and chunks bound those sizes.
  */
 export const PREFILL_CHUNK = 64;
-
-/** The default OnnxDecoderOptions.cacheBudget on a GPU, in MiB. */
-export const CACHE_BUDGET_MB = 8192;
-
-/**
- * Buffers onnxruntime keeps per cache shape: the tensors a pass reads, those it writes, and a
- * reorder's or growth's copies (measured on lavapipe: 3 sets, K = 16, 12 layers, capacity 256).
- */
-const SETS_KEPT_PER_SHAPE = 3;
 
 /** From this vocabulary size on, drawing in the graph pays on the CPU too. */
 export const LARGE_VOCABULARY = 8192;
@@ -208,8 +198,7 @@ export class OnnxDecoder implements CausalLM {
         : smcReadySource(folder, sampler, fuse, fuse && !!options.fixedCapacity && attendsToEveryEarlierToken(folder), options.packStep ?? true);
     const capacityStep = fixedCapacity ? (options.capacityStep ?? 256) : 0;
     if (fixedCapacity && !(Number.isInteger(capacityStep) && capacityStep > 0)) throw new RangeError(`capacityStep must be a positive integer, got ${options.capacityStep}`);
-    const cacheBudget = options.cacheBudget ?? (device === "cpu" ? Infinity : Number(process.env.TWISTED_SMC_CACHE_BUDGET_MB ?? CACHE_BUDGET_MB) * 2 ** 20);
-    if (!(cacheBudget >= 0)) throw new InputError(`the cache budget must be a number of bytes ≥ 0 (TWISTED_SMC_CACHE_BUDGET_MB: MiB), got ${options.cacheBudget ?? process.env.TWISTED_SMC_CACHE_BUDGET_MB}`);
+    const cacheBudget = cacheBudgetFor(device, options.cacheBudget);
     // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
     // (with the cache round-tripping through the CPU each step was 20× slower; see GPU.md). Only
     // logits and the hidden state come back. Reordering then needs the prepared graph's gather.
@@ -335,9 +324,7 @@ export class OnnxDecoder implements CausalLM {
 
   /** Bytes of cache tensors of the distinct shapes this decoder's passes made (a fixed capacity's; see cacheBudget). */
   get retainedCacheBytes(): number {
-    let sum = 0;
-    for (const bytes of this.shapesMade.values()) sum += bytes;
-    return sum;
+    return this.shapesMade.bytes;
   }
 
   /** How often the decoder reopened its sessions to free what the runtime kept (cacheBudget). */
@@ -345,7 +332,7 @@ export class OnnxDecoder implements CausalLM {
     return this.reopens;
   }
 
-  private readonly shapesMade = new Map<string, number>();
+  private readonly shapesMade = new RetainedCacheShapes();
   private reopens = 0;
   /** The session was released and could not be reopened (freeRetained): only dispose is left. */
   private sessionReleased = false;
@@ -450,10 +437,7 @@ export class OnnxDecoder implements CausalLM {
     }
     const presents: ort.Tensor[] = [];
     for (let i = 0; i < this.config.numLayers; i++) presents.push(out[`present.${i}.key`], out[`present.${i}.value`]);
-    if (this.capacityStep) {
-      const bytes = presents.reduce((sum, t) => sum + t.dims.reduce((a, d) => a * d, 1) * (t.type === "float16" ? 2 : 4), 0);
-      this.shapesMade.set(`${physical}×${length}`, SETS_KEPT_PER_SHAPE * bytes);
-    }
+    if (this.capacityStep) this.shapesMade.record(presents);
     const samples: RowSamples | undefined =
       sampling && this.samplesInGraph
         ? unpackDraws(firstRows(out[SAMPLE_DRAWS].data as Float32Array, physical, batch), batch)
@@ -482,20 +466,6 @@ export class OnnxDecoder implements CausalLM {
     return result;
   }
 }
-
-/**
- * OnnxDecoderOptions.fixedCapacity where the caller leaves it unset: TWISTED_SMC_FIXED_CAPACITY=1
- * (or yes) opts in from the CLI or the editor's engine, 0 (or no, or unset) keeps the growing cache.
- */
-export function fixedCapacityFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
-  const value = (env.TWISTED_SMC_FIXED_CAPACITY ?? "").trim().toLowerCase();
-  if (["", "0", "no"].includes(value)) return false;
-  if (["1", "yes"].includes(value)) return true;
-  throw new InputError(`TWISTED_SMC_FIXED_CAPACITY=${env.TWISTED_SMC_FIXED_CAPACITY} is not one of 1, yes, 0, no`);
-}
-
-/** The batch a fixed-capacity cache's pass runs for `rows` rows: the next power of two. */
-export const physicalBatch = (rows: number) => 2 ** Math.ceil(Math.log2(Math.max(1, rows)));
 
 /** The first `rows` of `count` equally long rows of `data`. */
 const firstRows = (data: Float32Array, count: number, rows: number) => data.subarray(0, (data.length / count) * rows);

@@ -1,0 +1,62 @@
+/**
+ * What a fixed-capacity KV cache (fuseAttention.ts) needs beside its graph: whether it was asked for,
+ * the batch a pass runs, and the bookkeeping that bounds what onnxruntime keeps for it. Its exact-size
+ * buffer cache never frees a buffer, so every distinct tensor shape a process makes stays allocated.
+ */
+import * as ort from "onnxruntime-node";
+import { Device } from "./device";
+import { InputError } from "../util/errors";
+
+/** The default cache budget on a GPU, in MiB (TWISTED_SMC_CACHE_BUDGET_MB sets it). */
+export const CACHE_BUDGET_MB = 8192;
+
+/**
+ * Buffers onnxruntime keeps per cache shape: the tensors a pass reads, those it writes, and a
+ * reorder's or growth's copies (measured on lavapipe: 3 sets, K = 16, 12 layers, capacity 256).
+ */
+const SETS_KEPT_PER_SHAPE = 3;
+
+/**
+ * OnnxDecoderOptions.fixedCapacity where the caller leaves it unset: TWISTED_SMC_FIXED_CAPACITY=1
+ * (or yes) opts in from the CLI or the editor's engine, 0 (or no, or unset) keeps the growing cache.
+ */
+export function fixedCapacityFromEnv(env: NodeJS.ProcessEnv = process.env): boolean {
+  const value = (env.TWISTED_SMC_FIXED_CAPACITY ?? "").trim().toLowerCase();
+  if (["", "0", "no"].includes(value)) return false;
+  if (["1", "yes"].includes(value)) return true;
+  throw new InputError(`TWISTED_SMC_FIXED_CAPACITY=${env.TWISTED_SMC_FIXED_CAPACITY} is not one of 1, yes, 0, no`);
+}
+
+/** OnnxDecoderOptions.cacheBudget in bytes: as given, else on a GPU CACHE_BUDGET_MB MiB (or TWISTED_SMC_CACHE_BUDGET_MB), on the CPU none. */
+export function cacheBudgetFor(device: Device, given?: number, env: NodeJS.ProcessEnv = process.env): number {
+  const budget = given ?? (device === "cpu" ? Infinity : Number(env.TWISTED_SMC_CACHE_BUDGET_MB ?? CACHE_BUDGET_MB) * 2 ** 20);
+  if (!(budget >= 0)) throw new InputError(`the cache budget must be a number of bytes ≥ 0 (TWISTED_SMC_CACHE_BUDGET_MB: MiB), got ${given ?? env.TWISTED_SMC_CACHE_BUDGET_MB}`);
+  return budget;
+}
+
+/**
+ * The batch a fixed-capacity cache's pass runs for `rows` rows: the next power of two, padded with
+ * held rows, so that a batch shrinking as particles finish makes log₂ K shapes rather than K.
+ */
+export const physicalBatch = (rows: number) => 2 ** Math.ceil(Math.log2(Math.max(1, rows)));
+
+/** The cache shapes a decoder's passes made, and the bytes onnxruntime keeps for them. */
+export class RetainedCacheShapes {
+  private readonly shapes = new Map<string, number>();
+
+  /** Notes a pass's present tensors (one shape: [batch, heads, capacity, headDim] each). */
+  record(presents: readonly ort.Tensor[]): void {
+    const bytes = presents.reduce((sum, t) => sum + t.dims.reduce((a, d) => a * d, 1) * (t.type === "float16" ? 2 : 4), 0);
+    this.shapes.set(presents.map((t) => t.dims.join("×")).join(","), SETS_KEPT_PER_SHAPE * bytes);
+  }
+
+  get bytes(): number {
+    let sum = 0;
+    for (const bytes of this.shapes.values()) sum += bytes;
+    return sum;
+  }
+
+  clear(): void {
+    this.shapes.clear();
+  }
+}
