@@ -278,9 +278,9 @@ describe("the engine on WebGPU", function () {
       const start = log.findIndex((l) => /Node\(s\) placed on \[CPUExecutionProvider\]/.test(l));
       const onCpu: string[] = [];
       for (let i = start + 1; start >= 0 && i < log.length && /^\s+\S+ \(.*\)$/.test(log[i]); i++) onCpu.push(log[i].trim());
-      // Shape arithmetic on input_ids' dimensions (the Gemm's way back to three axes) belongs on the
-      // CPU: input_ids is there, and a Reshape reads its target shape there.
-      const shapeOnly = /^(Shape|Concat) \(smc_gemm\/batch_sequence(_\d+)?\)$/;
+      // Shape arithmetic belongs on the CPU, where a Reshape or Split reads its sizes: on the packed
+      // input's dimensions (its split sizes, and the ids' shape the Gemm's way back to three axes takes).
+      const shapeOnly = /^(Shape|Concat) \(smc_gemm\/batch_sequence(_\d+)?\)$|^(Gather|Sub|Div|Concat) \(smc_step\/(columns|token_columns|sequence|sizes|batch|ids_shape\/\S+)\)$/;
       const ours = onCpu.filter((n) => /\((smc_|draw\/|logit_rows\/|kv_reorder\/)/.test(n) && !/^Reshape \((smc_sample|draw\/cdf)\/out_token\)$/.test(n) && !shapeOnly.test(n));
       assert.deepEqual(ours, [], `${name}: nodes on the CPU`);
       if (!name.startsWith("the prepared GPT-2")) assert.ok(onCpu.every((n) => /out_token/.test(n)), `${name}: ${onCpu.join(", ")}`);
