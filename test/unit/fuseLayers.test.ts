@@ -7,7 +7,7 @@ import { KvCache } from "../../src/engine/lm/kvCache";
 import { floatToHalf, halfToFloat, toFloat32 } from "../../src/engine/lm/tensorData";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { openModelFolder } from "../../src/engine/lm/modelFolder";
-import { fixedCapacityFromEnv } from "../../src/engine/lm/fixedCapacity";
+import { cacheBudgetFor, fixedCapacityFromEnv } from "../../src/engine/lm/fixedCapacity";
 import { GRAPH, MODEL, node, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
 import { readGraph, readNode, smallTensorValues } from "../../src/engine/lm/onnx/graphRead";
 import { applyRewrites } from "../../src/engine/lm/onnx/graphRewrite";
@@ -239,11 +239,17 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     await fixed.lm.dispose();
   });
 
-  it("takes a fixed capacity from TWISTED_SMC_FIXED_CAPACITY where the caller leaves it unset, and refuses a value it does not know", async () => {
+  it("takes a fixed capacity from TWISTED_SMC_FIXED_CAPACITY where the caller leaves it unset, and its budget from TWISTED_SMC_CACHE_BUDGET_MB; refuses values it does not know", async () => {
     assert.equal(fixedCapacityFromEnv({}), false);
     assert.equal(fixedCapacityFromEnv({ TWISTED_SMC_FIXED_CAPACITY: "yes" }), true);
     assert.equal(fixedCapacityFromEnv({ TWISTED_SMC_FIXED_CAPACITY: "0" }), false);
     assert.throws(() => fixedCapacityFromEnv({ TWISTED_SMC_FIXED_CAPACITY: "on" }), /TWISTED_SMC_FIXED_CAPACITY=on is not one of 1, yes, 0, no/);
+    // The cache budget: none on the CPU, 8 GiB on a GPU unless TWISTED_SMC_CACHE_BUDGET_MB says otherwise.
+    assert.equal(cacheBudgetFor("cpu", undefined, {}), Infinity);
+    assert.equal(cacheBudgetFor("webgpu", undefined, {}), 8 * 2 ** 30);
+    assert.equal(cacheBudgetFor("webgpu", undefined, { TWISTED_SMC_CACHE_BUDGET_MB: "1500" }), 1500 * 2 ** 20);
+    assert.equal(cacheBudgetFor("webgpu", 5, { TWISTED_SMC_CACHE_BUDGET_MB: "1500" }), 5);
+    assert.throws(() => cacheBudgetFor("webgpu", undefined, { TWISTED_SMC_CACHE_BUDGET_MB: "lots" }), /the cache budget must be a number of bytes ≥ 0 \(TWISTED_SMC_CACHE_BUDGET_MB: MiB\), got lots/);
     const copy = join(dir, "env");
     cpSync(join(FIXTURES, "gpt2-tiny"), copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
     process.env.TWISTED_SMC_FIXED_CAPACITY = "1";
