@@ -76,7 +76,7 @@ const readback = [...bench.fp32, ...bench.fp16].filter((r) => typeof r.readbackK
 if (readback.length) {
   const kib = [...new Set(readback.map((r) => r.readbackKiBPerStep))];
   const what = kib.length === 1 ? `${kib[0]} KiB per step at every K and level` : readback.map((r) => `${r.level} K=${r.K}: ${r.readbackKiBPerStep} KiB`).join("; ");
-  lines.push("", `Logits and hidden states read back from the GPU: ${what} (a step downloads only its packed draws, K × 16 bytes).`);
+  lines.push("", `Logits and hidden states read back from the GPU: ${what} (a step downloads only its packed draws, K × 20 bytes).`);
 }
 const unchecked = measured.filter((r) => r.validation === "disabled" && r.device?.startsWith("webgpu") && r.level === "step" && typeof r.msPerStep === "number" && !SHIPPED.test(r.model));
 if (unchecked.length) {

@@ -19,7 +19,7 @@ export const ROWS_OUTPUT = "row_logits";
 export const LAST_POSITION = -1;
 
 export const DRAW_INPUT = { logits: "logits", rows: "rows", uniform: "uniform", inverseTemperature: "inverse_temperature", hidden: "hidden" } as const;
-/** float [draws, 4 or 5]: the packed draws (DRAW_COLUMNS). */
+/** float [draws, 5 or 6]: the packed draws (DRAW_COLUMNS). */
 export const DRAW_OUTPUT = "draws";
 
 const OPSET_VERSION = 13;
@@ -75,6 +75,6 @@ export function drawModel(elem: number, vocab: number, twist?: TokenTwistWeights
     bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.rows, DTYPE.int64, ["draws"])),
     bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.uniform, DTYPE.float, ["draws"])),
     bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.inverseTemperature, DTYPE.float, [1])),
-    bytesField(GRAPH.output, tensorValueInfo(DRAW_OUTPUT, DTYPE.float, ["draws", twist ? 5 : 4])),
+    bytesField(GRAPH.output, tensorValueInfo(DRAW_OUTPUT, DTYPE.float, ["draws", twist ? 6 : 5])),
   ], OPSET_VERSION);
 }

@@ -19,8 +19,14 @@ export const SAMPLE_INVERSE_TEMPERATURE = "sample_inverse_temperature";
  * one download (each output copied back is a wait for the device).
  */
 export const SAMPLE_DRAWS = "sample_draws";
-/** The columns of a packed draw: the token (exact as a float32 below 2^24), log p, log q, the row's largest log p, and log ψ (twisted draws only). */
-export const DRAW_COLUMNS = { token: 0, logp: 1, logq: 2, logpMax: 3, logPsi: 4 } as const;
+/**
+ * The columns of a packed draw: the token (exact as a float32 below 2^24); the parts of its log p and
+ * log q that unpackDraws subtracts (the graph would spend a kernel on each difference, and a GPU's
+ * step is bound by its kernels' launches): the token's logit less the row's largest, log Σ exp of
+ * those, its tempered (twisted) counterpart and the tempered weights' sum; then log ψ of the token
+ * (twisted draws only).
+ */
+export const DRAW_COLUMNS = { token: 0, shifted: 1, logSum: 2, tempered: 3, total: 4, logPsi: 5 } as const;
 export const SAMPLING_MIN_OPSET = 13;
 
 /**
@@ -47,7 +53,7 @@ export function samplingHead(vocab: number, opset: number, layout: DrawLayout = 
     ...nodes.map((n) => bytesField(GRAPH.node, n)),
     bytesField(GRAPH.input, tensorValueInfo(SAMPLE_UNIFORM, DTYPE.float, ["batch_size"])),
     bytesField(GRAPH.input, tensorValueInfo(SAMPLE_INVERSE_TEMPERATURE, DTYPE.float, [1])),
-    bytesField(GRAPH.output, tensorValueInfo(SAMPLE_DRAWS, DTYPE.float, ["batch_size", 4])),
+    bytesField(GRAPH.output, tensorValueInfo(SAMPLE_DRAWS, DTYPE.float, ["batch_size", 5])),
   ];
 }
 
@@ -64,8 +70,8 @@ export interface DrawInputs {
 
 /**
  * One draw per row from softmax(log p / T + log ψ) by inverting the CDF at the row's uniform, into
- * `output` [rows, 4 or 5] (DRAW_COLUMNS): the token, log p (at T = 1) and log q of it, the row's
- * largest log p, and with `logPsi` log ψ of the token.
+ * `output` [rows, 5 or 6] (DRAW_COLUMNS): the token and what its log p (at T = 1) and log q and the
+ * row's largest log p are made of, and with `logPsi` log ψ of the token.
  */
 export function inverseCdfNodes(p: (s: string) => string, vocab: number, input: DrawInputs, output: string, opset: number, layout: DrawLayout): Uint8Array[] {
   const nodes = [
@@ -82,7 +88,6 @@ export function inverseCdfNodes(p: (s: string) => string, vocab: number, input: 
     node("Exp", [p("shifted")], [p("e")], p("e")),
     node("ReduceSum", [p("e"), p("axis1")], [p("sum")], p("sum"), { keepdims: 1 }),
     node("Log", [p("sum")], [p("log_sum")], p("log_sum")),
-    node("Neg", [p("log_sum")], [p("logp_best")], p("logp_best")),
   ];
   if (input.logPsi) {
     // Twisted: (x − max)/T + log ψ, shifted again so its largest entry is 0 (ψ may be small everywhere).
@@ -98,15 +103,12 @@ export function inverseCdfNodes(p: (s: string) => string, vocab: number, input: 
   const inverseCdf = layout === "fewest-kernels" ? countedInverseCdf : pickedInverseCdf;
   nodes.push(node("Exp", [p("tempered")], [p("q")], p("q")), ...inverseCdf(p, vocab, p("q"), input.uniform));
   nodes.push(
-    // log p(token) = shifted(token) − log Σ exp(shifted): gathered first, so no row-wide subtraction.
+    // log p(token) = shifted(token) − log Σ exp(shifted), and log q(token) = tempered(token) − log of
+    // the CDF's last entry: the token's entries gathered here, the differences taken by unpackDraws.
     node("GatherElements", [p("shifted"), p("token")], [p("shifted_token")], p("shifted_token"), { axis: 1 }),
-    node("Sub", [p("shifted_token"), p("log_sum")], [p("logp_token")], p("logp_token")),
-    // log q(token) = tempered(token) − log Σ exp(tempered), the sum being the CDF's last entry.
     node("GatherElements", [p("tempered"), p("token")], [p("tempered_token")], p("tempered_token"), { axis: 1 }),
-    node("Log", [p("total")], [p("log_total")], p("log_total")),
-    node("Sub", [p("tempered_token"), p("log_total")], [p("logq_token")], p("logq_token")),
   );
-  const columns = [p("token_f"), p("logp_token"), p("logq_token"), p("logp_best")];
+  const columns = [p("token_f"), p("shifted_token"), p("log_sum"), p("tempered_token"), p("total")];
   if (input.logPsi) {
     nodes.push(node("GatherElements", [input.logPsi, p("token")], [p("log_psi_token")], p("log_psi_token"), { axis: 1 }));
     columns.push(p("log_psi_token"));
@@ -220,16 +222,18 @@ function pickedInverseCdf(p: (s: string) => string, vocab: number, q: string, un
   ];
 }
 
-/** The draws packed in `data` (rows × 4, or × 5 with log ψ), as RowDraws. */
+/** The draws packed in `data` (rows × 5, or × 6 with log ψ), as RowDraws. */
 export function unpackDraws(data: Float32Array, rows: number): RowDraws {
   const width = data.length / rows;
-  if (rows && width !== 4 && width !== 5) throw new Error(`packed draws have ${width} columns, not 4 or 5`);
-  const column = (c: number) => Float32Array.from({ length: rows }, (_, r) => data[r * width + c]);
+  if (rows && width !== 5 && width !== 6) throw new Error(`packed draws have ${width} columns, not 5 or 6`);
+  const column = (f: (at: number) => number) => Float32Array.from({ length: rows }, (_, r) => f(r * width));
+  const c = DRAW_COLUMNS;
   return {
-    token: Int32Array.from(column(DRAW_COLUMNS.token)),
-    logp: column(DRAW_COLUMNS.logp),
-    logq: column(DRAW_COLUMNS.logq),
-    logpMax: column(DRAW_COLUMNS.logpMax),
-    logPsi: width === 5 ? column(DRAW_COLUMNS.logPsi) : undefined,
+    token: Int32Array.from(column((at) => data[at + c.token])),
+    // A NaN logit makes the row's log Σ exp NaN, so log p shows it (the decoder checks it).
+    logp: column((at) => data[at + c.shifted] - data[at + c.logSum]),
+    logq: column((at) => data[at + c.tempered] - Math.log(data[at + c.total])),
+    logpMax: column((at) => -data[at + c.logSum]),
+    logPsi: width === 6 ? column((at) => data[at + c.logPsi]) : undefined,
   };
 }
