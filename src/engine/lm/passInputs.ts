@@ -77,8 +77,9 @@ export function passInputs(
     if (cache.length > 0 && need > cache.length) capacity = Math.ceil(need / o.capacityStep) * o.capacityStep;
     length = Math.max(capacity, need);
     feeds[TOTAL_SEQUENCE_LENGTH] = new ort.Tensor("int32", Int32Array.of(need), []);
+  } else {
+    feeds.attention_mask = new ort.Tensor("int64", int64Mask(mask), [batch, length]);
   }
-  if (!fixed) feeds.attention_mask = new ort.Tensor("int64", int64Mask(mask), [batch, length]);
   if (o.packed?.length) {
     const values: Record<string, ArrayLike<number>> = { [SEQLENS_K]: seqlens, [SAMPLE_UNIFORM]: o.draw?.uniforms ?? [], [SAMPLE_INVERSE_TEMPERATURE]: [o.draw?.inverseTemperature ?? 1] };
     const data = packStep(o.packed, batch, seq, ids, pos, (name) => values[name]);
