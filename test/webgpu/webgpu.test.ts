@@ -26,6 +26,7 @@ import { TokenTwistHead } from "../../src/engine/twist/heads";
 import { OnnxTokenTwist } from "../../src/engine/twist/onnxTwist";
 import { Rng } from "../../src/engine/util/rng";
 import { CASES as OP_COST_CASES, measureOpCosts } from "../../scripts/gpu/opCost";
+import { measureCacheMemory } from "../../scripts/gpu/cacheMemory";
 import { solve } from "../../src/engine/solve";
 import { loadTwistOption } from "../../src/engine/twist/resolve";
 import { assertGraphDrawsMatchLogits, assertModelDrawsMatchLogits, assertSameAsGrowingCache, FIXED_CAPACITY_STORED_BATCHES, assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "../unit/helpers";
@@ -148,6 +149,23 @@ describe("the engine on WebGPU", function () {
         await fixed.lm.dispose();
       }
     }
+  });
+
+  it("keeps a fixed-capacity cache's memory to its budget across solves (scripts/gpu/cacheMemory.ts): powers of two, and a reopen once past it", async () => {
+    const copy = mkdtempSync(join(tmpdir(), "tsmc-memory-"));
+    cpSync(GPT2, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
+    // 2 layers, 4 heads of 16, float32: 3 sets of 4 tensors [batch, 4, 8, 16] per shape (capacity step 8).
+    const setBytes = (batch: number, length: number) => 3 * 4 * batch * 4 * length * 16 * 4;
+    // A 2-token prompt, a step, then rows dropped: at most 7 positions, so every pass fits capacity 8.
+    const run = (ks: number[], cacheBudget: number) => measureCacheMemory(copy, { ks, fixedCapacity: true, capacityStep: 8, prompt: 2, steps: 1, cacheBudget });
+    const unbounded = await run([5, 3], Infinity);
+    // The load's probe and the prompts made 1 × 2 and 2 × 8; K = 5 runs as 8 rows, then 4, 2 (again)
+    // and 1; K = 3 (run as 4, then 2 and 1) adds no shape.
+    const shapes = setBytes(1, 2) + [2, 8, 4, 1].reduce((sum, b) => sum + setBytes(b, 8), 0);
+    assert.deepEqual(unbounded.map((s) => [s.K, s.retainedBytes, s.reopens]), [[5, shapes, 0], [3, shapes, 0]]);
+    // Past a budget of the K = 8 shape alone, each later solve starts from reopened sessions.
+    const bounded = await run([5, 5, 3], setBytes(8, 8));
+    assert.deepEqual(bounded.map((s) => s.reopens), [0, 1, 2]);
   });
 
   it("feeds a step its ids, positions and draw inputs in one upload and copies nothing else between devices mid-pass but a growing cache's masks (GPT-2, the shipped Llama; fixed-capacity and growing caches)", async () => {
