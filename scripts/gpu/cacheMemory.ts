@@ -68,7 +68,8 @@ export async function measureCacheMemory(model: string, o: CacheMemoryOptions, r
   return solves;
 }
 
-if (require.main === module) {
+// Run as a script, not imported: in a bundle (the kit's test suite) every module's `module` is the bundle's.
+if (require.main === module && /cacheMemory\.[jt]s$/.test(process.argv[1] ?? "")) {
   const { values } = parseArgs({
     options: { model: { type: "string" }, ks: { type: "string" }, "fixed-capacity": { type: "string" }, "budget-mb": { type: "string" }, prompt: { type: "string" }, steps: { type: "string" } },
   });

@@ -183,7 +183,8 @@ async function main() {
   });
 }
 
-if (require.main === module) {
+// Run as a script, not imported: in a bundle (the kit's test suite) every module's `module` is the bundle's.
+if (require.main === module && /op-?[cC]ost\.[jt]s$/.test(process.argv[1] ?? "")) {
   main().catch((e) => {
     console.error(`op-cost: ${(e as Error).message}`);
     process.exit(1);
