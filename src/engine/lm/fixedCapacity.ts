@@ -44,10 +44,12 @@ export const physicalBatch = (rows: number) => 2 ** Math.ceil(Math.log2(Math.max
 export class RetainedCacheShapes {
   private readonly shapes = new Map<string, number>();
 
-  /** Notes a pass's present tensors (one shape: [batch, heads, capacity, headDim] each). */
+  /** Notes a pass's present tensors (every layer's of one shape, [batch, heads, capacity, headDim]); a shape seen before costs a lookup. */
   record(presents: readonly ort.Tensor[]): void {
+    const key = presents[0]?.dims.join("×") ?? "";
+    if (this.shapes.has(key)) return;
     const bytes = presents.reduce((sum, t) => sum + t.dims.reduce((a, d) => a * d, 1) * (t.type === "float16" ? 2 : 4), 0);
-    this.shapes.set(presents.map((t) => t.dims.join("×")).join(","), SETS_KEPT_PER_SHAPE * bytes);
+    this.shapes.set(key, SETS_KEPT_PER_SHAPE * bytes);
   }
 
   get bytes(): number {

@@ -4,18 +4,18 @@
  * optionally last_hidden_state), run by onnxruntime-node. The KV cache stays in the runtime's tensors
  * and is reordered by row without recomputing anything.
  */
-import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
 import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from "./causalLm";
-import { candidates, Device, DeviceAttempt, executionProvider, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
+import { candidates, Device, DeviceAttempt, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
 import { FloatType, KvCache, liveKvCaches } from "./kvCache";
 import { liveDeviceLogits } from "./stepReaders";
 import { attendsToEveryEarlierToken, DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 import { checkInterface } from "./decoderInterface";
 import { cacheBudgetFor, fixedCapacityFromEnv, physicalBatch, RetainedCacheShapes } from "./fixedCapacity";
 import { passInputs } from "./passInputs";
-import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelBytes, PrepareOptions } from "./onnx/prepareGraph";
+import { HIDDEN_OUTPUT } from "./onnx/prepareGraph";
+import { sessionOpener, smcReadySource } from "./decoderSession";
 import { CHUNKS, largestRightChunk } from "./attentionCheck";
 import { DTYPE } from "./onnx/graphBuild";
 import { concat } from "./onnx/protoWire";
@@ -80,28 +80,6 @@ export const PREFILL_CHUNK = 64;
 
 /** From this vocabulary size on, drawing in the graph pays on the CPU too. */
 export const LARGE_VOCABULARY = 8192;
-
-/**
- * The SMC-ready graph (see prepareGraph): a cached file next to the export, or, where that folder is
- * read-only, the edited bytes in memory. An export whose LM head cannot be found is used as it is.
- */
-function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: boolean, fixedCapacity: boolean, packStep = true): { source: string | Uint8Array; fused: boolean; attention: boolean; rotaryPositions: number; fixedCapacity: boolean; packedStep: string[] } {
-  const { hiddenSize, vocabSize, numHeads, numKvHeads, headDim, maxPositions } = folder.config;
-  const options: PrepareOptions = { hiddenSize, vocabSize, sampler, fuse: fuse ? { numHeads, numKvHeads, headDim, maxPositions, fixedCapacity, unpackedStep: !packStep } : undefined };
-  const edits = (p?: PreparedEdits) => ({ fused: !!p && anyFused(p), attention: !!p?.fusedAttention, rotaryPositions: p?.rotaryPositions ?? 0, fixedCapacity: !!p?.fixedCapacity, packedStep: p?.packedStep ? p.packedStep.split(",") : [] });
-  try {
-    const prepared = prepareForSmc(folder.onnxPath, options);
-    return { source: prepared.path, ...edits(prepared) };
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === "EACCES" || code === "EROFS" || code === "EPERM") {
-      const prepared = prepareModelBytes(readFileSync(folder.onnxPath), options);
-      return { source: prepared?.bytes ?? folder.onnxPath, ...edits(prepared) };
-    }
-    if (/cannot find the LM head/.test((e as Error).message)) return { source: folder.onnxPath, ...edits() };
-    throw new ModelFolderError(`${folder.onnxPath} is not a valid ONNX model (${(e as Error).message}): the file may be truncated or corrupt`);
-  }
-}
 
 export class OnnxDecoder implements CausalLM {
   readonly vocabSize: number;
@@ -199,34 +177,14 @@ export class OnnxDecoder implements CausalLM {
     const capacityStep = fixedCapacity ? (options.capacityStep ?? 256) : 0;
     if (fixedCapacity && !(Number.isInteger(capacityStep) && capacityStep > 0)) throw new RangeError(`capacityStep must be a positive integer, got ${options.capacityStep}`);
     const cacheBudget = cacheBudgetFor(device, options.cacheBudget);
-    // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
-    // (with the cache round-tripping through the CPU each step was 20× slower; see GPU.md). Only
-    // logits and the hidden state come back. Reordering then needs the prepared graph's gather.
+    // On WebGPU the KV cache stays on the device (decoderSession.ts): reordering it needs the prepared graph.
     if (device === "webgpu" && options.prepare === false) {
       return { failure: "on a GPU the engine runs the SMC-prepared graph (it draws the tokens there)", fused };
     }
     let session: ort.InferenceSession | undefined;
     let reopen: (() => Promise<ort.InferenceSession>) | undefined;
     try {
-      const sessionOptions: ort.InferenceSession.SessionOptions = {
-        // A fixed-capacity cache's tensors are remade every step at the same sizes: the exact-size
-        // buffer cache reuses them all (the default keeps 10 of a size; see fuseAttention.ts).
-        executionProviders: [executionProvider(device, process.env, fixedCapacity ? "simple" : undefined)],
-        intraOpNumThreads: threads,
-        interOpNumThreads: 1,
-        graphOptimizationLevel: "all",
-        // Errors only: onnxruntime's warnings (e.g. shape ops placed on the CPU by design) are not the user's to act on.
-        logSeverityLevel: 3,
-      };
-      // A diagnostic: onnxruntime's own trace of every kernel (chrome://tracing JSON), written on dispose.
-      const profile = process.env.TWISTED_SMC_ORT_PROFILE;
-      if (profile) Object.assign(sessionOptions, { enableProfiling: true, profileFilePrefix: profile });
-      if (device === "webgpu") {
-        // The logits stay there too, until a draw outside the graph needs them (see stepReaders.ts).
-        const onDevice = ["logits", HIDDEN_OUTPUT, ...Array.from({ length: folder.config.numLayers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat()];
-        sessionOptions.preferredOutputLocation = Object.fromEntries(onDevice.map((n) => [n, "gpu-buffer" as const]));
-      }
-      reopen = () => (typeof source === "string" ? ort.InferenceSession.create(source, sessionOptions) : ort.InferenceSession.create(source, sessionOptions));
+      reopen = sessionOpener(source, device, threads, folder.config.numLayers, fixedCapacity);
       session = await reopen();
     } catch (e) {
       await session?.release();
@@ -401,7 +359,7 @@ export class OnnxDecoder implements CausalLM {
       if (sampling && !(sampling.temperature > 0)) throw new RangeError(`sampling needs a temperature > 0, got ${sampling.temperature}`);
       // float32 rounds u just below 1 up to 1, which would select past the last token.
       const uniforms = new Float32Array(physical);
-      if (sampling) uniforms.set(Float32Array.from(sampling.uniforms, (x) => Math.min(x, 1 - 2 ** -24)));
+      for (let b = 0; b < batch && sampling; b++) uniforms[b] = Math.min(sampling.uniforms[b], 1 - 2 ** -24);
       draw = { uniforms, inverseTemperature: sampling ? 1 / sampling.temperature : 1 };
     }
     const { feeds, capacity, length, mask, positions } = passInputs(cache, padded, { padId: this.padId, capacityStep: this.capacityStep, positionIds: this.hasPositionIds, draw, packed: this.packedStep });
