@@ -7,7 +7,7 @@ import { KvCache } from "../../src/engine/lm/kvCache";
 import { floatToHalf, halfToFloat, toFloat32 } from "../../src/engine/lm/tensorData";
 import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
 import { openModelFolder } from "../../src/engine/lm/modelFolder";
-import { cacheBudgetFor, fixedCapacityFromEnv } from "../../src/engine/lm/fixedCapacity";
+import { cacheBudgetFor, fixedCapacityDefault, fixedCapacityFromEnv } from "../../src/engine/lm/fixedCapacity";
 import { GRAPH, MODEL, node, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
 import { readGraph, readNode, smallTensorValues } from "../../src/engine/lm/onnx/graphRead";
 import { applyRewrites } from "../../src/engine/lm/onnx/graphRewrite";
@@ -239,8 +239,10 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     await fixed.lm.dispose();
   });
 
-  it("takes a fixed capacity from TWISTED_SMC_FIXED_CAPACITY where the caller leaves it unset, and its budget from TWISTED_SMC_CACHE_BUDGET_MB; refuses values it does not know", async () => {
-    assert.equal(fixedCapacityFromEnv({}), false);
+  it("keeps a fixed capacity by default on a GPU only; takes it from TWISTED_SMC_FIXED_CAPACITY where the caller leaves it unset, and its budget from TWISTED_SMC_CACHE_BUDGET_MB; refuses values it does not know", async () => {
+    assert.deepEqual([fixedCapacityDefault("cpu"), fixedCapacityDefault("webgpu"), fixedCapacityDefault("cuda")], [false, true, true]);
+    assert.equal(fixedCapacityFromEnv({}), undefined);
+    assert.equal(fixedCapacityFromEnv({ TWISTED_SMC_FIXED_CAPACITY: " " }), undefined);
     assert.equal(fixedCapacityFromEnv({ TWISTED_SMC_FIXED_CAPACITY: "yes" }), true);
     assert.equal(fixedCapacityFromEnv({ TWISTED_SMC_FIXED_CAPACITY: "0" }), false);
     assert.throws(() => fixedCapacityFromEnv({ TWISTED_SMC_FIXED_CAPACITY: "on" }), /TWISTED_SMC_FIXED_CAPACITY=on is not one of 1, yes, 0, no/);
@@ -252,6 +254,10 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     assert.throws(() => cacheBudgetFor("webgpu", undefined, { TWISTED_SMC_CACHE_BUDGET_MB: "lots" }), /the cache budget must be a number of bytes ≥ 0 \(TWISTED_SMC_CACHE_BUDGET_MB: MiB\), got lots/);
     const copy = join(dir, "env");
     cpSync(join(FIXTURES, "gpt2-tiny"), copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
+    // Unset on the CPU, even in the GPU's kernels: the growing cache.
+    const cpuDefault = await loadModel(copy, { threads: 1, fewestKernels: true });
+    models.push(cpuDefault);
+    assert.equal((cpuDefault.lm as { fixedCapacity?: boolean }).fixedCapacity, false);
     process.env.TWISTED_SMC_FIXED_CAPACITY = "1";
     try {
       const [on, off] = [await loadModel(copy, { threads: 1, fewestKernels: true }), await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: false })];

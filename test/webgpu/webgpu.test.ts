@@ -70,7 +70,9 @@ describe("the engine on WebGPU", function () {
 
   it("keeps the KV cache in GPU buffers and reports the device", async () => {
     const { lm } = await model(GPT2, "webgpu");
-    assert.match(lm.device, /^webgpu/);
+    // At a fixed capacity, the GPU's default (fixedCapacity.ts), which the device line says.
+    assert.match(lm.device, /^webgpu \(onnxruntime-node; fixed-capacity KV cache[;)]/);
+    assert.equal((lm as { fixedCapacity?: boolean }).fixedCapacity, true);
     const out = await lm.prefill([1, 5, 6]);
     const cache = out.state as KvCache;
     assert.ok(cache.tensors.length > 0);
@@ -96,11 +98,15 @@ describe("the engine on WebGPU", function () {
       let [g, c] = [a.state.select([0, 0, 0]), b.state.select([0, 0, 0])];
       a.state.dispose();
       b.state.dispose();
+      // A fixed-capacity cache (the GPU's default, where the graph takes it) lets a held row's token see
+      // itself, so that row's logits differ by design and are not compared; the growing cache's are.
+      const fixed = !!(gpu as { fixedCapacity?: boolean }).fixedCapacity;
+      const compared = (logits: Float32Array, tokens: (number | null)[]) => (fixed ? logits.filter((_, i) => tokens[Math.floor(i / gpu.vocabSize)] !== null) : logits);
       for (let s = 0; s < 6; s++) {
         const tokens = [10 + s, s % 2 ? null : 20 + s, 30];
         const x = await gpu.step(g, tokens);
         const y = await cpu.step(c, tokens);
-        const diff = maxAbsDiff(await logitsOf(x), await logitsOf(y));
+        const diff = maxAbsDiff(compared(await logitsOf(x), tokens), compared(await logitsOf(y), tokens));
         assert.ok(diff < tolerance, `step ${s}: logits differ by ${diff}`);
         const ancestors = [2, 0, s % 3];
         [g, c] = [x.state.select(ancestors), y.state.select(ancestors)];
@@ -277,8 +283,14 @@ describe("the engine on WebGPU", function () {
     // its verbose log lists the placements (read from a child process, where the log goes).
     const dir = mkdtempSync(join(tmpdir(), "tsmc-placement-"));
     const head = TokenTwistHead.init(64, 332, 4, new Rng(2));
+    // The GPU's graphs of a GPT-2, prepared here (a test's own copy: none relies on another's leftovers).
+    const gpt2 = join(dir, "gpt2");
+    cpSync(GPT2, gpt2, { recursive: true, filter: (src) => !src.includes(".smc.") });
+    const { hiddenSize, vocabSize, numHeads, numKvHeads, headDim } = openModelFolder(gpt2).config;
+    const prepared = (fixedCapacity: boolean) => prepareForSmc(join(gpt2, "model.onnx"), { hiddenSize, vocabSize, sampler: true, fuse: { numHeads, numKvHeads, headDim, fixedCapacity } }).path;
     const graphs: [string, string][] = [
-      ["the prepared GPT-2 (sampling head, fused layers)", join(GPT2, "model.sampling.fused.smc.onnx")],
+      ["the prepared GPT-2 (sampling head, fused layers, fixed-capacity cache)", prepared(true)],
+      ["the prepared GPT-2 (sampling head, fused layers, growing cache)", prepared(false)],
       ["the KV reorder graph (fp16)", join(dir, "reorder.onnx")],
       ["the rows graph (fp16)", join(dir, "rows.onnx")],
       ["the twisted draw graph", join(dir, "draw.onnx")],
@@ -323,8 +335,9 @@ describe("the engine on WebGPU", function () {
     const dir = join(mkdtempSync(join(tmpdir(), "tsmc-fused-")), "m");
     cpSync(GPT2, dir, { recursive: true, filter: (src) => !src.includes(".smc.") });
     const { hiddenSize, vocabSize, numHeads, numKvHeads, headDim } = openModelFolder(dir).config;
-    const fused = prepareForSmc(join(dir, "model.onnx"), { hiddenSize, vocabSize, sampler: true, fuse: { numHeads, numKvHeads, headDim } });
-    assert.equal(fused.fusedAttention, 2);
+    // The GPU's default graph: fused, with a fixed-capacity cache.
+    const fused = prepareForSmc(join(dir, "model.onnx"), { hiddenSize, vocabSize, sampler: true, fuse: { numHeads, numKvHeads, headDim, fixedCapacity: true } });
+    assert.deepEqual([fused.fusedAttention, fused.fixedCapacity], [2, true]);
     // A fused graph this GPU rejects: its attention told of 3 heads, which 64 channels cannot make.
     const heads = (n: number) => Buffer.from(message([[1, "num_heads"], [20, 2], [3, n]]));
     const bytes = readFileSync(fused.path);

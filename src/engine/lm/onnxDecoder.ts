@@ -12,7 +12,7 @@ import { FloatType, KvCache, liveKvCaches } from "./kvCache";
 import { liveDeviceLogits } from "./stepReaders";
 import { attendsToEveryEarlierToken, DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
 import { checkInterface } from "./decoderInterface";
-import { cacheBudgetFor, fixedCapacityFromEnv, physicalBatch, RetainedCacheShapes } from "./fixedCapacity";
+import { cacheBudgetFor, fixedCapacityDefault, fixedCapacityFromEnv, physicalBatch, RetainedCacheShapes } from "./fixedCapacity";
 import { passInputs } from "./passInputs";
 import { HIDDEN_OUTPUT } from "./onnx/prepareGraph";
 import { sessionOpener, smcReadySource } from "./decoderSession";
@@ -47,8 +47,8 @@ export interface OnnxDecoderOptions {
    * Keep the KV cache at a fixed capacity, in the fewest kernels (fuseAttention.ts): its tensors keep
    * their shape from step to step, growing by `capacityStep` positions (default 256) when full, and on
    * a GPU onnxruntime reuses their buffers (its exact-size buffer cache, which is then the whole
-   * process's). Off by default until measured on a GPU (TWISTED_SMC_FIXED_CAPACITY=1 turns it on where
-   * the caller leaves it unset: fixedCapacityFromEnv); a graph it cannot apply to runs as without it.
+   * process's). Default: on a GPU (fixedCapacityDefault), unless TWISTED_SMC_FIXED_CAPACITY says otherwise
+   * (fixedCapacityFromEnv); a graph it cannot apply to runs as without it.
    */
   fixedCapacity?: boolean;
   capacityStep?: number;
@@ -173,7 +173,7 @@ export class OnnxDecoder implements CausalLM {
     const { source, fused, attention, rotaryPositions, fixedCapacity, packedStep } =
       options.prepare === false
         ? { source: folder.onnxPath, fused: false, attention: false, rotaryPositions: 0, fixedCapacity: false, packedStep: [] }
-        : smcReadySource(folder, sampler, fuse, fuse && !!options.fixedCapacity && attendsToEveryEarlierToken(folder), options.packStep ?? true);
+        : smcReadySource(folder, sampler, fuse, fuse && (options.fixedCapacity ?? fixedCapacityDefault(device)) && attendsToEveryEarlierToken(folder), options.packStep ?? true);
     const capacityStep = fixedCapacity ? (options.capacityStep ?? 256) : 0;
     if (fixedCapacity && !(Number.isInteger(capacityStep) && capacityStep > 0)) throw new RangeError(`capacityStep must be a positive integer, got ${options.capacityStep}`);
     const cacheBudget = cacheBudgetFor(device, options.cacheBudget);
@@ -196,20 +196,22 @@ export class OnnxDecoder implements CausalLM {
     const { kvType, hasPositionIds, hasHidden, hasSampler } = checkInterface(session, folder, fixedCapacity, packedStep);
     let prefillChunk = options.prefillChunk ?? (fixedCapacity ? PREFILL_CHUNK : Infinity);
     if (!(prefillChunk >= 1)) throw new RangeError(`prefillChunk must be at least 1, got ${options.prefillChunk}`);
-    let where = device === "cpu" ? `cpu (onnxruntime-node, ${threads} threads)` : `${device} (onnxruntime-node)`;
+    // What the device line tells the user beside the device: how the cache is kept, and any chunking.
+    const notes = [device === "cpu" ? `onnxruntime-node, ${threads} thread${threads === 1 ? "" : "s"}` : "onnxruntime-node", ...(fixedCapacity ? ["fixed-capacity KV cache"] : [])];
     if (device !== "cpu" && attention) {
       // A GPU whose fused attention is wrong on long chunks (small subgroups) gets the prompt in shorter ones.
       try {
         const right = await largestRightChunk(device, fixedCapacity ? "gqa" : "mha", folder.config.numHeads, folder.config.headDim);
         if (right < CHUNKS[0] && right < prefillChunk) {
           prefillChunk = right;
-          where = `${device} (onnxruntime-node; prompts in ${right}-token passes, as this GPU's attention is wrong on longer ones)`;
+          notes.push(`prompts in ${right}-token passes, as this GPU's attention is wrong on longer ones`);
         }
       } catch (e) {
         await session.release();
         return { failure: `it could not run the fused attention: ${deviceFailure(device, (e as Error).message)}`, fused };
       }
     }
+    const where = `${device} (${notes.join("; ")})`;
     const logits = session.outputMetadata.find((m) => m.name === "logits");
     const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
     const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where, fuse ? "fewest-kernels" : "least-work");
@@ -365,12 +367,13 @@ export class OnnxDecoder implements CausalLM {
     const { feeds, capacity, length, mask, positions } = passInputs(cache, padded, { padId: this.padId, capacityStep: this.capacityStep, positionIds: this.hasPositionIds, draw, packed: this.packedStep });
     let out: ort.InferenceSession.OnnxValueMapType;
     let reordered: ort.Tensor[] | undefined;
+    let pastTables: DeviceRunError | undefined;
     try {
       // Past its rotary tables the fused graph would read beyond them; the exported graph on the CPU
       // computes any position's angles (withCpuFallback moves the run there).
       const last = this.rotaryPositions ? positions.reduce((a, b) => Math.max(a, b), 0) : 0;
       if (last > this.rotaryPositions) {
-        throw new DeviceRunError(this.device, `position ${last - 1} is past the ${this.rotaryPositions} positions this graph's rotary tables cover on ${this.device}; the run goes on on the CPU`);
+        throw (pastTables = new DeviceRunError(this.device, `position ${last - 1} is past the ${this.rotaryPositions} positions this graph's rotary tables cover on ${this.device}; the run goes on on the CPU`));
       }
       // The stored rows, in order, padded: a gather unless they are the stored ones as they are.
       const stored = cache.storedRows();
@@ -386,8 +389,9 @@ export class OnnxDecoder implements CausalLM {
       // Every output is fetched each time: onnxruntime-node's binding breaks when the set changes between runs.
       out = await this.session.run(feeds);
     } catch (e) {
-      if (this.device.startsWith("cpu") || e instanceof DeviceRunError) throw e;
-      const what = deviceFailure(this.device.split(" ")[0], (e as Error).message);
+      if (this.device.startsWith("cpu") || e === pastTables) throw e;
+      // A reorder's or a growth's session says what it was doing (sideSessions.ts); the pass says how big it was.
+      const what = e instanceof DeviceRunError ? e.message.replace(`${this.device} `, "") : deviceFailure(this.device.split(" ")[0], (e as Error).message);
       throw new DeviceRunError(this.device, `${this.device} failed in a forward pass of ${batch} rows × ${seq} tokens: ${what}; use fewer particles or --device cpu`);
     } finally {
       cache.dispose();
