@@ -4,12 +4,14 @@
 #  1. a GPT-2-small-shaped decoder with random weights (mkmodel.py) in fp32, PyTorch CUDA eager timed
 #     on the same weights and loop (fp32 and fp16);
 #  2. the engine's twisted SMC decode loop on WebGPU (logits checked against the model on the CPU
-#     first), the same with a fixed-capacity KV cache, onnxruntime's profile of both, the same in the CPU's kernels, then the loop on the CPU;
-#  3. token level on WebGPU, then the same weights exported in fp16 on WebGPU, then the shipped Llama;
+#     first) with a growing KV cache, then with the default fixed-capacity one, onnxruntime's profile of
+#     both, the same in the CPU's kernels, then the loop on the CPU;
+#  3. token level on WebGPU, then the same weights exported in fp16 on WebGPU, then the shipped Llama,
+#     and the CLI's solve of the README's problem (device auto);
 #  4. the WebGPU test suite on the real GPU (GPU-vs-CPU logits, on-device gathers, toy-model statistics).
 #  5. what the KV cache's nodes cost the WebGPU provider (scripts/gpu/opCost.ts): op-cost.jsonl, and
 #     profiled: op-cost-profile.txt.
-# Results in $OUT (or ./gpu-results/): gpu.txt, torch-cuda.txt, bench.jsonl, profile.txt, webgpu-tests.txt,
+# Results in $OUT (or ./gpu-results/): gpu.txt, torch-cuda.txt, bench.jsonl, profile.txt, cli-solve.jsonl, webgpu-tests.txt,
 # op-cost.jsonl, op-cost-profile.txt, times.txt. SKIP="a regex" leaves out the parts whose names match (a shorter rerun).
 set -uo pipefail
 out=${OUT:-gpu-results}; mkdir -p "$out"
@@ -53,14 +55,16 @@ bench="$rt/node $rt/decode-bench.js --cache 256 --steps 32 --threads 16"
 part 120 "export + PyTorch CUDA eager" bash -o pipefail -c "${PYTHON:-python3} $g/mkmodel.py $m32/model.onnx $V $D $L $H 16,64,256 256 32 2>&1 | tee $out/torch-cuda.txt"
 # Every measurement goes to bench.jsonl, one JSON line each (a run may bring back only a few files).
 # Step level: tokens drawn in the graph, the GPU default. Prepares the graph (written beside the model) first.
-part 120 "WebGPU fp32, step level" bash -o pipefail -c "$bench --model $m32 --reference $m32 --devices webgpu --levels step --ks 1,16,64,256 | tee -a $out/bench.jsonl"
-# The KV cache at a fixed capacity (GroupQueryAttention; onnxruntime's exact-size buffer cache for the
-# process): no cache tensor made anew per step. Checked against the model on the CPU first.
-part 120 "WebGPU fp32, step level, fixed-capacity cache" bash -o pipefail -c "$bench --model $m32 --reference $m32 --devices webgpu --levels step --ks 16,64,256 --fixed-capacity yes | tee -a $out/bench.jsonl"
+# First with the growing KV cache (every step's cache tensors made anew: the default until 2026-11-26).
+part 120 "WebGPU fp32, step level" bash -o pipefail -c "$bench --model $m32 --reference $m32 --devices webgpu --levels step --ks 1,16,64,256 --fixed-capacity no | tee -a $out/bench.jsonl"
+# The KV cache at a fixed capacity, the GPU default (GroupQueryAttention; onnxruntime's exact-size buffer
+# cache for the process): no cache tensor made anew per step. Checked against the model on the CPU first.
+# The parts below that do not name a cache run the default.
+part 120 "WebGPU fp32, step level, fixed-capacity cache (the default)" bash -o pipefail -c "$bench --model $m32 --reference $m32 --devices webgpu --levels step --ks 16,64,256 | tee -a $out/bench.jsonl"
 # Where a step's time goes: onnxruntime's profile (GPU time per kernel from timestamp queries), summed up.
 rm -f /tmp/profile-*.json
 for k in 16 256; do
-  part 60 "WebGPU fp32 profile, K = $k" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks $k --steps 8 --profile /tmp/profile-$k > /dev/null && $rt/node scripts/gpu/profile-summary.mjs /tmp/profile-${k}_*.json 30 | tee -a $out/profile.txt"
+  part 60 "WebGPU fp32 profile, K = $k" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks $k --steps 8 --fixed-capacity no --profile /tmp/profile-$k > /dev/null && $rt/node scripts/gpu/profile-summary.mjs /tmp/profile-${k}_*.json 30 | tee -a $out/profile.txt"
 done
 part 60 "WebGPU fp32 profile, K = 16, fixed-capacity cache" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks 16 --steps 8 --fixed-capacity yes --profile /tmp/profile-16-capacity > /dev/null && $rt/node scripts/gpu/profile-summary.mjs /tmp/profile-16-capacity_*.json 30 | tee -a $out/profile.txt"
 # The same with its per-pass inputs fed one by one (five uploads a step, each a staging buffer and a
@@ -80,6 +84,8 @@ part 60 "export fp16" bash -o pipefail -c "DTYPE=fp16 ${PYTHON:-python3} $g/mkmo
 part 90 "WebGPU fp16, step level" bash -o pipefail -c "$bench --model $m16 --reference $m32 --devices webgpu --levels step --ks 16,64,256 | tee -a $out/bench.jsonl"
 # The shipped Llama (RMS norms, rotary embeddings), in the fewest kernels and in the CPU's.
 part 45 "shipped Llama on WebGPU" bash -o pipefail -c "for f in yes no; do $bench --model models/tiny-math-llama --devices webgpu --levels step --ks 16,64 --fewest-kernels \$f | tee -a $out/bench.jsonl; done"
+# The main job as a user runs it: the CLI's solve on the shipped model, device auto (the GPU, its default cache).
+part 30 "CLI solve on the GPU" bash -o pipefail -c "for i in 1 2; do $rt/node dist/cli.js solve 'Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?' --json | $rt/node -e 'const o = JSON.parse(require(\"fs\").readFileSync(0, \"utf8\")); console.log(JSON.stringify({ answer: o.answer, device: o.device, deviceChoice: o.deviceChoice, timing: o.timing }))' | tee -a $out/cli-solve.jsonl; done"
 part 120 "WebGPU test suite" bash -c "$rt/node $g/tests/webgpu-tests.js > $out/webgpu-tests.txt 2>&1; rc=\$?; echo exit \$rc >> $out/webgpu-tests.txt; tail -4 $out/webgpu-tests.txt; exit \$rc"
 # Dawn's per-dispatch validation, off, now that a step issues fewer kernels (last: within noise).
 part 30 "WebGPU fp32, step level, validation disabled" bash -o pipefail -c "$bench --model $m32 --devices webgpu --levels step --ks 16 --webgpu-validation disabled | tee -a $out/bench.jsonl"

@@ -28,10 +28,13 @@ const all = measured.filter((r) => !r.validation && r.packStep !== "no");
 // Rows measured in the CPU's kernels (--fewest-kernels no) are the before of the GPU's fusions.
 // The shipped Llama's rows (run.sh's last timing) get a line of their own.
 const SHIPPED = /tiny-math-llama/;
-// Rows with a fixed-capacity KV cache (--fixed-capacity yes, where the graph took it) get columns of their own.
+// Rows with a fixed-capacity KV cache (the decoder's, or asked for where the graph took it: older runs
+// said `capacityApplied`) get columns of their own; the token-level and fp16 ones take either cache
+// (capacity null): each comes from one part of run.sh, run with the decoder's default.
+const fixed = (r) => r.fixedCapacity === "yes" && r.capacityApplied !== false;
 const on = (device, fp16, plain = false, capacity = false) =>
-  all.filter((r) => r.device?.startsWith(device) && !SHIPPED.test(r.model) && /fp16/.test(r.model) === fp16 && (r.fewestKernels === "no") === plain && (r.fixedCapacity === "yes") === capacity);
-const bench = { fp32: on("webgpu", false), plain: on("webgpu", false, true), fp16: on("webgpu", true), cpu: on("cpu", false), capacity: on("webgpu", false, false, true).filter((r) => r.capacityApplied) };
+  all.filter((r) => r.device?.startsWith(device) && !SHIPPED.test(r.model) && /fp16/.test(r.model) === fp16 && (r.fewestKernels === "no") === plain && (capacity === null || fixed(r) === capacity));
+const bench = { fp32: on("webgpu", false), plain: on("webgpu", false, true), fp16: on("webgpu", true, false, null), token: on("webgpu", false, false, null), cpu: on("cpu", false), capacity: on("webgpu", false, false, true) };
 // Per step: the median of a run's decode steps, as mkmodel.py times PyTorch's (older results have only the mean).
 const row = (list, level, k) => list.find((r) => r.level === level && r.K === k && typeof r.msPerStep === "number");
 const perStep = (r) => r?.msPerStepMedian ?? r?.msPerStep;
@@ -49,7 +52,7 @@ const columns = [
   ["WebGPU fp32, step", (k) => fmt(ms(bench.fp32, "step", k))],
   ["WebGPU fp32, step, fixed-capacity cache", (k) => fmt(ms(bench.capacity, "step", k))],
   ["WebGPU fp32, step, kernels as on the CPU", (k) => fmt(ms(bench.plain, "step", k))],
-  ["WebGPU fp32, token", (k) => fmt(ms(bench.fp32, "token", k))],
+  ["WebGPU fp32, token", (k) => fmt(ms(bench.token, "token", k))],
   ["WebGPU fp16, step", (k) => fmt(ms(bench.fp16, "step", k))],
   ["CPU, step", (k) => fmt(ms(bench.cpu, "step", k))],
   ["PyTorch CUDA fp32", (k) => fmt(torch[`float32|${k}`])],
@@ -58,6 +61,7 @@ const columns = [
   ["WebGPU fp32 fixed-capacity step / PyTorch fp32", (k) => ratio(ms(bench.capacity, "step", k), torch[`float32|${k}`])],
   ["WebGPU fp16 step / PyTorch fp16", (k) => ratio(ms(bench.fp16, "step", k), torch[`float16|${k}`])],
   ["CPU / WebGPU fp32 step", (k) => ratio(ms(bench.cpu, "step", k), ms(bench.fp32, "step", k))],
+  ["CPU / WebGPU fp32 fixed-capacity step", (k) => ratio(ms(bench.cpu, "step", k), ms(bench.capacity, "step", k))],
 ];
 const rows = [1, 16, 64, 256].map((k) => [String(k), ...columns.map(([, cell]) => cell(k))]).filter((r) => r.slice(1).some((c) => c !== "–"));
 const shown = [0, ...columns.map((_, i) => i + 1).filter((i) => rows.some((r) => r[i] !== "–"))];
@@ -67,6 +71,8 @@ const means = [1, 16, 64, 256].map((k) => [k, mean(bench.fp32, "step", k), mean(
 if (means.some(([k, w]) => w !== undefined && w !== ms(bench.fp32, "step", k))) {
   lines.push("", `Means over each whole run (its prompt's prefill included), step level, WebGPU fp32 / CPU: ${means.map(([k, w, c]) => `K = ${k}: ${fmt(w)} / ${fmt(c)}`).join("; ")} ms.`);
 }
+const fixedMeans = [16, 64, 256].map((k) => [k, mean(bench.capacity, "step", k)]).filter(([, m]) => m !== undefined);
+if (fixedMeans.length) lines.push("", `Means over each whole run, WebGPU fp32 step level, fixed-capacity cache: ${fixedMeans.map(([k, m]) => `K = ${k}: ${fmt(m)}`).join("; ")} ms.`);
 const shipped = all.filter((r) => SHIPPED.test(r.model) && r.device?.startsWith("webgpu") && typeof r.msPerStep === "number");
 if (shipped.length) {
   const at = (plain) => [16, 64].map((k) => fmt(perStep(shipped.find((r) => r.K === k && (r.fewestKernels === "no") === plain)))).join(" / ");
@@ -81,13 +87,13 @@ if (readback.length) {
 const unchecked = measured.filter((r) => r.validation === "disabled" && r.device?.startsWith("webgpu") && r.level === "step" && typeof r.msPerStep === "number" && !SHIPPED.test(r.model));
 if (unchecked.length) {
   const cases = unchecked.map((r) => {
-    const capacity = r.fixedCapacity === "yes";
+    const capacity = fixed(r);
     const checked = ms(capacity ? bench.capacity : bench.fp32, "step", r.K);
     return `K = ${r.K}${capacity ? ", fixed-capacity cache" : ""}: ${fmt(perStep(r))} ms (${fmt(checked)} with it)`;
   });
   lines.push("", `With Dawn's per-dispatch validation off (\`disabled\`), WebGPU fp32, step level: ${cases.join("; ")}.`);
 }
-const apart = measured.filter((r) => r.packStep === "no" && r.capacityApplied && r.level === "step" && typeof r.msPerStep === "number");
+const apart = measured.filter((r) => r.packStep === "no" && fixed(r) && r.level === "step" && typeof r.msPerStep === "number");
 if (apart.length) {
   const cases = apart.map((r) => `K = ${r.K}: ${fmt(perStep(r))} ms (${fmt(ms(bench.capacity, "step", r.K))} packed)`);
   lines.push("", `The fixed-capacity cache with its per-pass inputs fed one by one (five uploads a step instead of one), WebGPU fp32, step level: ${cases.join("; ")}.`);
@@ -95,7 +101,7 @@ if (apart.length) {
 const agree = [...bench.fp32, ...on("webgpu", false, false, true), ...bench.fp16].filter((r) => r.reference);
 if (agree.length) {
   lines.push("", "Logits against the fp32 model on the CPU (prefill, broadcast, 4 steps with held rows and gathers):");
-  for (const r of agree) lines.push(`- ${r.model} on ${r.device}${r.fixedCapacity === "yes" ? ", fixed-capacity cache" : ""}: max |Δ| ${r.maxAbsDiff} (${r.relativeToMaxLogit} of the largest logit), top-1 agreement ${r.top1Agreement}`);
+  for (const r of agree) lines.push(`- ${r.model} on ${r.device}${fixed(r) && !/fixed-capacity/.test(r.device) ? ", fixed-capacity cache" : ""}: max |Δ| ${r.maxAbsDiff} (${r.relativeToMaxLogit} of the largest logit), top-1 agreement ${r.top1Agreement}`);
 }
 // Each profile: its file (profile-K[-plain|-capacity]_DATE.json) and the median of its later passes.
 const profiles = [...read("profile.txt").matchAll(/profile-(\d+)(-plain|-capacity)?_[^\n]*?json:[\s\S]*?later passes, median: wall ([\d.]+) ms, GPU ([\d.]+) ms, (\d+) dispatches/g)];
@@ -122,5 +128,8 @@ if (costProfiles.length) {
   for (const m of costProfiles) lines.push(`- ${m[1]}: wall ${Number(m[2]).toFixed(1)} ms, GPU busy ${Number(m[3]).toFixed(1)} ms in ${m[4]} dispatches, CPU in the nodes ${Number(m[5]).toFixed(1)} ms`);
 }
 const tests = read("webgpu-tests.txt").match(/(\d+) passing[^\n]*(\n\s*\d+ pending)?(\n\s*\d+ failing)?/);
+// The CLI's solve of the README's problem (run.sh's cli-solve.jsonl): the device it chose, the answer, the time.
+const solves = read("cli-solve.jsonl").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
+if (solves.length) lines.push("", `\`twisted-smc solve\` of the README's problem, device auto: ${solves.map((r) => `${r.answer} in ${r.timing.totalMs} ms (${r.timing.forwardPasses} passes)`).join(", ")} on ${solves[0].device}.`);
 if (tests) lines.push("", `WebGPU test suite on the card: ${tests[0].replace(/\s+/g, " ").trim()}.`);
 console.log(lines.join("\n"));

@@ -13,10 +13,11 @@
  *
  * Random token ids stand in for text, so any vocabulary works (mkmodel-style exports included).
  * Prints one JSON line per measurement as it is made, so a run cut short keeps what it finished.
- * `--fixed-capacity yes` keeps the KV cache at a fixed capacity (OnnxDecoderOptions.fixedCapacity; its
- * lines say `fixedCapacity`, whether the graph took it, `capacityApplied`, and `cacheMiB`, the cache
- * buffers of the shapes made so far that onnxruntime keeps). Its budget is lifted here: reopening the
- * sessions between runs would time shader compiles. `--pack-step no` feeds a fixed-capacity graph's small
+ * `--fixed-capacity yes|no` asks for the KV cache at a fixed capacity or a growing one (default: the
+ * decoder's, fixed on a GPU: OnnxDecoderOptions.fixedCapacity). Lines say which the decoder runs,
+ * `fixedCapacity` yes or no, and with a fixed one `cacheMiB`, the cache buffers of the shapes made so
+ * far that onnxruntime keeps. Its budget is lifted here: reopening the sessions between runs would time
+ * shader compiles. `--pack-step no` feeds a fixed-capacity graph's small
  * per-pass inputs one by one instead of packed in one (OnnxDecoderOptions.packStep; lines say `packStep`).
  * With `--reference`, each device's logits are first compared with the reference folder's (the same
  * weights in fp32, say, for an fp16 export) through a prefill, a broadcast, held rows and resampling gathers.
@@ -72,7 +73,7 @@ async function main() {
     }
     if (values.reference) {
       const ref = await loadModel(values.reference, { device: (values["reference-device"] ?? "cpu") as DeviceRequest, threads: values.threads ? Number(values.threads) : undefined });
-      report({ device: lm.device, reference: `${values.reference} on ${ref.lm.device}`, ...(await agreement(lm, ref.lm)) });
+      report({ device: lm.device, reference: `${values.reference} on ${ref.lm.device}`, ...cacheKind(lm), ...(await agreement(lm, ref.lm)) });
       await ref.lm.dispose();
     }
     const rng = new Rng(1);
@@ -101,7 +102,7 @@ async function main() {
           report({
             device: lm.device, level, K, cache, msPerStep: Math.round(ms * 100) / 100, msPerStepMedian: Math.round(median(starts.intervals(end)) * 100) / 100, tokensPerSecond: Math.round((K * 1000) / ms), resampled: r.resampledAt.length,
             drawnInGraph: Math.round((100 * r.drawnInGraph) / r.generatedTokens) / 100, readbackKiBPerStep, loadMs: Math.round(loadMs),
-            ...(capacity ? { capacityApplied: lm instanceof OnnxDecoder && lm.fixedCapacity, cacheMiB: lm instanceof OnnxDecoder ? Math.round(lm.retainedCacheBytes / 2 ** 20) : undefined } : {}),
+            ...cacheKind(lm),
           });
         } catch (e) {
           report({ device: lm.device, level, K, error: (e as Error).message });
@@ -136,6 +137,12 @@ function stepStarts(lm: CausalLM) {
  * steps, each followed by a resampling gather. The largest absolute difference, the largest relative
  * to the logits' range, and how often the top token agrees.
  */
+/** The cache the decoder runs (a graph may not take a fixed capacity asked for), overriding what was asked. */
+function cacheKind(lm: CausalLM): Record<string, unknown> {
+  if (!(lm instanceof OnnxDecoder)) return {};
+  return lm.fixedCapacity ? { fixedCapacity: "yes", cacheMiB: Math.round(lm.retainedCacheBytes / 2 ** 20) } : { fixedCapacity: "no" };
+}
+
 async function agreement(a: CausalLM, b: CausalLM) {
   const rng = new Rng(7);
   const vocab = Math.min(a.vocabSize, b.vocabSize);

@@ -22,18 +22,23 @@ describe("the GPU kit's results table", function () {
     const webgpu = { ...measured, device: "webgpu (onnxruntime-node)" };
     // And the shipped Llama's, which get a line of their own rather than the table's cells.
     const llama = { ...webgpu, model: "models/tiny-math-llama" };
-    // decode-bench with a fixed-capacity cache: its lines say whether the graph took it.
+    // decode-bench's lines say which cache the decoder runs: the CPU's default grows; a fixed capacity
+    // asked for in the fused graph is taken, with the cache bytes it keeps.
+    assert.equal(measured.fixedCapacity, "no", bench);
     const fixedRun = execFileSync(process.execPath, [join(root, "dist/decode-bench.js"), "--model", join(root, "test/fixtures/gpt2-tiny"), "--devices", "cpu", "--levels", "step", "--ks", "16", "--steps", "4", "--threads", "1", "--fewest-kernels", "yes", "--fixed-capacity", "yes", "--reference", join(root, "test/fixtures/gpt2-tiny")], { encoding: "utf8" });
     const [checked, fixed] = fixedRun.trim().split("\n").map((l) => JSON.parse(l));
-    assert.deepEqual([fixed.fixedCapacity, fixed.capacityApplied], ["yes", true], fixedRun);
+    assert.deepEqual([fixed.fixedCapacity, checked.fixedCapacity, typeof fixed.cacheMiB], ["yes", "yes", "number"], fixedRun);
     // Against the same weights as exported (growing cache, CPU): held rows, whose logits differ by
     // design, are left out of the comparison; every other row agrees.
     assert.ok(checked.maxAbsDiff < 1e-4 && checked.top1Agreement === 1, fixedRun);
-    const lines = [{ ...webgpu, msPerStep: 3.5, msPerStepMedian: 2.5 }, { ...fixed, device: "webgpu (onnxruntime-node)", msPerStep: 2.5, msPerStepMedian: 2 }, { ...webgpu, fewestKernels: "no", msPerStep: 6, msPerStepMedian: 5 }, { ...llama, fewestKernels: "yes", msPerStep: 2, msPerStepMedian: 1.5 }, { ...llama, fewestKernels: "no", msPerStep: 3, msPerStepMedian: undefined }, { ...fixed, device: "webgpu (onnxruntime-node)", validation: "disabled", msPerStep: 1.9, msPerStepMedian: 1.75 }, { ...fixed, device: "webgpu (onnxruntime-node)", packStep: "no", msPerStep: 3.1, msPerStepMedian: 3 }];
+    const lines = [{ ...webgpu, msPerStep: 3.5, msPerStepMedian: 2.5 }, { ...fixed, device: "webgpu (onnxruntime-node)", msPerStep: 2.5, msPerStepMedian: 2 }, { ...webgpu, fewestKernels: "no", msPerStep: 6, msPerStepMedian: 5 }, { ...llama, fewestKernels: "yes", msPerStep: 2, msPerStepMedian: 1.5 }, { ...llama, fewestKernels: "no", msPerStep: 3, msPerStepMedian: undefined }, { ...fixed, device: "webgpu (onnxruntime-node)", validation: "disabled", msPerStep: 1.9, msPerStepMedian: 1.75 }, { ...fixed, device: "webgpu (onnxruntime-node)", packStep: "no", msPerStep: 3.1, msPerStepMedian: 3 }, { ...fixed, device: "webgpu (onnxruntime-node; fixed-capacity KV cache)", level: "token", msPerStep: 4, msPerStepMedian: 3.5 }];
     writeFileSync(join(dir, "bench.jsonl"), bench + lines.map((l) => JSON.stringify(l) + "\n").join(""));
     // mkmodel.py's line format (run.sh's torch-cuda.txt).
     writeFileSync(join(dir, "torch-cuda.txt"), "torch-cuda torch.float32 K=16 cache=256 median step 4.00 ms\n");
     writeFileSync(join(dir, "gpu.txt"), "Some GPU, 1.0, 1 MiB\n");
+    // run.sh's cli-solve.jsonl: what it keeps of `twisted-smc solve --json`, run here on the shipped model.
+    const solved = JSON.parse(execFileSync(process.execPath, [join(root, "dist/cli.js"), "solve", "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?", "--json", "--device", "cpu", "--threads", "1"], { encoding: "utf8" }));
+    writeFileSync(join(dir, "cli-solve.jsonl"), JSON.stringify({ answer: solved.answer, device: solved.device, deviceChoice: solved.deviceChoice, timing: solved.timing }) + "\n");
     // opCost.ts's lines (its own test runs it, in the WebGPU suite).
     const cost = { k: 16, layers: 12, heads: 12, headDim: 64, cache: 256, steps: 30, nodesPerStep: 12 };
     writeFileSync(join(dir, "op-cost.jsonl"), [{ ...cost, case: "attention-growing", msPerStepMedian: 13 }, { ...cost, case: "neg-fed-back", msPerStepMedian: 8.93 }, { ...cost, case: "attention-growing", memPattern: false, msPerStepMedian: 7 }, { ...cost, case: "attention-capacity", storageCache: "simple", msPerStepMedian: 4.5 }].map((c) => JSON.stringify(c)).join("\n") + "\n");
@@ -58,7 +63,9 @@ describe("the GPU kit's results table", function () {
     const header = tableLines[0].split("|").map((c) => c.trim());
     const row16 = tableLines.find((l) => l.startsWith("| 16 |"))!.split("|").map((c) => c.trim());
     const cell = (name: string) => row16[header.indexOf(name)];
-    assert.ok(!header.includes("WebGPU fp32, token") && !header.includes("WebGPU fp16, step"), tableLines[0]);
+    assert.ok(!header.includes("WebGPU fp16, step"), tableLines[0]);
+    // Token level, run with the decoder's default cache (fixed on a GPU), has a column whichever cache it ran.
+    assert.equal(cell("WebGPU fp32, token"), "3.50");
     const fmt = (x: number) => (x < 10 ? x.toFixed(2) : x.toFixed(1));
     assert.equal(cell("CPU, step"), fmt(measured.msPerStepMedian));
     assert.equal(cell("PyTorch CUDA fp32"), "4.00");
@@ -67,7 +74,10 @@ describe("the GPU kit's results table", function () {
     assert.equal(cell("WebGPU fp32 step / PyTorch fp32"), "0.63×");
     assert.equal(cell("WebGPU fp32, step, fixed-capacity cache"), "2.00");
     assert.equal(cell("WebGPU fp32 fixed-capacity step / PyTorch fp32"), "0.50×");
+    assert.equal(cell("CPU / WebGPU fp32 fixed-capacity step"), `${(measured.msPerStepMedian / 2).toFixed(2)}×`);
     assert.ok(table.includes(`WebGPU fp32 / CPU: K = 16: 3.50 / ${fmt(measured.msPerStep)} ms.`), table);
+    assert.ok(table.includes("Means over each whole run, WebGPU fp32 step level, fixed-capacity cache: K = 16: 2.50 ms."), table);
+    assert.ok(table.includes(`\`twisted-smc solve\` of the README's problem, device auto: 42 in ${solved.timing.totalMs} ms (${solved.timing.forwardPasses} passes) on cpu (onnxruntime-node, 1 thread).`), table);
     assert.ok(table.includes(`Logits and hidden states read back from the GPU: ${measured.readbackKiBPerStep} KiB per step at every K and level`), table);
     assert.ok(table.includes("- K = 16, 256-token cache, 12 layers: attention-growing 13.0, neg-fed-back 8.93\n- K = 16, 256-token cache, 12 layers, memory patterns off: attention-growing 7.00\n- K = 16, 256-token cache, 12 layers, buffer cache simple: attention-capacity 4.50"), table);
     assert.match(table, /- attention-growing: wall [\d.]+ ms, GPU busy 0\.0 ms in 0 dispatches, CPU in the nodes [\d.]+ ms/);
