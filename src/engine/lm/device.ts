@@ -145,9 +145,19 @@ export class DeviceUnavailableError extends InputError {}
 
 /** A forward pass failed on a GPU: the run can go on only on another device. */
 export class DeviceRunError extends InputError {
-  constructor(readonly device: string, message: string) {
+  constructor(
+    readonly device: string,
+    message: string,
+    /** What failed, without the device (`failed`): a caller that adds context reuses it. */
+    readonly what = message,
+  ) {
     super(message);
     this.name = "DeviceRunError";
+  }
+
+  /** "`device` `what`": e.g. "webgpu (…) failed to give the KV cache more capacity: out of GPU memory". */
+  static failed(device: string, what: string): DeviceRunError {
+    return new DeviceRunError(device, `${device} ${what}`, what);
   }
 }
 

@@ -124,6 +124,11 @@ export class OnnxDecoder implements CausalLM {
     return this.capacityStep > 0;
   }
 
+  /** The device alone, without the line's notes (deviceFailure's first argument). */
+  private get deviceKind(): string {
+    return this.device.split(" ")[0];
+  }
+
   /** Bytes fetched from the device so far, logits and hidden states apart (0 on the CPU). */
   get readback(): { readonly logits: number; readonly hidden: number } {
     return this.logitSessions.fetched;
@@ -307,7 +312,7 @@ export class OnnxDecoder implements CausalLM {
       this.session = await this.reopen();
     } catch (e) {
       this.sessionReleased = true;
-      throw new DeviceRunError(this.device, `${this.device} failed to reopen the model to free its cache buffers: ${deviceFailure(this.device.split(" ")[0], (e as Error).message)}`);
+      throw DeviceRunError.failed(this.device, `failed to reopen the model to free its cache buffers: ${deviceFailure(this.deviceKind, (e as Error).message)}`);
     }
     this.shapesMade.clear();
     this.reopens++;
@@ -365,16 +370,16 @@ export class OnnxDecoder implements CausalLM {
       draw = { uniforms, inverseTemperature: sampling ? 1 / sampling.temperature : 1 };
     }
     const { feeds, capacity, length, mask, positions } = passInputs(cache, padded, { padId: this.padId, capacityStep: this.capacityStep, positionIds: this.hasPositionIds, draw, packed: this.packedStep });
+    // Past its rotary tables the fused graph would read beyond them; the exported graph on the CPU
+    // computes any position's angles (withCpuFallback moves the run there).
+    const last = this.rotaryPositions ? positions.reduce((a, b) => Math.max(a, b), 0) : 0;
+    if (last > this.rotaryPositions) {
+      cache.dispose();
+      throw new DeviceRunError(this.device, `position ${last - 1} is past the ${this.rotaryPositions} positions this graph's rotary tables cover on ${this.device}; the run goes on on the CPU`);
+    }
     let out: ort.InferenceSession.OnnxValueMapType;
     let reordered: ort.Tensor[] | undefined;
-    let pastTables: DeviceRunError | undefined;
     try {
-      // Past its rotary tables the fused graph would read beyond them; the exported graph on the CPU
-      // computes any position's angles (withCpuFallback moves the run there).
-      const last = this.rotaryPositions ? positions.reduce((a, b) => Math.max(a, b), 0) : 0;
-      if (last > this.rotaryPositions) {
-        throw (pastTables = new DeviceRunError(this.device, `position ${last - 1} is past the ${this.rotaryPositions} positions this graph's rotary tables cover on ${this.device}; the run goes on on the CPU`));
-      }
       // The stored rows, in order, padded: a gather unless they are the stored ones as they are.
       const stored = cache.storedRows();
       const inPlace = cache.storeBatch === physical && stored.every((r, i) => r === i);
@@ -389,10 +394,10 @@ export class OnnxDecoder implements CausalLM {
       // Every output is fetched each time: onnxruntime-node's binding breaks when the set changes between runs.
       out = await this.session.run(feeds);
     } catch (e) {
-      if (this.device.startsWith("cpu") || e === pastTables) throw e;
+      if (this.device.startsWith("cpu")) throw e;
       // A reorder's or a growth's session says what it was doing (sideSessions.ts); the pass says how big it was.
-      const what = e instanceof DeviceRunError ? e.message.replace(`${this.device} `, "") : deviceFailure(this.device.split(" ")[0], (e as Error).message);
-      throw new DeviceRunError(this.device, `${this.device} failed in a forward pass of ${batch} rows × ${seq} tokens: ${what}; use fewer particles or --device cpu`);
+      const what = e instanceof DeviceRunError ? e.what : deviceFailure(this.deviceKind, (e as Error).message);
+      throw DeviceRunError.failed(this.device, `failed in a forward pass of ${batch} rows × ${seq} tokens: ${what}; use fewer particles or --device cpu`);
     } finally {
       cache.dispose();
       for (const t of reordered ?? []) t.dispose();

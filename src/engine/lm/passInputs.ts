@@ -51,8 +51,9 @@ export function passInputs(
   if (batch !== cache.batch && !(fixed && batch > cache.batch && rows.slice(cache.batch).every((r) => r.every((t) => t === null)))) {
     throw new RangeError(`a pass of ${batch} rows over a cache of ${cache.batch}: only a fixed-capacity cache's pass is padded, with held rows`);
   }
-  const ids = new BigInt64Array(batch * seq);
-  const pos = new BigInt64Array(batch * seq);
+  // As numbers: the packed input takes them as floats; int64 (BigInt) only for a graph fed them apart.
+  const ids = new Int32Array(batch * seq);
+  const pos = new Int32Array(batch * seq);
   const start = Int32Array.from({ length: batch }, (_, b) => (b < cache.batch ? cache.positions[b] : 0));
   const positions = Int32Array.from(start);
   let capacity = cache.length;
@@ -62,8 +63,8 @@ export function passInputs(
     if (!fixed) mask.set(cache.mask.subarray(b * cache.length, (b + 1) * cache.length), b * length);
     for (let s = 0; s < seq; s++) {
       const tok = rows[b][s];
-      ids[b * seq + s] = BigInt(tok ?? o.padId);
-      pos[b * seq + s] = BigInt(positions[b]);
+      ids[b * seq + s] = tok ?? o.padId;
+      pos[b * seq + s] = positions[b];
       if (tok === null) continue;
       if (!fixed) mask[b * length + cache.length + s] = 1;
       positions[b]++;
@@ -86,8 +87,8 @@ export function passInputs(
     feeds[STEP_INPUT] = new ort.Tensor("float32", data, [batch, data.length / batch]);
     return { feeds, capacity, length, mask, positions };
   }
-  feeds.input_ids = new ort.Tensor("int64", ids, [batch, seq]);
-  if (o.positionIds) feeds.position_ids = new ort.Tensor("int64", pos, [batch, seq]);
+  feeds.input_ids = new ort.Tensor("int64", BigInt64Array.from(ids, BigInt), [batch, seq]);
+  if (o.positionIds) feeds.position_ids = new ort.Tensor("int64", BigInt64Array.from(pos, BigInt), [batch, seq]);
   if (fixed) feeds[SEQLENS_K] = new ort.Tensor("int32", seqlens, [batch]);
   if (o.draw) {
     feeds[SAMPLE_UNIFORM] = new ort.Tensor("float32", o.draw.uniforms, [batch]);

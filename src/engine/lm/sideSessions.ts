@@ -27,7 +27,7 @@ export async function runSideSession(session: Promise<ort.InferenceSession>, fee
     return await (await session).run(feeds);
   } catch (e) {
     if (device === "cpu") throw e;
-    throw new DeviceRunError(where, `${where} failed to ${doing}: ${deviceFailure(device, (e as Error).message)}`);
+    throw DeviceRunError.failed(where, `failed to ${doing}: ${deviceFailure(device, (e as Error).message)}`);
   }
 }
 

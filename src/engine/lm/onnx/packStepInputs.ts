@@ -76,7 +76,7 @@ export function packStepInputs(inputs: readonly string[], opset: number, shapeOu
  * STEP_INPUT's values for a pass, in `layout`: per row, its tokens' ids and positions, then its
  * values (`rowValues(name)`: one per row).
  */
-export function packStep(layout: readonly string[], batch: number, sequence: number, ids: ArrayLike<bigint>, positions: ArrayLike<bigint>, rowValues: (name: string) => ArrayLike<number>): Float32Array {
+export function packStep(layout: readonly string[], batch: number, sequence: number, ids: ArrayLike<number>, positions: ArrayLike<number>, rowValues: (name: string) => ArrayLike<number>): Float32Array {
   const groups = layout.filter((n) => (TOKEN_GROUPS as readonly string[]).includes(n));
   const values = layout.slice(groups.length);
   const width = groups.length * sequence + values.length;
@@ -86,7 +86,7 @@ export function packStep(layout: readonly string[], batch: number, sequence: num
     let at = b * width;
     for (const g of groups) {
       const from = g === "input_ids" ? ids : positions;
-      for (let s = 0; s < sequence; s++) out[at++] = Number(from[b * sequence + s]);
+      for (let s = 0; s < sequence; s++) out[at++] = from[b * sequence + s];
     }
     for (const c of columns) out[at++] = c.length === 1 ? c[0] : c[b];
   }
