@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /** The `twisted-smc` command line: a thin shell over the engine. Known errors print one clear line. */
-import { InputError } from "../util/errors";
+import { DiskFullError, InputError } from "../util/errors";
 import { UsageError } from "../util/options";
 import { dataCommand, DATA_HELP } from "./dataCommand";
 import { gradeCommand, GRADE_HELP } from "./gradeCommand";
@@ -26,6 +26,10 @@ Commands:
 
 Run "twisted-smc <command> --help" for a command's options.
 
+Exit codes: 0 done; 1 an unexpected error; 2 a mistake in the command; 3 a broken or unusable input
+(model folder, twist file, checkpoint, data, output folder); 4 the disk is full (free space and run
+again); 130 stopped by a signal (train keeps a checkpoint).
+
 ${SOLVE_HELP}
 
 ${SAMPLE_HELP}
@@ -38,7 +42,7 @@ ${EVAL_HELP}
 
 ${DATA_HELP}`;
 
-/** A command returns its exit code, or nothing for 0. */
+/** A command returns its exit code, or nothing for 0 (the codes are listed in HELP). */
 const COMMANDS: Record<string, (argv: string[]) => Promise<number | void>> = {
   solve: solveCommand,
   sample: sampleCommand,
@@ -74,6 +78,11 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof UsageError || err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" || err.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
       console.error(`twisted-smc: ${err.message}`);
       return 2;
+    }
+    // Not the user's files: the disk. The one line names the file and folder and says to free space.
+    if (e instanceof DiskFullError) {
+      console.error(`twisted-smc: ${err.message}`);
+      return 4;
     }
     if (e instanceof InputError || e instanceof RangeError) {
       console.error(`twisted-smc: ${err.message}`);
