@@ -2,6 +2,7 @@
  * Solving one problem: twisted SMC over the model, then the weighted vote. The one entry point that the
  * CLI's `solve`, the editor's engine process and evaluation share, with one result type.
  */
+import { encodeWithinContext } from "./lm/contextWindow";
 import { LoadedModel } from "./lm/loadModel";
 import { answersMatch, extractAnswer } from "./math/answer";
 import { answerPosterior, AnswerProbability } from "./smc/posterior";
@@ -56,6 +57,8 @@ export interface SolveResult {
   deviceChoice?: string;
   timing: { totalMs: number; forwardPasses: number; generatedTokens: number; tokensPerSecond: number };
   collapsed?: string;
+  /** Things the user should know about this run (a capped token budget, say), one line each. */
+  warnings?: string[];
   /** Whether the chosen answer equals the known answer, when one was given. */
   correct?: boolean;
   record?: SmcRecord;
@@ -68,9 +71,10 @@ export async function solve(model: LoadedModel, problem: string, options: SolveO
   const start = performance.now();
   const steps: SmcStepRecord[] = [];
   const gold = options.gold;
-  const prompt = tokenizer.encodeProblem(question);
+  const { prompt, maxTokens, warning } = encodeWithinContext(model, question, options.maxTokens);
   const run = await runTwistedSmc(lm, prompt, {
     ...options,
+    maxTokens,
     logFinalPotential:
       gold === undefined
         ? undefined
@@ -118,6 +122,7 @@ export async function solve(model: LoadedModel, problem: string, options: SolveO
     },
   };
   if (run.collapsed) result.collapsed = run.collapsed;
+  if (warning) result.warnings = [warning];
   if (gold !== undefined) result.correct = vote.answer !== null && answersMatch(Number(vote.answer), gold);
   if (options.record) {
     const { onStep: _o, signal: _s, twist: _t, ...plain } = options;

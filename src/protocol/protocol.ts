@@ -59,6 +59,8 @@ export interface SolveResultMessage {
   device: string;
   timing: { totalMs: number; forwardPasses: number; generatedTokens: number; tokensPerSecond: number };
   collapsed?: string;
+  /** Things the user should know about this run, one line each (a capped token budget, say). */
+  warnings?: string[];
   record: SmcRecord;
 }
 
@@ -76,6 +78,8 @@ export interface EngineStatus {
   twist: string | null;
   busy: boolean;
   pid: number;
+  /** Requests this engine has received since it started, this one included. */
+  requests: number;
 }
 
 export interface TrainParams {

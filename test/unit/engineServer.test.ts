@@ -72,6 +72,30 @@ describe("the engine process over JSON-RPC", function () {
     assert.equal(again.runId, "run-3");
   });
 
+  it("finishes a solve on a model whose settings changed meanwhile; the old model is let go after it", async () => {
+    const long = conn.sendRequest(Methods.solve, solveParams({ runId: "run-long", smc: { ...solveParams().smc, particles: 64 } }));
+    while (!steps.some((s) => s.runId === "run-long")) await new Promise((r) => setTimeout(r, 5));
+    // The same model by another name is another setting: the engine loads it and retires the first.
+    const shipped = join(__dirname, "../../models/tiny-math-llama");
+    const other = await conn.sendRequest(Methods.solve, solveParams({ runId: "run-other", model: { model: shipped, twist: "none", device: "cpu" } }));
+    assert.equal(other.runId, "run-other");
+    const first = await long;
+    assert.equal(first.particles.length, 64);
+    const s = await conn.sendRequest(Methods.status);
+    assert.equal(s.model, shipped);
+  });
+
+  it("refuses a problem longer than the model's context before any work, as an input error", async () => {
+    const problem = `${"Ava has 12 pens and gives some away. ".repeat(200)}How many pens does Ava have now?`;
+    await assert.rejects(conn.sendRequest(Methods.solve, solveParams({ problem })), (e: ResponseError<void>) => e.code === ErrorCodes.inputError && /prompt is \d+ tokens, but tiny-math-llama reads at most 512/.test(e.message));
+    const huge = "7 ".repeat(500_000);
+    const t0 = performance.now();
+    await assert.rejects(conn.sendRequest(Methods.solve, solveParams({ problem: huge })), (e: ResponseError<void>) => e.code === ErrorCodes.inputError && /999,999 characters, far more than tiny-math-llama can read/.test(e.message));
+    assert.ok(performance.now() - t0 < 5000, "refused at once");
+    const capped = await conn.sendRequest(Methods.solve, solveParams({ runId: "run-cap", smc: { ...solveParams().smc, maxTokens: 100000 } }));
+    assert.match(capped.warnings?.[0] ?? "", /max tokens lowered from 100000 to \d+/);
+  });
+
   it("answers malformed requests with an error naming the field", async () => {
     const cases: [unknown, RegExp][] = [
       [{ ...solveParams(), problem: "   " }, /problem text is empty/],
@@ -79,6 +103,7 @@ describe("the engine process over JSON-RPC", function () {
       [{ ...solveParams(), smc: { ...solveParams().smc, level: "word" } }, /level must be token or step/],
       [{ runId: "x" }, /problem text is empty/],
       [{ runId: "x", problem: "Ava has 3 pens. How many?" }, /model must be/],
+      [{ ...solveParams(), smc: { ...solveParams().smc, seed: -1 } }, /seed must be an integer >= 0/],
     ];
     for (const [params, message] of cases) {
       await assert.rejects(conn.sendRequest(Methods.solve, params as SolveParams), (e: ResponseError<void>) => e.code === -32602 && message.test(e.message));

@@ -3,6 +3,7 @@
  * accuracy ± standard error and wall time, plus the log Ẑ bounds of Zhao et al. (2024, Sec. 5).
  */
 import { LoadedModel } from "../lm/loadModel";
+import { encodeWithinContext } from "../lm/contextWindow";
 import { generate } from "../lm/generate";
 import { answersMatch, reward } from "../math/answer";
 import { MathProblem } from "../math/dataset";
@@ -103,21 +104,25 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
   const lowerZ: number[] = [];
   const upperZ: { lower: number; upper: number }[] = [];
   const isEos = (x: number) => tokenizer.isEos(x);
+  // The generation budget of the problem at hand: capped when its prompt leaves less of the context.
+  let maxTokens = o.maxTokens;
   const base = (level: SmcLevel, seed: number): SmcOptions => ({
-    particles: N, level, resampling: "systematic", essThreshold: 0.5, resample: "adaptive", maxTokens: o.maxTokens, temperature: 1, seed,
+    particles: N, level, resampling: "systematic", essThreshold: 0.5, resample: "adaptive", maxTokens, temperature: 1, seed,
     isEos, isLineEnd: (x) => tokenizer.isLineEnd(x), decode: (x) => tokenizer.decode(x),
   });
   // The bounds use the step twist when there is one (the shipped kind), else the token twist.
   const boundsTwist = o.stepTwist ?? o.tokenTwist;
   const boundsLevel: SmcLevel = o.stepTwist ? "step" : "token";
   for (const [i, p] of problems.entries()) {
-    const prompt = tokenizer.encodeProblem(p.question);
+    const fitted = encodeWithinContext(model, p.question, o.maxTokens);
+    const prompt = fitted.prompt;
+    maxTokens = fitted.maxTokens;
     const seed = o.seed * 1000003 + i;
 
-    const g = await timed(t.greedy, () => generate(lm, prompt, { numSamples: 1, maxTokens: o.maxTokens, temperature: 0, seed, isEos }));
+    const g = await timed(t.greedy, () => generate(lm, prompt, { numSamples: 1, maxTokens, temperature: 0, seed, isEos }));
     t.greedy.add(+correct(tokenizer.decode(g.sequences[0].tokens), p.gold));
 
-    const samples = await timed(t.majority, () => generate(lm, prompt, { numSamples: N, maxTokens: o.maxTokens, temperature: 1, seed, isEos }));
+    const samples = await timed(t.majority, () => generate(lm, prompt, { numSamples: N, maxTokens, temperature: 1, seed, isEos }));
     t.single.ms = t.majority.ms / N;
     const texts = samples.sequences.map((s) => tokenizer.decode(s.tokens));
     const ok = texts.map((x) => correct(x, p.gold));

@@ -26,12 +26,43 @@ interface Loaded {
   twists: Map<string, { twist: Twist; name: string } | undefined>;
 }
 
-/** Keeps one model loaded; a request for other settings replaces it. */
+/** A model handed to one request; `release` when the request ends. */
+interface Lease {
+  loaded: Loaded;
+  release: () => void;
+}
+
+/**
+ * Keeps one model loaded; a request for other settings replaces it. A replaced model is disposed only
+ * once the requests still running on it have ended: changing a setting mid-solve must not pull the
+ * session out from under that solve.
+ */
 class ModelCache {
   private current?: Promise<Loaded>;
   private key?: string;
+  /** Requests running on each loaded model. */
+  private readonly users = new Map<Loaded, number>();
+  /** Models replaced while in use: disposed when their last request ends. */
+  private readonly retired = new Set<Loaded>();
 
-  async get(settings: ModelSettings): Promise<Loaded> {
+  async acquire(settings: ModelSettings): Promise<Lease> {
+    const loaded = await this.get(settings);
+    this.users.set(loaded, (this.users.get(loaded) ?? 0) + 1);
+    let released = false;
+    return {
+      loaded,
+      release: () => {
+        if (released) return;
+        released = true;
+        const left = (this.users.get(loaded) ?? 1) - 1;
+        if (left > 0) return void this.users.set(loaded, left);
+        this.users.delete(loaded);
+        if (this.retired.delete(loaded)) dispose(loaded.model);
+      },
+    };
+  }
+
+  private async get(settings: ModelSettings): Promise<Loaded> {
     const key = JSON.stringify([settings.model, settings.device]);
     if (this.current && this.key === key) {
       try {
@@ -43,15 +74,21 @@ class ModelCache {
     const previous = this.current;
     this.key = key;
     this.current = loadModel(settings.model || undefined, { device: settings.device }).then((model) => ({ key, model, twists: new Map() }));
-    previous?.then((p) => p.model.lm.dispose()).catch(() => undefined);
+    previous?.then((p) => this.retire(p)).catch(() => undefined);
     return this.current;
+  }
+
+  /** A model no longer current: disposed now when idle, else when its last request ends. */
+  private retire(loaded: Loaded): void {
+    if (this.users.has(loaded)) this.retired.add(loaded);
+    else dispose(loaded.model);
   }
 
   /** After a GPU failed mid-run: the same settings now mean this CPU copy of the model. */
   replaceModel(loaded: Loaded, cpu: LoadedModel): void {
     const old = loaded.model;
     loaded.model = cpu;
-    void old.lm.dispose().catch(() => undefined);
+    dispose(old);
   }
 
   async twist(loaded: Loaded, option: string, level: "token" | "step") {
@@ -67,6 +104,10 @@ class ModelCache {
       return undefined;
     }
   }
+}
+
+function dispose(model: LoadedModel): void {
+  void model.lm.dispose().catch(() => undefined);
 }
 
 function check(cond: boolean, message: string): void {
@@ -88,7 +129,7 @@ export function validateSolveParams(p: SolveParams): void {
   check(typeof s.essThreshold === "number" && s.essThreshold >= 0 && s.essThreshold <= 1, "solve: essThreshold must be between 0 and 1");
   check(Number.isInteger(s.maxTokens) && s.maxTokens >= 1, "solve: maxTokens must be a positive integer");
   check(typeof s.temperature === "number" && s.temperature > 0, "solve: temperature must be > 0");
-  check(Number.isInteger(s.seed), "solve: seed must be an integer");
+  check(Number.isInteger(s.seed) && s.seed >= 0, "solve: seed must be an integer >= 0");
 }
 
 /** Turns engine failures into JSON-RPC errors the client can show as they are. */
@@ -110,11 +151,14 @@ function abortOn(token: CancellationToken): AbortSignal {
 export function registerHandlers(connection: Connection): void {
   const models = new ModelCache();
   let busy = 0;
+  // Every request received, counted so an idle editor can be seen to send none.
+  let requests = 0;
   let lastTwist: string | null = null;
 
   connection.onInitialize(() => ({ capabilities: {}, serverInfo: { name: "twisted-smc-engine", version: typeof PACKAGE_VERSION === "string" ? PACKAGE_VERSION : "dev" } }));
 
   connection.onRequest(Methods.status, async (): Promise<EngineStatus> => {
+    requests++;
     const loaded = await models.peek();
     return {
       version: typeof PACKAGE_VERSION === "string" ? PACKAGE_VERSION : "dev",
@@ -124,15 +168,19 @@ export function registerHandlers(connection: Connection): void {
       twist: lastTwist,
       busy: busy > 0,
       pid: process.pid,
+      requests,
     };
   });
 
   connection.onRequest(Methods.solve, async (params: SolveParams, token: CancellationToken): Promise<SolveResultMessage> => {
+    requests++;
     busy++;
+    let lease: Lease | undefined;
     try {
       validateSolveParams(params);
       const signal = abortOn(token);
-      const loaded = await models.get(params.model);
+      lease = await models.acquire(params.model);
+      const loaded = lease.loaded;
       const twist = params.model.twist === "none" ? undefined : await models.twist(loaded, params.model.twist, params.smc.level);
       lastTwist = twist?.name ?? null;
       const run = (model: LoadedModel) =>
@@ -150,11 +198,13 @@ export function registerHandlers(connection: Connection): void {
     } catch (e) {
       throw asResponseError(e);
     } finally {
+      lease?.release();
       busy--;
     }
   });
 
   connection.onRequest(Methods.train, async (params: TrainParams, token: CancellationToken): Promise<TrainResultMessage> => {
+    requests++;
     busy++;
     try {
       check(typeof params?.runId === "string" && typeof params.args === "object" && params.args !== null, "train needs {runId, args}");

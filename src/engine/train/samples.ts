@@ -9,6 +9,7 @@
  *   value-regression (BCE) objective, every boundary of every plain sample with its 0/1 label.
  */
 import { LoadedModel } from "../lm/loadModel";
+import { encodeWithinContext } from "../lm/contextWindow";
 import { generate } from "../lm/generate";
 import { reward } from "../math/answer";
 import { MathProblem } from "../math/dataset";
@@ -134,11 +135,11 @@ async function teacherForce(
 export async function collectProblem(model: LoadedModel, problem: MathProblem, o: CollectOptions): Promise<ProblemData> {
   const { tokenizer, lm } = model;
   const H = lm.hiddenSize, V = lm.vocabSize;
-  const prompt = tokenizer.encodeProblem(problem.question);
+  const { prompt, maxTokens } = encodeWithinContext(model, problem.question, o.maxTokens);
   const isEos = (t: number) => tokenizer.isEos(t);
 
   // Plain samples: exact σ samples by rejection, and the value-regression data.
-  const plain = await generate(lm, prompt, { numSamples: o.samples, maxTokens: o.maxTokens, temperature: 1, seed: o.seed, isEos });
+  const plain = await generate(lm, prompt, { numSamples: o.samples, maxTokens, temperature: 1, seed: o.seed, isEos });
   const plainTexts = plain.sequences.map((s) => tokenizer.decode(s.tokens));
   const plainCorrect = plainTexts.map((t) => isCorrect(t, problem.gold));
   let positives = plain.sequences.filter((_, i) => plainCorrect[i]).map((s) => s.tokens);
@@ -208,7 +209,7 @@ export async function collectProblem(model: LoadedModel, problem: MathProblem, o
     resampling: "systematic",
     essThreshold: 0.5,
     resample: "adaptive",
-    maxTokens: o.maxTokens,
+    maxTokens,
     temperature: 1,
     seed: o.seed + 1,
     twist: o.twist,
