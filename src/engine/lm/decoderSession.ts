@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import * as ort from "onnxruntime-node";
 import { Device, executionProvider } from "./device";
 import { ModelFolder, ModelFolderError } from "./modelFolder";
+import { DiskFullError } from "../util/errors";
 import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelBytes, PrepareOptions } from "./onnx/prepareGraph";
 
 /**
@@ -21,7 +22,9 @@ export function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: bool
     return { source: prepared.path, ...edits(prepared) };
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === "EACCES" || code === "EROFS" || code === "EPERM") {
+    // A full disk is no fault of the model: run the edited graph from memory and say why it is not cached.
+    if (e instanceof DiskFullError) console.warn(`twisted-smc: warning: not caching the prepared graph (${e.message}); it runs from memory this time`);
+    if (code === "EACCES" || code === "EROFS" || code === "EPERM" || e instanceof DiskFullError) {
       const prepared = prepareModelBytes(readFileSync(folder.onnxPath), options);
       return { source: prepared?.bytes ?? folder.onnxPath, ...edits(prepared) };
     }

@@ -242,7 +242,8 @@ export function prepareForSmc(onnxPath: string, options: PrepareOptions): Prepar
   if (existsSync(target) && existsSync(stampPath)) {
     try {
       const saved = JSON.parse(readFileSync(stampPath, "utf8"));
-      if (JSON.stringify(saved.source) === JSON.stringify(source)) {
+      // The copy's size guards against a copy cut short (a full disk once left such copies behind).
+      if (JSON.stringify(saved.source) === JSON.stringify(source) && saved.bytes === statSync(target).size) {
         const edits: PreparedEdits = { ...NO_EDITS };
         for (const k of Object.keys(NO_EDITS) as (keyof PreparedEdits)[]) if (typeof saved[k] === typeof NO_EDITS[k]) Object.assign(edits, { [k]: saved[k] });
         return { path: target, ...edits, cached: true };
@@ -255,6 +256,6 @@ export function prepareForSmc(onnxPath: string, options: PrepareOptions): Prepar
   if (!prepared) return { path: onnxPath, ...NO_EDITS, cached: false };
   const { bytes, ...edits } = prepared;
   writeFileAtomic(target, bytes);
-  writeFileAtomic(stampPath, JSON.stringify({ source, ...edits }) + "\n");
+  writeFileAtomic(stampPath, JSON.stringify({ source, bytes: bytes.length, ...edits }) + "\n");
   return { path: target, ...edits, cached: false };
 }
