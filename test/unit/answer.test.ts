@@ -42,6 +42,32 @@ describe("answer extraction", () => {
     assert.equal(answerKey(1 / 3), "0.333333");
   });
 
+  it("reads scientific notation, but not the e of a word after a number", () => {
+    assert.equal(parseNumber("1e5"), 100000);
+    assert.equal(parseNumber("2.5e-3"), 0.0025);
+    assert.equal(parseNumber("1E+3"), 1000);
+    assert.equal(parseNumber("-$1.5e2"), -150);
+    assert.equal(goldAnswer("#### 1e5"), 100000);
+    assert.equal(extractAnswer("The answer is 1e5.")?.key, "100000");
+    assert.equal(extractAnswer("so about 2.5e-3 of it")?.key, "0.0025");
+    assert.equal(reward("#### 1e5", 100000), 1);
+    assert.equal(parseNumber("3 eggs"), 3);
+    assert.equal(parseNumber("3e"), 3);
+    assert.equal(parseNumber("4e-"), 4);
+    assert.equal(parseNumber("5E+x"), 5);
+    assert.equal(extractAnswer("She has 3 eggs")?.key, "3");
+    assert.equal(extractAnswer("#### 12 eggs")?.key, "12");
+  });
+
+  it("keeps the forms with a little space between sign, currency and digits", () => {
+    assert.equal(parseNumber("- $ 15"), -15);
+    assert.equal(parseNumber("-\t5"), -5);
+    assert.equal(parseNumber("3 / 4"), 0.75);
+    assert.equal(parseNumber(".5"), 0.5);
+    assert.equal(parseNumber("1,250.5"), 1250.5);
+    assert.equal(extractAnswer("x <<2*3=6>>6 and <<a>b>> 7")?.key, "7");
+  });
+
   it("rewards numeric agreement only", () => {
     assert.equal(reward("#### 12.0", 12), 1);
     assert.equal(reward("The answer is 1,200", 1200), 1);

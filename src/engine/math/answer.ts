@@ -11,15 +11,22 @@ export interface ExtractedAnswer {
   form: "####" | "boxed" | "the answer is" | "answer:" | "last number";
 }
 
-// A number as people write it: optional sign and currency, thousands separators, decimals, fractions.
-const NUMBER = String.raw`-?\s*\$?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?|-?\s*\$?\s*\.\d+`;
+// A number as people write it: optional sign and currency, thousands separators, decimals, fractions,
+// leading-dot decimals and scientific notation (the exponent needs digits, so the "e" of "3 eggs" stays a word).
+// Every regex here must stay linear on untrusted text: at most one optional space or tab ([ \t]?) between
+// sign, currency, digits and a fraction's slash, never an unbounded \s* (two adjacent \s* made 2,000 spaces
+// take seconds; the scan is retried at each start position, so even one \s* there is quadratic).
+const GAP = String.raw`[ \t]?`;
+const UNSIGNED = String.raw`(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][+-]?\d+)?`;
+const NUMBER = String.raw`-?(?:${GAP}\$)?${GAP}${UNSIGNED}(?:${GAP}/${GAP}\d+(?:\.\d+)?)?`;
 const NUMBER_RE = new RegExp(NUMBER, "g");
+const FIRST_NUMBER_RE = new RegExp(NUMBER);
 
 /** Parses one number in any accepted form; undefined when the text holds none. */
 export function parseNumber(text: string): number | undefined {
-  const m = text.match(new RegExp(NUMBER));
+  const m = text.match(FIRST_NUMBER_RE);
   if (!m) return undefined;
-  const raw = m[0].replace(/[\s$,]/g, "");
+  const raw = m[0].replace(/[ \t$,]/g, "");
   const negative = raw.startsWith("-");
   const body = negative ? raw.slice(1) : raw;
   let value: number;
@@ -42,9 +49,9 @@ export function answerKey(value: number): string {
 }
 
 function lastNumberIn(text: string): number | undefined {
-  const all = [...text.matchAll(NUMBER_RE)];
+  const all = text.match(NUMBER_RE) ?? []; // just the strings: cheaper than matchAll's match objects
   for (let i = all.length - 1; i >= 0; i--) {
-    const v = parseNumber(all[i][0]);
+    const v = parseNumber(all[i]);
     if (v !== undefined) return v;
   }
   return undefined;
@@ -56,10 +63,14 @@ function firstNumberIn(text: string): number | undefined {
 
 /** Finds the final answer of a response, trying explicit markers before the last number. */
 export function extractAnswer(response: string): ExtractedAnswer | undefined {
-  const text = response.replace(/<<[^>]*>>/g, ""); // GSM8K calculator annotations
+  // GSM8K calculator annotations. [^<>] rather than [^>]: each "<<" then scans only to the next "<", where
+  // [^>] let every "<<" of "<<<<…" rescan to the end (quadratic); real annotations never hold a "<".
+  const text = response.replace(/<<[^<>]*>>/g, "");
   const found = (value: number | undefined, form: ExtractedAnswer["form"]) =>
     value === undefined ? undefined : { key: answerKey(value), value, form };
 
+  // The marker rules stay linear: each starts at a literal word, so a run of spaces is scanned from one start
+  // only, and a capture ending in [^\n]* always matches, so the \s* before it never gives anything back.
   const hashes = text.match(/####\s*([^\n]*)/);
   if (hashes) {
     const r = found(firstNumberIn(hashes[1]), "####");
