@@ -4,6 +4,9 @@
  */
 import { encodeWithinContext } from "./lm/contextWindow";
 import { LoadedModel } from "./lm/loadModel";
+import { modelDomain, outOfDepth } from "./lm/modelDomain";
+import type { AnswerConfidence } from "../protocol/protocol";
+import { describeConfidence } from "./smc/confidence";
 import { answersMatch, extractAnswer } from "./math/answer";
 import { answerPosterior, AnswerProbability } from "./smc/posterior";
 import { SmcRecord, SmcStepRecord } from "./smc/record";
@@ -43,6 +46,8 @@ export interface SolveResult {
   /** Probability of the chosen answer under the weighted vote. */
   probability: number;
   posterior: AnswerProbability[];
+  /** The answer's certainty in words: a tie, a low posterior, a problem outside the model's depth. */
+  confidence: AnswerConfidence;
   /** Weight of particles that gave no answer. */
   unanswered: number;
   logZ: number;
@@ -72,6 +77,8 @@ export async function solve(model: LoadedModel, problem: string, options: SolveO
   const steps: SmcStepRecord[] = [];
   const gold = options.gold;
   const { prompt, maxTokens, warning } = encodeWithinContext(model, question, options.maxTokens);
+  const domain = modelDomain(folder.dir);
+  const depth = domain && outOfDepth(domain, folder.name, question);
   const run = await runTwistedSmc(lm, prompt, {
     ...options,
     maxTokens,
@@ -98,6 +105,7 @@ export async function solve(model: LoadedModel, problem: string, options: SolveO
     answer: vote.answer,
     probability: vote.posterior[0]?.probability ?? 0,
     posterior: vote.posterior,
+    confidence: describeConfidence(vote.posterior, depth),
     unanswered: vote.unanswered,
     logZ: run.logZ,
     ess: run.ess,
