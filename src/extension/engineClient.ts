@@ -23,8 +23,11 @@ export class EngineClient implements vscode.Disposable {
   private busy = 0;
   private readonly stateEmitter = new vscode.EventEmitter<EngineState>();
   private readonly stepEmitter = new vscode.EventEmitter<StepParams>();
+  private readonly crashEmitter = new vscode.EventEmitter<string>();
   readonly onDidChangeState = this.stateEmitter.event;
   readonly onStep = this.stepEmitter.event;
+  /** The engine process stopped without being asked to: the payload says what the user sees. */
+  readonly onDidCrash = this.crashEmitter.event;
   state: EngineState = "stopped";
   lastStatus?: EngineStatus;
 
@@ -61,9 +64,11 @@ export class EngineClient implements vscode.Disposable {
         },
         // No automatic restart loop: the next use starts a fresh engine.
         closed: () => {
-          if (this.state !== "stopped") {
+          if (this.state !== "stopped" && this.state !== "crashed") {
+            const message = "The Twisted SMC engine stopped unexpectedly. It restarts on the next solve, or now with Restart Engine; the log may say why.";
             this.log.error("the engine process stopped unexpectedly; it will restart on the next use");
             this.setState("crashed");
+            this.crashEmitter.fire(message);
           }
           return { action: CloseAction.DoNotRestart, handled: true };
         },
@@ -82,16 +87,36 @@ export class EngineClient implements vscode.Disposable {
     return this.request((c) => c.sendRequest(Methods.solve, params, token));
   }
 
+  /**
+   * Asks the engine what it has loaded (starting it if needed). A question, not work: it leaves the
+   * state alone, so whoever listens to the state may ask it without making the state change again.
+   */
   async status(): Promise<EngineStatus> {
-    const s = await this.request((c) => c.sendRequest(Methods.status));
+    const s = await this.request((c) => c.sendRequest(Methods.status), false);
     this.lastStatus = s;
     return s;
   }
 
-  private async request<T>(send: (c: LanguageClient) => Promise<T>): Promise<T> {
+  /** The status when the engine already runs; nothing when it is stopped or crashed (it is not started for this). */
+  async statusIfRunning(): Promise<EngineStatus | undefined> {
+    if (!this.client || this.client.state !== State.Running || this.state === "crashed") return undefined;
+    return this.status().catch(() => undefined);
+  }
+
+  private async request<T>(send: (c: LanguageClient) => Promise<T>, work = true): Promise<T> {
     const client = await this.ensureStarted();
+    if (!work) return this.send(client, send);
     this.busy++;
     this.setState("busy");
+    try {
+      return await this.send(client, send);
+    } finally {
+      this.busy--;
+      if (this.state === "busy" && this.busy === 0) this.setState("ready");
+    }
+  }
+
+  private async send<T>(client: LanguageClient, send: (c: LanguageClient) => Promise<T>): Promise<T> {
     try {
       return await send(client);
     } catch (e) {
@@ -101,9 +126,6 @@ export class EngineClient implements vscode.Disposable {
         throw new Error("The Twisted SMC engine stopped while working (see the Twisted SMC output). It restarts on the next use.");
       }
       throw e;
-    } finally {
-      this.busy--;
-      if (this.state === "busy" && this.busy === 0) this.setState("ready");
     }
   }
 
@@ -123,5 +145,6 @@ export class EngineClient implements vscode.Disposable {
     void this.stop();
     this.stateEmitter.dispose();
     this.stepEmitter.dispose();
+    this.crashEmitter.dispose();
   }
 }

@@ -7,7 +7,7 @@ import { RUN_SCHEME, RunDocumentProvider } from "./runDocument";
 import { RunStore } from "./runStore";
 import { OPEN_RUN_COMMAND, registerSolveCommands } from "./solveCommands";
 import { PANEL_VIEW, ParticlePanel } from "./panel";
-import { createStatusBar } from "./statusBar";
+import { createStatusBar, EngineStatusBar } from "./statusBar";
 import { registerTaskCommands, TASK_TYPE, TwistedSmcTaskProvider } from "./tasks";
 
 /** What activation returns: the pieces, for the extension-host tests. */
@@ -16,6 +16,7 @@ export interface ExtensionApi {
   runs: RunStore;
   panel: ParticlePanel;
   tasks: TwistedSmcTaskProvider;
+  statusBar: EngineStatusBar;
 }
 
 export function activate(context: vscode.ExtensionContext): ExtensionApi | undefined {
@@ -23,7 +24,15 @@ export function activate(context: vscode.ExtensionContext): ExtensionApi | undef
     const log = vscode.window.createOutputChannel("Twisted SMC", { log: true });
     const engine = new EngineClient(context, log);
     const runs = new RunStore(context.workspaceState);
-    context.subscriptions.push(log, engine, runs, createStatusBar(engine));
+    const statusBar = createStatusBar(engine);
+    context.subscriptions.push(log, engine, runs, statusBar);
+    context.subscriptions.push(
+      engine.onDidCrash(async (message) => {
+        const pick = await vscode.window.showErrorMessage(message, "Restart Engine", "Show Log");
+        if (pick === "Restart Engine") await vscode.commands.executeCommand("twistedSmc.restartEngine");
+        if (pick === "Show Log") log.show();
+      }),
+    );
     const panel = new ParticlePanel(context.extensionUri, runs);
     context.subscriptions.push(panel, vscode.window.registerWebviewViewProvider(PANEL_VIEW, panel));
     registerSolveCommands(context, engine, runs, panel);
@@ -56,11 +65,11 @@ export function activate(context: vscode.ExtensionContext): ExtensionApi | undef
         }
       }),
       vscode.workspace.onDidChangeConfiguration((e) => {
-        if (MODEL_SETTINGS.some((s) => e.affectsConfiguration(s)) && engine.state !== "stopped") void engine.status().catch(() => undefined);
+        if (MODEL_SETTINGS.some((s) => e.affectsConfiguration(s))) void engine.statusIfRunning();
       }),
       vscode.workspace.onDidGrantWorkspaceTrust(() => log.info("workspace trusted: model and twist settings of the workspace now apply")),
     );
-    return { engine, runs, panel, tasks };
+    return { engine, runs, panel, tasks, statusBar };
   } catch (e) {
     // VS Code swallows activation errors; say it where the user looks.
     void vscode.window.showErrorMessage(`Twisted SMC failed to activate: ${(e as Error).message}`);

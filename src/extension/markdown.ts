@@ -2,6 +2,7 @@
  * Finding math problems in Markdown and writing results back, as pure functions over text and offsets
  * (no `vscode` import), so they are tested without an editor.
  */
+import type { AnswerConfidence } from "../protocol/protocol";
 
 export interface ProblemSpan {
   /** Offsets in the document: the block the problem came from. */
@@ -126,6 +127,7 @@ export function allProblems(doc: string): ProblemSpan[] {
 export interface ResultSummary {
   answer: string | null;
   probability: number;
+  confidence: AnswerConfidence;
   particles: number;
   level: string;
   twist: string | null;
@@ -133,12 +135,29 @@ export interface ResultSummary {
   openRunUri?: string;
 }
 
-/** The Markdown block written after a problem. */
+/** Model output (an answer) as Markdown text: never markup, and never a second line (signs and decimal points read as they are mid-line). */
+function literal(text: string): string {
+  return text.replace(/[\r\n]+/g, " ").replace(/[\\`*_{}[\]()#+!|<>~]/g, "\\$&");
+}
+
+/**
+ * The Markdown block written after a problem. It says as much as the posterior supports: a tie names
+ * every tied answer, an uncertain answer says so, and a problem outside the model's depth is marked.
+ */
 export function formatResult(r: ResultSummary): string {
-  const answer = r.answer === null ? "no answer" : `**${r.answer}**`;
-  const twist = r.twist ? "twisted SMC" : "SMC without twist";
+  const c = r.confidence;
+  const pct = (p: number) => `${(100 * p).toFixed(1)}%`;
+  const how = `${r.particles} particles, ${r.level}-level ${r.twist ? "twisted SMC" : "SMC without twist"}`;
+  let said: string;
+  if (r.answer === null || c.kind === "none") said = `no answer (${how})`;
+  else if (c.kind === "tie" && c.tied) {
+    const names = c.tied.map((a) => `**${literal(a)}**`);
+    said = `tied — ${names.slice(0, -1).join(", ")} or ${names[names.length - 1]} at ${pct(r.probability)} each (${how})`;
+  } else if (c.kind === "uncertain") said = `**${literal(r.answer)}**, uncertain (posterior ${pct(r.probability)}, ${how})`;
+  else said = `**${literal(r.answer)}** (posterior ${pct(r.probability)}, ${how})`;
+  const depth = c.outOfDepth ? " · ⚠ out of the model's depth: the answer is a guess" : "";
   const link = r.openRunUri ? ` · [open run](${r.openRunUri})` : "";
-  return `> ${RESULT_MARKER} Answer: ${answer} (posterior ${(100 * r.probability).toFixed(1)}%, ${r.particles} particles, ${r.level}-level ${twist})${link}`;
+  return `> ${RESULT_MARKER} Answer: ${said}${depth}${link}`;
 }
 
 export interface TextEditPlan {

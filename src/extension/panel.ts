@@ -19,7 +19,7 @@ export function toPanelRun(r: Run): PanelRun {
     steps: r.steps,
     error: r.error,
     result: res && {
-      answer: res.answer, probability: res.probability, posterior: res.posterior, level: res.level, twist: res.twist,
+      answer: res.answer, probability: res.probability, posterior: res.posterior, confidence: res.confidence, level: res.level, twist: res.twist,
       particles: res.particles.map((p) => ({ answer: p.answer, logWeight: Number.isFinite(p.logWeight) ? p.logWeight : -1e300 })),
     },
   };

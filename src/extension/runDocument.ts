@@ -18,6 +18,7 @@ export function renderRun(runs: RunStore, id: string): string {
   const lines = [`# Twisted SMC run`, "", fenced(run.problem), ""];
   const r = run.result;
   if (!r) return [...lines, run.error ? `Failed: ${run.error}` : `Running: ${run.steps.length} steps so far.`].join("\n");
+  if (run.uninserted) lines.push(`Not written into the document: ${run.uninserted}. Run **Twisted SMC: Insert Answer of the Last Run** to put it at the cursor.`, "");
   lines.push(`**Answer: ${r.answer ?? "none"}** (posterior ${(100 * r.probability).toFixed(1)}%), ${r.particles.length} particles, ${r.level} level, twist ${r.twist ?? "none"}.`, "");
   lines.push(`log Ẑ ${r.logZ === null ? "−∞" : r.logZ.toFixed(3)}, ${r.steps} steps, resampled at ${r.resampledAt.length ? r.resampledAt.join(", ") : "no step"}; ${r.device}; ${r.timing.totalMs} ms.`, "");
   lines.push("| answer | probability | particles |", "| --- | --- | --- |");

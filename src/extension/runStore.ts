@@ -18,6 +18,10 @@ export interface Run {
   steps: SmcStepRecord[];
   result?: SolveResultMessage;
   error?: string;
+  /** Where the problem was: the answer goes after it. */
+  document?: { uri: string; start: number; end: number };
+  /** Why the answer is not in the document yet (Insert Answer puts it there). */
+  uninserted?: string;
 }
 
 const KEY = "twistedSmc.runs";
@@ -45,8 +49,8 @@ export class RunStore {
     return [...this.runs.values()].sort((a, b) => b.started - a.started);
   }
 
-  begin(id: string, problem: string): void {
-    this.runs.set(id, { id, problem, started: Date.now(), steps: [] });
+  begin(id: string, problem: string, document?: Run["document"]): void {
+    this.runs.set(id, { id, problem, started: Date.now(), steps: [], document });
     this.emitter.fire({ run: this.runs.get(id)! });
   }
 
@@ -71,6 +75,22 @@ export class RunStore {
     if (!r) return;
     r.error = error;
     this.emitter.fire({ run: r });
+  }
+
+  markUninserted(id: string, why: string): void {
+    this.update(id, (r) => (r.uninserted = why));
+  }
+
+  markInserted(id: string): void {
+    this.update(id, (r) => delete r.uninserted);
+  }
+
+  private update(id: string, change: (r: Run) => void): void {
+    const r = this.runs.get(id);
+    if (!r) return;
+    change(r);
+    this.emitter.fire({ run: r });
+    void this.save();
   }
 
   private async save(): Promise<void> {

@@ -32,7 +32,7 @@ export function targetProblem(editor: vscode.TextEditor): ProblemSpan | string {
 
 export async function solveSpan(engine: EngineClient, runs: RunStore, panel: ParticlePanel, doc: vscode.TextDocument, span: ProblemSpan, title: string): Promise<SolveResultMessage | undefined> {
   const runId = runs.newRunId();
-  runs.begin(runId, span.text);
+  runs.begin(runId, span.text, { uri: doc.uri.toString(), start: span.start, end: span.end });
   void panel.show(runId, true);
   let result: SolveResultMessage;
   try {
@@ -61,22 +61,70 @@ export async function solveSpan(engine: EngineClient, runs: RunStore, panel: Par
     return undefined;
   }
   runs.finish(runId, result);
-  const openRun = `command:${OPEN_RUN_COMMAND}?${encodeURIComponent(JSON.stringify([runId]))}`;
-  const block = formatResult({ answer: result.answer, probability: result.probability, particles: result.particles.length, level: result.level, twist: result.twist, openRunUri: openRun });
-  const plan = planResultInsertion(doc.getText(), span, block);
-  if (!plan) {
-    void vscode.window.showWarningMessage(`Twisted SMC: the problem was changed or removed while solving; the answer (${result.answer ?? "none"}) is kept with the run.`, "Open Run").then((pick) => {
-      if (pick) void vscode.commands.executeCommand(OPEN_RUN_COMMAND, runId);
-    });
-    return result;
-  }
-  const edit = new vscode.WorkspaceEdit();
-  edit.replace(doc.uri, new vscode.Range(doc.positionAt(plan.start), doc.positionAt(plan.end)), plan.text);
-  await vscode.workspace.applyEdit(edit);
+  const failure = await insertResult(doc.uri, span, resultBlock(result, runId));
+  if (failure) offerToInsert(runs, runId, failure);
   return result;
 }
 
+export const INSERT_ANSWER_COMMAND = "twistedSmc.insertAnswer";
+
+function resultBlock(result: SolveResultMessage, runId: string): string {
+  const openRun = `command:${OPEN_RUN_COMMAND}?${encodeURIComponent(JSON.stringify([runId]))}`;
+  return formatResult({ answer: result.answer, probability: result.probability, confidence: result.confidence, particles: result.particles.length, level: result.level, twist: result.twist, openRunUri: openRun });
+}
+
+/**
+ * Writes the result block after the problem in the document as it is now. The edit is refused when the
+ * document changes between planning and applying it (the user typing), so it is planned again a few
+ * times; returns why it could not be written, or undefined once it is in.
+ */
+async function insertResult(uri: vscode.Uri, span: ProblemSpan, block: string): Promise<string | undefined> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const doc = await vscode.workspace.openTextDocument(uri);
+    const plan = planResultInsertion(doc.getText(), span, block);
+    if (!plan) return "the problem was changed or removed while solving";
+    const edit = new vscode.WorkspaceEdit();
+    edit.replace(uri, new vscode.Range(doc.positionAt(plan.start), doc.positionAt(plan.end)), plan.text);
+    if (await vscode.workspace.applyEdit(edit)) return undefined;
+    await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
+  }
+  return "the document kept changing while the answer was being written";
+}
+
+/** An answer that could not be written stays with its run; the user is told and can insert it. */
+function offerToInsert(runs: RunStore, runId: string, why: string): void {
+  const answer = runs.get(runId)?.result?.answer ?? "none";
+  runs.markUninserted(runId, why);
+  void vscode.window
+    .showWarningMessage(`Twisted SMC: the answer (${answer}) was not written into the document: ${why}. It is kept with the run.`, "Insert Answer", "Open Run")
+    .then((pick) => {
+      if (pick === "Insert Answer") void vscode.commands.executeCommand(INSERT_ANSWER_COMMAND, runId);
+      if (pick === "Open Run") void vscode.commands.executeCommand(OPEN_RUN_COMMAND, runId);
+    });
+}
+
+/**
+ * Inserts a finished run's answer: after its problem when the problem is still in its document, else
+ * at the cursor of the active editor (the user has put it where the answer should go).
+ */
+export async function insertAnswer(runs: RunStore, runId?: string): Promise<void> {
+  const run = runId ? runs.get(runId) : (runs.all().find((r) => r.uninserted) ?? runs.all().find((r) => r.result));
+  if (!run?.result) return void vscode.window.showWarningMessage("Twisted SMC: that run has no answer to insert.");
+  const block = resultBlock(run.result, run.id);
+  if (run.document) {
+    const failure = await insertResult(vscode.Uri.parse(run.document.uri), { start: run.document.start, end: run.document.end, text: run.problem }, block);
+    if (!failure) return runs.markInserted(run.id);
+  }
+  const editor = vscode.window.activeTextEditor;
+  if (!editor) return void vscode.window.showWarningMessage("Twisted SMC: the problem is no longer in its document; put the cursor where the answer should go, then run Insert Answer again.", "Open Run").then((pick) => pick && vscode.commands.executeCommand(OPEN_RUN_COMMAND, run.id));
+  const at = editor.selection.active;
+  if (await editor.edit((b) => b.insert(at, `\n\n${block}\n`))) runs.markInserted(run.id);
+  else void vscode.window.showWarningMessage("Twisted SMC: the document changed while inserting; run Insert Answer again.");
+}
+
 export function registerSolveCommands(context: vscode.ExtensionContext, engine: EngineClient, runs: RunStore, panel: ParticlePanel): void {
+  /** Documents a Solve All is working through. */
+  const solvingAll = new Set<string>();
   context.subscriptions.push(
     vscode.commands.registerCommand("twistedSmc.solve", async (uri?: vscode.Uri, offset?: number) => {
       const editor = vscode.window.activeTextEditor;
@@ -92,12 +140,21 @@ export function registerSolveCommands(context: vscode.ExtensionContext, engine: 
     vscode.commands.registerCommand("twistedSmc.solveAll", async () => {
       const editor = vscode.window.activeTextEditor;
       if (!editor) return;
+      const key = editor.document.uri.toString();
+      // Two passes over one file would solve each problem twice and race to write the answers.
+      if (solvingAll.has(key)) return void vscode.window.showWarningMessage("Twisted SMC: Solve All is already running on this file; wait for it, or cancel it from its notification.");
       const problems = allProblems(editor.document.getText());
       if (!problems.length) return void vscode.window.showWarningMessage("Twisted SMC: no math word problems found in this file.");
-      for (const [i, p] of problems.entries()) {
-        const solved = await solveSpan(engine, runs, panel, editor.document, p, `Twisted SMC: problem ${i + 1} of ${problems.length}…`);
-        if (!solved) break;
+      solvingAll.add(key);
+      try {
+        for (const [i, p] of problems.entries()) {
+          const solved = await solveSpan(engine, runs, panel, editor.document, p, `Twisted SMC: problem ${i + 1} of ${problems.length}…`);
+          if (!solved) break;
+        }
+      } finally {
+        solvingAll.delete(key);
       }
     }),
+    vscode.commands.registerCommand(INSERT_ANSWER_COMMAND, (runId?: string) => insertAnswer(runs, runId)),
   );
 }

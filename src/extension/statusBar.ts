@@ -10,26 +10,44 @@ const ICONS: Record<EngineState, string> = {
   crashed: "$(error)",
 };
 
-export function createStatusBar(engine: EngineClient): vscode.Disposable {
+export interface EngineStatusBar extends vscode.Disposable {
+  /** What the item shows now (for the extension-host tests). */
+  readonly text: string;
+}
+
+export function createStatusBar(engine: EngineClient): EngineStatusBar {
   const item = vscode.window.createStatusBarItem("twistedSmc.status", vscode.StatusBarAlignment.Right, 100);
   item.name = "Twisted SMC engine";
   item.command = "twistedSmc.showStatus";
   const render = () => {
     const s = engine.lastStatus;
-    const device = s?.device ? s.device.split(" ")[0].toUpperCase().replace("WEBGPU", "WebGPU") : undefined;
+    const crashed = engine.state === "crashed";
+    const device = s?.device && !crashed ? s.device.split(" ")[0].toUpperCase().replace("WEBGPU", "WebGPU") : undefined;
     const model = s?.model ? s.model.split(/[\\/]/).pop() : undefined;
-    item.text = `${ICONS[engine.state]} Twisted SMC${device ? `: ${device}` : ""}${model ? ` · ${model}` : ""}`;
-    item.tooltip = `Engine ${engine.state}${s?.deviceChoice ? `\nDevice: ${s.deviceChoice}` : ""}${s?.model ? `\nModel: ${s.model}` : ""}\nClick for details`;
-    item.backgroundColor = engine.state === "crashed" ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
+    item.text = `${ICONS[engine.state]} Twisted SMC${crashed ? ": crashed" : device ? `: ${device}` : ""}${model && !crashed ? ` · ${model}` : ""}`;
+    item.tooltip = crashed
+      ? "The engine stopped unexpectedly. Click to restart it or read the log; the next solve also restarts it."
+      : `Engine ${engine.state}${s?.deviceChoice ? `\nDevice: ${s.deviceChoice}` : ""}${s?.model ? `\nModel: ${s.model}` : ""}\nClick for details`;
+    item.backgroundColor = crashed ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
   };
   render();
   item.show();
+  let previous = engine.state;
   const sub = engine.onDidChangeState(async (state) => {
+    const from = previous;
+    previous = state;
     render();
-    if (state === "ready") {
-      await engine.status().catch(() => undefined);
+    // The engine may have loaded a model: ask once when it comes up or finishes work. Asking does not
+    // change the state, so this cannot feed itself.
+    if (state === "ready" && (from === "starting" || from === "busy")) {
+      await engine.statusIfRunning();
       render();
     }
   });
-  return vscode.Disposable.from(item, sub);
+  return {
+    get text() {
+      return item.text;
+    },
+    dispose: () => vscode.Disposable.from(item, sub).dispose(),
+  };
 }

@@ -7,7 +7,7 @@ export interface PanelRun {
   problem: string;
   started: number;
   steps: SmcStepRecord[];
-  result?: Pick<SolveResultMessage, "answer" | "probability" | "posterior" | "level" | "twist"> & { particles: { answer: string | null; logWeight: number }[] };
+  result?: Pick<SolveResultMessage, "answer" | "probability" | "posterior" | "confidence" | "level" | "twist"> & { particles: { answer: string | null; logWeight: number }[] };
   error?: string;
 }
 

@@ -41,12 +41,25 @@ export interface SolveParams {
   smc: SmcSettings;
 }
 
+/** How sure a run is of its answer, in words every view shows as it is (see engine/smc/confidence.ts). */
+export interface AnswerConfidence {
+  /** clear: posterior ≥ 50%; uncertain: below; tie: several answers share the top; none: no answer. */
+  kind: "clear" | "uncertain" | "tie" | "none";
+  /** One line, e.g. "806, 886 or 786 — tied at 25.0% each". */
+  summary: string;
+  /** The answers sharing the top place, when kind is tie. */
+  tied?: string[];
+  /** Set when the problem is outside what the model was trained on: one line saying so. */
+  outOfDepth?: string;
+}
+
 export interface SolveResultMessage {
   runId: string;
   problem: string;
   answer: string | null;
   probability: number;
   posterior: AnswerProbability[];
+  confidence: AnswerConfidence;
   unanswered: number;
   logZ: number | null;
   ess: number[];

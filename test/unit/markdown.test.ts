@@ -60,10 +60,25 @@ describe("finding problems in Markdown", () => {
 });
 
 describe("writing results into Markdown", () => {
-  const result = formatResult({ answer: "42", probability: 0.875, particles: 16, level: "token", twist: "twist.json", openRunUri: "command:twistedSmc.openRun?%5B%22r1%22%5D" });
+  const clear = { kind: "clear", summary: "42 (posterior 87.5%)" } as const;
+  const result = formatResult({ answer: "42", probability: 0.875, confidence: clear, particles: 16, level: "token", twist: "twist.json", openRunUri: "command:twistedSmc.openRun?%5B%22r1%22%5D" });
 
   it("formats the answer, its posterior, the particles and a link to the run", () => {
     assert.equal(result, `> ${RESULT_MARKER} Answer: **42** (posterior 87.5%, 16 particles, token-level twisted SMC) · [open run](command:twistedSmc.openRun?%5B%22r1%22%5D)`);
+  });
+
+  it("says a tie is a tie, marks an uncertain answer and a problem outside the model's depth, and escapes the answer", () => {
+    const base = { particles: 16, level: "step", twist: "twist-step.json" };
+    const tie = formatResult({ ...base, answer: "806", probability: 0.25, confidence: { kind: "tie", tied: ["806", "886", "786"], summary: "" } });
+    assert.equal(tie, `> ${RESULT_MARKER} Answer: tied — **806**, **886** or **786** at 25.0% each (16 particles, step-level twisted SMC)`);
+    const low = formatResult({ ...base, answer: "-3.5", probability: 0.3125, confidence: { kind: "uncertain", summary: "" } });
+    assert.equal(low, `> ${RESULT_MARKER} Answer: **-3.5**, uncertain (posterior 31.3%, 16 particles, step-level twisted SMC)`);
+    const deep = formatResult({ ...base, answer: "42", probability: 0.9, confidence: { kind: "clear", summary: "", outOfDepth: "tiny-math-llama is out of its depth here" } });
+    assert.match(deep, /Answer: \*\*42\*\* \(posterior 90\.0%.*\) · ⚠ out of the model's depth: the answer is a guess$/);
+    const none = formatResult({ ...base, answer: null, probability: 0, confidence: { kind: "none", summary: "" } });
+    assert.equal(none, `> ${RESULT_MARKER} Answer: no answer (16 particles, step-level twisted SMC)`);
+    const hostile = formatResult({ ...base, answer: "4*2](javascript:x)\n# h", probability: 0.9, confidence: clear });
+    assert.ok(!hostile.includes("\n") && hostile.includes("4\\*2\\]\\(javascript:x\\) \\# h"), hostile);
   });
 
   it("inserts right after the problem, and replaces an earlier result instead of stacking", () => {

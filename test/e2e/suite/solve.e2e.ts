@@ -61,6 +61,68 @@ describe("Twisted SMC in VS Code", () => {
     assert.ok(!editor.document.getText().includes(RESULT_MARKER), "one undo removes the whole result");
   });
 
+  it("sends the engine no request while idle, and the status bar reads ready", async () => {
+    const before = await engine.status();
+    await new Promise((r) => setTimeout(r, 5000));
+    const after = await engine.status();
+    assert.equal(after.requests, before.requests + 1, "only the test's own status request reached the engine");
+    assert.equal(engine.state, "ready");
+    assert.match(api.statusBar.text, /^\$\(pulse\) Twisted SMC: CPU/);
+  });
+
+  it("writes the answer even while the user types in the document", async () => {
+    const editor = await openMarkdown("typing.md", `${PROBLEM}\n\nNotes: `);
+    editor.selection = new vscode.Selection(new vscode.Position(0, 3), new vscode.Position(0, 3));
+    let typing = true;
+    const typist = (async () => {
+      while (typing) {
+        const end = editor.document.lineAt(editor.document.lineCount - 1).range.end;
+        await Promise.resolve(editor.edit((b) => b.insert(end, "x"))).catch(() => false);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    await vscode.commands.executeCommand("twistedSmc.solve");
+    await new Promise((r) => setTimeout(r, 300));
+    typing = false;
+    await typist;
+    const text = editor.document.getText();
+    assert.ok(text.includes(RESULT_MARKER), "the answer landed");
+    assert.match(text, /Notes: x+$/, "and nothing the user typed was lost");
+  });
+
+  it("keeps an answer whose problem was edited away, and Insert Answer puts it at the cursor", async () => {
+    const editor = await openMarkdown("edited.md", `${PROBLEM}\n\nAnswer here:\n`);
+    editor.selection = new vscode.Selection(new vscode.Position(0, 3), new vscode.Position(0, 3));
+    let edited = false;
+    const sub = engine.onStep(() => {
+      if (edited) return;
+      edited = true;
+      void editor.edit((b) => b.replace(new vscode.Range(0, 8, 0, 10), "13"));
+    });
+    await vscode.commands.executeCommand("twistedSmc.solve");
+    sub.dispose();
+    assert.ok(edited && !editor.document.getText().includes(RESULT_MARKER), "the answer had nowhere to go");
+    const run = api.runs.all()[0];
+    assert.ok(run.result && run.uninserted, "the answer is kept with its run, with the reason");
+    await vscode.window.showTextDocument(editor.document);
+    editor.selection = new vscode.Selection(new vscode.Position(2, 12), new vscode.Position(2, 12));
+    await vscode.commands.executeCommand("twistedSmc.insertAnswer", run.id);
+    assert.match(editor.document.getText(), new RegExp(`Answer here:\\n\\n> ${RESULT_MARKER} Answer: `));
+    assert.equal(api.runs.get(run.id)!.uninserted, undefined);
+  });
+
+  it("refuses a second Solve All on a file while the first runs", async () => {
+    const second = "Ben has 7 apples. He buys 5 more apples. How many apples does Ben have now?";
+    const editor = await openMarkdown("all.md", `- ${PROBLEM}\n- ${second}\n`);
+    const runsBefore = api.runs.all().length;
+    const first = vscode.commands.executeCommand("twistedSmc.solveAll");
+    await new Promise((r) => setTimeout(r, 50));
+    await vscode.commands.executeCommand("twistedSmc.solveAll");
+    await first;
+    assert.equal(api.runs.all().length, runsBefore + 2, "each problem solved once");
+    assert.equal(editor.document.getText().split(RESULT_MARKER).length - 1, 2, "one answer after each problem");
+  });
+
   it("says so when the cursor is not in a math problem", async () => {
     const editor = await openMarkdown("empty.md", "# Only a heading\n\n\n");
     editor.selection = new vscode.Selection(new vscode.Position(2, 0), new vscode.Position(2, 0));
@@ -79,6 +141,20 @@ describe("Twisted SMC in VS Code", () => {
     await assert.rejects(run, /cancel/i);
     sub.dispose();
     assert.ok(steps < 20, `stopped after ${steps} steps`);
+  });
+
+  it("shows a crash of the idle engine and leaves it down until the next use", async () => {
+    const { pid } = await engine.status();
+    const crashes: string[] = [];
+    const sub = engine.onDidCrash((m) => crashes.push(m));
+    process.kill(pid, "SIGKILL");
+    await waitFor("the engine to be seen dead", () => (engine.state === "crashed" ? true : undefined), 20000);
+    await new Promise((r) => setTimeout(r, 2000));
+    sub.dispose();
+    assert.equal(engine.state, "crashed", "nothing restarted it behind the user's back");
+    assert.match(api.statusBar.text, /\$\(error\) Twisted SMC: crashed/);
+    assert.deepEqual(crashes.length, 1);
+    assert.match(crashes[0], /stopped unexpectedly.*Restart Engine/);
   });
 
   it("restarts a killed engine on the next solve of the problem under the cursor, and the result still lands", async () => {
