@@ -12,10 +12,18 @@ declare function acquireVsCodeApi(): { postMessage(m: WebviewToPanel): void; get
 
 const vscode = acquireVsCodeApi();
 const SVG = "http://www.w3.org/2000/svg";
-const state: { runs: Map<string, PanelRun>; current?: string; selected?: number; replayStep?: number; train: TrainPoint[] } = {
-  runs: new Map(),
-  current: (vscode.getState() as { current?: string } | undefined)?.current,
+/** What the webview keeps across reloads: the run it showed, so a reopened panel draws it at once. */
+interface SavedState {
+  current?: string;
+  run?: PanelRun;
+}
+const saved = (vscode.getState() ?? {}) as SavedState;
+const state: { runs: Map<string, PanelRun>; current?: string; selected?: number; scrollToSelected?: boolean; replayStep?: number; train: TrainPoint[]; loaded: boolean } = {
+  runs: new Map(saved.run ? [[saved.run.id, saved.run]] : []),
+  current: saved.current,
   train: [],
+  // Until the host's snapshot arrives, "no run yet" may be false.
+  loaded: false,
 };
 
 /** The last component of a path (the twist's file name; the full path is the tooltip). */
@@ -57,12 +65,17 @@ function render(): void {
   const runs = [...state.runs.values()].sort((a, b) => b.started - a.started);
   const run = state.current ? state.runs.get(state.current) : runs[0];
   if (!run) {
-    root.append(el("p", { class: "empty" }, "No run yet. Put the cursor in a math word problem in a Markdown file and run “Solve with Twisted SMC”."));
+    root.append(el("p", { class: "empty" }, state.loaded ? "No run yet. Put the cursor in a math word problem in a Markdown file and run “Solve with Twisted SMC”." : "Loading runs…"));
     renderTraining(root);
     return;
   }
+  // Saved once the run has ended (not every streamed frame): a reopened panel draws it before the host answers.
+  if (state.current !== run.id || (run.result && saved.run !== run)) {
+    saved.current = run.id;
+    saved.run = run.result || run.error ? run : saved.run;
+    vscode.setState(saved);
+  }
   state.current = run.id;
-  vscode.setState({ current: run.id });
 
   const bar = el("div", { class: "bar" });
   const picker = el("select", { "aria-label": "Run" });
@@ -85,10 +98,12 @@ function render(): void {
 
   root.append(el("p", { class: "problem" }, run.problem));
   if (run.result) {
-    const a = el("p", { class: "answer" });
-    a.append(el("strong", {}, `Answer: ${run.result.answer ?? "none"}`), document.createTextNode(` — posterior ${(100 * run.result.probability).toFixed(1)}%, ${run.result.particles.length} particles, ${run.result.level} level, twist ${fileName(run.result.twist)}`));
+    const c = run.result.confidence;
+    const a = el("p", { class: `answer ${c.kind}` });
+    a.append(el("strong", {}, `Answer: ${c.summary}`), document.createTextNode(` — ${run.result.particles.length} particles, ${run.result.level} level, twist ${fileName(run.result.twist)}`));
     if (run.result.twist) a.title = run.result.twist;
     root.append(a);
+    if (c.outOfDepth) root.append(el("p", { class: "warning", role: "note" }, `⚠ ${c.outOfDepth}`));
   } else if (run.error) {
     root.append(el("p", { class: "error" }, run.error));
   } else {
@@ -101,8 +116,11 @@ function render(): void {
   const texts = last >= 0 ? textsAt(run, last) : [];
   const chosen = state.selected ?? chosenParticle(run);
   if (chosen !== undefined && texts[chosen] !== undefined) {
-    root.append(el("h3", {}, state.selected !== undefined ? `Particle ${chosen + 1}` : "Chosen solution"), el("pre", { class: "solution" }, texts[chosen]));
+    const solution = el("pre", { class: "solution" }, texts[chosen]);
+    root.append(el("h3", {}, state.selected !== undefined ? `Particle ${chosen + 1}` : "Chosen solution"), solution);
+    if (state.scrollToSelected) solution.scrollIntoView({ block: "nearest" });
   }
+  state.scrollToSelected = false;
   renderTraining(root);
 }
 
@@ -141,12 +159,14 @@ function trajectories(run: PanelRun, last: number): SVGElement {
     step.particles.forEach((p, i) => {
       const y = (i + 1) * dy;
       const r = Math.max(1, Math.min(dy / 2, dx / 2, (Math.min(dx, dy) / 2) * Math.sqrt(w[i] * K) * 0.8));
-      const node = svg("circle", { cx: x, cy: y, r, class: p.finished ? "node finished" : "node", tabindex: s === last ? 0 : -1, "fill-opacity": 0.3 + 0.7 * Math.min(1, w[i] * K) });
+      const selected = s === last && i === state.selected;
+      const node = svg("circle", { cx: x, cy: y, r, class: `node${p.finished ? " finished" : ""}${selected ? " selected" : ""}`, "aria-selected": String(selected), tabindex: s === last ? 0 : -1, "fill-opacity": 0.3 + 0.7 * Math.min(1, w[i] * K) });
       const title = svg("title", {});
       title.textContent = `particle ${i + 1}, step ${s + 1}, weight ${(100 * w[i]).toFixed(1)}%\n${texts[s][i]}`;
       node.append(title);
       const select = () => {
         state.selected = i;
+        state.scrollToSelected = true;
         render();
       };
       node.addEventListener("click", select);
@@ -159,9 +179,14 @@ function trajectories(run: PanelRun, last: number): SVGElement {
   return root;
 }
 
+/** The panel's drawing width: charts fit the sidebar however narrow it is. */
+function panelWidth(): number {
+  return Math.max(120, (document.getElementById("root")?.clientWidth ?? 300) - 8);
+}
+
 function essCurve(run: PanelRun, last: number): SVGElement {
   const K = run.steps[0].particles.length;
-  const width = 300, height = 60;
+  const width = panelWidth(), height = 60;
   const root = svg("svg", { class: "ess", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "Effective sample size per step" });
   const pts = run.steps.slice(0, last + 1).map((s, i) => `${(i / Math.max(1, last)) * (width - 10) + 5},${height - 5 - (s.ess / K) * (height - 15)}`);
   root.append(svg("polyline", { points: pts.join(" "), class: "ess-line" }));
@@ -187,7 +212,7 @@ function posterior(run: PanelRun): HTMLElement {
 function renderTraining(root: HTMLElement): void {
   if (!state.train.length) return;
   root.append(el("h3", {}, `Training: ${state.train.length} batches, last loss ${state.train[state.train.length - 1].loss.toFixed(4)}`));
-  const width = 300, height = 80;
+  const width = panelWidth(), height = 80;
   const s = svg("svg", { class: "loss", width, height, role: "img", "aria-label": "Training loss per batch" });
   const ys = state.train.map((p) => p.loss);
   const lo = Math.min(...ys), hi = Math.max(...ys), span = hi - lo || 1;
@@ -214,7 +239,10 @@ window.addEventListener("message", (event: MessageEvent<PanelToWebview>) => {
   const m = event.data;
   switch (m.type) {
     case "runs":
+      state.loaded = true;
       for (const r of m.runs) state.runs.set(r.id, r);
+      // A saved run the host no longer keeps (history cleared) is not shown as if it were.
+      if (saved.run && !m.runs.some((r) => r.id === saved.run!.id)) state.runs.delete(saved.run.id);
       break;
     case "run":
       state.runs.set(m.run.id, m.run);
@@ -247,5 +275,7 @@ function scheduleRender(): void {
   });
 }
 
+// A narrower or wider sidebar redraws the charts to fit.
+new ResizeObserver(() => scheduleRender()).observe(document.getElementById("root")!);
 render();
 vscode.postMessage({ type: "ready" });
