@@ -74,21 +74,42 @@ function resultBlock(result: SolveResultMessage, runId: string): string {
 }
 
 /**
- * Writes the result block after the problem in the document as it is now. The edit is refused when the
- * document changes between planning and applying it (the user typing), so it is planned again a few
- * times; returns why it could not be written, or undefined once it is in.
+ * Writes the result block after the problem in the document as it is now. VS Code refuses an edit
+ * when the document changed between planning and applying it (the user typing), so on a refusal it
+ * waits for a pause in the typing and plans again, for a while; returns why it could not be written,
+ * or undefined once it is in.
  */
 async function insertResult(uri: vscode.Uri, span: ProblemSpan, block: string): Promise<string | undefined> {
-  for (let attempt = 0; attempt < 5; attempt++) {
+  const deadline = Date.now() + 15000;
+  do {
     const doc = await vscode.workspace.openTextDocument(uri);
     const plan = planResultInsertion(doc.getText(), span, block);
     if (!plan) return "the problem was changed or removed while solving";
     const edit = new vscode.WorkspaceEdit();
     edit.replace(uri, new vscode.Range(doc.positionAt(plan.start), doc.positionAt(plan.end)), plan.text);
     if (await vscode.workspace.applyEdit(edit)) return undefined;
-    await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
-  }
+    await pauseInEdits(uri, 30, 1000);
+  } while (Date.now() < deadline);
   return "the document kept changing while the answer was being written";
+}
+
+/** Resolves once `uri` has gone `quietMs` without a change, or after `maxMs` at most. */
+function pauseInEdits(uri: vscode.Uri, quietMs: number, maxMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(quiet);
+      clearTimeout(cap);
+      sub.dispose();
+      resolve();
+    };
+    let quiet = setTimeout(done, quietMs);
+    const cap = setTimeout(done, maxMs);
+    const sub = vscode.workspace.onDidChangeTextDocument((e) => {
+      if (e.document.uri.toString() !== uri.toString()) return;
+      clearTimeout(quiet);
+      quiet = setTimeout(done, quietMs);
+    });
+  });
 }
 
 /** An answer that could not be written stays with its run; the user is told and can insert it. */

@@ -21,3 +21,16 @@ export function taskArgs(def: TwistedSmcTaskDefinition): string[] {
   if (command === "train") args.push("--progress", "json");
   return args;
 }
+
+/** How much training: a quick run to try things, or the full run that trained the shipped twist. */
+export interface TrainingPreset {
+  label: string;
+  /** What it costs, measured for the line verifier on 2 cores (other twists take longer). */
+  description: string;
+  flags: { num_examples: number; num_epochs: number };
+}
+
+export const TRAINING_PRESETS: readonly TrainingPreset[] = [
+  { label: "quick", description: "400 problems, one pass: about 5 minutes on 2 cores, a first twist to try", flags: { num_examples: 400, num_epochs: 1 } },
+  { label: "full", description: "4,000 problems, three passes: about 31 minutes on 2 cores (how the shipped twist was trained)", flags: { num_examples: 4000, num_epochs: 3 } },
+];

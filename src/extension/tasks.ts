@@ -7,7 +7,7 @@
 import { ChildProcess, spawn } from "node:child_process";
 import * as vscode from "vscode";
 import type { TrainPoint } from "../protocol/panelMessages";
-import { taskArgs, TASK_TYPE, TwistedSmcTaskDefinition } from "./taskArgs";
+import { taskArgs, TASK_TYPE, TRAINING_PRESETS, TwistedSmcTaskDefinition } from "./taskArgs";
 
 export { TASK_TYPE };
 
@@ -132,7 +132,7 @@ export function registerTaskCommands(context: vscode.ExtensionContext, provider:
       if (needTrust()) return;
       const kind = await vscode.window.showQuickPick(
         [
-          { label: "line verifier", description: "step level, learned from outcomes: the shipped twist (about 31 minutes on 2 cores)", twist: "step", loss: "prm" },
+          { label: "line verifier", description: "step level, learned from outcomes: the shipped twist", twist: "step", loss: "prm" },
           { label: "step value head", description: "step level, value regression on the hidden state", twist: "step", loss: "bce" },
           { label: "token twist", description: "token level, contrastive twist learning", twist: "token", loss: "ctl" },
         ] as const,
@@ -150,10 +150,12 @@ export function registerTaskCommands(context: vscode.ExtensionContext, provider:
         if (!files?.length) return;
         dataset = files[0].fsPath;
       }
+      const preset = await vscode.window.showQuickPick(TRAINING_PRESETS, { title: "Twisted SMC: how long to train" });
+      if (!preset) return;
       const model = vscode.workspace.getConfiguration("twistedSmc").get<string>("model", "");
-      const def: TwistedSmcTaskDefinition = { type: TASK_TYPE, command: "train", twist: kind.twist, loss: kind.loss, dataset, output_dir: `twists/${kind.twist}-${kind.loss}` };
+      const def: TwistedSmcTaskDefinition = { type: TASK_TYPE, command: "train", twist: kind.twist, loss: kind.loss, dataset, ...preset.flags, output_dir: `twists/${kind.twist}-${kind.loss}-${preset.label}` };
       if (model) def.model_name = model;
-      await vscode.tasks.executeTask(provider.build(def, `train ${kind.label}`));
+      await vscode.tasks.executeTask(provider.build(def, `train ${kind.label} (${preset.label})`));
     }),
     vscode.commands.registerCommand("twistedSmc.evaluate", async () => {
       if (needTrust()) return;
