@@ -8,8 +8,8 @@ import { modelDomain, outOfDepth } from "./lm/modelDomain";
 import type { AnswerConfidence } from "../protocol/protocol";
 import { describeConfidence } from "./smc/confidence";
 import { answersMatch, extractAnswer } from "./math/answer";
-import { answerPosterior, AnswerProbability } from "./smc/posterior";
-import { SmcRecord, SmcStepRecord } from "./smc/record";
+import { answerPosterior } from "./smc/posterior";
+import { AnswerProbability, encodeLogWeight, SmcRecord, SmcStepRecord, SolvedParticle } from "../protocol/record";
 import { runTwistedSmc, SmcLevel, SmcOptions } from "./smc/twistedSmc";
 
 /** The SMC settings a caller chooses; the engine supplies the model-specific rest. */
@@ -33,12 +33,7 @@ export const DEFAULT_SOLVE_OPTIONS: Omit<SolveOptions, "twist"> = {
   seed: 0,
 };
 
-export interface SolvedParticle {
-  text: string;
-  answer: string | null;
-  logWeight: number;
-  finishReason: "eos" | "length" | null;
-}
+export type { SolvedParticle };
 
 export interface SolveResult {
   problem: string;
@@ -113,7 +108,7 @@ export async function solve(model: LoadedModel, problem: string, options: SolveO
     particles: run.particles.map((p, i) => ({
       text: texts[i],
       answer: extractAnswer(texts[i])?.key ?? null,
-      logWeight: p.logWeight,
+      logWeight: encodeLogWeight(p.logWeight),
       finishReason: p.finishReason,
     })),
     steps: run.steps,

@@ -20,7 +20,7 @@ export function toPanelRun(r: Run): PanelRun {
     error: r.error,
     result: res && {
       answer: res.answer, probability: res.probability, posterior: res.posterior, confidence: res.confidence, level: res.level, twist: res.twist,
-      particles: res.particles.map((p) => ({ answer: p.answer, logWeight: Number.isFinite(p.logWeight) ? p.logWeight : -1e300 })),
+      particles: res.particles.map((p) => ({ answer: p.answer, logWeight: p.logWeight })),
     },
   };
 }

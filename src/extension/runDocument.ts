@@ -3,6 +3,7 @@
  * after a problem. Model output is shown inside code blocks, so no text it wrote is rendered as Markdown.
  */
 import * as vscode from "vscode";
+import { decodeLogWeight } from "../protocol/record";
 import { RunStore } from "./runStore";
 
 export const RUN_SCHEME = "twisted-smc-run";
@@ -26,8 +27,8 @@ export function renderRun(runs: RunStore, id: string): string {
   lines.push("", "## Particles", "");
   r.particles
     .map((p, i) => ({ p, i }))
-    .sort((a, b) => b.p.logWeight - a.p.logWeight)
-    .forEach(({ p, i }) => lines.push(`Particle ${i + 1}: answer ${p.answer ?? "none"}, log weight ${Number.isFinite(p.logWeight) ? p.logWeight.toFixed(3) : "−∞"}`, "", fenced(p.text), ""));
+    .sort((a, b) => decodeLogWeight(b.p.logWeight) - decodeLogWeight(a.p.logWeight))
+    .forEach(({ p, i }) => lines.push(`Particle ${i + 1}: answer ${p.answer ?? "none"}, log weight ${p.logWeight === null ? "−∞" : p.logWeight.toFixed(3)}`, "", fenced(p.text), ""));
   return lines.join("\n");
 }
 

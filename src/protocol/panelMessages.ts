@@ -1,5 +1,5 @@
 /** Messages between the extension host and the particle panel's webview, typed for both sides. */
-import type { SmcStepRecord, SolveResultMessage } from "./protocol";
+import type { SmcStepRecord, SolveResultMessage, WireLogWeight } from "./protocol";
 
 /** A run as the panel draws it: the record, and the result once there is one. */
 export interface PanelRun {
@@ -7,7 +7,7 @@ export interface PanelRun {
   problem: string;
   started: number;
   steps: SmcStepRecord[];
-  result?: Pick<SolveResultMessage, "answer" | "probability" | "posterior" | "confidence" | "level" | "twist"> & { particles: { answer: string | null; logWeight: number }[] };
+  result?: Pick<SolveResultMessage, "answer" | "probability" | "posterior" | "confidence" | "level" | "twist"> & { particles: { answer: string | null; logWeight: WireLogWeight }[] };
   error?: string;
 }
 

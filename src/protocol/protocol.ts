@@ -4,11 +4,9 @@
  * cancelling a request uses the standard `$/cancelRequest`.
  */
 import { NotificationType, RequestType, RequestType0 } from "vscode-jsonrpc";
-import type { AnswerProbability } from "../engine/smc/posterior";
-import type { SmcRecord, SmcStepRecord } from "../engine/smc/record";
-import type { SolvedParticle } from "../engine/solve";
+import type { AnswerProbability, SmcRecord, SmcStepRecord, SolvedParticle, WireLogWeight } from "./record";
 
-export type { AnswerProbability, SmcRecord, SmcStepRecord, SolvedParticle };
+export type { AnswerProbability, SmcRecord, SmcStepRecord, SolvedParticle, WireLogWeight };
 
 export type Level = "token" | "step";
 export type Resampling = "multinomial" | "stratified" | "systematic" | "residual";

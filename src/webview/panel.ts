@@ -7,6 +7,7 @@
  * Model output is untrusted: every text goes in through textContent, never as HTML.
  */
 import type { PanelToWebview, WebviewToPanel, PanelRun, TrainPoint } from "../protocol/panelMessages";
+import { decodeLogWeight } from "../protocol/record";
 
 declare function acquireVsCodeApi(): { postMessage(m: WebviewToPanel): void; getState(): unknown; setState(s: unknown): void };
 
@@ -44,7 +45,9 @@ function svg(tag: string, attrs: Record<string, string | number>): SVGElement {
   return e;
 }
 
-function normalise(logW: number[]): number[] {
+/** Normalised weights; a null log weight is a dead particle (−∞ on the wire) and weighs nothing. */
+function normalise(wire: (number | null)[]): number[] {
+  const logW = wire.map(decodeLogWeight);
   const max = Math.max(...logW);
   if (!Number.isFinite(max)) return logW.map(() => 1 / logW.length);
   const w = logW.map((x) => Math.exp(x - max));
@@ -128,7 +131,7 @@ function chosenParticle(run: PanelRun): number | undefined {
   if (!run.result) return undefined;
   let best: number | undefined;
   run.result.particles.forEach((p, i) => {
-    if (p.answer === run.result!.answer && (best === undefined || p.logWeight > run.result!.particles[best].logWeight)) best = i;
+    if (p.answer === run.result!.answer && (best === undefined || decodeLogWeight(p.logWeight) > decodeLogWeight(run.result!.particles[best].logWeight))) best = i;
   });
   return best;
 }

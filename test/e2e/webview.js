@@ -18,7 +18,7 @@ const EVIL = `<img src=x onerror="window.pwned=1"><script>window.pwned=2</script
 const K = 4;
 const steps = [0, 1, 2].map((s) => ({
   step: s, kind: "token", ess: 4 - s, resampled: s === 1,
-  particles: Array.from({ length: K }, (_, i) => ({ parent: s === 2 ? 0 : i, text: s === 0 && i === 0 ? EVIL : `t${s}`, logWeight: -i, finished: s === 2 && i === 3 })),
+  particles: Array.from({ length: K }, (_, i) => ({ parent: s === 2 ? 0 : i, text: s === 0 && i === 0 ? EVIL : `t${s}`, logWeight: s === 2 && i === 1 ? null : -i, finished: s === 2 && i === 3 })),
 }));
 const run = { id: "r1", problem: `Problem ${EVIL}`, started: Date.now(), steps: [] };
 const confidence = { kind: "clear", summary: "42 (posterior 75.0%)", outOfDepth: `out of its depth ${EVIL}` };
@@ -40,6 +40,8 @@ const result = { answer: "42", probability: 0.75, confidence, posterior: [{ answ
     assert.equal(await page.locator("circle.node").count(), K * steps.length, "a node per particle per step");
     assert.equal(await page.locator("line.resampled").count(), 1, "the resampling step is marked");
     assert.equal(await page.locator("circle.node.finished").count(), 1, "finished particles are drawn hollow");
+    const radius = (n) => page.locator("circle.node").nth(n).getAttribute("r").then(Number);
+    assert.ok((await radius(K * 2 + 1)) < (await radius(K * 2 + 2)), "a dead particle (null: −∞ on the wire) is drawn lightest, not heaviest");
     assert.match(await page.locator(".answer").textContent(), /Answer: 42 \(posterior 75\.0%\) — 4 particles/);
     assert.ok((await page.locator(".warning").textContent()).includes("out of its depth <img src=x"), "out of its depth, said as text");
     const width = await page.locator("#root").evaluate((e) => e.clientWidth);
@@ -59,7 +61,7 @@ const result = { answer: "42", probability: 0.75, confidence, posterior: [{ answ
     const again = await browser.newPage();
     await again.setContent(html(saved));
     assert.match(await again.locator(".answer").textContent(), /Answer: 42/, "the last run, drawn at once");
-    console.log("webview: 17 checks passed");
+    console.log("webview: 18 checks passed");
   } finally {
     await browser.close();
   }

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { synthesize } from "../../src/engine/math/problems";
-import { SmcRecord } from "../../src/engine/smc/record";
+import { SmcRecord } from "../../src/protocol/record";
 import { SolveResult } from "../../src/engine/solve";
 
 /** The bundled CLI, exactly as users run it (npm test builds it first). */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { RESAMPLING_SCHEMES } from "../../src/engine/smc/resampling";
 import { runTwistedSmc, SmcOptions, SmcCancelled } from "../../src/engine/smc/twistedSmc";
-import { SmcStepRecord } from "../../src/engine/smc/record";
+import { SmcStepRecord } from "../../src/protocol/record";
 import { Rng } from "../../src/engine/util/rng";
 import { enumerateToy, exactTwist, TOY_MAX_TOKENS, TOY_PROMPT, toyDecode, ToyModel } from "./toyModel";
 import { chiSquareOfSamples, logPhi, meanZ, randomLogPsi, stepTwistFrom, tokenTwistFrom, toyOptions } from "./toyStatistics";

@@ -1,5 +1,6 @@
 /** `twisted-smc solve "<problem>"`: twisted SMC over the model, printing the answer and its posterior. */
 import { parseArgs } from "node:util";
+import { decodeLogWeight } from "../../protocol/record";
 import { DEVICES, DeviceRequest } from "../lm/device";
 import { loadModel, withCpuFallback } from "../lm/loadModel";
 import { goldAnswer, parseNumber } from "../math/answer";
@@ -119,7 +120,7 @@ export function formatSolve(r: SolveResult): string {
     ...r.posterior.slice(0, 8).map((a) => `  ${a.answer.padStart(8)}  ${pct(a.probability).padStart(6)}  (${a.particles} particle${a.particles === 1 ? "" : "s"})`),
   ];
   if (r.unanswered > 0) lines.push(`  ${"(none)".padStart(8)}  ${pct(r.unanswered).padStart(6)}`);
-  const best = r.particles.map((p, i) => ({ p, i })).filter(({ p }) => p.answer === r.answer).sort((a, b) => b.p.logWeight - a.p.logWeight)[0];
+  const best = r.particles.map((p, i) => ({ p, i })).filter(({ p }) => p.answer === r.answer).sort((a, b) => decodeLogWeight(b.p.logWeight) - decodeLogWeight(a.p.logWeight))[0];
   if (best) lines.push("", `Chosen solution (particle ${best.i + 1}):`, ...best.p.text.split("\n").map((l) => `  ${l}`));
   const minEss = r.ess.length ? Math.min(...r.ess) : r.particles.length;
   lines.push(

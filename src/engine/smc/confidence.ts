@@ -4,7 +4,7 @@
  * panel all show this one summary, so nothing presents an answer more confidently than its posterior.
  */
 import type { AnswerConfidence } from "../../protocol/protocol";
-import type { AnswerProbability } from "./posterior";
+import type { AnswerProbability } from "../../protocol/record";
 
 /** Below this posterior the chosen answer is marked uncertain. */
 export const UNCERTAIN_BELOW = 0.5;

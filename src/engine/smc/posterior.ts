@@ -1,13 +1,9 @@
 /** The answer of an SMC run: a weighted vote over the particles' extracted final answers. */
 import { extractAnswer } from "../math/answer";
+import type { AnswerProbability } from "../../protocol/record";
 import { normalize } from "./weights";
 
-export interface AnswerProbability {
-  answer: string;
-  probability: number;
-  /** How many particles gave this answer. */
-  particles: number;
-}
+export type { AnswerProbability };
 
 export interface Posterior {
   /** The most probable answer, or null when no particle gave one. */

@@ -22,7 +22,7 @@
  */
 import { CausalLM, DecoderState, GraphSampling, StepOutput } from "../lm/causalLm";
 import { Rng } from "../util/rng";
-import { SmcStepRecord } from "./record";
+import { encodeLogWeight, SmcStepRecord } from "../../protocol/record";
 import { resample, ResamplingScheme } from "./resampling";
 import { drawCategorical, LogitDraw, LogitProposal } from "./logitProposal";
 import { drawOnModel, passDraw, readDrawnRows, readHiddenRows } from "./modelDraws";
@@ -408,7 +408,7 @@ function makeRecord(step: number, o: SmcOptions, ps: Particle[], parents: number
     const before = o.decode(p.tokens.slice(0, p.recorded));
     const text = p.recorded === p.tokens.length ? "" : o.decode(p.tokens).slice(before.length);
     p.recorded = p.tokens.length;
-    return { parent: parents[i], text, logWeight: p.logW, finished: p.finish !== null };
+    return { parent: parents[i], text, logWeight: encodeLogWeight(p.logW), finished: p.finish !== null };
   });
   return { step, kind: o.level === "token" ? "token" : "line", particles, ess, resampled };
 }

@@ -9,6 +9,7 @@
  *   value-regression (BCE) objective, every boundary of every plain sample with its 0/1 label.
  */
 import { LoadedModel } from "../lm/loadModel";
+import { decodeLogWeight } from "../../protocol/record";
 import { encodeWithinContext } from "../lm/contextWindow";
 import { generate } from "../lm/generate";
 import { reward } from "../math/answer";
@@ -227,7 +228,7 @@ export async function collectProblem(model: LoadedModel, problem: MathProblem, o
       info.particles.forEach((particle, row) => pending.push({ particle, hidden: info.hidden!, hOffset: row * H, confidence: info.confidence, row }));
     },
     onStep: (record) => {
-      const w = normalize(record.particles.map((p) => p.logWeight));
+      const w = normalize(record.particles.map((p) => decodeLogWeight(p.logWeight)));
       const zeros = new Float32Array(CONFIDENCE_FEATURES);
       for (const r of pending) {
         if (w[r.particle] === 0) continue;
