@@ -59,12 +59,36 @@ export function looksLikeMathProblem(text: string): boolean {
   return /\d/.test(text) && words.length >= 3;
 }
 
+/** A document split into lines once, with which lines sit inside a code fence: every scan below is linear. */
+interface Scan {
+  doc: string;
+  ls: Line[];
+  /** Whether line i lies inside a fenced code block (its opening fence line excluded). */
+  fenced: boolean[];
+}
+
+function scan(doc: string): Scan {
+  const ls = lines(doc);
+  const fenced: boolean[] = [];
+  let open = false;
+  for (const l of ls) {
+    fenced.push(open);
+    if (fence.test(l.text)) open = !open;
+  }
+  return { doc, ls, fenced };
+}
+
 /** The problem under the cursor: its list item, blockquote, heading section or paragraph. */
 export function problemAt(doc: string, offset: number): ProblemSpan | undefined {
-  const ls = lines(doc);
-  let i = ls.findIndex((l) => offset >= l.start && offset <= l.end);
-  if (i < 0) i = ls.length - 1;
-  if (insideFence(ls, i)) return undefined;
+  const s = scan(doc);
+  let i = s.ls.findIndex((l) => offset >= l.start && offset <= l.end);
+  if (i < 0) i = s.ls.length - 1;
+  return problemAtLine(s, i);
+}
+
+function problemAtLine(s: Scan, i: number): ProblemSpan | undefined {
+  const { doc, ls } = s;
+  if (s.fenced[i]) return undefined;
   const span = (from: number, to: number): ProblemSpan | undefined => {
     const start = ls[from].start, end = ls[to].end;
     const text = plainText(doc.slice(start, end));
@@ -78,7 +102,7 @@ export function problemAt(doc: string, offset: number): ProblemSpan | undefined 
     // A heading: the problem written under it (its first block), else the heading's own words.
     let j = i + 1;
     while (j < ls.length && isBlank(ls[j].text)) j++;
-    const body = j < ls.length && !heading.test(ls[j].text) && !fence.test(ls[j].text) ? problemAt(doc, ls[j].start) : undefined;
+    const body = j < ls.length && !heading.test(ls[j].text) && !fence.test(ls[j].text) ? problemAtLine(s, j) : undefined;
     return body ? { ...body, start: ls[i].start } : span(i, i);
   }
   if (quote.test(here)) {
@@ -103,25 +127,24 @@ export function problemAt(doc: string, offset: number): ProblemSpan | undefined 
   return span(from, to);
 }
 
-function insideFence(ls: Line[], i: number): boolean {
-  let open = false;
-  for (let j = 0; j < i; j++) if (fence.test(ls[j].text)) open = !open;
-  return open;
+/** Every block of a document in order (each line belongs to at most one), by `problemAtLine`. */
+function blocks(s: Scan, skipLine: (i: number) => boolean = () => false): ProblemSpan[] {
+  const out: ProblemSpan[] = [];
+  let offset = 0;
+  for (let i = 0; i < s.ls.length; i++) {
+    if (s.ls[i].start < offset || isBlank(s.ls[i].text) || skipLine(i)) continue;
+    const p = problemAtLine(s, i);
+    if (!p) continue;
+    out.push(p);
+    offset = p.end + 1;
+  }
+  return out;
 }
 
 /** Every problem in a document, in order: each paragraph, list item or blockquote that looks like math. */
 export function allProblems(doc: string): ProblemSpan[] {
-  const out: ProblemSpan[] = [];
-  const ls = lines(doc);
-  let offset = 0;
-  for (let i = 0; i < ls.length; i++) {
-    if (ls[i].start < offset || isBlank(ls[i].text) || heading.test(ls[i].text) || insideFence(ls, i) || fence.test(ls[i].text)) continue;
-    const p = problemAt(doc, ls[i].start);
-    if (!p) continue;
-    offset = p.end + 1;
-    if (looksLikeMathProblem(p.text)) out.push(p);
-  }
-  return out;
+  const s = scan(doc);
+  return blocks(s, (i) => heading.test(s.ls[i].text) || s.fenced[i] || fence.test(s.ls[i].text)).filter((p) => looksLikeMathProblem(p.text));
 }
 
 export interface ResultSummary {
@@ -183,23 +206,9 @@ export function planResultInsertion(doc: string, problem: ProblemSpan, result: s
 /** The end offset of the problem's block in `doc`, found by its text, nearest to where it was. */
 export function relocate(doc: string, problem: ProblemSpan): number | undefined {
   const candidates: number[] = [];
-  for (const p of allBlocks(doc)) if (p.text === problem.text) candidates.push(p.end);
+  for (const p of blocks(scan(doc))) if (p.text === problem.text) candidates.push(p.end);
   if (!candidates.length) return undefined;
   return candidates.reduce((best, c) => (Math.abs(c - problem.end) < Math.abs(best - problem.end) ? c : best));
-}
-
-function allBlocks(doc: string): ProblemSpan[] {
-  const out: ProblemSpan[] = [];
-  const ls = lines(doc);
-  let offset = 0;
-  for (const l of ls) {
-    if (l.start < offset || isBlank(l.text)) continue;
-    const p = problemAt(doc, l.start);
-    if (!p) continue;
-    out.push(p);
-    offset = p.end + 1;
-  }
-  return out;
 }
 
 function escapeRegExp(s: string): string {

@@ -102,3 +102,19 @@ describe("writing results into Markdown", () => {
     assert.equal(planResultInsertion(DOC.replace("5 boxes", "6 boxes"), p, result), undefined);
   });
 });
+
+describe("a 1 MB Markdown file", () => {
+  it("is scanned for problems in linear time (the CodeLens runs this on every change)", function () {
+    this.timeout(20000);
+    const para = "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?\n\n";
+    const doc = para.repeat(Math.ceil(1_000_000 / para.length));
+    const t0 = performance.now();
+    const found = allProblems(doc);
+    const ms = performance.now() - t0;
+    assert.equal(found.length, Math.ceil(1_000_000 / para.length));
+    // Quadratic scanning took 7.5 s for a third of this; linear takes well under a second.
+    assert.ok(ms < 5000, `${ms.toFixed(0)} ms`);
+    const last = found[found.length - 1];
+    assert.deepEqual(problemAt(doc, last.start + 3), last);
+  });
+});
