@@ -75,7 +75,8 @@ export async function main(argv: string[]): Promise<number> {
     return (await run(rest)) ?? 0;
   } catch (e) {
     const err = e as Error & { code?: string };
-    if (e instanceof UsageError || err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" || err.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+    // Every parseArgs error (ERR_PARSE_ARGS_*: an unknown option, a stray positional, a missing value) is a usage mistake.
+    if (e instanceof UsageError || (typeof err.code === "string" && err.code.startsWith("ERR_PARSE_ARGS_"))) {
       console.error(`twisted-smc: ${err.message}`);
       return 2;
     }
