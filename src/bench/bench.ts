@@ -52,7 +52,7 @@ async function main() {
       const t0 = performance.now();
       const s = await runTwistedSmc(lm, prompt, {
         particles: K, level: "token", resampling: "systematic", essThreshold: 0.5, resample: "adaptive", maxTokens: STEPS + 1,
-        temperature: 1, seed: r, twist, isEos: () => false, isLineEnd: () => false, decode: (t) => tokenizer.decode(t),
+        temperature: 1, seed: r, twist, text: { isEos: () => false, isLineEnd: () => false, decode: (t) => tokenizer.decode(t) },
       });
       const smcTotal = performance.now() - t0;
       if (r === 0) continue; // warm-up

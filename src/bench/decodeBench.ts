@@ -86,7 +86,7 @@ async function main() {
       for (const K of ks) {
         const opts = {
           particles: K, level, resampling: "systematic" as const, essThreshold: 0.5, resample: "adaptive" as const,
-          maxTokens: steps, temperature: 1, twist: level === "token" ? twist : valueTwist, isEos: () => false, isLineEnd: () => false, decode: () => "",
+          maxTokens: steps, temperature: 1, twist: level === "token" ? twist : valueTwist, text: { isEos: () => false, isLineEnd: () => false, decode: () => "" },
         };
         try {
           await runTwistedSmc(lm, prompt, { ...opts, maxTokens: 3, seed: 0 }); // warm-up

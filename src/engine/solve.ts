@@ -84,9 +84,7 @@ export async function solve(model: LoadedModel, problem: string, options: SolveO
             const a = extractAnswer(text);
             return a !== undefined && answersMatch(a.value, gold) ? 0 : -Infinity;
           },
-    isEos: (t) => tokenizer.isEos(t),
-    isLineEnd: (t) => tokenizer.isLineEnd(t),
-    decode: (t) => tokenizer.decode(t),
+    text: tokenizer,
     onStep: (s) => {
       if (options.record) steps.push(s);
       options.onStep?.(s);

@@ -169,7 +169,7 @@ describe("drawing tokens in the graph", function () {
     const prompt = model.tokenizer.encodeProblem(problem);
     const run = await runTwistedSmc(model.lm, prompt, {
       particles: 16, level: "step", resampling: "systematic", essThreshold: 0.5, resample: "always", maxTokens: 64, temperature: 1, seed: 1,
-      isEos: (t) => model.tokenizer.isEos(t), isLineEnd: (t) => model.tokenizer.isLineEnd(t), decode: (t) => model.tokenizer.decode(t),
+      text: model.tokenizer,
     });
     // All but the siblings after each resampling, and the first step's 15 copies of the prompt's one row.
     assert.ok(run.drawnInGraph > 0.6 * run.generatedTokens, `${run.drawnInGraph} of ${run.generatedTokens} drawn in the graph`);

@@ -46,9 +46,7 @@ export function toyOptions(over: Partial<SmcOptions>): SmcOptions {
     maxTokens: TOY_MAX_TOKENS,
     temperature: 1,
     seed: 0,
-    isEos: (t) => t === TOY_EOS,
-    isLineEnd: (t) => t === 0,
-    decode: toyDecode,
+    text: { isEos: (t) => t === TOY_EOS, isLineEnd: (t) => t === 0, decode: toyDecode },
     ...over,
   };
 }

@@ -251,13 +251,13 @@ describe("the engine on WebGPU", function () {
     const { lm } = await model(GPT2, "webgpu");
     const row = lm.vocabSize * 4;
     const read = () => ({ ...lm.readback! });
-    const options = { particles: 8, resampling: "systematic" as const, essThreshold: 0.5, maxTokens: 10, temperature: 1, seed: 2, isEos: () => false, isLineEnd: () => false, decode: String };
+    const options = { particles: 8, resampling: "systematic" as const, essThreshold: 0.5, maxTokens: 10, temperature: 1, seed: 2, text: { isEos: () => false, isLineEnd: () => false, decode: String } };
     // Step level, resampling at every line: all draws are made on the GPU (siblings and the prompt's row for K − 1 particles too).
     let before = read();
     const lineEvery3 = (t: number) => t % 3 === 0;
     let atBoundaries = 0;
     const step = await runTwistedSmc(lm, [1, 20, 30, 40], {
-      ...options, level: "step", resample: "always", isLineEnd: lineEvery3, twist: { kind: "step", logValue: (i) => new Float64Array(i.prefixes.length) },
+      ...options, level: "step", resample: "always", text: { ...options.text, isLineEnd: lineEvery3 }, twist: { kind: "step", logValue: (i) => new Float64Array(i.prefixes.length) },
       onBoundary: (b) => (atBoundaries += b.particles.length),
     });
     assert.ok(step.resampledAt.length > 0);

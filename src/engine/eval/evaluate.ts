@@ -108,7 +108,7 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
   let maxTokens = o.maxTokens;
   const base = (level: SmcLevel, seed: number): SmcOptions => ({
     particles: N, level, resampling: "systematic", essThreshold: 0.5, resample: "adaptive", maxTokens, temperature: 1, seed,
-    isEos, isLineEnd: (x) => tokenizer.isLineEnd(x), decode: (x) => tokenizer.decode(x),
+    text: tokenizer,
   });
   // The bounds use the step twist when there is one (the shipped kind), else the token twist.
   const boundsTwist = o.stepTwist ?? o.tokenTwist;

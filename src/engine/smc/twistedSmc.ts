@@ -20,13 +20,15 @@
  * average, so Ẑ = mean of the final weights is an unbiased estimate of Z = Σ_s p(s)φ(s)
  * (Zhao et al., Sec. 3: log Ẑ is a stochastic lower bound of log Z).
  */
-import { CausalLM, DecoderState, GraphSampling, StepOutput } from "../lm/causalLm";
+import { CausalLM } from "../lm/causalLm";
 import { Rng } from "../util/rng";
-import { encodeLogWeight, SmcStepRecord } from "../../protocol/record";
+import { SmcStepRecord } from "../../protocol/record";
+import { ParticleBatch } from "./particleBatch";
+import { copyAncestors, initialParticles, Particle, stepRecord } from "./particles";
 import { resample, ResamplingScheme } from "./resampling";
-import { drawCategorical, LogitDraw, LogitProposal } from "./logitProposal";
-import { drawOnModel, passDraw, readDrawnRows, readHiddenRows } from "./modelDraws";
-import { CONFIDENCE_FEATURES, ConfidenceTracker, Twist, TwistInput } from "./twist";
+import { readHiddenRows } from "./modelDraws";
+import { Proposal, TokenSources } from "./tokenSources";
+import { CONFIDENCE_FEATURES, StepTwist, Twist, TwistInput } from "./twist";
 import { effectiveSampleSize, logMeanExp, normalize } from "./weights";
 
 export type SmcLevel = "token" | "step";
@@ -47,10 +49,8 @@ export interface SmcOptions {
   twist?: Twist;
   /** log φ of a finished text when the answer is known (training, evaluation); else the twist estimates it. */
   logFinalPotential?: (text: string) => number;
-  isEos: (token: number) => boolean;
-  /** Step level: whether a token ends a reasoning line. */
-  isLineEnd: (token: number) => boolean;
-  decode: (tokens: readonly number[]) => string;
+  /** The tokenizer's side: where a solution ends, where a reasoning line ends, and the text. */
+  text: TokenText;
   /** Called after every SMC step with its record; a listener that keeps them has the full replay. */
   onStep?: (record: SmcStepRecord) => void;
   /** Cancels within one step. */
@@ -65,6 +65,14 @@ export interface SmcOptions {
   onProposal?: (info: ProposalInfo) => void;
   /** Training hook, step level: the hidden states at the line boundaries reached in a step. */
   onBoundary?: (info: BoundaryInfo) => void;
+}
+
+/** What the loop needs of a tokenizer (a TextTokenizer is one). */
+export interface TokenText {
+  isEos(token: number): boolean;
+  /** Step level: whether a token ends a reasoning line. */
+  isLineEnd(token: number): boolean;
+  decode(tokens: readonly number[]): string;
 }
 
 export interface ProposalInfo {
@@ -117,28 +125,6 @@ export class SmcCancelled extends Error {
   }
 }
 
-/** Where a particle's next-token distribution lives: a row of some forward pass's output. */
-interface Pending {
-  out: StepOutput;
-  row: number;
-}
-
-interface Particle {
-  tokens: number[];
-  logW: number;
-  /** log ψ of the current prefix (token level: ψ_{t−1}; step level: ψ at the last boundary). */
-  logPsi: number;
-  finish: "eos" | "length" | null;
-  /** Row of the live decoder state holding this particle's cache (alive particles only). */
-  stateRow: number;
-  pending: Pending | null;
-  /** Step level: reached the end of a line and waits for the others. */
-  waiting: boolean;
-  /** Length of `tokens` when the last record was made, to report the text added since. */
-  recorded: number;
-  confidence: ConfidenceTracker;
-}
-
 export function validateSmcOptions(o: SmcOptions): void {
   if (!Number.isInteger(o.particles) || o.particles < 1) throw new RangeError(`particles must be a positive integer, got ${o.particles}`);
   if (!Number.isInteger(o.maxTokens) || o.maxTokens < 1) throw new RangeError(`maxTokens must be a positive integer, got ${o.maxTokens}`);
@@ -157,63 +143,17 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   const stepTwist = o.twist?.kind === "step" ? o.twist : undefined;
   const known = o.logFinalPotential;
   const eosIds: number[] = [];
-  for (let s = 0; s < V; s++) if (o.isEos(s)) eosIds.push(s);
+  for (let s = 0; s < V; s++) if (o.text.isEos(s)) eosIds.push(s);
+  const sources = new TokenSources(lm, { level: o.level, temperature: o.temperature, tokenTwist, known, wantsRows: o.onProposal !== undefined }, rng, eosIds);
 
-  // Tokens are drawn where the model runs when the proposal is the model's own tempered distribution
-  // (no token twist, no φ put on EOS) and nobody needs the full rows (training's onProposal). Each
-  // row's one draw in the forward pass serves the first particle that proposes from it.
-  const untwistedProposal = !tokenTwist && (o.level === "step" || !known);
-  const graphSampling = lm.samplesInGraph === true && untwistedProposal && !o.onProposal;
-  // The model can also draw from any row of an output (siblings, the prompt's row for all K), and
-  // from a low-rank token twist's proposal, which it then evaluates too: only the draws come back.
-  const twistWeights = !known ? tokenTwist?.weights : undefined;
-  const modelDraws = lm.samplesInGraph === true && !o.onProposal && (untwistedProposal || twistWeights !== undefined);
-  // At T = 1 that proposal is p itself: one pass of exponentials serves the normaliser and the draw
-  // (most of a step's time at a large vocabulary).
-  const logitProposal = new LogitProposal(V, 1 / o.temperature, untwistedProposal && o.temperature === 1, eosIds);
-  const sampling = (batch: number): GraphSampling | undefined =>
-    graphSampling ? { uniforms: Float64Array.from({ length: batch }, () => rng.uniform()), temperature: o.temperature } : undefined;
-  const claimed = new WeakMap<StepOutput, Set<number>>();
-  /** The in-graph draw of `out`'s row, the first time it is asked for. */
-  const claim = (out: StepOutput, row: number): boolean => {
-    if (!out.samples) return false;
-    const rows = claimed.get(out) ?? new Set<number>();
-    claimed.set(out, rows);
-    if (rows.has(row)) return false;
-    rows.add(row);
-    return true;
-  };
-
-  const first = await lm.prefill(prompt, sampling(1));
-  let state: DecoderState = first.state;
-  const ps: Particle[] = Array.from({ length: K }, () => ({
-    tokens: [],
-    logW: 0,
-    logPsi: 0,
-    finish: null,
-    stateRow: 0,
-    pending: { out: first, row: 0 },
-    waiting: false,
-    recorded: 0,
-    confidence: new ConfidenceTracker(),
-  }));
-  // Step outputs that particles may still draw from; the rest are released (on a GPU their logits are freed).
-  const outputs = new Set<StepOutput>([first]);
-  const releaseUnreferenced = () => {
-    const referenced = new Set(ps.filter((p) => !p.finish).map((p) => p.pending?.out));
-    for (const out of outputs) {
-      if (referenced.has(out)) continue;
-      out.release();
-      outputs.delete(out);
-    }
-  };
+  const first = await lm.prefill(prompt, sources.sampling(1));
+  const ps = initialParticles(K, first);
+  if (o.clamp) sources.clamp = { particle: ps[0], tokens: o.clamp };
+  const batch = new ParticleBatch(lm, first.state, first);
   const ess: number[] = [];
   const resampledAt: number[] = [];
   let parents = ps.map((_, i) => i);
-  let steps = 0;
-  let forwardPasses = 0;
-  let generated = 0;
-  let drawnInGraph = 0;
+  let steps = 0, generated = 0, drawnInGraph = 0;
   let collapsed: string | undefined;
 
   // The hidden state is fetched (on a GPU: brought back) only for twists and listeners that read it.
@@ -221,164 +161,66 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   const twistInput = async (rows: Particle[], withHidden = twistReadsHidden): Promise<TwistInput> => {
     const confidence = new Float32Array(rows.length * CONFIDENCE_FEATURES);
     rows.forEach((p, i) => p.confidence.write(confidence, i * CONFIDENCE_FEATURES));
-    return { hidden: withHidden ? await readHiddenRows(rows.map((p) => p.pending!), lm.hiddenSize) : undefined, hiddenSize: lm.hiddenSize, prefixes: rows.map((p) => p.tokens), confidence, decode: o.decode };
+    return { hidden: withHidden ? await readHiddenRows(rows.map((p) => p.pending!), lm.hiddenSize) : undefined, hiddenSize: lm.hiddenSize, prefixes: rows.map((p) => p.tokens), confidence, decode: (t) => o.text.decode(t) };
   };
   /** log φ of a particle that ends now; `estimate` is the twist's own guess when the answer is unknown. */
-  const finalLogPhi = (p: Particle, estimate: number) => (known ? known(o.decode(p.tokens)) : estimate);
+  const finalLogPhi = (p: Particle, estimate: number) => (known ? known(o.text.decode(p.tokens)) : estimate);
+  const nan = (p: Particle, culprit: string) => new Error(`NaN in ${culprit} at SMC step ${steps} (particle ${ps.indexOf(p)}, token ${p.tokens.length + 1}); the run was stopped`);
 
   try {
     while (ps.some((p) => !p.finish) && !collapsed) {
       if (o.signal?.aborted) throw new SmcCancelled();
 
-      // 1. Propose: every alive particle that is not waiting at a boundary draws one token.
+      // 1. Propose: every alive particle that is not waiting at a line's end draws one token.
       const movers = ps.filter((p) => !p.finish && !p.waiting);
-      const logProbs = o.onProposal ? new Float32Array(movers.length * V) : undefined;
-      const eosLogPsi = o.onProposal ? new Float32Array(movers.length * eosIds.length) : undefined;
-      const fed = new Map<Particle, number>();
-      // Step level: particles that end now take the twist's value of their prefix as φ when the answer is
-      // unknown; evaluated after the draws, for those particles only.
-      const endsNow: Particle[] = [];
-      // Where each mover's token comes from: its row's draw in the forward pass, a draw the model makes
-      // now, or the logits read here (the clamped particle, proposals the model cannot evaluate).
-      const source = movers.map((p): "pass" | "model" | "logits" => {
-        if (o.clamp && p === ps[0]) return "logits";
-        const { out, row } = p.pending!;
-        if (graphSampling && claim(out, row)) return "pass";
-        return modelDraws && out.drawRows && (!twistWeights || out.readHidden) ? "model" : "logits";
-      });
-      const byModel = movers.filter((_, m) => source[m] === "model");
-      const modelDrawn = !byModel.length ? [] : await drawOnModel(byModel.map((p) => p.pending!), () => rng.uniform(), o.temperature, twistWeights);
-      const fromLogits = movers.filter((_, m) => source[m] === "logits");
-      const rowLogits = await readDrawnRows(fromLogits.map((p) => p.pending!));
-      const psiNext = tokenTwist && fromLogits.length ? await tokenTwist.logPsiNext(await twistInput(fromLogits)) : undefined;
-      // Each mover's place in its source's list (modelDrawn, or rowLogits/psiNext).
-      const drawIndex = new Map<Particle, number>();
-      byModel.forEach((p, i) => drawIndex.set(p, i));
-      fromLogits.forEach((p, i) => drawIndex.set(p, i));
-      movers.forEach((p, m) => {
-        const { out, row } = p.pending!;
-        const j = drawIndex.get(p) ?? 0;
-        const nan = (culprit: string) => new Error(`NaN in ${culprit} at SMC step ${steps} (particle ${ps.indexOf(p)}, token ${p.tokens.length + 1}); the run was stopped`);
-        let drawn: LogitDraw;
-        let eosPhi = new Map<number, number>();
-        if (source[m] !== "logits") {
-          const d = source[m] === "pass" ? passDraw(out.samples!, row) : modelDrawn[j];
-          if (Number.isNaN(d.logP) || Number.isNaN(d.logQ) || Number.isNaN(d.logPsi)) throw nan(Number.isNaN(d.logP) ? "the model's logits" : "the twist");
-          drawn = { token: d.token, logP: d.logP, logQ: d.logQ, logPsi: d.logPsi, gap: d.logpMax - d.logP };
-          drawnInGraph++;
-        } else {
-          const logits = rowLogits.get(out)!.get(row)!;
-          const psi = psiNext?.subarray(j * V, (j + 1) * V);
-          const forced = o.clamp && p === ps[0] ? (p.tokens.length < o.clamp.length ? o.clamp[p.tokens.length] : eosIds[0]) : undefined;
-          const choose = (w: Float64Array, sum: number) => forced ?? drawCategorical(w, sum, rng);
-          const proposal = logitProposal.propose(logits, psi, o.level === "token" ? (estimate) => finalLogPhi(p, estimate) : undefined, choose, nan);
-          eosPhi = proposal.eosPhi;
-          if (logProbs) {
-            for (let s = 0; s < V; s++) logProbs[m * V + s] = logits[s] - proposal.logNorm;
-            eosIds.forEach((e, i) => (eosLogPsi![m * eosIds.length + i] = eosPhi.get(e) ?? (psi ? psi[e] : 0)));
-          }
-          if (!proposal.draw) {
-            // Every continuation has zero twisted mass: this particle's weight is zero.
-            p.logW = -Infinity;
-            p.finish = "eos";
-            return;
-          }
-          drawn = proposal.draw;
-        }
-        const { token: s, logP, logQ, logPsi: logPsiS, gap } = drawn;
-        generated++;
-        if (o.level === "token") {
-          p.logW += logP + logPsiS - p.logPsi - logQ;
-          p.logPsi = logPsiS;
-        } else {
-          p.logW += logP - logQ;
-        }
-        if (o.isEos(s)) {
-          p.finish = "eos";
-          if (o.level === "step" && known) p.logW += known(o.decode(p.tokens)) - p.logPsi;
-          else if (o.level === "step") endsNow.push(p);
-          else if (!eosPhi.has(s) && known) p.logW += finalLogPhi(p, 0) - p.logPsi; // drawn despite negligible p(EOS)
-          return;
-        }
-        // After the EOS check: an ending particle's value is of its prefix as it stood before the draw.
-        p.confidence.add(gap);
-        p.tokens.push(s);
-        if (p.tokens.length >= o.maxTokens) {
-          p.finish = "length";
-          // The final potential replaces the twist; unknown answer: the twist's estimate, ratio 1.
-          if (known) p.logW += known(o.decode(p.tokens)) - p.logPsi;
-          return;
-        }
-        fed.set(p, s);
-      });
+      const rows = o.onProposal ? { logProbs: new Float32Array(movers.length * V), eosLogPsi: new Float32Array(movers.length * eosIds.length) } : undefined;
+      const proposals = await sources.propose(movers, twistInput, finalLogPhi, nan, rows);
 
+      // 2. Reweight by the drawn tokens; a particle that ends takes its final potential.
+      const fed = new Map<Particle, number>();
+      const endsNow: Particle[] = [];
+      movers.forEach((p, m) => {
+        const r = proposals[m];
+        if (r?.inGraph) drawnInGraph++;
+        if (r) generated++;
+        const outcome = extend(p, r, o, finalLogPhi);
+        if (outcome === "ends") endsNow.push(p);
+        else if (outcome === "fed") fed.set(p, p.tokens[p.tokens.length - 1]);
+      });
+      // Step level, answer unknown: a particle ending now takes the twist's value of its prefix as φ.
       if (endsNow.length) {
         const values = stepTwist ? stepTwist.logValue(await twistInput(endsNow)) : undefined;
         endsNow.forEach((p, i) => (p.logW += (values ? values[i] : 0) - p.logPsi));
       }
-
       if (o.onProposal && movers.length) {
-        o.onProposal({ step: steps, particles: movers.map((p) => ps.indexOf(p)), hidden: await readHiddenRows(movers.map((p) => p.pending!), lm.hiddenSize), logProbs: logProbs!, eosTokens: eosIds, eosLogPsi: eosLogPsi! });
+        o.onProposal({ step: steps, particles: movers.map((p) => ps.indexOf(p)), hidden: await readHiddenRows(movers.map((p) => p.pending!), lm.hiddenSize), logProbs: rows!.logProbs, eosTokens: eosIds, eosLogPsi: rows!.eosLogPsi });
       }
 
-      // 2. Advance: one batched forward pass over the alive particles (waiting ones are held).
+      // 3. Advance: one batched forward pass over the alive particles (waiting ones are held); at step
+      // level a line's end multiplies the weight by ψ(s_1:k)/ψ(s_1:k−1), read after the line.
       const alive = ps.filter((p) => !p.finish);
       if (alive.length && fed.size) {
-        const rows = alive.map((p) => p.stateRow);
-        if (rows.length !== state.batch || rows.some((r, i) => r !== i)) {
-          const selected = state.select(rows);
-          state.dispose();
-          state = selected;
-        }
-        alive.forEach((p, i) => (p.stateRow = i));
-        const out = await lm.step(state, alive.map((p) => fed.get(p) ?? null), sampling(alive.length));
-        forwardPasses++;
-        state = out.state;
-        outputs.add(out);
-        const lineEnds: Particle[] = [];
-        alive.forEach((p, i) => {
-          if (!fed.has(p)) return;
-          p.pending = { out, row: i };
-          if (o.level === "step" && o.isLineEnd(fed.get(p)!)) lineEnds.push(p);
-        });
-        releaseUnreferenced();
-        if (lineEnds.length) {
-          // The boundary's weight ψ(s_1:k)/ψ(s_1:k−1), read from the hidden state after the line.
-          const input = await twistInput(lineEnds, twistReadsHidden || o.onBoundary !== undefined);
-          o.onBoundary?.({ step: steps, particles: lineEnds.map((p) => ps.indexOf(p)), hidden: input.hidden, confidence: input.confidence });
-          const values = stepTwist ? stepTwist.logValue(input) : undefined;
-          lineEnds.forEach((p, i) => {
-            const v = values ? values[i] : 0;
-            p.logW += v - p.logPsi;
-            p.logPsi = v;
-            p.waiting = true;
-          });
-        }
-      } else if (!alive.length) {
-        state.dispose();
+        await batch.advance(alive, fed, sources.sampling(alive.length));
+        const lineEnds = o.level === "step" ? [...fed].filter(([, token]) => o.text.isLineEnd(token)).map(([p]) => p) : [];
+        batch.releaseUnreferenced(ps);
+        if (lineEnds.length) await reweightAtLineEnds(lineEnds, stepTwist, o.onBoundary && ((info) => o.onBoundary!({ step: steps, particles: lineEnds.map((p) => ps.indexOf(p)), ...info })), (rows) => twistInput(rows, twistReadsHidden || o.onBoundary !== undefined));
       }
 
-      // 3. At a step's end (every token at token level; when no particle is mid-line at step level):
+      // 4. At a step's end (every token at token level; when no particle is mid-line at step level):
       // record, then resample if the weights have degenerated.
-      const stepEnds = o.level === "token" || ps.every((p) => p.finish || p.waiting);
-      if (!stepEnds) continue;
+      if (o.level === "step" && !ps.every((p) => p.finish || p.waiting)) continue;
       const logW = ps.map((p) => p.logW);
       const e = effectiveSampleSize(logW);
       ess.push(e);
       const allDead = logW.every((w) => w === -Infinity);
       if (allDead) collapsed = `every particle's weight is zero after step ${steps}: no particle reached a solution the final potential accepts`;
-      const shouldResample = !allDead && ps.some((p) => !p.finish) &&
-        (o.resample === "always" || (o.resample === "adaptive" && e < o.essThreshold * K));
-      if (o.onStep) o.onStep(makeRecord(steps, o, ps, parents, e, shouldResample));
+      const shouldResample = !allDead && ps.some((p) => !p.finish) && (o.resample === "always" || (o.resample === "adaptive" && e < o.essThreshold * K));
+      o.onStep?.(stepRecord(steps, o.level === "token" ? "token" : "line", ps, parents, e, shouldResample, (t) => o.text.decode(t)));
       parents = ps.map((_, i) => i);
       if (shouldResample) {
+        // Conditional SMC: particle 0 keeps its own lineage, the others resample around it.
         const ancestors = o.clamp ? [0, ...resample("multinomial", normalize(logW), K - 1, rng)] : resample(o.resampling, normalize(logW), K, rng);
-        const avg = logMeanExp(logW);
-        const old = ps.map((p) => ({ ...p, tokens: p.tokens }));
-        ancestors.forEach((a, i) => {
-          const src = old[a];
-          Object.assign(ps[i], { ...src, tokens: src.tokens.slice(), confidence: src.confidence.copy(), logW: avg });
-        });
+        copyAncestors(ps, ancestors, logMeanExp(logW));
         parents = ancestors;
         resampledAt.push(steps);
       }
@@ -386,29 +228,74 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       steps++;
     }
   } finally {
-    for (const out of outputs) out.release();
-    state.dispose();
+    batch.dispose();
   }
-  const logW = ps.map((p) => p.logW);
   return {
     particles: ps.map((p) => ({ tokens: p.tokens, logWeight: p.logW, finishReason: p.finish })),
-    logZ: logMeanExp(logW),
+    logZ: logMeanExp(ps.map((p) => p.logW)),
     ess,
     resampledAt,
     steps,
-    forwardPasses,
+    forwardPasses: batch.forwardPasses,
     generatedTokens: generated,
     drawnInGraph,
     collapsed,
   };
 }
 
-function makeRecord(step: number, o: SmcOptions, ps: Particle[], parents: number[], ess: number, resampled: boolean): SmcStepRecord {
-  const particles = ps.map((p, i) => {
-    const before = o.decode(p.tokens.slice(0, p.recorded));
-    const text = p.recorded === p.tokens.length ? "" : o.decode(p.tokens).slice(before.length);
-    p.recorded = p.tokens.length;
-    return { parent: parents[i], text, logWeight: encodeLogWeight(p.logW), finished: p.finish !== null };
+/**
+ * A particle takes its drawn token. Token level: w ·= p·ψ_t / (ψ_{t−1}·q). Step level: w ·= p/q within a
+ * line. EOS ends it: φ replaces ψ (step level with the answer unknown: "ends", the caller asks the
+ * twist). Reaching maxTokens ends it too. Returns "fed" when the token goes into the next pass.
+ */
+function extend(p: Particle, proposal: Proposal | null, o: SmcOptions, finalLogPhi: (p: Particle, estimate: number) => number): "fed" | "ends" | "done" {
+  const known = o.logFinalPotential;
+  if (!proposal) {
+    // Every continuation has zero twisted mass: this particle's weight is zero.
+    p.logW = -Infinity;
+    p.finish = "eos";
+    return "done";
+  }
+  const { token, logP, logQ, logPsi, gap } = proposal.draw;
+  if (o.level === "token") {
+    p.logW += logP + logPsi - p.logPsi - logQ;
+    p.logPsi = logPsi;
+  } else {
+    p.logW += logP - logQ;
+  }
+  if (o.text.isEos(token)) {
+    p.finish = "eos";
+    if (o.level === "step" && known) p.logW += known(o.text.decode(p.tokens)) - p.logPsi;
+    else if (o.level === "step") return "ends";
+    else if (!proposal.eosPhi.has(token) && known) p.logW += finalLogPhi(p, 0) - p.logPsi; // drawn despite negligible p(EOS)
+    return "done";
+  }
+  // After the EOS check: an ending particle's value is of its prefix as it stood before the draw.
+  p.confidence.add(gap);
+  p.tokens.push(token);
+  if (p.tokens.length >= o.maxTokens) {
+    p.finish = "length";
+    // The final potential replaces the twist; unknown answer: the twist's estimate, ratio 1.
+    if (known) p.logW += known(o.text.decode(p.tokens)) - p.logPsi;
+    return "done";
+  }
+  return "fed";
+}
+
+/** Step level: particles at a line's end gain ψ(s_1:k)/ψ(s_1:k−1) and wait for the others. */
+async function reweightAtLineEnds(
+  lineEnds: Particle[],
+  twist: StepTwist | undefined,
+  onBoundary: ((info: { hidden?: Float32Array; confidence?: Float32Array }) => void) | undefined,
+  twistInput: (rows: Particle[]) => Promise<TwistInput>,
+): Promise<void> {
+  const input = await twistInput(lineEnds);
+  onBoundary?.({ hidden: input.hidden, confidence: input.confidence });
+  const values = twist ? twist.logValue(input) : undefined;
+  lineEnds.forEach((p, i) => {
+    const v = values ? values[i] : 0;
+    p.logW += v - p.logPsi;
+    p.logPsi = v;
+    p.waiting = true;
   });
-  return { step, kind: o.level === "token" ? "token" : "line", particles, ess, resampled };
 }

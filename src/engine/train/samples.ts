@@ -215,9 +215,7 @@ export async function collectProblem(model: LoadedModel, problem: MathProblem, o
     seed: o.seed + 1,
     twist: o.twist,
     logFinalPotential: (text) => (isCorrect(text, problem.gold) ? 0 : Math.log(o.rewardFloor)),
-    isEos,
-    isLineEnd: (t) => tokenizer.isLineEnd(t),
-    decode: (t) => tokenizer.decode(t),
+    text: tokenizer,
     onProposal: o.level !== "token" ? undefined : (info) => {
       eosTokens = info.eosTokens;
       if (!info.hidden) return;
