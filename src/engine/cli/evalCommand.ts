@@ -7,7 +7,7 @@ import { loadProblems } from "../train/data";
 import { loadTwist, shippedTwistPath } from "../twist/twistFile";
 import { OnnxTokenTwist } from "../twist/onnxTwist";
 import { StepTwist, TokenTwist } from "../smc/twist";
-import { choiceOption, intOption, stringOption, UsageError } from "../util/options";
+import { choiceOption, intOption, MAX_PARTICLES, stringOption, threadsOption, UsageError } from "../util/options";
 
 export const EVAL_HELP = `Usage: twisted-smc eval [options]
 
@@ -20,14 +20,14 @@ Options:
   --dataset synthetic|gsm8k|FILE   problems (default synthetic)
   --split train|test          (default test)
   --n N                       number of problems (default 500)
-  --particles N               the budget N (default 16)
+  --particles N               the budget N, 1 to ${MAX_PARTICLES} (default 16)
   --seed S                    (default 0)
   --twist FILE                a twist file (token or step); the other level uses the model's shipped twist
   --token-twist FILE|none     the token-level twist (default: the model folder's twist-token.json)
   --step-twist FILE|none      the step-level twist (default: the model folder's twist-step.json)
   --max-tokens N              (default 96)
   --no-bounds                 skip the log Ẑ bounds
-  --device D, --threads N
+  --device D, --threads N     the device, and CPU threads (1 to 256)
   --json                      one JSON object`;
 
 export async function evalCommand(argv: string[]): Promise<void> {
@@ -44,8 +44,10 @@ export async function evalCommand(argv: string[]): Promise<void> {
     console.log(EVAL_HELP);
     return;
   }
+  // Read before the model loads, so a mistake costs no loading time.
+  const particles = intOption(values, "particles", 16, 1, MAX_PARTICLES);
   const model = await loadModel(stringOption(values, "model"), {
-    threads: values.threads === undefined ? undefined : intOption(values, "threads", 1, 1),
+    threads: threadsOption(values),
     device: choiceOption<DeviceRequest>(values, "device", DEVICES, "auto"),
   });
   try {
@@ -72,7 +74,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     if (!problems.length) throw new UsageError("no problems to evaluate");
     const started = performance.now();
     const report = await evaluate(model, problems, {
-      particles: intOption(values, "particles", 16, 1),
+      particles,
       maxTokens: intOption(values, "max-tokens", 96, 1),
       seed: intOption(values, "seed", 0),
       tokenTwist,

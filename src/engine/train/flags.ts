@@ -1,5 +1,5 @@
 /** The trainer's flags by the seed's names, their defaults, and their reading into a TrainConfig. */
-import { choiceOption, intOption, numberOption, OptionValues, stringOption, UsageError } from "../util/options";
+import { choiceOption, intOption, MAX_PARTICLES, numberOption, OptionValues, stringOption, threadsOption, UsageError } from "../util/options";
 import { TrainConfig } from "./trainer";
 import { TwistLoss } from "./samples";
 
@@ -20,9 +20,21 @@ export const DEFAULT_LOSS = { token: "ctl", step: "prm" } as const;
 /** Adam step sizes: the value head's few parameters take a larger step than the token head's many. */
 export const DEFAULT_LEARNING_RATE: Record<TwistLoss, number> = { ctl: 0.01, bce: 0.05, prm: 0.01 };
 
-/** A TrainConfig from flags by the seed's names (strings as typed, or values); shared with the engine server. */
+/**
+ * Every key trainConfigFromFlags takes: the trainer's flags, and the CLI's own (--progress, --help),
+ * which it passes along with the rest.
+ */
+export const TRAIN_FLAGS: readonly string[] = [...Object.keys(TRAIN_DEFAULTS), "model_name", "learning_rate", "loss", "resume", "threads", "progress", "help"];
+
+/**
+ * A TrainConfig from flags by the seed's names (strings as typed, or values); shared with the engine
+ * server. An unknown key is refused, as the CLI refuses an unknown flag: a misspelt one would
+ * otherwise train for an hour with its default.
+ */
 export function trainConfigFromFlags(values: OptionValues): TrainConfig {
   const D = TRAIN_DEFAULTS;
+  const unknown = Object.keys(values).find((k) => !TRAIN_FLAGS.includes(k));
+  if (unknown !== undefined) throw new UsageError(`unknown train flag "${unknown}"; the flags are ${TRAIN_FLAGS.filter((f) => f !== "help").join(", ")}`);
   const twist = choiceOption(values, "twist", ["token", "step"] as const, D.twist);
   const loss = choiceOption(values, "loss", ["ctl", "bce", "prm"] as const, DEFAULT_LOSS[twist]);
   const config: TrainConfig = {
@@ -35,7 +47,7 @@ export function trainConfigFromFlags(values: OptionValues): TrainConfig {
     seed: intOption(values, "seed", D.seed),
     split: choiceOption(values, "split", ["train", "test"] as const, D.split),
     outputLength: intOption(values, "output_length", D.output_length, 1),
-    numTwistSamples: intOption(values, "num_twist_samples", D.num_twist_samples, 1),
+    numTwistSamples: intOption(values, "num_twist_samples", D.num_twist_samples, 1, MAX_PARTICLES),
     twistUpdatesPerExample: intOption(values, "twist_updates_per_example", D.twist_updates_per_example, 1),
     saveEvery: intOption(values, "save_every", D.save_every, 1),
     dataset: stringOption(values, "dataset") ?? D.dataset,
@@ -44,7 +56,7 @@ export function trainConfigFromFlags(values: OptionValues): TrainConfig {
     rank: intOption(values, "rank", D.rank, 1),
     rewardFloor: numberOption(values, "reward_floor", D.reward_floor),
     resume: values.resume === true,
-    threads: values.threads === undefined ? undefined : intOption(values, "threads", 1, 1),
+    threads: threadsOption(values),
   };
   if (config.learningRate <= 0) throw new UsageError("--learning_rate must be > 0");
   if (config.loss !== "ctl" && config.twist !== "step") throw new UsageError(`--loss ${config.loss} trains a step twist: add --twist step`);

@@ -8,16 +8,27 @@ export class UsageError extends InputError {}
 export type OptionValues = Record<string, string | number | boolean | undefined>;
 
 /** A number flag: `integer` decides whether fractions are accepted. */
-function numeric(values: OptionValues, name: string, fallback: number, min: number, integer: boolean): number {
+function numeric(values: OptionValues, name: string, fallback: number, min: number, integer: boolean, max = Infinity): number {
   const raw = values[name];
   if (raw === undefined) return fallback;
   const n = Number(raw);
-  const valid = (typeof raw === "string" || typeof raw === "number") && raw !== "" && (integer ? Number.isInteger(n) : Number.isFinite(n)) && n >= min;
-  if (!valid) throw new UsageError(`--${name} must be ${integer ? "an integer" : "a number"} >= ${min}, got "${raw}"`);
+  const valid = (typeof raw === "string" || typeof raw === "number") && raw !== "" && (integer ? Number.isInteger(n) : Number.isFinite(n)) && n >= min && n <= max;
+  const range = max === Infinity ? `>= ${min}` : `from ${min} to ${max}`;
+  if (!valid) throw new UsageError(`--${name} must be ${integer ? "an integer" : "a number"} ${range}, got "${raw}"`);
   return n;
 }
 
-export const intOption = (values: OptionValues, name: string, fallback: number, min = 0): number => numeric(values, name, fallback, min, true);
+export const intOption = (values: OptionValues, name: string, fallback: number, min = 0, max = Infinity): number => numeric(values, name, fallback, min, true, max);
+
+/** The most particles (or samples) one run takes, as the engine server bounds them: more is a typo, not a budget. */
+export const MAX_PARTICLES = 4096;
+
+/** The most CPU threads a command takes: more than any machine's cores is a typo. */
+export const MAX_THREADS = 256;
+
+/** --threads N, bounded; undefined when not given (onnxruntime then uses all cores). */
+export const threadsOption = (values: OptionValues): number | undefined =>
+  values.threads === undefined ? undefined : intOption(values, "threads", 1, 1, MAX_THREADS);
 
 export const numberOption = (values: OptionValues, name: string, fallback: number, min = 0): number => numeric(values, name, fallback, min, false);
 
