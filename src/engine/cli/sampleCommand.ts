@@ -4,21 +4,25 @@ import { extractAnswer } from "../math/answer";
 import { generate } from "../lm/generate";
 import { loadModel } from "../lm/loadModel";
 import { DEVICES, DeviceRequest } from "../lm/device";
-import { choiceOption, intOption, numberOption, stringOption, UsageError } from "../util/options";
+import { choiceOption, intOption, MAX_PARTICLES, numberOption, stringOption, threadsOption } from "../util/options";
+import { escapeControl, readProblem } from "./solveCommand";
 
 export const SAMPLE_HELP = `Usage: twisted-smc sample "<problem>" [options]
+       twisted-smc sample --file FILE [options]
+       twisted-smc sample - [options]     (the problem on standard input)
 
 Draws K solutions from the model in one batch (shared prompt prefilled once, KV cache) and prints
 each with its extracted final answer, then the answers by count.
 
 Options:
+  --file FILE          read the problem from FILE (a problem over 16 KB must come from a file or stdin)
   --model DIR          model folder (default: the shipped models/tiny-math-llama)
-  -k, --samples K      number of samples (default 8)
+  -k, --samples K      number of samples, 1 to ${MAX_PARTICLES} (default 8)
   --max-tokens N       tokens per sample at most (default: generation_config.json, else 128)
   --temperature T      0 is greedy (default 1)
   --seed S             random seed (default 0)
   --device D           auto|cpu|webgpu|cuda (default auto)
-  --threads N          onnxruntime intra-op threads (default: all cores)
+  --threads N          onnxruntime intra-op threads, 1 to 256 (default: all cores)
   --json               print one JSON object instead of text`;
 
 export interface SampleReport {
@@ -36,6 +40,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
     args: argv,
     allowPositionals: true,
     options: {
+      file: { type: "string" },
       model: { type: "string" },
       samples: { type: "string", short: "k" },
       "max-tokens": { type: "string" },
@@ -51,17 +56,20 @@ export async function sampleCommand(argv: string[]): Promise<void> {
     console.log(SAMPLE_HELP);
     return;
   }
-  const problem = positionals.join(" ").trim();
-  if (!problem) throw new UsageError(`sample needs a problem text\n\n${SAMPLE_HELP}`);
-  const threads = values.threads === undefined ? undefined : intOption(values, "threads", 1, 1);
+  const problem = await readProblem("sample", positionals, stringOption(values, "file"));
+  const threads = threadsOption(values);
+  // Flags are read before the model loads, so a mistake in one costs no loading time.
+  const numSamples = intOption(values, "samples", 8, 1, MAX_PARTICLES);
+  const temperature = numberOption(values, "temperature", 1);
+  const seed = intOption(values, "seed", 0);
   const device = choiceOption<DeviceRequest>(values, "device", DEVICES, "auto");
   const { folder, tokenizer, lm } = await loadModel(stringOption(values, "model"), { threads, device });
   try {
     const result = await generate(lm, tokenizer.encodeProblem(problem), {
-      numSamples: intOption(values, "samples", 8, 1),
+      numSamples,
       maxTokens: intOption(values, "max-tokens", folder.generation.maxNewTokens ?? 128, 1),
-      temperature: numberOption(values, "temperature", 1),
-      seed: intOption(values, "seed", 0),
+      temperature,
+      seed,
       isEos: (t) => tokenizer.isEos(t),
     });
     const samples = result.sequences.map((s) => {
@@ -94,10 +102,10 @@ export async function sampleCommand(argv: string[]): Promise<void> {
 const round = (x: number) => Math.round(x * 10) / 10;
 
 function formatReport(r: SampleReport): string {
-  const lines = [`Problem: ${r.problem}`, `Model:   ${r.model} on ${r.device}`, ""];
+  const lines = [`Problem: ${escapeControl(r.problem).split("\n").join("\n         ")}`, `Model:   ${r.model} on ${r.device}`, ""];
   r.samples.forEach((s, i) => {
     lines.push(`#${i + 1}  answer ${s.answer ?? "(none)"}${s.finishReason === "length" ? "  [cut at max tokens]" : ""}`);
-    for (const l of s.text.split("\n")) lines.push(`    ${l}`);
+    for (const l of escapeControl(s.text).split("\n")) lines.push(`    ${l}`);
   });
   const total = r.samples.length;
   lines.push("", "Answers: " + (r.answers.map((a) => `${a.answer} (${a.count}/${total})`).join(", ") || "none"));
