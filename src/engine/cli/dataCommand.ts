@@ -26,7 +26,8 @@ export async function dataCommand(argv: string[]): Promise<void> {
     console.log(DATA_HELP);
     return;
   }
-  if (positionals[0] !== "synth") throw new UsageError(`unknown data command "${positionals[0] ?? ""}"\n\n${DATA_HELP}`);
+  if (positionals[0] === undefined) throw new UsageError("data needs a command: synth (see twisted-smc data --help)");
+  if (positionals[0] !== "synth") throw new UsageError(`unknown data command "${positionals[0]}" (see twisted-smc data --help)`);
   if (values.split === undefined) throw new UsageError("data synth needs --split train|test");
   const split = choiceOption<Split>(values, "split", ["train", "test"], "train");
   const n = intOption(values, "n", 1000, 1);

@@ -35,7 +35,7 @@ export async function gradeCommand(argv: string[]): Promise<void> {
     return;
   }
   const file = stringOption(values, "jsonl");
-  if (!file) throw new UsageError(`grade needs --jsonl FILE\n\n${GRADE_HELP}`);
+  if (!file) throw new UsageError("grade needs --jsonl FILE (see twisted-smc grade --help)");
   const responseField = values.response ?? "answer";
   const goldField = values.gold ?? "answer";
   let text: string;

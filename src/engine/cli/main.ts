@@ -77,7 +77,8 @@ export async function main(argv: string[]): Promise<number> {
     const err = e as Error & { code?: string };
     // Every parseArgs error (ERR_PARSE_ARGS_*: an unknown option, a stray positional, a missing value) is a usage mistake.
     if (e instanceof UsageError || (typeof err.code === "string" && err.code.startsWith("ERR_PARSE_ARGS_"))) {
-      console.error(`twisted-smc: ${err.message}`);
+      // Some of node's messages take three lines (`--seed -1`: "ambiguous… Did you forget…"): one is enough.
+      console.error(`twisted-smc: ${e instanceof UsageError ? err.message : err.message.replace(/\s*\n\s*/g, " ")}`);
       return 2;
     }
     // Not the user's files: the disk. The one line names the file and folder and says to free space.
