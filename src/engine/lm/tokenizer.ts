@@ -3,6 +3,7 @@
  * chat template from tokenizer_config.json when the model has one, else the plain Question/Answer
  * prompt the demo model was trained on.
  */
+import { join } from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { formatPrompt } from "../math/prompt";
@@ -17,8 +18,17 @@ export class TextTokenizer {
     private readonly config: Record<string, unknown>,
     readonly eosTokenIds: readonly number[],
     chatTemplateSource?: string,
+    /** tokenizer_config.json, named when its chat template fails. */
+    private readonly configPath = "tokenizer_config.json",
   ) {
-    if (chatTemplateSource) this.chatTemplate = new Template(chatTemplateSource);
+    if (!chatTemplateSource) return;
+    try {
+      this.chatTemplate = new Template(chatTemplateSource);
+    } catch (e) {
+      throw new ModelFolderError(`${configPath}: its chat_template cannot be parsed: ${oneLine(e)}`);
+    }
+    // Rendered once now, so a template that fails on every prompt fails before the model loads.
+    this.renderChat("2 + 2 = ?");
   }
 
   static fromFolder(folder: ModelFolder): TextTokenizer {
@@ -38,7 +48,7 @@ export class TextTokenizer {
     let source: string | undefined;
     if (typeof template === "string") source = template;
     else if (Array.isArray(template)) source = (template as { name?: string; template?: string }[]).find((t) => t.name === "default")?.template;
-    return new TextTokenizer(tokenizer, folder.tokenizerConfig, eos, source);
+    return new TextTokenizer(tokenizer, folder.tokenizerConfig, eos, source, join(folder.dir, "tokenizer_config.json"));
   }
 
   get hasChatTemplate(): boolean {
@@ -47,16 +57,22 @@ export class TextTokenizer {
 
   /** Token ids of the prompt that asks the model to solve `question`. */
   encodeProblem(question: string): number[] {
-    if (this.chatTemplate) {
-      const text = this.chatTemplate.render({
+    if (this.chatTemplate) return this.tokenizer.encode(this.renderChat(question), { add_special_tokens: false }).ids;
+    return this.tokenizer.encode(formatPrompt(question)).ids;
+  }
+
+  /** The chat template applied to the question; a template that fails is the model folder's fault. */
+  private renderChat(question: string): string {
+    try {
+      return this.chatTemplate!.render({
         messages: [{ role: "user", content: question.trim() }],
         add_generation_prompt: true,
         bos_token: this.specialToken("bos_token"),
         eos_token: this.specialToken("eos_token"),
       });
-      return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+    } catch (e) {
+      throw new ModelFolderError(`${this.configPath}: its chat_template cannot be rendered: ${oneLine(e)}`);
     }
-    return this.tokenizer.encode(formatPrompt(question)).ids;
   }
 
   encode(text: string, addSpecialTokens = false): number[] {
@@ -89,3 +105,6 @@ export class TextTokenizer {
     return "";
   }
 }
+
+/** An error's message on one line (a template error may quote several lines of the template). */
+const oneLine = (e: unknown): string => String((e as Error)?.message ?? e).replace(/\s*\n\s*/g, " ");
