@@ -1,4 +1,5 @@
 /** The decoder interface a loaded graph must have (inputs, outputs, KV cache layout), checked against its folder. */
+import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { FloatType } from "./kvCache";
 import { ModelFolder, ModelFolderError } from "./modelFolder";
@@ -23,6 +24,12 @@ export function checkInterface(session: ort.InferenceSession, folder: ModelFolde
   else need(inputs, "input_ids", "input");
   for (const name of fixedCapacity ? [SEQLENS_K, TOTAL_SEQUENCE_LENGTH] : ["attention_mask"]) if (!own(name)) need(inputs, name, "input");
   need(outputs, "logits", "output");
+  // Logits read with config.json's vocabulary size from a graph of another one would be garbage (NaN, or wrong tokens).
+  const logits = session.outputMetadata.find((m) => m.name === "logits");
+  const graphVocab = logits?.isTensor ? logits.shape[logits.shape.length - 1] : undefined;
+  if (typeof graphVocab === "number" && graphVocab !== folder.config.vocabSize) {
+    throw new ModelFolderError(`${file} has logits over ${graphVocab} tokens but ${join(folder.dir, "config.json")} says vocab_size ${folder.config.vocabSize}: the graph and config.json do not belong together`);
+  }
   const layers = [...inputs].filter((n) => /^past_key_values\.\d+\.key$/.test(n)).length;
   if (layers !== folder.config.numLayers) {
     throw new ModelFolderError(`${file} has ${layers} past_key_values layers but config.json says num_hidden_layers ${folder.config.numLayers}`);
