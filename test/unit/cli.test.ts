@@ -76,7 +76,7 @@ describe("twisted-smc command line", function () {
   it("fails with one clear line and a distinct exit code on bad input", () => {
     const cases: [string[], number, RegExp][] = [
       [["solve"], 2, /solve needs a problem text/],
-      [["solve", "x", "--particles", "zero"], 2, /--particles must be an integer >= 1/],
+      [["solve", "x", "--particles", "zero"], 2, /--particles must be an integer from 1 to 4096/],
       [["solve", "x", "--level", "word"], 2, /--level must be one of token, step/],
       [["solve", "x", "--model", tmp], 3, /has no config\.json/],
       [["solve", "x", "--twist", join(tmp, "missing.json")], 3, /twist file .*missing\.json does not exist/],
