@@ -7,6 +7,7 @@
 import { ChildProcess, spawn } from "node:child_process";
 import * as vscode from "vscode";
 import type { TrainPoint } from "../protocol/panelMessages";
+import { parseTrainProgressLine } from "../protocol/training";
 import { taskArgs, TASK_TYPE, TRAINING_PRESETS, TwistedSmcTaskDefinition } from "./taskArgs";
 
 export { TASK_TYPE };
@@ -58,26 +59,19 @@ class CliTerminal implements vscode.Pseudoterminal {
 
   /** A human line for one line of output; JSON progress also feeds the loss curve. */
   private describe(text: string, isFirst: () => boolean): string {
-    if (!text.startsWith("{")) return text;
-    try {
-      const m = JSON.parse(text) as Record<string, unknown>;
-      switch (m.type) {
-        case "start":
-          return `Training on ${m.problems} problems (${m.data}), ${m.batchesPerEpoch} batches per epoch${m.resumedAt !== undefined ? `, resuming after batch ${m.resumedAt}` : ""}`;
-        case "batch": {
-          const point = { step: m.step as number, loss: m.loss as number, reward: m.reward as number };
-          this.onPoint(point, isFirst());
-          return `[${m.step}/${m.total}] loss ${(m.loss as number).toFixed(4)} reward ${(m.reward as number).toFixed(3)} ESS ${(100 * (m.ess as number)).toFixed(0)}% ${m.seconds}s`;
-        }
-        case "checkpoint":
-          return `checkpoint ${m.path}`;
-        case "end":
-          return m.stopped ? `Stopped after ${m.batches} batches.` : `Done: ${m.batches} batches; twist written to ${m.twistPath}`;
-        default:
-          return text;
-      }
-    } catch {
-      return text;
+    const m = parseTrainProgressLine(text);
+    switch (m?.type) {
+      case undefined:
+        return text;
+      case "start":
+        return `Training on ${m.problems} problems (${m.data}), ${m.batchesPerEpoch} batches per epoch${m.resumedAt !== undefined ? `, resuming after batch ${m.resumedAt}` : ""}`;
+      case "batch":
+        this.onPoint({ step: m.step, loss: m.loss, reward: m.reward }, isFirst());
+        return `[${m.step}/${m.total}] loss ${m.loss.toFixed(4)} reward ${m.reward.toFixed(3)} ESS ${(100 * m.ess).toFixed(0)}% ${m.seconds}s`;
+      case "checkpoint":
+        return `checkpoint ${m.path}`;
+      case "end":
+        return m.stopped ? `Stopped after ${m.batches} batches.` : `Done: ${m.batches} batches; twist written to ${m.twistPath}`;
     }
   }
 

@@ -93,31 +93,10 @@ export interface EngineStatus {
   requests: number;
 }
 
-export interface TrainParams {
-  runId: string;
-  /** The trainer's flags, by the seed's names (see `twisted-smc train --help`). */
-  args: Record<string, string | number | boolean>;
-}
-
-export interface TrainProgressParams {
-  runId: string;
-  kind: "start" | "batch" | "checkpoint" | "end";
-  data: Record<string, unknown>;
-}
-
-export interface TrainResultMessage {
-  runId: string;
-  twistPath: string;
-  batches: number;
-  stopped: boolean;
-}
-
 export const Methods = {
   solve: new RequestType<SolveParams, SolveResultMessage, void>("twistedSmc/solve"),
   step: new NotificationType<StepParams>("twistedSmc/step"),
   status: new RequestType0<EngineStatus, void>("twistedSmc/status"),
-  train: new RequestType<TrainParams, TrainResultMessage, void>("twistedSmc/train"),
-  trainProgress: new NotificationType<TrainProgressParams>("twistedSmc/trainProgress"),
 } as const;
 
 /** Error codes the engine uses in JSON-RPC error responses. */

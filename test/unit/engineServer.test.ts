@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
 import { ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CancellationTokenSource, createMessageConnection, MessageConnection, ResponseError, StreamMessageReader, StreamMessageWriter } from "vscode-jsonrpc/node";
-import { ErrorCodes, Methods, SolveParams, StepParams, TrainProgressParams } from "../../src/protocol/protocol";
+import { ErrorCodes, Methods, SolveParams, StepParams } from "../../src/protocol/protocol";
 
 const ENGINE = join(__dirname, "../../dist/engine.js");
 const PROBLEM = "A class collects 398 marbles. Each of those marbles is traded for 2 new ones. 205 of the marbles are broken and thrown away. How many marbles are left in the end?";
@@ -24,13 +22,11 @@ describe("the engine process over JSON-RPC", function () {
   let child: ChildProcess;
   let conn: MessageConnection;
   const steps: StepParams[] = [];
-  const progress: TrainProgressParams[] = [];
 
   before(async () => {
     child = spawn(process.execPath, [ENGINE, "--stdio"], { stdio: ["pipe", "pipe", "inherit"] });
     conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
     conn.onNotification(Methods.step, (p) => void steps.push(p));
-    conn.onNotification(Methods.trainProgress, (p) => void progress.push(p));
     conn.listen();
     await conn.sendRequest("initialize", { processId: process.pid, rootUri: null, capabilities: {} });
     conn.sendNotification("initialized", {});
@@ -109,14 +105,5 @@ describe("the engine process over JSON-RPC", function () {
       await assert.rejects(conn.sendRequest(Methods.solve, params as SolveParams), (e: ResponseError<void>) => e.code === -32602 && message.test(e.message));
     }
     await assert.rejects(conn.sendRequest(Methods.solve, solveParams({ model: { model: "/nonexistent/model", twist: "none", device: "cpu" } })), (e: ResponseError<void>) => e.code === ErrorCodes.inputError && /does not exist/.test(e.message));
-  });
-
-  it("trains, streaming progress, and stops cleanly when cancelled", async () => {
-    const out = join(mkdtempSync(join(tmpdir(), "tsmc-srv-")), "run");
-    const args = { num_examples: 2, batch_size: 1, num_epochs: 1, num_twist_samples: 2, output_length: 24, output_dir: out, save_every: 1 };
-    const r = await conn.sendRequest(Methods.train, { runId: "t1", args });
-    assert.equal(r.batches, 2);
-    assert.deepEqual(progress.filter((p) => p.runId === "t1").map((p) => p.kind), ["start", "batch", "checkpoint", "batch", "checkpoint", "checkpoint", "end"]);
-    await assert.rejects(conn.sendRequest(Methods.train, { runId: "t2", args: { ...args, twist: "token", loss: "bce" } }), (e: ResponseError<void>) => e.code === ErrorCodes.inputError && /--loss bce/.test(e.message));
   });
 });

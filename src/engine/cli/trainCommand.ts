@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { BatchMetrics, train } from "../train/trainer";
 import { DEFAULT_LEARNING_RATE, DEFAULT_LOSS, TRAIN_DEFAULTS, trainConfigFromFlags } from "../train/flags";
 import { choiceOption, OptionValues, UsageError } from "../util/options";
+import type { TrainProgressLine } from "../../protocol/training";
 
 const D = TRAIN_DEFAULTS;
 
@@ -60,7 +61,7 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
   for (const [k, v] of Object.entries(raw)) values[k.replace(/-/g, "_")] = v as string | boolean;
   const config = trainConfigFromFlags(values);
   const json = choiceOption(values, "progress", ["text", "json"] as const, "text") === "json";
-  const emit = (obj: Record<string, unknown>) => console.log(JSON.stringify(obj));
+  const emit = (line: TrainProgressLine) => console.log(JSON.stringify(line));
 
   const controller = new AbortController();
   const stop = (signal: string) => {
@@ -74,7 +75,7 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
   const result = await train(config, {
     signal: controller.signal,
     onStart: (info) => {
-      if (json) return emit({ type: "start", ...info, config });
+      if (json) return emit({ type: "start", ...info, config: { ...config } });
       console.log(`Training a ${config.twist}-level twist (${config.loss}) for ${info.model}`);
       console.log(`  data: ${info.data}, ${info.problems} problems, ${info.batchesPerEpoch} batches per epoch × ${config.numEpochs} epochs${info.resumedAt !== undefined ? `, resuming after batch ${info.resumedAt}` : ""}`);
       for (const s of info.skipped) console.log(`  skipped ${s}`);

@@ -1,21 +1,20 @@
 /**
- * The engine process: a JSON-RPC server (vscode-languageserver) that solves and trains on request,
- * streaming each SMC step and each training batch as notifications. The extension host spawns it;
- * `twisted-smc serve --stdio` runs it by hand. Models stay loaded between requests.
+ * The engine process: a JSON-RPC server (vscode-languageserver) that solves on request, streaming
+ * each SMC step as a notification. The extension host spawns it; `twisted-smc serve --stdio` runs it
+ * by hand. Models stay loaded between requests. (Training runs as its own process: the CLI, whose
+ * JSON progress lines are typed in protocol/training.ts.)
  */
 import { Connection, ResponseError } from "vscode-languageserver/node";
 import { CancellationToken, ErrorCodes as RpcErrors } from "vscode-jsonrpc";
-import { ErrorCodes, EngineStatus, Methods, ModelSettings, SolveParams, SolveResultMessage, TrainParams, TrainResultMessage } from "../../protocol/protocol";
+import { ErrorCodes, EngineStatus, Methods, ModelSettings, SolveParams, SolveResultMessage } from "../../protocol/protocol";
 import { loadModel, LoadedModel, withCpuFallback } from "../lm/loadModel";
 import { DEVICES } from "../lm/device";
 import { RESAMPLING_SCHEMES } from "../smc/resampling";
 import { SmcCancelled } from "../smc/twistedSmc";
 import { Twist } from "../smc/twist";
 import { solve } from "../solve";
-import { train } from "../train/trainer";
 import { InputError } from "../util/errors";
 import { loadTwistOption } from "../twist/resolve";
-import { trainConfigFromFlags } from "../train/flags";
 import { UsageError } from "../util/options";
 
 declare const PACKAGE_VERSION: string | undefined;
@@ -199,29 +198,6 @@ export function registerHandlers(connection: Connection): void {
       throw asResponseError(e);
     } finally {
       lease?.release();
-      busy--;
-    }
-  });
-
-  connection.onRequest(Methods.train, async (params: TrainParams, token: CancellationToken): Promise<TrainResultMessage> => {
-    requests++;
-    busy++;
-    try {
-      check(typeof params?.runId === "string" && typeof params.args === "object" && params.args !== null, "train needs {runId, args}");
-      const config = trainConfigFromFlags(params.args);
-      const send = (kind: "start" | "batch" | "checkpoint" | "end", data: Record<string, unknown>) =>
-        void connection.sendNotification(Methods.trainProgress, { runId: params.runId, kind, data });
-      const r = await train(config, {
-        signal: abortOn(token),
-        onStart: (info) => send("start", { ...info }),
-        onBatch: (m, total) => send("batch", { ...m, total }),
-        onCheckpoint: (path) => send("checkpoint", { path }),
-      });
-      send("end", { ...r });
-      return { runId: params.runId, twistPath: r.twistPath, batches: r.batches, stopped: r.stopped };
-    } catch (e) {
-      throw asResponseError(e);
-    } finally {
       busy--;
     }
   });

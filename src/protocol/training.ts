@@ -1,0 +1,56 @@
+/**
+ * Training's progress as it crosses from the trainer (`twisted-smc train --progress json`) to the
+ * editor's task terminal and loss curve: one JSON object a line, each line one of these. The editor
+ * checks every line against them before it uses a field.
+ */
+
+/** One batch's numbers. */
+export interface TrainBatchMetrics {
+  epoch: number;
+  batch: number;
+  step: number;
+  loss: number;
+  reward: number;
+  sampleAccuracy: number;
+  ess: number;
+  logZ: number;
+  exactPositives: number;
+  seconds: number;
+}
+
+export type TrainProgressLine =
+  | { type: "start"; problems: number; batchesPerEpoch: number; resumedAt?: number; skipped: string[]; model: string; data: string; config?: Record<string, unknown> }
+  | ({ type: "batch"; total: number } & TrainBatchMetrics)
+  | { type: "checkpoint"; path: string }
+  | { type: "end"; twistPath: string; batches: number; stopped: boolean; final?: TrainBatchMetrics };
+
+const BATCH_FIELDS: readonly (keyof TrainBatchMetrics)[] = ["epoch", "batch", "step", "loss", "reward", "sampleAccuracy", "ess", "logZ", "exactPositives", "seconds"];
+
+const isNumber = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
+const isString = (v: unknown): v is string => typeof v === "string";
+
+/** A line of the trainer's JSON progress, or undefined when it is not one (plain text, a broken line). */
+export function parseTrainProgressLine(text: string): TrainProgressLine | undefined {
+  if (!text.startsWith("{")) return undefined;
+  let m: Record<string, unknown>;
+  try {
+    m = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof m !== "object" || m === null) return undefined;
+  switch (m.type) {
+    case "start":
+      return isNumber(m.problems) && isNumber(m.batchesPerEpoch) && isString(m.model) && isString(m.data) && Array.isArray(m.skipped) && m.skipped.every(isString) && (m.resumedAt === undefined || isNumber(m.resumedAt))
+        ? (m as TrainProgressLine)
+        : undefined;
+    case "batch":
+      return isNumber(m.total) && BATCH_FIELDS.every((f) => isNumber(m[f])) ? (m as TrainProgressLine) : undefined;
+    case "checkpoint":
+      return isString(m.path) ? (m as TrainProgressLine) : undefined;
+    case "end":
+      return isString(m.twistPath) && isNumber(m.batches) && typeof m.stopped === "boolean" ? (m as TrainProgressLine) : undefined;
+    default:
+      return undefined;
+  }
+}
