@@ -23,6 +23,6 @@ fs.writeFileSync(ignore, fs.readFileSync(path.join(repo, ".vscodeignore"), "utf8
 const version = require(path.join(repo, "package.json")).version;
 const out = path.join(repo, `twisted-smc-math-${target}-${version}.vsix`);
 const vsce = path.join(repo, "node_modules/.bin/vsce");
-const r = cp.spawnSync(vsce, ["package", "--target", target, "--ignoreFile", ignore, "--allow-missing-repository", "--out", out], { cwd: repo, stdio: "inherit", env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip" } });
+const r = cp.spawnSync(vsce, ["package", "--target", target, "--ignoreFile", ignore, "--allow-missing-repository", "--no-rewrite-relative-links", "--out", out], { cwd: repo, stdio: "inherit", env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip" } });
 if (r.status !== 0) process.exit(r.status ?? 1);
 console.log(`package: ${path.basename(out)}, ${(fs.statSync(out).size / 1e6).toFixed(1)} MB`);

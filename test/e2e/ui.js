@@ -10,6 +10,38 @@ const { repo, root, codeServer, fail, freshRun, startServer, launchBrowser } = r
 
 const PROBLEM = "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?";
 
+/** Processes whose command line matches `pattern`, by /proc (Linux). */
+function pidsMatching(pattern) {
+  return fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).filter((pid) => {
+    try {
+      return pattern.test(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " "));
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** CPU seconds a process has used (user + system). */
+function cpuSeconds(pid) {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Watches the extension host and the engine while the editor sits idle after a solve: both must stay
+ * near 0% CPU (a status request loop once kept them at 43% and 18%).
+ */
+async function idleCpu(seconds) {
+  const watched = { "extension host": pidsMatching(/--type=extensionHost/), engine: pidsMatching(/dist\/engine\.js/) };
+  const before = Object.fromEntries(Object.entries(watched).map(([k, pids]) => [k, pids.reduce((a, p) => a + cpuSeconds(p), 0)]));
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  return Object.fromEntries(Object.entries(watched).map(([k, pids]) => [k, { processes: pids.length, cpuPercent: Math.round((1000 * (pids.reduce((a, p) => a + cpuSeconds(p), 0) - before[k])) / seconds) / 10 }]));
+}
+
 async function main() {
   const version = require(path.join(repo, "package.json")).version;
   const vsix = path.join(repo, `twisted-smc-math-linux-x64-${version}.vsix`);
@@ -47,9 +79,13 @@ async function main() {
       return t.includes("Answer:") ? t : false;
     }, null, { timeout: 30000 }).then((h) => h.jsonValue());
     await page.screenshot({ path: shot });
+    // Then it sits idle: let the solve's aftermath settle, and watch for 10 s.
+    await page.waitForTimeout(2000);
+    const idle = await idleCpu(10);
+    const quiet = idle["extension host"].processes > 0 && idle.engine.processes > 0 && idle["extension host"].cpuPercent < 5 && idle.engine.cpuPercent < 5;
     // Monaco renders spaces as non-breaking ones.
-    const ok = nodes > 0 && /Answer:\s+\d+/.test(answerText) && /Answer:\s+\d+/.test(editorText.replace(/\*/g, ""));
-    console.log(JSON.stringify({ ok, particlesDrawn: nodes, panel: answerText.trim(), screenshot: shot }, null, 2));
+    const ok = nodes > 0 && /Answer:\s+\d+/.test(answerText) && /Answer:\s+\d+/.test(editorText.replace(/\*/g, "")) && quiet;
+    console.log(JSON.stringify({ ok, particlesDrawn: nodes, panel: answerText.trim(), idle, screenshot: shot }, null, 2));
     return ok;
   } catch (e) {
     await page.screenshot({ path: shot }).catch(() => undefined);
