@@ -26,6 +26,25 @@ describe("twisted-smc command line", function () {
     assert.equal(readFileSync(out, "utf8").trim().split("\n").length, 3);
   });
 
+  it("solve says how sure it is, and that a problem unlike the shipped model's training is a guess", () => {
+    const gsm8k = "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck egg. How much in dollars does she make every day at the farmers' market?";
+    const r = run("solve", gsm8k, "--threads", "1");
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /\n {9}⚠ tiny-math-llama is out of its depth here: .* \d+ of this problem's \d+ words \("janet", "ducks", "lay", …\) are new to it, so its answer is a guess/);
+    const json = JSON.parse(run("solve", gsm8k, "--threads", "1", "--json").stdout) as SolveResult;
+    assert.match(json.confidence.outOfDepth ?? "", /out of its depth/);
+    const own = run("solve", PROBLEM, "--threads", "1", "--max-tokens", "100000");
+    assert.doesNotMatch(own.stdout, /out of its depth/);
+    assert.match(own.stdout, /Answer: {2}\d+ (\(posterior|— uncertain|.* tied at)/);
+    assert.match(own.stdout, /Warning: max tokens lowered from 100000 to \d+: the \d+-token prompt and the answer must fit tiny-math-llama's 512-token context/);
+  });
+
+  it("sample caps its tokens at the model's context, saying so", () => {
+    const r = run("sample", PROBLEM, "-k", "1", "--max-tokens", "100000", "--threads", "1", "--json");
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /max tokens lowered from 100000 to \d+/);
+  });
+
   it("sample --json prints K samples with their answers", () => {
     const r = run("sample", PROBLEM, "-k", "4", "--seed", "1", "--json", "--threads", "1");
     assert.equal(r.status, 0, r.stderr);

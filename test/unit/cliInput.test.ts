@@ -210,6 +210,7 @@ describe("command-line input", function () {
         answer: "3",
         probability: 1,
         posterior: [{ answer: "3", probability: 1, particles: 1 }],
+        confidence: { kind: "clear", summary: "3 (posterior 100.0%)" },
         unanswered: 0,
         particles: [{ text: "3 pens\x1b[2J\x07\u202e\n#### 3", answer: "3", logWeight: 0 }],
         ess: [1],

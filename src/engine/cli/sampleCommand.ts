@@ -1,5 +1,6 @@
 /** `twisted-smc sample "<problem>"`: plain batched sampling from the model, with extracted answers. */
 import { parseArgs } from "node:util";
+import { encodeWithinContext } from "../lm/contextWindow";
 import { extractAnswer } from "../math/answer";
 import { generate } from "../lm/generate";
 import { loadModel } from "../lm/loadModel";
@@ -63,11 +64,14 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   const temperature = numberOption(values, "temperature", 1);
   const seed = intOption(values, "seed", 0);
   const device = choiceOption<DeviceRequest>(values, "device", DEVICES, "auto");
-  const { folder, tokenizer, lm } = await loadModel(stringOption(values, "model"), { threads, device });
+  const model = await loadModel(stringOption(values, "model"), { threads, device });
+  const { folder, tokenizer, lm } = model;
   try {
-    const result = await generate(lm, tokenizer.encodeProblem(problem), {
+    const fitted = encodeWithinContext(model, problem, intOption(values, "max-tokens", folder.generation.maxNewTokens ?? 128, 1));
+    if (fitted.warning) console.error(`twisted-smc: ${fitted.warning}`);
+    const result = await generate(lm, fitted.prompt, {
       numSamples,
-      maxTokens: intOption(values, "max-tokens", folder.generation.maxNewTokens ?? 128, 1),
+      maxTokens: fitted.maxTokens,
       temperature,
       seed,
       isEos: (t) => tokenizer.isEos(t),

@@ -227,7 +227,8 @@ export function escapeControl(text: string): string {
 export function formatSolve(r: SolveResult): string {
   const lines = [
     `Problem: ${escapeControl(r.problem).split("\n").join("\n         ")}`,
-    `Answer:  ${r.answer ?? "(no particle gave an answer)"}${r.answer ? `  (posterior ${pct(r.probability)})` : ""}`,
+    `Answer:  ${r.answer === null ? "(no particle gave an answer)" : r.confidence.summary}`,
+    ...(r.confidence.outOfDepth ? [`         ⚠ ${r.confidence.outOfDepth}`] : []),
     "",
     "Posterior over answers:",
     ...r.posterior.slice(0, 8).map((a) => `  ${a.answer.padStart(8)}  ${pct(a.probability).padStart(6)}  (${a.particles} particle${a.particles === 1 ? "" : "s"})`),
@@ -245,6 +246,7 @@ export function formatSolve(r: SolveResult): string {
     `Timing:  ${r.timing.totalMs} ms, ${r.timing.forwardPasses} forward passes, ${r.timing.generatedTokens} tokens (${r.timing.tokensPerSecond} tokens/s)`,
   );
   if (r.collapsed) lines.push(`Warning: ${r.collapsed}`);
+  for (const w of r.warnings ?? []) lines.push(`Warning: ${w}`);
   if (r.correct !== undefined) lines.push(`Known answer: ${r.correct ? "correct" : "wrong"}`);
   return lines.join("\n");
 }
