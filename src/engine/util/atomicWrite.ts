@@ -4,9 +4,10 @@
  * the previous file as it was and removes the temp file; a failure for lack of space is a
  * DiskFullError, whose one line says to free space rather than calling the user's file corrupt.
  */
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { DiskFullError } from "./errors";
+import { makeFolder } from "./makeFolder";
 import { isProcessAlive } from "./processAlive";
 
 /** The calls that can go short on a full disk; tests replace them to fake one. */
@@ -33,7 +34,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, io: Par
   const note = replacing ? `the previous ${basename(path)} is unchanged` : undefined;
   let tmp: string | undefined;
   try {
-    mkdirSync(dir, { recursive: true });
+    makeFolder(dir);
     // Before writing: a killed writer's leftover may be what filled the disk.
     removeStaleTemps(path);
     tmp = tempPath(path);
