@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { ModelFolder } from "../lm/modelFolder";
 import { AdamState } from "../twist/adam";
-import { parseTwist, serializeTwist, TwistFile, TwistHead, TwistMeta } from "../twist/twistFile";
+import { modelFingerprint, parseTwist, serializeTwist, TwistFile, TwistFileError, TwistHead, TwistMeta } from "../twist/twistFile";
 import { writeFileAtomic } from "../util/atomicWrite";
 import { InputError } from "../util/errors";
 
@@ -33,15 +33,6 @@ export interface Checkpoint {
 
 const f64 = (a: Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
 
-function unf64(s: unknown, length: number, path: string): Float64Array {
-  if (typeof s !== "string") throw new CheckpointError(`${path}: optimiser state is missing`);
-  const buf = Buffer.from(s, "base64");
-  if (buf.byteLength !== length * 8) throw new CheckpointError(`${path}: optimiser state has the wrong size (the checkpoint is corrupt)`);
-  const out = new Float64Array(length);
-  new Uint8Array(out.buffer).set(buf);
-  return out;
-}
-
 export function saveCheckpoint(path: string, settings: Record<string, unknown>, progress: Progress, head: TwistHead, meta: Omit<TwistMeta, "format" | "version" | "kind" | "hiddenSize" | "vocabSize" | "rank">, adam: AdamState): void {
   const doc = {
     format: CHECKPOINT_FORMAT,
@@ -54,23 +45,88 @@ export function saveCheckpoint(path: string, settings: Record<string, unknown>, 
   writeFileAtomic(path, JSON.stringify(doc) + "\n");
 }
 
+/** The checkpoint in `path`, checked field by field; undefined when there is none. */
 export function loadCheckpoint(path: string, folder: ModelFolder): Checkpoint | undefined {
   if (!existsSync(path)) return undefined;
-  let doc: Record<string, unknown>;
+  let doc: unknown;
   try {
     doc = JSON.parse(readFileSync(path, "utf8"));
   } catch (e) {
     throw new CheckpointError(`checkpoint ${path} is not valid JSON (${(e as Error).message}): it is corrupt; delete it to start over`);
   }
-  if (doc.format !== CHECKPOINT_FORMAT || doc.version !== 1) throw new CheckpointError(`${path} is not a twisted-smc checkpoint`);
-  const twist = parseTwist(doc.twist as Record<string, unknown>, path, folder);
-  const adam = doc.adam as { t: number; m: unknown[]; v: unknown[] };
-  const params = twist.head.parameters();
-  if (!adam || !Array.isArray(adam.m) || adam.m.length !== params.length) throw new CheckpointError(`${path}: optimiser state is missing or does not match the twist`);
-  return {
-    settings: doc.settings as Record<string, unknown>,
-    progress: doc.progress as Progress,
-    twist,
-    adam: { t: adam.t, m: params.map((p, i) => unf64(adam.m[i], p.length, path)), v: params.map((p, i) => unf64(adam.v[i], p.length, path)) },
+  return parseCheckpoint(doc, path, folder);
+}
+
+/**
+ * Checks every field before training trusts it: a progress of null once resumed "after batch null"
+ * and trained nothing, and a missing one restarted from batch 0 with the old weights.
+ */
+function parseCheckpoint(doc: unknown, path: string, folder: ModelFolder): Checkpoint {
+  const field = fieldReader(path);
+  if (!isObject(doc) || doc.format !== CHECKPOINT_FORMAT) throw new CheckpointError(`${path}: not a twisted-smc checkpoint (its format is ${show(isObject(doc) ? doc.format : doc)})`);
+  if (typeof doc.version === "number" && doc.version > 1) throw new CheckpointError(`${path}: version ${doc.version} is newer than this twisted-smc reads (1): it was written by a later release`);
+  field.check("version", doc.version, "1", (v) => v === 1);
+  const settings = field.object("settings", doc.settings);
+  const p = field.object("progress", doc.progress);
+  const progress: Progress = {
+    epoch: field.count("progress.epoch", p.epoch),
+    batch: field.count("progress.batch", p.batch),
+    batchesDone: field.count("progress.batchesDone", p.batchesDone),
+    metricsLines: field.count("progress.metricsLines", p.metricsLines),
   };
+  let twist: TwistFile;
+  try {
+    // Its model is checked below, with advice that fits a checkpoint.
+    twist = parseTwist(field.object("twist", doc.twist), `${path}: twist`);
+  } catch (e) {
+    // The twist's own checks, told as the checkpoint's (exit code and wording alike).
+    throw e instanceof TwistFileError ? new CheckpointError(e.message) : e;
+  }
+  const base = twist.meta.baseModel;
+  if (base?.fingerprint !== modelFingerprint(folder)) {
+    throw new CheckpointError(`${path} was made for another model ("${base?.name}", fingerprint ${base?.fingerprint}), not ${folder.dir}: resume with that model, or choose another --output_dir`);
+  }
+  const adam = field.object("adam", doc.adam);
+  const sizes = twist.head.parameters().map((q) => q.length);
+  return { settings, progress, twist, adam: { t: field.count("adam.t", adam.t), m: moments(field, "adam.m", adam.m, sizes), v: moments(field, "adam.v", adam.v, sizes) } };
+}
+
+/** One Adam moment: a base64 float64 array per twist parameter, of that parameter's size. */
+function moments(field: FieldReader, name: string, value: unknown, sizes: number[]): Float64Array[] {
+  const list = field.check(name, value, `an array of ${sizes.length} entries (one per twist parameter)`, (v) => Array.isArray(v) && v.length === sizes.length, (v) => (Array.isArray(v) ? `${v.length}` : show(v))) as unknown[];
+  return sizes.map((n, i) => {
+    const at = `${name}[${i}]`;
+    const bytes = field.check(at, list[i], `${n} float64 values in base64`, (v) => typeof v === "string" && Buffer.from(v, "base64").byteLength === n * 8, (v) => (typeof v === "string" ? `${Buffer.from(v, "base64").byteLength} bytes` : show(v)));
+    const out = new Float64Array(n);
+    new Uint8Array(out.buffer).set(Buffer.from(bytes as string, "base64"));
+    if (!out.every(Number.isFinite)) throw new CheckpointError(`${field.path}: ${at} holds a NaN or infinite value (${DAMAGED})`);
+    return out;
+  });
+}
+
+const DAMAGED = "the checkpoint is damaged; delete it to start over";
+
+type FieldReader = ReturnType<typeof fieldReader>;
+
+/** Checks of a checkpoint's fields whose errors name the file, the field, what it must be and what it is. */
+function fieldReader(path: string) {
+  const check = (name: string, value: unknown, wanted: string, ok: (v: unknown) => boolean, got: (v: unknown) => string = show): unknown => {
+    if (value === undefined) throw new CheckpointError(`${path}: ${name} is missing (it must be ${wanted}; ${DAMAGED})`);
+    if (!ok(value)) throw new CheckpointError(`${path}: ${name} must be ${wanted}, got ${got(value)} (${DAMAGED})`);
+    return value;
+  };
+  return {
+    path,
+    check,
+    object: (name: string, value: unknown) => check(name, value, "an object", isObject) as Record<string, unknown>,
+    count: (name: string, value: unknown) => check(name, value, "a non-negative integer", (v) => Number.isInteger(v) && (v as number) >= 0) as number,
+  };
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** A value as JSON, cut short: enough to recognise it in one line. */
+function show(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 40 ? `${s.slice(0, 37)}...` : s;
 }
