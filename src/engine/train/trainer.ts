@@ -5,7 +5,7 @@
  * Every random choice is seeded by (seed, epoch, batch, problem), so a resumed run repeats an
  * uninterrupted one exactly.
  */
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadModel, LoadedModel } from "../lm/loadModel";
 import { Split } from "../math/problems";
@@ -20,6 +20,8 @@ import { loadProblems } from "./data";
 import { bceStepGradient, ctlStepGradient, ctlTokenGradient, ObjectiveResult, prmGradient } from "./objectives";
 import { collectProblem, ProblemData, TwistLoss } from "./samples";
 import { LineVerifier } from "../twist/lineVerifier";
+import { DiskFullError } from "../util/errors";
+import { lockOutputDir } from "./outputLock";
 
 export interface TrainConfig {
   modelName?: string;
@@ -110,11 +112,18 @@ export function validateTrainConfig(c: TrainConfig): void {
 
 export async function train(config: TrainConfig, hooks: TrainHooks = {}, preloaded?: LoadedModel): Promise<TrainResult> {
   validateTrainConfig(config);
-  const model = preloaded ?? (await loadModel(config.modelName, { threads: config.threads, device: "cpu" }));
+  // Before any model is loaded: the lock proves the folder can be made and written, and keeps a
+  // second run out of it.
+  const unlock = lockOutputDir(config.outputDir);
   try {
-    return await trainWith(model, config, hooks);
+    const model = preloaded ?? (await loadModel(config.modelName, { threads: config.threads, device: "cpu" }));
+    try {
+      return await trainWith(model, config, hooks);
+    } finally {
+      if (!preloaded) await model.lm.dispose();
+    }
   } finally {
-    if (!preloaded) await model.lm.dispose();
+    unlock();
   }
 }
 
@@ -123,7 +132,6 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
   const fingerprint = modelFingerprint(folder);
   const settings = resultSettings(c, fingerprint);
   const { problems, skipped, description } = loadProblems(c.dataset, c.split, c.numExamples, c.seed);
-  mkdirSync(c.outputDir, { recursive: true });
   const checkpointPath = join(c.outputDir, CHECKPOINT_FILE);
   const metricsPath = join(c.outputDir, METRICS_FILE);
 
@@ -137,6 +145,7 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
     if (checkpoint) {
       const differing = Object.keys(settings).filter((k) => JSON.stringify(settings[k]) !== JSON.stringify(checkpoint!.settings[k]));
       if (differing.length) throw new CheckpointError(`cannot resume ${checkpointPath}: it was made with different ${differing.map((k) => `${k} (${JSON.stringify(checkpoint!.settings[k])})`).join(", ")}`);
+      if (shapeOf(checkpoint.twist.head) !== shapeOf(head)) throw new CheckpointError(`${checkpointPath}: its twist (${shapeOf(checkpoint.twist.head)}) is not the kind this run trains (${shapeOf(head)}); the checkpoint is damaged: delete it to start over`);
       head = checkpoint.twist.head;
     }
   } else if (existsSync(checkpointPath)) {
@@ -149,7 +158,7 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
   // Metrics logged after the checkpoint belong to work that will be redone.
   if (existsSync(metricsPath) || !c.resume) {
     const kept = c.resume ? readFileSync(metricsPath, "utf8").split("\n").filter(Boolean).slice(0, metricsLines) : [];
-    writeFileSync(metricsPath, kept.map((l) => l + "\n").join(""));
+    writeMetrics(metricsPath, kept.map((l) => l + "\n").join(""), writeFileSync);
   }
   hooks.onStart?.({ problems: problems.length, batchesPerEpoch: perEpoch, resumedAt: checkpoint ? batchesDone : undefined, skipped, model: folder.dir, data: description });
 
@@ -199,7 +208,7 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
         ess: mean((d) => d.stats.ess), logZ: mean((d) => (Number.isFinite(d.stats.logZ) ? d.stats.logZ : -50)),
         exactPositives: mean((d) => d.stats.exactPositives), seconds: Math.round((performance.now() - start) / 100) / 10,
       };
-      appendFileSync(metricsPath, JSON.stringify(last) + "\n");
+      writeMetrics(metricsPath, JSON.stringify(last) + "\n", appendFileSync);
       batchesDone++;
       metricsLines++;
       hooks.onBatch?.(last, total);
@@ -213,6 +222,18 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
   const twistPath = join(c.outputDir, TWIST_FILE);
   if (!stopped) saveTwist(twistPath, head, meta(last));
   return { twistPath, batches: batchesDone, stopped, final: last };
+}
+
+/** The head's kind and parameter sizes: a resumed head must be the one this run would make. */
+const shapeOf = (head: TwistHead) => `${head.constructor.name} of ${head.parameters().map((p) => p.length).join("+")} parameters`;
+
+/** Writes metrics lines; a full disk says so in one line (the checkpoint before them is kept). */
+function writeMetrics(path: string, text: string, write: (path: string, text: string) => void): void {
+  try {
+    write(path, text);
+  } catch (e) {
+    throw DiskFullError.from(e, path, "the last checkpoint is kept: run again with --resume");
+  }
 }
 
 function shuffled(n: number, rng: Rng): number[] {
