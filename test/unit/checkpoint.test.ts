@@ -4,10 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openModelFolder } from "../../src/engine/lm/modelFolder";
 import { CheckpointError, loadCheckpoint, saveCheckpoint } from "../../src/engine/train/checkpoint";
-import { TokenTwistHead } from "../../src/engine/twist/heads";
+import { train, TrainConfig } from "../../src/engine/train/trainer";
+import { TokenTwistHead, ValueTwistHead } from "../../src/engine/twist/heads";
 import { modelFingerprint } from "../../src/engine/twist/twistFile";
 import { Rng } from "../../src/engine/util/rng";
-import { MODEL_DIR } from "./helpers";
+import { MODEL_DIR, shippedModel } from "./helpers";
 
 type Doc = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -100,5 +101,27 @@ describe("checkpoint files", () => {
       rejects((d) => (d.adam[k][0] = 5), new RegExp(`adam\\.${k}\\[0\\] must be ${params[0].length} float64 values in base64, got 5`));
       rejects((d) => (d.adam[k][2] = Buffer.from(new Float64Array(params[2].length).fill(NaN).buffer).toString("base64")), new RegExp(`adam\\.${k}\\[2\\] holds a NaN or infinite value`));
     }
+  });
+});
+
+describe("resuming a checkpoint", function () {
+  this.timeout(120000);
+
+  it("refuses a twist of another kind than the run trains, even under matching settings", async () => {
+    const model = await shippedModel();
+    const dir = mkdtempSync(join(tmpdir(), "tsmc-ckpt-kind-"));
+    const config: TrainConfig = {
+      numExamples: 2, numEpochs: 1, batchSize: 2, learningRate: 0.05, outputDir: dir, seed: 1, split: "train", outputLength: 24,
+      numTwistSamples: 3, twistUpdatesPerExample: 1, saveEvery: 1, dataset: "synthetic", loss: "ctl", twist: "token", rank: 4, rewardFloor: 0.001, resume: false,
+    };
+    await train(config, {}, model);
+    const path = join(dir, "checkpoint.json");
+    const saved = loadCheckpoint(path, model.folder)!;
+    // The same settings and progress, but a step twist (value head) where a token twist belongs.
+    const head = ValueTwistHead.init(model.lm.hiddenSize);
+    const zeros = () => head.parameters().map((p) => new Float64Array(p.length));
+    saveCheckpoint(path, saved.settings, saved.progress, head, { baseModel: saved.twist.meta.baseModel, created: saved.twist.meta.created }, { t: 1, m: zeros(), v: zeros() });
+    await assert.rejects(train({ ...config, numEpochs: 2, resume: true }, {}, model), (e: Error) =>
+      e instanceof CheckpointError && new RegExp(`checkpoint\\.json: its twist \\(value head of .* parameters\\) is not the kind this run trains \\(token head of .* parameters\\)`).test(e.message));
   });
 });

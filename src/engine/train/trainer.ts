@@ -225,7 +225,10 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
 }
 
 /** The head's kind and parameter sizes: a resumed head must be the one this run would make. */
-const shapeOf = (head: TwistHead) => `${head.constructor.name} of ${head.parameters().map((p) => p.length).join("+")} parameters`;
+const shapeOf = (head: TwistHead) => {
+  const kind = head instanceof TokenTwistHead ? "token head" : head instanceof LineVerifier ? "line verifier" : "value head";
+  return `${kind} of ${head.parameters().map((p) => p.length).join("+")} parameters`;
+};
 
 /** Writes metrics lines; a full disk says so in one line (the checkpoint before them is kept). */
 function writeMetrics(path: string, text: string, write: (path: string, text: string) => void): void {

@@ -77,7 +77,13 @@ function writeAll(fd: number, bytes: Uint8Array, path: string, note: string | un
 /** Removes temp files of `path` whose writer was killed before it could rename or remove them. */
 function removeStaleTemps(path: string): void {
   const prefix = `.${basename(path)}.`;
-  for (const name of readdirSync(dirname(path))) {
+  let names: string[];
+  try {
+    names = readdirSync(dirname(path));
+  } catch {
+    return; // A folder that can be written but not listed: nothing to tidy that we could see.
+  }
+  for (const name of names) {
     if (!name.startsWith(prefix)) continue;
     const pid = /^(\d+)\.\d+\.tmp$/.exec(name.slice(prefix.length))?.[1];
     if (pid === undefined || Number(pid) === process.pid || isProcessAlive(Number(pid))) continue;
