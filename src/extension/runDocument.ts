@@ -4,7 +4,10 @@
  */
 import * as vscode from "vscode";
 import { decodeLogWeight } from "../protocol/record";
+import type { CommandTable } from "./commandTable";
+import type { ParticlePanel } from "./panel";
 import { RunStore } from "./runStore";
+import { OPEN_RUN_COMMAND } from "./solveCommands";
 
 export const RUN_SCHEME = "twisted-smc-run";
 
@@ -37,4 +40,17 @@ export class RunDocumentProvider implements vscode.TextDocumentContentProvider {
   provideTextDocumentContent(uri: vscode.Uri): string {
     return renderRun(this.runs, uri.path.replace(/\.md$/, ""));
   }
+}
+
+/** Opening a run: in the panel (the link after an answer), or as this read-only Markdown view. */
+export function runCommands(runs: RunStore, panel: ParticlePanel): CommandTable {
+  return {
+    [OPEN_RUN_COMMAND]: (id: string) => panel.show(id),
+    "twistedSmc.openRunAsText": async (id?: string) => {
+      const runId = id ?? runs.all()[0]?.id;
+      if (!runId) return void vscode.window.showInformationMessage("Twisted SMC: no run yet.");
+      const doc = await vscode.workspace.openTextDocument(vscode.Uri.from({ scheme: RUN_SCHEME, path: `${runId}.md` }));
+      await vscode.window.showTextDocument(doc, { preview: true, viewColumn: vscode.ViewColumn.Beside });
+    },
+  };
 }

@@ -10,6 +10,7 @@ import { EngineClient } from "./engineClient";
 import { allProblems, formatResult, looksLikeMathProblem, planResultInsertion, plainText, problemAt, ProblemSpan } from "./markdown";
 import { ParticlePanel } from "./panel";
 import { RunStore } from "./runStore";
+import type { CommandTable } from "./commandTable";
 
 export const OPEN_RUN_COMMAND = "twistedSmc.openRun";
 
@@ -143,11 +144,12 @@ export async function insertAnswer(runs: RunStore, runId?: string): Promise<void
   else void vscode.window.showWarningMessage("Twisted SMC: the document changed while inserting; run Insert Answer again.");
 }
 
-export function registerSolveCommands(context: vscode.ExtensionContext, engine: EngineClient, runs: RunStore, panel: ParticlePanel): void {
+/** The solve commands' handlers, by command id (extension.ts registers every command from one table). */
+export function solveCommands(engine: EngineClient, runs: RunStore, panel: ParticlePanel): CommandTable {
   /** Documents a Solve All is working through. */
   const solvingAll = new Set<string>();
-  context.subscriptions.push(
-    vscode.commands.registerCommand("twistedSmc.solve", async (uri?: vscode.Uri, offset?: number) => {
+  return {
+    "twistedSmc.solve": async (uri?: vscode.Uri, offset?: number) => {
       const editor = vscode.window.activeTextEditor;
       if (!editor) return void vscode.window.showWarningMessage("Twisted SMC: open a Markdown file with a math word problem first.");
       // From a CodeLens: solve the problem at that offset.
@@ -157,8 +159,8 @@ export function registerSolveCommands(context: vscode.ExtensionContext, engine: 
       const target = targetProblem(editor);
       if (typeof target === "string") return void vscode.window.showWarningMessage(`Twisted SMC: ${target}`);
       await solveSpan(engine, runs, panel, editor.document, target, "Twisted SMC: solving…");
-    }),
-    vscode.commands.registerCommand("twistedSmc.solveAll", async () => {
+    },
+    "twistedSmc.solveAll": async () => {
       const editor = vscode.window.activeTextEditor;
       if (!editor) return;
       const key = editor.document.uri.toString();
@@ -175,7 +177,7 @@ export function registerSolveCommands(context: vscode.ExtensionContext, engine: 
       } finally {
         solvingAll.delete(key);
       }
-    }),
-    vscode.commands.registerCommand(INSERT_ANSWER_COMMAND, (runId?: string) => insertAnswer(runs, runId)),
-  );
+    },
+    [INSERT_ANSWER_COMMAND]: (runId?: string) => insertAnswer(runs, runId),
+  };
 }

@@ -8,6 +8,8 @@ import { ChildProcess, spawn } from "node:child_process";
 import * as vscode from "vscode";
 import type { TrainPoint } from "../protocol/panelMessages";
 import { parseTrainProgressLine } from "../protocol/training";
+import type { CommandTable } from "./commandTable";
+import { modelSettings } from "./config";
 import { taskArgs, TASK_TYPE, TRAINING_PRESETS, TwistedSmcTaskDefinition } from "./taskArgs";
 
 export { TASK_TYPE };
@@ -113,7 +115,7 @@ export class TwistedSmcTaskProvider implements vscode.TaskProvider {
 }
 
 /** Start Training / Evaluate from the palette: a few quick picks, then the task. */
-export function registerTaskCommands(context: vscode.ExtensionContext, provider: TwistedSmcTaskProvider): void {
+export function taskCommands(provider: TwistedSmcTaskProvider): CommandTable {
   const needTrust = () => {
     if (vscode.workspace.isTrusted) return false;
     void vscode.window.showWarningMessage("Twisted SMC: training and evaluation run code on this workspace's files; trust the workspace first.", "Manage Workspace Trust").then((pick) => {
@@ -121,8 +123,8 @@ export function registerTaskCommands(context: vscode.ExtensionContext, provider:
     });
     return true;
   };
-  context.subscriptions.push(
-    vscode.commands.registerCommand("twistedSmc.startTraining", async () => {
+  return {
+    "twistedSmc.startTraining": async () => {
       if (needTrust()) return;
       const kind = await vscode.window.showQuickPick(
         [
@@ -146,19 +148,19 @@ export function registerTaskCommands(context: vscode.ExtensionContext, provider:
       }
       const preset = await vscode.window.showQuickPick(TRAINING_PRESETS, { title: "Twisted SMC: how long to train" });
       if (!preset) return;
-      const model = vscode.workspace.getConfiguration("twistedSmc").get<string>("model", "");
+      const { model } = modelSettings();
       const def: TwistedSmcTaskDefinition = { type: TASK_TYPE, command: "train", twist: kind.twist, loss: kind.loss, dataset, ...preset.flags, output_dir: `twists/${kind.twist}-${kind.loss}-${preset.label}` };
       if (model) def.model_name = model;
       await vscode.tasks.executeTask(provider.build(def, `train ${kind.label} (${preset.label})`));
-    }),
-    vscode.commands.registerCommand("twistedSmc.evaluate", async () => {
+    },
+    "twistedSmc.evaluate": async () => {
       if (needTrust()) return;
       const n = await vscode.window.showQuickPick(["100", "500"], { title: "Twisted SMC: problems to evaluate on" });
       if (!n) return;
-      const twist = vscode.workspace.getConfiguration("twistedSmc").get<string>("twist", "");
+      const { twist } = modelSettings();
       const def: TwistedSmcTaskDefinition = { type: TASK_TYPE, command: "eval", n: Number(n), particles: 16 };
       if (twist && twist !== "none") def.twist = twist;
       await vscode.tasks.executeTask(provider.build(def, "evaluate"));
-    }),
-  );
+    },
+  };
 }

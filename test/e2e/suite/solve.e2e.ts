@@ -46,6 +46,12 @@ describe("Twisted SMC in VS Code", () => {
     engine = api.engine;
   });
 
+  it("registers every command it contributes, and no other of its own", async () => {
+    const contributed = (vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON.contributes.commands as { command: string }[]).map((c) => c.command).sort();
+    const registered = (await vscode.commands.getCommands(true)).filter((c) => c.startsWith("twistedSmc.") && !c.startsWith("twistedSmc.particles")).sort();
+    assert.deepEqual(registered, contributed);
+  });
+
   it("solves a selected problem and writes the answer right after it, as one undoable edit", async () => {
     const editor = await openMarkdown("solve.md", `# Homework\n\n${PROBLEM}\n\nNext paragraph.\n`);
     // The user selects the problem's text.
