@@ -62,6 +62,7 @@ export async function solveSpan(engine: EngineClient, runs: RunStore, panel: Par
     return undefined;
   }
   runs.finish(runId, result);
+  for (const warning of result.warnings ?? []) void vscode.window.showWarningMessage(`Twisted SMC: ${warning}`);
   const failure = await insertResult(doc.uri, span, resultBlock(result, runId));
   if (failure) offerToInsert(runs, runId, failure);
   return result;
