@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AtomicWriteIo, writeFileAtomic } from "../../src/engine/util/atomicWrite";
 import { DiskFullError } from "../../src/engine/util/errors";
 import { mountTinyDisk } from "./tinyDisk";
 
-const NODE_WRITE: AtomicWriteIo["write"] = (fd, buf, off, len) => require("node:fs").writeSync(fd, buf, off, len);
+const NODE_WRITE: AtomicWriteIo["write"] = (fd, buf, off, len) => writeSync(fd, buf, off, len);
 /** Node's writes, at most `chunk` bytes each, as a kernel may do on a nearly full disk. */
 const shortWrites = (chunk: number): Partial<AtomicWriteIo> => ({ write: (fd, buf, off, len) => NODE_WRITE(fd, buf, off, Math.min(len, chunk)) });
 const enospc = () => Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });

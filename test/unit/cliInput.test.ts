@@ -224,6 +224,7 @@ describe("command-line input", function () {
         timing: { totalMs: 1, forwardPasses: 1, generatedTokens: 1, tokensPerSecond: 1 },
       } as unknown as SolveResult;
       const text = formatSolve(result);
+      // eslint-disable-next-line no-control-regex -- no control character may reach the terminal
       assert.doesNotMatch(text, /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202e]/);
       assert.match(text, /^Problem: Ava has\\x1b\[31m 3\\x0d pens\\x00\.$/m);
       assert.match(text, /^ {9}How many\?$/m);

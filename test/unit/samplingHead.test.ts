@@ -84,7 +84,10 @@ describe("drawing tokens in the graph", function () {
       for (let r = 0; r < rows.length; r++) {
         // Off the flat row's steps (at (j + 0.5)/V), where float rounding could tip a draw either way.
         const us = r === 4 ? Array.from({ length: 40 }, () => (Math.floor(rng.uniform() * V) + 0.5) / V) : [0, 1e-7, 0.5, 0.9999999, ...Array.from({ length: 36 }, () => rng.uniform())];
-        for (const u of us) picks.push(r), uniforms.push(u);
+        for (const u of us) {
+          picks.push(r);
+          uniforms.push(u);
+        }
       }
       for (const temperature of [1, 0.6]) {
         const out = await session.run({

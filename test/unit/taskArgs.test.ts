@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { taskArgs } from "../../src/extension/taskArgs";
 
@@ -12,7 +13,7 @@ describe("training tasks", () => {
   });
 
   it("produce command lines the CLI accepts (every flag of the task schema is a trainer flag)", () => {
-    const pkg = require("../../package.json");
+    const pkg = JSON.parse(readFileSync(join(__dirname, "../../package.json"), "utf8"));
     const schema = pkg.contributes.taskDefinitions[0].properties as Record<string, { type: string }>;
     const trainFlags = Object.keys(schema).filter((k) => !["command", "n", "particles"].includes(k));
     const help = spawnSync(process.execPath, [join(__dirname, "../../dist/cli.js"), "train", "--help"], { encoding: "utf8" }).stdout;

@@ -215,6 +215,7 @@ const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
  * recolour, move the cursor or reorder text, so what the CLI echoes (the user's problem, the model's
  * untrusted output) shows them escaped, \x1b or \u{202e}.
  */
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/g;
 
 export function escapeControl(text: string): string {
