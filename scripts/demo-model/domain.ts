@@ -4,7 +4,7 @@
  * is outside what the model knows. Run by hand: npx tsx scripts/demo-model/domain.ts
  */
 import { join } from "node:path";
-import { DOMAIN_FILE, domainWords } from "../../src/engine/lm/modelDomain";
+import { DOMAIN_FILE, domainWords } from "../../src/engine/lm/model/modelDomain";
 import { synthesize } from "../../src/engine/math/problems";
 import { writeFileAtomic } from "../../src/engine/util/atomicWrite";
 

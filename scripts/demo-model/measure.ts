@@ -9,7 +9,7 @@ import { join, resolve } from "node:path";
 import { answersMatch, extractAnswer } from "../../src/engine/math/answer";
 import { synthesize } from "../../src/engine/math/problems";
 import { generate } from "../../src/engine/lm/generate";
-import { loadModel } from "../../src/engine/lm/loadModel";
+import { loadModel } from "../../src/engine/lm/model/loadModel";
 import { writeFileAtomic } from "../../src/engine/util/atomicWrite";
 
 const args = new Map<string, string>();

@@ -10,8 +10,8 @@
  */
 import { parseArgs } from "node:util";
 import { DecoderState } from "../../src/engine/lm/causalLm";
-import { loadModel } from "../../src/engine/lm/loadModel";
-import { OnnxDecoder } from "../../src/engine/lm/onnxDecoder";
+import { loadModel } from "../../src/engine/lm/model/loadModel";
+import { OnnxDecoder } from "../../src/engine/lm/decoder/onnxDecoder";
 
 export interface CacheMemoryOptions {
   ks: readonly number[];

@@ -24,9 +24,9 @@
  */
 import { parseArgs } from "node:util";
 import { CausalLM, StepOutput } from "../engine/lm/causalLm";
-import { loadModel } from "../engine/lm/loadModel";
-import { OnnxDecoder } from "../engine/lm/onnxDecoder";
-import { DeviceRequest } from "../engine/lm/device";
+import { loadModel } from "../engine/lm/model/loadModel";
+import { OnnxDecoder } from "../engine/lm/decoder/onnxDecoder";
+import { DeviceRequest } from "../engine/lm/decoder/device";
 import { StepTwist } from "../engine/smc/twist";
 import { runTwistedSmc } from "../engine/smc/twistedSmc";
 import { TokenTwistHead } from "../engine/twist/heads";

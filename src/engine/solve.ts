@@ -2,9 +2,9 @@
  * Solving one problem: twisted SMC over the model, then the weighted vote. The one entry point that the
  * CLI's `solve`, the editor's engine process and evaluation share, with one result type.
  */
-import { encodeWithinContext } from "./lm/contextWindow";
-import { LoadedModel } from "./lm/loadModel";
-import { modelDomain, outOfDepth } from "./lm/modelDomain";
+import { encodeWithinContext } from "./lm/model/contextWindow";
+import { LoadedModel } from "./lm/model/loadModel";
+import { modelDomain, outOfDepth } from "./lm/model/modelDomain";
 import type { AnswerConfidence } from "../protocol/protocol";
 import { describeConfidence } from "./smc/confidence";
 import { answersMatch, extractAnswer } from "./math/answer";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openModelFolder } from "../../src/engine/lm/modelFolder";
+import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
 import { CheckpointError, loadCheckpoint, saveCheckpoint } from "../../src/engine/train/checkpoint";
 import { train, TrainConfig } from "../../src/engine/train/trainer";
 import { TokenTwistHead, ValueTwistHead } from "../../src/engine/twist/heads";

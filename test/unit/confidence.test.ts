@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describeConfidence } from "../../src/engine/smc/confidence";
-import { modelDomain, outOfDepth } from "../../src/engine/lm/modelDomain";
-import { defaultModelDir } from "../../src/engine/lm/modelFolder";
+import { modelDomain, outOfDepth } from "../../src/engine/lm/model/modelDomain";
+import { defaultModelDir } from "../../src/engine/lm/model/modelFolder";
 import { synthesize } from "../../src/engine/math/problems";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { candidates, describeDeviceChoice, executionProvider, precheck, vulkanDrivers } from "../../src/engine/lm/device";
+import { candidates, describeDeviceChoice, executionProvider, precheck, vulkanDrivers } from "../../src/engine/lm/decoder/device";
 
 /** A machine layout in a temporary folder: a Vulkan loader and the given driver manifests. */
 function machine(drivers: Record<string, string | null>) {

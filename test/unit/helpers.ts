@@ -5,8 +5,8 @@ import { CausalLM, RowSamples, StepOutput } from "../../src/engine/lm/causalLm";
 import { TokenTwistHead } from "../../src/engine/twist/heads";
 import { Rng } from "../../src/engine/util/rng";
 import { generate } from "../../src/engine/lm/generate";
-import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
-import { KvCache } from "../../src/engine/lm/kvCache";
+import { loadModel, LoadedModel } from "../../src/engine/lm/model/loadModel";
+import { KvCache } from "../../src/engine/lm/decoder/kvCache";
 import { loadProblems } from "../../src/engine/train/data";
 
 export const MODEL_DIR = join(__dirname, "../../models/tiny-math-llama");

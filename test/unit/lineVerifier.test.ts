@@ -7,7 +7,7 @@ import { LineVerifier } from "../../src/engine/twist/lineVerifier";
 import { BIAS_INIT, logSigmoid } from "../../src/engine/twist/heads";
 import { Adam } from "../../src/engine/twist/adam";
 import { loadTwist, saveTwist, TwistFileError } from "../../src/engine/twist/twistFile";
-import { openModelFolder } from "../../src/engine/lm/modelFolder";
+import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
 import { mineLineLabels } from "../../src/engine/train/lineLabels";
 import { prmGradient } from "../../src/engine/train/objectives";
 import { ProblemData } from "../../src/engine/train/samples";

@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import { cpSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadModel } from "../../src/engine/lm/loadModel";
-import { defaultModelDir, ModelFolderError, openModelFolder, parseDecoderConfig } from "../../src/engine/lm/modelFolder";
-import { halfToFloat } from "../../src/engine/lm/tensorData";
-import { TextTokenizer } from "../../src/engine/lm/tokenizer";
+import { loadModel } from "../../src/engine/lm/model/loadModel";
+import { defaultModelDir, ModelFolderError, openModelFolder, parseDecoderConfig } from "../../src/engine/lm/model/modelFolder";
+import { halfToFloat } from "../../src/engine/lm/decoder/tensorData";
+import { TextTokenizer } from "../../src/engine/lm/model/tokenizer";
 import { MODEL_DIR } from "./helpers";
 
 describe("model folder loader", () => {

@@ -3,8 +3,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { StepOutput } from "../../src/engine/lm/causalLm";
-import { kvReordersRun } from "../../src/engine/lm/kvReorder";
-import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
+import { kvReordersRun } from "../../src/engine/lm/decoder/kvReorder";
+import { loadModel, LoadedModel } from "../../src/engine/lm/model/loadModel";
 import { hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR, shippedModel } from "./helpers";
 
 let eager: Promise<LoadedModel> | undefined;

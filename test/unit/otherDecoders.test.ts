@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { cpSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadModel } from "../../src/engine/lm/loadModel";
-import { KvCache } from "../../src/engine/lm/kvCache";
+import { loadModel } from "../../src/engine/lm/model/loadModel";
+import { KvCache } from "../../src/engine/lm/decoder/kvCache";
 import { DEFAULT_SOLVE_OPTIONS, solve } from "../../src/engine/solve";
 import { assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, shippedModel } from "./helpers";
 

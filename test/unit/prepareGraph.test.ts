@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadModel } from "../../src/engine/lm/loadModel";
+import { loadModel } from "../../src/engine/lm/model/loadModel";
 import { HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "../../src/engine/lm/onnx/prepareGraph";
 import { SAMPLE_UNIFORM } from "../../src/engine/lm/onnx/samplingHead";
 import { bytesField, concat, fields, message, text } from "../../src/engine/lm/onnx/protoWire";

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadModel } from "../../src/engine/lm/loadModel";
+import { loadModel } from "../../src/engine/lm/model/loadModel";
 import { prepareForSmc } from "../../src/engine/lm/onnx/prepareGraph";
 import { MODEL_DIR } from "./helpers";
 import { mountTinyDisk, TinyDisk } from "./tinyDisk";

@@ -8,7 +8,7 @@ import { DTYPE, GRAPH, modelBytes, tensorValueInfo } from "../../src/engine/lm/o
 import { bytesField } from "../../src/engine/lm/onnx/protoWire";
 import { DRAW_INPUT, DRAW_OUTPUT, drawModel } from "../../src/engine/lm/onnx/logitGraphs";
 import { SAMPLE_DRAWS, SAMPLE_INVERSE_TEMPERATURE, SAMPLE_UNIFORM, samplingHead, unpackDraws } from "../../src/engine/lm/onnx/samplingHead";
-import { loadModel, LoadedModel } from "../../src/engine/lm/loadModel";
+import { loadModel, LoadedModel } from "../../src/engine/lm/model/loadModel";
 import { runTwistedSmc } from "../../src/engine/smc/twistedSmc";
 import { solve } from "../../src/engine/solve";
 import { Rng } from "../../src/engine/util/rng";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { openModelFolder } from "../../src/engine/lm/modelFolder";
-import { TextTokenizer } from "../../src/engine/lm/tokenizer";
+import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
+import { TextTokenizer } from "../../src/engine/lm/model/tokenizer";
 import { formatPrompt } from "../../src/engine/math/prompt";
 import { synthesize } from "../../src/engine/math/problems";
 import { MODEL_DIR } from "./helpers";

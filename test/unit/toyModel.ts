@@ -6,7 +6,7 @@
  */
 import { CausalLM, DecoderState, StepOutput } from "../../src/engine/lm/causalLm";
 import { hashString64 } from "../../src/engine/util/rng";
-import { logitsInMemory } from "../../src/engine/lm/stepReaders";
+import { logitsInMemory } from "../../src/engine/lm/decoder/stepReaders";
 
 export const TOY_VOCAB = 4;
 export const TOY_EOS = 3;

@@ -8,7 +8,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openModelFolder } from "../../src/engine/lm/modelFolder";
+import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
 import { loadCheckpoint } from "../../src/engine/train/checkpoint";
 import { LOCK_FILE } from "../../src/engine/train/outputLock";
 import { MODEL_DIR } from "./helpers";

@@ -6,7 +6,7 @@ import { Adam } from "../../src/engine/twist/adam";
 import { TokenHeadGradient, ValueHeadGradient } from "../../src/engine/twist/gradients";
 import { BIAS_INIT, logSigmoid, TokenTwistHead, ValueTwistHead } from "../../src/engine/twist/heads";
 import { loadTwist, modelFingerprint, saveTwist, TwistFileError } from "../../src/engine/twist/twistFile";
-import { openModelFolder } from "../../src/engine/lm/modelFolder";
+import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
 import { Rng } from "../../src/engine/util/rng";
 import { OnnxTokenTwist } from "../../src/engine/twist/onnxTwist";
 import { MODEL_DIR } from "./helpers";

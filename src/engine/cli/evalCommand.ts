@@ -1,7 +1,7 @@
 /** `twisted-smc eval`: the evaluation table on held-out problems, every row at the same budget N. */
 import { parseArgs } from "node:util";
-import { DEVICES, DeviceRequest } from "../lm/device";
-import { loadModel } from "../lm/loadModel";
+import { DEVICES, DeviceRequest } from "../lm/decoder/device";
+import { loadModel } from "../lm/model/loadModel";
 import { evaluate, EvalReport } from "../eval/evaluate";
 import { loadProblems } from "../train/data";
 import { loadTwist, shippedTwistPath } from "../twist/twistFile";

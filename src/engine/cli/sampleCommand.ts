@@ -1,10 +1,10 @@
 /** `twisted-smc sample "<problem>"`: plain batched sampling from the model, with extracted answers. */
 import { parseArgs } from "node:util";
-import { encodeWithinContext } from "../lm/contextWindow";
+import { encodeWithinContext } from "../lm/model/contextWindow";
 import { extractAnswer } from "../math/answer";
 import { generate } from "../lm/generate";
-import { loadModel } from "../lm/loadModel";
-import { DEVICES, DeviceRequest } from "../lm/device";
+import { loadModel } from "../lm/model/loadModel";
+import { DEVICES, DeviceRequest } from "../lm/decoder/device";
 import { choiceOption, intOption, MAX_PARTICLES, numberOption, stringOption, threadsOption } from "../util/options";
 import { escapeControl, readProblem } from "./solveCommand";
 

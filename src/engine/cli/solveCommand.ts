@@ -3,8 +3,8 @@ import { accessSync, constants, existsSync, readFileSync, statSync } from "node:
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { decodeLogWeight } from "../../protocol/record";
-import { DEVICES, DeviceRequest } from "../lm/device";
-import { loadModel, withCpuFallback } from "../lm/loadModel";
+import { DEVICES, DeviceRequest } from "../lm/decoder/device";
+import { loadModel, withCpuFallback } from "../lm/model/loadModel";
 import { goldAnswer, parseNumber } from "../math/answer";
 import { RESAMPLING_SCHEMES, ResamplingScheme } from "../smc/resampling";
 import { DEFAULT_SOLVE_OPTIONS, solve, SolveResult } from "../solve";

@@ -2,8 +2,8 @@
  * The evaluation table: every method at the same particle/sample budget N on the same problems, with
  * accuracy ± standard error and wall time, plus the log Ẑ bounds of Zhao et al. (2024, Sec. 5).
  */
-import { LoadedModel } from "../lm/loadModel";
-import { encodeWithinContext } from "../lm/contextWindow";
+import { LoadedModel } from "../lm/model/loadModel";
+import { encodeWithinContext } from "../lm/model/contextWindow";
 import { generate } from "../lm/generate";
 import { answersMatch, reward } from "../math/answer";
 import { MathProblem } from "../math/dataset";

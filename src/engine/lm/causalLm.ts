@@ -2,6 +2,18 @@
  * The small interface every language model behind the engine implements: the ONNX decoder, and
  * in-process toy models whose distributions can be enumerated in tests. The SMC loop, sampling and
  * training only ever see this.
+ *
+ * lm/ holds the language model behind the engine, by job:
+ * - here, at the top: this interface, plain batched sampling over it (generate.ts) and the helpers
+ *   over one row of logits (distribution.ts);
+ * - model/: a model folder on disk (modelFolder.ts: config, generation config, which ONNX file), its
+ *   tokenizer and prompt format, its context window, what it was trained on (modelDomain.ts), and
+ *   loadModel.ts, which opens all of it and the decoder: the one entry point;
+ * - decoder/: the onnxruntime decoder (onnxDecoder.ts) and what it runs on: the device choice, the
+ *   sessions and their options, the KV cache and its reorders, each pass's inputs, the fixed-capacity
+ *   cache's bookkeeping, the readers of its outputs;
+ * - onnx/: graph surgery on the protobuf wire format: the SMC-ready copy of an export (prepareGraph.ts)
+ *   with its fusions and sampling head, and the small graphs the decoder runs beside it.
  */
 
 /** Per-row decoding state (for a transformer: its KV cache). Immutable: operations return new states. */

@@ -7,8 +7,8 @@
 import { Connection, ResponseError } from "vscode-languageserver/node";
 import { CancellationToken, ErrorCodes as RpcErrors } from "vscode-jsonrpc";
 import { ErrorCodes, EngineStatus, Methods, ModelSettings, SolveParams, SolveResultMessage } from "../../protocol/protocol";
-import { loadModel, LoadedModel, withCpuFallback } from "../lm/loadModel";
-import { DEVICES } from "../lm/device";
+import { loadModel, LoadedModel, withCpuFallback } from "../lm/model/loadModel";
+import { DEVICES } from "../lm/decoder/device";
 import { RESAMPLING_SCHEMES } from "../smc/resampling";
 import { SmcCancelled } from "../smc/twistedSmc";
 import { Twist } from "../smc/twist";

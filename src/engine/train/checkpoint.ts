@@ -4,7 +4,7 @@
  * exactly as an uninterrupted run would.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { ModelFolder } from "../lm/modelFolder";
+import { ModelFolder } from "../lm/model/modelFolder";
 import { AdamState } from "../twist/adam";
 import { modelFingerprint, parseTwist, serializeTwist, TwistFile, TwistFileError, TwistHead, TwistMeta } from "../twist/twistFile";
 import { writeFileAtomic } from "../util/atomicWrite";

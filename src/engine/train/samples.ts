@@ -8,9 +8,9 @@
  * - at step level, the line-boundary rows of both, with their confidence features, and for the
  *   value-regression (BCE) objective, every boundary of every plain sample with its 0/1 label.
  */
-import { LoadedModel } from "../lm/loadModel";
+import { LoadedModel } from "../lm/model/loadModel";
 import { decodeLogWeight } from "../../protocol/record";
-import { encodeWithinContext } from "../lm/contextWindow";
+import { encodeWithinContext } from "../lm/model/contextWindow";
 import { generate } from "../lm/generate";
 import { reward } from "../math/answer";
 import { MathProblem } from "../math/dataset";

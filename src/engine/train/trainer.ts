@@ -7,7 +7,7 @@
  */
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { loadModel, LoadedModel } from "../lm/loadModel";
+import { loadModel, LoadedModel } from "../lm/model/loadModel";
 import { Split } from "../math/problems";
 import { SmcLevel } from "../smc/twistedSmc";
 import { Adam } from "../twist/adam";

@@ -1,6 +1,6 @@
 /** Resolves `--twist FILE|none` (default: the model folder's shipped twist for the level, if any). */
 import { resolve } from "node:path";
-import { LoadedModel } from "../lm/loadModel";
+import { LoadedModel } from "../lm/model/loadModel";
 import { Twist } from "../smc/twist";
 import { UsageError } from "../util/options";
 import { runnableTwist } from "./onnxTwist";

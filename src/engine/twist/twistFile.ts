@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { ModelFolder } from "../lm/modelFolder";
+import { ModelFolder } from "../lm/model/modelFolder";
 import { writeFileAtomic } from "../util/atomicWrite";
 import { CONFIDENCE_FEATURES } from "../smc/twist";
 import { TokenTwistHead, ValueTwistHead } from "./heads";

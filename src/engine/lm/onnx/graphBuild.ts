@@ -1,5 +1,5 @@
 /** Encoders for the few ONNX protobuf messages the graph edits add: nodes, constants, value infos. */
-import { floatToHalf } from "../tensorData";
+import { floatToHalf } from "../decoder/tensorData";
 import { bytesField, concat, message } from "./protoWire";
 
 // ONNX field numbers (onnx.proto3).

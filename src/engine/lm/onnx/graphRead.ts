@@ -5,7 +5,7 @@
  */
 import { ATTR, GRAPH, MODEL, NODE, OPSET, VALUE_INFO } from "./graphBuild";
 import { Field, fields, text } from "./protoWire";
-import { halfToFloat } from "../tensorData";
+import { halfToFloat } from "../decoder/tensorData";
 
 export interface NodeInfo {
   opType: string;

@@ -3,6 +3,11 @@
  * - exposes the LM head's input as the output `last_hidden_state` when the export lacks it (twists read it);
  * - adds a sampling head (samplingHead.ts): one token per row drawn where the model runs.
  * The edit works on the protobuf wire format: weights are copied as raw bytes, never decoded.
+ *
+ * lm/onnx/ is graph surgery, all of it on that wire format: reading and writing it (protoWire.ts,
+ * graphRead.ts, graphBuild.ts, graphRewrite.ts), this file's SMC-ready copy and what goes into it (the
+ * fusions fuse*.ts, the sampling head samplingHead.ts, packStepInputs.ts), and the small graphs the
+ * decoder and the twists run beside it (logitGraphs.ts, twistHeadGraph.ts).
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";

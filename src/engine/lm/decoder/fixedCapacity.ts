@@ -5,7 +5,7 @@
  */
 import * as ort from "onnxruntime-node";
 import { Device } from "./device";
-import { InputError } from "../util/errors";
+import { InputError } from "../../util/errors";
 
 /** The default cache budget on a GPU, in MiB (TWISTED_SMC_CACHE_BUDGET_MB sets it). */
 export const CACHE_BUDGET_MB = 8192;

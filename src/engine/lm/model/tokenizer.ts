@@ -6,7 +6,7 @@
 import { join } from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
-import { formatPrompt } from "../math/prompt";
+import { formatPrompt } from "../../math/prompt";
 import { ModelFolder, ModelFolderError } from "./modelFolder";
 
 export class TextTokenizer {

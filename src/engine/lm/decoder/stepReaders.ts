@@ -3,7 +3,7 @@
  * which only the rows a caller asks for are fetched (most steps take the in-graph draws and fetch
  * none), freed when the caller releases the output.
  */
-import { DrawRequest, RowDraws, StepOutput } from "./causalLm";
+import { DrawRequest, RowDraws, StepOutput } from "../causalLm";
 
 export type StepReaders = Pick<StepOutput, "readLogits" | "readRows" | "readHidden" | "drawRows" | "release">;
 

@@ -5,9 +5,9 @@
 import { readFileSync } from "node:fs";
 import * as ort from "onnxruntime-node";
 import { Device, executionProvider } from "./device";
-import { ModelFolder, ModelFolderError } from "./modelFolder";
-import { DiskFullError } from "../util/errors";
-import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelBytes, PrepareOptions } from "./onnx/prepareGraph";
+import { ModelFolder, ModelFolderError } from "../model/modelFolder";
+import { DiskFullError } from "../../util/errors";
+import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelBytes, PrepareOptions } from "../onnx/prepareGraph";
 
 /**
  * The SMC-ready graph (see prepareGraph): a cached file next to the export, or, where that folder is

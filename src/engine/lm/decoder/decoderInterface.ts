@@ -2,11 +2,11 @@
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { FloatType } from "./kvCache";
-import { ModelFolder, ModelFolderError } from "./modelFolder";
-import { SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "./onnx/fuseAttention";
-import { HIDDEN_OUTPUT } from "./onnx/prepareGraph";
-import { STEP_INPUT } from "./onnx/packStepInputs";
-import { SAMPLE_DRAWS, SAMPLE_UNIFORM } from "./onnx/samplingHead";
+import { ModelFolder, ModelFolderError } from "../model/modelFolder";
+import { SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "../onnx/fuseAttention";
+import { HIDDEN_OUTPUT } from "../onnx/prepareGraph";
+import { STEP_INPUT } from "../onnx/packStepInputs";
+import { SAMPLE_DRAWS, SAMPLE_UNIFORM } from "../onnx/samplingHead";
 
 /**
  * Checks the session's inputs and outputs against the decoder interface; names what is missing.

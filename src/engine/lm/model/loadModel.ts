@@ -1,8 +1,16 @@
-/** Opens a model folder and everything needed to run it: the one entry point for CLI, server and tests. */
-import { CausalLM } from "./causalLm";
+/**
+ * Opens a model folder and everything needed to run it: the one entry point for CLI, server and tests.
+ *
+ * lm/model/ is the model as a folder on disk, before anything runs it: modelFolder.ts (the Hugging
+ * Face layout, config.json as a DecoderConfig, validated up front), tokenizer.ts (tokenizer.json and
+ * the prompt format), contextWindow.ts (a problem must fit the positions the model was trained for),
+ * modelDomain.ts (the words it was trained on, domain.json), and this file, which opens the folder
+ * with its decoder (lm/decoder/).
+ */
+import { CausalLM } from "../causalLm";
 import { defaultModelDir, ModelFolder, openModelFolder, OpenOptions } from "./modelFolder";
-import { DeviceRunError } from "./device";
-import { OnnxDecoder, OnnxDecoderOptions } from "./onnxDecoder";
+import { DeviceRunError } from "../decoder/device";
+import { OnnxDecoder, OnnxDecoderOptions } from "../decoder/onnxDecoder";
 import { TextTokenizer } from "./tokenizer";
 
 export interface LoadedModel {

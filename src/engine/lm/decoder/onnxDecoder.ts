@@ -3,25 +3,37 @@
  * attention_mask, position_ids, past_key_values.{i}.key|value → logits, present.{i}.key|value, and
  * optionally last_hidden_state), run by onnxruntime-node. The KV cache stays in the runtime's tensors
  * and is reordered by row without recomputing anything.
+ *
+ * lm/decoder/ is this decoder and what it runs on:
+ * - device.ts: which execution provider runs it (auto's choice, and why the others were not taken);
+ *   attentionCheck.ts: how long a prompt chunk a GPU's fused attention gets right;
+ * - decoderSession.ts: the graph it runs (the SMC-ready copy) and its session's options;
+ *   decoderInterface.ts: the inputs and outputs that graph must have; sideSessions.ts: sessions of the
+ *   small graphs run beside it;
+ * - kvCache.ts: the KV cache as the engine's DecoderState; kvReorder.ts: reordering it by row where it
+ *   lives; passInputs.ts: what one forward pass feeds the graph; fixedCapacity.ts: a fixed-capacity
+ *   cache's batch and the buffers onnxruntime keeps for it;
+ * - stepReaders.ts, logitSessions.ts: a pass's logits and hidden state, read (and drawn from) where they
+ *   are; tensorData.ts: output tensors as float32 rows.
  */
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
-import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from "./causalLm";
+import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from "../causalLm";
 import { candidates, Device, DeviceAttempt, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
 import { FloatType, KvCache, liveKvCaches } from "./kvCache";
 import { liveDeviceLogits } from "./stepReaders";
-import { attendsToEveryEarlierToken, DecoderConfig, ModelFolder, ModelFolderError } from "./modelFolder";
+import { attendsToEveryEarlierToken, DecoderConfig, ModelFolder, ModelFolderError } from "../model/modelFolder";
 import { checkInterface } from "./decoderInterface";
 import { cacheBudgetFor, fixedCapacityDefault, fixedCapacityFromEnv, physicalBatch, RetainedCacheShapes } from "./fixedCapacity";
 import { passInputs } from "./passInputs";
-import { HIDDEN_OUTPUT } from "./onnx/prepareGraph";
+import { HIDDEN_OUTPUT } from "../onnx/prepareGraph";
 import { sessionOpener, smcReadySource } from "./decoderSession";
 import { CHUNKS, largestRightChunk } from "./attentionCheck";
-import { DTYPE } from "./onnx/graphBuild";
-import { concat } from "./onnx/protoWire";
+import { DTYPE } from "../onnx/graphBuild";
+import { concat } from "../onnx/protoWire";
 import { KvReorder } from "./kvReorder";
 import { LogitSessions } from "./logitSessions";
-import { SAMPLE_DRAWS, unpackDraws } from "./onnx/samplingHead";
+import { SAMPLE_DRAWS, unpackDraws } from "../onnx/samplingHead";
 
 export interface OnnxDecoderOptions {
   /** Intra-op threads; defaults to the machine's parallelism. */

@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
-import { InputError } from "../util/errors";
+import { InputError } from "../../util/errors";
 
 export class ModelFolderError extends InputError {}
 

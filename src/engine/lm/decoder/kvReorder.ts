@@ -9,8 +9,8 @@
  */
 import * as ort from "onnxruntime-node";
 import { Device } from "./device";
-import { DTYPE, GRAPH, modelBytes, node, tensorValueInfo } from "./onnx/graphBuild";
-import { bytesField } from "./onnx/protoWire";
+import { DTYPE, GRAPH, modelBytes, node, tensorValueInfo } from "../onnx/graphBuild";
+import { bytesField } from "../onnx/protoWire";
 import { createSideSession, int64Tensor, releaseSession, runSideSession } from "./sideSessions";
 import { gatherRows } from "./tensorData";
 

@@ -4,7 +4,7 @@
  * step needs it (kvReorder.ts).
  */
 import * as ort from "onnxruntime-node";
-import { DecoderState } from "./causalLm";
+import { DecoderState } from "../causalLm";
 import { gatherRows } from "./tensorData";
 
 export type FloatType = "float32" | "float16";

@@ -4,13 +4,13 @@
  * one drawing tokens, and one per token twist drawing from its proposal.
  */
 import * as ort from "onnxruntime-node";
-import { DrawRequest, RowDraws, TokenTwistWeights } from "./causalLm";
+import { DrawRequest, RowDraws, TokenTwistWeights } from "../causalLm";
 import { Device } from "./device";
-import { DRAW_INPUT, DRAW_OUTPUT, drawModel, LAST_POSITION, logitRowsModel, ROWS_INPUT, ROWS_OUTPUT } from "./onnx/logitGraphs";
+import { DRAW_INPUT, DRAW_OUTPUT, drawModel, LAST_POSITION, logitRowsModel, ROWS_INPUT, ROWS_OUTPUT } from "../onnx/logitGraphs";
 import { createSideSession, int64Tensor, releaseSession, runSideSession } from "./sideSessions";
 import { lazyReaders, StepReaders } from "./stepReaders";
 import { gatherRows, lastPosition, toFloat32 } from "./tensorData";
-import { DrawLayout, unpackDraws } from "./onnx/samplingHead";
+import { DrawLayout, unpackDraws } from "../onnx/samplingHead";
 
 
 /** Twisted draw graphs kept at once (one per twist; the engine may serve solves with different twists). */

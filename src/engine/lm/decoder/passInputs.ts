@@ -10,9 +10,9 @@
  */
 import * as ort from "onnxruntime-node";
 import { KvCache } from "./kvCache";
-import { SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "./onnx/fuseAttention";
-import { packStep, STEP_INPUT } from "./onnx/packStepInputs";
-import { SAMPLE_INVERSE_TEMPERATURE, SAMPLE_UNIFORM } from "./onnx/samplingHead";
+import { SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "../onnx/fuseAttention";
+import { packStep, STEP_INPUT } from "../onnx/packStepInputs";
+import { SAMPLE_INVERSE_TEMPERATURE, SAMPLE_UNIFORM } from "../onnx/samplingHead";
 
 export interface PassInputs {
   /** input_ids, position_ids (when the graph has them), the mask or the rows' lengths, and the draws' inputs; or all but one length packed (STEP_INPUT). */

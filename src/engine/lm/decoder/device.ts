@@ -6,7 +6,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { InputError } from "../util/errors";
+import { InputError } from "../../util/errors";
 
 export const DEVICES = ["auto", "cpu", "webgpu", "cuda"] as const;
 export type DeviceRequest = (typeof DEVICES)[number];

@@ -11,8 +11,8 @@
  */
 import * as ort from "onnxruntime-node";
 import { Device } from "./device";
-import { GRAPH, MODEL, modelBytes, msOpsetImport, MS_DOMAIN, node, tensorValueInfo, DTYPE } from "./onnx/graphBuild";
-import { bytesField, concat } from "./onnx/protoWire";
+import { GRAPH, MODEL, modelBytes, msOpsetImport, MS_DOMAIN, node, tensorValueInfo, DTYPE } from "../onnx/graphBuild";
+import { bytesField, concat } from "../onnx/protoWire";
 import { createSideSession, releaseSession } from "./sideSessions";
 
 /** Chunk sizes tried, largest first; a pass of one token (a decode step) is taken as right. */

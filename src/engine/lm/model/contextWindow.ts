@@ -5,7 +5,7 @@
  * before any tensor is made — past the window a model writes gibberish, and a long prefill can take
  * gigabytes — and the generation budget is capped to what is left.
  */
-import { InputError } from "../util/errors";
+import { InputError } from "../../util/errors";
 import type { LoadedModel } from "./loadModel";
 
 /** More characters than any tokenizer fits in this many positions: refused before tokenizing at all. */
