@@ -93,42 +93,91 @@ export const PREFILL_CHUNK = 64;
 /** From this vocabulary size on, drawing in the graph pays on the CPU too. */
 export const LARGE_VOCABULARY = 8192;
 
+/**
+ * Everything an OnnxDecoder is made of, as OnnxDecoder.load puts it together for one device: the
+ * session, what the graph takes and gives, the sessions beside it, and the choices made for the cache.
+ */
+export interface DecoderParts {
+  /** The decoder graph's session (reopened by `reopen` to free what onnxruntime kept). */
+  session: ort.InferenceSession;
+  /** The model's shape, from its config.json. */
+  config: DecoderConfig;
+  /** The KV cache's element type, as the graph declares its past_key_values inputs. */
+  kvType: FloatType;
+  /** Whether the graph takes position_ids. */
+  hasPositionIds: boolean;
+  /** Whether the graph outputs the hidden state the twists read (HIDDEN_OUTPUT). */
+  hasHidden: boolean;
+  /** Whether the graph draws tokens itself (a sampling head: OnnxDecoderOptions.sampleInGraph). */
+  samplesInGraph: boolean;
+  /** The token fed to held rows and the probe (config's pad_token_id, else 0). */
+  padId: number;
+  /** The device line: the device and, in parentheses, notes on how it runs (threads, cache, chunking). */
+  device: string;
+  /** Every device tried, with the reason each unused one was skipped. */
+  deviceAttempts: readonly DeviceAttempt[];
+  /** Reads rows of the logits, and draws from them, where they are (on a GPU: left on the device). */
+  logitSessions: LogitSessions;
+  /** Gathers the cache's rows where it is, for a step whose rows changed. */
+  kvReorder: KvReorder;
+  /** Positions the graph's rotary tables cover (fuseRotary.ts); 0: it computes any position's angles. */
+  rotaryPositions: number;
+  /** With a fixed-capacity cache (fuseAttention.ts): the positions it grows by when full; 0 without. */
+  capacityStep: number;
+  /** The most prompt tokens one pass takes (OnnxDecoderOptions.prefillChunk); Infinity: no limit. */
+  prefillChunk: number;
+  /** A new session of the same graph and options (for freeRetained); none: the session is never reopened. */
+  reopen?: () => Promise<ort.InferenceSession>;
+  /** OnnxDecoderOptions.cacheBudget, in bytes; Infinity: no budget. */
+  cacheBudget: number;
+  /** The inputs the graph takes packed in one (packStepInputs.ts), in packing order; empty: one by one. */
+  packedStep: readonly string[];
+}
+
 export class OnnxDecoder implements CausalLM {
   readonly vocabSize: number;
   readonly hiddenSize: number;
   readonly deviceChoice: string;
+  readonly samplesInGraph: boolean;
+  readonly device: string;
+  /** Every device tried, with the reason each unused one was skipped. */
+  readonly deviceAttempts: readonly DeviceAttempt[];
+  private session: ort.InferenceSession;
+  private readonly config: DecoderConfig;
+  private readonly kvType: FloatType;
+  private readonly hasPositionIds: boolean;
+  private readonly hasHidden: boolean;
+  private readonly padId: number;
+  private readonly logitSessions: LogitSessions;
+  private readonly kvReorder: KvReorder;
+  private readonly rotaryPositions: number;
+  private readonly capacityStep: number;
+  private readonly prefillChunk: number;
+  private readonly reopen?: () => Promise<ort.InferenceSession>;
+  private readonly cacheBudget: number;
+  private readonly packedStep: readonly string[];
 
-  private constructor(
-    private session: ort.InferenceSession,
-    private readonly config: DecoderConfig,
-    private readonly kvType: FloatType,
-    private readonly hasPositionIds: boolean,
-    private readonly hasHidden: boolean,
-    readonly samplesInGraph: boolean,
-    private readonly padId: number,
-    readonly device: string,
-    /** Every device tried, with the reason each unused one was skipped. */
-    readonly deviceAttempts: readonly DeviceAttempt[],
-    /** Reads rows of the logits, and draws from them, where they are (on a GPU: left on the device). */
-    private readonly logitSessions: LogitSessions,
-    /** Gathers the cache's rows where it is, for a step whose rows changed. */
-    private readonly kvReorder: KvReorder,
-    /** Positions the graph's rotary tables cover (fuseRotary.ts); 0: it computes any position's angles. */
-    private readonly rotaryPositions = 0,
-    /** With a fixed-capacity cache (fuseAttention.ts): the positions it grows by when full; 0 without. */
-    private readonly capacityStep = 0,
-    /** The most prompt tokens one pass takes (OnnxDecoderOptions.prefillChunk). */
-    private readonly prefillChunk = Infinity,
-    /** A new session of the same graph and options (for freeRetained). */
-    private readonly reopen?: () => Promise<ort.InferenceSession>,
-    /** OnnxDecoderOptions.cacheBudget. */
-    private readonly cacheBudget = Infinity,
-    /** The inputs the graph takes packed in one (packStepInputs.ts), in packing order; empty: one by one. */
-    private readonly packedStep: readonly string[] = [],
-  ) {
-    this.vocabSize = config.vocabSize;
-    this.hiddenSize = config.hiddenSize;
-    this.deviceChoice = describeDeviceChoice(deviceAttempts);
+  private constructor(parts: DecoderParts) {
+    this.session = parts.session;
+    this.config = parts.config;
+    this.kvType = parts.kvType;
+    this.hasPositionIds = parts.hasPositionIds;
+    this.hasHidden = parts.hasHidden;
+    this.samplesInGraph = parts.samplesInGraph;
+    this.padId = parts.padId;
+    this.device = parts.device;
+    this.deviceAttempts = parts.deviceAttempts;
+    this.logitSessions = parts.logitSessions;
+    this.kvReorder = parts.kvReorder;
+    this.rotaryPositions = parts.rotaryPositions;
+    this.capacityStep = parts.capacityStep;
+    this.prefillChunk = parts.prefillChunk;
+    this.reopen = parts.reopen;
+    this.cacheBudget = parts.cacheBudget;
+    this.packedStep = parts.packedStep;
+    this.vocabSize = parts.config.vocabSize;
+    this.hiddenSize = parts.config.hiddenSize;
+    this.deviceChoice = describeDeviceChoice(parts.deviceAttempts);
   }
 
   /** Whether the KV cache is of fixed capacity (OnnxDecoderOptions.fixedCapacity, where the graph took it). */
@@ -233,7 +282,10 @@ export class OnnxDecoder implements CausalLM {
     const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
     const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where, fuse ? "fewest-kernels" : "least-work");
     const kvReorder = new KvReorder(device, threads, 2 * folder.config.numLayers, kvType === "float16" ? DTYPE.float16 : DTYPE.float, where);
-    const decoder = new OnnxDecoder(session, folder.config, kvType, hasPositionIds, hasHidden, hasSampler, folder.config.padTokenId ?? 0, where, chosen, logitSessions, kvReorder, rotaryPositions, capacityStep, prefillChunk, reopen, cacheBudget, packedStep);
+    const decoder = new OnnxDecoder({
+      session, config: folder.config, kvType, hasPositionIds, hasHidden, samplesInGraph: hasSampler, padId: folder.config.padTokenId ?? 0,
+      device: where, deviceAttempts: chosen, logitSessions, kvReorder, rotaryPositions, capacityStep, prefillChunk, reopen, cacheBudget, packedStep,
+    });
     if (device === "cpu") return decoder;
     // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
     // here, where falling back costs nothing, rather than in the middle of a solve.
