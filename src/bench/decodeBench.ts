@@ -27,6 +27,7 @@ import { CausalLM, StepOutput } from "../engine/lm/causalLm";
 import { loadModel } from "../engine/lm/model/loadModel";
 import { OnnxDecoder } from "../engine/lm/decoder/onnxDecoder";
 import { DeviceRequest } from "../engine/lm/decoder/device";
+import { webgpuValidation as parseWebGpuValidation } from "../engine/environment";
 import { StepTwist } from "../engine/smc/twist";
 import { runTwistedSmc } from "../engine/smc/twistedSmc";
 import { TokenTwistHead } from "../engine/twist/heads";
@@ -46,9 +47,9 @@ async function main() {
   const cache = Number(values.cache ?? 256);
   const steps = Number(values.steps ?? 32);
   const validation = values["webgpu-validation"];
-  // Both read where the sessions are made (device.ts, onnxDecoder.ts).
-  if (validation) process.env.TWISTED_SMC_WEBGPU_VALIDATION = validation;
-  if (values.profile) process.env.TWISTED_SMC_ORT_PROFILE = values.profile;
+  // Options of the decoder (OnnxDecoderOptions.webgpuValidation, ortProfile), not the environment.
+  const webgpuValidation = parseWebGpuValidation(validation, "--webgpu-validation");
+  const ortProfile = values.profile || undefined;
   const yesNo = (v: string | undefined) => (v === undefined ? undefined : v === "yes");
   const fuse = values["fewest-kernels"];
   const capacity = values["fixed-capacity"];
@@ -59,7 +60,7 @@ async function main() {
     let model;
     try {
       const threads = values.threads ? Number(values.threads) : undefined;
-      model = await loadModel(values.model, { device, threads, sampleInGraph: yesNo(values["sample-in-graph"]), fewestKernels: yesNo(fuse), fixedCapacity: yesNo(capacity), packStep: yesNo(values["pack-step"]), cacheBudget: Infinity });
+      model = await loadModel(values.model, { device, threads, sampleInGraph: yesNo(values["sample-in-graph"]), fewestKernels: yesNo(fuse), fixedCapacity: yesNo(capacity), packStep: yesNo(values["pack-step"]), cacheBudget: Infinity, webgpuValidation, ortProfile });
     } catch (e) {
       report({ device, error: (e as Error).message });
       continue;
@@ -72,7 +73,7 @@ async function main() {
       continue;
     }
     if (values.reference) {
-      const ref = await loadModel(values.reference, { device: (values["reference-device"] ?? "cpu") as DeviceRequest, threads: values.threads ? Number(values.threads) : undefined });
+      const ref = await loadModel(values.reference, { device: (values["reference-device"] ?? "cpu") as DeviceRequest, threads: values.threads ? Number(values.threads) : undefined, webgpuValidation });
       report({ device: lm.device, reference: `${values.reference} on ${ref.lm.device}`, ...cacheKind(lm), ...(await agreement(lm, ref.lm)) });
       await ref.lm.dispose();
     }

@@ -178,14 +178,7 @@ describe("the engine on WebGPU", function () {
     for (const [dir, fixedCapacity] of [[GPT2, true], [MODEL_DIR, true], [GPT2, false], [MODEL_DIR, false]] as const) {
       const copy = mkdtempSync(join(tmpdir(), "tsmc-packed-"));
       cpSync(dir, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
-      const prefix = join(copy, "profile");
-      process.env.TWISTED_SMC_ORT_PROFILE = prefix;
-      let lm;
-      try {
-        lm = (await loadModel(copy, { device: "webgpu", threads: 1, fixedCapacity, capacityStep: 8 })).lm;
-      } finally {
-        delete process.env.TWISTED_SMC_ORT_PROFILE;
-      }
+      const { lm } = await loadModel(copy, { device: "webgpu", threads: 1, fixedCapacity, capacityStep: 8, ortProfile: join(copy, "profile") });
       const first = await lm.prefill([1, 20, 30], { uniforms: [0.5], temperature: 1 });
       first.release();
       let state = first.state.select([0, 0, 0]);

@@ -14,6 +14,7 @@ import { Device } from "./device";
 import { GRAPH, MODEL, modelBytes, msOpsetImport, MS_DOMAIN, node, tensorValueInfo, DTYPE } from "../onnx/graphBuild";
 import { bytesField, concat } from "../onnx/protoWire";
 import { createSideSession, releaseSession } from "./sideSessions";
+import { WebGpuValidation } from "../../environment";
 
 /** Chunk sizes tried, largest first; a pass of one token (a decode step) is taken as right. */
 export const CHUNKS = [256, 128, 64, 32, 16, 8, 4, 2] as const;
@@ -69,11 +70,12 @@ function feeds(kind: "mha" | "gqa", heads: number, headDim: number, chunk: numbe
 
 /**
  * The most new tokens one pass may take on `device` (a CHUNKS entry, or 1), for the fused attention
- * of `kind` with these heads: CHUNKS[0] when every size agrees with the CPU within 1e-3.
+ * of `kind` with these heads: CHUNKS[0] when every size agrees with the CPU within 1e-3. On WebGPU,
+ * `validation` is the decoder's validation mode (OnnxDecoderOptions.webgpuValidation).
  */
-export async function largestRightChunk(device: Device, kind: "mha" | "gqa", heads: number, headDim: number): Promise<number> {
+export async function largestRightChunk(device: Device, kind: "mha" | "gqa", heads: number, headDim: number, validation?: WebGpuValidation): Promise<number> {
   const model = attentionModel(kind, heads, headDim);
-  const gpu = createSideSession(model, device, 1);
+  const gpu = createSideSession(model, device, 1, [], validation);
   const cpu = createSideSession(model, "cpu", 1);
   try {
     for (const chunk of CHUNKS) {

@@ -7,6 +7,7 @@ import * as ort from "onnxruntime-node";
 import { Device, executionProvider } from "./device";
 import { ModelFolder, ModelFolderError } from "../model/modelFolder";
 import { DiskFullError } from "../../util/errors";
+import { WebGpuValidation } from "../../environment";
 import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelBytes, PrepareOptions } from "../onnx/prepareGraph";
 
 /**
@@ -33,15 +34,30 @@ export function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: bool
   }
 }
 
+/** How a decoder's session is opened (sessionOpener). */
+export interface SessionSettings {
+  /** Intra-op threads. */
+  threads: number;
+  /** The model's layers (each has a present key and value output). */
+  numLayers: number;
+  /** Whether the graph keeps a fixed-capacity cache (fuseAttention.ts). */
+  fixedCapacity: boolean;
+  /** OnnxDecoderOptions.ortProfile: where onnxruntime writes its trace of every kernel; unset: none. */
+  ortProfile?: string;
+  /** OnnxDecoderOptions.webgpuValidation; unset: TWISTED_SMC_WEBGPU_VALIDATION's. */
+  webgpuValidation?: WebGpuValidation;
+}
+
 /**
  * Opens a session of `source` on `device`, each call a new one (the decoder reopens it to free what
  * onnxruntime kept: fixedCapacity.ts).
  */
-export function sessionOpener(source: string | Uint8Array, device: Device, threads: number, numLayers: number, fixedCapacity: boolean): () => Promise<ort.InferenceSession> {
+export function sessionOpener(source: string | Uint8Array, device: Device, settings: SessionSettings): () => Promise<ort.InferenceSession> {
+  const { threads, numLayers, fixedCapacity, ortProfile, webgpuValidation } = settings;
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     // A fixed-capacity cache's tensors are remade every step at the same sizes: the exact-size
     // buffer cache reuses them all (the default keeps 10 of a size; see fuseAttention.ts).
-    executionProviders: [executionProvider(device, process.env, fixedCapacity ? "simple" : undefined)],
+    executionProviders: [executionProvider(device, undefined, fixedCapacity ? "simple" : undefined, webgpuValidation)],
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: "all",
@@ -49,8 +65,7 @@ export function sessionOpener(source: string | Uint8Array, device: Device, threa
     logSeverityLevel: 3,
   };
   // A diagnostic: onnxruntime's own trace of every kernel (chrome://tracing JSON), written on dispose.
-  const profile = process.env.TWISTED_SMC_ORT_PROFILE;
-  if (profile) Object.assign(sessionOptions, { enableProfiling: true, profileFilePrefix: profile });
+  if (ortProfile) Object.assign(sessionOptions, { enableProfiling: true, profileFilePrefix: ortProfile });
   if (device === "webgpu") {
     // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
     // (with the cache round-tripping through the CPU each step was 20× slower; see GPU.md). The

@@ -7,6 +7,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { InputError } from "../../util/errors";
+import { WebGpuValidation, webgpuValidationFromEnv } from "../../environment";
 
 export const DEVICES = ["auto", "cpu", "webgpu", "cuda"] as const;
 export type DeviceRequest = (typeof DEVICES)[number];
@@ -103,13 +104,11 @@ export function precheck(device: Device, request: DeviceRequest = device, env: N
   return undefined;
 }
 
-const WEBGPU_VALIDATION = ["disabled", "wgpuOnly", "basic", "full"] as const;
-type WebGpuValidation = (typeof WEBGPU_VALIDATION)[number];
-
 /**
  * The execution provider as onnxruntime takes it. WebGPU's validation mode (onnxruntime's default is
- * `basic`) can be set with TWISTED_SMC_WEBGPU_VALIDATION: validating each dispatch costs CPU time per
- * kernel, which a small model's decode step is mostly made of; `disabled` crashes on a GPU error.
+ * `basic`) is `validationMode` where given, else TWISTED_SMC_WEBGPU_VALIDATION's in `env` (process.env
+ * unless a test passes another; environment.ts): validating each dispatch costs CPU time per kernel,
+ * which a small model's decode step is mostly made of; `disabled` crashes on a GPU error.
  * `storageBufferCacheMode: "simple"` makes onnxruntime reuse GPU buffers of exactly the sizes asked
  * for, with no limit (its default keeps at most 10 free of each size bucket). onnxruntime reads it
  * from the process's first WebGPU session only, and never frees what it keeps: it suits tensors whose
@@ -117,15 +116,14 @@ type WebGpuValidation = (typeof WEBGPU_VALIDATION)[number];
  */
 export function executionProvider(
   device: Device,
-  env: NodeJS.ProcessEnv = process.env,
+  env?: NodeJS.ProcessEnv,
   storageBufferCacheMode?: "simple",
+  validationMode?: WebGpuValidation,
 ): string | { name: "webgpu"; validationMode?: WebGpuValidation; storageBufferCacheMode?: "simple" } {
-  const mode = env.TWISTED_SMC_WEBGPU_VALIDATION;
-  if (device !== "webgpu" || (!mode && !storageBufferCacheMode)) return device;
-  if (mode && !(WEBGPU_VALIDATION as readonly string[]).includes(mode)) {
-    throw new InputError(`TWISTED_SMC_WEBGPU_VALIDATION=${mode} is not one of ${WEBGPU_VALIDATION.join(", ")}`);
-  }
-  return { name: "webgpu", ...(mode ? { validationMode: mode as WebGpuValidation } : {}), ...(storageBufferCacheMode ? { storageBufferCacheMode } : {}) };
+  if (device !== "webgpu") return device;
+  const mode = validationMode ?? webgpuValidationFromEnv(env);
+  if (!mode && !storageBufferCacheMode) return device;
+  return { name: "webgpu", ...(mode ? { validationMode: mode } : {}), ...(storageBufferCacheMode ? { storageBufferCacheMode } : {}) };
 }
 
 /** The devices to try, in order, for a request. */

@@ -6,28 +6,13 @@
 import * as ort from "onnxruntime-node";
 import { Device } from "./device";
 import { InputError } from "../../util/errors";
-
-/** The default cache budget on a GPU, in MiB (TWISTED_SMC_CACHE_BUDGET_MB sets it). */
-export const CACHE_BUDGET_MB = 8192;
+import { cacheBudgetMiBFromEnv } from "../../environment";
 
 /**
  * Buffers onnxruntime keeps per cache shape: the tensors a pass reads, those it writes, and a
  * reorder's or growth's copies (measured on lavapipe: 3 sets, K = 16, 12 layers, capacity 256).
  */
 const SETS_KEPT_PER_SHAPE = 3;
-
-/**
- * OnnxDecoderOptions.fixedCapacity where the caller leaves it unset: TWISTED_SMC_FIXED_CAPACITY=0 (or no)
- * keeps the growing cache from the CLI or the editor's engine, 1 (or yes) asks for a fixed capacity even
- * where it is not the default (a fused graph on the CPU); unset leaves the device's default (fixedCapacityDefault).
- */
-export function fixedCapacityFromEnv(env: NodeJS.ProcessEnv = process.env): boolean | undefined {
-  const value = (env.TWISTED_SMC_FIXED_CAPACITY ?? "").trim().toLowerCase();
-  if (value === "") return undefined;
-  if (["0", "no"].includes(value)) return false;
-  if (["1", "yes"].includes(value)) return true;
-  throw new InputError(`TWISTED_SMC_FIXED_CAPACITY=${env.TWISTED_SMC_FIXED_CAPACITY} is not one of 1, yes, 0, no`);
-}
 
 /**
  * Whether a decoder keeps its cache at a fixed capacity when neither the caller nor the environment says:
@@ -39,11 +24,14 @@ export function fixedCapacityDefault(device: Device): boolean {
   return device !== "cpu";
 }
 
-/** OnnxDecoderOptions.cacheBudget in bytes: as given, else on a GPU CACHE_BUDGET_MB MiB (or TWISTED_SMC_CACHE_BUDGET_MB), on the CPU none. */
-export function cacheBudgetFor(device: Device, given?: number, env: NodeJS.ProcessEnv = process.env): number {
-  const budget = given ?? (device === "cpu" ? Infinity : Number(env.TWISTED_SMC_CACHE_BUDGET_MB ?? CACHE_BUDGET_MB) * 2 ** 20);
-  if (!(budget >= 0)) throw new InputError(`the cache budget must be a number of bytes ≥ 0 (TWISTED_SMC_CACHE_BUDGET_MB: MiB), got ${given ?? env.TWISTED_SMC_CACHE_BUDGET_MB}`);
-  return budget;
+/**
+ * OnnxDecoderOptions.cacheBudget in bytes: as given, else on a GPU TWISTED_SMC_CACHE_BUDGET_MB MiB (default
+ * CACHE_BUDGET_MB: environment.ts) read from `env` (process.env unless a test passes another), on the CPU none.
+ */
+export function cacheBudgetFor(device: Device, given?: number, env?: NodeJS.ProcessEnv): number {
+  if (given === undefined) return device === "cpu" ? Infinity : cacheBudgetMiBFromEnv(env) * 2 ** 20;
+  if (!(given >= 0)) throw new InputError(`the cache budget must be a number of bytes ≥ 0 (TWISTED_SMC_CACHE_BUDGET_MB: MiB), got ${given}`);
+  return given;
 }
 
 /**

@@ -13,6 +13,7 @@ import { DTYPE, GRAPH, modelBytes, node, tensorValueInfo } from "../onnx/graphBu
 import { bytesField } from "../onnx/protoWire";
 import { createSideSession, int64Tensor, releaseSession, runSideSession } from "./sideSessions";
 import { gatherRows } from "./tensorData";
+import { WebGpuValidation } from "../../environment";
 
 const ROWS = "rows";
 const PADS = "pads";
@@ -58,6 +59,8 @@ export class KvReorder {
     private readonly elem: number,
     /** How failures are named (the decoder's device description). */
     private readonly where: string,
+    /** On WebGPU, the decoder's validation mode (OnnxDecoderOptions.webgpuValidation). */
+    private readonly validation?: WebGpuValidation,
   ) {}
 
   /** New tensors holding `rows` of `tensors`, on the same device; the caller disposes them. */
@@ -70,7 +73,7 @@ export class KvReorder {
         return new ort.Tensor(t.type as "float32" | "float16", gatherRows(data, batch ? data.length / batch : 0, rows), [rows.length, ...rest]);
       });
     }
-    this.session ??= createSideSession(kvReorderModel(this.count, this.elem), this.device, this.threads, tensors.map((_, i) => output(i)));
+    this.session ??= createSideSession(kvReorderModel(this.count, this.elem), this.device, this.threads, tensors.map((_, i) => output(i)), this.validation);
     const feeds: Record<string, ort.Tensor> = { [ROWS]: int64Tensor(rows) };
     tensors.forEach((t, i) => (feeds[input(i)] = t));
     const out = await runSideSession(this.session, feeds, this.device, this.where, "reorder the KV cache");
@@ -97,7 +100,7 @@ export class KvReorder {
         return new ort.Tensor(t.type as "float32" | "float16", out, [rows.length, heads, capacity, dim]);
       });
     }
-    this.growSession ??= createSideSession(kvReorderModel(this.count, this.elem, true), this.device, this.threads, tensors.map((_, i) => output(i)));
+    this.growSession ??= createSideSession(kvReorderModel(this.count, this.elem, true), this.device, this.threads, tensors.map((_, i) => output(i)), this.validation);
     const feeds: Record<string, ort.Tensor> = { [ROWS]: int64Tensor(rows), [PADS]: int64Tensor([0, 0, 0, 0, 0, 0, capacity - length, 0]) };
     tensors.forEach((t, i) => (feeds[input(i)] = t));
     const out = await runSideSession(this.growSession, feeds, this.device, this.where, "give the KV cache more capacity");

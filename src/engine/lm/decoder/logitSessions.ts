@@ -11,6 +11,7 @@ import { createSideSession, int64Tensor, releaseSession, runSideSession } from "
 import { lazyReaders, StepReaders } from "./stepReaders";
 import { gatherRows, lastPosition, toFloat32 } from "./tensorData";
 import { DrawLayout, unpackDraws } from "../onnx/samplingHead";
+import { WebGpuValidation } from "../../environment";
 
 
 /** Twisted draw graphs kept at once (one per twist; the engine may serve solves with different twists). */
@@ -57,6 +58,8 @@ export class LogitSessions {
     private readonly device: string,
     /** How the draw graphs lay out their inverse CDF (the decoder's sampling head's layout). */
     private readonly layout: DrawLayout = "least-work",
+    /** On WebGPU, the decoder's validation mode (OnnxDecoderOptions.webgpuValidation). */
+    private readonly validation?: WebGpuValidation,
   ) {}
 
   /**
@@ -154,7 +157,7 @@ export class LogitSessions {
   }
 
   private create(model: Uint8Array): Promise<ort.InferenceSession> {
-    return createSideSession(model, this.provider, this.threads);
+    return createSideSession(model, this.provider, this.threads, [], this.validation);
   }
 
   private run(session: Promise<ort.InferenceSession>, feeds: Record<string, ort.Tensor>): Promise<ort.InferenceSession.OnnxValueMapType> {

@@ -24,7 +24,8 @@ import { FloatType, KvCache, liveKvCaches } from "./kvCache";
 import { liveDeviceLogits } from "./stepReaders";
 import { attendsToEveryEarlierToken, DecoderConfig, ModelFolder, ModelFolderError } from "../model/modelFolder";
 import { checkInterface } from "./decoderInterface";
-import { cacheBudgetFor, fixedCapacityDefault, fixedCapacityFromEnv, physicalBatch, RetainedCacheShapes } from "./fixedCapacity";
+import { cacheBudgetFor, fixedCapacityDefault, physicalBatch, RetainedCacheShapes } from "./fixedCapacity";
+import { fixedCapacityFromEnv, ortProfileFromEnv, WebGpuValidation } from "../../environment";
 import { passInputs } from "./passInputs";
 import { HIDDEN_OUTPUT } from "../onnx/prepareGraph";
 import { sessionOpener, smcReadySource } from "./decoderSession";
@@ -60,7 +61,7 @@ export interface OnnxDecoderOptions {
    * their shape from step to step, growing by `capacityStep` positions (default 256) when full, and on
    * a GPU onnxruntime reuses their buffers (its exact-size buffer cache, which is then the whole
    * process's). Default: on a GPU (fixedCapacityDefault), unless TWISTED_SMC_FIXED_CAPACITY says otherwise
-   * (fixedCapacityFromEnv); a graph it cannot apply to runs as without it.
+   * (environment.ts, fixedCapacityFromEnv); a graph it cannot apply to runs as without it.
    */
   fixedCapacity?: boolean;
   capacityStep?: number;
@@ -73,7 +74,7 @@ export interface OnnxDecoderOptions {
    * With a fixed capacity: the most bytes of cache tensors of distinct shapes (batch × capacity) the
    * runtime may keep. onnxruntime's exact-size buffer cache never frees a buffer, so past this a prompt
    * into an empty cache, when no state or output of any decoder is alive, first reopens this decoder's
-   * sessions, which frees them. Default: fixedCapacity.ts, cacheBudgetFor.
+   * sessions, which frees them. Default: fixedCapacity.ts, cacheBudgetFor (on a GPU, TWISTED_SMC_CACHE_BUDGET_MB).
    */
   cacheBudget?: number;
   /**
@@ -82,6 +83,17 @@ export interface OnnxDecoderOptions {
    * (attentionCheck.ts).
    */
   prefillChunk?: number;
+  /**
+   * On WebGPU, onnxruntime's validation mode for this decoder's sessions (device.ts, executionProvider):
+   * validating each dispatch costs CPU time per kernel; `disabled` crashes on a GPU error. Default:
+   * TWISTED_SMC_WEBGPU_VALIDATION's, else onnxruntime's (`basic`).
+   */
+  webgpuValidation?: WebGpuValidation;
+  /**
+   * A diagnostic: the file prefix onnxruntime writes its trace of every kernel of the decoder's session
+   * to (chrome://tracing JSON, `PREFIX_<date>.json`), on dispose. Default: TWISTED_SMC_ORT_PROFILE's; none.
+   */
+  ortProfile?: string;
 }
 
 /**
@@ -132,6 +144,8 @@ export interface DecoderParts {
   cacheBudget: number;
   /** The inputs the graph takes packed in one (packStepInputs.ts), in packing order; empty: one by one. */
   packedStep: readonly string[];
+  /** Whether the session writes onnxruntime's trace (OnnxDecoderOptions.ortProfile): ended on dispose. */
+  profiling: boolean;
 }
 
 export class OnnxDecoder implements CausalLM {
@@ -156,6 +170,7 @@ export class OnnxDecoder implements CausalLM {
   private readonly reopen?: () => Promise<ort.InferenceSession>;
   private readonly cacheBudget: number;
   private readonly packedStep: readonly string[];
+  private readonly profiling: boolean;
 
   private constructor(parts: DecoderParts) {
     this.session = parts.session;
@@ -175,6 +190,7 @@ export class OnnxDecoder implements CausalLM {
     this.reopen = parts.reopen;
     this.cacheBudget = parts.cacheBudget;
     this.packedStep = parts.packedStep;
+    this.profiling = parts.profiling;
     this.vocabSize = parts.config.vocabSize;
     this.hiddenSize = parts.config.hiddenSize;
     this.deviceChoice = describeDeviceChoice(parts.deviceAttempts);
@@ -196,7 +212,7 @@ export class OnnxDecoder implements CausalLM {
   }
 
   static async load(folder: ModelFolder, given: OnnxDecoderOptions = {}): Promise<OnnxDecoder> {
-    const options = { ...given, fixedCapacity: given.fixedCapacity ?? fixedCapacityFromEnv() };
+    const options = { ...given, fixedCapacity: given.fixedCapacity ?? fixedCapacityFromEnv(), ortProfile: given.ortProfile ?? ortProfileFromEnv() };
     const threads = options.threads ?? Math.max(1, availableParallelism());
     const attempts: DeviceAttempt[] = [...(options.priorAttempts ?? [])];
     const request = options.device ?? "cpu";
@@ -250,7 +266,7 @@ export class OnnxDecoder implements CausalLM {
     let session: ort.InferenceSession | undefined;
     let reopen: (() => Promise<ort.InferenceSession>) | undefined;
     try {
-      reopen = sessionOpener(source, device, threads, folder.config.numLayers, fixedCapacity);
+      reopen = sessionOpener(source, device, { threads, numLayers: folder.config.numLayers, fixedCapacity, ortProfile: options.ortProfile, webgpuValidation: options.webgpuValidation });
       session = await reopen();
     } catch (e) {
       await session?.release();
@@ -267,7 +283,7 @@ export class OnnxDecoder implements CausalLM {
     if (device !== "cpu" && attention) {
       // A GPU whose fused attention is wrong on long chunks (small subgroups) gets the prompt in shorter ones.
       try {
-        const right = await largestRightChunk(device, fixedCapacity ? "gqa" : "mha", folder.config.numHeads, folder.config.headDim);
+        const right = await largestRightChunk(device, fixedCapacity ? "gqa" : "mha", folder.config.numHeads, folder.config.headDim, options.webgpuValidation);
         if (right < CHUNKS[0] && right < prefillChunk) {
           prefillChunk = right;
           notes.push(`prompts in ${right}-token passes, as this GPU's attention is wrong on longer ones`);
@@ -280,11 +296,12 @@ export class OnnxDecoder implements CausalLM {
     const where = `${device} (${notes.join("; ")})`;
     const logits = session.outputMetadata.find((m) => m.name === "logits");
     const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
-    const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where, fuse ? "fewest-kernels" : "least-work");
-    const kvReorder = new KvReorder(device, threads, 2 * folder.config.numLayers, kvType === "float16" ? DTYPE.float16 : DTYPE.float, where);
+    const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where, fuse ? "fewest-kernels" : "least-work", options.webgpuValidation);
+    const kvReorder = new KvReorder(device, threads, 2 * folder.config.numLayers, kvType === "float16" ? DTYPE.float16 : DTYPE.float, where, options.webgpuValidation);
     const decoder = new OnnxDecoder({
       session, config: folder.config, kvType, hasPositionIds, hasHidden, samplesInGraph: hasSampler, padId: folder.config.padTokenId ?? 0,
       device: where, deviceAttempts: chosen, logitSessions, kvReorder, rotaryPositions, capacityStep, prefillChunk, reopen, cacheBudget, packedStep,
+      profiling: !!options.ortProfile,
     });
     if (device === "cpu") return decoder;
     // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
@@ -384,7 +401,7 @@ export class OnnxDecoder implements CausalLM {
 
   async dispose(): Promise<void> {
     if (!this.sessionReleased) {
-      if (process.env.TWISTED_SMC_ORT_PROFILE) this.session.endProfiling();
+      if (this.profiling) this.session.endProfiling();
       await this.session.release();
     }
     await this.logitSessions.dispose();

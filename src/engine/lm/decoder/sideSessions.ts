@@ -4,14 +4,19 @@
  */
 import * as ort from "onnxruntime-node";
 import { Device, DeviceRunError, deviceFailure, executionProvider } from "./device";
+import { WebGpuValidation } from "../../environment";
 
 /** An int64 vector input. */
 export const int64Tensor = (values: readonly number[]) => new ort.Tensor("int64", BigInt64Array.from(values, BigInt), [values.length]);
 
-/** A session for `model` on `device`; the outputs named in `onDevice` stay there as GPU buffers. */
-export function createSideSession(model: Uint8Array, device: Device, threads: number, onDevice: readonly string[] = []): Promise<ort.InferenceSession> {
+/**
+ * A session for `model` on `device`; the outputs named in `onDevice` stay there as GPU buffers. On
+ * WebGPU, `validation` is the decoder's validation mode (OnnxDecoderOptions.webgpuValidation; unset:
+ * TWISTED_SMC_WEBGPU_VALIDATION's).
+ */
+export function createSideSession(model: Uint8Array, device: Device, threads: number, onDevice: readonly string[] = [], validation?: WebGpuValidation): Promise<ort.InferenceSession> {
   return ort.InferenceSession.create(model, {
-    executionProviders: [executionProvider(device)],
+    executionProviders: [executionProvider(device, undefined, undefined, validation)],
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: "all",

@@ -1,0 +1,77 @@
+/**
+ * The TWISTED_SMC_* environment variables the engine reads: each one is read here and nowhere else,
+ * by a getter that says its type, its default and what it does, and refuses a value it does not know
+ * with an InputError naming the variable. A getter takes the environment to read (process.env unless
+ * a test passes another). What a caller passes in code wins over them (OnnxDecoderOptions: fixedCapacity,
+ * cacheBudget, webgpuValidation, ortProfile), so a benchmark or a test sets options, not variables.
+ *
+ * TWISTED_SMC_REQUIRE_WEBGPU is not the engine's: the WebGPU test suite and its script read it.
+ */
+import { resolve } from "node:path";
+import { InputError } from "./util/errors";
+
+/**
+ * TWISTED_SMC_FIXED_CAPACITY — OnnxDecoderOptions.fixedCapacity where the caller leaves it unset: 0 (or
+ * no) keeps the growing cache from the CLI or the editor's engine, 1 (or yes) asks for a fixed capacity
+ * even where it is not the default (a fused graph on the CPU). Default (unset or blank): undefined, the
+ * device's default (fixedCapacityDefault, lm/decoder/fixedCapacity.ts).
+ */
+export function fixedCapacityFromEnv(env: NodeJS.ProcessEnv = process.env): boolean | undefined {
+  const value = (env.TWISTED_SMC_FIXED_CAPACITY ?? "").trim().toLowerCase();
+  if (value === "") return undefined;
+  if (["0", "no"].includes(value)) return false;
+  if (["1", "yes"].includes(value)) return true;
+  throw new InputError(`TWISTED_SMC_FIXED_CAPACITY=${env.TWISTED_SMC_FIXED_CAPACITY} is not one of 1, yes, 0, no`);
+}
+
+/** The default cache budget on a GPU, in MiB (TWISTED_SMC_CACHE_BUDGET_MB sets it). */
+export const CACHE_BUDGET_MB = 8192;
+
+/**
+ * TWISTED_SMC_CACHE_BUDGET_MB — on a GPU, OnnxDecoderOptions.cacheBudget in MiB where the caller leaves
+ * it unset (lm/decoder/fixedCapacity.ts, cacheBudgetFor). Default: CACHE_BUDGET_MB. Refused: not a number ≥ 0.
+ */
+export function cacheBudgetMiBFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const value = env.TWISTED_SMC_CACHE_BUDGET_MB;
+  const mib = Number(value ?? CACHE_BUDGET_MB);
+  if (!(mib >= 0)) throw new InputError(`the cache budget must be a number of bytes ≥ 0 (TWISTED_SMC_CACHE_BUDGET_MB: MiB), got ${value}`);
+  return mib;
+}
+
+/** WebGPU's validation modes, as onnxruntime's WebGPU execution provider names them. */
+export const WEBGPU_VALIDATION = ["disabled", "wgpuOnly", "basic", "full"] as const;
+export type WebGpuValidation = (typeof WEBGPU_VALIDATION)[number];
+
+/** `value` as a WebGPU validation mode (blank: none), or an InputError saying `name`=value is not one. */
+export function webgpuValidation(value: string | undefined, name: string): WebGpuValidation | undefined {
+  if (!value) return undefined;
+  if (!(WEBGPU_VALIDATION as readonly string[]).includes(value)) throw new InputError(`${name}=${value} is not one of ${WEBGPU_VALIDATION.join(", ")}`);
+  return value as WebGpuValidation;
+}
+
+/**
+ * TWISTED_SMC_WEBGPU_VALIDATION — WebGPU's validation mode (OnnxDecoderOptions.webgpuValidation where the
+ * caller leaves it unset), read when a WebGPU session is made (lm/decoder/device.ts, executionProvider).
+ * Default (unset or blank): onnxruntime's own, `basic`.
+ */
+export function webgpuValidationFromEnv(env: NodeJS.ProcessEnv = process.env): WebGpuValidation | undefined {
+  return webgpuValidation(env.TWISTED_SMC_WEBGPU_VALIDATION, "TWISTED_SMC_WEBGPU_VALIDATION");
+}
+
+/**
+ * TWISTED_SMC_ORT_PROFILE — a diagnostic: the file prefix onnxruntime writes its trace of every kernel of a
+ * decoder's session to (chrome://tracing JSON, `PREFIX_<date>.json`, on dispose); OnnxDecoderOptions.ortProfile
+ * where the caller leaves it unset. Default (unset or blank): no trace.
+ */
+export function ortProfileFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.TWISTED_SMC_ORT_PROFILE || undefined;
+}
+
+/**
+ * TWISTED_SMC_GSM8K — the folder holding GSM8K's train.jsonl and test.jsonl, resolved against the working
+ * folder. Default (unset or blank): undefined, and the dataset is looked for (train/data.ts).
+ */
+export function gsm8kDirFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const dir = env.TWISTED_SMC_GSM8K;
+  return dir ? resolve(dir) : undefined;
+}
