@@ -27,6 +27,7 @@ for (const [name, kvHeads] of [["llama-gqa-tiny", 2], ["gpt2-tiny", 4]] as const
       assert.ok(diff(await hiddenOf(first), parity.prefill.last_hidden[0]) < 1e-3);
       assert.ok(diff(await logitsOf(first), parity.prefill.last_logits[0]) < 1e-3);
       const second = await lm.step(first.state.select([0, 0]), [parity.decode.input_ids[0][0], parity.decode.input_ids[0][0]]);
+      first.state.dispose();
       const rows = await logitsOf(second);
       assert.ok(diff(rows.subarray(0, lm.vocabSize), parity.decode.logits[0]) < 1e-3);
       assert.ok(diff(rows.subarray(lm.vocabSize), parity.decode.logits[0]) < 1e-3);
