@@ -1,7 +1,7 @@
 /** The trainer's flags by the seed's names, their defaults, and their reading into a TrainConfig. */
 import { choiceOption, intOption, MAX_PARTICLES, numberOption, OptionValues, stringOption, threadsOption, UsageError } from "../util/options";
 import { TrainConfig } from "./trainer";
-import { TwistLoss } from "./samples";
+import { OBJECTIVES, objectiveFor, TWIST_LOSSES, TwistLoss } from "./objectives";
 
 /**
  * Defaults that train the shipped twist: the line verifier (step level) on 4,000 synthetic problems,
@@ -17,8 +17,8 @@ export const TRAIN_DEFAULTS = {
 /** The loss when none is given: the line verifier at step level, CTL at token level. */
 export const DEFAULT_LOSS = { token: "ctl", step: "prm" } as const;
 
-/** Adam step sizes: the value head's few parameters take a larger step than the token head's many. */
-export const DEFAULT_LEARNING_RATE: Record<TwistLoss, number> = { ctl: 0.01, bce: 0.05, prm: 0.01 };
+/** Adam step sizes, each objective's own: the value head's few parameters take a larger step than the token head's many. */
+export const DEFAULT_LEARNING_RATE = Object.fromEntries(TWIST_LOSSES.map((l) => [l, OBJECTIVES[l].learningRate])) as Record<TwistLoss, number>;
 
 /**
  * Every key trainConfigFromFlags takes: the trainer's flags, and the CLI's own (--progress, --help),
@@ -36,7 +36,7 @@ export function trainConfigFromFlags(values: OptionValues): TrainConfig {
   const unknown = Object.keys(values).find((k) => !TRAIN_FLAGS.includes(k));
   if (unknown !== undefined) throw new UsageError(`unknown train flag "${unknown}"; the flags are ${TRAIN_FLAGS.filter((f) => f !== "help").join(", ")}`);
   const twist = choiceOption(values, "twist", ["token", "step"] as const, D.twist);
-  const loss = choiceOption(values, "loss", ["ctl", "bce", "prm"] as const, DEFAULT_LOSS[twist]);
+  const loss = choiceOption(values, "loss", TWIST_LOSSES, DEFAULT_LOSS[twist]);
   const config: TrainConfig = {
     modelName: stringOption(values, "model_name"),
     numExamples: intOption(values, "num_examples", D.num_examples, 1),
@@ -59,6 +59,7 @@ export function trainConfigFromFlags(values: OptionValues): TrainConfig {
     threads: threadsOption(values),
   };
   if (config.learningRate <= 0) throw new UsageError("--learning_rate must be > 0");
-  if (config.loss !== "ctl" && config.twist !== "step") throw new UsageError(`--loss ${config.loss} trains a step twist: add --twist step`);
+  const { levels } = objectiveFor(config.loss);
+  if (!levels.includes(config.twist)) throw new UsageError(`--loss ${config.loss} trains a ${levels.join(" or ")} twist: add --twist ${levels[0]}`);
   return config;
 }

@@ -1,12 +1,14 @@
 /**
- * What twist learning sees of one problem, gathered once per visit and reused for every update:
- * - positive samples from the target σ ∝ p·1[correct] (exact, by rejection from p; the reference
- *   solution when no sample is correct), read back by teacher forcing;
+ * What every twist objective draws its data from (each objective, in objectives/, picks what it needs):
+ * - plain samples from the base model p, each with whether it reached the known answer: exact samples
+ *   of the target σ ∝ p·1[correct] by rejection, and outcome labels;
+ * - teacher forcing: a sample read back through the model, row by row, with its hidden states and
+ *   confidence features;
  * - negative samples from twisted SMC under the current twist with the known answer as the final
  *   potential: every proposing row's hidden state, next-token log-probabilities and normalised weight
- *   after its step (Zhao et al. 2024, Sec. 4.1: no gradient flows through the weights);
- * - at step level, the line-boundary rows of both, with their confidence features, and for the
- *   value-regression (BCE) objective, every boundary of every plain sample with its 0/1 label.
+ *   after its step (token level), or every line boundary's hidden state and confidence (step level)
+ *   (Zhao et al. 2024, Sec. 4.1: no gradient flows through the weights);
+ * - row buffers that gather such rows into flat arrays.
  */
 import { LoadedModel } from "../lm/model/loadModel";
 import { decodeLogWeight } from "../../protocol/record";
@@ -17,13 +19,17 @@ import { MathProblem } from "../math/dataset";
 import { CONFIDENCE_FEATURES, ConfidenceTracker, Twist } from "../smc/twist";
 import { runTwistedSmc, SmcLevel } from "../smc/twistedSmc";
 import { normalize } from "../smc/weights";
-import { LabelledLine, mineLineLabels } from "./lineLabels";
 
 /** Rows of hidden states with per-row data; `n` rows of `hiddenSize`. */
 export interface HiddenRows {
   n: number;
   hidden: Float32Array;
   confidence: Float32Array;
+}
+
+export interface WeightedRows extends HiddenRows {
+  /** n: the row's coefficient (normalised SMC weight, 1/#positives, or a 0/1 label). */
+  coeff: Float64Array;
 }
 
 export interface TokenNegatives extends HiddenRows {
@@ -36,40 +42,30 @@ export interface TokenNegatives extends HiddenRows {
   weights: Float64Array;
 }
 
-export interface TokenPositives extends HiddenRows {
-  /** n: the token the positive sample took at that row. */
-  tokens: Int32Array;
-  /** n: 1 / number of positive samples. */
-  coeff: Float64Array;
-}
-
-export interface WeightedRows extends HiddenRows {
-  /** n: the row's coefficient (normalised SMC weight, 1/#positives, or a 0/1 label). */
-  coeff: Float64Array;
-}
-
-export interface ProblemData {
-  level: SmcLevel;
-  tokenNegatives?: TokenNegatives;
-  tokenPositives?: TokenPositives;
-  stepNegatives?: WeightedRows;
-  stepPositives?: WeightedRows;
-  /** Value regression: every boundary (and the final position) of every plain sample, coeff = label. */
-  labelled?: WeightedRows;
-  /** Line verifier: the lines of the plain samples whose labels follow from the outcomes. */
-  lines?: LabelledLine[];
-  stats: { reward: number; sampleAccuracy: number; exactPositives: number; ess: number; logZ: number };
+/** One problem's numbers as the trainer logs them (means over a batch). */
+export interface ProblemStats {
+  /** Fraction of the final samples (SMC particles, or plain samples) that reach the known answer. */
+  reward: number;
+  /** Fraction of the plain samples that reach it. */
+  sampleAccuracy: number;
+  /** How many plain samples reach it: exact σ samples. */
+  exactPositives: number;
+  /** Mean ESS of the SMC sweep over its steps, as a fraction of the particles. */
+  ess: number;
+  /** log Ẑ of the SMC sweep. */
+  logZ: number;
 }
 
 /**
- * ctl: contrastive twist learning (token or step); bce: value regression of the hidden-state value head
- * (step); prm: the line verifier on outcome-mined line labels (step).
+ * One problem's data for an objective: the rows it gathered (`Rows`, declared in the objective's file)
+ * and the statistics every objective reports. `ProblemData` alone is some objective's data, its rows
+ * unchecked (as a test that builds data by hand passes it).
  */
-export type TwistLoss = "ctl" | "bce" | "prm";
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- unknown rows, unchecked: see above
+export type ProblemData<Rows extends object = any> = Rows & { stats: ProblemStats };
 
 export interface CollectOptions {
   level: SmcLevel;
-  loss: TwistLoss;
   samples: number;
   maxTokens: number;
   seed: number;
@@ -82,7 +78,8 @@ export interface CollectOptions {
   rewardFloor: number;
 }
 
-class RowBuffer {
+/** Gathers rows of hidden states, confidence features and `extras` numbers each. */
+export class RowBuffer {
   private hidden: number[] = [];
   private conf: number[] = [];
   private extra: number[][] = [];
@@ -99,17 +96,22 @@ class RowBuffer {
   rows(): HiddenRows & { extra: number[][] } {
     return { n: this.n, hidden: Float32Array.from(this.hidden), confidence: Float32Array.from(this.conf), extra: this.extra };
   }
+  /** The rows with their first extra as the coefficient. */
+  weighted(): WeightedRows {
+    const r = this.rows();
+    return { n: r.n, hidden: r.hidden, confidence: r.confidence, coeff: Float64Array.from(r.extra[0]) };
+  }
 }
 
 /** Whether a text's final answer is the gold one (the reward, as a boolean). */
-const isCorrect = (text: string, gold: number) => reward(text, gold) === 1;
+export const isCorrect = (text: string, gold: number) => reward(text, gold) === 1;
 
 /**
  * Teacher-forces prompt + completion and walks the completion: for each generated position j (after
  * consuming token j) calls visit with the hidden row index and the confidence features so far; for
  * each token also reports the row that predicted it (for the token twist).
  */
-async function teacherForce(
+export async function teacherForce(
   model: LoadedModel,
   prompt: number[],
   completion: number[],
@@ -133,69 +135,51 @@ async function teacherForce(
   return { hidden, logits };
 }
 
-export async function collectProblem(model: LoadedModel, problem: MathProblem, o: CollectOptions): Promise<ProblemData> {
+/** A problem's plain samples (temperature 1, seeded by `seed`) and their outcomes. */
+export interface PlainSamples {
+  /** The prompt and the token budget left to a sample within the model's context. */
+  prompt: number[];
+  maxTokens: number;
+  tokens: number[][];
+  texts: string[];
+  correct: boolean[];
+  /** Correct samples / `samples` asked for. */
+  accuracy: number;
+  /** How many are correct. */
+  exactPositives: number;
+}
+
+/** Draws the plain samples every objective starts from. */
+export async function plainSamples(model: LoadedModel, problem: MathProblem, o: CollectOptions): Promise<PlainSamples> {
+  const { tokenizer, lm } = model;
+  const { prompt, maxTokens } = encodeWithinContext(model, problem.question, o.maxTokens);
+  const plain = await generate(lm, prompt, { numSamples: o.samples, maxTokens, temperature: 1, seed: o.seed, isEos: (t: number) => tokenizer.isEos(t) });
+  const tokens = plain.sequences.map((s) => s.tokens);
+  const texts = tokens.map((t) => tokenizer.decode(t));
+  const correct = texts.map((t) => isCorrect(t, problem.gold));
+  const exactPositives = correct.filter(Boolean).length;
+  return { prompt, maxTokens, tokens, texts, correct, accuracy: exactPositives / o.samples, exactPositives };
+}
+
+/** What a twisted SMC sweep leaves: the rows of the level's negatives, and the sweep's statistics. */
+export interface SmcNegatives<Rows> {
+  rows: Rows;
+  /** Fraction of the final particles that reach the known answer. */
+  reward: number;
+  ess: number;
+  logZ: number;
+}
+
+/**
+ * Runs twisted SMC under `o.twist` with the known answer as final potential (seeded by `seed + 1`) and
+ * keeps its rows as negative samples: at token level every proposing row, at step level every line
+ * boundary, each weighted by its particle's normalised weight after the step.
+ */
+export async function smcNegatives(model: LoadedModel, problem: MathProblem, plain: PlainSamples, o: CollectOptions & { level: "token" }): Promise<SmcNegatives<TokenNegatives>>;
+export async function smcNegatives(model: LoadedModel, problem: MathProblem, plain: PlainSamples, o: CollectOptions & { level: "step" }): Promise<SmcNegatives<WeightedRows>>;
+export async function smcNegatives(model: LoadedModel, problem: MathProblem, plain: PlainSamples, o: CollectOptions): Promise<SmcNegatives<TokenNegatives | WeightedRows>> {
   const { tokenizer, lm } = model;
   const H = lm.hiddenSize, V = lm.vocabSize;
-  const { prompt, maxTokens } = encodeWithinContext(model, problem.question, o.maxTokens);
-  const isEos = (t: number) => tokenizer.isEos(t);
-
-  // Plain samples: exact σ samples by rejection, and the value-regression data.
-  const plain = await generate(lm, prompt, { numSamples: o.samples, maxTokens, temperature: 1, seed: o.seed, isEos });
-  const plainTexts = plain.sequences.map((s) => tokenizer.decode(s.tokens));
-  const plainCorrect = plainTexts.map((t) => isCorrect(t, problem.gold));
-  let positives = plain.sequences.filter((_, i) => plainCorrect[i]).map((s) => s.tokens);
-  const exactPositives = positives.length;
-  if (!positives.length && problem.solution) positives = [tokenizer.encode(problem.solution)];
-
-  const data: ProblemData = {
-    level: o.level,
-    stats: { reward: 0, sampleAccuracy: plainCorrect.filter(Boolean).length / o.samples, exactPositives, ess: 0, logZ: 0 },
-  };
-
-  if (o.loss === "prm") {
-    // Plain samples are the data; their statistics are plain sampling's (ψ ≡ 1: ESS = 1, Ẑ = mean reward).
-    data.lines = mineLineLabels(plainTexts, plainCorrect);
-    data.stats.reward = data.stats.sampleAccuracy;
-    data.stats.ess = 1;
-    data.stats.logZ = Math.log(data.stats.sampleAccuracy);
-    return data;
-  }
-
-  if (o.loss === "bce") {
-    const buf = new RowBuffer(H, 1);
-    for (const [i, seq] of plain.sequences.entries()) {
-      const label = plainCorrect[i] ? 1 : 0;
-      let last = { row: -1, conf: new Float32Array(CONFIDENCE_FEATURES) };
-      const positions: { row: number; conf: Float32Array }[] = [];
-      const { hidden } = await teacherForce(model, prompt, seq.tokens, () => undefined, (row, j, conf) => {
-        last = { row, conf: conf.slice() };
-        if (tokenizer.isLineEnd(seq.tokens[j])) positions.push(last);
-      });
-      if (last.row >= 0 && !positions.includes(last)) positions.push(last);
-      for (const p of positions) buf.push(hidden, p.row * H, p.conf, 0, label);
-    }
-    const r = buf.rows();
-    data.labelled = { ...r, coeff: Float64Array.from(r.extra[0]) };
-    data.stats.reward = data.stats.sampleAccuracy;
-    return data;
-  }
-
-  // Positives, read back by teacher forcing.
-  const posToken = new RowBuffer(H, 2);
-  const posStep = new RowBuffer(H, 1);
-  for (const seq of positives) {
-    const c = 1 / positives.length;
-    const tokenRows: [number, number][] = [];
-    const stepRows: { row: number; conf: Float32Array }[] = [];
-    const { hidden } = await teacherForce(model, prompt, seq, (row, tok) => tokenRows.push([row, tok]), (row, j, conf) => {
-      if (tokenizer.isLineEnd(seq[j])) stepRows.push({ row, conf: conf.slice() });
-    });
-    const zeros = new Float32Array(CONFIDENCE_FEATURES);
-    for (const [row, tok] of tokenRows) posToken.push(hidden, row * H, zeros, 0, tok, c);
-    for (const { row, conf } of stepRows) posStep.push(hidden, row * H, conf, 0, c);
-  }
-
-  // Negatives: twisted SMC with the known answer as final potential.
   const negToken = new RowBuffer(H, 1);
   const negStep = new RowBuffer(H, 1);
   const logProbs: number[] = [];
@@ -204,13 +188,13 @@ export async function collectProblem(model: LoadedModel, problem: MathProblem, o
   // Rows proposed (token level) or at a boundary (step level) during the current step; their weights
   // are known once the step ends. At step level, boundaries arrive over several forward passes.
   let pending: { particle: number; hidden: Float32Array; hOffset: number; confidence?: Float32Array; logp?: Float32Array; eos?: Float32Array; row: number }[] = [];
-  const smc = await runTwistedSmc(lm, prompt, {
+  const smc = await runTwistedSmc(lm, plain.prompt, {
     particles: o.samples,
     level: o.level,
     resampling: "systematic",
     essThreshold: 0.5,
     resample: "adaptive",
-    maxTokens,
+    maxTokens: plain.maxTokens,
     temperature: 1,
     seed: o.seed + 1,
     twist: o.twist,
@@ -242,20 +226,12 @@ export async function collectProblem(model: LoadedModel, problem: MathProblem, o
     },
   });
   const texts = smc.particles.map((p) => tokenizer.decode(p.tokens));
-  data.stats.reward = texts.filter((t) => isCorrect(t, problem.gold)).length / texts.length;
-  data.stats.ess = smc.ess.length ? smc.ess.reduce((a, b) => a + b, 0) / smc.ess.length / o.samples : 1;
-  data.stats.logZ = smc.logZ;
-
-  if (o.level === "token") {
-    const n = negToken.rows();
-    data.tokenNegatives = { ...n, logProbs: Float32Array.from(logProbs), eosTokens, eosLogPsi: Float32Array.from(eosLogPsi), weights: Float64Array.from(n.extra[0]) };
-    const p = posToken.rows();
-    data.tokenPositives = { ...p, tokens: Int32Array.from(p.extra[0]), coeff: Float64Array.from(p.extra[1]) };
-  } else {
-    const n = negStep.rows();
-    data.stepNegatives = { ...n, coeff: Float64Array.from(n.extra[0]) };
-    const p = posStep.rows();
-    data.stepPositives = { ...p, coeff: Float64Array.from(p.extra[0]) };
-  }
-  return data;
+  const stats = {
+    reward: texts.filter((t) => isCorrect(t, problem.gold)).length / texts.length,
+    ess: smc.ess.length ? smc.ess.reduce((a, b) => a + b, 0) / smc.ess.length / o.samples : 1,
+    logZ: smc.logZ,
+  };
+  if (o.level === "step") return { rows: negStep.weighted(), ...stats };
+  const n = negToken.rows();
+  return { rows: { ...n, logProbs: Float32Array.from(logProbs), eosTokens, eosLogPsi: Float32Array.from(eosLogPsi), weights: Float64Array.from(n.extra[0]) }, ...stats };
 }

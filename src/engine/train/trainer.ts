@@ -1,7 +1,8 @@
 /**
- * The twist trainer (the seed's train_twist_for_math_problems): for each batch of problems with known
- * answers, gather positive and negative samples under the current twist, take
- * `twistUpdatesPerExample` Adam steps on the objective, log metrics, and checkpoint atomically.
+ * The twist trainer (the seed's train_twist_for_math_problems): pick the objective (`--loss`, see
+ * objectives/) and make its head; then for each batch of problems with known answers, have the
+ * objective collect its data under the current twist, take `twistUpdatesPerExample` Adam steps on its
+ * gradient, log metrics, and checkpoint atomically.
  * Every random choice is seeded by (seed, epoch, batch, problem), so a resumed run repeats an
  * uninterrupted one exactly.
  */
@@ -11,14 +12,14 @@ import { loadModel, LoadedModel } from "../lm/model/loadModel";
 import { Split } from "../math/problems";
 import { SmcLevel } from "../smc/twistedSmc";
 import { Adam } from "../twist/adam";
-import { TokenTwistHead, ValueTwistHead } from "../twist/heads";
+import { TokenTwistHead } from "../twist/heads";
 import { modelFingerprint, saveTwist, TwistHead } from "../twist/twistFile";
 import { OnnxTokenTwist, runnableTwist } from "../twist/onnxTwist";
 import { hashString64, Rng } from "../util/rng";
 import { Checkpoint, CheckpointError, loadCheckpoint, saveCheckpoint } from "./checkpoint";
 import { loadProblems } from "./data";
-import { bceStepGradient, ctlStepGradient, ctlTokenGradient, ObjectiveResult, prmGradient } from "./objectives";
-import { collectProblem, ProblemData, TwistLoss } from "./samples";
+import { objectiveFor, TWIST_LOSSES, TwistLoss } from "./objectives";
+import { ProblemData } from "./samples";
 import { LineVerifier } from "../twist/lineVerifier";
 import { DiskFullError } from "../util/errors";
 import { lockOutputDir } from "./outputLock";
@@ -74,9 +75,6 @@ export interface TrainResult {
   final?: BatchMetrics;
 }
 
-/** Digit columns the line verifier reads: numbers up to 9,999. */
-export const VERIFIER_COLUMNS = 4;
-
 export const CHECKPOINT_FILE = "checkpoint.json";
 export const METRICS_FILE = "metrics.jsonl";
 export const TWIST_FILE = "twist.json";
@@ -90,24 +88,14 @@ function resultSettings(c: TrainConfig, fingerprint: string): Record<string, unk
   };
 }
 
-const OBJECTIVES: Record<TwistLoss, string> = {
-  ctl: "contrastive twist learning (Zhao et al. 2024)",
-  bce: "value regression, binary cross-entropy (FUDGE-style)",
-  prm: "line verifier (process reward model), binary cross-entropy on line labels mined from outcomes",
-};
-
-function objective(head: TwistHead, loss: TrainConfig["loss"], data: ProblemData[]): ObjectiveResult {
-  if (head instanceof TokenTwistHead) return ctlTokenGradient(head, data);
-  if (head instanceof LineVerifier) return prmGradient(head, data);
-  return loss === "bce" ? bceStepGradient(head, data) : ctlStepGradient(head, data);
-}
-
 export function validateTrainConfig(c: TrainConfig): void {
   const positive: [string, number][] = [["num_examples", c.numExamples], ["num_epochs", c.numEpochs], ["batch_size", c.batchSize], ["output_length", c.outputLength], ["num_twist_samples", c.numTwistSamples], ["twist_updates_per_example", c.twistUpdatesPerExample], ["save_every", c.saveEvery], ["rank", c.rank]];
   for (const [name, v] of positive) if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name} must be a positive integer, got ${v}`);
   if (!(c.rewardFloor >= 0 && c.rewardFloor < 1)) throw new RangeError(`--reward_floor must be in [0, 1), got ${c.rewardFloor}`);
   if (!(c.learningRate > 0)) throw new RangeError(`--learning_rate must be > 0, got ${c.learningRate}`);
-  if (c.loss !== "ctl" && c.twist !== "step") throw new RangeError(`--loss ${c.loss} trains a step twist: add --twist step`);
+  if (!TWIST_LOSSES.includes(c.loss)) throw new RangeError(`--loss must be one of ${TWIST_LOSSES.join(", ")}, got ${c.loss}`);
+  const { levels } = objectiveFor(c.loss);
+  if (!levels.includes(c.twist)) throw new RangeError(`--loss ${c.loss} trains a ${levels.join(" or ")} twist: add --twist ${levels[0]}`);
 }
 
 export async function train(config: TrainConfig, hooks: TrainHooks = {}, preloaded?: LoadedModel): Promise<TrainResult> {
@@ -135,10 +123,8 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
   const checkpointPath = join(c.outputDir, CHECKPOINT_FILE);
   const metricsPath = join(c.outputDir, METRICS_FILE);
 
-  let head: TwistHead =
-    c.twist === "token" ? TokenTwistHead.init(lm.hiddenSize, lm.vocabSize, Math.min(c.rank, lm.hiddenSize), new Rng(`head:${c.seed}`))
-    : c.loss === "prm" ? LineVerifier.init(VERIFIER_COLUMNS, new Rng(`head:${c.seed}`))
-    : ValueTwistHead.init(lm.hiddenSize);
+  const objective = objectiveFor(c.loss);
+  let head: TwistHead = objective.initHead({ level: c.twist, hiddenSize: lm.hiddenSize, vocabSize: lm.vocabSize, rank: c.rank, seed: c.seed });
   let checkpoint: Checkpoint | undefined;
   if (c.resume) {
     checkpoint = loadCheckpoint(checkpointPath, folder);
@@ -165,7 +151,7 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
   const meta = (metrics?: BatchMetrics) => ({
     baseModel: { name: folder.name, fingerprint },
     created: new Date().toISOString(),
-    training: { ...settings, model: folder.name, data: description, numEpochs: c.numEpochs, saveEvery: c.saveEvery, objective: OBJECTIVES[c.loss] },
+    training: { ...settings, model: folder.name, data: description, numEpochs: c.numEpochs, saveEvery: c.saveEvery, objective: objective.description },
     metrics: metrics ? { ...metrics } : undefined,
   });
   /** Saves the state before batch `nextBatch` of epoch `nextEpoch`. */
@@ -185,24 +171,24 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
         break outer;
       }
       const idx = order.slice(batch * c.batchSize, (batch + 1) * c.batchSize);
-      const data: ProblemData[] = [];
+      const data: ProblemData<object>[] = [];
       // The current head, run by onnxruntime for the SMC sweeps (gradients stay in JavaScript).
       const runner = await runnableTwist(head);
       try {
         for (const i of idx) {
           const seed = Number(hashString64(`sample:${c.seed}:${epoch}:${i}`) % 2147483647n);
-          data.push(await collectProblem(model, problems[i], { level: c.twist, loss: c.loss, samples: c.numTwistSamples, maxTokens: c.outputLength, seed, twist: runner, rewardFloor: c.rewardFloor }));
+          data.push(await objective.collect(model, problems[i], { level: c.twist, samples: c.numTwistSamples, maxTokens: c.outputLength, seed, twist: runner, rewardFloor: c.rewardFloor }));
         }
       } finally {
         if (runner instanceof OnnxTokenTwist) await runner.dispose();
       }
       let loss = 0;
       for (let u = 0; u < c.twistUpdatesPerExample; u++) {
-        const r = objective(head, c.loss, data);
+        const r = objective.gradient(head, data);
         if (u === 0) loss = r.loss;
         adam.step(r.grads);
       }
-      const mean = (f: (d: ProblemData) => number) => data.reduce((a, d) => a + f(d), 0) / data.length;
+      const mean = (f: (d: ProblemData<object>) => number) => data.reduce((a, d) => a + f(d), 0) / data.length;
       last = {
         epoch, batch, step: batchesDone + 1, loss, reward: mean((d) => d.stats.reward), sampleAccuracy: mean((d) => d.stats.sampleAccuracy),
         ess: mean((d) => d.stats.ess), logZ: mean((d) => (Number.isFinite(d.stats.logZ) ? d.stats.logZ : -50)),

@@ -1,0 +1,50 @@
+/**
+ * What a twist-learning objective is to the trainer: the head it trains, the data it gathers from one
+ * problem under the current twist, and its gradient over a batch of such data. Each objective lives in
+ * its own file beside this one; index.ts maps the `--loss` names to them.
+ */
+import { LoadedModel } from "../../lm/model/loadModel";
+import { MathProblem } from "../../math/dataset";
+import { SmcLevel } from "../../smc/twistedSmc";
+import { TwistHead } from "../../twist/twistFile";
+import { CollectOptions, ProblemData } from "../samples";
+
+export interface ObjectiveResult {
+  grads: Float64Array[];
+  /** The objective's value: the CTL surrogate (its gradient is the CTL gradient) or the mean BCE. */
+  loss: number;
+}
+
+/** What a fresh head is made for. */
+export interface HeadOptions {
+  level: SmcLevel;
+  hiddenSize: number;
+  vocabSize: number;
+  /** Rank of a factorised head (--rank), where the head has one. */
+  rank: number;
+  /** The run's seed: a head's random initial values are drawn from `head:${seed}`. */
+  seed: number;
+}
+
+export interface TwistObjective<Head extends TwistHead = TwistHead, Data extends ProblemData<object> = ProblemData<object>> {
+  /** Its `--loss` name. */
+  readonly name: string;
+  /** What it learns, as twist files and checkpoints record it. */
+  readonly description: string;
+  /** The twist levels it trains (`--twist`). */
+  readonly levels: readonly SmcLevel[];
+  /** The Adam step size when --learning_rate is not given. */
+  readonly learningRate: number;
+  /** The head a run starts from. */
+  initHead(o: HeadOptions): Head;
+  /** One problem's data under the current twist (`o.twist`, the head as it runs in SMC). */
+  collect(model: LoadedModel, problem: MathProblem, o: CollectOptions): Promise<Data>;
+  /** The gradient of the objective over a batch with respect to the head's parameters, and its value. */
+  gradient(head: Head, data: readonly Data[]): ObjectiveResult;
+}
+
+/** Divides the summed gradients and loss by `n`: the mean over problems, rows or lines. */
+export function average(grads: Float64Array[], loss: number, n: number): ObjectiveResult {
+  for (const g of grads) for (let i = 0; i < g.length; i++) g[i] /= n;
+  return { grads, loss: loss / n };
+}
