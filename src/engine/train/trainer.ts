@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { loadModel, LoadedModel } from "../lm/model/loadModel";
 import { Split } from "../math/problems";
 import { SmcLevel } from "../smc/twistedSmc";
+import { TrainBatchMetrics } from "../../protocol/training";
 import { Adam } from "../twist/adam";
 import { TokenTwistHead } from "../twist/heads";
 import { modelFingerprint, saveTwist, TwistHead } from "../twist/twistFile";
@@ -48,18 +49,8 @@ export interface TrainConfig {
   threads?: number;
 }
 
-export interface BatchMetrics {
-  epoch: number;
-  batch: number;
-  step: number;
-  loss: number;
-  reward: number;
-  sampleAccuracy: number;
-  ess: number;
-  logZ: number;
-  exactPositives: number;
-  seconds: number;
-}
+/** One batch's numbers: the protocol's, as they go to the editor in `--progress json` lines. */
+export type BatchMetrics = TrainBatchMetrics;
 
 export interface TrainHooks {
   onStart?: (info: { problems: number; batchesPerEpoch: number; resumedAt?: number; skipped: string[]; model: string; data: string }) => void;
