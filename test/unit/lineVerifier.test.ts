@@ -10,7 +10,7 @@ import { loadTwist, saveTwist, TwistFileError } from "../../src/engine/twist/twi
 import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
 import { mineLineLabels } from "../../src/engine/train/lineLabels";
 import { prmGradient } from "../../src/engine/train/objectives";
-import { ProblemData } from "../../src/engine/train/samples";
+import { PrmData } from "../../src/engine/train/objectives/prm";
 import { Rng } from "../../src/engine/util/rng";
 import { MODEL_DIR } from "./helpers";
 
@@ -88,7 +88,7 @@ describe("line verifier", () => {
     const v = LineVerifier.init(D, new Rng(4));
     const adam = new Adam(v.parameters(), 0.02);
     for (let step = 0; step < 400; step++) {
-      const data = [{ lines: Array.from({ length: 64 }, line) } as unknown as ProblemData];
+      const data = [{ lines: Array.from({ length: 64 }, line) } as unknown as PrmData];
       adam.step(prmGradient(v, data).grads);
     }
     const test = Array.from({ length: 1000 }, line);

@@ -58,11 +58,9 @@ export interface ProblemStats {
 
 /**
  * One problem's data for an objective: the rows it gathered (`Rows`, declared in the objective's file)
- * and the statistics every objective reports. `ProblemData` alone is some objective's data, its rows
- * unchecked (as a test that builds data by hand passes it).
+ * and the statistics every objective reports.
  */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- unknown rows, unchecked: see above
-export type ProblemData<Rows extends object = any> = Rows & { stats: ProblemStats };
+export type ProblemData<Rows extends object = object> = Rows & { stats: ProblemStats };
 
 export interface CollectOptions {
   level: SmcLevel;
