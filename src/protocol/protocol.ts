@@ -8,9 +8,14 @@ import type { AnswerProbability, SmcRecord, SmcStepRecord, SolvedParticle, WireL
 
 export type { AnswerProbability, SmcRecord, SmcStepRecord, SolvedParticle, WireLogWeight };
 
-export type Level = "token" | "step";
-export type Resampling = "multinomial" | "stratified" | "systematic" | "residual";
-export type DeviceRequest = "auto" | "cpu" | "webgpu" | "cuda";
+/** Twist and resample per token (Zhao et al.) or per reasoning line (Feng et al.). */
+export const LEVELS = ["token", "step"] as const;
+export type Level = (typeof LEVELS)[number];
+export const RESAMPLING_SCHEMES = ["multinomial", "stratified", "systematic", "residual"] as const;
+export type Resampling = (typeof RESAMPLING_SCHEMES)[number];
+/** Where the model runs; `auto` picks the most capable one that works. */
+export const DEVICES = ["auto", "cpu", "webgpu", "cuda"] as const;
+export type DeviceRequest = (typeof DEVICES)[number];
 
 /** What the engine needs to run a model; a change of any of these reloads it. */
 export interface ModelSettings {

@@ -3,10 +3,11 @@
  * count for particle i is K·w_i (unbiased). Stratified, systematic and residual resampling have lower
  * variance than multinomial (Douc, Cappé & Moulines 2005).
  */
+import { RESAMPLING_SCHEMES, Resampling } from "../../protocol/protocol";
 import { Rng } from "../util/rng";
 
-export const RESAMPLING_SCHEMES = ["multinomial", "stratified", "systematic", "residual"] as const;
-export type ResamplingScheme = (typeof RESAMPLING_SCHEMES)[number];
+export { RESAMPLING_SCHEMES };
+export type ResamplingScheme = Resampling;
 
 /** Ancestor indices from sorted uniforms u_0 ≤ … ≤ u_{K−1} in [0, 1), by walking the CDF once. */
 function invertSortedUniforms(w: ArrayLike<number>, u: ArrayLike<number>): number[] {

@@ -22,6 +22,7 @@
  */
 import { CausalLM } from "../lm/causalLm";
 import { Rng } from "../util/rng";
+import type { Level } from "../../protocol/protocol";
 import { SmcStepRecord } from "../../protocol/record";
 import { ParticleBatch } from "./particleBatch";
 import { copyAncestors, initialParticles, Particle, stepRecord } from "./particles";
@@ -31,7 +32,7 @@ import { Proposal, TokenSources } from "./tokenSources";
 import { CONFIDENCE_FEATURES, StepTwist, Twist, TwistInput } from "./twist";
 import { effectiveSampleSize, logMeanExp, normalize } from "./weights";
 
-export type SmcLevel = "token" | "step";
+export type SmcLevel = Level;
 export type ResamplePolicy = "adaptive" | "always" | "never";
 
 export interface SmcOptions {

@@ -3,13 +3,15 @@ import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { loadProblemsJsonl, MathProblem } from "../math/dataset";
 import { synthesize, Split } from "../math/problems";
+import { gsm8kDirFromEnv } from "../environment";
 import { InputError } from "../util/errors";
 
 export class DatasetError extends InputError {}
 
 /** GSM8K's folder: $TWISTED_SMC_GSM8K, else a shared/datasets/gsm8k found above the working folder or this file. */
 export function gsm8kDir(): string {
-  if (process.env.TWISTED_SMC_GSM8K) return resolve(process.env.TWISTED_SMC_GSM8K);
+  const given = gsm8kDirFromEnv();
+  if (given) return given;
   for (const start of [process.cwd(), __dirname]) {
     for (let dir = start; ; dir = dirname(dir)) {
       for (const candidate of [join(dir, "shared/datasets/gsm8k"), join(dir, "../shared/datasets/gsm8k")]) {

@@ -9,8 +9,10 @@ import { basename, dirname, join } from "node:path";
 import { InputError } from "../../util/errors";
 import { WebGpuValidation, webgpuValidationFromEnv } from "../../environment";
 
-export const DEVICES = ["auto", "cpu", "webgpu", "cuda"] as const;
-export type DeviceRequest = (typeof DEVICES)[number];
+import { DEVICES, DeviceRequest } from "../../../protocol/protocol";
+
+export { DEVICES };
+export type { DeviceRequest };
 export type Device = Exclude<DeviceRequest, "auto">;
 
 export interface DeviceAttempt {
