@@ -38,7 +38,12 @@ const targets = [
   {
     // The engine runs as a child process and from the command line; onnxruntime-node's native
     // binding cannot be bundled, so it stays a runtime dependency.
-    entryPoints: { cli: "src/engine/cli/main.ts", engine: "src/engine/server/entry.ts", bench: "src/bench/bench.ts", "decode-bench": "src/bench/decodeBench.ts" },
+    entryPoints: {
+      cli: "src/engine/cli/main.ts",
+      engine: "src/engine/server/entry.ts",
+      bench: "src/bench/bench.ts",
+      "decode-bench": "src/bench/decodeBench.ts",
+    },
     platform: "node",
     target: "node20",
     format: "cjs",
@@ -62,7 +67,11 @@ const targets = [
   },
   {
     // Extension-host tests (test/e2e): run inside VS Code, so `vscode` and mocha come from there.
-    entryPoints: { index: "test/e2e/suite/index.ts", "solve.e2e": "test/e2e/suite/solve.e2e.ts", "trust.e2e": "test/e2e/suite/trust.e2e.ts" },
+    entryPoints: {
+      index: "test/e2e/suite/index.ts",
+      "solve.e2e": "test/e2e/suite/solve.e2e.ts",
+      "trust.e2e": "test/e2e/suite/trust.e2e.ts",
+    },
     platform: "node",
     target: "node20",
     format: "cjs",

@@ -5,14 +5,30 @@ import globals from "globals";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "dist-test/", "out/", "media/panel.js", ".test-artifacts/", ".gpu/", "gpu-results/", "models/", "scripts/demo-model/work/", "node_modules/"] },
+  {
+    ignores: [
+      "dist/",
+      "dist-test/",
+      "out/",
+      "media/panel.js",
+      ".test-artifacts/",
+      ".gpu/",
+      "gpu-results/",
+      "models/",
+      "scripts/demo-model/work/",
+      "node_modules/",
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
     languageOptions: { globals: { ...globals.node } },
     rules: {
       // `_name` marks a value kept on purpose (a destructured field left out, a required parameter).
-      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", destructuredArrayIgnorePattern: "^_" }],
+      "@typescript-eslint/no-unused-vars": [
+        "error",
+        { argsIgnorePattern: "^_", varsIgnorePattern: "^_", destructuredArrayIgnorePattern: "^_" },
+      ],
     },
   },
   // Plain Node scripts (CommonJS): require is how they load.

@@ -8,7 +8,13 @@ const os = require("node:os");
 const path = require("node:path");
 
 const repo = path.resolve(__dirname, "..");
-const targets = { "linux-x64": ["linux", "x64"], "linux-arm64": ["linux", "arm64"], "darwin-arm64": ["darwin", "arm64"], "win32-x64": ["win32", "x64"], "win32-arm64": ["win32", "arm64"] };
+const targets = {
+  "linux-x64": ["linux", "x64"],
+  "linux-arm64": ["linux", "arm64"],
+  "darwin-arm64": ["darwin", "arm64"],
+  "win32-x64": ["win32", "x64"],
+  "win32-arm64": ["win32", "arm64"],
+};
 const i = process.argv.indexOf("--target");
 const target = i > 0 ? process.argv[i + 1] : `${process.platform}-${process.arch}`;
 if (!targets[target]) {
@@ -23,6 +29,10 @@ fs.writeFileSync(ignore, fs.readFileSync(path.join(repo, ".vscodeignore"), "utf8
 const version = require(path.join(repo, "package.json")).version;
 const out = path.join(repo, `twisted-smc-math-${target}-${version}.vsix`);
 const vsce = path.join(repo, "node_modules/.bin/vsce");
-const r = cp.spawnSync(vsce, ["package", "--target", target, "--ignoreFile", ignore, "--allow-missing-repository", "--no-rewrite-relative-links", "--out", out], { cwd: repo, stdio: "inherit", env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip" } });
+const r = cp.spawnSync(
+  vsce,
+  ["package", "--target", target, "--ignoreFile", ignore, "--allow-missing-repository", "--no-rewrite-relative-links", "--out", out],
+  { cwd: repo, stdio: "inherit", env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip" } },
+);
 if (r.status !== 0) process.exit(r.status ?? 1);
 console.log(`package: ${path.basename(out)}, ${(fs.statSync(out).size / 1e6).toFixed(1)} MB`);

@@ -27,7 +27,11 @@ const proportion = (hits: number, total: number) => ({
 async function main() {
   const { tokenizer, lm } = await loadModel(modelDir, { threads: 2 });
   const problems = synthesize("test", n, seed);
-  let greedyHits = 0, sampleHits = 0, majorityHits = 0, passHits = 0, tokens = 0;
+  let greedyHits = 0,
+    sampleHits = 0,
+    majorityHits = 0,
+    passHits = 0,
+    tokens = 0;
   const examples: { question: string; gold: number; greedy: string; greedyAnswer: string | null }[] = [];
   const byDepth = new Map<number, { n: number; greedy: number }>();
   const start = performance.now();

@@ -44,7 +44,15 @@ const tokenizerJson = {
   version: "1.0",
   truncation: null,
   padding: null,
-  added_tokens: SPECIAL.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+  added_tokens: SPECIAL.map((content, id) => ({
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  })),
   normalizer: null,
   pre_tokenizer: { type: "Split", pattern: { Regex: PRETOKENIZER_REGEX }, behavior: "Isolated", invert: false },
   post_processor: {
@@ -104,5 +112,8 @@ texts.forEach((t, i) => {
 writeFileSync(join(work, "train.tokens.u16"), Buffer.from(Uint16Array.from(ids).buffer));
 writeFileSync(join(work, "train.offsets.i32"), Buffer.from(offsets.buffer));
 writeFileSync(join(work, "train.prompt_lens.i32"), Buffer.from(promptLens.buffer));
-writeFileSync(join(work, "meta.json"), JSON.stringify({ n, seed, vocab_size: vocab.length, tokens: ids.length, max_len: maxLen, unknown }, null, 2));
+writeFileSync(
+  join(work, "meta.json"),
+  JSON.stringify({ n, seed, vocab_size: vocab.length, tokens: ids.length, max_len: maxLen, unknown }, null, 2),
+);
 console.log(`encoded ${ids.length} tokens, longest sequence ${maxLen}, unknown tokens ${unknown}`);

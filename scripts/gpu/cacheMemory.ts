@@ -34,8 +34,17 @@ export interface SolveMemory {
 const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
 
 /** Runs the sequences on WebGPU; `report` sees the device line first, then one line per solve. */
-export async function measureCacheMemory(model: string, o: CacheMemoryOptions, report: (line: object) => void = () => undefined): Promise<SolveMemory[]> {
-  const { lm } = await loadModel(model, { device: "webgpu", fixedCapacity: o.fixedCapacity, cacheBudget: o.cacheBudget, capacityStep: o.capacityStep });
+export async function measureCacheMemory(
+  model: string,
+  o: CacheMemoryOptions,
+  report: (line: object) => void = () => undefined,
+): Promise<SolveMemory[]> {
+  const { lm } = await loadModel(model, {
+    device: "webgpu",
+    fixedCapacity: o.fixedCapacity,
+    cacheBudget: o.cacheBudget,
+    capacityStep: o.capacityStep,
+  });
   const decoder = lm instanceof OnnxDecoder ? lm : undefined;
   report({ device: lm.device, fixedCapacity: decoder?.fixedCapacity, loadedRssMiB: mib(process.memoryUsage().rss) });
   const step = async (state: DecoderState) => {
@@ -57,7 +66,13 @@ export async function measureCacheMemory(model: string, o: CacheMemoryOptions, r
         state = await step(kept);
       }
       state.dispose();
-      const line: SolveMemory = { K, rssMiB: mib(process.memoryUsage().rss), ...(decoder?.fixedCapacity ? { retainedMiB: mib(decoder.retainedCacheBytes), retainedBytes: decoder.retainedCacheBytes, reopens: decoder.sessionReopens } : {}) };
+      const line: SolveMemory = {
+        K,
+        rssMiB: mib(process.memoryUsage().rss),
+        ...(decoder?.fixedCapacity
+          ? { retainedMiB: mib(decoder.retainedCacheBytes), retainedBytes: decoder.retainedCacheBytes, reopens: decoder.sessionReopens }
+          : {}),
+      };
       solves.push(line);
       report(line);
     }
@@ -71,7 +86,14 @@ export async function measureCacheMemory(model: string, o: CacheMemoryOptions, r
 // Run as a script, not imported: in a bundle (the kit's test suite) every module's `module` is the bundle's.
 if (require.main === module && /cacheMemory\.[jt]s$/.test(process.argv[1] ?? "")) {
   const { values } = parseArgs({
-    options: { model: { type: "string" }, ks: { type: "string" }, "fixed-capacity": { type: "string" }, "budget-mb": { type: "string" }, prompt: { type: "string" }, steps: { type: "string" } },
+    options: {
+      model: { type: "string" },
+      ks: { type: "string" },
+      "fixed-capacity": { type: "string" },
+      "budget-mb": { type: "string" },
+      prompt: { type: "string" },
+      steps: { type: "string" },
+    },
   });
   if (!values.model) throw new Error("cacheMemory: --model DIR is required");
   const options: CacheMemoryOptions = {

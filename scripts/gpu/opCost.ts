@@ -28,11 +28,26 @@ import { GRAPH, modelBytes, MODEL, msOpsetImport, MS_DOMAIN, node, tensor, tenso
 import { bytesField, concat } from "../../src/engine/lm/onnx/protoWire";
 import { median } from "../../src/bench/median";
 
-export const CASES = ["attention-growing", "attention-same-cache", "attention-capacity", "neg-fed-back", "neg-same-input", "concat-growing"] as const;
+export const CASES = [
+  "attention-growing",
+  "attention-same-cache",
+  "attention-capacity",
+  "neg-fed-back",
+  "neg-same-input",
+  "concat-growing",
+] as const;
 export type Case = (typeof CASES)[number];
-const FLOAT = 1, INT32 = 6;
+const FLOAT = 1,
+  INT32 = 6;
 
-export interface Shape { k: number; layers: number; heads: number; headDim: number; cache: number; capacity: number }
+export interface Shape {
+  k: number;
+  layers: number;
+  heads: number;
+  headDim: number;
+  cache: number;
+  capacity: number;
+}
 
 const cacheNames = (l: number) => ({ past: [`past.${l}.key`, `past.${l}.value`], present: [`present.${l}.key`, `present.${l}.value`] });
 
@@ -42,7 +57,11 @@ function graph(kind: Case, s: Shape): { bytes: Uint8Array; nodes: number } {
   const nodes: Uint8Array[] = [];
   const io: Uint8Array[] = ["q", "k", "v"].map((n) => bytesField(GRAPH.input, tensorValueInfo(n, FLOAT, ["B", 1, width])));
   const attention = kind.startsWith("attention");
-  if (kind === "attention-capacity") io.push(bytesField(GRAPH.input, tensorValueInfo("seqlens_k", INT32, ["B"])), bytesField(GRAPH.input, tensorValueInfo("total_len", INT32, [])));
+  if (kind === "attention-capacity")
+    io.push(
+      bytesField(GRAPH.input, tensorValueInfo("seqlens_k", INT32, ["B"])),
+      bytesField(GRAPH.input, tensorValueInfo("total_len", INT32, [])),
+    );
   if (kind === "concat-growing") {
     // The new token's keys and values as (batch, heads, 1, headDim), as an export makes them.
     nodes.push(node("Constant", [], ["bsnh"], "bsnh", { value: { tensor: tensor("int64", [4], [0, 1, s.heads, s.headDim]) } }));
@@ -64,9 +83,25 @@ function graph(kind: Case, s: Shape): { bytes: Uint8Array; nodes: number } {
       continue;
     }
     io.push(bytesField(GRAPH.output, tensorValueInfo(`out${l}`, FLOAT, ["B", 1, width])));
-    nodes.push(kind === "attention-capacity"
-      ? node("GroupQueryAttention", ["q", "k", "v", ...past, "seqlens_k", "total_len"], [`out${l}`, ...present], `gqa${l}`, { num_heads: s.heads, kv_num_heads: s.heads }, MS_DOMAIN)
-      : node("MultiHeadAttention", ["q", "k", "v", "", "", "", ...past], [`out${l}`, ...present], `mha${l}`, { num_heads: s.heads }, MS_DOMAIN));
+    nodes.push(
+      kind === "attention-capacity"
+        ? node(
+            "GroupQueryAttention",
+            ["q", "k", "v", ...past, "seqlens_k", "total_len"],
+            [`out${l}`, ...present],
+            `gqa${l}`,
+            { num_heads: s.heads, kv_num_heads: s.heads },
+            MS_DOMAIN,
+          )
+        : node(
+            "MultiHeadAttention",
+            ["q", "k", "v", "", "", "", ...past],
+            [`out${l}`, ...present],
+            `mha${l}`,
+            { num_heads: s.heads },
+            MS_DOMAIN,
+          ),
+    );
   }
   const graphBody = [...nodes.map((n) => bytesField(GRAPH.node, n)), ...io];
   return { bytes: concat([modelBytes(kind, graphBody, 17), bytesField(MODEL.opsetImport, msOpsetImport())]), nodes: nodes.length };
@@ -77,9 +112,15 @@ function graph(kind: Case, s: Shape): { bytes: Uint8Array; nodes: number } {
  * process and sets its buffer cache from the first session's options (later sessions' are ignored),
  * so every session of a run gets the same mode, the first one created included.
  */
-const webgpu = (storageCache?: string) => ({ name: "webgpu", ...(storageCache ? { storageBufferCacheMode: storageCache } : {}) }) as ort.InferenceSession.ExecutionProviderConfig;
+const webgpu = (storageCache?: string) =>
+  ({ name: "webgpu", ...(storageCache ? { storageBufferCacheMode: storageCache } : {}) }) as ort.InferenceSession.ExecutionProviderConfig;
 
-interface Options { storageCache?: string; profile?: string; memPattern?: boolean; report?: (line: string) => void }
+interface Options {
+  storageCache?: string;
+  profile?: string;
+  memPattern?: boolean;
+  report?: (line: string) => void;
+}
 
 async function measure(kind: Case, s: Shape, steps: number, drain: ort.InferenceSession, { storageCache, profile, memPattern }: Options) {
   const attention = kind.startsWith("attention");
@@ -92,13 +133,21 @@ async function measure(kind: Case, s: Shape, steps: number, drain: ort.Inference
     ...(memPattern === undefined ? {} : { enableMemPattern: memPattern }),
   });
   const length = kind === "attention-capacity" ? s.capacity : s.cache;
-  let cache: ort.Tensor[] = Array.from({ length: 2 * s.layers }, () => new ort.Tensor("float32", new Float32Array(s.k * s.heads * length * s.headDim), [s.k, s.heads, length, s.headDim]));
+  let cache: ort.Tensor[] = Array.from(
+    { length: 2 * s.layers },
+    () => new ort.Tensor("float32", new Float32Array(s.k * s.heads * length * s.headDim), [s.k, s.heads, length, s.headDim]),
+  );
   const times: number[] = [];
   const fedBack = kind !== "attention-same-cache" && kind !== "neg-same-input";
   try {
     for (let t = 0; t < steps; t++) {
       const feeds: Record<string, ort.Tensor> = {};
-      for (const n of ["q", "k", "v"]) feeds[n] = new ort.Tensor("float32", new Float32Array(s.k * s.heads * s.headDim).fill(0.01 * (t + 1)), [s.k, 1, s.heads * s.headDim]);
+      for (const n of ["q", "k", "v"])
+        feeds[n] = new ort.Tensor("float32", new Float32Array(s.k * s.heads * s.headDim).fill(0.01 * (t + 1)), [
+          s.k,
+          1,
+          s.heads * s.headDim,
+        ]);
       if (kind === "attention-capacity") {
         // Every row `cache + t` tokens long; the new one written at that slot of the fixed-size cache.
         feeds.seqlens_k = new ort.Tensor("int32", new Int32Array(s.k).fill(s.cache + t), [s.k]);
@@ -124,7 +173,12 @@ async function measure(kind: Case, s: Shape, steps: number, drain: ort.Inference
     const drained = performance.now() - t0;
     const later = times.slice(Math.min(5, steps - 1));
     return {
-      case: kind, ...s, capacity: kind === "attention-capacity" ? s.capacity : undefined, steps, storageCache, memPattern,
+      case: kind,
+      ...s,
+      capacity: kind === "attention-capacity" ? s.capacity : undefined,
+      steps,
+      storageCache,
+      memPattern,
       nodesPerStep: nodes,
       msPerStepMedian: Number(median(later).toFixed(2)),
       msPerStepWithDrain: Number(((later.reduce((a, b) => a + b, 0) + drained) / later.length).toFixed(2)),
@@ -137,19 +191,24 @@ async function measure(kind: Case, s: Shape, steps: number, drain: ort.Inference
 }
 
 /** Every case at one shape, one result each (see the file's comment). */
-export async function measureOpCosts(
-  s: Shape,
-  steps: number,
-  cases: readonly Case[] = CASES,
-  options: Options = {},
-) {
+export async function measureOpCosts(s: Shape, steps: number, cases: readonly Case[] = CASES, options: Options = {}) {
   if (Object.values(s).some((v) => !Number.isInteger(v) || v < 1) || s.capacity < s.cache + steps) {
-    throw new Error(`every size must be a positive integer and --capacity at least --cache + --steps (${s.cache + steps}): ${JSON.stringify(s)}`);
+    throw new Error(
+      `every size must be a positive integer and --capacity at least --cache + --steps (${s.cache + steps}): ${JSON.stringify(s)}`,
+    );
   }
   const unknown = cases.filter((c) => !CASES.includes(c));
   if (unknown.length) throw new Error(`unknown case ${unknown.join(", ")}; the cases are ${CASES.join(", ")}`);
   // A one-number reduction of a cache tensor, on the GPU, returned to the CPU.
-  const drainGraph = modelBytes("drain", [bytesField(GRAPH.node, node("ReduceSum", ["x"], ["y"], "sum", { keepdims: 0 })), bytesField(GRAPH.input, tensorValueInfo("x", FLOAT, ["B", s.heads, "T", s.headDim])), bytesField(GRAPH.output, tensorValueInfo("y", FLOAT, []))], 17);
+  const drainGraph = modelBytes(
+    "drain",
+    [
+      bytesField(GRAPH.node, node("ReduceSum", ["x"], ["y"], "sum", { keepdims: 0 })),
+      bytesField(GRAPH.input, tensorValueInfo("x", FLOAT, ["B", s.heads, "T", s.headDim])),
+      bytesField(GRAPH.output, tensorValueInfo("y", FLOAT, [])),
+    ],
+    17,
+  );
   const drain = await ort.InferenceSession.create(drainGraph, { executionProviders: [webgpu(options.storageCache)] });
   try {
     await drain.run({ x: new ort.Tensor("float32", new Float32Array(s.heads * s.headDim), [1, s.heads, 1, s.headDim]) });
@@ -167,14 +226,30 @@ export async function measureOpCosts(
 async function main() {
   const { values } = parseArgs({
     options: {
-      k: { type: "string" }, layers: { type: "string" }, heads: { type: "string" }, "head-dim": { type: "string" }, cache: { type: "string" },
-      capacity: { type: "string" }, steps: { type: "string" }, cases: { type: "string" }, "storage-cache": { type: "string" }, profile: { type: "string" }, "mem-pattern": { type: "string" },
+      k: { type: "string" },
+      layers: { type: "string" },
+      heads: { type: "string" },
+      "head-dim": { type: "string" },
+      cache: { type: "string" },
+      capacity: { type: "string" },
+      steps: { type: "string" },
+      cases: { type: "string" },
+      "storage-cache": { type: "string" },
+      profile: { type: "string" },
+      "mem-pattern": { type: "string" },
     },
   });
   const int = (v: string | undefined, d: number) => (v === undefined ? d : Number(v));
   const steps = int(values.steps, 30);
   const cache = int(values.cache, 256);
-  const shape: Shape = { k: int(values.k, 16), layers: int(values.layers, 12), heads: int(values.heads, 12), headDim: int(values["head-dim"], 64), cache, capacity: int(values.capacity, cache + steps) };
+  const shape: Shape = {
+    k: int(values.k, 16),
+    layers: int(values.layers, 12),
+    heads: int(values.heads, 12),
+    headDim: int(values["head-dim"], 64),
+    cache,
+    capacity: int(values.capacity, cache + steps),
+  };
   await measureOpCosts(shape, steps, (values.cases ?? CASES.join(",")).split(",") as Case[], {
     storageCache: values["storage-cache"],
     profile: values.profile,

@@ -30,11 +30,16 @@ console.log("pass  wall ms  GPU ms  dispatches");
 perRun.forEach((r, i) => console.log(`${String(i).padStart(4)}  ${ms(r.wall).padStart(7)}  ${ms(r.gpu).padStart(6)}  ${r.dispatches}`));
 // The steady state: the later half of the passes (the first are the prefill and the warm-up).
 const later = perRun.slice(Math.floor(perRun.length / 2));
-console.log(`later passes, median: wall ${ms(median(later.map((r) => r.wall)))} ms, GPU ${ms(median(later.map((r) => r.gpu)))} ms, ${median(later.map((r) => r.dispatches))} dispatches`);
+console.log(
+  `later passes, median: wall ${ms(median(later.map((r) => r.wall)))} ms, GPU ${ms(median(later.map((r) => r.gpu)))} ms, ${median(later.map((r) => r.dispatches))} dispatches`,
+);
 const tally = (key, of = (r) => r.ks) => {
   const sums = new Map();
   for (const r of later) for (const k of of(r)) sums.set(key(k), (sums.get(key(k)) ?? 0) + k.dur);
-  return [...sums].sort((a, b) => b[1] - a[1]).slice(0, top).map(([name, us]) => `${ms(us / later.length).padStart(8)} ms  ${name}`);
+  return [...sums]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([name, us]) => `${ms(us / later.length).padStart(8)} ms  ${name}`);
 };
 console.log("\nGPU time per pass by op type:");
 console.log(tally((k) => k.name.split("&")[1] ?? k.name).join("\n"));
@@ -42,6 +47,16 @@ console.log("\nGPU time per pass by kernel:");
 console.log(tally((k) => k.name.split("&")[0]).join("\n"));
 const cpu = later.map((r) => r.ns.reduce((a, n) => a + n.dur, 0));
 console.log(`\nCPU time in nodes per pass (median): ${ms(median(cpu))} ms, by op type:`);
-console.log(tally((n) => n.args?.op_name ?? n.name, (r) => r.ns).join("\n"));
+console.log(
+  tally(
+    (n) => n.args?.op_name ?? n.name,
+    (r) => r.ns,
+  ).join("\n"),
+);
 console.log("\nCPU time per pass by node:");
-console.log(tally((n) => n.name.replace(/_kernel_time$/, ""), (r) => r.ns).join("\n"));
+console.log(
+  tally(
+    (n) => n.name.replace(/_kernel_time$/, ""),
+    (r) => r.ns,
+  ).join("\n"),
+);

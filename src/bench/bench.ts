@@ -28,8 +28,14 @@ function torchReference(modelDir: string, prompt: number[], k: number): Record<s
   const python = "/usr/bin/python3";
   if (!existsSync(python)) return "no /usr/bin/python3";
   const script = join(__dirname, "../scripts/bench/torch_reference.py");
-  const r = spawnSync(python, [script, modelDir, JSON.stringify(prompt), String(k), String(STEPS), String(threads)], { encoding: "utf8", timeout: 300000 });
-  if (r.status !== 0) return /No module named 'torch'/.test(r.stderr) ? "PyTorch is not installed (apt-get install python3-torch)" : `failed: ${r.stderr.trim().split("\n").pop()}`;
+  const r = spawnSync(python, [script, modelDir, JSON.stringify(prompt), String(k), String(STEPS), String(threads)], {
+    encoding: "utf8",
+    timeout: 300000,
+  });
+  if (r.status !== 0)
+    return /No module named 'torch'/.test(r.stderr)
+      ? "PyTorch is not installed (apt-get install python3-torch)"
+      : `failed: ${r.stderr.trim().split("\n").pop()}`;
   return JSON.parse(r.stdout);
 }
 
@@ -51,8 +57,16 @@ async function main() {
       const g = await generate(lm, prompt, { numSamples: K, maxTokens: STEPS + 1, temperature: 1, seed: r, isEos: () => false });
       const t0 = performance.now();
       const s = await runTwistedSmc(lm, prompt, {
-        particles: K, level: "token", resampling: "systematic", essThreshold: 0.5, resample: "adaptive", maxTokens: STEPS + 1,
-        temperature: 1, seed: r, twist, text: { isEos: () => false, isLineEnd: () => false, decode: (t) => tokenizer.decode(t) },
+        particles: K,
+        level: "token",
+        resampling: "systematic",
+        essThreshold: 0.5,
+        resample: "adaptive",
+        maxTokens: STEPS + 1,
+        temperature: 1,
+        seed: r,
+        twist,
+        text: { isEos: () => false, isLineEnd: () => false, decode: (t) => tokenizer.decode(t) },
       });
       const smcTotal = performance.now() - t0;
       if (r === 0) continue; // warm-up
@@ -68,21 +82,30 @@ async function main() {
       plainSampling: { msPerStep: round(plain), tokensPerSecond: Math.round((K * 1000) / plain) },
       twistedSmc: { msPerStep: round(smc), tokensPerSecond: Math.round((K * 1000) / smc), resamplesPerRun: resamples / REPEATS },
       smcOverPlain: round(smc / plain),
-      pytorchCpuEager: typeof torch === "string" ? { unavailable: torch } : { msPerStep: round(torch.msPerStep as number), tokensPerSecond: Math.round(torch.tokensPerSecond as number) },
+      pytorchCpuEager:
+        typeof torch === "string"
+          ? { unavailable: torch }
+          : { msPerStep: round(torch.msPerStep as number), tokensPerSecond: Math.round(torch.tokensPerSecond as number) },
       engineOverPytorch: typeof torch === "string" ? null : round(plain / (torch.msPerStep as number)),
     });
   }
   const usage = process.resourceUsage();
-  console.log(JSON.stringify({
-    model: modelDir,
-    device: lm.device,
-    steps: STEPS,
-    repeats: REPEATS,
-    threads,
-    results: rows,
-    peakRssMiB: Math.round(usage.maxRSS / 1024),
-    goals: { "smcOverPlain at K=16": "<= 1.15", engineOverPytorch: "<= 1 (engine at least as fast)" },
-  }, null, 2));
+  console.log(
+    JSON.stringify(
+      {
+        model: modelDir,
+        device: lm.device,
+        steps: STEPS,
+        repeats: REPEATS,
+        threads,
+        results: rows,
+        peakRssMiB: Math.round(usage.maxRSS / 1024),
+        goals: { "smcOverPlain at K=16": "<= 1.15", engineOverPytorch: "<= 1 (engine at least as fast)" },
+      },
+      null,
+      2,
+    ),
+  );
   await lm.dispose();
 }
 

@@ -38,7 +38,21 @@ import { median } from "./median";
 async function main() {
   const { values } = parseArgs({
     options: {
-      model: { type: "string" }, levels: { type: "string" }, "sample-in-graph": { type: "string" }, "fewest-kernels": { type: "string" }, reference: { type: "string" }, "reference-device": { type: "string" }, devices: { type: "string" }, ks: { type: "string" }, cache: { type: "string" }, steps: { type: "string" }, threads: { type: "string" }, "webgpu-validation": { type: "string" }, profile: { type: "string" }, "fixed-capacity": { type: "string" }, "pack-step": { type: "string" },
+      model: { type: "string" },
+      levels: { type: "string" },
+      "sample-in-graph": { type: "string" },
+      "fewest-kernels": { type: "string" },
+      reference: { type: "string" },
+      "reference-device": { type: "string" },
+      devices: { type: "string" },
+      ks: { type: "string" },
+      cache: { type: "string" },
+      steps: { type: "string" },
+      threads: { type: "string" },
+      "webgpu-validation": { type: "string" },
+      profile: { type: "string" },
+      "fixed-capacity": { type: "string" },
+      "pack-step": { type: "string" },
     },
   });
   if (!values.model) throw new Error("--model DIR is required");
@@ -54,13 +68,33 @@ async function main() {
   const fuse = values["fewest-kernels"];
   const capacity = values["fixed-capacity"];
   const report = (r: Record<string, unknown>) =>
-    console.log(JSON.stringify({ model: values.model, steps, ...(validation ? { validation } : {}), ...(fuse ? { fewestKernels: fuse } : {}), ...(capacity ? { fixedCapacity: capacity } : {}), ...(values["pack-step"] ? { packStep: values["pack-step"] } : {}), ...r }));
+    console.log(
+      JSON.stringify({
+        model: values.model,
+        steps,
+        ...(validation ? { validation } : {}),
+        ...(fuse ? { fewestKernels: fuse } : {}),
+        ...(capacity ? { fixedCapacity: capacity } : {}),
+        ...(values["pack-step"] ? { packStep: values["pack-step"] } : {}),
+        ...r,
+      }),
+    );
   for (const device of devices) {
     const t0 = performance.now();
     let model;
     try {
       const threads = values.threads ? Number(values.threads) : undefined;
-      model = await loadModel(values.model, { device, threads, sampleInGraph: yesNo(values["sample-in-graph"]), fewestKernels: yesNo(fuse), fixedCapacity: yesNo(capacity), packStep: yesNo(values["pack-step"]), cacheBudget: Infinity, webgpuValidation, ortProfile });
+      model = await loadModel(values.model, {
+        device,
+        threads,
+        sampleInGraph: yesNo(values["sample-in-graph"]),
+        fewestKernels: yesNo(fuse),
+        fixedCapacity: yesNo(capacity),
+        packStep: yesNo(values["pack-step"]),
+        cacheBudget: Infinity,
+        webgpuValidation,
+        ortProfile,
+      });
     } catch (e) {
       report({ device, error: (e as Error).message });
       continue;
@@ -73,8 +107,17 @@ async function main() {
       continue;
     }
     if (values.reference) {
-      const ref = await loadModel(values.reference, { device: (values["reference-device"] ?? "cpu") as DeviceRequest, threads: values.threads ? Number(values.threads) : undefined, webgpuValidation });
-      report({ device: lm.device, reference: `${values.reference} on ${ref.lm.device}`, ...cacheKind(lm), ...(await agreement(lm, ref.lm)) });
+      const ref = await loadModel(values.reference, {
+        device: (values["reference-device"] ?? "cpu") as DeviceRequest,
+        threads: values.threads ? Number(values.threads) : undefined,
+        webgpuValidation,
+      });
+      report({
+        device: lm.device,
+        reference: `${values.reference} on ${ref.lm.device}`,
+        ...cacheKind(lm),
+        ...(await agreement(lm, ref.lm)),
+      });
       await ref.lm.dispose();
     }
     const rng = new Rng(1);
@@ -86,8 +129,15 @@ async function main() {
     for (const level of (values.levels ?? "token,step").split(",") as ("token" | "step")[]) {
       for (const K of ks) {
         const opts = {
-          particles: K, level, resampling: "systematic" as const, essThreshold: 0.5, resample: "adaptive" as const,
-          maxTokens: steps, temperature: 1, twist: level === "token" ? twist : valueTwist, text: { isEos: () => false, isLineEnd: () => false, decode: () => "" },
+          particles: K,
+          level,
+          resampling: "systematic" as const,
+          essThreshold: 0.5,
+          resample: "adaptive" as const,
+          maxTokens: steps,
+          temperature: 1,
+          twist: level === "token" ? twist : valueTwist,
+          text: { isEos: () => false, isLineEnd: () => false, decode: () => "" },
         };
         try {
           await runTwistedSmc(lm, prompt, { ...opts, maxTokens: 3, seed: 0 }); // warm-up
@@ -101,8 +151,17 @@ async function main() {
           const ms = (end - t) / r.forwardPasses;
           const readbackKiBPerStep = lm.readback ? Math.round((readBytes() - readBefore) / 1024 / r.forwardPasses) : undefined;
           report({
-            device: lm.device, level, K, cache, msPerStep: Math.round(ms * 100) / 100, msPerStepMedian: Math.round(median(starts.intervals(end)) * 100) / 100, tokensPerSecond: Math.round((K * 1000) / ms), resampled: r.resampledAt.length,
-            drawnInGraph: Math.round((100 * r.drawnInGraph) / r.generatedTokens) / 100, readbackKiBPerStep, loadMs: Math.round(loadMs),
+            device: lm.device,
+            level,
+            K,
+            cache,
+            msPerStep: Math.round(ms * 100) / 100,
+            msPerStepMedian: Math.round(median(starts.intervals(end)) * 100) / 100,
+            tokensPerSecond: Math.round((K * 1000) / ms),
+            resampled: r.resampledAt.length,
+            drawnInGraph: Math.round((100 * r.drawnInGraph) / r.generatedTokens) / 100,
+            readbackKiBPerStep,
+            loadMs: Math.round(loadMs),
             ...cacheKind(lm),
           });
         } catch (e) {
@@ -147,13 +206,18 @@ function cacheKind(lm: CausalLM): Record<string, unknown> {
 async function agreement(a: CausalLM, b: CausalLM) {
   const rng = new Rng(7);
   const vocab = Math.min(a.vocabSize, b.vocabSize);
-  let maxAbs = 0, maxRange = 0, top = 0, rows = 0;
+  let maxAbs = 0,
+    maxRange = 0,
+    top = 0,
+    rows = 0;
   const compare = (x: Float32Array, y: Float32Array, held = -1) => {
     for (let r = 0; r < x.length / a.vocabSize; r++) {
       if (r === held) continue;
-      let bx = 0, by = 0;
+      let bx = 0,
+        by = 0;
       for (let i = 0; i < vocab; i++) {
-        const u = x[r * a.vocabSize + i], v = y[r * b.vocabSize + i];
+        const u = x[r * a.vocabSize + i],
+          v = y[r * b.vocabSize + i];
         maxAbs = Math.max(maxAbs, Math.abs(u - v));
         maxRange = Math.max(maxRange, Math.abs(v));
         if (u > x[r * a.vocabSize + bx]) bx = i;

@@ -45,7 +45,8 @@ export type WebGpuValidation = (typeof WEBGPU_VALIDATION)[number];
 /** `value` as a WebGPU validation mode (blank: none), or an InputError saying `name`=value is not one. */
 export function webgpuValidation(value: string | undefined, name: string): WebGpuValidation | undefined {
   if (!value) return undefined;
-  if (!(WEBGPU_VALIDATION as readonly string[]).includes(value)) throw new InputError(`${name}=${value} is not one of ${WEBGPU_VALIDATION.join(", ")}`);
+  if (!(WEBGPU_VALIDATION as readonly string[]).includes(value))
+    throw new InputError(`${name}=${value} is not one of ${WEBGPU_VALIDATION.join(", ")}`);
   return value as WebGpuValidation;
 }
 

@@ -13,7 +13,10 @@ import { AnswerProbability, encodeLogWeight, SmcRecord, SmcStepRecord, SolvedPar
 import { runTwistedSmc, SmcLevel, SmcOptions } from "./smc/twistedSmc";
 
 /** The SMC settings a caller chooses; the engine supplies the model-specific rest. */
-export type SolveOptions = Pick<SmcOptions, "particles" | "level" | "resampling" | "essThreshold" | "resample" | "maxTokens" | "temperature" | "seed" | "twist" | "onStep" | "signal"> & {
+export type SolveOptions = Pick<
+  SmcOptions,
+  "particles" | "level" | "resampling" | "essThreshold" | "resample" | "maxTokens" | "temperature" | "seed" | "twist" | "onStep" | "signal"
+> & {
   /** A name for the twist in results (its file), or null for none. */
   twistName?: string | null;
   /** The known answer, when there is one: the final potential becomes the reward (training, evaluation). */
@@ -92,7 +95,10 @@ export async function solve(model: LoadedModel, problem: string, options: SolveO
   });
   const totalMs = performance.now() - start;
   const texts = run.particles.map((p) => tokenizer.decode(p.tokens));
-  const vote = answerPosterior(texts, run.particles.map((p) => p.logWeight));
+  const vote = answerPosterior(
+    texts,
+    run.particles.map((p) => p.logWeight),
+  );
   const result: SolveResult = {
     problem: question,
     answer: vote.answer,

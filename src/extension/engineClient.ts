@@ -65,7 +65,8 @@ export class EngineClient implements vscode.Disposable {
         // No automatic restart loop: the next use starts a fresh engine.
         closed: () => {
           if (this.state !== "stopped" && this.state !== "crashed") {
-            const message = "The Twisted SMC engine stopped unexpectedly. It restarts on the next solve, or now with Restart Engine; the log may say why.";
+            const message =
+              "The Twisted SMC engine stopped unexpectedly. It restarts on the next solve, or now with Restart Engine; the log may say why.";
             this.log.error("the engine process stopped unexpectedly; it will restart on the next use");
             this.setState("crashed");
             this.crashEmitter.fire(message);
@@ -121,7 +122,10 @@ export class EngineClient implements vscode.Disposable {
       return await send(client);
     } catch (e) {
       // The close may be reported after the request fails, so a disposed connection counts as a crash too.
-      const died = this.state === "crashed" || client.state !== State.Running || /connection (got )?(disposed|closed)|pending response rejected/i.test((e as Error).message);
+      const died =
+        this.state === "crashed" ||
+        client.state !== State.Running ||
+        /connection (got )?(disposed|closed)|pending response rejected/i.test((e as Error).message);
       if (died) {
         throw new Error("The Twisted SMC engine stopped while working (see the Twisted SMC output). It restarts on the next use.");
       }

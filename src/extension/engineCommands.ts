@@ -14,8 +14,16 @@ export function engineCommands(engine: EngineClient, log: vscode.LogOutputChanne
     "twistedSmc.showStatus": async () => {
       try {
         const s = await engine.status();
-        const detail = [`Engine ${engine.state}, pid ${s.pid}, version ${s.version}`, `Model: ${s.model ?? "not loaded yet"}`, `Device: ${s.deviceChoice ?? s.device ?? "not chosen yet"}`, `Twist: ${s.twist ?? "none"}`].join("\n");
-        await offerRestart(vscode.window.showInformationMessage("Twisted SMC engine", { modal: true, detail }, "Restart Engine", "Show Log"), log);
+        const detail = [
+          `Engine ${engine.state}, pid ${s.pid}, version ${s.version}`,
+          `Model: ${s.model ?? "not loaded yet"}`,
+          `Device: ${s.deviceChoice ?? s.device ?? "not chosen yet"}`,
+          `Twist: ${s.twist ?? "none"}`,
+        ].join("\n");
+        await offerRestart(
+          vscode.window.showInformationMessage("Twisted SMC engine", { modal: true, detail }, "Restart Engine", "Show Log"),
+          log,
+        );
       } catch (e) {
         void vscode.window.showErrorMessage(`Twisted SMC: ${(e as Error).message}`);
       }

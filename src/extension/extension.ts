@@ -30,7 +30,11 @@ export function activate(context: vscode.ExtensionContext): ExtensionApi | undef
     const panel = new ParticlePanel(context.extensionUri, runs);
     const tasks = new TwistedSmcTaskProvider(context.extensionUri, (point, reset) => panel.trainProgress(point, reset));
     context.subscriptions.push(
-      log, engine, runs, statusBar, panel,
+      log,
+      engine,
+      runs,
+      statusBar,
+      panel,
       showCrashes(engine, log),
       vscode.window.registerWebviewViewProvider(PANEL_VIEW, panel),
       vscode.tasks.registerTaskProvider(TASK_TYPE, tasks),

@@ -90,7 +90,8 @@ function problemAtLine(s: Scan, i: number): ProblemSpan | undefined {
   const { doc, ls } = s;
   if (s.fenced[i]) return undefined;
   const span = (from: number, to: number): ProblemSpan | undefined => {
-    const start = ls[from].start, end = ls[to].end;
+    const start = ls[from].start,
+      end = ls[to].end;
     const text = plainText(doc.slice(start, end));
     return text ? { start, end, text } : undefined;
   };
@@ -106,7 +107,8 @@ function problemAtLine(s: Scan, i: number): ProblemSpan | undefined {
     return body ? { ...body, start: ls[i].start } : span(i, i);
   }
   if (quote.test(here)) {
-    let from = i, to = i;
+    let from = i,
+      to = i;
     while (from > 0 && quote.test(ls[from - 1].text) && !ls[from - 1].text.includes(RESULT_MARKER)) from--;
     while (to + 1 < ls.length && quote.test(ls[to + 1].text) && !ls[to + 1].text.includes(RESULT_MARKER)) to++;
     return span(from, to);
@@ -123,7 +125,8 @@ function problemAtLine(s: Scan, i: number): ProblemSpan | undefined {
   from = i;
   let to = i;
   while (from > 0 && !isBlank(ls[from - 1].text) && !heading.test(ls[from - 1].text) && !ls[from - 1].text.includes(RESULT_MARKER)) from--;
-  while (to + 1 < ls.length && !isBlank(ls[to + 1].text) && !heading.test(ls[to + 1].text) && !ls[to + 1].text.includes(RESULT_MARKER)) to++;
+  while (to + 1 < ls.length && !isBlank(ls[to + 1].text) && !heading.test(ls[to + 1].text) && !ls[to + 1].text.includes(RESULT_MARKER))
+    to++;
   return span(from, to);
 }
 
@@ -144,7 +147,9 @@ function blocks(s: Scan, skipLine: (i: number) => boolean = () => false): Proble
 /** Every problem in a document, in order: each paragraph, list item or blockquote that looks like math. */
 export function allProblems(doc: string): ProblemSpan[] {
   const s = scan(doc);
-  return blocks(s, (i) => heading.test(s.ls[i].text) || s.fenced[i] || fence.test(s.ls[i].text)).filter((p) => looksLikeMathProblem(p.text));
+  return blocks(s, (i) => heading.test(s.ls[i].text) || s.fenced[i] || fence.test(s.ls[i].text)).filter((p) =>
+    looksLikeMathProblem(p.text),
+  );
 }
 
 export interface ResultSummary {

@@ -19,7 +19,12 @@ export function toPanelRun(r: Run): PanelRun {
     steps: r.steps,
     error: r.error,
     result: res && {
-      answer: res.answer, probability: res.probability, posterior: res.posterior, confidence: res.confidence, level: res.level, twist: res.twist,
+      answer: res.answer,
+      probability: res.probability,
+      posterior: res.posterior,
+      confidence: res.confidence,
+      level: res.level,
+      twist: res.twist,
       particles: res.particles.map((p) => ({ answer: p.answer, logWeight: p.logWeight })),
     },
   };
@@ -37,7 +42,10 @@ export class ParticlePanel implements vscode.WebviewViewProvider, vscode.Disposa
   private focusRun?: string;
   private train: TrainPoint[] = [];
 
-  constructor(private readonly extensionUri: vscode.Uri, private readonly runs: RunStore) {
+  constructor(
+    private readonly extensionUri: vscode.Uri,
+    private readonly runs: RunStore,
+  ) {
     this.buffer = new MessageBuffer<PanelToWebview>(
       (m) => this.view?.webview.postMessage(m) ?? false,
       () => {

@@ -22,16 +22,33 @@ export function renderRun(runs: RunStore, id: string): string {
   const lines = [`# Twisted SMC run`, "", fenced(run.problem), ""];
   const r = run.result;
   if (!r) return [...lines, run.error ? `Failed: ${run.error}` : `Running: ${run.steps.length} steps so far.`].join("\n");
-  if (run.uninserted) lines.push(`Not written into the document: ${run.uninserted}. Run **Twisted SMC: Insert Answer of the Last Run** to put it at the cursor.`, "");
-  lines.push(`**Answer: ${r.answer ?? "none"}** (posterior ${(100 * r.probability).toFixed(1)}%), ${r.particles.length} particles, ${r.level} level, twist ${r.twist ?? "none"}.`, "");
-  lines.push(`log Ẑ ${r.logZ === null ? "−∞" : r.logZ.toFixed(3)}, ${r.steps} steps, resampled at ${r.resampledAt.length ? r.resampledAt.join(", ") : "no step"}; ${r.device}; ${r.timing.totalMs} ms.`, "");
+  if (run.uninserted)
+    lines.push(
+      `Not written into the document: ${run.uninserted}. Run **Twisted SMC: Insert Answer of the Last Run** to put it at the cursor.`,
+      "",
+    );
+  lines.push(
+    `**Answer: ${r.answer ?? "none"}** (posterior ${(100 * r.probability).toFixed(1)}%), ${r.particles.length} particles, ${r.level} level, twist ${r.twist ?? "none"}.`,
+    "",
+  );
+  lines.push(
+    `log Ẑ ${r.logZ === null ? "−∞" : r.logZ.toFixed(3)}, ${r.steps} steps, resampled at ${r.resampledAt.length ? r.resampledAt.join(", ") : "no step"}; ${r.device}; ${r.timing.totalMs} ms.`,
+    "",
+  );
   lines.push("| answer | probability | particles |", "| --- | --- | --- |");
   for (const a of r.posterior) lines.push(`| ${a.answer} | ${(100 * a.probability).toFixed(1)}% | ${a.particles} |`);
   lines.push("", "## Particles", "");
   r.particles
     .map((p, i) => ({ p, i }))
     .sort((a, b) => decodeLogWeight(b.p.logWeight) - decodeLogWeight(a.p.logWeight))
-    .forEach(({ p, i }) => lines.push(`Particle ${i + 1}: answer ${p.answer ?? "none"}, log weight ${p.logWeight === null ? "−∞" : p.logWeight.toFixed(3)}`, "", fenced(p.text), ""));
+    .forEach(({ p, i }) =>
+      lines.push(
+        `Particle ${i + 1}: answer ${p.answer ?? "none"}, log weight ${p.logWeight === null ? "−∞" : p.logWeight.toFixed(3)}`,
+        "",
+        fenced(p.text),
+        "",
+      ),
+    );
   return lines.join("\n");
 }
 

@@ -94,7 +94,9 @@ export class RunStore {
   }
 
   private async save(): Promise<void> {
-    const kept = this.all().filter((r) => r.result).slice(0, KEEP);
+    const kept = this.all()
+      .filter((r) => r.result)
+      .slice(0, KEEP);
     await this.memento.update(KEY, kept);
   }
 

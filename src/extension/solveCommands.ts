@@ -21,17 +21,26 @@ export function targetProblem(editor: vscode.TextEditor): ProblemSpan | string {
   const sel = editor.selection;
   let span: ProblemSpan | undefined;
   if (!sel.isEmpty) {
-    const start = doc.offsetAt(sel.start), end = doc.offsetAt(sel.end);
+    const start = doc.offsetAt(sel.start),
+      end = doc.offsetAt(sel.end);
     span = { start, end, text: plainText(text.slice(start, end)) };
   } else {
     span = problemAt(text, doc.offsetAt(sel.active));
   }
   if (!span || !span.text) return "Select a math word problem, or put the cursor inside one, then run Solve with Twisted SMC.";
-  if (!looksLikeMathProblem(span.text)) return `"${span.text.slice(0, 60)}" does not look like a math word problem (it needs a few words and at least one number).`;
+  if (!looksLikeMathProblem(span.text))
+    return `"${span.text.slice(0, 60)}" does not look like a math word problem (it needs a few words and at least one number).`;
   return span;
 }
 
-export async function solveSpan(engine: EngineClient, runs: RunStore, panel: ParticlePanel, doc: vscode.TextDocument, span: ProblemSpan, title: string): Promise<SolveResultMessage | undefined> {
+export async function solveSpan(
+  engine: EngineClient,
+  runs: RunStore,
+  panel: ParticlePanel,
+  doc: vscode.TextDocument,
+  span: ProblemSpan,
+  title: string,
+): Promise<SolveResultMessage | undefined> {
   const runId = runs.newRunId();
   runs.begin(runId, span.text, { uri: doc.uri.toString(), start: span.start, end: span.end });
   void panel.show(runId, true);
@@ -72,7 +81,15 @@ export const INSERT_ANSWER_COMMAND = "twistedSmc.insertAnswer";
 
 function resultBlock(result: SolveResultMessage, runId: string): string {
   const openRun = `command:${OPEN_RUN_COMMAND}?${encodeURIComponent(JSON.stringify([runId]))}`;
-  return formatResult({ answer: result.answer, probability: result.probability, confidence: result.confidence, particles: result.particles.length, level: result.level, twist: result.twist, openRunUri: openRun });
+  return formatResult({
+    answer: result.answer,
+    probability: result.probability,
+    confidence: result.confidence,
+    particles: result.particles.length,
+    level: result.level,
+    twist: result.twist,
+    openRunUri: openRun,
+  });
 }
 
 /**
@@ -119,7 +136,11 @@ function offerToInsert(runs: RunStore, runId: string, why: string): void {
   const answer = runs.get(runId)?.result?.answer ?? "none";
   runs.markUninserted(runId, why);
   void vscode.window
-    .showWarningMessage(`Twisted SMC: the answer (${answer}) was not written into the document: ${why}. It is kept with the run.`, "Insert Answer", "Open Run")
+    .showWarningMessage(
+      `Twisted SMC: the answer (${answer}) was not written into the document: ${why}. It is kept with the run.`,
+      "Insert Answer",
+      "Open Run",
+    )
     .then((pick) => {
       if (pick === "Insert Answer") void vscode.commands.executeCommand(INSERT_ANSWER_COMMAND, runId);
       if (pick === "Open Run") void vscode.commands.executeCommand(OPEN_RUN_COMMAND, runId);
@@ -135,11 +156,21 @@ export async function insertAnswer(runs: RunStore, runId?: string): Promise<void
   if (!run?.result) return void vscode.window.showWarningMessage("Twisted SMC: that run has no answer to insert.");
   const block = resultBlock(run.result, run.id);
   if (run.document) {
-    const failure = await insertResult(vscode.Uri.parse(run.document.uri), { start: run.document.start, end: run.document.end, text: run.problem }, block);
+    const failure = await insertResult(
+      vscode.Uri.parse(run.document.uri),
+      { start: run.document.start, end: run.document.end, text: run.problem },
+      block,
+    );
     if (!failure) return runs.markInserted(run.id);
   }
   const editor = vscode.window.activeTextEditor;
-  if (!editor) return void vscode.window.showWarningMessage("Twisted SMC: the problem is no longer in its document; put the cursor where the answer should go, then run Insert Answer again.", "Open Run").then((pick) => pick && vscode.commands.executeCommand(OPEN_RUN_COMMAND, run.id));
+  if (!editor)
+    return void vscode.window
+      .showWarningMessage(
+        "Twisted SMC: the problem is no longer in its document; put the cursor where the answer should go, then run Insert Answer again.",
+        "Open Run",
+      )
+      .then((pick) => pick && vscode.commands.executeCommand(OPEN_RUN_COMMAND, run.id));
   const at = editor.selection.active;
   if (await editor.edit((b) => b.insert(at, `\n\n${block}\n`))) runs.markInserted(run.id);
   else void vscode.window.showWarningMessage("Twisted SMC: the document changed while inserting; run Insert Answer again.");
@@ -166,7 +197,10 @@ export function solveCommands(engine: EngineClient, runs: RunStore, panel: Parti
       if (!editor) return;
       const key = editor.document.uri.toString();
       // Two passes over one file would solve each problem twice and race to write the answers.
-      if (solvingAll.has(key)) return void vscode.window.showWarningMessage("Twisted SMC: Solve All is already running on this file; wait for it, or cancel it from its notification.");
+      if (solvingAll.has(key))
+        return void vscode.window.showWarningMessage(
+          "Twisted SMC: Solve All is already running on this file; wait for it, or cancel it from its notification.",
+        );
       const problems = allProblems(editor.document.getText());
       if (!problems.length) return void vscode.window.showWarningMessage("Twisted SMC: no math word problems found in this file.");
       solvingAll.add(key);

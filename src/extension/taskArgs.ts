@@ -34,6 +34,15 @@ export const TRAINING_PRESETS: readonly TrainingPreset[] = [
   // Measured on the shipped model, line verifier, 2 cores (2026-12-05): quick took 3.6 min and its twist's
   // weighted vote scored 72.0% on 200 test problems against 71.0% for majority vote; the full run
   // trained the shipped twist (77.6% against 66.8% on 500).
-  { label: "quick", description: "400 problems, one pass: about 4 minutes on 2 cores; a first twist to try, about as good as majority vote", flags: { num_examples: 400, num_epochs: 1 } },
-  { label: "full", description: "4,000 problems, three passes: about 31 minutes on 2 cores; how the shipped twist was trained (11 points over majority vote)", flags: { num_examples: 4000, num_epochs: 3 } },
+  {
+    label: "quick",
+    description: "400 problems, one pass: about 4 minutes on 2 cores; a first twist to try, about as good as majority vote",
+    flags: { num_examples: 400, num_epochs: 1 },
+  },
+  {
+    label: "full",
+    description:
+      "4,000 problems, three passes: about 31 minutes on 2 cores; how the shipped twist was trained (11 points over majority vote)",
+    flags: { num_examples: 4000, num_epochs: 3 },
+  },
 ];

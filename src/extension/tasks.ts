@@ -14,7 +14,6 @@ import { taskArgs, TASK_TYPE, TRAINING_PRESETS, TwistedSmcTaskDefinition } from 
 
 export { TASK_TYPE };
 
-
 const line = (s: string) => s.replace(/\n/g, "\r\n") + "\r\n";
 
 /** The terminal of one task run: the CLI as a child process, its JSON progress turned into lines. */
@@ -54,8 +53,12 @@ class CliTerminal implements vscode.Pseudoterminal {
     });
     this.child.on("close", (code) => {
       if (buffer) this.writeEmitter.fire(line(buffer));
-      this.writeEmitter.fire(line(code === 130 ? "Stopped; the last checkpoint is kept (run again with resume: true to continue)." : `Exit code ${code ?? "?"}.`));
-      this.closeEmitter.fire(code === 130 ? 0 : code ?? 1);
+      this.writeEmitter.fire(
+        line(
+          code === 130 ? "Stopped; the last checkpoint is kept (run again with resume: true to continue)." : `Exit code ${code ?? "?"}.`,
+        ),
+      );
+      this.closeEmitter.fire(code === 130 ? 0 : (code ?? 1));
     });
   }
 
@@ -92,7 +95,10 @@ export class TwistedSmcTaskProvider implements vscode.TaskProvider {
   provideTasks(): vscode.Task[] {
     if (!vscode.workspace.isTrusted) return [];
     return [
-      this.build({ type: TASK_TYPE, command: "train", twist: "step", loss: "prm", output_dir: "twists/step" }, "train step twist (line verifier)"),
+      this.build(
+        { type: TASK_TYPE, command: "train", twist: "step", loss: "prm", output_dir: "twists/step" },
+        "train step twist (line verifier)",
+      ),
       this.build({ type: TASK_TYPE, command: "train", twist: "token", loss: "ctl", output_dir: "twists/token" }, "train token twist"),
       this.build({ type: TASK_TYPE, command: "eval", n: 100, particles: 16 }, "evaluate"),
     ];
@@ -104,10 +110,22 @@ export class TwistedSmcTaskProvider implements vscode.TaskProvider {
     return this.build(def, task.name, task.scope);
   }
 
-  build(def: TwistedSmcTaskDefinition, name: string, scope: vscode.TaskScope | vscode.WorkspaceFolder = vscode.TaskScope.Workspace): vscode.Task {
+  build(
+    def: TwistedSmcTaskDefinition,
+    name: string,
+    scope: vscode.TaskScope | vscode.WorkspaceFolder = vscode.TaskScope.Workspace,
+  ): vscode.Task {
     const cli = vscode.Uri.joinPath(this.extensionUri, "dist", "cli.js").fsPath;
     const cwd = vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
-    const task = new vscode.Task(def, scope, name, TASK_TYPE, new vscode.CustomExecution(async (resolved) => new CliTerminal(cli, taskArgs(resolved as TwistedSmcTaskDefinition), cwd, this.onPoint)));
+    const task = new vscode.Task(
+      def,
+      scope,
+      name,
+      TASK_TYPE,
+      new vscode.CustomExecution(
+        async (resolved) => new CliTerminal(cli, taskArgs(resolved as TwistedSmcTaskDefinition), cwd, this.onPoint),
+      ),
+    );
     task.group = def.command === "eval" ? vscode.TaskGroup.Test : vscode.TaskGroup.Build;
     task.presentationOptions = { reveal: vscode.TaskRevealKind.Always, panel: vscode.TaskPanelKind.Dedicated };
     return task;
@@ -118,9 +136,14 @@ export class TwistedSmcTaskProvider implements vscode.TaskProvider {
 export function taskCommands(provider: TwistedSmcTaskProvider): CommandTable {
   const needTrust = () => {
     if (vscode.workspace.isTrusted) return false;
-    void vscode.window.showWarningMessage("Twisted SMC: training and evaluation run code on this workspace's files; trust the workspace first.", "Manage Workspace Trust").then((pick) => {
-      if (pick) void vscode.commands.executeCommand("workbench.trust.manage");
-    });
+    void vscode.window
+      .showWarningMessage(
+        "Twisted SMC: training and evaluation run code on this workspace's files; trust the workspace first.",
+        "Manage Workspace Trust",
+      )
+      .then((pick) => {
+        if (pick) void vscode.commands.executeCommand("workbench.trust.manage");
+      });
     return true;
   };
   return {
@@ -136,20 +159,36 @@ export function taskCommands(provider: TwistedSmcTaskProvider): CommandTable {
       );
       if (!kind) return;
       const data = await vscode.window.showQuickPick(
-        [{ label: "synthetic", description: "generated word problems like the shipped model's" }, { label: "gsm8k", description: "GSM8K train split (for real models)" }, { label: "file…", description: "a GSM8K-format JSONL file" }],
+        [
+          { label: "synthetic", description: "generated word problems like the shipped model's" },
+          { label: "gsm8k", description: "GSM8K train split (for real models)" },
+          { label: "file…", description: "a GSM8K-format JSONL file" },
+        ],
         { title: "Twisted SMC: training data" },
       );
       if (!data) return;
       let dataset = data.label;
       if (dataset === "file…") {
-        const files = await vscode.window.showOpenDialog({ canSelectMany: false, filters: { JSONL: ["jsonl"] }, title: "Problems with answers (GSM8K JSONL)" });
+        const files = await vscode.window.showOpenDialog({
+          canSelectMany: false,
+          filters: { JSONL: ["jsonl"] },
+          title: "Problems with answers (GSM8K JSONL)",
+        });
         if (!files?.length) return;
         dataset = files[0].fsPath;
       }
       const preset = await vscode.window.showQuickPick(TRAINING_PRESETS, { title: "Twisted SMC: how long to train" });
       if (!preset) return;
       const { model } = modelSettings();
-      const def: TwistedSmcTaskDefinition = { type: TASK_TYPE, command: "train", twist: kind.twist, loss: kind.loss, dataset, ...preset.flags, output_dir: `twists/${kind.twist}-${kind.loss}-${preset.label}` };
+      const def: TwistedSmcTaskDefinition = {
+        type: TASK_TYPE,
+        command: "train",
+        twist: kind.twist,
+        loss: kind.loss,
+        dataset,
+        ...preset.flags,
+        output_dir: `twists/${kind.twist}-${kind.loss}-${preset.label}`,
+      };
       if (model) def.model_name = model;
       await vscode.tasks.executeTask(provider.build(def, `train ${kind.label} (${preset.label})`));
     },

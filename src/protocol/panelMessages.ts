@@ -7,7 +7,9 @@ export interface PanelRun {
   problem: string;
   started: number;
   steps: SmcStepRecord[];
-  result?: Pick<SolveResultMessage, "answer" | "probability" | "posterior" | "confidence" | "level" | "twist"> & { particles: { answer: string | null; logWeight: WireLogWeight }[] };
+  result?: Pick<SolveResultMessage, "answer" | "probability" | "posterior" | "confidence" | "level" | "twist"> & {
+    particles: { answer: string | null; logWeight: WireLogWeight }[];
+  };
   error?: string;
 }
 

@@ -19,12 +19,32 @@ export interface TrainBatchMetrics {
 }
 
 export type TrainProgressLine =
-  | { type: "start"; problems: number; batchesPerEpoch: number; resumedAt?: number; skipped: string[]; model: string; data: string; config?: Record<string, unknown> }
+  | {
+      type: "start";
+      problems: number;
+      batchesPerEpoch: number;
+      resumedAt?: number;
+      skipped: string[];
+      model: string;
+      data: string;
+      config?: Record<string, unknown>;
+    }
   | ({ type: "batch"; total: number } & TrainBatchMetrics)
   | { type: "checkpoint"; path: string }
   | { type: "end"; twistPath: string; batches: number; stopped: boolean; final?: TrainBatchMetrics };
 
-const BATCH_FIELDS: readonly (keyof TrainBatchMetrics)[] = ["epoch", "batch", "step", "loss", "reward", "sampleAccuracy", "ess", "logZ", "exactPositives", "seconds"];
+const BATCH_FIELDS: readonly (keyof TrainBatchMetrics)[] = [
+  "epoch",
+  "batch",
+  "step",
+  "loss",
+  "reward",
+  "sampleAccuracy",
+  "ess",
+  "logZ",
+  "exactPositives",
+  "seconds",
+];
 
 const isNumber = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
 const isString = (v: unknown): v is string => typeof v === "string";
@@ -41,7 +61,13 @@ export function parseTrainProgressLine(text: string): TrainProgressLine | undefi
   if (typeof m !== "object" || m === null) return undefined;
   switch (m.type) {
     case "start":
-      return isNumber(m.problems) && isNumber(m.batchesPerEpoch) && isString(m.model) && isString(m.data) && Array.isArray(m.skipped) && m.skipped.every(isString) && (m.resumedAt === undefined || isNumber(m.resumedAt))
+      return isNumber(m.problems) &&
+        isNumber(m.batchesPerEpoch) &&
+        isString(m.model) &&
+        isString(m.data) &&
+        Array.isArray(m.skipped) &&
+        m.skipped.every(isString) &&
+        (m.resumedAt === undefined || isNumber(m.resumedAt))
         ? (m as TrainProgressLine)
         : undefined;
     case "batch":

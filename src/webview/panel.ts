@@ -19,7 +19,15 @@ interface SavedState {
   run?: PanelRun;
 }
 const saved = (vscode.getState() ?? {}) as SavedState;
-const state: { runs: Map<string, PanelRun>; current?: string; selected?: number; scrollToSelected?: boolean; replayStep?: number; train: TrainPoint[]; loaded: boolean } = {
+const state: {
+  runs: Map<string, PanelRun>;
+  current?: string;
+  selected?: number;
+  scrollToSelected?: boolean;
+  replayStep?: number;
+  train: TrainPoint[];
+  loaded: boolean;
+} = {
   runs: new Map(saved.run ? [[saved.run.id, saved.run]] : []),
   current: saved.current,
   train: [],
@@ -68,7 +76,15 @@ function render(): void {
   const runs = [...state.runs.values()].sort((a, b) => b.started - a.started);
   const run = state.current ? state.runs.get(state.current) : runs[0];
   if (!run) {
-    root.append(el("p", { class: "empty" }, state.loaded ? "No run yet. Put the cursor in a math word problem in a Markdown file and run “Solve with Twisted SMC”." : "Loading runs…"));
+    root.append(
+      el(
+        "p",
+        { class: "empty" },
+        state.loaded
+          ? "No run yet. Put the cursor in a math word problem in a Markdown file and run “Solve with Twisted SMC”."
+          : "Loading runs…",
+      ),
+    );
     renderTraining(root);
     return;
   }
@@ -103,7 +119,12 @@ function render(): void {
   if (run.result) {
     const c = run.result.confidence;
     const a = el("p", { class: `answer ${c.kind}` });
-    a.append(el("strong", {}, `Answer: ${c.summary}`), document.createTextNode(` — ${run.result.particles.length} particles, ${run.result.level} level, twist ${fileName(run.result.twist)}`));
+    a.append(
+      el("strong", {}, `Answer: ${c.summary}`),
+      document.createTextNode(
+        ` — ${run.result.particles.length} particles, ${run.result.level} level, twist ${fileName(run.result.twist)}`,
+      ),
+    );
     if (run.result.twist) a.title = run.result.twist;
     root.append(a);
     if (c.outOfDepth) root.append(el("p", { class: "warning", role: "note" }, `⚠ ${c.outOfDepth}`));
@@ -131,7 +152,11 @@ function chosenParticle(run: PanelRun): number | undefined {
   if (!run.result) return undefined;
   let best: number | undefined;
   run.result.particles.forEach((p, i) => {
-    if (p.answer === run.result!.answer && (best === undefined || decodeLogWeight(p.logWeight) > decodeLogWeight(run.result!.particles[best].logWeight))) best = i;
+    if (
+      p.answer === run.result!.answer &&
+      (best === undefined || decodeLogWeight(p.logWeight) > decodeLogWeight(run.result!.particles[best].logWeight))
+    )
+      best = i;
   });
   return best;
 }
@@ -142,8 +167,17 @@ function trajectories(run: PanelRun, last: number): SVGElement {
   const available = Math.max(200, (document.getElementById("root")?.clientWidth ?? 380) - 8);
   const dx = Math.max(2, Math.min(24, available / Math.max(2, last + 2)));
   const dy = Math.max(6, Math.min(22, 320 / K));
-  const width = (last + 2) * dx, height = (K + 1) * dy;
-  const root = svg("svg", { class: "trajectories", width, height, viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "xMinYMin meet", role: "img", "aria-label": `Particle trajectories over ${last + 1} steps` });
+  const width = (last + 2) * dx,
+    height = (K + 1) * dy;
+  const root = svg("svg", {
+    class: "trajectories",
+    width,
+    height,
+    viewBox: `0 0 ${width} ${height}`,
+    preserveAspectRatio: "xMinYMin meet",
+    role: "img",
+    "aria-label": `Particle trajectories over ${last + 1} steps`,
+  });
   const texts: string[][] = [];
   let acc: string[] = run.steps[0].particles.map(() => "");
   for (let s = 0; s <= last; s++) {
@@ -153,17 +187,36 @@ function trajectories(run: PanelRun, last: number): SVGElement {
   for (let s = 0; s <= last; s++) {
     const step = run.steps[s];
     const x = (s + 1) * dx;
-    if (s > 0 && run.steps[s - 1].resampled) root.append(svg("line", { class: "resampled", x1: x - dx / 2, x2: x - dx / 2, y1: 0, y2: height }));
+    if (s > 0 && run.steps[s - 1].resampled)
+      root.append(svg("line", { class: "resampled", x1: x - dx / 2, x2: x - dx / 2, y1: 0, y2: height }));
     const w = normalise(step.particles.map((p) => p.logWeight));
     step.particles.forEach((p, i) => {
       const y = (i + 1) * dy;
-      if (s > 0) root.append(svg("line", { class: "edge", x1: x - dx, y1: (p.parent + 1) * dy, x2: x, y2: y, "stroke-opacity": 0.25 + 0.75 * Math.min(1, w[i] * K) }));
+      if (s > 0)
+        root.append(
+          svg("line", {
+            class: "edge",
+            x1: x - dx,
+            y1: (p.parent + 1) * dy,
+            x2: x,
+            y2: y,
+            "stroke-opacity": 0.25 + 0.75 * Math.min(1, w[i] * K),
+          }),
+        );
     });
     step.particles.forEach((p, i) => {
       const y = (i + 1) * dy;
       const r = Math.max(1, Math.min(dy / 2, dx / 2, (Math.min(dx, dy) / 2) * Math.sqrt(w[i] * K) * 0.8));
       const selected = s === last && i === state.selected;
-      const node = svg("circle", { cx: x, cy: y, r, class: `node${p.finished ? " finished" : ""}${selected ? " selected" : ""}`, "aria-selected": String(selected), tabindex: s === last ? 0 : -1, "fill-opacity": 0.3 + 0.7 * Math.min(1, w[i] * K) });
+      const node = svg("circle", {
+        cx: x,
+        cy: y,
+        r,
+        class: `node${p.finished ? " finished" : ""}${selected ? " selected" : ""}`,
+        "aria-selected": String(selected),
+        tabindex: s === last ? 0 : -1,
+        "fill-opacity": 0.3 + 0.7 * Math.min(1, w[i] * K),
+      });
       const title = svg("title", {});
       title.textContent = `particle ${i + 1}, step ${s + 1}, weight ${(100 * w[i]).toFixed(1)}%\n${texts[s][i]}`;
       node.append(title);
@@ -189,9 +242,19 @@ function panelWidth(): number {
 
 function essCurve(run: PanelRun, last: number): SVGElement {
   const K = run.steps[0].particles.length;
-  const width = panelWidth(), height = 60;
-  const root = svg("svg", { class: "ess", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "Effective sample size per step" });
-  const pts = run.steps.slice(0, last + 1).map((s, i) => `${(i / Math.max(1, last)) * (width - 10) + 5},${height - 5 - (s.ess / K) * (height - 15)}`);
+  const width = panelWidth(),
+    height = 60;
+  const root = svg("svg", {
+    class: "ess",
+    width,
+    height,
+    viewBox: `0 0 ${width} ${height}`,
+    role: "img",
+    "aria-label": "Effective sample size per step",
+  });
+  const pts = run.steps
+    .slice(0, last + 1)
+    .map((s, i) => `${(i / Math.max(1, last)) * (width - 10) + 5},${height - 5 - (s.ess / K) * (height - 15)}`);
   root.append(svg("polyline", { points: pts.join(" "), class: "ess-line" }));
   const label = svg("text", { x: 5, y: 10, class: "label" });
   label.textContent = `ESS (of ${K}); last ${run.steps[last].ess.toFixed(1)}`;
@@ -205,7 +268,11 @@ function posterior(run: PanelRun): HTMLElement {
     const row = el("div", { class: "row", role: "listitem" });
     const bar = el("span", { class: "barfill" });
     bar.style.width = `${Math.max(1, 100 * a.probability)}%`;
-    row.append(el("span", { class: "answer-key" }, a.answer), el("span", { class: "track" }), el("span", { class: "pct" }, `${(100 * a.probability).toFixed(1)}%`));
+    row.append(
+      el("span", { class: "answer-key" }, a.answer),
+      el("span", { class: "track" }),
+      el("span", { class: "pct" }, `${(100 * a.probability).toFixed(1)}%`),
+    );
     row.children[1].append(bar);
     box.append(row);
   }
@@ -215,11 +282,16 @@ function posterior(run: PanelRun): HTMLElement {
 function renderTraining(root: HTMLElement): void {
   if (!state.train.length) return;
   root.append(el("h3", {}, `Training: ${state.train.length} batches, last loss ${state.train[state.train.length - 1].loss.toFixed(4)}`));
-  const width = panelWidth(), height = 80;
+  const width = panelWidth(),
+    height = 80;
   const s = svg("svg", { class: "loss", width, height, role: "img", "aria-label": "Training loss per batch" });
   const ys = state.train.map((p) => p.loss);
-  const lo = Math.min(...ys), hi = Math.max(...ys), span = hi - lo || 1;
-  const pts = state.train.map((p, i) => `${(i / Math.max(1, state.train.length - 1)) * (width - 10) + 5},${height - 5 - ((p.loss - lo) / span) * (height - 10)}`);
+  const lo = Math.min(...ys),
+    hi = Math.max(...ys),
+    span = hi - lo || 1;
+  const pts = state.train.map(
+    (p, i) => `${(i / Math.max(1, state.train.length - 1)) * (width - 10) + 5},${height - 5 - ((p.loss - lo) / span) * (height - 10)}`,
+  );
   s.append(svg("polyline", { points: pts.join(" "), class: "loss-line" }));
   root.append(s);
 }
@@ -229,13 +301,16 @@ function startReplay(run: PanelRun): void {
   if (replayTimer) clearInterval(replayTimer);
   state.replayStep = 0;
   render();
-  replayTimer = setInterval(() => {
-    if (state.replayStep === undefined || state.replayStep >= run.steps.length - 1) {
-      clearInterval(replayTimer);
-      state.replayStep = undefined;
-    } else state.replayStep++;
-    render();
-  }, Math.max(30, 3000 / Math.max(1, run.steps.length)));
+  replayTimer = setInterval(
+    () => {
+      if (state.replayStep === undefined || state.replayStep >= run.steps.length - 1) {
+        clearInterval(replayTimer);
+        state.replayStep = undefined;
+      } else state.replayStep++;
+      render();
+    },
+    Math.max(30, 3000 / Math.max(1, run.steps.length)),
+  );
 }
 
 window.addEventListener("message", (event: MessageEvent<PanelToWebview>) => {

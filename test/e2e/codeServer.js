@@ -22,10 +22,36 @@ function freshRun({ trusted = true } = {}) {
   const dirs = Object.fromEntries(["data", "extensions", "home", "tmp", "workspace"].map((d) => [d, path.join(run, d)]));
   for (const d of Object.values(dirs)) fs.mkdirSync(d, { recursive: true });
   fs.mkdirSync(path.join(dirs.data, "User"), { recursive: true });
-  fs.writeFileSync(path.join(dirs.data, "User/settings.json"), JSON.stringify({ "workbench.startupEditor": "none", "security.workspace.trust.enabled": !trusted, "security.workspace.trust.startupPrompt": "never" }));
-  const env = { ...process.env, HOME: dirs.home, TMPDIR: dirs.tmp, XDG_CONFIG_HOME: path.join(dirs.home, ".config"), XDG_DATA_HOME: path.join(dirs.home, ".local/share"), VSCODE_IPC_HOOK_CLI: "" };
-  const common = ["--auth", "none", "--disable-telemetry", "--disable-update-check", ...(trusted ? ["--disable-workspace-trust"] : []), "--disable-getting-started-override",
-    "--extensions-dir", dirs.extensions, "--user-data-dir", dirs.data, "--config", path.join(run, "config.yaml")];
+  fs.writeFileSync(
+    path.join(dirs.data, "User/settings.json"),
+    JSON.stringify({
+      "workbench.startupEditor": "none",
+      "security.workspace.trust.enabled": !trusted,
+      "security.workspace.trust.startupPrompt": "never",
+    }),
+  );
+  const env = {
+    ...process.env,
+    HOME: dirs.home,
+    TMPDIR: dirs.tmp,
+    XDG_CONFIG_HOME: path.join(dirs.home, ".config"),
+    XDG_DATA_HOME: path.join(dirs.home, ".local/share"),
+    VSCODE_IPC_HOOK_CLI: "",
+  };
+  const common = [
+    "--auth",
+    "none",
+    "--disable-telemetry",
+    "--disable-update-check",
+    ...(trusted ? ["--disable-workspace-trust"] : []),
+    "--disable-getting-started-override",
+    "--extensions-dir",
+    dirs.extensions,
+    "--user-data-dir",
+    dirs.data,
+    "--config",
+    path.join(run, "config.yaml"),
+  ];
   return { run, dirs, env, common };
 }
 
@@ -51,7 +77,16 @@ async function startServer({ dirs, env, common }) {
 function launchBrowser() {
   return chromium.launch({
     executablePath: "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"],
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--disable-dev-shm-usage",
+    ],
   });
 }
 

@@ -34,8 +34,14 @@ async function main() {
     const page = await context.newPage();
     page.on("pageerror", (e) => console.error(`[page error] ${String(e).slice(0, 300)}`));
     const remote = (p) => `vscode-remote://${new URL(server.url).host}${p}`;
-    const payload = [["extensionDevelopmentPath", remote(repo)], ["extensionTestsPath", remote(path.join(repo, "dist-test/e2e/index.js"))], ["skipWelcome", "true"]];
-    await page.goto(`${server.url}/?folder=${encodeURIComponent(run.dirs.workspace)}&payload=${encodeURIComponent(JSON.stringify(payload))}`);
+    const payload = [
+      ["extensionDevelopmentPath", remote(repo)],
+      ["extensionTestsPath", remote(path.join(repo, "dist-test/e2e/index.js"))],
+      ["skipWelcome", "true"],
+    ];
+    await page.goto(
+      `${server.url}/?folder=${encodeURIComponent(run.dirs.workspace)}&payload=${encodeURIComponent(JSON.stringify(payload))}`,
+    );
     const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r("timeout"), timeoutMs))]);
     await page.screenshot({ path: path.join(root, "extension-host-tests.png") }).catch(() => undefined);
     if (code === "timeout") throw new Error(`the extension-host tests did not finish in ${timeoutMs} ms\n${server.log().slice(-3000)}`);

@@ -12,13 +12,16 @@ const PROBLEM = "Ava has 12 pens. She buys 30 more pens. How many pens does Ava 
 
 /** Processes whose command line matches `pattern`, by /proc (Linux). */
 function pidsMatching(pattern) {
-  return fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).filter((pid) => {
-    try {
-      return pattern.test(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " "));
-    } catch {
-      return false;
-    }
-  });
+  return fs
+    .readdirSync("/proc")
+    .filter((d) => /^\d+$/.test(d))
+    .filter((pid) => {
+      try {
+        return pattern.test(fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").replace(/\0/g, " "));
+      } catch {
+        return false;
+      }
+    });
 }
 
 /** CPU seconds a process has used (user + system). */
@@ -39,7 +42,12 @@ async function idleCpu(seconds) {
   const watched = { "extension host": pidsMatching(/--type=extensionHost/), engine: pidsMatching(/dist\/engine\.js/) };
   const before = Object.fromEntries(Object.entries(watched).map(([k, pids]) => [k, pids.reduce((a, p) => a + cpuSeconds(p), 0)]));
   await new Promise((r) => setTimeout(r, seconds * 1000));
-  return Object.fromEntries(Object.entries(watched).map(([k, pids]) => [k, { processes: pids.length, cpuPercent: Math.round((1000 * (pids.reduce((a, p) => a + cpuSeconds(p), 0) - before[k])) / seconds) / 10 }]));
+  return Object.fromEntries(
+    Object.entries(watched).map(([k, pids]) => [
+      k,
+      { processes: pids.length, cpuPercent: Math.round((1000 * (pids.reduce((a, p) => a + cpuSeconds(p), 0) - before[k])) / seconds) / 10 },
+    ]),
+  );
 }
 
 async function main() {
@@ -74,15 +82,25 @@ async function main() {
     await answer.waitFor({ timeout: 120000 });
     const nodes = await frame.locator("circle.node").count();
     const answerText = (await answer.textContent()) ?? "";
-    const editorText = await page.waitForFunction(() => {
-      const t = document.querySelector(".monaco-editor .view-lines")?.textContent ?? "";
-      return t.includes("Answer:") ? t : false;
-    }, null, { timeout: 30000 }).then((h) => h.jsonValue());
+    const editorText = await page
+      .waitForFunction(
+        () => {
+          const t = document.querySelector(".monaco-editor .view-lines")?.textContent ?? "";
+          return t.includes("Answer:") ? t : false;
+        },
+        null,
+        { timeout: 30000 },
+      )
+      .then((h) => h.jsonValue());
     await page.screenshot({ path: shot });
     // Then it sits idle: let the solve's aftermath settle, and watch for 10 s.
     await page.waitForTimeout(2000);
     const idle = await idleCpu(10);
-    const quiet = idle["extension host"].processes > 0 && idle.engine.processes > 0 && idle["extension host"].cpuPercent < 5 && idle.engine.cpuPercent < 5;
+    const quiet =
+      idle["extension host"].processes > 0 &&
+      idle.engine.processes > 0 &&
+      idle["extension host"].cpuPercent < 5 &&
+      idle.engine.cpuPercent < 5;
     // Monaco renders spaces as non-breaking ones.
     const ok = nodes > 0 && /Answer:\s+\d+/.test(answerText) && /Answer:\s+\d+/.test(editorText.replace(/\*/g, "")) && quiet;
     console.log(JSON.stringify({ ok, particlesDrawn: nodes, panel: answerText.trim(), idle, screenshot: shot }, null, 2));
@@ -96,4 +114,7 @@ async function main() {
   }
 }
 
-main().then((ok) => process.exit(ok ? 0 : 1), (e) => fail(e.message));
+main().then(
+  (ok) => process.exit(ok ? 0 : 1),
+  (e) => fail(e.message),
+);

@@ -9,7 +9,9 @@ import { mountTinyDisk } from "./tinyDisk";
 
 const NODE_WRITE: AtomicWriteIo["write"] = (fd, buf, off, len) => writeSync(fd, buf, off, len);
 /** Node's writes, at most `chunk` bytes each, as a kernel may do on a nearly full disk. */
-const shortWrites = (chunk: number): Partial<AtomicWriteIo> => ({ write: (fd, buf, off, len) => NODE_WRITE(fd, buf, off, Math.min(len, chunk)) });
+const shortWrites = (chunk: number): Partial<AtomicWriteIo> => ({
+  write: (fd, buf, off, len) => NODE_WRITE(fd, buf, off, Math.min(len, chunk)),
+});
 const enospc = () => Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
 
 /** The temp files left next to a target. */
@@ -32,13 +34,21 @@ describe("atomic writes", () => {
     writeFileSync(path, "previous");
     let calls = 0;
     const io: Partial<AtomicWriteIo> = { write: (fd, buf, off, len) => (calls++ === 0 ? NODE_WRITE(fd, buf, off, Math.min(len, 10)) : 0) };
-    assert.throws(() => writeFileAtomic(path, "y".repeat(100), io), (e: Error) => {
-      assert.ok(e instanceof DiskFullError, String(e));
-      assert.equal(e.message.split("\n").length, 1);
-      assert.match(e.message, new RegExp(`cannot write checkpoint\\.json in ${dir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: the disk holding .* is full; free some space`));
-      assert.doesNotMatch(e.message, /corrupt|invalid|model/i);
-      return true;
-    });
+    assert.throws(
+      () => writeFileAtomic(path, "y".repeat(100), io),
+      (e: Error) => {
+        assert.ok(e instanceof DiskFullError, String(e));
+        assert.equal(e.message.split("\n").length, 1);
+        assert.match(
+          e.message,
+          new RegExp(
+            `cannot write checkpoint\\.json in ${dir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}: the disk holding .* is full; free some space`,
+          ),
+        );
+        assert.doesNotMatch(e.message, /corrupt|invalid|model/i);
+        return true;
+      },
+    );
     assert.equal(readFileSync(path, "utf8"), "previous");
     assert.deepEqual(temps(dir), []);
   });
@@ -47,8 +57,15 @@ describe("atomic writes", () => {
     it(`${code} while writing is a full disk, named in one line`, () => {
       const path = join(dir, "twist.json");
       writeFileSync(path, "previous");
-      const io: Partial<AtomicWriteIo> = { write: () => { throw Object.assign(enospc(), { code }); } };
-      assert.throws(() => writeFileAtomic(path, "new", io), (e: Error) => e instanceof DiskFullError && e.reason === code && /twist\.json/.test(e.message) && !e.message.includes("\n"));
+      const io: Partial<AtomicWriteIo> = {
+        write: () => {
+          throw Object.assign(enospc(), { code });
+        },
+      };
+      assert.throws(
+        () => writeFileAtomic(path, "new", io),
+        (e: Error) => e instanceof DiskFullError && e.reason === code && /twist\.json/.test(e.message) && !e.message.includes("\n"),
+      );
       assert.equal(readFileSync(path, "utf8"), "previous");
       assert.deepEqual(temps(dir), []);
     });
@@ -89,7 +106,10 @@ describe("atomic writes", () => {
       const first = "a".repeat(40 * 1024);
       writeFileAtomic(path, first);
       // The new copy must sit beside the old one until the rename: 80 KiB on a 64 KiB disk.
-      assert.throws(() => writeFileAtomic(path, "b".repeat(40 * 1024)), (e: Error) => e instanceof DiskFullError && /cannot write checkpoint\.json in .*: the disk holding .* is full/.test(e.message));
+      assert.throws(
+        () => writeFileAtomic(path, "b".repeat(40 * 1024)),
+        (e: Error) => e instanceof DiskFullError && /cannot write checkpoint\.json in .*: the disk holding .* is full/.test(e.message),
+      );
       assert.equal(readFileSync(path, "utf8"), first);
       assert.deepEqual(temps(disk.dir), []);
       assert.ok(existsSync(path));

@@ -71,7 +71,10 @@ describe("checkpoint files", () => {
   for (const field of ["epoch", "batch", "batchesDone", "metricsLines"]) {
     for (const bad of [null, -1, 1.5, "3"]) {
       it(`refuses progress.${field} = ${JSON.stringify(bad)}`, () =>
-        rejects((d) => (d.progress[field] = bad), new RegExp(`progress\\.${field} must be a non-negative integer, got ${JSON.stringify(bad).replace(".", "\\.")}`)));
+        rejects(
+          (d) => (d.progress[field] = bad),
+          new RegExp(`progress\\.${field} must be a non-negative integer, got ${JSON.stringify(bad).replace(".", "\\.")}`),
+        ));
     }
     it(`refuses a missing progress.${field}`, () => rejects((d) => delete d.progress[field], new RegExp(`progress\\.${field} is missing`)));
   }
@@ -87,7 +90,10 @@ describe("checkpoint files", () => {
     rejects((d) => delete d.twist, /twist is missing/);
     rejects((d) => (d.twist = 3), /twist must be an object, got 3/);
     rejects((d) => (d.twist.params.W = d.twist.params.W.slice(0, 40)), /twist: parameter W has/);
-    rejects((d) => (d.twist.baseModel.fingerprint = "0000"), /edited\.json was made for another model \("tiny", fingerprint 0000\), not .*: resume with that model, or choose another --output_dir/);
+    rejects(
+      (d) => (d.twist.baseModel.fingerprint = "0000"),
+      /edited\.json was made for another model \("tiny", fingerprint 0000\), not .*: resume with that model, or choose another --output_dir/,
+    );
   });
 
   it("refuses broken optimiser state field by field", () => {
@@ -96,10 +102,19 @@ describe("checkpoint files", () => {
     for (const k of ["m", "v"]) {
       rejects((d) => delete d.adam[k], new RegExp(`adam\\.${k} is missing`));
       rejects((d) => (d.adam[k] = "AAAA"), new RegExp(`adam\\.${k} must be an array of ${params.length} entries`));
-      rejects((d) => d.adam[k].pop(), new RegExp(`adam\\.${k} must be an array of ${params.length} entries \\(one per twist parameter\\), got ${params.length - 1}`));
-      rejects((d) => (d.adam[k][1] = d.adam[k][1].slice(0, 16)), new RegExp(`adam\\.${k}\\[1\\] must be ${params[1].length} float64 values in base64, got 12 bytes`));
+      rejects(
+        (d) => d.adam[k].pop(),
+        new RegExp(`adam\\.${k} must be an array of ${params.length} entries \\(one per twist parameter\\), got ${params.length - 1}`),
+      );
+      rejects(
+        (d) => (d.adam[k][1] = d.adam[k][1].slice(0, 16)),
+        new RegExp(`adam\\.${k}\\[1\\] must be ${params[1].length} float64 values in base64, got 12 bytes`),
+      );
       rejects((d) => (d.adam[k][0] = 5), new RegExp(`adam\\.${k}\\[0\\] must be ${params[0].length} float64 values in base64, got 5`));
-      rejects((d) => (d.adam[k][2] = Buffer.from(new Float64Array(params[2].length).fill(NaN).buffer).toString("base64")), new RegExp(`adam\\.${k}\\[2\\] holds a NaN or infinite value`));
+      rejects(
+        (d) => (d.adam[k][2] = Buffer.from(new Float64Array(params[2].length).fill(NaN).buffer).toString("base64")),
+        new RegExp(`adam\\.${k}\\[2\\] holds a NaN or infinite value`),
+      );
     }
   });
 });
@@ -111,8 +126,23 @@ describe("resuming a checkpoint", function () {
     const model = await shippedModel();
     const dir = mkdtempSync(join(tmpdir(), "tsmc-ckpt-kind-"));
     const config: TrainConfig = {
-      numExamples: 2, numEpochs: 1, batchSize: 2, learningRate: 0.05, outputDir: dir, seed: 1, split: "train", outputLength: 24,
-      numTwistSamples: 3, twistUpdatesPerExample: 1, saveEvery: 1, dataset: "synthetic", loss: "ctl", twist: "token", rank: 4, rewardFloor: 0.001, resume: false,
+      numExamples: 2,
+      numEpochs: 1,
+      batchSize: 2,
+      learningRate: 0.05,
+      outputDir: dir,
+      seed: 1,
+      split: "train",
+      outputLength: 24,
+      numTwistSamples: 3,
+      twistUpdatesPerExample: 1,
+      saveEvery: 1,
+      dataset: "synthetic",
+      loss: "ctl",
+      twist: "token",
+      rank: 4,
+      rewardFloor: 0.001,
+      resume: false,
     };
     await train(config, {}, model);
     const path = join(dir, "checkpoint.json");
@@ -120,8 +150,21 @@ describe("resuming a checkpoint", function () {
     // The same settings and progress, but a step twist (value head) where a token twist belongs.
     const head = ValueTwistHead.init(model.lm.hiddenSize);
     const zeros = () => head.parameters().map((p) => new Float64Array(p.length));
-    saveCheckpoint(path, saved.settings, saved.progress, head, { baseModel: saved.twist.meta.baseModel, created: saved.twist.meta.created }, { t: 1, m: zeros(), v: zeros() });
-    await assert.rejects(train({ ...config, numEpochs: 2, resume: true }, {}, model), (e: Error) =>
-      e instanceof CheckpointError && new RegExp(`checkpoint\\.json: its twist \\(value head of .* parameters\\) is not the kind this run trains \\(token head of .* parameters\\)`).test(e.message));
+    saveCheckpoint(
+      path,
+      saved.settings,
+      saved.progress,
+      head,
+      { baseModel: saved.twist.meta.baseModel, created: saved.twist.meta.created },
+      { t: 1, m: zeros(), v: zeros() },
+    );
+    await assert.rejects(
+      train({ ...config, numEpochs: 2, resume: true }, {}, model),
+      (e: Error) =>
+        e instanceof CheckpointError &&
+        new RegExp(
+          `checkpoint\\.json: its twist \\(value head of .* parameters\\) is not the kind this run trains \\(token head of .* parameters\\)`,
+        ).test(e.message),
+    );
   });
 });

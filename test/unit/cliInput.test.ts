@@ -56,7 +56,10 @@ describe("command-line input", function () {
       const fromArg = run(["solve", PROBLEM, ...QUICK, "--json"]);
       assert.equal(fromArg.status, 0, fromArg.stderr);
       const expected = JSON.parse(fromArg.stdout);
-      for (const [args, input] of [[["solve", "--file", file], undefined], [["solve", "-"], `${PROBLEM}\n`]] as const) {
+      for (const [args, input] of [
+        [["solve", "--file", file], undefined],
+        [["solve", "-"], `${PROBLEM}\n`],
+      ] as const) {
         const r = run([...args, ...QUICK, "--json"], input);
         assert.equal(r.status, 0, r.stderr);
         const got = JSON.parse(r.stdout);
@@ -121,8 +124,14 @@ describe("command-line input", function () {
     });
 
     it("trainConfigFromFlags refuses a key it does not know, and keeps the CLI's own", () => {
-      assert.throws(() => trainConfigFromFlags({ num_examples: 2, num_exampels: 3 }), (e: Error) => e instanceof UsageError && /unknown train flag "num_exampels"/.test(e.message));
-      assert.throws(() => trainConfigFromFlags({ "num-examples": 2 }), (e: Error) => e instanceof UsageError && /unknown train flag "num-examples"/.test(e.message));
+      assert.throws(
+        () => trainConfigFromFlags({ num_examples: 2, num_exampels: 3 }),
+        (e: Error) => e instanceof UsageError && /unknown train flag "num_exampels"/.test(e.message),
+      );
+      assert.throws(
+        () => trainConfigFromFlags({ "num-examples": 2 }),
+        (e: Error) => e instanceof UsageError && /unknown train flag "num-examples"/.test(e.message),
+      );
       const config = trainConfigFromFlags({ num_examples: "2", threads: "2", progress: "json", help: false, resume: true });
       assert.equal(config.numExamples, 2);
       assert.equal(config.threads, 2);
@@ -157,7 +166,10 @@ describe("command-line input", function () {
       const out: string[] = [];
       const log = (s: string) => void out.push(s);
       assert.throws(
-        () => printThenRecord("Answer: 42", { file: "/x/run.json", record: { steps: [] } }, log, () => { throw Object.assign(new Error("EIO: i/o error, open '/x/run.json'"), { code: "EIO" }); }),
+        () =>
+          printThenRecord("Answer: 42", { file: "/x/run.json", record: { steps: [] } }, log, () => {
+            throw Object.assign(new Error("EIO: i/o error, open '/x/run.json'"), { code: "EIO" });
+          }),
         (e: Error) => e instanceof InputError && /could not write the record \/x\/run\.json: EIO/.test(e.message),
       );
       assert.deepEqual(out, ["Answer: 42"]);
@@ -185,7 +197,10 @@ describe("command-line input", function () {
         const dir = modelCopy(tmp, `template-${i}`);
         const configPath = join(dir, "tokenizer_config.json");
         writeFileSync(configPath, JSON.stringify({ ...JSON.parse(readFileSync(configPath, "utf8")), chat_template: template }));
-        assert.throws(() => TextTokenizer.fromFolder(openModelFolder(dir)), (e: Error) => e instanceof InputError && e.message.includes(configPath) && message.test(e.message));
+        assert.throws(
+          () => TextTokenizer.fromFolder(openModelFolder(dir)),
+          (e: Error) => e instanceof InputError && e.message.includes(configPath) && message.test(e.message),
+        );
         const r = run(["sample", PROBLEM, "--model", dir, "-k", "1", "--threads", "1"]);
         assertOneLine(r, 3, message, template);
         assert.ok(r.stderr.includes(configPath), r.stderr);
@@ -196,7 +211,10 @@ describe("command-line input", function () {
       const dir = modelCopy(tmp, "vocab-400");
       const configPath = join(dir, "config.json");
       writeFileSync(configPath, readFileSync(configPath, "utf8").replace('"vocab_size": 332', '"vocab_size": 400'));
-      for (const args of [["sample", PROBLEM, "-k", "1"], ["solve", PROBLEM, "--twist", "none", ...QUICK]]) {
+      for (const args of [
+        ["sample", PROBLEM, "-k", "1"],
+        ["solve", PROBLEM, "--twist", "none", ...QUICK],
+      ]) {
         const r = run([...args, "--model", dir, "--threads", "1"]);
         assertOneLine(r, 3, /model\.onnx.* 332 .*config\.json.* 400/, args[0]);
       }

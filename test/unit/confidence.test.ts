@@ -43,9 +43,16 @@ describe("the shipped model's domain", () => {
   });
 
   it("says GSM8K problems are out of its depth, naming words it never saw", () => {
-    const gsm = readFileSync(join(gsm8kDir(), "test.jsonl"), "utf8").split("\n").filter(Boolean).slice(0, 200).map((l) => JSON.parse(l).question as string);
+    const gsm = readFileSync(join(gsm8kDir(), "test.jsonl"), "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .slice(0, 200)
+      .map((l) => JSON.parse(l).question as string);
     const said = gsm.map((q) => outOfDepth(domain, "tiny-math-llama", q));
     assert.ok(said.every(Boolean), `${said.filter((s) => !s).length} GSM8K problems passed as familiar`);
-    assert.match(said[0]!, /^tiny-math-llama is out of its depth here: it was trained on short synthetic word problems .*, and \d+ of this problem's \d+ words \("janet", .*\) are new to it, so its answer is a guess/);
+    assert.match(
+      said[0]!,
+      /^tiny-math-llama is out of its depth here: it was trained on short synthetic word problems .*, and \d+ of this problem's \d+ words \("janet", .*\) are new to it, so its answer is a guess/,
+    );
   });
 });

@@ -12,7 +12,10 @@ describe("problem loader", () => {
     const text = ps.map((p) => JSON.stringify({ question: p.question, answer: p.answer })).join("\n") + "\n";
     const { problems, issues } = parseProblemsJsonl(text, "synth.jsonl");
     assert.deepEqual(issues, []);
-    assert.deepEqual(problems.map((p) => p.gold), ps.map((p) => p.final));
+    assert.deepEqual(
+      problems.map((p) => p.gold),
+      ps.map((p) => p.final),
+    );
     assert.equal(problems[4].source, "synth.jsonl:5");
   });
 
@@ -26,13 +29,25 @@ describe("problem loader", () => {
       '{"question": "Q6?", "answer": 7}',
     ].join("\n");
     const { problems, issues } = parseProblemsJsonl(text, "bad.jsonl");
-    assert.deepEqual(problems.map((p) => [p.question, p.gold]), [["Q1?", 2], ["Q6?", 7]]);
-    assert.deepEqual(issues.map((i) => i.source), ["bad.jsonl:2", "bad.jsonl:3", "bad.jsonl:4", "bad.jsonl:5"]);
+    assert.deepEqual(
+      problems.map((p) => [p.question, p.gold]),
+      [
+        ["Q1?", 2],
+        ["Q6?", 7],
+      ],
+    );
+    assert.deepEqual(
+      issues.map((i) => i.source),
+      ["bad.jsonl:2", "bad.jsonl:3", "bad.jsonl:4", "bad.jsonl:5"],
+    );
     assert.match(issues[1].message, /"answer"/);
   });
 
   it("uses custom field names", () => {
-    const { problems } = parseProblemsJsonl('{"problem": "P?", "solution": "#### 1,250"}', "x", { question: "problem", answer: "solution" });
+    const { problems } = parseProblemsJsonl('{"problem": "P?", "solution": "#### 1,250"}', "x", {
+      question: "problem",
+      answer: "solution",
+    });
     assert.equal(problems[0].gold, 1250);
   });
 
@@ -41,7 +56,10 @@ describe("problem loader", () => {
   });
 
   (existsSync(GSM8K_DIR) ? it : it.skip)("loads all of real GSM8K without an issue", () => {
-    for (const [file, n] of [["train.jsonl", 7473], ["test.jsonl", 1319]] as const) {
+    for (const [file, n] of [
+      ["train.jsonl", 7473],
+      ["test.jsonl", 1319],
+    ] as const) {
       const { problems, issues } = loadProblemsJsonl(join(GSM8K_DIR, file));
       assert.deepEqual(issues, []);
       assert.equal(problems.length, n);

@@ -14,7 +14,15 @@ import { readGraph, readNode, smallTensorValues } from "../../src/engine/lm/onnx
 import { applyRewrites } from "../../src/engine/lm/onnx/graphRewrite";
 import { prepareModelBytes, PrepareOptions } from "../../src/engine/lm/onnx/prepareGraph";
 import { bytesField, concat, fields, message } from "../../src/engine/lm/onnx/protoWire";
-import { assertSameAsGrowingCache, FIXED_CAPACITY_STORED_BATCHES, assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "./helpers";
+import {
+  assertSameAsGrowingCache,
+  FIXED_CAPACITY_STORED_BATCHES,
+  assertSameGreedy,
+  hiddenOf,
+  logitsOf,
+  maxAbsDiff,
+  MODEL_DIR,
+} from "./helpers";
 
 const FIXTURES = join(__dirname, "../fixtures");
 
@@ -42,7 +50,16 @@ async function assertSameOutputs(fused: LoadedModel, plain: LoadedModel, toleran
   const b = await plain.lm.prefill([1, 20, 30, 40, 7]);
   let [x, y] = [a.state.select([0, 0, 0]), b.state.select([0, 0, 0])];
   const outs = [[a, b]];
-  for (const [tokens, ancestors] of [[[5, null, 7], [2, 0, 1]], [[3, 4, 5], [0, 0, 2]]] as const) {
+  for (const [tokens, ancestors] of [
+    [
+      [5, null, 7],
+      [2, 0, 1],
+    ],
+    [
+      [3, 4, 5],
+      [0, 0, 2],
+    ],
+  ] as const) {
     const [p, q] = [await fused.lm.step(x, tokens), await plain.lm.step(y, tokens)];
     outs.push([p, q]);
     [x, y] = [p.state.select([...ancestors]), q.state.select([...ancestors])];
@@ -106,10 +123,21 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     const stamp = JSON.parse(readFileSync(join(copy, "onnx/model.fused.smc.json"), "utf8"));
     // 4 layers: queries and keys rotated; 2 RMS norms each and the final one, every one but the
     // first after a residual sum.
-    assert.deepEqual([stamp.fusedAttention, stamp.fusedRotary, stamp.fusedRmsNorm, stamp.fusedSkipLayerNorm, stamp.fusedProjectionBias], [4, 8, 9, 8, 0]);
+    assert.deepEqual(
+      [stamp.fusedAttention, stamp.fusedRotary, stamp.fusedRmsNorm, stamp.fusedSkipLayerNorm, stamp.fusedProjectionBias],
+      [4, 8, 9, 8, 0],
+    );
     assert.equal(stamp.rotaryPositions, 8192);
     const after = opTypes(readFileSync(join(copy, "onnx/model.fused.smc.onnx")));
-    assert.deepEqual([after.get("SimplifiedLayerNormalization"), after.get("SkipSimplifiedLayerNormalization"), after.get("Pow") ?? 0, after.get("Sqrt") ?? 0], [1, 8, 0, 0]);
+    assert.deepEqual(
+      [
+        after.get("SimplifiedLayerNormalization"),
+        after.get("SkipSimplifiedLayerNormalization"),
+        after.get("Pow") ?? 0,
+        after.get("Sqrt") ?? 0,
+      ],
+      [1, 8, 0, 0],
+    );
     // The angles come from the tables now: no Cos, Sin or rotate-half left.
     assert.deepEqual([after.get("RotaryEmbedding"), after.get("Cos") ?? 0, after.get("Sin") ?? 0, after.get("Neg") ?? 0], [8, 0, 0, 0]);
     await assertSameOutputs(fused, plain, 1e-4);
@@ -140,7 +168,11 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
       // The mask's arithmetic went with the attention_mask input.
       const graph = readGraph([...fields(readFileSync(`${onnx}.fused.capacity.smc.onnx`))].find((f) => f.field === MODEL.graph)!.value);
       // Besides the cache, one input read on the CPU (the longest row) and one packing the rest (packStepInputs.ts).
-      assert.deepEqual(graph.inputs.filter((n) => !n.startsWith("past_key_values.")), ["smc_total_sequence_length", "smc_step"], graph.inputs.join(", "));
+      assert.deepEqual(
+        graph.inputs.filter((n) => !n.startsWith("past_key_values.")),
+        ["smc_total_sequence_length", "smc_step"],
+        graph.inputs.join(", "),
+      );
       assert.equal(stamp.packedStep, "input_ids,position_ids,smc_seqlens_k");
       // 5 prompt tokens and up to 22 more: the capacity goes 8, then 16, then 24, and stays between growths.
       const { capacities, stored } = await assertSameAsGrowingCache(fixed, growing, 1e-4);
@@ -148,8 +180,15 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
       // The per-pass inputs fed one by one (packStep: false, to time the difference): the same outputs.
       const apart = await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: true, capacityStep: 8, packStep: false });
       models.push(apart);
-      const apartGraph = readGraph([...fields(readFileSync(`${onnx}.fused.capacity.unpacked.smc.onnx`))].find((f) => f.field === MODEL.graph)!.value);
-      assert.deepEqual(apartGraph.inputs.filter((n) => !n.startsWith("past_key_values.")).sort(), ["input_ids", "position_ids", "smc_seqlens_k", "smc_total_sequence_length"]);
+      const apartGraph = readGraph(
+        [...fields(readFileSync(`${onnx}.fused.capacity.unpacked.smc.onnx`))].find((f) => f.field === MODEL.graph)!.value,
+      );
+      assert.deepEqual(apartGraph.inputs.filter((n) => !n.startsWith("past_key_values.")).sort(), [
+        "input_ids",
+        "position_ids",
+        "smc_seqlens_k",
+        "smc_total_sequence_length",
+      ]);
       await assertSameAsGrowingCache(apart, growing, 1e-4);
       assert.deepEqual([...new Set(capacities)], [8, 16, 24], capacities.join(", "));
     }
@@ -198,7 +237,10 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
       d.state.dispose();
       const teacher = await chunked.lm.encodeAll!(prompt);
       assert.equal(teacher.logits.length, full.logits.length);
-      assert.ok(maxAbsDiff(teacher.logits, full.logits) < 1e-4 && maxAbsDiff(teacher.hidden!, full.hidden!) < 1e-4, `encodeAll, ${JSON.stringify(options)}`);
+      assert.ok(
+        maxAbsDiff(teacher.logits, full.logits) < 1e-4 && maxAbsDiff(teacher.hidden!, full.hidden!) < 1e-4,
+        `encodeAll, ${JSON.stringify(options)}`,
+      );
     }
   });
 
@@ -207,7 +249,13 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     cpSync(join(FIXTURES, "gpt2-tiny"), copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
     // 2 layers, 4 heads of 16, float32: a shape's three sets of 4 tensors [batch, 4, length, 16].
     const setBytes = (batch: number, length: number) => 3 * 4 * batch * 4 * length * 16 * 4;
-    const fixed = await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: true, capacityStep: 8, cacheBudget: setBytes(4, 8) });
+    const fixed = await loadModel(copy, {
+      threads: 1,
+      fewestKernels: true,
+      fixedCapacity: true,
+      capacityStep: 8,
+      cacheBudget: setBytes(4, 8),
+    });
     models.push(fixed);
     const lm = fixed.lm as unknown as { retainedCacheBytes: number; sessionReopens: number };
     const run = async () => {
@@ -235,7 +283,10 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     b.state.dispose();
     // A graph gone from the folder: the reopen fails with the reason, and the decoder still disposes.
     rmSync(join(copy, "model.fused.capacity.smc.onnx"));
-    await assert.rejects(fixed.lm.prefill([1, 2]), (e: Error) => e instanceof DeviceRunError && /failed to reopen the model to free its cache buffers/.test(e.message));
+    await assert.rejects(
+      fixed.lm.prefill([1, 2]),
+      (e: Error) => e instanceof DeviceRunError && /failed to reopen the model to free its cache buffers/.test(e.message),
+    );
     models.splice(models.indexOf(fixed), 1);
     await fixed.lm.dispose();
   });
@@ -246,13 +297,19 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     assert.equal(fixedCapacityFromEnv({ TWISTED_SMC_FIXED_CAPACITY: " " }), undefined);
     assert.equal(fixedCapacityFromEnv({ TWISTED_SMC_FIXED_CAPACITY: "yes" }), true);
     assert.equal(fixedCapacityFromEnv({ TWISTED_SMC_FIXED_CAPACITY: "0" }), false);
-    assert.throws(() => fixedCapacityFromEnv({ TWISTED_SMC_FIXED_CAPACITY: "on" }), /TWISTED_SMC_FIXED_CAPACITY=on is not one of 1, yes, 0, no/);
+    assert.throws(
+      () => fixedCapacityFromEnv({ TWISTED_SMC_FIXED_CAPACITY: "on" }),
+      /TWISTED_SMC_FIXED_CAPACITY=on is not one of 1, yes, 0, no/,
+    );
     // The cache budget: none on the CPU, 8 GiB on a GPU unless TWISTED_SMC_CACHE_BUDGET_MB says otherwise.
     assert.equal(cacheBudgetFor("cpu", undefined, {}), Infinity);
     assert.equal(cacheBudgetFor("webgpu", undefined, {}), 8 * 2 ** 30);
     assert.equal(cacheBudgetFor("webgpu", undefined, { TWISTED_SMC_CACHE_BUDGET_MB: "1500" }), 1500 * 2 ** 20);
     assert.equal(cacheBudgetFor("webgpu", 5, { TWISTED_SMC_CACHE_BUDGET_MB: "1500" }), 5);
-    assert.throws(() => cacheBudgetFor("webgpu", undefined, { TWISTED_SMC_CACHE_BUDGET_MB: "lots" }), /the cache budget must be a number of bytes ≥ 0 \(TWISTED_SMC_CACHE_BUDGET_MB: MiB\), got lots/);
+    assert.throws(
+      () => cacheBudgetFor("webgpu", undefined, { TWISTED_SMC_CACHE_BUDGET_MB: "lots" }),
+      /the cache budget must be a number of bytes ≥ 0 \(TWISTED_SMC_CACHE_BUDGET_MB: MiB\), got lots/,
+    );
     const copy = join(dir, "env");
     cpSync(join(FIXTURES, "gpt2-tiny"), copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
     // Unset on the CPU, even in the GPU's kernels: the growing cache.
@@ -261,9 +318,15 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     assert.equal((cpuDefault.lm as { fixedCapacity?: boolean }).fixedCapacity, false);
     process.env.TWISTED_SMC_FIXED_CAPACITY = "1";
     try {
-      const [on, off] = [await loadModel(copy, { threads: 1, fewestKernels: true }), await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: false })];
+      const [on, off] = [
+        await loadModel(copy, { threads: 1, fewestKernels: true }),
+        await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: false }),
+      ];
       models.push(on, off);
-      assert.deepEqual([(on.lm as { fixedCapacity?: boolean }).fixedCapacity, (off.lm as { fixedCapacity?: boolean }).fixedCapacity], [true, false]);
+      assert.deepEqual(
+        [(on.lm as { fixedCapacity?: boolean }).fixedCapacity, (off.lm as { fixedCapacity?: boolean }).fixedCapacity],
+        [true, false],
+      );
     } finally {
       delete process.env.TWISTED_SMC_FIXED_CAPACITY;
     }
@@ -298,7 +361,10 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     models.push(short);
     const out = await short.lm.prefill([1, 2, 3, 4, 5, 6, 7, 8]);
     out.release();
-    await assert.rejects(short.lm.step(out.state, [9]), (e: Error) => e instanceof DeviceRunError && /position 8 is past the 8 positions this graph's rotary tables cover/.test(e.message));
+    await assert.rejects(
+      short.lm.step(out.state, [9]),
+      (e: Error) => e instanceof DeviceRunError && /position 8 is past the 8 positions this graph's rotary tables cover/.test(e.message),
+    );
   });
 
   it("fuses an fp16 export's rotary embeddings (fp16 tables) and norms but not its attention: the same greedy solutions", async () => {
@@ -313,14 +379,15 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
   });
 
   it("leaves what it cannot fuse as it is: a layer whose scores are read elsewhere", async () => {
-
     // The first layer's attention probabilities made a graph output too: only the second layer fuses.
     const onnx = join(FIXTURES, "gpt2-tiny/model.onnx");
     const model = readFileSync(onnx);
     const graphBytes = [...fields(model)].find((f) => f.field === MODEL.graph)!.value;
     const softmax = readGraph(graphBytes).nodes.find((n) => n.opType === "Softmax")!.outputs[0];
     const probe = bytesField(GRAPH.output, tensorValueInfo(softmax, 1, ["b", 2, "s", "t"]));
-    const edited = concat([...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, concat([graphBytes, probe])) : f.raw)));
+    const edited = concat(
+      [...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, concat([graphBytes, probe])) : f.raw)),
+    );
     const prepared = prepareModelBytes(edited, options(join(FIXTURES, "gpt2-tiny")))!;
     assert.equal(prepared.fusedAttention, 1);
     const copy = join(dir, "probe");
@@ -333,19 +400,24 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
   });
 
   it("applies one of two rewrites that claim the same node, and drops what nothing reads any more", () => {
-    const graph = readGraph(concat([
-      bytesField(GRAPH.node, node("Relu", ["x"], ["a"], "first")),
-      bytesField(GRAPH.node, node("Relu", ["a"], ["b"], "second")),
-      bytesField(GRAPH.node, node("Sigmoid", ["x"], ["unused"], "dead")),
-      bytesField(GRAPH.input, tensorValueInfo("x", 1, [2])),
-      bytesField(GRAPH.output, tensorValueInfo("b", 1, [2])),
-    ]));
+    const graph = readGraph(
+      concat([
+        bytesField(GRAPH.node, node("Relu", ["x"], ["a"], "first")),
+        bytesField(GRAPH.node, node("Relu", ["a"], ["b"], "second")),
+        bytesField(GRAPH.node, node("Sigmoid", ["x"], ["unused"], "dead")),
+        bytesField(GRAPH.input, tensorValueInfo("x", 1, [2])),
+        bytesField(GRAPH.output, tensorValueInfo("b", 1, [2])),
+      ]),
+    );
     const second = graph.nodes[1];
     const out = applyRewrites(graph, [
       { replaced: [second], anchor: second, newNodes: [node("Identity", ["a"], ["b"], "kept")] },
       { replaced: [second], anchor: second, newNodes: [node("Neg", ["a"], ["b"], "dropped")] },
     ]);
-    assert.deepEqual(out.nodes.map((n) => n.name), ["first", "kept"]);
+    assert.deepEqual(
+      out.nodes.map((n) => n.name),
+      ["first", "kept"],
+    );
   });
 
   it("writes and reads back negative integer attributes (protobuf's ten-byte varints)", () => {
@@ -363,12 +435,39 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
   });
 
   it("reads small constants of every stored form (raw int64, float16, listed floats), and not large ones", () => {
-    const raw = (type: number, bytes: number[]) => message([[1, bytes.length / (type === 7 ? 8 : 2)], [2, type], [8, "t"], [9, Uint8Array.from(bytes)]]);
-    assert.deepEqual(smallTensorValues(raw(7, [2, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])), { name: "t", values: [2, -1] });
+    const raw = (type: number, bytes: number[]) =>
+      message([
+        [1, bytes.length / (type === 7 ? 8 : 2)],
+        [2, type],
+        [8, "t"],
+        [9, Uint8Array.from(bytes)],
+      ]);
+    assert.deepEqual(smallTensorValues(raw(7, [2, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])), {
+      name: "t",
+      values: [2, -1],
+    });
     // float16 0x3c00 = 1, 0xc000 = −2.
     assert.deepEqual(smallTensorValues(raw(10, [0x00, 0x3c, 0x00, 0xc0]))!.values, [1, -2]);
     const listed = new Uint8Array(new Float32Array([0.125, 8]).buffer);
-    assert.deepEqual(smallTensorValues(message([[1, 2], [2, 1], [4, listed]]))!.values, [0.125, 8]);
-    assert.equal(smallTensorValues(message([[1, 1000], [2, 1], [9, new Uint8Array(4000)]])), undefined);
+    assert.deepEqual(
+      smallTensorValues(
+        message([
+          [1, 2],
+          [2, 1],
+          [4, listed],
+        ]),
+      )!.values,
+      [0.125, 8],
+    );
+    assert.equal(
+      smallTensorValues(
+        message([
+          [1, 1000],
+          [2, 1],
+          [9, new Uint8Array(4000)],
+        ]),
+      ),
+      undefined,
+    );
   });
 });

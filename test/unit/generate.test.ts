@@ -17,7 +17,10 @@ describe("batched sampling", () => {
     const c = await generate(lm, prompt, { ...opts, seed: 4 });
     assert.deepEqual(a.sequences, b.sequences);
     assert.notDeepEqual(a.sequences, c.sequences);
-    assert.equal(a.generatedTokens, a.sequences.reduce((n, s) => n + s.tokens.length + (s.finishReason === "eos" ? 1 : 0), 0));
+    assert.equal(
+      a.generatedTokens,
+      a.sequences.reduce((n, s) => n + s.tokens.length + (s.finishReason === "eos" ? 1 : 0), 0),
+    );
   });
 
   it("gives K identical greedy rows equal to a single greedy row, whatever rows finish early", async () => {
@@ -32,7 +35,13 @@ describe("batched sampling", () => {
 
   it("stops at max tokens and says so", async () => {
     const { lm, tokenizer } = await shippedModel();
-    const r = await generate(lm, tokenizer.encodeProblem(question), { numSamples: 3, maxTokens: 2, temperature: 1, seed: 1, isEos: () => false });
+    const r = await generate(lm, tokenizer.encodeProblem(question), {
+      numSamples: 3,
+      maxTokens: 2,
+      temperature: 1,
+      seed: 1,
+      isEos: () => false,
+    });
     for (const s of r.sequences) {
       assert.equal(s.tokens.length, 2);
       assert.equal(s.finishReason, "length");

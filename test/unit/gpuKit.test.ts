@@ -12,7 +12,27 @@ describe("the GPU kit's results table", function () {
   it("puts decode-bench's JSON lines, PyTorch's timings and the profile's summary into the README table, with the goals' ratios", () => {
     const dir = mkdtempSync(join(tmpdir(), "tsmc-gpu-"));
     const prefix = join(dir, "profile-16");
-    const bench = execFileSync(process.execPath, [join(root, "dist/decode-bench.js"), "--model", join(root, "test/fixtures/gpt2-tiny"), "--devices", "cpu", "--levels", "step", "--ks", "16", "--steps", "4", "--threads", "1", "--profile", prefix], { encoding: "utf8" });
+    const bench = execFileSync(
+      process.execPath,
+      [
+        join(root, "dist/decode-bench.js"),
+        "--model",
+        join(root, "test/fixtures/gpt2-tiny"),
+        "--devices",
+        "cpu",
+        "--levels",
+        "step",
+        "--ks",
+        "16",
+        "--steps",
+        "4",
+        "--threads",
+        "1",
+        "--profile",
+        prefix,
+      ],
+      { encoding: "utf8" },
+    );
     const measured = JSON.parse(bench.trim().split("\n")[0]);
     assert.equal(measured.K, 16);
     // Per step, the median of the decode steps (as PyTorch is timed) besides the run's mean, prefill included.
@@ -25,26 +45,92 @@ describe("the GPU kit's results table", function () {
     // decode-bench's lines say which cache the decoder runs: the CPU's default grows; a fixed capacity
     // asked for in the fused graph is taken, with the cache bytes it keeps.
     assert.equal(measured.fixedCapacity, "no", bench);
-    const fixedRun = execFileSync(process.execPath, [join(root, "dist/decode-bench.js"), "--model", join(root, "test/fixtures/gpt2-tiny"), "--devices", "cpu", "--levels", "step", "--ks", "16", "--steps", "4", "--threads", "1", "--fewest-kernels", "yes", "--fixed-capacity", "yes", "--reference", join(root, "test/fixtures/gpt2-tiny")], { encoding: "utf8" });
-    const [checked, fixed] = fixedRun.trim().split("\n").map((l) => JSON.parse(l));
+    const fixedRun = execFileSync(
+      process.execPath,
+      [
+        join(root, "dist/decode-bench.js"),
+        "--model",
+        join(root, "test/fixtures/gpt2-tiny"),
+        "--devices",
+        "cpu",
+        "--levels",
+        "step",
+        "--ks",
+        "16",
+        "--steps",
+        "4",
+        "--threads",
+        "1",
+        "--fewest-kernels",
+        "yes",
+        "--fixed-capacity",
+        "yes",
+        "--reference",
+        join(root, "test/fixtures/gpt2-tiny"),
+      ],
+      { encoding: "utf8" },
+    );
+    const [checked, fixed] = fixedRun
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     assert.deepEqual([fixed.fixedCapacity, checked.fixedCapacity, typeof fixed.cacheMiB], ["yes", "yes", "number"], fixedRun);
     // Against the same weights as exported (growing cache, CPU): held rows, whose logits differ by
     // design, are left out of the comparison; every other row agrees.
     assert.ok(checked.maxAbsDiff < 1e-4 && checked.top1Agreement === 1, fixedRun);
-    const lines = [{ ...webgpu, msPerStep: 3.5, msPerStepMedian: 2.5 }, { ...fixed, device: "webgpu (onnxruntime-node)", msPerStep: 2.5, msPerStepMedian: 2 }, { ...webgpu, fewestKernels: "no", msPerStep: 6, msPerStepMedian: 5 }, { ...llama, fewestKernels: "yes", msPerStep: 2, msPerStepMedian: 1.5 }, { ...llama, fewestKernels: "no", msPerStep: 3, msPerStepMedian: undefined }, { ...fixed, device: "webgpu (onnxruntime-node)", validation: "disabled", msPerStep: 1.9, msPerStepMedian: 1.75 }, { ...fixed, device: "webgpu (onnxruntime-node)", packStep: "no", msPerStep: 3.1, msPerStepMedian: 3 }, { ...fixed, device: "webgpu (onnxruntime-node; fixed-capacity KV cache)", level: "token", msPerStep: 4, msPerStepMedian: 3.5 }];
+    const lines = [
+      { ...webgpu, msPerStep: 3.5, msPerStepMedian: 2.5 },
+      { ...fixed, device: "webgpu (onnxruntime-node)", msPerStep: 2.5, msPerStepMedian: 2 },
+      { ...webgpu, fewestKernels: "no", msPerStep: 6, msPerStepMedian: 5 },
+      { ...llama, fewestKernels: "yes", msPerStep: 2, msPerStepMedian: 1.5 },
+      { ...llama, fewestKernels: "no", msPerStep: 3, msPerStepMedian: undefined },
+      { ...fixed, device: "webgpu (onnxruntime-node)", validation: "disabled", msPerStep: 1.9, msPerStepMedian: 1.75 },
+      { ...fixed, device: "webgpu (onnxruntime-node)", packStep: "no", msPerStep: 3.1, msPerStepMedian: 3 },
+      { ...fixed, device: "webgpu (onnxruntime-node; fixed-capacity KV cache)", level: "token", msPerStep: 4, msPerStepMedian: 3.5 },
+    ];
     writeFileSync(join(dir, "bench.jsonl"), bench + lines.map((l) => JSON.stringify(l) + "\n").join(""));
     // mkmodel.py's line format (run.sh's torch-cuda.txt).
     writeFileSync(join(dir, "torch-cuda.txt"), "torch-cuda torch.float32 K=16 cache=256 median step 4.00 ms\n");
     writeFileSync(join(dir, "gpu.txt"), "Some GPU, 1.0, 1 MiB\n");
     // run.sh's cli-solve.jsonl: what it keeps of `twisted-smc solve --json`, run here on the shipped model.
-    const solved = JSON.parse(execFileSync(process.execPath, [join(root, "dist/cli.js"), "solve", "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?", "--json", "--device", "cpu", "--threads", "1"], { encoding: "utf8" }));
-    writeFileSync(join(dir, "cli-solve.jsonl"), JSON.stringify({ answer: solved.answer, device: solved.device, deviceChoice: solved.deviceChoice, timing: solved.timing }) + "\n");
+    const solved = JSON.parse(
+      execFileSync(
+        process.execPath,
+        [
+          join(root, "dist/cli.js"),
+          "solve",
+          "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?",
+          "--json",
+          "--device",
+          "cpu",
+          "--threads",
+          "1",
+        ],
+        { encoding: "utf8" },
+      ),
+    );
+    writeFileSync(
+      join(dir, "cli-solve.jsonl"),
+      JSON.stringify({ answer: solved.answer, device: solved.device, deviceChoice: solved.deviceChoice, timing: solved.timing }) + "\n",
+    );
     // opCost.ts's lines (its own test runs it, in the WebGPU suite).
     const cost = { k: 16, layers: 12, heads: 12, headDim: 64, cache: 256, steps: 30, nodesPerStep: 12 };
-    writeFileSync(join(dir, "op-cost.jsonl"), [{ ...cost, case: "attention-growing", msPerStepMedian: 13 }, { ...cost, case: "neg-fed-back", msPerStepMedian: 8.93 }, { ...cost, case: "attention-growing", memPattern: false, msPerStepMedian: 7 }, { ...cost, case: "attention-capacity", storageCache: "simple", msPerStepMedian: 4.5 }].map((c) => JSON.stringify(c)).join("\n") + "\n");
+    writeFileSync(
+      join(dir, "op-cost.jsonl"),
+      [
+        { ...cost, case: "attention-growing", msPerStepMedian: 13 },
+        { ...cost, case: "neg-fed-back", msPerStepMedian: 8.93 },
+        { ...cost, case: "attention-growing", memPattern: false, msPerStepMedian: 7 },
+        { ...cost, case: "attention-capacity", storageCache: "simple", msPerStepMedian: 4.5 },
+      ]
+        .map((c) => JSON.stringify(c))
+        .join("\n") + "\n",
+    );
     // onnxruntime's profile of that run, summed up (on the CPU no GPU kernels are timed).
     const profile = readdirSync(dir).find((f) => f.startsWith("profile") && f.endsWith(".json"))!;
-    const summary = execFileSync(process.execPath, [join(root, "scripts/gpu/profile-summary.mjs"), join(dir, profile)], { encoding: "utf8" });
+    const summary = execFileSync(process.execPath, [join(root, "scripts/gpu/profile-summary.mjs"), join(dir, profile)], {
+      encoding: "utf8",
+    });
     const passes = Number(summary.match(/: (\d+) forward passes, 0 GPU kernels timed/)![1]);
     assert.ok(passes >= 4 + 1, summary); // the measured run's prefill and steps, after the warm-up's
     assert.match(summary, /later passes, median: wall [\d.]+ ms, GPU 0\.000 ms, 0 dispatches/);
@@ -55,13 +141,19 @@ describe("the GPU kit's results table", function () {
     // run.sh's op-cost-profile.txt: profile-summary.mjs over opCost.ts's traces (here the same CPU trace under such a name).
     const costTrace = join(dir, "opcost-attention-growing_2026.json");
     copyFileSync(join(dir, profile), costTrace);
-    writeFileSync(join(dir, "op-cost-profile.txt"), execFileSync(process.execPath, [join(root, "scripts/gpu/profile-summary.mjs"), costTrace], { encoding: "utf8" }));
+    writeFileSync(
+      join(dir, "op-cost-profile.txt"),
+      execFileSync(process.execPath, [join(root, "scripts/gpu/profile-summary.mjs"), costTrace], { encoding: "utf8" }),
+    );
     const table = execFileSync(process.execPath, [join(root, "scripts/gpu/table.mjs"), dir, "2026-01-01"], { encoding: "utf8" });
     assert.match(table, /^Measured 2026-01-01 on Some GPU, 1\.0, 1 MiB.*the median of the steps/);
     // Cells by their column's header; columns with no number in this run (token level, fp16) are left out.
     const tableLines = table.split("\n").filter((l) => l.startsWith("|"));
     const header = tableLines[0].split("|").map((c) => c.trim());
-    const row16 = tableLines.find((l) => l.startsWith("| 16 |"))!.split("|").map((c) => c.trim());
+    const row16 = tableLines
+      .find((l) => l.startsWith("| 16 |"))!
+      .split("|")
+      .map((c) => c.trim());
     const cell = (name: string) => row16[header.indexOf(name)];
     assert.ok(!header.includes("WebGPU fp16, step"), tableLines[0]);
     // Token level, run with the decoder's default cache (fixed on a GPU), has a column whichever cache it ran.
@@ -77,14 +169,42 @@ describe("the GPU kit's results table", function () {
     assert.equal(cell("CPU / WebGPU fp32 fixed-capacity step"), `${(measured.msPerStepMedian / 2).toFixed(2)}×`);
     assert.ok(table.includes(`WebGPU fp32 / CPU: K = 16: 3.50 / ${fmt(measured.msPerStep)} ms.`), table);
     assert.ok(table.includes("Means over each whole run, WebGPU fp32 step level, fixed-capacity cache: K = 16: 2.50 ms."), table);
-    assert.ok(table.includes(`\`twisted-smc solve\` of the README's problem, device auto: 42 in ${solved.timing.totalMs} ms (${solved.timing.forwardPasses} passes) on cpu (onnxruntime-node, 1 thread).`), table);
-    assert.ok(table.includes(`Logits and hidden states read back from the GPU: ${measured.readbackKiBPerStep} KiB per step at every K and level`), table);
-    assert.ok(table.includes("- K = 16, 256-token cache, 12 layers: attention-growing 13.0, neg-fed-back 8.93\n- K = 16, 256-token cache, 12 layers, memory patterns off: attention-growing 7.00\n- K = 16, 256-token cache, 12 layers, buffer cache simple: attention-capacity 4.50"), table);
+    assert.ok(
+      table.includes(
+        `\`twisted-smc solve\` of the README's problem, device auto: 42 in ${solved.timing.totalMs} ms (${solved.timing.forwardPasses} passes) on cpu (onnxruntime-node, 1 thread).`,
+      ),
+      table,
+    );
+    assert.ok(
+      table.includes(`Logits and hidden states read back from the GPU: ${measured.readbackKiBPerStep} KiB per step at every K and level`),
+      table,
+    );
+    assert.ok(
+      table.includes(
+        "- K = 16, 256-token cache, 12 layers: attention-growing 13.0, neg-fed-back 8.93\n- K = 16, 256-token cache, 12 layers, memory patterns off: attention-growing 7.00\n- K = 16, 256-token cache, 12 layers, buffer cache simple: attention-capacity 4.50",
+      ),
+      table,
+    );
     assert.match(table, /- attention-growing: wall [\d.]+ ms, GPU busy 0\.0 ms in 0 dispatches, CPU in the nodes [\d.]+ ms/);
     assert.match(table, /- K = 16: wall [\d.]+ ms, GPU busy 0\.0 ms, 0 dispatches/);
     // The validation-off row: its own line, not the fixed-capacity column.
-    assert.ok(table.includes("With Dawn's per-dispatch validation off (`disabled`), WebGPU fp32, step level: K = 16, fixed-capacity cache: 1.75 ms (2.00 with it)."), table);
-    assert.ok(table.includes("The fixed-capacity cache with its per-pass inputs fed one by one (five uploads a step instead of one), WebGPU fp32, step level: K = 16: 3.00 ms (2.00 packed)."), table);
-    assert.ok(table.includes("The shipped Llama on WebGPU, step level, K = 16 / 64: 1.50 / – ms per step in the fewest kernels, 3.00 / – in the CPU's."), table);
+    assert.ok(
+      table.includes(
+        "With Dawn's per-dispatch validation off (`disabled`), WebGPU fp32, step level: K = 16, fixed-capacity cache: 1.75 ms (2.00 with it).",
+      ),
+      table,
+    );
+    assert.ok(
+      table.includes(
+        "The fixed-capacity cache with its per-pass inputs fed one by one (five uploads a step instead of one), WebGPU fp32, step level: K = 16: 3.00 ms (2.00 packed).",
+      ),
+      table,
+    );
+    assert.ok(
+      table.includes(
+        "The shipped Llama on WebGPU, step level, K = 16 / 64: 1.50 / – ms per step in the fewest kernels, 3.00 / – in the CPU's.",
+      ),
+      table,
+    );
   });
 });

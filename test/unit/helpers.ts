@@ -48,7 +48,9 @@ export async function assertGraphDrawsMatchLogits(lm: CausalLM, temperature: num
   first.release();
   const all = await logitsOf(out);
   const V = lm.vocabSize;
-  uniforms.forEach((u, r) => assertDraw(out.samples!, r, inverseCdfDraw(all.subarray(r * V, (r + 1) * V), u, temperature), `row ${r} at u = ${u}`));
+  uniforms.forEach((u, r) =>
+    assertDraw(out.samples!, r, inverseCdfDraw(all.subarray(r * V, (r + 1) * V), u, temperature), `row ${r} at u = ${u}`),
+  );
   return uniforms.length;
 }
 
@@ -99,11 +101,18 @@ export function inverseCdfDraw(logits: ArrayLike<number>, u: number, temperature
   const logZq = lse(proposal);
   const logq = proposal.map((v) => v - logZq);
   let token = x.length - 1;
-  for (let i = 0, left = u; i < x.length; i++) if ((left -= Math.exp(logq[i])) < 0) {
-    token = i;
-    break;
-  }
-  return { token, logp: logp[token], logq: logq[token], logPsi: logPsi ? logPsi[token] : 0, logpMax: logp.reduce((a, x) => Math.max(a, x), -Infinity) };
+  for (let i = 0, left = u; i < x.length; i++)
+    if ((left -= Math.exp(logq[i])) < 0) {
+      token = i;
+      break;
+    }
+  return {
+    token,
+    logp: logp[token],
+    logq: logq[token],
+    logPsi: logPsi ? logPsi[token] : 0,
+    logpMax: logp.reduce((a, x) => Math.max(a, x), -Infinity),
+  };
 }
 
 function assertDraw(d: RowSamples, i: number, expected: ReturnType<typeof inverseCdfDraw>, what: string): void {
@@ -144,7 +153,11 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
  */
 export const FIXED_CAPACITY_STORED_BATCHES = [...Array(11).fill(4), 8, 8, 8, 4, 4, 4, 2, 2, 4, 4, 4];
 
-export async function assertSameAsGrowingCache(fixed: LoadedModel, growing: LoadedModel, tolerance: number): Promise<{ capacities: number[]; stored: number[] }> {
+export async function assertSameAsGrowingCache(
+  fixed: LoadedModel,
+  growing: LoadedModel,
+  tolerance: number,
+): Promise<{ capacities: number[]; stored: number[] }> {
   const prompt = [1, 20, 30, 40, 7];
   const [a, b] = [await fixed.lm.prefill(prompt), await growing.lm.prefill(prompt)];
   let [x, y] = [a.state.select([0, 0, 0]), b.state.select([0, 0, 0])];
@@ -154,7 +167,7 @@ export async function assertSameAsGrowingCache(fixed: LoadedModel, growing: Load
   const capacities: number[] = [];
   const stored: number[] = [];
   for (let t = 0; t < 22; t++) {
-    const tokens = Array.from({ length: x.batch }, (_, r) => (r === 0 && t % 3 === 1) || (r === 2 && t % 4 === 2) ? null : 5 + t + 3 * r);
+    const tokens = Array.from({ length: x.batch }, (_, r) => ((r === 0 && t % 3 === 1) || (r === 2 && t % 4 === 2) ? null : 5 + t + 3 * r));
     const [p, q] = [await fixed.lm.step(x, tokens), await growing.lm.step(y, tokens)];
     capacities.push((p.state as KvCache).length);
     stored.push((p.state as KvCache).storeBatch);
@@ -164,9 +177,11 @@ export async function assertSameAsGrowingCache(fixed: LoadedModel, growing: Load
     const [lp, lq] = [await logitsOf(p), await logitsOf(q)];
     assert.equal(lp.length, lq.length, `logits of a batch of ${tokens.length}, step ${t}`);
     const v = lp.length / tokens.length;
-    for (const r of fed) assert.ok(maxAbsDiff(lp.subarray(r * v, (r + 1) * v), lq.subarray(r * v, (r + 1) * v)) < tolerance, `logits of row ${r}, step ${t}`);
+    for (const r of fed)
+      assert.ok(maxAbsDiff(lp.subarray(r * v, (r + 1) * v), lq.subarray(r * v, (r + 1) * v)) < tolerance, `logits of row ${r}, step ${t}`);
     // Resamplings; the batch goes 3, 5, 3, 2 (finished rows dropped), 3.
-    const rows = t === 10 ? [2, 0, 1, 1, 0] : t === 16 ? [1, 2] : t % 5 === 3 ? [x.batch - 1, 0, 0] : Array.from({ length: x.batch }, (_, r) => r);
+    const rows =
+      t === 10 ? [2, 0, 1, 1, 0] : t === 16 ? [1, 2] : t % 5 === 3 ? [x.batch - 1, 0, 0] : Array.from({ length: x.batch }, (_, r) => r);
     [x, y] = [p.state.select(rows), q.state.select(rows)];
     p.state.dispose();
     q.state.dispose();

@@ -39,7 +39,10 @@ describe("line verifier", () => {
     const x = v.logValueOfText("12 + 30 = 42\n");
     assert.ok(Math.abs(x - logSigmoid(BIAS_INIT)) < 1e-12);
     assert.equal(v.logValueOfText("12 + 30 = 41\n"), x);
-    assert.equal(v.logValue({ hiddenSize: 0, prefixes: [[1], [2, 3]], decode: (t) => (t.length === 1 ? "1 + 1 = 2\n" : "1 + 1 = 2\n2 * 2 = 4\n") })[1], 2 * x);
+    assert.equal(
+      v.logValue({ hiddenSize: 0, prefixes: [[1], [2, 3]], decode: (t) => (t.length === 1 ? "1 + 1 = 2\n" : "1 + 1 = 2\n2 * 2 = 4\n") })[1],
+      2 * x,
+    );
     assert.throws(() => v.logValue({ hiddenSize: 0, prefixes: [[1]] }), /must pass decode/);
   });
 
@@ -55,31 +58,47 @@ describe("line verifier", () => {
     lines.forEach((l, i) => v.addGradient(grads, l, coeff[i]));
     v.parameters().forEach((p, i) => {
       for (let j = 0; j < p.length; j++) {
-        const x = p[j], eps = 1e-3;
+        const x = p[j],
+          eps = 1e-3;
         p[j] = x + eps;
         const up = f();
         p[j] = x - eps;
         const down = f();
         p[j] = x;
         const numeric = (up - down) / (2 * eps);
-        assert.ok(Math.abs(numeric - grads[i][j]) <= 1e-3 * Math.max(1, Math.abs(numeric)), `param ${i}[${j}]: ${grads[i][j]} vs ${numeric}`);
+        assert.ok(
+          Math.abs(numeric - grads[i][j]) <= 1e-3 * Math.max(1, Math.abs(numeric)),
+          `param ${i}[${j}]: ${grads[i][j]} vs ${numeric}`,
+        );
       }
     });
   });
 
   it("mines line labels from outcomes: right samples' lines, and other results for the same expression", () => {
-    const texts = ["52 - 17 = 35\n35 * 2 = 70\n#### 70", "52 - 17 = 45\n45 * 2 = 90\n#### 90", "52 - 17 = 35\n35 * 2 = 60\n#### 60", "50 - 17 = 33\n#### 33"];
-    const labels = mineLineLabels(texts, [true, false, false, false]).map((l) => `${l.line.a}${l.line.op}${l.line.b}=${l.line.c}:${l.label}`);
+    const texts = [
+      "52 - 17 = 35\n35 * 2 = 70\n#### 70",
+      "52 - 17 = 45\n45 * 2 = 90\n#### 90",
+      "52 - 17 = 35\n35 * 2 = 60\n#### 60",
+      "50 - 17 = 33\n#### 33",
+    ];
+    const labels = mineLineLabels(texts, [true, false, false, false]).map(
+      (l) => `${l.line.a}${l.line.op}${l.line.b}=${l.line.c}:${l.label}`,
+    );
     // "45 * 2 = 90" and "50 - 17 = 33" compute expressions no right sample computed: unlabelled.
     assert.deepEqual(labels, ["52-17=35:1", "35*2=70:1", "52-17=45:0", "52-17=35:1", "35*2=60:0"]);
     // Right samples that disagree on an expression label neither result.
-    assert.deepEqual(mineLineLabels(["2 + 2 = 4\n#### 4", "2 + 2 = 5\n#### 4", "2 + 2 = 3\n#### 1"], [true, true, false]).map((l) => l.label), [1, 1]);
+    assert.deepEqual(
+      mineLineLabels(["2 + 2 = 4\n#### 4", "2 + 2 = 5\n#### 4", "2 + 2 = 3\n#### 1"], [true, true, false]).map((l) => l.label),
+      [1, 1],
+    );
   });
 
   it("learns to tell right subtraction lines from tens-digit slips, from labelled lines alone", () => {
     const rng = new Rng(3);
     const line = () => {
-      const a = rng.int(20, 999), b = rng.int(1, a), right = rng.uniform() < 0.5;
+      const a = rng.int(20, 999),
+        b = rng.int(1, a),
+        right = rng.uniform() < 0.5;
       // The slips of a small model: a wrong tens digit (a lost or extra borrow).
       const slip = (rng.uniform() < 0.5 ? -10 : 10) * rng.int(1, 2);
       const c = right || a - b + slip < 0 ? a - b : a - b + slip;
@@ -111,6 +130,9 @@ describe("line verifier", () => {
     const doc = JSON.parse(readFileSync(path, "utf8"));
     doc.params.Q = doc.params.Q.slice(0, 40);
     writeFileSync(path, JSON.stringify(doc));
-    assert.throws(() => loadTwist(path), (e: Error) => e instanceof TwistFileError && /parameter Q has .* bytes/.test(e.message));
+    assert.throws(
+      () => loadTwist(path),
+      (e: Error) => e instanceof TwistFileError && /parameter Q has .* bytes/.test(e.message),
+    );
   });
 });

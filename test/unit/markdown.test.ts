@@ -1,29 +1,39 @@
 import assert from "node:assert/strict";
-import { allProblems, formatResult, looksLikeMathProblem, planResultInsertion, problemAt, RESULT_MARKER } from "../../src/extension/markdown";
+import {
+  allProblems,
+  formatResult,
+  looksLikeMathProblem,
+  planResultInsertion,
+  problemAt,
+  RESULT_MARKER,
+} from "../../src/extension/markdown";
 
 const DOC = [
-  "# Homework",                                  // 0
-  "",                                            // 1
-  "Ava has 12 pens. She buys 30 more pens.",     // 2
-  "How many pens does Ava have now?",            // 3
-  "",                                            // 4
+  "# Homework", // 0
+  "", // 1
+  "Ava has 12 pens. She buys 30 more pens.", // 2
+  "How many pens does Ava have now?", // 3
+  "", // 4
   "- Ben has 24 apples. He gives away 9 apples.", // 5
-  "  How many apples does Ben have now?",        // 6
-  "- Kira has 7 cards. How many cards?",         // 7
-  "",                                            // 8
+  "  How many apples does Ben have now?", // 6
+  "- Kira has 7 cards. How many cards?", // 7
+  "", // 8
   "> A bus travels 40 miles each hour for 3 hours.", // 9
-  "> How many miles is that?",                   // 10
-  "",                                            // 11
-  "## Problem 4",                                // 12
-  "",                                            // 13
+  "> How many miles is that?", // 10
+  "", // 11
+  "## Problem 4", // 12
+  "", // 13
   "A shop sells 5 boxes of 6 eggs. How many eggs?", // 14
-  "",                                            // 15
-  "```",                                         // 16
-  "x = 1 + 2 + 3 apples pens cards",             // 17
-  "```",                                         // 18
+  "", // 15
+  "```", // 16
+  "x = 1 + 2 + 3 apples pens cards", // 17
+  "```", // 18
 ].join("\n");
 
-const offsetOf = (line: number, col = 0) => DOC.split("\n").slice(0, line).reduce((n, l) => n + l.length + 1, 0) + col;
+const offsetOf = (line: number, col = 0) =>
+  DOC.split("\n")
+    .slice(0, line)
+    .reduce((n, l) => n + l.length + 1, 0) + col;
 
 describe("finding problems in Markdown", () => {
   it("takes the paragraph under the cursor", () => {
@@ -48,7 +58,10 @@ describe("finding problems in Markdown", () => {
   });
 
   it("lists every problem of a file in order, skipping headings and code", () => {
-    assert.deepEqual(allProblems(DOC).map((p) => p.text.slice(0, 12)), ["Ava has 12 p", "Ben has 24 a", "Kira has 7 c", "A bus travel", "A shop sells"]);
+    assert.deepEqual(
+      allProblems(DOC).map((p) => p.text.slice(0, 12)),
+      ["Ava has 12 p", "Ben has 24 a", "Kira has 7 c", "A bus travel", "A shop sells"],
+    );
   });
 
   it("tells math from non-math", () => {
@@ -61,19 +74,40 @@ describe("finding problems in Markdown", () => {
 
 describe("writing results into Markdown", () => {
   const clear = { kind: "clear", summary: "42 (posterior 87.5%)" } as const;
-  const result = formatResult({ answer: "42", probability: 0.875, confidence: clear, particles: 16, level: "token", twist: "twist.json", openRunUri: "command:twistedSmc.openRun?%5B%22r1%22%5D" });
+  const result = formatResult({
+    answer: "42",
+    probability: 0.875,
+    confidence: clear,
+    particles: 16,
+    level: "token",
+    twist: "twist.json",
+    openRunUri: "command:twistedSmc.openRun?%5B%22r1%22%5D",
+  });
 
   it("formats the answer, its posterior, the particles and a link to the run", () => {
-    assert.equal(result, `> ${RESULT_MARKER} Answer: **42** (posterior 87.5%, 16 particles, token-level twisted SMC) · [open run](command:twistedSmc.openRun?%5B%22r1%22%5D)`);
+    assert.equal(
+      result,
+      `> ${RESULT_MARKER} Answer: **42** (posterior 87.5%, 16 particles, token-level twisted SMC) · [open run](command:twistedSmc.openRun?%5B%22r1%22%5D)`,
+    );
   });
 
   it("says a tie is a tie, marks an uncertain answer and a problem outside the model's depth, and escapes the answer", () => {
     const base = { particles: 16, level: "step", twist: "twist-step.json" };
-    const tie = formatResult({ ...base, answer: "806", probability: 0.25, confidence: { kind: "tie", tied: ["806", "886", "786"], summary: "" } });
+    const tie = formatResult({
+      ...base,
+      answer: "806",
+      probability: 0.25,
+      confidence: { kind: "tie", tied: ["806", "886", "786"], summary: "" },
+    });
     assert.equal(tie, `> ${RESULT_MARKER} Answer: tied — **806**, **886** or **786** at 25.0% each (16 particles, step-level twisted SMC)`);
     const low = formatResult({ ...base, answer: "-3.5", probability: 0.3125, confidence: { kind: "uncertain", summary: "" } });
     assert.equal(low, `> ${RESULT_MARKER} Answer: **-3.5**, uncertain (posterior 31.3%, 16 particles, step-level twisted SMC)`);
-    const deep = formatResult({ ...base, answer: "42", probability: 0.9, confidence: { kind: "clear", summary: "", outOfDepth: "tiny-math-llama is out of its depth here" } });
+    const deep = formatResult({
+      ...base,
+      answer: "42",
+      probability: 0.9,
+      confidence: { kind: "clear", summary: "", outOfDepth: "tiny-math-llama is out of its depth here" },
+    });
     assert.match(deep, /Answer: \*\*42\*\* \(posterior 90\.0%.*\) · ⚠ out of the model's depth: the answer is a guess$/);
     const none = formatResult({ ...base, answer: null, probability: 0, confidence: { kind: "none", summary: "" } });
     assert.equal(none, `> ${RESULT_MARKER} Answer: no answer (16 particles, step-level twisted SMC)`);

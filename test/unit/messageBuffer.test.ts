@@ -4,7 +4,10 @@ import { MessageBuffer } from "../../src/extension/messageBuffer";
 describe("webview message buffer", () => {
   it("queues while the webview loads and delivers in order on ready, after the snapshot", () => {
     const sent: string[] = [];
-    const buf = new MessageBuffer<string>((m) => (sent.push(m), true), () => ["snapshot"]);
+    const buf = new MessageBuffer<string>(
+      (m) => (sent.push(m), true),
+      () => ["snapshot"],
+    );
     buf.post("a");
     buf.post("b");
     assert.deepEqual(sent, []);
@@ -17,7 +20,10 @@ describe("webview message buffer", () => {
 
   it("queues again while the view is hidden, and replays when it is back", () => {
     const sent: string[] = [];
-    const buf = new MessageBuffer<string>((m) => (sent.push(m), true), () => ["state"]);
+    const buf = new MessageBuffer<string>(
+      (m) => (sent.push(m), true),
+      () => ["state"],
+    );
     buf.ready();
     buf.pause();
     buf.post("x");
@@ -40,7 +46,11 @@ describe("webview message buffer", () => {
   });
 
   it("bounds the queue, dropping the oldest", () => {
-    const buf = new MessageBuffer<number>(() => true, () => [], 3);
+    const buf = new MessageBuffer<number>(
+      () => true,
+      () => [],
+      3,
+    );
     for (let i = 0; i < 5; i++) buf.post(i);
     assert.equal(buf.pending, 3);
   });

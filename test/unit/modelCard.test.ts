@@ -18,7 +18,13 @@ describe("the shipped model and its model card", () => {
     const problems = synthesize("test", measured.examples.length, measured.testProblems.seed);
     for (const [i, ex] of measured.examples.entries()) {
       assert.equal(problems[i].question, ex.question);
-      const r = await generate(lm, tokenizer.encodeProblem(ex.question), { numSamples: 1, maxTokens: 96, temperature: 0, seed: 0, isEos: (t) => tokenizer.isEos(t) });
+      const r = await generate(lm, tokenizer.encodeProblem(ex.question), {
+        numSamples: 1,
+        maxTokens: 96,
+        temperature: 0,
+        seed: 0,
+        isEos: (t) => tokenizer.isEos(t),
+      });
       const text = tokenizer.decode(r.sequences[0].tokens);
       assert.equal(text, ex.greedy);
       assert.equal(extractAnswer(text)?.key ?? null, ex.greedyAnswer);
@@ -39,7 +45,13 @@ describe("the shipped model and its model card", () => {
     // Lines the model writes on held-out problems, judged here (only here) by their arithmetic.
     const scored: { logit: number; right: boolean }[] = [];
     for (const [i, p] of synthesize("test", 40, 123).entries()) {
-      const r = await generate(model.lm, model.tokenizer.encodeProblem(p.question), { numSamples: 16, maxTokens: 96, temperature: 1, seed: i, isEos: (t) => model.tokenizer.isEos(t) });
+      const r = await generate(model.lm, model.tokenizer.encodeProblem(p.question), {
+        numSamples: 16,
+        maxTokens: 96,
+        temperature: 1,
+        seed: i,
+        isEos: (t) => model.tokenizer.isEos(t),
+      });
       for (const s of r.sequences) {
         for (const l of arithmeticLines(model.tokenizer.decode(s.tokens))) {
           const [a, b, c] = [Number(l.a), Number(l.b), Number(l.c)];
@@ -49,7 +61,8 @@ describe("the shipped model and its model card", () => {
       }
     }
     // AUC: how often a right line scores above a wrong one.
-    const right = scored.filter((x) => x.right).map((x) => x.logit), wrong = scored.filter((x) => !x.right).map((x) => x.logit);
+    const right = scored.filter((x) => x.right).map((x) => x.logit),
+      wrong = scored.filter((x) => !x.right).map((x) => x.logit);
     assert.ok(wrong.length >= 50, `enough slipped lines to judge (${wrong.length})`);
     let above = 0;
     for (const r of right) for (const w of wrong) above += r > w ? 1 : r === w ? 0.5 : 0;
@@ -64,7 +77,8 @@ describe("the shipped model and its model card", () => {
     assert.ok(best >= acc("majority vote@") + 0.05);
     assert.ok(acc("twisted SMC, step level") >= acc("SMC without twist"));
     for (const r of report.rows as { method: string; accuracy: number; seconds: number }[]) {
-      if (r.seconds > 0 || r.method.startsWith("oracle")) assert.ok(card.includes(`${(100 * r.accuracy).toFixed(1)}%`), `the card quotes "${r.method}"`);
+      if (r.seconds > 0 || r.method.startsWith("oracle"))
+        assert.ok(card.includes(`${(100 * r.accuracy).toFixed(1)}%`), `the card quotes "${r.method}"`);
     }
   });
 });

@@ -42,29 +42,65 @@ describe("model folder loader", () => {
     ["a missing config.json", () => rmSync(join(dir, "config.json")), /has no config\.json/],
     ["a config.json that is not JSON", () => writeFileSync(join(dir, "config.json"), "{oops"), /config\.json is not valid JSON/],
     ["a config without layers", () => editJson("config.json", (j) => delete j.num_hidden_layers), /lacks "num_hidden_layers"/],
-    ["a bad head count", () => editJson("config.json", (j) => (j.num_attention_heads = -4)), /"num_attention_heads" must be a positive integer/],
+    [
+      "a bad head count",
+      () => editJson("config.json", (j) => (j.num_attention_heads = -4)),
+      /"num_attention_heads" must be a positive integer/,
+    ],
     ["a missing tokenizer.json", () => rmSync(join(dir, "tokenizer.json")), /has no tokenizer\.json/],
     ["a tokenizer for a bigger vocabulary", () => editJson("config.json", (j) => (j.vocab_size = 100)), /does not belong to this model/],
-    ["no ONNX file", () => rmSync(join(dir, "onnx"), { recursive: true }), /has no ONNX decoder \(looked for model\.onnx, onnx\/model\.onnx/],
+    [
+      "no ONNX file",
+      () => rmSync(join(dir, "onnx"), { recursive: true }),
+      /has no ONNX decoder \(looked for model\.onnx, onnx\/model\.onnx/,
+    ],
   ];
   for (const [what, breakIt, message] of failures) {
     it(`names the problem with ${what}`, () => {
       breakIt();
-      assert.throws(() => openModelFolder(dir), (e: Error) => e instanceof ModelFolderError && message.test(e.message));
+      assert.throws(
+        () => openModelFolder(dir),
+        (e: Error) => e instanceof ModelFolderError && message.test(e.message),
+      );
     });
   }
 
   it("reads GPT-2-style and grouped-query configs", () => {
-    const gpt2 = parseDecoderConfig({ model_type: "gpt2", vocab_size: 50257, n_embd: 768, n_layer: 12, n_head: 12, n_positions: 1024, eos_token_id: 50256 }, "config.json");
-    assert.deepEqual([gpt2.numLayers, gpt2.numHeads, gpt2.numKvHeads, gpt2.headDim, gpt2.maxPositions, gpt2.eosTokenIds], [12, 12, 12, 64, 1024, [50256]]);
-    const qwen = parseDecoderConfig({ model_type: "qwen2", vocab_size: 151936, hidden_size: 896, num_hidden_layers: 24, num_attention_heads: 14, num_key_value_heads: 2, eos_token_id: [151643, 151645] }, "config.json");
+    const gpt2 = parseDecoderConfig(
+      { model_type: "gpt2", vocab_size: 50257, n_embd: 768, n_layer: 12, n_head: 12, n_positions: 1024, eos_token_id: 50256 },
+      "config.json",
+    );
+    assert.deepEqual(
+      [gpt2.numLayers, gpt2.numHeads, gpt2.numKvHeads, gpt2.headDim, gpt2.maxPositions, gpt2.eosTokenIds],
+      [12, 12, 12, 64, 1024, [50256]],
+    );
+    const qwen = parseDecoderConfig(
+      {
+        model_type: "qwen2",
+        vocab_size: 151936,
+        hidden_size: 896,
+        num_hidden_layers: 24,
+        num_attention_heads: 14,
+        num_key_value_heads: 2,
+        eos_token_id: [151643, 151645],
+      },
+      "config.json",
+    );
     assert.deepEqual([qwen.numKvHeads, qwen.headDim, qwen.eosTokenIds], [2, 64, [151643, 151645]]);
-    assert.throws(() => parseDecoderConfig({ vocab_size: 10, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 3, num_key_value_heads: 2 }, "c.json"), /not a multiple/);
+    assert.throws(
+      () =>
+        parseDecoderConfig(
+          { vocab_size: 10, hidden_size: 8, num_hidden_layers: 1, num_attention_heads: 3, num_key_value_heads: 2 },
+          "c.json",
+        ),
+      /not a multiple/,
+    );
   });
 
   it("renders the chat template when tokenizer_config.json has one", () => {
     editJson("tokenizer_config.json", (j) => {
-      j.chat_template = "{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}[assistant]\n{% endif %}";
+      j.chat_template =
+        "{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}[assistant]\n{% endif %}";
     });
     const tok = TextTokenizer.fromFolder(openModelFolder(dir));
     assert.equal(tok.hasChatTemplate, true);
@@ -81,7 +117,10 @@ describe("model folder loader", () => {
   it("names a truncated ONNX file when it is loaded", async () => {
     const onnx = join(dir, "onnx/model.onnx");
     writeFileSync(onnx, readFileSync(onnx).subarray(0, 5000));
-    await assert.rejects(loadModel(dir), (e: Error) => e instanceof ModelFolderError && /model\.onnx is not a valid ONNX model .*truncated or corrupt/.test(e.message));
+    await assert.rejects(
+      loadModel(dir),
+      (e: Error) => e instanceof ModelFolderError && /model\.onnx is not a valid ONNX model .*truncated or corrupt/.test(e.message),
+    );
   });
 
   it("names a config that disagrees with the ONNX graph", async () => {

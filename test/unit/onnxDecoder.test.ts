@@ -12,7 +12,13 @@ let eager: Promise<LoadedModel> | undefined;
 const eagerModel = () => (eager ??= loadModel(MODEL_DIR, { threads: 1, prepare: false }));
 
 interface Parity {
-  prefill: { input_ids: number[][]; attention_mask: number[][]; position_ids: number[][]; last_logits: number[][]; last_hidden: number[][] };
+  prefill: {
+    input_ids: number[][];
+    attention_mask: number[][];
+    position_ids: number[][];
+    last_logits: number[][];
+    last_hidden: number[][];
+  };
   decode: { input_ids: number[][]; attention_mask: number[][]; position_ids: number[][]; logits: number[][] };
 }
 const parity: Parity = JSON.parse(readFileSync(join(__dirname, "../fixtures/tiny-math-llama.parity.json"), "utf8"));
@@ -40,7 +46,8 @@ describe("ONNX decoder on the shipped model", () => {
       position_ids: i64(parity.prefill.position_ids),
     };
     for (let i = 0; i < folder.config.numLayers; i++) {
-      for (const kv of ["key", "value"]) feeds[`past_key_values.${i}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [2, 4, 0, 32]);
+      for (const kv of ["key", "value"])
+        feeds[`past_key_values.${i}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [2, 4, 0, 32]);
     }
     const out = await session.run(feeds);
     const [b, s, v] = out.logits.dims as number[];
@@ -53,48 +60,48 @@ describe("ONNX decoder on the shipped model", () => {
   });
 
   for (const prepare of [true, false]) {
-  const how = prepare ? "the SMC-prepared graph" : "the export as it is";
-  const model = prepare ? shippedModel : eagerModel;
-  it(`gives the same logits after reordering the cache as recomputing the reordered sequences (${how})`, async () => {
-    const { lm, tokenizer } = await model();
-    const prompt = tokenizer.encodeProblem("Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?");
-    const v = lm.vocabSize;
-    const first = await lm.prefill(prompt);
-    const broadcast = first.state.select([0, 0, 0]);
-    first.state.dispose();
-    const a = await lm.step(broadcast, [40, 41, 42]);
-    // Resample: new row 0 descends from old row 2, row 1 from row 0, row 2 from row 2.
-    const ancestors = [2, 0, 2];
-    const reordered = a.state.select(ancestors);
-    a.state.dispose();
-    const next = [50, 51, 52];
-    const b = await lm.step(reordered, next);
-    for (let r = 0; r < 3; r++) {
-      const fresh = await lm.prefill([...prompt, 40 + ancestors[r], next[r]]);
-      fresh.state.dispose();
-      assert.ok(maxAbsDiff(await row(b, r, v), await logitsOf(fresh)) < 1e-4, `row ${r}`);
-    }
-    b.state.dispose();
-  });
+    const how = prepare ? "the SMC-prepared graph" : "the export as it is";
+    const model = prepare ? shippedModel : eagerModel;
+    it(`gives the same logits after reordering the cache as recomputing the reordered sequences (${how})`, async () => {
+      const { lm, tokenizer } = await model();
+      const prompt = tokenizer.encodeProblem("Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?");
+      const v = lm.vocabSize;
+      const first = await lm.prefill(prompt);
+      const broadcast = first.state.select([0, 0, 0]);
+      first.state.dispose();
+      const a = await lm.step(broadcast, [40, 41, 42]);
+      // Resample: new row 0 descends from old row 2, row 1 from row 0, row 2 from row 2.
+      const ancestors = [2, 0, 2];
+      const reordered = a.state.select(ancestors);
+      a.state.dispose();
+      const next = [50, 51, 52];
+      const b = await lm.step(reordered, next);
+      for (let r = 0; r < 3; r++) {
+        const fresh = await lm.prefill([...prompt, 40 + ancestors[r], next[r]]);
+        fresh.state.dispose();
+        assert.ok(maxAbsDiff(await row(b, r, v), await logitsOf(fresh)) < 1e-4, `row ${r}`);
+      }
+      b.state.dispose();
+    });
 
-  it(`holds a row (null token) without changing what it computes next (${how})`, async () => {
-    const { lm, tokenizer } = await model();
-    const prompt = tokenizer.encodeProblem("Kira has 7 cards. How many cards does Kira have now?");
-    const v = lm.vocabSize;
-    const first = await lm.prefill(prompt);
-    const two = first.state.select([0, 0]);
-    first.state.dispose();
-    const a = await lm.step(two, [60, null]);
-    const b = await lm.step(a.state, [null, 61]);
-    const c = await lm.step(b.state, [62, 63]);
-    c.state.dispose();
-    const row0 = await lm.prefill([...prompt, 60, 62]);
-    const row1 = await lm.prefill([...prompt, 61, 63]);
-    row0.state.dispose();
-    row1.state.dispose();
-    assert.ok(maxAbsDiff(await row(c, 0, v), await logitsOf(row0)) < 1e-4);
-    assert.ok(maxAbsDiff(await row(c, 1, v), await logitsOf(row1)) < 1e-4);
-  });
+    it(`holds a row (null token) without changing what it computes next (${how})`, async () => {
+      const { lm, tokenizer } = await model();
+      const prompt = tokenizer.encodeProblem("Kira has 7 cards. How many cards does Kira have now?");
+      const v = lm.vocabSize;
+      const first = await lm.prefill(prompt);
+      const two = first.state.select([0, 0]);
+      first.state.dispose();
+      const a = await lm.step(two, [60, null]);
+      const b = await lm.step(a.state, [null, 61]);
+      const c = await lm.step(b.state, [62, 63]);
+      c.state.dispose();
+      const row0 = await lm.prefill([...prompt, 60, 62]);
+      const row1 = await lm.prefill([...prompt, 61, 63]);
+      row0.state.dispose();
+      row1.state.dispose();
+      assert.ok(maxAbsDiff(await row(c, 0, v), await logitsOf(row0)) < 1e-4);
+      assert.ok(maxAbsDiff(await row(c, 1, v), await logitsOf(row1)) < 1e-4);
+    });
   }
 
   it("reorders the cache only before a step whose rows changed: a broadcast, a resampling, dropped rows", async () => {

@@ -11,7 +11,10 @@ import { assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, shippedModel } from "
  * Decoder folders of other shapes than the shipped model (built by scripts/fixtures/): grouped-query
  * attention, and a GPT-2-style export without last_hidden_state that the preparation step completes.
  */
-for (const [name, kvHeads] of [["llama-gqa-tiny", 2], ["gpt2-tiny", 4]] as const) {
+for (const [name, kvHeads] of [
+  ["llama-gqa-tiny", 2],
+  ["gpt2-tiny", 4],
+] as const) {
   describe(`a ${name} decoder folder`, () => {
     // A copy, so the prepared graph is written outside the repository.
     const dir = join(mkdtempSync(join(tmpdir(), "tsmc-dec-")), name);
@@ -38,7 +41,13 @@ for (const [name, kvHeads] of [["llama-gqa-tiny", 2], ["gpt2-tiny", 4]] as const
     it("runs twisted SMC at token and step level", async () => {
       const model = await loadModel(dir, { threads: 1 });
       for (const level of ["token", "step"] as const) {
-        const r = await solve(model, "Ava has 12 pens. How many pens does Ava have?", { ...DEFAULT_SOLVE_OPTIONS, particles: 4, maxTokens: 12, level, resample: "always" });
+        const r = await solve(model, "Ava has 12 pens. How many pens does Ava have?", {
+          ...DEFAULT_SOLVE_OPTIONS,
+          particles: 4,
+          maxTokens: 12,
+          level,
+          resample: "always",
+        });
         assert.equal(r.particles.length, 4);
         assert.ok(r.steps > 0);
       }
@@ -65,7 +74,11 @@ describe("a half-precision (fp16) copy of the shipped model", function () {
     let [hs, fs] = [h.state.select([0, 0, 0]), f.state.select([0, 0, 0])];
     h.state.dispose();
     f.state.dispose();
-    for (const tokens of [[20, 21, 22], [30, null, 32], [40, 41, 42]]) {
+    for (const tokens of [
+      [20, 21, 22],
+      [30, null, 32],
+      [40, 41, 42],
+    ]) {
       [h, f] = [await half.lm.step(hs, tokens), await full.lm.step(fs, tokens)];
       const d = maxAbsDiff(await logitsOf(h), await logitsOf(f));
       assert.ok(d < 0.1, `logits differ by ${d}`);

@@ -36,7 +36,10 @@ describe("drawing tokens in the graph", function () {
       // A copy, so the prepared graph with the head is written outside the repository.
       const copy = join(mkdtempSync(join(tmpdir(), "tsmc-head-")), "m");
       cpSync(dir, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
-      opened.set(key, loadModel(copy, { threads: 1, sampleInGraph: true, fewestKernels: !!options.fewestKernels, fixedCapacity: options.fixedCapacity }));
+      opened.set(
+        key,
+        loadModel(copy, { threads: 1, sampleInGraph: true, fewestKernels: !!options.fewestKernels, fixedCapacity: options.fixedCapacity }),
+      );
     }
     return opened.get(key)!;
   };
@@ -64,49 +67,55 @@ describe("drawing tokens in the graph", function () {
   }
 
   for (const layout of ["least-work", "fewest-kernels"] as const) {
-  it(`finds the token by blocks as a scan of the whole row does (${layout}): a vocabulary not a multiple of the block, mass in the last block, runs of probability 0, u near 0 and 1`, async () => {
-    const rng = new Rng(21);
-    for (const V of [333, 50257]) {
-      const session = await ort.InferenceSession.create(drawModel(DTYPE.float, V, undefined, layout), { executionProviders: ["cpu"], intraOpNumThreads: 1 });
-      const only = (...tokens: number[]) => Float32Array.from({ length: V }, (_, i) => (tokens.includes(i) ? rng.normal() : -1e9));
-      const rows = [
-        Float32Array.from({ length: V }, () => 3 * rng.normal()),
-        only(V - 1),
-        only(0),
-        only(40, V - 2), // two tokens blocks apart, all between of probability 0
-        new Float32Array(V), // flat: every block boundary is a CDF step
-        Float32Array.from({ length: V }, (_, i) => (i % 97 === 5 ? 2 * rng.normal() : -1e9)),
-      ];
-      const logits = new Float32Array(rows.length * V);
-      rows.forEach((r, i) => logits.set(r, i * V));
-      const picks: number[] = [];
-      const uniforms: number[] = [];
-      for (let r = 0; r < rows.length; r++) {
-        // Off the flat row's steps (at (j + 0.5)/V), where float rounding could tip a draw either way.
-        const us = r === 4 ? Array.from({ length: 40 }, () => (Math.floor(rng.uniform() * V) + 0.5) / V) : [0, 1e-7, 0.5, 0.9999999, ...Array.from({ length: 36 }, () => rng.uniform())];
-        for (const u of us) {
-          picks.push(r);
-          uniforms.push(u);
+    it(`finds the token by blocks as a scan of the whole row does (${layout}): a vocabulary not a multiple of the block, mass in the last block, runs of probability 0, u near 0 and 1`, async () => {
+      const rng = new Rng(21);
+      for (const V of [333, 50257]) {
+        const session = await ort.InferenceSession.create(drawModel(DTYPE.float, V, undefined, layout), {
+          executionProviders: ["cpu"],
+          intraOpNumThreads: 1,
+        });
+        const only = (...tokens: number[]) => Float32Array.from({ length: V }, (_, i) => (tokens.includes(i) ? rng.normal() : -1e9));
+        const rows = [
+          Float32Array.from({ length: V }, () => 3 * rng.normal()),
+          only(V - 1),
+          only(0),
+          only(40, V - 2), // two tokens blocks apart, all between of probability 0
+          new Float32Array(V), // flat: every block boundary is a CDF step
+          Float32Array.from({ length: V }, (_, i) => (i % 97 === 5 ? 2 * rng.normal() : -1e9)),
+        ];
+        const logits = new Float32Array(rows.length * V);
+        rows.forEach((r, i) => logits.set(r, i * V));
+        const picks: number[] = [];
+        const uniforms: number[] = [];
+        for (let r = 0; r < rows.length; r++) {
+          // Off the flat row's steps (at (j + 0.5)/V), where float rounding could tip a draw either way.
+          const us =
+            r === 4
+              ? Array.from({ length: 40 }, () => (Math.floor(rng.uniform() * V) + 0.5) / V)
+              : [0, 1e-7, 0.5, 0.9999999, ...Array.from({ length: 36 }, () => rng.uniform())];
+          for (const u of us) {
+            picks.push(r);
+            uniforms.push(u);
+          }
         }
+        for (const temperature of [1, 0.6]) {
+          const out = await session.run({
+            [DRAW_INPUT.logits]: new ort.Tensor("float32", logits, [rows.length, 1, V]),
+            [DRAW_INPUT.rows]: new ort.Tensor("int64", BigInt64Array.from(picks, BigInt), [picks.length]),
+            [DRAW_INPUT.uniform]: new ort.Tensor("float32", Float32Array.from(uniforms), [picks.length]),
+            [DRAW_INPUT.inverseTemperature]: new ort.Tensor("float32", Float32Array.of(1 / temperature), [1]),
+          });
+          const draws = unpackDraws(out[DRAW_OUTPUT].data as Float32Array, picks.length);
+          const expected = rows.map((row) => (u: number) => inverseCdfDraw(row, Math.fround(u), temperature));
+          picks.forEach((r, i) => {
+            const e = expected[r](uniforms[i]);
+            assert.equal(draws.token[i], e.token, `V = ${V}, T = ${temperature}, row ${r}, u = ${uniforms[i]}`);
+            assert.ok(Math.abs(draws.logq[i] - e.logq) < 1e-3, `V = ${V}, row ${r}: log q ${draws.logq[i]} vs ${e.logq}`);
+          });
+        }
+        await session.release();
       }
-      for (const temperature of [1, 0.6]) {
-        const out = await session.run({
-          [DRAW_INPUT.logits]: new ort.Tensor("float32", logits, [rows.length, 1, V]),
-          [DRAW_INPUT.rows]: new ort.Tensor("int64", BigInt64Array.from(picks, BigInt), [picks.length]),
-          [DRAW_INPUT.uniform]: new ort.Tensor("float32", Float32Array.from(uniforms), [picks.length]),
-          [DRAW_INPUT.inverseTemperature]: new ort.Tensor("float32", Float32Array.of(1 / temperature), [1]),
-        });
-        const draws = unpackDraws(out[DRAW_OUTPUT].data as Float32Array, picks.length);
-        const expected = rows.map((row) => (u: number) => inverseCdfDraw(row, Math.fround(u), temperature));
-        picks.forEach((r, i) => {
-          const e = expected[r](uniforms[i]);
-          assert.equal(draws.token[i], e.token, `V = ${V}, T = ${temperature}, row ${r}, u = ${uniforms[i]}`);
-          assert.ok(Math.abs(draws.logq[i] - e.logq) < 1e-3, `V = ${V}, row ${r}: log q ${draws.logq[i]} vs ${e.logq}`);
-        });
-      }
-      await session.release();
-    }
-  });
+    });
   }
 
   it("writes the head for the model's opset: ReduceMax takes its axes as an attribute before 18, as an input from 18 on", async () => {
@@ -114,8 +123,17 @@ describe("drawing tokens in the graph", function () {
     const rng = new Rng(4);
     const logits = Float32Array.from({ length: 3 * 2 * V }, () => 2 * rng.normal());
     const uniforms = [0.1, 0.6, 0.95];
-    for (const [opset, layout] of [[13, "least-work"], [17, "fewest-kernels"], [18, "least-work"], [21, "fewest-kernels"]] as const) {
-      const model = modelBytes("head", [...samplingHead(V, opset, layout), bytesField(GRAPH.input, tensorValueInfo("logits", DTYPE.float, ["batch", "sequence", V]))], opset);
+    for (const [opset, layout] of [
+      [13, "least-work"],
+      [17, "fewest-kernels"],
+      [18, "least-work"],
+      [21, "fewest-kernels"],
+    ] as const) {
+      const model = modelBytes(
+        "head",
+        [...samplingHead(V, opset, layout), bytesField(GRAPH.input, tensorValueInfo("logits", DTYPE.float, ["batch", "sequence", V]))],
+        opset,
+      );
       const session = await ort.InferenceSession.create(model, { executionProviders: ["cpu"], intraOpNumThreads: 1 });
       const out = await session.run({
         logits: new ort.Tensor("float32", logits, [3, 2, V]),
@@ -126,7 +144,10 @@ describe("drawing tokens in the graph", function () {
       uniforms.forEach((u, r) => {
         const e = inverseCdfDraw(logits.subarray((2 * r + 1) * V, (2 * r + 2) * V), Math.fround(u), 0.8);
         assert.equal(draws.token[r], e.token, `opset ${opset}, row ${r}`);
-        assert.ok(Math.abs(draws.logpMax[r] - e.logpMax) < 1e-4, `opset ${opset}, row ${r}: largest log p ${draws.logpMax[r]} vs ${e.logpMax}`);
+        assert.ok(
+          Math.abs(draws.logpMax[r] - e.logpMax) < 1e-4,
+          `opset ${opset}, row ${r}: largest log p ${draws.logpMax[r]} vs ${e.logpMax}`,
+        );
       });
       await session.release();
     }
@@ -138,7 +159,10 @@ describe("drawing tokens in the graph", function () {
     const temperature = 0.8;
     const rng = new Rng(11);
     const first = await lm.prefill([1, 20, 30]);
-    const out = await lm.step(first.state.select(new Array(n).fill(0)), new Array(n).fill(7), { uniforms: Array.from({ length: n }, () => rng.uniform()), temperature });
+    const out = await lm.step(first.state.select(new Array(n).fill(0)), new Array(n).fill(7), {
+      uniforms: Array.from({ length: n }, () => rng.uniform()),
+      temperature,
+    });
     first.state.dispose();
     out.state.dispose();
     const V = lm.vocabSize;
@@ -147,7 +171,10 @@ describe("drawing tokens in the graph", function () {
     const z = row.reduce((a, x) => a + Math.exp(x - m), 0);
     const counts = new Array(V).fill(0);
     for (const t of out.samples!.token) counts[t]++;
-    let chi2 = 0, cells = 0, rareExpected = 0, rareObserved = 0;
+    let chi2 = 0,
+      cells = 0,
+      rareExpected = 0,
+      rareObserved = 0;
     row.forEach((x, t) => {
       const expected = (n * Math.exp(x - m)) / z;
       if (expected < 5) {
@@ -167,17 +194,39 @@ describe("drawing tokens in the graph", function () {
   it("step-level SMC and plain sampling take their tokens from the graph and still solve", async () => {
     const model = await open(MODEL_DIR);
     const problem = "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?";
-    const r = await solve(model, problem, { particles: 16, level: "step", resampling: "systematic", essThreshold: 0.5, resample: "adaptive", maxTokens: 64, temperature: 1, seed: 0 });
+    const r = await solve(model, problem, {
+      particles: 16,
+      level: "step",
+      resampling: "systematic",
+      essThreshold: 0.5,
+      resample: "adaptive",
+      maxTokens: 64,
+      temperature: 1,
+      seed: 0,
+    });
     assert.equal(r.answer, "42");
     const prompt = model.tokenizer.encodeProblem(problem);
     const run = await runTwistedSmc(model.lm, prompt, {
-      particles: 16, level: "step", resampling: "systematic", essThreshold: 0.5, resample: "always", maxTokens: 64, temperature: 1, seed: 1,
+      particles: 16,
+      level: "step",
+      resampling: "systematic",
+      essThreshold: 0.5,
+      resample: "always",
+      maxTokens: 64,
+      temperature: 1,
+      seed: 1,
       text: model.tokenizer,
     });
     // All but the siblings after each resampling, and the first step's 15 copies of the prompt's one row.
     assert.ok(run.drawnInGraph > 0.6 * run.generatedTokens, `${run.drawnInGraph} of ${run.generatedTokens} drawn in the graph`);
     assert.ok(run.resampledAt.length > 0);
-    const g = await generate(model.lm, prompt, { numSamples: 8, maxTokens: 64, temperature: 1, seed: 0, isEos: (t) => model.tokenizer.isEos(t) });
+    const g = await generate(model.lm, prompt, {
+      numSamples: 8,
+      maxTokens: 64,
+      temperature: 1,
+      seed: 0,
+      isEos: (t) => model.tokenizer.isEos(t),
+    });
     const answers = g.sequences.map((s) => model.tokenizer.decode(s.tokens)).filter((t) => /#### 42/.test(t));
     assert.ok(answers.length >= 4, `${answers.length} of 8 samples end in 42`);
   });
@@ -196,7 +245,10 @@ describe("the toy-model statistics on a real four-token ONNX decoder", function 
         // A copy, so the prepared graphs are written outside the repository.
         const copy = join(mkdtempSync(join(tmpdir(), "tsmc-four-")), "m");
         cpSync(dir, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
-        const [lm, reference] = [await loadModel(copy, { threads: 1, sampleInGraph }), await loadModel(copy, { threads: 1, sampleInGraph: false })];
+        const [lm, reference] = [
+          await loadModel(copy, { threads: 1, sampleInGraph }),
+          await loadModel(copy, { threads: 1, sampleInGraph: false }),
+        ];
         models.push(lm, reference);
         return { lm: lm.lm, logProbs: await enumerateDecoder(reference.lm), reference: reference.lm };
       });

@@ -30,7 +30,10 @@ describe("twisted SMC on an enumerable toy model", function () {
       });
     }
     it(`step level, ${resampling}, a random value twist: mean Ẑ is within 3 standard errors of Z`, async () => {
-      const { mean, se } = await toyMeanZ({ level: "step", resampling, twist: stepTwistFrom(randomLogPsi), logFinalPotential: logPhi }, 400);
+      const { mean, se } = await toyMeanZ(
+        { level: "step", resampling, twist: stepTwistFrom(randomLogPsi), logFinalPotential: logPhi },
+        400,
+      );
       assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
     });
   }
@@ -60,7 +63,8 @@ describe("twisted SMC on an enumerable toy model", function () {
       return seqs[seqs.length - 1].tokens;
     };
     const lm = new ToyModel();
-    const lower: number[] = [], upper: number[] = [];
+    const lower: number[] = [],
+      upper: number[] = [];
     for (let r = 0; r < 300; r++) {
       const base = options({ particles: 4, twist, logFinalPotential: logPhi, seed: r, essThreshold: 0.9 });
       lower.push((await runTwistedSmc(lm, TOY_PROMPT, base)).logZ);
@@ -70,7 +74,9 @@ describe("twisted SMC on an enumerable toy model", function () {
       const m = xs.reduce((a, b) => a + b, 0) / xs.length;
       return { m, se: Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1) / xs.length) };
     };
-    const lo = stats(lower), hi = stats(upper), logZ = Math.log(exact.z);
+    const lo = stats(lower),
+      hi = stats(upper),
+      logZ = Math.log(exact.z);
     assert.ok(lo.m < logZ + 3 * lo.se, `lower ${lo.m} vs log Z ${logZ}`);
     assert.ok(hi.m > logZ - 3 * hi.se, `upper ${hi.m} vs log Z ${logZ}`);
     assert.ok(hi.m > lo.m);
@@ -87,23 +93,39 @@ describe("twisted SMC on an enumerable toy model", function () {
   it("is reproducible for a seed and records every step with parents and weights", async () => {
     const twist = tokenTwistFrom(randomLogPsi, randomLogPsi);
     const records: SmcStepRecord[] = [];
-    const a = await runTwistedSmc(new ToyModel(), TOY_PROMPT, options({ twist, logFinalPotential: logPhi, seed: 7, resample: "always", onStep: (r) => records.push(r) }));
+    const a = await runTwistedSmc(
+      new ToyModel(),
+      TOY_PROMPT,
+      options({ twist, logFinalPotential: logPhi, seed: 7, resample: "always", onStep: (r) => records.push(r) }),
+    );
     const b = await runTwistedSmc(new ToyModel(), TOY_PROMPT, options({ twist, logFinalPotential: logPhi, seed: 7, resample: "always" }));
     assert.deepEqual(a, b);
     assert.equal(records.length, a.steps);
-    assert.deepEqual(records.filter((r) => r.resampled).map((r) => r.step), a.resampledAt);
-    assert.deepEqual(records.map((r) => r.ess), a.ess);
+    assert.deepEqual(
+      records.filter((r) => r.resampled).map((r) => r.step),
+      a.resampledAt,
+    );
+    assert.deepEqual(
+      records.map((r) => r.ess),
+      a.ess,
+    );
     // Replaying the record rebuilds every final text.
     let texts = records[0].particles.map(() => "");
     for (const r of records) texts = r.particles.map((p) => texts[p.parent] + p.text);
-    assert.deepEqual(texts, a.particles.map((p) => toyDecode(p.tokens)));
+    assert.deepEqual(
+      texts,
+      a.particles.map((p) => toyDecode(p.tokens)),
+    );
   });
 
   it("does not spend a forward pass on finished particles", async () => {
     const lm = new ToyModel();
     const res = await runTwistedSmc(lm, TOY_PROMPT, options({ particles: 4, seed: 3 }));
     assert.ok(lm.forwardPasses <= TOY_MAX_TOKENS - 1);
-    assert.equal(res.generatedTokens, res.particles.reduce((n, p) => n + p.tokens.length + (p.finishReason === "eos" ? 1 : 0), 0));
+    assert.equal(
+      res.generatedTokens,
+      res.particles.reduce((n, p) => n + p.tokens.length + (p.finishReason === "eos" ? 1 : 0), 0),
+    );
   });
 
   it("reports a collapse when no particle can satisfy the final potential", async () => {
@@ -120,22 +142,35 @@ describe("twisted SMC on an enumerable toy model", function () {
         return out;
       }
     }
-    await assert.rejects(runTwistedSmc(new NaNModel(), TOY_PROMPT, options({})), /NaN in the model's logits at SMC step 2 \(particle \d+, token 3\)/);
-    const nanTwist = tokenTwistFrom(() => NaN, () => 0);
+    await assert.rejects(
+      runTwistedSmc(new NaNModel(), TOY_PROMPT, options({})),
+      /NaN in the model's logits at SMC step 2 \(particle \d+, token 3\)/,
+    );
+    const nanTwist = tokenTwistFrom(
+      () => NaN,
+      () => 0,
+    );
     await assert.rejects(runTwistedSmc(new ToyModel(), TOY_PROMPT, options({ twist: nanTwist })), /NaN in the twist at SMC step 0/);
   });
 
   it("cancels within one step", async () => {
     const ctl = new AbortController();
     let seen = 0;
-    const run = runTwistedSmc(new ToyModel(), TOY_PROMPT, options({ signal: ctl.signal, onStep: () => (++seen === 2 ? ctl.abort() : undefined) }));
+    const run = runTwistedSmc(
+      new ToyModel(),
+      TOY_PROMPT,
+      options({ signal: ctl.signal, onStep: () => (++seen === 2 ? ctl.abort() : undefined) }),
+    );
     await assert.rejects(run, SmcCancelled);
     assert.equal(seen, 2);
   });
 
   it("rejects a twist of the wrong level and bad options", async () => {
     const lm = new ToyModel();
-    await assert.rejects(runTwistedSmc(lm, TOY_PROMPT, options({ level: "step", twist: tokenTwistFrom(randomLogPsi, randomLogPsi) })), /step \(value\) twist/);
+    await assert.rejects(
+      runTwistedSmc(lm, TOY_PROMPT, options({ level: "step", twist: tokenTwistFrom(randomLogPsi, randomLogPsi) })),
+      /step \(value\) twist/,
+    );
     await assert.rejects(runTwistedSmc(lm, TOY_PROMPT, options({ temperature: 0 })), /temperature/);
     await assert.rejects(runTwistedSmc(lm, TOY_PROMPT, options({ essThreshold: 2 })), /essThreshold/);
   });

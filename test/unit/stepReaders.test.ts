@@ -61,14 +61,18 @@ class Watched implements CausalLM {
         this.rowsRead += rows.length;
         return out.readRows(rows);
       },
-      readHidden: out.readHidden && ((rows) => {
-        this.hiddenRead += rows.length;
-        return out.readHidden!(rows);
-      }),
-      drawRows: out.drawRows && ((request) => {
-        this.modelDraws += request.rows.length;
-        return out.drawRows!(request);
-      }),
+      readHidden:
+        out.readHidden &&
+        ((rows) => {
+          this.hiddenRead += rows.length;
+          return out.readHidden!(rows);
+        }),
+      drawRows:
+        out.drawRows &&
+        ((request) => {
+          this.modelDraws += request.rows.length;
+          return out.drawRows!(request);
+        }),
       release: () => {
         if (!released) this.released++;
         released = true;
@@ -89,11 +93,20 @@ describe("step outputs (logits, hidden states, draws) read on demand", function 
     const all = Float32Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8]);
     const logits = lazyReaders(vocab, {
       all: async () => (calls.push("all"), all),
-      some: async (rows) => (calls.push(`rows ${rows}`), Float32Array.from(rows.flatMap((r) => [...all.subarray(r * vocab, (r + 1) * vocab)]))),
+      some: async (rows) => (
+        calls.push(`rows ${rows}`),
+        Float32Array.from(rows.flatMap((r) => [...all.subarray(r * vocab, (r + 1) * vocab)]))
+      ),
       free: () => freed++,
     });
     assert.equal(liveDeviceLogits(), live + 1);
-    assert.deepEqual((await logits.readRows([2, 0])).map((r) => [...r]), [[6, 7, 8], [0, 1, 2]]);
+    assert.deepEqual(
+      (await logits.readRows([2, 0])).map((r) => [...r]),
+      [
+        [6, 7, 8],
+        [0, 1, 2],
+      ],
+    );
     assert.deepEqual(await logits.readRows([]), []);
     assert.equal(await logits.readLogits(), await logits.readLogits());
     assert.deepEqual([...(await logits.readRows([1]))[0]], [3, 4, 5]);
@@ -105,7 +118,10 @@ describe("step outputs (logits, hidden states, draws) read on demand", function 
     await assert.rejects(logits.readRows([0]), /after their step output was released/);
   });
 
-  for (const [type, elem] of [["float32", DTYPE.float], ["float16", DTYPE.float16]] as const) {
+  for (const [type, elem] of [
+    ["float32", DTYPE.float],
+    ["float16", DTYPE.float16],
+  ] as const) {
     it(`the logit-rows graph returns the rows asked for, at the last position or all positions (${type})`, async () => {
       const session = await ort.InferenceSession.create(logitRowsModel(elem));
       const [b, s, v] = [3, 4, 5];
@@ -126,7 +142,10 @@ describe("step outputs (logits, hidden states, draws) read on demand", function 
       assert.deepEqual([...(last.data as Float32Array)], [...at(2, s - 1), ...at(0, s - 1), ...at(2, s - 1)]);
       const every = await run([1], 0);
       assert.deepEqual(every.dims, [s, v]);
-      assert.deepEqual([...(every.data as Float32Array)], [0, 1, 2, 3].flatMap((p) => at(1, p)));
+      assert.deepEqual(
+        [...(every.data as Float32Array)],
+        [0, 1, 2, 3].flatMap((p) => at(1, p)),
+      );
       await session.release();
     });
   }
@@ -135,7 +154,11 @@ describe("step outputs (logits, hidden states, draws) read on demand", function 
     const [V, H] = [5, 3];
     const sessions = new LogitSessions("cpu", 1, DTYPE.float, V, H, "cpu");
     const rng = new Rng(8);
-    const logits = new ort.Tensor("float32", Float32Array.from({ length: 2 * V }, () => rng.normal()), [2, 1, V]);
+    const logits = new ort.Tensor(
+      "float32",
+      Float32Array.from({ length: 2 * V }, () => rng.normal()),
+      [2, 1, V],
+    );
     const heads = Array.from({ length: 6 }, (_, i) => {
       const head = TokenTwistHead.init(H, V, 2, new Rng(30 + i));
       head.p.W.forEach((_, j) => (head.p.W[j] = rng.normal()));
@@ -146,7 +169,9 @@ describe("step outputs (logits, hidden states, draws) read on demand", function 
     const drawn = Float32Array.from([...hidden.subarray(H), ...hidden.subarray(0, H)]);
     const request = (head: TokenTwistHead) => ({ rows: [1, 0], uniforms: [0.3, 0.8], temperature: 1, twist: { weights: head.p } });
     // Concurrent draws, twice over every head: the first heads' graphs are evicted while others run.
-    const draws = await Promise.all([...heads, ...heads].map((h) => sessions.draw(logits, new ort.Tensor("float32", hidden, [2, 1, H]), request(h))));
+    const draws = await Promise.all(
+      [...heads, ...heads].map((h) => sessions.draw(logits, new ort.Tensor("float32", hidden, [2, 1, H]), request(h))),
+    );
     draws.forEach((d, i) => {
       const expected = heads[i % heads.length].logPsiNext({ hidden: drawn, hiddenSize: H, prefixes: [[], []] });
       d.token.forEach((t, k) => assert.ok(Math.abs(d.logPsi![k] - expected[k * V + t]) < 1e-5, `draw ${i}, row ${k}`));
@@ -163,7 +188,8 @@ describe("step outputs (logits, hidden states, draws) read on demand", function 
       return (loaded ??= loadModel(copy, { threads: 1, sampleInGraph: true }));
     };
     const prompt = TOY_PROMPT;
-    const options = (over: Partial<SmcOptions>): SmcOptions => toyOptions({ particles: 8, level: "step", resample: "never", seed: 4, ...over });
+    const options = (over: Partial<SmcOptions>): SmcOptions =>
+      toyOptions({ particles: 8, level: "step", resample: "never", seed: 4, ...over });
 
     it("step level reads no logits: the pass draws each row's token, the model the prompt's row for the other particles and the siblings", async () => {
       for (const resample of ["never", "always"] as const) {
@@ -188,7 +214,15 @@ describe("step outputs (logits, hidden states, draws) read on demand", function 
       // With a listener that reads them (training), they are fetched at line ends even for a text-only twist.
       const lm = new Watched((await open()).lm);
       let seen = 0;
-      await runTwistedSmc(lm, prompt, options({ resample: "always", twist: { ...stepTwistFrom(randomLogPsi), textOnly: true }, onBoundary: (b) => (seen += b.hidden ? b.particles.length : 0) }));
+      await runTwistedSmc(
+        lm,
+        prompt,
+        options({
+          resample: "always",
+          twist: { ...stepTwistFrom(randomLogPsi), textOnly: true },
+          onBoundary: (b) => (seen += b.hidden ? b.particles.length : 0),
+        }),
+      );
       assert.ok(seen > 0 && lm.hiddenRead === seen, `${lm.hiddenRead} rows read, ${seen} seen`);
     });
 
@@ -199,7 +233,8 @@ describe("step outputs (logits, hidden states, draws) read on demand", function 
         for (const twist of [lowRank, tokenTwistFrom(randomLogPsi, () => 0)]) {
           const lm = new Watched((await open()).lm);
           const run = await runTwistedSmc(lm, prompt, options({ level: "token", resample: "adaptive", twist }));
-          if (twist === lowRank) assert.deepEqual([lm.rowsRead, run.drawnInGraph, lm.modelDraws], [0, run.generatedTokens, run.generatedTokens]);
+          if (twist === lowRank)
+            assert.deepEqual([lm.rowsRead, run.drawnInGraph, lm.modelDraws], [0, run.generatedTokens, run.generatedTokens]);
           else assert.ok(lm.rowsRead > 0 && lm.rowsRead <= run.generatedTokens && run.drawnInGraph === 0, `${lm.rowsRead} rows read`);
           // The previous output is released as soon as every particle has moved past it.
           assert.ok(lm.maxLive <= 2, `${lm.maxLive} outputs alive at once`);
@@ -218,7 +253,11 @@ describe("step outputs (logits, hidden states, draws) read on demand", function 
       assert.equal(lm.released, lm.made);
       const sampled = new Watched((await open()).lm);
       await generate(sampled, prompt, { numSamples: 4, maxTokens: 8, temperature: 1, seed: 2, isEos: (t) => t === TOY_EOS });
-      assert.deepEqual([sampled.rowsRead, sampled.modelDraws], [0, 3], "the model draws from the prompt's row for the three samples the pass did not draw for");
+      assert.deepEqual(
+        [sampled.rowsRead, sampled.modelDraws],
+        [0, 3],
+        "the model draws from the prompt's row for the three samples the pass did not draw for",
+      );
       assert.equal(sampled.released, sampled.made);
     });
   });

@@ -6,9 +6,10 @@ import { taskArgs } from "../../src/extension/taskArgs";
 
 describe("training tasks", () => {
   it("turn a tasks.json definition with the seed's flag names into the trainer's command line", () => {
-    assert.deepEqual(taskArgs({ type: "twisted-smc", num_examples: 100, learning_rate: 1e-5, resume: true, split: "train", loss: undefined, seed: 0 }), [
-      "train", "--num_examples", "100", "--learning_rate", "0.00001", "--resume", "--split", "train", "--seed", "0", "--progress", "json",
-    ]);
+    assert.deepEqual(
+      taskArgs({ type: "twisted-smc", num_examples: 100, learning_rate: 1e-5, resume: true, split: "train", loss: undefined, seed: 0 }),
+      ["train", "--num_examples", "100", "--learning_rate", "0.00001", "--resume", "--split", "train", "--seed", "0", "--progress", "json"],
+    );
     assert.deepEqual(taskArgs({ type: "twisted-smc", command: "eval", n: 100 }), ["eval", "--n", "100"]);
   });
 

@@ -36,10 +36,12 @@ class ToyState implements DecoderState {
     return Math.max(0, ...this.rows.map((r) => r.length));
   }
   select(rows: readonly number[]): ToyState {
-    return new ToyState(rows.map((r) => {
-      if (r < 0 || r >= this.rows.length) throw new RangeError(`row ${r}`);
-      return this.rows[r].slice();
-    }));
+    return new ToyState(
+      rows.map((r) => {
+        if (r < 0 || r >= this.rows.length) throw new RangeError(`row ${r}`);
+        return this.rows[r].slice();
+      }),
+    );
   }
   dispose(): void {}
 }

@@ -18,7 +18,10 @@ export const logPhi = (text: string) => Math.log(0.05 + 2 * hashUnit(`phi|${text
 
 export const randomLogPsi = (prefix: readonly number[]) => Math.log(0.2 + 3 * hashUnit(`rand|${prefix.join(",")}`));
 
-export function tokenTwistFrom(logPsi: (prefix: readonly number[]) => number, eosLogPsi: (prefix: readonly number[]) => number): TokenTwist {
+export function tokenTwistFrom(
+  logPsi: (prefix: readonly number[]) => number,
+  eosLogPsi: (prefix: readonly number[]) => number,
+): TokenTwist {
   return {
     kind: "token",
     logPsiNext(input: TwistInput) {
@@ -64,7 +67,13 @@ export async function meanZ(lm: CausalLM, prompt: readonly number[], over: Parti
  * With ψ ≡ 1 and φ ≡ 1 the particles should be draws from p: Pearson's chi-square of their sequences
  * against the enumerated probabilities (rare sequences pooled), and any sequence p cannot produce.
  */
-export async function chiSquareOfSamples(lm: CausalLM, prompt: readonly number[], sequences: readonly ToySequence[], runs: number, particles: number) {
+export async function chiSquareOfSamples(
+  lm: CausalLM,
+  prompt: readonly number[],
+  sequences: readonly ToySequence[],
+  runs: number,
+  particles: number,
+) {
   const counts = new Map<string, number>();
   let n = 0;
   let resampled = 0;
@@ -119,7 +128,10 @@ export async function enumerateDecoder(lm: CausalLM): Promise<ToyLogProbs> {
     const logits = await logitsOf(out);
     const max = Math.max(...logits);
     const lse = max + Math.log(logits.reduce((a, x) => a + Math.exp(x - max), 0));
-    table.set(prefix.join(","), Array.from(logits, (x) => x - lse));
+    table.set(
+      prefix.join(","),
+      Array.from(logits, (x) => x - lse),
+    );
     if (prefix.length + 1 < TOY_MAX_TOKENS) for (let s = 0; s < TOY_EOS; s++) await walk([...prefix, s]);
   };
   await walk([]);
@@ -171,12 +183,22 @@ export function toyStatisticsOnDecoder(load: () => Promise<{ lm: CausalLM; logPr
   });
 
   it("token level with a random twist: mean Ẑ is within 3 standard errors of the exact Z", async () => {
-    const { mean, se } = await meanZ(lm, TOY_PROMPT, { twist: tokenTwistFrom(randomLogPsi, randomLogPsi), logFinalPotential: logPhi, essThreshold: 0.8 }, 200);
+    const { mean, se } = await meanZ(
+      lm,
+      TOY_PROMPT,
+      { twist: tokenTwistFrom(randomLogPsi, randomLogPsi), logFinalPotential: logPhi, essThreshold: 0.8 },
+      200,
+    );
     assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
   });
 
   it("step level with a random value twist, resampling at every line: mean Ẑ is within 3 standard errors of the exact Z", async () => {
-    const { mean, se } = await meanZ(lm, TOY_PROMPT, { level: "step", twist: stepTwistFrom(randomLogPsi), logFinalPotential: logPhi, resample: "always" }, 200);
+    const { mean, se } = await meanZ(
+      lm,
+      TOY_PROMPT,
+      { level: "step", twist: stepTwistFrom(randomLogPsi), logFinalPotential: logPhi, resample: "always" },
+      200,
+    );
     assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
   });
 
@@ -212,7 +234,11 @@ export function toyStatisticsOnDecoder(load: () => Promise<{ lm: CausalLM; logPr
   });
 
   it("draws the untwisted proposals in the graph where the decoder can", async function () {
-    const run = await runTwistedSmc(lm, TOY_PROMPT, toyOptions({ level: "step", twist: stepTwistFrom(randomLogPsi), particles: 64, resample: "always", seed: 3 }));
+    const run = await runTwistedSmc(
+      lm,
+      TOY_PROMPT,
+      toyOptions({ level: "step", twist: stepTwistFrom(randomLogPsi), particles: 64, resample: "always", seed: 3 }),
+    );
     assert.ok(run.resampledAt.length > 0);
     // Also the 63 extra copies of the prompt's row and the siblings after each resampling.
     assert.equal(run.drawnInGraph, lm.samplesInGraph ? run.generatedTokens : 0);

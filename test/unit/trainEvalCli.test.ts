@@ -6,7 +6,20 @@ import { join } from "node:path";
 
 const CLI = join(__dirname, "../../dist/cli.js");
 const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", timeout: 120000 });
-const SMALL = ["--twist", "token", "--num_examples", "4", "--batch_size", "2", "--num_twist_samples", "3", "--output_length", "32", "--threads", "1"];
+const SMALL = [
+  "--twist",
+  "token",
+  "--num_examples",
+  "4",
+  "--batch_size",
+  "2",
+  "--num_twist_samples",
+  "3",
+  "--output_length",
+  "32",
+  "--threads",
+  "1",
+];
 
 describe("train and eval from the command line", function () {
   this.timeout(120000);
@@ -16,8 +29,14 @@ describe("train and eval from the command line", function () {
     const out = join(tmp, "json");
     const r = run("train", ...SMALL, "--num_epochs", "1", "--save_every", "1", "--output-dir", out, "--progress", "json");
     assert.equal(r.status, 0, r.stderr);
-    const lines = r.stdout.trim().split("\n").map((l) => JSON.parse(l));
-    assert.deepEqual(lines.map((l) => l.type), ["start", "batch", "checkpoint", "batch", "checkpoint", "checkpoint", "end"]);
+    const lines = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      lines.map((l) => l.type),
+      ["start", "batch", "checkpoint", "batch", "checkpoint", "checkpoint", "end"],
+    );
     assert.equal(lines[1].total, 2);
     for (const key of ["loss", "reward", "ess", "logZ", "seconds"]) assert.equal(typeof lines[1][key], "number");
     assert.ok(existsSync(join(out, "twist.json")));
@@ -27,7 +46,22 @@ describe("train and eval from the command line", function () {
   it("stops cleanly on SIGTERM, keeps a checkpoint, and --resume finishes the run", async () => {
     const out = join(tmp, "term");
     // Enough batches that the signal lands while training is still under way.
-    const LONG = ["--twist", "token", "--num_examples", "30", "--batch_size", "2", "--num_twist_samples", "3", "--output_length", "32", "--threads", "1", "--num_epochs", "1"];
+    const LONG = [
+      "--twist",
+      "token",
+      "--num_examples",
+      "30",
+      "--batch_size",
+      "2",
+      "--num_twist_samples",
+      "3",
+      "--output_length",
+      "32",
+      "--threads",
+      "1",
+      "--num_epochs",
+      "1",
+    ];
     const child = spawn(process.execPath, [CLI, "train", ...LONG, "--save_every", "1", "--output_dir", out, "--progress", "json"]);
     let stdout = "";
     let sent = false;
@@ -75,10 +109,13 @@ describe("train and eval from the command line", function () {
     assert.match(report.twists.step, /twist-step\.json$/);
     assert.equal(report.twists.token, null);
     const rows = Object.fromEntries(report.rows.map((row: { method: string }) => [row.method.split(" (")[0], row]));
-    for (const m of ["best-of-4 by the step twist's final value", "twisted SMC, step level", "weighted vote over step-level twisted-SMC particles"]) {
+    for (const m of [
+      "best-of-4 by the step twist's final value",
+      "twisted SMC, step level",
+      "weighted vote over step-level twisted-SMC particles",
+    ]) {
       assert.ok(rows[m] && rows[m].note === undefined && rows[m].accuracy >= 0 && rows[m].accuracy <= 1, m);
     }
     assert.match(report.bounds.note, /with the step-level twist/);
   });
 });
-

@@ -10,8 +10,23 @@ import { shippedModel } from "./helpers";
 
 function config(outputDir: string, over: Partial<TrainConfig> = {}): TrainConfig {
   return {
-    numExamples: 4, numEpochs: 1, batchSize: 2, learningRate: 0.05, outputDir, seed: 1, split: "train", outputLength: 24,
-    numTwistSamples: 3, twistUpdatesPerExample: 1, saveEvery: 1, dataset: "synthetic", loss: "ctl", twist: "token", rank: 4, rewardFloor: 0.001, resume: false,
+    numExamples: 4,
+    numEpochs: 1,
+    batchSize: 2,
+    learningRate: 0.05,
+    outputDir,
+    seed: 1,
+    split: "train",
+    outputLength: 24,
+    numTwistSamples: 3,
+    twistUpdatesPerExample: 1,
+    saveEvery: 1,
+    dataset: "synthetic",
+    loss: "ctl",
+    twist: "token",
+    rank: 4,
+    rewardFloor: 0.001,
+    resume: false,
     ...over,
   };
 }
@@ -37,18 +52,29 @@ describe("one training per output folder", function () {
     const model = await shippedModel();
     const dir = join(tmp, "shared");
     let second: Promise<unknown> | undefined;
-    const first = await train(config(dir), { onBatch: () => void (second ??= train(config(dir, { resume: true }), {}, model).catch((e) => e)) }, model);
+    const first = await train(
+      config(dir),
+      { onBatch: () => void (second ??= train(config(dir, { resume: true }), {}, model).catch((e) => e)) },
+      model,
+    );
     assert.equal(first.stopped, false);
     const refused = (await second) as Error;
     assert.ok(refused instanceof Error, "the second run was refused");
-    oneLine(new RegExp(`--output_dir ${dir} is in use by another training \\(process ${process.pid}, started .*\\): wait for it to end or choose another --output_dir`))(refused);
+    oneLine(
+      new RegExp(
+        `--output_dir ${dir} is in use by another training \\(process ${process.pid}, started .*\\): wait for it to end or choose another --output_dir`,
+      ),
+    )(refused);
     assert.equal(readFileSync(join(dir, "metrics.jsonl"), "utf8").trim().split("\n").length, 2, "only the first run's metrics");
     assert.ok(!existsSync(join(dir, LOCK_FILE)), "the lock goes with the run");
   });
 
   it("takes over a lock whose process is gone, or that was never written", async () => {
     const model = await shippedModel();
-    for (const [name, owner] of [["dead", { pid: deadPid(), host: hostname(), started: "2024-01-01T00:00:00.000Z" }], ["empty", ""]] as const) {
+    for (const [name, owner] of [
+      ["dead", { pid: deadPid(), host: hostname(), started: "2024-01-01T00:00:00.000Z" }],
+      ["empty", ""],
+    ] as const) {
       const dir = join(tmp, `stale-${name}`);
       writeLock(dir, owner);
       const r = await train(config(dir), {}, model);
@@ -61,7 +87,10 @@ describe("one training per output folder", function () {
     const model = await shippedModel();
     const dir = join(tmp, "remote");
     writeLock(dir, { pid: deadPid(), host: "elsewhere.example", started: "2024-01-01T00:00:00.000Z" });
-    await assert.rejects(train(config(dir), {}, model), oneLine(new RegExp(`on elsewhere\\.example.*if it no longer runs, delete ${join(dir, LOCK_FILE)}`)));
+    await assert.rejects(
+      train(config(dir), {}, model),
+      oneLine(new RegExp(`on elsewhere\\.example.*if it no longer runs, delete ${join(dir, LOCK_FILE)}`)),
+    );
     assert.ok(existsSync(join(dir, LOCK_FILE)));
   });
 
@@ -85,6 +114,10 @@ describe("one training per output folder", function () {
     const noModel = { modelName: join(tmp, "no-such-model") };
     await assert.rejects(train(config(file, noModel)), oneLine(new RegExp(`cannot use --output_dir ${file}: it is a file, not a folder`)));
     await assert.rejects(train(config(join(file, "below"), noModel)), oneLine(/: a file is in the way on its path/));
-    if (process.platform === "linux") await assert.rejects(train(config("/proc/tsmc-x", noModel)), oneLine(/cannot use --output_dir \/proc\/tsmc-x: it cannot be created there/));
+    if (process.platform === "linux")
+      await assert.rejects(
+        train(config("/proc/tsmc-x", noModel)),
+        oneLine(/cannot use --output_dir \/proc\/tsmc-x: it cannot be created there/),
+      );
   });
 });

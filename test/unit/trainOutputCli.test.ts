@@ -17,7 +17,24 @@ import { mountTinyDisk, TinyDisk } from "./tinyDisk";
 const ROOT = join(__dirname, "../..");
 const CLI = ["-r", "tsx/cjs", join(ROOT, "src/engine/cli/main.ts")];
 const run = (...args: string[]) => spawnSync(process.execPath, [...CLI, ...args], { cwd: ROOT, encoding: "utf8", timeout: 120000 });
-const SMALL = ["--twist", "token", "--rank", "4", "--num_examples", "4", "--batch_size", "2", "--num_twist_samples", "3", "--output_length", "24", "--threads", "1", "--save_every", "1"];
+const SMALL = [
+  "--twist",
+  "token",
+  "--rank",
+  "4",
+  "--num_examples",
+  "4",
+  "--batch_size",
+  "2",
+  "--num_twist_samples",
+  "3",
+  "--output_length",
+  "24",
+  "--threads",
+  "1",
+  "--save_every",
+  "1",
+];
 /** stderr, less npm's and node's own notices: what the user reads from twisted-smc. */
 const said = (stderr: string) => stderr.split("\n").filter((l) => l.startsWith("twisted-smc"));
 
@@ -34,21 +51,42 @@ describe("train's output folder from the command line", function () {
     writeFileSync(path, JSON.stringify(doc));
     const r = run("train", ...SMALL, "--num_epochs", "2", "--output_dir", out, "--resume");
     assert.equal(r.status, 3, r.stdout + r.stderr);
-    assert.deepEqual(said(r.stderr), [`twisted-smc: ${path}: progress.batch must be a non-negative integer, got null (the checkpoint is damaged; delete it to start over)`]);
+    assert.deepEqual(said(r.stderr), [
+      `twisted-smc: ${path}: progress.batch must be a non-negative integer, got null (the checkpoint is damaged; delete it to start over)`,
+    ]);
     assert.doesNotMatch(r.stdout, /resuming|Done/);
   });
 
   it("a second run on a folder in use is refused in one line naming the folder and the pid; a signal-stopped run unlocks", async () => {
     const out = join(tmp, "busy");
-    const LONG = ["--twist", "token", "--rank", "4", "--num_examples", "400", "--batch_size", "2", "--num_twist_samples", "3", "--output_length", "24", "--threads", "1", "--num_epochs", "1"];
+    const LONG = [
+      "--twist",
+      "token",
+      "--rank",
+      "4",
+      "--num_examples",
+      "400",
+      "--batch_size",
+      "2",
+      "--num_twist_samples",
+      "3",
+      "--output_length",
+      "24",
+      "--threads",
+      "1",
+      "--num_epochs",
+      "1",
+    ];
     const first = spawn(process.execPath, [...CLI, "train", ...LONG, "--output_dir", out], { cwd: ROOT });
-    let stdout = "", stderr = "";
-    const seen = (text: () => string, what: string) => new Promise<void>((resolve) => {
-      const check = () => text().includes(what) && resolve();
-      first.stdout.on("data", check);
-      first.stderr.on("data", check);
-      first.on("close", () => resolve()); // the assertions below then say what went wrong
-    });
+    let stdout = "",
+      stderr = "";
+    const seen = (text: () => string, what: string) =>
+      new Promise<void>((resolve) => {
+        const check = () => text().includes(what) && resolve();
+        first.stdout.on("data", check);
+        first.stderr.on("data", check);
+        first.on("close", () => resolve()); // the assertions below then say what went wrong
+      });
     first.stdout.on("data", (d) => (stdout += d));
     first.stderr.on("data", (d) => (stderr += d));
     const closed = new Promise<number | null>((resolve) => first.on("close", resolve));
@@ -62,14 +100,22 @@ describe("train's output folder from the command line", function () {
     assert.equal(second.status, 3, second.stderr);
     const lines = said(second.stderr);
     assert.equal(lines.length, 1, second.stderr);
-    assert.match(lines[0], new RegExp(`^twisted-smc: --output_dir ${out} is in use by another training \\(process ${first.pid}, started [^)]*\\): wait for it to end or choose another --output_dir$`));
+    assert.match(
+      lines[0],
+      new RegExp(
+        `^twisted-smc: --output_dir ${out} is in use by another training \\(process ${first.pid}, started [^)]*\\): wait for it to end or choose another --output_dir$`,
+      ),
+    );
     assert.ok(!existsSync(join(out, LOCK_FILE)), "the stopped run took its lock with it");
   });
 
   it("an unusable --output_dir is one line, not a stack trace (exit 3)", () => {
     const file = join(tmp, "file");
     writeFileSync(file, "");
-    for (const [dir, why] of [[file, "it is a file, not a folder"], ["/proc/tsmc-out", "it cannot be created there"]]) {
+    for (const [dir, why] of [
+      [file, "it is a file, not a folder"],
+      ["/proc/tsmc-out", "it cannot be created there"],
+    ]) {
       const r = run("train", "--output_dir", dir);
       assert.equal(r.status, 3, r.stderr);
       assert.deepEqual(said(r.stderr), [`twisted-smc: cannot use --output_dir ${dir}: ${why}`]);
@@ -93,7 +139,9 @@ describe("train's output folder from the command line", function () {
 
       const r = run("train", ...SMALL, "--num_epochs", "2", "--output_dir", out, "--resume");
       assert.equal(r.status, 4, r.stdout + r.stderr);
-      assert.deepEqual(said(r.stderr), [`twisted-smc: cannot write checkpoint.json in ${out}: the disk holding ${out} is full; free some space there and run again (the previous checkpoint.json is unchanged)`]);
+      assert.deepEqual(said(r.stderr), [
+        `twisted-smc: cannot write checkpoint.json in ${out}: the disk holding ${out} is full; free some space there and run again (the previous checkpoint.json is unchanged)`,
+      ]);
       assert.doesNotMatch(r.stdout, /Done/);
       assert.deepEqual(readFileSync(join(out, "checkpoint.json")), before);
       assert.ok(loadCheckpoint(join(out, "checkpoint.json"), openModelFolder(MODEL_DIR)));

@@ -12,18 +12,63 @@ describe("training's progress lines (the one training wire: CLI → editor)", fu
 
   it("are every one a typed line the editor accepts, in order start, batch/checkpoint…, end", () => {
     const out = join(mkdtempSync(join(tmpdir(), "tsmc-progress-")), "run");
-    const r = spawnSync(process.execPath, [CLI, "train", "--num_examples", "2", "--batch_size", "1", "--num_epochs", "1", "--num_twist_samples", "2", "--output_length", "24", "--save_every", "1", "--output_dir", out, "--progress", "json"], { encoding: "utf8" });
+    const r = spawnSync(
+      process.execPath,
+      [
+        CLI,
+        "train",
+        "--num_examples",
+        "2",
+        "--batch_size",
+        "1",
+        "--num_epochs",
+        "1",
+        "--num_twist_samples",
+        "2",
+        "--output_length",
+        "24",
+        "--save_every",
+        "1",
+        "--output_dir",
+        out,
+        "--progress",
+        "json",
+      ],
+      { encoding: "utf8" },
+    );
     assert.equal(r.status, 0, r.stderr);
-    const lines = r.stdout.trim().split("\n").map((l) => parseTrainProgressLine(l));
-    assert.ok(lines.every((l): l is TrainProgressLine => l !== undefined), r.stdout);
-    assert.deepEqual(lines.map((l) => l!.type), ["start", "batch", "checkpoint", "batch", "checkpoint", "checkpoint", "end"]);
+    const lines = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => parseTrainProgressLine(l));
+    assert.ok(
+      lines.every((l): l is TrainProgressLine => l !== undefined),
+      r.stdout,
+    );
+    assert.deepEqual(
+      lines.map((l) => l!.type),
+      ["start", "batch", "checkpoint", "batch", "checkpoint", "checkpoint", "end"],
+    );
     const end = lines[lines.length - 1] as Extract<TrainProgressLine, { type: "end" }>;
     assert.equal(end.batches, 2);
     assert.equal(end.stopped, false);
   });
 
   it("are refused when a field is missing or of the wrong type, or the line is not JSON", () => {
-    const batch = { type: "batch", total: 2, epoch: 0, batch: 0, step: 1, loss: 0.5, reward: 1, sampleAccuracy: 1, ess: 1, logZ: -1, exactPositives: 1, seconds: 0.1 };
+    const batch = {
+      type: "batch",
+      total: 2,
+      epoch: 0,
+      batch: 0,
+      step: 1,
+      loss: 0.5,
+      reward: 1,
+      sampleAccuracy: 1,
+      ess: 1,
+      logZ: -1,
+      exactPositives: 1,
+      seconds: 0.1,
+    };
     assert.ok(parseTrainProgressLine(JSON.stringify(batch)));
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...batch, loss: "0.5" })), undefined);
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...batch, ess: undefined })), undefined);

@@ -11,7 +11,9 @@ import { Rng } from "../../src/engine/util/rng";
 import { OnnxTokenTwist } from "../../src/engine/twist/onnxTwist";
 import { MODEL_DIR } from "./helpers";
 
-const H = 6, V = 5, R = 3;
+const H = 6,
+  V = 5,
+  R = 3;
 
 function randomHidden(rng: Rng, rows: number) {
   return Float32Array.from({ length: rows * H }, () => rng.normal());
@@ -35,7 +37,9 @@ function numericGrad(params: Float32Array[], f: () => number, eps = 1e-2): Float
 }
 
 function assertClose(a: Float64Array[], b: Float64Array[], tol: number) {
-  a.forEach((x, i) => x.forEach((v, j) => assert.ok(Math.abs(v - b[i][j]) <= tol * Math.max(1, Math.abs(b[i][j])), `param ${i}[${j}]: ${v} vs ${b[i][j]}`)));
+  a.forEach((x, i) =>
+    x.forEach((v, j) => assert.ok(Math.abs(v - b[i][j]) <= tol * Math.max(1, Math.abs(b[i][j])), `param ${i}[${j}]: ${v} vs ${b[i][j]}`)),
+  );
 }
 
 describe("twist heads", () => {
@@ -71,7 +75,12 @@ describe("twist heads", () => {
 
   it("value head: hand gradients match finite differences for log σ(z) and z", () => {
     const rng = new Rng(3);
-    const head = new ValueTwistHead({ hiddenSize: H, w: Float32Array.from({ length: H }, () => rng.normal()), u: Float32Array.of(0.4, -0.2), c: Float32Array.of(0.3) });
+    const head = new ValueTwistHead({
+      hiddenSize: H,
+      w: Float32Array.from({ length: H }, () => rng.normal()),
+      u: Float32Array.of(0.4, -0.2),
+      c: Float32Array.of(0.3),
+    });
     const hidden = randomHidden(rng, 2);
     const conf = Float32Array.of(0.5, 1.5, 2.0, 0.1);
     const loss = () => {
@@ -91,7 +100,8 @@ describe("twist heads", () => {
     const hidden = Float32Array.from({ length: 5 * 32 }, () => rng.normal());
     const input = { hidden, hiddenSize: 32, prefixes: [[], [], [], [], []] };
     const fast = await OnnxTokenTwist.create(head);
-    const a = head.logPsiNext(input), b = await fast.logPsiNext(input);
+    const a = head.logPsiNext(input),
+      b = await fast.logPsiNext(input);
     assert.equal(b.length, a.length);
     for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) < 1e-4 * Math.max(1, Math.abs(a[i])), `${i}: ${a[i]} vs ${b[i]}`);
     await fast.dispose();
@@ -112,7 +122,11 @@ describe("twist heads", () => {
     head.p.W.forEach((_, j) => (head.p.W[j] = rng.normal()));
     const dir = mkdtempSync(join(tmpdir(), "tsmc-twist-"));
     const path = join(dir, "twist.json");
-    saveTwist(path, head, { baseModel: { name: folder.name, fingerprint: modelFingerprint(folder) }, created: "2026-11-26", training: { loss: "ctl" } });
+    saveTwist(path, head, {
+      baseModel: { name: folder.name, fingerprint: modelFingerprint(folder) },
+      created: "2026-11-26",
+      training: { loss: "ctl" },
+    });
     const back = loadTwist(path, folder);
     assert.ok(back.head instanceof TokenTwistHead);
     assert.deepEqual(back.head.p.W, head.p.W);
@@ -120,7 +134,10 @@ describe("twist heads", () => {
 
     const text = readFileSync(path, "utf8");
     writeFileSync(path, text.slice(0, text.length / 2));
-    assert.throws(() => loadTwist(path, folder), (e: Error) => e instanceof TwistFileError && /not valid JSON.*corrupt or truncated/.test(e.message));
+    assert.throws(
+      () => loadTwist(path, folder),
+      (e: Error) => e instanceof TwistFileError && /not valid JSON.*corrupt or truncated/.test(e.message),
+    );
     const doc = JSON.parse(text);
     doc.baseModel.fingerprint = "0".repeat(32);
     writeFileSync(path, JSON.stringify(doc));

@@ -29,7 +29,17 @@ import { CASES as OP_COST_CASES, measureOpCosts } from "../../scripts/gpu/opCost
 import { measureCacheMemory } from "../../scripts/gpu/cacheMemory";
 import { solve } from "../../src/engine/solve";
 import { loadTwistOption } from "../../src/engine/twist/resolve";
-import { assertGraphDrawsMatchLogits, assertModelDrawsMatchLogits, assertSameAsGrowingCache, FIXED_CAPACITY_STORED_BATCHES, assertSameGreedy, hiddenOf, logitsOf, maxAbsDiff, MODEL_DIR } from "../unit/helpers";
+import {
+  assertGraphDrawsMatchLogits,
+  assertModelDrawsMatchLogits,
+  assertSameAsGrowingCache,
+  FIXED_CAPACITY_STORED_BATCHES,
+  assertSameGreedy,
+  hiddenOf,
+  logitsOf,
+  maxAbsDiff,
+  MODEL_DIR,
+} from "../unit/helpers";
 import { TOY_EOS, TOY_PROMPT } from "../unit/toyModel";
 import { enumerateDecoder, toyOptions, toyStatisticsOnDecoder } from "../unit/toyStatistics";
 
@@ -58,7 +68,8 @@ describe("the engine on WebGPU", function () {
 
   before(async function () {
     const gpu = await model(GPT2, "webgpu").catch((e: Error) => ({ error: e.message }));
-    const choice = "error" in gpu ? gpu.error : gpu.lm.device.startsWith("webgpu") ? undefined : (gpu.lm as { deviceChoice?: string }).deviceChoice;
+    const choice =
+      "error" in gpu ? gpu.error : gpu.lm.device.startsWith("webgpu") ? undefined : (gpu.lm as { deviceChoice?: string }).deviceChoice;
     if (choice === undefined) return;
     if (REQUIRED) throw new Error(`TWISTED_SMC_REQUIRE_WEBGPU=1 but WebGPU could not be used: ${choice}`);
     this.skip();
@@ -80,7 +91,10 @@ describe("the engine on WebGPU", function () {
     // Reordered by row where it is (a broadcast, here), it stays there.
     const reorder = new KvReorder("webgpu", 1, cache.tensors.length, DTYPE.float, lm.device);
     const broadcast = await reorder.reorder(cache.tensors, [0, 0, 0]);
-    assert.deepEqual(broadcast.map((t) => [t.location, t.dims[0]]), cache.tensors.map(() => ["gpu-buffer", 3]));
+    assert.deepEqual(
+      broadcast.map((t) => [t.location, t.dims[0]]),
+      cache.tensors.map(() => ["gpu-buffer", 3]),
+    );
     for (const t of broadcast) t.dispose();
     await reorder.dispose();
     out.state.dispose();
@@ -101,7 +115,8 @@ describe("the engine on WebGPU", function () {
       // A fixed-capacity cache (the GPU's default, where the graph takes it) lets a held row's token see
       // itself, so that row's logits differ by design and are not compared; the growing cache's are.
       const fixed = !!(gpu as { fixedCapacity?: boolean }).fixedCapacity;
-      const compared = (logits: Float32Array, tokens: (number | null)[]) => (fixed ? logits.filter((_, i) => tokens[Math.floor(i / gpu.vocabSize)] !== null) : logits);
+      const compared = (logits: Float32Array, tokens: (number | null)[]) =>
+        fixed ? logits.filter((_, i) => tokens[Math.floor(i / gpu.vocabSize)] !== null) : logits;
       for (let s = 0; s < 6; s++) {
         const tokens = [10 + s, s % 2 ? null : 20 + s, 30];
         const x = await gpu.step(g, tokens);
@@ -163,22 +178,43 @@ describe("the engine on WebGPU", function () {
     // 2 layers, 4 heads of 16, float32: 3 sets of 4 tensors [batch, 4, 8, 16] per shape (capacity step 8).
     const setBytes = (batch: number, length: number) => 3 * 4 * batch * 4 * length * 16 * 4;
     // A 2-token prompt, a step, then rows dropped: at most 7 positions, so every pass fits capacity 8.
-    const run = (ks: number[], cacheBudget: number) => measureCacheMemory(copy, { ks, fixedCapacity: true, capacityStep: 8, prompt: 2, steps: 1, cacheBudget });
+    const run = (ks: number[], cacheBudget: number) =>
+      measureCacheMemory(copy, { ks, fixedCapacity: true, capacityStep: 8, prompt: 2, steps: 1, cacheBudget });
     const unbounded = await run([5, 3], Infinity);
     // The load's probe and the prompts made 1 × 2 and 2 × 8; K = 5 runs as 8 rows, then 4, 2 (again)
     // and 1; K = 3 (run as 4, then 2 and 1) adds no shape.
     const shapes = setBytes(1, 2) + [2, 8, 4, 1].reduce((sum, b) => sum + setBytes(b, 8), 0);
-    assert.deepEqual(unbounded.map((s) => [s.K, s.retainedBytes, s.reopens]), [[5, shapes, 0], [3, shapes, 0]]);
+    assert.deepEqual(
+      unbounded.map((s) => [s.K, s.retainedBytes, s.reopens]),
+      [
+        [5, shapes, 0],
+        [3, shapes, 0],
+      ],
+    );
     // Past a budget of the K = 8 shape alone, each later solve starts from reopened sessions.
     const bounded = await run([5, 5, 3], setBytes(8, 8));
-    assert.deepEqual(bounded.map((s) => s.reopens), [0, 1, 2]);
+    assert.deepEqual(
+      bounded.map((s) => s.reopens),
+      [0, 1, 2],
+    );
   });
 
   it("feeds a step its ids, positions and draw inputs in one upload and copies nothing else between devices mid-pass but a growing cache's masks (GPT-2, the shipped Llama; fixed-capacity and growing caches)", async () => {
-    for (const [dir, fixedCapacity] of [[GPT2, true], [MODEL_DIR, true], [GPT2, false], [MODEL_DIR, false]] as const) {
+    for (const [dir, fixedCapacity] of [
+      [GPT2, true],
+      [MODEL_DIR, true],
+      [GPT2, false],
+      [MODEL_DIR, false],
+    ] as const) {
       const copy = mkdtempSync(join(tmpdir(), "tsmc-packed-"));
       cpSync(dir, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
-      const { lm } = await loadModel(copy, { device: "webgpu", threads: 1, fixedCapacity, capacityStep: 8, ortProfile: join(copy, "profile") });
+      const { lm } = await loadModel(copy, {
+        device: "webgpu",
+        threads: 1,
+        fixedCapacity,
+        capacityStep: 8,
+        ortProfile: join(copy, "profile"),
+      });
       const first = await lm.prefill([1, 20, 30], { uniforms: [0.5], temperature: 1 });
       first.release();
       let state = first.state.select([0, 0, 0]);
@@ -193,15 +229,34 @@ describe("the engine on WebGPU", function () {
       // onnxruntime's trace of the decoder's session (written on dispose): every node, and no copy node.
       const trace = readdirSync(copy).filter((f) => f.startsWith("profile") && f.endsWith(".json"));
       assert.equal(trace.length, 1, trace.join(", "));
-      const nodes = (JSON.parse(readFileSync(join(copy, trace[0]), "utf8")) as { cat: string; name: string; args: { op_name: string; input_type_shape: unknown } }[]).filter((e) => e.cat === "Node" && e.name.endsWith("_kernel_time"));
-      assert.ok(nodes.some((e) => e.args.op_name === (fixedCapacity ? "GroupQueryAttention" : "MultiHeadAttention")) && nodes.some((e) => e.name.startsWith("smc_step/split")), "the packed graph ran");
+      const nodes = (
+        JSON.parse(readFileSync(join(copy, trace[0]), "utf8")) as {
+          cat: string;
+          name: string;
+          args: { op_name: string; input_type_shape: unknown };
+        }[]
+      ).filter((e) => e.cat === "Node" && e.name.endsWith("_kernel_time"));
+      assert.ok(
+        nodes.some((e) => e.args.op_name === (fixedCapacity ? "GroupQueryAttention" : "MultiHeadAttention")) &&
+          nodes.some((e) => e.name.startsWith("smc_step/split")),
+        "the packed graph ran",
+      );
       // The growing cache's graph still uploads the masks the export builds on the CPU from attention_mask (bool).
-      const copies = nodes.filter((e) => e.args.op_name.startsWith("Memcpy")).map((e) => `${e.args.op_name} ${JSON.stringify(e.args.input_type_shape)}`);
-      assert.deepEqual(copies.filter((c) => fixedCapacity || !/^MemcpyFromHost \[\{"bool"/.test(c)), [], `${dir}, fixed capacity ${fixedCapacity}`);
+      const copies = nodes
+        .filter((e) => e.args.op_name.startsWith("Memcpy"))
+        .map((e) => `${e.args.op_name} ${JSON.stringify(e.args.input_type_shape)}`);
+      assert.deepEqual(
+        copies.filter((c) => fixedCapacity || !/^MemcpyFromHost \[\{"bool"/.test(c)),
+        [],
+        `${dir}, fixed capacity ${fixedCapacity}`,
+      );
     }
   });
 
-  for (const [name, dir] of [["a GPT-2", GPT2], ["the shipped Llama in fp16", FP16]]) {
+  for (const [name, dir] of [
+    ["a GPT-2", GPT2],
+    ["the shipped Llama in fp16", FP16],
+  ]) {
     it(`draws tokens inside the graph on the GPU (${name}): the inverse CDF at each uniform, with log p and log q`, async () => {
       const { lm } = await model(dir, "webgpu");
       for (const temperature of [1, 0.7]) await assertGraphDrawsMatchLogits(lm, temperature);
@@ -244,13 +299,25 @@ describe("the engine on WebGPU", function () {
     const { lm } = await model(GPT2, "webgpu");
     const row = lm.vocabSize * 4;
     const read = () => ({ ...lm.readback! });
-    const options = { particles: 8, resampling: "systematic" as const, essThreshold: 0.5, maxTokens: 10, temperature: 1, seed: 2, text: { isEos: () => false, isLineEnd: () => false, decode: String } };
+    const options = {
+      particles: 8,
+      resampling: "systematic" as const,
+      essThreshold: 0.5,
+      maxTokens: 10,
+      temperature: 1,
+      seed: 2,
+      text: { isEos: () => false, isLineEnd: () => false, decode: String },
+    };
     // Step level, resampling at every line: all draws are made on the GPU (siblings and the prompt's row for K − 1 particles too).
     let before = read();
     const lineEvery3 = (t: number) => t % 3 === 0;
     let atBoundaries = 0;
     const step = await runTwistedSmc(lm, [1, 20, 30, 40], {
-      ...options, level: "step", resample: "always", text: { ...options.text, isLineEnd: lineEvery3 }, twist: { kind: "step", logValue: (i) => new Float64Array(i.prefixes.length) },
+      ...options,
+      level: "step",
+      resample: "always",
+      text: { ...options.text, isLineEnd: lineEvery3 },
+      twist: { kind: "step", logValue: (i) => new Float64Array(i.prefixes.length) },
       onBoundary: (b) => (atBoundaries += b.particles.length),
     });
     assert.ok(step.resampledAt.length > 0);
@@ -267,7 +334,13 @@ describe("the engine on WebGPU", function () {
     assert.deepEqual(read(), before, "nothing came back: the twist read the hidden states on the GPU");
     // Greedy decoding (no draw in the graph): each step brings back its rows, the last position only.
     before = read();
-    const greedy = await generate(lm, [1, 20, 30, 40, 50, 60], { numSamples: 2, maxTokens: 5, temperature: 0, seed: 0, isEos: () => false });
+    const greedy = await generate(lm, [1, 20, 30, 40, 50, 60], {
+      numSamples: 2,
+      maxTokens: 5,
+      temperature: 0,
+      seed: 0,
+      isEos: () => false,
+    });
     assert.equal(lm.readback!.logits - before.logits, row * (1 + 2 * greedy.steps));
   });
 
@@ -280,7 +353,13 @@ describe("the engine on WebGPU", function () {
     const gpt2 = join(dir, "gpt2");
     cpSync(GPT2, gpt2, { recursive: true, filter: (src) => !src.includes(".smc.") });
     const { hiddenSize, vocabSize, numHeads, numKvHeads, headDim } = openModelFolder(gpt2).config;
-    const prepared = (fixedCapacity: boolean) => prepareForSmc(join(gpt2, "model.onnx"), { hiddenSize, vocabSize, sampler: true, fuse: { numHeads, numKvHeads, headDim, fixedCapacity } }).path;
+    const prepared = (fixedCapacity: boolean) =>
+      prepareForSmc(join(gpt2, "model.onnx"), {
+        hiddenSize,
+        vocabSize,
+        sampler: true,
+        fuse: { numHeads, numKvHeads, headDim, fixedCapacity },
+      }).path;
     const graphs: [string, string][] = [
       ["the prepared GPT-2 (sampling head, fused layers, fixed-capacity cache)", prepared(true)],
       ["the prepared GPT-2 (sampling head, fused layers, growing cache)", prepared(false)],
@@ -303,10 +382,20 @@ describe("the engine on WebGPU", function () {
       for (let i = start + 1; start >= 0 && i < log.length && /^\s+\S+ \(.*\)$/.test(log[i]); i++) onCpu.push(log[i].trim());
       // Shape arithmetic belongs on the CPU, where a Reshape or Split reads its sizes: on the packed
       // input's dimensions (its split sizes, and the ids' shape the Gemm's way back to three axes takes).
-      const shapeOnly = /^(Shape|Concat) \(smc_gemm\/batch_sequence(_\d+)?\)$|^(Gather|Sub|Div|Concat) \(smc_step\/(columns|token_columns|sequence|sizes|batch|ids_shape\/\S+)\)$/;
-      const ours = onCpu.filter((n) => /\((smc_|draw\/|logit_rows\/|kv_reorder\/)/.test(n) && !/^Reshape \((smc_sample|draw\/cdf)\/out_token\)$/.test(n) && !shapeOnly.test(n));
+      const shapeOnly =
+        /^(Shape|Concat) \(smc_gemm\/batch_sequence(_\d+)?\)$|^(Gather|Sub|Div|Concat) \(smc_step\/(columns|token_columns|sequence|sizes|batch|ids_shape\/\S+)\)$/;
+      const ours = onCpu.filter(
+        (n) =>
+          /\((smc_|draw\/|logit_rows\/|kv_reorder\/)/.test(n) &&
+          !/^Reshape \((smc_sample|draw\/cdf)\/out_token\)$/.test(n) &&
+          !shapeOnly.test(n),
+      );
       assert.deepEqual(ours, [], `${name}: nodes on the CPU`);
-      if (!name.startsWith("the prepared GPT-2")) assert.ok(onCpu.every((n) => /out_token/.test(n)), `${name}: ${onCpu.join(", ")}`);
+      if (!name.startsWith("the prepared GPT-2"))
+        assert.ok(
+          onCpu.every((n) => /out_token/.test(n)),
+          `${name}: ${onCpu.join(", ")}`,
+        );
     }
   });
 
@@ -315,7 +404,19 @@ describe("the engine on WebGPU", function () {
     for (const device of ["webgpu", "cpu"] as const) {
       const m = await model(MODEL_DIR, device);
       const twist = await loadTwistOption(undefined, m, "step");
-      results.push(await solve(m, "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?", { particles: 8, level: "step", resampling: "systematic", essThreshold: 0.5, resample: "adaptive", maxTokens: 64, temperature: 1, seed: 3, twist: twist?.twist }));
+      results.push(
+        await solve(m, "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?", {
+          particles: 8,
+          level: "step",
+          resampling: "systematic",
+          essThreshold: 0.5,
+          resample: "adaptive",
+          maxTokens: 64,
+          temperature: 1,
+          seed: 3,
+          twist: twist?.twist,
+        }),
+      );
     }
     const [gpu, cpu] = results;
     assert.match(gpu.device, /^webgpu/);
@@ -329,17 +430,32 @@ describe("the engine on WebGPU", function () {
     cpSync(GPT2, dir, { recursive: true, filter: (src) => !src.includes(".smc.") });
     const { hiddenSize, vocabSize, numHeads, numKvHeads, headDim } = openModelFolder(dir).config;
     // The GPU's default graph: fused, with a fixed-capacity cache.
-    const fused = prepareForSmc(join(dir, "model.onnx"), { hiddenSize, vocabSize, sampler: true, fuse: { numHeads, numKvHeads, headDim, fixedCapacity: true } });
+    const fused = prepareForSmc(join(dir, "model.onnx"), {
+      hiddenSize,
+      vocabSize,
+      sampler: true,
+      fuse: { numHeads, numKvHeads, headDim, fixedCapacity: true },
+    });
     assert.deepEqual([fused.fusedAttention, fused.fixedCapacity], [2, true]);
     // A fused graph this GPU rejects: its attention told of 3 heads, which 64 channels cannot make.
-    const heads = (n: number) => Buffer.from(message([[1, "num_heads"], [20, 2], [3, n]]));
+    const heads = (n: number) =>
+      Buffer.from(
+        message([
+          [1, "num_heads"],
+          [20, 2],
+          [3, n],
+        ]),
+      );
     const bytes = readFileSync(fused.path);
     for (let at = bytes.indexOf(heads(numHeads)); at >= 0; at = bytes.indexOf(heads(numHeads), at + 1)) heads(3).copy(bytes, at);
     writeFileSync(fused.path, bytes);
     const m = await loadModel(dir, { device: "webgpu", threads: 1 });
     try {
       assert.match(m.lm.device, /^webgpu/);
-      assert.match((m.lm as { deviceChoice?: string }).deviceChoice ?? "", /^webgpu \(not used: webgpu: .* \(with its layers fused; the unfused graph was tried next\)\)$/);
+      assert.match(
+        (m.lm as { deviceChoice?: string }).deviceChoice ?? "",
+        /^webgpu \(not used: webgpu: .* \(with its layers fused; the unfused graph was tried next\)\)$/,
+      );
       const [a, b] = [await m.lm.prefill([1, 20, 30]), await (await model(GPT2, "cpu")).lm.prefill([1, 20, 30])];
       a.state.dispose();
       b.state.dispose();
@@ -351,26 +467,44 @@ describe("the engine on WebGPU", function () {
 
   it("measures what the KV cache's nodes cost on this GPU: every case of scripts/gpu/opCost.ts runs", async () => {
     const dir = mkdtempSync(join(tmpdir(), "tsmc-opcost-"));
-    const results = await measureOpCosts({ k: 2, layers: 2, heads: 2, headDim: 8, cache: 4, capacity: 12 }, 6, OP_COST_CASES, { profile: join(dir, "p") });
-    assert.deepEqual(results.map((r) => r.case), [...OP_COST_CASES]);
+    const results = await measureOpCosts({ k: 2, layers: 2, heads: 2, headDim: 8, cache: 4, capacity: 12 }, 6, OP_COST_CASES, {
+      profile: join(dir, "p"),
+    });
+    assert.deepEqual(
+      results.map((r) => r.case),
+      [...OP_COST_CASES],
+    );
     for (const r of results) {
       assert.equal(r.nodesPerStep, { attention: 2, neg: 4, concat: 4 + 5 }[r.case.split("-")[0]]);
       assert.ok(r.msPerStepMedian > 0 && r.msPerStepWithDrain > 0, JSON.stringify(r));
       // Its trace, as profile-summary.mjs reads it: 6 steps, each node's CPU time and GPU kernels.
       const trace = readdirSync(dir).find((f) => f.startsWith(`p-${r.case}_`))!;
-      const summary = spawnSync(process.execPath, [join(ROOT, "scripts/gpu/profile-summary.mjs"), join(dir, trace)], { encoding: "utf8" }).stdout;
+      const summary = spawnSync(process.execPath, [join(ROOT, "scripts/gpu/profile-summary.mjs"), join(dir, trace)], {
+        encoding: "utf8",
+      }).stdout;
       assert.match(summary, /: 6 forward passes, [1-9]\d* GPU kernels timed/);
-      assert.match(summary, new RegExp(`CPU time in nodes per pass \\(median\\): [\\d.]+ ms, by op type:\\n\\s+[\\d.]+ ms  ${{ attention: "\\w+Attention", neg: "Neg", concat: "(Concat|Transpose|Reshape)" }[r.case.split("-")[0]]}`));
+      assert.match(
+        summary,
+        new RegExp(
+          `CPU time in nodes per pass \\(median\\): [\\d.]+ ms, by op type:\\n\\s+[\\d.]+ ms  ${{ attention: "\\w+Attention", neg: "Neg", concat: "(Concat|Transpose|Reshape)" }[r.case.split("-")[0]]}`,
+        ),
+      );
     }
     // And with onnxruntime's memory patterns off (planned anew for every new set of input shapes).
-    const [off] = await measureOpCosts({ k: 2, layers: 2, heads: 2, headDim: 8, cache: 4, capacity: 12 }, 6, ["attention-growing"], { memPattern: false });
+    const [off] = await measureOpCosts({ k: 2, layers: 2, heads: 2, headDim: 8, cache: 4, capacity: 12 }, 6, ["attention-growing"], {
+      memPattern: false,
+    });
     assert.equal(off.memPattern, false);
     assert.ok(off.msPerStepMedian > 0);
   });
 
   describe("when WebGPU cannot be used", () => {
     const cli = (args: string[], env: NodeJS.ProcessEnv) =>
-      spawnSync(process.execPath, [join(ROOT, "dist/cli.js"), ...args], { env: { ...process.env, ...env }, encoding: "utf8", timeout: 120000 });
+      spawnSync(process.execPath, [join(ROOT, "dist/cli.js"), ...args], {
+        env: { ...process.env, ...env },
+        encoding: "utf8",
+        timeout: 120000,
+      });
     const problem = "Kira has 7 cards. She gets 5 more. How many cards does Kira have now?";
 
     it("auto passes over a driver that only runs on the CPU, and says so", function () {
@@ -402,17 +536,25 @@ describe("the engine on WebGPU", function () {
       const gpu = await loadModel(GPT2, { device: "webgpu", threads: 1 });
       let cpu: LoadedModel | undefined;
       const rows = 2 ** 21;
-      const where = await withCpuFallback(gpu, { device: "webgpu", threads: 1 }, async (m) => {
-        if (m.lm.device.startsWith("cpu")) return m.lm.device;
-        const first = await m.lm.prefill([5]);
-        const wide = first.state.select(new Array(rows).fill(0));
-        first.state.dispose();
-        (await m.lm.step(wide, new Array(rows).fill(6))).state.dispose();
-        return m.lm.device;
-      }, (m) => (cpu = m));
+      const where = await withCpuFallback(
+        gpu,
+        { device: "webgpu", threads: 1 },
+        async (m) => {
+          if (m.lm.device.startsWith("cpu")) return m.lm.device;
+          const first = await m.lm.prefill([5]);
+          const wide = first.state.select(new Array(rows).fill(0));
+          first.state.dispose();
+          (await m.lm.step(wide, new Array(rows).fill(6))).state.dispose();
+          return m.lm.device;
+        },
+        (m) => (cpu = m),
+      );
       assert.match(where, /^cpu/);
       const choice = (cpu!.lm as { deviceChoice?: string }).deviceChoice ?? "";
-      assert.match(choice, /^cpu \(not used: .*webgpu: failed during the run: webgpu \(onnxruntime-node[^)]*\) failed in a forward pass of 2097152 rows × 1 tokens: .*use fewer particles or --device cpu\)/);
+      assert.match(
+        choice,
+        /^cpu \(not used: .*webgpu: failed during the run: webgpu \(onnxruntime-node[^)]*\) failed in a forward pass of 2097152 rows × 1 tokens: .*use fewer particles or --device cpu\)/,
+      );
       assert.equal(liveKvCaches(), live, "the failed pass freed its cache");
       await gpu.lm.dispose();
       await cpu!.lm.dispose();

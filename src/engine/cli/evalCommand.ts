@@ -34,10 +34,21 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      model: { type: "string" }, dataset: { type: "string" }, split: { type: "string" }, n: { type: "string" }, particles: { type: "string" },
-      seed: { type: "string" }, twist: { type: "string" }, "token-twist": { type: "string" }, "step-twist": { type: "string" },
-      "max-tokens": { type: "string" }, "no-bounds": { type: "boolean" }, device: { type: "string" }, threads: { type: "string" },
-      json: { type: "boolean" }, help: { type: "boolean", short: "h" },
+      model: { type: "string" },
+      dataset: { type: "string" },
+      split: { type: "string" },
+      n: { type: "string" },
+      particles: { type: "string" },
+      seed: { type: "string" },
+      twist: { type: "string" },
+      "token-twist": { type: "string" },
+      "step-twist": { type: "string" },
+      "max-tokens": { type: "string" },
+      "no-bounds": { type: "boolean" },
+      device: { type: "string" },
+      threads: { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean", short: "h" },
     },
   });
   if (values.help) {
@@ -70,7 +81,12 @@ export async function evalCommand(argv: string[]): Promise<void> {
     if (twist) await use(twist);
     const split = choiceOption(values, "split", ["train", "test"] as const, "test");
     const n = intOption(values, "n", 500, 1);
-    const { problems, skipped, description } = loadProblems(stringOption(values, "dataset") ?? "synthetic", split, n, intOption(values, "seed", 0));
+    const { problems, skipped, description } = loadProblems(
+      stringOption(values, "dataset") ?? "synthetic",
+      split,
+      n,
+      intOption(values, "seed", 0),
+    );
     if (!problems.length) throw new UsageError("no problems to evaluate");
     const started = performance.now();
     const report = await evaluate(model, problems, {
@@ -83,7 +99,15 @@ export async function evalCommand(argv: string[]): Promise<void> {
       onProblem: values.json ? undefined : (done, total) => process.stderr.write(`\r${done}/${total} problems`),
     });
     if (!values.json) process.stderr.write("\n");
-    const out = { data: description, skipped, model: model.folder.dir, device: model.lm.device, twists: names, seconds: Math.round((performance.now() - started) / 1000), ...report };
+    const out = {
+      data: description,
+      skipped,
+      model: model.folder.dir,
+      device: model.lm.device,
+      twists: names,
+      seconds: Math.round((performance.now() - started) / 1000),
+      ...report,
+    };
     console.log(values.json ? JSON.stringify(out, null, 2) : formatReport(out));
   } finally {
     await model.lm.dispose();
@@ -92,14 +116,24 @@ export async function evalCommand(argv: string[]): Promise<void> {
 
 function formatReport(r: EvalReport & { data: string; twists: Record<string, string | null>; seconds: number }): string {
   const pct = (x: number) => (100 * x).toFixed(1).padStart(5);
-  const lines = [`${r.n} problems from ${r.data}, N = ${r.particles}; twists: token ${r.twists.token ?? "none"}, step ${r.twists.step ?? "none"}`, ""];
+  const lines = [
+    `${r.n} problems from ${r.data}, N = ${r.particles}; twists: token ${r.twists.token ?? "none"}, step ${r.twists.step ?? "none"}`,
+    "",
+  ];
   lines.push(`${"method".padEnd(56)} accuracy        time`);
   for (const row of r.rows) {
     const acc = row.note === "no twist given" ? "    –        " : `${pct(row.accuracy)}% ± ${(100 * row.stderr).toFixed(1).padStart(4)}`;
-    lines.push(`${row.method.padEnd(56)} ${acc}  ${String(row.seconds).padStart(6)} s${row.note && row.note !== "no twist given" ? `   (${row.note})` : ""}`);
+    lines.push(
+      `${row.method.padEnd(56)} ${acc}  ${String(row.seconds).padStart(6)} s${row.note && row.note !== "no twist given" ? `   (${row.note})` : ""}`,
+    );
   }
   const z = (m: number, se: number) => (Number.isFinite(m) ? `${m.toFixed(3)} ± ${se.toFixed(3)}` : "n/a");
-  if (r.bounds) lines.push("", `log Ẑ bounds: lower ${z(r.bounds.lower, r.bounds.lowerStderr)}, upper ${z(r.bounds.upper, r.bounds.upperStderr)}`, `  (${r.bounds.note})`);
+  if (r.bounds)
+    lines.push(
+      "",
+      `log Ẑ bounds: lower ${z(r.bounds.lower, r.bounds.lowerStderr)}, upper ${z(r.bounds.upper, r.bounds.upperStderr)}`,
+      `  (${r.bounds.note})`,
+    );
   lines.push("", `total ${r.seconds} s`);
   return lines.join("\n");
 }

@@ -59,7 +59,14 @@ export async function gradeCommand(argv: string[]): Promise<void> {
     const response = row?.[responseField];
     const goldRaw = row?.[goldField];
     if (typeof response !== "string") return void skipped.push(`${where}: no string field "${responseField}"`);
-    const gold = typeof goldRaw === "number" ? goldRaw : typeof goldRaw === "string" ? (goldRaw.includes("####") ? goldAnswer(goldRaw) : parseNumber(goldRaw)) : undefined;
+    const gold =
+      typeof goldRaw === "number"
+        ? goldRaw
+        : typeof goldRaw === "string"
+          ? goldRaw.includes("####")
+            ? goldAnswer(goldRaw)
+            : parseNumber(goldRaw)
+          : undefined;
     if (gold === undefined) return void skipped.push(`${where}: no numeric gold answer in field "${goldField}"`);
     const got = extractAnswer(response);
     const reward = got !== undefined && answersMatch(got.value, gold) ? 1 : 0;
@@ -70,7 +77,10 @@ export async function gradeCommand(argv: string[]): Promise<void> {
   if (values.json) {
     console.log(JSON.stringify({ summary, lines: graded, skipped }, null, 2));
   } else {
-    for (const g of graded) console.log(`${String(g.line).padStart(6)}  reward ${g.reward}  extracted ${g.extracted ?? "(none)"}  gold ${g.gold}${g.form ? `  [${g.form}]` : ""}`);
+    for (const g of graded)
+      console.log(
+        `${String(g.line).padStart(6)}  reward ${g.reward}  extracted ${g.extracted ?? "(none)"}  gold ${g.gold}${g.form ? `  [${g.form}]` : ""}`,
+      );
     for (const s of skipped) console.error(`skipped ${s}`);
     console.log(`\n${correct}/${graded.length} correct (${(100 * summary.accuracy).toFixed(2)}%), ${skipped.length} line(s) skipped`);
   }

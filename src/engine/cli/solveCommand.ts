@@ -56,7 +56,8 @@ export const MAX_PROBLEM_ARGUMENT_BYTES = 16 * 1024;
  */
 export async function readProblem(command: string, positionals: string[], file: string | undefined): Promise<string> {
   const needs = (why: string) => new UsageError(`${command} needs a problem text: ${why}`);
-  if (file !== undefined && positionals.length) throw new UsageError(`${command} takes the problem either as an argument or with --file, not both`);
+  if (file !== undefined && positionals.length)
+    throw new UsageError(`${command} takes the problem either as an argument or with --file, not both`);
   if (file !== undefined) {
     const text = readProblemFile(file).trim();
     if (!text) throw needs(`${file} is empty`);
@@ -71,7 +72,9 @@ export async function readProblem(command: string, positionals: string[], file: 
   if (!text) throw needs(`give it in quotes, with --file FILE, or on standard input with "${command} -"`);
   const bytes = Buffer.byteLength(text);
   if (bytes > MAX_PROBLEM_ARGUMENT_BYTES) {
-    throw new UsageError(`the problem is ${bytes.toLocaleString("en-US")} bytes, too long for the command line (at most 16 KB): pass it with --file FILE, or on standard input with "${command} -"`);
+    throw new UsageError(
+      `the problem is ${bytes.toLocaleString("en-US")} bytes, too long for the command line (at most 16 KB): pass it with --file FILE, or on standard input with "${command} -"`,
+    );
   }
   return text;
 }
@@ -81,7 +84,14 @@ function readProblemFile(file: string): string {
     return readFileSync(file, "utf8").replace(/^\uFEFF/, "");
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "no such file" : code === "EISDIR" ? "it is a folder" : code === "EACCES" ? "permission denied" : (e as Error).message;
+    const why =
+      code === "ENOENT"
+        ? "no such file"
+        : code === "EISDIR"
+          ? "it is a folder"
+          : code === "EACCES"
+            ? "permission denied"
+            : (e as Error).message;
     throw new InputError(`cannot read the problem file ${file}: ${why}`);
   }
 }
@@ -183,23 +193,29 @@ export async function solveCommand(argv: string[]): Promise<void> {
   let model = await loadModel(stringOption(values, "model"), loadOptions);
   try {
     const twist = await loadTwistOption(stringOption(values, "twist"), model, level);
-    const result = await withCpuFallback(model, loadOptions, (m) => solve(m, problem, {
-      particles,
-      level,
-      resampling: choiceOption<ResamplingScheme>(values, "resampling", RESAMPLING_SCHEMES, D.resampling),
-      essThreshold,
-      resample: choiceOption(values, "resample", ["adaptive", "always", "never"] as const, D.resample),
-      maxTokens: intOption(values, "max-tokens", D.maxTokens, 1),
-      temperature,
-      seed,
-      twist: twist?.twist,
-      twistName: twist?.name ?? null,
-      gold,
-      record: recordFile !== undefined,
-    }), (cpu) => {
-      void model.lm.dispose();
-      model = cpu;
-    });
+    const result = await withCpuFallback(
+      model,
+      loadOptions,
+      (m) =>
+        solve(m, problem, {
+          particles,
+          level,
+          resampling: choiceOption<ResamplingScheme>(values, "resampling", RESAMPLING_SCHEMES, D.resampling),
+          essThreshold,
+          resample: choiceOption(values, "resample", ["adaptive", "always", "never"] as const, D.resample),
+          maxTokens: intOption(values, "max-tokens", D.maxTokens, 1),
+          temperature,
+          seed,
+          twist: twist?.twist,
+          twistName: twist?.name ?? null,
+          gold,
+          record: recordFile !== undefined,
+        }),
+      (cpu) => {
+        void model.lm.dispose();
+        model = cpu;
+      },
+    );
     const record = recordFile !== undefined ? { file: recordFile, record: result.record } : undefined;
     delete result.record;
     printThenRecord(values.json ? JSON.stringify(result, null, 2) : formatSolve(result), record);
@@ -232,11 +248,23 @@ export function formatSolve(r: SolveResult): string {
     ...(r.confidence.outOfDepth ? [`         ⚠ ${r.confidence.outOfDepth}`] : []),
     "",
     "Posterior over answers:",
-    ...r.posterior.slice(0, 8).map((a) => `  ${a.answer.padStart(8)}  ${pct(a.probability).padStart(6)}  (${a.particles} particle${a.particles === 1 ? "" : "s"})`),
+    ...r.posterior
+      .slice(0, 8)
+      .map((a) => `  ${a.answer.padStart(8)}  ${pct(a.probability).padStart(6)}  (${a.particles} particle${a.particles === 1 ? "" : "s"})`),
   ];
   if (r.unanswered > 0) lines.push(`  ${"(none)".padStart(8)}  ${pct(r.unanswered).padStart(6)}`);
-  const best = r.particles.map((p, i) => ({ p, i })).filter(({ p }) => p.answer === r.answer).sort((a, b) => decodeLogWeight(b.p.logWeight) - decodeLogWeight(a.p.logWeight))[0];
-  if (best) lines.push("", `Chosen solution (particle ${best.i + 1}):`, ...escapeControl(best.p.text).split("\n").map((l) => `  ${l}`));
+  const best = r.particles
+    .map((p, i) => ({ p, i }))
+    .filter(({ p }) => p.answer === r.answer)
+    .sort((a, b) => decodeLogWeight(b.p.logWeight) - decodeLogWeight(a.p.logWeight))[0];
+  if (best)
+    lines.push(
+      "",
+      `Chosen solution (particle ${best.i + 1}):`,
+      ...escapeControl(best.p.text)
+        .split("\n")
+        .map((l) => `  ${l}`),
+    );
   const minEss = r.ess.length ? Math.min(...r.ess) : r.particles.length;
   lines.push(
     "",

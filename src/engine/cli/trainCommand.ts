@@ -77,7 +77,9 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
     onStart: (info) => {
       if (json) return emit({ type: "start", ...info, config: { ...config } });
       console.log(`Training a ${config.twist}-level twist (${config.loss}) for ${info.model}`);
-      console.log(`  data: ${info.data}, ${info.problems} problems, ${info.batchesPerEpoch} batches per epoch × ${config.numEpochs} epochs${info.resumedAt !== undefined ? `, resuming after batch ${info.resumedAt}` : ""}`);
+      console.log(
+        `  data: ${info.data}, ${info.problems} problems, ${info.batchesPerEpoch} batches per epoch × ${config.numEpochs} epochs${info.resumedAt !== undefined ? `, resuming after batch ${info.resumedAt}` : ""}`,
+      );
       for (const s of info.skipped) console.log(`  skipped ${s}`);
     },
     onBatch: (m: BatchMetrics, total: number) => {
@@ -90,8 +92,8 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
     onCheckpoint: (path) => (json ? emit({ type: "checkpoint", path }) : undefined),
   });
   if (json) emit({ type: "end", ...result });
-  else if (result.stopped) console.log(`Stopped after ${result.batches} batches; checkpoint in ${config.outputDir}. Run again with --resume to continue.`);
+  else if (result.stopped)
+    console.log(`Stopped after ${result.batches} batches; checkpoint in ${config.outputDir}. Run again with --resume to continue.`);
   else console.log(`Done: ${result.batches} batches. Twist written to ${result.twistPath}`);
   return result.stopped ? 130 : 0;
 }
-

@@ -53,7 +53,13 @@ class Tally {
   row(method: string, note?: string): EvalRow {
     const mean = this.n ? this.sum / this.n : 0;
     const variance = this.n > 1 ? (this.sumSq / this.n - mean * mean) * (this.n / (this.n - 1)) : 0;
-    return { method, accuracy: mean, stderr: Math.sqrt(Math.max(variance, 0) / Math.max(this.n, 1)), seconds: Math.round(this.ms / 100) / 10, note };
+    return {
+      method,
+      accuracy: mean,
+      stderr: Math.sqrt(Math.max(variance, 0) / Math.max(this.n, 1)),
+      seconds: Math.round(this.ms / 100) / 10,
+      note,
+    };
   }
 }
 
@@ -71,7 +77,8 @@ async function timed<T>(tally: Tally, f: () => Promise<T>): Promise<T> {
 
 /** The value head's estimate log ψ of each complete sample (its final hidden state and confidence). */
 async function finalValues(model: LoadedModel, prompt: number[], samples: number[][], head: ValueTwistHead): Promise<number[]> {
-  const V = model.lm.vocabSize, H = model.lm.hiddenSize;
+  const V = model.lm.vocabSize,
+    H = model.lm.hiddenSize;
   const out: number[] = [];
   for (const seq of samples) {
     if (!seq.length) {
@@ -98,8 +105,16 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
   const { tokenizer, lm } = model;
   const N = o.particles;
   const t = {
-    greedy: new Tally(), single: new Tally(), majority: new Tally(), bestOfN: new Tally(), smcPlain: new Tally(),
-    tokenSample: new Tally(), tokenVote: new Tally(), stepSample: new Tally(), stepVote: new Tally(), pass: new Tally(),
+    greedy: new Tally(),
+    single: new Tally(),
+    majority: new Tally(),
+    bestOfN: new Tally(),
+    smcPlain: new Tally(),
+    tokenSample: new Tally(),
+    tokenVote: new Tally(),
+    stepSample: new Tally(),
+    stepVote: new Tally(),
+    pass: new Tally(),
   };
   const lowerZ: number[] = [];
   const upperZ: { lower: number; upper: number }[] = [];
@@ -107,7 +122,14 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
   // The generation budget of the problem at hand: capped when its prompt leaves less of the context.
   let maxTokens = o.maxTokens;
   const base = (level: SmcLevel, seed: number): SmcOptions => ({
-    particles: N, level, resampling: "systematic", essThreshold: 0.5, resample: "adaptive", maxTokens, temperature: 1, seed,
+    particles: N,
+    level,
+    resampling: "systematic",
+    essThreshold: 0.5,
+    resample: "adaptive",
+    maxTokens,
+    temperature: 1,
+    seed,
     text: tokenizer,
   });
   // The bounds use the step twist when there is one (the shipped kind), else the token twist.
@@ -128,7 +150,10 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
     const ok = texts.map((x) => correct(x, p.gold));
     t.single.add(ok.filter(Boolean).length / N);
     t.pass.add(+ok.some(Boolean));
-    const vote = answerPosterior(texts, texts.map(() => 0));
+    const vote = answerPosterior(
+      texts,
+      texts.map(() => 0),
+    );
     t.majority.add(+(vote.answer !== null && answersMatch(Number(vote.answer), p.gold)));
 
     if (o.stepTwist) {
@@ -137,7 +162,9 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
       // Its time is the scoring alone: the N samples are the majority vote's. The value head reads
       // hidden states (teacher forcing); a twist that reads text scores the texts directly.
       const values = await timed(t.bestOfN, async () =>
-        twist instanceof ValueTwistHead ? finalValues(model, prompt, seqs, twist) : Array.from(twist.logValue({ hiddenSize: lm.hiddenSize, prefixes: seqs, decode: (x) => tokenizer.decode(x) })),
+        twist instanceof ValueTwistHead
+          ? finalValues(model, prompt, seqs, twist)
+          : Array.from(twist.logValue({ hiddenSize: lm.hiddenSize, prefixes: seqs, decode: (x) => tokenizer.decode(x) })),
       );
       let best = 0;
       values.forEach((v, j) => (v > values[best] ? (best = j) : undefined));
@@ -152,7 +179,10 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
       sampleTally.add(rtexts.reduce((a, x, j) => a + (dead ? 1 / N : w[j]) * +correct(x, p.gold), 0));
       if (voteTally) {
         voteTally.ms = sampleTally.ms;
-        const v = answerPosterior(rtexts, r.particles.map((q) => q.logWeight));
+        const v = answerPosterior(
+          rtexts,
+          r.particles.map((q) => q.logWeight),
+        );
         voteTally.add(+(v.answer !== null && answersMatch(Number(v.answer), p.gold)));
       }
     };
@@ -166,7 +196,12 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
       lowerZ.push(lo.logZ);
       const exact = samples.sequences.find((_, j) => ok[j]);
       if (exact) {
-        const hi = await runTwistedSmc(lm, prompt, { ...base(boundsLevel, seed + 9), twist: boundsTwist, logFinalPotential: phi, clamp: exact.tokens });
+        const hi = await runTwistedSmc(lm, prompt, {
+          ...base(boundsLevel, seed + 9),
+          twist: boundsTwist,
+          logFinalPotential: phi,
+          clamp: exact.tokens,
+        });
         upperZ.push({ lower: lo.logZ, upper: hi.logZ });
       }
     }
@@ -195,9 +230,14 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
       const se = Math.sqrt(finite.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(finite.length - 1, 1) / Math.max(finite.length, 1));
       return { m, se, zero: xs.length - finite.length };
     };
-    const lo = mean(upperZ.map((b) => b.lower)), hi = mean(upperZ.map((b) => b.upper));
+    const lo = mean(upperZ.map((b) => b.lower)),
+      hi = mean(upperZ.map((b) => b.upper));
     report.bounds = {
-      lower: lo.m, lowerStderr: lo.se, upper: hi.m, upperStderr: hi.se, problems: upperZ.length,
+      lower: lo.m,
+      lowerStderr: lo.se,
+      upper: hi.m,
+      upperStderr: hi.se,
+      problems: upperZ.length,
       note: `log Ẑ of P(correct | problem) with ${boundsTwist ? `the ${boundsLevel}-level twist` : "no twist"}, on the ${upperZ.length} problems with a correct sample: SMC (a lower bound in expectation; ${lo.zero} runs found no correct particle, Ẑ = 0, left out of the mean) and conditional SMC seeded with that exact sample (an upper bound); over all problems, SMC found Ẑ = 0 on ${lowerZ.filter((z) => z === -Infinity).length} of all ${lowerZ.length} problems`,
     };
   }

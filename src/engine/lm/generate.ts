@@ -39,7 +39,8 @@ export async function generate(lm: CausalLM, prompt: readonly number[], options:
   const rng = new Rng(options.seed);
   // Draws where the model runs when it can (greedy needs no draw); rows beyond the ones drawn for fall back to JavaScript.
   const inGraph = lm.samplesInGraph === true && temperature > 0;
-  const sampling = (batch: number): GraphSampling | undefined => (inGraph ? { uniforms: Float64Array.from({ length: batch }, () => rng.uniform()), temperature } : undefined);
+  const sampling = (batch: number): GraphSampling | undefined =>
+    inGraph ? { uniforms: Float64Array.from({ length: batch }, () => rng.uniform()), temperature } : undefined;
   const t0 = performance.now();
   const first = await lm.prefill(prompt, sampling(1));
   const prefillMs = performance.now() - t0;
@@ -62,7 +63,11 @@ export async function generate(lm: CausalLM, prompt: readonly number[], options:
       const next = active.map((_, i) => (inGraphRow(i) ? drawn!.token[i] : -1));
       if (inGraph && current.drawRows && others.length) {
         // The model draws for the rows it did not draw for in the pass (after the prefill, all but the first).
-        const more = await current.drawRows({ rows: others.map((i) => logitRow[i]), uniforms: others.map(() => rng.uniform()), temperature });
+        const more = await current.drawRows({
+          rows: others.map((i) => logitRow[i]),
+          uniforms: others.map(() => rng.uniform()),
+          temperature,
+        });
         others.forEach((i, k) => (next[i] = more.token[k]));
       } else if (others.length) {
         const wanted = [...new Set(others.map((i) => logitRow[i]))];
@@ -88,7 +93,11 @@ export async function generate(lm: CausalLM, prompt: readonly number[], options:
         state.dispose();
         state = selected;
       }
-      const out = await lm.step(state, keep.map((i) => next[i]), sampling(keep.length));
+      const out = await lm.step(
+        state,
+        keep.map((i) => next[i]),
+        sampling(keep.length),
+      );
       steps++;
       state = out.state;
       current = out;

@@ -39,15 +39,43 @@ export function splitOf(question: string): Split {
 
 export function applyOp(a: number, op: Op, b: number): number {
   switch (op) {
-    case "+": return a + b;
-    case "-": return a - b;
-    case "*": return a * b;
-    case "/": return a / b;
+    case "+":
+      return a + b;
+    case "-":
+      return a - b;
+    case "*":
+      return a * b;
+    case "/":
+      return a / b;
   }
 }
 
-const NAMES = ["Ava", "Ben", "Carla", "Dev", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jon", "Kira", "Liam",
-  "Maya", "Noah", "Olga", "Pablo", "Rosa", "Sam", "Tara", "Umar", "Vera", "Wes", "Yuki", "Zoe"] as const;
+const NAMES = [
+  "Ava",
+  "Ben",
+  "Carla",
+  "Dev",
+  "Emma",
+  "Farid",
+  "Grace",
+  "Hugo",
+  "Ines",
+  "Jon",
+  "Kira",
+  "Liam",
+  "Maya",
+  "Noah",
+  "Olga",
+  "Pablo",
+  "Rosa",
+  "Sam",
+  "Tara",
+  "Umar",
+  "Vera",
+  "Wes",
+  "Yuki",
+  "Zoe",
+] as const;
 const PRONOUN: Record<string, string> = Object.fromEntries(NAMES.map((n, i) => [n, i % 2 === 0 ? "She" : "He"]));
 
 /** How the sentences of one theme talk about the running quantity. */
@@ -82,12 +110,17 @@ const boxes: Theme = {
   name: "boxes",
   given: (w, a) => `${w.name} has ${a} ${w.item}.`,
   product: (w, a, b) => `${w.name} has ${a} ${w.container} with ${b} ${w.item} in each.`,
-  change: (w, op, b, rng) => rng.pick(({
-    "+": [`${w.she} buys ${b} more ${w.item}.`, `${w.she} finds ${b} more ${w.item}.`, `A friend gives ${w.name} ${b} ${w.item}.`],
-    "-": [`${w.she} gives away ${b} ${w.item}.`, `${w.she} loses ${b} ${w.item}.`, `${w.she} uses ${b} of the ${w.item}.`],
-    "*": [`${w.she} then gets ${b} times as many ${w.item} as ${w.she.toLowerCase()} has.`],
-    "/": [`${w.she} splits the ${w.item} equally into ${b} ${w.container} and keeps one of them.`],
-  } as const)[op]),
+  change: (w, op, b, rng) =>
+    rng.pick(
+      (
+        {
+          "+": [`${w.she} buys ${b} more ${w.item}.`, `${w.she} finds ${b} more ${w.item}.`, `A friend gives ${w.name} ${b} ${w.item}.`],
+          "-": [`${w.she} gives away ${b} ${w.item}.`, `${w.she} loses ${b} ${w.item}.`, `${w.she} uses ${b} of the ${w.item}.`],
+          "*": [`${w.she} then gets ${b} times as many ${w.item} as ${w.she.toLowerCase()} has.`],
+          "/": [`${w.she} splits the ${w.item} equally into ${b} ${w.container} and keeps one of them.`],
+        } as const
+      )[op],
+    ),
   question: (w) => `How many ${w.item} does ${w.name} have now?`,
 };
 
@@ -95,12 +128,19 @@ const shopping: Theme = {
   name: "shopping",
   given: (w, a) => `${w.name} spends ${dollars(a)} at a market.`,
   product: (w, a, b) => `${w.name} buys ${a} ${w.item} that cost ${dollars(b)} each.`,
-  change: (w, op, b, rng) => rng.pick(({
-    "+": [`${w.she} also buys a ${w.thing} for ${dollars(b)}.`, `${w.she} pays ${dollars(b)} more for delivery.`],
-    "-": [`${w.she} uses a coupon for ${dollars(b)} off the total.`, `${w.she} gets ${dollars(b)} back from a refund.`],
-    "*": [`${w.she} spends the same total every week for ${b} weeks.`],
-    "/": [`${w.she} splits the total cost equally among ${b} people, ${w.she.toLowerCase() === "she" ? "herself" : "himself"} included.`],
-  } as const)[op]),
+  change: (w, op, b, rng) =>
+    rng.pick(
+      (
+        {
+          "+": [`${w.she} also buys a ${w.thing} for ${dollars(b)}.`, `${w.she} pays ${dollars(b)} more for delivery.`],
+          "-": [`${w.she} uses a coupon for ${dollars(b)} off the total.`, `${w.she} gets ${dollars(b)} back from a refund.`],
+          "*": [`${w.she} spends the same total every week for ${b} weeks.`],
+          "/": [
+            `${w.she} splits the total cost equally among ${b} people, ${w.she.toLowerCase() === "she" ? "herself" : "himself"} included.`,
+          ],
+        } as const
+      )[op],
+    ),
   question: () => `How many dollars does that come to?`,
 };
 
@@ -108,12 +148,17 @@ const sharing: Theme = {
   name: "sharing",
   given: (w, a) => `A class collects ${a} ${w.item}.`,
   product: (w, a, b) => `A class of ${a} children brings ${b} ${w.item} per child.`,
-  change: (w, op, b, rng) => rng.pick(({
-    "+": [`The teacher adds ${b} ${w.item}.`, `Another class gives them ${b} ${w.item}.`],
-    "-": [`${b} of the ${w.item} are broken and thrown away.`, `They give ${b} ${w.item} to the school office.`],
-    "*": [`Each of those ${w.item} is traded for ${b} new ones.`],
-    "/": [`The ${w.item} are shared equally among ${b} groups, and ${w.name}'s group keeps its share.`],
-  } as const)[op]),
+  change: (w, op, b, rng) =>
+    rng.pick(
+      (
+        {
+          "+": [`The teacher adds ${b} ${w.item}.`, `Another class gives them ${b} ${w.item}.`],
+          "-": [`${b} of the ${w.item} are broken and thrown away.`, `They give ${b} ${w.item} to the school office.`],
+          "*": [`Each of those ${w.item} is traded for ${b} new ones.`],
+          "/": [`The ${w.item} are shared equally among ${b} groups, and ${w.name}'s group keeps its share.`],
+        } as const
+      )[op],
+    ),
   question: (w) => `How many ${w.item} are left in the end?`,
 };
 
@@ -121,12 +166,17 @@ const rates: Theme = {
   name: "rates",
   given: (w, a) => `A ${w.thing} factory makes ${a} ${w.thing}s in a day.`,
   product: (w, a, b) => `A ${w.thing} factory makes ${a} ${w.thing}s each hour for ${b} hours.`,
-  change: (w, op, b, rng) => rng.pick(({
-    "+": [`A second shift makes ${b} more ${w.thing}s.`, `A late order adds ${b} ${w.thing}s.`],
-    "-": [`${b} of the ${w.thing}s fail the check and are removed.`, `${b} ${w.thing}s are sent back.`],
-    "*": [`The same output is made on each of ${b} days.`],
-    "/": [`The ${w.thing}s are loaded equally onto ${b} ${w.container === "boxes" ? "trucks" : "vans"}, and one load is counted.`],
-  } as const)[op]),
+  change: (w, op, b, rng) =>
+    rng.pick(
+      (
+        {
+          "+": [`A second shift makes ${b} more ${w.thing}s.`, `A late order adds ${b} ${w.thing}s.`],
+          "-": [`${b} of the ${w.thing}s fail the check and are removed.`, `${b} ${w.thing}s are sent back.`],
+          "*": [`The same output is made on each of ${b} days.`],
+          "/": [`The ${w.thing}s are loaded equally onto ${b} ${w.container === "boxes" ? "trucks" : "vans"}, and one load is counted.`],
+        } as const
+      )[op],
+    ),
   question: (w) => `How many ${w.thing}s is that?`,
 };
 
@@ -134,12 +184,17 @@ const travel: Theme = {
   name: "travel",
   given: (w, a) => `A ${w.vehicle} travels ${a} miles.`,
   product: (w, a, b) => `A ${w.vehicle} travels ${a} miles each hour for ${b} hours.`,
-  change: (_w, op, b, rng) => rng.pick(({
-    "+": [`Then it goes ${b} more miles.`, `A detour adds ${b} miles.`],
-    "-": [`It then drives back ${b} miles.`, `A shortcut saves ${b} miles.`],
-    "*": [`It makes the same trip ${b} times in a week.`],
-    "/": [`The whole distance is split into ${b} equal legs, and one leg is counted.`],
-  } as const)[op]),
+  change: (_w, op, b, rng) =>
+    rng.pick(
+      (
+        {
+          "+": [`Then it goes ${b} more miles.`, `A detour adds ${b} miles.`],
+          "-": [`It then drives back ${b} miles.`, `A shortcut saves ${b} miles.`],
+          "*": [`It makes the same trip ${b} times in a week.`],
+          "/": [`The whole distance is split into ${b} equal legs, and one leg is counted.`],
+        } as const
+      )[op],
+    ),
   question: () => `How many miles is that?`,
 };
 
@@ -147,12 +202,17 @@ const ages: Theme = {
   name: "ages",
   given: (_w, a) => `An old tower is ${a} years old.`,
   product: (_w, a, b) => `A bell is ${a} years old and a castle is ${b} times as old.`,
-  change: (_w, op, b, rng) => rng.pick(({
-    "+": [`A bridge is ${b} years older than that.`, `A church is ${b} years older than that.`],
-    "-": [`A mill is ${b} years younger than that.`, `A gate is ${b} years younger than that.`],
-    "*": [`A wall is ${b} times as old as that.`],
-    "/": [`A statue's age is that age divided by ${b}.`],
-  } as const)[op]),
+  change: (_w, op, b, rng) =>
+    rng.pick(
+      (
+        {
+          "+": [`A bridge is ${b} years older than that.`, `A church is ${b} years older than that.`],
+          "-": [`A mill is ${b} years younger than that.`, `A gate is ${b} years younger than that.`],
+          "*": [`A wall is ${b} times as old as that.`],
+          "/": [`A statue's age is that age divided by ${b}.`],
+        } as const
+      )[op],
+    ),
   question: () => `How old, in years, is the last thing named?`,
 };
 
@@ -161,8 +221,10 @@ export const THEMES: readonly Theme[] = [boxes, shopping, sharing, rates, travel
 /** Chooses an operand for `op` applied to `v` that keeps every value an integer in [0, MAX_VALUE]. */
 function chooseOperand(rng: Rng, v: number, op: Op): number | undefined {
   switch (op) {
-    case "+": return v < MAX_VALUE ? rng.int(1, Math.min(MAX_VALUE - v, 200)) : undefined;
-    case "-": return v >= 2 ? rng.int(1, v - 1) : undefined;
+    case "+":
+      return v < MAX_VALUE ? rng.int(1, Math.min(MAX_VALUE - v, 200)) : undefined;
+    case "-":
+      return v >= 2 ? rng.int(1, v - 1) : undefined;
     case "*": {
       const hi = Math.min(12, Math.floor(MAX_VALUE / Math.max(v, 1)));
       return v >= 1 && hi >= 2 ? rng.int(2, hi) : undefined;
@@ -179,7 +241,14 @@ function chooseOperand(rng: Rng, v: number, op: Op): number | undefined {
 export function drawProblem(rng: Rng): SynthProblem {
   const theme = rng.pick(THEMES);
   const name = rng.pick(NAMES);
-  const w: Words = { name, she: PRONOUN[name], item: rng.pick(ITEMS), container: rng.pick(CONTAINERS), thing: rng.pick(THINGS), vehicle: rng.pick(VEHICLES) };
+  const w: Words = {
+    name,
+    she: PRONOUN[name],
+    item: rng.pick(ITEMS),
+    container: rng.pick(CONTAINERS),
+    thing: rng.pick(THINGS),
+    vehicle: rng.pick(VEHICLES),
+  };
   const nSteps = rng.int(MIN_STEPS, MAX_STEPS);
   const steps: SolutionStep[] = [];
   const sentences: string[] = [];

@@ -118,13 +118,20 @@ export function validateSolveParams(p: SolveParams): void {
   check(typeof p === "object" && p !== null, "solve needs an object of parameters");
   check(typeof p.runId === "string" && p.runId.length > 0, "solve: runId must be a non-empty string");
   check(typeof p.problem === "string" && p.problem.trim().length > 0, "solve: the problem text is empty");
-  const m = p.model, s = p.smc;
-  check(typeof m === "object" && m !== null && typeof m.model === "string" && typeof m.twist === "string", "solve: model must be {model, twist, device}");
+  const m = p.model,
+    s = p.smc;
+  check(
+    typeof m === "object" && m !== null && typeof m.model === "string" && typeof m.twist === "string",
+    "solve: model must be {model, twist, device}",
+  );
   check((DEVICES as readonly string[]).includes(m.device), `solve: device must be one of ${DEVICES.join(", ")}`);
   check(typeof s === "object" && s !== null, "solve: smc settings are missing");
   check(Number.isInteger(s.particles) && s.particles >= 1 && s.particles <= 4096, "solve: particles must be an integer from 1 to 4096");
   check(s.level === "token" || s.level === "step", "solve: level must be token or step");
-  check((RESAMPLING_SCHEMES as readonly string[]).includes(s.resampling), `solve: resampling must be one of ${RESAMPLING_SCHEMES.join(", ")}`);
+  check(
+    (RESAMPLING_SCHEMES as readonly string[]).includes(s.resampling),
+    `solve: resampling must be one of ${RESAMPLING_SCHEMES.join(", ")}`,
+  );
   check(typeof s.essThreshold === "number" && s.essThreshold >= 0 && s.essThreshold <= 1, "solve: essThreshold must be between 0 and 1");
   check(Number.isInteger(s.maxTokens) && s.maxTokens >= 1, "solve: maxTokens must be a positive integer");
   check(typeof s.temperature === "number" && s.temperature > 0, "solve: temperature must be > 0");
@@ -136,7 +143,8 @@ function asResponseError(e: unknown): ResponseError<void> {
   if (e instanceof ResponseError) return e;
   if (e instanceof SmcCancelled) return new ResponseError(ErrorCodes.cancelled, "cancelled");
   const err = e as Error;
-  if (e instanceof InputError || e instanceof UsageError || e instanceof RangeError) return new ResponseError(ErrorCodes.inputError, err.message);
+  if (e instanceof InputError || e instanceof UsageError || e instanceof RangeError)
+    return new ResponseError(ErrorCodes.inputError, err.message);
   return new ResponseError(RpcErrors.InternalError, `engine error: ${err.message}`);
 }
 
@@ -154,7 +162,10 @@ export function registerHandlers(connection: Connection): void {
   let requests = 0;
   let lastTwist: string | null = null;
 
-  connection.onInitialize(() => ({ capabilities: {}, serverInfo: { name: "twisted-smc-engine", version: typeof PACKAGE_VERSION === "string" ? PACKAGE_VERSION : "dev" } }));
+  connection.onInitialize(() => ({
+    capabilities: {},
+    serverInfo: { name: "twisted-smc-engine", version: typeof PACKAGE_VERSION === "string" ? PACKAGE_VERSION : "dev" },
+  }));
 
   connection.onRequest(Methods.status, async (): Promise<EngineStatus> => {
     requests++;

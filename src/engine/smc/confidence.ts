@@ -26,7 +26,10 @@ export function describeConfidence(posterior: readonly AnswerProbability[], outO
   if (tied.length > 1) return withDepth({ kind: "tie", tied, summary: `${orList(tied)} — tied at ${pct(top.probability)} each` });
   if (top.probability < UNCERTAIN_BELOW) {
     const next = posterior[1];
-    return withDepth({ kind: "uncertain", summary: `${top.answer} — uncertain: posterior ${pct(top.probability)}${next ? `, next ${next.answer} at ${pct(next.probability)}` : ""}` });
+    return withDepth({
+      kind: "uncertain",
+      summary: `${top.answer} — uncertain: posterior ${pct(top.probability)}${next ? `, next ${next.answer} at ${pct(next.probability)}` : ""}`,
+    });
   }
   return withDepth({ kind: "clear", summary: `${top.answer} (posterior ${pct(top.probability)})` });
 }

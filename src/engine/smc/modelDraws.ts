@@ -27,13 +27,21 @@ export function passDraw(samples: RowSamples, row: number): Draw {
  * One draw per pending (output, row), made by the model, in order: one drawRows call per output, with
  * a uniform each (drawn in order) and, for a twisted proposal, the twist (read where the model runs).
  */
-export async function drawOnModel(pending: readonly Pending[], uniform: () => number, temperature: number, twist?: TokenTwistWeights): Promise<Draw[]> {
+export async function drawOnModel(
+  pending: readonly Pending[],
+  uniform: () => number,
+  temperature: number,
+  twist?: TokenTwistWeights,
+): Promise<Draw[]> {
   const uniforms = pending.map(() => uniform());
   const draws: Draw[] = new Array(pending.length);
   for (const [out, members] of byOutput(pending)) {
     const rows = members.map((i) => pending[i].row);
     const d = await out.drawRows!({ rows, uniforms: members.map((i) => uniforms[i]), temperature, twist: twist && { weights: twist } });
-    members.forEach((i, k) => (draws[i] = { token: d.token[k], logP: d.logp[k], logQ: d.logq[k], logpMax: d.logpMax[k], logPsi: d.logPsi ? d.logPsi[k] : 0 }));
+    members.forEach(
+      (i, k) =>
+        (draws[i] = { token: d.token[k], logP: d.logp[k], logQ: d.logq[k], logpMax: d.logpMax[k], logPsi: d.logPsi ? d.logPsi[k] : 0 }),
+    );
   }
   return draws;
 }

@@ -31,7 +31,11 @@ export class ParticleBatch {
       this.state = selected;
     }
     alive.forEach((p, i) => (p.stateRow = i));
-    const out = await this.lm.step(this.state, alive.map((p) => fed.get(p) ?? null), sampling);
+    const out = await this.lm.step(
+      this.state,
+      alive.map((p) => fed.get(p) ?? null),
+      sampling,
+    );
     this.forwardPasses++;
     this.state = out.state;
     this.outputs.add(out);

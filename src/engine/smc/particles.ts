@@ -53,7 +53,15 @@ export function copyAncestors(ps: Particle[], ancestors: readonly number[], logW
 }
 
 /** The step's record: each particle's parent, the text it added since the last record, its weight. */
-export function stepRecord(step: number, kind: SmcStepRecord["kind"], ps: Particle[], parents: readonly number[], ess: number, resampled: boolean, decode: (tokens: readonly number[]) => string): SmcStepRecord {
+export function stepRecord(
+  step: number,
+  kind: SmcStepRecord["kind"],
+  ps: Particle[],
+  parents: readonly number[],
+  ess: number,
+  resampled: boolean,
+  decode: (tokens: readonly number[]) => string,
+): SmcStepRecord {
   const particles = ps.map((p, i) => {
     const before = decode(p.tokens.slice(0, p.recorded));
     const text = p.recorded === p.tokens.length ? "" : decode(p.tokens).slice(before.length);

@@ -27,12 +27,18 @@ export function multinomial(w: ArrayLike<number>, k: number, rng: Rng): number[]
 }
 
 export function stratified(w: ArrayLike<number>, k: number, rng: Rng): number[] {
-  return invertSortedUniforms(w, Array.from({ length: k }, (_, j) => (j + rng.uniform()) / k));
+  return invertSortedUniforms(
+    w,
+    Array.from({ length: k }, (_, j) => (j + rng.uniform()) / k),
+  );
 }
 
 export function systematic(w: ArrayLike<number>, k: number, rng: Rng): number[] {
   const u0 = rng.uniform();
-  return invertSortedUniforms(w, Array.from({ length: k }, (_, j) => (j + u0) / k));
+  return invertSortedUniforms(
+    w,
+    Array.from({ length: k }, (_, j) => (j + u0) / k),
+  );
 }
 
 /** floor(K·w_i) copies of each particle, then the remainder multinomially on the residual weights. */
@@ -56,9 +62,13 @@ export function residual(w: ArrayLike<number>, k: number, rng: Rng): number[] {
 
 export function resample(scheme: ResamplingScheme, w: ArrayLike<number>, k: number, rng: Rng): number[] {
   switch (scheme) {
-    case "multinomial": return multinomial(w, k, rng);
-    case "stratified": return stratified(w, k, rng);
-    case "systematic": return systematic(w, k, rng);
-    case "residual": return residual(w, k, rng);
+    case "multinomial":
+      return multinomial(w, k, rng);
+    case "stratified":
+      return stratified(w, k, rng);
+    case "systematic":
+      return systematic(w, k, rng);
+    case "residual":
+      return residual(w, k, rng);
   }
 }

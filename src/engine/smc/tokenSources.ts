@@ -66,7 +66,9 @@ export class TokenSources {
 
   /** The uniforms of a forward pass's own draws (one per row), when the model draws there. */
   sampling(batch: number): GraphSampling | undefined {
-    return this.inPass ? { uniforms: Float64Array.from({ length: batch }, () => this.rng.uniform()), temperature: this.o.temperature } : undefined;
+    return this.inPass
+      ? { uniforms: Float64Array.from({ length: batch }, () => this.rng.uniform()), temperature: this.o.temperature }
+      : undefined;
   }
 
   /**
@@ -90,7 +92,14 @@ export class TokenSources {
       return this.onModel && out.drawRows && (!this.twistWeights || out.readHidden) ? "model" : "logits";
     });
     const byModel = movers.filter((_, m) => source[m] === "model");
-    const modelDrawn = !byModel.length ? [] : await drawOnModel(byModel.map((p) => p.pending!), () => this.rng.uniform(), o.temperature, this.twistWeights);
+    const modelDrawn = !byModel.length
+      ? []
+      : await drawOnModel(
+          byModel.map((p) => p.pending!),
+          () => this.rng.uniform(),
+          o.temperature,
+          this.twistWeights,
+        );
     const fromLogits = movers.filter((_, m) => source[m] === "logits");
     const rowLogits = await readDrawnRows(fromLogits.map((p) => p.pending!));
     const psiNext = o.tokenTwist && fromLogits.length ? await o.tokenTwist.logPsiNext(await twistInput(fromLogits)) : undefined;
@@ -103,15 +112,26 @@ export class TokenSources {
       const j = index.get(p) ?? 0;
       if (source[m] !== "logits") {
         const d = source[m] === "pass" ? passDraw(out.samples!, row) : modelDrawn[j];
-        if (Number.isNaN(d.logP) || Number.isNaN(d.logQ) || Number.isNaN(d.logPsi)) throw nan(p, Number.isNaN(d.logP) ? "the model's logits" : "the twist");
-        return { draw: { token: d.token, logP: d.logP, logQ: d.logQ, logPsi: d.logPsi, gap: d.logpMax - d.logP }, eosPhi: new Map(), inGraph: true };
+        if (Number.isNaN(d.logP) || Number.isNaN(d.logQ) || Number.isNaN(d.logPsi))
+          throw nan(p, Number.isNaN(d.logP) ? "the model's logits" : "the twist");
+        return {
+          draw: { token: d.token, logP: d.logP, logQ: d.logQ, logPsi: d.logPsi, gap: d.logpMax - d.logP },
+          eosPhi: new Map(),
+          inGraph: true,
+        };
       }
       const logits = rowLogits.get(out)!.get(row)!;
       const psi = psiNext?.subarray(j * V, (j + 1) * V);
       const clamped = this.clamp?.particle === p ? this.clamp.tokens : undefined;
       const forced = clamped ? (p.tokens.length < clamped.length ? clamped[p.tokens.length] : this.eosIds[0]) : undefined;
       const choose = (w: Float64Array, sum: number) => forced ?? drawCategorical(w, sum, this.rng);
-      const proposal = this.logitProposal.propose(logits, psi, o.level === "token" ? (estimate) => finalLogPhi(p, estimate) : undefined, choose, (culprit) => nan(p, culprit));
+      const proposal = this.logitProposal.propose(
+        logits,
+        psi,
+        o.level === "token" ? (estimate) => finalLogPhi(p, estimate) : undefined,
+        choose,
+        (culprit) => nan(p, culprit),
+      );
       if (rows) {
         for (let s = 0; s < V; s++) rows.logProbs[m * V + s] = logits[s] - proposal.logNorm;
         this.eosIds.forEach((e, i) => (rows.eosLogPsi[m * this.eosIds.length + i] = proposal.eosPhi.get(e) ?? (psi ? psi[e] : 0)));

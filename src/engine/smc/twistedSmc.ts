@@ -129,7 +129,8 @@ export class SmcCancelled extends Error {
 export function validateSmcOptions(o: SmcOptions): void {
   if (!Number.isInteger(o.particles) || o.particles < 1) throw new RangeError(`particles must be a positive integer, got ${o.particles}`);
   if (!Number.isInteger(o.maxTokens) || o.maxTokens < 1) throw new RangeError(`maxTokens must be a positive integer, got ${o.maxTokens}`);
-  if (!(o.temperature > 0) || !Number.isFinite(o.temperature)) throw new RangeError(`temperature must be > 0 for SMC, got ${o.temperature}`);
+  if (!(o.temperature > 0) || !Number.isFinite(o.temperature))
+    throw new RangeError(`temperature must be > 0 for SMC, got ${o.temperature}`);
   if (!(o.essThreshold >= 0 && o.essThreshold <= 1)) throw new RangeError(`essThreshold must be in [0, 1], got ${o.essThreshold}`);
   if (o.twist && o.level === "token" && o.twist.kind !== "token") throw new RangeError("token-level SMC needs a token twist");
   if (o.twist && o.level === "step" && o.twist.kind !== "step") throw new RangeError("step-level SMC needs a step (value) twist");
@@ -145,7 +146,12 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   const known = o.logFinalPotential;
   const eosIds: number[] = [];
   for (let s = 0; s < V; s++) if (o.text.isEos(s)) eosIds.push(s);
-  const sources = new TokenSources(lm, { level: o.level, temperature: o.temperature, tokenTwist, known, wantsRows: o.onProposal !== undefined }, rng, eosIds);
+  const sources = new TokenSources(
+    lm,
+    { level: o.level, temperature: o.temperature, tokenTwist, known, wantsRows: o.onProposal !== undefined },
+    rng,
+    eosIds,
+  );
 
   const first = await lm.prefill(prompt, sources.sampling(1));
   const ps = initialParticles(K, first);
@@ -154,7 +160,9 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   const ess: number[] = [];
   const resampledAt: number[] = [];
   let parents = ps.map((_, i) => i);
-  let steps = 0, generated = 0, drawnInGraph = 0;
+  let steps = 0,
+    generated = 0,
+    drawnInGraph = 0;
   let collapsed: string | undefined;
 
   // The hidden state is fetched (on a GPU: brought back) only for twists and listeners that read it.
@@ -162,11 +170,23 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
   const twistInput = async (rows: Particle[], withHidden = twistReadsHidden): Promise<TwistInput> => {
     const confidence = new Float32Array(rows.length * CONFIDENCE_FEATURES);
     rows.forEach((p, i) => p.confidence.write(confidence, i * CONFIDENCE_FEATURES));
-    return { hidden: withHidden ? await readHiddenRows(rows.map((p) => p.pending!), lm.hiddenSize) : undefined, hiddenSize: lm.hiddenSize, prefixes: rows.map((p) => p.tokens), confidence, decode: (t) => o.text.decode(t) };
+    return {
+      hidden: withHidden
+        ? await readHiddenRows(
+            rows.map((p) => p.pending!),
+            lm.hiddenSize,
+          )
+        : undefined,
+      hiddenSize: lm.hiddenSize,
+      prefixes: rows.map((p) => p.tokens),
+      confidence,
+      decode: (t) => o.text.decode(t),
+    };
   };
   /** log φ of a particle that ends now; `estimate` is the twist's own guess when the answer is unknown. */
   const finalLogPhi = (p: Particle, estimate: number) => (known ? known(o.text.decode(p.tokens)) : estimate);
-  const nan = (p: Particle, culprit: string) => new Error(`NaN in ${culprit} at SMC step ${steps} (particle ${ps.indexOf(p)}, token ${p.tokens.length + 1}); the run was stopped`);
+  const nan = (p: Particle, culprit: string) =>
+    new Error(`NaN in ${culprit} at SMC step ${steps} (particle ${ps.indexOf(p)}, token ${p.tokens.length + 1}); the run was stopped`);
 
   try {
     while (ps.some((p) => !p.finish) && !collapsed) {
@@ -174,7 +194,9 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
 
       // 1. Propose: every alive particle that is not waiting at a line's end draws one token.
       const movers = ps.filter((p) => !p.finish && !p.waiting);
-      const rows = o.onProposal ? { logProbs: new Float32Array(movers.length * V), eosLogPsi: new Float32Array(movers.length * eosIds.length) } : undefined;
+      const rows = o.onProposal
+        ? { logProbs: new Float32Array(movers.length * V), eosLogPsi: new Float32Array(movers.length * eosIds.length) }
+        : undefined;
       const proposals = await sources.propose(movers, twistInput, finalLogPhi, nan, rows);
 
       // 2. Reweight by the drawn tokens; a particle that ends takes its final potential.
@@ -194,7 +216,17 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         endsNow.forEach((p, i) => (p.logW += (values ? values[i] : 0) - p.logPsi));
       }
       if (o.onProposal && movers.length) {
-        o.onProposal({ step: steps, particles: movers.map((p) => ps.indexOf(p)), hidden: await readHiddenRows(movers.map((p) => p.pending!), lm.hiddenSize), logProbs: rows!.logProbs, eosTokens: eosIds, eosLogPsi: rows!.eosLogPsi });
+        o.onProposal({
+          step: steps,
+          particles: movers.map((p) => ps.indexOf(p)),
+          hidden: await readHiddenRows(
+            movers.map((p) => p.pending!),
+            lm.hiddenSize,
+          ),
+          logProbs: rows!.logProbs,
+          eosTokens: eosIds,
+          eosLogPsi: rows!.eosLogPsi,
+        });
       }
 
       // 3. Advance: one batched forward pass over the alive particles (waiting ones are held); at step
@@ -204,7 +236,13 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
         await batch.advance(alive, fed, sources.sampling(alive.length));
         const lineEnds = o.level === "step" ? [...fed].filter(([, token]) => o.text.isLineEnd(token)).map(([p]) => p) : [];
         batch.releaseUnreferenced(ps);
-        if (lineEnds.length) await reweightAtLineEnds(lineEnds, stepTwist, o.onBoundary && ((info) => o.onBoundary!({ step: steps, particles: lineEnds.map((p) => ps.indexOf(p)), ...info })), (rows) => twistInput(rows, twistReadsHidden || o.onBoundary !== undefined));
+        if (lineEnds.length)
+          await reweightAtLineEnds(
+            lineEnds,
+            stepTwist,
+            o.onBoundary && ((info) => o.onBoundary!({ step: steps, particles: lineEnds.map((p) => ps.indexOf(p)), ...info })),
+            (rows) => twistInput(rows, twistReadsHidden || o.onBoundary !== undefined),
+          );
       }
 
       // 4. At a step's end (every token at token level; when no particle is mid-line at step level):
@@ -214,13 +252,17 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       const e = effectiveSampleSize(logW);
       ess.push(e);
       const allDead = logW.every((w) => w === -Infinity);
-      if (allDead) collapsed = `every particle's weight is zero after step ${steps}: no particle reached a solution the final potential accepts`;
-      const shouldResample = !allDead && ps.some((p) => !p.finish) && (o.resample === "always" || (o.resample === "adaptive" && e < o.essThreshold * K));
+      if (allDead)
+        collapsed = `every particle's weight is zero after step ${steps}: no particle reached a solution the final potential accepts`;
+      const shouldResample =
+        !allDead && ps.some((p) => !p.finish) && (o.resample === "always" || (o.resample === "adaptive" && e < o.essThreshold * K));
       o.onStep?.(stepRecord(steps, o.level === "token" ? "token" : "line", ps, parents, e, shouldResample, (t) => o.text.decode(t)));
       parents = ps.map((_, i) => i);
       if (shouldResample) {
         // Conditional SMC: particle 0 keeps its own lineage, the others resample around it.
-        const ancestors = o.clamp ? [0, ...resample("multinomial", normalize(logW), K - 1, rng)] : resample(o.resampling, normalize(logW), K, rng);
+        const ancestors = o.clamp
+          ? [0, ...resample("multinomial", normalize(logW), K - 1, rng)]
+          : resample(o.resampling, normalize(logW), K, rng);
         copyAncestors(ps, ancestors, logMeanExp(logW));
         parents = ancestors;
         resampledAt.push(steps);
@@ -249,7 +291,12 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
  * line. EOS ends it: φ replaces ψ (step level with the answer unknown: "ends", the caller asks the
  * twist). Reaching maxTokens ends it too. Returns "fed" when the token goes into the next pass.
  */
-function extend(p: Particle, proposal: Proposal | null, o: SmcOptions, finalLogPhi: (p: Particle, estimate: number) => number): "fed" | "ends" | "done" {
+function extend(
+  p: Particle,
+  proposal: Proposal | null,
+  o: SmcOptions,
+  finalLogPhi: (p: Particle, estimate: number) => number,
+): "fed" | "ends" | "done" {
   const known = o.logFinalPotential;
   if (!proposal) {
     // Every continuation has zero twisted mass: this particle's weight is zero.

@@ -33,7 +33,14 @@ export interface Checkpoint {
 
 const f64 = (a: Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
 
-export function saveCheckpoint(path: string, settings: Record<string, unknown>, progress: Progress, head: TwistHead, meta: Omit<TwistMeta, "format" | "version" | "kind" | "hiddenSize" | "vocabSize" | "rank">, adam: AdamState): void {
+export function saveCheckpoint(
+  path: string,
+  settings: Record<string, unknown>,
+  progress: Progress,
+  head: TwistHead,
+  meta: Omit<TwistMeta, "format" | "version" | "kind" | "hiddenSize" | "vocabSize" | "rank">,
+  adam: AdamState,
+): void {
   const doc = {
     format: CHECKPOINT_FORMAT,
     version: 1,
@@ -63,8 +70,12 @@ export function loadCheckpoint(path: string, folder: ModelFolder): Checkpoint | 
  */
 function parseCheckpoint(doc: unknown, path: string, folder: ModelFolder): Checkpoint {
   const field = fieldReader(path);
-  if (!isObject(doc) || doc.format !== CHECKPOINT_FORMAT) throw new CheckpointError(`${path}: not a twisted-smc checkpoint (its format is ${show(isObject(doc) ? doc.format : doc)})`);
-  if (typeof doc.version === "number" && doc.version > 1) throw new CheckpointError(`${path}: version ${doc.version} is newer than this twisted-smc reads (1): it was written by a later release`);
+  if (!isObject(doc) || doc.format !== CHECKPOINT_FORMAT)
+    throw new CheckpointError(`${path}: not a twisted-smc checkpoint (its format is ${show(isObject(doc) ? doc.format : doc)})`);
+  if (typeof doc.version === "number" && doc.version > 1)
+    throw new CheckpointError(
+      `${path}: version ${doc.version} is newer than this twisted-smc reads (1): it was written by a later release`,
+    );
   field.check("version", doc.version, "1", (v) => v === 1);
   const settings = field.object("settings", doc.settings);
   const p = field.object("progress", doc.progress);
@@ -84,19 +95,38 @@ function parseCheckpoint(doc: unknown, path: string, folder: ModelFolder): Check
   }
   const base = twist.meta.baseModel;
   if (base?.fingerprint !== modelFingerprint(folder)) {
-    throw new CheckpointError(`${path} was made for another model ("${base?.name}", fingerprint ${base?.fingerprint}), not ${folder.dir}: resume with that model, or choose another --output_dir`);
+    throw new CheckpointError(
+      `${path} was made for another model ("${base?.name}", fingerprint ${base?.fingerprint}), not ${folder.dir}: resume with that model, or choose another --output_dir`,
+    );
   }
   const adam = field.object("adam", doc.adam);
   const sizes = twist.head.parameters().map((q) => q.length);
-  return { settings, progress, twist, adam: { t: field.count("adam.t", adam.t), m: moments(field, "adam.m", adam.m, sizes), v: moments(field, "adam.v", adam.v, sizes) } };
+  return {
+    settings,
+    progress,
+    twist,
+    adam: { t: field.count("adam.t", adam.t), m: moments(field, "adam.m", adam.m, sizes), v: moments(field, "adam.v", adam.v, sizes) },
+  };
 }
 
 /** One Adam moment: a base64 float64 array per twist parameter, of that parameter's size. */
 function moments(field: FieldReader, name: string, value: unknown, sizes: number[]): Float64Array[] {
-  const list = field.check(name, value, `an array of ${sizes.length} entries (one per twist parameter)`, (v) => Array.isArray(v) && v.length === sizes.length, (v) => (Array.isArray(v) ? `${v.length}` : show(v))) as unknown[];
+  const list = field.check(
+    name,
+    value,
+    `an array of ${sizes.length} entries (one per twist parameter)`,
+    (v) => Array.isArray(v) && v.length === sizes.length,
+    (v) => (Array.isArray(v) ? `${v.length}` : show(v)),
+  ) as unknown[];
   return sizes.map((n, i) => {
     const at = `${name}[${i}]`;
-    const bytes = field.check(at, list[i], `${n} float64 values in base64`, (v) => typeof v === "string" && Buffer.from(v, "base64").byteLength === n * 8, (v) => (typeof v === "string" ? `${Buffer.from(v, "base64").byteLength} bytes` : show(v)));
+    const bytes = field.check(
+      at,
+      list[i],
+      `${n} float64 values in base64`,
+      (v) => typeof v === "string" && Buffer.from(v, "base64").byteLength === n * 8,
+      (v) => (typeof v === "string" ? `${Buffer.from(v, "base64").byteLength} bytes` : show(v)),
+    );
     const out = new Float64Array(n);
     new Uint8Array(out.buffer).set(Buffer.from(bytes as string, "base64"));
     if (!out.every(Number.isFinite)) throw new CheckpointError(`${field.path}: ${at} holds a NaN or infinite value (${DAMAGED})`);
@@ -110,7 +140,13 @@ type FieldReader = ReturnType<typeof fieldReader>;
 
 /** Checks of a checkpoint's fields whose errors name the file, the field, what it must be and what it is. */
 function fieldReader(path: string) {
-  const check = (name: string, value: unknown, wanted: string, ok: (v: unknown) => boolean, got: (v: unknown) => string = show): unknown => {
+  const check = (
+    name: string,
+    value: unknown,
+    wanted: string,
+    ok: (v: unknown) => boolean,
+    got: (v: unknown) => string = show,
+  ): unknown => {
     if (value === undefined) throw new CheckpointError(`${path}: ${name} is missing (it must be ${wanted}; ${DAMAGED})`);
     if (!ok(value)) throw new CheckpointError(`${path}: ${name} must be ${wanted}, got ${got(value)} (${DAMAGED})`);
     return value;
@@ -119,7 +155,8 @@ function fieldReader(path: string) {
     path,
     check,
     object: (name: string, value: unknown) => check(name, value, "an object", isObject) as Record<string, unknown>,
-    count: (name: string, value: unknown) => check(name, value, "a non-negative integer", (v) => Number.isInteger(v) && (v as number) >= 0) as number,
+    count: (name: string, value: unknown) =>
+      check(name, value, "a non-negative integer", (v) => Number.isInteger(v) && (v as number) >= 0) as number,
   };
 }
 

@@ -36,12 +36,20 @@ export interface LoadedProblems {
  */
 export function loadProblems(dataset: string, split: Split, n: number, seed: number): LoadedProblems {
   if (dataset === "synthetic") {
-    const problems = synthesize(split, n, seed).map((p, i) => ({ question: p.question, solution: p.answer, gold: p.final, source: `synthetic:${split}:${seed}:${i}` }));
+    const problems = synthesize(split, n, seed).map((p, i) => ({
+      question: p.question,
+      solution: p.answer,
+      gold: p.final,
+      source: `synthetic:${split}:${seed}:${i}`,
+    }));
     return { problems, skipped: [], description: `synthetic ${split} (seed ${seed})` };
   }
   const file = dataset === "gsm8k" ? join(gsm8kDir(), `${split}.jsonl`) : resolve(dataset);
   if (!existsSync(file)) throw new DatasetError(`data file ${file} does not exist`);
   const { problems, issues } = loadProblemsJsonl(file);
-  if (!problems.length) throw new DatasetError(`${file} holds no usable problem${issues.length ? ` (first issue: ${issues[0].source}: ${issues[0].message})` : ""}`);
+  if (!problems.length)
+    throw new DatasetError(
+      `${file} holds no usable problem${issues.length ? ` (first issue: ${issues[0].source}: ${issues[0].message})` : ""}`,
+    );
   return { problems: problems.slice(0, n), skipped: issues.map((i) => `${i.source}: ${i.message}`), description: file };
 }

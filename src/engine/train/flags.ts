@@ -1,5 +1,14 @@
 /** The trainer's flags by the seed's names, their defaults, and their reading into a TrainConfig. */
-import { choiceOption, intOption, MAX_PARTICLES, numberOption, OptionValues, stringOption, threadsOption, UsageError } from "../util/options";
+import {
+  choiceOption,
+  intOption,
+  MAX_PARTICLES,
+  numberOption,
+  OptionValues,
+  stringOption,
+  threadsOption,
+  UsageError,
+} from "../util/options";
 import { TrainConfig } from "./trainer";
 import { OBJECTIVES, objectiveFor, TWIST_LOSSES, TwistLoss } from "./objectives";
 
@@ -10,21 +19,45 @@ import { OBJECTIVES, objectiveFor, TWIST_LOSSES, TwistLoss } from "./objectives"
  * `--twist token` defaults to CTL.
  */
 export const TRAIN_DEFAULTS = {
-  num_examples: 4000, num_epochs: 3, batch_size: 8, output_dir: "math_twist_model", seed: 42, split: "train",
-  output_length: 96, num_twist_samples: 16, twist_updates_per_example: 1, save_every: 10, dataset: "synthetic", twist: "step", rank: 32, reward_floor: 0.001,
+  num_examples: 4000,
+  num_epochs: 3,
+  batch_size: 8,
+  output_dir: "math_twist_model",
+  seed: 42,
+  split: "train",
+  output_length: 96,
+  num_twist_samples: 16,
+  twist_updates_per_example: 1,
+  save_every: 10,
+  dataset: "synthetic",
+  twist: "step",
+  rank: 32,
+  reward_floor: 0.001,
 } as const;
 
 /** The loss when none is given: the line verifier at step level, CTL at token level. */
 export const DEFAULT_LOSS = { token: "ctl", step: "prm" } as const;
 
 /** Adam step sizes, each objective's own: the value head's few parameters take a larger step than the token head's many. */
-export const DEFAULT_LEARNING_RATE = Object.fromEntries(TWIST_LOSSES.map((l) => [l, OBJECTIVES[l].learningRate])) as Record<TwistLoss, number>;
+export const DEFAULT_LEARNING_RATE = Object.fromEntries(TWIST_LOSSES.map((l) => [l, OBJECTIVES[l].learningRate])) as Record<
+  TwistLoss,
+  number
+>;
 
 /**
  * Every key trainConfigFromFlags takes: the trainer's flags, and the CLI's own (--progress, --help),
  * which it passes along with the rest.
  */
-export const TRAIN_FLAGS: readonly string[] = [...Object.keys(TRAIN_DEFAULTS), "model_name", "learning_rate", "loss", "resume", "threads", "progress", "help"];
+export const TRAIN_FLAGS: readonly string[] = [
+  ...Object.keys(TRAIN_DEFAULTS),
+  "model_name",
+  "learning_rate",
+  "loss",
+  "resume",
+  "threads",
+  "progress",
+  "help",
+];
 
 /**
  * A TrainConfig from flags by the seed's names (strings as typed, or values); shared with the engine
@@ -34,7 +67,8 @@ export const TRAIN_FLAGS: readonly string[] = [...Object.keys(TRAIN_DEFAULTS), "
 export function trainConfigFromFlags(values: OptionValues): TrainConfig {
   const D = TRAIN_DEFAULTS;
   const unknown = Object.keys(values).find((k) => !TRAIN_FLAGS.includes(k));
-  if (unknown !== undefined) throw new UsageError(`unknown train flag "${unknown}"; the flags are ${TRAIN_FLAGS.filter((f) => f !== "help").join(", ")}`);
+  if (unknown !== undefined)
+    throw new UsageError(`unknown train flag "${unknown}"; the flags are ${TRAIN_FLAGS.filter((f) => f !== "help").join(", ")}`);
   const twist = choiceOption(values, "twist", ["token", "step"] as const, D.twist);
   const loss = choiceOption(values, "loss", TWIST_LOSSES, DEFAULT_LOSS[twist]);
   const config: TrainConfig = {
@@ -60,6 +94,7 @@ export function trainConfigFromFlags(values: OptionValues): TrainConfig {
   };
   if (config.learningRate <= 0) throw new UsageError("--learning_rate must be > 0");
   const { levels } = objectiveFor(config.loss);
-  if (!levels.includes(config.twist)) throw new UsageError(`--loss ${config.loss} trains a ${levels.join(" or ")} twist: add --twist ${levels[0]}`);
+  if (!levels.includes(config.twist))
+    throw new UsageError(`--loss ${config.loss} trains a ${levels.join(" or ")} twist: add --twist ${levels[0]}`);
   return config;
 }

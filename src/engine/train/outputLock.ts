@@ -90,9 +90,13 @@ function readOwner(path: string): LockOwner | undefined {
 }
 
 function inUse(dir: string, owner: LockOwner | undefined): OutputDirError {
-  const who = owner ? `process ${owner.pid}${owner.host !== hostname() ? ` on ${owner.host}` : ""}, started ${owner.started}` : "another process";
+  const who = owner
+    ? `process ${owner.pid}${owner.host !== hostname() ? ` on ${owner.host}` : ""}, started ${owner.started}`
+    : "another process";
   const remote = owner && owner.host !== hostname() ? `; if it no longer runs, delete ${join(dir, LOCK_FILE)}` : "";
-  return new OutputDirError(`--output_dir ${dir} is in use by another training (${who}): wait for it to end or choose another --output_dir${remote}`);
+  return new OutputDirError(
+    `--output_dir ${dir} is in use by another training (${who}): wait for it to end or choose another --output_dir${remote}`,
+  );
 }
 
 /** Why the folder cannot be made or written, in one line (a full disk keeps its own error). */

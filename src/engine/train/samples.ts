@@ -82,7 +82,10 @@ export class RowBuffer {
   private conf: number[] = [];
   private extra: number[][] = [];
   n = 0;
-  constructor(private readonly hiddenSize: number, extras: number) {
+  constructor(
+    private readonly hiddenSize: number,
+    extras: number,
+  ) {
     this.extra = Array.from({ length: extras }, () => []);
   }
   push(hidden: ArrayLike<number>, hOffset: number, conf: ArrayLike<number>, cOffset: number, ...values: number[]): void {
@@ -151,7 +154,13 @@ export interface PlainSamples {
 export async function plainSamples(model: LoadedModel, problem: MathProblem, o: CollectOptions): Promise<PlainSamples> {
   const { tokenizer, lm } = model;
   const { prompt, maxTokens } = encodeWithinContext(model, problem.question, o.maxTokens);
-  const plain = await generate(lm, prompt, { numSamples: o.samples, maxTokens, temperature: 1, seed: o.seed, isEos: (t: number) => tokenizer.isEos(t) });
+  const plain = await generate(lm, prompt, {
+    numSamples: o.samples,
+    maxTokens,
+    temperature: 1,
+    seed: o.seed,
+    isEos: (t: number) => tokenizer.isEos(t),
+  });
   const tokens = plain.sequences.map((s) => s.tokens);
   const texts = tokens.map((t) => tokenizer.decode(t));
   const correct = texts.map((t) => isCorrect(t, problem.gold));
@@ -173,11 +182,27 @@ export interface SmcNegatives<Rows> {
  * keeps its rows as negative samples: at token level every proposing row, at step level every line
  * boundary, each weighted by its particle's normalised weight after the step.
  */
-export async function smcNegatives(model: LoadedModel, problem: MathProblem, plain: PlainSamples, o: CollectOptions & { level: "token" }): Promise<SmcNegatives<TokenNegatives>>;
-export async function smcNegatives(model: LoadedModel, problem: MathProblem, plain: PlainSamples, o: CollectOptions & { level: "step" }): Promise<SmcNegatives<WeightedRows>>;
-export async function smcNegatives(model: LoadedModel, problem: MathProblem, plain: PlainSamples, o: CollectOptions): Promise<SmcNegatives<TokenNegatives | WeightedRows>> {
+export async function smcNegatives(
+  model: LoadedModel,
+  problem: MathProblem,
+  plain: PlainSamples,
+  o: CollectOptions & { level: "token" },
+): Promise<SmcNegatives<TokenNegatives>>;
+export async function smcNegatives(
+  model: LoadedModel,
+  problem: MathProblem,
+  plain: PlainSamples,
+  o: CollectOptions & { level: "step" },
+): Promise<SmcNegatives<WeightedRows>>;
+export async function smcNegatives(
+  model: LoadedModel,
+  problem: MathProblem,
+  plain: PlainSamples,
+  o: CollectOptions,
+): Promise<SmcNegatives<TokenNegatives | WeightedRows>> {
   const { tokenizer, lm } = model;
-  const H = lm.hiddenSize, V = lm.vocabSize;
+  const H = lm.hiddenSize,
+    V = lm.vocabSize;
   const negToken = new RowBuffer(H, 1);
   const negStep = new RowBuffer(H, 1);
   const logProbs: number[] = [];
@@ -185,7 +210,15 @@ export async function smcNegatives(model: LoadedModel, problem: MathProblem, pla
   let eosTokens: readonly number[] = [];
   // Rows proposed (token level) or at a boundary (step level) during the current step; their weights
   // are known once the step ends. At step level, boundaries arrive over several forward passes.
-  let pending: { particle: number; hidden: Float32Array; hOffset: number; confidence?: Float32Array; logp?: Float32Array; eos?: Float32Array; row: number }[] = [];
+  let pending: {
+    particle: number;
+    hidden: Float32Array;
+    hOffset: number;
+    confidence?: Float32Array;
+    logp?: Float32Array;
+    eos?: Float32Array;
+    row: number;
+  }[] = [];
   const smc = await runTwistedSmc(lm, plain.prompt, {
     particles: o.samples,
     level: o.level,
@@ -198,15 +231,25 @@ export async function smcNegatives(model: LoadedModel, problem: MathProblem, pla
     twist: o.twist,
     logFinalPotential: (text) => (isCorrect(text, problem.gold) ? 0 : Math.log(o.rewardFloor)),
     text: tokenizer,
-    onProposal: o.level !== "token" ? undefined : (info) => {
-      eosTokens = info.eosTokens;
-      if (!info.hidden) return;
-      info.particles.forEach((particle, row) => pending.push({ particle, hidden: info.hidden!, hOffset: row * H, logp: info.logProbs, eos: info.eosLogPsi, row }));
-    },
-    onBoundary: o.level !== "step" ? undefined : (info) => {
-      if (!info.hidden) return;
-      info.particles.forEach((particle, row) => pending.push({ particle, hidden: info.hidden!, hOffset: row * H, confidence: info.confidence, row }));
-    },
+    onProposal:
+      o.level !== "token"
+        ? undefined
+        : (info) => {
+            eosTokens = info.eosTokens;
+            if (!info.hidden) return;
+            info.particles.forEach((particle, row) =>
+              pending.push({ particle, hidden: info.hidden!, hOffset: row * H, logp: info.logProbs, eos: info.eosLogPsi, row }),
+            );
+          },
+    onBoundary:
+      o.level !== "step"
+        ? undefined
+        : (info) => {
+            if (!info.hidden) return;
+            info.particles.forEach((particle, row) =>
+              pending.push({ particle, hidden: info.hidden!, hOffset: row * H, confidence: info.confidence, row }),
+            );
+          },
     onStep: (record) => {
       const w = normalize(record.particles.map((p) => decodeLogWeight(p.logWeight)));
       const zeros = new Float32Array(CONFIDENCE_FEATURES);
@@ -231,5 +274,14 @@ export async function smcNegatives(model: LoadedModel, problem: MathProblem, pla
   };
   if (o.level === "step") return { rows: negStep.weighted(), ...stats };
   const n = negToken.rows();
-  return { rows: { ...n, logProbs: Float32Array.from(logProbs), eosTokens, eosLogPsi: Float32Array.from(eosLogPsi), weights: Float64Array.from(n.extra[0]) }, ...stats };
+  return {
+    rows: {
+      ...n,
+      logProbs: Float32Array.from(logProbs),
+      eosTokens,
+      eosLogPsi: Float32Array.from(eosLogPsi),
+      weights: Float64Array.from(n.extra[0]),
+    },
+    ...stats,
+  };
 }

@@ -53,7 +53,14 @@ export interface TrainConfig {
 export type BatchMetrics = TrainBatchMetrics;
 
 export interface TrainHooks {
-  onStart?: (info: { problems: number; batchesPerEpoch: number; resumedAt?: number; skipped: string[]; model: string; data: string }) => void;
+  onStart?: (info: {
+    problems: number;
+    batchesPerEpoch: number;
+    resumedAt?: number;
+    skipped: string[];
+    model: string;
+    data: string;
+  }) => void;
   onBatch?: (m: BatchMetrics, totalBatches: number) => void;
   onCheckpoint?: (path: string) => void;
   signal?: AbortSignal;
@@ -73,15 +80,36 @@ export const TWIST_FILE = "twist.json";
 /** The settings that decide the result: a resume must agree on them (epochs may grow). */
 function resultSettings(c: TrainConfig, fingerprint: string): Record<string, unknown> {
   return {
-    model: fingerprint, dataset: c.dataset, split: c.split, numExamples: c.numExamples, batchSize: c.batchSize,
-    learningRate: c.learningRate, seed: c.seed, outputLength: c.outputLength, numTwistSamples: c.numTwistSamples,
-    twistUpdatesPerExample: c.twistUpdatesPerExample, loss: c.loss, twist: c.twist, rank: c.rank, rewardFloor: c.rewardFloor,
+    model: fingerprint,
+    dataset: c.dataset,
+    split: c.split,
+    numExamples: c.numExamples,
+    batchSize: c.batchSize,
+    learningRate: c.learningRate,
+    seed: c.seed,
+    outputLength: c.outputLength,
+    numTwistSamples: c.numTwistSamples,
+    twistUpdatesPerExample: c.twistUpdatesPerExample,
+    loss: c.loss,
+    twist: c.twist,
+    rank: c.rank,
+    rewardFloor: c.rewardFloor,
   };
 }
 
 export function validateTrainConfig(c: TrainConfig): void {
-  const positive: [string, number][] = [["num_examples", c.numExamples], ["num_epochs", c.numEpochs], ["batch_size", c.batchSize], ["output_length", c.outputLength], ["num_twist_samples", c.numTwistSamples], ["twist_updates_per_example", c.twistUpdatesPerExample], ["save_every", c.saveEvery], ["rank", c.rank]];
-  for (const [name, v] of positive) if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name} must be a positive integer, got ${v}`);
+  const positive: [string, number][] = [
+    ["num_examples", c.numExamples],
+    ["num_epochs", c.numEpochs],
+    ["batch_size", c.batchSize],
+    ["output_length", c.outputLength],
+    ["num_twist_samples", c.numTwistSamples],
+    ["twist_updates_per_example", c.twistUpdatesPerExample],
+    ["save_every", c.saveEvery],
+    ["rank", c.rank],
+  ];
+  for (const [name, v] of positive)
+    if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name} must be a positive integer, got ${v}`);
   if (!(c.rewardFloor >= 0 && c.rewardFloor < 1)) throw new RangeError(`--reward_floor must be in [0, 1), got ${c.rewardFloor}`);
   if (!(c.learningRate > 0)) throw new RangeError(`--learning_rate must be > 0, got ${c.learningRate}`);
   if (!TWIST_LOSSES.includes(c.loss)) throw new RangeError(`--loss must be one of ${TWIST_LOSSES.join(", ")}, got ${c.loss}`);
@@ -115,14 +143,26 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
   const metricsPath = join(c.outputDir, METRICS_FILE);
 
   const objective = objectiveFor(c.loss);
-  let head: TwistHead = objective.initHead({ level: c.twist, hiddenSize: lm.hiddenSize, vocabSize: lm.vocabSize, rank: c.rank, seed: c.seed });
+  let head: TwistHead = objective.initHead({
+    level: c.twist,
+    hiddenSize: lm.hiddenSize,
+    vocabSize: lm.vocabSize,
+    rank: c.rank,
+    seed: c.seed,
+  });
   let checkpoint: Checkpoint | undefined;
   if (c.resume) {
     checkpoint = loadCheckpoint(checkpointPath, folder);
     if (checkpoint) {
       const differing = Object.keys(settings).filter((k) => JSON.stringify(settings[k]) !== JSON.stringify(checkpoint!.settings[k]));
-      if (differing.length) throw new CheckpointError(`cannot resume ${checkpointPath}: it was made with different ${differing.map((k) => `${k} (${JSON.stringify(checkpoint!.settings[k])})`).join(", ")}`);
-      if (shapeOf(checkpoint.twist.head) !== shapeOf(head)) throw new CheckpointError(`${checkpointPath}: its twist (${shapeOf(checkpoint.twist.head)}) is not the kind this run trains (${shapeOf(head)}); the checkpoint is damaged: delete it to start over`);
+      if (differing.length)
+        throw new CheckpointError(
+          `cannot resume ${checkpointPath}: it was made with different ${differing.map((k) => `${k} (${JSON.stringify(checkpoint!.settings[k])})`).join(", ")}`,
+        );
+      if (shapeOf(checkpoint.twist.head) !== shapeOf(head))
+        throw new CheckpointError(
+          `${checkpointPath}: its twist (${shapeOf(checkpoint.twist.head)}) is not the kind this run trains (${shapeOf(head)}); the checkpoint is damaged: delete it to start over`,
+        );
       head = checkpoint.twist.head;
     }
   } else if (existsSync(checkpointPath)) {
@@ -137,17 +177,38 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
     const kept = c.resume ? readFileSync(metricsPath, "utf8").split("\n").filter(Boolean).slice(0, metricsLines) : [];
     writeMetrics(metricsPath, kept.map((l) => l + "\n").join(""), writeFileSync);
   }
-  hooks.onStart?.({ problems: problems.length, batchesPerEpoch: perEpoch, resumedAt: checkpoint ? batchesDone : undefined, skipped, model: folder.dir, data: description });
+  hooks.onStart?.({
+    problems: problems.length,
+    batchesPerEpoch: perEpoch,
+    resumedAt: checkpoint ? batchesDone : undefined,
+    skipped,
+    model: folder.dir,
+    data: description,
+  });
 
   const meta = (metrics?: BatchMetrics) => ({
     baseModel: { name: folder.name, fingerprint },
     created: new Date().toISOString(),
-    training: { ...settings, model: folder.name, data: description, numEpochs: c.numEpochs, saveEvery: c.saveEvery, objective: objective.description },
+    training: {
+      ...settings,
+      model: folder.name,
+      data: description,
+      numEpochs: c.numEpochs,
+      saveEvery: c.saveEvery,
+      objective: objective.description,
+    },
     metrics: metrics ? { ...metrics } : undefined,
   });
   /** Saves the state before batch `nextBatch` of epoch `nextEpoch`. */
   const save = (nextEpoch: number, nextBatch: number, metrics?: BatchMetrics) => {
-    saveCheckpoint(checkpointPath, settings, { epoch: nextEpoch, batch: nextBatch, batchesDone, metricsLines }, head, meta(metrics), adam.state);
+    saveCheckpoint(
+      checkpointPath,
+      settings,
+      { epoch: nextEpoch, batch: nextBatch, batchesDone, metricsLines },
+      head,
+      meta(metrics),
+      adam.state,
+    );
     hooks.onCheckpoint?.(checkpointPath);
   };
 
@@ -168,7 +229,16 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
       try {
         for (const i of idx) {
           const seed = Number(hashString64(`sample:${c.seed}:${epoch}:${i}`) % 2147483647n);
-          data.push(await objective.collect(model, problems[i], { level: c.twist, samples: c.numTwistSamples, maxTokens: c.outputLength, seed, twist: runner, rewardFloor: c.rewardFloor }));
+          data.push(
+            await objective.collect(model, problems[i], {
+              level: c.twist,
+              samples: c.numTwistSamples,
+              maxTokens: c.outputLength,
+              seed,
+              twist: runner,
+              rewardFloor: c.rewardFloor,
+            }),
+          );
         }
       } finally {
         if (runner instanceof OnnxTokenTwist) await runner.dispose();
@@ -181,9 +251,16 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
       }
       const mean = (f: (d: ProblemData<object>) => number) => data.reduce((a, d) => a + f(d), 0) / data.length;
       last = {
-        epoch, batch, step: batchesDone + 1, loss, reward: mean((d) => d.stats.reward), sampleAccuracy: mean((d) => d.stats.sampleAccuracy),
-        ess: mean((d) => d.stats.ess), logZ: mean((d) => (Number.isFinite(d.stats.logZ) ? d.stats.logZ : -50)),
-        exactPositives: mean((d) => d.stats.exactPositives), seconds: Math.round((performance.now() - start) / 100) / 10,
+        epoch,
+        batch,
+        step: batchesDone + 1,
+        loss,
+        reward: mean((d) => d.stats.reward),
+        sampleAccuracy: mean((d) => d.stats.sampleAccuracy),
+        ess: mean((d) => d.stats.ess),
+        logZ: mean((d) => (Number.isFinite(d.stats.logZ) ? d.stats.logZ : -50)),
+        exactPositives: mean((d) => d.stats.exactPositives),
+        seconds: Math.round((performance.now() - start) / 100) / 10,
       };
       writeMetrics(metricsPath, JSON.stringify(last) + "\n", appendFileSync);
       batchesDone++;
@@ -204,7 +281,10 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
 /** The head's kind and parameter sizes: a resumed head must be the one this run would make. */
 const shapeOf = (head: TwistHead) => {
   const kind = head instanceof TokenTwistHead ? "token head" : head instanceof LineVerifier ? "line verifier" : "value head";
-  return `${kind} of ${head.parameters().map((p) => p.length).join("+")} parameters`;
+  return `${kind} of ${head
+    .parameters()
+    .map((p) => p.length)
+    .join("+")} parameters`;
 };
 
 /** Writes metrics lines; a full disk says so in one line (the checkpoint before them is kept). */

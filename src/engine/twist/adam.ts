@@ -20,21 +20,26 @@ export class Adam {
     if (!(lr > 0)) throw new RangeError(`learning rate must be > 0, got ${lr}`);
     this.state = state ?? { t: 0, m: params.map((p) => new Float64Array(p.length)), v: params.map((p) => new Float64Array(p.length)) };
     params.forEach((p, i) => {
-      if (this.state.m[i].length !== p.length || this.state.v[i].length !== p.length) throw new Error("optimizer state does not match the parameters");
+      if (this.state.m[i].length !== p.length || this.state.v[i].length !== p.length)
+        throw new Error("optimizer state does not match the parameters");
     });
   }
 
   /** One update with gradients `grads` (same shapes as the parameters). Throws on a NaN gradient. */
   step(grads: Float64Array[]): void {
     grads.forEach((g, i) => {
-      for (let j = 0; j < g.length; j++) if (!Number.isFinite(g[j])) throw new Error(`non-finite gradient in parameter ${i} at ${j}: training diverged (try a lower learning rate)`);
+      for (let j = 0; j < g.length; j++)
+        if (!Number.isFinite(g[j]))
+          throw new Error(`non-finite gradient in parameter ${i} at ${j}: training diverged (try a lower learning rate)`);
     });
     const s = this.state;
     s.t++;
     const c1 = 1 - this.beta1 ** s.t;
     const c2 = 1 - this.beta2 ** s.t;
     this.params.forEach((p, i) => {
-      const g = grads[i], m = s.m[i], v = s.v[i];
+      const g = grads[i],
+        m = s.m[i],
+        v = s.v[i];
       for (let j = 0; j < p.length; j++) {
         m[j] = this.beta1 * m[j] + (1 - this.beta1) * g[j];
         v[j] = this.beta2 * v[j] + (1 - this.beta2) * g[j] * g[j];

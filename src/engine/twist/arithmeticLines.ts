@@ -46,7 +46,12 @@ export function digitColumns(n: string, columns: number): number[] {
 
 /** A line as integers: [op, a_0…a_{D−1}, b_0…, c_0…] (units first). */
 export function encodeLine(line: ArithmeticLine, columns: number): Int32Array {
-  return Int32Array.of(OPERATORS.indexOf(line.op), ...digitColumns(line.a, columns), ...digitColumns(line.b, columns), ...digitColumns(line.c, columns));
+  return Int32Array.of(
+    OPERATORS.indexOf(line.op),
+    ...digitColumns(line.a, columns),
+    ...digitColumns(line.b, columns),
+    ...digitColumns(line.c, columns),
+  );
 }
 
 /** Length of an encoded line. */

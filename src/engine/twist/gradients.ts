@@ -77,13 +77,15 @@ export class ValueHeadGradient {
 
   /** The logit z of one row. */
   logit(hidden: Float32Array, confidence: Float32Array | undefined, row: number): number {
-    const H = this.head.p.hiddenSize, F = CONFIDENCE_FEATURES;
+    const H = this.head.p.hiddenSize,
+      F = CONFIDENCE_FEATURES;
     return this.head.logits(hidden.subarray(row * H, (row + 1) * H), 1, confidence?.subarray(row * F, (row + 1) * F))[0];
   }
 
   /** Adds coeff·∂z/∂θ for the logit z = w·h + u·f + c of row `row`. */
   addLogit(hidden: Float32Array, confidence: Float32Array | undefined, row: number, coeff: number): void {
-    const H = this.head.p.hiddenSize, F = CONFIDENCE_FEATURES;
+    const H = this.head.p.hiddenSize,
+      F = CONFIDENCE_FEATURES;
     for (let i = 0; i < H; i++) this.dw[i] += coeff * hidden[row * H + i];
     if (confidence) for (let j = 0; j < F; j++) this.du[j] += coeff * confidence[row * F + j];
     this.dc[0] += coeff;

@@ -57,13 +57,21 @@ export class TokenTwistHead implements TokenTwist {
   readonly kind = "token";
   constructor(readonly p: TokenHeadParams) {
     const { hiddenSize: H, vocabSize: V, rank: R } = p;
-    if (p.U.length !== H * R || p.W.length !== R * V || p.b.length !== V) throw new Error("token twist head: parameter sizes disagree with its dimensions");
+    if (p.U.length !== H * R || p.W.length !== R * V || p.b.length !== V)
+      throw new Error("token twist head: parameter sizes disagree with its dimensions");
   }
 
   static init(hiddenSize: number, vocabSize: number, rank: number, rng: Rng): TokenTwistHead {
     // U is a random projection scaled to keep h·U of order 1; W starts at zero (ψ constant).
     const U = Float32Array.from({ length: hiddenSize * rank }, () => rng.normal() / Math.sqrt(hiddenSize));
-    return new TokenTwistHead({ hiddenSize, vocabSize, rank, U, W: new Float32Array(rank * vocabSize), b: new Float32Array(vocabSize).fill(BIAS_INIT) });
+    return new TokenTwistHead({
+      hiddenSize,
+      vocabSize,
+      rank,
+      U,
+      W: new Float32Array(rank * vocabSize),
+      b: new Float32Array(vocabSize).fill(BIAS_INIT),
+    });
   }
 
   /** The rank-r features h·U of each row: rows × rank. */
@@ -112,11 +120,17 @@ export class TokenTwistHead implements TokenTwist {
 export class ValueTwistHead implements StepTwist {
   readonly kind = "step";
   constructor(readonly p: ValueHeadParams) {
-    if (p.w.length !== p.hiddenSize || p.u.length !== CONFIDENCE_FEATURES || p.c.length !== 1) throw new Error("value twist head: parameter sizes disagree with its dimensions");
+    if (p.w.length !== p.hiddenSize || p.u.length !== CONFIDENCE_FEATURES || p.c.length !== 1)
+      throw new Error("value twist head: parameter sizes disagree with its dimensions");
   }
 
   static init(hiddenSize: number): ValueTwistHead {
-    return new ValueTwistHead({ hiddenSize, w: new Float32Array(hiddenSize), u: new Float32Array(CONFIDENCE_FEATURES), c: Float32Array.of(BIAS_INIT) });
+    return new ValueTwistHead({
+      hiddenSize,
+      w: new Float32Array(hiddenSize),
+      u: new Float32Array(CONFIDENCE_FEATURES),
+      c: Float32Array.of(BIAS_INIT),
+    });
   }
 
   /** The logit z = w·h + u·f + c of each row (f = 0 when no features are given). */

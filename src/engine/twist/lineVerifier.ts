@@ -61,7 +61,9 @@ export class LineVerifier implements StepTwist {
   constructor(readonly p: LineVerifierParams) {
     if (!(p.columns >= 1 && p.embedding >= 1 && p.hidden >= 1)) throw new Error("line verifier: columns, embedding and hidden must be ≥ 1");
     const sizes = LineVerifier.sizes(p.columns, p.embedding, p.hidden);
-    for (const name of PARAM_NAMES) if (p[name].length !== sizes[name]) throw new Error(`line verifier: parameter ${name} has ${p[name].length} values, expected ${sizes[name]}`);
+    for (const name of PARAM_NAMES)
+      if (p[name].length !== sizes[name])
+        throw new Error(`line verifier: parameter ${name} has ${p[name].length} values, expected ${sizes[name]}`);
   }
 
   static readonly paramNames = PARAM_NAMES;
@@ -75,10 +77,16 @@ export class LineVerifier implements StepTwist {
     const normal = (n: number, scale: number) => Float32Array.from({ length: n }, () => scale * rng.normal());
     const sizes = LineVerifier.sizes(columns, d, hidden);
     return new LineVerifier({
-      columns, embedding: d, hidden,
-      T: normal(sizes.T, 0.1), Q: normal(sizes.Q, 0.1), K: normal(sizes.K, 0.1),
-      W1: normal(sizes.W1, 1 / Math.sqrt(3 * d)), b1: new Float32Array(hidden),
-      w2: new Float32Array(hidden), bias: new Float32Array(OPS).fill(BIAS_INIT),
+      columns,
+      embedding: d,
+      hidden,
+      T: normal(sizes.T, 0.1),
+      Q: normal(sizes.Q, 0.1),
+      K: normal(sizes.K, 0.1),
+      W1: normal(sizes.W1, 1 / Math.sqrt(3 * d)),
+      b1: new Float32Array(hidden),
+      w2: new Float32Array(hidden),
+      bias: new Float32Array(OPS).fill(BIAS_INIT),
     });
   }
 
@@ -98,14 +106,19 @@ export class LineVerifier implements StepTwist {
    */
   private forward(line: Int32Array, visit: (t: number, q: number, k: number, e: Float64Array, h: Float64Array) => void): number {
     const { columns: D, embedding: d, hidden: Hn, T, Q, K, W1, b1 } = this.p;
-    if (line.length !== encodedLength(D)) throw new Error(`line verifier: encoded line has ${line.length} codes, expected ${encodedLength(D)}`);
+    if (line.length !== encodedLength(D))
+      throw new Error(`line verifier: encoded line has ${line.length} codes, expected ${encodedLength(D)}`);
     const op = line[0];
     const e = new Float64Array(3 * d);
     const h = new Float64Array(Hn);
     for (let j = 0; j < D; j++) {
-      const a = line[1 + j], b = line[1 + D + j], c = line[1 + 2 * D + j];
+      const a = line[1 + j],
+        b = line[1 + D + j],
+        c = line[1 + 2 * D + j];
       const below = j === 0 ? NO_COLUMN * DIGIT_CODES + NO_COLUMN : line[j] * DIGIT_CODES + line[D + j];
-      const t = (op * TRIPLES + (a * DIGIT_CODES + b) * DIGIT_CODES + c) * d, q = (op * PAIRS + below) * d, k = j * d;
+      const t = (op * TRIPLES + (a * DIGIT_CODES + b) * DIGIT_CODES + c) * d,
+        q = (op * PAIRS + below) * d,
+        k = j * d;
       for (let i = 0; i < d; i++) {
         e[i] = T[t + i];
         e[d + i] = Q[q + i];

@@ -16,17 +16,24 @@ import { LineVerifier } from "./lineVerifier";
 /** The ONNX model computing log ψ = log σ((h·U)·W + b) for a batch of hidden states. */
 export function tokenHeadModel(head: TokenTwistHead): Uint8Array {
   const { hiddenSize: H, vocabSize: V } = head.p;
-  return modelBytes("token_twist", [
-    ...twistHeadFields((s) => s, head.p, "hidden", "log_psi"),
-    bytesField(GRAPH.input, tensorValueInfo("hidden", DTYPE.float, ["rows", H])),
-    bytesField(GRAPH.output, tensorValueInfo("log_psi", DTYPE.float, ["rows", V])),
-  ], 14);
+  return modelBytes(
+    "token_twist",
+    [
+      ...twistHeadFields((s) => s, head.p, "hidden", "log_psi"),
+      bytesField(GRAPH.input, tensorValueInfo("hidden", DTYPE.float, ["rows", H])),
+      bytesField(GRAPH.output, tensorValueInfo("log_psi", DTYPE.float, ["rows", V])),
+    ],
+    14,
+  );
 }
 
 export class OnnxTokenTwist implements TokenTwist {
   readonly kind = "token";
 
-  private constructor(private readonly session: ort.InferenceSession, private readonly head: TokenTwistHead) {}
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly head: TokenTwistHead,
+  ) {}
 
   /** The head's weights, as this session holds them (a model that draws where it runs evaluates them there). */
   get weights(): TokenTwistWeights {
@@ -34,7 +41,11 @@ export class OnnxTokenTwist implements TokenTwist {
   }
 
   static async create(head: TokenTwistHead, threads = 1): Promise<OnnxTokenTwist> {
-    const session = await ort.InferenceSession.create(tokenHeadModel(head), { executionProviders: ["cpu"], intraOpNumThreads: threads, graphOptimizationLevel: "all" });
+    const session = await ort.InferenceSession.create(tokenHeadModel(head), {
+      executionProviders: ["cpu"],
+      intraOpNumThreads: threads,
+      graphOptimizationLevel: "all",
+    });
     return new OnnxTokenTwist(session, head);
   }
 

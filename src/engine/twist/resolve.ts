@@ -6,7 +6,11 @@ import { UsageError } from "../util/options";
 import { runnableTwist } from "./onnxTwist";
 import { loadTwist, shippedTwistPath, TwistFileError } from "./twistFile";
 
-export async function loadTwistOption(option: string | undefined, model: LoadedModel, level: "token" | "step"): Promise<{ twist: Twist; name: string } | undefined> {
+export async function loadTwistOption(
+  option: string | undefined,
+  model: LoadedModel,
+  level: "token" | "step",
+): Promise<{ twist: Twist; name: string } | undefined> {
   if (option === "none") return undefined;
   const path = option === undefined ? shippedTwistPath(model.folder, level) : resolve(option);
   if (!path) return undefined;

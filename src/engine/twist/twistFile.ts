@@ -71,30 +71,54 @@ const encode = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLe
 function decode(b64: unknown, length: number, what: string, path: string): Float32Array {
   if (typeof b64 !== "string") throw new TwistFileError(`${path}: parameter ${what} is missing`);
   const buf = Buffer.from(b64, "base64");
-  if (buf.byteLength !== length * 4) throw new TwistFileError(`${path}: parameter ${what} has ${buf.byteLength} bytes, expected ${length * 4} (the file is corrupt or truncated)`);
+  if (buf.byteLength !== length * 4)
+    throw new TwistFileError(
+      `${path}: parameter ${what} has ${buf.byteLength} bytes, expected ${length * 4} (the file is corrupt or truncated)`,
+    );
   const out = new Float32Array(length);
   new Uint8Array(out.buffer).set(buf);
-  for (let i = 0; i < length; i++) if (!Number.isFinite(out[i])) throw new TwistFileError(`${path}: parameter ${what} holds a NaN or infinite value`);
+  for (let i = 0; i < length; i++)
+    if (!Number.isFinite(out[i])) throw new TwistFileError(`${path}: parameter ${what} holds a NaN or infinite value`);
   return out;
 }
 
-export function serializeTwist(head: TwistHead, meta: Omit<TwistMeta, "format" | "version" | "kind" | "hiddenSize" | "vocabSize" | "rank" | "architecture" | "verifier">): string {
+export function serializeTwist(
+  head: TwistHead,
+  meta: Omit<TwistMeta, "format" | "version" | "kind" | "hiddenSize" | "vocabSize" | "rank" | "architecture" | "verifier">,
+): string {
   const doc =
     head instanceof LineVerifier
       ? {
-          format: TWIST_FORMAT, version: 1, kind: "step", architecture: "line-verifier", hiddenSize: 0, vocabSize: 0,
-          verifier: { columns: head.p.columns, embedding: head.p.embedding, hidden: head.p.hidden }, ...meta,
+          format: TWIST_FORMAT,
+          version: 1,
+          kind: "step",
+          architecture: "line-verifier",
+          hiddenSize: 0,
+          vocabSize: 0,
+          verifier: { columns: head.p.columns, embedding: head.p.embedding, hidden: head.p.hidden },
+          ...meta,
           params: Object.fromEntries(LineVerifier.paramNames.map((k) => [k, encode(head.p[k])])),
         }
       : head instanceof TokenTwistHead
-      ? {
-          format: TWIST_FORMAT, version: 1, kind: "token", hiddenSize: head.p.hiddenSize, vocabSize: head.p.vocabSize, rank: head.p.rank, ...meta,
-          params: { U: encode(head.p.U), W: encode(head.p.W), b: encode(head.p.b) },
-        }
-      : {
-          format: TWIST_FORMAT, version: 1, kind: "step", hiddenSize: head.p.hiddenSize, vocabSize: 0, ...meta,
-          params: { w: encode(head.p.w), u: encode(head.p.u), c: head.p.c[0] },
-        };
+        ? {
+            format: TWIST_FORMAT,
+            version: 1,
+            kind: "token",
+            hiddenSize: head.p.hiddenSize,
+            vocabSize: head.p.vocabSize,
+            rank: head.p.rank,
+            ...meta,
+            params: { U: encode(head.p.U), W: encode(head.p.W), b: encode(head.p.b) },
+          }
+        : {
+            format: TWIST_FORMAT,
+            version: 1,
+            kind: "step",
+            hiddenSize: head.p.hiddenSize,
+            vocabSize: 0,
+            ...meta,
+            params: { w: encode(head.p.w), u: encode(head.p.u), c: head.p.c[0] },
+          };
   return JSON.stringify(doc);
 }
 
@@ -134,14 +158,29 @@ export function parseTwist(doc: Record<string, unknown>, path: string, folder?: 
   }
   let head: TwistHead;
   if (meta.kind === "token") {
-    const V = meta.vocabSize, R = meta.rank ?? 0;
-    if (!Number.isInteger(V) || V <= 0 || !Number.isInteger(R) || R <= 0) throw new TwistFileError(`${path}: vocabSize or rank is missing or invalid`);
-    head = new TokenTwistHead({ hiddenSize: H, vocabSize: V, rank: R, U: decode(params.U, H * R, "U", path), W: decode(params.W, R * V, "W", path), b: decode(params.b, V, "b", path) });
+    const V = meta.vocabSize,
+      R = meta.rank ?? 0;
+    if (!Number.isInteger(V) || V <= 0 || !Number.isInteger(R) || R <= 0)
+      throw new TwistFileError(`${path}: vocabSize or rank is missing or invalid`);
+    head = new TokenTwistHead({
+      hiddenSize: H,
+      vocabSize: V,
+      rank: R,
+      U: decode(params.U, H * R, "U", path),
+      W: decode(params.W, R * V, "W", path),
+      b: decode(params.b, V, "b", path),
+    });
   } else if (meta.kind === "step" && meta.architecture === "line-verifier") {
     head = parseLineVerifier(meta, params, path);
   } else if (meta.kind === "step") {
-    if (typeof params.c !== "number" || !Number.isFinite(params.c)) throw new TwistFileError(`${path}: parameter c is missing or not finite`);
-    head = new ValueTwistHead({ hiddenSize: H, w: decode(params.w, H, "w", path), u: decode(params.u, CONFIDENCE_FEATURES, "u", path), c: Float32Array.of(params.c) });
+    if (typeof params.c !== "number" || !Number.isFinite(params.c))
+      throw new TwistFileError(`${path}: parameter c is missing or not finite`);
+    head = new ValueTwistHead({
+      hiddenSize: H,
+      w: decode(params.w, H, "w", path),
+      u: decode(params.u, CONFIDENCE_FEATURES, "u", path),
+      c: Float32Array.of(params.c),
+    });
   } else {
     throw new TwistFileError(`${path}: unknown twist kind "${String(meta.kind)}"`);
   }
@@ -152,9 +191,13 @@ export function parseTwist(doc: Record<string, unknown>, path: string, folder?: 
 function parseLineVerifier(meta: TwistMeta, params: Record<string, unknown>, path: string): LineVerifier {
   const { columns, embedding, hidden } = meta.verifier ?? { columns: 0, embedding: 0, hidden: 0 };
   const ok = (x: number) => Number.isInteger(x) && x >= 1 && x <= 1024;
-  if (!ok(columns) || !ok(embedding) || !ok(hidden)) throw new TwistFileError(`${path}: the line verifier's columns, embedding or hidden size is missing or invalid`);
+  if (!ok(columns) || !ok(embedding) || !ok(hidden))
+    throw new TwistFileError(`${path}: the line verifier's columns, embedding or hidden size is missing or invalid`);
   const sizes = LineVerifier.sizes(columns, embedding, hidden);
-  const p = Object.fromEntries(LineVerifier.paramNames.map((k) => [k, decode(params[k], sizes[k], k, path)])) as unknown as Pick<ConstructorParameters<typeof LineVerifier>[0], (typeof LineVerifier.paramNames)[number]>;
+  const p = Object.fromEntries(LineVerifier.paramNames.map((k) => [k, decode(params[k], sizes[k], k, path)])) as unknown as Pick<
+    ConstructorParameters<typeof LineVerifier>[0],
+    (typeof LineVerifier.paramNames)[number]
+  >;
   return new LineVerifier({ columns, embedding, hidden, ...p });
 }
 

@@ -43,7 +43,10 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, io: Par
       writeAll(fd, bytes, path, note, write);
       fsyncSync(fd);
       const written = size(fd);
-      if (written !== bytes.length) throw new Error(`writing ${path}: the new copy holds ${written} of ${bytes.length} bytes, so it was not put in place${note ? ` (${note})` : ""}`);
+      if (written !== bytes.length)
+        throw new Error(
+          `writing ${path}: the new copy holds ${written} of ${bytes.length} bytes, so it was not put in place${note ? ` (${note})` : ""}`,
+        );
     } finally {
       closeSync(fd);
     }
@@ -66,7 +69,7 @@ function removeQuietly(tmp: string | undefined): void {
 
 /** writeSync may write less than asked (a nearly full disk does): carry on until all of it is written. */
 function writeAll(fd: number, bytes: Uint8Array, path: string, note: string | undefined, write: AtomicWriteIo["write"]): void {
-  for (let done = 0; done < bytes.length; ) {
+  for (let done = 0; done < bytes.length;) {
     const n = write(fd, bytes, done, bytes.length - done);
     // No error and no progress: the file system has no room left but did not say ENOSPC.
     if (!(n > 0)) throw new DiskFullError(path, "short", note);

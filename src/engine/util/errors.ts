@@ -27,7 +27,8 @@ export class DiskFullError extends Error {
     /** What the failure left as it was, e.g. "the previous checkpoint.json is unchanged". */
     note?: string,
   ) {
-    const dir = dirname(path), name = basename(path);
+    const dir = dirname(path),
+      name = basename(path);
     const cause = reason === "EDQUOT" ? `the disk quota for ${dir} is used up` : `the disk holding ${dir} is full`;
     super(`cannot write ${name} in ${dir}: ${cause}; free some space there and run again${note ? ` (${note})` : ""}`);
     this.name = new.target.name;

@@ -47,8 +47,12 @@ describe("Twisted SMC in VS Code", () => {
   });
 
   it("registers every command it contributes, and no other of its own", async () => {
-    const contributed = (vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON.contributes.commands as { command: string }[]).map((c) => c.command).sort();
-    const registered = (await vscode.commands.getCommands(true)).filter((c) => c.startsWith("twistedSmc.") && !c.startsWith("twistedSmc.particles")).sort();
+    const contributed = (vscode.extensions.getExtension(EXTENSION_ID)!.packageJSON.contributes.commands as { command: string }[])
+      .map((c) => c.command)
+      .sort();
+    const registered = (await vscode.commands.getCommands(true))
+      .filter((c) => c.startsWith("twistedSmc.") && !c.startsWith("twistedSmc.particles"))
+      .sort();
     assert.deepEqual(registered, contributed);
   });
 
@@ -58,8 +62,15 @@ describe("Twisted SMC in VS Code", () => {
     const at = editor.document.getText().indexOf(PROBLEM);
     editor.selection = new vscode.Selection(editor.document.positionAt(at), editor.document.positionAt(at + PROBLEM.length));
     await vscode.commands.executeCommand("twistedSmc.solve");
-    const text = await waitFor("the result in the document", () => (editor.document.getText().includes(RESULT_MARKER) ? editor.document.getText() : undefined));
-    assert.match(text, new RegExp(`${PROBLEM.replace(/[.?]/g, "\\$&")}\\n\\n> ${RESULT_MARKER} Answer: \\*\\*\\d+\\*\\* \\(posterior \\d+\\.\\d%, 16 particles, step-level`));
+    const text = await waitFor("the result in the document", () =>
+      editor.document.getText().includes(RESULT_MARKER) ? editor.document.getText() : undefined,
+    );
+    assert.match(
+      text,
+      new RegExp(
+        `${PROBLEM.replace(/[.?]/g, "\\$&")}\\n\\n> ${RESULT_MARKER} Answer: \\*\\*\\d+\\*\\* \\(posterior \\d+\\.\\d%, 16 particles, step-level`,
+      ),
+    );
     assert.ok(text.endsWith("\n\nNext paragraph.\n"));
     // Undo acts on the focused editor; the panel may have taken focus while it showed the run.
     await vscode.window.showTextDocument(editor.document, { preserveFocus: false });
@@ -141,7 +152,12 @@ describe("Twisted SMC in VS Code", () => {
     let steps = 0;
     const sub = engine.onStep(() => (++steps === 3 ? source.cancel() : undefined));
     const run = engine.solve(
-      { runId: "e2e-cancel", problem: PROBLEM, model: { model: "", twist: "none", device: "cpu" }, smc: { particles: 64, level: "token", resampling: "systematic", essThreshold: 0.5, maxTokens: 96, temperature: 1, seed: 0 } },
+      {
+        runId: "e2e-cancel",
+        problem: PROBLEM,
+        model: { model: "", twist: "none", device: "cpu" },
+        smc: { particles: 64, level: "token", resampling: "systematic", essThreshold: 0.5, maxTokens: 96, temperature: 1, seed: 0 },
+      },
       source.token,
     );
     await assert.rejects(run, /cancel/i);
@@ -185,7 +201,12 @@ describe("Twisted SMC in VS Code", () => {
       }
     });
     const run = engine.solve(
-      { runId: "e2e-crash", problem: PROBLEM, model: { model: "", twist: "none", device: "cpu" }, smc: { particles: 256, level: "token", resampling: "systematic", essThreshold: 0.5, maxTokens: 96, temperature: 1, seed: 0 } },
+      {
+        runId: "e2e-crash",
+        problem: PROBLEM,
+        model: { model: "", twist: "none", device: "cpu" },
+        smc: { particles: 256, level: "token", resampling: "systematic", essThreshold: 0.5, maxTokens: 96, temperature: 1, seed: 0 },
+      },
       new vscode.CancellationTokenSource().token,
     );
     await assert.rejects(run, /engine stopped while working .* restarts on the next use/);
@@ -205,7 +226,19 @@ describe("Twisted SMC in VS Code", () => {
     const tasks = await vscode.tasks.fetchTasks({ type: "twisted-smc" });
     assert.deepEqual(tasks.map((t) => t.name).sort(), ["evaluate", "train step twist (line verifier)", "train token twist"]);
     const out = join(vscode.workspace.workspaceFolders![0].uri.fsPath, "twists", "e2e");
-    const task = api.tasks.build({ type: "twisted-smc", command: "train", num_examples: 2, batch_size: 1, num_epochs: 1, num_twist_samples: 2, output_length: 24, output_dir: out }, "e2e training");
+    const task = api.tasks.build(
+      {
+        type: "twisted-smc",
+        command: "train",
+        num_examples: 2,
+        batch_size: 1,
+        num_epochs: 1,
+        num_twist_samples: 2,
+        output_length: 24,
+        output_dir: out,
+      },
+      "e2e training",
+    );
     const ended = new Promise<void>((resolve) => {
       const sub = vscode.tasks.onDidEndTask((e) => {
         if (e.execution.task.name === "e2e training") {
@@ -220,4 +253,3 @@ describe("Twisted SMC in VS Code", () => {
     assert.equal(readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").length, 2);
   });
 });
-

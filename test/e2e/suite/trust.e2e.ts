@@ -24,11 +24,19 @@ describe("Twisted SMC in an untrusted workspace", () => {
   it("ignores the workspace's model and twist settings and solves with the shipped model", async () => {
     const folder = vscode.workspace.workspaceFolders![0].uri.fsPath;
     mkdirSync(join(folder, ".vscode"), { recursive: true });
-    writeFileSync(join(folder, ".vscode/settings.json"), JSON.stringify({ "twistedSmc.model": "/nonexistent/evil-model", "twistedSmc.twist": "/nonexistent/evil-twist.json", "twistedSmc.particles": 8 }));
+    writeFileSync(
+      join(folder, ".vscode/settings.json"),
+      JSON.stringify({
+        "twistedSmc.model": "/nonexistent/evil-model",
+        "twistedSmc.twist": "/nonexistent/evil-twist.json",
+        "twistedSmc.particles": 8,
+      }),
+    );
     writeFileSync(join(folder, "untrusted.md"), `${PROBLEM}\n`);
     // The workspace's settings are read (its particle count applies), its model and twist are not.
     const seen = Date.now() + 20000;
-    while (vscode.workspace.getConfiguration("twistedSmc").get<number>("particles") !== 8 && Date.now() < seen) await new Promise((r) => setTimeout(r, 100));
+    while (vscode.workspace.getConfiguration("twistedSmc").get<number>("particles") !== 8 && Date.now() < seen)
+      await new Promise((r) => setTimeout(r, 100));
     assert.equal(vscode.workspace.getConfiguration("twistedSmc").get<number>("particles"), 8);
     const editor = await vscode.window.showTextDocument(await vscode.workspace.openTextDocument(join(folder, "untrusted.md")));
     editor.selection = new vscode.Selection(new vscode.Position(0, 2), new vscode.Position(0, 2));

@@ -31,11 +31,32 @@ function attentionModel(kind: "mha" | "gqa", heads: number, headDim: number): Ui
   ];
   const attention =
     kind === "mha"
-      ? node("MultiHeadAttention", ["q", "k", "v", "", "", "bias", "past_key", "past_value"], ["out", "present_key", "present_value"], "attention", { num_heads: heads }, MS_DOMAIN)
-      : node("GroupQueryAttention", ["q", "k", "v", "past_key", "past_value", "seqlens_k", "total_len"], ["out", "present_key", "present_value"], "attention", { num_heads: heads, kv_num_heads: heads }, MS_DOMAIN);
+      ? node(
+          "MultiHeadAttention",
+          ["q", "k", "v", "", "", "bias", "past_key", "past_value"],
+          ["out", "present_key", "present_value"],
+          "attention",
+          { num_heads: heads },
+          MS_DOMAIN,
+        )
+      : node(
+          "GroupQueryAttention",
+          ["q", "k", "v", "past_key", "past_value", "seqlens_k", "total_len"],
+          ["out", "present_key", "present_value"],
+          "attention",
+          { num_heads: heads, kv_num_heads: heads },
+          MS_DOMAIN,
+        );
   if (kind === "mha") io.push(bytesField(GRAPH.input, tensorValueInfo("bias", DTYPE.float, [1, 1, "S", "T"])));
-  else io.push(bytesField(GRAPH.input, tensorValueInfo("seqlens_k", DTYPE.int32, [1])), bytesField(GRAPH.input, tensorValueInfo("total_len", DTYPE.int32, [])));
-  return concat([modelBytes("attention_check", [bytesField(GRAPH.node, attention), ...io], 17), bytesField(MODEL.opsetImport, msOpsetImport())]);
+  else
+    io.push(
+      bytesField(GRAPH.input, tensorValueInfo("seqlens_k", DTYPE.int32, [1])),
+      bytesField(GRAPH.input, tensorValueInfo("total_len", DTYPE.int32, [])),
+    );
+  return concat([
+    modelBytes("attention_check", [bytesField(GRAPH.node, attention), ...io], 17),
+    bytesField(MODEL.opsetImport, msOpsetImport()),
+  ]);
 }
 
 /** Inputs for `chunk` new tokens after PAST: values that differ by position, so a wrong tile shows. */
@@ -73,7 +94,13 @@ function feeds(kind: "mha" | "gqa", heads: number, headDim: number, chunk: numbe
  * of `kind` with these heads: CHUNKS[0] when every size agrees with the CPU within 1e-3. On WebGPU,
  * `validation` is the decoder's validation mode (OnnxDecoderOptions.webgpuValidation).
  */
-export async function largestRightChunk(device: Device, kind: "mha" | "gqa", heads: number, headDim: number, validation?: WebGpuValidation): Promise<number> {
+export async function largestRightChunk(
+  device: Device,
+  kind: "mha" | "gqa",
+  heads: number,
+  headDim: number,
+  validation?: WebGpuValidation,
+): Promise<number> {
   const model = attentionModel(kind, heads, headDim);
   const gpu = createSideSession(model, device, 1, [], validation);
   const cpu = createSideSession(model, "cpu", 1);

@@ -17,7 +17,8 @@ export function checkInterface(session: ort.InferenceSession, folder: ModelFolde
   const inputs = new Set(session.inputNames);
   const outputs = new Set(session.outputNames);
   const need = (set: Set<string>, name: string, kind: string) => {
-    if (!set.has(name)) throw new ModelFolderError(`${file} lacks the ${kind} "${name}" of the decoder interface (has: ${[...set].join(", ")})`);
+    if (!set.has(name))
+      throw new ModelFolderError(`${file} lacks the ${kind} "${name}" of the decoder interface (has: ${[...set].join(", ")})`);
   };
   const own = (name: string) => inputs.has(name) || packed.includes(name);
   if (packed.length) need(inputs, STEP_INPUT, "input");
@@ -28,11 +29,15 @@ export function checkInterface(session: ort.InferenceSession, folder: ModelFolde
   const logits = session.outputMetadata.find((m) => m.name === "logits");
   const graphVocab = logits?.isTensor ? logits.shape[logits.shape.length - 1] : undefined;
   if (typeof graphVocab === "number" && graphVocab !== folder.config.vocabSize) {
-    throw new ModelFolderError(`${file} has logits over ${graphVocab} tokens but ${join(folder.dir, "config.json")} says vocab_size ${folder.config.vocabSize}: the graph and config.json do not belong together`);
+    throw new ModelFolderError(
+      `${file} has logits over ${graphVocab} tokens but ${join(folder.dir, "config.json")} says vocab_size ${folder.config.vocabSize}: the graph and config.json do not belong together`,
+    );
   }
   const layers = [...inputs].filter((n) => /^past_key_values\.\d+\.key$/.test(n)).length;
   if (layers !== folder.config.numLayers) {
-    throw new ModelFolderError(`${file} has ${layers} past_key_values layers but config.json says num_hidden_layers ${folder.config.numLayers}`);
+    throw new ModelFolderError(
+      `${file} has ${layers} past_key_values layers but config.json says num_hidden_layers ${folder.config.numLayers}`,
+    );
   }
   for (let i = 0; i < layers; i++) {
     for (const kv of ["key", "value"]) {

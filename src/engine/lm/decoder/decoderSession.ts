@@ -14,23 +14,50 @@ import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelByte
  * The SMC-ready graph (see prepareGraph): a cached file next to the export, or, where that folder is
  * read-only, the edited bytes in memory. An export whose LM head cannot be found is used as it is.
  */
-export function smcReadySource(folder: ModelFolder, sampler: boolean, fuse: boolean, fixedCapacity: boolean, packStep = true): { source: string | Uint8Array; fused: boolean; attention: boolean; rotaryPositions: number; fixedCapacity: boolean; packedStep: string[] } {
+export function smcReadySource(
+  folder: ModelFolder,
+  sampler: boolean,
+  fuse: boolean,
+  fixedCapacity: boolean,
+  packStep = true,
+): {
+  source: string | Uint8Array;
+  fused: boolean;
+  attention: boolean;
+  rotaryPositions: number;
+  fixedCapacity: boolean;
+  packedStep: string[];
+} {
   const { hiddenSize, vocabSize, numHeads, numKvHeads, headDim, maxPositions } = folder.config;
-  const options: PrepareOptions = { hiddenSize, vocabSize, sampler, fuse: fuse ? { numHeads, numKvHeads, headDim, maxPositions, fixedCapacity, unpackedStep: !packStep } : undefined };
-  const edits = (p?: PreparedEdits) => ({ fused: !!p && anyFused(p), attention: !!p?.fusedAttention, rotaryPositions: p?.rotaryPositions ?? 0, fixedCapacity: !!p?.fixedCapacity, packedStep: p?.packedStep ? p.packedStep.split(",") : [] });
+  const options: PrepareOptions = {
+    hiddenSize,
+    vocabSize,
+    sampler,
+    fuse: fuse ? { numHeads, numKvHeads, headDim, maxPositions, fixedCapacity, unpackedStep: !packStep } : undefined,
+  };
+  const edits = (p?: PreparedEdits) => ({
+    fused: !!p && anyFused(p),
+    attention: !!p?.fusedAttention,
+    rotaryPositions: p?.rotaryPositions ?? 0,
+    fixedCapacity: !!p?.fixedCapacity,
+    packedStep: p?.packedStep ? p.packedStep.split(",") : [],
+  });
   try {
     const prepared = prepareForSmc(folder.onnxPath, options);
     return { source: prepared.path, ...edits(prepared) };
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     // A full disk is no fault of the model: run the edited graph from memory and say why it is not cached.
-    if (e instanceof DiskFullError) console.warn(`twisted-smc: warning: not caching the prepared graph (${e.message}); it runs from memory this time`);
+    if (e instanceof DiskFullError)
+      console.warn(`twisted-smc: warning: not caching the prepared graph (${e.message}); it runs from memory this time`);
     if (code === "EACCES" || code === "EROFS" || code === "EPERM" || e instanceof DiskFullError) {
       const prepared = prepareModelBytes(readFileSync(folder.onnxPath), options);
       return { source: prepared?.bytes ?? folder.onnxPath, ...edits(prepared) };
     }
     if (/cannot find the LM head/.test((e as Error).message)) return { source: folder.onnxPath, ...edits() };
-    throw new ModelFolderError(`${folder.onnxPath} is not a valid ONNX model (${(e as Error).message}): the file may be truncated or corrupt`);
+    throw new ModelFolderError(
+      `${folder.onnxPath} is not a valid ONNX model (${(e as Error).message}): the file may be truncated or corrupt`,
+    );
   }
 }
 
@@ -70,8 +97,13 @@ export function sessionOpener(source: string | Uint8Array, device: Device, setti
     // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
     // (with the cache round-tripping through the CPU each step was 20× slower; see GPU.md). The
     // logits and hidden state stay there too, until a draw outside the graph needs them (stepReaders.ts).
-    const onDevice = ["logits", HIDDEN_OUTPUT, ...Array.from({ length: numLayers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat()];
+    const onDevice = [
+      "logits",
+      HIDDEN_OUTPUT,
+      ...Array.from({ length: numLayers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat(),
+    ];
     sessionOptions.preferredOutputLocation = Object.fromEntries(onDevice.map((n) => [n, "gpu-buffer" as const]));
   }
-  return () => (typeof source === "string" ? ort.InferenceSession.create(source, sessionOptions) : ort.InferenceSession.create(source, sessionOptions));
+  return () =>
+    typeof source === "string" ? ort.InferenceSession.create(source, sessionOptions) : ort.InferenceSession.create(source, sessionOptions);
 }

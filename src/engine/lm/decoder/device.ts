@@ -21,7 +21,14 @@ export interface DeviceAttempt {
   skipped?: string;
 }
 
-const LIB_DIRS = ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib/x86_64-linux-gnu", "/usr/local/lib"];
+const LIB_DIRS = [
+  "/usr/lib/x86_64-linux-gnu",
+  "/usr/lib/aarch64-linux-gnu",
+  "/usr/lib64",
+  "/usr/lib",
+  "/lib/x86_64-linux-gnu",
+  "/usr/local/lib",
+];
 
 function onnxruntimeBinDir(): string | undefined {
   try {
@@ -44,7 +51,10 @@ const SOFTWARE_DRIVER = /lvp|lavapipe|swiftshader/i;
 function manifestsIn(path: string): string[] {
   try {
     if (!statSync(path).isDirectory()) return [path];
-    return readdirSync(path).filter((f) => f.endsWith(".json")).sort().map((f) => join(path, f));
+    return readdirSync(path)
+      .filter((f) => f.endsWith(".json"))
+      .sort()
+      .map((f) => join(path, f));
   } catch {
     return [];
   }
@@ -88,7 +98,10 @@ export function precheck(device: Device, request: DeviceRequest = device, env: N
   if (device === "cuda") {
     const bin = onnxruntimeBinDir();
     if (process.platform !== "linux" && process.platform !== "win32") return `CUDA is not available on ${process.platform}`;
-    if (!bin || !existsSync(join(bin, process.platform === "win32" ? "onnxruntime_providers_cuda.dll" : "libonnxruntime_providers_cuda.so"))) {
+    if (
+      !bin ||
+      !existsSync(join(bin, process.platform === "win32" ? "onnxruntime_providers_cuda.dll" : "libonnxruntime_providers_cuda.so"))
+    ) {
       return "onnxruntime-node's CUDA provider libraries are not installed (reinstall it with --onnxruntime-node-install=cuda12 on a machine with internet)";
     }
   }
@@ -161,7 +174,11 @@ export class DeviceRunError extends InputError {
   }
 }
 
-const firstLine = (s: string) => s.split("\n")[0].replace(/^.*?\] /, "").slice(0, 200);
+const firstLine = (s: string) =>
+  s
+    .split("\n")[0]
+    .replace(/^.*?\] /, "")
+    .slice(0, 200);
 
 /** Why a GPU provider could not start, in words a user can act on (onnxruntime's own line is kept). */
 export function deviceFailure(device: string, message: string): string {

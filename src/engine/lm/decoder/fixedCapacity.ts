@@ -30,7 +30,8 @@ export function fixedCapacityDefault(device: Device): boolean {
  */
 export function cacheBudgetFor(device: Device, given?: number, env?: NodeJS.ProcessEnv): number {
   if (given === undefined) return device === "cpu" ? Infinity : cacheBudgetMiBFromEnv(env) * 2 ** 20;
-  if (!(given >= 0)) throw new InputError(`the cache budget must be a number of bytes ≥ 0 (TWISTED_SMC_CACHE_BUDGET_MB: MiB), got ${given}`);
+  if (!(given >= 0))
+    throw new InputError(`the cache budget must be a number of bytes ≥ 0 (TWISTED_SMC_CACHE_BUDGET_MB: MiB), got ${given}`);
   return given;
 }
 

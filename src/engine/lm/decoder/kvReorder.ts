@@ -70,10 +70,19 @@ export class KvReorder {
       return tensors.map((t) => {
         const data = t.data as Float32Array | Uint16Array;
         const [batch, ...rest] = t.dims;
-        return new ort.Tensor(t.type as "float32" | "float16", gatherRows(data, batch ? data.length / batch : 0, rows), [rows.length, ...rest]);
+        return new ort.Tensor(t.type as "float32" | "float16", gatherRows(data, batch ? data.length / batch : 0, rows), [
+          rows.length,
+          ...rest,
+        ]);
       });
     }
-    this.session ??= createSideSession(kvReorderModel(this.count, this.elem), this.device, this.threads, tensors.map((_, i) => output(i)), this.validation);
+    this.session ??= createSideSession(
+      kvReorderModel(this.count, this.elem),
+      this.device,
+      this.threads,
+      tensors.map((_, i) => output(i)),
+      this.validation,
+    );
     const feeds: Record<string, ort.Tensor> = { [ROWS]: int64Tensor(rows) };
     tensors.forEach((t, i) => (feeds[input(i)] = t));
     const out = await runSideSession(this.session, feeds, this.device, this.where, "reorder the KV cache");
@@ -88,19 +97,30 @@ export class KvReorder {
     const length = tensors[0]?.dims[2] ?? 0;
     if (!(capacity >= length)) throw new RangeError(`a KV cache of ${length} positions cannot shrink to ${capacity}`);
     const batch = tensors[0]?.dims[0] ?? 0;
-    if (rows.some((r) => !Number.isInteger(r) || r < 0 || r >= batch)) throw new RangeError(`rows ${rows.join(", ")} are not all in a batch of ${batch}`);
+    if (rows.some((r) => !Number.isInteger(r) || r < 0 || r >= batch))
+      throw new RangeError(`rows ${rows.join(", ")} are not all in a batch of ${batch}`);
     if (this.device === "cpu") {
       return tensors.map((t) => {
         const data = t.data as Float32Array | Uint16Array;
         const [, heads, , dim] = t.dims;
         const out = new (data.constructor as { new (n: number): Float32Array | Uint16Array })(rows.length * heads * capacity * dim);
         rows.forEach((r, i) => {
-          for (let h = 0; h < heads; h++) out.set(data.subarray(((r * heads + h) * length) * dim, ((r * heads + h) * length + length) * dim), ((i * heads + h) * capacity) * dim);
+          for (let h = 0; h < heads; h++)
+            out.set(
+              data.subarray((r * heads + h) * length * dim, ((r * heads + h) * length + length) * dim),
+              (i * heads + h) * capacity * dim,
+            );
         });
         return new ort.Tensor(t.type as "float32" | "float16", out, [rows.length, heads, capacity, dim]);
       });
     }
-    this.growSession ??= createSideSession(kvReorderModel(this.count, this.elem, true), this.device, this.threads, tensors.map((_, i) => output(i)), this.validation);
+    this.growSession ??= createSideSession(
+      kvReorderModel(this.count, this.elem, true),
+      this.device,
+      this.threads,
+      tensors.map((_, i) => output(i)),
+      this.validation,
+    );
     const feeds: Record<string, ort.Tensor> = { [ROWS]: int64Tensor(rows), [PADS]: int64Tensor([0, 0, 0, 0, 0, 0, capacity - length, 0]) };
     tensors.forEach((t, i) => (feeds[input(i)] = t));
     const out = await runSideSession(this.growSession, feeds, this.device, this.where, "give the KV cache more capacity");

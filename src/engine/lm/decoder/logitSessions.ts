@@ -13,7 +13,6 @@ import { gatherRows, lastPosition, toFloat32 } from "./tensorData";
 import { DrawLayout, unpackDraws } from "../onnx/samplingHead";
 import { WebGpuValidation } from "../../environment";
 
-
 /** Twisted draw graphs kept at once (one per twist; the engine may serve solves with different twists). */
 const TWISTS_KEPT = 4;
 
@@ -99,7 +98,11 @@ export class LogitSessions {
    */
   async rows(tensor: ort.Tensor, rows: readonly number[], from: number, what: "logits" | "hidden"): Promise<Float32Array> {
     this.rowsSession ??= this.create(logitRowsModel(this.logitsType));
-    const out = await this.run(this.rowsSession, { [ROWS_INPUT.logits]: tensor, [ROWS_INPUT.rows]: int64Tensor(rows), [ROWS_INPUT.from]: new ort.Tensor("int64", BigInt64Array.of(BigInt(from)), [1]) });
+    const out = await this.run(this.rowsSession, {
+      [ROWS_INPUT.logits]: tensor,
+      [ROWS_INPUT.rows]: int64Tensor(rows),
+      [ROWS_INPUT.from]: new ort.Tensor("int64", BigInt64Array.of(BigInt(from)), [1]),
+    });
     const flat = out[ROWS_OUTPUT].data as Float32Array;
     this.fetched[what] += flat.byteLength;
     return flat;
@@ -114,7 +117,11 @@ export class LogitSessions {
       [DRAW_INPUT.logits]: logits,
       [DRAW_INPUT.rows]: int64Tensor(request.rows),
       // float32 rounds u just below 1 up to 1, which would select past the last token.
-      [DRAW_INPUT.uniform]: new ort.Tensor("float32", Float32Array.from(request.uniforms, (u) => Math.min(u, 1 - 2 ** -24)), [n]),
+      [DRAW_INPUT.uniform]: new ort.Tensor(
+        "float32",
+        Float32Array.from(request.uniforms, (u) => Math.min(u, 1 - 2 ** -24)),
+        [n],
+      ),
       [DRAW_INPUT.inverseTemperature]: new ort.Tensor("float32", Float32Array.of(1 / request.temperature), [1]),
     };
     let out: ort.InferenceSession.OnnxValueMapType;
@@ -147,7 +154,10 @@ export class LogitSessions {
   /** The draw graph for these weights: kept per twist, the least recently used evicted past TWISTS_KEPT. */
   private twistedDraw(weights: TokenTwistWeights): TwistedDraw {
     const at = this.twistedDraws.findIndex((d) => d.weights === weights);
-    const entry = at >= 0 ? this.twistedDraws.splice(at, 1)[0] : { weights, session: this.create(drawModel(this.logitsType, this.vocabSize, weights, this.layout)), inFlight: 0, evicted: false };
+    const entry =
+      at >= 0
+        ? this.twistedDraws.splice(at, 1)[0]
+        : { weights, session: this.create(drawModel(this.logitsType, this.vocabSize, weights, this.layout)), inFlight: 0, evicted: false };
     this.twistedDraws.push(entry);
     for (const old of this.twistedDraws.splice(0, Math.max(0, this.twistedDraws.length - TWISTS_KEPT))) {
       old.evicted = true;

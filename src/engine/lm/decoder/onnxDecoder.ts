@@ -19,7 +19,17 @@
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
 import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from "../causalLm";
-import { candidates, Device, DeviceAttempt, DeviceRequest, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
+import {
+  candidates,
+  Device,
+  DeviceAttempt,
+  DeviceRequest,
+  DeviceRunError,
+  DeviceUnavailableError,
+  describeDeviceChoice,
+  deviceFailure,
+  precheck,
+} from "./device";
 import { FloatType, KvCache, liveKvCaches } from "./kvCache";
 import { liveDeviceLogits } from "./stepReaders";
 import { attendsToEveryEarlierToken, DecoderConfig, ModelFolder, ModelFolderError } from "../model/modelFolder";
@@ -212,7 +222,11 @@ export class OnnxDecoder implements CausalLM {
   }
 
   static async load(folder: ModelFolder, given: OnnxDecoderOptions = {}): Promise<OnnxDecoder> {
-    const options = { ...given, fixedCapacity: given.fixedCapacity ?? fixedCapacityFromEnv(), ortProfile: given.ortProfile ?? ortProfileFromEnv() };
+    const options = {
+      ...given,
+      fixedCapacity: given.fixedCapacity ?? fixedCapacityFromEnv(),
+      ortProfile: given.ortProfile ?? ortProfileFromEnv(),
+    };
     const threads = options.threads ?? Math.max(1, availableParallelism());
     const attempts: DeviceAttempt[] = [...(options.priorAttempts ?? [])];
     const request = options.device ?? "cpu";
@@ -236,7 +250,9 @@ export class OnnxDecoder implements CausalLM {
       if (plainTry instanceof OnnxDecoder) return plainTry;
       attempts.push({ device, skipped: plainTry.failure });
     }
-    throw new DeviceUnavailableError(`no device could run the model: ${describeDeviceChoice(attempts)}${request === "auto" ? "" : "; try --device auto or cpu"}`);
+    throw new DeviceUnavailableError(
+      `no device could run the model: ${describeDeviceChoice(attempts)}${request === "auto" ? "" : "; try --device auto or cpu"}`,
+    );
   }
 
   /**
@@ -255,9 +271,16 @@ export class OnnxDecoder implements CausalLM {
     const { source, fused, attention, rotaryPositions, fixedCapacity, packedStep } =
       options.prepare === false
         ? { source: folder.onnxPath, fused: false, attention: false, rotaryPositions: 0, fixedCapacity: false, packedStep: [] }
-        : smcReadySource(folder, sampler, fuse, fuse && (options.fixedCapacity ?? fixedCapacityDefault(device)) && attendsToEveryEarlierToken(folder), options.packStep ?? true);
+        : smcReadySource(
+            folder,
+            sampler,
+            fuse,
+            fuse && (options.fixedCapacity ?? fixedCapacityDefault(device)) && attendsToEveryEarlierToken(folder),
+            options.packStep ?? true,
+          );
     const capacityStep = fixedCapacity ? (options.capacityStep ?? 256) : 0;
-    if (fixedCapacity && !(Number.isInteger(capacityStep) && capacityStep > 0)) throw new RangeError(`capacityStep must be a positive integer, got ${options.capacityStep}`);
+    if (fixedCapacity && !(Number.isInteger(capacityStep) && capacityStep > 0))
+      throw new RangeError(`capacityStep must be a positive integer, got ${options.capacityStep}`);
     const cacheBudget = cacheBudgetFor(device, options.cacheBudget);
     // On WebGPU the KV cache stays on the device (decoderSession.ts): reordering it needs the prepared graph.
     if (device === "webgpu" && options.prepare === false) {
@@ -266,12 +289,19 @@ export class OnnxDecoder implements CausalLM {
     let session: ort.InferenceSession | undefined;
     let reopen: (() => Promise<ort.InferenceSession>) | undefined;
     try {
-      reopen = sessionOpener(source, device, { threads, numLayers: folder.config.numLayers, fixedCapacity, ortProfile: options.ortProfile, webgpuValidation: options.webgpuValidation });
+      reopen = sessionOpener(source, device, {
+        threads,
+        numLayers: folder.config.numLayers,
+        fixedCapacity,
+        ortProfile: options.ortProfile,
+        webgpuValidation: options.webgpuValidation,
+      });
       session = await reopen();
     } catch (e) {
       await session?.release();
       const message = (e as Error).message;
-      if (device !== "cpu" && !/protobuf|parse|invalid model|load model/i.test(message)) return { failure: deviceFailure(device, message), fused };
+      if (device !== "cpu" && !/protobuf|parse|invalid model|load model/i.test(message))
+        return { failure: deviceFailure(device, message), fused };
       throw new ModelFolderError(`${folder.onnxPath} could not be loaded by onnxruntime: ${message}`);
     }
     const chosen = [...attempts, { device }];
@@ -279,11 +309,20 @@ export class OnnxDecoder implements CausalLM {
     let prefillChunk = options.prefillChunk ?? (fixedCapacity ? PREFILL_CHUNK : Infinity);
     if (!(prefillChunk >= 1)) throw new RangeError(`prefillChunk must be at least 1, got ${options.prefillChunk}`);
     // What the device line tells the user beside the device: how the cache is kept, and any chunking.
-    const notes = [device === "cpu" ? `onnxruntime-node, ${threads} thread${threads === 1 ? "" : "s"}` : "onnxruntime-node", ...(fixedCapacity ? ["fixed-capacity KV cache"] : [])];
+    const notes = [
+      device === "cpu" ? `onnxruntime-node, ${threads} thread${threads === 1 ? "" : "s"}` : "onnxruntime-node",
+      ...(fixedCapacity ? ["fixed-capacity KV cache"] : []),
+    ];
     if (device !== "cpu" && attention) {
       // A GPU whose fused attention is wrong on long chunks (small subgroups) gets the prompt in shorter ones.
       try {
-        const right = await largestRightChunk(device, fixedCapacity ? "gqa" : "mha", folder.config.numHeads, folder.config.headDim, options.webgpuValidation);
+        const right = await largestRightChunk(
+          device,
+          fixedCapacity ? "gqa" : "mha",
+          folder.config.numHeads,
+          folder.config.headDim,
+          options.webgpuValidation,
+        );
         if (right < CHUNKS[0] && right < prefillChunk) {
           prefillChunk = right;
           notes.push(`prompts in ${right}-token passes, as this GPU's attention is wrong on longer ones`);
@@ -296,11 +335,42 @@ export class OnnxDecoder implements CausalLM {
     const where = `${device} (${notes.join("; ")})`;
     const logits = session.outputMetadata.find((m) => m.name === "logits");
     const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
-    const logitSessions = new LogitSessions(device, threads, logitsType, folder.config.vocabSize, folder.config.hiddenSize, where, fuse ? "fewest-kernels" : "least-work", options.webgpuValidation);
-    const kvReorder = new KvReorder(device, threads, 2 * folder.config.numLayers, kvType === "float16" ? DTYPE.float16 : DTYPE.float, where, options.webgpuValidation);
+    const logitSessions = new LogitSessions(
+      device,
+      threads,
+      logitsType,
+      folder.config.vocabSize,
+      folder.config.hiddenSize,
+      where,
+      fuse ? "fewest-kernels" : "least-work",
+      options.webgpuValidation,
+    );
+    const kvReorder = new KvReorder(
+      device,
+      threads,
+      2 * folder.config.numLayers,
+      kvType === "float16" ? DTYPE.float16 : DTYPE.float,
+      where,
+      options.webgpuValidation,
+    );
     const decoder = new OnnxDecoder({
-      session, config: folder.config, kvType, hasPositionIds, hasHidden, samplesInGraph: hasSampler, padId: folder.config.padTokenId ?? 0,
-      device: where, deviceAttempts: chosen, logitSessions, kvReorder, rotaryPositions, capacityStep, prefillChunk, reopen, cacheBudget, packedStep,
+      session,
+      config: folder.config,
+      kvType,
+      hasPositionIds,
+      hasHidden,
+      samplesInGraph: hasSampler,
+      padId: folder.config.padTokenId ?? 0,
+      device: where,
+      deviceAttempts: chosen,
+      logitSessions,
+      kvReorder,
+      rotaryPositions,
+      capacityStep,
+      prefillChunk,
+      reopen,
+      cacheBudget,
+      packedStep,
       profiling: !!options.ortProfile,
     });
     if (device === "cpu") return decoder;
@@ -323,7 +393,12 @@ export class OnnxDecoder implements CausalLM {
   async step(state: DecoderState, tokens: readonly (number | null)[], sampling?: GraphSampling): Promise<StepOutput> {
     if (!(state instanceof KvCache)) throw new TypeError("OnnxDecoder.step needs a state made by this decoder");
     if (tokens.length !== state.batch) throw new RangeError(`step got ${tokens.length} tokens for a batch of ${state.batch}`);
-    return this.run(state, tokens.map((t) => [t]), false, sampling);
+    return this.run(
+      state,
+      tokens.map((t) => [t]),
+      false,
+      sampling,
+    );
   }
 
   async encodeAll(tokens: readonly number[]): Promise<{ logits: Float32Array; hidden?: Float32Array }> {
@@ -349,7 +424,12 @@ export class OnnxDecoder implements CausalLM {
    * prefillChunk, then whole ones (with a fixed capacity, so that prompts of any length make tensors
    * of a bounded set of sizes). `each` sees every pass's output but the last, which is returned.
    */
-  private async prompt(tokens: readonly number[], allPositions: boolean, sampling?: GraphSampling, each?: (out: StepOutput) => Promise<void>): Promise<StepOutput> {
+  private async prompt(
+    tokens: readonly number[],
+    allPositions: boolean,
+    sampling?: GraphSampling,
+    each?: (out: StepOutput) => Promise<void>,
+  ): Promise<StepOutput> {
     await this.freeRetained();
     const size = this.prefillChunk;
     const first = tokens.length <= size ? tokens.length : tokens.length - size * Math.floor((tokens.length - 1) / size);
@@ -363,7 +443,12 @@ export class OnnxDecoder implements CausalLM {
         throw e;
       }
       out.release();
-      out = await this.run(out.state as KvCache, [tokens.slice(at, at + size)], allPositions, at + size >= tokens.length ? sampling : undefined);
+      out = await this.run(
+        out.state as KvCache,
+        [tokens.slice(at, at + size)],
+        allPositions,
+        at + size >= tokens.length ? sampling : undefined,
+      );
     }
     return out;
   }
@@ -393,7 +478,10 @@ export class OnnxDecoder implements CausalLM {
       this.session = await this.reopen();
     } catch (e) {
       this.sessionReleased = true;
-      throw DeviceRunError.failed(this.device, `failed to reopen the model to free its cache buffers: ${deviceFailure(this.deviceKind, (e as Error).message)}`);
+      throw DeviceRunError.failed(
+        this.device,
+        `failed to reopen the model to free its cache buffers: ${deviceFailure(this.deviceKind, (e as Error).message)}`,
+      );
     }
     this.shapesMade.clear();
     this.reopens++;
@@ -443,20 +531,30 @@ export class OnnxDecoder implements CausalLM {
     const padded = physical > batch ? [...rows, ...Array.from({ length: physical - batch }, () => Array<null>(seq).fill(null))] : rows;
     let draw: { uniforms: Float32Array; inverseTemperature: number } | undefined;
     if (this.samplesInGraph) {
-      if (sampling && sampling.uniforms.length !== batch) throw new RangeError(`sampling got ${sampling.uniforms.length} uniforms for a batch of ${batch}`);
+      if (sampling && sampling.uniforms.length !== batch)
+        throw new RangeError(`sampling got ${sampling.uniforms.length} uniforms for a batch of ${batch}`);
       if (sampling && !(sampling.temperature > 0)) throw new RangeError(`sampling needs a temperature > 0, got ${sampling.temperature}`);
       // float32 rounds u just below 1 up to 1, which would select past the last token.
       const uniforms = new Float32Array(physical);
       for (let b = 0; b < batch && sampling; b++) uniforms[b] = Math.min(sampling.uniforms[b], 1 - 2 ** -24);
       draw = { uniforms, inverseTemperature: sampling ? 1 / sampling.temperature : 1 };
     }
-    const { feeds, capacity, length, mask, positions } = passInputs(cache, padded, { padId: this.padId, capacityStep: this.capacityStep, positionIds: this.hasPositionIds, draw, packed: this.packedStep });
+    const { feeds, capacity, length, mask, positions } = passInputs(cache, padded, {
+      padId: this.padId,
+      capacityStep: this.capacityStep,
+      positionIds: this.hasPositionIds,
+      draw,
+      packed: this.packedStep,
+    });
     // Past its rotary tables the fused graph would read beyond them; the exported graph on the CPU
     // computes any position's angles (withCpuFallback moves the run there).
     const last = this.rotaryPositions ? positions.reduce((a, b) => Math.max(a, b), 0) : 0;
     if (last > this.rotaryPositions) {
       cache.dispose();
-      throw new DeviceRunError(this.device, `position ${last - 1} is past the ${this.rotaryPositions} positions this graph's rotary tables cover on ${this.device}; the run goes on on the CPU`);
+      throw new DeviceRunError(
+        this.device,
+        `position ${last - 1} is past the ${this.rotaryPositions} positions this graph's rotary tables cover on ${this.device}; the run goes on on the CPU`,
+      );
     }
     let out: ort.InferenceSession.OnnxValueMapType;
     let reordered: ort.Tensor[] | undefined;
@@ -465,7 +563,8 @@ export class OnnxDecoder implements CausalLM {
       const stored = cache.storedRows();
       const inPlace = cache.storeBatch === physical && stored.every((r, i) => r === i);
       const gather = inPlace ? undefined : [...stored, ...Array<number>(physical - batch).fill(stored[0])];
-      if (capacity > cache.length) reordered = await this.kvReorder.grow(cache.tensors, gather ?? Array.from({ length: physical }, (_, b) => b), capacity);
+      if (capacity > cache.length)
+        reordered = await this.kvReorder.grow(cache.tensors, gather ?? Array.from({ length: physical }, (_, b) => b), capacity);
       else if (gather) reordered = await this.kvReorder.reorder(cache.tensors, gather);
       const past = reordered ?? cache.tensors;
       for (let i = 0; i < this.config.numLayers; i++) {
@@ -478,7 +577,10 @@ export class OnnxDecoder implements CausalLM {
       if (this.device.startsWith("cpu")) throw e;
       // A reorder's or a growth's session says what it was doing (sideSessions.ts); the pass says how big it was.
       const what = e instanceof DeviceRunError ? e.what : deviceFailure(this.deviceKind, (e as Error).message);
-      throw DeviceRunError.failed(this.device, `failed in a forward pass of ${batch} rows × ${seq} tokens: ${what}; use fewer particles or --device cpu`);
+      throw DeviceRunError.failed(
+        this.device,
+        `failed in a forward pass of ${batch} rows × ${seq} tokens: ${what}; use fewer particles or --device cpu`,
+      );
     } finally {
       cache.dispose();
       for (const t of reordered ?? []) t.dispose();
@@ -487,9 +589,7 @@ export class OnnxDecoder implements CausalLM {
     for (let i = 0; i < this.config.numLayers; i++) presents.push(out[`present.${i}.key`], out[`present.${i}.value`]);
     if (this.capacityStep) this.shapesMade.record(presents);
     const samples: RowSamples | undefined =
-      sampling && this.samplesInGraph
-        ? unpackDraws(firstRows(out[SAMPLE_DRAWS].data as Float32Array, physical, batch), batch)
-        : undefined;
+      sampling && this.samplesInGraph ? unpackDraws(firstRows(out[SAMPLE_DRAWS].data as Float32Array, physical, batch), batch) : undefined;
     const fed = (b: number) => rows[b][seq - 1] !== null;
     const nan = (b: number) => new Error(`the model produced NaN logits (row ${b} of ${batch}, position ${positions[b] - 1})`);
     // Without draws (whose log p would show it), rows are checked for NaN as they are read.
@@ -502,7 +602,14 @@ export class OnnxDecoder implements CausalLM {
       return logits;
     };
     const hidden = this.hasHidden ? out[HIDDEN_OUTPUT] : undefined;
-    const readers = this.logitSessions.readers({ logits: out.logits, hidden, batch, allPositions, check: checkRows, draws: this.samplesInGraph && !allPositions });
+    const readers = this.logitSessions.readers({
+      logits: out.logits,
+      hidden,
+      batch,
+      allPositions,
+      check: checkRows,
+      draws: this.samplesInGraph && !allPositions,
+    });
     const result = { ...readers, samples, state: KvCache.fromTensors(presents, batch, length, mask, positions.slice(0, batch)) };
     // A NaN anywhere in a row makes its draw's log p NaN: one number to check instead of a vocabulary.
     const bad = samples ? rows.findIndex((_, b) => fed(b) && Number.isNaN(samples.logp[b])) : -1;
@@ -519,4 +626,5 @@ export class OnnxDecoder implements CausalLM {
 const firstRows = (data: Float32Array, count: number, rows: number) => data.subarray(0, (data.length / count) * rows);
 
 /** Float arrays one after another (as bytes, by the one concatenation there is). */
-const concatFloats = (parts: readonly Float32Array[]) => new Float32Array(concat(parts.map((p) => new Uint8Array(p.buffer, p.byteOffset, p.byteLength))).buffer);
+const concatFloats = (parts: readonly Float32Array[]) =>
+  new Float32Array(concat(parts.map((p) => new Uint8Array(p.buffer, p.byteOffset, p.byteLength))).buffer);

@@ -49,7 +49,9 @@ export function passInputs(
   const seq = rows[0].length;
   const fixed = o.capacityStep > 0;
   if (batch !== cache.batch && !(fixed && batch > cache.batch && rows.slice(cache.batch).every((r) => r.every((t) => t === null)))) {
-    throw new RangeError(`a pass of ${batch} rows over a cache of ${cache.batch}: only a fixed-capacity cache's pass is padded, with held rows`);
+    throw new RangeError(
+      `a pass of ${batch} rows over a cache of ${cache.batch}: only a fixed-capacity cache's pass is padded, with held rows`,
+    );
   }
   // As numbers: the packed input takes them as floats; int64 (BigInt) only for a graph fed them apart.
   const ids = new Int32Array(batch * seq);
@@ -82,7 +84,11 @@ export function passInputs(
     feeds.attention_mask = new ort.Tensor("int64", int64Mask(mask), [batch, length]);
   }
   if (o.packed?.length) {
-    const values: Record<string, ArrayLike<number>> = { [SEQLENS_K]: seqlens, [SAMPLE_UNIFORM]: o.draw?.uniforms ?? [], [SAMPLE_INVERSE_TEMPERATURE]: [o.draw?.inverseTemperature ?? 1] };
+    const values: Record<string, ArrayLike<number>> = {
+      [SEQLENS_K]: seqlens,
+      [SAMPLE_UNIFORM]: o.draw?.uniforms ?? [],
+      [SAMPLE_INVERSE_TEMPERATURE]: [o.draw?.inverseTemperature ?? 1],
+    };
     const data = packStep(o.packed, batch, seq, ids, pos, (name) => values[name]);
     feeds[STEP_INPUT] = new ort.Tensor("float32", data, [batch, data.length / batch]);
     return { feeds, capacity, length, mask, positions };

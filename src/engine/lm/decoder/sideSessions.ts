@@ -14,7 +14,13 @@ export const int64Tensor = (values: readonly number[]) => new ort.Tensor("int64"
  * WebGPU, `validation` is the decoder's validation mode (OnnxDecoderOptions.webgpuValidation; unset:
  * TWISTED_SMC_WEBGPU_VALIDATION's).
  */
-export function createSideSession(model: Uint8Array, device: Device, threads: number, onDevice: readonly string[] = [], validation?: WebGpuValidation): Promise<ort.InferenceSession> {
+export function createSideSession(
+  model: Uint8Array,
+  device: Device,
+  threads: number,
+  onDevice: readonly string[] = [],
+  validation?: WebGpuValidation,
+): Promise<ort.InferenceSession> {
   return ort.InferenceSession.create(model, {
     executionProviders: [executionProvider(device, undefined, undefined, validation)],
     intraOpNumThreads: threads,
@@ -27,7 +33,13 @@ export function createSideSession(model: Uint8Array, device: Device, threads: nu
 }
 
 /** Runs a side session; a GPU's failure becomes a DeviceRunError saying what failed (`doing`) and where. */
-export async function runSideSession(session: Promise<ort.InferenceSession>, feeds: Record<string, ort.Tensor>, device: Device, where: string, doing: string): Promise<ort.InferenceSession.OnnxValueMapType> {
+export async function runSideSession(
+  session: Promise<ort.InferenceSession>,
+  feeds: Record<string, ort.Tensor>,
+  device: Device,
+  where: string,
+  doing: string,
+): Promise<ort.InferenceSession.OnnxValueMapType> {
   try {
     return await (await session).run(feeds);
   } catch (e) {
@@ -38,5 +50,8 @@ export async function runSideSession(session: Promise<ort.InferenceSession>, fee
 
 /** Releases a session that may have failed to load. */
 export async function releaseSession(session: Promise<ort.InferenceSession>): Promise<void> {
-  await session.then((s) => s.release(), () => undefined);
+  await session.then(
+    (s) => s.release(),
+    () => undefined,
+  );
 }

@@ -57,16 +57,20 @@ export function lazyReaders(vocab: number, { all: readAll, some: readSome, hidde
       }
       return split(await readSome(rows), rows.length, vocab);
     },
-    readHidden: hidden && (async (rows) => {
-      check();
-      if (!rows.length) return [];
-      const flat = await hidden(rows);
-      return split(flat, rows.length, flat.length / rows.length);
-    }),
-    drawRows: draw && (async (request) => {
-      check();
-      return draw(request);
-    }),
+    readHidden:
+      hidden &&
+      (async (rows) => {
+        check();
+        if (!rows.length) return [];
+        const flat = await hidden(rows);
+        return split(flat, rows.length, flat.length / rows.length);
+      }),
+    drawRows:
+      draw &&
+      (async (request) => {
+        check();
+        return draw(request);
+      }),
     release() {
       if (released) return;
       released = true;

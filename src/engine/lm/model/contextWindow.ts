@@ -32,14 +32,19 @@ export function contextLength(model: Pick<LoadedModel, "folder">): number | unde
  * Encodes `question` as the model's prompt and fits it in the context: refuses a problem whose prompt
  * leaves no room for an answer, and caps `maxTokens` to the positions that remain.
  */
-export function encodeWithinContext(model: Pick<LoadedModel, "folder" | "tokenizer">, question: string, maxTokens: number): PromptInContext {
+export function encodeWithinContext(
+  model: Pick<LoadedModel, "folder" | "tokenizer">,
+  question: string,
+  maxTokens: number,
+): PromptInContext {
   const context = contextLength(model);
   const name = model.folder.name;
   const charLimit = context === undefined ? FALLBACK_MAX_CHARS : context * MAX_CHARS_PER_POSITION;
   if (question.length > charLimit) {
     throw new ProblemTooLongError(
       `the problem is ${question.length.toLocaleString("en-US")} characters, far more than ${name} can read` +
-        (context === undefined ? "" : ` (${context} tokens of context)`) + `: shorten it`,
+        (context === undefined ? "" : ` (${context} tokens of context)`) +
+        `: shorten it`,
     );
   }
   const prompt = model.tokenizer.encodeProblem(question);
@@ -53,5 +58,9 @@ export function encodeWithinContext(model: Pick<LoadedModel, "folder" | "tokeniz
   }
   if (prompt.length + maxTokens <= context) return { prompt, maxTokens };
   const capped = context - prompt.length;
-  return { prompt, maxTokens: capped, warning: `max tokens lowered from ${maxTokens} to ${capped}: the ${prompt.length}-token prompt and the answer must fit ${name}'s ${context}-token context` };
+  return {
+    prompt,
+    maxTokens: capped,
+    warning: `max tokens lowered from ${maxTokens} to ${capped}: the ${prompt.length}-token prompt and the answer must fit ${name}'s ${context}-token context`,
+  };
 }

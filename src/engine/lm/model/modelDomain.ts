@@ -35,7 +35,13 @@ export function modelDomain(dir: string): ModelDomain | undefined {
       throw new ModelFolderError(`${path} is not valid JSON (${(e as Error).message})`);
     }
     const { about, vocabulary, minCoverage } = doc;
-    if (typeof about !== "string" || !Array.isArray(vocabulary) || !vocabulary.every((w) => typeof w === "string") || typeof minCoverage !== "number" || !(minCoverage > 0 && minCoverage <= 1)) {
+    if (
+      typeof about !== "string" ||
+      !Array.isArray(vocabulary) ||
+      !vocabulary.every((w) => typeof w === "string") ||
+      typeof minCoverage !== "number" ||
+      !(minCoverage > 0 && minCoverage <= 1)
+    ) {
       throw new ModelFolderError(`${path} must hold {about: string, vocabulary: string[], minCoverage: number in (0, 1]}`);
     }
     domain = { about, vocabulary: new Set(vocabulary as string[]), minCoverage };
@@ -59,6 +65,9 @@ export function outOfDepth(domain: ModelDomain, modelName: string, problem: stri
   const unknown = ws.filter((w) => !domain.vocabulary.has(w));
   const coverage = 1 - unknown.length / ws.length;
   if (coverage >= domain.minCoverage) return undefined;
-  const examples = [...new Set(unknown)].slice(0, 3).map((w) => `"${w}"`).join(", ");
+  const examples = [...new Set(unknown)]
+    .slice(0, 3)
+    .map((w) => `"${w}"`)
+    .join(", ");
   return `${modelName} is out of its depth here: it was trained on ${domain.about}, and ${unknown.length} of this problem's ${ws.length} words (${examples}, …) are new to it, so its answer is a guess. A larger model does better on problems like this.`;
 }

@@ -43,11 +43,13 @@ export class TextTokenizer {
     const eosName = typeof eosToken === "string" ? eosToken : (eosToken as { content?: string } | undefined)?.content;
     const eosId = eosName ? tokenizer.token_to_id(eosName) : undefined;
     if (eosId !== undefined && !eos.includes(eosId)) eos.push(eosId);
-    if (!eos.length) throw new ModelFolderError(`${folder.dir}: no end-of-sequence token in generation_config.json, config.json or tokenizer_config.json`);
+    if (!eos.length)
+      throw new ModelFolderError(`${folder.dir}: no end-of-sequence token in generation_config.json, config.json or tokenizer_config.json`);
     const template = folder.tokenizerConfig.chat_template;
     let source: string | undefined;
     if (typeof template === "string") source = template;
-    else if (Array.isArray(template)) source = (template as { name?: string; template?: string }[]).find((t) => t.name === "default")?.template;
+    else if (Array.isArray(template))
+      source = (template as { name?: string; template?: string }[]).find((t) => t.name === "default")?.template;
     return new TextTokenizer(tokenizer, folder.tokenizerConfig, eos, source, join(folder.dir, "tokenizer_config.json"));
   }
 

@@ -118,13 +118,40 @@ class AttentionFuser {
       const outputs = [output, keysT.inputs[0], weighted.inputs[1]];
       if (this.fixedCapacity) {
         const gqa = { ...attrs, kv_num_heads: this.numHeads };
-        newNodes.push(node("GroupQueryAttention", [q, k, v, keys[0], values[0], SEQLENS_K, TOTAL_SEQUENCE_LENGTH], outputs, `${prefix}/GroupQueryAttention`, gqa, MS_DOMAIN));
+        newNodes.push(
+          node(
+            "GroupQueryAttention",
+            [q, k, v, keys[0], values[0], SEQLENS_K, TOTAL_SEQUENCE_LENGTH],
+            outputs,
+            `${prefix}/GroupQueryAttention`,
+            gqa,
+            MS_DOMAIN,
+          ),
+        );
       } else {
-        newNodes.push(node("MultiHeadAttention", [q, k, v, "", "", mask, keys[0], values[0]], outputs, `${prefix}/MultiHeadAttention`, attrs, MS_DOMAIN));
+        newNodes.push(
+          node(
+            "MultiHeadAttention",
+            [q, k, v, "", "", mask, keys[0], values[0]],
+            outputs,
+            `${prefix}/MultiHeadAttention`,
+            attrs,
+            MS_DOMAIN,
+          ),
+        );
       }
     } else {
       // Keys and values (batch, heads, length, headDim) are taken as they are; the cache stays the exporter's.
-      newNodes.push(node("MultiHeadAttention", [q, keysT.inputs[0], weighted.inputs[1], "", "", mask], [output], `${prefix}/MultiHeadAttention`, attrs, MS_DOMAIN));
+      newNodes.push(
+        node(
+          "MultiHeadAttention",
+          [q, keysT.inputs[0], weighted.inputs[1], "", "", mask],
+          [output],
+          `${prefix}/MultiHeadAttention`,
+          attrs,
+          MS_DOMAIN,
+        ),
+      );
     }
     if (!merged) {
       const shape = `${prefix}/bsnh_shape`;
@@ -139,11 +166,17 @@ class AttentionFuser {
 
   /** Whether a Reshape's target shape is [·, ·, heads × headDim] (or [·, ·, −1]). */
   private mergesHeads(shapeName: string): boolean {
-    const width = (v: number[] | undefined) => v !== undefined && (v[v.length - 1] === this.numHeads * this.headDim || v[v.length - 1] === -1);
+    const width = (v: number[] | undefined) =>
+      v !== undefined && (v[v.length - 1] === this.numHeads * this.headDim || v[v.length - 1] === -1);
     const fixed = this.constants.get(shapeName);
     if (fixed) return fixed.length === 3 && width(fixed);
     const c = this.index.producer.get(shapeName);
-    return c?.opType === "Concat" && c.inputs.length === 3 && this.constants.get(c.inputs[2])?.length === 1 && width(this.constants.get(c.inputs[2]));
+    return (
+      c?.opType === "Concat" &&
+      c.inputs.length === 3 &&
+      this.constants.get(c.inputs[2])?.length === 1 &&
+      width(this.constants.get(c.inputs[2]))
+    );
   }
 }
 
@@ -153,10 +186,18 @@ class AttentionFuser {
  * only when every layer (every past key input) matched with its cache and nothing else reads the
  * attention mask; otherwise the fusion is the plain one.
  */
-export function fuseAttention(graph: GraphInfo, heads: Heads, opset: number, fixedCapacity = false): { graph: GraphInfo; fused: number; fixedCapacity: boolean } {
+export function fuseAttention(
+  graph: GraphInfo,
+  heads: Heads,
+  opset: number,
+  fixedCapacity = false,
+): { graph: GraphInfo; fused: number; fixedCapacity: boolean } {
   const rewrites = (fixed: boolean) => {
     const fuser = new AttentionFuser(graph, heads.numHeads, heads.numKvHeads, heads.headDim, opset, fixed);
-    return graph.nodes.filter((n) => n.opType === "Softmax").map((s, layer) => fuser.match(s, layer)).filter((m): m is Rewrite & { withCache: boolean } => !!m);
+    return graph.nodes
+      .filter((n) => n.opType === "Softmax")
+      .map((s, layer) => fuser.match(s, layer))
+      .filter((m): m is Rewrite & { withCache: boolean } => !!m);
   };
   const plain = rewrites(false);
   const layers = graph.inputs.filter((i) => /^past_key_values\.\d+\.key$/.test(i)).length;

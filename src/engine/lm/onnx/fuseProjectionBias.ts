@@ -31,7 +31,8 @@ function match(index: GraphIndex, add: NodeInfo): Projection | undefined {
   const matmul = index.made(add.inputs[at], "MatMul")!;
   const bias = add.inputs[1 - at];
   const [weightDims, biasDims] = [index.weightDims(matmul.inputs[1]), index.weightDims(bias)];
-  if (weightDims?.length !== 2 || biasDims?.length !== 1 || biasDims[0] !== weightDims[1] || !index.only(matmul.outputs[0])) return undefined;
+  if (weightDims?.length !== 2 || biasDims?.length !== 1 || biasDims[0] !== weightDims[1] || !index.only(matmul.outputs[0]))
+    return undefined;
   const readers = index.readers(add.outputs[0]);
   // Along the width (−1, or 2 of the three axes the output keeps).
   const splitLast = (n: NodeInfo) => n.opType === "Split" && [-1, 2].includes(n.ints.get("axis")?.[0] ?? 0);

@@ -25,7 +25,12 @@ function match(index: GraphIndex, scaled: NodeInfo, n: number, opset: number): R
   for (const side of [0, 1]) {
     const x = normed.inputs[1 - side];
     const inverse = index.producer.get(normed.inputs[side]);
-    const root = inverse?.opType === "Reciprocal" ? index.made(inverse.inputs[0], "Sqrt") : inverse?.opType === "Div" && index.scalar(inverse.inputs[0]) === 1 ? index.made(inverse.inputs[1], "Sqrt") : undefined;
+    const root =
+      inverse?.opType === "Reciprocal"
+        ? index.made(inverse.inputs[0], "Sqrt")
+        : inverse?.opType === "Div" && index.scalar(inverse.inputs[0]) === 1
+          ? index.made(inverse.inputs[1], "Sqrt")
+          : undefined;
     const shifted = root && index.made(root.inputs[0], "Add");
     const meanOut = shifted?.inputs.find((i) => index.made(uncast(i), "ReduceMean"));
     const mean = meanOut !== undefined ? index.made(uncast(meanOut), "ReduceMean") : undefined;
@@ -37,7 +42,10 @@ function match(index: GraphIndex, scaled: NodeInfo, n: number, opset: number): R
     if (axes?.length !== 1 || ![-1, 2].includes(axes[0]) || (mean.ints.get("keepdims")?.[0] ?? 1) !== 1) continue;
     const chain = [square, mean, shifted, root, inverse, normed];
     if (chain.slice(0, -1).some((c) => !index.only(c.outputs[0]))) continue;
-    const fused = node("SimplifiedLayerNormalization", [x, weight], [scaled.outputs[0]], `smc_rms_norm${n}`, { axis: -1, epsilon: { float: epsilon } });
+    const fused = node("SimplifiedLayerNormalization", [x, weight], [scaled.outputs[0]], `smc_rms_norm${n}`, {
+      axis: -1,
+      epsilon: { float: epsilon },
+    });
     return { replaced: [...chain, scaled], anchor: scaled, newNodes: [fused] };
   }
   return undefined;

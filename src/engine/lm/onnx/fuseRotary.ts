@@ -68,7 +68,14 @@ class RotaryFuser {
     const first = this.lastAxisSlice(c.inputs[1], t);
     const end = second && this.constant(second[1]);
     const start = first && this.constant(first[0]);
-    return !!second && !!first && this.isHalf(second[0], t) && (end?.[0] ?? 0) >= this.heads.headDim && start?.[0] === 0 && this.isHalf(first[1], t);
+    return (
+      !!second &&
+      !!first &&
+      this.isHalf(second[0], t) &&
+      (end?.[0] ?? 0) >= this.heads.headDim &&
+      start?.[0] === 0 &&
+      this.isHalf(first[1], t)
+    );
   }
 
   /**
@@ -80,7 +87,8 @@ class RotaryFuser {
     const unsqueeze = this.index.made(cos.inputs[0], "Unsqueeze");
     const axes = unsqueeze && (unsqueeze.ints.get("axes") ?? this.constant(unsqueeze.inputs[1] ?? ""));
     const doubled = unsqueeze && this.index.made(unsqueeze.inputs[0], "Concat");
-    if (axes?.length !== 1 || axes[0] !== 1 || !doubled || doubled.inputs.length !== 2 || doubled.inputs[0] !== doubled.inputs[1]) return undefined;
+    if (axes?.length !== 1 || axes[0] !== 1 || !doubled || doubled.inputs.length !== 2 || doubled.inputs[0] !== doubled.inputs[1])
+      return undefined;
     const f = this.index.made(doubled.inputs[0], "Mul");
     const at = f?.inputs.findIndex((i) => this.through(i) === POSITION_IDS) ?? -1;
     if (!f || at < 0) return undefined;
@@ -130,7 +138,10 @@ class RotaryFuser {
     const reshape = split && isPerm(split, "0,2,1,3") ? this.index.made(split.inputs[0], "Reshape") : undefined;
     const heads = reshape && this.headsOf(reshape.inputs[1]);
     if (!reshape || !heads || !this.isRotateHalf(rot, t)) return undefined;
-    const inverse = this.inverseFrequencies(this.index.producer.get(this.index.through(cosMul.inputs[cosAt], "Cast"))!, this.index.producer.get(this.index.through(sinMul.inputs[sinAt], "Cast"))!);
+    const inverse = this.inverseFrequencies(
+      this.index.producer.get(this.index.through(cosMul.inputs[cosAt], "Cast"))!,
+      this.index.producer.get(this.index.through(sinMul.inputs[sinAt], "Cast"))!,
+    );
     if (!inverse) return undefined;
     const half = this.index.made(cosMul.inputs[cosAt], "Cast")?.ints.get("to")?.[0] === DTYPE.float16;
 
@@ -138,7 +149,14 @@ class RotaryFuser {
     const newNodes: Uint8Array[] = [];
     const [cos, sin] = this.cosSin(inverse, half ? "float16" : "float", newNodes);
     newNodes.push(
-      node("RotaryEmbedding", [reshape.inputs[0], POSITION_IDS, cos, sin], [`${p}/bsd`], `${p}/RotaryEmbedding`, { num_heads: heads, interleaved: 0 }, MS_DOMAIN),
+      node(
+        "RotaryEmbedding",
+        [reshape.inputs[0], POSITION_IDS, cos, sin],
+        [`${p}/bsd`],
+        `${p}/RotaryEmbedding`,
+        { num_heads: heads, interleaved: 0 },
+        MS_DOMAIN,
+      ),
       // Back to (batch, heads, sequence, headDim) for whatever reads it; the attention fusion reads
       // the (batch, sequence, width) tensor before these instead, and they go.
       constant(`${p}/bsnh_shape`, "int64", [4], [0, 0, heads, this.heads.headDim]),

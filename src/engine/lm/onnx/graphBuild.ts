@@ -20,7 +20,11 @@ const ATTR_INTS = 7;
 
 /** onnxruntime's contrib operators (the fused nodes), and the opset import their graph needs. */
 export const MS_DOMAIN = "com.microsoft";
-export const msOpsetImport = () => message([[OPSET.domain, MS_DOMAIN], [OPSET.version, 1]]);
+export const msOpsetImport = () =>
+  message([
+    [OPSET.domain, MS_DOMAIN],
+    [OPSET.version, 1],
+  ]);
 
 /** TensorProto.DataType values used here. */
 export const DTYPE = { float: 1, int32: 6, int64: 7, float16: 10 } as const;
@@ -28,26 +32,62 @@ export const DTYPE = { float: 1, int32: 6, int64: 7, float16: 10 } as const;
 export type Attr = number | { float: number } | { tensor: Uint8Array } | { ints: number[] };
 
 function attribute(name: string, v: Attr): Uint8Array {
-  if (typeof v === "number") return message([[ATTR.name, name], [ATTR.type, ATTR_INT], [ATTR.i, v]]);
+  if (typeof v === "number")
+    return message([
+      [ATTR.name, name],
+      [ATTR.type, ATTR_INT],
+      [ATTR.i, v],
+    ]);
   if ("float" in v) {
     const f = new Uint8Array(4);
     new DataView(f.buffer).setFloat32(0, v.float, true);
-    return concat([message([[ATTR.name, name], [ATTR.type, ATTR_FLOAT]]), Uint8Array.from([(ATTR.f << 3) | 5]), f]);
+    return concat([
+      message([
+        [ATTR.name, name],
+        [ATTR.type, ATTR_FLOAT],
+      ]),
+      Uint8Array.from([(ATTR.f << 3) | 5]),
+      f,
+    ]);
   }
-  if ("tensor" in v) return message([[ATTR.name, name], [ATTR.type, ATTR_TENSOR], [ATTR.t, v.tensor]]);
+  if ("tensor" in v)
+    return message([
+      [ATTR.name, name],
+      [ATTR.type, ATTR_TENSOR],
+      [ATTR.t, v.tensor],
+    ]);
   return message([[ATTR.name, name], [ATTR.type, ATTR_INTS], ...v.ints.map((i) => [ATTR.ints, i] as [number, number])]);
 }
 
-export function node(opType: string, inputs: string[], outputs: string[], name: string, attrs: Record<string, Attr> = {}, domain?: string): Uint8Array {
+export function node(
+  opType: string,
+  inputs: string[],
+  outputs: string[],
+  name: string,
+  attrs: Record<string, Attr> = {},
+  domain?: string,
+): Uint8Array {
   const encoded = Object.entries(attrs).map(([k, v]) => [NODE.attribute, attribute(k, v)] as [number, Uint8Array]);
   const inDomain = domain ? [[NODE.domain, domain] as [number, string]] : [];
-  return message([...inputs.map((i) => [NODE.input, i] as [number, string]), ...outputs.map((o) => [NODE.output, o] as [number, string]), [NODE.name, name], [NODE.opType, opType], ...encoded, ...inDomain]);
+  return message([
+    ...inputs.map((i) => [NODE.input, i] as [number, string]),
+    ...outputs.map((o) => [NODE.output, o] as [number, string]),
+    [NODE.name, name],
+    [NODE.opType, opType],
+    ...encoded,
+    ...inDomain,
+  ]);
 }
 
 /** A TensorProto of little-endian raw data, named when it is an initializer. */
 function tensorProto(dims: number[], dataType: number, data: Float32Array | BigInt64Array | Uint16Array, name?: string): Uint8Array {
   const raw = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  return message([...dims.map((d) => [TENSOR.dims, d] as [number, number]), [TENSOR.dataType, dataType], ...(name ? [[TENSOR.name, name] as [number, string]] : []), [TENSOR.rawData, raw]]);
+  return message([
+    ...dims.map((d) => [TENSOR.dims, d] as [number, number]),
+    [TENSOR.dataType, dataType],
+    ...(name ? [[TENSOR.name, name] as [number, string]] : []),
+    [TENSOR.rawData, raw],
+  ]);
 }
 
 /** A TensorProto holding int64, float or float16 values. */
@@ -67,7 +107,13 @@ export function modelBytes(name: string, body: Uint8Array[], opset: number): Uin
   return message([
     [MODEL.irVersion, 8],
     [MODEL.producerName, "twisted-smc"],
-    [MODEL.opsetImport, message([[OPSET.domain, ""], [OPSET.version, opset]])],
+    [
+      MODEL.opsetImport,
+      message([
+        [OPSET.domain, ""],
+        [OPSET.version, opset],
+      ]),
+    ],
     [MODEL.graph, graph],
   ]);
 }
@@ -79,6 +125,12 @@ export function constant(name: string, type: "int64" | "float" | "float16", dims
 
 export function tensorValueInfo(name: string, elem: number, dims: (string | number)[]): Uint8Array {
   const shape = concat(dims.map((d) => bytesField(1, message([[typeof d === "number" ? DIM.value : DIM.param, d]]))));
-  const tensorType = message([[TENSOR_TYPE.elemType, elem], [TENSOR_TYPE.shape, shape]]);
-  return message([[VALUE_INFO.name, name], [VALUE_INFO.type, message([[TYPE.tensor, tensorType]])]]);
+  const tensorType = message([
+    [TENSOR_TYPE.elemType, elem],
+    [TENSOR_TYPE.shape, shape],
+  ]);
+  return message([
+    [VALUE_INFO.name, name],
+    [VALUE_INFO.type, message([[TYPE.tensor, tensorType]])],
+  ]);
 }

@@ -73,7 +73,8 @@ export function smallTensorValues(tensor: Uint8Array): { name: string; values: n
     else if (f.field === TENSOR.floatData || f.field === TENSOR.doubleData) {
       const view = new DataView(f.value.buffer, f.value.byteOffset, f.value.byteLength);
       const width = f.field === TENSOR.floatData ? 4 : 8;
-      for (let p = 0; p + width <= f.value.byteLength; p += width) listed.push(width === 4 ? view.getFloat32(p, true) : view.getFloat64(p, true));
+      for (let p = 0; p + width <= f.value.byteLength; p += width)
+        listed.push(width === 4 ? view.getFloat32(p, true) : view.getFloat64(p, true));
     }
   }
   if (count > SMALL_CONSTANT) return undefined;
@@ -133,7 +134,14 @@ export function valueInfoName(bytes: Uint8Array): string {
 }
 
 export function readGraph(graph: Uint8Array): GraphInfo {
-  const info: GraphInfo = { inputs: [], outputs: new Map(), nodes: [], inputInfo: new Map(), initializers: new Map(), constants: new Map() };
+  const info: GraphInfo = {
+    inputs: [],
+    outputs: new Map(),
+    nodes: [],
+    inputInfo: new Map(),
+    initializers: new Map(),
+    constants: new Map(),
+  };
   for (const f of fields(graph)) {
     if (f.field === GRAPH.node) info.nodes.push(readNode(f.value));
     else if (f.field === GRAPH.input) {

@@ -18,7 +18,13 @@ export const ROWS_OUTPUT = "row_logits";
 /** The Slice start for the last position only (`from_position`); 0 takes every position. */
 export const LAST_POSITION = -1;
 
-export const DRAW_INPUT = { logits: "logits", rows: "rows", uniform: "uniform", inverseTemperature: "inverse_temperature", hidden: "hidden" } as const;
+export const DRAW_INPUT = {
+  logits: "logits",
+  rows: "rows",
+  uniform: "uniform",
+  inverseTemperature: "inverse_temperature",
+  hidden: "hidden",
+} as const;
 /** float [draws, 5 or 6]: the packed draws (DRAW_COLUMNS). */
 export const DRAW_OUTPUT = "draws";
 
@@ -41,13 +47,17 @@ const logitsInput = (elem: number) => tensorValueInfo(ROWS_INPUT.logits, elem, [
 /** The rows graph for logits of element type `elem` (DTYPE.float or DTYPE.float16). */
 export function logitRowsModel(elem: number): Uint8Array {
   const p = (s: string) => `logit_rows/${s}`;
-  return modelBytes("logit_rows", [
-    ...pickRows(p, ROWS_INPUT.logits, ROWS_INPUT.from, ROWS_OUTPUT).map((n) => bytesField(GRAPH.node, n)),
-    bytesField(GRAPH.input, logitsInput(elem)),
-    bytesField(GRAPH.input, tensorValueInfo(ROWS_INPUT.rows, DTYPE.int64, ["rows"])),
-    bytesField(GRAPH.input, tensorValueInfo(ROWS_INPUT.from, DTYPE.int64, [1])),
-    bytesField(GRAPH.output, tensorValueInfo(ROWS_OUTPUT, DTYPE.float, ["rows_by_positions", "vocab"])),
-  ], OPSET_VERSION);
+  return modelBytes(
+    "logit_rows",
+    [
+      ...pickRows(p, ROWS_INPUT.logits, ROWS_INPUT.from, ROWS_OUTPUT).map((n) => bytesField(GRAPH.node, n)),
+      bytesField(GRAPH.input, logitsInput(elem)),
+      bytesField(GRAPH.input, tensorValueInfo(ROWS_INPUT.rows, DTYPE.int64, ["rows"])),
+      bytesField(GRAPH.input, tensorValueInfo(ROWS_INPUT.from, DTYPE.int64, [1])),
+      bytesField(GRAPH.output, tensorValueInfo(ROWS_OUTPUT, DTYPE.float, ["rows_by_positions", "vocab"])),
+    ],
+    OPSET_VERSION,
+  );
 }
 
 /**
@@ -61,7 +71,14 @@ export function drawModel(elem: number, vocab: number, twist?: TokenTwistWeights
   if (twist) picked.push(...pickRows((s) => p(`hidden/${s}`), DRAW_INPUT.hidden, p("last"), p("hidden_rows")));
   if (twist && twist.vocabSize !== vocab) throw new RangeError(`the twist has ${twist.vocabSize} tokens, the model ${vocab}`);
   const logPsi = twist ? p("log_psi") : undefined;
-  const draws = inverseCdfNodes((s) => p(`cdf/${s}`), vocab, { rows: p("rows"), uniform: DRAW_INPUT.uniform, inverseTemperature: DRAW_INPUT.inverseTemperature, logPsi }, DRAW_OUTPUT, OPSET_VERSION, layout);
+  const draws = inverseCdfNodes(
+    (s) => p(`cdf/${s}`),
+    vocab,
+    { rows: p("rows"), uniform: DRAW_INPUT.uniform, inverseTemperature: DRAW_INPUT.inverseTemperature, logPsi },
+    DRAW_OUTPUT,
+    OPSET_VERSION,
+    layout,
+  );
   // In topological order: the rows, the twist's log ψ, then the draws.
   const body = [
     ...picked.map((n) => bytesField(GRAPH.node, n)),
@@ -69,12 +86,16 @@ export function drawModel(elem: number, vocab: number, twist?: TokenTwistWeights
     ...draws.map((n) => bytesField(GRAPH.node, n)),
   ];
   if (twist) body.push(bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.hidden, elem, ["batch", "sequence", twist.hiddenSize])));
-  return modelBytes("draw", [
-    ...body,
-    bytesField(GRAPH.input, logitsInput(elem)),
-    bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.rows, DTYPE.int64, ["draws"])),
-    bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.uniform, DTYPE.float, ["draws"])),
-    bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.inverseTemperature, DTYPE.float, [1])),
-    bytesField(GRAPH.output, tensorValueInfo(DRAW_OUTPUT, DTYPE.float, ["draws", twist ? 6 : 5])),
-  ], OPSET_VERSION);
+  return modelBytes(
+    "draw",
+    [
+      ...body,
+      bytesField(GRAPH.input, logitsInput(elem)),
+      bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.rows, DTYPE.int64, ["draws"])),
+      bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.uniform, DTYPE.float, ["draws"])),
+      bytesField(GRAPH.input, tensorValueInfo(DRAW_INPUT.inverseTemperature, DTYPE.float, [1])),
+      bytesField(GRAPH.output, tensorValueInfo(DRAW_OUTPUT, DTYPE.float, ["draws", twist ? 6 : 5])),
+    ],
+    OPSET_VERSION,
+  );
 }

@@ -37,7 +37,11 @@ const SPLIT_SIZES_OPSET = 13;
  * it downloaded them mid-pass (lavapipe's profile: one MemcpyToHost a pass).
  * Undefined where the opset is too old.
  */
-export function packStepInputs(inputs: readonly string[], opset: number, shapeOutputs: readonly string[] = []): { nodes: Uint8Array[]; input: Uint8Array; layout: string[] } | undefined {
+export function packStepInputs(
+  inputs: readonly string[],
+  opset: number,
+  shapeOutputs: readonly string[] = [],
+): { nodes: Uint8Array[]; input: Uint8Array; layout: string[] } | undefined {
   if (opset < SPLIT_SIZES_OPSET || !inputs.includes("input_ids")) return undefined;
   const groups = TOKEN_GROUPS.filter((n) => inputs.includes(n));
   const values = ROW_VALUES.filter((n) => inputs.includes(n));
@@ -69,14 +73,25 @@ export function packStepInputs(inputs: readonly string[], opset: number, shapeOu
       node("Reshape", [p(`${SEQLENS_K}_column`), p("flat")], [SEQLENS_K], p(SEQLENS_K)),
     );
   }
-  return { nodes: nodes.map((n) => bytesField(GRAPH.node, n)), input: bytesField(GRAPH.input, tensorValueInfo(STEP_INPUT, DTYPE.float, ["batch_size", "step_columns"])), layout };
+  return {
+    nodes: nodes.map((n) => bytesField(GRAPH.node, n)),
+    input: bytesField(GRAPH.input, tensorValueInfo(STEP_INPUT, DTYPE.float, ["batch_size", "step_columns"])),
+    layout,
+  };
 }
 
 /**
  * STEP_INPUT's values for a pass, in `layout`: per row, its tokens' ids and positions, then its
  * values (`rowValues(name)`: one per row).
  */
-export function packStep(layout: readonly string[], batch: number, sequence: number, ids: ArrayLike<number>, positions: ArrayLike<number>, rowValues: (name: string) => ArrayLike<number>): Float32Array {
+export function packStep(
+  layout: readonly string[],
+  batch: number,
+  sequence: number,
+  ids: ArrayLike<number>,
+  positions: ArrayLike<number>,
+  rowValues: (name: string) => ArrayLike<number>,
+): Float32Array {
   const groups = layout.filter((n) => (TOKEN_GROUPS as readonly string[]).includes(n));
   const values = layout.slice(groups.length);
   const width = groups.length * sequence + values.length;

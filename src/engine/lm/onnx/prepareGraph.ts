@@ -106,7 +106,11 @@ export interface PrepareOptions {
    * given the heads and the model's context) and lay the sampling head out in fewer, larger kernels
    * (samplingHead.ts, DrawLayout).
    */
-  fuse?: Heads & { maxPositions?: number; fixedCapacity?: boolean; /** Keep the per-pass inputs apart (packStepInputs.ts). */ unpackedStep?: boolean };
+  fuse?: Heads & {
+    maxPositions?: number;
+    fixedCapacity?: boolean;
+    /** Keep the per-pass inputs apart (packStepInputs.ts). */ unpackedStep?: boolean;
+  };
 }
 
 const NO_EDITS: PreparedEdits = {
@@ -140,7 +144,9 @@ function fuseLayers(graph: GraphInfo, heads: NonNullable<PrepareOptions["fuse"]>
   // Attention in float32 graphs only: onnxruntime's WebGPU MultiHeadAttention in half precision
   // tripled the error of an fp16 export's logits (0.50 against the fp32 model's, 0.17 unfused;
   // lavapipe) and changed its greedy solutions, which the unfused fp16 attention reproduces.
-  const attention = withAttention ? fuseAttention(rotary.graph, heads, opset, heads.fixedCapacity) : { graph: rotary.graph, fused: 0, fixedCapacity: false };
+  const attention = withAttention
+    ? fuseAttention(rotary.graph, heads, opset, heads.fixedCapacity)
+    : { graph: rotary.graph, fused: 0, fixedCapacity: false };
   const rms = fuseRmsNorm(attention.graph, opset);
   const skip = fuseSkipLayerNorm(rms.graph);
   const projections = fuseProjectionBias(skip.graph);
@@ -160,7 +166,12 @@ function fuseLayers(graph: GraphInfo, heads: NonNullable<PrepareOptions["fuse"]>
  * The graph's fields with its nodes replaced by `nodes` (where the first node was), the inputs named in
  * `dropInputs` left out and `added` after.
  */
-function rebuildGraph(graph: Uint8Array, nodes: Uint8Array[] | undefined, added: Uint8Array[], dropInputs: readonly string[] = []): Uint8Array {
+function rebuildGraph(
+  graph: Uint8Array,
+  nodes: Uint8Array[] | undefined,
+  added: Uint8Array[],
+  dropInputs: readonly string[] = [],
+): Uint8Array {
   if (!nodes) return concat([graph, ...added]);
   const out: Uint8Array[] = [];
   let placed = false;
@@ -182,7 +193,8 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   const graph = readGraph(graphField.value);
   const opset = opsetVersion(model);
   const addedHidden = !graph.outputs.has(HIDDEN_OUTPUT);
-  const addedSampler = !!options.sampler && graph.outputs.has("logits") && !graph.inputs.includes(SAMPLE_UNIFORM) && opset >= SAMPLING_MIN_OPSET;
+  const addedSampler =
+    !!options.sampler && graph.outputs.has("logits") && !graph.inputs.includes(SAMPLE_UNIFORM) && opset >= SAMPLING_MIN_OPSET;
   const logits = graph.outputs.has("logits") ? elemType(graph.outputs.get("logits")!) : 0;
   const floats = logits === DTYPE.float || logits === DTYPE.float16;
   const fused = options.fuse && floats ? fuseLayers(graph, options.fuse, opset, logits === DTYPE.float) : undefined;
@@ -206,10 +218,25 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   // The length read on the CPU stays an input of its own.
   if (fixedCapacity) added.push(bytesField(GRAPH.input, tensorValueInfo(TOTAL_SEQUENCE_LENGTH, DTYPE.int32, [])));
   // A GPU graph's small per-pass inputs read on the GPU become one (packStepInputs.ts).
-  const inputs = [...graph.inputs, ...(fixedCapacity ? [SEQLENS_K] : []), ...added.filter((f) => fieldOf(f) === GRAPH.input).map(declaredName)];
+  const inputs = [
+    ...graph.inputs,
+    ...(fixedCapacity ? [SEQLENS_K] : []),
+    ...added.filter((f) => fieldOf(f) === GRAPH.input).map(declaredName),
+  ];
   // The graph's whole-shape reads of the packed token inputs, made from the packed input's shape instead.
-  const shapeReads = changed ? fused.graph.nodes.filter((n) => n.opType === "Shape" && ["input_ids", "position_ids"].includes(n.inputs[0]) && !n.ints.has("start") && !n.ints.has("end")) : [];
-  const packed = changed && !options.fuse?.unpackedStep ? packStepInputs(inputs, opset, shapeReads.map((n) => n.outputs[0])) : undefined;
+  const shapeReads = changed
+    ? fused.graph.nodes.filter(
+        (n) => n.opType === "Shape" && ["input_ids", "position_ids"].includes(n.inputs[0]) && !n.ints.has("start") && !n.ints.has("end"),
+      )
+    : [];
+  const packed =
+    changed && !options.fuse?.unpackedStep
+      ? packStepInputs(
+          inputs,
+          opset,
+          shapeReads.map((n) => n.outputs[0]),
+        )
+      : undefined;
   if (packed) {
     nodes = nodes?.filter((n) => !shapeReads.some((r) => r.raw === n));
     packedStep = packed.layout.join(",");
@@ -224,7 +251,19 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   if (changed && !opsetVersion(model, MS_DOMAIN)) out.push(bytesField(MODEL.opsetImport, msOpsetImport()));
   const counts = changed ? fused : NO_EDITS;
   const { fusedAttention, fusedRotary, rotaryPositions, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias } = counts;
-  return { bytes: concat(out), addedHidden, addedSampler, fusedAttention, fusedRotary, rotaryPositions, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias, fixedCapacity, packedStep };
+  return {
+    bytes: concat(out),
+    addedHidden,
+    addedSampler,
+    fusedAttention,
+    fusedRotary,
+    rotaryPositions,
+    fusedRmsNorm,
+    fusedSkipLayerNorm,
+    fusedProjectionBias,
+    fixedCapacity,
+    packedStep,
+  };
 }
 
 /** The field number of one encoded graph field (node, input, output …). */
@@ -239,7 +278,12 @@ const declaredName = (f: Uint8Array) => valueInfoName([...fields(f)][0].value);
  */
 export function prepareForSmc(onnxPath: string, options: PrepareOptions): PreparedModel {
   const dir = dirname(onnxPath);
-  const base = basename(onnxPath, ".onnx") + (options.sampler ? ".sampling" : "") + (options.fuse ? ".fused" : "") + (options.fuse?.fixedCapacity ? ".capacity" : "") + (options.fuse?.unpackedStep ? ".unpacked" : "");
+  const base =
+    basename(onnxPath, ".onnx") +
+    (options.sampler ? ".sampling" : "") +
+    (options.fuse ? ".fused" : "") +
+    (options.fuse?.fixedCapacity ? ".capacity" : "") +
+    (options.fuse?.unpackedStep ? ".unpacked" : "");
   const target = join(dir, `${base}.smc.onnx`);
   const stampPath = join(dir, `${base}.smc.json`);
   const st = statSync(onnxPath);
@@ -250,7 +294,8 @@ export function prepareForSmc(onnxPath: string, options: PrepareOptions): Prepar
       // The copy's size guards against a copy cut short (a full disk once left such copies behind).
       if (JSON.stringify(saved.source) === JSON.stringify(source) && saved.bytes === statSync(target).size) {
         const edits: PreparedEdits = { ...NO_EDITS };
-        for (const k of Object.keys(NO_EDITS) as (keyof PreparedEdits)[]) if (typeof saved[k] === typeof NO_EDITS[k]) Object.assign(edits, { [k]: saved[k] });
+        for (const k of Object.keys(NO_EDITS) as (keyof PreparedEdits)[])
+          if (typeof saved[k] === typeof NO_EDITS[k]) Object.assign(edits, { [k]: saved[k] });
         return { path: target, ...edits, cached: true };
       }
     } catch {

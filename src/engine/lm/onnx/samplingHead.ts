@@ -47,7 +47,14 @@ export function samplingHead(vocab: number, opset: number, layout: DrawLayout = 
     node("Slice", ["logits", p("last_start"), p("last_end"), p("seq_axis")], [p("last3d")], p("slice")),
     node("Reshape", [p("last3d"), p("rows_by_vocab")], [p("last_raw")], p("rows")),
     node("Cast", [p("last_raw")], [p("last")], p("to_float"), { to: DTYPE.float }),
-    ...inverseCdfNodes(p, vocab, { rows: p("last"), uniform: SAMPLE_UNIFORM, inverseTemperature: SAMPLE_INVERSE_TEMPERATURE }, SAMPLE_DRAWS, opset, layout),
+    ...inverseCdfNodes(
+      p,
+      vocab,
+      { rows: p("last"), uniform: SAMPLE_UNIFORM, inverseTemperature: SAMPLE_INVERSE_TEMPERATURE },
+      SAMPLE_DRAWS,
+      opset,
+      layout,
+    ),
   ];
   return [
     ...nodes.map((n) => bytesField(GRAPH.node, n)),
@@ -73,7 +80,14 @@ export interface DrawInputs {
  * `output` [rows, 5 or 6] (DRAW_COLUMNS): the token and what its log p (at T = 1) and log q and the
  * row's largest log p are made of, and with `logPsi` log ψ of the token.
  */
-export function inverseCdfNodes(p: (s: string) => string, vocab: number, input: DrawInputs, output: string, opset: number, layout: DrawLayout): Uint8Array[] {
+export function inverseCdfNodes(
+  p: (s: string) => string,
+  vocab: number,
+  input: DrawInputs,
+  output: string,
+  opset: number,
+  layout: DrawLayout,
+): Uint8Array[] {
   const nodes = [
     constant(p("start"), "int64", [1], [-1]),
     constant(p("end"), "int64", [1], [2 ** 53]),
@@ -190,7 +204,12 @@ function pickedInverseCdf(p: (s: string) => string, vocab: number, q: string, un
     constant(p("axis2"), "int64", [1], [2]),
     constant(p("cumsum_axis"), "int64", [], [1]),
     constant(p("as_blocks3"), "int64", [3], [0, blocks, 1]),
-    constant(p("block_ids"), "float", [1, blocks], Array.from({ length: blocks }, (_, b) => b)),
+    constant(
+      p("block_ids"),
+      "float",
+      [1, blocks],
+      Array.from({ length: blocks }, (_, b) => b),
+    ),
     constant(p("width"), "float", [], [width]),
     constant(p("last_token"), "float", [], [vocab - 1]),
     node("Pad", [q, p("pads")], [p("q_padded")], p("q_padded")),

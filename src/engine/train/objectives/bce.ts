@@ -26,15 +26,24 @@ export const bce: TwistObjective<ValueTwistHead, BceData> = {
       const label = plain.correct[i] ? 1 : 0;
       let last = { row: -1, conf: new Float32Array(CONFIDENCE_FEATURES) };
       const positions: { row: number; conf: Float32Array }[] = [];
-      const { hidden } = await teacherForce(model, plain.prompt, seq, () => undefined, (row, j, conf) => {
-        last = { row, conf: conf.slice() };
-        if (model.tokenizer.isLineEnd(seq[j])) positions.push(last);
-      });
+      const { hidden } = await teacherForce(
+        model,
+        plain.prompt,
+        seq,
+        () => undefined,
+        (row, j, conf) => {
+          last = { row, conf: conf.slice() };
+          if (model.tokenizer.isLineEnd(seq[j])) positions.push(last);
+        },
+      );
       if (last.row >= 0 && !positions.includes(last)) positions.push(last);
       for (const p of positions) buf.push(hidden, p.row * H, p.conf, 0, label);
     }
     // No SMC sweep: the reward is plain sampling's; ESS and Ẑ are reported as 0.
-    return { labelled: buf.weighted(), stats: { reward: plain.accuracy, sampleAccuracy: plain.accuracy, exactPositives: plain.exactPositives, ess: 0, logZ: 0 } };
+    return {
+      labelled: buf.weighted(),
+      stats: { reward: plain.accuracy, sampleAccuracy: plain.accuracy, exactPositives: plain.exactPositives, ess: 0, logZ: 0 },
+    };
   },
   gradient: bceStepGradient,
 };

@@ -14,7 +14,19 @@ import { CONFIDENCE_FEATURES } from "../../smc/twist";
 import { TokenHeadGradient, ValueHeadGradient } from "../../twist/gradients";
 import { logSigmoid, TokenTwistHead, ValueTwistHead } from "../../twist/heads";
 import { Rng } from "../../util/rng";
-import { HiddenRows, PlainSamples, plainSamples, ProblemData, ProblemStats, RowBuffer, SmcNegatives, smcNegatives, teacherForce, TokenNegatives, WeightedRows } from "../samples";
+import {
+  HiddenRows,
+  PlainSamples,
+  plainSamples,
+  ProblemData,
+  ProblemStats,
+  RowBuffer,
+  SmcNegatives,
+  smcNegatives,
+  teacherForce,
+  TokenNegatives,
+  WeightedRows,
+} from "../samples";
 import { average, ObjectiveResult, TwistObjective } from "./objective";
 
 export interface TokenPositives extends HiddenRows {
@@ -35,7 +47,10 @@ export const ctl: TwistObjective<TokenTwistHead | ValueTwistHead, CtlData> = {
   description: "contrastive twist learning (Zhao et al. 2024)",
   levels: ["token", "step"],
   learningRate: 0.01,
-  initHead: (o) => (o.level === "token" ? TokenTwistHead.init(o.hiddenSize, o.vocabSize, Math.min(o.rank, o.hiddenSize), new Rng(`head:${o.seed}`)) : ValueTwistHead.init(o.hiddenSize)),
+  initHead: (o) =>
+    o.level === "token"
+      ? TokenTwistHead.init(o.hiddenSize, o.vocabSize, Math.min(o.rank, o.hiddenSize), new Rng(`head:${o.seed}`))
+      : ValueTwistHead.init(o.hiddenSize),
   async collect(model, problem, o) {
     const plain = await plainSamples(model, problem, o);
     if (o.level === "token") {
@@ -48,8 +63,15 @@ export const ctl: TwistObjective<TokenTwistHead | ValueTwistHead, CtlData> = {
     return { level: "step", positives, negatives: negatives.rows, stats: statsOf(plain, negatives) };
   },
   gradient(head, data) {
-    if (head instanceof TokenTwistHead) return ctlTokenGradient(head, data.map((d) => (d.level === "token" ? d : levelMismatch(d.level))));
-    return ctlStepGradient(head, data.map((d) => (d.level === "step" ? d : levelMismatch(d.level))));
+    if (head instanceof TokenTwistHead)
+      return ctlTokenGradient(
+        head,
+        data.map((d) => (d.level === "token" ? d : levelMismatch(d.level))),
+      );
+    return ctlStepGradient(
+      head,
+      data.map((d) => (d.level === "step" ? d : levelMismatch(d.level))),
+    );
   },
 };
 
@@ -59,7 +81,11 @@ const levelMismatch = (level: string): never => {
 
 /** Plain sampling's accuracy; the reward, ESS and Ẑ of the SMC sweep. */
 const statsOf = (plain: PlainSamples, smc: SmcNegatives<unknown>): ProblemStats => ({
-  reward: smc.reward, sampleAccuracy: plain.accuracy, exactPositives: plain.exactPositives, ess: smc.ess, logZ: smc.logZ,
+  reward: smc.reward,
+  sampleAccuracy: plain.accuracy,
+  exactPositives: plain.exactPositives,
+  ess: smc.ess,
+  logZ: smc.logZ,
 });
 
 interface Positive {
@@ -79,9 +105,15 @@ async function readPositives(model: LoadedModel, problem: MathProblem, plain: Pl
   for (const seq of positives) {
     const tokens: [number, number][] = [];
     const lineEnds: { row: number; conf: Float32Array }[] = [];
-    const { hidden } = await teacherForce(model, plain.prompt, seq, (row, tok) => tokens.push([row, tok]), (row, j, conf) => {
-      if (model.tokenizer.isLineEnd(seq[j])) lineEnds.push({ row, conf: conf.slice() });
-    });
+    const { hidden } = await teacherForce(
+      model,
+      plain.prompt,
+      seq,
+      (row, tok) => tokens.push([row, tok]),
+      (row, j, conf) => {
+        if (model.tokenizer.isLineEnd(seq[j])) lineEnds.push({ row, conf: conf.slice() });
+      },
+    );
     take({ hidden, tokens, lineEnds, coeff: 1 / positives.length });
   }
 }
@@ -108,10 +140,12 @@ async function stepPositives(model: LoadedModel, problem: MathProblem, plain: Pl
 
 export function ctlTokenGradient(head: TokenTwistHead, data: readonly CtlTokenData[]): ObjectiveResult {
   const grad = new TokenHeadGradient(head);
-  const V = head.p.vocabSize, H = head.p.hiddenSize;
+  const V = head.p.vocabSize,
+    H = head.p.hiddenSize;
   let loss = 0;
   for (const d of data) {
-    const neg = d.negatives, pos = d.positives;
+    const neg = d.negatives,
+      pos = d.positives;
     if (neg.n) {
       const psi = head.logPsiNext({ hidden: neg.hidden, hiddenSize: H, prefixes: Array.from({ length: neg.n }, () => []) });
       const E = neg.eosTokens.length;
@@ -147,7 +181,10 @@ export function ctlStepGradient(head: ValueTwistHead, data: readonly CtlStepData
   const grad = new ValueHeadGradient(head);
   let loss = 0;
   for (const d of data) {
-    for (const [rows, sign] of [[d.negatives, 1], [d.positives, -1]] as const) {
+    for (const [rows, sign] of [
+      [d.negatives, 1],
+      [d.positives, -1],
+    ] as const) {
       for (let r = 0; r < rows.n; r++) {
         const c = sign * rows.coeff[r];
         grad.addLogPsi(rows.hidden, rows.confidence, r, c);

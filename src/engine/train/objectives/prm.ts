@@ -28,7 +28,13 @@ export const prm: TwistObjective<LineVerifier, PrmData> = {
     // The statistics are plain sampling's (ψ ≡ 1: ESS = 1, Ẑ = mean reward).
     return {
       lines: mineLineLabels(plain.texts, plain.correct),
-      stats: { reward: plain.accuracy, sampleAccuracy: plain.accuracy, exactPositives: plain.exactPositives, ess: 1, logZ: Math.log(plain.accuracy) },
+      stats: {
+        reward: plain.accuracy,
+        sampleAccuracy: plain.accuracy,
+        exactPositives: plain.exactPositives,
+        ess: 1,
+        logZ: Math.log(plain.accuracy),
+      },
     };
   },
   gradient: prmGradient,
