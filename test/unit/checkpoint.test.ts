@@ -4,11 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
 import { CheckpointError, loadCheckpoint, saveCheckpoint } from "../../src/engine/train/checkpoint";
-import { train, TrainConfig } from "../../src/engine/train/trainer";
+import { train } from "../../src/engine/train/trainer";
 import { TokenTwistHead, ValueTwistHead } from "../../src/engine/twist/heads";
 import { modelFingerprint } from "../../src/engine/twist/twistFile";
 import { Rng } from "../../src/engine/util/rng";
-import { MODEL_DIR, shippedModel } from "./helpers";
+import { MODEL_DIR, shippedModel, tinyTrainConfig } from "./helpers";
 
 type Doc = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -125,25 +125,7 @@ describe("resuming a checkpoint", function () {
   it("refuses a twist of another kind than the run trains, even under matching settings", async () => {
     const model = await shippedModel();
     const dir = mkdtempSync(join(tmpdir(), "tsmc-ckpt-kind-"));
-    const config: TrainConfig = {
-      numExamples: 2,
-      numEpochs: 1,
-      batchSize: 2,
-      learningRate: 0.05,
-      outputDir: dir,
-      seed: 1,
-      split: "train",
-      outputLength: 24,
-      numTwistSamples: 3,
-      twistUpdatesPerExample: 1,
-      saveEvery: 1,
-      dataset: "synthetic",
-      loss: "ctl",
-      twist: "token",
-      rank: 4,
-      rewardFloor: 0.001,
-      resume: false,
-    };
+    const config = tinyTrainConfig(dir, { numExamples: 2 });
     await train(config, {}, model);
     const path = join(dir, "checkpoint.json");
     const saved = loadCheckpoint(path, model.folder)!;

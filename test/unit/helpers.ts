@@ -8,6 +8,7 @@ import { generate } from "../../src/engine/lm/generate";
 import { loadModel, LoadedModel } from "../../src/engine/lm/model/loadModel";
 import { KvCache } from "../../src/engine/lm/decoder/kvCache";
 import { loadProblems } from "../../src/engine/train/data";
+import type { TrainConfig } from "../../src/engine/train/trainer";
 
 export const MODEL_DIR = join(__dirname, "../../models/tiny-math-llama");
 
@@ -189,4 +190,28 @@ export async function assertSameAsGrowingCache(
   x.dispose();
   y.dispose();
   return { capacities, stored };
+}
+
+/** A training run small enough for a test: 4 synthetic problems, one epoch, a rank-4 token twist. */
+export function tinyTrainConfig(outputDir: string, over: Partial<TrainConfig> = {}): TrainConfig {
+  return {
+    numExamples: 4,
+    numEpochs: 1,
+    batchSize: 2,
+    learningRate: 0.05,
+    outputDir,
+    seed: 1,
+    split: "train",
+    outputLength: 24,
+    numTwistSamples: 3,
+    twistUpdatesPerExample: 1,
+    saveEvery: 1,
+    dataset: "synthetic",
+    loss: "ctl",
+    twist: "token",
+    rank: 4,
+    rewardFloor: 0.001,
+    resume: false,
+    ...over,
+  };
 }

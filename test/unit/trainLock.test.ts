@@ -5,31 +5,10 @@ import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { CheckpointError } from "../../src/engine/train/checkpoint";
 import { LOCK_FILE, OutputDirError } from "../../src/engine/train/outputLock";
-import { train, TrainConfig } from "../../src/engine/train/trainer";
-import { shippedModel } from "./helpers";
+import { train } from "../../src/engine/train/trainer";
+import { shippedModel, tinyTrainConfig } from "./helpers";
 
-function config(outputDir: string, over: Partial<TrainConfig> = {}): TrainConfig {
-  return {
-    numExamples: 4,
-    numEpochs: 1,
-    batchSize: 2,
-    learningRate: 0.05,
-    outputDir,
-    seed: 1,
-    split: "train",
-    outputLength: 24,
-    numTwistSamples: 3,
-    twistUpdatesPerExample: 1,
-    saveEvery: 1,
-    dataset: "synthetic",
-    loss: "ctl",
-    twist: "token",
-    rank: 4,
-    rewardFloor: 0.001,
-    resume: false,
-    ...over,
-  };
-}
+const config = tinyTrainConfig;
 
 const deadPid = () => spawnSync(process.execPath, ["-e", ""]).pid!;
 const writeLock = (dir: string, owner: Record<string, unknown> | string) => {
