@@ -3,7 +3,7 @@ import { describeConfidence } from "../../src/engine/smc/confidence";
 import { modelDomain, outOfDepth } from "../../src/engine/lm/model/modelDomain";
 import { defaultModelDir } from "../../src/engine/lm/model/modelFolder";
 import { synthesize } from "../../src/engine/math/problems";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { gsm8kDir } from "../../src/engine/train/data";
 
@@ -42,17 +42,29 @@ describe("the shipped model's domain", () => {
     assert.equal(flagged.length, 0);
   });
 
-  it("says GSM8K problems are out of its depth, naming words it never saw", () => {
-    const gsm = readFileSync(join(gsm8kDir(), "test.jsonl"), "utf8")
+  it("says a grade-school problem of another kind is out of its depth, naming words it never saw", () => {
+    const problem =
+      "A bakery sells muffins for $3 each and cookies for $1.50 each. On Saturday it sold 48 muffins and twice as many cookies. How much money did the bakery make on Saturday?";
+    assert.match(
+      outOfDepth(domain, "tiny-math-llama", problem) ?? "",
+      /^tiny-math-llama is out of its depth here: it was trained on short synthetic word problems .*, and \d+ of this problem's \d+ words \("bakery", "sells", "muffins", …\) are new to it, so its answer is a guess/,
+    );
+  });
+
+  const gsm8k = (() => {
+    try {
+      const dir = gsm8kDir();
+      return existsSync(join(dir, "test.jsonl")) ? dir : undefined;
+    } catch {
+      return undefined; // GSM8K is not shipped: looked for beside the checkout, as the trainer does
+    }
+  })();
+  (gsm8k ? it : it.skip)("says every GSM8K test problem is out of its depth", () => {
+    const questions = readFileSync(join(gsm8k!, "test.jsonl"), "utf8")
       .split("\n")
       .filter(Boolean)
-      .slice(0, 200)
       .map((l) => JSON.parse(l).question as string);
-    const said = gsm.map((q) => outOfDepth(domain, "tiny-math-llama", q));
-    assert.ok(said.every(Boolean), `${said.filter((s) => !s).length} GSM8K problems passed as familiar`);
-    assert.match(
-      said[0]!,
-      /^tiny-math-llama is out of its depth here: it was trained on short synthetic word problems .*, and \d+ of this problem's \d+ words \("janet", .*\) are new to it, so its answer is a guess/,
-    );
+    const familiar = questions.filter((q) => !outOfDepth(domain, "tiny-math-llama", q));
+    assert.equal(familiar.length, 0, `${familiar.length} of ${questions.length} GSM8K problems passed as familiar`);
   });
 });
