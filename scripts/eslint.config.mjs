@@ -1,4 +1,4 @@
-// Lint (npm run lint): ESLint's and typescript-eslint's recommended rules over the TypeScript and the
+// Lint (npm run lint, run from the repository root with --config): ESLint's and typescript-eslint's recommended rules over the TypeScript and the
 // scripts; formatting is Prettier's (npm run format), so no style rules here.
 import js from "@eslint/js";
 import globals from "globals";
