@@ -1,5 +1,5 @@
-// Lint (npm run lint, run from the repository root with --config): ESLint's and typescript-eslint's recommended rules over the TypeScript and the
-// scripts; formatting is Prettier's (npm run format), so no style rules here.
+// Lint (npm run lint, from the repository root with --config): ESLint's and typescript-eslint's
+// recommended rules over the TypeScript and the scripts; formatting is Prettier's (npm run format).
 import js from "@eslint/js";
 import globals from "globals";
 import tseslint from "typescript-eslint";
