@@ -8,6 +8,7 @@ import { sampleCommand, SAMPLE_HELP } from "./sampleCommand";
 import { solveCommand, SOLVE_HELP } from "./solveCommand";
 import { trainCommand, TRAIN_HELP } from "./trainCommand";
 import { evalCommand, EVAL_HELP } from "./evalCommand";
+import { modelsCommand, MODELS_HELP } from "./modelsCommand";
 import { serve } from "../server/main";
 
 declare const PACKAGE_VERSION: string | undefined;
@@ -23,6 +24,7 @@ Commands:
   eval                   accuracy table: greedy, sampling, voting, SMC and twisted SMC at one budget
   serve --stdio          the engine process: JSON-RPC over standard input/output (what the editor runs)
   data synth             synthetic word problems as GSM8K-format JSONL
+  models pull|list|rm    download a Hub model into the Hugging Face cache, list or remove them
 
 Run "twisted-smc <command> --help" for a command's options.
 
@@ -40,7 +42,9 @@ ${TRAIN_HELP}
 
 ${EVAL_HELP}
 
-${DATA_HELP}`;
+${DATA_HELP}
+
+${MODELS_HELP}`;
 
 /** A command returns its exit code, or nothing for 0 (the codes are listed in HELP). */
 const COMMANDS: Record<string, (argv: string[]) => Promise<number | void>> = {
@@ -57,6 +61,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number | void>> = {
     return new Promise<never>(() => undefined); // serves until the connection closes and exits the process
   },
   data: dataCommand,
+  models: modelsCommand,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -12,6 +12,7 @@ import { defaultModelDir, ModelFolder, openModelFolder, OpenOptions } from "./mo
 import { DeviceRunError } from "../decoder/device";
 import { OnnxDecoder, OnnxDecoderOptions } from "../decoder/onnxDecoder";
 import { TextTokenizer } from "./tokenizer";
+import { resolveModelArgument } from "../../hub/cache";
 
 export interface LoadedModel {
   folder: ModelFolder;
@@ -22,6 +23,7 @@ export interface LoadedModel {
 export type LoadOptions = OpenOptions & OnnxDecoderOptions;
 
 export async function loadModel(dir?: string, options: LoadOptions = {}): Promise<LoadedModel> {
+  if (dir !== undefined) dir = resolveModelArgument(dir); // a Hub id (org/name[@revision]) as its folder in the HF cache
   const folder = openModelFolder(dir ?? defaultModelDir(), options);
   const tokenizer = TextTokenizer.fromFolder(folder);
   const lm = await OnnxDecoder.load(folder, options);
