@@ -7,7 +7,8 @@
  *
  * TWISTED_SMC_REQUIRE_WEBGPU is not the engine's: the WebGPU test suite and its script read it.
  */
-import { resolve } from "node:path";
+import { homedir } from "node:os";
+import { isAbsolute, join, resolve } from "node:path";
 import { InputError } from "./util/errors";
 
 /**
@@ -75,4 +76,17 @@ export function ortProfileFromEnv(env: NodeJS.ProcessEnv = process.env): string 
 export function gsm8kDirFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
   const dir = env.TWISTED_SMC_GSM8K;
   return dir ? resolve(dir) : undefined;
+}
+
+/**
+ * TWISTED_SMC_CACHE_DIR — where the engine keeps what it derives from a model (the SMC-prepared graphs,
+ * lm/onnx/prepareGraph.ts), resolved against the working folder: never the model's own folder, which
+ * may be read-only or shared. Default (unset or blank): $XDG_CACHE_HOME/twisted-smc where XDG_CACHE_HOME
+ * is an absolute path, else ~/.cache/twisted-smc.
+ */
+export function cacheDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.TWISTED_SMC_CACHE_DIR) return resolve(env.TWISTED_SMC_CACHE_DIR);
+  const xdg = env.XDG_CACHE_HOME;
+  if (xdg && isAbsolute(xdg)) return join(xdg, "twisted-smc");
+  return join(homedir(), ".cache", "twisted-smc");
 }

@@ -56,6 +56,8 @@ export interface SolveResult {
   level: SmcLevel;
   twist: string | null;
   model: string;
+  /** The ONNX file loaded, relative to the model folder (onnx/model_q4.onnx, say). */
+  modelFile?: string;
   device: string;
   deviceChoice?: string;
   timing: { totalMs: number; forwardPasses: number; generatedTokens: number; tokensPerSecond: number };
@@ -119,6 +121,7 @@ export async function solve(model: LoadedModel, problem: string, options: SolveO
     level: options.level,
     twist: options.twistName ?? null,
     model: folder.name,
+    modelFile: folder.onnxFile,
     device: lm.device,
     deviceChoice: lm.deviceChoice,
     timing: {

@@ -12,7 +12,7 @@ import { fixedCapacityFromEnv } from "../../src/engine/environment";
 import { GRAPH, MODEL, node, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
 import { readGraph, readNode, smallTensorValues } from "../../src/engine/lm/onnx/graphRead";
 import { applyRewrites } from "../../src/engine/lm/onnx/graphRewrite";
-import { prepareModelBytes, PrepareOptions } from "../../src/engine/lm/onnx/prepareGraph";
+import { preparedDir, prepareModelBytes, PrepareOptions } from "../../src/engine/lm/onnx/prepareGraph";
 import { bytesField, concat, fields, message } from "../../src/engine/lm/onnx/protoWire";
 import {
   assertSameAsGrowingCache,
@@ -78,6 +78,9 @@ async function assertSameOutputs(fused: LoadedModel, plain: LoadedModel, toleran
   y.dispose();
 }
 
+/** A prepared copy of `onnx` in the cache folder (prepareGraph.ts, preparedDir). */
+const inCache = (onnx: string, name: string) => join(preparedDir(onnx), name);
+
 describe("fusing a decoder's layers for the GPU (attention, residual layer norms)", () => {
   let dir: string;
   const models: LoadedModel[] = [];
@@ -120,7 +123,7 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
 
   it("fuses the rotary embeddings, attention and the RMS norms, with their residual sums (the shipped Llama): the same outputs and greedy solutions", async () => {
     const [fused, plain, copy] = await both(MODEL_DIR);
-    const stamp = JSON.parse(readFileSync(join(copy, "onnx/model.fused.smc.json"), "utf8"));
+    const stamp = JSON.parse(readFileSync(inCache(join(copy, "onnx/model.onnx"), "model.fused.smc.json"), "utf8"));
     // 4 layers: queries and keys rotated; 2 RMS norms each and the final one, every one but the
     // first after a residual sum.
     assert.deepEqual(
@@ -128,7 +131,7 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
       [4, 8, 9, 8, 0],
     );
     assert.equal(stamp.rotaryPositions, 8192);
-    const after = opTypes(readFileSync(join(copy, "onnx/model.fused.smc.onnx")));
+    const after = opTypes(readFileSync(inCache(join(copy, "onnx/model.onnx"), "model.fused.smc.onnx")));
     assert.deepEqual(
       [
         after.get("SimplifiedLayerNormalization"),
@@ -146,9 +149,9 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
 
   it("fuses grouped-query attention with its widened keys and values taken whole, the cache left as exported: the same outputs", async () => {
     const [fused, plain, copy] = await both(join(FIXTURES, "llama-gqa-tiny"));
-    const stamp = JSON.parse(readFileSync(join(copy, "model.fused.smc.json"), "utf8"));
+    const stamp = JSON.parse(readFileSync(inCache(join(copy, "model.onnx"), "model.fused.smc.json"), "utf8"));
     assert.deepEqual([stamp.fusedAttention, stamp.fusedRotary, stamp.fusedRmsNorm, stamp.fusedSkipLayerNorm], [2, 4, 5, 4]);
-    const after = opTypes(readFileSync(join(copy, "model.fused.smc.onnx")));
+    const after = opTypes(readFileSync(inCache(join(copy, "model.onnx"), "model.fused.smc.onnx")));
     assert.deepEqual([after.get("MultiHeadAttention"), after.get("Softmax") ?? 0, after.get("Expand")], [2, 0, 4]);
     await assertSameOutputs(fused, plain, 1e-5);
   });
@@ -161,12 +164,14 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
       const growing = await loadModel(copy, { threads: 1, fewestKernels: true });
       models.push(fixed, growing);
       const onnx = source === MODEL_DIR ? join(copy, "onnx/model") : join(copy, "model");
-      const stamp = JSON.parse(readFileSync(`${onnx}.fused.capacity.smc.json`, "utf8"));
+      const stamp = JSON.parse(readFileSync(inCache(`${onnx}.onnx`, "model.fused.capacity.smc.json"), "utf8"));
       assert.equal(stamp.fixedCapacity, true);
-      const ops = opTypes(readFileSync(`${onnx}.fused.capacity.smc.onnx`));
+      const ops = opTypes(readFileSync(inCache(`${onnx}.onnx`, "model.fused.capacity.smc.onnx")));
       assert.deepEqual([ops.get("GroupQueryAttention"), ops.get("MultiHeadAttention") ?? 0], [stamp.fusedAttention, 0]);
       // The mask's arithmetic went with the attention_mask input.
-      const graph = readGraph([...fields(readFileSync(`${onnx}.fused.capacity.smc.onnx`))].find((f) => f.field === MODEL.graph)!.value);
+      const graph = readGraph(
+        [...fields(readFileSync(inCache(`${onnx}.onnx`, "model.fused.capacity.smc.onnx")))].find((f) => f.field === MODEL.graph)!.value,
+      );
       // Besides the cache, one input read on the CPU (the longest row) and one packing the rest (packStepInputs.ts).
       assert.deepEqual(
         graph.inputs.filter((n) => !n.startsWith("past_key_values.")),
@@ -181,7 +186,8 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
       const apart = await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: true, capacityStep: 8, packStep: false });
       models.push(apart);
       const apartGraph = readGraph(
-        [...fields(readFileSync(`${onnx}.fused.capacity.unpacked.smc.onnx`))].find((f) => f.field === MODEL.graph)!.value,
+        [...fields(readFileSync(inCache(`${onnx}.onnx`, "model.fused.capacity.unpacked.smc.onnx")))].find((f) => f.field === MODEL.graph)!
+          .value,
       );
       assert.deepEqual(apartGraph.inputs.filter((n) => !n.startsWith("past_key_values.")).sort(), [
         "input_ids",
@@ -282,7 +288,7 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     assert.equal(maxAbsDiff(await logitsOf(b), logits), 0);
     b.state.dispose();
     // A graph gone from the folder: the reopen fails with the reason, and the decoder still disposes.
-    rmSync(join(copy, "model.fused.capacity.smc.onnx"));
+    rmSync(inCache(join(copy, "model.onnx"), "model.fused.capacity.smc.onnx"));
     await assert.rejects(
       fixed.lm.prefill([1, 2]),
       (e: Error) => e instanceof DeviceRunError && /failed to reopen the model to free its cache buffers/.test(e.message),
@@ -338,7 +344,7 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     const fixed = await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: true, capacityStep: 8 });
     const plain = await loadModel(copy, { threads: 1, fewestKernels: false });
     models.push(fixed, plain);
-    assert.equal(JSON.parse(readFileSync(join(copy, "model.fused.capacity.smc.json"), "utf8")).fixedCapacity, false);
+    assert.equal(JSON.parse(readFileSync(inCache(join(copy, "model.onnx"), "model.fused.capacity.smc.json"), "utf8")).fixedCapacity, false);
     await assertSameOutputs(fixed, plain, 1e-5);
     // A sliding window (its mask would be dropped with the export's) keeps the growing cache too.
     const windowed = join(dir, "windowed");
@@ -355,7 +361,7 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     await fused.lm.dispose();
     models.splice(models.indexOf(fused), 1);
     // A graph whose tables cover 8 positions, as its stamp says.
-    const stampPath = join(copy, "onnx/model.fused.smc.json");
+    const stampPath = inCache(join(copy, "onnx/model.onnx"), "model.fused.smc.json");
     writeFileSync(stampPath, JSON.stringify({ ...JSON.parse(readFileSync(stampPath, "utf8")), rotaryPositions: 8 }));
     const short = await loadModel(copy, { threads: 1, fewestKernels: true });
     models.push(short);
@@ -369,9 +375,9 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
 
   it("fuses an fp16 export's rotary embeddings (fp16 tables) and norms but not its attention: the same greedy solutions", async () => {
     const [fused, plain, copy] = await both(join(FIXTURES, "tiny-math-llama-fp16"));
-    const stamp = JSON.parse(readFileSync(join(copy, "onnx/model.fused.smc.json"), "utf8"));
+    const stamp = JSON.parse(readFileSync(inCache(join(copy, "onnx/model.onnx"), "model.fused.smc.json"), "utf8"));
     assert.deepEqual([stamp.fusedAttention, stamp.fusedRotary, stamp.fusedRmsNorm, stamp.fusedSkipLayerNorm], [0, 8, 9, 8]);
-    const after = opTypes(readFileSync(join(copy, "onnx/model.fused.smc.onnx")));
+    const after = opTypes(readFileSync(inCache(join(copy, "onnx/model.onnx"), "model.fused.smc.onnx")));
     assert.deepEqual([after.get("RotaryEmbedding"), after.get("Softmax"), after.get("Pow") ?? 0], [8, 4, 0]);
     // Half precision rounds differently along the two paths; the fused one keeps more (float32 norms).
     await assertSameOutputs(fused, plain, 0.05);

@@ -52,7 +52,7 @@ describe("model folder loader", () => {
     [
       "no ONNX file",
       () => rmSync(join(dir, "onnx"), { recursive: true }),
-      /has no ONNX decoder \(looked for model\.onnx, onnx\/model\.onnx/,
+      /has no ONNX decoder \(looked for model\.onnx, decoder_model_merged\.onnx/,
     ],
   ];
   for (const [what, breakIt, message] of failures) {

@@ -3,7 +3,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeF
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../../src/engine/lm/model/loadModel";
-import { HIDDEN_OUTPUT, prepareForSmc, prepareModelBytes } from "../../src/engine/lm/onnx/prepareGraph";
+import { HIDDEN_OUTPUT, preparedDir, prepareForSmc, prepareModelBytes } from "../../src/engine/lm/onnx/prepareGraph";
 import { SAMPLE_UNIFORM } from "../../src/engine/lm/onnx/samplingHead";
 import { bytesField, concat, fields, message, text } from "../../src/engine/lm/onnx/protoWire";
 import { hiddenOf, logitsOf, MODEL_DIR, shippedModel } from "./helpers";
@@ -78,7 +78,7 @@ describe("SMC preparation of ONNX exports", () => {
       cached: false,
     });
     const sampling = prepareForSmc(onnx, { hiddenSize: 128, vocabSize: 332, sampler: true });
-    assert.equal(sampling.path, join(dir, "onnx/model.sampling.smc.onnx"));
+    assert.equal(sampling.path, join(preparedDir(onnx), "model.sampling.smc.onnx"));
     assert.deepEqual([sampling.addedHidden, sampling.addedSampler, sampling.cached], [false, true, false]);
     const inputsOf = (path: string) =>
       [...fields([...fields(readFileSync(path))].find((f) => f.field === 7)!.value)]

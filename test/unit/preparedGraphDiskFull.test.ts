@@ -31,6 +31,9 @@ describe("a model folder on a full disk", function () {
     const warnings: string[] = [];
     const warn = console.warn;
     console.warn = (...args: unknown[]) => warnings.push(args.join(" "));
+    // The prepared copy goes to the cache folder: here, on the full disk too.
+    const cacheDir = process.env.TWISTED_SMC_CACHE_DIR;
+    process.env.TWISTED_SMC_CACHE_DIR = join(disk.dir, "cache");
     try {
       // Drawing in the graph makes the engine prepare (and cache) an edited copy of it.
       const model = await loadModel(dir, { threads: 1, device: "cpu", sampleInGraph: true });
@@ -41,6 +44,8 @@ describe("a model folder on a full disk", function () {
       await model.lm.dispose();
     } finally {
       console.warn = warn;
+      if (cacheDir === undefined) delete process.env.TWISTED_SMC_CACHE_DIR;
+      else process.env.TWISTED_SMC_CACHE_DIR = cacheDir;
     }
     assert.ok(warnings.length >= 1, "a warning says the prepared graph is not cached");
     for (const w of warnings) {
@@ -49,8 +54,12 @@ describe("a model folder on a full disk", function () {
       assert.match(w, /not caching the prepared graph/);
       assert.doesNotMatch(w, /corrupt|truncated|not a valid/i);
     }
-    // Nothing half-written is left to break the next load.
+    // Nothing half-written is left to break the next load, and nothing in the model folder.
     assert.deepEqual(readdirSync(join(dir, "onnx")), ["model.onnx"]);
+    assert.deepEqual(
+      readdirSync(join(disk.dir, "cache"), { recursive: true }).filter((f) => /\.smc\.(onnx|json)/.test(String(f))),
+      [],
+    );
   });
 });
 

@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { DEVICES, DeviceRequest } from "../lm/decoder/device";
 import { loadModel } from "../lm/model/loadModel";
+import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
 import { evaluate, EvalReport } from "../eval/evaluate";
 import { loadProblems } from "../train/data";
 import { loadTwist, shippedTwistPath } from "../twist/twistFile";
@@ -28,6 +29,7 @@ Options:
   --max-tokens N              (default 96)
   --no-bounds                 skip the log Ẑ bounds
   --device D, --threads N     the device, and CPU threads (1 to 256)
+${modelFileHelp(26)}
   --json                      one JSON object`;
 
 export async function evalCommand(argv: string[]): Promise<void> {
@@ -46,6 +48,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
       "max-tokens": { type: "string" },
       "no-bounds": { type: "boolean" },
       device: { type: "string" },
+      dtype: { type: "string" },
+      "onnx-file": { type: "string" },
       threads: { type: "string" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
@@ -60,6 +64,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
   const model = await loadModel(stringOption(values, "model"), {
     threads: threadsOption(values),
     device: choiceOption<DeviceRequest>(values, "device", DEVICES, "auto"),
+    ...modelFileOptions(values),
   });
   try {
     let tokenTwist: TokenTwist | undefined;
@@ -103,6 +108,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       data: description,
       skipped,
       model: model.folder.dir,
+      modelFile: model.folder.onnxFile,
       device: model.lm.device,
       twists: names,
       seconds: Math.round((performance.now() - started) / 1000),
@@ -114,7 +120,16 @@ export async function evalCommand(argv: string[]): Promise<void> {
   }
 }
 
-function formatReport(r: EvalReport & { data: string; twists: Record<string, string | null>; seconds: number }): string {
+function formatReport(
+  r: EvalReport & {
+    data: string;
+    model: string;
+    modelFile: string;
+    device: string;
+    twists: Record<string, string | null>;
+    seconds: number;
+  },
+): string {
   const pct = (x: number) => (100 * x).toFixed(1).padStart(5);
   const lines = [
     `${r.n} problems from ${r.data}, N = ${r.particles}; twists: token ${r.twists.token ?? "none"}, step ${r.twists.step ?? "none"}`,
@@ -134,6 +149,6 @@ function formatReport(r: EvalReport & { data: string; twists: Record<string, str
       `log Ẑ bounds: lower ${z(r.bounds.lower, r.bounds.lowerStderr)}, upper ${z(r.bounds.upper, r.bounds.upperStderr)}`,
       `  (${r.bounds.note})`,
     );
-  lines.push("", `total ${r.seconds} s`);
+  lines.push("", `Model: ${r.model} (${r.modelFile}) on ${r.device}`, `total ${r.seconds} s`);
   return lines.join("\n");
 }

@@ -4,6 +4,7 @@ import { encodeWithinContext } from "../lm/model/contextWindow";
 import { extractAnswer } from "../math/answer";
 import { generate } from "../lm/generate";
 import { loadModel } from "../lm/model/loadModel";
+import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
 import { DEVICES, DeviceRequest } from "../lm/decoder/device";
 import { choiceOption, intOption, MAX_PARTICLES, numberOption, stringOption, threadsOption } from "../util/options";
 import { escapeControl, readProblem } from "./solveCommand";
@@ -23,12 +24,15 @@ Options:
   --temperature T      0 is greedy (default 1)
   --seed S             random seed (default 0)
   --device D           auto|cpu|webgpu|cuda (default auto)
+${modelFileHelp(19)}
   --threads N          onnxruntime intra-op threads, 1 to 256 (default: all cores)
   --json               print one JSON object instead of text`;
 
 export interface SampleReport {
   problem: string;
   model: string;
+  /** The ONNX file loaded, relative to the model folder. */
+  modelFile: string;
   device: string;
   deviceChoice?: string;
   samples: { text: string; answer: string | null; finishReason: string; tokens: number }[];
@@ -49,6 +53,8 @@ export async function sampleCommand(argv: string[]): Promise<void> {
       seed: { type: "string" },
       threads: { type: "string" },
       device: { type: "string" },
+      dtype: { type: "string" },
+      "onnx-file": { type: "string" },
       json: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
@@ -64,7 +70,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   const temperature = numberOption(values, "temperature", 1);
   const seed = intOption(values, "seed", 0);
   const device = choiceOption<DeviceRequest>(values, "device", DEVICES, "auto");
-  const model = await loadModel(stringOption(values, "model"), { threads, device });
+  const model = await loadModel(stringOption(values, "model"), { threads, device, ...modelFileOptions(values) });
   const { folder, tokenizer, lm } = model;
   try {
     const fitted = encodeWithinContext(model, problem, intOption(values, "max-tokens", folder.generation.maxNewTokens ?? 128, 1));
@@ -85,6 +91,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
     const report: SampleReport = {
       problem,
       model: folder.dir,
+      modelFile: folder.onnxFile,
       device: lm.device,
       deviceChoice: lm.deviceChoice,
       samples,
@@ -106,7 +113,11 @@ export async function sampleCommand(argv: string[]): Promise<void> {
 const round = (x: number) => Math.round(x * 10) / 10;
 
 function formatReport(r: SampleReport): string {
-  const lines = [`Problem: ${escapeControl(r.problem).split("\n").join("\n         ")}`, `Model:   ${r.model} on ${r.device}`, ""];
+  const lines = [
+    `Problem: ${escapeControl(r.problem).split("\n").join("\n         ")}`,
+    `Model:   ${r.model} (${r.modelFile}) on ${r.device}`,
+    "",
+  ];
   r.samples.forEach((s, i) => {
     lines.push(`#${i + 1}  answer ${s.answer ?? "(none)"}${s.finishReason === "length" ? "  [cut at max tokens]" : ""}`);
     for (const l of escapeControl(s.text).split("\n")) lines.push(`    ${l}`);

@@ -5,6 +5,7 @@ import { parseArgs } from "node:util";
 import { decodeLogWeight } from "../../protocol/record";
 import { DEVICES, DeviceRequest } from "../lm/decoder/device";
 import { loadModel, withCpuFallback } from "../lm/model/loadModel";
+import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
 import { goldAnswer, parseNumber } from "../math/answer";
 import { RESAMPLING_SCHEMES, ResamplingScheme } from "../smc/resampling";
 import { DEFAULT_SOLVE_OPTIONS, solve, SolveResult } from "../solve";
@@ -37,6 +38,7 @@ Options:
   --seed S                 random seed (default ${D.seed})
   --gold N                 a known answer: the final potential becomes the reward
   --device D               ${DEVICES.join("|")} (default auto)
+${modelFileHelp(23)}
   --threads N              CPU threads, 1 to 256 (default: all cores)
   --json                   print one JSON object
   --record FILE            write the step-by-step record (for replay) to FILE`;
@@ -160,6 +162,8 @@ export async function solveCommand(argv: string[]): Promise<void> {
       seed: { type: "string" },
       gold: { type: "string" },
       device: { type: "string" },
+      dtype: { type: "string" },
+      "onnx-file": { type: "string" },
       threads: { type: "string" },
       json: { type: "boolean" },
       record: { type: "string" },
@@ -189,6 +193,7 @@ export async function solveCommand(argv: string[]): Promise<void> {
   const loadOptions = {
     threads: threadsOption(values),
     device: choiceOption<DeviceRequest>(values, "device", DEVICES, "auto"),
+    ...modelFileOptions(values),
   };
   let model = await loadModel(stringOption(values, "model"), loadOptions);
   try {
@@ -270,7 +275,7 @@ export function formatSolve(r: SolveResult): string {
     "",
     `SMC:     ${r.particles.length} particles, ${r.level} level, twist ${r.twist ?? "none"}, ${r.steps} steps, ` +
       `resampled ${r.resampledAt.length}×, min ESS ${minEss.toFixed(1)}, log Ẑ ${r.logZ.toFixed(3)}`,
-    `Model:   ${r.model} on ${r.device}`,
+    `Model:   ${r.model}${r.modelFile ? ` (${r.modelFile})` : ""} on ${r.device}`,
     ...(r.deviceChoice?.includes("not used") ? [`Device:  ${r.deviceChoice}`] : []),
     `Timing:  ${r.timing.totalMs} ms, ${r.timing.forwardPasses} forward passes, ${r.timing.generatedTokens} tokens (${r.timing.tokensPerSecond} tokens/s)`,
   );

@@ -4,6 +4,8 @@
  */
 import { parseArgs } from "node:util";
 import { BatchMetrics, train } from "../train/trainer";
+import { loadModel } from "../lm/model/loadModel";
+import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
 import { DEFAULT_LEARNING_RATE, DEFAULT_LOSS, TRAIN_DEFAULTS, trainConfigFromFlags } from "../train/flags";
 import { choiceOption, OptionValues, UsageError } from "../util/options";
 import type { TrainProgressLine } from "../../protocol/training";
@@ -38,9 +40,10 @@ Options:
   --reward_floor X                 final potential of a wrong answer while training, φ = 1 if right (default ${D.reward_floor})
   --resume                         continue the run in --output_dir from its last checkpoint
   --threads N                      CPU threads (default: all cores)
+${modelFileHelp(31, "--onnx_file")}
   --progress text|json             one human line per batch, or JSON lines for the editor (default text)`;
 
-const FLAGS = Object.keys(D).concat(["model_name", "learning_rate", "loss", "resume", "threads", "progress"]);
+const FLAGS = Object.keys(D).concat(["model_name", "learning_rate", "loss", "resume", "threads", "dtype", "onnx_file", "progress"]);
 
 /** Exit code 130 when a signal stopped training (a checkpoint is kept). */
 export async function trainCommand(argv: string[]): Promise<number | void> {
@@ -60,6 +63,7 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
   const values: OptionValues = {};
   for (const [k, v] of Object.entries(raw)) values[k.replace(/-/g, "_")] = v as string | boolean;
   const config = trainConfigFromFlags(values);
+  const file = modelFileOptions(values, "onnx_file");
   const json = choiceOption(values, "progress", ["text", "json"] as const, "text") === "json";
   const emit = (line: TrainProgressLine) => console.log(JSON.stringify(line));
 
@@ -72,25 +76,34 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
 
-  const result = await train(config, {
-    signal: controller.signal,
-    onStart: (info) => {
-      if (json) return emit({ type: "start", ...info, config: { ...config } });
-      console.log(`Training a ${config.twist}-level twist (${config.loss}) for ${info.model}`);
-      console.log(
-        `  data: ${info.data}, ${info.problems} problems, ${info.batchesPerEpoch} batches per epoch × ${config.numEpochs} epochs${info.resumedAt !== undefined ? `, resuming after batch ${info.resumedAt}` : ""}`,
-      );
-      for (const s of info.skipped) console.log(`  skipped ${s}`);
+  // A precision or file asked for: the model loads here, on the CPU as the trainer's own would.
+  const preloaded =
+    file.dtype !== "auto" || file.onnxFile !== undefined
+      ? await loadModel(config.modelName, { threads: config.threads, device: "cpu", ...file })
+      : undefined;
+  const result = await train(
+    config,
+    {
+      signal: controller.signal,
+      onStart: (info) => {
+        if (json) return emit({ type: "start", ...info, config: { ...config } });
+        console.log(`Training a ${config.twist}-level twist (${config.loss}) for ${info.model}`);
+        console.log(
+          `  data: ${info.data}, ${info.problems} problems, ${info.batchesPerEpoch} batches per epoch × ${config.numEpochs} epochs${info.resumedAt !== undefined ? `, resuming after batch ${info.resumedAt}` : ""}`,
+        );
+        for (const s of info.skipped) console.log(`  skipped ${s}`);
+      },
+      onBatch: (m: BatchMetrics, total: number) => {
+        if (json) return emit({ type: "batch", total, ...m });
+        console.log(
+          `[${String(m.step).padStart(String(total).length)}/${total}] epoch ${m.epoch + 1} loss ${m.loss.toFixed(4)} reward ${m.reward.toFixed(3)} ` +
+            `sample acc ${m.sampleAccuracy.toFixed(3)} ESS ${(100 * m.ess).toFixed(0)}% log Ẑ ${m.logZ.toFixed(2)} ${m.seconds}s`,
+        );
+      },
+      onCheckpoint: (path) => (json ? emit({ type: "checkpoint", path }) : undefined),
     },
-    onBatch: (m: BatchMetrics, total: number) => {
-      if (json) return emit({ type: "batch", total, ...m });
-      console.log(
-        `[${String(m.step).padStart(String(total).length)}/${total}] epoch ${m.epoch + 1} loss ${m.loss.toFixed(4)} reward ${m.reward.toFixed(3)} ` +
-          `sample acc ${m.sampleAccuracy.toFixed(3)} ESS ${(100 * m.ess).toFixed(0)}% log Ẑ ${m.logZ.toFixed(2)} ${m.seconds}s`,
-      );
-    },
-    onCheckpoint: (path) => (json ? emit({ type: "checkpoint", path }) : undefined),
-  });
+    preloaded,
+  ).finally(() => preloaded?.lm.dispose());
   if (json) emit({ type: "end", ...result });
   else if (result.stopped)
     console.log(`Stopped after ${result.batches} batches; checkpoint in ${config.outputDir}. Run again with --resume to continue.`);

@@ -55,6 +55,8 @@ export const TRAIN_FLAGS: readonly string[] = [
   "loss",
   "resume",
   "threads",
+  "dtype",
+  "onnx_file",
   "progress",
   "help",
 ];

@@ -2,17 +2,55 @@
  * The graph a decoder runs and the onnxruntime session that runs it: the SMC-ready copy of the
  * export (prepareGraph.ts), and the session options each device needs.
  */
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { dirname } from "node:path";
 import * as ort from "onnxruntime-node";
 import { Device, executionProvider } from "./device";
 import { ModelFolder, ModelFolderError } from "../model/modelFolder";
 import { DiskFullError } from "../../util/errors";
-import { WebGpuValidation } from "../../environment";
-import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelBytes, PrepareOptions } from "../onnx/prepareGraph";
+import { cacheDirFromEnv, WebGpuValidation } from "../../environment";
+import {
+  anyFused,
+  externalDataLocations,
+  HIDDEN_OUTPUT,
+  PreparedEdits,
+  prepareForSmc,
+  prepareModelBytes,
+  PrepareOptions,
+} from "../onnx/prepareGraph";
+
+/** The model files already warned about running unprepared (once per process each). */
+const warnedUnprepared = new Set<string>();
+
+/** The ops of a quantized export: the LM head search stops at them (prepareGraph.ts, findHeadInput). */
+const QUANTIZED_OPS = /MatMulNBits|MatMulInteger|DynamicQuantizeLinear|QLinearMatMul|MatMulBnb4|DequantizeLinear/;
 
 /**
- * The SMC-ready graph (see prepareGraph): a cached file next to the export, or, where that folder is
- * read-only, the edited bytes in memory. An export whose LM head cannot be found is used as it is.
+ * The one warning line for an export that runs as it is, without the SMC-ready edits: what it costs.
+ * A quantized graph (the head a MatMulNBits or MatMulInteger) cannot be prepared yet.
+ */
+function warnUnprepared(folder: ModelFolder): void {
+  if (warnedUnprepared.has(folder.onnxPath)) return;
+  warnedUnprepared.add(folder.onnxPath);
+  // The nodes come before the weights in an ONNX file: its first 64 MiB name the ops.
+  const head = Buffer.alloc(Math.min(statSync(folder.onnxPath).size, 64 << 20));
+  const fd = openSync(folder.onnxPath, "r");
+  try {
+    readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const quantized = QUANTIZED_OPS.test(head.toString("latin1"));
+  console.warn(
+    `twisted-smc: warning: ${folder.onnxFile} runs unprepared (${quantized ? "a quantized graph: " : ""}its LM head was not found): ` +
+      "twists that read the hidden state cannot run on it, and tokens are drawn outside the graph (slower sampling)",
+  );
+}
+
+/**
+ * The SMC-ready graph (see prepareGraph): a file in the cache folder (never the model's own), or, where
+ * the cache cannot be written, the edited bytes in memory; with external data, the folder onnxruntime
+ * must read it from. An export whose LM head cannot be found is used as it is, with a warning.
  */
 export function smcReadySource(
   folder: ModelFolder,
@@ -22,6 +60,8 @@ export function smcReadySource(
   packStep = true,
 ): {
   source: string | Uint8Array;
+  /** Where the graph's external data files are, when the graph is not loaded from beside them. */
+  externalDataDir?: string;
   fused: boolean;
   attention: boolean;
   rotaryPositions: number;
@@ -44,17 +84,35 @@ export function smcReadySource(
   });
   try {
     const prepared = prepareForSmc(folder.onnxPath, options);
-    return { source: prepared.path, ...edits(prepared) };
+    return { source: prepared.path, externalDataDir: prepared.externalDataDir, ...edits(prepared) };
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     // A full disk is no fault of the model: run the edited graph from memory and say why it is not cached.
     if (e instanceof DiskFullError)
       console.warn(`twisted-smc: warning: not caching the prepared graph (${e.message}); it runs from memory this time`);
+    else if (code === "EACCES" || code === "EROFS" || code === "EPERM")
+      console.warn(
+        `twisted-smc: warning: cannot write the cache folder ${(e as NodeJS.ErrnoException).path ?? cacheDirFromEnv()} (${code}; ` +
+          "TWISTED_SMC_CACHE_DIR sets it): the prepared graph runs from memory this time",
+      );
     if (code === "EACCES" || code === "EROFS" || code === "EPERM" || e instanceof DiskFullError) {
-      const prepared = prepareModelBytes(readFileSync(folder.onnxPath), options);
-      return { source: prepared?.bytes ?? folder.onnxPath, ...edits(prepared) };
+      const original = readFileSync(folder.onnxPath);
+      let prepared: ReturnType<typeof prepareModelBytes>;
+      try {
+        prepared = prepareModelBytes(original, options);
+      } catch (inner) {
+        if (!/cannot find the LM head/.test((inner as Error).message)) throw inner;
+        warnUnprepared(folder);
+        return { source: folder.onnxPath, ...edits() };
+      }
+      if (!prepared) return { source: folder.onnxPath, ...edits() };
+      const external = externalDataLocations(original).length > 0;
+      return { source: prepared.bytes, ...(external ? { externalDataDir: dirname(folder.onnxPath) } : {}), ...edits(prepared) };
     }
-    if (/cannot find the LM head/.test((e as Error).message)) return { source: folder.onnxPath, ...edits() };
+    if (/cannot find the LM head/.test((e as Error).message)) {
+      warnUnprepared(folder);
+      return { source: folder.onnxPath, ...edits() };
+    }
     throw new ModelFolderError(
       `${folder.onnxPath} is not a valid ONNX model (${(e as Error).message}): the file may be truncated or corrupt`,
     );
@@ -73,6 +131,13 @@ export interface SessionSettings {
   ortProfile?: string;
   /** OnnxDecoderOptions.webgpuValidation; unset: TWISTED_SMC_WEBGPU_VALIDATION's. */
   webgpuValidation?: WebGpuValidation;
+  /**
+   * The folder of the graph's external data files when the graph is not beside them (a prepared copy
+   * in the cache, or bytes): onnxruntime (1.30) refuses absolute locations and links out of a model's
+   * folder, and resolves a graph in memory against the working folder, so the graph goes in as bytes
+   * with session.model_external_initializers_file_folder_path set to this folder.
+   */
+  externalDataDir?: string;
 }
 
 /**
@@ -80,7 +145,7 @@ export interface SessionSettings {
  * onnxruntime kept: fixedCapacity.ts).
  */
 export function sessionOpener(source: string | Uint8Array, device: Device, settings: SessionSettings): () => Promise<ort.InferenceSession> {
-  const { threads, numLayers, fixedCapacity, ortProfile, webgpuValidation } = settings;
+  const { threads, numLayers, fixedCapacity, ortProfile, webgpuValidation, externalDataDir } = settings;
   const sessionOptions: ort.InferenceSession.SessionOptions = {
     // A fixed-capacity cache's tensors are remade every step at the same sizes: the exact-size
     // buffer cache reuses them all (the default keeps 10 of a size; see fuseAttention.ts).
@@ -93,6 +158,11 @@ export function sessionOpener(source: string | Uint8Array, device: Device, setti
   };
   // A diagnostic: onnxruntime's own trace of every kernel (chrome://tracing JSON), written on dispose.
   if (ortProfile) Object.assign(sessionOptions, { enableProfiling: true, profileFilePrefix: ortProfile });
+  if (externalDataDir) {
+    sessionOptions.extra = { session: { model_external_initializers_file_folder_path: externalDataDir } };
+    // The graph (small: its weights are in the data files) goes in as bytes, read now.
+  }
+  const input = externalDataDir && typeof source === "string" ? readFileSync(source) : source;
   if (device === "webgpu") {
     // On WebGPU the KV cache stays on the device: present.* outputs are GPU buffers fed straight back
     // (with the cache round-tripping through the CPU each step was 20× slower; see GPU.md). The
@@ -105,5 +175,5 @@ export function sessionOpener(source: string | Uint8Array, device: Device, setti
     sessionOptions.preferredOutputLocation = Object.fromEntries(onDevice.map((n) => [n, "gpu-buffer" as const]));
   }
   return () =>
-    typeof source === "string" ? ort.InferenceSession.create(source, sessionOptions) : ort.InferenceSession.create(source, sessionOptions);
+    typeof input === "string" ? ort.InferenceSession.create(input, sessionOptions) : ort.InferenceSession.create(input, sessionOptions);
 }

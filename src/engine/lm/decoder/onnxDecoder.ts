@@ -268,7 +268,7 @@ export class OnnxDecoder implements CausalLM {
     fuse: boolean,
     attempts: DeviceAttempt[],
   ): Promise<OnnxDecoder | { failure: string; fused: boolean }> {
-    const { source, fused, attention, rotaryPositions, fixedCapacity, packedStep } =
+    const { source, externalDataDir, fused, attention, rotaryPositions, fixedCapacity, packedStep } =
       options.prepare === false
         ? { source: folder.onnxPath, fused: false, attention: false, rotaryPositions: 0, fixedCapacity: false, packedStep: [] }
         : smcReadySource(
@@ -295,6 +295,7 @@ export class OnnxDecoder implements CausalLM {
         fixedCapacity,
         ortProfile: options.ortProfile,
         webgpuValidation: options.webgpuValidation,
+        externalDataDir,
       });
       session = await reopen();
     } catch (e) {

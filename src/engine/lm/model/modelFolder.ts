@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { InputError } from "../../util/errors";
+import { choiceOption, OptionValues, stringOption, UsageError } from "../../util/options";
 
 export class ModelFolderError extends InputError {}
 
@@ -33,18 +34,77 @@ export interface ModelFolder {
   generation: { temperature?: number; maxNewTokens?: number; eosTokenIds: number[] };
   tokenizerJson: Record<string, unknown>;
   tokenizerConfig: Record<string, unknown>;
+  /** The decoder's ONNX file, absolute, and as named relative to the folder. */
   onnxPath: string;
+  onnxFile: string;
+  /** Its precision by its name (dtypeOfFile); undefined for a file of no known pattern. */
+  dtype?: Dtype;
 }
 
-/** ONNX file names tried in order: transformers.js puts them in onnx/, Optimum at the top. */
-export const ONNX_CANDIDATES = [
-  "model.onnx",
-  "onnx/model.onnx",
-  "decoder_model_merged.onnx",
-  "onnx/decoder_model_merged.onnx",
-  "model_fp16.onnx",
-  "onnx/model_fp16.onnx",
-];
+/** The precisions an export comes in, by the suffix transformers.js gives its files (model_SUFFIX.onnx). */
+export const DTYPES = ["fp32", "fp16", "q4", "q4f16", "int8", "uint8", "quantized", "bnb4"] as const;
+export type Dtype = (typeof DTYPES)[number];
+/** The model variant a user asks for (--dtype, the twistedSmc.modelVariant setting): auto is the device's order. */
+export type ModelVariant = Dtype | "auto";
+
+/**
+ * The order files are tried in when no dtype is asked for. On the CPU (and for --device auto, as the
+ * file is chosen before the device): fp32, then the 8-bit ones (quantized, int8, uint8), q4, q4f16,
+ * fp16 (about 4× slower than fp32 on the CPU), bnb4. On a GPU named outright (webgpu, cuda): fp16,
+ * q4f16, fp32, q4, quantized, int8, uint8, bnb4. Quantized graphs run unprepared for now (no hidden
+ * state for the twists, tokens drawn outside the graph): decoderSession.ts warns when one does.
+ */
+export const DTYPE_ORDER: Record<"cpu" | "gpu", readonly Dtype[]> = {
+  cpu: ["fp32", "quantized", "int8", "uint8", "q4", "q4f16", "fp16", "bnb4"],
+  gpu: ["fp16", "q4f16", "fp32", "q4", "quantized", "int8", "uint8", "bnb4"],
+};
+
+/**
+ * The file names of one dtype, in the order tried: Optimum's at the top (model.onnx,
+ * decoder_model_merged.onnx, decoder_with_past_model.onnx, which takes the cache's inputs), and
+ * transformers.js's in onnx/ (model.onnx, model_fp16.onnx, model_q4.onnx …, and the older
+ * decoder_model_merged_SUFFIX.onnx).
+ */
+export function dtypeFiles(dtype: Dtype): string[] {
+  const suffix = dtype === "fp32" ? "" : `_${dtype}`;
+  const stems = ["model", "decoder_model_merged", ...(dtype === "fp32" ? ["decoder_with_past_model"] : [])];
+  return stems.flatMap((stem) => [`${stem}${suffix}.onnx`, `onnx/${stem}${suffix}.onnx`]);
+}
+
+/** Every ONNX file name looked for, in the CPU's order. */
+export const ONNX_CANDIDATES = DTYPE_ORDER.cpu.flatMap(dtypeFiles);
+
+/** The dtype a file's name says, undefined for a name of no known pattern. */
+export function dtypeOfFile(file: string): Dtype | undefined {
+  const name = file.replace(/\\/g, "/");
+  return DTYPES.find((d) => dtypeFiles(d).includes(name) || dtypeFiles(d).some((f) => name.endsWith(`/${f}`)));
+}
+
+/** The dtypes a folder has, each with its first file. */
+export function availableDtypes(dir: string): { dtype: Dtype; file: string }[] {
+  return DTYPES.flatMap((dtype) => {
+    const file = dtypeFiles(dtype).find((f) => existsSync(join(dir, f)));
+    return file ? [{ dtype, file }] : [];
+  });
+}
+
+/** The CLI's help lines for --dtype and --onnx-file (`flag` names the latter as a command spells it). */
+export function modelFileHelp(width: number, onnxFlag = "--onnx-file"): string {
+  const pad = (s: string) => `  ${s.padEnd(width)} `;
+  return [
+    `${pad("--dtype D")}${DTYPES.join("|")}: load the folder's file of that precision (onnx/model_D.onnx …);`,
+    `${pad("")}default: on the CPU and auto ${DTYPE_ORDER.cpu.join(", ")}; on webgpu or cuda ${DTYPE_ORDER.gpu.join(", ")}`,
+    `${pad(`${onnxFlag} PATH`)}the ONNX file to load, relative to the model folder (instead of --dtype)`,
+  ].join("\n");
+}
+
+/** --dtype and --onnx-file (or onnx_file) as OpenOptions; both at once are refused. */
+export function modelFileOptions(values: OptionValues, onnxFlag = "onnx-file"): Pick<OpenOptions, "dtype" | "onnxFile"> {
+  const dtype = choiceOption<ModelVariant>(values, "dtype", ["auto", ...DTYPES], "auto");
+  const onnxFile = stringOption(values, onnxFlag);
+  if (onnxFile !== undefined && dtype !== "auto") throw new UsageError(`give --dtype or --${onnxFlag}, not both`);
+  return { dtype, ...(onnxFile !== undefined ? { onnxFile } : {}) };
+}
 
 function readJson(dir: string, file: string, required: boolean): Record<string, unknown> | undefined {
   const path = join(dir, file);
@@ -110,6 +170,10 @@ export function parseDecoderConfig(cfg: Record<string, unknown>, path: string): 
 export interface OpenOptions {
   /** A specific ONNX file, relative to the folder, instead of the first candidate found. */
   onnxFile?: string;
+  /** The precision to load (its files, dtypeFiles); unset or auto: the device's order (DTYPE_ORDER). */
+  dtype?: ModelVariant;
+  /** The device asked for: a GPU named outright takes the GPU's order. */
+  device?: string;
 }
 
 export function openModelFolder(dirInput: string, options: OpenOptions = {}): ModelFolder {
@@ -137,16 +201,33 @@ export function openModelFolder(dirInput: string, options: OpenOptions = {}): Mo
     );
   }
 
-  let onnxPath: string | undefined;
+  let onnxFile: string | undefined;
   if (options.onnxFile) {
-    onnxPath = join(dir, options.onnxFile);
-    if (!existsSync(onnxPath)) throw new ModelFolderError(`model folder ${dir} has no ${options.onnxFile}`);
+    onnxFile = options.onnxFile;
+    if (!existsSync(join(dir, onnxFile))) throw new ModelFolderError(`model folder ${dir} has no ${options.onnxFile}`);
+  } else if (options.dtype && options.dtype !== "auto") {
+    const dtype = options.dtype;
+    if (!(DTYPES as readonly string[]).includes(dtype)) throw new ModelFolderError(`unknown dtype ${dtype}: one of ${DTYPES.join(", ")}`);
+    onnxFile = dtypeFiles(dtype).find((f) => existsSync(join(dir, f)));
+    if (!onnxFile) {
+      const has = availableDtypes(dir);
+      throw new ModelFolderError(
+        `model folder ${dir} has no ${dtype} decoder (${dtypeFiles(dtype).slice(0, 2).join(" or ")}); it has ${
+          has.length ? has.map((h) => `${h.dtype} (${h.file})`).join(", ") : "no ONNX decoder"
+        }`,
+      );
+    }
   } else {
-    onnxPath = ONNX_CANDIDATES.map((f) => join(dir, f)).find((p) => existsSync(p));
-    if (!onnxPath) {
-      throw new ModelFolderError(`model folder ${dir} has no ONNX decoder (looked for ${ONNX_CANDIDATES.join(", ")})`);
+    const gpu = options.device === "webgpu" || options.device === "cuda";
+    onnxFile = DTYPE_ORDER[gpu ? "gpu" : "cpu"].flatMap(dtypeFiles).find((f) => existsSync(join(dir, f)));
+    if (!onnxFile) {
+      throw new ModelFolderError(
+        `model folder ${dir} has no ONNX decoder (looked for model.onnx, decoder_model_merged.onnx, decoder_with_past_model.onnx ` +
+          `and their _fp16, _q4, _q4f16, _int8, _uint8, _quantized and _bnb4 forms, at the top and in onnx/)`,
+      );
     }
   }
+  const onnxPath = join(dir, onnxFile);
   if (statSync(onnxPath).size < 16) throw new ModelFolderError(`${onnxPath} is empty or truncated`);
 
   const eos = tokenIds(gen.eos_token_id);
@@ -163,6 +244,8 @@ export function openModelFolder(dirInput: string, options: OpenOptions = {}): Mo
     tokenizerJson,
     tokenizerConfig,
     onnxPath,
+    onnxFile,
+    dtype: dtypeOfFile(onnxFile),
   };
 }
 

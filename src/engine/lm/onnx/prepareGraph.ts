@@ -1,5 +1,5 @@
 /**
- * Makes a decoder export "SMC-ready", once, and caches the result next to the original:
+ * Makes a decoder export "SMC-ready", once, and caches the result in the cache folder (prepareForSmc):
  * - exposes the LM head's input as the output `last_hidden_state` when the export lacks it (twists read it);
  * - adds a sampling head (samplingHead.ts): one token per row drawn where the model runs.
  * The edit works on the protobuf wire format: weights are copied as raw bytes, never decoded.
@@ -9,9 +9,12 @@
  * fusions fuse*.ts, the sampling head samplingHead.ts, packStepInputs.ts), and the small graphs the
  * decoder and the twists run beside it (logitGraphs.ts, twistHeadGraph.ts).
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
+import { createHash } from "node:crypto";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+import { cacheDirFromEnv } from "../../environment";
 import { writeFileAtomic } from "../../util/atomicWrite";
+import { DiskFullError } from "../../util/errors";
 import { DTYPE, GRAPH, MODEL, MS_DOMAIN, msOpsetImport, node, TENSOR_TYPE, tensorValueInfo, TYPE, VALUE_INFO } from "./graphBuild";
 import { GraphInfo, NodeInfo, opsetVersion, readGraph, valueInfoName } from "./graphRead";
 import { Heads } from "./graphRewrite";
@@ -20,7 +23,7 @@ import { fuseProjectionBias } from "./fuseProjectionBias";
 import { fuseRmsNorm } from "./fuseRmsNorm";
 import { fuseRotary } from "./fuseRotary";
 import { fuseSkipLayerNorm } from "./fuseSkipLayerNorm";
-import { bytesField, concat, fields } from "./protoWire";
+import { bytesField, concat, fields, text } from "./protoWire";
 import { SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead";
 import { packStepInputs } from "./packStepInputs";
 
@@ -63,6 +66,8 @@ export interface PreparedModel extends PreparedEdits {
   path: string;
   /** Whether the prepared copy was already there. */
   cached: boolean;
+  /** Where the copy's external data files are (the source's folder); absent without any. */
+  externalDataDir?: string;
 }
 
 export interface PreparedEdits {
@@ -271,23 +276,103 @@ const fieldOf = (f: Uint8Array) => [...fields(f)][0].field;
 /** The name an encoded graph input declares. */
 const declaredName = (f: Uint8Array) => valueInfoName([...fields(f)][0].value);
 
+/** onnx TensorProto's fields for data kept outside the model file. */
+const TENSOR_EXTERNAL = { externalData: 13, dataLocation: 14 };
+const ENTRY = { key: 1, value: 2 };
+
 /**
- * Prepares `onnxPath` for SMC and returns the file to load. The copy sits next to the original (so
- * external weight files still resolve) as NAME[.sampling][.fused[.capacity][.unpacked]].smc.onnx, after the edits asked
- * for, with a .smc.json stamp of its source.
+ * The files a model's initializers keep their data in (the `location` of each external-data entry),
+ * relative to the model's folder as onnx writes them; empty where every weight is inside the model.
  */
-export function prepareForSmc(onnxPath: string, options: PrepareOptions): PreparedModel {
-  const dir = dirname(onnxPath);
+export function externalDataLocations(model: Uint8Array): string[] {
+  const graph = [...fields(model)].find((f) => f.field === MODEL.graph);
+  if (!graph) return [];
+  const found = new Set<string>();
+  for (const g of fields(graph.value)) {
+    if (g.field !== GRAPH.initializer) continue;
+    for (const t of fields(g.value)) {
+      if (t.field !== TENSOR_EXTERNAL.externalData) continue;
+      const entry = [...fields(t.value)];
+      const key = entry.find((e) => e.field === ENTRY.key);
+      const value = entry.find((e) => e.field === ENTRY.value);
+      if (key && value && text(key) === "location") found.add(text(value));
+    }
+  }
+  return [...found];
+}
+
+/**
+ * A fingerprint of a file's contents without reading all of it: sha256 over its first and last MiB
+ * (the whole file when it is at most 2 MiB), with its size. A graph whose weights sit in an external
+ * data file is small and hashed whole; a 2 GB single-file export costs two 1 MiB reads, not 2 GB.
+ */
+export function sampleHash(path: string, size = statSync(path).size): string {
+  const hash = createHash("sha256").update(String(size));
+  const fd = openSync(path, "r");
+  try {
+    const MiB = 1 << 20;
+    const read = (at: number, length: number) => {
+      const buf = Buffer.alloc(length);
+      let got = 0;
+      while (got < length) {
+        const n = readSync(fd, buf, got, length - got, at + got);
+        if (n <= 0) break;
+        got += n;
+      }
+      hash.update(buf.subarray(0, got));
+    };
+    if (size <= 2 * MiB) read(0, size);
+    else {
+      read(0, MiB);
+      read(size - MiB, MiB);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest("hex");
+}
+
+/**
+ * The cache folder of one source file's prepared graphs: CACHE/prepared/FOLDER-HASH, HASH a sha256 of
+ * its absolute path (the stamps inside key on its size, mtime and sampleHash too).
+ */
+export function preparedDir(onnxPath: string, cacheDir: string = cacheDirFromEnv()): string {
+  const abs = resolve(onnxPath);
+  const id = createHash("sha256").update(abs).digest("hex").slice(0, 16);
+  // The model folder's name, for people looking in the cache (transformers.js puts the file in onnx/).
+  const parent = dirname(abs);
+  const label = basename(basename(parent) === "onnx" ? dirname(parent) : parent) || "model";
+  return join(cacheDir, "prepared", `${label.replace(/[^A-Za-z0-9._-]/g, "_")}-${id}`);
+}
+
+/**
+ * Prepares `onnxPath` for SMC and returns the file to load. The copy goes to the cache folder
+ * (preparedDir; TWISTED_SMC_CACHE_DIR, environment.ts), never the model's folder, as
+ * NAME[.sampling][.fused[.capacity][.unpacked]].smc.onnx after the edits asked for, with a .smc.json
+ * stamp of its source (absolute path, size, mtime, sampleHash): a changed source is prepared again. A
+ * copy of a graph with external data keeps its relative `location`s: onnxruntime refuses absolute ones
+ * and links out of the model's folder (1.30), so the session is told the source's folder instead
+ * (PreparedModel.externalDataDir, decoderSession.ts). A graph that needs no edits is loaded where it is.
+ */
+export function prepareForSmc(onnxPath: string, options: PrepareOptions, cacheDir: string = cacheDirFromEnv()): PreparedModel {
+  const abs = resolve(onnxPath);
+  const dir = preparedDir(abs, cacheDir);
   const base =
-    basename(onnxPath, ".onnx") +
+    basename(abs, ".onnx") +
     (options.sampler ? ".sampling" : "") +
     (options.fuse ? ".fused" : "") +
     (options.fuse?.fixedCapacity ? ".capacity" : "") +
     (options.fuse?.unpackedStep ? ".unpacked" : "");
   const target = join(dir, `${base}.smc.onnx`);
   const stampPath = join(dir, `${base}.smc.json`);
-  const st = statSync(onnxPath);
-  const source = { version: PREPARE_VERSION, source: basename(onnxPath), size: st.size, mtimeMs: Math.round(st.mtimeMs) };
+  const st = statSync(abs);
+  const source = {
+    version: PREPARE_VERSION,
+    path: abs,
+    size: st.size,
+    mtimeMs: Math.round(st.mtimeMs),
+    sampleHash: sampleHash(abs, st.size),
+  };
   if (existsSync(target) && existsSync(stampPath)) {
     try {
       const saved = JSON.parse(readFileSync(stampPath, "utf8"));
@@ -296,16 +381,24 @@ export function prepareForSmc(onnxPath: string, options: PrepareOptions): Prepar
         const edits: PreparedEdits = { ...NO_EDITS };
         for (const k of Object.keys(NO_EDITS) as (keyof PreparedEdits)[])
           if (typeof saved[k] === typeof NO_EDITS[k]) Object.assign(edits, { [k]: saved[k] });
-        return { path: target, ...edits, cached: true };
+        const external = Array.isArray(saved.externalData) && saved.externalData.length > 0;
+        return { path: target, ...edits, cached: true, ...(external ? { externalDataDir: dirname(abs) } : {}) };
       }
     } catch {
       // A damaged stamp: prepare again.
     }
   }
-  const prepared = prepareModelBytes(readFileSync(onnxPath), options);
-  if (!prepared) return { path: onnxPath, ...NO_EDITS, cached: false };
+  const original = readFileSync(abs);
+  const prepared = prepareModelBytes(original, options);
+  if (!prepared) return { path: abs, ...NO_EDITS, cached: false };
   const { bytes, ...edits } = prepared;
+  const externalData = externalDataLocations(original);
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw DiskFullError.from(e, dir);
+  }
   writeFileAtomic(target, bytes);
-  writeFileAtomic(stampPath, JSON.stringify({ source, bytes: bytes.length, ...edits }) + "\n");
-  return { path: target, ...edits, cached: false };
+  writeFileAtomic(stampPath, JSON.stringify({ source, bytes: bytes.length, externalData, ...edits }) + "\n");
+  return { path: target, ...edits, cached: false, ...(externalData.length ? { externalDataDir: dirname(abs) } : {}) };
 }

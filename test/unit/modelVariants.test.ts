@@ -1,0 +1,301 @@
+/**
+ * Every common export's file name (transformers.js's dtypes in onnx/, Optimum's at the top), --dtype
+ * and --onnx-file, and the SMC-prepared copies kept in the cache folder, never in the model's: the
+ * model folder is byte for byte unchanged after a run, read-only and external data included.
+ */
+import assert from "node:assert/strict";
+import { spawnSync, SpawnSyncOptions } from "node:child_process";
+import { createHash } from "node:crypto";
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative } from "node:path";
+import { cacheDirFromEnv } from "../../src/engine/environment";
+import {
+  DTYPE_ORDER,
+  DTYPES,
+  dtypeFiles,
+  ModelFolderError,
+  modelFileOptions,
+  openModelFolder,
+} from "../../src/engine/lm/model/modelFolder";
+import { externalDataLocations, prepareForSmc, preparedDir } from "../../src/engine/lm/onnx/prepareGraph";
+import { UsageError } from "../../src/engine/util/options";
+import { toExternalData } from "./externalData";
+import { MODEL_DIR } from "./helpers";
+
+const CLI = join(__dirname, "../../dist/cli.js");
+const GPT2 = join(__dirname, "../fixtures/gpt2-tiny");
+const FOLDER_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"];
+
+/** A model folder holding the shipped model's JSON files and its fp32 graph under `names` (the name decides the choice). */
+function folderWith(root: string, source: string, onnx: string, names: string[]): string {
+  const dir = mkdtempSync(join(root, "m-"));
+  for (const f of FOLDER_FILES) if (existsSync(join(source, f))) cpSync(join(source, f), join(dir, f));
+  for (const name of names) {
+    mkdirSync(join(dir, name, ".."), { recursive: true });
+    cpSync(onnx, join(dir, name));
+  }
+  return dir;
+}
+
+/** sha256 of every file under `dir`, by relative path (symbolic links and folders too). */
+function snapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else out[relative(dir, p)] = createHash("sha256").update(readFileSync(p)).digest("hex") + ` ${statSync(p).mtimeMs}`;
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+describe("model variants and the prepared-graph cache", function () {
+  this.timeout(120000);
+  let root: string;
+  const shipped = join(MODEL_DIR, "onnx/model.onnx");
+  before(() => {
+    root = mkdtempSync(join(tmpdir(), "tsmc-variants-"));
+    chmodSync(root, 0o755);
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  const run = (args: string[], env: Record<string, string>, options: SpawnSyncOptions = {}) =>
+    spawnSync(process.execPath, [CLI, ...args], {
+      encoding: "utf8",
+      timeout: 90000,
+      ...options,
+      env: { ...process.env, ...env },
+    }) as { status: number | null; stdout: string; stderr: string };
+
+  describe("file choice", () => {
+    for (const dtype of DTYPES) {
+      for (const name of dtypeFiles(dtype)) {
+        it(`finds a folder holding only ${name} (${dtype})`, () => {
+          const dir = folderWith(root, MODEL_DIR, shipped, [name]);
+          const f = openModelFolder(dir);
+          assert.equal(f.onnxFile, name);
+          assert.equal(f.dtype, dtype);
+          assert.equal(openModelFolder(dir, { dtype }).onnxFile, name);
+        });
+      }
+    }
+
+    it("takes the CPU's order by default and the GPU's for a GPU named outright", () => {
+      const all = DTYPES.map((d) => dtypeFiles(d)[1]);
+      const dir = folderWith(root, MODEL_DIR, shipped, all);
+      assert.equal(openModelFolder(dir).dtype, DTYPE_ORDER.cpu[0]);
+      assert.equal(openModelFolder(dir, { device: "auto" }).dtype, "fp32");
+      assert.equal(openModelFolder(dir, { device: "webgpu" }).dtype, "fp16");
+      assert.equal(openModelFolder(dir, { device: "cuda" }).onnxFile, "onnx/model_fp16.onnx");
+      rmSync(join(dir, "onnx/model.onnx"));
+      assert.equal(openModelFolder(dir).dtype, "quantized");
+      for (const d of DTYPES.filter((x) => x !== "fp32")) assert.equal(openModelFolder(dir, { dtype: d }).dtype, d);
+    });
+
+    it("refuses a dtype the folder lacks in one line naming what it has", () => {
+      const dir = folderWith(root, MODEL_DIR, shipped, ["onnx/model_q4.onnx", "onnx/model_int8.onnx"]);
+      assert.throws(
+        () => openModelFolder(dir, { dtype: "fp16" }),
+        (e: Error) =>
+          e instanceof ModelFolderError &&
+          !e.message.includes("\n") &&
+          /has no fp16 decoder .*; it has q4 \(onnx\/model_q4\.onnx\), int8 \(onnx\/model_int8\.onnx\)$/.test(e.message),
+      );
+    });
+
+    it("reads --dtype and --onnx-file (or onnx_file), not both", () => {
+      assert.deepEqual(modelFileOptions({}), { dtype: "auto" });
+      assert.deepEqual(modelFileOptions({ dtype: "q4" }), { dtype: "q4" });
+      assert.deepEqual(modelFileOptions({ onnx_file: "x.onnx" }, "onnx_file"), { dtype: "auto", onnxFile: "x.onnx" });
+      assert.throws(() => modelFileOptions({ dtype: "q3" }), UsageError);
+      assert.throws(() => modelFileOptions({ dtype: "q4", "onnx-file": "x.onnx" }), /not both/);
+    });
+
+    it("solve --dtype runs the renamed copy and names the file; a missing dtype exits 3 in one line", () => {
+      const dir = folderWith(root, MODEL_DIR, shipped, ["onnx/model_q4.onnx", "onnx/model_quantized.onnx"]);
+      const cache = mkdtempSync(join(root, "cache-"));
+      const args = [
+        "solve",
+        "What is 2 + 3?",
+        "--model",
+        dir,
+        "--particles",
+        "2",
+        "--max-tokens",
+        "8",
+        "--device",
+        "cpu",
+        "--twist",
+        "none",
+      ];
+      const text = run([...args, "--dtype", "q4"], { TWISTED_SMC_CACHE_DIR: cache });
+      assert.equal(text.status, 0, text.stderr);
+      assert.match(text.stdout, /^Model: {3}m-\w+ \(onnx\/model_q4\.onnx\) on cpu/m);
+      const json = run([...args, "--json"], { TWISTED_SMC_CACHE_DIR: cache });
+      assert.equal(json.status, 0, json.stderr);
+      assert.equal(JSON.parse(json.stdout).modelFile, "onnx/model_quantized.onnx");
+      const file = run([...args, "--json", "--onnx-file", "onnx/model_q4.onnx"], { TWISTED_SMC_CACHE_DIR: cache });
+      assert.equal(JSON.parse(file.stdout).modelFile, "onnx/model_q4.onnx");
+      const missing = run([...args, "--dtype", "fp16"], { TWISTED_SMC_CACHE_DIR: cache });
+      assert.equal(missing.status, 3);
+      assert.equal(missing.stderr.trim().split("\n").length, 1, missing.stderr);
+      assert.match(missing.stderr, /has no fp16 decoder .*it has q4 \(onnx\/model_q4\.onnx\), quantized/);
+    });
+
+    it("sample, eval and train take --dtype too", () => {
+      const dir = folderWith(root, MODEL_DIR, shipped, ["onnx/model_uint8.onnx"]);
+      const env = { TWISTED_SMC_CACHE_DIR: mkdtempSync(join(root, "cache-")) };
+      const sample = run(
+        ["sample", "What is 2 + 3?", "--model", dir, "-k", "2", "--max-tokens", "4", "--device", "cpu", "--dtype", "uint8"],
+        env,
+      );
+      assert.equal(sample.status, 0, sample.stderr);
+      assert.match(sample.stdout, /\(onnx\/model_uint8\.onnx\) on cpu/);
+      for (const cmd of [
+        ["eval", "--model", dir, "--dtype", "fp16"],
+        ["train", "--model_name", dir, "--dtype", "fp16", "--output_dir", join(root, "train-out")],
+        ["train", "--model-name", dir, "--onnx-file", "onnx/model_fp16.onnx", "--output_dir", join(root, "train-out")],
+      ]) {
+        const r = run(cmd, env);
+        assert.equal(r.status, 3, `${cmd.join(" ")}: ${r.stderr}`);
+        assert.match(r.stderr, /fp16/);
+      }
+    });
+  });
+
+  describe("the cache folder", () => {
+    const options = { hiddenSize: 64, vocabSize: 332, sampler: true };
+
+    it("is TWISTED_SMC_CACHE_DIR, else $XDG_CACHE_HOME/twisted-smc, else ~/.cache/twisted-smc", () => {
+      assert.equal(cacheDirFromEnv({ TWISTED_SMC_CACHE_DIR: "/a/b", XDG_CACHE_HOME: "/x" }), "/a/b");
+      assert.equal(cacheDirFromEnv({ XDG_CACHE_HOME: "/x" }), "/x/twisted-smc");
+      assert.match(cacheDirFromEnv({ XDG_CACHE_HOME: "relative" }), /\.cache\/twisted-smc$/);
+      assert.match(cacheDirFromEnv({}), /\.cache\/twisted-smc$/);
+    });
+
+    it("keeps the prepared copy there, reuses it, and prepares again when the source changes", () => {
+      const dir = folderWith(root, GPT2, join(GPT2, "model.onnx"), ["model.onnx"]);
+      const cache = mkdtempSync(join(root, "cache-"));
+      const before = snapshot(dir);
+      const first = prepareForSmc(join(dir, "model.onnx"), options, cache);
+      assert.equal(first.cached, false);
+      assert.ok(first.path.startsWith(preparedDir(join(dir, "model.onnx"), cache)), first.path);
+      assert.ok(first.path.startsWith(cache) && first.path.endsWith("model.sampling.smc.onnx"));
+      assert.deepEqual(snapshot(dir), before);
+      const mtime = statSync(first.path).mtimeMs;
+      const second = prepareForSmc(join(dir, "model.onnx"), options, cache);
+      assert.equal(second.cached, true);
+      assert.equal(second.path, first.path);
+      assert.equal(statSync(first.path).mtimeMs, mtime);
+      // A newer file of the same size (a re-download): prepared again.
+      const later = new Date(Date.now() + 5000);
+      utimesSync(join(dir, "model.onnx"), later, later);
+      assert.equal(prepareForSmc(join(dir, "model.onnx"), options, cache).cached, false);
+      assert.equal(prepareForSmc(join(dir, "model.onnx"), options, cache).cached, true);
+      // Other bytes under the same size and mtime (the hash of the file's ends): prepared again.
+      const bytes = readFileSync(join(dir, "model.onnx"));
+      const { mtime: m } = statSync(join(dir, "model.onnx"));
+      const stamp = JSON.parse(readFileSync(first.path.replace(/\.onnx$/, ".json"), "utf8"));
+      writeFileSync(join(dir, "model.onnx"), bytes);
+      utimesSync(join(dir, "model.onnx"), m, m);
+      assert.equal(prepareForSmc(join(dir, "model.onnx"), options, cache).cached, true);
+      stamp.source.sampleHash = "0".repeat(64);
+      writeFileSync(first.path.replace(/\.onnx$/, ".json"), JSON.stringify(stamp));
+      assert.equal(prepareForSmc(join(dir, "model.onnx"), options, cache).cached, false);
+    });
+
+    it("leaves the model folder byte for byte unchanged after a solve", () => {
+      const dir = folderWith(root, GPT2, join(GPT2, "model.onnx"), ["model.onnx"]);
+      const cache = mkdtempSync(join(root, "cache-"));
+      const before = snapshot(dir);
+      const r = run(["sample", "1 + 1", "--model", dir, "-k", "2", "--max-tokens", "4", "--device", "cpu"], {
+        TWISTED_SMC_CACHE_DIR: cache,
+      });
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(snapshot(dir), before);
+      const prepared = readdirSync(join(cache, "prepared"), { recursive: true }).map(String);
+      assert.ok(
+        prepared.some((p) => p.endsWith(".smc.onnx")),
+        prepared.join(", "),
+      );
+    });
+
+    describe("external data", () => {
+      let dir: string;
+      before(() => {
+        dir = folderWith(root, GPT2, join(GPT2, "model.onnx"), []);
+        const { model, data } = toExternalData(readFileSync(join(GPT2, "model.onnx")), "model.onnx_data");
+        writeFileSync(join(dir, "model.onnx"), model);
+        writeFileSync(join(dir, "model.onnx_data"), data);
+        assert.deepEqual(externalDataLocations(model), ["model.onnx_data"]);
+      });
+
+      it("runs from another working folder, the model folder unchanged", () => {
+        const cache = mkdtempSync(join(root, "cache-"));
+        const before = snapshot(dir);
+        const args = ["sample", "1 + 1", "--model", dir, "-k", "2", "--max-tokens", "4", "--device", "cpu", "--json"];
+        for (let i = 0; i < 2; i++) {
+          const r = run(args, { TWISTED_SMC_CACHE_DIR: cache }, { cwd: root });
+          assert.equal(r.status, 0, r.stderr);
+          assert.equal(JSON.parse(r.stdout).modelFile, "model.onnx");
+        }
+        assert.deepEqual(snapshot(dir), before);
+        assert.ok(readdirSync(join(cache, "prepared"), { recursive: true }).some((p) => String(p).endsWith(".smc.onnx")));
+      });
+
+      it("runs from a read-only folder as another user, from memory where the cache cannot be written", function () {
+        if (process.getuid?.() !== 0 || spawnSync("runuser", ["-u", "nobody", "--", "true"]).status !== 0) return this.skip(); // needs root to run as nobody (as root, permission bits do not stop writes)
+        const ro = mkdtempSync(join(root, "ro-"));
+        cpSync(dir, join(ro, "m"), { recursive: true });
+        chmodSync(ro, 0o755);
+        spawnSync("chmod", ["-R", "a+rX,a-w", join(ro, "m")]);
+        const before = snapshot(join(ro, "m"));
+        const writable = mkdtempSync(join(root, "cache-"));
+        chmodSync(writable, 0o777);
+        const unwritable = mkdtempSync(join(root, "cache-"));
+        chmodSync(unwritable, 0o555);
+        for (const cache of [writable, unwritable]) {
+          const r = spawnSync(
+            "runuser",
+            [
+              "-u",
+              "nobody",
+              "--",
+              process.execPath,
+              CLI,
+              "sample",
+              "1 + 1",
+              "--model",
+              join(ro, "m"),
+              "-k",
+              "2",
+              "--max-tokens",
+              "4",
+              "--device",
+              "cpu",
+            ],
+            { encoding: "utf8", cwd: "/", timeout: 90000, env: { ...process.env, TWISTED_SMC_CACHE_DIR: cache, HOME: "/nonexistent" } },
+          );
+          assert.equal(r.status, 0, r.stderr);
+          if (cache === unwritable) assert.match(r.stderr, /runs from memory|warning/);
+        }
+        assert.deepEqual(snapshot(join(ro, "m")), before);
+      });
+    });
+  });
+});
