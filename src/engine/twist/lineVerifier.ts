@@ -17,10 +17,13 @@
  *
  * Initialisation: w2 = 0 and bias BIAS_INIT, so every line has the same σ(3) and ψ cancels from every
  * weight ratio at a step, as ψ ≡ 1 would.
+ *
+ * Which notations are read, and which are left out (a line left out adds nothing to log ψ, never a
+ * penalty): arithmeticLines.ts and docs/line-verifier.md.
  */
 import { Rng } from "../util/rng";
 import { StepTwist, TwistInput } from "../smc/twist";
-import { arithmeticLines, DIGIT_CODES, encodedLength, encodeLine, NO_COLUMN, OPERATORS } from "./arithmeticLines";
+import { arithmeticLines, DIGIT_CODES, encodedLength, encodeLine, fitsColumns, NO_COLUMN, OPERATORS } from "./arithmeticLines";
 import { BIAS_INIT, logSigmoid } from "./heads";
 
 const OPS = OPERATORS.length;
@@ -95,9 +98,16 @@ export class LineVerifier implements StepTwist {
     return PARAM_NAMES.map((n) => this.p[n]);
   }
 
-  /** Encodes a text's lines for this verifier. */
+  /**
+   * Encodes a text's lines for this verifier. A line with a number longer than its columns is left out
+   * (adds nothing to log ψ): cut to its low digits it would be another line, often a wrong one
+   * ("9999 + 1 = 10000" would read "9999 + 1 = 0000"), and the verifier must never penalise a line it
+   * cannot see. Lines it cannot parse at all are left out likewise (arithmeticLines).
+   */
   encode(text: string): Int32Array[] {
-    return arithmeticLines(text).map((l) => encodeLine(l, this.p.columns));
+    return arithmeticLines(text)
+      .filter((l) => fitsColumns(l, this.p.columns))
+      .map((l) => encodeLine(l, this.p.columns));
   }
 
   /**
