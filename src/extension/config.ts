@@ -3,12 +3,12 @@
  * only from user settings: a workspace must not point the engine at files it brought along.
  */
 import * as vscode from "vscode";
-import type { DeviceRequest, Level, ModelSettings, Resampling, SmcSettings } from "../protocol/protocol";
+import type { DeviceRequest, Level, ModelSettings, ModelVariant, Resampling, SmcSettings } from "../protocol/protocol";
 
 export const SECTION = "twistedSmc";
 
 /** Settings whose change needs the engine to load another model. */
-export const MODEL_SETTINGS = ["model", "device"].map((k) => `${SECTION}.${k}`);
+export const MODEL_SETTINGS = ["model", "device", "modelVariant"].map((k) => `${SECTION}.${k}`);
 
 function trustedString(cfg: vscode.WorkspaceConfiguration, key: string): string {
   if (vscode.workspace.isTrusted) return cfg.get<string>(key, "");
@@ -21,6 +21,7 @@ export function modelSettings(): ModelSettings {
     model: trustedString(cfg, "model"),
     twist: trustedString(cfg, "twist"),
     device: cfg.get<DeviceRequest>("device", "auto"),
+    variant: cfg.get<ModelVariant>("modelVariant", "auto"),
   };
 }
 

@@ -27,7 +27,7 @@ export function createStatusBar(engine: EngineClient): EngineStatusBar {
     item.text = `${ICONS[engine.state]} Twisted SMC${crashed ? ": crashed" : device ? `: ${device}` : ""}${model && !crashed ? ` · ${model}` : ""}`;
     item.tooltip = crashed
       ? "The engine stopped unexpectedly. Click to restart it or read the log; the next solve also restarts it."
-      : `Engine ${engine.state}${s?.deviceChoice ? `\nDevice: ${s.deviceChoice}` : ""}${s?.model ? `\nModel: ${s.model}` : ""}\nClick for details`;
+      : `Engine ${engine.state}${s?.deviceChoice ? `\nDevice: ${s.deviceChoice}` : ""}${s?.model ? `\nModel: ${s.model}${s.modelFile ? ` (${s.modelFile})` : ""}` : ""}\nClick for details`;
     item.backgroundColor = crashed ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
   };
   render();

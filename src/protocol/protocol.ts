@@ -17,6 +17,12 @@ export type Resampling = (typeof RESAMPLING_SCHEMES)[number];
 export const DEVICES = ["auto", "cpu", "webgpu", "cuda"] as const;
 export type DeviceRequest = (typeof DEVICES)[number];
 
+/** The precisions a model folder's ONNX files come in (transformers.js's names: onnx/model_q4.onnx …). */
+export const MODEL_DTYPES = ["fp32", "fp16", "q4", "q4f16", "int8", "uint8", "quantized", "bnb4"] as const;
+/** Which of the folder's ONNX files to load: `auto` follows the device's order (lm/model/modelFolder.ts). */
+export const MODEL_VARIANTS = ["auto", ...MODEL_DTYPES] as const;
+export type ModelVariant = (typeof MODEL_VARIANTS)[number];
+
 /** What the engine needs to run a model; a change of any of these reloads it. */
 export interface ModelSettings {
   /** Model folder; empty for the shipped model. */
@@ -24,6 +30,8 @@ export interface ModelSettings {
   /** Twist file, "" for the model folder's own twist (if any), or "none". */
   twist: string;
   device: DeviceRequest;
+  /** The ONNX file's precision (twistedSmc.modelVariant); unset: auto. */
+  variant?: ModelVariant;
 }
 
 export interface SmcSettings {
@@ -89,6 +97,8 @@ export interface EngineStatus {
   version: string;
   /** Loaded model, or null before the first request. */
   model: string | null;
+  /** The loaded ONNX file, relative to the model folder (onnx/model_q4.onnx, say). */
+  modelFile?: string | null;
   device: string | null;
   deviceChoice: string | null;
   twist: string | null;

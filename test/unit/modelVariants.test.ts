@@ -4,7 +4,7 @@
  * model folder is byte for byte unchanged after a run, read-only and external data included.
  */
 import assert from "node:assert/strict";
-import { spawnSync, SpawnSyncOptions } from "node:child_process";
+import { spawn, spawnSync, SpawnSyncOptions } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   chmodSync,
@@ -32,10 +32,13 @@ import {
 } from "../../src/engine/lm/model/modelFolder";
 import { externalDataLocations, prepareForSmc, preparedDir } from "../../src/engine/lm/onnx/prepareGraph";
 import { UsageError } from "../../src/engine/util/options";
+import { Methods, MODEL_DTYPES, MODEL_VARIANTS } from "../../src/protocol/protocol";
+import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from "vscode-jsonrpc/node";
 import { toExternalData } from "./externalData";
 import { MODEL_DIR } from "./helpers";
 
 const CLI = join(__dirname, "../../dist/cli.js");
+const ENGINE = join(__dirname, "../../dist/engine.js");
 const GPT2 = join(__dirname, "../fixtures/gpt2-tiny");
 const FOLDER_FILES = ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"];
 
@@ -174,6 +177,45 @@ describe("model variants and the prepared-graph cache", function () {
         const r = run(cmd, env);
         assert.equal(r.status, 3, `${cmd.join(" ")}: ${r.stderr}`);
         assert.match(r.stderr, /fp16/);
+      }
+    });
+  });
+
+  describe("the twistedSmc.modelVariant setting", () => {
+    it("offers the engine's dtypes, as the protocol lists them", () => {
+      assert.deepEqual([...MODEL_DTYPES], [...DTYPES]);
+      const pkg = JSON.parse(readFileSync(join(__dirname, "../../package.json"), "utf8"));
+      const setting = pkg.contributes.configuration.properties["twistedSmc.modelVariant"];
+      assert.deepEqual(setting.enum, [...MODEL_VARIANTS]);
+      assert.equal(setting.default, "auto");
+    });
+
+    it("reaches the engine: its status names the file loaded, and a variant the folder lacks is refused", async () => {
+      const dir = folderWith(root, MODEL_DIR, shipped, ["onnx/model.onnx", "onnx/model_int8.onnx"]);
+      const child = spawn(process.execPath, [ENGINE, "--stdio"], {
+        stdio: ["pipe", "pipe", "inherit"],
+        env: { ...process.env, TWISTED_SMC_CACHE_DIR: mkdtempSync(join(root, "cache-")) },
+      });
+      const conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
+      conn.listen();
+      try {
+        await conn.sendRequest("initialize", { processId: process.pid, rootUri: null, capabilities: {} });
+        conn.sendNotification("initialized", {});
+        const solveWith = (variant: (typeof MODEL_VARIANTS)[number]) =>
+          conn.sendRequest(Methods.solve, {
+            runId: `run-${variant}`,
+            problem: "What is 2 + 3?",
+            model: { model: dir, twist: "none", device: "cpu", variant },
+            smc: { particles: 2, level: "token", resampling: "systematic", essThreshold: 0.5, maxTokens: 8, temperature: 1, seed: 0 },
+          });
+        await solveWith("int8");
+        assert.equal((await conn.sendRequest(Methods.status)).modelFile, "onnx/model_int8.onnx");
+        await solveWith("auto");
+        assert.equal((await conn.sendRequest(Methods.status)).modelFile, "onnx/model.onnx");
+        await assert.rejects(solveWith("q4"), /has no q4 decoder.*it has fp32 \(onnx\/model\.onnx\), int8/);
+      } finally {
+        conn.dispose();
+        child.kill();
       }
     });
   });

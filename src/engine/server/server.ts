@@ -6,7 +6,7 @@
  */
 import { Connection, ResponseError } from "vscode-languageserver/node";
 import { CancellationToken, ErrorCodes as RpcErrors } from "vscode-jsonrpc";
-import { ErrorCodes, EngineStatus, Methods, ModelSettings, SolveParams, SolveResultMessage } from "../../protocol/protocol";
+import { ErrorCodes, EngineStatus, Methods, MODEL_VARIANTS, ModelSettings, SolveParams, SolveResultMessage } from "../../protocol/protocol";
 import { loadModel, LoadedModel, withCpuFallback } from "../lm/model/loadModel";
 import { DEVICES } from "../lm/decoder/device";
 import { RESAMPLING_SCHEMES } from "../smc/resampling";
@@ -62,7 +62,8 @@ class ModelCache {
   }
 
   private async get(settings: ModelSettings): Promise<Loaded> {
-    const key = JSON.stringify([settings.model, settings.device]);
+    const variant = settings.variant ?? "auto";
+    const key = JSON.stringify([settings.model, settings.device, variant]);
     if (this.current && this.key === key) {
       try {
         return await this.current;
@@ -72,7 +73,11 @@ class ModelCache {
     }
     const previous = this.current;
     this.key = key;
-    this.current = loadModel(settings.model || undefined, { device: settings.device }).then((model) => ({ key, model, twists: new Map() }));
+    this.current = loadModel(settings.model || undefined, { device: settings.device, dtype: variant }).then((model) => ({
+      key,
+      model,
+      twists: new Map(),
+    }));
     previous?.then((p) => this.retire(p)).catch(() => undefined);
     return this.current;
   }
@@ -125,6 +130,10 @@ export function validateSolveParams(p: SolveParams): void {
     "solve: model must be {model, twist, device}",
   );
   check((DEVICES as readonly string[]).includes(m.device), `solve: device must be one of ${DEVICES.join(", ")}`);
+  check(
+    m.variant === undefined || (MODEL_VARIANTS as readonly string[]).includes(m.variant),
+    `solve: variant must be one of ${MODEL_VARIANTS.join(", ")}`,
+  );
   check(typeof s === "object" && s !== null, "solve: smc settings are missing");
   check(Number.isInteger(s.particles) && s.particles >= 1 && s.particles <= 4096, "solve: particles must be an integer from 1 to 4096");
   check(s.level === "token" || s.level === "step", "solve: level must be token or step");
@@ -173,6 +182,7 @@ export function registerHandlers(connection: Connection): void {
     return {
       version: typeof PACKAGE_VERSION === "string" ? PACKAGE_VERSION : "dev",
       model: loaded ? loaded.model.folder.dir : null,
+      modelFile: loaded ? loaded.model.folder.onnxFile : null,
       device: loaded ? loaded.model.lm.device : null,
       deviceChoice: loaded?.model.lm.deviceChoice ?? null,
       twist: lastTwist,
@@ -203,7 +213,9 @@ export function registerHandlers(connection: Connection): void {
           signal,
           onStep: (step) => void connection.sendNotification(Methods.step, { runId: params.runId, step }),
         });
-      const r = await withCpuFallback(loaded.model, { device: params.model.device }, run, (cpu) => models.replaceModel(loaded, cpu));
+      const r = await withCpuFallback(loaded.model, { device: params.model.device, dtype: params.model.variant }, run, (cpu) =>
+        models.replaceModel(loaded, cpu),
+      );
       return { ...r, runId: params.runId, logZ: Number.isFinite(r.logZ) ? r.logZ : null, record: r.record! };
     } catch (e) {
       throw asResponseError(e);

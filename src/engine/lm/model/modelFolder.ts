@@ -6,6 +6,7 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { InputError } from "../../util/errors";
+import { MODEL_DTYPES, ModelVariant } from "../../../protocol/protocol";
 import { choiceOption, OptionValues, stringOption, UsageError } from "../../util/options";
 
 export class ModelFolderError extends InputError {}
@@ -42,10 +43,10 @@ export interface ModelFolder {
 }
 
 /** The precisions an export comes in, by the suffix transformers.js gives its files (model_SUFFIX.onnx). */
-export const DTYPES = ["fp32", "fp16", "q4", "q4f16", "int8", "uint8", "quantized", "bnb4"] as const;
+export const DTYPES = MODEL_DTYPES;
 export type Dtype = (typeof DTYPES)[number];
 /** The model variant a user asks for (--dtype, the twistedSmc.modelVariant setting): auto is the device's order. */
-export type ModelVariant = Dtype | "auto";
+export type { ModelVariant };
 
 /**
  * The order files are tried in when no dtype is asked for. On the CPU (and for --device auto, as the
