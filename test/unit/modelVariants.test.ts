@@ -35,6 +35,9 @@ import { UsageError } from "../../src/engine/util/options";
 import { Methods, MODEL_DTYPES, MODEL_VARIANTS } from "../../src/protocol/protocol";
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from "vscode-jsonrpc/node";
 import { toExternalData } from "./externalData";
+import { smcReadySource } from "../../src/engine/lm/decoder/decoderSession";
+import { GRAPH, MODEL } from "../../src/engine/lm/onnx/graphBuild";
+import { bytesField, concat, fields, message, text } from "../../src/engine/lm/onnx/protoWire";
 import { MODEL_DIR } from "./helpers";
 
 const CLI = join(__dirname, "../../dist/cli.js");
@@ -179,6 +182,43 @@ describe("model variants and the prepared-graph cache", function () {
         assert.match(r.stderr, /fp16/);
       }
     });
+  });
+
+  it("warns once, in one line, that a graph whose LM head it cannot find (a quantized one) runs unprepared", () => {
+    // gpt2-tiny with its MatMuls renamed as a 4-bit export's: the head search stops at them.
+    const NODE_OP_TYPE = 4;
+    const renamed = (n: Uint8Array) =>
+      concat(
+        [...fields(n)].map((f) =>
+          f.field === NODE_OP_TYPE && ["MatMul", "Gemm"].includes(text(f)) ? message([[NODE_OP_TYPE, "MatMulNBits"]]) : f.raw,
+        ),
+      );
+    const graph = (g: Uint8Array) =>
+      concat([...fields(g)].map((f) => (f.field === GRAPH.node ? bytesField(GRAPH.node, renamed(f.value)) : f.raw)));
+    const model = readFileSync(join(GPT2, "model.onnx"));
+    const dir = folderWith(root, GPT2, join(GPT2, "model.onnx"), []);
+    mkdirSync(join(dir, "onnx"));
+    writeFileSync(
+      join(dir, "onnx/model_q4.onnx"),
+      concat([...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, graph(f.value)) : f.raw))),
+    );
+    const folder = openModelFolder(dir);
+    assert.equal(folder.dtype, "q4");
+    const warnings: string[] = [];
+    const warn = console.warn;
+    console.warn = (...args: unknown[]) => warnings.push(args.join(" "));
+    const before = process.env.TWISTED_SMC_CACHE_DIR;
+    process.env.TWISTED_SMC_CACHE_DIR = mkdtempSync(join(root, "cache-"));
+    try {
+      for (let i = 0; i < 2; i++) assert.equal(smcReadySource(folder, false, false, false).source, folder.onnxPath);
+    } finally {
+      console.warn = warn;
+      if (before === undefined) delete process.env.TWISTED_SMC_CACHE_DIR;
+      else process.env.TWISTED_SMC_CACHE_DIR = before;
+    }
+    assert.equal(warnings.length, 1, warnings.join("\n"));
+    assert.doesNotMatch(warnings[0], /\n/);
+    assert.match(warnings[0], /onnx\/model_q4\.onnx runs unprepared \(a quantized graph: .*hidden state cannot run.*slower sampling/);
   });
 
   describe("the twistedSmc.modelVariant setting", () => {
