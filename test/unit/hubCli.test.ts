@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FakeHub, shippedModelFiles, variantRepoFiles } from "./hubFixture";
@@ -25,11 +25,14 @@ describe("twisted-smc models: the command line over a local Hub", function () {
   this.timeout(120000);
   const hub = new FakeHub();
   const cache = mkdtempSync(join(tmpdir(), "tsmc-hubcli-"));
+  /** HF_HOME: where huggingface_hub's login keeps the token file (empty unless a test writes one). */
+  const home = mkdtempSync(join(tmpdir(), "tsmc-hubhome-"));
   let endpoint: string;
   const run = (args: string[], env: Record<string, string> = {}) =>
     new Promise<Ran>((resolve) => {
-      const childEnv: NodeJS.ProcessEnv = { ...process.env, HF_HUB_CACHE: cache, HF_ENDPOINT: endpoint };
+      const childEnv: NodeJS.ProcessEnv = { ...process.env, HF_HUB_CACHE: cache, HF_ENDPOINT: endpoint, HF_HOME: home };
       delete childEnv.HF_TOKEN;
+      delete childEnv.HF_TOKEN_PATH;
       Object.assign(childEnv, env);
       execFile(process.execPath, [CLI, ...args], { env: childEnv, timeout: 100000 }, (error, stdout, stderr) =>
         resolve({ status: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
@@ -106,13 +109,18 @@ describe("twisted-smc models: the command line over a local Hub", function () {
     assert.equal(ok.status, 0, ok.stderr);
     assert.ok(hub.requests.some((q) => q.authorization === `Bearer ${TOKEN}`));
     for (const out of [ok.stdout, ok.stderr, gated.stderr]) assert.ok(!out.includes(TOKEN));
+    // The token file huggingface_hub's login writes serves too.
+    writeFileSync(join(home, "token"), TOKEN + "\n");
+    const fromFile = await run(["models", "pull", "acme/gated", "--dtype", "fp16"]);
+    rmSync(join(home, "token"));
+    assert.equal(fromFile.status, 0, fromFile.stderr);
     for (const f of allFiles(cache)) assert.ok(!readFileSync(f).includes(TOKEN), f);
   });
 
   it("list shows id, revision, variants, size and folder; rm frees it", async () => {
     const list = await run(["models", "list"]);
     assert.equal(list.status, 0, list.stderr);
-    assert.match(list.stdout, /^acme\/gated {2}main \(d{10}\) {2}q4 {2}[\d.]+ KiB {2}.*models--acme--gated\/snapshots\/d{40}$/m);
+    assert.match(list.stdout, /^acme\/gated {2}main \(d{10}\) {2}fp16,q4 {2}[\d.]+ KiB {2}.*models--acme--gated\/snapshots\/d{40}$/m);
     assert.match(list.stdout, /^acme\/tiny-math {2}main \(c{10}\) {2}fp32 {2}3\.5 MiB {2}.*models--acme--tiny-math\/snapshots\/c{40}$/m);
     const json = JSON.parse((await run(["models", "list", "--json"])).stdout) as { repo: string; bytes: number }[];
     assert.deepEqual(

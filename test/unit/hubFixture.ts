@@ -1,8 +1,8 @@
 /**
  * A local stand-in for the Hugging Face Hub, for the hub*.test.ts tests: a node:http server on
  * 127.0.0.1 answering the requests @huggingface/hub makes (model info, the recursive tree listing,
- * `resolve` with ranges, ETag and X-Repo-Commit) for fixture repositories built from the shipped
- * model's files. It records every request and can break a download mid-file or gate a repository.
+ * `resolve` with ranges, ETag and X-Repo-Commit; LFS files redirected, as the Hub sends them to its
+ * CDN) for fixture repositories built from the shipped model's files. It records every request and can break a download mid-file or gate a repository.
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -30,6 +30,8 @@ export interface Request {
   url: string;
   range?: string;
   authorization?: string;
+  /** The repository file whose bytes this request was answered with, if any. */
+  file?: string;
 }
 
 export const SHIPPED = join(__dirname, "../../models/tiny-math-llama");
@@ -99,9 +101,9 @@ export class FakeHub {
     await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
   }
 
-  /** The file downloads (GET resolve requests other than the 1-byte probes) since `from`. */
+  /** The file downloads (GET requests answered with a file's bytes, other than the 1-byte probes) since `from`. */
   downloads(from = 0): Request[] {
-    return this.requests.slice(from).filter((r) => r.method === "GET" && r.url.includes("/resolve/") && r.range !== "bytes=0-0");
+    return this.requests.slice(from).filter((r) => r.method === "GET" && r.file !== undefined && r.range !== "bytes=0-0");
   }
 
   private json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -111,12 +113,19 @@ export class FakeHub {
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? "/", "http://x");
-    this.requests.push({
+    const request: Request = {
       method: req.method ?? "GET",
       url: url.pathname + url.search,
       range: req.headers.range,
       authorization: req.headers.authorization,
-    });
+    };
+    this.requests.push(request);
+    const cdn = /^\/cdn\/([^/]+\/[^/]+)\/([0-9a-f]{64})$/.exec(url.pathname);
+    if (cdn) {
+      const f = this.repos.get(cdn[1])?.files.find((x) => x.lfs && etagOf(x) === cdn[2]);
+      if (!f) return this.json(res, 404, { error: "no such object" });
+      return this.serve(req, res, request, f, { ETag: `"${etagOf(f)}"` });
+    }
     const api = /^\/api\/models\/([^/]+\/[^/]+)\/(revision|tree)\/([^/]+)(?:\/(.*))?$/.exec(url.pathname);
     const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
     const id = api?.[1] ?? resolve?.[1];
@@ -162,12 +171,22 @@ export class FakeHub {
     }
     const f = repo.files.find((x) => x.path === resolve![3]);
     if (!f) return this.json(res, 404, { error: "Entry not found" }, { "X-Error-Code": "EntryNotFound" });
-    const headers: Record<string, string> = {
-      "Content-Type": "application/octet-stream",
-      "Accept-Ranges": "bytes",
-      ETag: `"${etagOf(f)}"`,
-      "X-Repo-Commit": repo.commit,
-    };
+    if (f.lfs) {
+      res.writeHead(302, {
+        Location: `${this.endpoint}/cdn/${repo.id}/${etagOf(f)}`,
+        "X-Linked-Etag": `"${etagOf(f)}"`,
+        "X-Linked-Size": String(f.content.length),
+        "X-Repo-Commit": repo.commit,
+      });
+      return void res.end();
+    }
+    this.serve(req, res, request, f, { ETag: `"${etagOf(f)}"`, "X-Repo-Commit": repo.commit });
+  }
+
+  /** A file's bytes, all of them or the requested range; broken off once if dropOnce says so. */
+  private serve(req: IncomingMessage, res: ServerResponse, request: Request, f: FixtureFile, extra: Record<string, string>): void {
+    request.file = f.path;
+    const headers: Record<string, string> = { "Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", ...extra };
     const total = f.content.length;
     const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");
     let body = f.content;

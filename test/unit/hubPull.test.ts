@@ -154,7 +154,7 @@ describe("hub: pulling into the Hugging Face cache", function () {
     assert.deepEqual(
       hub
         .downloads(from)
-        .map((q) => decodeURIComponent(q.url.split(`/resolve/${COMMIT}/`)[1]))
+        .map((q) => q.file)
         .sort(),
       wanted,
     );
@@ -188,8 +188,8 @@ describe("hub: pulling into the Hugging Face cache", function () {
     assert.equal(events.filter((e) => e.event === "cached").length, 9);
     const fp16 = await pull({ dtype: "fp16" });
     assert.deepEqual(
-      hub.downloads(from).map((q) => q.url.split("/").pop()),
-      ["model_fp16.onnx", "model_fp16.onnx_data"],
+      hub.downloads(from).map((q) => q.file),
+      ["onnx/model_fp16.onnx", "onnx/model_fp16.onnx_data"],
     );
     assert.equal(fp16.snapshot, again.snapshot);
     const [listed] = listCachedModels(cache);
@@ -219,7 +219,7 @@ describe("hub: pulling into the Hugging Face cache", function () {
     const r = await pull({}, events);
     assert.deepEqual(readFileSync(join(r.snapshot, big.path)), big.content);
     assert.ok(!existsSync(`${blob}.incomplete`));
-    const resumed = hub.downloads(from).find((q) => q.url.endsWith(big.path));
+    const resumed = hub.downloads(from).find((q) => q.file === big.path);
     assert.equal(resumed?.range, `bytes=${kept}-${big.content.length - 1}`);
     assert.ok(events.some((e) => e.event === "downloaded" && e.path === big.path && e.resumedFrom === kept));
   });
@@ -239,9 +239,9 @@ describe("hub: pulling into the Hugging Face cache", function () {
     assert.deepEqual(
       hub
         .downloads(from)
-        .map((q) => q.url.split("/").pop())
+        .map((q) => q.file)
         .sort(),
-      ["config.json", "model_q4.onnx"],
+      ["config.json", "onnx/model_q4.onnx"],
     );
     assert.deepEqual(
       events
@@ -274,7 +274,7 @@ describe("hub: pulling into the Hugging Face cache", function () {
     await oneLine(
       pull({ repo: "acme/gated", token: "hf_wrong" }),
       InputError,
-      /refused access to acme\/gated \(403\): the token in HF_TOKEN cannot read it/,
+      /refused access to acme\/gated \(403\): the access token from HF_TOKEN cannot read it/,
     );
     await oneLine(pull({ repo: "acme/gated", token: "nonsense" }), InputError, /HF_TOKEN does not hold a Hugging Face access token/);
     const closed = await closedPort();

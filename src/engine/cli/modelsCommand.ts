@@ -1,7 +1,7 @@
 /** `twisted-smc models pull|list|rm`: Hub models in the Hugging Face cache (src/engine/hub/). */
 import { parseArgs } from "node:util";
 import { hubCacheDir, listCachedModels, parseRepoId, removeCachedModel } from "../hub/cache";
-import { DEFAULT_ENDPOINT, PullEvent, pullModel } from "../hub/pull";
+import { DEFAULT_ENDPOINT, hubToken, PullEvent, pullModel } from "../hub/pull";
 import { AUTO_ORDER, DTYPES, Dtype } from "../hub/variants";
 import { InputError } from "../util/errors";
 import { choiceOption, stringOption, UsageError } from "../util/options";
@@ -23,7 +23,8 @@ implicitly.
                        the repository has of ${AUTO_ORDER.join(", ")}
   --revision R         branch, tag or commit (default main)
   --progress text|json a line per file with its bytes and rate (default), or JSON lines on stdout
-HF_TOKEN: an access token for gated or private models (sent to the Hub only, never stored).
+HF_TOKEN: an access token for gated or private models (else the token file huggingface_hub's login
+wrote, $HF_HOME/token); sent to the Hub only, never stored or shown.
 HF_ENDPOINT: the Hub's address (default ${DEFAULT_ENDPOINT}).
 
 list prints each cached model: id, revision, ONNX variants present, size on disk, snapshot folder
@@ -113,12 +114,14 @@ async function pull(positionals: string[], values: Record<string, string | boole
             process.stderr.write(`${tty ? "\r\x1b[K" : ""}  ${e.path}  ${formatBytes(e.bytes)}  ${rate(fetched, e.seconds)}${resumed}\n`);
           }
         };
+  const { token, source: tokenSource } = hubToken();
   const result = await pullModel({
     repo: ref.repo,
     revision: ref.revision ?? revisionFlag,
     dtype,
     endpoint: process.env.HF_ENDPOINT || undefined,
-    token: process.env.HF_TOKEN || undefined,
+    token,
+    tokenSource,
     onEvent,
   });
   const id = `${result.repo}${(ref.revision ?? revisionFlag) ? `@${ref.revision ?? revisionFlag}` : ""}`;

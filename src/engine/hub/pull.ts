@@ -15,12 +15,14 @@ import {
   createWriteStream,
   existsSync,
   mkdirSync,
+  readFileSync,
   renameSync,
   rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
+import { homedir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -40,8 +42,10 @@ export interface PullOptions {
   cacheDir?: string;
   /** The Hub's address (HF_ENDPOINT), default https://huggingface.co. */
   endpoint?: string;
-  /** An access token (HF_TOKEN): sent to the endpoint, never written anywhere. */
+  /** An access token (see hubToken): sent to the endpoint, never written or shown anywhere. */
   token?: string;
+  /** Where the token came from, for messages: "HF_TOKEN" or the token file's path. */
+  tokenSource?: string;
   onEvent?: (event: PullEvent) => void;
 }
 
@@ -66,6 +70,21 @@ interface ListedFile extends RepoFile {
   oid?: string;
   lfs?: { oid: string };
   xetHash?: string;
+}
+
+/**
+ * The access token as huggingface_hub finds it: HF_TOKEN, else the file HF_TOKEN_PATH names, else
+ * `$HF_HOME/token` (what `hf auth login` writes; HF_HOME defaults to ~/.cache/huggingface).
+ */
+export function hubToken(env: NodeJS.ProcessEnv = process.env): { token?: string; source?: string } {
+  if (env.HF_TOKEN) return { token: env.HF_TOKEN.trim(), source: "HF_TOKEN" };
+  const file = env.HF_TOKEN_PATH ?? join(env.HF_HOME ?? join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "huggingface"), "token");
+  try {
+    const token = readFileSync(file, "utf8").trim();
+    return token ? { token, source: file } : {};
+  } catch {
+    return {};
+  }
 }
 
 /** A request that never got an answer: no network, a refused connection, an unknown host. */
@@ -239,14 +258,14 @@ function describeFailure(
     if (e.statusCode === 404) return new InputError(`${id} was not found on ${endpoint} (404: ${said}): check the id and the revision`);
     if (e.statusCode === 401 || e.statusCode === 403) {
       const fix = options.token
-        ? `the token in HF_TOKEN cannot read it: accept the model's conditions on ${endpoint}/${options.repo} with that account, or use another token`
+        ? `the access token from ${options.tokenSource ?? "HF_TOKEN"} cannot read it: accept the model's conditions on ${endpoint}/${options.repo} with that account, or set HF_TOKEN to another token`
         : `it is gated or private: accept its conditions on ${endpoint}/${options.repo} and set HF_TOKEN to an access token of that account`;
       return new InputError(`${endpoint} refused access to ${id} (${e.statusCode}): ${fix}`);
     }
     return new InputError(`${endpoint} answered ${e.statusCode} for ${id} (${said}): try again later`);
   }
   if (e instanceof TypeError && /access token must start with 'hf_'/.test(e.message)) {
-    return new InputError("HF_TOKEN does not hold a Hugging Face access token (they start with hf_)");
+    return new InputError(`${options.tokenSource ?? "HF_TOKEN"} does not hold a Hugging Face access token (they start with hf_)`);
   }
   if (e instanceof NetworkError) {
     return new InputError(`cannot reach ${endpoint} (${e.message}): is there a network connection? (HF_ENDPOINT names a mirror)`);
