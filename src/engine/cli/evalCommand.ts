@@ -29,7 +29,7 @@ Options:
   --max-tokens N              (default 96)
   --no-bounds                 skip the log Ẑ bounds
   --device D, --threads N     the device, and CPU threads (1 to 256)
-${modelFileHelp(26)}
+${modelFileHelp(27)}
   --json                      one JSON object`;
 
 export async function evalCommand(argv: string[]): Promise<void> {

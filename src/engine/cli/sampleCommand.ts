@@ -24,7 +24,7 @@ Options:
   --temperature T      0 is greedy (default 1)
   --seed S             random seed (default 0)
   --device D           auto|cpu|webgpu|cuda (default auto)
-${modelFileHelp(19)}
+${modelFileHelp(20)}
   --threads N          onnxruntime intra-op threads, 1 to 256 (default: all cores)
   --json               print one JSON object instead of text`;
 

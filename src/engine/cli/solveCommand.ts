@@ -38,7 +38,7 @@ Options:
   --seed S                 random seed (default ${D.seed})
   --gold N                 a known answer: the final potential becomes the reward
   --device D               ${DEVICES.join("|")} (default auto)
-${modelFileHelp(23)}
+${modelFileHelp(24)}
   --threads N              CPU threads, 1 to 256 (default: all cores)
   --json                   print one JSON object
   --record FILE            write the step-by-step record (for replay) to FILE`;

@@ -40,7 +40,7 @@ Options:
   --reward_floor X                 final potential of a wrong answer while training, φ = 1 if right (default ${D.reward_floor})
   --resume                         continue the run in --output_dir from its last checkpoint
   --threads N                      CPU threads (default: all cores)
-${modelFileHelp(31, "--onnx_file")}
+${modelFileHelp(32, "--onnx_file")}
   --progress text|json             one human line per batch, or JSON lines for the editor (default text)`;
 
 const FLAGS = Object.keys(D).concat(["model_name", "learning_rate", "loss", "resume", "threads", "dtype", "onnx_file", "progress"]);

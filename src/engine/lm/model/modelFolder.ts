@@ -89,12 +89,16 @@ export function availableDtypes(dir: string): { dtype: Dtype; file: string }[] {
   });
 }
 
-/** The CLI's help lines for --dtype and --onnx-file (`flag` names the latter as a command spells it). */
+/**
+ * The CLI's help lines for --dtype and --onnx-file, their text from column `width` + 3 (`onnxFlag`
+ * names the latter as a command spells it).
+ */
 export function modelFileHelp(width: number, onnxFlag = "--onnx-file"): string {
   const pad = (s: string) => `  ${s.padEnd(width)} `;
   return [
-    `${pad("--dtype D")}${DTYPES.join("|")}: load the folder's file of that precision (onnx/model_D.onnx …);`,
-    `${pad("")}default: on the CPU and auto ${DTYPE_ORDER.cpu.join(", ")}; on webgpu or cuda ${DTYPE_ORDER.gpu.join(", ")}`,
+    `${pad("--dtype D")}${DTYPES.join("|")}: the folder's file of that precision`,
+    `${pad("")}(default: the first found of ${DTYPE_ORDER.cpu.join(", ")};`,
+    `${pad("")}with --device webgpu or cuda: ${DTYPE_ORDER.gpu.join(", ")})`,
     `${pad(`${onnxFlag} PATH`)}the ONNX file to load, relative to the model folder (instead of --dtype)`,
   ].join("\n");
 }
