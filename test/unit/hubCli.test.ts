@@ -101,7 +101,10 @@ describe("twisted-smc models: the command line over a local Hub", function () {
     );
     const gated = await run(["models", "pull", "acme/gated"]);
     assert.equal(gated.status, 3);
-    assert.match(gated.stderr, /^twisted-smc: .* refused access to acme\/gated \(401\): .*set HF_TOKEN .*\n$/);
+    assert.match(
+      gated.stderr,
+      /^twisted-smc: .* refused access to acme\/gated \(401: Access to model acme\/gated is restricted\. You must be authenticated to access it\.\): .*set HF_TOKEN .*\n$/,
+    );
     const dtype = await run(["models", "pull", "acme/tiny-math", "--dtype", "q4"]);
     assert.equal(dtype.status, 2);
     assert.equal(dtype.stderr, "twisted-smc: acme/tiny-math has no q4 variant; it has fp32 (--dtype)\n");

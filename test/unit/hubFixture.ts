@@ -81,6 +81,8 @@ export class FakeHub {
   readonly requests: Request[] = [];
   /** Breaks the next full download of this path after this many bytes (once). */
   dropOnce?: { path: string; afterBytes: number };
+  /** Answer an unknown repository with 401 (as huggingface.co does without a token) instead of 404. */
+  missingIs401 = false;
   private server?: Server;
   endpoint = "";
 
@@ -131,7 +133,9 @@ export class FakeHub {
     const id = api?.[1] ?? resolve?.[1];
     const repo = id === undefined ? undefined : this.repos.get(id);
     if (!repo) {
-      return this.json(res, 404, { error: "Repository not found" }, { "X-Error-Code": "RepoNotFound" });
+      // The real Hub says 401 to a request without a token for a repository it does not have (it might be private).
+      const status = this.missingIs401 && !req.headers.authorization ? 401 : 404;
+      return this.json(res, status, { error: "Repository not found" }, { "X-Error-Code": "RepoNotFound" });
     }
     if (repo.token) {
       const auth = req.headers.authorization;

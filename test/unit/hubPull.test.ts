@@ -265,16 +265,23 @@ describe("hub: pulling into the Hugging Face cache", function () {
       InputError,
       /^acme\/nothing was not found on http:\/\/127\.0\.0\.1:\d+ \(404: Repository not found\): check the id/,
     );
+    hub.missingIs401 = true;
+    await oneLine(
+      pull({ repo: "acme/nothing" }),
+      InputError,
+      /^acme\/nothing was not found on .* \(401: Repository not found\): check the id, or set HF_TOKEN if it is private$/,
+    );
+    hub.missingIs401 = false;
     await oneLine(pull({ revision: "v9" }), InputError, /^acme\/tiny@v9 was not found .*404/);
     await oneLine(
       pull({ repo: "acme/gated" }),
       InputError,
-      /refused access to acme\/gated \(401\): it is gated or private: .* set HF_TOKEN/,
+      /refused access to acme\/gated \(401: Access to model acme\/gated is restricted\. You must be authenticated to access it\.\): it is gated or private: .* set HF_TOKEN/,
     );
     await oneLine(
       pull({ repo: "acme/gated", token: "hf_wrong" }),
       InputError,
-      /refused access to acme\/gated \(403\): the access token from HF_TOKEN cannot read it/,
+      /refused access to acme\/gated \(403: .*\): the access token from HF_TOKEN cannot read it/,
     );
     await oneLine(pull({ repo: "acme/gated", token: "nonsense" }), InputError, /HF_TOKEN does not hold a Hugging Face access token/);
     const closed = await closedPort();

@@ -260,7 +260,11 @@ function describeFailure(
       const fix = options.token
         ? `the access token from ${options.tokenSource ?? "HF_TOKEN"} cannot read it: accept the model's conditions on ${endpoint}/${options.repo} with that account, or set HF_TOKEN to another token`
         : `it is gated or private: accept its conditions on ${endpoint}/${options.repo} and set HF_TOKEN to an access token of that account`;
-      return new InputError(`${endpoint} refused access to ${id} (${e.statusCode}): ${fix}`);
+      // The Hub answers 401 for a repository that does not exist too, when no token is sent.
+      if (!options.token && /not found/i.test(said)) {
+        return new InputError(`${id} was not found on ${endpoint} (401: ${said}): check the id, or set HF_TOKEN if it is private`);
+      }
+      return new InputError(`${endpoint} refused access to ${id} (${e.statusCode}: ${said}): ${fix}`);
     }
     return new InputError(`${endpoint} answered ${e.statusCode} for ${id} (${said}): try again later`);
   }
