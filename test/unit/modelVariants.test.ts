@@ -16,6 +16,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   utimesSync,
   writeFileSync,
 } from "node:fs";
@@ -338,6 +339,39 @@ describe("model variants and the prepared-graph cache", function () {
         }
         assert.deepEqual(snapshot(dir), before);
         assert.ok(readdirSync(join(cache, "prepared"), { recursive: true }).some((p) => String(p).endsWith(".smc.onnx")));
+      });
+
+      it("runs from a Hugging Face cache snapshot, whose data file is a link into blobs/, prepared or as exported", () => {
+        // The shipped model needs no edits on the CPU (it has the hidden state): it loads as exported.
+        const shippedDir = folderWith(root, MODEL_DIR, shipped, []);
+        const external = toExternalData(readFileSync(shipped), "model.onnx_data");
+        writeFileSync(join(shippedDir, "model.onnx"), external.model);
+        writeFileSync(join(shippedDir, "model.onnx_data"), external.data);
+        for (const source of [dir, shippedDir]) {
+          // models--org--name/{blobs/HASH, snapshots/COMMIT/FILE → ../../blobs/HASH}
+          const repo = mkdtempSync(join(root, "models--org--name-"));
+          const commit = join(repo, "snapshots", "0123abcd");
+          mkdirSync(join(repo, "blobs"));
+          mkdirSync(commit, { recursive: true });
+          for (const f of readdirSync(source)) {
+            const blob = createHash("sha256")
+              .update(readFileSync(join(source, f)))
+              .digest("hex");
+            cpSync(join(source, f), join(repo, "blobs", blob));
+            symlinkSync(join("..", "..", "blobs", blob), join(commit, f));
+          }
+          const cache = mkdtempSync(join(root, "cache-"));
+          const before = snapshot(repo);
+          const args = ["sample", "1 + 1", "--model", commit, "-k", "2", "--max-tokens", "4", "--device", "cpu"];
+          for (let i = 0; i < 2; i++) {
+            // The second run finds the prepared copy in the cache.
+            const r = run(args, { TWISTED_SMC_CACHE_DIR: cache }, { cwd: root });
+            assert.equal(r.status, 0, r.stderr);
+          }
+          assert.deepEqual(snapshot(repo), before);
+          const prepared = readdirSync(cache, { recursive: true }).some((p) => String(p).endsWith(".smc.onnx"));
+          assert.equal(prepared, source === dir);
+        }
       });
 
       it("runs from a read-only folder as another user, from memory where the cache cannot be written", function () {

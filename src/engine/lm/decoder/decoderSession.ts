@@ -11,11 +11,12 @@ import { DiskFullError } from "../../util/errors";
 import { cacheDirFromEnv, WebGpuValidation } from "../../environment";
 import {
   anyFused,
-  externalDataLocations,
+  externalDataHome,
   HIDDEN_OUTPUT,
   PreparedEdits,
   prepareForSmc,
   prepareModelBytes,
+  withExternalDataLocations,
   PrepareOptions,
 } from "../onnx/prepareGraph";
 
@@ -45,6 +46,19 @@ function warnUnprepared(folder: ModelFolder): void {
     `twisted-smc: warning: ${folder.onnxFile} runs unprepared (${quantized ? "a quantized graph: " : ""}its LM head was not found): ` +
       "twists that read the hidden state cannot run on it, and tokens are drawn outside the graph (slower sampling)",
   );
+}
+
+/**
+ * The export as it is: its path, or, where its external data files are links out of its folder (the
+ * Hugging Face cache's snapshots link into blobs/), its bytes with the locations onnxruntime accepts
+ * (externalDataHome). A graph over 512 MiB holds its weights and is loaded by path.
+ */
+function asExported(folder: ModelFolder): { source: string | Uint8Array; externalDataDir?: string } {
+  if (statSync(folder.onnxPath).size > 512 << 20) return { source: folder.onnxPath };
+  const bytes = readFileSync(folder.onnxPath);
+  const home = externalDataHome(bytes, dirname(folder.onnxPath));
+  if (!home?.rename) return { source: folder.onnxPath };
+  return { source: withExternalDataLocations(bytes, home.rename), externalDataDir: home.dir };
 }
 
 /**
@@ -84,6 +98,7 @@ export function smcReadySource(
   });
   try {
     const prepared = prepareForSmc(folder.onnxPath, options);
+    if (prepared.path === folder.onnxPath) return { ...asExported(folder), ...edits(prepared) };
     return { source: prepared.path, externalDataDir: prepared.externalDataDir, ...edits(prepared) };
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -103,15 +118,16 @@ export function smcReadySource(
       } catch (inner) {
         if (!/cannot find the LM head/.test((inner as Error).message)) throw inner;
         warnUnprepared(folder);
-        return { source: folder.onnxPath, ...edits() };
+        return { ...asExported(folder), ...edits() };
       }
-      if (!prepared) return { source: folder.onnxPath, ...edits() };
-      const external = externalDataLocations(original).length > 0;
-      return { source: prepared.bytes, ...(external ? { externalDataDir: dirname(folder.onnxPath) } : {}), ...edits(prepared) };
+      if (!prepared) return { ...asExported(folder), ...edits() };
+      const home = externalDataHome(original, dirname(folder.onnxPath));
+      const bytes = home?.rename ? withExternalDataLocations(prepared.bytes, home.rename) : prepared.bytes;
+      return { source: bytes, ...(home ? { externalDataDir: home.dir } : {}), ...edits(prepared) };
     }
     if (/cannot find the LM head/.test((e as Error).message)) {
       warnUnprepared(folder);
-      return { source: folder.onnxPath, ...edits() };
+      return { ...asExported(folder), ...edits() };
     }
     throw new ModelFolderError(
       `${folder.onnxPath} is not a valid ONNX model (${(e as Error).message}): the file may be truncated or corrupt`,

@@ -10,7 +10,7 @@
  * decoder and the twists run beside it (logitGraphs.ts, twistHeadGraph.ts).
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { cacheDirFromEnv } from "../../environment";
 import { writeFileAtomic } from "../../util/atomicWrite";
@@ -23,7 +23,7 @@ import { fuseProjectionBias } from "./fuseProjectionBias";
 import { fuseRmsNorm } from "./fuseRmsNorm";
 import { fuseRotary } from "./fuseRotary";
 import { fuseSkipLayerNorm } from "./fuseSkipLayerNorm";
-import { bytesField, concat, fields, text } from "./protoWire";
+import { bytesField, concat, fields, message, text } from "./protoWire";
 import { SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead";
 import { packStepInputs } from "./packStepInputs";
 
@@ -301,6 +301,52 @@ export function externalDataLocations(model: Uint8Array): string[] {
   return [...found];
 }
 
+/** The model with each initializer's external-data `location` passed through `rename`. */
+export function withExternalDataLocations(model: Uint8Array, rename: (location: string) => string): Uint8Array {
+  const entry = (e: Uint8Array) => {
+    const parts = [...fields(e)];
+    const key = parts.find((f) => f.field === ENTRY.key);
+    const value = parts.find((f) => f.field === ENTRY.value);
+    if (!key || !value || text(key) !== "location") return e;
+    return message([
+      [ENTRY.key, "location"],
+      [ENTRY.value, rename(text(value))],
+    ]);
+  };
+  const tensor = (t: Uint8Array) =>
+    concat(
+      [...fields(t)].map((f) =>
+        f.field === TENSOR_EXTERNAL.externalData ? bytesField(TENSOR_EXTERNAL.externalData, entry(f.value)) : f.raw,
+      ),
+    );
+  const graph = (g: Uint8Array) =>
+    concat([...fields(g)].map((f) => (f.field === GRAPH.initializer ? bytesField(GRAPH.initializer, tensor(f.value)) : f.raw)));
+  return concat([...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, graph(f.value)) : f.raw)));
+}
+
+/**
+ * Where onnxruntime is to read a graph's external data from, and how its locations must change for
+ * that; undefined without external data. onnxruntime (1.30) refuses a data file that resolves out of
+ * that folder, a symbolic link included, as in the Hugging Face cache, where snapshots/COMMIT/model.onnx_data
+ * links to blobs/HASH: there the folder is the one the links resolve to, and each location the file's
+ * name there. Data files that do not resolve to one folder (or are missing) are left for onnxruntime to name.
+ */
+export function externalDataHome(model: Uint8Array, sourceDir: string): { dir: string; rename?: (location: string) => string } | undefined {
+  const locations = externalDataLocations(model);
+  if (!locations.length) return undefined;
+  const real = new Map<string, string>();
+  try {
+    for (const l of locations) real.set(l, realpathSync(join(sourceDir, l)));
+    const home = realpathSync(sourceDir);
+    if (locations.every((l) => real.get(l) === join(home, l))) return { dir: sourceDir };
+  } catch {
+    return { dir: sourceDir };
+  }
+  const dir = dirname(real.get(locations[0])!);
+  if (![...real.values()].every((r) => dirname(r) === dir)) return { dir: sourceDir };
+  return { dir, rename: (l) => (real.has(l) ? basename(real.get(l)!) : l) };
+}
+
 /**
  * A fingerprint of a file's contents without reading all of it: sha256 over its first and last MiB
  * (the whole file when it is at most 2 MiB), with its size. A graph whose weights sit in an external
@@ -350,9 +396,9 @@ export function preparedDir(onnxPath: string, cacheDir: string = cacheDirFromEnv
  * (preparedDir; TWISTED_SMC_CACHE_DIR, environment.ts), never the model's folder, as
  * NAME[.sampling][.fused[.capacity][.unpacked]].smc.onnx after the edits asked for, with a .smc.json
  * stamp of its source (absolute path, size, mtime, sampleHash): a changed source is prepared again. A
- * copy of a graph with external data keeps its relative `location`s: onnxruntime refuses absolute ones
- * and links out of the model's folder (1.30), so the session is told the source's folder instead
- * (PreparedModel.externalDataDir, decoderSession.ts). A graph that needs no edits is loaded where it is.
+ * copy of a graph with external data keeps relative `location`s: onnxruntime refuses absolute ones and
+ * links out of the model's folder (1.30), so the session is told the data's folder instead
+ * (externalDataHome; PreparedModel.externalDataDir, decoderSession.ts). A graph that needs no edits is loaded where it is.
  */
 export function prepareForSmc(onnxPath: string, options: PrepareOptions, cacheDir: string = cacheDirFromEnv()): PreparedModel {
   const abs = resolve(onnxPath);
@@ -381,8 +427,8 @@ export function prepareForSmc(onnxPath: string, options: PrepareOptions, cacheDi
         const edits: PreparedEdits = { ...NO_EDITS };
         for (const k of Object.keys(NO_EDITS) as (keyof PreparedEdits)[])
           if (typeof saved[k] === typeof NO_EDITS[k]) Object.assign(edits, { [k]: saved[k] });
-        const external = Array.isArray(saved.externalData) && saved.externalData.length > 0;
-        return { path: target, ...edits, cached: true, ...(external ? { externalDataDir: dirname(abs) } : {}) };
+        const external = typeof saved.externalDataDir === "string" ? { externalDataDir: saved.externalDataDir as string } : {};
+        return { path: target, ...edits, cached: true, ...external };
       }
     } catch {
       // A damaged stamp: prepare again.
@@ -391,14 +437,16 @@ export function prepareForSmc(onnxPath: string, options: PrepareOptions, cacheDi
   const original = readFileSync(abs);
   const prepared = prepareModelBytes(original, options);
   if (!prepared) return { path: abs, ...NO_EDITS, cached: false };
-  const { bytes, ...edits } = prepared;
-  const externalData = externalDataLocations(original);
+  const { bytes: edited, ...edits } = prepared;
+  const home = externalDataHome(original, dirname(abs));
+  const bytes = home?.rename ? withExternalDataLocations(edited, home.rename) : edited;
+  const external = home ? { externalDataDir: home.dir } : {};
   try {
     mkdirSync(dir, { recursive: true });
   } catch (e) {
     throw DiskFullError.from(e, dir);
   }
   writeFileAtomic(target, bytes);
-  writeFileAtomic(stampPath, JSON.stringify({ source, bytes: bytes.length, externalData, ...edits }) + "\n");
-  return { path: target, ...edits, cached: false, ...(externalData.length ? { externalDataDir: dirname(abs) } : {}) };
+  writeFileAtomic(stampPath, JSON.stringify({ source, bytes: bytes.length, ...external, ...edits }) + "\n");
+  return { path: target, ...edits, cached: false, ...external };
 }
