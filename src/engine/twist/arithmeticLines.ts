@@ -192,12 +192,23 @@ function foldChain(
   return { a: partial.toString(), op, b: operands[operands.length - 1].digits, c: c.digits };
 }
 
+/** Lines already read: a prefix is read again at every step, so its earlier lines repeat. */
+const readLines = new Map<string, readonly ArithmeticLine[]>();
+const READ_LINES_KEPT = 16384;
+
 /** Every readable "a op b = c" of each line of `text`, in order (a line without one adds nothing). */
 export function arithmeticLines(text: string): ArithmeticLine[] {
   const out: ArithmeticLine[] = [];
   for (const line of text.split("\n")) {
-    const annotations = [...line.matchAll(ANNOTATION)].map((m) => m[1]);
-    for (const segment of annotations.length ? annotations : [line]) out.push(...readSegment(segment));
+    if (!line.includes("=")) continue;
+    let lines = readLines.get(line);
+    if (!lines) {
+      const annotations = [...line.matchAll(ANNOTATION)].map((m) => m[1]);
+      lines = (annotations.length ? annotations : [line]).flatMap(readSegment);
+      if (readLines.size >= READ_LINES_KEPT) readLines.clear();
+      readLines.set(line, lines);
+    }
+    for (const l of lines) out.push({ ...l });
   }
   return out;
 }
