@@ -8,12 +8,16 @@ import {
   readFileSync,
   readlinkSync,
   realpathSync,
+  mkdirSync,
+  symlinkSync,
   truncateSync,
+  writeFileSync,
 } from "node:fs";
 import { createServer } from "node:http";
 import { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, relative } from "node:path";
+import { scanCacheDir } from "@huggingface/hub";
 import {
   cachedSnapshot,
   hubCacheDir,
@@ -24,9 +28,10 @@ import {
 } from "../../src/engine/hub/cache";
 import { pullModel, PullEvent } from "../../src/engine/hub/pull";
 import { AUTO_FP32_MAX_BYTES, selectFiles } from "../../src/engine/hub/variants";
-import { InputError } from "../../src/engine/util/errors";
+import { DiskFullError, InputError } from "../../src/engine/util/errors";
 import { UsageError } from "../../src/engine/util/options";
 import { etagOf, FakeHub, variantRepoFiles } from "./hubFixture";
+import { mountTinyDisk } from "./tinyDisk";
 
 const COMMIT = "a".repeat(40);
 const SIDE = [
@@ -178,6 +183,42 @@ describe("hub: pulling into the Hugging Face cache", function () {
     assert.equal(resolveModelArgument(`acme/tiny@${COMMIT}`), r.snapshot);
   });
 
+  it("@huggingface/hub's own cache scanner reads what pull wrote", async () => {
+    await pull();
+    const scanned = await scanCacheDir(cache);
+    assert.deepEqual(scanned.warnings, []);
+    assert.deepEqual(
+      scanned.repos.map((r) => [r.id, r.revisions.map((v) => [v.commitOid, v.refs])]),
+      [[{ name: "acme/tiny", type: "model" }, [[COMMIT, ["main"]]]]],
+    );
+  });
+
+  it("a model Python's huggingface_hub downloaded is found and not fetched again", async () => {
+    // Its layout, by hand: blobs by etag, relative links, refs/main, and the .locks and .no_exist folders it also makes.
+    const folder = join(cache, "models--acme--tiny");
+    const wanted = [...SIDE, "onnx/model_q4.onnx", "onnx/model_q4.onnx_data", "onnx/model_q4.onnx_data_1"];
+    for (const path of wanted) {
+      const f = files.find((x) => x.path === path)!;
+      mkdirSync(join(folder, "blobs"), { recursive: true });
+      writeFileSync(join(folder, "blobs", etagOf(f)), f.content);
+      const pointer = join(folder, "snapshots", COMMIT, path);
+      mkdirSync(dirname(pointer), { recursive: true });
+      symlinkSync(relative(dirname(pointer), join(folder, "blobs", etagOf(f))), pointer);
+      mkdirSync(join(cache, ".locks", "models--acme--tiny"), { recursive: true });
+      writeFileSync(join(cache, ".locks", "models--acme--tiny", `${etagOf(f)}.lock`), "");
+    }
+    mkdirSync(join(folder, "refs"));
+    writeFileSync(join(folder, "refs", "main"), COMMIT);
+    mkdirSync(join(folder, ".no_exist", COMMIT), { recursive: true });
+    writeFileSync(join(folder, ".no_exist", COMMIT, "added_tokens.json"), "");
+    assert.equal(resolveModelArgument("acme/tiny"), join(folder, "snapshots", COMMIT));
+    const from = hub.requests.length;
+    assert.equal((await pull()).downloaded, 0);
+    assert.deepEqual(hub.downloads(from), []);
+    const [listed] = listCachedModels(cache);
+    assert.deepEqual([listed.repo, listed.revisions[0].variants], ["acme/tiny", ["q4"]]);
+  });
+
   it("a second pull fetches nothing; another variant adds only its own files to the same snapshot", async () => {
     await pull();
     const from = hub.requests.length;
@@ -294,6 +335,30 @@ describe("hub: pulling into the Hugging Face cache", function () {
     assert.deepEqual(readdirSync(cache), []);
     const ok = await pull({ repo: "acme/gated", token: "hf_right" });
     assert.ok(existsSync(join(ok.snapshot, "onnx/model_q4.onnx")));
+  });
+
+  it("a full disk is exit 4's one line and keeps what it got; an unwritable cache says to set HF_HUB_CACHE", async function () {
+    const disk = mountTinyDisk(64 * 1024);
+    if (typeof disk === "string") return this.skip();
+    try {
+      await assert.rejects(pull({ cacheDir: disk.dir }), (e: Error) => {
+        assert.ok(e instanceof DiskFullError, `${e.name}: ${e.message}`);
+        assert.match(
+          e.message,
+          /^cannot write .* the disk holding .* is full; free some space there and run again \(what was downloaded is kept/,
+        );
+        return true;
+      });
+    } finally {
+      disk.unmount();
+    }
+    const notAFolder = join(cache, "file");
+    writeFileSync(notAFolder, "");
+    await assert.rejects(pull({ cacheDir: notAFolder }), (e: Error) => {
+      assert.ok(e instanceof InputError, `${e.name}: ${e.message}`);
+      assert.match(e.message, /^cannot write the Hugging Face cache at .*file \(ENOTDIR on .*\): set HF_HUB_CACHE to a writable folder$/);
+      return true;
+    });
   });
 
   it("an id not in the cache names the pull command; list and rm", async () => {

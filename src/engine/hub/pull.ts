@@ -28,7 +28,7 @@ import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { downloadFile, HubApiError, listFiles, modelInfo } from "@huggingface/hub";
-import { InputError } from "../util/errors";
+import { DiskFullError, InputError } from "../util/errors";
 import { UsageError } from "../util/options";
 import { COMMIT_HASH, hubCacheDir, repoFolder } from "./cache";
 import { Dtype, RepoFile, selectFiles } from "./variants";
@@ -87,6 +87,14 @@ export function hubToken(env: NodeJS.ProcessEnv = process.env): { token?: string
   }
 }
 
+/** The file being downloaded, for the message when it fails. */
+interface Current {
+  path: string;
+  done: number;
+  total: number;
+  incomplete: string;
+}
+
 /** A request that never got an answer: no network, a refused connection, an unknown host. */
 class NetworkError extends Error {}
 
@@ -96,7 +104,7 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
   const emit = options.onEvent ?? (() => undefined);
   const hub = { hubUrl: endpoint, accessToken: options.token || undefined, fetch: reportingFetch };
   const folder = repoFolder(options.repo, options.cacheDir ?? hubCacheDir());
-  let current: { path: string; done: number; total: number } | undefined;
+  let current: Current | undefined;
   try {
     const info = await modelInfo({ name: options.repo, revision, additionalFields: ["sha"], ...hub });
     const commit = info.sha;
@@ -139,7 +147,7 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
         emit({ event: "refetch", path: file.path, reason: `the cached copy has ${sizeOf(blob)} bytes, not ${file.size}` });
         rmSync(blob, { force: true });
       }
-      current = { path: file.path, done: 0, total: file.size };
+      current = { path: file.path, done: 0, total: file.size, incomplete: `${blob}.incomplete` };
       downloaded += await fetchBlob(options.repo, commit, file, blob, hub, current, emit);
       current = undefined;
       link(blob, pointer);
@@ -150,7 +158,7 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
     }
     return { repo: options.repo, commit, dtype: selection.dtype, snapshot, files: files.map((f) => f.path), downloaded };
   } catch (e) {
-    throw describeFailure(e, options, endpoint, current);
+    throw describeFailure(e, options, endpoint, folder, current);
   }
 }
 
@@ -195,7 +203,7 @@ async function fetchBlob(
   file: ListedFile,
   blob: string,
   hub: { hubUrl: string; accessToken?: string; fetch: typeof fetch },
-  current: { done: number; total: number },
+  current: Current,
   emit: (event: PullEvent) => void,
   retried = false,
 ): Promise<number> {
@@ -245,13 +253,21 @@ async function fetchBlob(
 }
 
 /** Any failure as one line saying what to do: InputError (exit 3) or UsageError (exit 2). */
-function describeFailure(
-  e: unknown,
-  options: PullOptions,
-  endpoint: string,
-  current?: { path: string; done: number; total: number },
-): unknown {
-  if (e instanceof InputError) return e;
+function describeFailure(e: unknown, options: PullOptions, endpoint: string, folder: string, current?: Current): unknown {
+  if (e instanceof InputError || e instanceof DiskFullError) return e;
+  const fsError = e as NodeJS.ErrnoException;
+  // The cache, not the Hub: no room left (exit 4), or a folder this user cannot write.
+  const full = DiskFullError.from(
+    e,
+    fsError.path ?? current?.incomplete ?? folder,
+    "what was downloaded is kept: run the same command again to resume",
+  );
+  if (full instanceof DiskFullError) return full;
+  if (typeof fsError.code === "string" && typeof fsError.syscall === "string" && typeof fsError.path === "string") {
+    return new InputError(
+      `cannot write the Hugging Face cache at ${dirname(folder)} (${fsError.code} on ${fsError.path}): set HF_HUB_CACHE to a writable folder`,
+    );
+  }
   const id = `${options.repo}${options.revision ? `@${options.revision}` : ""}`;
   if (e instanceof HubApiError) {
     const said = e.message.replace(/\. URL: .*$/s, "").replace(/\s+/g, " ");
