@@ -17,7 +17,7 @@ import { createServer } from "node:http";
 import { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
-import { scanCacheDir } from "@huggingface/hub";
+import { getHFHubCachePath, scanCacheDir } from "@huggingface/hub";
 import {
   cachedSnapshot,
   hubCacheDir,
@@ -109,6 +109,20 @@ describe("hub: model ids and the cache folder", () => {
     assert.equal(hubCacheDir({ HF_HUB_CACHE: "/c", HF_HOME: "/h" }), "/c");
     assert.equal(hubCacheDir({ HF_HOME: "/h" }), join("/h", "hub"));
     assert.match(hubCacheDir({}), /\.cache[/\\]huggingface[/\\]hub$/);
+    // the same folder @huggingface/hub picks, whatever the environment says
+    const saved = { ...process.env };
+    try {
+      for (const env of [{ HF_HUB_CACHE: "/c" }, { HF_HOME: "/h" }, { XDG_CACHE_HOME: "/x" }, {}]) {
+        for (const k of ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"]) delete process.env[k];
+        Object.assign(process.env, env);
+        assert.equal(hubCacheDir(), getHFHubCachePath(), JSON.stringify(env));
+      }
+    } finally {
+      for (const k of ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HOME", "XDG_CACHE_HOME"]) {
+        if (saved[k] === undefined) delete process.env[k];
+        else process.env[k] = saved[k];
+      }
+    }
   });
 
   it("parses org/name and org/name@revision, and nothing else", () => {
