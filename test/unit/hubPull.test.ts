@@ -13,6 +13,7 @@ import {
   truncateSync,
   writeFileSync,
 } from "node:fs";
+import { spawn } from "node:child_process";
 import { createServer } from "node:http";
 import { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -277,6 +278,26 @@ describe("hub: pulling into the Hugging Face cache", function () {
     const resumed = hub.downloads(from).find((q) => q.file === big.path);
     assert.equal(resumed?.range, `bytes=${kept}-${big.content.length - 1}`);
     assert.ok(events.some((e) => e.event === "downloaded" && e.path === big.path && e.resumedFrom === kept));
+  });
+
+  it("two pulls never write the same file: a live lock holder stops the second, a dead one's lock is taken over", async () => {
+    const target = files.find((f) => f.path === "config.json")!;
+    const lock = join(cache, ".locks", "models--acme--tiny", `${etagOf(target)}.twisted-smc.lock`);
+    mkdirSync(dirname(lock), { recursive: true });
+    const other = spawn("sleep", ["30"]);
+    try {
+      writeFileSync(lock, String(other.pid));
+      await assert.rejects(
+        pull(),
+        /^InputError: another process \(pid \d+\) is downloading config\.json into the cache: let it finish, then run this again$/,
+      );
+    } finally {
+      other.kill();
+    }
+    await new Promise((resolve) => other.once("exit", resolve));
+    const r = await pull();
+    assert.deepEqual(readFileSync(join(r.snapshot, "config.json")), target.content);
+    assert.deepEqual(readdirSync(dirname(lock)), []);
   });
 
   it("a cached blob of the wrong size is fetched again", async () => {

@@ -23,7 +23,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { homedir } from "node:os";
-import { dirname, join, relative } from "node:path";
+import { basename, dirname, join, relative } from "node:path";
 import { Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { ReadableStream as NodeReadableStream } from "node:stream/web";
@@ -148,7 +148,12 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
         rmSync(blob, { force: true });
       }
       current = { path: file.path, done: 0, total: file.size, incomplete: `${blob}.incomplete` };
-      downloaded += await fetchBlob(options.repo, commit, file, blob, hub, current, emit);
+      const release = lockBlob(folder, etag, file.path);
+      try {
+        downloaded += await fetchBlob(options.repo, commit, file, blob, hub, current, emit);
+      } finally {
+        release();
+      }
       current = undefined;
       link(blob, pointer);
     }
@@ -182,6 +187,38 @@ function link(blob: string, pointer: string): void {
   mkdirSync(dirname(pointer), { recursive: true });
   rmSync(pointer, { force: true });
   symlinkSync(relative(dirname(pointer), blob), pointer);
+}
+
+/**
+ * Claims the download of one blob, so that two pulls never append to the same `.incomplete` file:
+ * `.locks/models--org--name/<etag>.twisted-smc.lock` (beside huggingface_hub's own lock files)
+ * holding this process's id. A lock whose process is gone is taken over. Returns the release.
+ */
+function lockBlob(folder: string, etag: string, path: string): () => void {
+  const lock = join(dirname(folder), ".locks", basename(folder), `${etag}.twisted-smc.lock`);
+  mkdirSync(dirname(lock), { recursive: true });
+  for (let attempt = 0; ; attempt++) {
+    try {
+      writeFileSync(lock, String(process.pid), { flag: "wx" });
+      return () => rmSync(lock, { force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw e;
+    }
+    const pid = Number(readFileSync(lock, "utf8"));
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+      throw new InputError(`another process (pid ${pid}) is downloading ${path} into the cache: let it finish, then run this again`);
+    }
+    rmSync(lock, { force: true });
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /** The hash that names a file: sha256 of the content for LFS files, git's blob sha1 otherwise. */
