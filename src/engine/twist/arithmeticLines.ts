@@ -116,9 +116,14 @@ const GLUE = new Set("()[]{}^!|<>_\\√~#@'\"");
 const adjacent = (a: Token | undefined, b: Token | undefined) => !!a && !!b && a.end === b.start;
 
 /** May the number `t` start an operand, given the token before it? */
-function freeBefore(prev: Token | undefined, t: Token): boolean {
+function freeBefore(before: Token | undefined, prev: Token | undefined, t: Token): boolean {
   if (!prev) return true;
-  if (prev.kind === "char") return !GLUE.has(prev.ch) && !(adjacent(prev, t) && /[.,]/.test(prev.ch));
+  // "2,3" "1.5" and "6:00" or "3:4" (not "Week 1:600") are other numbers.
+  if (prev.kind === "char")
+    return (
+      !GLUE.has(prev.ch) &&
+      !(adjacent(prev, t) && (/[.,]/.test(prev.ch) || (prev.ch === ":" && before?.kind === "num" && adjacent(before, prev))))
+    );
   return !(prev.kind === "word" && adjacent(prev, t));
 }
 
@@ -126,7 +131,7 @@ function freeBefore(prev: Token | undefined, t: Token): boolean {
 function freeAfter(t: Token, next: Token | undefined, after: Token | undefined): boolean {
   if (!next || next.kind === "eq") return true;
   if (next.kind === "char")
-    return !GLUE.has(next.ch) && !(adjacent(t, next) && /[.,]/.test(next.ch) && after?.kind === "num" && adjacent(next, after));
+    return !GLUE.has(next.ch) && !(adjacent(t, next) && /[.,:]/.test(next.ch) && after?.kind === "num" && adjacent(next, after));
   return !(next.kind === "word" && adjacent(t, next));
 }
 
@@ -148,7 +153,7 @@ function readSegment(segment: string): ArithmeticLine[] {
     const first = tokens[i];
     if (first.kind !== "num") continue;
     const prev = tokens[i - 1];
-    if (prev && (prev.kind === "op" || prev.kind === "num" || !freeBefore(prev, first))) continue;
+    if (prev && (prev.kind === "op" || prev.kind === "num" || !freeBefore(tokens[i - 2], prev, first))) continue;
     const operands = [first];
     const ops: Operator[] = [];
     let k = i + 1;
