@@ -3,9 +3,9 @@ import { describeConfidence } from "../../src/engine/smc/confidence";
 import { modelDomain, outOfDepth } from "../../src/engine/lm/model/modelDomain";
 import { defaultModelDir } from "../../src/engine/lm/model/modelFolder";
 import { synthesize } from "../../src/engine/math/problems";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { gsm8kDir } from "../../src/engine/train/data";
+import { gsm8kIfPresent } from "./helpers";
 
 const a = (answer: string, probability: number, particles = 1) => ({ answer, probability, particles });
 
@@ -51,14 +51,7 @@ describe("the shipped model's domain", () => {
     );
   });
 
-  const gsm8k = (() => {
-    try {
-      const dir = gsm8kDir();
-      return existsSync(join(dir, "test.jsonl")) ? dir : undefined;
-    } catch {
-      return undefined; // GSM8K is not shipped: looked for beside the checkout, as the trainer does
-    }
-  })();
+  const gsm8k = gsm8kIfPresent();
   (gsm8k ? it : it.skip)("says every GSM8K test problem is out of its depth", () => {
     const questions = readFileSync(join(gsm8k!, "test.jsonl"), "utf8")
       .split("\n")

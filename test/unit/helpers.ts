@@ -1,5 +1,6 @@
 /** Shared pieces of the unit tests: the shipped model, loaded once per process. */
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { CausalLM, RowSamples, StepOutput } from "../../src/engine/lm/causalLm";
 import { TokenTwistHead } from "../../src/engine/twist/heads";
@@ -7,7 +8,7 @@ import { Rng } from "../../src/engine/util/rng";
 import { generate } from "../../src/engine/lm/generate";
 import { loadModel, LoadedModel } from "../../src/engine/lm/model/loadModel";
 import { KvCache } from "../../src/engine/lm/decoder/kvCache";
-import { loadProblems } from "../../src/engine/train/data";
+import { gsm8kDir, loadProblems } from "../../src/engine/train/data";
 import type { TrainConfig } from "../../src/engine/train/trainer";
 
 export const MODEL_DIR = join(__dirname, "../../models/tiny-math-llama");
@@ -214,4 +215,14 @@ export function tinyTrainConfig(outputDir: string, over: Partial<TrainConfig> = 
     resume: false,
     ...over,
   };
+}
+
+/** GSM8K's folder when it is there (it is not shipped: looked for beside the checkout, as the trainer does). */
+export function gsm8kIfPresent(): string | undefined {
+  try {
+    const dir = gsm8kDir();
+    return existsSync(join(dir, "test.jsonl")) ? dir : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -3,9 +3,9 @@
  * and the floor of its coverage of GSM8K's reference solutions (when GSM8K is beside the checkout).
  */
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { gsm8kDir } from "../../src/engine/train/data";
+import { gsm8kIfPresent } from "./helpers";
 import { arithmeticLines } from "../../src/engine/twist/arithmeticLines";
 import { lineCoverage } from "../../src/engine/twist/lineCoverage";
 import { LineVerifier } from "../../src/engine/twist/lineVerifier";
@@ -97,14 +97,7 @@ describe("line verifier: real models' notations", () => {
     assert.notEqual(v.logValueOfText(`${prefix}$12 \\times 3 = 36$\n`), base);
   });
 
-  const gsm8k = (() => {
-    try {
-      const dir = gsm8kDir();
-      return existsSync(join(dir, "test.jsonl")) ? dir : undefined;
-    } catch {
-      return undefined; // GSM8K is not shipped: looked for beside the checkout, as the trainer does
-    }
-  })();
+  const gsm8k = gsm8kIfPresent();
   (gsm8k ? it : it.skip)("reads GSM8K's reference lines that hold an equation, and misreads almost none", () => {
     const solutions = ["test", "train"].flatMap((split) =>
       readFileSync(join(gsm8k!, `${split}.jsonl`), "utf8")
