@@ -120,6 +120,49 @@ describe("twisted-smc models: the command line over a local Hub", function () {
     for (const f of allFiles(cache)) assert.ok(!readFileSync(f).includes(TOKEN), f);
   });
 
+  it("info lists the variants with what each pull downloads, fetching no file; a gated repo needs the token", async () => {
+    const from = hub.requests.length;
+    const r = await run(["models", "info", "acme/gated", "--json"], { HF_TOKEN: TOKEN });
+    assert.equal(r.status, 0, r.stderr);
+    const files = variantRepoFiles();
+    const size = (...paths: string[]) => paths.reduce((n, p) => n + files.find((f) => f.path === p)!.content.length, 0);
+    const side = [
+      "config.json",
+      "generation_config.json",
+      "tokenizer.json",
+      "tokenizer_config.json",
+      "special_tokens_map.json",
+      "chat_template.jinja",
+    ];
+    assert.deepEqual(JSON.parse(r.stdout), {
+      repo: "acme/gated",
+      commit: "d".repeat(40),
+      auto: "fp32",
+      variants: [
+        { dtype: "fp32", graph: "onnx/model.onnx", files: 7, bytes: size(...side, "onnx/model.onnx") },
+        {
+          dtype: "fp16",
+          graph: "onnx/model_fp16.onnx",
+          files: 8,
+          bytes: size(...side, "onnx/model_fp16.onnx", "onnx/model_fp16.onnx_data"),
+        },
+        {
+          dtype: "q4",
+          graph: "onnx/model_q4.onnx",
+          files: 9,
+          bytes: size(...side, "onnx/model_q4.onnx", "onnx/model_q4.onnx_data", "onnx/model_q4.onnx_data_1"),
+        },
+      ],
+    });
+    assert.deepEqual(hub.downloads(from), []);
+    const text = await run(["models", "info", "acme/gated"], { HF_TOKEN: TOKEN });
+    assert.match(text.stdout, /^acme\/gated at d{10}\n {2}fp32 .* onnx\/model\.onnx {2}\(auto\)\n {2}fp16 /);
+    const gated = await run(["models", "info", "acme/gated", "--json"]);
+    assert.equal(gated.status, 3);
+    assert.match(gated.stderr, /^twisted-smc: .* refused access to acme\/gated \(401: .*set HF_TOKEN .*\n$/);
+    assert.equal(gated.stdout, "");
+  });
+
   it("list shows id, revision, variants, size and folder; rm frees it", async () => {
     const list = await run(["models", "list"]);
     assert.equal(list.status, 0, list.stderr);

@@ -1,12 +1,13 @@
 /** `twisted-smc models pull|list|rm`: Hub models in the Hugging Face cache (src/engine/hub/). */
 import { parseArgs } from "node:util";
 import { hubCacheDir, listCachedModels, parseRepoId, removeCachedModel } from "../hub/cache";
-import { DEFAULT_ENDPOINT, hubToken, PullEvent, pullModel } from "../hub/pull";
+import { DEFAULT_ENDPOINT, hubToken, PullEvent, pullModel, repoVariants } from "../hub/pull";
 import { AUTO_ORDER, DTYPES, Dtype } from "../hub/variants";
 import { InputError } from "../util/errors";
 import { choiceOption, stringOption, UsageError } from "../util/options";
 
 export const MODELS_HELP = `Usage: twisted-smc models pull <org/name> [--dtype D] [--revision R] [--progress text|json]
+       twisted-smc models info <org/name> [--revision R] [--json]
        twisted-smc models list [--json]
        twisted-smc models rm <org/name>
 
@@ -26,6 +27,9 @@ implicitly.
 HF_TOKEN: an access token for gated or private models (else the token file huggingface_hub's login
 wrote, $HF_HOME/token); sent to the Hub only, never stored or shown.
 HF_ENDPOINT: the Hub's address (default ${DEFAULT_ENDPOINT}).
+
+info lists a Hub model's ONNX variants (--dtype values) and what pulling each downloads, without
+downloading anything; auto marks the one --dtype auto takes (--json: one JSON object).
 
 list prints each cached model: id, revision, ONNX variants present, size on disk, snapshot folder
 (--json: one JSON array). rm deletes a model from the cache, without asking, and says what it freed.`;
@@ -66,6 +70,7 @@ export async function modelsCommand(argv: string[]): Promise<void> {
   const sub = positionals[0];
   if (sub === undefined) throw new UsageError("models needs a command: pull, list or rm (see twisted-smc models --help)");
   if (sub === "pull") return pull(positionals, values);
+  if (sub === "info") return info(positionals, values);
   if (values.dtype !== undefined || values.revision !== undefined || values.progress !== undefined) {
     throw new UsageError(`--dtype, --revision and --progress are options of models pull, not of models ${sub}`);
   }
@@ -73,7 +78,7 @@ export async function modelsCommand(argv: string[]): Promise<void> {
     if (positionals.length > 1) throw new UsageError("models list takes no arguments");
     return list(values.json === true);
   }
-  if (values.json) throw new UsageError(`--json is an option of models list, not of models ${sub}`);
+  if (values.json) throw new UsageError(`--json is an option of models list and info, not of models ${sub}`);
   if (sub === "rm") {
     const ref = repoArgument(positionals, "rm");
     if (ref.revision) throw new UsageError("models rm removes a whole model: give org/name without @revision");
@@ -82,7 +87,7 @@ export async function modelsCommand(argv: string[]): Promise<void> {
     console.log(`removed ${ref.repo}: freed ${formatBytes(removed.bytes)} (${removed.path})`);
     return;
   }
-  throw new UsageError(`unknown models command "${sub}"; commands: pull, list, rm`);
+  throw new UsageError(`unknown models command "${sub}"; commands: pull, info, list, rm`);
 }
 
 async function pull(positionals: string[], values: Record<string, string | boolean | undefined>): Promise<void> {
@@ -130,6 +135,33 @@ async function pull(positionals: string[], values: Record<string, string | boole
   } else {
     const fetched = result.downloaded > 0 ? `downloaded ${formatBytes(result.downloaded)}` : "already in the cache";
     console.log(`${id} (${result.dtype}): ${fetched}; use --model ${id}\n${result.snapshot}`);
+  }
+}
+
+async function info(positionals: string[], values: Record<string, string | boolean | undefined>): Promise<void> {
+  const ref = repoArgument(positionals, "info");
+  if (values.dtype !== undefined || values.progress !== undefined) {
+    throw new UsageError("--dtype and --progress are options of models pull, not of models info");
+  }
+  const revisionFlag = stringOption(values, "revision");
+  if (ref.revision && revisionFlag && ref.revision !== revisionFlag) {
+    throw new UsageError(`two revisions: ${ref.repo}@${ref.revision} and --revision ${revisionFlag}`);
+  }
+  const { token, source: tokenSource } = hubToken();
+  const result = await repoVariants({
+    repo: ref.repo,
+    revision: ref.revision ?? revisionFlag,
+    endpoint: process.env.HF_ENDPOINT || undefined,
+    token,
+    tokenSource,
+  });
+  if (values.json) {
+    console.log(JSON.stringify(result, null, 2));
+    return;
+  }
+  console.log(`${result.repo} at ${result.commit.slice(0, 10)}${result.variants.length ? "" : ": no ONNX decoder"}`);
+  for (const v of result.variants) {
+    console.log(`  ${v.dtype.padEnd(9)} ${formatBytes(v.bytes).padStart(10)}  ${v.graph}${v.dtype === result.auto ? "  (auto)" : ""}`);
   }
 }
 

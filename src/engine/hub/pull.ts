@@ -31,7 +31,7 @@ import { downloadFile, HubApiError, listFiles, modelInfo } from "@huggingface/hu
 import { DiskFullError, InputError } from "../util/errors";
 import { UsageError } from "../util/options";
 import { COMMIT_HASH, hubCacheDir, repoFolder } from "./cache";
-import { Dtype, RepoFile, selectFiles } from "./variants";
+import { availableDtypes, Dtype, RepoFile, selectFiles } from "./variants";
 
 export const DEFAULT_ENDPOINT = "https://huggingface.co";
 
@@ -106,13 +106,7 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
   const folder = repoFolder(options.repo, options.cacheDir ?? hubCacheDir());
   let current: Current | undefined;
   try {
-    const info = await modelInfo({ name: options.repo, revision, additionalFields: ["sha"], ...hub });
-    const commit = info.sha;
-    if (!commit || !COMMIT_HASH.test(commit)) throw new InputError(`${endpoint} gave no commit for ${options.repo}@${revision}`);
-    const listed: ListedFile[] = [];
-    for await (const e of listFiles({ repo: options.repo, revision: commit, recursive: true, ...hub })) {
-      if (e.type === "file") listed.push(e);
-    }
+    const { commit, listed } = await listRepo(options.repo, revision, endpoint, hub);
     const selection = selectFiles(listed, options.dtype);
     if ("missing" in selection) {
       if (selection.available.length === 0) {
@@ -164,6 +158,49 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
     return { repo: options.repo, commit, dtype: selection.dtype, snapshot, files: files.map((f) => f.path), downloaded };
   } catch (e) {
     throw describeFailure(e, options, endpoint, folder, current);
+  }
+}
+
+/** The commit a revision resolves to, and every file of the repository at it (recursive listing). */
+async function listRepo(
+  repo: string,
+  revision: string,
+  endpoint: string,
+  hub: { hubUrl: string; accessToken?: string; fetch: typeof fetch },
+): Promise<{ commit: string; listed: ListedFile[] }> {
+  const info = await modelInfo({ name: repo, revision, additionalFields: ["sha"], ...hub });
+  const commit = info.sha;
+  if (!commit || !COMMIT_HASH.test(commit)) throw new InputError(`${endpoint} gave no commit for ${repo}@${revision}`);
+  const listed: ListedFile[] = [];
+  for await (const e of listFiles({ repo, revision: commit, recursive: true, ...hub })) {
+    if (e.type === "file") listed.push(e);
+  }
+  return { commit, listed };
+}
+
+export interface RepoVariants {
+  repo: string;
+  commit: string;
+  /** The dtype `--dtype auto` would take, if any. */
+  auto?: Dtype;
+  /** Each ONNX variant the repository has (DTYPES order): what a pull of it downloads, side files included. */
+  variants: { dtype: Dtype; graph: string; files: number; bytes: number }[];
+}
+
+/** What `pull` could fetch of a repository, without fetching it: its ONNX variants and their sizes. */
+export async function repoVariants(options: Omit<PullOptions, "dtype" | "onEvent">): Promise<RepoVariants> {
+  const endpoint = (options.endpoint ?? DEFAULT_ENDPOINT).replace(/\/+$/, "");
+  const hub = { hubUrl: endpoint, accessToken: options.token || undefined, fetch: reportingFetch };
+  try {
+    const { commit, listed } = await listRepo(options.repo, options.revision ?? "main", endpoint, hub);
+    const variants = availableDtypes(listed).flatMap((dtype) => {
+      const s = selectFiles(listed, dtype);
+      return "missing" in s ? [] : [{ dtype, graph: s.graph, files: s.files.length, bytes: s.files.reduce((n, f) => n + f.size, 0) }];
+    });
+    const auto = selectFiles(listed, "auto");
+    return { repo: options.repo, commit, ...("missing" in auto ? {} : { auto: auto.dtype }), variants };
+  } catch (e) {
+    throw describeFailure(e, { ...options, dtype: "auto" }, endpoint, repoFolder(options.repo, options.cacheDir ?? hubCacheDir()));
   }
 }
 
