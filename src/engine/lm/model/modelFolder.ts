@@ -35,6 +35,8 @@ export interface ModelFolder {
   generation: { temperature?: number; maxNewTokens?: number; eosTokenIds: number[] };
   tokenizerJson: Record<string, unknown>;
   tokenizerConfig: Record<string, unknown>;
+  /** The chat template's source and the file it came from (readChatTemplate); unset: the model has none. */
+  chatTemplate?: { source: string; path: string };
   /** The decoder's ONNX file, absolute, and as named relative to the folder. */
   onnxPath: string;
   onnxFile: string;
@@ -127,6 +129,25 @@ function readJson(dir: string, file: string, required: boolean): Record<string, 
     throw new ModelFolderError(`${path} must hold a JSON object`);
   }
   return value as Record<string, unknown>;
+}
+
+/**
+ * The chat template, where transformers looks for it: chat_template.jinja (newer exports keep it
+ * there), chat_template.json ({"chat_template": …}), else tokenizer_config.json's chat_template. A
+ * list of named templates (tokenizer_config.json's older form) gives the one named "default".
+ */
+function readChatTemplate(dir: string, tokenizerConfig: Record<string, unknown>): ModelFolder["chatTemplate"] {
+  const jinja = join(dir, "chat_template.jinja");
+  if (existsSync(jinja)) return { source: readFileSync(jinja, "utf8"), path: jinja };
+  const fromJson = readJson(dir, "chat_template.json", false);
+  const [template, path] = fromJson
+    ? [fromJson.chat_template, join(dir, "chat_template.json")]
+    : [tokenizerConfig.chat_template, join(dir, "tokenizer_config.json")];
+  let source: string | undefined;
+  if (typeof template === "string") source = template;
+  else if (Array.isArray(template))
+    source = (template as { name?: string; template?: string }[]).find((t) => t.name === "default")?.template;
+  return source ? { source, path } : undefined;
 }
 
 function positiveInt(cfg: Record<string, unknown>, path: string, keys: string[], fallback?: number): number {
@@ -248,6 +269,7 @@ export function openModelFolder(dirInput: string, options: OpenOptions = {}): Mo
     },
     tokenizerJson,
     tokenizerConfig,
+    chatTemplate: readChatTemplate(dir, tokenizerConfig),
     onnxPath,
     onnxFile,
     dtype: dtypeOfFile(onnxFile),
