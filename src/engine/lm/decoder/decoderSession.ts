@@ -23,14 +23,14 @@ import {
 /** The model files already warned about running unprepared (once per process each). */
 const warnedUnprepared = new Set<string>();
 
-/** The ops of a quantized export: the LM head search stops at them (prepareGraph.ts, findHeadInput). */
+/** The ops of a quantized export; the LM head search passes through MatMulNBits, MatMulInteger and DequantizeLinear (prepareGraph.ts, findHeadInput). */
 const QUANTIZED_OPS = /MatMulNBits|MatMulInteger|DynamicQuantizeLinear|QLinearMatMul|MatMulBnb4|DequantizeLinear/;
 
 /**
  * The one warning line for an export that runs as it is, without the SMC-ready edits: what it costs.
- * A quantized graph (the head a MatMulNBits or MatMulInteger) cannot be prepared yet.
+ * `error` is the head search's: where it stopped (an op it does not know, MatMulBnb4 say) goes in the line.
  */
-function warnUnprepared(folder: ModelFolder): void {
+function warnUnprepared(folder: ModelFolder, error: Error): void {
   if (warnedUnprepared.has(folder.onnxPath)) return;
   warnedUnprepared.add(folder.onnxPath);
   // The nodes come before the weights in an ONNX file: its first 64 MiB name the ops.
@@ -42,8 +42,10 @@ function warnUnprepared(folder: ModelFolder): void {
     closeSync(fd);
   }
   const quantized = QUANTIZED_OPS.test(head.toString("latin1"));
+  const stopped = /the search stopped at ([^)]*)/.exec(error.message)?.[1];
   console.warn(
-    `twisted-smc: warning: ${folder.onnxFile} runs unprepared (${quantized ? "a quantized graph: " : ""}its LM head was not found): ` +
+    `twisted-smc: warning: ${folder.onnxFile} runs unprepared (${quantized ? "a quantized graph: " : ""}its LM head was not found` +
+      `${stopped ? `; the search stopped at ${stopped}` : ""}): ` +
       "twists that read the hidden state cannot run on it, and tokens are drawn outside the graph (slower sampling)",
   );
 }
@@ -117,7 +119,7 @@ export function smcReadySource(
         prepared = prepareModelBytes(original, options);
       } catch (inner) {
         if (!/cannot find the LM head/.test((inner as Error).message)) throw inner;
-        warnUnprepared(folder);
+        warnUnprepared(folder, inner as Error);
         return { ...asExported(folder), ...edits() };
       }
       if (!prepared) return { ...asExported(folder), ...edits() };
@@ -126,7 +128,7 @@ export function smcReadySource(
       return { source: bytes, ...(home ? { externalDataDir: home.dir } : {}), ...edits(prepared) };
     }
     if (/cannot find the LM head/.test((e as Error).message)) {
-      warnUnprepared(folder);
+      warnUnprepared(folder, e as Error);
       return { ...asExported(folder), ...edits() };
     }
     throw new ModelFolderError(
