@@ -22,6 +22,7 @@ export function modelSettings(): ModelSettings {
     twist: trustedString(cfg, "twist"),
     device: cfg.get<DeviceRequest>("device", "auto"),
     variant: cfg.get<ModelVariant>("modelVariant", "auto"),
+    systemPrompt: cfg.get<string>("systemPrompt", ""),
   };
 }
 

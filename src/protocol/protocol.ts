@@ -23,7 +23,7 @@ export const MODEL_DTYPES = ["fp32", "fp16", "q4", "q4f16", "int8", "uint8", "qu
 export const MODEL_VARIANTS = ["auto", ...MODEL_DTYPES] as const;
 export type ModelVariant = (typeof MODEL_VARIANTS)[number];
 
-/** What the engine needs to run a model; a change of any of these reloads it. */
+/** What the engine needs to run a model; a change of any of these but systemPrompt reloads it. */
 export interface ModelSettings {
   /** Model folder; empty for the shipped model. */
   model: string;
@@ -32,6 +32,11 @@ export interface ModelSettings {
   device: DeviceRequest;
   /** The ONNX file's precision (twistedSmc.modelVariant); unset: auto. */
   variant?: ModelVariant;
+  /**
+   * The prompt's system message (twistedSmc.systemPrompt), for a model with a chat template; unset or
+   * empty: none. Per request: the engine's model cache does not key on it, a change reloads nothing.
+   */
+  systemPrompt?: string;
 }
 
 export interface SmcSettings {

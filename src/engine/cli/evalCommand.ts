@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { DEVICES, DeviceRequest } from "../lm/decoder/device";
 import { loadModel } from "../lm/model/loadModel";
 import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
+import { withSystemPrompt } from "../lm/model/tokenizer";
 import { evaluate, EvalReport } from "../eval/evaluate";
 import { loadProblems } from "../train/data";
 import { loadTwist, shippedTwistPath } from "../twist/twistFile";
@@ -27,6 +28,7 @@ Options:
   --token-twist FILE|none     the token-level twist (default: the model folder's twist-token.json)
   --step-twist FILE|none      the step-level twist (default: the model folder's twist-step.json)
   --max-tokens N              (default 96)
+  --system TEXT               a system prompt, for a model with a chat template (default: none)
   --no-bounds                 skip the log Ẑ bounds
   --device D, --threads N     the device, and CPU threads (1 to 256)
 ${modelFileHelp(27)}
@@ -46,6 +48,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       "token-twist": { type: "string" },
       "step-twist": { type: "string" },
       "max-tokens": { type: "string" },
+      system: { type: "string" },
       "no-bounds": { type: "boolean" },
       device: { type: "string" },
       dtype: { type: "string" },
@@ -94,7 +97,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     );
     if (!problems.length) throw new UsageError("no problems to evaluate");
     const started = performance.now();
-    const report = await evaluate(model, problems, {
+    const report = await evaluate(withSystemPrompt(model, stringOption(values, "system")), problems, {
       particles,
       maxTokens: intOption(values, "max-tokens", 96, 1),
       seed: intOption(values, "seed", 0),

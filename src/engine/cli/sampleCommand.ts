@@ -5,6 +5,7 @@ import { extractAnswer } from "../math/answer";
 import { generate } from "../lm/generate";
 import { loadModel } from "../lm/model/loadModel";
 import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
+import { withSystemPrompt } from "../lm/model/tokenizer";
 import { DEVICES, DeviceRequest } from "../lm/decoder/device";
 import { choiceOption, intOption, MAX_PARTICLES, numberOption, stringOption, threadsOption } from "../util/options";
 import { escapeControl, readProblem } from "./solveCommand";
@@ -23,6 +24,7 @@ Options:
   --max-tokens N       tokens per sample at most (default: generation_config.json, else 128)
   --temperature T      0 is greedy (default 1)
   --seed S             random seed (default 0)
+  --system TEXT        a system prompt, for a model with a chat template (default: none)
   --device D           auto|cpu|webgpu|cuda (default auto)
 ${modelFileHelp(20)}
   --threads N          onnxruntime intra-op threads, 1 to 256 (default: all cores)
@@ -51,6 +53,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
       "max-tokens": { type: "string" },
       temperature: { type: "string" },
       seed: { type: "string" },
+      system: { type: "string" },
       threads: { type: "string" },
       device: { type: "string" },
       dtype: { type: "string" },
@@ -73,7 +76,11 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   const model = await loadModel(stringOption(values, "model"), { threads, device, ...modelFileOptions(values) });
   const { folder, tokenizer, lm } = model;
   try {
-    const fitted = encodeWithinContext(model, problem, intOption(values, "max-tokens", folder.generation.maxNewTokens ?? 128, 1));
+    const fitted = encodeWithinContext(
+      withSystemPrompt(model, stringOption(values, "system")),
+      problem,
+      intOption(values, "max-tokens", folder.generation.maxNewTokens ?? 128, 1),
+    );
     if (fitted.warning) console.error(`twisted-smc: ${fitted.warning}`);
     const result = await generate(lm, fitted.prompt, {
       numSamples,

@@ -6,6 +6,7 @@ import { decodeLogWeight } from "../../protocol/record";
 import { DEVICES, DeviceRequest } from "../lm/decoder/device";
 import { loadModel, withCpuFallback } from "../lm/model/loadModel";
 import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
+import { withSystemPrompt } from "../lm/model/tokenizer";
 import { goldAnswer, parseNumber } from "../math/answer";
 import { RESAMPLING_SCHEMES, ResamplingScheme } from "../smc/resampling";
 import { DEFAULT_SOLVE_OPTIONS, solve, SolveResult } from "../solve";
@@ -37,6 +38,7 @@ Options:
   --temperature T          proposal temperature, > 0 (default ${D.temperature})
   --seed S                 random seed (default ${D.seed})
   --gold N                 a known answer: the final potential becomes the reward
+  --system TEXT            a system prompt, for a model with a chat template (default: none)
   --device D               ${DEVICES.join("|")} (default auto)
 ${modelFileHelp(24)}
   --threads N              CPU threads, 1 to 256 (default: all cores)
@@ -161,6 +163,7 @@ export async function solveCommand(argv: string[]): Promise<void> {
       temperature: { type: "string" },
       seed: { type: "string" },
       gold: { type: "string" },
+      system: { type: "string" },
       device: { type: "string" },
       dtype: { type: "string" },
       "onnx-file": { type: "string" },
@@ -195,6 +198,7 @@ export async function solveCommand(argv: string[]): Promise<void> {
     device: choiceOption<DeviceRequest>(values, "device", DEVICES, "auto"),
     ...modelFileOptions(values),
   };
+  const system = stringOption(values, "system");
   let model = await loadModel(stringOption(values, "model"), loadOptions);
   try {
     const twist = await loadTwistOption(stringOption(values, "twist"), model, level);
@@ -202,7 +206,7 @@ export async function solveCommand(argv: string[]): Promise<void> {
       model,
       loadOptions,
       (m) =>
-        solve(m, problem, {
+        solve(withSystemPrompt(m, system), problem, {
           particles,
           level,
           resampling: choiceOption<ResamplingScheme>(values, "resampling", RESAMPLING_SCHEMES, D.resampling),

@@ -8,6 +8,7 @@ import { Connection, ResponseError } from "vscode-languageserver/node";
 import { CancellationToken, ErrorCodes as RpcErrors } from "vscode-jsonrpc";
 import { ErrorCodes, EngineStatus, Methods, MODEL_VARIANTS, ModelSettings, SolveParams, SolveResultMessage } from "../../protocol/protocol";
 import { loadModel, LoadedModel, withCpuFallback } from "../lm/model/loadModel";
+import { withSystemPrompt } from "../lm/model/tokenizer";
 import { DEVICES } from "../lm/decoder/device";
 import { RESAMPLING_SCHEMES } from "../smc/resampling";
 import { SmcCancelled } from "../smc/twistedSmc";
@@ -134,6 +135,7 @@ export function validateSolveParams(p: SolveParams): void {
     m.variant === undefined || (MODEL_VARIANTS as readonly string[]).includes(m.variant),
     `solve: variant must be one of ${MODEL_VARIANTS.join(", ")}`,
   );
+  check(m.systemPrompt === undefined || typeof m.systemPrompt === "string", "solve: systemPrompt must be a string");
   check(typeof s === "object" && s !== null, "solve: smc settings are missing");
   check(Number.isInteger(s.particles) && s.particles >= 1 && s.particles <= 4096, "solve: particles must be an integer from 1 to 4096");
   check(s.level === "token" || s.level === "step", "solve: level must be token or step");
@@ -204,7 +206,7 @@ export function registerHandlers(connection: Connection): void {
       const twist = params.model.twist === "none" ? undefined : await models.twist(loaded, params.model.twist, params.smc.level);
       lastTwist = twist?.name ?? null;
       const run = (model: LoadedModel) =>
-        solve(model, params.problem, {
+        solve(withSystemPrompt(model, params.model.systemPrompt), params.problem, {
           ...params.smc,
           resample: "adaptive",
           twist: twist?.twist,

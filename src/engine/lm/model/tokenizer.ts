@@ -202,3 +202,12 @@ export class TextTokenizer {
 
 /** An error's message on one line (a template error may quote several lines of the template). */
 const oneLine = (e: unknown): string => String((e as Error)?.message ?? e).replace(/\s*\n\s*/g, " ");
+
+/**
+ * `model` with the user's system prompt in every prompt it encodes (TextTokenizer.withSystemPrompt):
+ * per request, sharing the loaded model; `model` itself when there is none.
+ */
+export function withSystemPrompt<M extends { tokenizer: TextTokenizer }>(model: M, system: string | undefined): M {
+  const tokenizer = model.tokenizer.withSystemPrompt(system);
+  return tokenizer === model.tokenizer ? model : { ...model, tokenizer };
+}
