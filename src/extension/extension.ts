@@ -4,6 +4,7 @@ import { ProblemCodeLensProvider } from "./codeLens";
 import { EngineClient } from "./engineClient";
 import { MODEL_SETTINGS } from "./config";
 import { registerCommands } from "./commandTable";
+import { downloadCommands } from "./downloadModel";
 import { engineCommands, showCrashes } from "./engineCommands";
 import { RUN_SCHEME, RunDocumentProvider, runCommands } from "./runDocument";
 import { RunStore } from "./runStore";
@@ -40,7 +41,13 @@ export function activate(context: vscode.ExtensionContext): ExtensionApi | undef
       vscode.tasks.registerTaskProvider(TASK_TYPE, tasks),
       vscode.languages.registerCodeLensProvider({ language: "markdown" }, new ProblemCodeLensProvider()),
       vscode.workspace.registerTextDocumentContentProvider(RUN_SCHEME, new RunDocumentProvider(runs)),
-      ...registerCommands(solveCommands(engine, runs, panel), runCommands(runs, panel), engineCommands(engine, log), taskCommands(tasks)),
+      ...registerCommands(
+        solveCommands(engine, runs, panel),
+        runCommands(runs, panel),
+        engineCommands(engine, log),
+        taskCommands(tasks),
+        downloadCommands(context),
+      ),
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (MODEL_SETTINGS.some((s) => e.affectsConfiguration(s))) void engine.statusIfRunning();
       }),
