@@ -11,6 +11,9 @@ import { allProblems, formatResult, looksLikeMathProblem, planResultInsertion, p
 import { ParticlePanel } from "./panel";
 import { RunStore } from "./runStore";
 import type { CommandTable } from "./commandTable";
+import { DOWNLOAD_MODEL_COMMAND } from "./downloadModel";
+
+const DOWNLOAD_MODEL_ACTION = "Download Model…";
 
 export const OPEN_RUN_COMMAND = "twistedSmc.openRun";
 
@@ -72,9 +75,22 @@ export async function solveSpan(
   }
   runs.finish(runId, result);
   for (const warning of result.warnings ?? []) void vscode.window.showWarningMessage(`Twisted SMC: ${warning}`);
+  if (result.confidence.outOfDepth) suggestRealModel(result.confidence.outOfDepth);
   const failure = await insertResult(doc.uri, span, resultBlock(result, runId));
   if (failure) offerToInsert(runs, runId, failure);
   return result;
+}
+
+/** Whether this session has already suggested downloading a model (once is enough). */
+let suggestedRealModel = false;
+
+/** The model is out of its depth (the shipped demo model on a real problem): offer Download Model…, once per session. */
+function suggestRealModel(why: string): void {
+  if (suggestedRealModel) return;
+  suggestedRealModel = true;
+  void vscode.window
+    .showInformationMessage(`Twisted SMC: ${why}`, DOWNLOAD_MODEL_ACTION)
+    .then((pick) => pick && vscode.commands.executeCommand(DOWNLOAD_MODEL_COMMAND));
 }
 
 export const INSERT_ANSWER_COMMAND = "twistedSmc.insertAnswer";

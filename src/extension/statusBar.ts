@@ -15,6 +15,16 @@ export interface EngineStatusBar extends vscode.Disposable {
   readonly text: string;
 }
 
+/**
+ * The model's short name: `org/name` for a Hub model in the Hugging Face cache
+ * (…/models--org--name/snapshots/<commit>), else the folder's last path component.
+ */
+export function modelLabel(path: string): string {
+  const hub = /(?:^|[\\/])models--([^\\/]+?)--([^\\/]+)[\\/]snapshots[\\/][0-9a-f]{40}[\\/]?$/.exec(path);
+  if (hub) return `${hub[1]}/${hub[2]}`;
+  return path.split(/[\\/]/).filter(Boolean).pop() ?? path;
+}
+
 export function createStatusBar(engine: EngineClient): EngineStatusBar {
   const item = vscode.window.createStatusBarItem("twistedSmc.status", vscode.StatusBarAlignment.Right, 100);
   item.name = "Twisted SMC engine";
@@ -23,7 +33,7 @@ export function createStatusBar(engine: EngineClient): EngineStatusBar {
     const s = engine.lastStatus;
     const crashed = engine.state === "crashed";
     const device = s?.device && !crashed ? s.device.split(" ")[0].toUpperCase().replace("WEBGPU", "WebGPU") : undefined;
-    const model = s?.model ? s.model.split(/[\\/]/).pop() : undefined;
+    const model = s?.model ? modelLabel(s.model) : undefined;
     item.text = `${ICONS[engine.state]} Twisted SMC${crashed ? ": crashed" : device ? `: ${device}` : ""}${model && !crashed ? ` · ${model}` : ""}`;
     item.tooltip = crashed
       ? "The engine stopped unexpectedly. Click to restart it or read the log; the next solve also restarts it."
