@@ -4,13 +4,16 @@
  * keeps runs for the panel, and runs a training task.
  */
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as vscode from "vscode";
 import { existsSync, readFileSync } from "node:fs";
 import type { EngineClient } from "../../../src/extension/engineClient";
 import type { ExtensionApi } from "../../../src/extension/extension";
 import { RESULT_MARKER } from "../../../src/extension/markdown";
+import type { Downloaded } from "../../../src/extension/downloadModel";
+import { FakeHub, shippedModelFiles } from "../../unit/hubFixture";
 
 const EXTENSION_ID = "twisted-smc.twisted-smc-math";
 const PROBLEM = "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?";
@@ -251,5 +254,70 @@ describe("Twisted SMC in VS Code", () => {
     await ended;
     assert.ok(existsSync(join(out, "twist.json")), "the task wrote the twist");
     assert.equal(readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").length, 2);
+  });
+  it("Download Model… (picks given as arguments) fetches a Hub model, makes it the model in use, and solves with it", async () => {
+    // A local stand-in for the Hub; the CLI child and the engine inherit this process's environment.
+    const hub = new FakeHub().add({ id: "acme/tiny-math", commit: "c".repeat(40), files: shippedModelFiles() });
+    const saved = { HF_ENDPOINT: process.env.HF_ENDPOINT, HF_HUB_CACHE: process.env.HF_HUB_CACHE, HF_TOKEN: process.env.HF_TOKEN };
+    const cfg = () => vscode.workspace.getConfiguration("twistedSmc");
+    try {
+      process.env.HF_ENDPOINT = await hub.start();
+      process.env.HF_HUB_CACHE = mkdtempSync(join(tmpdir(), "tsmc-e2e-hub-"));
+      delete process.env.HF_TOKEN;
+      const got = await vscode.commands.executeCommand<Downloaded | undefined>("twistedSmc.downloadModel", "acme/tiny-math", "fp32");
+      assert.ok(got, "the download finished");
+      assert.equal(got.repo, "acme/tiny-math");
+      assert.equal(got.dtype, "fp32");
+      assert.ok(got.downloaded > 3_000_000, `downloaded ${got.downloaded} bytes`);
+      assert.ok(got.snapshot.startsWith(process.env.HF_HUB_CACHE), got.snapshot);
+      assert.equal(hub.downloads().length, 5, "the five files of the fp32 variant, nothing else");
+      assert.equal(cfg().inspect<string>("model")?.globalValue, "acme/tiny-math", "the user setting names the model");
+      assert.equal(cfg().inspect<string>("modelVariant")?.globalValue, "fp32");
+      // A second run finds it all in the cache.
+      const again = await vscode.commands.executeCommand<Downloaded | undefined>("twistedSmc.downloadModel", "acme/tiny-math", "fp32");
+      assert.equal(again?.downloaded, 0);
+      assert.equal(hub.downloads().length, 5);
+
+      // The engine resolves the id in the cache it was started with: start it afresh with HF_HUB_CACHE set.
+      await engine.restart();
+      const editor = await openMarkdown("hub.md", `${PROBLEM}\n`);
+      editor.selection = new vscode.Selection(new vscode.Position(0, 3), new vscode.Position(0, 3));
+      await vscode.commands.executeCommand("twistedSmc.solve");
+      await waitFor("the answer of the downloaded model", () => (editor.document.getText().includes(RESULT_MARKER) ? true : undefined));
+      const status = await engine.status();
+      assert.match(status.model ?? "", /models--acme--tiny-math[\\/]snapshots[\\/]c{40}$/);
+      await waitFor(
+        "the status bar to name the Hub model",
+        () => (api.statusBar.text.endsWith(" · acme/tiny-math") ? true : undefined),
+        10000,
+      );
+    } finally {
+      await cfg().update("model", undefined, vscode.ConfigurationTarget.Global);
+      await cfg().update("modelVariant", undefined, vscode.ConfigurationTarget.Global);
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      await hub.close();
+    }
+  });
+
+  it("Download Model… says in one line what is wrong with an id the Hub does not have, and changes no setting", async () => {
+    const hub = new FakeHub();
+    const saved = process.env.HF_ENDPOINT;
+    try {
+      process.env.HF_ENDPOINT = await hub.start();
+      const got = await vscode.commands.executeCommand<Downloaded | undefined>("twistedSmc.downloadModel", "acme/nothing", "q4");
+      assert.equal(got, undefined);
+      assert.equal(vscode.workspace.getConfiguration("twistedSmc").inspect<string>("model")?.globalValue, undefined);
+      assert.ok(
+        hub.requests.some((r) => r.url.startsWith("/api/models/acme/nothing")),
+        "it asked the Hub",
+      );
+    } finally {
+      if (saved === undefined) delete process.env.HF_ENDPOINT;
+      else process.env.HF_ENDPOINT = saved;
+      await hub.close();
+    }
   });
 });
