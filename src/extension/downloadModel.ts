@@ -110,6 +110,9 @@ function runCli(
   });
 }
 
+/** The Hub the CLI talks to (HF_ENDPOINT, as the child inherits it). */
+const hubAddress = () => (process.env.HF_ENDPOINT || "https://huggingface.co").replace(/\/+$/, "");
+
 /** What the CLI said means the Hub refused access (a gated or private model, or a token it does not take). */
 const isRefused = (message: string) => /\((401|403): |refused access|HF_TOKEN does not hold/.test(message);
 
@@ -149,7 +152,7 @@ export function downloadCommands(context: vscode.ExtensionContext): CommandTable
             "Enter Token…",
             "Open Model Page",
           );
-          if (pick === "Open Model Page") void vscode.env.openExternal(vscode.Uri.parse(`https://huggingface.co/${repo.split("@")[0]}`));
+          if (pick === "Open Model Page") void vscode.env.openExternal(vscode.Uri.parse(`${hubAddress()}/${repo.split("@")[0]}`));
           if (pick === "Enter Token…" && (await enterToken(repo))) continue;
           return undefined;
         }
