@@ -192,6 +192,33 @@ describe("SMC preparation of quantized exports", function () {
       }
     });
 
+  for (const scheme of ["q4", "int8"] as const)
+    it(`${scheme}: with the layers fused (fewest kernels), the residual sums after quantized projections are fused too, and the graph computes what the unfused one does`, async () => {
+      const file = `onnx/model_${scheme}_fused.onnx`;
+      writeFileSync(join(dir, file), quantizeModel(fp32, { scheme, only: "all" }));
+      const fuse = { numHeads: 4, numKvHeads: 4, headDim: 32, maxPositions: 512 };
+      const edits = prepareModelBytes(readFileSync(join(dir, file)), { hiddenSize: 128, vocabSize: 332, sampler: true, fuse })!;
+      assert.deepEqual(
+        [edits.addedHidden, edits.fusedAttention, edits.fusedRotary, edits.fusedRmsNorm, edits.fusedSkipLayerNorm],
+        [true, 4, 8, 9, 8],
+      );
+      const fused = await loadModel(dir, { threads: 1, onnxFile: file, sampleInGraph: true, fewestKernels: true });
+      opened.push(fused);
+      const plain = await loadModel(dir, { threads: 1, onnxFile: file, sampleInGraph: true, fewestKernels: false });
+      opened.push(plain);
+      const prompt = plain.tokenizer.encodeProblem(PROBLEM);
+      const [a, b] = [await fused.lm.prefill(prompt), await plain.lm.prefill(prompt)];
+      const [ha, hb] = [await hiddenOf(a), await hiddenOf(b)];
+      const [la, lb] = [await logitsOf(a), await logitsOf(b)];
+      a.state.dispose();
+      b.state.dispose();
+      // Measured: at most 1e-6 (hidden) and 4e-6 (logits); fused kernels sum in another order.
+      assert.ok(maxDiff(ha, hb) < 1e-3, `hidden state differs by ${maxDiff(ha, hb)}`);
+      assert.ok(maxDiff(la, lb) < 1e-3, `logits differ by ${maxDiff(la, lb)}`);
+      if (process.env.QUANT_REPORT) warn(`${scheme} fused: hidden ${maxDiff(ha, hb)} logits ${maxDiff(la, lb)}`);
+      assert.ok((await assertGraphDrawsMatchLogits(fused.lm, 1)) > 0);
+    });
+
   it("finds the head under Gemma's final soft-capping (Div → Tanh → Mul), quantized or not", () => {
     for (const scheme of ["q4", "int8", "dq"] as const) {
       const bytes = quantizeModel(fp32, { scheme, only: "head", softCap: 30 });

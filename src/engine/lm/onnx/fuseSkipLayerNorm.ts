@@ -10,12 +10,25 @@ import { MS_DOMAIN, node } from "./graphBuild";
 import { GraphInfo, NodeInfo } from "./graphRead";
 import { applyRewrites, GraphIndex, Rewrite } from "./graphRewrite";
 
-/** The sublayer output of a residual sum: a MatMul's, with its bias add folded in when there is one. */
+/**
+ * Whether `name` is a projection's output: a MatMul's, or a quantized one's (a 4-bit MatMulNBits, or
+ * onnxruntime's dynamic int8 MatMulInteger → Cast → Mul by the scales).
+ */
+function projected(index: GraphIndex, name: string): boolean {
+  if (index.made(name, "MatMul") || index.made(name, "MatMulNBits")) return true;
+  const scaled = index.made(name, "Mul");
+  return !!scaled?.inputs.some((i) => {
+    const cast = index.made(i, "Cast");
+    return !!cast && !!index.made(cast.inputs[0], "MatMulInteger");
+  });
+}
+
+/** The sublayer output of a residual sum: a projection's (projected), with its bias add folded in when there is one. */
 function sublayerOutput(index: GraphIndex, name: string, sum: NodeInfo): { input: string; bias?: string; biasAdd?: NodeInfo } | undefined {
-  if (index.made(name, "MatMul")) return { input: name };
+  if (projected(index, name)) return { input: name };
   const biasAdd = index.made(name, "Add");
   if (!biasAdd || index.readElsewhere(name, sum)) return undefined;
-  const at = biasAdd.inputs.findIndex((i) => index.made(i, "MatMul"));
+  const at = biasAdd.inputs.findIndex((i) => projected(index, i));
   const bias = biasAdd.inputs[1 - at];
   if (at < 0 || !index.weightDims(bias)) return undefined;
   return { input: biasAdd.inputs[at], bias, biasAdd };
