@@ -250,14 +250,15 @@ export function downloadCommands(context: vscode.ExtensionContext): CommandTable
       return undefined;
     }
     const pick = await vscode.window.showQuickPick(
-      found.variants.map((v) => ({
+      // The one `--dtype auto` takes first, so Enter takes it.
+      [...found.variants.filter((v) => v.dtype === found.auto), ...found.variants.filter((v) => v.dtype !== found.auto)].map((v) => ({
         label: v.dtype,
         description: `${formatBytes(v.bytes)}${v.dtype === found.auto ? " · suggested" : ""}`,
         detail: `${v.graph}, ${v.files} files`,
       })),
       {
         title: `Twisted SMC: which variant of ${found.repo}`,
-        placeHolder: "Smaller (q4, int8) runs faster on the CPU; fp32 is the most exact",
+        placeHolder: "Each size is what the download fetches; fp32 is the most exact, q4 the smallest",
       },
     );
     return pick?.label;
