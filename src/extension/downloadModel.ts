@@ -258,7 +258,7 @@ export function downloadCommands(context: vscode.ExtensionContext): CommandTable
       })),
       {
         title: `Twisted SMC: which variant of ${found.repo}`,
-        placeHolder: "Each size is what the download fetches; fp32 is the most exact, q4 the smallest",
+        placeHolder: "Each size is what the download fetches; fp32 is the most exact",
       },
     );
     return pick?.label;
