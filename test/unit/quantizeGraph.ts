@@ -6,7 +6,9 @@
  *   byte, low nibble first; scales float32 [N × blocks]; no zero_points (the default, 8);
  * - "int8": onnxruntime's quantize_dynamic: DynamicQuantizeLinear(A) → MatMulInteger(A_q, W_q int8, A_zp,
  *   W_zp) → Cast to float → Mul by A_scale × W_scale (one scale per weight);
- * - "dq": the weight stored int8 and dequantized in the graph, DequantizeLinear → MatMul (QDQ exports).
+ * - "dq": the weight stored int8 and dequantized in the graph, DequantizeLinear → MatMul (QDQ exports);
+ * - "qdq": "dq" with the activation quantized too, QuantizeLinear → DequantizeLinear (int8, a fixed
+ *   scale of ACTIVATION_SCALE, as a static quantizer's calibration would give one).
  * `only: "head"` quantizes the LM head alone (the MatMul that makes `logits`); "all", every MatMul whose
  * weight is a 2-D float initializer. The export's last_hidden_state output is taken away and the
  * tensor renamed, so only the LM head search can find it again.
@@ -15,7 +17,7 @@ import { GRAPH, MODEL, MS_DOMAIN, msOpsetImport, node, NODE } from "../../src/en
 import { NodeInfo, readNode, valueInfoName } from "../../src/engine/lm/onnx/graphRead";
 import { bytesField, concat, Field, fields, message, text } from "../../src/engine/lm/onnx/protoWire";
 
-export type QuantScheme = "q4" | "int8" | "dq";
+export type QuantScheme = "q4" | "int8" | "dq" | "qdq";
 export interface QuantizeOptions {
   scheme: QuantScheme;
   only: "head" | "all";
@@ -26,6 +28,8 @@ export interface QuantizeOptions {
 const TENSOR = { dims: 1, dataType: 2, floatData: 4, name: 8, rawData: 9 };
 const DT = { float: 1, uint8: 2, int8: 3 };
 const HIDDEN = "last_hidden_state";
+/** The activations' int8 step in "qdq": ±12.7 covers the shipped model's hidden states. */
+const ACTIVATION_SCALE = 0.1;
 const RENAMED = "/model/norm/output_0";
 
 function tensorBytes(name: string, dims: number[], dataType: number, data: Uint8Array): Uint8Array {
@@ -130,11 +134,17 @@ export function quantizeModel(model: Uint8Array, options: QuantizeOptions): Uint
       tensorBytes(`${p}_W_scale`, [], DT.float, floats(Float32Array.of(q.scale))),
       tensorBytes(`${p}_W_zp`, [], DT.int8, Uint8Array.of(0)),
     );
-    if (options.scheme === "dq")
+    const dequantizeWeight = node("DequantizeLinear", [`${p}_W`, `${p}_W_scale`, `${p}_W_zp`], [`${p}_W_deq`], `${p}_dq`);
+    if (options.scheme === "dq") return [dequantizeWeight, node("MatMul", [a, `${p}_W_deq`], [y], p)];
+    if (options.scheme === "qdq") {
+      newInits.push(tensorBytes(`${p}_A_scale`, [], DT.float, floats(Float32Array.of(ACTIVATION_SCALE))));
       return [
-        node("DequantizeLinear", [`${p}_W`, `${p}_W_scale`, `${p}_W_zp`], [`${p}_W_deq`], `${p}_dq`),
-        node("MatMul", [a, `${p}_W_deq`], [y], p),
+        dequantizeWeight,
+        node("QuantizeLinear", [a, `${p}_A_scale`, `${p}_W_zp`], [`${p}_A_q`], `${p}_qa`),
+        node("DequantizeLinear", [`${p}_A_q`, `${p}_A_scale`, `${p}_W_zp`], [`${p}_A_deq`], `${p}_dqa`),
+        node("MatMul", [`${p}_A_deq`, `${p}_W_deq`], [y], p),
       ];
+    }
     return [
       node("DynamicQuantizeLinear", [a], [`${p}_q`, `${p}_scale`, `${p}_zp`], `${p}_dql`),
       node("MatMulInteger", [`${p}_q`, `${p}_W`, `${p}_zp`, `${p}_W_zp`], [`${p}_int32`], `${p}_mmi`),
