@@ -54,8 +54,8 @@ export type { ModelVariant };
  * The order files are tried in when no dtype is asked for. On the CPU (and for --device auto, as the
  * file is chosen before the device): fp32, then the 8-bit ones (quantized, int8, uint8), q4, q4f16,
  * fp16 (about 4× slower than fp32 on the CPU), bnb4. On a GPU named outright (webgpu, cuda): fp16,
- * q4f16, fp32, q4, quantized, int8, uint8, bnb4. Quantized graphs run unprepared for now (no hidden
- * state for the twists, tokens drawn outside the graph): decoderSession.ts warns when one does.
+ * q4f16, fp32, q4, quantized, int8, uint8, bnb4. Quantized graphs are prepared like fp32 ones where
+ * their LM head is recognised (docs/quantized-graphs.md); where not, decoderSession.ts warns.
  */
 export const DTYPE_ORDER: Record<"cpu" | "gpu", readonly Dtype[]> = {
   cpu: ["fp32", "quantized", "int8", "uint8", "q4", "q4f16", "fp16", "bnb4"],
