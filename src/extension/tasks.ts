@@ -196,8 +196,12 @@ export function taskCommands(provider: TwistedSmcTaskProvider): CommandTable {
       if (needTrust()) return;
       const n = await vscode.window.showQuickPick(["100", "500"], { title: "Twisted SMC: problems to evaluate on" });
       if (!n) return;
-      const { twist } = modelSettings();
+      const { model, twist, variant, systemPrompt } = modelSettings();
       const def: TwistedSmcTaskDefinition = { type: TASK_TYPE, command: "eval", n: Number(n), particles: 16 };
+      // The model the editor solves with, as it solves with it.
+      if (model) def.model = model;
+      if (variant && variant !== "auto") def.dtype = variant;
+      if (systemPrompt?.trim()) def.system = systemPrompt;
       if (twist && twist !== "none") def.twist = twist;
       await vscode.tasks.executeTask(provider.build(def, "evaluate"));
     },
