@@ -24,7 +24,7 @@ Commands:
   eval                   accuracy table: greedy, sampling, voting, SMC and twisted SMC at one budget
   serve --stdio          the engine process: JSON-RPC over standard input/output (what the editor runs)
   data synth             synthetic word problems as GSM8K-format JSONL
-  models pull|list|rm    download a Hub model into the Hugging Face cache, list or remove them
+  models pull|info|list|rm  a Hub model: download it into the Hugging Face cache, see its variants, list, remove
 
 Run "twisted-smc <command> --help" for a command's options.
 
