@@ -31,7 +31,8 @@ import {
   modelFileOptions,
   openModelFolder,
 } from "../../src/engine/lm/model/modelFolder";
-import { externalDataLocations, prepareForSmc, preparedDir } from "../../src/engine/lm/onnx/prepareGraph";
+import { externalDataLocations } from "../../src/engine/lm/onnx/externalData";
+import { prepareForSmc, preparedDir } from "../../src/engine/lm/onnx/prepareGraph";
 import { UsageError } from "../../src/engine/util/options";
 import { Methods, MODEL_DTYPES, MODEL_VARIANTS } from "../../src/protocol/protocol";
 import { createMessageConnection, StreamMessageReader, StreamMessageWriter } from "vscode-jsonrpc/node";

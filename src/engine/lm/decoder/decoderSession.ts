@@ -9,21 +9,13 @@ import { Device, executionProvider } from "./device";
 import { ModelFolder, ModelFolderError } from "../model/modelFolder";
 import { DiskFullError } from "../../util/errors";
 import { cacheDirFromEnv, WebGpuValidation } from "../../environment";
-import {
-  anyFused,
-  externalDataHome,
-  HIDDEN_OUTPUT,
-  PreparedEdits,
-  prepareForSmc,
-  prepareModelBytes,
-  withExternalDataLocations,
-  PrepareOptions,
-} from "../onnx/prepareGraph";
+import { externalDataHome, withExternalDataLocations } from "../onnx/externalData";
+import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelBytes, PrepareOptions } from "../onnx/prepareGraph";
 
 /** The model files already warned about running unprepared (once per process each). */
 const warnedUnprepared = new Set<string>();
 
-/** The ops of a quantized export; the LM head search passes through MatMulNBits, MatMulInteger and DequantizeLinear (prepareGraph.ts, findHeadInput). */
+/** The ops of a quantized export; the LM head search passes through MatMulNBits, MatMulInteger and DequantizeLinear (headSearch.ts, findHeadInput). */
 const QUANTIZED_OPS = /MatMulNBits|MatMulInteger|DynamicQuantizeLinear|QLinearMatMul|MatMulBnb4|DequantizeLinear/;
 
 /**

@@ -10,22 +10,24 @@
  * decoder and the twists run beside it (logitGraphs.ts, twistHeadGraph.ts).
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { cacheDirFromEnv } from "../../environment";
 import { writeFileAtomic } from "../../util/atomicWrite";
 import { DiskFullError } from "../../util/errors";
 import { DTYPE, GRAPH, MODEL, MS_DOMAIN, msOpsetImport, node, TENSOR_TYPE, tensorValueInfo, TYPE, VALUE_INFO } from "./graphBuild";
-import { GraphInfo, NodeInfo, opsetVersion, readGraph, valueInfoName } from "./graphRead";
+import { GraphInfo, opsetVersion, readGraph, valueInfoName } from "./graphRead";
 import { Heads } from "./graphRewrite";
 import { fuseAttention, SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "./fuseAttention";
 import { fuseProjectionBias } from "./fuseProjectionBias";
 import { fuseRmsNorm } from "./fuseRmsNorm";
 import { fuseRotary } from "./fuseRotary";
 import { fuseSkipLayerNorm } from "./fuseSkipLayerNorm";
-import { bytesField, concat, fields, message, text } from "./protoWire";
+import { bytesField, concat, fields } from "./protoWire";
 import { SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead";
 import { packStepInputs } from "./packStepInputs";
+import { findHeadInput } from "./headSearch";
+import { externalDataHome, withExternalDataLocations } from "./externalData";
 
 export const HIDDEN_OUTPUT = "last_hidden_state";
 const PREPARE_VERSION = 16;
@@ -40,72 +42,6 @@ function elemType(valueInfo: Uint8Array): number {
     }
   }
   throw new Error("logits output has no tensor element type");
-}
-
-/** Ops the head search walks back through: elementwise ops after the head (Gemma's soft-capping Div → Tanh → Mul among them), casts, reshapes. */
-const HEAD_PASS_THROUGH = new Set(["Add", "Mul", "Div", "Tanh", "Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze"]);
-
-/**
- * The tensor a head's activation input was computed from: the activation itself, or, where the head
- * reads it quantized (DynamicQuantizeLinear's uint8 copy for a MatMulInteger, a QuantizeLinear →
- * DequantizeLinear pair before a MatMul), the float tensor that was quantized.
- */
-function unquantized(name: string, producer: Map<string, NodeInfo>): string {
-  const p = producer.get(name);
-  if (p?.opType === "DynamicQuantizeLinear" && p.outputs[0] === name) return p.inputs[0];
-  if (p?.opType === "DequantizeLinear") {
-    const q = producer.get(p.inputs[0]);
-    if (q?.opType === "QuantizeLinear") return q.inputs[0];
-  }
-  return name;
-}
-
-/**
- * The LM head's input (the hidden state) if `n` is an LM head: a MatMul or Gemm (its weight may come
- * through a DequantizeLinear), onnxruntime's 4-bit MatMulNBits (com.microsoft; its attributes K and N
- * say it is one), or a MatMulInteger whose activation is DynamicQuantizeLinear's output (the int8
- * pattern of onnxruntime's quantize_dynamic: → MatMulInteger → Cast → Mul by the scales, which the
- * search passes through).
- */
-function headActivation(n: NodeInfo, producer: Map<string, NodeInfo>): string | undefined {
-  if (n.opType === "MatMul" || n.opType === "Gemm") return unquantized(n.inputs[0], producer);
-  if (n.opType === "MatMulNBits" && n.ints.has("K") && n.ints.has("N")) return n.inputs[0];
-  if (n.opType === "MatMulInteger") {
-    const a = unquantized(n.inputs[0], producer);
-    return a === n.inputs[0] ? undefined : a;
-  }
-  return undefined;
-}
-
-/**
- * The input of the LM head: walk back from `logits` through elementwise ops (HEAD_PASS_THROUGH) to the
- * head (headActivation). Where an op has several computed inputs (a quantized head's Mul of its integer
- * product and its scales) each is tried in turn. Throws, naming where the search stopped, when none leads to a head.
- */
-export function findHeadInput(graph: GraphInfo): string {
-  const producer = new Map<string, NodeInfo>();
-  for (const n of graph.nodes) for (const o of n.outputs) producer.set(o, n);
-  const stops: string[] = [];
-  const search = (name: string, hops: number): string | undefined => {
-    const n = producer.get(name);
-    if (!n || hops >= 16) return undefined;
-    const found = headActivation(n, producer);
-    if (found) return found;
-    if (!HEAD_PASS_THROUGH.has(n.opType)) {
-      stops.push(n.opType);
-      return undefined;
-    }
-    // Follow the inputs that are themselves computed (not constant weights or scales).
-    for (const next of n.inputs.filter((i) => producer.has(i) && producer.get(i)!.opType !== "Constant")) {
-      const hidden = search(next, hops + 1);
-      if (hidden) return hidden;
-    }
-    return undefined;
-  };
-  const hidden = search("logits", 0);
-  if (hidden) return hidden;
-  const where = stops.length ? ` (the search stopped at ${[...new Set(stops)].join(", ")})` : "";
-  throw new Error(`cannot find the LM head (a MatMul or Gemm feeding "logits") to expose ${HIDDEN_OUTPUT}${where}`);
 }
 
 export interface PreparedModel extends PreparedEdits {
@@ -322,77 +258,6 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
 const fieldOf = (f: Uint8Array) => [...fields(f)][0].field;
 /** The name an encoded graph input declares. */
 const declaredName = (f: Uint8Array) => valueInfoName([...fields(f)][0].value);
-
-/** onnx TensorProto's fields for data kept outside the model file. */
-const TENSOR_EXTERNAL = { externalData: 13, dataLocation: 14 };
-const ENTRY = { key: 1, value: 2 };
-
-/**
- * The files a model's initializers keep their data in (the `location` of each external-data entry),
- * relative to the model's folder as onnx writes them; empty where every weight is inside the model.
- */
-export function externalDataLocations(model: Uint8Array): string[] {
-  const graph = [...fields(model)].find((f) => f.field === MODEL.graph);
-  if (!graph) return [];
-  const found = new Set<string>();
-  for (const g of fields(graph.value)) {
-    if (g.field !== GRAPH.initializer) continue;
-    for (const t of fields(g.value)) {
-      if (t.field !== TENSOR_EXTERNAL.externalData) continue;
-      const entry = [...fields(t.value)];
-      const key = entry.find((e) => e.field === ENTRY.key);
-      const value = entry.find((e) => e.field === ENTRY.value);
-      if (key && value && text(key) === "location") found.add(text(value));
-    }
-  }
-  return [...found];
-}
-
-/** The model with each initializer's external-data `location` passed through `rename`. */
-export function withExternalDataLocations(model: Uint8Array, rename: (location: string) => string): Uint8Array {
-  const entry = (e: Uint8Array) => {
-    const parts = [...fields(e)];
-    const key = parts.find((f) => f.field === ENTRY.key);
-    const value = parts.find((f) => f.field === ENTRY.value);
-    if (!key || !value || text(key) !== "location") return e;
-    return message([
-      [ENTRY.key, "location"],
-      [ENTRY.value, rename(text(value))],
-    ]);
-  };
-  const tensor = (t: Uint8Array) =>
-    concat(
-      [...fields(t)].map((f) =>
-        f.field === TENSOR_EXTERNAL.externalData ? bytesField(TENSOR_EXTERNAL.externalData, entry(f.value)) : f.raw,
-      ),
-    );
-  const graph = (g: Uint8Array) =>
-    concat([...fields(g)].map((f) => (f.field === GRAPH.initializer ? bytesField(GRAPH.initializer, tensor(f.value)) : f.raw)));
-  return concat([...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, graph(f.value)) : f.raw)));
-}
-
-/**
- * Where onnxruntime is to read a graph's external data from, and how its locations must change for
- * that; undefined without external data. onnxruntime (1.30) refuses a data file that resolves out of
- * that folder, a symbolic link included, as in the Hugging Face cache, where snapshots/COMMIT/model.onnx_data
- * links to blobs/HASH: there the folder is the one the links resolve to, and each location the file's
- * name there. Data files that do not resolve to one folder (or are missing) are left for onnxruntime to name.
- */
-export function externalDataHome(model: Uint8Array, sourceDir: string): { dir: string; rename?: (location: string) => string } | undefined {
-  const locations = externalDataLocations(model);
-  if (!locations.length) return undefined;
-  const real = new Map<string, string>();
-  try {
-    for (const l of locations) real.set(l, realpathSync(join(sourceDir, l)));
-    const home = realpathSync(sourceDir);
-    if (locations.every((l) => real.get(l) === join(home, l))) return { dir: sourceDir };
-  } catch {
-    return { dir: sourceDir };
-  }
-  const dir = dirname(real.get(locations[0])!);
-  if (![...real.values()].every((r) => dirname(r) === dir)) return { dir: sourceDir };
-  return { dir, rename: (l) => (real.has(l) ? basename(real.get(l)!) : l) };
-}
 
 /**
  * A fingerprint of a file's contents without reading all of it: sha256 over its first and last MiB
