@@ -7,6 +7,7 @@
  * lm/decoder/ is this decoder and what it runs on:
  * - device.ts: which execution provider runs it (auto's choice, and why the others were not taken);
  *   attentionCheck.ts: how long a prompt chunk a GPU's fused attention gets right;
+ * - decoderParts.ts: what it is made of, and opening those parts on one device;
  * - decoderSession.ts: the graph it runs (the SMC-ready copy) and its session's options;
  *   decoderInterface.ts: the inputs and outputs that graph must have; sideSessions.ts: sessions of the
  *   small graphs run beside it;
@@ -19,144 +20,23 @@
 import { availableParallelism } from "node:os";
 import * as ort from "onnxruntime-node";
 import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from "../causalLm";
-import {
-  candidates,
-  Device,
-  DeviceAttempt,
-  DeviceRequest,
-  DeviceRunError,
-  DeviceUnavailableError,
-  describeDeviceChoice,
-  deviceFailure,
-  precheck,
-} from "./device";
+import { candidates, DeviceAttempt, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
 import { FloatType, KvCache, liveKvCaches } from "./kvCache";
 import { liveDeviceLogits } from "./stepReaders";
-import { attendsToEveryEarlierToken, DecoderConfig, ModelFolder, ModelFolderError } from "../model/modelFolder";
-import { checkInterface } from "./decoderInterface";
-import { cacheBudgetFor, fixedCapacityDefault, physicalBatch, RetainedCacheShapes } from "./fixedCapacity";
-import { fixedCapacityFromEnv, ortProfileFromEnv, WebGpuValidation } from "../../environment";
+import { DecoderConfig, ModelFolder } from "../model/modelFolder";
+import { physicalBatch, RetainedCacheShapes } from "./fixedCapacity";
+import { fixedCapacityFromEnv, ortProfileFromEnv } from "../../environment";
 import { passInputs } from "./passInputs";
 import { HIDDEN_OUTPUT } from "../onnx/prepareGraph";
-import { sessionOpener, smcReadySource } from "./decoderSession";
-import { CHUNKS, largestRightChunk } from "./attentionCheck";
-import { DTYPE } from "../onnx/graphBuild";
+import { DecoderParts, DeviceFailure, LARGE_VOCABULARY, OnnxDecoderOptions, openOnDevice } from "./decoderParts";
+
 import { concat } from "../onnx/protoWire";
 import { KvReorder } from "./kvReorder";
 import { LogitSessions } from "./logitSessions";
 import { SAMPLE_DRAWS, unpackDraws } from "../onnx/samplingHead";
 
-export interface OnnxDecoderOptions {
-  /** Intra-op threads; defaults to the machine's parallelism. */
-  threads?: number;
-  /** Where to run; `auto` picks the most capable available and falls back to the CPU. Default cpu. */
-  device?: DeviceRequest;
-  /** Load the SMC-ready copy of the graph (default true); false loads the export as it is. */
-  prepare?: boolean;
-  /**
-   * Draw tokens inside the graph (a sampling head in the prepared copy). Default: on a GPU, and on
-   * the CPU for vocabularies of LARGE_VOCABULARY tokens or more, where the head's passes cost less than
-   * scanning K × vocab logits in JavaScript (README, Performance); small vocabularies gain nothing.
-   */
-  sampleInGraph?: boolean;
-  /**
-   * Run the graph in the fewest kernels: its layers fused and its draws laid out for it (prepareGraph's
-   * `fuse`). Default: on a GPU, where a step's time is mostly kernel launches.
-   */
-  fewestKernels?: boolean;
-  /** Devices already given up on before this load (a GPU that failed mid-run), reported with the choice. */
-  priorAttempts?: readonly DeviceAttempt[];
-  /**
-   * Keep the KV cache at a fixed capacity, in the fewest kernels (fuseAttention.ts): its tensors keep
-   * their shape from step to step, growing by `capacityStep` positions (default 256) when full, and on
-   * a GPU onnxruntime reuses their buffers (its exact-size buffer cache, which is then the whole
-   * process's). Default: on a GPU (fixedCapacityDefault), unless TWISTED_SMC_FIXED_CAPACITY says otherwise
-   * (environment.ts, fixedCapacityFromEnv); a graph it cannot apply to runs as without it.
-   */
-  fixedCapacity?: boolean;
-  capacityStep?: number;
-  /**
-   * In the fewest kernels: feed the graph's small per-pass inputs packed in one (packStepInputs.ts),
-   * one upload a pass instead of four or five. Default true; false keeps them apart (to time the difference).
-   */
-  packStep?: boolean;
-  /**
-   * With a fixed capacity: the most bytes of cache tensors of distinct shapes (batch × capacity) the
-   * runtime may keep. onnxruntime's exact-size buffer cache never frees a buffer, so past this a prompt
-   * into an empty cache, when no state or output of any decoder is alive, first reopens this decoder's
-   * sessions, which frees them. Default: fixedCapacity.ts, cacheBudgetFor (on a GPU, TWISTED_SMC_CACHE_BUDGET_MB).
-   */
-  cacheBudget?: number;
-  /**
-   * The most prompt tokens one forward pass takes (a longer prompt goes in chunks). Default: no limit,
-   * PREFILL_CHUNK with a fixed capacity, and less where a GPU's attention is wrong on longer chunks
-   * (attentionCheck.ts).
-   */
-  prefillChunk?: number;
-  /**
-   * On WebGPU, onnxruntime's validation mode for this decoder's sessions (device.ts, executionProvider):
-   * validating each dispatch costs CPU time per kernel; `disabled` crashes on a GPU error. Default:
-   * TWISTED_SMC_WEBGPU_VALIDATION's, else onnxruntime's (`basic`).
-   */
-  webgpuValidation?: WebGpuValidation;
-  /**
-   * A diagnostic: the file prefix onnxruntime writes its trace of every kernel of the decoder's session
-   * to (chrome://tracing JSON, `PREFIX_<date>.json`), on dispose. Default: TWISTED_SMC_ORT_PROFILE's; none.
-   */
-  ortProfile?: string;
-}
-
-/**
- * The most prompt tokens a fixed-capacity cache's prefill runs at once: onnxruntime's exact-size
- * buffer cache keeps a buffer of every size it was asked for, and chunks bound those sizes.
- */
-export const PREFILL_CHUNK = 64;
-
-/** From this vocabulary size on, drawing in the graph pays on the CPU too. */
-export const LARGE_VOCABULARY = 8192;
-
-/**
- * Everything an OnnxDecoder is made of, as OnnxDecoder.load puts it together for one device: the
- * session, what the graph takes and gives, the sessions beside it, and the choices made for the cache.
- */
-export interface DecoderParts {
-  /** The decoder graph's session (reopened by `reopen` to free what onnxruntime kept). */
-  session: ort.InferenceSession;
-  /** The model's shape, from its config.json. */
-  config: DecoderConfig;
-  /** The KV cache's element type, as the graph declares its past_key_values inputs. */
-  kvType: FloatType;
-  /** Whether the graph takes position_ids. */
-  hasPositionIds: boolean;
-  /** Whether the graph outputs the hidden state the twists read (HIDDEN_OUTPUT). */
-  hasHidden: boolean;
-  /** Whether the graph draws tokens itself (a sampling head: OnnxDecoderOptions.sampleInGraph). */
-  samplesInGraph: boolean;
-  /** The token fed to held rows and the probe (config's pad_token_id, else 0). */
-  padId: number;
-  /** The device line: the device and, in parentheses, notes on how it runs (threads, cache, chunking). */
-  device: string;
-  /** Every device tried, with the reason each unused one was skipped. */
-  deviceAttempts: readonly DeviceAttempt[];
-  /** Reads rows of the logits, and draws from them, where they are (on a GPU: left on the device). */
-  logitSessions: LogitSessions;
-  /** Gathers the cache's rows where it is, for a step whose rows changed. */
-  kvReorder: KvReorder;
-  /** Positions the graph's rotary tables cover (fuseRotary.ts); 0: it computes any position's angles. */
-  rotaryPositions: number;
-  /** With a fixed-capacity cache (fuseAttention.ts): the positions it grows by when full; 0 without. */
-  capacityStep: number;
-  /** The most prompt tokens one pass takes (OnnxDecoderOptions.prefillChunk); Infinity: no limit. */
-  prefillChunk: number;
-  /** A new session of the same graph and options (for freeRetained); none: the session is never reopened. */
-  reopen?: () => Promise<ort.InferenceSession>;
-  /** OnnxDecoderOptions.cacheBudget, in bytes; Infinity: no budget. */
-  cacheBudget: number;
-  /** The inputs the graph takes packed in one (packStepInputs.ts), in packing order; empty: one by one. */
-  packedStep: readonly string[];
-  /** Whether the session writes onnxruntime's trace (OnnxDecoderOptions.ortProfile): ended on dispose. */
-  profiling: boolean;
-}
+export { LARGE_VOCABULARY, PREFILL_CHUNK } from "./decoderParts";
+export type { DecoderParts, OnnxDecoderOptions } from "./decoderParts";
 
 export class OnnxDecoder implements CausalLM {
   readonly vocabSize: number;
@@ -238,7 +118,7 @@ export class OnnxDecoder implements CausalLM {
       }
       const sampler = options.sampleInGraph ?? (device !== "cpu" || folder.config.vocabSize >= LARGE_VOCABULARY);
       const fuse = options.fewestKernels ?? device !== "cpu";
-      const fusedTry = await OnnxDecoder.tryDevice(folder, options, device, threads, sampler, fuse, attempts);
+      const fusedTry = await OnnxDecoder.onDevice(folder, options, device, threads, sampler, fuse, attempts);
       if (fusedTry instanceof OnnxDecoder) return fusedTry;
       // A GPU that fails on the fused layers gets the graph as exported before it is given up on.
       if (!fusedTry.fused || options.fewestKernels !== undefined) {
@@ -246,7 +126,7 @@ export class OnnxDecoder implements CausalLM {
         continue;
       }
       attempts.push({ device, skipped: `${fusedTry.failure} (with its layers fused; the unfused graph was tried next)` });
-      const plainTry = await OnnxDecoder.tryDevice(folder, options, device, threads, sampler, false, attempts);
+      const plainTry = await OnnxDecoder.onDevice(folder, options, device, threads, sampler, false, attempts);
       if (plainTry instanceof OnnxDecoder) return plainTry;
       attempts.push({ device, skipped: plainTry.failure });
     }
@@ -256,133 +136,22 @@ export class OnnxDecoder implements CausalLM {
   }
 
   /**
-   * The decoder on one device, or why that device could not run it (and whether the graph tried had
-   * fused layers). A model the CPU cannot load is the folder's fault: that throws.
+   * The decoder on one device (openOnDevice), or why that device could not run it. Shaders compile and
+   * buffers are made at a GPU's first run: one that cannot run this graph fails in the probe here, where
+   * falling back costs nothing, rather than in the middle of a solve.
    */
-  private static async tryDevice(
-    folder: ModelFolder,
-    options: OnnxDecoderOptions,
-    device: Device,
-    threads: number,
-    sampler: boolean,
-    fuse: boolean,
-    attempts: DeviceAttempt[],
-  ): Promise<OnnxDecoder | { failure: string; fused: boolean }> {
-    const { source, externalDataDir, fused, attention, rotaryPositions, fixedCapacity, packedStep } =
-      options.prepare === false
-        ? { source: folder.onnxPath, fused: false, attention: false, rotaryPositions: 0, fixedCapacity: false, packedStep: [] }
-        : smcReadySource(
-            folder,
-            sampler,
-            fuse,
-            fuse && (options.fixedCapacity ?? fixedCapacityDefault(device)) && attendsToEveryEarlierToken(folder),
-            options.packStep ?? true,
-          );
-    const capacityStep = fixedCapacity ? (options.capacityStep ?? 256) : 0;
-    if (fixedCapacity && !(Number.isInteger(capacityStep) && capacityStep > 0))
-      throw new RangeError(`capacityStep must be a positive integer, got ${options.capacityStep}`);
-    const cacheBudget = cacheBudgetFor(device, options.cacheBudget);
-    // On WebGPU the KV cache stays on the device (decoderSession.ts): reordering it needs the prepared graph.
-    if (device === "webgpu" && options.prepare === false) {
-      return { failure: "on a GPU the engine runs the SMC-prepared graph (it draws the tokens there)", fused };
-    }
-    let session: ort.InferenceSession | undefined;
-    let reopen: (() => Promise<ort.InferenceSession>) | undefined;
-    try {
-      reopen = sessionOpener(source, device, {
-        threads,
-        numLayers: folder.config.numLayers,
-        fixedCapacity,
-        ortProfile: options.ortProfile,
-        webgpuValidation: options.webgpuValidation,
-        externalDataDir,
-      });
-      session = await reopen();
-    } catch (e) {
-      await session?.release();
-      const message = (e as Error).message;
-      if (device !== "cpu" && !/protobuf|parse|invalid model|load model/i.test(message))
-        return { failure: deviceFailure(device, message), fused };
-      throw new ModelFolderError(`${folder.onnxPath} could not be loaded by onnxruntime: ${message}`);
-    }
-    const chosen = [...attempts, { device }];
-    const { kvType, hasPositionIds, hasHidden, hasSampler } = checkInterface(session, folder, fixedCapacity, packedStep);
-    let prefillChunk = options.prefillChunk ?? (fixedCapacity ? PREFILL_CHUNK : Infinity);
-    if (!(prefillChunk >= 1)) throw new RangeError(`prefillChunk must be at least 1, got ${options.prefillChunk}`);
-    // What the device line tells the user beside the device: how the cache is kept, and any chunking.
-    const notes = [
-      device === "cpu" ? `onnxruntime-node, ${threads} thread${threads === 1 ? "" : "s"}` : "onnxruntime-node",
-      ...(fixedCapacity ? ["fixed-capacity KV cache"] : []),
-    ];
-    if (device !== "cpu" && attention) {
-      // A GPU whose fused attention is wrong on long chunks (small subgroups) gets the prompt in shorter ones.
-      try {
-        const right = await largestRightChunk(
-          device,
-          fixedCapacity ? "gqa" : "mha",
-          folder.config.numHeads,
-          folder.config.headDim,
-          options.webgpuValidation,
-        );
-        if (right < CHUNKS[0] && right < prefillChunk) {
-          prefillChunk = right;
-          notes.push(`prompts in ${right}-token passes, as this GPU's attention is wrong on longer ones`);
-        }
-      } catch (e) {
-        await session.release();
-        return { failure: `it could not run the fused attention: ${deviceFailure(device, (e as Error).message)}`, fused };
-      }
-    }
-    const where = `${device} (${notes.join("; ")})`;
-    const logits = session.outputMetadata.find((m) => m.name === "logits");
-    const logitsType = logits?.isTensor && logits.type === "float16" ? DTYPE.float16 : DTYPE.float;
-    const logitSessions = new LogitSessions(
-      device,
-      threads,
-      logitsType,
-      folder.config.vocabSize,
-      folder.config.hiddenSize,
-      where,
-      fuse ? "fewest-kernels" : "least-work",
-      options.webgpuValidation,
-    );
-    const kvReorder = new KvReorder(
-      device,
-      threads,
-      2 * folder.config.numLayers,
-      kvType === "float16" ? DTYPE.float16 : DTYPE.float,
-      where,
-      options.webgpuValidation,
-    );
-    const decoder = new OnnxDecoder({
-      session,
-      config: folder.config,
-      kvType,
-      hasPositionIds,
-      hasHidden,
-      samplesInGraph: hasSampler,
-      padId: folder.config.padTokenId ?? 0,
-      device: where,
-      deviceAttempts: chosen,
-      logitSessions,
-      kvReorder,
-      rotaryPositions,
-      capacityStep,
-      prefillChunk,
-      reopen,
-      cacheBudget,
-      packedStep,
-      profiling: !!options.ortProfile,
-    });
+  private static async onDevice(...args: Parameters<typeof openOnDevice>): Promise<OnnxDecoder | DeviceFailure> {
+    const opened = await openOnDevice(...args);
+    if ("failure" in opened) return opened;
+    const decoder = new OnnxDecoder(opened.parts);
+    const device = args[2];
     if (device === "cpu") return decoder;
-    // Shaders compile and buffers are made at the first run: a GPU that cannot run this graph fails
-    // here, where falling back costs nothing, rather than in the middle of a solve.
     try {
       await decoder.probe();
       return decoder;
     } catch (e) {
       await decoder.dispose();
-      return { failure: `it could not run the model: ${deviceFailure(device, (e as Error).message)}`, fused };
+      return { failure: `it could not run the model: ${deviceFailure(device, (e as Error).message)}`, fused: opened.fused };
     }
   }
 
