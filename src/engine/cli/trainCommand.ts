@@ -19,7 +19,8 @@ Learns a twist for a model on problems with known answers and writes it to --out
 --num-examples style works too.
 
 Options:
-  --model_name DIR                 model folder (default: the shipped model)
+  --model_name DIR|ID              model folder, or a Hub id (org/name[@revision]) fetched with models pull
+                                   (default: the shipped model)
   --num_examples N                 problems to train on (default ${D.num_examples})
   --num_epochs N                   passes over them (default ${D.num_epochs})
   --batch_size N                   problems per update (default ${D.batch_size})
@@ -76,7 +77,8 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
 
-  // A precision or file asked for: the model loads here, on the CPU as the trainer's own would.
+  // A precision or file asked for: the model loads here, on the CPU as the trainer's own would (a Hub
+  // id not downloaded yet is refused by both, before anything is written).
   const preloaded =
     file.dtype !== "auto" || file.onnxFile !== undefined
       ? await loadModel(config.modelName, { threads: config.threads, device: "cpu", ...file })

@@ -76,6 +76,15 @@ export function resolveModelArgument(arg: string): string {
   throw new InputError(`${arg} is not downloaded (and no folder of that name exists): run ${pullCommand(ref)}`);
 }
 
+/**
+ * The Hub id of a snapshot folder of the cache (`…/models--org--name/snapshots/COMMIT` → `org/name`),
+ * so that a model run from the cache is named as the user named it; undefined for any other folder.
+ */
+export function hubIdOfFolder(dir: string): string | undefined {
+  const m = /(?:^|[/\\])models--([^-/\\][^/\\]*?)--([^/\\]+)[/\\]snapshots[/\\][^/\\]+[/\\]?$/.exec(dir);
+  return m ? `${m[1]}/${m[2]}` : undefined;
+}
+
 export interface CachedRevision {
   repo: string;
   commit: string;

@@ -24,6 +24,7 @@ import { ProblemData } from "./samples";
 import { LineVerifier } from "../twist/lineVerifier";
 import { DiskFullError } from "../util/errors";
 import { lockOutputDir } from "./outputLock";
+import { resolveModelArgument } from "../hub/cache";
 
 export interface TrainConfig {
   modelName?: string;
@@ -119,11 +120,13 @@ export function validateTrainConfig(c: TrainConfig): void {
 
 export async function train(config: TrainConfig, hooks: TrainHooks = {}, preloaded?: LoadedModel): Promise<TrainResult> {
   validateTrainConfig(config);
+  // A Hub id not downloaded yet is refused before the output folder is made.
+  const modelDir = config.modelName === undefined ? undefined : resolveModelArgument(config.modelName);
   // Before any model is loaded: the lock proves the folder can be made and written, and keeps a
   // second run out of it.
   const unlock = lockOutputDir(config.outputDir);
   try {
-    const model = preloaded ?? (await loadModel(config.modelName, { threads: config.threads, device: "cpu" }));
+    const model = preloaded ?? (await loadModel(modelDir, { threads: config.threads, device: "cpu" }));
     try {
       return await trainWith(model, config, hooks);
     } finally {

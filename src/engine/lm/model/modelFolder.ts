@@ -8,6 +8,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { InputError } from "../../util/errors";
 import { MODEL_DTYPES, ModelVariant } from "../../../protocol/protocol";
 import { choiceOption, OptionValues, stringOption, UsageError } from "../../util/options";
+import { hubIdOfFolder } from "../../hub/cache";
 
 export class ModelFolderError extends InputError {}
 
@@ -28,6 +29,7 @@ export interface DecoderConfig {
 
 export interface ModelFolder {
   dir: string;
+  /** The folder's name; for a snapshot in the Hugging Face cache, its Hub id (org/name). */
   name: string;
   config: DecoderConfig;
   /** config.json as written, for anything model-specific. */
@@ -259,7 +261,7 @@ export function openModelFolder(dirInput: string, options: OpenOptions = {}): Mo
   const eos = tokenIds(gen.eos_token_id);
   return {
     dir,
-    name: basename(dir),
+    name: hubIdOfFolder(dir) ?? basename(dir),
     config,
     rawConfig,
     generation: {
