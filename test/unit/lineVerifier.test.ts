@@ -93,6 +93,30 @@ describe("line verifier", () => {
     );
   });
 
+  it("trains only on the lines it reads when it scores: a number beyond its columns is left out, never cut to its low digits", () => {
+    const v = LineVerifier.init(D, new Rng(6));
+    for (const p of v.parameters()) for (let j = 0; j < p.length; j++) p[j] = 0.3 * Math.sin(j + p.length);
+    // Mined from outcomes: "9999 + 1 = 10000" of a right sample is right; cut to four columns it would
+    // read "9999 + 1 = 0000", a wrong line, and teach the verifier that it is right.
+    const wide = mineLineLabels(["9999 + 1 = 10000\n#### 10000", "25000 - 5000 = 20000\n#### 20000"], [true, true]);
+    assert.deepEqual(
+      wide.map((l) => l.label),
+      [1, 1],
+    );
+    assert.equal(v.logValueOfText("9999 + 1 = 10000\n25000 - 5000 = 20000\n"), 0);
+    assert.equal(v.encodeLine(wide[0].line), undefined);
+    const none = prmGradient(v, [{ lines: wide } as unknown as PrmData]);
+    assert.equal(none.loss, 0);
+    for (const g of none.grads) assert.ok(g.every((x) => x === 0));
+    // Beside a line it reads, the gradient is that line's alone.
+    const narrow = mineLineLabels(["12 + 30 = 42\n#### 42"], [true]);
+    const mixed = prmGradient(v, [{ lines: [...wide, ...narrow] } as unknown as PrmData]);
+    const alone = prmGradient(v, [{ lines: narrow } as unknown as PrmData]);
+    assert.equal(mixed.loss, alone.loss);
+    mixed.grads.forEach((g, i) => assert.deepEqual(g, alone.grads[i]));
+    assert.deepEqual(v.encodeLine(narrow[0].line), v.encode("12 + 30 = 42\n")[0]);
+  });
+
   it("learns to tell right subtraction lines from tens-digit slips, from labelled lines alone", () => {
     const rng = new Rng(3);
     const line = () => {

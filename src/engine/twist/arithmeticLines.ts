@@ -23,7 +23,7 @@
  * a result that is itself an expression, percents that do not hold as written ("25% × 80 = 20"
  * means 0.25 × 80), numbers bound by ^ ( ) { } and the like or by a letter ("2x", "42nd"), and
  * numbers with words as units ("12 pens + 30 pens"). Numbers longer than the verifier's columns are
- * left out by the verifier (LineVerifier.encode).
+ * left out by the verifier, when it scores and when it trains (LineVerifier.encodeLine).
  */
 
 export const OPERATORS = ["+", "-", "*", "/"] as const;

@@ -23,7 +23,16 @@
  */
 import { Rng } from "../util/rng";
 import { StepTwist, TwistInput } from "../smc/twist";
-import { arithmeticLines, DIGIT_CODES, encodedLength, encodeLine, fitsColumns, NO_COLUMN, OPERATORS } from "./arithmeticLines";
+import {
+  ArithmeticLine,
+  arithmeticLines,
+  DIGIT_CODES,
+  encodedLength,
+  encodeLine,
+  fitsColumns,
+  NO_COLUMN,
+  OPERATORS,
+} from "./arithmeticLines";
 import { BIAS_INIT, logSigmoid } from "./heads";
 
 const OPS = OPERATORS.length;
@@ -105,9 +114,15 @@ export class LineVerifier implements StepTwist {
    * cannot see. Lines it cannot parse at all are left out likewise (arithmeticLines).
    */
   encode(text: string): Int32Array[] {
-    return arithmeticLines(text)
-      .filter((l) => fitsColumns(l, this.p.columns))
-      .map((l) => encodeLine(l, this.p.columns));
+    return arithmeticLines(text).flatMap((l) => this.encodeLine(l) ?? []);
+  }
+
+  /**
+   * One parsed line's encoding, or undefined for a line this verifier cannot see (a number longer than
+   * its columns): the one rule, for scoring (encode) and for training on labelled lines (objectives/prm.ts).
+   */
+  encodeLine(line: ArithmeticLine): Int32Array | undefined {
+    return fitsColumns(line, this.p.columns) ? encodeLine(line, this.p.columns) : undefined;
   }
 
   /**

@@ -3,7 +3,6 @@
  * plain samples whose label follows from the outcomes (lineLabels.ts) predicts that label, by binary
  * cross-entropy. It reads only the text, so it needs no teacher forcing and no SMC sweep.
  */
-import { encodeLine } from "../../twist/arithmeticLines";
 import { logSigmoid } from "../../twist/heads";
 import { LineVerifier } from "../../twist/lineVerifier";
 import { Rng } from "../../util/rng";
@@ -11,7 +10,7 @@ import { LabelledLine, mineLineLabels } from "../lineLabels";
 import { plainSamples, ProblemData } from "../samples";
 import { average, ObjectiveResult, TwistObjective } from "./objective";
 
-/** Digit columns the line verifier reads: numbers up to 9,999. */
+/** Digit columns the line verifier reads: numbers up to 9,999 (a line with a longer one is not read). */
 export const VERIFIER_COLUMNS = 4;
 
 /** The lines of the plain samples whose labels follow from the outcomes. */
@@ -46,7 +45,10 @@ export function prmGradient(verifier: LineVerifier, data: readonly PrmData[]): O
   let n = 0;
   for (const d of data) {
     for (const { line, label } of d.lines) {
-      const enc = encodeLine(line, verifier.p.columns);
+      // A line with a number longer than the columns is left out, as the verifier leaves it out when it
+      // scores: cut to its low digits it would be another line, under this line's label.
+      const enc = verifier.encodeLine(line);
+      if (!enc) continue;
       const z = verifier.lineLogit(enc);
       loss -= label * logSigmoid(z) + (1 - label) * logSigmoid(-z);
       verifier.addGradient(grads, enc, Math.exp(logSigmoid(z)) - label);
