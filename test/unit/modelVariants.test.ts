@@ -41,6 +41,9 @@ import { smcReadySource } from "../../src/engine/lm/decoder/decoderSession";
 import { GRAPH, MODEL } from "../../src/engine/lm/onnx/graphBuild";
 import { bytesField, concat, fields, message, text } from "../../src/engine/lm/onnx/protoWire";
 import { MODEL_DIR } from "./helpers";
+import { loadModel, variantDevice } from "../../src/engine/lm/model/loadModel";
+import { precheck } from "../../src/engine/lm/decoder/device";
+import { OnnxDecoder } from "../../src/engine/lm/decoder/onnxDecoder";
 
 const CLI = join(__dirname, "../../dist/cli.js");
 const ENGINE = join(__dirname, "../../dist/engine.js");
@@ -113,6 +116,40 @@ describe("model variants and the prepared-graph cache", function () {
       rmSync(join(dir, "onnx/model.onnx"));
       assert.equal(openModelFolder(dir).dtype, "quantized");
       for (const d of DTYPES.filter((x) => x !== "fp32")) assert.equal(openModelFolder(dir, { dtype: d }).dtype, d);
+    });
+
+    it("--device auto takes the order of the device it resolves to: a GPU's where one passes the checks, else the CPU's", async () => {
+      const all = DTYPES.map((d) => dtypeFiles(d)[1]);
+      const dir = folderWith(root, MODEL_DIR, shipped, all);
+      const asked: string[] = [];
+      const gpu = variantDevice("auto", (d, request) => (asked.push(`${d}:${request}`), d === "cuda" ? "no CUDA libraries" : undefined));
+      assert.deepEqual([gpu, asked], ["webgpu", ["cuda:auto", "webgpu:auto"]]);
+      assert.equal(openModelFolder(dir, { device: gpu }).dtype, "fp16");
+      const cpu = variantDevice("auto", (d) => (d === "cpu" ? "never asked" : `no ${d}`));
+      assert.equal(cpu, "cpu");
+      assert.equal(openModelFolder(dir, { device: cpu }).dtype, "fp32");
+      assert.equal(
+        variantDevice("auto", () => undefined),
+        "cuda",
+      );
+      // A device named is its own order; no check is made.
+      for (const d of ["cpu", "webgpu", "cuda"] as const)
+        assert.equal(
+          variantDevice(d, () => assert.fail("checked")),
+          d,
+        );
+      // Here (no GPU): auto resolves to the CPU, and loads the CPU's first file.
+      const here = variantDevice("auto");
+      assert.equal(here, precheck("cuda", "auto") === undefined ? "cuda" : precheck("webgpu", "auto") === undefined ? "webgpu" : "cpu");
+      if (here === "cpu") {
+        const model = await loadModel(dir, { device: "auto", threads: 1 });
+        try {
+          assert.equal(model.folder.onnxFile, "onnx/model.onnx");
+          assert.match((model.lm as OnnxDecoder).device, /^cpu/);
+        } finally {
+          await model.lm.dispose();
+        }
+      }
     });
 
     it("refuses a dtype the folder lacks in one line naming what it has", () => {

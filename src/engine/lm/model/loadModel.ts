@@ -9,7 +9,7 @@
  */
 import { CausalLM } from "../causalLm";
 import { defaultModelDir, ModelFolder, openModelFolder, OpenOptions } from "./modelFolder";
-import { DeviceRunError } from "../decoder/device";
+import { candidates, Device, DeviceRequest, DeviceRunError, precheck } from "../decoder/device";
 import { OnnxDecoder, OnnxDecoderOptions } from "../decoder/onnxDecoder";
 import { TextTokenizer } from "./tokenizer";
 import { resolveModelArgument } from "../../hub/cache";
@@ -24,10 +24,31 @@ export type LoadOptions = OpenOptions & OnnxDecoderOptions;
 
 export async function loadModel(dir?: string, options: LoadOptions = {}): Promise<LoadedModel> {
   if (dir !== undefined) dir = resolveModelArgument(dir); // a Hub id (org/name[@revision]) as its folder in the HF cache
-  const folder = openModelFolder(dir ?? defaultModelDir(), options);
+  const path = dir ?? defaultModelDir();
+  const request = options.device ?? "cpu";
+  // The file is chosen before the device opens: in the order of the device auto is expected to pick.
+  const folder = openModelFolder(path, { ...options, device: variantDevice(request) });
   const tokenizer = TextTokenizer.fromFolder(folder);
   const lm = await OnnxDecoder.load(folder, options);
-  return { folder, tokenizer, lm };
+  // A GPU auto expected could not run the model: the CPU takes the file of its own order, if another.
+  if (request !== "auto" || !lm.device.startsWith("cpu")) return { folder, tokenizer, lm };
+  const cpuFolder = openModelFolder(path, { ...options, device: "cpu" });
+  if (cpuFolder.onnxPath === folder.onnxPath) return { folder, tokenizer, lm };
+  const skipped = lm.deviceAttempts.filter((a) => a.skipped);
+  await lm.dispose();
+  const cpu = await OnnxDecoder.load(cpuFolder, { ...options, device: "cpu", priorAttempts: skipped });
+  return { folder: cpuFolder, tokenizer: TextTokenizer.fromFolder(cpuFolder), lm: cpu };
+}
+
+/**
+ * The device whose order of files (DTYPE_ORDER) a request takes when no file or precision is given:
+ * the device named, or for `auto` the first of its candidates that nothing rules out before opening
+ * (precheck: CUDA's libraries, a Vulkan loader and a hardware driver for WebGPU). A GPU that passes
+ * these and still fails to open hands over to the CPU, which loadModel then gives the CPU's file.
+ */
+export function variantDevice(request: DeviceRequest, check: typeof precheck = precheck): Device {
+  if (request !== "auto") return request;
+  return candidates(request).find((d) => d === "cpu" || check(d, request) === undefined) ?? "cpu";
 }
 
 /**

@@ -53,9 +53,9 @@ export type Dtype = (typeof DTYPES)[number];
 export type { ModelVariant };
 
 /**
- * The order files are tried in when no dtype is asked for. On the CPU (and for --device auto, as the
- * file is chosen before the device): fp32, then the 8-bit ones (quantized, int8, uint8), q4, q4f16,
- * fp16 (about 4× slower than fp32 on the CPU), bnb4. On a GPU named outright (webgpu, cuda): fp16,
+ * The order files are tried in when no dtype is asked for. On the CPU: fp32, then the 8-bit ones
+ * (quantized, int8, uint8), q4, q4f16, fp16 (about 4× slower than fp32 on the CPU), bnb4. On a GPU
+ * (webgpu, cuda, named or the one --device auto is expected to pick: loadModel's variantDevice): fp16,
  * q4f16, fp32, q4, quantized, int8, uint8, bnb4. Quantized graphs are prepared like fp32 ones where
  * their LM head is recognised (docs/quantized-graphs.md); where not, decoderSession.ts warns.
  */
@@ -102,7 +102,7 @@ export function modelFileHelp(width: number, onnxFlag = "--onnx-file"): string {
   return [
     `${pad("--dtype D")}${DTYPES.join("|")}: the folder's file of that precision`,
     `${pad("")}(default: the first found of ${DTYPE_ORDER.cpu.join(", ")};`,
-    `${pad("")}with --device webgpu or cuda: ${DTYPE_ORDER.gpu.join(", ")})`,
+    `${pad("")}on a GPU (named, or auto's pick): ${DTYPE_ORDER.gpu.join(", ")})`,
     `${pad(`${onnxFlag} PATH`)}the ONNX file to load, relative to the model folder (instead of --dtype)`,
   ].join("\n");
 }
@@ -200,7 +200,7 @@ export interface OpenOptions {
   onnxFile?: string;
   /** The precision to load (its files, dtypeFiles); unset or auto: the device's order (DTYPE_ORDER). */
   dtype?: ModelVariant;
-  /** The device asked for: a GPU named outright takes the GPU's order. */
+  /** The device whose order applies: webgpu or cuda takes the GPU's; anything else (auto too) the CPU's. loadModel resolves auto first. */
   device?: string;
 }
 
