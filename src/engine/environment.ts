@@ -39,6 +39,21 @@ export function cacheBudgetMiBFromEnv(env: NodeJS.ProcessEnv = process.env): num
   return mib;
 }
 
+/** The default size the prepared-graph cache is kept under, in MiB (TWISTED_SMC_PREPARED_CACHE_MB sets it). */
+export const PREPARED_CACHE_MB = 10240;
+
+/**
+ * TWISTED_SMC_PREPARED_CACHE_MB — the MiB of prepared graphs the cache folder (TWISTED_SMC_CACHE_DIR) keeps:
+ * past it, writing a new one removes the least recently used (lm/preparedCache.ts). Default (unset or
+ * blank): PREPARED_CACHE_MB. Refused: not a number ≥ 0.
+ */
+export function preparedCacheMiBFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const value = env.TWISTED_SMC_PREPARED_CACHE_MB;
+  const mib = value === undefined || value.trim() === "" ? PREPARED_CACHE_MB : Number(value);
+  if (!(mib >= 0)) throw new InputError(`TWISTED_SMC_PREPARED_CACHE_MB must be a number of MiB ≥ 0, got ${value}`);
+  return mib;
+}
+
 /** WebGPU's validation modes, as onnxruntime's WebGPU execution provider names them. */
 export const WEBGPU_VALIDATION = ["disabled", "wgpuOnly", "basic", "full"] as const;
 export type WebGpuValidation = (typeof WEBGPU_VALIDATION)[number];

@@ -13,6 +13,8 @@ import { candidates, Device, DeviceRequest, DeviceRunError, precheck } from "../
 import { OnnxDecoder, OnnxDecoderOptions } from "../decoder/onnxDecoder";
 import { TextTokenizer } from "./tokenizer";
 import { resolveModelArgument } from "../../hub/cache";
+import { cacheDirFromEnv, preparedCacheMiBFromEnv } from "../../environment";
+import { evictPrepared, holdPrepared, markPrepared, preparedSince } from "../preparedCache";
 
 export interface LoadedModel {
   folder: ModelFolder;
@@ -29,15 +31,31 @@ export async function loadModel(dir?: string, options: LoadOptions = {}): Promis
   // The file is chosen before the device opens: in the order of the device auto is expected to pick.
   const folder = openModelFolder(path, { ...options, device: variantDevice(request) });
   const tokenizer = TextTokenizer.fromFolder(folder);
-  const lm = await OnnxDecoder.load(folder, options);
+  const lm = await openDecoder(folder, options);
   // A GPU auto expected could not run the model: the CPU takes the file of its own order, if another.
   if (request !== "auto" || !lm.device.startsWith("cpu")) return { folder, tokenizer, lm };
   const cpuFolder = openModelFolder(path, { ...options, device: "cpu" });
   if (cpuFolder.onnxPath === folder.onnxPath) return { folder, tokenizer, lm };
   const skipped = lm.deviceAttempts.filter((a) => a.skipped);
   await lm.dispose();
-  const cpu = await OnnxDecoder.load(cpuFolder, { ...options, device: "cpu", priorAttempts: skipped });
+  const cpu = await openDecoder(cpuFolder, { ...options, device: "cpu", priorAttempts: skipped });
   return { folder: cpuFolder, tokenizer: TextTokenizer.fromFolder(cpuFolder), lm: cpu };
+}
+
+/**
+ * The folder's decoder, with the prepared-graph cache's upkeep (lm/preparedCache.ts): its prepared
+ * graphs are marked as used before they are opened and for as long as this process runs, and a load
+ * that wrote a new one removes stale and least recently used ones past the cache's budget.
+ */
+async function openDecoder(folder: ModelFolder, options: LoadOptions): Promise<OnnxDecoder> {
+  const cacheDir = cacheDirFromEnv();
+  const budgetBytes = preparedCacheMiBFromEnv() * 1024 ** 2;
+  const since = Date.now();
+  markPrepared(folder.onnxPath, cacheDir, since);
+  const lm = await OnnxDecoder.load(folder, options);
+  holdPrepared(folder.onnxPath, cacheDir);
+  if (preparedSince(folder.onnxPath, since, cacheDir)) evictPrepared(cacheDir, { budgetBytes });
+  return lm;
 }
 
 /**
