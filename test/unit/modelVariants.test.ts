@@ -152,6 +152,24 @@ describe("model variants and the prepared-graph cache", function () {
       }
     });
 
+    it("--device auto: when the GPU it expected cannot open the model, the CPU loads its own first file", function () {
+      if (process.platform !== "linux") this.skip();
+      // A Vulkan loader and a hardware driver that pass the checks made before opening, but load nothing.
+      const fake = mkdtempSync(join(root, "vulkan-"));
+      writeFileSync(join(fake, "libvulkan.so.1"), "");
+      writeFileSync(join(fake, "nvidia_icd.json"), JSON.stringify({ ICD: { library_path: "libGLX_nvidia.so.0" } }));
+      const env = { LD_LIBRARY_PATH: fake, VK_DRIVER_FILES: join(fake, "nvidia_icd.json"), TWISTED_SMC_CACHE_DIR: join(fake, "cache") };
+      const dir = folderWith(root, MODEL_DIR, shipped, ["onnx/model.onnx", "onnx/model_fp16.onnx"]);
+      const expected = variantDevice("auto", (d, request) => precheck(d, request, { ...process.env, ...env }));
+      assert.equal(expected, precheck("cuda", "auto") === undefined ? "cuda" : "webgpu");
+      assert.equal(openModelFolder(dir, { device: expected }).onnxFile, "onnx/model_fp16.onnx");
+      const problem = "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?";
+      const r = run(["solve", problem, "--model", dir, "--particles", "2", "--max-tokens", "4", "--device", "auto"], env);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /^Model: +\S+ \(onnx\/model\.onnx\) on cpu/m);
+      assert.match(r.stdout, /^Device: +cpu \(not used: .*webgpu: /m);
+    });
+
     it("refuses a dtype the folder lacks in one line naming what it has", () => {
       const dir = folderWith(root, MODEL_DIR, shipped, ["onnx/model_q4.onnx", "onnx/model_int8.onnx"]);
       assert.throws(

@@ -27,19 +27,20 @@ export type LoadOptions = OpenOptions & OnnxDecoderOptions;
 export async function loadModel(dir?: string, options: LoadOptions = {}): Promise<LoadedModel> {
   if (dir !== undefined) dir = resolveModelArgument(dir); // a Hub id (org/name[@revision]) as its folder in the HF cache
   const path = dir ?? defaultModelDir();
-  const request = options.device ?? "cpu";
   // The file is chosen before the device opens: in the order of the device auto is expected to pick.
-  const folder = openModelFolder(path, { ...options, device: variantDevice(request) });
+  const orderedFor = variantDevice(options.device ?? "cpu");
+  const folder = openModelFolder(path, { ...options, device: orderedFor });
   const tokenizer = TextTokenizer.fromFolder(folder);
   const lm = await openDecoder(folder, options);
   // A GPU auto expected could not run the model: the CPU takes the file of its own order, if another.
-  if (request !== "auto" || !lm.device.startsWith("cpu")) return { folder, tokenizer, lm };
+  const byOrder = options.onnxFile === undefined && (options.dtype ?? "auto") === "auto";
+  if (orderedFor === "cpu" || !byOrder || !lm.device.startsWith("cpu")) return { folder, tokenizer, lm };
   const cpuFolder = openModelFolder(path, { ...options, device: "cpu" });
   if (cpuFolder.onnxPath === folder.onnxPath) return { folder, tokenizer, lm };
   const skipped = lm.deviceAttempts.filter((a) => a.skipped);
   await lm.dispose();
   const cpu = await openDecoder(cpuFolder, { ...options, device: "cpu", priorAttempts: skipped });
-  return { folder: cpuFolder, tokenizer: TextTokenizer.fromFolder(cpuFolder), lm: cpu };
+  return { folder: cpuFolder, tokenizer, lm: cpu };
 }
 
 /**
