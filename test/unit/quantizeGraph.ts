@@ -16,6 +16,7 @@
 import { GRAPH, MODEL, MS_DOMAIN, msOpsetImport, node, NODE } from "../../src/engine/lm/onnx/graphBuild";
 import { NodeInfo, readNode, valueInfoName } from "../../src/engine/lm/onnx/graphRead";
 import { bytesField, concat, Field, fields, message, text } from "../../src/engine/lm/onnx/protoWire";
+import { quantizeInt8, quantizeQ4 } from "../../scripts/fixtures/quantize";
 
 export type QuantScheme = "q4" | "int8" | "dq" | "qdq";
 export interface QuantizeOptions {
@@ -57,41 +58,6 @@ function readFloatTensor(t: Uint8Array): { name: string; dims: number[]; values:
   if (type !== DT.float || !raw) return undefined;
   const copy = new Uint8Array(raw); // a copy (a Buffer's slice would be a view)
   return { name, dims, values: new Float32Array(copy.buffer, 0, copy.byteLength / 4) };
-}
-
-/** 4-bit blocks of 32 along K of a K × N weight, as MatMulNBits takes them; also the dequantized weight. */
-export function quantizeQ4(w: Float32Array, K: number, N: number) {
-  const block = 32;
-  const blocks = Math.ceil(K / block);
-  const packed = new Uint8Array(N * blocks * (block / 2));
-  const scales = new Float32Array(N * blocks);
-  const dequantized = new Float32Array(K * N);
-  for (let n = 0; n < N; n++)
-    for (let b = 0; b < blocks; b++) {
-      let amax = 0;
-      for (let k = b * block; k < Math.min(K, (b + 1) * block); k++) amax = Math.max(amax, Math.abs(w[k * N + n]));
-      const scale = amax / 7 || 1;
-      scales[n * blocks + b] = scale;
-      for (let i = 0; i < block; i++) {
-        const k = b * block + i;
-        // Past K, the block is padded with the zero point (the value 0).
-        const q = k < K ? Math.min(15, Math.max(0, Math.round(w[k * N + n] / scale) + 8)) : 8;
-        if (k < K) dequantized[k * N + n] = (q - 8) * scale;
-        const at = (n * blocks + b) * (block / 2) + (i >> 1);
-        packed[at] |= i & 1 ? q << 4 : q;
-      }
-    }
-  return { packed, scales, blocks, dequantized };
-}
-
-/** Symmetric int8 of the whole weight (one scale), as quantize_dynamic's default QInt8 weights. */
-function quantizeInt8(w: Float32Array) {
-  let amax = 0;
-  for (const x of w) amax = Math.max(amax, Math.abs(x));
-  const scale = amax / 127 || 1;
-  const q = new Int8Array(w.length);
-  for (let i = 0; i < w.length; i++) q[i] = Math.max(-127, Math.min(127, Math.round(w[i] / scale)));
-  return { q: new Uint8Array(q.buffer), scale };
 }
 
 const renameIn = (n: Uint8Array) =>

@@ -11,10 +11,14 @@ export function halfToFloat(h: number): number {
   return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
+// One scratch word for floatToHalf's bit reading: no allocation per value (a graph's weights are millions).
+const SCRATCH_FLOAT = new Float32Array(1);
+const SCRATCH_BITS = new Uint32Array(SCRATCH_FLOAT.buffer);
+
 /** fp32 → fp16 bits, rounded to nearest even (overflow to ±∞), for constants of half-precision models. */
 export function floatToHalf(x: number): number {
-  const f = new Float32Array([x]);
-  const bits = new Uint32Array(f.buffer)[0];
+  SCRATCH_FLOAT[0] = x;
+  const bits = SCRATCH_BITS[0];
   const sign = (bits >>> 16) & 0x8000;
   const exp = (bits >>> 23) & 0xff;
   const mant = bits & 0x7fffff;
@@ -36,6 +40,25 @@ export function floatToHalf(x: number): number {
   const rest = mant & 0x1fff;
   if (rest > 0x1000 || (rest === 0x1000 && r & 1)) r++;
   return sign | r;
+}
+
+/** A whole array fp32 → fp16 bits, as floatToHalf rounds each value, with the common case (a normal half) inline. */
+export function floatsToHalf(a: Float32Array): Uint16Array {
+  const bits = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const out = new Uint16Array(a.length);
+  for (let i = 0; i < a.length; i++) {
+    const b = bits[i];
+    const exp = (b >>> 23) & 0xff;
+    if (exp > 112 && exp < 142) {
+      // Exponent within a normal half's range: rebias, round the mantissa to nearest even.
+      const mant = b & 0x7fffff;
+      let r = ((exp - 112) << 10) | (mant >> 13);
+      const rest = mant & 0x1fff;
+      if (rest > 0x1000 || (rest === 0x1000 && r & 1)) r++;
+      out[i] = ((b >>> 16) & 0x8000) | r;
+    } else out[i] = floatToHalf(a[i]);
+  }
+  return out;
 }
 
 export function toFloat32(t: ort.Tensor): Float32Array {
