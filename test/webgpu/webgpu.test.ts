@@ -41,6 +41,7 @@ import {
   MODEL_DIR,
 } from "../unit/helpers";
 import { TOY_EOS, TOY_PROMPT } from "../unit/toyModel";
+import { writeModelFolder } from "../../scripts/fixtures/realLayouts";
 import { enumerateDecoder, toyOptions, toyStatisticsOnDecoder } from "../unit/toyStatistics";
 
 const REQUIRED = process.env.TWISTED_SMC_REQUIRE_WEBGPU === "1";
@@ -267,6 +268,54 @@ describe("the engine on WebGPU", function () {
       for (const temperature of [1, 0.7]) await assertModelDrawsMatchLogits(lm, temperature);
     });
   }
+
+  // Decoders in the layouts of real Hub exports (scripts/fixtures/realLayouts.ts), with the file a GPU
+  // download holds: what each computes on the GPU within its precision of the CPU's, and a solve.
+  for (const [family, precision, layout, tolerance] of [
+    ["llama3.2", "q4", "genai", 1e-3], // GroupQueryAttention, SkipSimplifiedLayerNormalization, MatMulNBits as onnxruntime-genai writes them
+    ["qwen2.5", "q4f16", "optimum", 0.03],
+    ["gemma2", "fp16", "optimum", 0.08],
+  ] as const)
+    it(`runs a ${family} ${precision} export (${layout} layout) as the CPU does: prefill, steps, resampling gathers, a solve`, async () => {
+      const dir = join(mkdtempSync(join(tmpdir(), "tsmc-real-gpu-")), family);
+      writeModelFolder(dir, family, { precision, layout });
+      const [gpu, cpu] = [await loadModel(dir, { device: "webgpu", threads: 1 }), await loadModel(dir, { device: "cpu", threads: 1 })];
+      try {
+        assert.match(gpu.lm.device, /^webgpu/);
+        const prompt = gpu.tokenizer.encodeProblem("Ava has 12 pens. How many pens does Ava have?");
+        const [a, b] = [await gpu.lm.prefill(prompt), await cpu.lm.prefill(prompt)];
+        assert.ok(maxAbsDiff(await logitsOf(a), await logitsOf(b)) < tolerance);
+        let [g, c] = [a.state.select([0, 0, 0]), b.state.select([0, 0, 0])];
+        a.state.dispose();
+        b.state.dispose();
+        for (let s = 0; s < 4; s++) {
+          const tokens = [100 + s, 200 + s, 300 + s];
+          const [x, y] = [await gpu.lm.step(g, tokens), await cpu.lm.step(c, tokens)];
+          const diff = maxAbsDiff(await logitsOf(x), await logitsOf(y));
+          assert.ok(diff < tolerance, `step ${s}: logits differ by ${diff}`);
+          [g, c] = [x.state.select([2, 0, 1]), y.state.select([2, 0, 1])];
+          x.state.dispose();
+          y.state.dispose();
+        }
+        g.dispose();
+        c.dispose();
+        const r = await solve(gpu, "Ava has 12 pens. How many pens does Ava have?", {
+          particles: 4,
+          level: "step",
+          resampling: "systematic",
+          essThreshold: 0.5,
+          resample: "adaptive",
+          maxTokens: 12,
+          temperature: 1,
+          seed: 0,
+        });
+        assert.equal(r.particles.length, 4);
+        assert.match(r.device, /^webgpu/);
+      } finally {
+        await gpu.lm.dispose();
+        await cpu.lm.dispose();
+      }
+    });
 
   it("runs an fp16 model with its KV cache in half precision on the GPU, writing the fp32 model's greedy solutions", async () => {
     const half = await model(FP16, "webgpu");
