@@ -9,11 +9,23 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { hubIdOfFolder } from "../../src/engine/hub/cache";
 import { gsm8kIfPresent } from "./helpers";
+import { writeModelFolder } from "../../scripts/fixtures/realLayouts";
 
 const ROOT = join(__dirname, "../..");
 const CLI = join(ROOT, "dist/cli.js");
@@ -22,21 +34,26 @@ const FILES = ["config.json", "generation_config.json", "tokenizer.json", "token
 const ID = "acme/gqa-tiny";
 const COMMIT = "e".repeat(40);
 
-/** The fixture as `models pull` leaves a repository: each file a blob named by its hash, linked from the snapshot. */
-function hubCache(root: string): string {
+/** A folder as `models pull` leaves a repository: each file a blob named by its hash, linked from the snapshot. */
+function hubCache(root: string, source = FIXTURE, id = ID): string {
   const cache = join(root, "hub");
-  const repo = join(cache, "models--acme--gqa-tiny");
+  const repo = join(cache, `models--${id.replace("/", "--")}`);
   const snapshot = join(repo, "snapshots", COMMIT);
   mkdirSync(join(repo, "blobs"), { recursive: true });
   mkdirSync(snapshot, { recursive: true });
-  mkdirSync(join(repo, "refs"));
+  mkdirSync(join(repo, "refs"), { recursive: true });
   writeFileSync(join(repo, "refs", "main"), COMMIT);
-  for (const f of FILES) {
+  const files = source === FIXTURE ? FILES : readdirSync(source, { recursive: true }).map(String);
+  for (const f of files) {
+    if (statSync(join(source, f)).isDirectory()) {
+      mkdirSync(join(snapshot, f), { recursive: true });
+      continue;
+    }
     const hash = createHash("sha256")
-      .update(readFileSync(join(FIXTURE, f)))
+      .update(readFileSync(join(source, f)))
       .digest("hex");
-    copyFileSync(join(FIXTURE, f), join(repo, "blobs", hash));
-    symlinkSync(join("..", "..", "blobs", hash), join(snapshot, f));
+    copyFileSync(join(source, f), join(repo, "blobs", hash));
+    symlinkSync(join(relative(dirname(join(snapshot, f)), join(repo, "blobs")), hash), join(snapshot, f));
   }
   return cache;
 }
@@ -135,5 +152,40 @@ describe("train --model_name with a Hub id", function () {
     const solve = run("solve", "1 + 1?", "--model", "acme/absent");
     assert.equal(solve.status, 3);
     assert.deepEqual(said(solve.stderr), [line]);
+  });
+
+  describe("a real-layout download: Qwen2.5's q4 transformers.js export (onnx/model_q4.onnx, 151,936 tokens, its chat template)", () => {
+    const QWEN = "onnx-community/Qwen2.5-0.5B-Instruct";
+    before(() => {
+      const source = join(root, "qwen-download");
+      writeModelFolder(source, "qwen2.5", { precision: "q4" });
+      hubCache(root, source, QWEN);
+    });
+    for (const [what, loss] of [
+      ["the value head on its hidden states (bce)", "bce"],
+      ["the line verifier (prm)", "prm"],
+    ] as const)
+      it(`trains ${what} on GSM8K, and solve runs with the twist`, function () {
+        if (!gsm8k) this.skip();
+        const out = join(root, `out-qwen-${loss}`);
+        const r = run("train", "--model_name", QWEN, ...SMALL, ...TINY, "--twist", "step", "--loss", loss, "--output_dir", out);
+        assert.equal(r.status, 0, r.stdout + r.stderr);
+        assert.match(r.stdout, /^Done: 1 batches\. Twist written to /m);
+        assert.doesNotMatch(r.stderr, /unprepared/);
+        const twist = JSON.parse(readFileSync(join(out, "twist.json"), "utf8"));
+        assert.equal(twist.baseModel.name, QWEN);
+        if (loss === "bce") assert.deepEqual([twist.kind, twist.hiddenSize], ["step", 64], "a value head on the 64-wide hidden state");
+        const solve = run(
+          "solve",
+          "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?",
+          ...["--model", QWEN, "--twist", join(out, "twist.json"), "--level", "step"],
+          ...["--particles", "4", "--max-tokens", "16", "--threads", "1", "--json"],
+        );
+        assert.equal(solve.status, 0, solve.stdout + solve.stderr);
+        const result = JSON.parse(solve.stdout);
+        assert.equal(result.model, QWEN);
+        assert.equal(result.modelFile, "onnx/model_q4.onnx");
+        assert.equal(result.particles.length, 4);
+      });
   });
 });
