@@ -179,7 +179,7 @@ export function taskCommands(provider: TwistedSmcTaskProvider): CommandTable {
       }
       const preset = await vscode.window.showQuickPick(TRAINING_PRESETS, { title: "Twisted SMC: how long to train" });
       if (!preset) return;
-      const { model } = modelSettings();
+      const { model, variant, device } = modelSettings();
       const def: TwistedSmcTaskDefinition = {
         type: TASK_TYPE,
         command: "train",
@@ -189,7 +189,10 @@ export function taskCommands(provider: TwistedSmcTaskProvider): CommandTable {
         ...preset.flags,
         output_dir: `twists/${kind.twist}-${kind.loss}-${preset.label}`,
       };
+      // The model the editor solves with, on the device and in the precision it solves with.
       if (model) def.model_name = model;
+      if (variant && variant !== "auto") def.dtype = variant;
+      if (device && device !== "auto") def.device = device;
       await vscode.tasks.executeTask(provider.build(def, `train ${kind.label} (${preset.label})`));
     },
     "twistedSmc.evaluate": async () => {

@@ -27,6 +27,8 @@ export type TrainProgressLine =
       skipped: string[];
       model: string;
       data: string;
+      /** Where the model runs (absent from trainers before it was sent). */
+      device?: string;
       config?: Record<string, unknown>;
     }
   | ({ type: "batch"; total: number } & TrainBatchMetrics)

@@ -317,6 +317,47 @@ describe("the engine on WebGPU", function () {
       }
     });
 
+  it("trains a twist on the GPU (train --device webgpu) for a Qwen2.5-layout q4 model: the value head on its hidden states and the line verifier, then solves with each", function () {
+    const root = mkdtempSync(join(tmpdir(), "tsmc-train-gpu-"));
+    const dir = join(root, "qwen");
+    writeModelFolder(dir, "qwen2.5", { precision: "q4" });
+    const cli = (...args: string[]) =>
+      spawnSync(process.execPath, [join(ROOT, "dist/cli.js"), ...args], {
+        cwd: root,
+        encoding: "utf8",
+        timeout: 280000,
+        env: { ...process.env, TWISTED_SMC_CACHE_DIR: join(root, "cache") },
+      });
+    for (const loss of ["bce", "prm"]) {
+      const out = join(root, `out-${loss}`);
+      const r = cli(
+        ...["train", "--model_name", dir, "--device", "webgpu", "--twist", "step", "--loss", loss, "--dataset", "synthetic"],
+        ...["--num_examples", "2", "--num_epochs", "1", "--batch_size", "2", "--num_twist_samples", "2", "--output_length", "12"],
+        ...["--output_dir", out],
+      );
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /^ {2}device: webgpu/m);
+      assert.match(r.stdout, /^Done: 1 batches/m);
+      const s = cli(
+        "solve",
+        "Ava has 12 pens. How many pens does Ava have?",
+        "--model",
+        dir,
+        "--twist",
+        join(out, "twist.json"),
+        "--device",
+        "webgpu",
+        "--particles",
+        "4",
+        "--max-tokens",
+        "12",
+        "--json",
+      );
+      assert.equal(s.status, 0, s.stderr);
+      assert.match(JSON.parse(s.stdout).device, /^webgpu/);
+    }
+  });
+
   it("runs an fp16 model with its KV cache in half precision on the GPU, writing the fp32 model's greedy solutions", async () => {
     const half = await model(FP16, "webgpu");
     const full = await model(MODEL_DIR, "cpu");

@@ -41,10 +41,22 @@ Options:
   --reward_floor X                 final potential of a wrong answer while training, φ = 1 if right (default ${D.reward_floor})
   --resume                         continue the run in --output_dir from its last checkpoint
   --threads N                      CPU threads (default: all cores)
+  --device D                       auto|cpu|webgpu|cuda: where the model runs (default auto: a GPU when one
+                                   opens, else the CPU)
 ${modelFileHelp(32, "--onnx_file")}
   --progress text|json             one human line per batch, or JSON lines for the editor (default text)`;
 
-const FLAGS = Object.keys(D).concat(["model_name", "learning_rate", "loss", "resume", "threads", "dtype", "onnx_file", "progress"]);
+const FLAGS = Object.keys(D).concat([
+  "model_name",
+  "learning_rate",
+  "loss",
+  "resume",
+  "threads",
+  "dtype",
+  "onnx_file",
+  "device",
+  "progress",
+]);
 
 /** Exit code 130 when a signal stopped training (a checkpoint is kept). */
 export async function trainCommand(argv: string[]): Promise<number | void> {
@@ -77,11 +89,11 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
 
-  // A precision or file asked for: the model loads here, on the CPU as the trainer's own would (a Hub
-  // id not downloaded yet is refused by both, before anything is written).
+  // A precision or file asked for: the model loads here, on the device the trainer's own would use (a
+  // Hub id not downloaded yet is refused by both, before anything is written).
   const preloaded =
     file.dtype !== "auto" || file.onnxFile !== undefined
-      ? await loadModel(config.modelName, { threads: config.threads, device: "cpu", ...file })
+      ? await loadModel(config.modelName, { threads: config.threads, device: config.device, ...file })
       : undefined;
   const result = await train(
     config,
@@ -93,6 +105,7 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
         console.log(
           `  data: ${info.data}, ${info.problems} problems, ${info.batchesPerEpoch} batches per epoch × ${config.numEpochs} epochs${info.resumedAt !== undefined ? `, resuming after batch ${info.resumedAt}` : ""}`,
         );
+        console.log(`  device: ${info.device}`);
         for (const s of info.skipped) console.log(`  skipped ${s}`);
       },
       onBatch: (m: BatchMetrics, total: number) => {

@@ -10,6 +10,7 @@ import {
   UsageError,
 } from "../util/options";
 import { TrainConfig } from "./trainer";
+import { DEVICES } from "../../protocol/protocol";
 import { OBJECTIVES, objectiveFor, TWIST_LOSSES, TwistLoss } from "./objectives";
 
 /**
@@ -57,6 +58,7 @@ export const TRAIN_FLAGS: readonly string[] = [
   "threads",
   "dtype",
   "onnx_file",
+  "device",
   "progress",
   "help",
 ];
@@ -93,6 +95,7 @@ export function trainConfigFromFlags(values: OptionValues): TrainConfig {
     rewardFloor: numberOption(values, "reward_floor", D.reward_floor),
     resume: values.resume === true,
     threads: threadsOption(values),
+    device: choiceOption(values, "device", DEVICES, "auto"),
   };
   if (config.learningRate <= 0) throw new UsageError("--learning_rate must be > 0");
   const { levels } = objectiveFor(config.loss);

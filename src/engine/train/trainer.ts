@@ -6,6 +6,7 @@
  * Every random choice is seeded by (seed, epoch, batch, problem), so a resumed run repeats an
  * uninterrupted one exactly.
  */
+import type { DeviceRequest } from "../../protocol/protocol";
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadModel, LoadedModel } from "../lm/model/loadModel";
@@ -48,6 +49,8 @@ export interface TrainConfig {
   rewardFloor: number;
   resume: boolean;
   threads?: number;
+  /** Where the model runs (auto: a GPU when one opens, else the CPU). */
+  device?: DeviceRequest;
 }
 
 /** One batch's numbers: the protocol's, as they go to the editor in `--progress json` lines. */
@@ -61,6 +64,8 @@ export interface TrainHooks {
     skipped: string[];
     model: string;
     data: string;
+    /** Where the model runs, as its device line says it (e.g. "cpu (onnxruntime-node, 2 threads)"). */
+    device: string;
   }) => void;
   onBatch?: (m: BatchMetrics, totalBatches: number) => void;
   onCheckpoint?: (path: string) => void;
@@ -126,7 +131,7 @@ export async function train(config: TrainConfig, hooks: TrainHooks = {}, preload
   // second run out of it.
   const unlock = lockOutputDir(config.outputDir);
   try {
-    const model = preloaded ?? (await loadModel(modelDir, { threads: config.threads, device: "cpu" }));
+    const model = preloaded ?? (await loadModel(modelDir, { threads: config.threads, device: config.device ?? "auto" }));
     try {
       return await trainWith(model, config, hooks);
     } finally {
@@ -187,6 +192,7 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
     skipped,
     model: folder.dir,
     data: description,
+    device: model.lm.device,
   });
 
   const meta = (metrics?: BatchMetrics) => ({
