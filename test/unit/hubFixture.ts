@@ -5,7 +5,7 @@
  * CDN) for fixture repositories built from the shipped model's files. It records every request and can break a download mid-file or gate a repository.
  */
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 import { createServer, IncomingMessage, Server, ServerResponse } from "node:http";
 import { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -46,6 +46,17 @@ const file = (path: string, content: Buffer | string, lfs = false): FixtureFile 
   content: Buffer.from(content),
   lfs,
 });
+
+/** Every file of a model folder as a Hub repository has it: ONNX files and anything over 10 MB in LFS, as the Hub keeps them. */
+export function folderFiles(dir: string): FixtureFile[] {
+  return readdirSync(dir, { recursive: true })
+    .map(String)
+    .filter((p) => statSync(join(dir, p)).isFile())
+    .map((p) => {
+      const content = readFileSync(join(dir, p));
+      return file(p, content, /\.onnx(_data)?$/.test(p) || content.length > 10_000_000);
+    });
+}
 
 /** The shipped model's JSON files and fp32 graph, as a Hub repository has them. */
 export function shippedModelFiles(): FixtureFile[] {

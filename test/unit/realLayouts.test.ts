@@ -2,7 +2,8 @@
  * Decoders in the exact layouts of real Hub exports — Qwen2.5, Qwen3, Llama-3.2, Gemma-2, Gemma-3 and
  * Phi-3, with their real tokenizers and vocabularies, random weights, small widths — built at test time
  * by scripts/fixtures/realLayouts.ts (the Hub is not reachable from CI), each in every precision a
- * download holds (fp32, fp16, q4, q4f16, int8, and fp32 with external data), plus the graphs
+ * download holds (fp32, fp16, q4, q4f16 — also with the embedding quantized, GatherBlockQuantized —
+ * int8, and fp32 with external data), plus the graphs
  * onnxruntime-genai's model builder writes (GroupQueryAttention, SkipSimplifiedLayerNormalization,
  * MatMulNBits already fused). Each must load from the file a download of it holds, be prepared for SMC
  * (hidden state and sampling head), compute what the fp32 graph does within its precision's tolerance,
@@ -32,6 +33,7 @@ interface Variant {
   precision: Precision;
   layout?: GraphLayout;
   externalData?: boolean;
+  quantizedEmbedding?: boolean;
   file: string;
 }
 const VARIANTS: Variant[] = [
@@ -39,6 +41,7 @@ const VARIANTS: Variant[] = [
   { label: "fp16", precision: "fp16", file: "onnx/model_fp16.onnx" },
   { label: "q4", precision: "q4", file: "onnx/model_q4.onnx" },
   { label: "q4f16", precision: "q4f16", file: "onnx/model_q4f16.onnx" },
+  { label: "q4f16, quantized embedding", precision: "q4f16", quantizedEmbedding: true, file: "onnx/model_q4f16.onnx" },
   { label: "int8", precision: "int8", file: "onnx/model_int8.onnx" },
   { label: "fp32, external data", precision: "fp32", externalData: true, file: "model.onnx" },
 ];
@@ -59,6 +62,7 @@ const TOLERANCE: Record<string, { logits: number; top1: number }> = {
   fp16: { logits: 0.03, top1: 1 },
   q4: { logits: 2.2, top1: 0.75 },
   q4f16: { logits: 2.2, top1: 0.75 },
+  "q4f16, quantized embedding": { logits: 2.2, top1: 0.75 },
   int8: { logits: 0.3, top1: 0.75 },
   "genai-built q4": { logits: 2.2, top1: 0.75 },
 };
@@ -149,7 +153,13 @@ describe("decoders in the layouts of real Hub exports (random weights, real toke
       it(`${v.label}: loads ${v.file}, is prepared for SMC, its logits within ${tol.logits} of fp32's, solves and samples until its EOS ids, its folder unchanged`, async () => {
         const dir = join(root, `${family}-${v.label.replace(/\W+/g, "-")}`);
         assert.equal(
-          writeModelFolder(dir, family, { weights, precision: v.precision, layout: v.layout, externalData: v.externalData }),
+          writeModelFolder(dir, family, {
+            weights,
+            precision: v.precision,
+            layout: v.layout,
+            externalData: v.externalData,
+            quantizedEmbedding: v.quantizedEmbedding,
+          }),
           v.file,
         );
         const before = snapshot(dir);

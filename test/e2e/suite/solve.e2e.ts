@@ -13,7 +13,9 @@ import type { EngineClient } from "../../../src/extension/engineClient";
 import type { ExtensionApi } from "../../../src/extension/extension";
 import { RESULT_MARKER } from "../../../src/extension/markdown";
 import type { Downloaded } from "../../../src/extension/downloadModel";
-import { FakeHub, shippedModelFiles } from "../../unit/hubFixture";
+import { FakeHub, folderFiles, shippedModelFiles } from "../../unit/hubFixture";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 
 const EXTENSION_ID = "twisted-smc.twisted-smc-math";
 const PROBLEM = "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?";
@@ -289,6 +291,57 @@ describe("Twisted SMC in VS Code", () => {
       await waitFor(
         "the status bar to name the Hub model",
         () => (api.statusBar.text.endsWith(" · acme/tiny-math") ? true : undefined),
+        10000,
+      );
+    } finally {
+      await cfg().update("model", undefined, vscode.ConfigurationTarget.Global);
+      await cfg().update("modelVariant", undefined, vscode.ConfigurationTarget.Global);
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      await hub.close();
+    }
+  });
+
+  it("Download Model… fetches a real-layout q4 export (Qwen2.5's: onnx/model_q4.onnx, 151,936 tokens, its chat template), and Solve runs it", async () => {
+    // Built in a child process (scripts/fixtures/writeModelFolder.ts), so the extension host stays responsive.
+    const source = mkdtempSync(join(tmpdir(), "tsmc-e2e-qwen-"));
+    const repoRoot = join(__dirname, "../..");
+    await promisify(execFile)(process.execPath, [
+      join(repoRoot, "node_modules/tsx/dist/cli.mjs"),
+      join(repoRoot, "scripts/fixtures/writeModelFolder.ts"),
+      source,
+      "qwen2.5",
+      "--precision",
+      "q4",
+    ]);
+    const hub = new FakeHub().add({ id: "onnx-community/Qwen2.5-0.5B-Instruct", commit: "d".repeat(40), files: folderFiles(source) });
+    const saved = { HF_ENDPOINT: process.env.HF_ENDPOINT, HF_HUB_CACHE: process.env.HF_HUB_CACHE, HF_TOKEN: process.env.HF_TOKEN };
+    const cfg = () => vscode.workspace.getConfiguration("twistedSmc");
+    try {
+      process.env.HF_ENDPOINT = await hub.start();
+      process.env.HF_HUB_CACHE = mkdtempSync(join(tmpdir(), "tsmc-e2e-hub-"));
+      delete process.env.HF_TOKEN;
+      const got = await vscode.commands.executeCommand<Downloaded | undefined>(
+        "twistedSmc.downloadModel",
+        "onnx-community/Qwen2.5-0.5B-Instruct",
+        "q4",
+      );
+      assert.equal(got?.dtype, "q4");
+      assert.equal(cfg().inspect<string>("modelVariant")?.globalValue, "q4");
+      await engine.restart();
+      const editor = await openMarkdown("qwen.md", `${PROBLEM}\n`);
+      editor.selection = new vscode.Selection(new vscode.Position(0, 3), new vscode.Position(0, 3));
+      await vscode.commands.executeCommand("twistedSmc.solve");
+      await waitFor("the answer of the downloaded Qwen-layout model", () =>
+        editor.document.getText().includes(RESULT_MARKER) ? true : undefined,
+      );
+      const status = await engine.status();
+      assert.match(status.model ?? "", /models--onnx-community--Qwen2\.5-0\.5B-Instruct[\\/]snapshots[\\/]d{40}$/);
+      await waitFor(
+        "the status bar to name the model",
+        () => (api.statusBar.text.endsWith(" · onnx-community/Qwen2.5-0.5B-Instruct") ? true : undefined),
         10000,
       );
     } finally {
