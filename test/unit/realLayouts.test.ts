@@ -229,44 +229,41 @@ describe("decoders in the layouts of real Hub exports (random weights, real toke
     for (const family of ["qwen2.5", "llama3.2"] as const) describe(family, () => variantTests(family, GENAI));
   });
 
-  it("a read-only copy runs as another user, with the prepared graph in memory where the cache cannot be written", function () {
+  it("read-only copies run as another user, with the prepared graph in memory where the cache cannot be written: every family, every precision once", function () {
     if (process.getuid?.() !== 0 || spawnSync("runuser", ["-u", "nobody", "--", "true"]).status !== 0) return this.skip(); // as root, permission bits do not stop writes
     const ro = mkdtempSync(join(root, "ro-"));
-    const dir = join(ro, "Qwen2.5-0.5B-Instruct");
-    writeModelFolder(dir, "qwen2.5", { precision: "fp32", externalData: true });
-    writeModelFolder(join(ro, "q4"), "qwen2.5", { precision: "q4" });
+    const copies: [Family, Parameters<typeof writeModelFolder>[2]][] = [
+      ["qwen2.5", { precision: "fp32", externalData: true }],
+      ["qwen2.5", { precision: "q4" }],
+      ["qwen3", { precision: "q4" }],
+      ["llama3.2", { precision: "int8" }],
+      ["gemma2", { precision: "fp16" }],
+      ["gemma3", { precision: "q4f16", quantizedEmbedding: true }],
+      ["phi3", { precision: "q4f16" }],
+      ["llama3.2", { precision: "q4", layout: "genai" }],
+    ];
+    const dirs = copies.map(([family, options], i) => {
+      const dir = join(ro, `${i}-${family}`);
+      writeModelFolder(dir, family, options);
+      return dir;
+    });
     chmodSync(root, 0o755); // nobody must reach the folders
     chmodSync(ro, 0o755);
     spawnSync("chmod", ["-R", "a+rX,a-w", ro]);
     const before = snapshot(ro);
     const unwritable = mkdtempSync(join(root, "cache-"));
     chmodSync(unwritable, 0o555);
-    for (const model of [dir, join(ro, "q4")]) {
-      const r = spawnSync(
-        "runuser",
-        [
-          "-u",
-          "nobody",
-          "--",
-          process.execPath,
-          CLI,
-          "solve",
-          PROBLEM,
-          "--model",
-          model,
-          "--particles",
-          "4",
-          "--max-tokens",
-          "24",
-          "--device",
-          "cpu",
-          "--json",
-        ],
-        { encoding: "utf8", cwd: "/", timeout: 120000, env: { ...process.env, TWISTED_SMC_CACHE_DIR: unwritable, HOME: "/nonexistent" } },
-      );
-      assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stderr, /runs from memory/);
-      assert.doesNotMatch(r.stderr, /unprepared/);
+    for (const model of dirs) {
+      const args = ["solve", PROBLEM, "--model", model, "--particles", "4", "--max-tokens", "24", "--device", "cpu", "--json"];
+      const r = spawnSync("runuser", ["-u", "nobody", "--", process.execPath, CLI, ...args], {
+        encoding: "utf8",
+        cwd: "/",
+        timeout: 120000,
+        env: { ...process.env, TWISTED_SMC_CACHE_DIR: unwritable, HOME: "/nonexistent" },
+      });
+      assert.equal(r.status, 0, `${model}: ${r.stderr}`);
+      assert.match(r.stderr, /runs from memory/, model);
+      assert.doesNotMatch(r.stderr, /unprepared/, model);
       assert.equal(JSON.parse(r.stdout).particles.length, 4);
     }
     assert.deepEqual(snapshot(ro), before);
