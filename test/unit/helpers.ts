@@ -1,7 +1,8 @@
 /** Shared pieces of the unit tests: the shipped model, loaded once per process. */
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
 import { CausalLM, RowSamples, StepOutput } from "../../src/engine/lm/causalLm";
 import { TokenTwistHead } from "../../src/engine/twist/heads";
 import { Rng } from "../../src/engine/util/rng";
@@ -225,4 +226,18 @@ export function gsm8kIfPresent(): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Each file below a folder by its relative path: its sha256 and mtime, to show a folder was left as it was. */
+export function folderSnapshot(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else out[relative(dir, p)] = createHash("sha256").update(readFileSync(p)).digest("hex") + ` ${statSync(p).mtimeMs}`;
+    }
+  };
+  walk(dir);
+  return out;
 }

@@ -21,7 +21,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { cacheDirFromEnv } from "../../src/engine/environment";
 import {
   DTYPE_ORDER,
@@ -40,7 +40,7 @@ import { toExternalData } from "./externalData";
 import { smcReadySource } from "../../src/engine/lm/decoder/decoderSession";
 import { GRAPH, MODEL } from "../../src/engine/lm/onnx/graphBuild";
 import { bytesField, concat, fields, message, text } from "../../src/engine/lm/onnx/protoWire";
-import { MODEL_DIR } from "./helpers";
+import { folderSnapshot, MODEL_DIR } from "./helpers";
 import { loadModel, variantDevice } from "../../src/engine/lm/model/loadModel";
 import { precheck } from "../../src/engine/lm/decoder/device";
 import { OnnxDecoder } from "../../src/engine/lm/decoder/onnxDecoder";
@@ -61,19 +61,6 @@ function folderWith(root: string, source: string, onnx: string, names: string[])
   return dir;
 }
 
-/** sha256 of every file under `dir`, by relative path (symbolic links and folders too). */
-function snapshot(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out[relative(dir, p)] = createHash("sha256").update(readFileSync(p)).digest("hex") + ` ${statSync(p).mtimeMs}`;
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 describe("model variants and the prepared-graph cache", function () {
   this.timeout(120000);
@@ -330,12 +317,12 @@ describe("model variants and the prepared-graph cache", function () {
     it("keeps the prepared copy there, reuses it, and prepares again when the source changes", () => {
       const dir = folderWith(root, GPT2, join(GPT2, "model.onnx"), ["model.onnx"]);
       const cache = mkdtempSync(join(root, "cache-"));
-      const before = snapshot(dir);
+      const before = folderSnapshot(dir);
       const first = prepareForSmc(join(dir, "model.onnx"), options, cache);
       assert.equal(first.cached, false);
       assert.ok(first.path.startsWith(preparedDir(join(dir, "model.onnx"), cache)), first.path);
       assert.ok(first.path.startsWith(cache) && first.path.endsWith("model.sampling.smc.onnx"));
-      assert.deepEqual(snapshot(dir), before);
+      assert.deepEqual(folderSnapshot(dir), before);
       const mtime = statSync(first.path).mtimeMs;
       const second = prepareForSmc(join(dir, "model.onnx"), options, cache);
       assert.equal(second.cached, true);
@@ -361,12 +348,12 @@ describe("model variants and the prepared-graph cache", function () {
     it("leaves the model folder byte for byte unchanged after a solve", () => {
       const dir = folderWith(root, GPT2, join(GPT2, "model.onnx"), ["model.onnx"]);
       const cache = mkdtempSync(join(root, "cache-"));
-      const before = snapshot(dir);
+      const before = folderSnapshot(dir);
       const r = run(["sample", "1 + 1", "--model", dir, "-k", "2", "--max-tokens", "4", "--device", "cpu"], {
         TWISTED_SMC_CACHE_DIR: cache,
       });
       assert.equal(r.status, 0, r.stderr);
-      assert.deepEqual(snapshot(dir), before);
+      assert.deepEqual(folderSnapshot(dir), before);
       const prepared = readdirSync(join(cache, "prepared"), { recursive: true }).map(String);
       assert.ok(
         prepared.some((p) => p.endsWith(".smc.onnx")),
@@ -386,14 +373,14 @@ describe("model variants and the prepared-graph cache", function () {
 
       it("runs from another working folder, the model folder unchanged", () => {
         const cache = mkdtempSync(join(root, "cache-"));
-        const before = snapshot(dir);
+        const before = folderSnapshot(dir);
         const args = ["sample", "1 + 1", "--model", dir, "-k", "2", "--max-tokens", "4", "--device", "cpu", "--json"];
         for (let i = 0; i < 2; i++) {
           const r = run(args, { TWISTED_SMC_CACHE_DIR: cache }, { cwd: root });
           assert.equal(r.status, 0, r.stderr);
           assert.equal(JSON.parse(r.stdout).modelFile, "model.onnx");
         }
-        assert.deepEqual(snapshot(dir), before);
+        assert.deepEqual(folderSnapshot(dir), before);
         assert.ok(readdirSync(join(cache, "prepared"), { recursive: true }).some((p) => String(p).endsWith(".smc.onnx")));
       });
 
@@ -417,14 +404,14 @@ describe("model variants and the prepared-graph cache", function () {
             symlinkSync(join("..", "..", "blobs", blob), join(commit, f));
           }
           const cache = mkdtempSync(join(root, "cache-"));
-          const before = snapshot(repo);
+          const before = folderSnapshot(repo);
           const args = ["sample", "1 + 1", "--model", commit, "-k", "2", "--max-tokens", "4", "--device", "cpu"];
           for (let i = 0; i < 2; i++) {
             // The second run finds the prepared copy in the cache.
             const r = run(args, { TWISTED_SMC_CACHE_DIR: cache }, { cwd: root });
             assert.equal(r.status, 0, r.stderr);
           }
-          assert.deepEqual(snapshot(repo), before);
+          assert.deepEqual(folderSnapshot(repo), before);
           const prepared = readdirSync(cache, { recursive: true }).some((p) => String(p).endsWith(".smc.onnx"));
           assert.equal(prepared, source === dir);
         }
@@ -436,7 +423,7 @@ describe("model variants and the prepared-graph cache", function () {
         cpSync(dir, join(ro, "m"), { recursive: true });
         chmodSync(ro, 0o755);
         spawnSync("chmod", ["-R", "a+rX,a-w", join(ro, "m")]);
-        const before = snapshot(join(ro, "m"));
+        const before = folderSnapshot(join(ro, "m"));
         const writable = mkdtempSync(join(root, "cache-"));
         chmodSync(writable, 0o777);
         const unwritable = mkdtempSync(join(root, "cache-"));
@@ -466,7 +453,7 @@ describe("model variants and the prepared-graph cache", function () {
           assert.equal(r.status, 0, r.stderr);
           if (cache === unwritable) assert.match(r.stderr, /runs from memory|warning/);
         }
-        assert.deepEqual(snapshot(join(ro, "m")), before);
+        assert.deepEqual(folderSnapshot(join(ro, "m")), before);
       });
     });
   });

@@ -11,10 +11,9 @@
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { generate } from "../../src/engine/lm/generate";
 import { loadModel, LoadedModel } from "../../src/engine/lm/model/loadModel";
 import { GraphInfo, readGraph } from "../../src/engine/lm/onnx/graphRead";
@@ -23,7 +22,7 @@ import { fields } from "../../src/engine/lm/onnx/protoWire";
 import { DEFAULT_SOLVE_OPTIONS, solve } from "../../src/engine/solve";
 import { GraphLayout, Precision } from "../../scripts/fixtures/decoderGraph";
 import { eosIdsOf, FAMILIES, Family, randomWeights, writeModelFolder } from "../../scripts/fixtures/realLayouts";
-import { logitsOf } from "./helpers";
+import { folderSnapshot, logitsOf } from "./helpers";
 
 const PROBLEM = "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?";
 const CLI = join(__dirname, "../../dist/cli.js");
@@ -67,18 +66,6 @@ const TOLERANCE: Record<string, { logits: number; top1: number }> = {
   "genai-built q4": { logits: 2.2, top1: 0.75 },
 };
 
-function snapshot(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else out[relative(dir, p)] = createHash("sha256").update(readFileSync(p)).digest("hex") + ` ${statSync(p).mtimeMs}`;
-    }
-  };
-  walk(dir);
-  return out;
-}
 
 const graphOf = (model: Uint8Array): GraphInfo => readGraph([...fields(model)].find((f) => f.field === MODEL.graph)!.value);
 const argmax = (a: Float32Array) => a.reduce((best, x, i) => (x > a[best] ? i : best), 0);
@@ -162,7 +149,7 @@ describe("decoders in the layouts of real Hub exports (random weights, real toke
           }),
           v.file,
         );
-        const before = snapshot(dir);
+        const before = folderSnapshot(dir);
         warnings.length = 0;
         const model = await loadModel(dir, { threads: 2, device: "cpu", sampleInGraph: true });
         try {
@@ -207,7 +194,7 @@ describe("decoders in the layouts of real Hub exports (random weights, real toke
         } finally {
           await model.lm.dispose();
         }
-        assert.deepEqual(snapshot(dir), before, "the model folder is unchanged");
+        assert.deepEqual(folderSnapshot(dir), before, "the model folder is unchanged");
         rmSync(dir, { recursive: true, force: true });
       });
     }
@@ -250,7 +237,7 @@ describe("decoders in the layouts of real Hub exports (random weights, real toke
     chmodSync(root, 0o755); // nobody must reach the folders
     chmodSync(ro, 0o755);
     spawnSync("chmod", ["-R", "a+rX,a-w", ro]);
-    const before = snapshot(ro);
+    const before = folderSnapshot(ro);
     const unwritable = mkdtempSync(join(root, "cache-"));
     chmodSync(unwritable, 0o555);
     for (const model of dirs) {
@@ -266,6 +253,6 @@ describe("decoders in the layouts of real Hub exports (random weights, real toke
       assert.doesNotMatch(r.stderr, /unprepared/, model);
       assert.equal(JSON.parse(r.stdout).particles.length, 4);
     }
-    assert.deepEqual(snapshot(ro), before);
+    assert.deepEqual(folderSnapshot(ro), before);
   });
 });

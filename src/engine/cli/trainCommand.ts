@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { BatchMetrics, train } from "../train/trainer";
 import { loadModel } from "../lm/model/loadModel";
 import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
-import { DEFAULT_LEARNING_RATE, DEFAULT_LOSS, TRAIN_DEFAULTS, trainConfigFromFlags } from "../train/flags";
+import { DEFAULT_LEARNING_RATE, DEFAULT_LOSS, TRAIN_DEFAULTS, TRAIN_FLAGS, trainConfigFromFlags } from "../train/flags";
 import { choiceOption, OptionValues, UsageError } from "../util/options";
 import type { TrainProgressLine } from "../../protocol/training";
 
@@ -46,17 +46,7 @@ Options:
 ${modelFileHelp(32, "--onnx_file")}
   --progress text|json             one human line per batch, or JSON lines for the editor (default text)`;
 
-const FLAGS = Object.keys(D).concat([
-  "model_name",
-  "learning_rate",
-  "loss",
-  "resume",
-  "threads",
-  "dtype",
-  "onnx_file",
-  "device",
-  "progress",
-]);
+const FLAGS = TRAIN_FLAGS.filter((f) => f !== "help");
 
 /** Exit code 130 when a signal stopped training (a checkpoint is kept). */
 export async function trainCommand(argv: string[]): Promise<number | void> {

@@ -257,21 +257,39 @@ describe("Twisted SMC in VS Code", () => {
     assert.ok(existsSync(join(out, "twist.json")), "the task wrote the twist");
     assert.equal(readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").length, 2);
   });
-  it("Download Model… (picks given as arguments) fetches a Hub model, makes it the model in use, and solves with it", async () => {
-    // A local stand-in for the Hub; the CLI child and the engine inherit this process's environment.
-    const hub = new FakeHub().add({ id: "acme/tiny-math", commit: "c".repeat(40), files: shippedModelFiles() });
+  /**
+   * Runs `body` against a local stand-in for the Hub (the CLI child and the engine inherit this
+   * process's environment: HF_ENDPOINT, a fresh HF_HUB_CACHE, no HF_TOKEN), then puts the environment
+   * and the model settings back and stops the server.
+   */
+  async function withFakeHub(hub: FakeHub, body: () => Promise<void>): Promise<void> {
     const saved = { HF_ENDPOINT: process.env.HF_ENDPOINT, HF_HUB_CACHE: process.env.HF_HUB_CACHE, HF_TOKEN: process.env.HF_TOKEN };
-    const cfg = () => vscode.workspace.getConfiguration("twistedSmc");
     try {
       process.env.HF_ENDPOINT = await hub.start();
       process.env.HF_HUB_CACHE = mkdtempSync(join(tmpdir(), "tsmc-e2e-hub-"));
       delete process.env.HF_TOKEN;
+      await body();
+    } finally {
+      await cfg().update("model", undefined, vscode.ConfigurationTarget.Global);
+      await cfg().update("modelVariant", undefined, vscode.ConfigurationTarget.Global);
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      await hub.close();
+    }
+  }
+  const cfg = () => vscode.workspace.getConfiguration("twistedSmc");
+
+  it("Download Model… (picks given as arguments) fetches a Hub model, makes it the model in use, and solves with it", async () => {
+    const hub = new FakeHub().add({ id: "acme/tiny-math", commit: "c".repeat(40), files: shippedModelFiles() });
+    await withFakeHub(hub, async () => {
       const got = await vscode.commands.executeCommand<Downloaded | undefined>("twistedSmc.downloadModel", "acme/tiny-math", "fp32");
       assert.ok(got, "the download finished");
       assert.equal(got.repo, "acme/tiny-math");
       assert.equal(got.dtype, "fp32");
       assert.ok(got.downloaded > 3_000_000, `downloaded ${got.downloaded} bytes`);
-      assert.ok(got.snapshot.startsWith(process.env.HF_HUB_CACHE), got.snapshot);
+      assert.ok(got.snapshot.startsWith(process.env.HF_HUB_CACHE!), got.snapshot);
       assert.equal(hub.downloads().length, 5, "the five files of the fp32 variant, nothing else");
       assert.equal(cfg().inspect<string>("model")?.globalValue, "acme/tiny-math", "the user setting names the model");
       assert.equal(cfg().inspect<string>("modelVariant")?.globalValue, "fp32");
@@ -293,15 +311,7 @@ describe("Twisted SMC in VS Code", () => {
         () => (api.statusBar.text.endsWith(" · acme/tiny-math") ? true : undefined),
         10000,
       );
-    } finally {
-      await cfg().update("model", undefined, vscode.ConfigurationTarget.Global);
-      await cfg().update("modelVariant", undefined, vscode.ConfigurationTarget.Global);
-      for (const [k, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
-      await hub.close();
-    }
+    });
   });
 
   it("Download Model… fetches a real-layout q4 export (Qwen2.5's: onnx/model_q4.onnx, 151,936 tokens, its chat template), and Solve runs it", async () => {
@@ -317,12 +327,7 @@ describe("Twisted SMC in VS Code", () => {
       "q4",
     ]);
     const hub = new FakeHub().add({ id: "onnx-community/Qwen2.5-0.5B-Instruct", commit: "d".repeat(40), files: folderFiles(source) });
-    const saved = { HF_ENDPOINT: process.env.HF_ENDPOINT, HF_HUB_CACHE: process.env.HF_HUB_CACHE, HF_TOKEN: process.env.HF_TOKEN };
-    const cfg = () => vscode.workspace.getConfiguration("twistedSmc");
-    try {
-      process.env.HF_ENDPOINT = await hub.start();
-      process.env.HF_HUB_CACHE = mkdtempSync(join(tmpdir(), "tsmc-e2e-hub-"));
-      delete process.env.HF_TOKEN;
+    await withFakeHub(hub, async () => {
       const got = await vscode.commands.executeCommand<Downloaded | undefined>(
         "twistedSmc.downloadModel",
         "onnx-community/Qwen2.5-0.5B-Instruct",
@@ -344,15 +349,7 @@ describe("Twisted SMC in VS Code", () => {
         () => (api.statusBar.text.endsWith(" · onnx-community/Qwen2.5-0.5B-Instruct") ? true : undefined),
         10000,
       );
-    } finally {
-      await cfg().update("model", undefined, vscode.ConfigurationTarget.Global);
-      await cfg().update("modelVariant", undefined, vscode.ConfigurationTarget.Global);
-      for (const [k, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
-      await hub.close();
-    }
+    });
   });
 
   it("Download Model… says in one line what is wrong with an id the Hub does not have, and changes no setting", async () => {
