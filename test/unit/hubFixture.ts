@@ -2,7 +2,7 @@
  * A local stand-in for the Hugging Face Hub, for the hub*.test.ts tests: a node:http server on
  * 127.0.0.1 answering the requests @huggingface/hub makes (model info, the recursive tree listing,
  * `resolve` with ranges, ETag and X-Repo-Commit; LFS files redirected, as the Hub sends them to its
- * CDN) for fixture repositories built from the shipped model's files. It records every request and can break a download mid-file or gate a repository.
+ * CDN) for fixture repositories built from the shipped model's files. It records every request and can break a download mid-file, send LFS files slowly, or gate a repository.
  */
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -94,6 +94,8 @@ export class FakeHub {
   dropOnce?: { path: string; afterBytes: number };
   /** Answer an unknown repository with 401 (as huggingface.co does without a token) instead of 404. */
   missingIs401 = false;
+  /** Opt-in: send LFS file bodies at about this many bytes per second (0 or unset: at once), so that a client can be stopped mid-file. */
+  throttleBytesPerSecond?: number;
   private server?: Server;
   endpoint = "";
 
@@ -220,6 +222,23 @@ export class FakeHub {
       res.write(body.subarray(0, drop.afterBytes), () => setTimeout(() => res.socket?.destroy(), 50));
       return;
     }
+    if (f.lfs && this.throttleBytesPerSecond) return this.trickle(res, body, this.throttleBytesPerSecond);
     res.end(body);
+  }
+
+  /** Writes `body` in ten slices a second at `bytesPerSecond`; stops when the client goes away. */
+  private trickle(res: ServerResponse, body: Buffer, bytesPerSecond: number): void {
+    const slice = Math.max(1, Math.round(bytesPerSecond / 10));
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (res.destroyed) return clearInterval(timer);
+      const next = body.subarray(sent, sent + slice);
+      sent += next.length;
+      if (sent >= body.length) {
+        clearInterval(timer);
+        res.end(next);
+      } else res.write(next);
+    }, 100);
+    res.on("close", () => clearInterval(timer));
   }
 }
