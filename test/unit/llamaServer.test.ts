@@ -16,42 +16,16 @@
  * TWISTED_SMC_REQUIRE_LLAMA_SERVER=1: then it fails. LLAMA_SERVER_ROOT names another root.
  */
 import assert from "node:assert/strict";
-import { ChildProcess, execFile, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { homedir, tmpdir } from "node:os";
-import { join } from "node:path";
-import { promisify } from "node:util";
 import { generate } from "../../src/engine/lm/generate";
 import { formatSolution, synthesize } from "../../src/engine/math/problems";
-import { MODEL_DIR, shippedModel } from "./helpers";
+import { shippedModel } from "./helpers";
+import { LlamaServer, startLlamaServer } from "./llamaServerFixture";
 
-const REQUIRED = process.env.TWISTED_SMC_REQUIRE_LLAMA_SERVER === "1";
-const SCRIPTS = join(__dirname, "../../scripts/llama-server");
-const ROOT = process.env.LLAMA_SERVER_ROOT ?? join(homedir(), ".cache/twisted-smc/llama-server-sid");
 /** Sampling the model's own distribution: the server's defaults truncate it (top_k 40, top_p 0.95, min_p 0.05). */
 const UNTRUNCATED = { top_k: 0, top_p: 1, min_p: 0 };
 const BOS = 1;
 const EOS = 2;
 const MAX_TOKENS = 160;
-
-/** Why the suite cannot run here, or undefined when it can. */
-function missing(): string | undefined {
-  if (!existsSync(join(ROOT, ".twisted-smc-ready"))) return `no llama-server root at ${ROOT} (run scripts/llama-server/setup.sh)`;
-  if (process.getuid?.() !== 0) return "llama-server runs in its root via chroot, which needs root";
-  return undefined;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 interface Choice {
   text: string;
@@ -62,9 +36,7 @@ interface Choice {
 
 describe("llama-server serving the shipped model (GGUF)", function () {
   this.timeout(120000);
-  let work: string;
-  let server: ChildProcess | undefined;
-  let log = "";
+  let server: LlamaServer | undefined;
   let base: string;
 
   async function post<T>(path: string, body: unknown): Promise<T> {
@@ -81,43 +53,12 @@ describe("llama-server serving the shipped model (GGUF)", function () {
   }
 
   before(async function () {
-    const why = missing();
-    if (why) {
-      if (REQUIRED) throw new Error(`TWISTED_SMC_REQUIRE_LLAMA_SERVER=1 but ${why}`);
-      console.log(`      skipped: ${why}`);
-      this.skip();
-    }
-    work = mkdtempSync(join(tmpdir(), "llama-server-test-"));
-    const gguf = join(work, "tiny-math-llama.gguf");
-    await promisify(execFile)("bash", [join(SCRIPTS, "convert.sh"), MODEL_DIR, gguf]);
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    server = spawn("bash", [join(SCRIPTS, "serve.sh"), gguf, String(port)], { stdio: ["ignore", "pipe", "pipe"] });
-    const keep = (chunk: Buffer) => void (log = (log + chunk.toString()).slice(-4000));
-    server.stdout!.on("data", keep);
-    server.stderr!.on("data", keep);
-    const exited = new Promise<string>((resolve) => server!.once("exit", (code, signal) => resolve(`exited (${code ?? signal})`)));
-    const deadline = Date.now() + 30000;
-    for (;;) {
-      const up = await fetch(`${base}/health`).then(
-        (r) => r.status === 200,
-        () => false,
-      );
-      if (up) break;
-      const ended = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(r, 100))]);
-      if (ended || Date.now() > deadline) throw new Error(`llama-server ${ended ?? "not healthy after 30 s"}:\n${log}`);
-    }
+    server = await startLlamaServer(this);
+    base = server.base;
   });
 
   after(async () => {
-    if (server && server.exitCode === null && server.signalCode === null) {
-      const exited = new Promise((resolve) => server!.once("exit", resolve));
-      server.kill("SIGTERM");
-      const kill = setTimeout(() => server!.kill("SIGKILL"), 5000);
-      await exited;
-      clearTimeout(kill);
-    }
-    if (work) rmSync(work, { recursive: true, force: true });
+    await server?.stop();
   });
 
   it("tokenizes text as the engine's tokenizer does", async () => {
