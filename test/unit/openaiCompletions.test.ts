@@ -126,6 +126,12 @@ describe("OpenAI completions client: parsing and planning (no server)", () => {
     });
   });
 
+  it("reads SGLang's matched_stop (the EOS id or the stop string; shape from its source, written by hand)", () => {
+    const choice = (matched_stop: number | string) => ({ index: 0, text: "3", finish_reason: "stop", matched_stop, logprobs: null });
+    assert.equal(parseChoice(choice(EOS), parse).finish, "eos");
+    assert.equal(parseChoice(choice("\n"), parse).finish, "stop");
+  });
+
   it("reads llama.cpp's chat-shaped logprobs: an EOS is the last entry, a stop string is absent", () => {
     const entry = (id: number, token: string) => ({ id, token, logprob: 0, bytes: [], top_logprobs: [] });
     const stop = { index: 0, text: "3 =", finish_reason: "stop", logprobs: { content: [entry(23, "3"), entry(100, " =")] } };
@@ -370,6 +376,15 @@ describe("OpenAI completions client against llama-server (the shipped model)", f
     assert.deepEqual(proxy.bodies.map((x) => x.n).sort(), [1, 2, 3]);
     assert.equal(sampled.lines.length, 6);
     for (const line of sampled.lines) assert.ok(["stop", "eos", "length"].includes(line.finish) && !line.text.includes("\n"));
+    // The n copies of one prefix are separate draws, even with a seed (hot enough to make them differ).
+    const hot = await client.completeLines(
+      request(
+        Array.from({ length: 8 }, () => a),
+        { temperature: 3, seed: 11, maxTokens: 8 },
+      ),
+    );
+    assert.equal(hot.requests, 1);
+    assert.ok(new Set(hot.lines.map((l) => l.text)).size > 1, hot.lines.map((l) => l.text).join(" | "));
   });
 
   for (const fault of ["429", "503", "malformed", "hang", "close"] as const) {

@@ -10,6 +10,7 @@
  *   vLLM's `return_tokens_as_token_ids`), `token_logprobs`; ids also from a choice's `token_ids`
  *   (vLLM's `return_token_ids`). vLLM says why in `stop_reason`: null for an EOS, the stop string, or
  *   the stop token id. Its ids run past the text: they include the token that held the stop string.
+ *   SGLang names the EOS id or the stop string in `matched_stop`.
  *
  * Token ids are kept only when they are known to spell the returned text: the token texts, less a
  * trailing EOS, joined must equal the text up to some prefix of the ids (the rest held the stop string),
@@ -46,6 +47,7 @@ interface RawChoice {
   text: string;
   finish_reason: unknown;
   stop_reason?: unknown;
+  matched_stop?: unknown;
   token_ids?: unknown;
   logprobs?: unknown;
 }
@@ -71,10 +73,13 @@ export function parseChoice(choice: RawChoice, options: ParseOptions): LineChoic
   const lastIsEos = entries.length > 0 && eos(entries[entries.length - 1].id);
   let finish: LineFinish;
   if (choice.finish_reason === "length") finish = lastIsEos ? "eos" : "length";
-  else if (choice.finish_reason === "stop" || choice.finish_reason === "eos") {
+  else if (choice.finish_reason === "stop") {
     if ("stop_reason" in choice) {
       const why = choice.stop_reason;
       finish = why === null || why === undefined || (typeof why === "number" && eos(why)) ? "eos" : "stop";
+    } else if (typeof choice.matched_stop === "number" || typeof choice.matched_stop === "string") {
+      // SGLang (from its source, not run here): the EOS id or the stop string matched.
+      finish = typeof choice.matched_stop === "number" && eos(choice.matched_stop) ? "eos" : "stop";
     } else finish = lastIsEos ? "eos" : "stop";
   } else throw new MalformedResponseError(`finish_reason ${JSON.stringify(choice.finish_reason)}`);
   const kept = lastIsEos ? entries.slice(0, -1) : entries;

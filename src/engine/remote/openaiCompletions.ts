@@ -53,7 +53,13 @@ export interface LinesRequest {
   maxTokens: number;
   /** 0 is greedy. */
   temperature: number;
-  /** Makes a request's samples reproducible on servers that support it; vary it per step. */
+  /**
+   * Makes a request's samples reproducible on servers that support it (llama.cpp, vLLM). Vary it per
+   * step and per solve: the same seed and prompt give the same line again. The n copies of one prompt
+   * are separate draws either way; different prompts of one request may share the seed's stream
+   * (llama.cpp seeds each slot alike), so leave it out when independence across particles matters more
+   * than replay.
+   */
   seed?: number;
   /** Default ["\n"]: a line. */
   stop?: readonly string[];
