@@ -246,6 +246,29 @@ describe("SMC preparation of quantized exports", function () {
     assert.equal(argmax(la), argmax(lb));
   });
 
+  it("for the CPU, sets 4-bit MatMulNBits that name no accuracy level to compute in int8 (level 4), keeps a level an export names, and the q4 model still reads the fp32 model's tokens", async () => {
+    const levels = (bytes: Uint8Array) =>
+      graphOf(bytes)
+        .nodes.filter((n) => n.opType === "MatMulNBits")
+        .map((n) => n.ints.get("accuracy_level")?.[0] ?? 0);
+    const q4 = quantizeModel(fp32, { scheme: "q4", only: "all" });
+    assert.ok(levels(q4).length > 1 && levels(q4).every((l) => l === 0), "the fixture names no level, as transformers.js's q4 files");
+    const gpu = prepareModelBytes(q4, { hiddenSize: 128, vocabSize: 332, sampler: true })!;
+    assert.equal(gpu.int8Compute, 0);
+    assert.ok(levels(gpu.bytes).every((l) => l === 0));
+    const cpu = prepareModelBytes(q4, { hiddenSize: 128, vocabSize: 332, int8Compute: true })!;
+    assert.equal(cpu.int8Compute, levels(q4).length);
+    assert.ok(levels(cpu.bytes).every((l) => l === 4));
+    // A level the graph names already is kept: the prepared copy has nothing left to set.
+    const named = prepareModelBytes(cpu.bytes, { hiddenSize: 128, vocabSize: 332, int8Compute: true });
+    assert.equal(named, undefined, "nothing left to set");
+    // Loaded on the CPU (the engine's default here), the q4 file computes in int8 and writes the fp32 model's greedy tokens.
+    const model = await quantized({ scheme: "q4", only: "all" }, "onnx/model_q4_cpu.onnx");
+    const m = await measure(model);
+    assert.ok(m.agree >= TOLERANCE["q4 all"].top1 * m.positions, `top-1 agrees at ${m.agree} of ${m.positions}`);
+    assert.ok(m.logits <= TOLERANCE["q4 all"].logits, `logits differ by ${m.logits}`);
+  });
+
   it("still warns, once, naming where the search stopped, for a quantized head it does not know (MatMulBnb4)", () => {
     const file = "onnx/model_bnb4.onnx";
     writeFileSync(join(dir, file), renameOp(quantizeModel(fp32, { scheme: "q4", only: "head" }), "MatMulNBits", "MatMulBnb4"));

@@ -157,6 +157,7 @@ export async function openOnDevice(
           fuse,
           fuse && (options.fixedCapacity ?? fixedCapacityDefault(device)) && attendsToEveryEarlierToken(folder),
           options.packStep ?? true,
+          device === "cpu",
         );
   const capacityStep = fixedCapacity ? (options.capacityStep ?? 256) : 0;
   if (fixedCapacity && !(Number.isInteger(capacityStep) && capacityStep > 0))

@@ -66,6 +66,8 @@ export function smcReadySource(
   fuse: boolean,
   fixedCapacity: boolean,
   packStep = true,
+  /** For the CPU (PrepareOptions.int8Compute). */
+  int8Compute = false,
 ): {
   source: string | Uint8Array;
   /** Where the graph's external data files are, when the graph is not loaded from beside them. */
@@ -81,6 +83,7 @@ export function smcReadySource(
     hiddenSize,
     vocabSize,
     sampler,
+    int8Compute,
     fuse: fuse ? { numHeads, numKvHeads, headDim, maxPositions, fixedCapacity, unpackedStep: !packStep } : undefined,
   };
   const edits = (p?: PreparedEdits) => ({

@@ -31,7 +31,7 @@ export const DTYPE = { float: 1, int32: 6, int64: 7, float16: 10 } as const;
 
 export type Attr = number | { float: number } | { tensor: Uint8Array } | { ints: number[] };
 
-function attribute(name: string, v: Attr): Uint8Array {
+export function attribute(name: string, v: Attr): Uint8Array {
   if (typeof v === "number")
     return message([
       [ATTR.name, name],

@@ -15,22 +15,36 @@ import { basename, dirname, join, resolve } from "node:path";
 import { cacheDirFromEnv } from "../../environment";
 import { writeFileAtomic } from "../../util/atomicWrite";
 import { DiskFullError } from "../../util/errors";
-import { DTYPE, GRAPH, MODEL, MS_DOMAIN, msOpsetImport, node, TENSOR_TYPE, tensorValueInfo, TYPE, VALUE_INFO } from "./graphBuild";
-import { GraphInfo, opsetVersion, readGraph, valueInfoName } from "./graphRead";
+import {
+  ATTR,
+  attribute,
+  DTYPE,
+  GRAPH,
+  MODEL,
+  MS_DOMAIN,
+  msOpsetImport,
+  node,
+  NODE,
+  TENSOR_TYPE,
+  tensorValueInfo,
+  TYPE,
+  VALUE_INFO,
+} from "./graphBuild";
+import { GraphInfo, NodeInfo, opsetVersion, readGraph, valueInfoName } from "./graphRead";
 import { Heads } from "./graphRewrite";
 import { fuseAttention, SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "./fuseAttention";
 import { fuseProjectionBias } from "./fuseProjectionBias";
 import { fuseRmsNorm } from "./fuseRmsNorm";
 import { fuseRotary } from "./fuseRotary";
 import { fuseSkipLayerNorm } from "./fuseSkipLayerNorm";
-import { bytesField, concat, fields } from "./protoWire";
+import { bytesField, concat, fields, text } from "./protoWire";
 import { SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead";
 import { packStepInputs } from "./packStepInputs";
 import { findHeadInput } from "./headSearch";
 import { externalDataHome, withExternalDataLocations } from "./externalData";
 
 export const HIDDEN_OUTPUT = "last_hidden_state";
-const PREPARE_VERSION = 16;
+const PREPARE_VERSION = 17;
 
 /** The element type (onnx TensorProto.DataType) of a tensor ValueInfoProto. */
 function elemType(valueInfo: Uint8Array): number {
@@ -78,6 +92,8 @@ export interface PreparedEdits {
    * order, comma-separated; empty where the graph takes them one by one.
    */
   packedStep: string;
+  /** How many 4-bit MatMulNBits nodes were set to compute in int8 (PrepareOptions.int8Compute). */
+  int8Compute: number;
 }
 
 export interface PrepareOptions {
@@ -94,6 +110,14 @@ export interface PrepareOptions {
    * given the heads and the model's context) and lay the sampling head out in fewer, larger kernels
    * (samplingHead.ts, DrawLayout).
    */
+  /**
+   * For the CPU: 4-bit MatMulNBits nodes that name no accuracy level (transformers.js's q4 and q4f16
+   * files) compute in int8, accuracy_level 4, as onnxruntime-genai writes them for the CPU. Unset,
+   * onnxruntime's CPU kernel dequantizes to fp32 as it goes: a q4 file was slower than fp32 (1.07×)
+   * on a Qwen2.5-0.5B shape; at level 4 it took 0.61–0.75× fp32's time, its logits as far from fp32's
+   * as before (docs/performance.md, `npm run bench:real`).
+   */
+  int8Compute?: boolean;
   fuse?: Heads & {
     maxPositions?: number;
     fixedCapacity?: boolean;
@@ -112,6 +136,7 @@ const NO_EDITS: PreparedEdits = {
   fusedProjectionBias: 0,
   fixedCapacity: false,
   packedStep: "",
+  int8Compute: 0,
 };
 const FUSED_COUNTS = ["fusedAttention", "fusedRotary", "fusedRmsNorm", "fusedSkipLayerNorm", "fusedProjectionBias"] as const;
 
@@ -187,7 +212,8 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   const floats = logits === DTYPE.float || logits === DTYPE.float16;
   const fused = options.fuse && floats ? fuseLayers(graph, options.fuse, opset, logits === DTYPE.float) : undefined;
   const changed = !!fused && anyFused(fused);
-  if (!addedHidden && !addedSampler && !changed) return undefined;
+  const int8 = options.int8Compute ? computeInInt8((changed ? fused.graph : graph).nodes) : undefined;
+  if (!addedHidden && !addedSampler && !changed && !int8) return undefined;
 
   const added: Uint8Array[] = [];
   if (addedHidden) {
@@ -200,7 +226,7 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   }
   if (addedSampler) added.push(...samplingHead(options.vocabSize, opset, options.fuse ? "fewest-kernels" : "least-work"));
   const fixedCapacity = changed && fused.fixedCapacity;
-  let nodes = changed ? fused.graph.nodes.map((n) => n.raw) : undefined;
+  let nodes = int8 ? int8.nodes : changed ? fused.graph.nodes.map((n) => n.raw) : undefined;
   const dropInputs = fixedCapacity ? ["attention_mask"] : [];
   let packedStep = "";
   // The length read on the CPU stays an input of its own.
@@ -251,8 +277,29 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
     fusedProjectionBias,
     fixedCapacity,
     packedStep,
+    int8Compute: int8?.count ?? 0,
   };
 }
+
+/** MatMulNBits's accuracy levels: 0 is unset (compute in the activations' type), 4 computes in int8. */
+const ACCURACY_INT8 = 4;
+
+/**
+ * The nodes with every MatMulNBits that names no accuracy level (or 0) set to ACCURACY_INT8, and how
+ * many; undefined where there is none.
+ */
+function computeInInt8(graphNodes: readonly NodeInfo[]): { nodes: Uint8Array[]; count: number } | undefined {
+  let count = 0;
+  const nodes = graphNodes.map((n) => {
+    if (n.opType !== "MatMulNBits" || (n.ints.get("accuracy_level")?.[0] ?? 0) !== 0) return n.raw;
+    count++;
+    const kept = [...fields(n.raw)].filter((f) => f.field !== NODE.attribute || !isAttribute(f.value, "accuracy_level")).map((f) => f.raw);
+    return concat([...kept, bytesField(NODE.attribute, attribute("accuracy_level", ACCURACY_INT8))]);
+  });
+  return count ? { nodes, count } : undefined;
+}
+
+const isAttribute = (attr: Uint8Array, name: string) => [...fields(attr)].some((f) => f.field === ATTR.name && text(f) === name);
 
 /** The field number of one encoded graph field (node, input, output …). */
 const fieldOf = (f: Uint8Array) => [...fields(f)][0].field;
@@ -330,6 +377,8 @@ export function prepareForSmc(onnxPath: string, options: PrepareOptions, cacheDi
     size: st.size,
     mtimeMs: Math.round(st.mtimeMs),
     sampleHash: sampleHash(abs, st.size),
+    // The CPU's copy and a GPU's of the same name differ in this edit: one is not taken for the other.
+    int8Compute: !!options.int8Compute,
   };
   if (existsSync(target) && existsSync(stampPath)) {
     try {
