@@ -61,7 +61,6 @@ function folderWith(root: string, source: string, onnx: string, names: string[])
   return dir;
 }
 
-
 describe("model variants and the prepared-graph cache", function () {
   this.timeout(120000);
   let root: string;

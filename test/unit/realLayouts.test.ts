@@ -66,7 +66,6 @@ const TOLERANCE: Record<string, { logits: number; top1: number }> = {
   "genai-built q4": { logits: 2.2, top1: 0.75 },
 };
 
-
 const graphOf = (model: Uint8Array): GraphInfo => readGraph([...fields(model)].find((f) => f.field === MODEL.graph)!.value);
 const argmax = (a: Float32Array) => a.reduce((best, x, i) => (x > a[best] ? i : best), 0);
 const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
