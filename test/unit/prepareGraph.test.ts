@@ -75,6 +75,7 @@ describe("SMC preparation of ONNX exports", () => {
       fusedProjectionBias: 0,
       fixedCapacity: false,
       packedStep: "",
+      int8Compute: 0,
       cached: false,
     });
     const sampling = prepareForSmc(onnx, { hiddenSize: 128, vocabSize: 332, sampler: true });
