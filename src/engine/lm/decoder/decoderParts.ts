@@ -51,6 +51,11 @@ export interface OnnxDecoderOptions {
    */
   packStep?: boolean;
   /**
+   * On the CPU, 4-bit MatMulNBits that name no accuracy level compute in int8 (PrepareOptions.int8Compute;
+   * faster). Default true; false computes them as a GPU does, in the activations' precision (to compare the two).
+   */
+  int8Compute?: boolean;
+  /**
    * With a fixed capacity: the most bytes of cache tensors of distinct shapes (batch × capacity) the
    * runtime may keep. onnxruntime's exact-size buffer cache never frees a buffer, so past this a prompt
    * into an empty cache, when no state or output of any decoder is alive, first reopens this decoder's
@@ -157,7 +162,7 @@ export async function openOnDevice(
           fuse,
           fuse && (options.fixedCapacity ?? fixedCapacityDefault(device)) && attendsToEveryEarlierToken(folder),
           options.packStep ?? true,
-          device === "cpu",
+          device === "cpu" && options.int8Compute !== false,
         );
   const capacityStep = fixedCapacity ? (options.capacityStep ?? 256) : 0;
   if (fixedCapacity && !(Number.isInteger(capacityStep) && capacityStep > 0))
