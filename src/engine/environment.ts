@@ -105,3 +105,13 @@ export function cacheDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   if (xdg && isAbsolute(xdg)) return join(xdg, "twisted-smc");
   return join(homedir(), ".cache", "twisted-smc");
 }
+
+/**
+ * OPENAI_API_KEY — the key an OpenAI-compatible inference server asks for (`--backend openai`), sent as
+ * `Authorization: Bearer …` and nowhere else. The editor passes its secret-storage key to the engine
+ * process the same way. Default (unset or blank): no key, as a local llama-server or vLLM wants.
+ */
+export function apiKeyFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const key = env.OPENAI_API_KEY?.trim();
+  return key ? key : undefined;
+}

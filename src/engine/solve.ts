@@ -11,6 +11,13 @@ import { answersMatch, extractAnswer } from "./math/answer";
 import { answerPosterior } from "./smc/posterior";
 import { AnswerProbability, encodeLogWeight, SmcRecord, SmcStepRecord, SolvedParticle } from "../protocol/record";
 import { runTwistedSmc, SmcLevel, SmcOptions } from "./smc/twistedSmc";
+import { runLineSmc } from "./smc/lineSmc";
+import { RemoteModel, remoteLineProposer } from "./remote/remoteModel";
+
+/** A model the engine runs (local) or steers on an inference server (remote): solve takes either. */
+export type SolveModel = LoadedModel | RemoteModel;
+
+export const isRemote = (model: SolveModel): model is RemoteModel => "backend" in model && model.backend === "openai";
 
 /** The SMC settings a caller chooses; the engine supplies the model-specific rest. */
 export type SolveOptions = Pick<
@@ -58,9 +65,13 @@ export interface SolveResult {
   model: string;
   /** The ONNX file loaded, relative to the model folder (onnx/model_q4.onnx, say). */
   modelFile?: string;
+  /** Where the model ran: a device (cpu, webgpu…), or "server" for a remote backend. */
   device: string;
+  /** The inference server's URL (without credentials) and served model, for the remote backend. */
+  server?: string;
   deviceChoice?: string;
-  timing: { totalMs: number; forwardPasses: number; generatedTokens: number; tokensPerSecond: number };
+  /** requests: HTTP requests to the inference server (remote backend; forwardPasses is then 0). */
+  timing: { totalMs: number; forwardPasses: number; requests?: number; generatedTokens: number; tokensPerSecond: number };
   collapsed?: string;
   /** Things the user should know about this run (a capped token budget, say), one line each. */
   warnings?: string[];
@@ -69,17 +80,17 @@ export interface SolveResult {
   record?: SmcRecord;
 }
 
-export async function solve(model: LoadedModel, problem: string, options: SolveOptions): Promise<SolveResult> {
+export async function solve(model: SolveModel, problem: string, options: SolveOptions): Promise<SolveResult> {
   const question = problem.trim();
   if (!question) throw new RangeError("the problem text is empty");
-  const { tokenizer, lm, folder } = model;
+  const { tokenizer, folder } = model;
   const start = performance.now();
   const steps: SmcStepRecord[] = [];
   const gold = options.gold;
   const { prompt, maxTokens, warning } = encodeWithinContext(model, question, options.maxTokens);
   const domain = modelDomain(folder.dir);
   const depth = domain && outOfDepth(domain, folder.name, question);
-  const run = await runTwistedSmc(lm, prompt, {
+  const smc: SmcOptions = {
     ...options,
     maxTokens,
     logFinalPotential:
@@ -94,7 +105,8 @@ export async function solve(model: LoadedModel, problem: string, options: SolveO
       if (options.record) steps.push(s);
       options.onStep?.(s);
     },
-  });
+  };
+  const run = isRemote(model) ? await runLineSmc(remoteLineProposer(model), prompt, smc) : await runTwistedSmc(model.lm, prompt, smc);
   const totalMs = performance.now() - start;
   const texts = run.particles.map((p) => tokenizer.decode(p.tokens));
   const vote = answerPosterior(
@@ -121,12 +133,13 @@ export async function solve(model: LoadedModel, problem: string, options: SolveO
     level: options.level,
     twist: options.twistName ?? null,
     model: folder.name,
-    modelFile: folder.onnxFile,
-    device: lm.device,
-    deviceChoice: lm.deviceChoice,
+    ...(isRemote(model)
+      ? { device: "server", server: model.server }
+      : { modelFile: model.folder.onnxFile, device: model.lm.device, deviceChoice: model.lm.deviceChoice }),
     timing: {
       totalMs: Math.round(totalMs * 10) / 10,
       forwardPasses: run.forwardPasses,
+      ...(run.requests !== undefined && { requests: run.requests }),
       generatedTokens: run.generatedTokens,
       tokensPerSecond: Math.round(run.generatedTokens / Math.max(totalMs / 1000, 1e-9)),
     },

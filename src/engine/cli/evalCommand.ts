@@ -9,7 +9,11 @@ import { loadProblems } from "../train/data";
 import { loadTwist, shippedTwistPath } from "../twist/twistFile";
 import { OnnxTokenTwist } from "../twist/onnxTwist";
 import { StepTwist, TokenTwist } from "../smc/twist";
-import { choiceOption, intOption, MAX_PARTICLES, stringOption, threadsOption, UsageError } from "../util/options";
+import { choiceOption, intOption, MAX_PARTICLES, OptionValues, stringOption, threadsOption, UsageError } from "../util/options";
+import { backendHelp, BACKEND_OPTIONS, remoteModelOption } from "./backendOptions";
+import { RemoteModel } from "../remote/remoteModel";
+import { evaluateRemote, RemoteEvalReport } from "../eval/evaluateRemote";
+import { loadRemoteTwistOption } from "../twist/resolve";
 
 export const EVAL_HELP = `Usage: twisted-smc eval [options]
 
@@ -32,6 +36,8 @@ Options:
   --no-bounds                 skip the log Ẑ bounds
   --device D, --threads N     the device, and CPU threads (1 to 256)
 ${modelFileHelp(27)}
+${backendHelp(30)}
+  --concurrency N             with a server: problems in flight at once, 1 to 256 (default 4)
   --json                      one JSON object`;
 
 export async function evalCommand(argv: string[]): Promise<void> {
@@ -55,6 +61,8 @@ export async function evalCommand(argv: string[]): Promise<void> {
       "onnx-file": { type: "string" },
       threads: { type: "string" },
       json: { type: "boolean" },
+      ...BACKEND_OPTIONS,
+      concurrency: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -64,6 +72,10 @@ export async function evalCommand(argv: string[]): Promise<void> {
   }
   // Read before the model loads, so a mistake costs no loading time.
   const particles = intOption(values, "particles", 16, 1, MAX_PARTICLES);
+  const remote = remoteModelOption(values, (line) => process.stderr.write(`\ntwisted-smc: ${line}\n`));
+  if (remote) return evalOnServer(remote, values, particles);
+  if (values.concurrency !== undefined)
+    throw new UsageError("--concurrency is for --backend openai: the local backend runs one problem at a time");
   const model = await loadModel(stringOption(values, "model"), {
     threads: threadsOption(values),
     device: choiceOption<DeviceRequest>(values, "device", DEVICES, "auto"),
@@ -87,15 +99,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
     }
     const twist = stringOption(values, "twist");
     if (twist) await use(twist);
-    const split = choiceOption(values, "split", ["train", "test"] as const, "test");
-    const n = intOption(values, "n", 500, 1);
-    const { problems, skipped, description } = loadProblems(
-      stringOption(values, "dataset") ?? "synthetic",
-      split,
-      n,
-      intOption(values, "seed", 0),
-    );
-    if (!problems.length) throw new UsageError("no problems to evaluate");
+    const { problems, skipped, description } = problemsOption(values);
     const started = performance.now();
     const report = await evaluate(withSystemPrompt(model, stringOption(values, "system")), problems, {
       particles,
@@ -123,15 +127,58 @@ export async function evalCommand(argv: string[]): Promise<void> {
   }
 }
 
+/** The problems of --dataset/--split/--n/--seed, or a usage error when there are none. */
+function problemsOption(values: OptionValues) {
+  const split = choiceOption(values, "split", ["train", "test"] as const, "test");
+  const n = intOption(values, "n", 500, 1);
+  const loaded = loadProblems(stringOption(values, "dataset") ?? "synthetic", split, n, intOption(values, "seed", 0));
+  if (!loaded.problems.length) throw new UsageError("no problems to evaluate");
+  return loaded;
+}
+
+/** `eval --backend openai`: the rows a server can give (evaluateRemote), problems overlapping. */
+async function evalOnServer(model: RemoteModel, values: OptionValues, particles: number): Promise<void> {
+  const tokenFlag = stringOption(values, "token-twist");
+  if (tokenFlag !== undefined && tokenFlag !== "none")
+    throw new UsageError("token-level twists need the model's next-token distribution, which a completions server does not return");
+  if (values["no-bounds"] === undefined) values["no-bounds"] = true; // the bounds need the model's probabilities
+  const stepFlag = stringOption(values, "twist") ?? stringOption(values, "step-twist");
+  const twist = await loadRemoteTwistOption(stepFlag, model.folder, "step");
+  const system = stringOption(values, "system");
+  const { problems, skipped, description } = problemsOption(values);
+  const report = await evaluateRemote(withSystemPrompt(model, system), problems, {
+    particles,
+    maxTokens: intOption(values, "max-tokens", 96, 1),
+    seed: intOption(values, "seed", 0),
+    stepTwist: twist?.twist as StepTwist | undefined,
+    concurrency: intOption(values, "concurrency", 4, 1, 256),
+    onProblem: values.json ? undefined : (done, total) => process.stderr.write(`\r${done}/${total} problems`),
+  });
+  if (!values.json) process.stderr.write("\n");
+  const out = {
+    data: description,
+    skipped,
+    model: model.folder.dir,
+    server: model.server,
+    backend: "openai",
+    twists: { token: null, step: twist?.name ?? null },
+    seconds: Math.round(report.wallSeconds),
+    ...report,
+  };
+  console.log(values.json ? JSON.stringify(out, null, 2) : formatReport(out));
+}
+
 function formatReport(
-  r: EvalReport & {
-    data: string;
-    model: string;
-    modelFile: string;
-    device: string;
-    twists: Record<string, string | null>;
-    seconds: number;
-  },
+  r: EvalReport &
+    Partial<Pick<RemoteEvalReport, "problemsPerMinute" | "concurrency" | "requests">> & {
+      data: string;
+      model: string;
+      modelFile?: string;
+      device?: string;
+      server?: string;
+      twists: Record<string, string | null>;
+      seconds: number;
+    },
 ): string {
   const pct = (x: number) => (100 * x).toFixed(1).padStart(5);
   const lines = [
@@ -152,6 +199,15 @@ function formatReport(
       `log Ẑ bounds: lower ${z(r.bounds.lower, r.bounds.lowerStderr)}, upper ${z(r.bounds.upper, r.bounds.upperStderr)}`,
       `  (${r.bounds.note})`,
     );
-  lines.push("", `Model: ${r.model} (${r.modelFile}) on ${r.device}`, `total ${r.seconds} s`);
+  if (r.server) {
+    lines.push(
+      "",
+      "Token-level SMC and the log Ẑ bounds need the model's probabilities: the local backend's rows alone.",
+      `Times are per method summed over problems; ${r.concurrency} problems ran at once.`,
+      "",
+      `Model: ${r.server}, tokenizer ${r.model}`,
+      `total ${r.seconds} s, ${r.problemsPerMinute} problems/minute, ${r.requests} requests`,
+    );
+  } else lines.push("", `Model: ${r.model} (${r.modelFile}) on ${r.device}`, `total ${r.seconds} s`);
   return lines.join("\n");
 }

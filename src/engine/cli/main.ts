@@ -10,6 +10,7 @@ import { trainCommand, TRAIN_HELP } from "./trainCommand";
 import { evalCommand, EVAL_HELP } from "./evalCommand";
 import { modelsCommand, MODELS_HELP } from "./modelsCommand";
 import { serve } from "../server/main";
+import { RemoteServerError } from "../remote/retry";
 
 declare const PACKAGE_VERSION: string | undefined;
 const version = typeof PACKAGE_VERSION === "string" ? PACKAGE_VERSION : "dev";
@@ -30,7 +31,7 @@ Run "twisted-smc <command> --help" for a command's options.
 
 Exit codes: 0 done; 1 an unexpected error; 2 a mistake in the command; 3 a broken or unusable input
 (model folder, twist file, checkpoint, data, output folder); 4 the disk is full (free space and run
-again); 130 stopped by a signal (train keeps a checkpoint).
+again); 5 the inference server (--server) could not be used; 130 stopped by a signal (train keeps a checkpoint).
 
 ${SOLVE_HELP}
 
@@ -90,6 +91,11 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof DiskFullError) {
       console.error(`twisted-smc: ${err.message}`);
       return 4;
+    }
+    // The server's URL and what it answered (never the key): start it, or check --server.
+    if (e instanceof RemoteServerError) {
+      console.error(`twisted-smc: the inference server failed: ${err.message}`);
+      return 5;
     }
     if (e instanceof InputError || e instanceof RangeError) {
       console.error(`twisted-smc: ${err.message}`);

@@ -9,11 +9,14 @@ import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
 import { withSystemPrompt } from "../lm/model/tokenizer";
 import { goldAnswer, parseNumber } from "../math/answer";
 import { RESAMPLING_SCHEMES, ResamplingScheme } from "../smc/resampling";
-import { DEFAULT_SOLVE_OPTIONS, solve, SolveResult } from "../solve";
+import { DEFAULT_SOLVE_OPTIONS, solve, SolveOptions, SolveResult } from "../solve";
 import { writeFileAtomic } from "../util/atomicWrite";
 import { DiskFullError, InputError } from "../util/errors";
 import { choiceOption, intOption, MAX_PARTICLES, numberOption, stringOption, threadsOption, UsageError } from "../util/options";
-import { loadTwistOption } from "../twist/resolve";
+import { loadRemoteTwistOption, loadTwistOption } from "../twist/resolve";
+import { lineSmcRefusal } from "../smc/lineSmc";
+import { backendHelp, BACKEND_OPTIONS, remoteModelOption } from "./backendOptions";
+import { RemoteModel } from "../remote/remoteModel";
 
 const D = DEFAULT_SOLVE_OPTIONS;
 
@@ -27,7 +30,8 @@ weighted vote over the particles' final answers.
 
 Options:
   --file FILE              read the problem from FILE (a problem over 16 KB must come from a file or stdin)
-  --model DIR              model folder (default: the shipped models/tiny-math-llama)
+  --model DIR              model folder or Hub id (default: the shipped models/tiny-math-llama); with a
+                           server, only its tokenizer files are read (the prompt and the EOS ids)
   --twist FILE|none        twist file (default: the model folder's shipped twist for --level, else none)
   --particles K            number of particles, 1 to ${MAX_PARTICLES} (default ${D.particles})
   --level token|step       twist and resample per token, or per reasoning line (default ${D.level})
@@ -42,6 +46,7 @@ Options:
   --device D               ${DEVICES.join("|")} (default auto)
 ${modelFileHelp(24)}
   --threads N              CPU threads, 1 to 256 (default: all cores)
+${backendHelp(27)}
   --json                   print one JSON object
   --record FILE            write the step-by-step record (for replay) to FILE`;
 
@@ -170,6 +175,7 @@ export async function solveCommand(argv: string[]): Promise<void> {
       threads: { type: "string" },
       json: { type: "boolean" },
       record: { type: "string" },
+      ...BACKEND_OPTIONS,
       help: { type: "boolean", short: "h" },
     },
   });
@@ -199,38 +205,55 @@ export async function solveCommand(argv: string[]): Promise<void> {
     ...modelFileOptions(values),
   };
   const system = stringOption(values, "system");
+  const settings = {
+    particles,
+    level,
+    resampling: choiceOption<ResamplingScheme>(values, "resampling", RESAMPLING_SCHEMES, D.resampling),
+    essThreshold,
+    resample: choiceOption(values, "resample", ["adaptive", "always", "never"] as const, D.resample),
+    maxTokens: intOption(values, "max-tokens", D.maxTokens, 1),
+    temperature,
+    seed,
+    gold,
+    record: recordFile !== undefined,
+  };
+  const print = (result: SolveResult) => {
+    const record = recordFile !== undefined ? { file: recordFile, record: result.record } : undefined;
+    delete result.record;
+    printThenRecord(values.json ? JSON.stringify(result, null, 2) : formatSolve(result), record);
+  };
+  const remote = remoteModelOption(values, (line) => console.error(`twisted-smc: ${line}`));
+  if (remote) return print(await solveOnServer(remote, problem, system, stringOption(values, "twist"), settings));
   let model = await loadModel(stringOption(values, "model"), loadOptions);
   try {
     const twist = await loadTwistOption(stringOption(values, "twist"), model, level);
     const result = await withCpuFallback(
       model,
       loadOptions,
-      (m) =>
-        solve(withSystemPrompt(m, system), problem, {
-          particles,
-          level,
-          resampling: choiceOption<ResamplingScheme>(values, "resampling", RESAMPLING_SCHEMES, D.resampling),
-          essThreshold,
-          resample: choiceOption(values, "resample", ["adaptive", "always", "never"] as const, D.resample),
-          maxTokens: intOption(values, "max-tokens", D.maxTokens, 1),
-          temperature,
-          seed,
-          twist: twist?.twist,
-          twistName: twist?.name ?? null,
-          gold,
-          record: recordFile !== undefined,
-        }),
+      (m) => solve(withSystemPrompt(m, system), problem, { ...settings, twist: twist?.twist, twistName: twist?.name ?? null }),
       (cpu) => {
         void model.lm.dispose();
         model = cpu;
       },
     );
-    const record = recordFile !== undefined ? { file: recordFile, record: result.record } : undefined;
-    delete result.record;
-    printThenRecord(values.json ? JSON.stringify(result, null, 2) : formatSolve(result), record);
+    print(result);
   } finally {
     await model.lm.dispose();
   }
+}
+
+/** `solve --backend openai`: what the server cannot do is refused before the first request. */
+async function solveOnServer(
+  model: RemoteModel,
+  problem: string,
+  system: string | undefined,
+  twistOption: string | undefined,
+  settings: Omit<SolveOptions, "twist" | "twistName">,
+): Promise<SolveResult> {
+  const early = lineSmcRefusal({ level: settings.level, temperature: settings.temperature });
+  if (early) throw new UsageError(early);
+  const twist = await loadRemoteTwistOption(twistOption, model.folder, settings.level);
+  return solve(withSystemPrompt(model, system), problem, { ...settings, twist: twist?.twist, twistName: twist?.name ?? null });
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -279,9 +302,9 @@ export function formatSolve(r: SolveResult): string {
     "",
     `SMC:     ${r.particles.length} particles, ${r.level} level, twist ${r.twist ?? "none"}, ${r.steps} steps, ` +
       `resampled ${r.resampledAt.length}×, min ESS ${minEss.toFixed(1)}, log Ẑ ${r.logZ.toFixed(3)}`,
-    `Model:   ${r.model}${r.modelFile ? ` (${r.modelFile})` : ""} on ${r.device}`,
+    r.server ? `Model:   ${r.server}, tokenizer ${r.model}` : `Model:   ${r.model}${r.modelFile ? ` (${r.modelFile})` : ""} on ${r.device}`,
     ...(r.deviceChoice?.includes("not used") ? [`Device:  ${r.deviceChoice}`] : []),
-    `Timing:  ${r.timing.totalMs} ms, ${r.timing.forwardPasses} forward passes, ${r.timing.generatedTokens} tokens (${r.timing.tokensPerSecond} tokens/s)`,
+    `Timing:  ${r.timing.totalMs} ms, ${r.timing.requests !== undefined ? `${r.timing.requests} requests` : `${r.timing.forwardPasses} forward passes`}, ${r.timing.generatedTokens} tokens (${r.timing.tokensPerSecond} tokens/s)`,
   );
   if (r.collapsed) lines.push(`Warning: ${r.collapsed}`);
   for (const w of r.warnings ?? []) lines.push(`Warning: ${w}`);

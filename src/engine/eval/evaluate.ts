@@ -40,7 +40,7 @@ export interface EvalReport {
   bounds?: { lower: number; lowerStderr: number; upper: number; upperStderr: number; problems: number; note: string };
 }
 
-class Tally {
+export class Tally {
   sum = 0;
   sumSq = 0;
   n = 0;
@@ -64,9 +64,9 @@ class Tally {
 }
 
 /** Whether a text's final answer is the gold one (the reward, as a boolean). */
-const correct = (text: string, gold: number) => reward(text, gold) === 1;
+export const correct = (text: string, gold: number) => reward(text, gold) === 1;
 
-async function timed<T>(tally: Tally, f: () => Promise<T>): Promise<T> {
+export async function timed<T>(tally: Tally, f: () => Promise<T>): Promise<T> {
   const t0 = performance.now();
   try {
     return await f();

@@ -112,6 +112,8 @@ export interface SmcRunResult {
   resampledAt: number[];
   steps: number;
   forwardPasses: number;
+  /** Requests to an inference server, when lines came from one (lineSmc.ts). */
+  requests?: number;
   generatedTokens: number;
   /** How many of those tokens the model drew where it runs (in its forward pass or its draw graph); the rest were drawn here from logits. */
   drawnInGraph: number;

@@ -1,6 +1,7 @@
 /** Resolves `--twist FILE|none` (default: the model folder's shipped twist for the level, if any). */
 import { resolve } from "node:path";
 import { LoadedModel } from "../lm/model/loadModel";
+import { TokenizerFolder } from "../lm/model/modelFolder";
 import { Twist } from "../smc/twist";
 import { UsageError } from "../util/options";
 import { runnableTwist } from "./onnxTwist";
@@ -19,5 +20,29 @@ export async function loadTwistOption(
     const hint = `a ${meta.kind}-level twist cannot steer --level ${level}: pass --level ${meta.kind} or another twist`;
     throw option === undefined ? new TwistFileError(`${path}: ${hint}`) : new UsageError(hint);
   }
+  return { twist: await runnableTwist(head), name: path };
+}
+
+/**
+ * `--twist` for a model on an inference server: only a twist that reads text can steer it (the line
+ * verifier); one that reads hidden states is refused with one line, never dropped. The base-model
+ * fingerprint is not checked: it hashes the ONNX file, which a served model has not here, and a twist
+ * that reads text reads any model's text.
+ */
+export async function loadRemoteTwistOption(
+  option: string | undefined,
+  folder: TokenizerFolder,
+  level: "token" | "step",
+): Promise<{ twist: Twist; name: string } | undefined> {
+  if (option === "none") return undefined;
+  const path = option === undefined ? shippedTwistPath(folder, level) : resolve(option);
+  if (!path) return undefined;
+  const { head, meta } = loadTwist(path);
+  if (meta.kind !== level)
+    throw new UsageError(`a ${meta.kind}-level twist cannot steer --level ${level}: pass --level ${meta.kind} or another twist`);
+  if (meta.architecture !== "line-verifier")
+    throw new UsageError(
+      `twist ${path} reads the model's hidden states, which a completions server does not return: pass a line-verifier twist (train --objective prm) or --twist none`,
+    );
   return { twist: await runnableTwist(head), name: path };
 }

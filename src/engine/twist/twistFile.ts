@@ -202,7 +202,7 @@ function parseLineVerifier(meta: TwistMeta, params: Record<string, unknown>, pat
 }
 
 /** The twist a model folder ships for a level, if any: twist-token.json / twist-step.json. */
-export function shippedTwistPath(folder: ModelFolder, level: "token" | "step"): string | undefined {
+export function shippedTwistPath(folder: Pick<ModelFolder, "dir">, level: "token" | "step"): string | undefined {
   const p = join(folder.dir, `twist-${level}.json`);
   return existsSync(p) ? p : undefined;
 }

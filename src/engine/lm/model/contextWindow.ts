@@ -6,7 +6,8 @@
  * gigabytes — and the generation budget is capped to what is left.
  */
 import { InputError } from "../../util/errors";
-import type { LoadedModel } from "./loadModel";
+import type { TokenizerFolder } from "./modelFolder";
+import type { TextTokenizer } from "./tokenizer";
 
 /** More characters than any tokenizer fits in this many positions: refused before tokenizing at all. */
 const MAX_CHARS_PER_POSITION = 32;
@@ -24,7 +25,7 @@ export interface PromptInContext {
 }
 
 /** How many positions the model reads, or undefined when its config does not say. */
-export function contextLength(model: Pick<LoadedModel, "folder">): number | undefined {
+export function contextLength(model: { folder: TokenizerFolder }): number | undefined {
   return model.folder.config.maxPositions;
 }
 
@@ -33,7 +34,7 @@ export function contextLength(model: Pick<LoadedModel, "folder">): number | unde
  * leaves no room for an answer, and caps `maxTokens` to the positions that remain.
  */
 export function encodeWithinContext(
-  model: Pick<LoadedModel, "folder" | "tokenizer">,
+  model: { folder: TokenizerFolder; tokenizer: TextTokenizer },
   question: string,
   maxTokens: number,
 ): PromptInContext {

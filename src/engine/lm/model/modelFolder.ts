@@ -27,6 +27,9 @@ export interface DecoderConfig {
   padTokenId?: number;
 }
 
+/** A model folder's text side: config, tokenizer, chat template (a remote backend needs no more). */
+export type TokenizerFolder = Omit<ModelFolder, "onnxPath" | "onnxFile" | "dtype">;
+
 export interface ModelFolder {
   dir: string;
   /** The folder's name; for a snapshot in the Hugging Face cache, its Hub id (org/name). */
@@ -205,30 +208,8 @@ export interface OpenOptions {
 }
 
 export function openModelFolder(dirInput: string, options: OpenOptions = {}): ModelFolder {
-  const dir = resolve(dirInput);
-  if (!existsSync(dir)) throw new ModelFolderError(`model folder ${dir} does not exist`);
-  if (!statSync(dir).isDirectory()) throw new ModelFolderError(`${dir} is not a folder (expected a model folder with config.json)`);
-
-  const rawConfig = readJson(dir, "config.json", true)!;
-  const config = parseDecoderConfig(rawConfig, join(dir, "config.json"));
-  const tokenizerJson = readJson(dir, "tokenizer.json", true)!;
-  const model = tokenizerJson.model as Record<string, unknown> | undefined;
-  if (!model || typeof model !== "object" || typeof model.type !== "string") {
-    throw new ModelFolderError(`${join(dir, "tokenizer.json")} has no "model" section with a "type"`);
-  }
-  const tokenizerConfig = readJson(dir, "tokenizer_config.json", false) ?? {};
-  const gen = readJson(dir, "generation_config.json", false) ?? {};
-
-  const vocab = model.vocab;
-  const vocabCount = Array.isArray(vocab) ? vocab.length : vocab && typeof vocab === "object" ? Object.keys(vocab).length : 0;
-  const added = Array.isArray(tokenizerJson.added_tokens) ? (tokenizerJson.added_tokens as { id?: number }[]) : [];
-  const maxId = Math.max(vocabCount - 1, ...added.map((t) => (typeof t.id === "number" ? t.id : -1)));
-  if (maxId >= config.vocabSize) {
-    throw new ModelFolderError(
-      `tokenizer.json has token id ${maxId} but config.json says vocab_size ${config.vocabSize}: the tokenizer does not belong to this model`,
-    );
-  }
-
+  const text = openTokenizerFolder(dirInput);
+  const dir = text.dir;
   let onnxFile: string | undefined;
   if (options.onnxFile) {
     onnxFile = options.onnxFile;
@@ -258,6 +239,39 @@ export function openModelFolder(dirInput: string, options: OpenOptions = {}): Mo
   const onnxPath = join(dir, onnxFile);
   if (statSync(onnxPath).size < 16) throw new ModelFolderError(`${onnxPath} is empty or truncated`);
 
+  return { ...text, onnxPath, onnxFile, dtype: dtypeOfFile(onnxFile) };
+}
+
+/**
+ * The folder's config.json, tokenizer.json, tokenizer_config.json, generation_config.json and chat
+ * template, checked as for loading, without looking for an ONNX file: all a model served elsewhere
+ * needs here (the prompt's tokens, the EOS ids, the text of what it writes).
+ */
+export function openTokenizerFolder(dirInput: string): TokenizerFolder {
+  const dir = resolve(dirInput);
+  if (!existsSync(dir)) throw new ModelFolderError(`model folder ${dir} does not exist`);
+  if (!statSync(dir).isDirectory()) throw new ModelFolderError(`${dir} is not a folder (expected a model folder with config.json)`);
+
+  const rawConfig = readJson(dir, "config.json", true)!;
+  const config = parseDecoderConfig(rawConfig, join(dir, "config.json"));
+  const tokenizerJson = readJson(dir, "tokenizer.json", true)!;
+  const model = tokenizerJson.model as Record<string, unknown> | undefined;
+  if (!model || typeof model !== "object" || typeof model.type !== "string") {
+    throw new ModelFolderError(`${join(dir, "tokenizer.json")} has no "model" section with a "type"`);
+  }
+  const tokenizerConfig = readJson(dir, "tokenizer_config.json", false) ?? {};
+  const gen = readJson(dir, "generation_config.json", false) ?? {};
+
+  const vocab = model.vocab;
+  const vocabCount = Array.isArray(vocab) ? vocab.length : vocab && typeof vocab === "object" ? Object.keys(vocab).length : 0;
+  const added = Array.isArray(tokenizerJson.added_tokens) ? (tokenizerJson.added_tokens as { id?: number }[]) : [];
+  const maxId = Math.max(vocabCount - 1, ...added.map((t) => (typeof t.id === "number" ? t.id : -1)));
+  if (maxId >= config.vocabSize) {
+    throw new ModelFolderError(
+      `tokenizer.json has token id ${maxId} but config.json says vocab_size ${config.vocabSize}: the tokenizer does not belong to this model`,
+    );
+  }
+
   const eos = tokenIds(gen.eos_token_id);
   return {
     dir,
@@ -272,9 +286,6 @@ export function openModelFolder(dirInput: string, options: OpenOptions = {}): Mo
     tokenizerJson,
     tokenizerConfig,
     chatTemplate: readChatTemplate(dir, tokenizerConfig),
-    onnxPath,
-    onnxFile,
-    dtype: dtypeOfFile(onnxFile),
   };
 }
 

@@ -8,7 +8,7 @@ import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { InputError } from "../../util/errors";
 import { formatPrompt } from "../../math/prompt";
-import { ModelFolder, ModelFolderError } from "./modelFolder";
+import { ModelFolderError, TokenizerFolder } from "./modelFolder";
 
 /**
  * The end-of-turn tokens chat templates write after each message. A chat model stops generating when
@@ -61,7 +61,7 @@ export class TextTokenizer {
     this.renderChat("2 + 2 = ?");
   }
 
-  static fromFolder(folder: ModelFolder): TextTokenizer {
+  static fromFolder(folder: TokenizerFolder): TextTokenizer {
     let tokenizer: Tokenizer;
     try {
       tokenizer = new Tokenizer(folder.tokenizerJson, folder.tokenizerConfig);

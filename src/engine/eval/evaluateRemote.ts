@@ -1,0 +1,173 @@
+/**
+ * The evaluation table for a model on an inference server (`eval --backend openai`): the rows the
+ * server can give at the same budget N — greedy, single sample, majority vote, best-of-N by a twist that
+ * reads text, step-level SMC without and with the twist (a posterior sample, and the weighted vote),
+ * oracle pass@N — with the local table's row names, so the two backends' tables line up. Rows that need
+ * the model's probabilities (token-level SMC, the log Ẑ bounds) are the local backend's alone.
+ *
+ * Problems run `concurrency` at a time over the model's one client, so the server batches the requests
+ * of different problems; each problem's runs stay its own (a solve never mixes particles of two).
+ */
+import { encodeWithinContext } from "../lm/model/contextWindow";
+import { answersMatch } from "../math/answer";
+import { MathProblem } from "../math/dataset";
+import { RemoteModel, remoteLineProposer } from "../remote/remoteModel";
+import { runLineSmc, LineSmcOptions } from "../smc/lineSmc";
+import { answerPosterior } from "../smc/posterior";
+import { StepTwist } from "../smc/twist";
+import { normalize } from "../smc/weights";
+import { correct, EvalReport, EvalRow, Tally, timed } from "./evaluate";
+
+export interface RemoteEvalOptions {
+  particles: number;
+  maxTokens: number;
+  seed: number;
+  /** Must read text only (the line verifier). */
+  stepTwist?: StepTwist;
+  /** Problems in flight at once (default 4). */
+  concurrency?: number;
+  onProblem?: (done: number, total: number) => void;
+  signal?: AbortSignal;
+}
+
+export interface RemoteEvalReport extends EvalReport {
+  /** Wall-clock seconds over all problems, and problems solved per minute. */
+  wallSeconds: number;
+  problemsPerMinute: number;
+  concurrency: number;
+  /** HTTP requests answered, all methods. */
+  requests: number;
+}
+
+export async function evaluateRemote(model: RemoteModel, problems: MathProblem[], o: RemoteEvalOptions): Promise<RemoteEvalReport> {
+  const { tokenizer, client } = model;
+  if (o.stepTwist && !o.stepTwist.textOnly) throw new RangeError("a twist that reads hidden states cannot steer a model on a server");
+  const N = o.particles;
+  const concurrency = Math.max(1, o.concurrency ?? 4);
+  const t = {
+    greedy: new Tally(),
+    single: new Tally(),
+    majority: new Tally(),
+    bestOfN: new Tally(),
+    smcPlain: new Tally(),
+    stepSample: new Tally(),
+    stepVote: new Tally(),
+    pass: new Tally(),
+  };
+  const proposer = remoteLineProposer(model);
+  let requests = 0;
+  /** n whole solutions of one prompt: the model's own samples (temperature 1) or its greedy one (0). */
+  const solutions = async (prompt: number[], n: number, temperature: number, maxTokens: number): Promise<string[]> => {
+    const prompts = Array.from({ length: n }, () => prompt);
+    const r = await client.completeLines(
+      { prompts, maxTokens, temperature, stop: [], eosTokenIds: tokenizer.eosTokenIds },
+      { signal: o.signal },
+    );
+    requests += r.requests;
+    return r.lines.map((c) => tokenizer.decode(c.tokens ?? tokenizer.encode(c.text)));
+  };
+
+  const evaluateOne = async (p: MathProblem, i: number) => {
+    const fitted = encodeWithinContext(model, p.question, o.maxTokens);
+    const { prompt, maxTokens } = fitted;
+    const seed = o.seed * 1000003 + i;
+
+    const [greedyText] = await timed(t.greedy, () => solutions(prompt, 1, 0, maxTokens));
+    t.greedy.add(+correct(greedyText, p.gold));
+
+    const texts = await timed(t.majority, () => solutions(prompt, N, 1, maxTokens));
+    const ok = texts.map((x) => correct(x, p.gold));
+    t.single.add(ok.filter(Boolean).length / N);
+    t.pass.add(+ok.some(Boolean));
+    const vote = answerPosterior(
+      texts,
+      texts.map(() => 0),
+    );
+    t.majority.add(+(vote.answer !== null && answersMatch(Number(vote.answer), p.gold)));
+
+    if (o.stepTwist) {
+      const twist = o.stepTwist;
+      const seqs = texts.map((x) => tokenizer.encode(x));
+      const values = await timed(t.bestOfN, async () =>
+        Array.from(twist.logValue({ hiddenSize: 0, prefixes: seqs, decode: (x) => tokenizer.decode(x) })),
+      );
+      let best = 0;
+      values.forEach((v, j) => (v > values[best] ? (best = j) : undefined));
+      t.bestOfN.add(+ok[best]);
+    }
+
+    const base: LineSmcOptions = {
+      particles: N,
+      level: "step",
+      resampling: "systematic",
+      essThreshold: 0.5,
+      resample: "adaptive",
+      maxTokens,
+      temperature: 1,
+      seed,
+      text: tokenizer,
+      signal: o.signal,
+    };
+    const runAndScore = async (sampleTally: Tally, voteTally: Tally | undefined, opts: LineSmcOptions) => {
+      const r = await timed(sampleTally, () => runLineSmc(proposer, prompt, opts));
+      requests += r.requests ?? 0;
+      const rtexts = r.particles.map((q) => tokenizer.decode(q.tokens));
+      const w = normalize(r.particles.map((q) => q.logWeight));
+      const dead = r.particles.every((q) => q.logWeight === -Infinity);
+      sampleTally.add(rtexts.reduce((a, x, j) => a + (dead ? 1 / N : w[j]) * +correct(x, p.gold), 0));
+      if (voteTally) {
+        voteTally.ms = sampleTally.ms;
+        const v = answerPosterior(
+          rtexts,
+          r.particles.map((q) => q.logWeight),
+        );
+        voteTally.add(+(v.answer !== null && answersMatch(Number(v.answer), p.gold)));
+      }
+    };
+    await runAndScore(t.smcPlain, undefined, base);
+    if (o.stepTwist) await runAndScore(t.stepSample, t.stepVote, { ...base, twist: o.stepTwist });
+  };
+
+  // A pool of `concurrency` problems in flight; the first failure stops the others from starting.
+  const started = performance.now();
+  let next = 0,
+    done = 0;
+  let failed: unknown;
+  const worker = async () => {
+    while (next < problems.length && failed === undefined) {
+      const i = next++;
+      try {
+        await evaluateOne(problems[i], i);
+      } catch (e) {
+        failed ??= e;
+        return;
+      }
+      o.onProblem?.(++done, problems.length);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, problems.length) }, worker));
+  if (failed !== undefined) throw failed;
+  t.single.ms = t.majority.ms / N;
+  const wallSeconds = (performance.now() - started) / 1000;
+
+  const twistNote = (x: unknown) => (x ? undefined : "no twist given");
+  const rows: EvalRow[] = [
+    t.greedy.row("greedy", "one decode, T = 0"),
+    t.single.row("single sample", "T = 1, mean over the N samples"),
+    t.majority.row(`majority vote@${N}`),
+    t.bestOfN.row(`best-of-${N} by the step twist's final value`, twistNote(o.stepTwist)),
+    t.smcPlain.row("SMC without twist (posterior sample)", "step level, ψ ≡ 1, φ ≡ 1: equals sampling"),
+    t.stepSample.row("twisted SMC, step level (posterior sample)", twistNote(o.stepTwist)),
+    t.stepVote.row("weighted vote over step-level twisted-SMC particles", twistNote(o.stepTwist)),
+    t.pass.row(`oracle pass@${N}`, "any of the N samples correct: a perfect verifier's ceiling"),
+  ];
+  return {
+    n: problems.length,
+    particles: N,
+    rows,
+    wallSeconds: Math.round(wallSeconds * 10) / 10,
+    problemsPerMinute: Math.round((problems.length / wallSeconds) * 60 * 10) / 10,
+    concurrency,
+    requests,
+  };
+}
