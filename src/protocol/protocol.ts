@@ -23,9 +23,25 @@ export const MODEL_DTYPES = ["fp32", "fp16", "q4", "q4f16", "int8", "uint8", "qu
 export const MODEL_VARIANTS = ["auto", ...MODEL_DTYPES] as const;
 export type ModelVariant = (typeof MODEL_VARIANTS)[number];
 
+/** Where the model runs: here (onnxruntime), or on an OpenAI-compatible inference server. */
+export const BACKENDS = ["local", "openai"] as const;
+export type Backend = (typeof BACKENDS)[number];
+
+/**
+ * The inference server of the `openai` backend (twistedSmc.server.*). The API key is not here: the
+ * editor hands it to the engine process as OPENAI_API_KEY (from its secret storage), so it is in no
+ * message, record or log.
+ */
+export interface ServerSettings {
+  /** The base URL, e.g. http://127.0.0.1:8080 or https://host/v1. */
+  url: string;
+  /** The served model's name (vLLM and SGLang check it); "" to leave it out. */
+  model: string;
+}
+
 /** What the engine needs to run a model; a change of any of these but systemPrompt reloads it. */
 export interface ModelSettings {
-  /** Model folder; empty for the shipped model. */
+  /** Model folder; empty for the shipped model. With a server, only its tokenizer files are read. */
   model: string;
   /** Twist file, "" for the model folder's own twist (if any), or "none". */
   twist: string;
@@ -37,6 +53,10 @@ export interface ModelSettings {
    * empty: none. Per request: the engine's model cache does not key on it, a change reloads nothing.
    */
   systemPrompt?: string;
+  /** Unset: local. */
+  backend?: Backend;
+  /** Required with the openai backend. */
+  server?: ServerSettings;
 }
 
 export interface SmcSettings {
@@ -85,8 +105,11 @@ export interface SolveResultMessage {
   level: Level;
   twist: string | null;
   model: string;
+  /** A device (cpu, webgpu…), or "server" for the openai backend. */
   device: string;
-  timing: { totalMs: number; forwardPasses: number; generatedTokens: number; tokensPerSecond: number };
+  /** The inference server's URL (no credentials) and served model, for the openai backend. */
+  server?: string;
+  timing: { totalMs: number; forwardPasses: number; requests?: number; generatedTokens: number; tokensPerSecond: number };
   collapsed?: string;
   /** Things the user should know about this run, one line each (a capped token budget, say). */
   warnings?: string[];
@@ -106,6 +129,8 @@ export interface EngineStatus {
   modelFile?: string | null;
   device: string | null;
   deviceChoice: string | null;
+  /** The inference server (URL and served model) when the loaded model is remote, else null. */
+  server?: string | null;
   twist: string | null;
   busy: boolean;
   pid: number;
@@ -123,5 +148,7 @@ export const Methods = {
 export const ErrorCodes = {
   /** Bad input: a model folder, twist file, data set or parameter the user can fix. */
   inputError: -32001,
+  /** The inference server (openai backend) could not be used: its URL and what it answered. */
+  serverError: -32002,
   cancelled: -32800,
 } as const;

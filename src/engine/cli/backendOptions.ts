@@ -5,11 +5,12 @@
  * since they would silently do nothing.
  */
 import { apiKeyFromEnv } from "../environment";
+import { Backend, BACKENDS } from "../../protocol/protocol";
 import { openRemoteModel, RemoteModel } from "../remote/remoteModel";
 import { choiceOption, intOption, OptionValues, stringOption, UsageError } from "../util/options";
 
-export const BACKENDS = ["local", "openai"] as const;
-export type Backend = (typeof BACKENDS)[number];
+export { BACKENDS };
+export type { Backend };
 
 export const BACKEND_OPTIONS = {
   backend: { type: "string" },

@@ -6,23 +6,37 @@
  */
 import { Connection, ResponseError } from "vscode-languageserver/node";
 import { CancellationToken, ErrorCodes as RpcErrors } from "vscode-jsonrpc";
-import { ErrorCodes, EngineStatus, Methods, MODEL_VARIANTS, ModelSettings, SolveParams, SolveResultMessage } from "../../protocol/protocol";
+import {
+  BACKENDS,
+  ErrorCodes,
+  EngineStatus,
+  Methods,
+  MODEL_VARIANTS,
+  ModelSettings,
+  SolveParams,
+  SmcStepRecord,
+  SolveResultMessage,
+} from "../../protocol/protocol";
 import { loadModel, LoadedModel, withCpuFallback } from "../lm/model/loadModel";
 import { withSystemPrompt } from "../lm/model/tokenizer";
 import { DEVICES } from "../lm/decoder/device";
 import { RESAMPLING_SCHEMES } from "../smc/resampling";
 import { SmcCancelled } from "../smc/twistedSmc";
 import { Twist } from "../smc/twist";
-import { solve } from "../solve";
+import { isRemote, solve, SolveModel } from "../solve";
+import { openRemoteModel } from "../remote/remoteModel";
+import { RemoteServerError } from "../remote/retry";
+import { apiKeyFromEnv } from "../environment";
+import { lineSmcRefusal } from "../smc/lineSmc";
 import { InputError } from "../util/errors";
-import { loadTwistOption } from "../twist/resolve";
+import { loadRemoteTwistOption, loadTwistOption } from "../twist/resolve";
 import { UsageError } from "../util/options";
 
 declare const PACKAGE_VERSION: string | undefined;
 
 interface Loaded {
   key: string;
-  model: LoadedModel;
+  model: SolveModel;
   twists: Map<string, { twist: Twist; name: string } | undefined>;
 }
 
@@ -64,7 +78,8 @@ class ModelCache {
 
   private async get(settings: ModelSettings): Promise<Loaded> {
     const variant = settings.variant ?? "auto";
-    const key = JSON.stringify([settings.model, settings.device, variant]);
+    const remote = settings.backend === "openai" ? settings.server : undefined;
+    const key = JSON.stringify(remote ? ["openai", settings.model, remote.url, remote.model] : [settings.model, settings.device, variant]);
     if (this.current && this.key === key) {
       try {
         return await this.current;
@@ -74,7 +89,18 @@ class ModelCache {
     }
     const previous = this.current;
     this.key = key;
-    this.current = loadModel(settings.model || undefined, { device: settings.device, dtype: variant }).then((model) => ({
+    // A server model is opened, not loaded: its tokenizer is read and no request made until a solve.
+    const load: Promise<SolveModel> = remote
+      ? Promise.resolve().then(() =>
+          openRemoteModel({
+            url: remote.url,
+            serverModel: remote.model || undefined,
+            tokenizer: settings.model || undefined,
+            apiKey: apiKeyFromEnv(),
+          }),
+        )
+      : loadModel(settings.model || undefined, { device: settings.device, dtype: variant });
+    this.current = load.then((model) => ({
       key,
       model,
       twists: new Map(),
@@ -98,7 +124,13 @@ class ModelCache {
 
   async twist(loaded: Loaded, option: string, level: "token" | "step") {
     const key = `${option}|${level}`;
-    if (!loaded.twists.has(key)) loaded.twists.set(key, await loadTwistOption(option === "" ? undefined : option, loaded.model, level));
+    const given = option === "" ? undefined : option;
+    const model = loaded.model;
+    if (!loaded.twists.has(key))
+      loaded.twists.set(
+        key,
+        isRemote(model) ? await loadRemoteTwistOption(given, model.folder, level) : await loadTwistOption(given, model, level),
+      );
     return loaded.twists.get(key);
   }
 
@@ -111,8 +143,8 @@ class ModelCache {
   }
 }
 
-function dispose(model: LoadedModel): void {
-  void model.lm.dispose().catch(() => undefined);
+function dispose(model: SolveModel): void {
+  if (!isRemote(model)) void model.lm.dispose().catch(() => undefined); // a server model holds nothing here
 }
 
 function check(cond: boolean, message: string): void {
@@ -136,6 +168,15 @@ export function validateSolveParams(p: SolveParams): void {
     `solve: variant must be one of ${MODEL_VARIANTS.join(", ")}`,
   );
   check(m.systemPrompt === undefined || typeof m.systemPrompt === "string", "solve: systemPrompt must be a string");
+  check(
+    m.backend === undefined || (BACKENDS as readonly string[]).includes(m.backend),
+    `solve: backend must be one of ${BACKENDS.join(", ")}`,
+  );
+  if (m.backend === "openai")
+    check(
+      typeof m.server === "object" && m.server !== null && typeof m.server.url === "string" && typeof m.server.model === "string",
+      "solve: the openai backend needs server {url, model}",
+    );
   check(typeof s === "object" && s !== null, "solve: smc settings are missing");
   check(Number.isInteger(s.particles) && s.particles >= 1 && s.particles <= 4096, "solve: particles must be an integer from 1 to 4096");
   check(s.level === "token" || s.level === "step", "solve: level must be token or step");
@@ -147,6 +188,20 @@ export function validateSolveParams(p: SolveParams): void {
   check(Number.isInteger(s.maxTokens) && s.maxTokens >= 1, "solve: maxTokens must be a positive integer");
   check(typeof s.temperature === "number" && s.temperature > 0, "solve: temperature must be > 0");
   check(Number.isInteger(s.seed) && s.seed >= 0, "solve: seed must be an integer >= 0");
+  if (m.backend === "openai") {
+    if (!m.server!.url.trim())
+      throw new ResponseError(
+        ErrorCodes.inputError,
+        "the openai backend needs a server: set twistedSmc.server.url (e.g. http://127.0.0.1:8080)",
+      );
+    // What a server cannot do is the user's to change (a setting), not a malformed request.
+    const refusal = lineSmcRefusal({ level: s.level, temperature: s.temperature });
+    if (refusal)
+      throw new ResponseError(
+        ErrorCodes.inputError,
+        refusal.replace("--level step", "twistedSmc.level step").replace("--temperature 1", "twistedSmc.temperature 1"),
+      );
+  }
 }
 
 /** Turns engine failures into JSON-RPC errors the client can show as they are. */
@@ -156,6 +211,12 @@ function asResponseError(e: unknown): ResponseError<void> {
   const err = e as Error;
   if (e instanceof InputError || e instanceof UsageError || e instanceof RangeError)
     return new ResponseError(ErrorCodes.inputError, err.message);
+  // The server's URL and what it answered (never the key), for the user to act on.
+  if (e instanceof RemoteServerError)
+    return new ResponseError(
+      ErrorCodes.serverError,
+      `the inference server failed: ${err.message}: check that it is running, or twistedSmc.server.url`,
+    );
   return new ResponseError(RpcErrors.InternalError, `engine error: ${err.message}`);
 }
 
@@ -181,12 +242,15 @@ export function registerHandlers(connection: Connection): void {
   connection.onRequest(Methods.status, async (): Promise<EngineStatus> => {
     requests++;
     const loaded = await models.peek();
+    const model = loaded?.model;
+    const local = model && !isRemote(model) ? model : undefined;
     return {
       version: typeof PACKAGE_VERSION === "string" ? PACKAGE_VERSION : "dev",
-      model: loaded ? loaded.model.folder.dir : null,
-      modelFile: loaded ? loaded.model.folder.onnxFile : null,
-      device: loaded ? loaded.model.lm.device : null,
-      deviceChoice: loaded?.model.lm.deviceChoice ?? null,
+      model: model ? model.folder.dir : null,
+      modelFile: local ? local.folder.onnxFile : null,
+      device: model ? (local ? local.lm.device : "server") : null,
+      deviceChoice: local?.lm.deviceChoice ?? null,
+      server: model && isRemote(model) ? model.server : null,
       twist: lastTwist,
       busy: busy > 0,
       pid: process.pid,
@@ -205,19 +269,23 @@ export function registerHandlers(connection: Connection): void {
       const loaded = lease.loaded;
       const twist = params.model.twist === "none" ? undefined : await models.twist(loaded, params.model.twist, params.smc.level);
       lastTwist = twist?.name ?? null;
-      const run = (model: LoadedModel) =>
-        solve(withSystemPrompt(model, params.model.systemPrompt), params.problem, {
-          ...params.smc,
-          resample: "adaptive",
-          twist: twist?.twist,
-          twistName: twist?.name ?? null,
-          record: true,
-          signal,
-          onStep: (step) => void connection.sendNotification(Methods.step, { runId: params.runId, step }),
-        });
-      const r = await withCpuFallback(loaded.model, { device: params.model.device, dtype: params.model.variant }, run, (cpu) =>
-        models.replaceModel(loaded, cpu),
-      );
+      const options = {
+        ...params.smc,
+        resample: "adaptive" as const,
+        twist: twist?.twist,
+        twistName: twist?.name ?? null,
+        record: true,
+        signal,
+        onStep: (step: SmcStepRecord) => void connection.sendNotification(Methods.step, { runId: params.runId, step }),
+      };
+      const run = (model: SolveModel) => solve(withSystemPrompt(model, params.model.systemPrompt), params.problem, options);
+      const model = loaded.model;
+      // A local model that fails on its GPU mid-run goes on on the CPU (withCpuFallback); a server's is the server's.
+      const r = isRemote(model)
+        ? await run(model)
+        : await withCpuFallback(model, { device: params.model.device, dtype: params.model.variant }, run, (cpu) =>
+            models.replaceModel(loaded, cpu),
+          );
       return { ...r, runId: params.runId, logZ: Number.isFinite(r.logZ) ? r.logZ : null, record: r.record! };
     } catch (e) {
       throw asResponseError(e);
