@@ -7,8 +7,6 @@
  * response parser is also checked on a vLLM answer written by hand (vLLM is not installable here).
  */
 import assert from "node:assert/strict";
-import { createServer, IncomingMessage, Server, ServerResponse } from "node:http";
-import { AddressInfo } from "node:net";
 import { generate } from "../../src/engine/lm/generate";
 import { synthesize } from "../../src/engine/math/problems";
 import { parseChoice, rawChoices } from "../../src/engine/remote/completionsResponse";
@@ -22,6 +20,7 @@ import {
 import { retryAfter } from "../../src/engine/remote/retry";
 import { shippedModel } from "./helpers";
 import { freePort, LlamaServer, startLlamaServer } from "./llamaServerFixture";
+import { FaultProxy } from "./faultProxy";
 
 const EOS = 2;
 const NEWLINE = 99;
@@ -177,87 +176,6 @@ describe("OpenAI completions client: parsing and planning (no server)", () => {
     assert.equal(retryAfter(null), undefined);
   });
 });
-
-type Fault = "429" | "503" | "400" | "malformed" | "hang" | "close";
-
-/** A proxy in front of the server: faults for the first requests (or all), counts, records bodies. */
-class FaultProxy {
-  server!: Server;
-  url = "";
-  faults: Fault[] = [];
-  persistent: Fault | undefined;
-  /** Extra wait before forwarding, to make requests overlap. */
-  delayMs = 0;
-  retryAfterS = "0";
-  requests = 0;
-  inFlight = 0;
-  maxInFlight = 0;
-  bodies: Record<string, unknown>[] = [];
-  authorizations: (string | undefined)[] = [];
-
-  constructor(private readonly upstream: string) {}
-
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  reset(): void {
-    Object.assign(this, {
-      faults: [],
-      persistent: undefined,
-      delayMs: 0,
-      retryAfterS: "0",
-      requests: 0,
-      inFlight: 0,
-      maxInFlight: 0,
-      bodies: [],
-      authorizations: [],
-    });
-  }
-
-  async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise((resolve) => this.server.close(resolve));
-  }
-
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const chunks: Buffer[] = [];
-    for await (const c of req) chunks.push(c as Buffer);
-    const body = Buffer.concat(chunks).toString();
-    this.requests++;
-    this.inFlight++;
-    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
-    this.bodies.push(JSON.parse(body) as Record<string, unknown>);
-    this.authorizations.push(req.headers.authorization);
-    const done = () => void this.inFlight--;
-    const fault = this.faults.shift() ?? this.persistent;
-    if (fault === "hang") {
-      res.on("close", done);
-      return; // never answers; the client's timeout or abort ends it
-    }
-    if (fault === "close") {
-      done();
-      req.socket.destroy();
-      return;
-    }
-    if (fault === "429" || fault === "503" || fault === "400") {
-      done();
-      const status = Number(fault);
-      const headers = fault === "429" ? { "retry-after": this.retryAfterS } : undefined;
-      res.writeHead(status, headers).end(JSON.stringify({ error: { message: `injected ${status}` } }));
-      return;
-    }
-    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
-    const upstream = await fetch(this.upstream + req.url!, { method: "POST", headers: { "content-type": "application/json" }, body });
-    const text = await upstream.text();
-    done();
-    res
-      .writeHead(upstream.status, { "content-type": "application/json" })
-      .end(fault === "malformed" ? text.slice(0, text.length >> 1) : text);
-  }
-}
 
 describe("OpenAI completions client against llama-server (the shipped model)", function () {
   this.timeout(120000);

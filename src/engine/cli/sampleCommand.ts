@@ -9,6 +9,8 @@ import { withSystemPrompt } from "../lm/model/tokenizer";
 import { DEVICES, DeviceRequest } from "../lm/decoder/device";
 import { choiceOption, intOption, MAX_PARTICLES, numberOption, stringOption, threadsOption } from "../util/options";
 import { escapeControl, readProblem } from "./solveCommand";
+import { backendHelp, BACKEND_OPTIONS, remoteModelOption } from "./backendOptions";
+import { RemoteModel } from "../remote/remoteModel";
 
 export const SAMPLE_HELP = `Usage: twisted-smc sample "<problem>" [options]
        twisted-smc sample --file FILE [options]
@@ -19,7 +21,8 @@ each with its extracted final answer, then the answers by count.
 
 Options:
   --file FILE          read the problem from FILE (a problem over 16 KB must come from a file or stdin)
-  --model DIR          model folder (default: the shipped models/tiny-math-llama)
+  --model DIR          model folder or Hub id (default: the shipped models/tiny-math-llama); with a
+                       server, only its tokenizer files are read
   -k, --samples K      number of samples, 1 to ${MAX_PARTICLES} (default 8)
   --max-tokens N       tokens per sample at most (default: generation_config.json, else 128)
   --temperature T      0 is greedy (default 1)
@@ -28,18 +31,30 @@ Options:
   --device D           auto|cpu|webgpu|cuda (default auto)
 ${modelFileHelp(20)}
   --threads N          onnxruntime intra-op threads, 1 to 256 (default: all cores)
+${backendHelp(23)}
   --json               print one JSON object instead of text`;
 
 export interface SampleReport {
   problem: string;
   model: string;
-  /** The ONNX file loaded, relative to the model folder. */
-  modelFile: string;
+  /** The ONNX file loaded, relative to the model folder (local backend). */
+  modelFile?: string;
+  /** A device, or "server" for the openai backend. */
   device: string;
   deviceChoice?: string;
+  /** The inference server's URL and served model (openai backend). */
+  server?: string;
   samples: { text: string; answer: string | null; finishReason: string; tokens: number }[];
   answers: { answer: string; count: number }[];
-  timing: { prefillMs: number; decodeMs: number; tokensPerSecond: number; promptTokens: number; generatedTokens: number };
+  /** On a server, prefill and decode are one request: decodeMs is the request's time and prefillMs 0. */
+  timing: {
+    prefillMs: number;
+    decodeMs: number;
+    tokensPerSecond: number;
+    promptTokens: number;
+    generatedTokens: number;
+    requests?: number;
+  };
 }
 
 export async function sampleCommand(argv: string[]): Promise<void> {
@@ -59,6 +74,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
       dtype: { type: "string" },
       "onnx-file": { type: "string" },
       json: { type: "boolean" },
+      ...BACKEND_OPTIONS,
       help: { type: "boolean", short: "h" },
     },
   });
@@ -72,6 +88,18 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   const numSamples = intOption(values, "samples", 8, 1, MAX_PARTICLES);
   const temperature = numberOption(values, "temperature", 1);
   const seed = intOption(values, "seed", 0);
+  const remote = remoteModelOption(values, (line) => console.error(`twisted-smc: ${line}`));
+  if (remote) {
+    const fitted = encodeWithinContext(
+      withSystemPrompt(remote, stringOption(values, "system")),
+      problem,
+      intOption(values, "max-tokens", remote.folder.generation.maxNewTokens ?? 128, 1),
+    );
+    if (fitted.warning) console.error(`twisted-smc: ${fitted.warning}`);
+    const report = await sampleOnServer(remote, problem, fitted.prompt, numSamples, fitted.maxTokens, temperature);
+    console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report));
+    return;
+  }
   const device = choiceOption<DeviceRequest>(values, "device", DEVICES, "auto");
   const model = await loadModel(stringOption(values, "model"), { threads, device, ...modelFileOptions(values) });
   const { folder, tokenizer, lm } = model;
@@ -89,12 +117,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
       seed,
       isEos: (t) => tokenizer.isEos(t),
     });
-    const samples = result.sequences.map((s) => {
-      const text = tokenizer.decode(s.tokens);
-      return { text, answer: extractAnswer(text)?.key ?? null, finishReason: s.finishReason, tokens: s.tokens.length };
-    });
-    const counts = new Map<string, number>();
-    for (const s of samples) if (s.answer !== null) counts.set(s.answer, (counts.get(s.answer) ?? 0) + 1);
+    const samples = result.sequences.map((s) => sampleOf(tokenizer.decode(s.tokens), s.finishReason, s.tokens.length));
     const report: SampleReport = {
       problem,
       model: folder.dir,
@@ -102,7 +125,7 @@ export async function sampleCommand(argv: string[]): Promise<void> {
       device: lm.device,
       deviceChoice: lm.deviceChoice,
       samples,
-      answers: [...counts].sort((a, b) => b[1] - a[1]).map(([answer, count]) => ({ answer, count })),
+      answers: answerCounts(samples),
       timing: {
         prefillMs: round(result.prefillMs),
         decodeMs: round(result.decodeMs),
@@ -119,10 +142,65 @@ export async function sampleCommand(argv: string[]): Promise<void> {
 
 const round = (x: number) => Math.round(x * 10) / 10;
 
+const sampleOf = (text: string, finishReason: string, tokens: number) => ({
+  text,
+  answer: extractAnswer(text)?.key ?? null,
+  finishReason,
+  tokens,
+});
+
+function answerCounts(samples: SampleReport["samples"]): SampleReport["answers"] {
+  const counts = new Map<string, number>();
+  for (const s of samples) if (s.answer !== null) counts.set(s.answer, (counts.get(s.answer) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1]).map(([answer, count]) => ({ answer, count }));
+}
+
+/** K whole solutions from the server: one prompt asked for n = K choices (greedy at temperature 0). */
+async function sampleOnServer(
+  model: RemoteModel,
+  problem: string,
+  prompt: number[],
+  numSamples: number,
+  maxTokens: number,
+  temperature: number,
+): Promise<SampleReport> {
+  const { tokenizer, client } = model;
+  const started = performance.now();
+  const r = await client.completeLines({
+    prompts: Array.from({ length: numSamples }, () => prompt),
+    maxTokens,
+    temperature,
+    stop: [],
+    eosTokenIds: tokenizer.eosTokenIds,
+  });
+  const ms = performance.now() - started;
+  const samples = r.lines.map((c) => {
+    const tokens = c.tokens ?? tokenizer.encode(c.text);
+    return sampleOf(tokenizer.decode(tokens), c.finish === "length" ? "length" : "eos", tokens.length);
+  });
+  const generated = samples.reduce((a, s) => a + s.tokens, 0);
+  return {
+    problem,
+    model: model.folder.dir,
+    device: "server",
+    server: model.server,
+    samples,
+    answers: answerCounts(samples),
+    timing: {
+      prefillMs: 0,
+      decodeMs: round(ms),
+      tokensPerSecond: Math.round(generated / Math.max(ms / 1000, 1e-9)),
+      promptTokens: prompt.length,
+      generatedTokens: generated,
+      requests: r.requests,
+    },
+  };
+}
+
 function formatReport(r: SampleReport): string {
   const lines = [
     `Problem: ${escapeControl(r.problem).split("\n").join("\n         ")}`,
-    `Model:   ${r.model} (${r.modelFile}) on ${r.device}`,
+    r.server ? `Model:   ${r.server}, tokenizer ${r.model}` : `Model:   ${r.model} (${r.modelFile}) on ${r.device}`,
     "",
   ];
   r.samples.forEach((s, i) => {
@@ -131,9 +209,14 @@ function formatReport(r: SampleReport): string {
   });
   const total = r.samples.length;
   lines.push("", "Answers: " + (r.answers.map((a) => `${a.answer} (${a.count}/${total})`).join(", ") || "none"));
-  lines.push(
-    `Timing:  prefill ${r.timing.prefillMs} ms (${r.timing.promptTokens} tokens), decode ${r.timing.decodeMs} ms, ` +
-      `${r.timing.generatedTokens} tokens, ${r.timing.tokensPerSecond} tokens/s`,
-  );
+  if (r.server)
+    lines.push(
+      `Timing:  ${r.timing.decodeMs} ms in ${r.timing.requests} request(s), ${r.timing.generatedTokens} tokens, ${r.timing.tokensPerSecond} tokens/s`,
+    );
+  else
+    lines.push(
+      `Timing:  prefill ${r.timing.prefillMs} ms (${r.timing.promptTokens} tokens), decode ${r.timing.decodeMs} ms, ` +
+        `${r.timing.generatedTokens} tokens, ${r.timing.tokensPerSecond} tokens/s`,
+    );
   return lines.join("\n");
 }
