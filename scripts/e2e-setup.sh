@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests in a real VS Code need, offline but for Debian's packages and the npm registry:
-# Debian's Chromium (driven by playwright-core), and code-server 4.100.3 (VS Code 1.100 on node 20).
+# Debian's Chromium (driven by playwright-core), code-server 4.100.3 (VS Code 1.100 on node 20), and, as
+# root, the llama-server root of the openai-backend tests (scripts/llama-server/setup.sh; without it
+# those tests skip, unless TWISTED_SMC_REQUIRE_LLAMA_SERVER=1).
 # Idempotent: a second run only checks. Usage: scripts/e2e-setup.sh [E2E_ROOT]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,3 +35,9 @@ if [ ! -x "$cs/node_modules/.bin/code-server" ]; then
     npm install --no-audit --no-fund code-server@4.100.3 >/dev/null)
 fi
 "$cs/node_modules/.bin/code-server" --version | head -1
+
+if [ "$(id -u)" = 0 ] && [ "$(uname -m)" = x86_64 ] && [ -r /etc/debian_version ]; then
+  bash "$repo/scripts/llama-server/setup.sh"
+else
+  echo "e2e-setup: not root on Debian x86_64: no llama-server root, so the openai-backend tests will skip"
+fi

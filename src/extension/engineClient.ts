@@ -2,6 +2,9 @@
  * Owns the engine process: starts it lazily on first use (vscode-languageclient over node IPC), restarts
  * it on request, and after a crash fails in-flight requests with a clear message and starts a fresh
  * engine on the next use. Nothing already computed lives in the engine, so nothing is lost.
+ *
+ * The inference server's API key (secret storage) reaches the engine only as OPENAI_API_KEY in its
+ * environment at start; a changed key restarts an idle engine, or a busy one once its work is done.
  */
 import * as vscode from "vscode";
 import {
@@ -14,6 +17,7 @@ import {
   TransportKind,
 } from "vscode-languageclient/node";
 import { EngineStatus, Methods, SolveParams, SolveResultMessage, StepParams } from "../protocol/protocol";
+import { engineEnv } from "./remoteServer";
 
 export type EngineState = "stopped" | "starting" | "ready" | "busy" | "crashed";
 
@@ -30,15 +34,32 @@ export class EngineClient implements vscode.Disposable {
   readonly onDidCrash = this.crashEmitter.event;
   state: EngineState = "stopped";
   lastStatus?: EngineStatus;
+  /** The running (or starting) engine has an API key that is no longer the stored one. */
+  private staleKey = false;
 
   constructor(
     private readonly context: vscode.ExtensionContext,
     private readonly log: vscode.LogOutputChannel,
+    /** The stored API key of the inference server, read at each start (undefined: none stored). */
+    private readonly apiKey: () => Thenable<string | undefined> = async () => undefined,
   ) {}
 
   private setState(s: EngineState): void {
     this.state = s;
     this.stateEmitter.fire(s);
+  }
+
+  /**
+   * The stored API key changed. An engine that is not running reads it when it starts ("next start");
+   * an idle one is stopped now, the next use starts one with the new key ("restarted"); a busy one
+   * finishes its work with the old key and is restarted by the next solve ("after the current work").
+   */
+  apiKeyChanged(): "next start" | "restarted" | "after the current work" {
+    if (!this.client && !this.starting) return "next start";
+    this.staleKey = true;
+    if (this.busy > 0 || this.starting) return "after the current work";
+    void this.stop();
+    return "restarted";
   }
 
   private async ensureStarted(): Promise<LanguageClient> {
@@ -49,10 +70,13 @@ export class EngineClient implements vscode.Disposable {
 
   private async start(): Promise<LanguageClient> {
     this.setState("starting");
+    this.staleKey = false;
     const module = this.context.asAbsolutePath("dist/engine.js");
+    // Read at each start, so a restart picks up a changed key; with none stored the parent's environment stays as it is.
+    const env = engineEnv(process.env, await Promise.resolve(this.apiKey()).catch(() => undefined));
     const serverOptions: ServerOptions = {
-      run: { module, transport: TransportKind.ipc },
-      debug: { module, transport: TransportKind.ipc, options: { execArgv: ["--nolazy", "--inspect=6019"] } },
+      run: { module, transport: TransportKind.ipc, options: env ? { env } : {} },
+      debug: { module, transport: TransportKind.ipc, options: { execArgv: ["--nolazy", "--inspect=6019"], ...(env ? { env } : {}) } },
     };
     const clientOptions: LanguageClientOptions = {
       documentSelector: [],
@@ -105,7 +129,12 @@ export class EngineClient implements vscode.Disposable {
   }
 
   private async request<T>(send: (c: LanguageClient) => Promise<T>, work = true): Promise<T> {
-    const client = await this.ensureStarted();
+    let client = await this.ensureStarted();
+    // Work after a key change goes to an engine started with the new key (once no other work is running).
+    if (work && this.staleKey && this.busy === 0) {
+      await this.stop();
+      client = await this.ensureStarted();
+    }
     if (!work) return this.send(client, send);
     this.busy++;
     this.setState("busy");
@@ -141,6 +170,7 @@ export class EngineClient implements vscode.Disposable {
   async stop(): Promise<void> {
     const c = this.client;
     this.client = undefined;
+    this.staleKey = false;
     this.setState("stopped");
     if (c && c.state === State.Running) await c.stop().catch((e) => this.log.warn(`stopping the engine: ${(e as Error).message}`));
   }

@@ -17,7 +17,7 @@ export function engineCommands(engine: EngineClient, log: vscode.LogOutputChanne
         const detail = [
           `Engine ${engine.state}, pid ${s.pid}, version ${s.version}`,
           `Model: ${s.model ?? "not loaded yet"}`,
-          `Device: ${s.deviceChoice ?? s.device ?? "not chosen yet"}`,
+          s.server ? `Inference server: ${s.server}` : `Device: ${s.deviceChoice ?? s.device ?? "not chosen yet"}`,
           `Twist: ${s.twist ?? "none"}`,
         ].join("\n");
         await offerRestart(

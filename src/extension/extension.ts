@@ -1,5 +1,6 @@
 /** Activation: wiring only. Each piece lives in its own module. */
 import * as vscode from "vscode";
+import { ApiKeyStore, apiKeyCommands, restartOnKeyChange } from "./apiKey";
 import { ProblemCodeLensProvider } from "./codeLens";
 import { EngineClient } from "./engineClient";
 import { MODEL_SETTINGS } from "./config";
@@ -20,12 +21,15 @@ export interface ExtensionApi {
   panel: ParticlePanel;
   tasks: TwistedSmcTaskProvider;
   statusBar: EngineStatusBar;
+  /** The inference server's API key: write-only (store, clear), as the commands use it. */
+  apiKey: Pick<ApiKeyStore, "store" | "clear">;
 }
 
 export function activate(context: vscode.ExtensionContext): ExtensionApi | undefined {
   try {
     const log = vscode.window.createOutputChannel("Twisted SMC", { log: true });
-    const engine = new EngineClient(context, log);
+    const apiKey = new ApiKeyStore(context.secrets);
+    const engine = new EngineClient(context, log, () => apiKey.read());
     const runs = new RunStore(context.workspaceState);
     const statusBar = createStatusBar(engine);
     const panel = new ParticlePanel(context.extensionUri, runs);
@@ -37,6 +41,7 @@ export function activate(context: vscode.ExtensionContext): ExtensionApi | undef
       statusBar,
       panel,
       showCrashes(engine, log),
+      restartOnKeyChange(apiKey, engine, log),
       vscode.window.registerWebviewViewProvider(PANEL_VIEW, panel),
       vscode.tasks.registerTaskProvider(TASK_TYPE, tasks),
       vscode.languages.registerCodeLensProvider({ language: "markdown" }, new ProblemCodeLensProvider()),
@@ -47,13 +52,23 @@ export function activate(context: vscode.ExtensionContext): ExtensionApi | undef
         engineCommands(engine, log),
         taskCommands(tasks),
         downloadCommands(context),
+        apiKeyCommands(apiKey),
       ),
       vscode.workspace.onDidChangeConfiguration((e) => {
         if (MODEL_SETTINGS.some((s) => e.affectsConfiguration(s))) void engine.statusIfRunning();
       }),
-      vscode.workspace.onDidGrantWorkspaceTrust(() => log.info("workspace trusted: model and twist settings of the workspace now apply")),
+      vscode.workspace.onDidGrantWorkspaceTrust(() =>
+        log.info("workspace trusted: the workspace's model, twist and backend settings now apply"),
+      ),
     );
-    return { engine, runs, panel, tasks, statusBar };
+    return {
+      engine,
+      runs,
+      panel,
+      tasks,
+      statusBar,
+      apiKey: { store: (key) => apiKey.store(key), clear: () => apiKey.clear() },
+    };
   } catch (e) {
     // VS Code swallows activation errors; say it where the user looks.
     void vscode.window.showErrorMessage(`Twisted SMC failed to activate: ${(e as Error).message}`);

@@ -32,7 +32,7 @@ export function renderRun(runs: RunStore, id: string): string {
     "",
   );
   lines.push(
-    `log Ẑ ${r.logZ === null ? "−∞" : r.logZ.toFixed(3)}, ${r.steps} steps, resampled at ${r.resampledAt.length ? r.resampledAt.join(", ") : "no step"}; ${r.device}; ${r.timing.totalMs} ms.`,
+    `log Ẑ ${r.logZ === null ? "−∞" : r.logZ.toFixed(3)}, ${r.steps} steps, resampled at ${r.resampledAt.length ? r.resampledAt.join(", ") : "no step"}; ${r.server ? `server ${r.server}, ${r.timing.requests ?? 0} requests` : r.device}; ${r.timing.totalMs} ms.`,
     "",
   );
   lines.push("| answer | probability | particles |", "| --- | --- | --- |");

@@ -5,11 +5,12 @@
  */
 import * as vscode from "vscode";
 import type { SolveResultMessage } from "../protocol/protocol";
-import { modelSettings, smcSettings } from "./config";
+import { modelSettings, SECTION, smcSettings } from "./config";
 import { EngineClient } from "./engineClient";
 import { allProblems, formatResult, looksLikeMathProblem, planResultInsertion, plainText, problemAt, ProblemSpan } from "./markdown";
 import { ParticlePanel } from "./panel";
 import { RunStore } from "./runStore";
+import { solveFailure } from "./remoteServer";
 import type { CommandTable } from "./commandTable";
 import { DOWNLOAD_MODEL_COMMAND } from "./downloadModel";
 
@@ -65,12 +66,9 @@ export async function solveSpan(
       },
     );
   } catch (e) {
+    // Only this run fails: earlier runs, their answers in the document and the engine stay as they are.
     runs.fail(runId, (e as Error).message);
-    if (/cancel/i.test((e as Error).message)) {
-      void vscode.window.showInformationMessage("Twisted SMC: cancelled.");
-      return undefined;
-    }
-    void vscode.window.showErrorMessage(`Twisted SMC: ${(e as Error).message}`);
+    showSolveFailure(e);
     return undefined;
   }
   runs.finish(runId, result);
@@ -79,6 +77,28 @@ export async function solveSpan(
   const failure = await insertResult(doc.uri, span, resultBlock(result, runId));
   if (failure) offerToInsert(runs, runId, failure);
   return result;
+}
+
+export const OPEN_SERVER_SETTINGS_ACTION = "Open Settings";
+
+/**
+ * Says why a solve failed: the inference server's failure (the engine's line names its URL) with a way
+ * to its settings; a refusal of the settings (token level on a server…) as any input error; a cancel quietly.
+ */
+function showSolveFailure(e: unknown): void {
+  const message = (e as Error).message;
+  switch (solveFailure(e)) {
+    case "cancelled":
+      void vscode.window.showInformationMessage("Twisted SMC: cancelled.");
+      return;
+    case "server":
+      void vscode.window
+        .showErrorMessage(`Twisted SMC: ${message}`, OPEN_SERVER_SETTINGS_ACTION)
+        .then((pick) => pick && vscode.commands.executeCommand("workbench.action.openSettings", `${SECTION}.server`));
+      return;
+    default:
+      void vscode.window.showErrorMessage(`Twisted SMC: ${message}`);
+  }
 }
 
 /** Whether this session has already suggested downloading a model (once is enough). */

@@ -1,6 +1,12 @@
-/** The status bar item: engine state, the device in use and the model; a click shows the details. */
+/**
+ * The status bar item: engine state, the device in use and the model — or, with the openai backend, the
+ * inference server and its model; a click shows the details. It asks the engine only when the state
+ * changes (never on a timer): an idle editor sends the engine nothing.
+ */
 import * as vscode from "vscode";
+import { backendSetting, SERVER_SETTINGS, serverSetting } from "./config";
 import { EngineClient, EngineState } from "./engineClient";
+import { describeServer, serverLabel } from "./remoteServer";
 
 const ICONS: Record<EngineState, string> = {
   stopped: "$(circle-outline)",
@@ -29,9 +35,12 @@ export function createStatusBar(engine: EngineClient): EngineStatusBar {
   const item = vscode.window.createStatusBarItem("twistedSmc.status", vscode.StatusBarAlignment.Right, 100);
   item.name = "Twisted SMC engine";
   item.command = "twistedSmc.showStatus";
+  // The server settings changed since the engine last said what it runs: show the settings' server.
+  let serverChanged = false;
   const render = () => {
     const s = engine.lastStatus;
     const crashed = engine.state === "crashed";
+    if (!crashed && backendSetting() === "openai") return renderServer(s?.server && !serverChanged ? s.server : undefined);
     const device = s?.device && !crashed ? s.device.split(" ")[0].toUpperCase().replace("WEBGPU", "WebGPU") : undefined;
     const model = s?.model ? modelLabel(s.model) : undefined;
     item.text = `${ICONS[engine.state]} Twisted SMC${crashed ? ": crashed" : device ? `: ${device}` : ""}${model && !crashed ? ` · ${model}` : ""}`;
@@ -39,6 +48,13 @@ export function createStatusBar(engine: EngineClient): EngineStatusBar {
       ? "The engine stopped unexpectedly. Click to restart it or read the log; the next solve also restarts it."
       : `Engine ${engine.state}${s?.deviceChoice ? `\nDevice: ${s.deviceChoice}` : ""}${s?.model ? `\nModel: ${s.model}${s.modelFile ? ` (${s.modelFile})` : ""}` : ""}\nClick for details`;
     item.backgroundColor = crashed ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
+  };
+  /** The openai backend: the server the engine has open, else the one the settings name (before the first solve). */
+  const renderServer = (loaded: string | undefined) => {
+    const server = loaded ?? describeServer(serverSetting());
+    item.text = `${ICONS[engine.state]} Twisted SMC: server · ${serverLabel(server)}`;
+    item.tooltip = `Engine ${engine.state}\nInference server: ${server}${loaded ? "" : " (from the settings; used by the next solve)"}\nClick for details`;
+    item.backgroundColor = undefined;
   };
   render();
   item.show();
@@ -51,13 +67,20 @@ export function createStatusBar(engine: EngineClient): EngineStatusBar {
     // change the state, so this cannot feed itself.
     if (state === "ready" && (from === "starting" || from === "busy")) {
       await engine.statusIfRunning();
+      if (from === "busy") serverChanged = false;
       render();
     }
+  });
+  // A change of backend or server shows at once, from the settings alone (no request).
+  const settings = vscode.workspace.onDidChangeConfiguration((e) => {
+    if (!SERVER_SETTINGS.some((k) => e.affectsConfiguration(k))) return;
+    serverChanged = true;
+    render();
   });
   return {
     get text() {
       return item.text;
     },
-    dispose: () => vscode.Disposable.from(item, sub).dispose(),
+    dispose: () => vscode.Disposable.from(item, sub, settings).dispose(),
   };
 }

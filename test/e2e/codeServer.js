@@ -2,6 +2,7 @@
 // home and workspace) and Debian's Chromium driven by playwright-core.
 const cp = require("node:child_process");
 const fs = require("node:fs");
+const os = require("node:os");
 const path = require("node:path");
 const { chromium } = require("playwright-core");
 
@@ -37,6 +38,8 @@ function freshRun({ trusted = true } = {}) {
     XDG_CONFIG_HOME: path.join(dirs.home, ".config"),
     XDG_DATA_HOME: path.join(dirs.home, ".local/share"),
     VSCODE_IPC_HOOK_CLI: "",
+    // The llama-server root (scripts/llama-server/setup.sh) lives under the real home, not the run's.
+    LLAMA_SERVER_ROOT: process.env.LLAMA_SERVER_ROOT || path.join(os.homedir(), ".cache/twisted-smc/llama-server-sid"),
   };
   const common = [
     "--auth",

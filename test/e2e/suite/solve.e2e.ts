@@ -1,7 +1,8 @@
 /**
  * In a real VS Code (code-server): the extension activates on a Markdown file, solves a selected problem
  * and the one under the cursor, writes the answers after them, cancels a run, survives a killed engine,
- * keeps runs for the panel, and runs a training task.
+ * keeps runs for the panel, and runs a training task; with the openai backend, solves through a real
+ * llama-server and survives that server being killed mid-solve.
  */
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
@@ -16,6 +17,7 @@ import type { Downloaded } from "../../../src/extension/downloadModel";
 import { FakeHub, folderFiles, shippedModelFiles } from "../../unit/hubFixture";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
+import { LlamaServer, llamaServerMissing } from "../llamaServer";
 
 const EXTENSION_ID = "twisted-smc.twisted-smc-math";
 const PROBLEM = "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?";
@@ -369,5 +371,155 @@ describe("Twisted SMC in VS Code", () => {
       else process.env.HF_ENDPOINT = saved;
       await hub.close();
     }
+  });
+
+  describe("with an inference server (openai backend: llama-server serving the shipped model)", function () {
+    const KEY = `e2e-key-${Date.now().toString(36)}`;
+    const repoRoot = join(__dirname, "../..");
+    const G = vscode.ConfigurationTarget.Global;
+    const problems = [
+      PROBLEM,
+      "Ben has 7 apples. He buys 5 more apples. How many apples does Ben have now?",
+      "Cara has 20 stamps. She gives away 8 stamps. How many stamps does Cara have left?",
+    ];
+    let llama: LlamaServer;
+    let label: string;
+    let solvedDoc: vscode.TextDocument;
+    /** The error messages the extension showed, with their actions (window.showErrorMessage, watched). */
+    const shown: { message: string; actions: unknown[] }[] = [];
+    let unwatch = () => {};
+
+    before(async function () {
+      this.timeout(240000);
+      const why = llamaServerMissing();
+      if (why) {
+        if (process.env.TWISTED_SMC_REQUIRE_LLAMA_SERVER === "1") throw new Error(`TWISTED_SMC_REQUIRE_LLAMA_SERVER=1 but ${why}`);
+        console.log(`      skipped: ${why}`);
+        this.skip();
+      }
+      // The server asks for a key: answers come back only if the stored key reached the engine.
+      llama = await LlamaServer.start(repoRoot, ["--api-key", KEY]);
+      label = `127.0.0.1:${llama.port} (tiny-math)`;
+      const window = vscode.window as { showErrorMessage: (message: string, ...actions: unknown[]) => Thenable<unknown> };
+      const original = window.showErrorMessage;
+      window.showErrorMessage = (message: string, ...actions: unknown[]) => {
+        shown.push({ message, actions });
+        return original.call(vscode.window, message, ...actions);
+      };
+      unwatch = () => (window.showErrorMessage = original);
+      await api.apiKey.store(KEY);
+      await cfg().update("backend", "openai", G);
+      await cfg().update("server.url", llama.base, G);
+      await cfg().update("server.model", "tiny-math", G);
+    });
+
+    after(async () => {
+      unwatch();
+      for (const k of ["backend", "server.url", "server.model", "level"]) await cfg().update(k, undefined, G);
+      await api.apiKey.clear();
+      await llama?.close();
+    });
+
+    it("names the server of the settings in the status bar before the first solve, without asking the engine", async () => {
+      await waitFor(
+        "the status bar to name the server",
+        () => (api.statusBar.text.endsWith(`Twisted SMC: server · ${label}`) ? true : undefined),
+        10000,
+      );
+    });
+
+    it("Solve All writes the server's answers after each problem, and the status bar names the server", async () => {
+      const editor = await openMarkdown("server.md", problems.map((p) => `- ${p}`).join("\n") + "\n");
+      solvedDoc = editor.document;
+      const runsBefore = api.runs.all().length;
+      await vscode.commands.executeCommand("twistedSmc.solveAll");
+      assert.equal(editor.document.getText().split(RESULT_MARKER).length - 1, 3, editor.document.getText());
+      const runs = api.runs.all().slice(0, 3);
+      assert.equal(api.runs.all().length, runsBefore + 3);
+      for (const r of runs) {
+        assert.equal(r.result?.device, "server");
+        assert.match(r.result?.server ?? "", new RegExp(`^http://127\\.0\\.0\\.1:${llama.port}/.* \\(tiny-math\\)$`));
+        assert.ok((r.result?.timing.requests ?? 0) > 0);
+      }
+      const status = await engine.status();
+      assert.equal(status.device, "server");
+      await waitFor(
+        "the status bar to name the server",
+        () => (api.statusBar.text.endsWith(`Twisted SMC: server · ${label}`) ? true : undefined),
+        10000,
+      );
+      // The key went to the engine's environment from secret storage, and nowhere the editor keeps things.
+      assert.ok(readFileSync(`/proc/${status.pid}/environ`, "utf8").split("\0").includes(`OPENAI_API_KEY=${KEY}`));
+      assert.ok(!JSON.stringify(api.runs.all()).includes(KEY), "the key is in no run");
+      assert.ok(!JSON.stringify(status).includes(KEY) && !editor.document.getText().includes(KEY));
+      assert.ok(!JSON.stringify(cfg()).includes(KEY), "the key is in no setting");
+    });
+
+    it("shows the server's failure naming its URL when it is killed mid-solve; the engine and the earlier answers stay", async () => {
+      const { pid } = await engine.status();
+      const finished = api.runs
+        .all()
+        .filter((r) => r.result)
+        .map((r) => r.id);
+      const editor = await openMarkdown("server-killed.md", problems.map((p) => `- ${p}`).join("\n") + "\n");
+      let killed: Promise<void> | undefined;
+      const sub = engine.onStep(() => void (killed ??= llama.stop("SIGKILL")));
+      const runsBefore = api.runs.all().length;
+      shown.length = 0;
+      await vscode.commands.executeCommand("twistedSmc.solveAll");
+      sub.dispose();
+      assert.ok(killed, "the server was killed during the first solve");
+      await killed;
+      assert.equal(api.runs.all().length, runsBefore + 1, "Solve All stops at the failure");
+      const failed = api.runs.all()[0];
+      const url = new RegExp(`inference server failed: http://127\\.0\\.0\\.1:${llama.port}/`);
+      assert.match(failed.error ?? "", url);
+      assert.equal(failed.result, undefined);
+      assert.ok(!editor.document.getText().includes(RESULT_MARKER));
+      assert.equal(shown.length, 1, JSON.stringify(shown));
+      assert.match(shown[0].message, url);
+      assert.deepEqual(shown[0].actions, ["Open Settings"]);
+      const after = await engine.status();
+      assert.equal(after.pid, pid, "the engine is the same process");
+      assert.equal(engine.state, "ready");
+      assert.equal(solvedDoc.getText().split(RESULT_MARKER).length - 1, 3, "the earlier answers stay in their document");
+      for (const id of finished) assert.ok(api.runs.get(id)?.result, `run ${id} keeps its result`);
+    });
+
+    it("solves again once the server is back", async () => {
+      await llama.restart();
+      const editor = await openMarkdown("server-back.md", `${PROBLEM}\n`);
+      editor.selection = new vscode.Selection(new vscode.Position(0, 3), new vscode.Position(0, 3));
+      await vscode.commands.executeCommand("twistedSmc.solve");
+      assert.ok(editor.document.getText().includes(RESULT_MARKER), "the answer landed");
+      assert.equal(api.runs.all()[0].result?.device, "server");
+    });
+
+    it("refuses the token level on a server as an input error, with no settings action", async () => {
+      await cfg().update("level", "token", G);
+      shown.length = 0;
+      const editor = await openMarkdown("server-token.md", `${PROBLEM}\n`);
+      editor.selection = new vscode.Selection(new vscode.Position(0, 3), new vscode.Position(0, 3));
+      await vscode.commands.executeCommand("twistedSmc.solve");
+      await cfg().update("level", undefined, G);
+      assert.match(api.runs.all()[0].error ?? "", /step/);
+      assert.equal(shown.length, 1, JSON.stringify(shown));
+      assert.deepEqual(shown[0].actions, []);
+    });
+
+    it("a cleared key restarts the idle engine without it, and the server's refusal is shown", async () => {
+      const { pid } = await engine.status();
+      await api.apiKey.clear();
+      await waitFor("the engine to stop for the new key", () => (engine.state === "stopped" ? true : undefined), 10000);
+      shown.length = 0;
+      const editor = await openMarkdown("server-nokey.md", `${PROBLEM}\n`);
+      editor.selection = new vscode.Selection(new vscode.Position(0, 3), new vscode.Position(0, 3));
+      await vscode.commands.executeCommand("twistedSmc.solve");
+      const status = await engine.status();
+      assert.notEqual(status.pid, pid);
+      assert.ok(!readFileSync(`/proc/${status.pid}/environ`, "utf8").includes(KEY));
+      assert.match(api.runs.all()[0].error ?? "", new RegExp(`http://127\\.0\\.0\\.1:${llama.port}/`));
+      assert.deepEqual(shown[0]?.actions, ["Open Settings"]);
+    });
   });
 });
