@@ -21,7 +21,7 @@ describe("Twisted SMC in an untrusted workspace", () => {
     assert.equal(vscode.workspace.isTrusted, false);
   });
 
-  it("ignores the workspace's model and twist settings and solves with the shipped model", async () => {
+  it("ignores the workspace's model, twist, backend and server settings and solves with the shipped model here", async () => {
     const folder = vscode.workspace.workspaceFolders![0].uri.fsPath;
     mkdirSync(join(folder, ".vscode"), { recursive: true });
     writeFileSync(
@@ -30,6 +30,10 @@ describe("Twisted SMC in an untrusted workspace", () => {
         "twistedSmc.model": "/nonexistent/evil-model",
         "twistedSmc.twist": "/nonexistent/evil-twist.json",
         "twistedSmc.particles": 8,
+        // A workspace must not send the problems, and the user's API key, to a server it chose.
+        "twistedSmc.backend": "openai",
+        "twistedSmc.server.url": "http://127.0.0.1:9/evil",
+        "twistedSmc.server.model": "evil",
       }),
     );
     writeFileSync(join(folder, "untrusted.md"), `${PROBLEM}\n`);
@@ -45,6 +49,11 @@ describe("Twisted SMC in an untrusted workspace", () => {
     while (!editor.document.getText().includes(RESULT_MARKER) && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
     assert.ok(editor.document.getText().includes(RESULT_MARKER), "solved with the shipped model despite the workspace settings");
     assert.match(editor.document.getText(), /8 particles/);
+    assert.equal(vscode.workspace.getConfiguration("twistedSmc").get<string>("server.url"), "", "a machine setting: no workspace value");
+    const result = api.runs.all()[0].result;
+    assert.notEqual(result?.device, "server");
+    assert.equal(result?.server, undefined);
+    assert.doesNotMatch(api.statusBar.text, /server|evil/);
   });
 
   it("offers no training task, and Start Training says why instead of running one", async () => {
