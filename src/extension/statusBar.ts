@@ -77,10 +77,15 @@ export function createStatusBar(engine: EngineClient): EngineStatusBar {
     serverChanged = true;
     render();
   });
+  // Trusting the workspace may bring its backend setting in.
+  const trust = vscode.workspace.onDidGrantWorkspaceTrust(() => {
+    serverChanged = true;
+    render();
+  });
   return {
     get text() {
       return item.text;
     },
-    dispose: () => vscode.Disposable.from(item, sub, settings).dispose(),
+    dispose: () => vscode.Disposable.from(item, sub, settings, trust).dispose(),
   };
 }
