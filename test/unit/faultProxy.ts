@@ -19,6 +19,8 @@ export class FaultProxy {
   delayMs = 0;
   retryAfterS = "0";
   requests = 0;
+  /** Requests whose client closed the connection before the answer was written (an abort). */
+  aborted = 0;
   inFlight = 0;
   maxInFlight = 0;
   bodies: Record<string, unknown>[] = [];
@@ -40,6 +42,7 @@ export class FaultProxy {
       delayMs: 0,
       retryAfterS: "0",
       requests: 0,
+      aborted: 0,
       inFlight: 0,
       maxInFlight: 0,
       bodies: [],
@@ -57,6 +60,7 @@ export class FaultProxy {
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks).toString();
     this.requests++;
+    res.on("close", () => void (res.writableFinished ? undefined : this.aborted++));
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
     this.bodies.push(JSON.parse(body) as Record<string, unknown>);

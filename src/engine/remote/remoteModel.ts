@@ -14,6 +14,8 @@ import { resolveModelArgument } from "../hub/cache";
 import { CompletionsClient, LineChoice } from "./openaiCompletions";
 import type { RetryNote, RetryPolicy } from "./retry";
 import { UsageError } from "../util/options";
+import { InputError } from "../util/errors";
+import { synthesize } from "../math/problems";
 
 export interface RemoteSettings {
   /** The server's base URL (`http://host:8000` or `…/v1`). */
@@ -37,6 +39,8 @@ export interface RemoteModel {
   client: CompletionsClient;
   /** What the user sees: the server's URL (no credentials) and the served model's name. */
   server: string;
+  /** The tokenizer check (checkTokenizer), made once before the first lines are asked for. */
+  tokenizerCheck?: Promise<void>;
 }
 
 /** Checks the URL and opens the tokenizer; no request is made until the first solve. */
@@ -68,13 +72,47 @@ export function checkServerUrl(url: string): void {
     throw new UsageError(`--server ${parsed.protocol}… is not an http(s) URL: give the server's base URL, e.g. http://127.0.0.1:8080`);
 }
 
+/** A text in the words the shipped model knows (a generated problem and a line of arithmetic) that any real tokenizer also splits its own way. */
+const CHECK_TEXT = `${synthesize("train", 1, 20)[0].question}\n12 + 30 = 42\n#### 42`;
+
+/**
+ * Whether the server's model reads tokens as the local tokenizer writes them: token-id prompts from
+ * another model's tokenizer are gibberish to it, and it would answer gibberish without an error. The
+ * server tokenizes a text (`/tokenize`) and its ids must equal the local ones; a server without the
+ * endpoint is trusted. Made once per model, before its first request; a failed check is retried next time.
+ */
+export function checkTokenizer(model: RemoteModel, signal?: AbortSignal): Promise<void> {
+  model.tokenizerCheck ??= (async () => {
+    const theirs = await model.client.tokenize(CHECK_TEXT, { signal });
+    if (theirs === undefined) return;
+    const ours = model.tokenizer.encode(CHECK_TEXT);
+    const bos = model.folder.config.bosTokenId;
+    const trimmed = theirs[0] === bos && ours[0] !== bos ? theirs.slice(1) : theirs;
+    if (trimmed.length !== ours.length || trimmed.some((t, i) => t !== ours[i]))
+      throw new InputError(
+        `the server's model does not use ${model.folder.name}'s tokenizer (its /tokenize differs at token ${firstDifference(trimmed, ours)}): ` +
+          `pass --model (or set twistedSmc.model to) the served model's folder or Hub id, whose tokenizer files encode the prompt`,
+      );
+  })().catch((e) => {
+    model.tokenizerCheck = undefined;
+    throw e;
+  });
+  return model.tokenizerCheck;
+}
+
+const firstDifference = (a: readonly number[], b: readonly number[]) => {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return i;
+};
+
 /**
  * Lines from the server for one solve: the model's own next line of each prefix (temperature 1, the
  * full distribution, `stop` at the line break), turned into the engine's tokens. A line cut at the stop
  * string gets the tokenizer's line break appended, as the local model would have drawn it; a line the
  * server gave no ids for (or ids that do not spell its text) is encoded here from its text.
  */
-export function remoteLineProposer(model: Pick<RemoteModel, "client" | "tokenizer">): LineProposer {
+export function remoteLineProposer(model: RemoteModel): LineProposer {
   const { client, tokenizer } = model;
   const lineBreak = tokenizer.encode("\n");
   const stopTokenIds = lineBreak.length === 1 ? lineBreak : [];
@@ -85,6 +123,7 @@ export function remoteLineProposer(model: Pick<RemoteModel, "client" | "tokenize
   };
   return {
     async proposeLines(prefixes, maxTokens, signal) {
+      await checkTokenizer(model, signal);
       const { lines, requests } = await client.completeLines(
         { prompts: prefixes, maxTokens, temperature: 1, stop: ["\n"], eosTokenIds: tokenizer.eosTokenIds, stopTokenIds },
         { signal },
