@@ -7,21 +7,27 @@
 # (serve.sh). Idempotent: the root is built the first time only (about 1–2 minutes, ~300 MB); a second
 # run only checks it. Needs root (mmdebstrap's root mode and chroot) on Debian x86_64.
 #
-# Usage: scripts/llama-server/setup.sh          (root: ${LLAMA_SERVER_ROOT:-~/.cache/twisted-smc/llama-server-sid})
+# Usage: scripts/llama-server/setup.sh [--if-possible]   (root: ${LLAMA_SERVER_ROOT:-~/.cache/twisted-smc/llama-server-sid})
+# --if-possible: where it cannot be built at all (not root, not Debian x86_64) say so and exit 0, so
+# that `npm test` runs elsewhere with those tests skipped; a build that fails still fails.
 set -euo pipefail
+soft=0
+if [ "${1:-}" = --if-possible ]; then soft=1; fi
+cannot() {
+  echo "llama-server setup: $1" >&2
+  if [ $soft = 1 ]; then
+    echo "llama-server setup: the openai-backend tests will skip (TWISTED_SMC_REQUIRE_LLAMA_SERVER=1 makes them fail instead)" >&2
+    exit 0
+  fi
+  exit 2
+}
 root=${LLAMA_SERVER_ROOT:-${HOME:-/root}/.cache/twisted-smc/llama-server-sid}
 mirror=${LLAMA_SERVER_MIRROR:-http://deb.debian.org/debian}
 packages=llama.cpp-tools,python3-gguf,python3-numpy
 ready="$root/.twisted-smc-ready"
 
-if [ "$(uname -m)" != x86_64 ] || [ ! -r /etc/debian_version ]; then
-  echo "llama-server setup: needs Debian on x86_64" >&2
-  exit 2
-fi
-if [ "$(id -u)" != 0 ]; then
-  echo "llama-server setup: needs root (mmdebstrap's root mode, chroot)" >&2
-  exit 2
-fi
+if [ "$(uname -m)" != x86_64 ] || [ ! -r /etc/debian_version ]; then cannot "needs Debian on x86_64"; fi
+if [ "$(id -u)" != 0 ]; then cannot "needs root (mmdebstrap's root mode, chroot)"; fi
 
 if [ ! -f "$ready" ]; then
   if ! command -v mmdebstrap >/dev/null; then
