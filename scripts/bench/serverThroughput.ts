@@ -10,7 +10,8 @@
  * warm-up solve, and reports problems/minute, the accuracy of the weighted vote (± its standard error),
  * and requests per problem. Nothing else should run: both sides use both cores.
  *
- * Environment: BENCH_N (64), BENCH_K (16), BENCH_CONCURRENCY (1,4,16), BENCH_SEED (0).
+ * Environment: BENCH_N (64), BENCH_K (16), BENCH_CONCURRENCY (1,4,16), BENCH_SEED (0), BENCH_SERVER_ARGS
+ * (more llama-server flags, space-separated, after serve.sh's: "-np 64 -c 32768" gives 64 slots).
  */
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -55,7 +56,8 @@ function freePort(): Promise<number> {
 
 async function startServer(gguf: string): Promise<{ base: string; child: ChildProcess }> {
   const port = await freePort();
-  const child = spawn("bash", [join(ROOT, "scripts/llama-server/serve.sh"), gguf, String(port)], { stdio: "ignore" });
+  const extra = (env.BENCH_SERVER_ARGS ?? "").split(" ").filter(Boolean);
+  const child = spawn("bash", [join(ROOT, "scripts/llama-server/serve.sh"), gguf, String(port), ...extra], { stdio: "ignore" });
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 300; i++) {
     const up = await fetch(`${base}/health`).then(
@@ -117,7 +119,7 @@ async function main(): Promise<void> {
   const local = await loadModel(MODEL, { device: "cpu", threads: 2 });
   const { base, child } = await startServer(gguf);
   try {
-    const remote = openRemoteModel({ url: base, maxConcurrent: 16 });
+    const remote = openRemoteModel({ url: base, maxConcurrent: Math.max(...concurrencies, 8) });
     const twist = await loadRemoteTwistOption(undefined, remote.folder, "step");
     const options: SolveOptions = {
       particles: K,
@@ -132,7 +134,8 @@ async function main(): Promise<void> {
       twistName: twist?.name ?? null,
     };
     rows.push(await measure("local engine (onnxruntime, 2 threads)", local, options, 1, problems));
-    for (const c of concurrencies) rows.push(await measure("llama-server (16 slots, 2 threads)", remote, options, c, problems));
+    const slots = /-np (\d+)/.exec(env.BENCH_SERVER_ARGS ?? "")?.[1] ?? "16";
+    for (const c of concurrencies) rows.push(await measure(`llama-server (${slots} slots, 2 threads)`, remote, options, c, problems));
   } finally {
     child.kill("SIGTERM");
     await local.lm.dispose();
