@@ -139,7 +139,7 @@ describe("solving through an OpenAI-compatible server (llama-server, the shipped
     await assert.rejects(pending, SmcCancelled);
     assert.ok(performance.now() - started < 400 + 300, "ended before the request would have answered");
     const sent = proxy.requests;
-    for (const deadline = Date.now() + 5000; proxy.aborted === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 10));
+    for (const deadline = Date.now() + 5000; proxy.aborted === 0 && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 10));
     assert.equal(proxy.aborted, 1, "the request in flight was closed by the client");
     await new Promise((r) => setTimeout(r, 600));
     assert.equal(proxy.requests, sent, "no request after the cancel");
