@@ -44,6 +44,8 @@ export async function solveSpan(
   doc: vscode.TextDocument,
   span: ProblemSpan,
   title: string,
+  /** Says why the solve failed (default: a message for the user); Solve All shows one of several. */
+  reportFailure: (e: unknown) => void = showSolveFailure,
 ): Promise<SolveResultMessage | undefined> {
   const runId = runs.newRunId();
   runs.begin(runId, span.text, { uri: doc.uri.toString(), start: span.start, end: span.end });
@@ -68,7 +70,7 @@ export async function solveSpan(
   } catch (e) {
     // Only this run fails: earlier runs, their answers in the document and the engine stay as they are.
     runs.fail(runId, (e as Error).message);
-    showSolveFailure(e);
+    reportFailure(e);
     return undefined;
   }
   runs.finish(runId, result);
@@ -212,6 +214,9 @@ export async function insertAnswer(runs: RunStore, runId?: string): Promise<void
   else void vscode.window.showWarningMessage("Twisted SMC: the document changed while inserting; run Insert Answer again.");
 }
 
+/** Problems Solve All keeps in flight on an inference server (twistedSmc.backend openai). */
+export const SOLVE_ALL_ON_SERVER = 4;
+
 /** The solve commands' handlers, by command id (extension.ts registers every command from one table). */
 export function solveCommands(engine: EngineClient, runs: RunStore, panel: ParticlePanel): CommandTable {
   /** Documents a Solve All is working through. */
@@ -240,11 +245,25 @@ export function solveCommands(engine: EngineClient, runs: RunStore, panel: Parti
       const problems = allProblems(editor.document.getText());
       if (!problems.length) return void vscode.window.showWarningMessage("Twisted SMC: no math word problems found in this file.");
       solvingAll.add(key);
-      try {
-        for (const [i, p] of problems.entries()) {
-          const solved = await solveSpan(engine, runs, panel, editor.document, p, `Twisted SMC: problem ${i + 1} of ${problems.length}…`);
-          if (!solved) break;
+      // On a server, several problems at once so that it batches their lines; here, one at a time
+      // (the model already uses every core). The first failure or cancel starts no more problems;
+      // those already running finish, and only the first failure is shown (a dead server fails them all).
+      const atOnce = modelSettings().backend === "openai" ? SOLVE_ALL_ON_SERVER : 1;
+      let next = 0;
+      let stopped = false;
+      const reportFirst = (e: unknown) => {
+        if (!stopped) showSolveFailure(e);
+        stopped = true;
+      };
+      const worker = async () => {
+        while (!stopped && next < problems.length) {
+          const i = next++;
+          const title = `Twisted SMC: problem ${i + 1} of ${problems.length}…`;
+          await solveSpan(engine, runs, panel, editor.document, problems[i], title, reportFirst);
         }
+      };
+      try {
+        await Promise.all(Array.from({ length: Math.min(atOnce, problems.length) }, worker));
       } finally {
         solvingAll.delete(key);
       }
