@@ -25,7 +25,7 @@ import { FaultProxy } from "./faultProxy";
 const EOS = 2;
 const NEWLINE = 99;
 const KEY = "sk-test-secret-key-0123456789";
-const FAST = { backoffMs: 10, maxBackoffMs: 40, timeoutMs: 5000 };
+const FAST = { backoffMs: 10, maxBackoffMs: 40, timeoutMs: 30000 };
 
 /**
  * A vLLM /v1/completions answer WRITTEN BY HAND (not recorded from a server: vLLM is not installable
