@@ -13,16 +13,14 @@
  * Environment: BENCH_N (64), BENCH_K (16), BENCH_CONCURRENCY (1,4,16), BENCH_SEED (0), BENCH_SERVER_ARGS
  * (more llama-server flags, space-separated, after serve.sh's: "-np 64 -c 32768" gives 64 slots).
  */
-import { ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { execFileSync } from "node:child_process";
 import { join, resolve } from "node:path";
+import { LlamaServer } from "../llama-server/llamaServer";
 import { loadModel } from "../../src/engine/lm/model/loadModel";
 import { answersMatch } from "../../src/engine/math/answer";
 import { synthesize } from "../../src/engine/math/problems";
 import { openRemoteModel } from "../../src/engine/remote/remoteModel";
-import { solve, SolveModel, SolveOptions } from "../../src/engine/solve";
+import { DEFAULT_SOLVE_OPTIONS, solve, SolveModel, SolveOptions } from "../../src/engine/solve";
 import { loadRemoteTwistOption } from "../../src/engine/twist/resolve";
 
 const ROOT = resolve(__dirname, "../..");
@@ -41,34 +39,6 @@ interface Row {
   stderr: number;
   requestsPerProblem?: number;
   forwardPassesPerProblem?: number;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const probe = createServer();
-    probe.once("error", fail);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => ok(port));
-    });
-  });
-}
-
-async function startServer(gguf: string): Promise<{ base: string; child: ChildProcess }> {
-  const port = await freePort();
-  const extra = (env.BENCH_SERVER_ARGS ?? "").split(" ").filter(Boolean);
-  const child = spawn("bash", [join(ROOT, "scripts/llama-server/serve.sh"), gguf, String(port), ...extra], { stdio: "ignore" });
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 300; i++) {
-    const up = await fetch(`${base}/health`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (up) return { base, child };
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  child.kill("SIGKILL");
-  throw new Error("llama-server did not become healthy in 30 s");
 }
 
 async function measure(
@@ -111,24 +81,16 @@ async function measure(
 
 async function main(): Promise<void> {
   execFileSync("bash", [join(ROOT, "scripts/llama-server/setup.sh")], { stdio: "inherit" });
-  const work = mkdtempSync(join(tmpdir(), "bench-server-"));
-  const gguf = join(work, "tiny-math-llama.gguf");
-  execFileSync("bash", [join(ROOT, "scripts/llama-server/convert.sh"), MODEL, gguf], { stdio: "inherit" });
   const problems = synthesize("test", N, seed).map((p) => ({ question: p.question, gold: p.final }));
   const rows: Row[] = [];
   const local = await loadModel(MODEL, { device: "cpu", threads: 2 });
-  const { base, child } = await startServer(gguf);
+  const server = await LlamaServer.start(ROOT, (env.BENCH_SERVER_ARGS ?? "").split(" ").filter(Boolean));
   try {
-    const remote = openRemoteModel({ url: base, maxConcurrent: Math.max(...concurrencies, 8) });
+    const remote = openRemoteModel({ url: server.base, maxConcurrent: Math.max(...concurrencies, 8) });
     const twist = await loadRemoteTwistOption(undefined, remote.folder, "step");
     const options: SolveOptions = {
+      ...DEFAULT_SOLVE_OPTIONS,
       particles: K,
-      level: "step",
-      resampling: "systematic",
-      essThreshold: 0.5,
-      resample: "adaptive",
-      maxTokens: 96,
-      temperature: 1,
       seed,
       twist: twist?.twist,
       twistName: twist?.name ?? null,
@@ -137,9 +99,8 @@ async function main(): Promise<void> {
     const slots = /-np (\d+)/.exec(env.BENCH_SERVER_ARGS ?? "")?.[1] ?? "16";
     for (const c of concurrencies) rows.push(await measure(`llama-server (${slots} slots, 2 threads)`, remote, options, c, problems));
   } finally {
-    child.kill("SIGTERM");
+    await server.close();
     await local.lm.dispose();
-    rmSync(work, { recursive: true, force: true });
   }
   console.log(JSON.stringify({ n: N, particles: K, rows }, null, 2));
   console.log("\n| backend | solves at once | problems/minute | weighted-vote accuracy | requests (or passes) / problem |");

@@ -58,7 +58,7 @@ describe("llama-server serving the shipped model (GGUF)", function () {
   });
 
   after(async () => {
-    await server?.stop();
+    await server?.close();
   });
 
   it("tokenizes text as the engine's tokenizer does", async () => {

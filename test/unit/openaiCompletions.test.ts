@@ -205,7 +205,7 @@ describe("OpenAI completions client against llama-server (the shipped model)", f
 
   after(async () => {
     await proxy?.stop();
-    await server?.stop();
+    await server?.close();
   });
 
   beforeEach(() => proxy?.reset());

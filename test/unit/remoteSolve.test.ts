@@ -20,7 +20,7 @@ import { lineSmcRefusal, runLineSmc } from "../../src/engine/smc/lineSmc";
 import { SmcCancelled } from "../../src/engine/smc/twistedSmc";
 import { ValueTwistHead } from "../../src/engine/twist/heads";
 import { loadRemoteTwistOption } from "../../src/engine/twist/resolve";
-import { solve, SolveOptions } from "../../src/engine/solve";
+import { DEFAULT_SOLVE_OPTIONS, solve, SolveOptions } from "../../src/engine/solve";
 import { FaultProxy } from "./faultProxy";
 import { writeModelFolder } from "../../scripts/fixtures/realLayouts";
 import { InputError } from "../../src/engine/util/errors";
@@ -30,16 +30,7 @@ const CLI = join(__dirname, "../../dist/cli.js");
 const ENGINE = join(__dirname, "../../dist/engine.js");
 const KEY = "sk-remote-test-key-9876543210";
 const FAST = { backoffMs: 20, maxBackoffMs: 80, timeoutMs: 30000, maxTries: 3 };
-const SMC: SolveOptions = {
-  particles: 16,
-  level: "step",
-  resampling: "systematic",
-  essThreshold: 0.5,
-  resample: "adaptive",
-  maxTokens: 96,
-  temperature: 1,
-  seed: 0,
-};
+const SMC: SolveOptions = { ...DEFAULT_SOLVE_OPTIONS }; // 16 particles, step level, temperature 1
 
 /** The bundled CLI, run without blocking this process (the proxy answers from its event loop). */
 async function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -69,7 +60,7 @@ describe("solving through an OpenAI-compatible server (llama-server, the shipped
     model = openRemoteModel({ url: proxy.url, serverModel: "tiny-math-llama", retry: FAST });
   });
   after(async () => {
-    await server?.stop();
+    await server?.close();
     await proxy?.stop();
   });
   beforeEach(() => proxy?.reset());
@@ -156,21 +147,20 @@ describe("solving through an OpenAI-compatible server (llama-server, the shipped
     assert.ok(r.particles.length === 16 && r.answer !== null);
   });
 
-  it("gives one clear error naming the URL when the server is killed mid-solve, and solves again once it is back", async function () {
+  it("gives one clear error naming the URL when the server is killed mid-solve, and solves again once it is back", async () => {
     proxy.delayMs = 150;
     const keyed = openRemoteModel({ url: proxy.url, apiKey: KEY, retry: FAST });
     const pending = solve(keyed, problems[3], SMC);
     while (proxy.requests === 0) await new Promise((r) => setTimeout(r, 5));
-    server!.process.kill("SIGKILL");
+    const killed = server!.stop("SIGKILL");
     await assert.rejects(pending, (e: Error) => {
       assert.ok(e instanceof RemoteServerError, String(e));
       assert.ok(e.message.startsWith(`${proxy.url}/`), e.message);
       assert.ok(!e.message.includes(KEY));
       return true;
     });
-    await server!.stop();
-    server = await startLlamaServer(this);
-    proxy.upstream = server.base;
+    await killed;
+    await server!.restart();
     proxy.delayMs = 0;
     const r = await solve(keyed, problems[3], SMC);
     assert.equal(r.particles.length, 16);

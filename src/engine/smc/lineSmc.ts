@@ -17,11 +17,11 @@
  * difference.
  */
 import { Rng } from "../util/rng";
-import { copyAncestors, Particle, stepRecord } from "./particles";
-import { resample } from "./resampling";
+import { Particle } from "./particles";
 import { ConfidenceTracker, StepTwist } from "./twist";
+import { endStep } from "./stepEnd";
 import { SmcCancelled, SmcOptions, SmcRunResult } from "./twistedSmc";
-import { effectiveSampleSize, logMeanExp, normalize } from "./weights";
+import { logMeanExp } from "./weights";
 
 /** How a proposed line ended: at the line's end (its tokens include the line break), the model's EOS (not in its tokens), or the token budget. */
 export type LineEnd = "line" | "eos" | "length";
@@ -140,22 +140,11 @@ export async function runLineSmc(proposer: LineProposer, prompt: readonly number
     }
 
     // 4. Record, then resample if the weights have degenerated.
-    const logW = ps.map((p) => p.logW);
-    const e = effectiveSampleSize(logW);
-    ess.push(e);
-    const allDead = logW.every((w) => w === -Infinity);
-    if (allDead)
-      collapsed = `every particle's weight is zero after step ${steps}: no particle reached a solution the final potential accepts`;
-    const shouldResample =
-      !allDead && ps.some((p) => !p.finish) && (o.resample === "always" || (o.resample === "adaptive" && e < o.essThreshold * K));
-    o.onStep?.(stepRecord(steps, "line", ps, parents, e, shouldResample, (t) => o.text.decode(t)));
-    parents = ps.map((_, i) => i);
-    if (shouldResample) {
-      const ancestors = resample(o.resampling, normalize(logW), K, rng);
-      copyAncestors(ps, ancestors, logMeanExp(logW));
-      parents = ancestors;
-      resampledAt.push(steps);
-    }
+    const end = endStep(ps, parents, steps, o, rng);
+    ess.push(end.ess);
+    if (end.resampled) resampledAt.push(steps);
+    parents = end.parents;
+    collapsed = end.collapsed;
     steps++;
   }
   return {

@@ -25,12 +25,13 @@ import { Rng } from "../util/rng";
 import type { Level } from "../../protocol/protocol";
 import { SmcStepRecord } from "../../protocol/record";
 import { ParticleBatch } from "./particleBatch";
-import { copyAncestors, initialParticles, Particle, stepRecord } from "./particles";
-import { resample, ResamplingScheme } from "./resampling";
+import { endStep } from "./stepEnd";
+import { initialParticles, Particle } from "./particles";
+import { ResamplingScheme } from "./resampling";
 import { readHiddenRows } from "./modelDraws";
 import { Proposal, TokenSources } from "./tokenSources";
 import { CONFIDENCE_FEATURES, StepTwist, Twist, TwistInput } from "./twist";
-import { effectiveSampleSize, logMeanExp, normalize } from "./weights";
+import { logMeanExp } from "./weights";
 
 export type SmcLevel = Level;
 export type ResamplePolicy = "adaptive" | "always" | "never";
@@ -250,25 +251,11 @@ export async function runTwistedSmc(lm: CausalLM, prompt: readonly number[], o: 
       // 4. At a step's end (every token at token level; when no particle is mid-line at step level):
       // record, then resample if the weights have degenerated.
       if (o.level === "step" && !ps.every((p) => p.finish || p.waiting)) continue;
-      const logW = ps.map((p) => p.logW);
-      const e = effectiveSampleSize(logW);
-      ess.push(e);
-      const allDead = logW.every((w) => w === -Infinity);
-      if (allDead)
-        collapsed = `every particle's weight is zero after step ${steps}: no particle reached a solution the final potential accepts`;
-      const shouldResample =
-        !allDead && ps.some((p) => !p.finish) && (o.resample === "always" || (o.resample === "adaptive" && e < o.essThreshold * K));
-      o.onStep?.(stepRecord(steps, o.level === "token" ? "token" : "line", ps, parents, e, shouldResample, (t) => o.text.decode(t)));
-      parents = ps.map((_, i) => i);
-      if (shouldResample) {
-        // Conditional SMC: particle 0 keeps its own lineage, the others resample around it.
-        const ancestors = o.clamp
-          ? [0, ...resample("multinomial", normalize(logW), K - 1, rng)]
-          : resample(o.resampling, normalize(logW), K, rng);
-        copyAncestors(ps, ancestors, logMeanExp(logW));
-        parents = ancestors;
-        resampledAt.push(steps);
-      }
+      const end = endStep(ps, parents, steps, o, rng);
+      ess.push(end.ess);
+      if (end.resampled) resampledAt.push(steps);
+      parents = end.parents;
+      collapsed = end.collapsed;
       for (const p of ps) p.waiting = false;
       steps++;
     }

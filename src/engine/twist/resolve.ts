@@ -5,22 +5,15 @@ import { TokenizerFolder } from "../lm/model/modelFolder";
 import { Twist } from "../smc/twist";
 import { UsageError } from "../util/options";
 import { runnableTwist } from "./onnxTwist";
-import { loadTwist, shippedTwistPath, TwistFileError } from "./twistFile";
+import { loadTwist, shippedTwistPath, TwistFile, TwistFileError } from "./twistFile";
 
 export async function loadTwistOption(
   option: string | undefined,
   model: LoadedModel,
   level: "token" | "step",
 ): Promise<{ twist: Twist; name: string } | undefined> {
-  if (option === "none") return undefined;
-  const path = option === undefined ? shippedTwistPath(model.folder, level) : resolve(option);
-  if (!path) return undefined;
-  const { head, meta } = loadTwist(path, model.folder);
-  if (meta.kind !== level) {
-    const hint = `a ${meta.kind}-level twist cannot steer --level ${level}: pass --level ${meta.kind} or another twist`;
-    throw option === undefined ? new TwistFileError(`${path}: ${hint}`) : new UsageError(hint);
-  }
-  return { twist: await runnableTwist(head), name: path };
+  const found = findTwist(option, model.folder, level, (path) => loadTwist(path, model.folder));
+  return found && { twist: await runnableTwist(found.head), name: found.path };
 }
 
 /**
@@ -34,15 +27,29 @@ export async function loadRemoteTwistOption(
   folder: TokenizerFolder,
   level: "token" | "step",
 ): Promise<{ twist: Twist; name: string } | undefined> {
+  const found = findTwist(option, folder, level, (path) => loadTwist(path));
+  if (!found) return undefined;
+  if (found.meta.architecture !== "line-verifier")
+    throw new UsageError(
+      `twist ${found.path} reads the model's hidden states, which a completions server does not return: pass a line-verifier twist (train --objective prm) or --twist none`,
+    );
+  return { twist: await runnableTwist(found.head), name: found.path };
+}
+
+/** The twist file the option names (or the folder's shipped one for the level), loaded and checked for the level. */
+function findTwist(
+  option: string | undefined,
+  folder: Pick<TokenizerFolder, "dir">,
+  level: "token" | "step",
+  load: (path: string) => TwistFile,
+): (TwistFile & { path: string }) | undefined {
   if (option === "none") return undefined;
   const path = option === undefined ? shippedTwistPath(folder, level) : resolve(option);
   if (!path) return undefined;
-  const { head, meta } = loadTwist(path);
-  if (meta.kind !== level)
-    throw new UsageError(`a ${meta.kind}-level twist cannot steer --level ${level}: pass --level ${meta.kind} or another twist`);
-  if (meta.architecture !== "line-verifier")
-    throw new UsageError(
-      `twist ${path} reads the model's hidden states, which a completions server does not return: pass a line-verifier twist (train --objective prm) or --twist none`,
-    );
-  return { twist: await runnableTwist(head), name: path };
+  const file = load(path);
+  if (file.meta.kind !== level) {
+    const hint = `a ${file.meta.kind}-level twist cannot steer --level ${level}: pass --level ${file.meta.kind} or another twist`;
+    throw option === undefined ? new TwistFileError(`${path}: ${hint}`) : new UsageError(hint);
+  }
+  return { ...file, path };
 }

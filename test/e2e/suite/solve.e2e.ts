@@ -18,7 +18,7 @@ import type { Downloaded } from "../../../src/extension/downloadModel";
 import { FakeHub, folderFiles, shippedModelFiles } from "../../unit/hubFixture";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { LlamaServer, llamaServerMissing } from "../llamaServer";
+import { LlamaServer, llamaServerMissing } from "../../../scripts/llama-server/llamaServer";
 
 const EXTENSION_ID = "twisted-smc.twisted-smc-math";
 const PROBLEM = "Ava has 12 pens. She buys 30 more pens. How many pens does Ava have now?";

@@ -1,13 +1,11 @@
 /**
- * llama.cpp's llama-server serving the shipped model, for the extension-host tests of the openai backend:
- * the model converted to GGUF once (scripts/llama-server/convert.sh), then served on one port of
- * 127.0.0.1 by scripts/llama-server/serve.sh, which can be killed and started again on the same port.
- * (test/unit/llamaServerFixture.ts does the same for the unit tests; it is not bundled here, since it
- * brings the engine's model loading along.)
+ * llama.cpp's llama-server serving the shipped model, for the tests and the benchmark of the openai
+ * backend: the model converted to GGUF once (convert.sh), then served on one port of 127.0.0.1 by
+ * serve.sh, which can be killed and started again on the same port. No engine code is imported, so the
+ * extension-host tests bundle it as they are.
  *
- * Without the root scripts/llama-server/setup.sh builds (scripts/e2e-setup.sh runs it as root), or as a
- * user who cannot chroot, `llamaServerMissing` says why, and the tests skip unless
- * TWISTED_SMC_REQUIRE_LLAMA_SERVER=1.
+ * Without the root setup.sh builds (the tests' setup runs it as root), or as a user who cannot chroot,
+ * `llamaServerMissing` says why.
  */
 import { ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -25,7 +23,8 @@ export function llamaServerMissing(): string | undefined {
   return undefined;
 }
 
-function freePort(): Promise<number> {
+/** A port of 127.0.0.1 nothing listens on now. */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.once("error", reject);
