@@ -4,7 +4,7 @@
  * changes (never on a timer): an idle editor sends the engine nothing.
  */
 import * as vscode from "vscode";
-import { backendSetting, SERVER_SETTINGS, serverSetting } from "./config";
+import { backendSetting, MODEL_SETTINGS, modelSettings, SERVER_SETTINGS, serverSetting } from "./config";
 import { EngineClient, EngineState } from "./engineClient";
 import { describeServer, serverLabel } from "./remoteServer";
 
@@ -31,22 +31,34 @@ export function modelLabel(path: string): string {
   return path.split(/[\\/]/).filter(Boolean).pop() ?? path;
 }
 
+/** The model the `twistedSmc.model` setting names: a Hub id (`org/name`) as it is, a folder by its last component. */
+export function settingLabel(setting: string): string {
+  const value = setting.trim();
+  if (!value) return "tiny-math-llama";
+  if (/^[\w.-]+\/[\w.-]+(@\S+)?$/.test(value) && !/^[.~]/.test(value)) return value.replace(/@\S+$/, "");
+  return modelLabel(value);
+}
+
 export function createStatusBar(engine: EngineClient): EngineStatusBar {
   const item = vscode.window.createStatusBarItem("twistedSmc.status", vscode.StatusBarAlignment.Right, 100);
   item.name = "Twisted SMC engine";
   item.command = "twistedSmc.showStatus";
   // The server settings changed since the engine last said what it runs: show the settings' server.
   let serverChanged = false;
+  // The model settings changed (Download Model…, say): show the settings' model, on no device yet.
+  let modelChanged = false;
   const render = () => {
     const s = engine.lastStatus;
     const crashed = engine.state === "crashed";
     if (!crashed && backendSetting() === "openai") return renderServer(s?.server && !serverChanged ? s.server : undefined);
-    const device = s?.device && !crashed ? s.device.split(" ")[0].toUpperCase().replace("WEBGPU", "WebGPU") : undefined;
-    const model = s?.model ? modelLabel(s.model) : undefined;
+    const device = s?.device && !crashed && !modelChanged ? s.device.split(" ")[0].toUpperCase().replace("WEBGPU", "WebGPU") : undefined;
+    const model = modelChanged ? settingLabel(modelSettings().model) : s?.model ? modelLabel(s.model) : undefined;
     item.text = `${ICONS[engine.state]} Twisted SMC${crashed ? ": crashed" : device ? `: ${device}` : ""}${model && !crashed ? ` · ${model}` : ""}`;
     item.tooltip = crashed
       ? "The engine stopped unexpectedly. Click to restart it or read the log; the next solve also restarts it."
-      : `Engine ${engine.state}${s?.deviceChoice ? `\nDevice: ${s.deviceChoice}` : ""}${s?.model ? `\nModel: ${s.model}${s.modelFile ? ` (${s.modelFile})` : ""}` : ""}\nClick for details`;
+      : modelChanged
+        ? `Engine ${engine.state}\nModel: ${modelSettings().model || "the shipped tiny-math-llama"} (from the settings; loaded by the next solve)\nClick for details`
+        : `Engine ${engine.state}${s?.deviceChoice ? `\nDevice: ${s.deviceChoice}` : ""}${s?.model ? `\nModel: ${s.model}${s.modelFile ? ` (${s.modelFile})` : ""}` : ""}\nClick for details`;
     item.backgroundColor = crashed ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
   };
   /** The openai backend: the server the engine has open, else the one the settings name (before the first solve). */
@@ -67,14 +79,17 @@ export function createStatusBar(engine: EngineClient): EngineStatusBar {
     // change the state, so this cannot feed itself.
     if (state === "ready" && (from === "starting" || from === "busy")) {
       await engine.statusIfRunning();
-      if (from === "busy") serverChanged = false;
+      if (from === "busy") serverChanged = modelChanged = false;
       render();
     }
   });
   // A change of backend or server shows at once, from the settings alone (no request).
   const settings = vscode.workspace.onDidChangeConfiguration((e) => {
-    if (!SERVER_SETTINGS.some((k) => e.affectsConfiguration(k))) return;
-    serverChanged = true;
+    const server = SERVER_SETTINGS.some((k) => e.affectsConfiguration(k));
+    const model = MODEL_SETTINGS.some((k) => !SERVER_SETTINGS.includes(k) && e.affectsConfiguration(k));
+    if (!server && !model) return;
+    serverChanged ||= server;
+    modelChanged ||= model;
     render();
   });
   // Trusting the workspace may bring its backend setting in.

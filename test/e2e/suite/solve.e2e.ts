@@ -296,6 +296,14 @@ describe("Twisted SMC in VS Code", () => {
       assert.equal(hub.downloads().length, 5, "the five files of the fp32 variant, nothing else");
       assert.equal(cfg().inspect<string>("model")?.globalValue, "acme/tiny-math", "the user setting names the model");
       assert.equal(cfg().inspect<string>("modelVariant")?.globalValue, "fp32");
+      // The status bar names the new model at once, from the settings, before any solve loads it.
+      await waitFor(
+        "the status bar to name the downloaded model before a solve",
+        () => (api.statusBar.text.endsWith("Twisted SMC · acme/tiny-math") ? true : undefined),
+        5000,
+      ).catch((e: Error) => {
+        throw new Error(`${e.message}; it reads "${api.statusBar.text}"`);
+      });
       // A second run finds it all in the cache.
       const again = await vscode.commands.executeCommand<Downloaded | undefined>("twistedSmc.downloadModel", "acme/tiny-math", "fp32");
       assert.equal(again?.downloaded, 0);
