@@ -8,6 +8,7 @@ import { evaluate, EvalReport } from "../eval/evaluate";
 import { loadProblems } from "../train/data";
 import { loadTwist, shippedTwistPath } from "../twist/twistFile";
 import { OnnxTokenTwist } from "../twist/onnxTwist";
+import { loadDigitTwist } from "../twist/digitTwistFile";
 import { StepTwist, TokenTwist } from "../smc/twist";
 import { choiceOption, intOption, MAX_PARTICLES, OptionValues, stringOption, threadsOption, UsageError } from "../util/options";
 import { backendHelp, BACKEND_OPTIONS, remoteModelOption } from "./backendOptions";
@@ -29,7 +30,8 @@ Options:
   --particles N               the budget N, 1 to ${MAX_PARTICLES} (default 16)
   --seed S                    (default 0)
   --twist FILE                a twist file (token or step); the other level uses the model's shipped twist
-  --token-twist FILE|none     the token-level twist (default: the model folder's twist-token.json)
+  --token-twist FILE|none     the token-level twist (default: the model folder's twist-token.json);
+                              a line-verifier or digit-twist file is read digit by digit
   --step-twist FILE|none      the step-level twist (default: the model folder's twist-step.json)
   --max-tokens N              (default 96)
   --system TEXT               a system prompt, for a model with a chat template (default: none)
@@ -85,7 +87,14 @@ export async function evalCommand(argv: string[]): Promise<void> {
     let tokenTwist: TokenTwist | undefined;
     let stepTwist: StepTwist | undefined;
     const names: Record<string, string | null> = { token: null, step: null };
-    const use = async (path: string) => {
+    const use = async (path: string, level?: "token" | "step") => {
+      // A digit-twist file, or a line verifier given as the token twist: read digit by digit (digitTwist.ts).
+      const digits = level === "token" ? loadDigitTwist(path, model.lm.vocabSize, model.folder) : undefined;
+      if (digits) {
+        tokenTwist = digits;
+        names.token = path;
+        return;
+      }
       const { head, meta } = loadTwist(path, model.folder);
       if (head.kind === "token") tokenTwist = await OnnxTokenTwist.create(head);
       else stepTwist = head;
@@ -95,7 +104,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
       const flag = stringOption(values, `${level}-twist`);
       if (flag === "none") continue;
       const path = flag ?? shippedTwistPath(model.folder, level);
-      if (path) await use(path);
+      if (path) await use(path, level);
     }
     const twist = stringOption(values, "twist");
     if (twist) await use(twist);

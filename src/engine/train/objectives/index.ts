@@ -9,7 +9,8 @@ import { prm } from "./prm";
 
 /**
  * ctl: contrastive twist learning (token or step); bce: value regression of the hidden-state value head
- * (step); prm: the line verifier on outcome-mined line labels (step). In this order in messages.
+ * (step); prm: the line verifier on outcome-mined line labels (step, or token: read digit by digit,
+ * twist/digitTwist.ts). In this order in messages.
  */
 export const OBJECTIVES = { ctl, bce, prm } satisfies Record<string, TwistObjective>;
 

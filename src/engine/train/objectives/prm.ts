@@ -2,6 +2,10 @@
  * PRM, the line verifier (a process reward model), at step level: σ(ℓ) of every arithmetic line of the
  * plain samples whose label follows from the outcomes (lineLabels.ts) predicts that label, by binary
  * cross-entropy. It reads only the text, so it needs no teacher forcing and no SMC sweep.
+ *
+ * With `--twist token` it trains the same verifier: the token level reads it digit by digit
+ * (twist/digitTwist.ts: a result being written is worth its best completion), so one file tells the
+ * token-level and the step-level story alike.
  */
 import { logSigmoid } from "../../twist/heads";
 import { LineVerifier } from "../../twist/lineVerifier";
@@ -19,7 +23,7 @@ export type PrmData = ProblemData<{ lines: LabelledLine[] }>;
 export const prm: TwistObjective<LineVerifier, PrmData> = {
   name: "prm",
   description: "line verifier (process reward model), binary cross-entropy on line labels mined from outcomes",
-  levels: ["step"],
+  levels: ["step", "token"],
   learningRate: 0.01,
   initHead: (o) => LineVerifier.init(VERIFIER_COLUMNS, new Rng(`head:${o.seed}`)),
   async collect(model, problem, o) {

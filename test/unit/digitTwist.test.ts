@@ -1,0 +1,333 @@
+/**
+ * The digit twist (src/engine/twist/digitTwist.ts): the line verifier read at token level. It must
+ * agree with the line verifier wherever a line is finished, read a result being written as the best
+ * completion the verifier sees, steer the shipped model's digits with the shipped verifier, and keep
+ * token-level SMC exact on the enumerable toy model.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
+import { TextTokenizer } from "../../src/engine/lm/model/tokenizer";
+import { runTwistedSmc } from "../../src/engine/smc/twistedSmc";
+import { train } from "../../src/engine/train/trainer";
+import { applyOp, synthesize } from "../../src/engine/math/problems";
+import { arithmeticLines, encodeLine } from "../../src/engine/twist/arithmeticLines";
+import { DigitTwist } from "../../src/engine/twist/digitTwist";
+import { ResultLengthTable } from "../../src/engine/twist/resultLengths";
+import { loadDigitTwist, saveDigitTwist } from "../../src/engine/twist/digitTwistFile";
+import { learnResultLengths } from "../../src/engine/train/resultLengths";
+import { loadProblems } from "../../src/engine/train/data";
+import { logSigmoid } from "../../src/engine/twist/heads";
+import { LineVerifier } from "../../src/engine/twist/lineVerifier";
+import { loadTwist } from "../../src/engine/twist/twistFile";
+import { Rng } from "../../src/engine/util/rng";
+import { MODEL_DIR, shippedModel, tinyTrainConfig } from "./helpers";
+import { enumerateToy, exactTwist, TOY_EOS, TOY_MAX_TOKENS, TOY_PROMPT, ToyModel } from "./toyModel";
+import { logPhi, toyOptions } from "./toyStatistics";
+
+/** A line verifier with every parameter random, so that lines and columns score differently. */
+function randomVerifier(columns: number, seed: number): LineVerifier {
+  const rng = new Rng(seed);
+  const v = LineVerifier.init(columns, rng, 4, 6);
+  for (const p of v.parameters()) for (let j = 0; j < p.length; j++) p[j] = rng.normal();
+  return v;
+}
+
+function shippedVerifier(): LineVerifier {
+  const { head } = loadTwist(join(MODEL_DIR, "twist-step.json"));
+  assert.ok(head instanceof LineVerifier);
+  return head;
+}
+
+describe("digit twist (the line verifier at token level)", () => {
+  it("reads a result being written as its best completion up to the verifier's columns", () => {
+    const v = randomVerifier(3, 1);
+    const twist = new DigitTwist(v, 1);
+    for (const [a, op, b] of [
+      ["12", "+", "30"],
+      ["7", "*", "8"],
+      ["905", "-", "6"],
+      ["81", "/", "9"],
+    ] as const) {
+      for (const c of ["4", "42", "420", "9", "0", "07", "999"]) {
+        let best = -Infinity;
+        // Every completion of c up to 3 digits (c itself included), by brute force.
+        const completions = [c];
+        for (let i = 0; i < completions.length; i++)
+          if (completions[i].length < 3) for (let d = 0; d < 10; d++) completions.push(completions[i] + d);
+        for (const candidate of completions) best = Math.max(best, v.lineLogit(encodeLine({ a, op, b, c: candidate }, 3)));
+        const got = twist.openResultValue({ a, op, b, c });
+        assert.ok(Math.abs(got - logSigmoid(best)) < 1e-9, `${a} ${op} ${b} = ${c}…: ${got} vs ${logSigmoid(best)}`);
+      }
+      // A result longer than the columns is not read, as the verifier does not read it.
+      assert.equal(twist.openResultValue({ a, op, b, c: "1234" }), 0);
+      assert.equal(v.encodeLine({ a, op, b, c: "1234" }), undefined);
+    }
+  });
+
+  it("with a length model, weighs each length's best completion by how often right results have that length", () => {
+    const v = randomVerifier(3, 2);
+    const table = new ResultLengthTable();
+    // Right lines of samples: 2-digit results of "12 + 30" style lines, some 3-digit ones.
+    for (let i = 0; i < 30; i++) table.add({ a: "12", op: "+", b: "30", c: "42" });
+    for (let i = 0; i < 10; i++) table.add({ a: "19", op: "+", b: "90", c: "109" });
+    const w = table.weights({ a: "12", op: "+", b: "30", c: "" }, 3);
+    assert.ok(w[1] > 10 * w[2] && w[1] > 10 * w[0] && w[0] > 0, `weights ${w}`);
+    // Unseen leading digits back off to (operator, operand lengths); an unseen operator is uniform.
+    const back = table.weights({ a: "55", op: "+", b: "66", c: "" }, 3);
+    assert.ok(back[1] > back[2] && back[2] > back[0], `backed off ${back}`);
+    const flat = table.weights({ a: "5", op: "*", b: "6", c: "" }, 3);
+    assert.ok(flat.every((x) => Math.abs(x - flat[0]) < 1e-12));
+    assert.deepEqual(ResultLengthTable.fromJSON(JSON.parse(JSON.stringify(table))).weights({ a: "12", op: "+", b: "30", c: "" }, 3), w);
+    assert.throws(() => ResultLengthTable.fromJSON({ fine: { x: [1] }, coarse: {} }), /not a table/);
+
+    const twist = new DigitTwist(v, 1, table);
+    for (const c of ["4", "42", "1", "10", "109"]) {
+      const line = { a: "12", op: "+", b: "30", c } as const;
+      const weights = table.weights(line, 3);
+      let mass = 0,
+        total = 0;
+      for (let length = c.length; length <= 3; length++) {
+        let best = -Infinity;
+        const completions = [c];
+        for (let i = 0; i < completions.length; i++)
+          if (completions[i].length < length) for (let d = 0; d < 10; d++) completions.push(completions[i] + d);
+        for (const x of completions.filter((x) => x.length === length))
+          best = Math.max(best, v.lineLogit(encodeLine({ ...line, c: x }, 3)));
+        mass += weights[length - 1] * Math.exp(logSigmoid(best));
+        total += weights[length - 1];
+      }
+      assert.ok(Math.abs(twist.openResultValue(line) - Math.log(mass / total)) < 1e-9, c);
+    }
+    // A finished line reads as the verifier reads it, length model or not.
+    assert.ok(Math.abs(twist.logValueOfText("12 + 30 = 42\n") - v.logValueOfText("12 + 30 = 42\n")) < 1e-12);
+  });
+
+  it("agrees with the line verifier after every line and at EOS, and its rows are the text read after each token", () => {
+    const folder = openModelFolder(MODEL_DIR);
+    const tok = TextTokenizer.fromFolder(folder);
+    const V = 332;
+    const v = shippedVerifier();
+    const twist = new DigitTwist(v, V);
+    const eos = [...Array(V).keys()].filter((s) => tok.isEos(s));
+    assert.ok(eos.length >= 1);
+    let lineEnds = 0,
+      digits = 0;
+    for (const p of synthesize("test", 40, 3)) {
+      const ids = tok.encode(p.answer);
+      for (let t = 0; t < ids.length; t++) {
+        const prefix = ids.slice(0, t);
+        const row = twist.logPsiNext({ hiddenSize: 0, prefixes: [prefix], decode: (x) => tok.decode(x) });
+        const next = ids[t];
+        const after = tok.decode([...prefix, next]);
+        if (tok.isLineEnd(next)) {
+          assert.ok(Math.abs(row[next] - v.logValueOfText(after)) < 1e-6, `after "${after}"`);
+          lineEnds++;
+        }
+        if (/\d/.test(tok.decode([next]))) {
+          assert.ok(Math.abs(row[next] - twist.logValueOfText(after)) < 1e-6, `after "${after}"`);
+          digits++;
+        }
+        for (const e of eos) assert.ok(Math.abs(row[e] - v.logValueOfText(tok.decode(prefix))) < 1e-6, `EOS after "${after}"`);
+      }
+    }
+    assert.ok(lineEnds >= 40 && digits >= 200, `${lineEnds} line ends, ${digits} digits`);
+  });
+
+  it("with the shipped verifier and a length model, ranks the right units digit of a result first most of the time", () => {
+    const tok = TextTokenizer.fromFolder(openModelFolder(MODEL_DIR));
+    const V = 332;
+    const verifier = shippedVerifier();
+    // The lengths of right results, counted here from worked solutions (the engine counts its samples').
+    const table = new ResultLengthTable();
+    for (const p of synthesize("train", 300, 1)) for (const l of arithmeticLines(p.answer)) table.add(l);
+    const decode = (x: readonly number[]) => tok.decode(x);
+    const firstAtUnits = (twist: DigitTwist) => {
+      let positions = 0,
+        firsts = 0;
+      for (const p of synthesize("test", 60, 5)) {
+        for (const line of p.answer.split("\n").filter((l) => l.includes("="))) {
+          const [lhs, c] = line.split("= ");
+          const prefix = tok.encode(c.length === 1 ? `${lhs}=` : `${lhs}= ${c.slice(0, -1)}`);
+          const row = twist.logPsiNext({ hiddenSize: 0, prefixes: [prefix], decode });
+          const scores = Array.from({ length: 10 }, (_, d) => row[tok.encode(`${c.length === 1 ? " " : ""}${d}`)[0]]);
+          const right = Number(c[c.length - 1]);
+          positions++;
+          if (scores.every((x, d) => d === right || x < scores[right])) firsts++;
+        }
+      }
+      return firsts / positions;
+    };
+    // Measured: 0.68 with the lengths, 0.47 without (every completion up to 4 digits): docs/token-twist.md.
+    const withLengths = firstAtUnits(new DigitTwist(verifier, V, table));
+    const without = firstAtUnits(new DigitTwist(verifier, V));
+    assert.ok(withLengths > 0.6 && withLengths > without + 0.1, `right units digit first: ${withLengths} with lengths, ${without} without`);
+  });
+
+  describe("on the enumerable toy model (token level, exact weights)", () => {
+    // Tokens read as "1", "2" and " + 1 = ": "12 + 1 = 21", "1 + 1 = 2 + 1 = 1", …
+    const PIECES = ["1", "2", " + 1 = "];
+    const decode = (tokens: readonly number[]) => tokens.map((t) => (t === TOY_EOS ? "" : PIECES[t])).join("");
+    const verifier = randomVerifier(2, 7);
+    const lm = new ToyModel();
+    const meanZ = async (twist: DigitTwist, withPhi: boolean, runs: number) => {
+      const zs: number[] = [];
+      for (let r = 0; r < runs; r++) {
+        const run = await runTwistedSmc(
+          lm,
+          TOY_PROMPT,
+          toyOptions({
+            twist,
+            seed: 2000 + r,
+            essThreshold: 0.8,
+            logFinalPotential: withPhi ? logPhi : undefined,
+            text: { isEos: (t) => t === TOY_EOS, isLineEnd: () => false, decode },
+          }),
+        );
+        zs.push(Math.exp(run.logZ));
+      }
+      const mean = zs.reduce((a, b) => a + b, 0) / runs;
+      const se = Math.sqrt(zs.reduce((a, b) => a + (b - mean) ** 2, 0) / (runs - 1) / runs);
+      return { mean, se };
+    };
+
+    it("the twist is not constant on the toy's texts (the test below can fail)", () => {
+      const values = new Set(enumerateToy().map((s) => new DigitTwist(verifier, 4).logValueOfText(decode(s.tokens)).toFixed(6)));
+      assert.ok(values.size >= 5, `${values.size} distinct values`);
+      assert.ok(arithmeticLines(decode([1, 0, 2, 1, 0])).length === 1);
+    });
+
+    // A length model that favours 2-digit results of "1 + 1" and "12 + 1" lines.
+    const lengths = new ResultLengthTable();
+    for (const c of ["2", "13", "13", "21", "21", "21", "211"]) lengths.add({ a: "12", op: "+", b: "1", c });
+    for (const [name, make] of [
+      ["any length", () => new DigitTwist(verifier, 4)],
+      ["learned lengths", () => new DigitTwist(verifier, 4, lengths)],
+    ] as const) {
+      it(`${name}, with a known final potential: mean Ẑ is within 3 standard errors of the exact Z`, async () => {
+        // Z = Σ p(s)·φ(text of s), whatever the twist.
+        const exact = exactTwist((toyText) => logPhi(decode([...toyText].map(Number))));
+        const { mean, se } = await meanZ(make(), true, 300);
+        assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
+      });
+
+      it(`${name}, without one: mean Ẑ is within 3 standard errors of Σ p·ψ(end), ψ at EOS being the line verifier's`, async () => {
+        const twist = make();
+        let z = 0;
+        for (const s of enumerateToy()) {
+          const text = decode(s.tokens);
+          const cut = s.tokens.length >= TOY_MAX_TOKENS;
+          z += Math.exp(s.logP + (cut ? twist.logValueOfText(text) : verifier.logValueOfText(text)));
+        }
+        const { mean, se } = await meanZ(twist, false, 300);
+        assert.ok(Math.abs(mean - z) < 3 * se, `mean ${mean} vs Z ${z} (se ${se})`);
+      });
+    }
+  });
+
+  describe("on the shipped model", function () {
+    this.timeout(300000);
+
+    it("train --twist token --loss prm trains the line verifier that the token level reads, and resumes exactly", async () => {
+      const model = await shippedModel();
+      const tmp = mkdtempSync(join(tmpdir(), "tsmc-digit-"));
+      const over = { twist: "token", loss: "prm", numExamples: 6, numEpochs: 2, outputLength: 60, numTwistSamples: 8 } as const;
+      const whole = await train(tinyTrainConfig(join(tmp, "whole"), over), {}, model);
+      assert.equal(whole.stopped, false);
+      const stop = new AbortController();
+      const dir = join(tmp, "parts");
+      const first = await train(
+        tinyTrainConfig(dir, over),
+        { signal: stop.signal, onBatch: (m) => (m.step === 2 ? stop.abort() : undefined) },
+        model,
+      );
+      assert.equal(first.stopped, true);
+      const second = await train(tinyTrainConfig(dir, { ...over, resume: true }), {}, model);
+      const a = loadTwist(whole.twistPath, model.folder),
+        b = loadTwist(second.twistPath, model.folder);
+      assert.ok(a.head instanceof LineVerifier && b.head instanceof LineVerifier);
+      assert.deepEqual(b.head.parameters(), a.head.parameters());
+      assert.ok(
+        a.head.p.w2.some((x) => x !== 0),
+        "training moved the verifier",
+      );
+      assert.equal(a.meta.training?.twist, "token");
+      // The file steers token-level SMC on the model it was trained for.
+      const twist = new DigitTwist(a.head, model.lm.vocabSize);
+      const run = await runTwistedSmc(model.lm, model.tokenizer.encodeProblem(synthesize("test", 1, 9)[0].question), {
+        particles: 4,
+        level: "token",
+        resampling: "systematic",
+        essThreshold: 0.5,
+        resample: "adaptive",
+        maxTokens: 60,
+        temperature: 1,
+        seed: 1,
+        twist,
+        text: model.tokenizer,
+      });
+      assert.ok(run.particles.every((p) => p.finishReason !== null));
+    });
+
+    it("learns result lengths from the lines of right samples, and a digit-twist file holds them with the verifier", async () => {
+      const model = await shippedModel();
+      const { problems } = loadProblems("synthetic", "train", 6, 1);
+      const { table, lines } = await learnResultLengths(model, problems, { samples: 8, maxTokens: 96, seed: 1 });
+      const counted = (t: Record<string, number[]>) => Object.values(t).reduce((a, r) => a + r.reduce((x, y) => x + y, 0), 0);
+      assert.ok(lines >= 10, `${lines} right lines`);
+      assert.equal(counted(table.counts.fine), lines);
+      assert.equal(counted(table.counts.coarse), lines);
+
+      const dir = mkdtempSync(join(tmpdir(), "tsmc-digit-file-"));
+      const path = join(dir, "digit-twist.json");
+      saveDigitTwist(path, join(MODEL_DIR, "twist-step.json"), table);
+      const loaded = loadDigitTwist(path, model.lm.vocabSize, model.folder);
+      assert.ok(loaded?.lengths);
+      assert.deepEqual(loaded.verifier.parameters(), shippedVerifier().parameters());
+      const line = { a: "12", op: "+", b: "30", c: "" } as const;
+      assert.deepEqual(loaded.lengths.weights(line, 4), table.weights(line, 4));
+      // A line-verifier file is a digit twist without lengths; another file is not one.
+      assert.equal(loadDigitTwist(join(MODEL_DIR, "twist-step.json"), model.lm.vocabSize, model.folder)?.lengths, undefined);
+      writeFileSync(join(dir, "other.json"), JSON.stringify({ format: "something-else" }));
+      assert.equal(loadDigitTwist(join(dir, "other.json"), model.lm.vocabSize), undefined);
+      const doc = JSON.parse(readFileSync(path, "utf8"));
+      doc.verifier.baseModel.fingerprint = "0".repeat(32);
+      writeFileSync(join(dir, "foreign.json"), JSON.stringify(doc));
+      assert.throws(() => loadDigitTwist(join(dir, "foreign.json"), model.lm.vocabSize, model.folder), /was trained for model/);
+    });
+
+    it("with the shipped verifier and lengths, token-level SMC writes more right lines than plain sampling", async () => {
+      const model = await shippedModel();
+      const table = new ResultLengthTable();
+      for (const p of synthesize("train", 300, 1)) for (const l of arithmeticLines(p.answer)) table.add(l);
+      const twist = new DigitTwist(shippedVerifier(), model.lm.vocabSize, table);
+      const tally = { twisted: [0, 0], plain: [0, 0] };
+      for (const [i, p] of synthesize("test", 12, 11).entries()) {
+        for (const kind of ["twisted", "plain"] as const) {
+          const run = await runTwistedSmc(model.lm, model.tokenizer.encodeProblem(p.question), {
+            particles: 8,
+            level: "token",
+            resampling: "systematic",
+            essThreshold: 0.5,
+            resample: "adaptive",
+            maxTokens: 96,
+            temperature: 1,
+            seed: 100 + i,
+            twist: kind === "twisted" ? twist : undefined,
+            text: model.tokenizer,
+          });
+          for (const q of run.particles)
+            for (const l of arithmeticLines(model.tokenizer.decode(q.tokens))) {
+              // The test knows arithmetic; the twist does not.
+              tally[kind][0] += +(applyOp(Number(l.a), l.op, Number(l.b)) === Number(l.c));
+              tally[kind][1]++;
+            }
+        }
+      }
+      const rate = (k: "twisted" | "plain") => tally[k][0] / tally[k][1];
+      assert.ok(rate("twisted") > rate("plain") + 0.03, `right lines: twisted ${rate("twisted")}, plain ${rate("plain")}`);
+    });
+  });
+});
