@@ -5,7 +5,7 @@
  */
 import { CausalLM } from "../../src/engine/lm/causalLm";
 import { StepTwist, TokenTwist, TwistInput } from "../../src/engine/smc/twist";
-import { runTwistedSmc, SmcOptions } from "../../src/engine/smc/twistedSmc";
+import { runTwistedSmc, SmcOptions, SmcRunResult } from "../../src/engine/smc/twistedSmc";
 import assert from "node:assert/strict";
 import { exactTwist, hashUnit, TOY_EOS, TOY_MAX_TOKENS, TOY_PROMPT, TOY_VOCAB, toyDecode, ToyLogProbs, ToySequence } from "./toyModel";
 import { hiddenOf, logitsOf } from "./helpers";
@@ -54,10 +54,19 @@ export function toyOptions(over: Partial<SmcOptions>): SmcOptions {
   };
 }
 
+/** One SMC run over a prompt: the local loop over a model by default (lineSmc.test.ts passes the line loop). */
+export type SmcRunner = (prompt: readonly number[], options: SmcOptions) => Promise<SmcRunResult>;
+
 /** Ẑ over independent runs (seeds 1000, 1001, …): mean, standard error and every value. */
-export async function meanZ(lm: CausalLM, prompt: readonly number[], over: Partial<SmcOptions>, runs: number) {
+export async function meanZ(
+  lm: CausalLM,
+  prompt: readonly number[],
+  over: Partial<SmcOptions>,
+  runs: number,
+  run: SmcRunner = (p, o) => runTwistedSmc(lm, p, o),
+) {
   const zs: number[] = [];
-  for (let r = 0; r < runs; r++) zs.push(Math.exp((await runTwistedSmc(lm, prompt, toyOptions({ ...over, seed: 1000 + r }))).logZ));
+  for (let r = 0; r < runs; r++) zs.push(Math.exp((await run(prompt, toyOptions({ ...over, seed: 1000 + r }))).logZ));
   const mean = zs.reduce((a, b) => a + b, 0) / runs;
   const sd = Math.sqrt(zs.reduce((a, b) => a + (b - mean) ** 2, 0) / (runs - 1));
   return { mean, se: sd / Math.sqrt(runs), zs };
@@ -73,13 +82,14 @@ export async function chiSquareOfSamples(
   sequences: readonly ToySequence[],
   runs: number,
   particles: number,
+  run: SmcRunner = (p, o) => runTwistedSmc(lm, p, o),
 ) {
   const counts = new Map<string, number>();
   let n = 0;
   let resampled = 0;
   let maxAbsLogZ = 0;
   for (let r = 0; r < runs; r++) {
-    const res = await runTwistedSmc(lm, prompt, toyOptions({ particles, seed: r }));
+    const res = await run(prompt, toyOptions({ particles, seed: r }));
     resampled += res.resampledAt.length;
     maxAbsLogZ = Math.max(maxAbsLogZ, Math.abs(res.logZ));
     for (const p of res.particles) {

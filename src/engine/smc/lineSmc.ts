@@ -114,8 +114,10 @@ export async function runLineSmc(proposer: LineProposer, prompt: readonly number
       const room = o.maxTokens - p.tokens.length;
       const taken = line.tokens.slice(0, room);
       p.tokens.push(...taken);
-      generated += taken.length + (line.ends === "eos" && taken.length === line.tokens.length ? 1 : 0);
-      if (line.ends === "eos" && taken.length === line.tokens.length) {
+      // The EOS is a draw too: it counts only where the budget had room left for it, as in the local loop.
+      const eos = line.ends === "eos" && line.tokens.length < room;
+      generated += taken.length + (eos ? 1 : 0);
+      if (eos) {
         p.finish = "eos";
         endsByEos.push(p);
       } else if (p.tokens.length >= o.maxTokens || line.ends === "length") {
