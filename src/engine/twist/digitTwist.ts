@@ -56,6 +56,7 @@ interface ColumnTable {
   best: Float64Array;
 }
 
+/** Values are cached per line and per expression: the verifier must not change while this twist is used. */
 export class DigitTwist implements TokenTwist {
   readonly kind = "token";
   /** Each token's text, read once through the caller's decode. */
