@@ -5,6 +5,7 @@
  * token-level SMC exact on the enumerable toy model.
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -296,6 +297,38 @@ describe("digit twist (the line verifier at token level)", () => {
       doc.verifier.baseModel.fingerprint = "0".repeat(32);
       writeFileSync(join(dir, "foreign.json"), JSON.stringify(doc));
       assert.throws(() => loadDigitTwist(join(dir, "foreign.json"), model.lm.vocabSize, model.folder), /was trained for model/);
+    });
+
+    it("eval --token-twist reads a digit-twist file and a line-verifier file at token level", async () => {
+      const model = await shippedModel();
+      const dir = mkdtempSync(join(tmpdir(), "tsmc-digit-eval-"));
+      const { table } = await learnResultLengths(model, loadProblems("synthetic", "train", 3, 1).problems, {
+        samples: 4,
+        maxTokens: 96,
+        seed: 1,
+      });
+      const digitFile = join(dir, "digit-twist.json");
+      saveDigitTwist(digitFile, join(MODEL_DIR, "twist-step.json"), table);
+      for (const file of [digitFile, join(MODEL_DIR, "twist-step.json")]) {
+        const r = spawnSync(
+          process.execPath,
+          ["--import", "tsx", join(__dirname, "../../src/engine/cli/main.ts"), "eval", "--n", "2", "--particles", "4", "--json"].concat([
+            "--token-twist",
+            file,
+            "--step-twist",
+            "none",
+            "--no-bounds",
+            "--threads",
+            "1",
+          ]),
+          { encoding: "utf8", timeout: 240000 },
+        );
+        assert.equal(r.status, 0, r.stderr);
+        const report = JSON.parse(r.stdout);
+        assert.equal(report.twists.token, file);
+        const row = report.rows.find((x: { method: string }) => x.method === "twisted SMC, token level (posterior sample)");
+        assert.ok(row.note === undefined && row.accuracy >= 0 && row.accuracy <= 1 && row.seconds > 0, JSON.stringify(row));
+      }
     });
 
     it("with the shipped verifier and lengths, token-level SMC writes more right lines than plain sampling", async () => {
