@@ -75,6 +75,33 @@ export async function timed<T>(tally: Tally, f: () => Promise<T>): Promise<T> {
   }
 }
 
+/** N plain samples of one problem: single-sample accuracy, pass@N and the majority vote. Returns which were right. */
+export function scoreSamples(texts: string[], gold: number, t: { single: Tally; pass: Tally; majority: Tally }): boolean[] {
+  const ok = texts.map((x) => correct(x, gold));
+  t.single.add(ok.filter(Boolean).length / texts.length);
+  t.pass.add(+ok.some(Boolean));
+  const vote = answerPosterior(
+    texts,
+    texts.map(() => 0),
+  );
+  t.majority.add(+(vote.answer !== null && answersMatch(Number(vote.answer), gold)));
+  return ok;
+}
+
+/**
+ * One SMC run's particles: the posterior sample's accuracy (the right particles' normalised weight;
+ * uniform when every weight died) and, given a tally for it, the weighted vote's.
+ */
+export function scoreParticles(texts: string[], logWeights: number[], gold: number, sampleTally: Tally, voteTally?: Tally): void {
+  const w = normalize(logWeights);
+  const dead = logWeights.every((x) => x === -Infinity);
+  sampleTally.add(texts.reduce((a, x, j) => a + (dead ? 1 / texts.length : w[j]) * +correct(x, gold), 0));
+  if (!voteTally) return;
+  voteTally.ms = sampleTally.ms;
+  const v = answerPosterior(texts, logWeights);
+  voteTally.add(+(v.answer !== null && answersMatch(Number(v.answer), gold)));
+}
+
 /** The value head's estimate log ψ of each complete sample (its final hidden state and confidence). */
 async function finalValues(model: LoadedModel, prompt: number[], samples: number[][], head: ValueTwistHead): Promise<number[]> {
   const V = model.lm.vocabSize,
@@ -147,14 +174,7 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
     const samples = await timed(t.majority, () => generate(lm, prompt, { numSamples: N, maxTokens, temperature: 1, seed, isEos }));
     t.single.ms = t.majority.ms / N;
     const texts = samples.sequences.map((s) => tokenizer.decode(s.tokens));
-    const ok = texts.map((x) => correct(x, p.gold));
-    t.single.add(ok.filter(Boolean).length / N);
-    t.pass.add(+ok.some(Boolean));
-    const vote = answerPosterior(
-      texts,
-      texts.map(() => 0),
-    );
-    t.majority.add(+(vote.answer !== null && answersMatch(Number(vote.answer), p.gold)));
+    const ok = scoreSamples(texts, p.gold, t);
 
     if (o.stepTwist) {
       const twist = o.stepTwist;
@@ -173,18 +193,13 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
 
     const runAndScore = async (sampleTally: Tally, voteTally: Tally | undefined, opts: SmcOptions) => {
       const r = await timed(sampleTally, () => runTwistedSmc(lm, prompt, opts));
-      const rtexts = r.particles.map((q) => tokenizer.decode(q.tokens));
-      const w = normalize(r.particles.map((q) => q.logWeight));
-      const dead = r.particles.every((q) => q.logWeight === -Infinity);
-      sampleTally.add(rtexts.reduce((a, x, j) => a + (dead ? 1 / N : w[j]) * +correct(x, p.gold), 0));
-      if (voteTally) {
-        voteTally.ms = sampleTally.ms;
-        const v = answerPosterior(
-          rtexts,
-          r.particles.map((q) => q.logWeight),
-        );
-        voteTally.add(+(v.answer !== null && answersMatch(Number(v.answer), p.gold)));
-      }
+      scoreParticles(
+        r.particles.map((q) => tokenizer.decode(q.tokens)),
+        r.particles.map((q) => q.logWeight),
+        p.gold,
+        sampleTally,
+        voteTally,
+      );
     };
     await runAndScore(t.smcPlain, undefined, base("token", seed));
     if (o.tokenTwist) await runAndScore(t.tokenSample, t.tokenVote, { ...base("token", seed), twist: o.tokenTwist });

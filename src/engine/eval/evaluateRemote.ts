@@ -9,14 +9,11 @@
  * of different problems; each problem's runs stay its own (a solve never mixes particles of two).
  */
 import { encodeWithinContext } from "../lm/model/contextWindow";
-import { answersMatch } from "../math/answer";
 import { MathProblem } from "../math/dataset";
 import { RemoteModel, remoteLineProposer } from "../remote/remoteModel";
 import { runLineSmc, LineSmcOptions } from "../smc/lineSmc";
-import { answerPosterior } from "../smc/posterior";
 import { StepTwist } from "../smc/twist";
-import { normalize } from "../smc/weights";
-import { correct, EvalReport, EvalRow, Tally, timed } from "./evaluate";
+import { correct, EvalReport, EvalRow, scoreParticles, scoreSamples, Tally, timed } from "./evaluate";
 
 export interface RemoteEvalOptions {
   particles: number;
@@ -76,14 +73,7 @@ export async function evaluateRemote(model: RemoteModel, problems: MathProblem[]
     t.greedy.add(+correct(greedyText, p.gold));
 
     const texts = await timed(t.majority, () => solutions(prompt, N, 1, maxTokens));
-    const ok = texts.map((x) => correct(x, p.gold));
-    t.single.add(ok.filter(Boolean).length / N);
-    t.pass.add(+ok.some(Boolean));
-    const vote = answerPosterior(
-      texts,
-      texts.map(() => 0),
-    );
-    t.majority.add(+(vote.answer !== null && answersMatch(Number(vote.answer), p.gold)));
+    const ok = scoreSamples(texts, p.gold, t);
 
     if (o.stepTwist) {
       const twist = o.stepTwist;
@@ -111,18 +101,13 @@ export async function evaluateRemote(model: RemoteModel, problems: MathProblem[]
     const runAndScore = async (sampleTally: Tally, voteTally: Tally | undefined, opts: LineSmcOptions) => {
       const r = await timed(sampleTally, () => runLineSmc(proposer, prompt, opts));
       requests += r.requests ?? 0;
-      const rtexts = r.particles.map((q) => tokenizer.decode(q.tokens));
-      const w = normalize(r.particles.map((q) => q.logWeight));
-      const dead = r.particles.every((q) => q.logWeight === -Infinity);
-      sampleTally.add(rtexts.reduce((a, x, j) => a + (dead ? 1 / N : w[j]) * +correct(x, p.gold), 0));
-      if (voteTally) {
-        voteTally.ms = sampleTally.ms;
-        const v = answerPosterior(
-          rtexts,
-          r.particles.map((q) => q.logWeight),
-        );
-        voteTally.add(+(v.answer !== null && answersMatch(Number(v.answer), p.gold)));
-      }
+      scoreParticles(
+        r.particles.map((q) => tokenizer.decode(q.tokens)),
+        r.particles.map((q) => q.logWeight),
+        p.gold,
+        sampleTally,
+        voteTally,
+      );
     };
     await runAndScore(t.smcPlain, undefined, base);
     if (o.stepTwist) await runAndScore(t.stepSample, t.stepVote, { ...base, twist: o.stepTwist });
