@@ -63,6 +63,25 @@ export class Tally {
   }
 }
 
+/**
+ * The rows' names, shared by the local and the server table (evaluateRemote.ts) so that the two
+ * backends' tables line up row for row.
+ */
+export const ROW = {
+  greedy: "greedy",
+  single: "single sample",
+  majority: (n: number) => `majority vote@${n}`,
+  bestOfN: (n: number) => `best-of-${n} by the step twist's final value`,
+  smcPlain: "SMC without twist (posterior sample)",
+  tokenSample: "twisted SMC, token level (posterior sample)",
+  stepSample: "twisted SMC, step level (posterior sample)",
+  tokenVote: "weighted vote over token-level twisted-SMC particles",
+  stepVote: "weighted vote over step-level twisted-SMC particles",
+  pass: (n: number) => `oracle pass@${n}`,
+} as const;
+
+export const twistNote = (x: unknown) => (x ? undefined : "no twist given");
+
 /** Whether a text's final answer is the gold one (the reward, as a boolean). */
 export const correct = (text: string, gold: number) => reward(text, gold) === 1;
 
@@ -223,18 +242,17 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
     o.onProblem?.(i + 1, problems.length);
   }
 
-  const twistNote = (x: unknown) => (x ? undefined : "no twist given");
   const rows: EvalRow[] = [
-    t.greedy.row("greedy", "one decode, T = 0"),
-    t.single.row("single sample", "T = 1, mean over the N samples"),
-    t.majority.row(`majority vote@${N}`),
-    t.bestOfN.row(`best-of-${N} by the step twist's final value`, twistNote(o.stepTwist)),
-    t.smcPlain.row("SMC without twist (posterior sample)", "ψ ≡ 1, φ ≡ 1: equals sampling"),
-    t.tokenSample.row("twisted SMC, token level (posterior sample)", twistNote(o.tokenTwist)),
-    t.stepSample.row("twisted SMC, step level (posterior sample)", twistNote(o.stepTwist)),
-    t.tokenVote.row("weighted vote over token-level twisted-SMC particles", twistNote(o.tokenTwist)),
-    t.stepVote.row("weighted vote over step-level twisted-SMC particles", twistNote(o.stepTwist)),
-    t.pass.row(`oracle pass@${N}`, "any of the N samples correct: a perfect verifier's ceiling"),
+    t.greedy.row(ROW.greedy, "one decode, T = 0"),
+    t.single.row(ROW.single, "T = 1, mean over the N samples"),
+    t.majority.row(ROW.majority(N)),
+    t.bestOfN.row(ROW.bestOfN(N), twistNote(o.stepTwist)),
+    t.smcPlain.row(ROW.smcPlain, "ψ ≡ 1, φ ≡ 1: equals sampling"),
+    t.tokenSample.row(ROW.tokenSample, twistNote(o.tokenTwist)),
+    t.stepSample.row(ROW.stepSample, twistNote(o.stepTwist)),
+    t.tokenVote.row(ROW.tokenVote, twistNote(o.tokenTwist)),
+    t.stepVote.row(ROW.stepVote, twistNote(o.stepTwist)),
+    t.pass.row(ROW.pass(N), "any of the N samples correct: a perfect verifier's ceiling"),
   ];
   const report: EvalReport = { n: problems.length, particles: N, rows };
   if (o.bounds) {

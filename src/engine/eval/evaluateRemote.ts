@@ -13,7 +13,7 @@ import { MathProblem } from "../math/dataset";
 import { RemoteModel, remoteLineProposer } from "../remote/remoteModel";
 import { runLineSmc, LineSmcOptions } from "../smc/lineSmc";
 import { StepTwist } from "../smc/twist";
-import { correct, EvalReport, EvalRow, scoreParticles, scoreSamples, Tally, timed } from "./evaluate";
+import { correct, EvalReport, EvalRow, ROW, scoreParticles, scoreSamples, Tally, timed, twistNote } from "./evaluate";
 
 export interface RemoteEvalOptions {
   particles: number;
@@ -135,16 +135,15 @@ export async function evaluateRemote(model: RemoteModel, problems: MathProblem[]
   t.single.ms = t.majority.ms / N;
   const wallSeconds = (performance.now() - started) / 1000;
 
-  const twistNote = (x: unknown) => (x ? undefined : "no twist given");
   const rows: EvalRow[] = [
-    t.greedy.row("greedy", "one decode, T = 0"),
-    t.single.row("single sample", "T = 1, mean over the N samples"),
-    t.majority.row(`majority vote@${N}`),
-    t.bestOfN.row(`best-of-${N} by the step twist's final value`, twistNote(o.stepTwist)),
-    t.smcPlain.row("SMC without twist (posterior sample)", "step level, ψ ≡ 1, φ ≡ 1: equals sampling"),
-    t.stepSample.row("twisted SMC, step level (posterior sample)", twistNote(o.stepTwist)),
-    t.stepVote.row("weighted vote over step-level twisted-SMC particles", twistNote(o.stepTwist)),
-    t.pass.row(`oracle pass@${N}`, "any of the N samples correct: a perfect verifier's ceiling"),
+    t.greedy.row(ROW.greedy, "one decode, T = 0"),
+    t.single.row(ROW.single, "T = 1, mean over the N samples"),
+    t.majority.row(ROW.majority(N)),
+    t.bestOfN.row(ROW.bestOfN(N), twistNote(o.stepTwist)),
+    t.smcPlain.row(ROW.smcPlain, "step level, ψ ≡ 1, φ ≡ 1: equals sampling"),
+    t.stepSample.row(ROW.stepSample, twistNote(o.stepTwist)),
+    t.stepVote.row(ROW.stepVote, twistNote(o.stepTwist)),
+    t.pass.row(ROW.pass(N), "any of the N samples correct: a perfect verifier's ceiling"),
   ];
   return {
     n: problems.length,
