@@ -3,13 +3,13 @@
  * against the base model as any twist file is) and the result lengths learned beside it
  * (resultLengths.ts). A plain line-verifier file is a digit twist too, without lengths.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { ModelFolder } from "../lm/model/modelFolder";
 import { writeFileAtomic } from "../util/atomicWrite";
 import { DigitTwist } from "./digitTwist";
 import { LineVerifier } from "./lineVerifier";
 import { ResultLengthTable } from "./resultLengths";
-import { parseTwist, TWIST_FORMAT, TwistFileError } from "./twistFile";
+import { parseTwist, readTwistDocument, TWIST_FORMAT, TwistFileError } from "./twistFile";
 
 export const DIGIT_TWIST_FORMAT = "twisted-smc-digit-twist";
 
@@ -42,13 +42,7 @@ export function saveDigitTwist(path: string, verifierPath: string, table: Result
  * belong to that model.
  */
 export function loadDigitTwist(path: string, vocabSize: number, folder?: ModelFolder): DigitTwist | undefined {
-  if (!existsSync(path)) throw new TwistFileError(`twist file ${path} does not exist`);
-  let doc: Record<string, unknown>;
-  try {
-    doc = JSON.parse(readFileSync(path, "utf8"));
-  } catch (e) {
-    throw new TwistFileError(`twist file ${path} is not valid JSON (${(e as Error).message}): it may be corrupt or truncated`);
-  }
+  const doc = readTwistDocument(path);
   if (doc?.format === TWIST_FORMAT) {
     if (doc.architecture !== "line-verifier") return undefined;
     const { head } = parseTwist(doc, path, folder);

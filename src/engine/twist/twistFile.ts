@@ -128,14 +128,17 @@ export function saveTwist(path: string, head: TwistHead, meta: Parameters<typeof
 
 /** Reads and validates a twist file; with `folder`, also checks that it belongs to that model. */
 export function loadTwist(path: string, folder?: ModelFolder): TwistFile {
+  return parseTwist(readTwistDocument(path), path, folder);
+}
+
+/** A twist file's JSON document, unchecked; a missing or unreadable file is one TwistFileError line. */
+export function readTwistDocument(path: string): Record<string, unknown> {
   if (!existsSync(path)) throw new TwistFileError(`twist file ${path} does not exist`);
-  let doc: Record<string, unknown>;
   try {
-    doc = JSON.parse(readFileSync(path, "utf8"));
+    return JSON.parse(readFileSync(path, "utf8"));
   } catch (e) {
     throw new TwistFileError(`twist file ${path} is not valid JSON (${(e as Error).message}): it may be corrupt or truncated`);
   }
-  return parseTwist(doc, path, folder);
 }
 
 /** Validates a parsed twist document (a file's, or the one inside a training checkpoint). */
