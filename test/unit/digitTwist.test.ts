@@ -16,6 +16,7 @@ import { train } from "../../src/engine/train/trainer";
 import { applyOp, synthesize } from "../../src/engine/math/problems";
 import { arithmeticLines, encodeLine } from "../../src/engine/twist/arithmeticLines";
 import { DigitTwist } from "../../src/engine/twist/digitTwist";
+import { PartialResultHead } from "../../src/engine/twist/partialResults";
 import { ResultLengthTable } from "../../src/engine/twist/resultLengths";
 import { loadDigitTwist, saveDigitTwist } from "../../src/engine/twist/digitTwistFile";
 import { learnResultLengths } from "../../src/engine/train/resultLengths";
@@ -203,9 +204,16 @@ describe("digit twist (the line verifier at token level)", () => {
     // A length model that favours 2-digit results of "1 + 1" and "12 + 1" lines.
     const lengths = new ResultLengthTable();
     for (const c of ["2", "13", "13", "21", "21", "21", "211"]) lengths.add({ a: "12", op: "+", b: "1", c });
+    // A partial-result head with every parameter random: results being written read by the head. Its
+    // parameters are scaled down so that ψ inside a line stays within a few e-folds of the verifier's at
+    // the line's end: with the full scale a rare digit's ψ is e⁻²⁰ and Ẑ's tail too heavy for 300 runs.
+    const partial = new PartialResultHead(randomVerifier(2, 8));
+    for (const p of partial.net.parameters()) p.forEach((x, j) => (p[j] = 0.4 * x));
     for (const [name, make] of [
       ["any length", () => new DigitTwist(verifier, 4)],
       ["learned lengths", () => new DigitTwist(verifier, 4, lengths)],
+      ["a partial-result head", () => new DigitTwist(verifier, 4, lengths, partial)],
+      ["a partial-result head without lengths", () => new DigitTwist(verifier, 4, undefined, partial)],
     ] as const) {
       it(`${name}, with a known final potential: mean Ẑ is within 3 standard errors of the exact Z`, async () => {
         // Z = Σ p(s)·φ(text of s), whatever the twist.

@@ -15,6 +15,13 @@
  * completions is separable: one table of per-column contributions per expression "a op b" (45 verifier
  * calls), then a max per column, for each possible length of c.
  *
+ * With a partial-result head (partialResults.ts, trained on lines cut after each digit of their result),
+ * a result being written is read by the head instead: for each length L the result may end at, the head
+ * judges c's digits standing where a result of length L has them, and L = |c| (the result ends here) is
+ * the verifier's value of the line as written. The shipped verifier ranks a result's leading digits
+ * little better than chance (it was trained on finished lines, whose slips are mostly low); the head
+ * was trained on the leading digits themselves.
+ *
  * Where it agrees with the line verifier exactly: after a line's end ("\n"), at EOS, and wherever no
  * number is open at the end of the line. So the token level and the step level tell one story, and φ
  * at EOS (the twist's estimate when the answer is unknown) is the step level's φ.
@@ -32,6 +39,7 @@ import type { TokenTwist, TwistInput } from "../smc/twist";
 import { ArithmeticLine, arithmeticLines, BLANK, expressionKey } from "./arithmeticLines";
 import { logSigmoid } from "./heads";
 import { LineVerifier } from "./lineVerifier";
+import type { PartialResultHead } from "./partialResults";
 import type { ResultLengths } from "./resultLengths";
 
 /** Entries kept in each of the twist's caches before it is cleared. */
@@ -72,7 +80,12 @@ export class DigitTwist implements TokenTwist {
     readonly vocabSize: number,
     /** How long a result of each expression is (learned, resultLengths.ts); without it, any length up to the columns. */
     readonly lengths?: ResultLengths,
-  ) {}
+    /** A head trained on partial results (partialResults.ts): with it, a result being written is read by the head, not by its best completion. */
+    readonly partial?: PartialResultHead,
+  ) {
+    if (partial && partial.columns !== verifier.p.columns)
+      throw new Error("digit twist: the partial-result head and the verifier read different columns");
+  }
 
   logPsiNext(input: TwistInput): Float32Array {
     const decode = input.decode;
@@ -147,7 +160,9 @@ export class DigitTwist implements TokenTwist {
   openResultValue(line: ArithmeticLine): number {
     const D = this.verifier.p.columns;
     const k = line.c.length;
-    if (!this.verifier.encodeLine(line)) return 0;
+    const enc = this.verifier.encodeLine(line);
+    if (!enc) return 0;
+    if (this.partial) return this.partialResultValue(line, enc);
     const t = this.columnTable(line);
     const weights = this.lengths?.weights(line, D);
     let best = -Infinity,
@@ -163,6 +178,26 @@ export class DigitTwist implements TokenTwist {
       }
     }
     return total > 0 ? Math.log(mass / total) : logSigmoid(best);
+  }
+
+  /**
+   * With the partial-result head: log Σ_{L ≥ |c|} P(L | a op b, L ≥ |c|)·σ(z_L), where z_L is the head's
+   * logit of c's digits standing where a result of length L has them, and z_{|c|} (the result ends here)
+   * is the verifier's ℓ(a op b = c), as it is when the number closes. Without a length model every
+   * length up to the columns weighs the same.
+   */
+  private partialResultValue(line: ArithmeticLine, enc: Int32Array): number {
+    const D = this.verifier.p.columns;
+    const k = line.c.length;
+    const weights = this.lengths?.weights(line, D) ?? new Array<number>(D).fill(1);
+    let mass = 0,
+      total = 0;
+    for (let length = k; length <= D; length++) {
+      const z = length === k ? this.verifier.lineLogit(enc) : this.partial!.logit({ line, length })!;
+      mass += weights[length - 1] * Math.exp(logSigmoid(z));
+      total += weights[length - 1];
+    }
+    return Math.log(mass / total);
   }
 
   private columnTable(line: ArithmeticLine): ColumnTable {

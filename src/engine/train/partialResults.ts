@@ -1,0 +1,115 @@
+/**
+ * Trains the partial-result head (twist/partialResults.ts) on lines cut after each digit of their
+ * result, labelled by outcomes as the line verifier's lines are (lineLabels.ts), never by arithmetic:
+ * - the expressions' results are what right samples wrote (mineLineLabels: one expression, one value);
+ * - a line cut after k digits of its result c, read with c's own length, is right when those digits
+ *   stand where the mined result has them: the same length, the same leading k digits. So every cut of
+ *   a right line is right, and a wrong line's cuts are right up to the digit where it slipped;
+ * - contrasts (optional), from the same one assumption: at each cut of a mined result, another digit in
+ *   place of its k-th is wrong, and its leading digits read under another length are wrong. The model's
+ *   own slips are few and mostly in the low columns; the contrasts show every column every digit.
+ */
+import { Adam } from "../twist/adam";
+import { ArithmeticLine, expressionKey } from "../twist/arithmeticLines";
+import { logSigmoid } from "../twist/heads";
+import { encodePartial, PartialResult, PartialResultHead } from "../twist/partialResults";
+import { Rng } from "../util/rng";
+import { mineLineLabels } from "./lineLabels";
+
+export interface CutLine extends PartialResult {
+  label: 0 | 1;
+  /** The example's weight in the loss. */
+  weight: number;
+}
+
+export interface CutOptions {
+  /** Total weight of one cut's contrasts (spread over them); 0: none. */
+  contrastWeight: number;
+}
+
+/** One problem's samples cut into partial results with outcome labels. */
+export function mineCutLines(texts: readonly string[], correct: readonly boolean[], o: CutOptions): CutLine[] {
+  const labelled = mineLineLabels(texts, correct);
+  // The mined result of each expression: what its right lines wrote (a disagreement says nothing).
+  const mined = new Map<string, string | null>();
+  for (const { line, label } of labelled) {
+    if (!label) continue;
+    const k = expressionKey(line);
+    const seen = mined.get(k);
+    mined.set(k, seen === undefined || seen === line.c ? line.c : null);
+  }
+  const out: CutLine[] = [];
+  for (const { line, label } of labelled) {
+    const right = label ? line.c : mined.get(expressionKey(line));
+    for (let k = 1; k <= line.c.length; k++) {
+      const c = line.c.slice(0, k);
+      const agrees = !!right && right.length === line.c.length && right.startsWith(c);
+      out.push({ line: { ...line, c }, length: line.c.length, label: label || agrees ? 1 : 0, weight: 1 });
+    }
+  }
+  if (o.contrastWeight > 0)
+    for (const [key, right] of mined) {
+      if (!right) continue;
+      const line = labelled.find((l) => l.label && expressionKey(l.line) === key)!.line;
+      out.push(...contrasts(line, right, o.contrastWeight));
+    }
+  return out;
+}
+
+/** Every cut of a mined result `right`: other k-th digits, and its leading digits under other lengths. */
+function contrasts(line: ArithmeticLine, right: string, weight: number): CutLine[] {
+  const wrong: PartialResult[] = [];
+  for (let k = 1; k <= right.length; k++) {
+    for (let d = 0; d < 10; d++)
+      if (String(d) !== right[k - 1]) wrong.push({ line: { ...line, c: right.slice(0, k - 1) + d }, length: right.length });
+    for (let length = k; length <= k + 3; length++)
+      if (length !== right.length) wrong.push({ line: { ...line, c: right.slice(0, k) }, length });
+  }
+  return wrong.map((p) => ({ ...p, label: 0, weight: weight / 12 }));
+}
+
+export interface PartialTrainOptions {
+  epochs: number;
+  batch: number;
+  learningRate: number;
+  seed: number;
+  onEpoch?: (epoch: number, loss: number) => void;
+}
+
+/** Binary cross-entropy on the cut lines, by Adam over shuffled minibatches (deterministic given the seed). */
+export function trainPartialHead(head: PartialResultHead, cuts: readonly CutLine[], o: PartialTrainOptions): { loss: number } {
+  const examples = cuts.flatMap((c) => {
+    const enc = encodePartial(c, head.columns);
+    return enc ? [{ enc, label: c.label, weight: c.weight }] : [];
+  });
+  if (!examples.length) throw new Error("partial-result head: no cut line fits the columns");
+  const params = head.net.parameters();
+  const adam = new Adam(params, o.learningRate);
+  const rng = new Rng(`partial:${o.seed}`);
+  const order = examples.map((_, i) => i);
+  let loss = 0;
+  for (let epoch = 0; epoch < o.epochs; epoch++) {
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = rng.int(0, i);
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    loss = 0;
+    let total = 0;
+    for (let start = 0; start < order.length; start += o.batch) {
+      const grads = params.map((p) => new Float64Array(p.length));
+      const batch = order.slice(start, start + o.batch);
+      const mass = batch.reduce((s, i) => s + examples[i].weight, 0);
+      for (const i of batch) {
+        const { enc, label, weight } = examples[i];
+        const z = head.net.lineLogit(enc);
+        loss -= weight * (label * logSigmoid(z) + (1 - label) * logSigmoid(-z));
+        head.net.addGradient(grads, enc, (weight * (Math.exp(logSigmoid(z)) - label)) / mass);
+      }
+      total += mass;
+      adam.step(grads);
+    }
+    loss /= total;
+    o.onEpoch?.(epoch + 1, loss);
+  }
+  return { loss };
+}

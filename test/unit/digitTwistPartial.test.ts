@@ -1,0 +1,194 @@
+/**
+ * The partial-result head (src/engine/twist/partialResults.ts, trained by
+ * src/engine/train/partialResults.ts): cut lines labelled by outcomes, a head that learns from them
+ * deterministically, a digit twist that reads it while a result is written and the line verifier at
+ * every line end, and a file that holds it. (The exact-Z tests with a head are in digitTwist.test.ts.)
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
+import { TextTokenizer } from "../../src/engine/lm/model/tokenizer";
+import { synthesize } from "../../src/engine/math/problems";
+import { mineCutLines, trainPartialHead } from "../../src/engine/train/partialResults";
+import { arithmeticLines, BLANK, encodeLine } from "../../src/engine/twist/arithmeticLines";
+import { DigitTwist } from "../../src/engine/twist/digitTwist";
+import { loadDigitTwist, saveDigitTwist } from "../../src/engine/twist/digitTwistFile";
+import { logSigmoid } from "../../src/engine/twist/heads";
+import { LineVerifier } from "../../src/engine/twist/lineVerifier";
+import { encodePartial, PartialResultHead, PENDING } from "../../src/engine/twist/partialResults";
+import { ResultLengthTable } from "../../src/engine/twist/resultLengths";
+import { loadTwist } from "../../src/engine/twist/twistFile";
+import { Rng } from "../../src/engine/util/rng";
+import { MODEL_DIR } from "./helpers";
+
+function randomNet(columns: number, seed: number): LineVerifier {
+  const rng = new Rng(seed);
+  const v = LineVerifier.init(columns, rng, 4, 6);
+  for (const p of v.parameters()) for (let j = 0; j < p.length; j++) p[j] = rng.normal();
+  return v;
+}
+
+const shippedVerifier = () => loadTwist(join(MODEL_DIR, "twist-step.json")).head as LineVerifier;
+
+describe("partial-result head (the digit twist's reading of a result being written)", () => {
+  it("encodes the written digits where a result of the given length has them, the columns below pending", () => {
+    const line = { a: "12", op: "+", b: "95", c: "10" } as const;
+    const enc = encodePartial({ line, length: 3 }, 4)!;
+    // c's columns, units first: pending, 0, 1, blank.
+    assert.deepEqual([...enc.slice(9)], [PENDING, 0, 1, BLANK]);
+    assert.deepEqual([...enc.slice(0, 9)], [...encodeLine(line, 4).slice(0, 9)]);
+    // Written in full, it is the finished line's encoding.
+    assert.deepEqual(encodePartial({ line, length: 2 }, 4), encodeLine(line, 4));
+    assert.equal(encodePartial({ line, length: 5 }, 4), undefined);
+    assert.equal(encodePartial({ line, length: 1 }, 4), undefined);
+    assert.equal(encodePartial({ line: { ...line, a: "12345" }, length: 3 }, 4), undefined);
+  });
+
+  it("cuts lines after each digit of their result and labels them by the results right samples wrote", () => {
+    const texts = [
+      "12 + 30 = 42\n#### 42",
+      "12 + 30 = 47\n#### 47",
+      "12 + 30 = 52\n#### 52",
+      "12 + 30 = 420\n#### 420",
+      "5 * 6 = 31\n#### 31",
+    ];
+    const cuts = mineCutLines(texts, [true, false, false, false, false], { contrastWeight: 0 });
+    const label = (c: string, length: number) =>
+      cuts.filter((x) => x.line.c === c && x.length === length && x.line.a === "12").map((x) => x.label);
+    assert.deepEqual(label("4", 2), [1, 1]); // the right line's and "47"'s first digit
+    assert.deepEqual(label("42", 2), [1]);
+    assert.deepEqual(label("47", 2), [0]);
+    assert.deepEqual(label("5", 2), [0]);
+    assert.deepEqual(label("4", 3), [0]); // "420": a 4 in the hundreds is not the right result's
+    assert.deepEqual(label("42", 3), [0]);
+    // No right sample computed 5 * 6: its line says nothing.
+    assert.ok(cuts.every((x) => x.line.a !== "5"));
+    assert.ok(cuts.every((x) => x.weight === 1));
+
+    const withContrasts = mineCutLines(texts, [true, false, false, false, false], { contrastWeight: 1 });
+    const contrasts = withContrasts.slice(cuts.length);
+    assert.ok(contrasts.every((x) => x.label === 0 && x.line.a === "12" && Math.abs(x.weight - 1 / 12) < 1e-12));
+    // At each cut of "42": nine other digits and three other lengths.
+    assert.equal(contrasts.length, 2 * (9 + 3));
+    assert.ok(contrasts.some((x) => x.line.c === "43" && x.length === 2));
+    assert.ok(contrasts.some((x) => x.line.c === "4" && x.length === 1));
+    assert.ok(!contrasts.some((x) => x.line.c === "42" && x.length === 2) && !contrasts.some((x) => x.line.c === "4" && x.length === 2));
+  });
+
+  // Cut lines of worked solutions (as right samples) and of the same solutions with one result slipped.
+  function workedCuts(n: number, seed: number) {
+    const rng = new Rng(seed);
+    return synthesize("train", n, seed).flatMap((p) => {
+      const slipped = p.answer.replace(/= (\d+)/, (_, c: string) => `= ${c.slice(0, -1)}${(Number(c.at(-1)) + 1 + rng.int(0, 8)) % 10}`);
+      return mineCutLines([p.answer, slipped], [true, false], { contrastWeight: 1 });
+    });
+  }
+
+  it("learns from the cut lines, the same way for the same seed", () => {
+    const cuts = workedCuts(120, 3).filter((c) => encodePartial(c, 4));
+    const loss = (head: PartialResultHead) =>
+      cuts.reduce((s, c) => {
+        const z = head.logit(c)!;
+        return s - c.weight * (c.label ? logSigmoid(z) : logSigmoid(-z));
+      }, 0);
+    const heads = [0, 1].map(() => new PartialResultHead(LineVerifier.init(4, new Rng("partial-test"))));
+    const before = loss(heads[0]);
+    for (const h of heads) trainPartialHead(h, cuts, { epochs: 3, batch: 64, learningRate: 0.01, seed: 5 });
+    assert.ok(loss(heads[0]) < 0.5 * before, `loss ${before} → ${loss(heads[0])}`);
+    assert.deepEqual(heads[1].net.parameters(), heads[0].net.parameters());
+    // Held out: the right digit of a result being written outranks a slip of it more often than not.
+    let wins = 0,
+      n = 0;
+    for (const p of synthesize("test", 40, 4))
+      for (const l of arithmeticLines(p.answer))
+        for (let k = 1; k < l.c.length; k++) {
+          const right = heads[0].logit({ line: { ...l, c: l.c.slice(0, k) }, length: l.c.length })!;
+          const slip = heads[0].logit({ line: { ...l, c: l.c.slice(0, k - 1) + ((Number(l.c[k - 1]) + 1) % 10) }, length: l.c.length })!;
+          wins += +(right > slip);
+          n++;
+        }
+    assert.ok(n >= 40 && wins / n > 0.6, `right digit first in ${wins} of ${n}`);
+  });
+
+  it("in the digit twist: a result being written is the head's mixture over lengths; finished lines are the verifier's", () => {
+    const verifier = shippedVerifier();
+    const head = new PartialResultHead(randomNet(4, 11));
+    const table = new ResultLengthTable();
+    for (const p of synthesize("train", 100, 1)) for (const l of arithmeticLines(p.answer)) table.add(l);
+    const twist = new DigitTwist(verifier, 1, table, head);
+    for (const c of ["4", "42", "420", "1"]) {
+      const line = { a: "12", op: "+", b: "30", c } as const;
+      const w = table.weights(line, 4);
+      let mass = 0,
+        total = 0;
+      for (let L = c.length; L <= 4; L++) {
+        const z = L === c.length ? verifier.lineLogit(encodeLine(line, 4)) : head.logit({ line, length: L })!;
+        mass += w[L - 1] / (1 + Math.exp(-z));
+        total += w[L - 1];
+      }
+      assert.ok(Math.abs(twist.openResultValue(line) - Math.log(mass / total)) < 1e-9, c);
+      assert.notEqual(twist.openResultValue(line), new DigitTwist(verifier, 1, table).openResultValue(line));
+    }
+    assert.throws(() => new DigitTwist(verifier, 1, table, new PartialResultHead(randomNet(3, 1))), /different columns/);
+
+    // Token by token on worked solutions: after "\n" and at EOS ψ is the verifier's; a digit's ψ is the
+    // text read after it, and the same on a second reading (a function of the prefix).
+    const tok = TextTokenizer.fromFolder(openModelFolder(MODEL_DIR));
+    const V = 332;
+    const tokenTwist = new DigitTwist(verifier, V, table, head);
+    const decode = (x: readonly number[]) => tok.decode(x);
+    const eos = [...Array(V).keys()].filter((s) => tok.isEos(s));
+    let lineEnds = 0;
+    for (const p of synthesize("test", 15, 3)) {
+      const ids = tok.encode(p.answer);
+      for (let t = 0; t < ids.length; t++) {
+        const prefix = ids.slice(0, t);
+        const row = tokenTwist.logPsiNext({ hiddenSize: 0, prefixes: [prefix], decode });
+        const again = new DigitTwist(verifier, V, table, head).logPsiNext({ hiddenSize: 0, prefixes: [prefix], decode });
+        assert.deepEqual(again, row);
+        const next = ids[t];
+        const after = tok.decode([...prefix, next]);
+        if (tok.isLineEnd(next)) {
+          assert.ok(Math.abs(row[next] - verifier.logValueOfText(after)) < 1e-6, after);
+          lineEnds++;
+        }
+        if (/\d/.test(tok.decode([next]))) assert.ok(Math.abs(row[next] - twist.logValueOfText(after)) < 1e-6, after);
+        for (const e of eos) assert.ok(Math.abs(row[e] - verifier.logValueOfText(tok.decode(prefix))) < 1e-6);
+      }
+    }
+    assert.ok(lineEnds >= 15);
+  });
+
+  it("a digit-twist file holds the head (version 2) and reads back the same twist", () => {
+    const folder = openModelFolder(MODEL_DIR);
+    const dir = mkdtempSync(join(tmpdir(), "tsmc-partial-file-"));
+    const path = join(dir, "digit-twist.json");
+    const table = new ResultLengthTable();
+    for (const p of synthesize("train", 50, 1)) for (const l of arithmeticLines(p.answer)) table.add(l);
+    const head = PartialResultHead.fromVerifier(shippedVerifier());
+    head.net.p.T[17] += 0.5; // not the verifier's parameters any more
+    saveDigitTwist(path, join(MODEL_DIR, "twist-step.json"), table, { test: true }, head);
+    const loaded = loadDigitTwist(path, 332, folder)!;
+    assert.ok(loaded.partial);
+    assert.deepEqual(loaded.partial.net.parameters(), head.net.parameters());
+    const twist = new DigitTwist(shippedVerifier(), 332, table, head);
+    for (const c of ["4", "42", "7"]) {
+      const line = { a: "12", op: "*", b: "30", c } as const;
+      assert.equal(loaded.openResultValue(line), twist.openResultValue(line));
+    }
+    const doc = JSON.parse(readFileSync(path, "utf8"));
+    assert.equal(doc.version, 2);
+    // Without a head the file stays version 1; a head for another model is refused.
+    saveDigitTwist(join(dir, "plain.json"), join(MODEL_DIR, "twist-step.json"), table);
+    assert.equal(JSON.parse(readFileSync(join(dir, "plain.json"), "utf8")).version, 1);
+    assert.equal(loadDigitTwist(join(dir, "plain.json"), 332, folder)?.partial, undefined);
+    doc.partial.baseModel.fingerprint = "0".repeat(32);
+    writeFileSync(join(dir, "foreign.json"), JSON.stringify(doc));
+    assert.throws(() => loadDigitTwist(join(dir, "foreign.json"), 332, folder), /was trained for model/);
+    delete doc.partial;
+    writeFileSync(join(dir, "headless.json"), JSON.stringify(doc));
+    assert.throws(() => loadDigitTwist(join(dir, "headless.json"), 332), /no partial-result head/);
+  });
+});
