@@ -24,6 +24,12 @@ export class FaultProxy {
   inFlight = 0;
   maxInFlight = 0;
   bodies: Record<string, unknown>[] = [];
+  /** The path of each request, in order. */
+  paths: string[] = [];
+  /** Paths answered 404, as a server without those endpoints would (TGI, a hosted API). */
+  missing = new Set<string>();
+  /** Drops `logprobs` from completions answers, as a server that returns none would. */
+  stripLogprobs = false;
   authorizations: (string | undefined)[] = [];
 
   /** Where requests go: a restarted server on another port is pointed to by setting it. */
@@ -46,6 +52,9 @@ export class FaultProxy {
       inFlight: 0,
       maxInFlight: 0,
       bodies: [],
+      paths: [],
+      missing: new Set<string>(),
+      stripLogprobs: false,
       authorizations: [],
     });
   }
@@ -63,9 +72,15 @@ export class FaultProxy {
     res.on("close", () => void (res.writableFinished ? undefined : this.aborted++));
     this.inFlight++;
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
-    this.bodies.push(JSON.parse(body) as Record<string, unknown>);
+    this.bodies.push(body ? (JSON.parse(body) as Record<string, unknown>) : {}); // a GET (/props) has none
     this.authorizations.push(req.headers.authorization);
+    this.paths.push(req.url!);
     const done = () => void this.inFlight--;
+    if (this.missing.has(req.url!)) {
+      done();
+      res.writeHead(404).end(JSON.stringify({ error: { message: "Not Found" } }));
+      return;
+    }
     const fault = this.faults.shift() ?? this.persistent;
     if (fault === "hang") {
       res.on("close", done);
@@ -86,7 +101,10 @@ export class FaultProxy {
     if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
     let upstream: Response, text: string;
     try {
-      upstream = await fetch(this.upstream + req.url!, { method: "POST", headers: { "content-type": "application/json" }, body });
+      upstream = await fetch(
+        this.upstream + req.url!,
+        req.method === "GET" ? { method: "GET" } : { method: "POST", headers: { "content-type": "application/json" }, body },
+      );
       text = await upstream.text();
     } catch {
       // The server is gone: the client sees what it would see of a dead server, a dropped connection.
@@ -95,6 +113,11 @@ export class FaultProxy {
       return;
     }
     done();
+    if (this.stripLogprobs && upstream.ok && req.url!.endsWith("/completions")) {
+      const json = JSON.parse(text) as { choices: { logprobs?: unknown }[] };
+      json.choices.forEach((c) => delete c.logprobs);
+      text = JSON.stringify(json);
+    }
     res
       .writeHead(upstream.status, { "content-type": "application/json" })
       .end(fault === "malformed" ? text.slice(0, text.length >> 1) : text);

@@ -101,9 +101,14 @@ describe("OpenAI completions client: parsing and planning (no server)", () => {
   it("reads vLLM's legacy logprobs shape and stop_reason (hand-written sample)", () => {
     const lines = rawChoices(VLLM_SAMPLE, 3).map((c) => parseChoice(c, parse));
     assert.deepEqual(lines, [
-      { text: "30 * 23 = 690", tokens: [23, 20, 108, 102, 23, 100, 117, 29, 20], finish: "stop" },
-      { text: "#### 841", tokens: [150, 121, 24, 21], finish: "eos" },
-      { text: "30 * 2", tokens: [23, 20, 108, 102], finish: "length" },
+      {
+        text: "30 * 23 = 690",
+        tokens: [23, 20, 108, 102, 23, 100, 117, 29, 20],
+        pieces: ["3", "0", " *", " 2", "3", " =", " 6", "9", "0"],
+        finish: "stop",
+      },
+      { text: "#### 841", tokens: [150, 121, 24, 21], pieces: ["####", " 8", "4", "1"], finish: "eos" },
+      { text: "30 * 2", tokens: [23, 20, 108, 102], pieces: ["3", "0", " *", " 2"], finish: "length" },
     ]);
   });
 
@@ -118,11 +123,7 @@ describe("OpenAI completions client: parsing and planning (no server)", () => {
     assert.deepEqual(parseChoice(choice(["token_id:23", "token_id:99"], "3", "\n"), parse), { text: "3", tokens: [23], finish: "stop" });
     assert.deepEqual(parseChoice(choice(["token_id:23", "token_id:2"], "3", null), parse), { text: "3", tokens: [23], finish: "eos" });
     // The stop string inside a larger token: the ids do not spell the text, so none are given.
-    assert.deepEqual(parseChoice(choice(["token_id:23", "token_id:300"], "3.", "\n"), parse), {
-      text: "3.",
-      tokens: undefined,
-      finish: "stop",
-    });
+    assert.deepEqual(parseChoice(choice(["token_id:23", "token_id:300"], "3.", "\n"), parse), { text: "3.", finish: "stop" });
   });
 
   it("reads SGLang's matched_stop (the EOS id or the stop string; shape from its source, written by hand)", () => {
@@ -136,9 +137,9 @@ describe("OpenAI completions client: parsing and planning (no server)", () => {
     const stop = { index: 0, text: "3 =", finish_reason: "stop", logprobs: { content: [entry(23, "3"), entry(100, " =")] } };
     const eos = { index: 0, text: "3", finish_reason: "stop", logprobs: { content: [entry(23, "3"), entry(EOS, "")] } };
     const bare = { index: 0, text: "3", finish_reason: "stop", logprobs: null };
-    assert.deepEqual(parseChoice(stop, parse), { text: "3 =", tokens: [23, 100], finish: "stop" });
-    assert.deepEqual(parseChoice(eos, parse), { text: "3", tokens: [23], finish: "eos" });
-    assert.deepEqual(parseChoice(bare, parse), { text: "3", tokens: undefined, finish: "stop" });
+    assert.deepEqual(parseChoice(stop, parse), { text: "3 =", tokens: [23, 100], pieces: ["3", " ="], finish: "stop" });
+    assert.deepEqual(parseChoice(eos, parse), { text: "3", tokens: [23], pieces: ["3"], finish: "eos" });
+    assert.deepEqual(parseChoice(bare, parse), { text: "3", finish: "stop" });
     assert.throws(() => rawChoices({ choices: [stop] }, 2), /1 choices, 2 asked for/);
     assert.throws(() => rawChoices({ nothing: 1 }, 1), /no choices/);
   });
@@ -268,6 +269,7 @@ describe("OpenAI completions client against llama-server (the shipped model)", f
         assert.deepEqual(short.lines[i], {
           text: tokenizer.decode(local.tokens.slice(0, 2)),
           tokens: local.tokens.slice(0, 2),
+          pieces: local.tokens.slice(0, 2).map((t) => tokenizer.decode([t])),
           finish: "length",
         });
     }

@@ -27,6 +27,8 @@ export interface LineChoice {
   text: string;
   /** The ids of `text`, or undefined when the server did not give ids known to spell it. */
   tokens?: number[];
+  /** The text of each of `tokens`, when the server gave them (they join to `text`). */
+  pieces?: string[];
   finish: LineFinish;
 }
 
@@ -83,13 +85,13 @@ export function parseChoice(choice: RawChoice, options: ParseOptions): LineChoic
     } else finish = lastIsEos ? "eos" : "stop";
   } else throw new MalformedResponseError(`finish_reason ${JSON.stringify(choice.finish_reason)}`);
   const kept = lastIsEos ? entries.slice(0, -1) : entries;
-  return { text: choice.text, tokens: spelling(kept, choice.text, finish, options), finish };
+  return { text: choice.text, ...spelling(kept, choice.text, finish, options), finish };
 }
 
-/** The ids of `entries` that spell `text`, or undefined when that is not known. */
-function spelling(entries: Entry[], text: string, finish: LineFinish, options: ParseOptions): number[] | undefined {
-  if (!entries.length) return text === "" && finish !== "length" ? [] : undefined;
-  if (entries.some((e) => e.id === undefined)) return undefined;
+/** The ids of `entries` that spell `text` (with their texts, where given), or neither when that is not known. */
+function spelling(entries: Entry[], text: string, finish: LineFinish, options: ParseOptions): Pick<LineChoice, "tokens" | "pieces"> {
+  if (!entries.length) return text === "" && finish !== "length" ? { tokens: [], pieces: [] } : {};
+  if (entries.some((e) => e.id === undefined)) return {};
   const ids = entries.map((e) => e.id!);
   if (entries.every((e) => e.piece !== undefined)) {
     // The longest prefix of the pieces that joins to the text (a stop token's piece follows it).
@@ -99,14 +101,14 @@ function spelling(entries: Entry[], text: string, finish: LineFinish, options: P
       joined += entries[i].piece;
       if (joined === text) match = i + 1;
     }
-    return match < 0 ? undefined : ids.slice(0, match);
+    return match < 0 ? {} : { tokens: ids.slice(0, match), pieces: entries.slice(0, match).map((e) => e.piece!) };
   }
   // Ids without texts (vLLM's "token_id:N"): cut a whole stop token, else trust them only without a stop string.
   if (finish === "stop") {
     const last = ids[ids.length - 1];
-    return options.stopTokenIds?.includes(last) ? ids.slice(0, -1) : undefined;
+    return options.stopTokenIds?.includes(last) ? { tokens: ids.slice(0, -1) } : {};
   }
-  return ids;
+  return { tokens: ids };
 }
 
 const TOKEN_ID = /^token_id:(\d+)$/;

@@ -21,7 +21,16 @@
  * calls, so many solves overlap (and the server batches them) without flooding it. Faults and retries:
  * retry.ts. The API key goes only into the Authorization header.
  */
-import { displayUrl, DEFAULT_RETRY_POLICY, MalformedResponseError, postJson, RemoteServerError, RetryNote, RetryPolicy } from "./retry";
+import {
+  displayUrl,
+  DEFAULT_RETRY_POLICY,
+  getJson,
+  MalformedResponseError,
+  postJson,
+  RemoteServerError,
+  RetryNote,
+  RetryPolicy,
+} from "./retry";
 import { LineChoice, parseChoice, rawChoices } from "./completionsResponse";
 import { Semaphore } from "./semaphore";
 
@@ -113,23 +122,36 @@ export class CompletionsClient {
       add_special: false,
       add_special_tokens: false,
     };
+    return this.atRoot("/tokenize", body, tokenIds, call);
+  }
+
+  /**
+   * A JSON request to an endpoint the server serves beside the API, at its root (`/tokenize`,
+   * llama.cpp's `/props` and `/apply-template`, vLLM's `/detokenize`): POST `body`, or GET when it is
+   * undefined, with the client's key, limit and retries. Undefined where the server has no such
+   * endpoint (404/405: another server, a hosted API).
+   */
+  async atRoot<T>(path: string, body: unknown, parse: (json: unknown) => T, call: CallOptions = {}): Promise<T | undefined> {
+    const url = `${rootUrl(this.options.url)}${path}`;
+    const options = {
+      apiKey: this.options.apiKey,
+      policy: this.policy,
+      limit: this.limit,
+      signal: call.signal,
+      onRetry: this.options.onRetry,
+      parse,
+    };
     try {
-      return await postJson(tokenizeUrl(this.options.url), body, {
-        apiKey: this.options.apiKey,
-        policy: this.policy,
-        limit: this.limit,
-        signal: call.signal,
-        onRetry: this.options.onRetry,
-        parse: (json) => {
-          const tokens = (json as { tokens?: unknown } | null)?.tokens;
-          if (!Array.isArray(tokens) || !tokens.every((t) => Number.isInteger(t))) throw new MalformedResponseError("no tokens list");
-          return tokens as number[];
-        },
-      });
+      return await (body === undefined ? getJson(url, options) : postJson(url, body, options));
     } catch (e) {
       if (e instanceof RemoteServerError && (e.status === 404 || e.status === 405)) return undefined;
       throw e;
     }
+  }
+
+  /** The served model's name, as requests send it (undefined: the server's only model). */
+  get model(): string | undefined {
+    return this.options.model;
   }
 
   /** Requests in flight now (for tests and status). */
@@ -204,10 +226,28 @@ export function completionsUrl(base: string): string {
   return /\/v1$/.test(trimmed) ? `${trimmed}/completions` : `${trimmed}/v1/completions`;
 }
 
-/** `/tokenize` at the server's root (llama.cpp and vLLM serve it there, not under /v1). */
-export function tokenizeUrl(base: string): string {
-  return `${base.replace(/\/+$/, "").replace(/\/v1(\/completions)?$/, "")}/tokenize`;
+/** The server's root under a base URL given with or without `/v1` (llama.cpp and vLLM serve `/tokenize` there, not under /v1). */
+export function rootUrl(base: string): string {
+  return base.replace(/\/+$/, "").replace(/\/v1(\/completions)?$/, "");
 }
+
+/** `/tokenize` at the server's root. */
+export function tokenizeUrl(base: string): string {
+  return `${rootUrl(base)}/tokenize`;
+}
+
+/** A `/tokenize` answer's list: ids (vLLM), or llama.cpp's {id, piece} (with `with_pieces`). */
+export function tokenEntries(json: unknown): { id: number; piece?: string }[] {
+  const tokens = (json as { tokens?: unknown } | null)?.tokens;
+  if (!Array.isArray(tokens)) throw new MalformedResponseError("no tokens list");
+  return tokens.map((t) => {
+    const entry: { id?: unknown; piece?: unknown } = typeof t === "object" && t !== null ? t : { id: t };
+    if (!Number.isInteger(entry.id)) throw new MalformedResponseError("a token that is not an id");
+    return { id: entry.id as number, ...(typeof entry.piece === "string" && { piece: entry.piece }) };
+  });
+}
+
+const tokenIds = (json: unknown): number[] => tokenEntries(json).map((e) => e.id);
 
 /** One request: distinct prompts (each the particle indices sharing it, in order), each asked for `n` choices. */
 export interface Batch {

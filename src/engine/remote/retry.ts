@@ -90,12 +90,22 @@ export function displayUrl(url: string): string {
 type Outcome<T> = { ok: true; value: T } | { ok: false; retry: boolean; reason: string; status?: number; retryAfterMs?: number };
 
 export async function postJson<T>(url: string, body: unknown, options: PostJsonOptions<T>): Promise<T> {
+  return requestJson(url, JSON.stringify(body), options);
+}
+
+/** GET `url` with postJson's retries and checks (a server's `/props`, say). */
+export function getJson<T>(url: string, options: PostJsonOptions<T>): Promise<T> {
+  return requestJson(url, undefined, options);
+}
+
+/** POST `payload`, or GET without one, retrying as the module's comment says. */
+async function requestJson<T>(url: string, payload: string | undefined, options: PostJsonOptions<T>): Promise<T> {
   const { policy, signal } = options;
   const shown = displayUrl(url);
   const random = options.random ?? Math.random;
-  const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json" };
+  const headers: Record<string, string> = { accept: "application/json" };
+  if (payload !== undefined) headers["content-type"] = "application/json";
   if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
-  const payload = JSON.stringify(body);
   for (let attempt = 1; ; attempt++) {
     signal?.throwIfAborted();
     const release = options.limit ? await options.limit.acquire(signal) : () => undefined;
@@ -128,7 +138,7 @@ export async function postJson<T>(url: string, body: unknown, options: PostJsonO
 
 async function tryOnce<T>(
   url: string,
-  payload: string,
+  payload: string | undefined,
   headers: Record<string, string>,
   options: PostJsonOptions<T>,
   signal: AbortSignal | undefined,
@@ -137,7 +147,7 @@ async function tryOnce<T>(
   const both = signal ? AbortSignal.any([signal, timeout]) : timeout;
   let status: number | undefined;
   try {
-    const res = await fetch(url, { method: "POST", headers, body: payload, signal: both });
+    const res = await fetch(url, { method: payload === undefined ? "GET" : "POST", headers, body: payload, signal: both });
     status = res.status;
     const text = await res.text();
     const statusLine = `${res.status} ${res.statusText}`.trim();
