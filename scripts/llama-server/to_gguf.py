@@ -13,6 +13,14 @@ model.safetensors (float32), and writes an all-float32 GGUF:
   byte-level encoded, special tokens as control tokens, and merges that rebuild every vocabulary word
   (the shipped tokenizer has none: HF's ignore_merges keeps whole vocabulary words, llama.cpp only
   keeps what its merges build). The merges are checked here: each word must come out as itself.
+  Text outside the vocabulary is not always split as tokenizer.json splits it: a word after a space
+  that no token holds (" Tom") can lose its space (llama.cpp falls back to the raw bytes of a merged
+  piece it does not know, and the space is "Ġ" in the vocabulary). The engine sends token ids it
+  encoded itself, so only a prompt the server tokenizes (its own chat formatting) meets this.
+- the chat template: tokenizer_config.json's, else PLAIN_PROMPT_TEMPLATE, the plain Question/Answer
+  prompt the shipped model was trained on (src/engine/math/prompt.ts). Without one llama.cpp formats
+  chats as ChatML, a format this model has never seen, and a client asking for the server's own
+  formatting would get gibberish.
 
 Usage: python3 to_gguf.py MODEL_DIR OUT.gguf
 """
@@ -23,6 +31,12 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+
+
+# The shipped model's prompt (formatPrompt in src/engine/math/prompt.ts) as a chat template. The trailing
+# line break is written as an expression: a literal one after the tag would be trimmed by the template
+# engine's whitespace rules in some renderers.
+PLAIN_PROMPT_TEMPLATE = "{{ bos_token }}Question: {{ messages[-1]['content'] | trim }}\nAnswer:{{ '\\n' }}"
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -181,6 +195,8 @@ def main() -> None:
             add(int(value))
     writer.add_add_bos_token(bool(tok_config.get("add_bos_token", True)))
     writer.add_add_eos_token(bool(tok_config.get("add_eos_token", False)))
+    template = tok_config.get("chat_template")
+    writer.add_chat_template(template if isinstance(template, str) and template else PLAIN_PROMPT_TEMPLATE)
 
     weights = read_safetensors(src / "model.safetensors")
     if config.get("tie_word_embeddings") and "lm_head.weight" not in weights:
