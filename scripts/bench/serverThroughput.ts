@@ -19,7 +19,7 @@ import { LlamaServer } from "../llama-server/llamaServer";
 import { loadModel } from "../../src/engine/lm/model/loadModel";
 import { answersMatch } from "../../src/engine/math/answer";
 import { synthesize } from "../../src/engine/math/problems";
-import { openRemoteModel } from "../../src/engine/remote/remoteModel";
+import { openRemoteModel, remoteTwistFolder } from "../../src/engine/remote/remoteModel";
 import { DEFAULT_SOLVE_OPTIONS, solve, SolveModel, SolveOptions } from "../../src/engine/solve";
 import { loadRemoteTwistOption } from "../../src/engine/twist/resolve";
 
@@ -87,7 +87,7 @@ async function main(): Promise<void> {
   const server = await LlamaServer.start(ROOT, (env.BENCH_SERVER_ARGS ?? "").split(" ").filter(Boolean));
   try {
     const remote = openRemoteModel({ url: server.base, maxConcurrent: Math.max(...concurrencies, 8) });
-    const twist = await loadRemoteTwistOption(undefined, remote.folder, "step");
+    const twist = await loadRemoteTwistOption(undefined, remoteTwistFolder(remote), "step");
     const options: SolveOptions = {
       ...DEFAULT_SOLVE_OPTIONS,
       particles: K,

@@ -2,7 +2,7 @@
  * Solving one problem: twisted SMC over the model, then the weighted vote. The one entry point that the
  * CLI's `solve`, the editor's engine process and evaluation share, with one result type.
  */
-import { encodeWithinContext } from "./lm/model/contextWindow";
+import { encodeWithinContext, PromptInContext } from "./lm/model/contextWindow";
 import { LoadedModel } from "./lm/model/loadModel";
 import { modelDomain, outOfDepth } from "./lm/model/modelDomain";
 import type { AnswerConfidence } from "../protocol/protocol";
@@ -10,14 +10,21 @@ import { describeConfidence } from "./smc/confidence";
 import { answersMatch, extractAnswer } from "./math/answer";
 import { answerPosterior } from "./smc/posterior";
 import { AnswerProbability, encodeLogWeight, SmcRecord, SmcStepRecord, SolvedParticle } from "../protocol/record";
-import { runTwistedSmc, SmcLevel, SmcOptions } from "./smc/twistedSmc";
+import { runTwistedSmc, SmcCancelled, SmcLevel, SmcOptions } from "./smc/twistedSmc";
 import { runLineSmc } from "./smc/lineSmc";
-import { RemoteModel, remoteLineProposer } from "./remote/remoteModel";
+import { RemoteModel, remoteLineProposer, remoteWithSystemPrompt } from "./remote/remoteModel";
+import { RemotePrompt } from "./remote/remoteText";
+import { withSystemPrompt } from "./lm/model/tokenizer";
 
 /** A model the engine runs (local) or steers on an inference server (remote): solve takes either. */
 export type SolveModel = LoadedModel | RemoteModel;
 
 export const isRemote = (model: SolveModel): model is RemoteModel => "backend" in model && model.backend === "openai";
+
+/** `model` with the user's system prompt in every prompt (blank: none): per request, sharing the model. */
+export function withSystem<M extends SolveModel>(model: M, system: string | undefined): M {
+  return (isRemote(model) ? remoteWithSystemPrompt(model, system) : withSystemPrompt(model as LoadedModel, system)) as M;
+}
 
 /** The SMC settings a caller chooses; the engine supplies the model-specific rest. */
 export type SolveOptions = Pick<
@@ -69,6 +76,8 @@ export interface SolveResult {
   device: string;
   /** The inference server's URL (without credentials) and served model, for the remote backend. */
   server?: string;
+  /** Set when the server's own chat template and tokenizer made the prompt (no tokenizer files were given). */
+  formattedByServer?: boolean;
   deviceChoice?: string;
   /** requests: HTTP requests to the inference server (remote backend; forwardPasses is then 0). */
   timing: { totalMs: number; forwardPasses: number; requests?: number; generatedTokens: number; tokensPerSecond: number };
@@ -83,12 +92,16 @@ export interface SolveResult {
 export async function solve(model: SolveModel, problem: string, options: SolveOptions): Promise<SolveResult> {
   const question = problem.trim();
   if (!question) throw new RangeError("the problem text is empty");
-  const { tokenizer, folder } = model;
+  const text = isRemote(model) ? model.text : model.tokenizer;
+  const folder = isRemote(model) ? model.text.folder : model.folder;
   const start = performance.now();
   const steps: SmcStepRecord[] = [];
   const gold = options.gold;
-  const { prompt, maxTokens, warning } = encodeWithinContext(model, question, options.maxTokens);
-  const domain = modelDomain(folder.dir);
+  const fitted: PromptInContext & { text?: string } = isRemote(model)
+    ? await remotePrompt(model, question, options)
+    : encodeWithinContext(model, question, options.maxTokens);
+  const { prompt, maxTokens, warning } = fitted;
+  const domain = folder && modelDomain(folder.dir);
   const depth = domain && outOfDepth(domain, folder.name, question);
   const smc: SmcOptions = {
     ...options,
@@ -100,7 +113,7 @@ export async function solve(model: SolveModel, problem: string, options: SolveOp
             const a = extractAnswer(text);
             return a !== undefined && answersMatch(a.value, gold) ? 0 : -Infinity;
           },
-    text: tokenizer,
+    text,
     onStep: (s) => {
       if (options.record) steps.push(s);
       options.onStep?.(s);
@@ -108,7 +121,7 @@ export async function solve(model: SolveModel, problem: string, options: SolveOp
   };
   const run = isRemote(model) ? await runLineSmc(remoteLineProposer(model), prompt, smc) : await runTwistedSmc(model.lm, prompt, smc);
   const totalMs = performance.now() - start;
-  const texts = run.particles.map((p) => tokenizer.decode(p.tokens));
+  const texts = run.particles.map((p) => text.decode(p.tokens));
   const vote = answerPosterior(
     texts,
     run.particles.map((p) => p.logWeight),
@@ -132,9 +145,9 @@ export async function solve(model: SolveModel, problem: string, options: SolveOp
     steps: run.steps,
     level: options.level,
     twist: options.twistName ?? null,
-    model: folder.name,
+    model: isRemote(model) ? model.text.name : model.folder.name,
     ...(isRemote(model)
-      ? { device: "server", server: model.server }
+      ? { device: "server", server: model.server, ...(!model.text.folder && { formattedByServer: true }) }
       : { modelFile: model.folder.onnxFile, device: model.lm.device, deviceChoice: model.lm.deviceChoice }),
     timing: {
       totalMs: Math.round(totalMs * 10) / 10,
@@ -149,7 +162,17 @@ export async function solve(model: SolveModel, problem: string, options: SolveOp
   if (gold !== undefined) result.correct = vote.answer !== null && answersMatch(Number(vote.answer), gold);
   if (options.record) {
     const { onStep: _o, signal: _s, twist: _t, ...plain } = options;
-    result.record = { version: 1, problem: question, prompt: tokenizer.decode(prompt), options: plain, steps };
+    result.record = { version: 1, problem: question, prompt: fitted.text ?? text.decode(prompt), options: plain, steps };
   }
   return result;
+}
+
+/** The prompt on a server, which may ask the server to format it: a cancel while it is asked is a cancel. */
+async function remotePrompt(model: RemoteModel, question: string, options: SolveOptions): Promise<RemotePrompt> {
+  try {
+    return await model.text.prompt(question, options.maxTokens, options.signal);
+  } catch (e) {
+    if (options.signal?.aborted) throw new SmcCancelled();
+    throw e;
+  }
 }

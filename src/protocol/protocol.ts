@@ -41,7 +41,10 @@ export interface ServerSettings {
 
 /** What the engine needs to run a model; a change of any of these but systemPrompt reloads it. */
 export interface ModelSettings {
-  /** Model folder; empty for the shipped model. With a server, only its tokenizer files are read. */
+  /**
+   * Model folder; empty for the shipped model. With a server, only its tokenizer files are read, and
+   * empty means the server formats the prompt with its own chat template and tokenizer.
+   */
   model: string;
   /** Twist file, "" for the model folder's own twist (if any), or "none". */
   twist: string;
@@ -109,6 +112,8 @@ export interface SolveResultMessage {
   device: string;
   /** The inference server's URL (no credentials) and served model, for the openai backend. */
   server?: string;
+  /** Set when the server's own chat template and tokenizer made the prompt (no tokenizer files were given). */
+  formattedByServer?: boolean;
   timing: { totalMs: number; forwardPasses: number; requests?: number; generatedTokens: number; tokensPerSecond: number };
   collapsed?: string;
   /** Things the user should know about this run, one line each (a capped token budget, say). */

@@ -14,7 +14,9 @@ import { promisify } from "node:util";
 import { createMessageConnection, MessageConnection, ResponseError, StreamMessageReader, StreamMessageWriter } from "vscode-jsonrpc/node";
 import { ErrorCodes, Methods, SolveParams } from "../../src/protocol/protocol";
 import { synthesize } from "../../src/engine/math/problems";
-import { openRemoteModel, RemoteModel } from "../../src/engine/remote/remoteModel";
+import { openRemoteModel, RemoteModel, remoteTwistFolder } from "../../src/engine/remote/remoteModel";
+import { defaultModelDir, openTokenizerFolder } from "../../src/engine/lm/model/modelFolder";
+import { TextTokenizer } from "../../src/engine/lm/model/tokenizer";
 import { RemoteServerError } from "../../src/engine/remote/retry";
 import { lineSmcRefusal, runLineSmc } from "../../src/engine/smc/lineSmc";
 import { SmcCancelled } from "../../src/engine/smc/twistedSmc";
@@ -52,6 +54,8 @@ describe("solving through an OpenAI-compatible server (llama-server, the shipped
   let proxy: FaultProxy;
   let model: RemoteModel;
   const problems = synthesize("test", 8, 3).map((p) => p.question);
+  /** The shipped model's tokenizer, read here: what the server's own formatting must agree with. */
+  const local = TextTokenizer.fromFolder(openTokenizerFolder(defaultModelDir()));
 
   before(async function () {
     server = await startLlamaServer(this);
@@ -70,13 +74,13 @@ describe("solving through an OpenAI-compatible server (llama-server, the shipped
   /** The problem a request's prompts belong to: every prompt must start with that one problem's prompt. */
   const problemOf = (body: Record<string, unknown>): number => {
     const prompts = body.prompt as number[][];
-    const owners = new Set(prompts.map((p) => problems.findIndex((q) => model.tokenizer.encodeProblem(q).every((t, i) => p[i] === t))));
+    const owners = new Set(prompts.map((p) => problems.findIndex((q) => local.encodeProblem(q).every((t, i) => p[i] === t))));
     assert.equal(owners.size, 1, "a request never mixes the particles of two problems");
     return [...owners][0];
   };
 
   it("solves with the line-verifier twist: the record, the vote and the requests as the local backend gives them", async () => {
-    const twist = await loadRemoteTwistOption(undefined, model.folder, "step");
+    const twist = await loadRemoteTwistOption(undefined, remoteTwistFolder(model), "step");
     assert.ok(twist, "the shipped model's line verifier");
     const r = await solve(model, problems[0], { ...SMC, twist: twist.twist, twistName: twist.name, record: true });
     assert.equal(r.device, "server");
@@ -107,12 +111,66 @@ describe("solving through an OpenAI-compatible server (llama-server, the shipped
     }
   });
 
+  it("without tokenizer files, the server formats the prompt: its template, its ids, its texts", async () => {
+    const fresh = openRemoteModel({ url: proxy.url, retry: FAST }); // asks /props once, for its first solve
+    const r = await solve(fresh, problems[0], { ...SMC, record: true });
+    assert.equal(r.formattedByServer, true);
+    assert.equal(r.record!.prompt, local.promptText(problems[0]), "the server's chat template writes the model's prompt format");
+    assert.ok(proxy.paths.includes("/apply-template") && proxy.paths.includes("/props"), proxy.paths.join(" "));
+    const prompts = completions().map((b) => (b.prompt as number[][])[0]);
+    assert.deepEqual(prompts[0], local.encodeProblem(problems[0]), "the server's ids are the model's tokenizer's");
+    assert.ok(
+      completions().every((b) => b.return_token_ids === true),
+      "ids asked for (vLLM returns them only then)",
+    );
+    // The particles' texts are the server's texts of their ids: the same as the model's tokenizer decodes them.
+    for (const p of r.particles) assert.equal(fresh.text.decode(local.encode(p.text)), p.text);
+    const served = await Promise.all(problems.map((q) => fresh.text.prompt(q, 96)));
+    served.forEach((p, i) => assert.deepEqual(p.prompt, local.encodeProblem(problems[i]), `problem ${i}`));
+    assert.deepEqual(fresh.text.eosTokenIds, local.eosTokenIds);
+    assert.deepEqual(fresh.text.lineBreak, local.encode("\n"));
+  });
+
+  it("with tokenizer files, encodes the prompt here and asks the server for lines only", async () => {
+    const files = openRemoteModel({ url: proxy.url, tokenizer: defaultModelDir(), retry: FAST });
+    const r = await solve(files, problems[1], { ...SMC, record: true });
+    assert.equal(r.formattedByServer, undefined);
+    assert.equal(r.model, "tiny-math-llama");
+    assert.ok(!proxy.paths.includes("/apply-template") && !proxy.paths.includes("/props"), proxy.paths.join(" "));
+    assert.deepEqual((completions()[0].prompt as number[][])[0], local.encodeProblem(problems[1]));
+    assert.equal(completions()[0].return_token_ids, undefined, "nothing a strict server could reject");
+  });
+
+  it("refuses, with what to pass, a server that formats no chats or returns no token ids", async () => {
+    proxy.missing = new Set(["/apply-template", "/tokenize"]); // a server without them (TGI, a hosted API)
+    const bare = openRemoteModel({ url: proxy.url, retry: FAST });
+    await assert.rejects(solve(bare, problems[2], SMC), (e: Error) => {
+      assert.ok(e instanceof InputError, String(e));
+      assert.match(e.message, /does not format chats for a client .*pass --model/);
+      return true;
+    });
+    assert.equal(completions().length, 0, "refused before any line");
+    proxy.reset();
+    proxy.stripLogprobs = true;
+    const noIds = openRemoteModel({ url: proxy.url, retry: FAST });
+    await assert.rejects(solve(noIds, problems[2], SMC), (e: Error) => {
+      assert.ok(e instanceof InputError, String(e));
+      assert.match(e.message, /returns no token ids with the texts of its lines .*pass --model/);
+      return true;
+    });
+    // With the model's tokenizer files the same server serves: a line's ids are then encoded here.
+    const files = openRemoteModel({ url: proxy.url, tokenizer: defaultModelDir(), retry: FAST });
+    const r = await solve(files, problems[2], SMC);
+    assert.equal(r.particles.length, 16);
+    assert.ok(r.answer !== null);
+  });
+
   it("runs 8 solves at once, overlapping their requests, each with its own problem's particles", async () => {
     proxy.delayMs = 30; // holds each request long enough for the others to arrive
     const results = await Promise.all(problems.map((q, i) => solve(model, q, { ...SMC, seed: i, record: true })));
     results.forEach((r, i) => {
       assert.equal(r.problem, problems[i]);
-      assert.equal(r.record!.prompt, model.tokenizer.promptText(problems[i]));
+      assert.equal(r.record!.prompt, local.promptText(problems[i]));
     });
     const seen = new Set(completions().map(problemOf));
     assert.equal(seen.size, 8, "every problem asked");
@@ -185,8 +243,7 @@ describe("solving through an OpenAI-compatible server (llama-server, the shipped
   });
 
   it("refuses what needs the model's internals, in one line each, before any request", async () => {
-    const text = model.tokenizer;
-    const base = { ...SMC, text };
+    const base = { ...SMC, text: local };
     const sent = proxy.requests;
     const proposer = { proposeLines: () => Promise.reject(new Error("no request may be made")) };
     await assert.rejects(
@@ -263,7 +320,7 @@ describe("solving through an OpenAI-compatible server (llama-server, the shipped
       const lines = r.stderr.trim().split("\n");
       assert.match(
         lines[lines.length - 1],
-        new RegExp(`^twisted-smc: the inference server failed: http://127.0.0.1:${port}/(tokenize|v1/completions): .*refused`),
+        new RegExp(`^twisted-smc: the inference server failed: http://127.0.0.1:${port}/(props|tokenize|v1/completions): .*refused`),
       );
       assert.ok(!r.stderr.includes("    at "), "no stack trace");
       assert.ok(!r.stderr.includes(KEY));
@@ -319,7 +376,7 @@ describe("solving through an OpenAI-compatible server (llama-server, the shipped
           assert.equal(e.code, ErrorCodes.serverError);
           assert.match(
             e.message,
-            new RegExp(`^the inference server failed: http://127.0.0.1:${port}/(tokenize|v1/completions): .*refused`),
+            new RegExp(`^the inference server failed: http://127.0.0.1:${port}/(props|tokenize|v1/completions): .*refused`),
           );
           assert.ok(!e.message.includes(KEY));
           return true;

@@ -1,8 +1,8 @@
 /**
  * The backend flags `solve`, `sample` and `eval` share: `--backend local|openai`, `--server URL`,
  * `--server-model NAME`, `--max-requests N`. With `openai` the model runs on an inference server and
- * `--model` names only its tokenizer files; the flags that choose how a local model runs are refused,
- * since they would silently do nothing.
+ * `--model` names only its tokenizer files (without it, the server formats the prompt); the flags that
+ * choose how a local model runs are refused, since they would silently do nothing.
  */
 import { apiKeyFromEnv } from "../environment";
 import { Backend, BACKENDS } from "../../protocol/protocol";
@@ -36,7 +36,8 @@ const LOCAL_ONLY = ["device", "dtype", "onnx-file", "threads"];
 
 /**
  * The server model the flags ask for, opened (tokenizer read, URL checked, no request made), or
- * undefined for the local backend. `--model` names the tokenizer's folder or Hub id.
+ * undefined for the local backend. `--model` names the tokenizer's folder or Hub id; unset, the server
+ * formats the prompt.
  */
 export function remoteModelOption(values: OptionValues, onRetry?: (line: string) => void): RemoteModel | undefined {
   const server = stringOption(values, "server");

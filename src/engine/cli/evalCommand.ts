@@ -12,7 +12,7 @@ import { loadDigitTwist } from "../twist/digitTwistFile";
 import { StepTwist, TokenTwist } from "../smc/twist";
 import { choiceOption, intOption, MAX_PARTICLES, OptionValues, stringOption, threadsOption, UsageError } from "../util/options";
 import { backendHelp, BACKEND_OPTIONS, remoteModelOption } from "./backendOptions";
-import { RemoteModel } from "../remote/remoteModel";
+import { RemoteModel, remoteTwistFolder, remoteWithSystemPrompt } from "../remote/remoteModel";
 import { evaluateRemote, RemoteEvalReport } from "../eval/evaluateRemote";
 import { loadRemoteTwistOption } from "../twist/resolve";
 
@@ -152,10 +152,10 @@ async function evalOnServer(model: RemoteModel, values: OptionValues, particles:
     throw new UsageError("token-level twists need the model's next-token distribution, which a completions server does not return");
   if (values["no-bounds"] === undefined) values["no-bounds"] = true; // the bounds need the model's probabilities
   const stepFlag = stringOption(values, "twist") ?? stringOption(values, "step-twist");
-  const twist = await loadRemoteTwistOption(stepFlag, model.folder, "step");
+  const twist = await loadRemoteTwistOption(stepFlag, remoteTwistFolder(model), "step");
   const system = stringOption(values, "system");
   const { problems, skipped, description } = problemsOption(values);
-  const report = await evaluateRemote(withSystemPrompt(model, system), problems, {
+  const report = await evaluateRemote(remoteWithSystemPrompt(model, system), problems, {
     particles,
     maxTokens: intOption(values, "max-tokens", 96, 1),
     seed: intOption(values, "seed", 0),
@@ -167,7 +167,8 @@ async function evalOnServer(model: RemoteModel, values: OptionValues, particles:
   const out = {
     data: description,
     skipped,
-    model: model.folder.dir,
+    model: model.text.folder?.dir ?? model.text.name,
+    ...(!model.text.folder && { formattedByServer: true }),
     server: model.server,
     backend: "openai",
     twists: { token: null, step: twist?.name ?? null },
@@ -185,6 +186,7 @@ function formatReport(
       modelFile?: string;
       device?: string;
       server?: string;
+      formattedByServer?: boolean;
       twists: Record<string, string | null>;
       seconds: number;
     },
@@ -214,7 +216,7 @@ function formatReport(
       "Token-level SMC and the log Ẑ bounds need the model's probabilities: the local backend's rows alone.",
       `Times are per method summed over problems; ${r.concurrency} problems ran at once.`,
       "",
-      `Model: ${r.server}, tokenizer ${r.model}`,
+      `Model: ${r.server}, ${r.formattedByServer ? "prompt formatted by the server" : `tokenizer ${r.model}`}`,
       `total ${r.seconds} s, ${r.problemsPerMinute} problems/minute, ${r.requests} requests`,
     );
   } else lines.push("", `Model: ${r.model} (${r.modelFile}) on ${r.device}`, `total ${r.seconds} s`);

@@ -10,7 +10,7 @@ import { DEVICES, DeviceRequest } from "../lm/decoder/device";
 import { choiceOption, intOption, MAX_PARTICLES, numberOption, stringOption, threadsOption } from "../util/options";
 import { escapeControl, readProblem } from "./solveCommand";
 import { backendHelp, BACKEND_OPTIONS, remoteModelOption } from "./backendOptions";
-import { RemoteModel } from "../remote/remoteModel";
+import { RemoteModel, remoteWithSystemPrompt } from "../remote/remoteModel";
 
 export const SAMPLE_HELP = `Usage: twisted-smc sample "<problem>" [options]
        twisted-smc sample --file FILE [options]
@@ -22,7 +22,7 @@ each with its extracted final answer, then the answers by count.
 Options:
   --file FILE          read the problem from FILE (a problem over 16 KB must come from a file or stdin)
   --model DIR          model folder or Hub id (default: the shipped models/tiny-math-llama); with a
-                       server, only its tokenizer files are read
+                       server, only its tokenizer files are read (without it, the server formats the prompt)
   -k, --samples K      number of samples, 1 to ${MAX_PARTICLES} (default 8)
   --max-tokens N       tokens per sample at most (default: generation_config.json, else 128)
   --temperature T      0 is greedy (default 1)
@@ -44,6 +44,8 @@ export interface SampleReport {
   deviceChoice?: string;
   /** The inference server's URL and served model (openai backend). */
   server?: string;
+  /** Set when the server's own chat template and tokenizer made the prompt. */
+  formattedByServer?: boolean;
   samples: { text: string; answer: string | null; finishReason: string; tokens: number }[];
   answers: { answer: string; count: number }[];
   /** On a server, prefill and decode are one request: decodeMs is the request's time and prefillMs 0. */
@@ -90,11 +92,8 @@ export async function sampleCommand(argv: string[]): Promise<void> {
   const seed = intOption(values, "seed", 0);
   const remote = remoteModelOption(values, (line) => console.error(`twisted-smc: ${line}`));
   if (remote) {
-    const fitted = encodeWithinContext(
-      withSystemPrompt(remote, stringOption(values, "system")),
-      problem,
-      intOption(values, "max-tokens", remote.folder.generation.maxNewTokens ?? 128, 1),
-    );
+    const text = remoteWithSystemPrompt(remote, stringOption(values, "system")).text;
+    const fitted = await text.prompt(problem, intOption(values, "max-tokens", text.folder?.generation.maxNewTokens ?? 128, 1));
     if (fitted.warning) console.error(`twisted-smc: ${fitted.warning}`);
     const report = await sampleOnServer(remote, problem, fitted.prompt, numSamples, fitted.maxTokens, temperature);
     console.log(values.json ? JSON.stringify(report, null, 2) : formatReport(report));
@@ -164,24 +163,25 @@ async function sampleOnServer(
   maxTokens: number,
   temperature: number,
 ): Promise<SampleReport> {
-  const { tokenizer, client } = model;
+  const { text, client } = model;
   const started = performance.now();
   const r = await client.completeLines({
     prompts: Array.from({ length: numSamples }, () => prompt),
     maxTokens,
     temperature,
     stop: [],
-    eosTokenIds: tokenizer.eosTokenIds,
+    eosTokenIds: text.eosTokenIds,
   });
   const ms = performance.now() - started;
   const samples = r.lines.map((c) => {
-    const tokens = c.tokens ?? tokenizer.encode(c.text);
-    return sampleOf(tokenizer.decode(tokens), c.finish === "length" ? "length" : "eos", tokens.length);
+    const tokens = text.lineTokens(c);
+    return sampleOf(text.decode(tokens), c.finish === "length" ? "length" : "eos", tokens.length);
   });
   const generated = samples.reduce((a, s) => a + s.tokens, 0);
   return {
     problem,
-    model: model.folder.dir,
+    model: text.folder?.dir ?? text.name,
+    ...(!text.folder && { formattedByServer: true }),
     device: "server",
     server: model.server,
     samples,
@@ -200,7 +200,9 @@ async function sampleOnServer(
 function formatReport(r: SampleReport): string {
   const lines = [
     `Problem: ${escapeControl(r.problem).split("\n").join("\n         ")}`,
-    r.server ? `Model:   ${r.server}, tokenizer ${r.model}` : `Model:   ${r.model} (${r.modelFile}) on ${r.device}`,
+    r.server
+      ? `Model:   ${r.server}, ${r.formattedByServer ? "prompt formatted by the server" : `tokenizer ${r.model}`}`
+      : `Model:   ${r.model} (${r.modelFile}) on ${r.device}`,
     "",
   ];
   r.samples.forEach((s, i) => {

@@ -16,7 +16,7 @@ import { choiceOption, intOption, MAX_PARTICLES, numberOption, stringOption, thr
 import { loadRemoteTwistOption, loadTwistOption } from "../twist/resolve";
 import { lineSmcRefusal } from "../smc/lineSmc";
 import { backendHelp, BACKEND_OPTIONS, remoteModelOption } from "./backendOptions";
-import { RemoteModel } from "../remote/remoteModel";
+import { RemoteModel, remoteTwistFolder, remoteWithSystemPrompt } from "../remote/remoteModel";
 
 const D = DEFAULT_SOLVE_OPTIONS;
 
@@ -31,7 +31,8 @@ weighted vote over the particles' final answers.
 Options:
   --file FILE              read the problem from FILE (a problem over 16 KB must come from a file or stdin)
   --model DIR              model folder or Hub id (default: the shipped models/tiny-math-llama); with a
-                           server, only its tokenizer files are read (the prompt and the EOS ids)
+                           server, only its tokenizer files are read (the prompt and the EOS ids), and
+                           without it the server formats the prompt
   --twist FILE|none        twist file (default: the model folder's shipped twist for --level, else none)
   --particles K            number of particles, 1 to ${MAX_PARTICLES} (default ${D.particles})
   --level token|step       twist and resample per token, or per reasoning line (default ${D.level})
@@ -252,8 +253,8 @@ async function solveOnServer(
 ): Promise<SolveResult> {
   const early = lineSmcRefusal({ level: settings.level, temperature: settings.temperature });
   if (early) throw new UsageError(early);
-  const twist = await loadRemoteTwistOption(twistOption, model.folder, settings.level);
-  return solve(withSystemPrompt(model, system), problem, { ...settings, twist: twist?.twist, twistName: twist?.name ?? null });
+  const twist = await loadRemoteTwistOption(twistOption, remoteTwistFolder(model), settings.level);
+  return solve(remoteWithSystemPrompt(model, system), problem, { ...settings, twist: twist?.twist, twistName: twist?.name ?? null });
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -302,7 +303,9 @@ export function formatSolve(r: SolveResult): string {
     "",
     `SMC:     ${r.particles.length} particles, ${r.level} level, twist ${r.twist ?? "none"}, ${r.steps} steps, ` +
       `resampled ${r.resampledAt.length}×, min ESS ${minEss.toFixed(1)}, log Ẑ ${r.logZ.toFixed(3)}`,
-    r.server ? `Model:   ${r.server}, tokenizer ${r.model}` : `Model:   ${r.model}${r.modelFile ? ` (${r.modelFile})` : ""} on ${r.device}`,
+    r.server
+      ? `Model:   ${r.server}, ${r.formattedByServer ? "prompt formatted by the server" : `tokenizer ${r.model}`}`
+      : `Model:   ${r.model}${r.modelFile ? ` (${r.modelFile})` : ""} on ${r.device}`,
     ...(r.deviceChoice?.includes("not used") ? [`Device:  ${r.deviceChoice}`] : []),
     `Timing:  ${r.timing.totalMs} ms, ${r.timing.requests !== undefined ? `${r.timing.requests} requests` : `${r.timing.forwardPasses} forward passes`}, ${r.timing.generatedTokens} tokens (${r.timing.tokensPerSecond} tokens/s)`,
   );

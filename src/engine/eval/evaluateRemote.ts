@@ -8,7 +8,6 @@
  * Problems run `concurrency` at a time over the model's one client, so the server batches the requests
  * of different problems; each problem's runs stay its own (a solve never mixes particles of two).
  */
-import { encodeWithinContext } from "../lm/model/contextWindow";
 import { MathProblem } from "../math/dataset";
 import { RemoteModel, remoteLineProposer } from "../remote/remoteModel";
 import { runLineSmc, LineSmcOptions } from "../smc/lineSmc";
@@ -37,7 +36,7 @@ export interface RemoteEvalReport extends EvalReport {
 }
 
 export async function evaluateRemote(model: RemoteModel, problems: MathProblem[], o: RemoteEvalOptions): Promise<RemoteEvalReport> {
-  const { tokenizer, client } = model;
+  const { text, client } = model;
   if (o.stepTwist && !o.stepTwist.textOnly) throw new RangeError("a twist that reads hidden states cannot steer a model on a server");
   const N = o.particles;
   const concurrency = Math.max(1, o.concurrency ?? 4);
@@ -53,33 +52,35 @@ export async function evaluateRemote(model: RemoteModel, problems: MathProblem[]
   };
   const proposer = remoteLineProposer(model);
   let requests = 0;
-  /** n whole solutions of one prompt: the model's own samples (temperature 1) or its greedy one (0). */
-  const solutions = async (prompt: number[], n: number, temperature: number, maxTokens: number): Promise<string[]> => {
+  /** n whole solutions of one prompt (their tokens): the model's own samples (temperature 1) or its greedy one (0). */
+  const solutions = async (prompt: number[], n: number, temperature: number, maxTokens: number): Promise<number[][]> => {
     const prompts = Array.from({ length: n }, () => prompt);
     const r = await client.completeLines(
-      { prompts, maxTokens, temperature, stop: [], eosTokenIds: tokenizer.eosTokenIds },
+      { prompts, maxTokens, temperature, stop: [], eosTokenIds: text.eosTokenIds },
       { signal: o.signal },
     );
     requests += r.requests;
-    return r.lines.map((c) => tokenizer.decode(c.tokens ?? tokenizer.encode(c.text)));
+    return r.lines.map((c) => text.lineTokens(c));
   };
 
   const evaluateOne = async (p: MathProblem, i: number) => {
-    const fitted = encodeWithinContext(model, p.question, o.maxTokens);
-    const { prompt, maxTokens } = fitted;
+    const { prompt, maxTokens } = await text.prompt(p.question, o.maxTokens, o.signal);
     const seed = o.seed * 1000003 + i;
 
-    const [greedyText] = await timed(t.greedy, () => solutions(prompt, 1, 0, maxTokens));
-    t.greedy.add(+correct(greedyText, p.gold));
+    const [greedy] = await timed(t.greedy, () => solutions(prompt, 1, 0, maxTokens));
+    t.greedy.add(+correct(text.decode(greedy), p.gold));
 
-    const texts = await timed(t.majority, () => solutions(prompt, N, 1, maxTokens));
-    const ok = scoreSamples(texts, p.gold, t);
+    const seqs = await timed(t.majority, () => solutions(prompt, N, 1, maxTokens));
+    const ok = scoreSamples(
+      seqs.map((s) => text.decode(s)),
+      p.gold,
+      t,
+    );
 
     if (o.stepTwist) {
       const twist = o.stepTwist;
-      const seqs = texts.map((x) => tokenizer.encode(x));
       const values = await timed(t.bestOfN, async () =>
-        Array.from(twist.logValue({ hiddenSize: 0, prefixes: seqs, decode: (x) => tokenizer.decode(x) })),
+        Array.from(twist.logValue({ hiddenSize: 0, prefixes: seqs, decode: (x) => text.decode(x) })),
       );
       let best = 0;
       values.forEach((v, j) => (v > values[best] ? (best = j) : undefined));
@@ -95,14 +96,14 @@ export async function evaluateRemote(model: RemoteModel, problems: MathProblem[]
       maxTokens,
       temperature: 1,
       seed,
-      text: tokenizer,
+      text,
       signal: o.signal,
     };
     const runAndScore = async (sampleTally: Tally, voteTally: Tally | undefined, opts: LineSmcOptions) => {
       const r = await timed(sampleTally, () => runLineSmc(proposer, prompt, opts));
       requests += r.requests ?? 0;
       scoreParticles(
-        r.particles.map((q) => tokenizer.decode(q.tokens)),
+        r.particles.map((q) => text.decode(q.tokens)),
         r.particles.map((q) => q.logWeight),
         p.gold,
         sampleTally,

@@ -18,13 +18,12 @@ import {
   SolveResultMessage,
 } from "../../protocol/protocol";
 import { loadModel, LoadedModel, withCpuFallback } from "../lm/model/loadModel";
-import { withSystemPrompt } from "../lm/model/tokenizer";
 import { DEVICES } from "../lm/decoder/device";
 import { RESAMPLING_SCHEMES } from "../smc/resampling";
 import { SmcCancelled } from "../smc/twistedSmc";
 import { Twist } from "../smc/twist";
-import { isRemote, solve, SolveModel } from "../solve";
-import { openRemoteModel } from "../remote/remoteModel";
+import { isRemote, solve, SolveModel, withSystem } from "../solve";
+import { openRemoteModel, remoteTwistFolder } from "../remote/remoteModel";
 import { RemoteServerError } from "../remote/retry";
 import { apiKeyFromEnv } from "../environment";
 import { lineSmcRefusal } from "../smc/lineSmc";
@@ -129,7 +128,7 @@ class ModelCache {
     if (!loaded.twists.has(key))
       loaded.twists.set(
         key,
-        isRemote(model) ? await loadRemoteTwistOption(given, model.folder, level) : await loadTwistOption(given, model, level),
+        isRemote(model) ? await loadRemoteTwistOption(given, remoteTwistFolder(model), level) : await loadTwistOption(given, model, level),
       );
     return loaded.twists.get(key);
   }
@@ -246,7 +245,7 @@ export function registerHandlers(connection: Connection): void {
     const local = model && !isRemote(model) ? model : undefined;
     return {
       version: typeof PACKAGE_VERSION === "string" ? PACKAGE_VERSION : "dev",
-      model: model ? model.folder.dir : null,
+      model: model ? (isRemote(model) ? (model.text.folder?.dir ?? model.text.name) : model.folder.dir) : null,
       modelFile: local ? local.folder.onnxFile : null,
       device: model ? (local ? local.lm.device : "server") : null,
       deviceChoice: local?.lm.deviceChoice ?? null,
@@ -278,7 +277,7 @@ export function registerHandlers(connection: Connection): void {
         signal,
         onStep: (step: SmcStepRecord) => void connection.sendNotification(Methods.step, { runId: params.runId, step }),
       };
-      const run = (model: SolveModel) => solve(withSystemPrompt(model, params.model.systemPrompt), params.problem, options);
+      const run = (model: SolveModel) => solve(withSystem(model, params.model.systemPrompt), params.problem, options);
       const model = loaded.model;
       // A local model that fails on its GPU mid-run goes on on the CPU (withCpuFallback); a server's is the server's.
       const r = isRemote(model)

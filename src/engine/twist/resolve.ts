@@ -24,7 +24,7 @@ export async function loadTwistOption(
  */
 export async function loadRemoteTwistOption(
   option: string | undefined,
-  folder: TokenizerFolder,
+  folder: Pick<TokenizerFolder, "dir">,
   level: "token" | "step",
 ): Promise<{ twist: Twist; name: string } | undefined> {
   const found = findTwist(option, folder, level, (path) => loadTwist(path));

@@ -39,7 +39,12 @@ export function encodeWithinContext(
   maxTokens: number,
 ): PromptInContext {
   const context = contextLength(model);
-  const name = model.folder.name;
+  checkProblemLength(question, context, model.folder.name);
+  return fitPrompt(model.tokenizer.encodeProblem(question), maxTokens, context, model.folder.name);
+}
+
+/** Refuses, before it is tokenized (here or by a server), a problem far longer than `name`'s context could hold. */
+export function checkProblemLength(question: string, context: number | undefined, name: string): void {
   const charLimit = context === undefined ? FALLBACK_MAX_CHARS : context * MAX_CHARS_PER_POSITION;
   if (question.length > charLimit) {
     throw new ProblemTooLongError(
@@ -48,7 +53,13 @@ export function encodeWithinContext(
         `: shorten it`,
     );
   }
-  const prompt = model.tokenizer.encodeProblem(question);
+}
+
+/**
+ * Fits an encoded prompt in `context` positions: refuses a prompt that leaves no room for an answer,
+ * and caps `maxTokens` to the positions that remain. Without a known context, nothing is capped.
+ */
+export function fitPrompt(prompt: number[], maxTokens: number, context: number | undefined, name: string): PromptInContext {
   if (context === undefined) return { prompt, maxTokens };
   // At least a few tokens of answer, or the problem is refused: a model cut off at once answers nothing.
   const minAnswer = Math.min(maxTokens, 8);
