@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
 import { TextTokenizer } from "../../src/engine/lm/model/tokenizer";
 import { synthesize } from "../../src/engine/math/problems";
-import { mineCutLines, trainPartialHead } from "../../src/engine/train/partialResults";
+import { loadProblems } from "../../src/engine/train/data";
+import { collectCutLines, mineCutLines, trainPartialHead } from "../../src/engine/train/partialResults";
 import { arithmeticLines, BLANK, encodeLine } from "../../src/engine/twist/arithmeticLines";
 import { DigitTwist } from "../../src/engine/twist/digitTwist";
 import { loadDigitTwist, saveDigitTwist } from "../../src/engine/twist/digitTwistFile";
@@ -21,7 +22,7 @@ import { encodePartial, PartialResultHead, PENDING } from "../../src/engine/twis
 import { ResultLengthTable } from "../../src/engine/twist/resultLengths";
 import { loadTwist } from "../../src/engine/twist/twistFile";
 import { Rng } from "../../src/engine/util/rng";
-import { MODEL_DIR } from "./helpers";
+import { MODEL_DIR, shippedModel } from "./helpers";
 
 function randomNet(columns: number, seed: number): LineVerifier {
   const rng = new Rng(seed);
@@ -190,5 +191,21 @@ describe("partial-result head (the digit twist's reading of a result being writt
     delete doc.partial;
     writeFileSync(join(dir, "headless.json"), JSON.stringify(doc));
     assert.throws(() => loadDigitTwist(join(dir, "headless.json"), 332), /no partial-result head/);
+  });
+
+  it("collects cut lines and result lengths from the shipped model's own samples", async function () {
+    this.timeout(300000);
+    const model = await shippedModel();
+    const { problems } = loadProblems("synthetic", "train", 6, 1);
+    const o = { samples: 8, maxTokens: 96, seed: 1, contrastWeight: 0 };
+    const { cuts, lengths } = await collectCutLines(model, problems, o);
+    const whole = cuts.filter((c) => c.line.c.length === c.length);
+    const counted = Object.values(lengths.counts.coarse).reduce((a, r) => a + r.reduce((x, y) => x + y, 0), 0);
+    assert.ok(whole.length >= 10, `${whole.length} whole lines`);
+    // Every right line is counted once in the lengths, and its cuts are all right.
+    assert.equal(counted, whole.filter((c) => c.label === 1).length);
+    assert.ok(cuts.every((c) => c.label === 1 || c.label === 0));
+    const again = await collectCutLines(model, problems, o);
+    assert.deepEqual(again.cuts, cuts);
   });
 });

@@ -9,12 +9,17 @@
  *   place of its k-th is wrong, and its leading digits read under another length are wrong. The model's
  *   own slips are few and mostly in the low columns; the contrasts show every column every digit.
  */
+import { LoadedModel } from "../lm/model/loadModel";
+import { MathProblem } from "../math/dataset";
+import type { StepTwist } from "../smc/twist";
 import { Adam } from "../twist/adam";
 import { ArithmeticLine, expressionKey } from "../twist/arithmeticLines";
 import { logSigmoid } from "../twist/heads";
 import { encodePartial, PartialResult, PartialResultHead } from "../twist/partialResults";
-import { Rng } from "../util/rng";
+import { ResultLengthTable } from "../twist/resultLengths";
+import { hashString64, Rng } from "../util/rng";
 import { mineLineLabels } from "./lineLabels";
+import { plainSamples } from "./samples";
 
 export interface CutLine extends PartialResult {
   label: 0 | 1;
@@ -66,6 +71,46 @@ function contrasts(line: ArithmeticLine, right: string, weight: number): CutLine
       if (length !== right.length) wrong.push({ line: { ...line, c: right.slice(0, k) }, length });
   }
   return wrong.map((p) => ({ ...p, label: 0, weight: weight / 12 }));
+}
+
+/** Plain samples are drawn without a twist; the options name one all the same. */
+const NO_TWIST: StepTwist = { kind: "step", textOnly: true, logValue: (input) => new Float64Array(input.prefixes.length) };
+
+export interface CollectCutOptions extends CutOptions {
+  /** Plain samples per problem (T = 1). */
+  samples: number;
+  maxTokens: number;
+  seed: number;
+  onProblem?: (done: number, total: number) => void;
+}
+
+/**
+ * The model's own plain samples of training problems, cut into labelled partial results, and the
+ * lengths of the right lines' results (the digit twist's length model, as learnResultLengths counts
+ * them): everything the digit twist learns, from one pass of sampling.
+ */
+export async function collectCutLines(
+  model: LoadedModel,
+  problems: readonly MathProblem[],
+  o: CollectCutOptions,
+): Promise<{ cuts: CutLine[]; lengths: ResultLengthTable }> {
+  const cuts: CutLine[] = [];
+  const lengths = new ResultLengthTable();
+  for (const [i, problem] of problems.entries()) {
+    const seed = Number(hashString64(`partial:${o.seed}:${i}`) % 2147483647n);
+    const plain = await plainSamples(model, problem, {
+      level: "step",
+      samples: o.samples,
+      maxTokens: o.maxTokens,
+      seed,
+      rewardFloor: 0,
+      twist: NO_TWIST,
+    });
+    for (const { line, label } of mineLineLabels(plain.texts, plain.correct)) if (label) lengths.add(line);
+    cuts.push(...mineCutLines(plain.texts, plain.correct, o));
+    o.onProblem?.(i + 1, problems.length);
+  }
+  return { cuts, lengths };
 }
 
 export interface PartialTrainOptions {
