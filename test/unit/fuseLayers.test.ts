@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { DeviceRunError } from "../../src/engine/lm/decoder/device";
 import { KvCache } from "../../src/engine/lm/decoder/kvCache";
 import { floatToHalf, halfToFloat, toFloat32 } from "../../src/engine/lm/decoder/tensorData";
@@ -9,6 +9,7 @@ import { loadModel, LoadedModel } from "../../src/engine/lm/model/loadModel";
 import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
 import { cacheBudgetFor, fixedCapacityDefault } from "../../src/engine/lm/decoder/fixedCapacity";
 import { fixedCapacityFromEnv } from "../../src/engine/environment";
+import { writeModelFolder as writeRealLayout } from "../../scripts/fixtures/realLayouts";
 import { GRAPH, MODEL, node, tensorValueInfo } from "../../src/engine/lm/onnx/graphBuild";
 import { readGraph, readNode, smallTensorValues } from "../../src/engine/lm/onnx/graphRead";
 import { applyRewrites } from "../../src/engine/lm/onnx/graphRewrite";
@@ -156,21 +157,46 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     await assertSameOutputs(fused, plain, 1e-5);
   });
 
-  it("keeps the KV cache at a fixed capacity with GroupQueryAttention (GPT-2 and the shipped Llama): the growing cache's outputs, across held rows, resamplings, growths and batches padded to a power of two", async () => {
-    for (const source of [join(FIXTURES, "gpt2-tiny"), MODEL_DIR]) {
-      const copy = join(dir, source === MODEL_DIR ? "llama" : "gpt2");
+  it("keeps the KV cache at a fixed capacity with GroupQueryAttention (GPT-2, the shipped Llama, a grouped-query Llama, Qwen2.5's layout in fp32 and fp16): the growing cache's outputs, across held rows, resamplings, growths and batches padded to a power of two", async () => {
+    const GQA = join(FIXTURES, "llama-gqa-tiny");
+    // Qwen2.5's layout as Optimum exports it (grouped-query, biased q/k/v projections), in fp32 and in
+    // fp16 (whose softmax is taken in float32 between two Casts).
+    const qwen = (precision: "fp32" | "fp16") => {
+      const folder = join(dir, `qwen-${precision}-src`);
+      const file = writeRealLayout(folder, "qwen2.5", { precision });
+      // A vocabulary this large gets the sampling head, prepared as "<file>.sampling…".
+      return {
+        source: folder,
+        name: `qwen-${precision}`,
+        stem: file.replace(/\.onnx$/, ""),
+        prepared: `${basename(file, ".onnx")}.sampling`,
+        tolerance: precision === "fp16" ? 0.02 : 1e-4,
+      };
+    };
+    const sources = [
+      { source: join(FIXTURES, "gpt2-tiny"), name: "gpt2", stem: "model", prepared: "model", tolerance: 1e-4 },
+      { source: MODEL_DIR, name: "llama", stem: "onnx/model", prepared: "model", tolerance: 1e-4 },
+      { source: GQA, name: "gqa", stem: "model", prepared: "model", tolerance: 1e-4 },
+      qwen("fp32"),
+      qwen("fp16"),
+    ];
+    for (const { source, name, stem, prepared, tolerance } of sources) {
+      const copy = join(dir, name);
       cpSync(source, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
       const fixed = await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: true, capacityStep: 8 });
       const growing = await loadModel(copy, { threads: 1, fewestKernels: true });
       models.push(fixed, growing);
-      const onnx = source === MODEL_DIR ? join(copy, "onnx/model") : join(copy, "model");
-      const stamp = JSON.parse(readFileSync(inCache(`${onnx}.onnx`, "model.fused.capacity.smc.json"), "utf8"));
+      const onnx = join(copy, stem);
+      const stamp = JSON.parse(readFileSync(inCache(`${onnx}.onnx`, `${prepared}.fused.capacity.smc.json`), "utf8"));
       assert.equal(stamp.fixedCapacity, true);
-      const ops = opTypes(readFileSync(inCache(`${onnx}.onnx`, "model.fused.capacity.smc.onnx")));
+      const ops = opTypes(readFileSync(inCache(`${onnx}.onnx`, `${prepared}.fused.capacity.smc.onnx`)));
       assert.deepEqual([ops.get("GroupQueryAttention"), ops.get("MultiHeadAttention") ?? 0], [stamp.fusedAttention, 0]);
+      // A grouped-query cache is read as exported, with the node's kv_num_heads: the widening is gone.
+      if (source === GQA || name.startsWith("qwen")) assert.deepEqual([stamp.fusedAttention, ops.get("Expand") ?? 0], [2, 0]);
       // The mask's arithmetic went with the attention_mask input.
       const graph = readGraph(
-        [...fields(readFileSync(inCache(`${onnx}.onnx`, "model.fused.capacity.smc.onnx")))].find((f) => f.field === MODEL.graph)!.value,
+        [...fields(readFileSync(inCache(`${onnx}.onnx`, `${prepared}.fused.capacity.smc.onnx`)))].find((f) => f.field === MODEL.graph)!
+          .value,
       );
       // Besides the cache, one input read on the CPU (the longest row) and one packing the rest (packStepInputs.ts).
       assert.deepEqual(
@@ -178,24 +204,24 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
         ["smc_total_sequence_length", "smc_step"],
         graph.inputs.join(", "),
       );
-      assert.equal(stamp.packedStep, "input_ids,position_ids,smc_seqlens_k");
+      const drawInputs = prepared.endsWith(".sampling") ? ["sample_uniform", "sample_inverse_temperature"] : [];
+      assert.equal(stamp.packedStep, ["input_ids", "position_ids", "smc_seqlens_k", ...drawInputs].join(","));
       // 5 prompt tokens and up to 22 more: the capacity goes 8, then 16, then 24, and stays between growths.
-      const { capacities, stored } = await assertSameAsGrowingCache(fixed, growing, 1e-4);
+      const { capacities, stored } = await assertSameAsGrowingCache(fixed, growing, tolerance);
       assert.deepEqual(stored, FIXED_CAPACITY_STORED_BATCHES);
       // The per-pass inputs fed one by one (packStep: false, to time the difference): the same outputs.
       const apart = await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: true, capacityStep: 8, packStep: false });
       models.push(apart);
       const apartGraph = readGraph(
-        [...fields(readFileSync(inCache(`${onnx}.onnx`, "model.fused.capacity.unpacked.smc.onnx")))].find((f) => f.field === MODEL.graph)!
-          .value,
+        [...fields(readFileSync(inCache(`${onnx}.onnx`, `${prepared}.fused.capacity.unpacked.smc.onnx`)))].find(
+          (f) => f.field === MODEL.graph,
+        )!.value,
       );
-      assert.deepEqual(apartGraph.inputs.filter((n) => !n.startsWith("past_key_values.")).sort(), [
-        "input_ids",
-        "position_ids",
-        "smc_seqlens_k",
-        "smc_total_sequence_length",
-      ]);
-      await assertSameAsGrowingCache(apart, growing, 1e-4);
+      assert.deepEqual(
+        apartGraph.inputs.filter((n) => !n.startsWith("past_key_values.")).sort(),
+        ["input_ids", "position_ids", "smc_seqlens_k", "smc_total_sequence_length", ...drawInputs].sort(),
+      );
+      await assertSameAsGrowingCache(apart, growing, tolerance);
       assert.deepEqual([...new Set(capacities)], [8, 16, 24], capacities.join(", "));
     }
   });
@@ -338,15 +364,8 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     }
   });
 
-  it("falls back to the growing cache where a fixed capacity cannot apply (grouped-query attention widened in the graph, a sliding window)", async () => {
-    const copy = join(dir, "gqa");
-    cpSync(join(FIXTURES, "llama-gqa-tiny"), copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
-    const fixed = await loadModel(copy, { threads: 1, fewestKernels: true, fixedCapacity: true, capacityStep: 8 });
-    const plain = await loadModel(copy, { threads: 1, fewestKernels: false });
-    models.push(fixed, plain);
-    assert.equal(JSON.parse(readFileSync(inCache(join(copy, "model.onnx"), "model.fused.capacity.smc.json"), "utf8")).fixedCapacity, false);
-    await assertSameOutputs(fixed, plain, 1e-5);
-    // A sliding window (its mask would be dropped with the export's) keeps the growing cache too.
+  it("falls back to the growing cache where a fixed capacity cannot apply (a sliding window)", async () => {
+    // A sliding window (its mask would be dropped with the export's) keeps the growing cache.
     const windowed = join(dir, "windowed");
     cpSync(join(FIXTURES, "gpt2-tiny"), windowed, { recursive: true, filter: (src) => !src.includes(".smc.") });
     const config = JSON.parse(readFileSync(join(windowed, "config.json"), "utf8"));

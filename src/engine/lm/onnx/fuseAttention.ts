@@ -15,7 +15,10 @@
  * left as it is.
  *
  * With `fixedCapacity` (every layer matched with its cache), each layer becomes a
- * `com.microsoft.GroupQueryAttention` node instead, over a cache of fixed capacity: it writes the new
+ * `com.microsoft.GroupQueryAttention` node instead, over a cache of fixed capacity. A grouped-query
+ * model's cache is found behind its widening (Hugging Face's repeat_kv: Unsqueeze at axis 2, Expand,
+ * Reshape), which the node makes unnecessary: it reads the cache with its own kv_num_heads, as
+ * exported, and groups the query heads itself. The node writes the new
  * keys and values at each row's own length (the graph inputs SEQLENS_K and TOTAL_SEQUENCE_LENGTH)
  * and attends causally to that row's filled slots, so the exporter's mask goes unused and the cache
  * tensors keep their shape from step to step. Why: onnxruntime's WebGPU buffer cache keeps at most 10
@@ -56,32 +59,51 @@ class AttentionFuser {
     return [c.inputs[0], c.inputs[1]];
   }
 
+  /**
+   * The tensor behind grouped-query attention's widening of `name` to the query heads (Hugging Face's
+   * repeat_kv: Unsqueeze at axis 2, Expand, Reshape, each read by the next alone), and those nodes.
+   */
+  private unwiden(name: string): { narrow: string; nodes: NodeInfo[] } | undefined {
+    const reshape = this.index.producer.get(name);
+    const expand =
+      reshape?.opType === "Reshape" && this.index.only(reshape.inputs[0]) ? this.index.producer.get(reshape.inputs[0]) : undefined;
+    const unsqueeze =
+      expand?.opType === "Expand" && this.index.only(expand.inputs[0]) ? this.index.producer.get(expand.inputs[0]) : undefined;
+    if (unsqueeze?.opType !== "Unsqueeze") return undefined;
+    const axes = unsqueeze.inputs[1] ? this.constants.get(unsqueeze.inputs[1]) : unsqueeze.ints.get("axes");
+    if (axes?.length !== 1 || axes[0] !== 2) return undefined;
+    return { narrow: unsqueeze.inputs[0], nodes: [unsqueeze, expand!, reshape!] };
+  }
+
   /** Whether a Reshape's target shape is [·, ·, heads, headDim] (one of the two may be −1). */
-  private splitsHeads(shapeName: string): boolean {
+  private splitsHeads(shapeName: string, heads: number): boolean {
     const [n, h] = this.index.headSplit(shapeName) ?? [];
-    return (n === this.numHeads || n === -1) && (h === this.headDim || h === -1) && !(n === -1 && h === -1);
+    return (n === heads || n === -1) && (h === this.headDim || h === -1) && !(n === -1 && h === -1);
   }
 
   /**
    * The (batch, sequence, heads × headDim) tensor behind a (batch, heads, sequence, headDim) one:
    * the exporter's own when it made it by Reshape + Transpose, else one made here.
    */
-  private toBsd(bnsh: string, prefix: string, out: Uint8Array[]): string {
+  private toBsd(bnsh: string, prefix: string, out: Uint8Array[], heads = this.numHeads): string {
     const t = this.index.producer.get(bnsh);
     const r = t && isPerm(t, "0,2,1,3") ? this.index.producer.get(t.inputs[0]) : undefined;
-    if (r?.opType === "Reshape" && this.splitsHeads(r.inputs[1])) return r.inputs[0];
+    if (r?.opType === "Reshape" && this.splitsHeads(r.inputs[1], heads)) return r.inputs[0];
     const shape = `${prefix}_bsd_shape`;
-    out.push(constant(shape, "int64", [3], [0, 0, this.numHeads * this.headDim]));
+    out.push(constant(shape, "int64", [3], [0, 0, heads * this.headDim]));
     out.push(node("Transpose", [bnsh], [`${prefix}_bsnh`], `${prefix}_bsnh`, { perm: { ints: [0, 2, 1, 3] } }));
     out.push(node("Reshape", [`${prefix}_bsnh`, shape], [`${prefix}_bsd`], `${prefix}_bsd`));
     return `${prefix}_bsd`;
   }
 
   /** The match anchored at one Softmax, or undefined when the pattern around it differs. */
-  match(softmax: NodeInfo, layer: number): (Rewrite & { withCache: boolean }) | undefined {
+  match(softmax: NodeInfo, layer: number): (Rewrite & { withCache: boolean; cacheFound: boolean }) | undefined {
     const axis = softmax.ints.get("axis")?.[0] ?? (this.opset >= 13 ? -1 : 1);
     if (softmax.opType !== "Softmax" || (axis !== -1 && axis !== 3)) return undefined;
-    const add = this.index.producer.get(softmax.inputs[0]);
+    // Half-precision exports take the softmax in float32 (as transformers computes it): a Cast on each side.
+    const castIn = this.index.made(softmax.inputs[0], "Cast");
+    if (castIn && !this.index.only(castIn.outputs[0])) return undefined;
+    const add = this.index.producer.get(castIn ? castIn.inputs[0] : softmax.inputs[0]);
     if (add?.opType !== "Add" || !this.index.only(add.outputs[0])) return undefined;
     const scaledAt = add.inputs.findIndex((i) => ["Div", "Mul"].includes(this.index.producer.get(i)?.opType ?? ""));
     if (scaledAt < 0) return undefined;
@@ -94,13 +116,23 @@ class AttentionFuser {
     const scale = scaled.opType === "Div" ? 1 / factor : factor;
     const keysT = this.index.producer.get(scores.inputs[1]);
     if (!keysT || !isPerm(keysT, "0,1,3,2") || !this.index.only(keysT.outputs[0])) return undefined;
-    const weighted = this.index.only(softmax.outputs[0]);
-    if (weighted?.opType !== "MatMul" || weighted.inputs[0] !== softmax.outputs[0]) return undefined;
+    const afterSoftmax = this.index.only(softmax.outputs[0]);
+    const castOut = castIn && afterSoftmax?.opType === "Cast" ? afterSoftmax : undefined;
+    if (castIn && !castOut) return undefined;
+    const probs = castOut ?? softmax;
+    const weighted = castOut ? this.index.only(castOut.outputs[0]) : afterSoftmax;
+    if (weighted?.opType !== "MatMul" || weighted.inputs[0] !== probs.outputs[0]) return undefined;
     // With the cache: the new keys and values concatenated onto the past ones right there, with as
     // many heads as the queries. Else (grouped-query attention, whose cache is widened to the query
     // heads first) the keys and values as attention reads them, whole.
-    const [keys, values] = [this.cacheConcat(keysT.inputs[0]), this.cacheConcat(weighted.inputs[1])];
-    const withCache = !!keys && !!values && this.numKvHeads === this.numHeads;
+    // A grouped-query cache is found behind its widening; only GroupQueryAttention (fixed capacity)
+    // reads it so, the plain fusion's MultiHeadAttention needs as many key as query heads.
+    const grouped = this.numKvHeads !== this.numHeads;
+    const widened = grouped ? [this.unwiden(keysT.inputs[0]), this.unwiden(weighted.inputs[1])] : [];
+    const [keysIn, valuesIn] = grouped ? widened.map((w) => w?.narrow) : [keysT.inputs[0], weighted.inputs[1]];
+    const [keys, values] = [keysIn && this.cacheConcat(keysIn), valuesIn && this.cacheConcat(valuesIn)];
+    const cacheFound = !!keys && !!values;
+    const withCache = cacheFound && (!grouped || this.fixedCapacity);
 
     const prefix = `smc_mha${layer}`;
     const newNodes: Uint8Array[] = [];
@@ -112,12 +144,12 @@ class AttentionFuser {
     const merged = merge?.opType === "Reshape" && this.mergesHeads(merge.inputs[1]) ? merge : undefined;
     const output = merged ? merged.outputs[0] : `${prefix}/out`;
     const attrs = { num_heads: this.numHeads, scale: { float: scale } };
-    if (withCache) {
-      const k = this.toBsd(keys[1], `${prefix}/k`, newNodes);
-      const v = this.toBsd(values[1], `${prefix}/v`, newNodes);
-      const outputs = [output, keysT.inputs[0], weighted.inputs[1]];
+    if (withCache && keys && values) {
+      const k = this.toBsd(keys[1], `${prefix}/k`, newNodes, this.numKvHeads);
+      const v = this.toBsd(values[1], `${prefix}/v`, newNodes, this.numKvHeads);
+      const outputs = [output, keysIn!, valuesIn!];
       if (this.fixedCapacity) {
-        const gqa = { ...attrs, kv_num_heads: this.numHeads };
+        const gqa = { ...attrs, kv_num_heads: this.numKvHeads };
         newNodes.push(
           node(
             "GroupQueryAttention",
@@ -159,9 +191,11 @@ class AttentionFuser {
       newNodes.push(node("Reshape", [output, shape], [`${prefix}/bsnh`], `${prefix}/bsnh`));
       newNodes.push(node("Transpose", [`${prefix}/bsnh`], [weighted.outputs[0]], `${prefix}/bnsh`, { perm: { ints: [0, 2, 1, 3] } }));
     }
-    const concats = withCache ? [this.index.producer.get(keysT.inputs[0])!, this.index.producer.get(weighted.inputs[1])!] : [];
-    const replaced = [add, scaled, scores, keysT, softmax, weighted, ...concats, ...(merged ? [back!, merged] : [])];
-    return { replaced, anchor: merged ?? weighted, newNodes, withCache };
+    const concats = withCache ? [this.index.producer.get(keysIn!)!, this.index.producer.get(valuesIn!)!] : [];
+    const widening = withCache ? widened.flatMap((w) => w?.nodes ?? []) : [];
+    const casts = castIn ? [castIn, castOut!] : [];
+    const replaced = [add, scaled, scores, keysT, ...casts, softmax, weighted, ...concats, ...widening, ...(merged ? [back!, merged] : [])];
+    return { replaced, anchor: merged ?? weighted, newNodes, withCache, cacheFound };
   }
 
   /** Whether a Reshape's target shape is [·, ·, heads × headDim] (or [·, ·, −1]). */
@@ -197,11 +231,11 @@ export function fuseAttention(
     return graph.nodes
       .filter((n) => n.opType === "Softmax")
       .map((s, layer) => fuser.match(s, layer))
-      .filter((m): m is Rewrite & { withCache: boolean } => !!m);
+      .filter((m): m is Rewrite & { withCache: boolean; cacheFound: boolean } => !!m);
   };
   const plain = rewrites(false);
   const layers = graph.inputs.filter((i) => /^past_key_values\.\d+\.key$/.test(i)).length;
-  if (fixedCapacity && layers > 0 && plain.length === layers && plain.every((r) => r.withCache)) {
+  if (fixedCapacity && layers > 0 && plain.length === layers && plain.every((r) => r.cacheFound)) {
     const fixed = applyRewrites(graph, rewrites(true));
     if (!fixed.nodes.some((n) => n.inputs.includes("attention_mask"))) return { graph: fixed, fused: layers, fixedCapacity: true };
   }
