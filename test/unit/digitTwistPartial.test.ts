@@ -12,6 +12,7 @@ import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
 import { TextTokenizer } from "../../src/engine/lm/model/tokenizer";
 import { synthesize } from "../../src/engine/math/problems";
 import { loadProblems } from "../../src/engine/train/data";
+import { finishedLineExamples } from "../../src/engine/train/lineContrasts";
 import { collectCutLines, mineCutLines, trainPartialHead } from "../../src/engine/train/partialResults";
 import { arithmeticLines, BLANK, encodeLine } from "../../src/engine/twist/arithmeticLines";
 import { DigitTwist } from "../../src/engine/twist/digitTwist";
@@ -76,6 +77,27 @@ describe("partial-result head (the digit twist's reading of a result being writt
     assert.ok(contrasts.some((x) => x.line.c === "43" && x.length === 2));
     assert.ok(contrasts.some((x) => x.line.c === "4" && x.length === 1));
     assert.ok(!contrasts.some((x) => x.line.c === "42" && x.length === 2) && !contrasts.some((x) => x.line.c === "4" && x.length === 2));
+  });
+
+  it("finished lines for a verifier: the labelled lines, and the mined result with one digit changed as wrong", () => {
+    const texts = ["12 + 30 = 42\n#### 42", "12 + 30 = 47\n#### 47", "5 * 6 = 31\n#### 31"];
+    const ex = finishedLineExamples(texts, [true, false, false], 1);
+    assert.deepEqual(
+      ex.slice(0, 2).map((x) => [x.line.c, x.length, x.label, x.weight]),
+      [
+        ["42", 2, 1, 1],
+        ["47", 2, 0, 1],
+      ],
+    );
+    const contrasts = ex.slice(2);
+    // "42": 8 other leading digits (no leading zero), 9 other units.
+    assert.equal(contrasts.length, 17);
+    assert.ok(contrasts.every((x) => x.label === 0 && x.line.a === "12" && x.line.c !== "42" && x.length === 2));
+    assert.ok(Math.abs(contrasts.reduce((a, x) => a + x.weight, 0) - 1) < 1e-12);
+    assert.ok(
+      contrasts.some((x) => x.line.c === "52") && contrasts.some((x) => x.line.c === "40") && !contrasts.some((x) => x.line.c === "02"),
+    );
+    assert.equal(finishedLineExamples(texts, [true, false, false], 0).length, 2);
   });
 
   // Cut lines of worked solutions (as right samples) and of the same solutions with one result slipped.
@@ -197,8 +219,10 @@ describe("partial-result head (the digit twist's reading of a result being writt
     this.timeout(300000);
     const model = await shippedModel();
     const { problems } = loadProblems("synthetic", "train", 6, 1);
-    const o = { samples: 8, maxTokens: 96, seed: 1, contrastWeight: 0 };
+    let seen = 0;
+    const o = { samples: 8, maxTokens: 96, seed: 1, contrastWeight: 0, onSamples: (texts: readonly string[]) => (seen += texts.length) };
     const { cuts, lengths } = await collectCutLines(model, problems, o);
+    assert.equal(seen, 6 * 8);
     const whole = cuts.filter((c) => c.line.c.length === c.length);
     const counted = Object.values(lengths.counts.coarse).reduce((a, r) => a + r.reduce((x, y) => x + y, 0), 0);
     assert.ok(whole.length >= 10, `${whole.length} whole lines`);

@@ -18,7 +18,7 @@ import { logSigmoid } from "../twist/heads";
 import { encodePartial, PartialResult, PartialResultHead } from "../twist/partialResults";
 import { ResultLengthTable } from "../twist/resultLengths";
 import { hashString64, Rng } from "../util/rng";
-import { mineLineLabels } from "./lineLabels";
+import { LabelledLine, mineLineLabels } from "./lineLabels";
 import { plainSamples } from "./samples";
 
 export interface CutLine extends PartialResult {
@@ -35,30 +35,34 @@ export interface CutOptions {
 /** One problem's samples cut into partial results with outcome labels. */
 export function mineCutLines(texts: readonly string[], correct: readonly boolean[], o: CutOptions): CutLine[] {
   const labelled = mineLineLabels(texts, correct);
-  // The mined result of each expression: what its right lines wrote (a disagreement says nothing).
-  const mined = new Map<string, string | null>();
-  for (const { line, label } of labelled) {
-    if (!label) continue;
-    const k = expressionKey(line);
-    const seen = mined.get(k);
-    mined.set(k, seen === undefined || seen === line.c ? line.c : null);
-  }
+  const mined = minedResults(labelled);
   const out: CutLine[] = [];
   for (const { line, label } of labelled) {
-    const right = label ? line.c : mined.get(expressionKey(line));
+    const right = label ? line.c : mined.get(expressionKey(line))?.right;
     for (let k = 1; k <= line.c.length; k++) {
       const c = line.c.slice(0, k);
       const agrees = !!right && right.length === line.c.length && right.startsWith(c);
       out.push({ line: { ...line, c }, length: line.c.length, label: label || agrees ? 1 : 0, weight: 1 });
     }
   }
-  if (o.contrastWeight > 0)
-    for (const [key, right] of mined) {
-      if (!right) continue;
-      const line = labelled.find((l) => l.label && expressionKey(l.line) === key)!.line;
-      out.push(...contrasts(line, right, o.contrastWeight));
-    }
+  if (o.contrastWeight > 0) for (const { line, right } of mined.values()) out.push(...contrasts(line, right, o.contrastWeight));
   return out;
+}
+
+/**
+ * The result right samples wrote for each expression (a disagreement says nothing, and the expression
+ * is left out), with the first right line that wrote it.
+ */
+export function minedResults(labelled: readonly LabelledLine[]): Map<string, { line: ArithmeticLine; right: string }> {
+  const seen = new Map<string, { line: ArithmeticLine; right: string } | null>();
+  for (const { line, label } of labelled) {
+    if (!label) continue;
+    const k = expressionKey(line);
+    const before = seen.get(k);
+    if (before === undefined) seen.set(k, { line, right: line.c });
+    else if (before && before.right !== line.c) seen.set(k, null);
+  }
+  return new Map([...seen].flatMap(([k, v]) => (v ? [[k, v] as const] : [])));
 }
 
 /** Every cut of a mined result `right`: other k-th digits, and its leading digits under other lengths. */
@@ -82,6 +86,8 @@ export interface CollectCutOptions extends CutOptions {
   maxTokens: number;
   seed: number;
   onProblem?: (done: number, total: number) => void;
+  /** Each problem's samples and outcomes, for other uses of the same pass (lineContrasts.ts). */
+  onSamples?: (texts: readonly string[], correct: readonly boolean[]) => void;
 }
 
 /**
@@ -108,6 +114,7 @@ export async function collectCutLines(
     });
     for (const { line, label } of mineLineLabels(plain.texts, plain.correct)) if (label) lengths.add(line);
     cuts.push(...mineCutLines(plain.texts, plain.correct, o));
+    o.onSamples?.(plain.texts, plain.correct);
     o.onProblem?.(i + 1, problems.length);
   }
   return { cuts, lengths };
