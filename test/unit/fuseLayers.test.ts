@@ -92,8 +92,8 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
   });
 
   /** A copy of a fixture folder, loaded fused and unfused on the CPU. */
-  async function both(source: string): Promise<[LoadedModel, LoadedModel, string]> {
-    const copy = join(dir, "m");
+  async function both(source: string, name = "m"): Promise<[LoadedModel, LoadedModel, string]> {
+    const copy = join(dir, name);
     cpSync(source, copy, { recursive: true, filter: (src) => !src.includes(".smc.") });
     const fused = await loadModel(copy, { threads: 1, fewestKernels: true });
     const plain = await loadModel(copy, { threads: 1, fewestKernels: false });
@@ -146,6 +146,32 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     assert.deepEqual([after.get("RotaryEmbedding"), after.get("Cos") ?? 0, after.get("Sin") ?? 0, after.get("Neg") ?? 0], [8, 0, 0, 0]);
     await assertSameOutputs(fused, plain, 1e-4);
     await assertSameGreedy(fused, plain, 3);
+  });
+
+  it("fuses the RMS norms of the real layouts (x / √(mean(x²) + ε), float32 casts in fp16), their residual sums and Qwen2's q/k/v biases: the same outputs", async () => {
+    // [family, precision, RMS norms (2 a layer and the final one, plus Qwen3's and Gemma-3's per-head q/k norms, Gemma's 4 a layer),
+    //  residual sums fused, projection biases made Gemms (Qwen2's q, k, v: 3 a layer), tolerance]
+    for (const [family, precision, norms, skips, biases, tolerance] of [
+      ["qwen2.5", "fp32", 5, 4, 6, 1e-4],
+      ["qwen2.5", "fp16", 5, 4, 6, 0.02],
+      ["qwen3", "fp32", 9, 4, 0, 1e-4],
+      ["gemma3", "fp32", 13, 0, 0, 1e-4],
+    ] as const) {
+      const source = join(dir, `rms-${family}-${precision}`);
+      const file = writeRealLayout(source, family, { precision });
+      const bytes = readFileSync(join(source, file));
+      const prepared = prepareModelBytes(bytes, options(source))!;
+      assert.deepEqual(
+        [prepared.fusedRmsNorm, prepared.fusedSkipLayerNorm, prepared.fusedProjectionBias],
+        [norms, skips, biases],
+        `${family} ${precision}`,
+      );
+      const after = opTypes(prepared.bytes);
+      assert.deepEqual([after.get("ReduceMean") ?? 0, after.get("Sqrt") ?? 0], [0, 0], `${family} ${precision}: no norm left unfused`);
+      const [fused, plain] = await both(source, `rms-${family}-${precision}-copy`);
+      assert.ok(fused.folder.onnxFile.endsWith(file.replace(/^onnx\//, "")), fused.folder.onnxFile);
+      await assertSameOutputs(fused, plain, tolerance);
+    }
   });
 
   it("fuses grouped-query attention with its widened keys and values taken whole, the cache left as exported: the same outputs", async () => {
