@@ -5,6 +5,7 @@
  * every line end, and a file that holds it. (The exact-Z tests with a head are in digitTwist.test.ts.)
  */
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -231,5 +232,30 @@ describe("partial-result head (the digit twist's reading of a result being writt
     assert.ok(cuts.every((c) => c.label === 1 || c.label === 0));
     const again = await collectCutLines(model, problems, o);
     assert.deepEqual(again.cuts, cuts);
+  });
+
+  it("eval --token-twist reads a digit-twist file with a head", function () {
+    this.timeout(300000);
+    const dir = mkdtempSync(join(tmpdir(), "tsmc-partial-eval-"));
+    const file = join(dir, "digit-twist.json");
+    const table = new ResultLengthTable();
+    for (const p of synthesize("train", 50, 1)) for (const l of arithmeticLines(p.answer)) table.add(l);
+    saveDigitTwist(file, join(MODEL_DIR, "twist-step.json"), table, {}, PartialResultHead.fromVerifier(shippedVerifier()));
+    const r = spawnSync(
+      process.execPath,
+      ["--import", "tsx", join(__dirname, "../../src/engine/cli/main.ts"), "eval", "--n", "2", "--particles", "4", "--json"].concat([
+        "--token-twist",
+        file,
+        "--step-twist",
+        "none",
+        "--no-bounds",
+        "--threads",
+        "1",
+      ]),
+      { encoding: "utf8", timeout: 240000 },
+    );
+    assert.equal(r.status, 0, r.stderr);
+    const row = JSON.parse(r.stdout).rows.find((x: { method: string }) => x.method === "twisted SMC, token level (posterior sample)");
+    assert.ok(row.note === undefined && row.accuracy >= 0 && row.accuracy <= 1 && row.seconds > 0, JSON.stringify(row));
   });
 });
