@@ -148,22 +148,24 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     await assertSameGreedy(fused, plain, 3);
   });
 
-  it("fuses the RMS norms of the real layouts (x / √(mean(x²) + ε), float32 casts in fp16), their residual sums and Qwen2's q/k/v biases: the same outputs", async () => {
+  it("fuses the RMS norms of the real layouts (x / √(mean(x²) + ε), float32 casts in fp16), their residual sums, Qwen2's q/k/v biases and the rotary embeddings: the same outputs", async () => {
     // [family, precision, RMS norms (2 a layer and the final one, plus Qwen3's and Gemma-3's per-head q/k norms, Gemma's 4 a layer),
-    //  residual sums fused, projection biases made Gemms (Qwen2's q, k, v: 3 a layer), tolerance]
-    for (const [family, precision, norms, skips, biases, tolerance] of [
-      ["qwen2.5", "fp32", 5, 4, 6, 1e-4],
-      ["qwen2.5", "fp16", 5, 4, 6, 0.02],
-      ["qwen3", "fp32", 9, 4, 0, 1e-4],
-      ["gemma3", "fp32", 13, 0, 0, 1e-4],
+    //  residual sums fused, projection biases made Gemms (Qwen2's q, k, v: 3 a layer), rotary embeddings (q and k a layer, the
+    //  Unsqueeze over the heads after the Cos as newer transformers write it; not yet behind a per-head norm), tolerance]
+    for (const [family, precision, norms, skips, biases, rotary, tolerance] of [
+      ["qwen2.5", "fp32", 5, 4, 6, 4, 1e-4],
+      ["qwen2.5", "fp16", 5, 4, 6, 4, 0.02],
+      ["llama3.2", "fp32", 5, 4, 0, 4, 1e-4],
+      ["qwen3", "fp32", 9, 4, 0, 0, 1e-4],
+      ["gemma3", "fp32", 13, 0, 0, 0, 1e-4],
     ] as const) {
       const source = join(dir, `rms-${family}-${precision}`);
       const file = writeRealLayout(source, family, { precision });
       const bytes = readFileSync(join(source, file));
       const prepared = prepareModelBytes(bytes, options(source))!;
       assert.deepEqual(
-        [prepared.fusedRmsNorm, prepared.fusedSkipLayerNorm, prepared.fusedProjectionBias],
-        [norms, skips, biases],
+        [prepared.fusedRmsNorm, prepared.fusedSkipLayerNorm, prepared.fusedProjectionBias, prepared.fusedRotary],
+        [norms, skips, biases, rotary],
         `${family} ${precision}`,
       );
       const after = opTypes(prepared.bytes);

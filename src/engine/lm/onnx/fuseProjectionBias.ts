@@ -5,8 +5,8 @@
  * is reshaped to rows and back, which costs no kernel; the (batch, sequence) it goes back to is
  * `input_ids`' shape, taken once for the whole graph.
  *
- * Only projections read by a Split (GPT-2's query/key/value in one) or by Reshapes (Qwen2's separate
- * query, key and value projections, split into heads) are folded: the layers' other biases already go
+ * Only projections read by a Split (GPT-2's query/key/value in one) or by Reshapes and rotary
+ * embeddings (Qwen2's separate query, key and value projections) are folded: the layers' other biases already go
  * elsewhere (into SkipLayerNormalization, fuseSkipLayerNorm.ts, and onnxruntime's own BiasGelu).
  */
 import { constant, node } from "./graphBuild";
@@ -37,8 +37,9 @@ function match(index: GraphIndex, add: NodeInfo): Projection | undefined {
   const readers = index.readers(add.outputs[0]);
   // Along the width (−1, or 2 of the three axes the output keeps).
   const splitLast = (n: NodeInfo) => n.opType === "Split" && [-1, 2].includes(n.ints.get("axis")?.[0] ?? 0);
-  // Or reshaped (into heads): Qwen2's separate query, key and value projections, each with a bias.
-  const reshaped = (n: NodeInfo) => n.opType === "Reshape" && n.inputs[0] === add.outputs[0];
+  // Or reshaped into heads, or rotated first (fuseRotary.ts): Qwen2's separate query, key and value
+  // projections, each with a bias.
+  const reshaped = (n: NodeInfo) => ["Reshape", "RotaryEmbedding"].includes(n.opType) && n.inputs[0] === add.outputs[0];
   if (!readers.length || !(readers.every(splitLast) || readers.every(reshaped)) || index.graph.outputs.has(add.outputs[0]))
     return undefined;
   return { x: matmul.inputs[0], inWidth: weightDims[0], outWidth: weightDims[1], weight: matmul.inputs[1], bias, matmul, add };

@@ -78,15 +78,39 @@ class RotaryFuser {
     );
   }
 
+  /** An Unsqueeze's axes (an attribute before opset 13, an input after). */
+  private unsqueezeAxes(n: NodeInfo): number[] | undefined {
+    return n.ints.get("axes") ?? this.constant(n.inputs[1] ?? "");
+  }
+
   /**
-   * The inverse frequencies behind cos = Cos(Unsqueeze(Concat(f, f), [1])), f = positions × inverse
-   * frequencies, when they come straight from the position_ids input.
+   * The Cos or Sin behind a factor of the product, through Casts (to the activations' precision) and
+   * the Unsqueeze at axis 1 that broadcasts it over the heads, which exporters put before the Cos
+   * (older transformers) or after it (newer): the node, whether it was cast to half precision, and
+   * whether the heads' Unsqueeze came after it.
    */
-  private inverseFrequencies(cos: NodeInfo, sin: NodeInfo): string | undefined {
+  private trig(name: string, op: "Cos" | "Sin"): { node: NodeInfo; half: boolean; unsqueezedAfter: boolean } | undefined {
+    let half = false,
+      unsqueezedAfter = false;
+    for (let n = this.index.producer.get(name); n; n = this.index.producer.get(n.inputs[0])) {
+      if (n.opType === op) return { node: n, half, unsqueezedAfter };
+      if (n.opType === "Cast") half ||= n.ints.get("to")?.[0] === DTYPE.float16;
+      else if (n.opType === "Unsqueeze" && !unsqueezedAfter && this.unsqueezeAxes(n)?.join() === "1") unsqueezedAfter = true;
+      else return undefined;
+    }
+    return undefined;
+  }
+
+  /**
+   * The inverse frequencies behind cos = Cos(Unsqueeze(Concat(f, f), [1])) (or Cos(Concat(f, f)) with
+   * the Unsqueeze after it), f = positions × inverse frequencies, when they come straight from the
+   * position_ids input.
+   */
+  private inverseFrequencies(cos: NodeInfo, sin: NodeInfo, unsqueezedAfter: boolean): string | undefined {
     if (cos.inputs[0] !== sin.inputs[0]) return undefined;
-    const unsqueeze = this.index.made(cos.inputs[0], "Unsqueeze");
-    const axes = unsqueeze && (unsqueeze.ints.get("axes") ?? this.constant(unsqueeze.inputs[1] ?? ""));
-    const doubled = unsqueeze && this.index.made(unsqueeze.inputs[0], "Concat");
+    const unsqueeze = unsqueezedAfter ? undefined : this.index.made(cos.inputs[0], "Unsqueeze");
+    const axes = unsqueezedAfter ? [1] : unsqueeze && this.unsqueezeAxes(unsqueeze);
+    const doubled = this.index.made(unsqueezedAfter ? cos.inputs[0] : (unsqueeze?.inputs[0] ?? ""), "Concat");
     if (axes?.length !== 1 || axes[0] !== 1 || !doubled || doubled.inputs.length !== 2 || doubled.inputs[0] !== doubled.inputs[1])
       return undefined;
     const f = this.index.made(doubled.inputs[0], "Mul");
@@ -125,12 +149,14 @@ class RotaryFuser {
     if (muls.some((m) => !m || !this.index.only(m.outputs[0]))) return undefined;
     // One product with Cos(·), the other with Sin(·) of the same angles (cast to half precision in
     // an fp16 export, whose tables are then fp16 too).
-    const factor = (m: NodeInfo, op: string) => m.inputs.findIndex((i) => this.index.made(this.index.through(i, "Cast"), op));
+    const factor = (m: NodeInfo, op: "Cos" | "Sin") => m.inputs.findIndex((i) => this.trig(i, op));
     const cosMul = muls.find((m) => factor(m!, "Cos") >= 0);
     const sinMul = muls.find((m) => m !== cosMul && factor(m!, "Sin") >= 0);
     if (!cosMul || !sinMul) return undefined;
     const cosAt = factor(cosMul, "Cos");
     const sinAt = factor(sinMul, "Sin");
+    const [cosOf, sinOf] = [this.trig(cosMul.inputs[cosAt], "Cos")!, this.trig(sinMul.inputs[sinAt], "Sin")!];
+    if (cosOf.half !== sinOf.half || cosOf.unsqueezedAfter !== sinOf.unsqueezedAfter) return undefined;
     const t = cosMul.inputs[1 - cosAt];
     const rot = sinMul.inputs[1 - sinAt];
     // t: the projection with its heads split, (batch, heads, sequence, headDim).
@@ -138,12 +164,9 @@ class RotaryFuser {
     const reshape = split && isPerm(split, "0,2,1,3") ? this.index.made(split.inputs[0], "Reshape") : undefined;
     const heads = reshape && this.headsOf(reshape.inputs[1]);
     if (!reshape || !heads || !this.isRotateHalf(rot, t)) return undefined;
-    const inverse = this.inverseFrequencies(
-      this.index.producer.get(this.index.through(cosMul.inputs[cosAt], "Cast"))!,
-      this.index.producer.get(this.index.through(sinMul.inputs[sinAt], "Cast"))!,
-    );
+    const inverse = this.inverseFrequencies(cosOf.node, sinOf.node, cosOf.unsqueezedAfter);
     if (!inverse) return undefined;
-    const half = this.index.made(cosMul.inputs[cosAt], "Cast")?.ints.get("to")?.[0] === DTYPE.float16;
+    const half = cosOf.half;
 
     const p = `smc_rotary${n}`;
     const newNodes: Uint8Array[] = [];
