@@ -5,7 +5,6 @@
  * token-level SMC exact on the enumerable toy model.
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,6 +27,7 @@ import { Rng } from "../../src/engine/util/rng";
 import { MODEL_DIR, shippedModel, tinyTrainConfig } from "./helpers";
 import { enumerateToy, exactTwist, TOY_EOS, TOY_MAX_TOKENS, TOY_PROMPT, ToyModel } from "./toyModel";
 import { logPhi, toyOptions } from "./toyStatistics";
+import { evalWithTokenTwist } from "./evalCli";
 
 /** A line verifier with every parameter random, so that lines and columns score differently. */
 function randomVerifier(columns: number, seed: number): LineVerifier {
@@ -318,19 +318,7 @@ describe("digit twist (the line verifier at token level)", () => {
       const digitFile = join(dir, "digit-twist.json");
       saveDigitTwist(digitFile, join(MODEL_DIR, "twist-step.json"), table);
       for (const file of [digitFile, join(MODEL_DIR, "twist-step.json")]) {
-        const r = spawnSync(
-          process.execPath,
-          ["--import", "tsx", join(__dirname, "../../src/engine/cli/main.ts"), "eval", "--n", "2", "--particles", "4", "--json"].concat([
-            "--token-twist",
-            file,
-            "--step-twist",
-            "none",
-            "--no-bounds",
-            "--threads",
-            "1",
-          ]),
-          { encoding: "utf8", timeout: 240000 },
-        );
+        const r = evalWithTokenTwist(file);
         assert.equal(r.status, 0, r.stderr);
         const report = JSON.parse(r.stdout);
         assert.equal(report.twists.token, file);

@@ -5,7 +5,6 @@
  * every line end, and a file that holds it. (The exact-Z tests with a head are in digitTwist.test.ts.)
  */
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,6 +24,7 @@ import { ResultLengthTable } from "../../src/engine/twist/resultLengths";
 import { loadTwist } from "../../src/engine/twist/twistFile";
 import { Rng } from "../../src/engine/util/rng";
 import { MODEL_DIR, shippedModel } from "./helpers";
+import { evalWithTokenTwist } from "./evalCli";
 
 function randomNet(columns: number, seed: number): LineVerifier {
   const rng = new Rng(seed);
@@ -241,19 +241,7 @@ describe("partial-result head (the digit twist's reading of a result being writt
     const table = new ResultLengthTable();
     for (const p of synthesize("train", 50, 1)) for (const l of arithmeticLines(p.answer)) table.add(l);
     saveDigitTwist(file, join(MODEL_DIR, "twist-step.json"), table, {}, PartialResultHead.fromVerifier(shippedVerifier()));
-    const r = spawnSync(
-      process.execPath,
-      ["--import", "tsx", join(__dirname, "../../src/engine/cli/main.ts"), "eval", "--n", "2", "--particles", "4", "--json"].concat([
-        "--token-twist",
-        file,
-        "--step-twist",
-        "none",
-        "--no-bounds",
-        "--threads",
-        "1",
-      ]),
-      { encoding: "utf8", timeout: 240000 },
-    );
+    const r = evalWithTokenTwist(file);
     assert.equal(r.status, 0, r.stderr);
     const row = JSON.parse(r.stdout).rows.find((x: { method: string }) => x.method === "twisted SMC, token level (posterior sample)");
     assert.ok(row.note === undefined && row.accuracy >= 0 && row.accuracy <= 1 && row.seconds > 0, JSON.stringify(row));

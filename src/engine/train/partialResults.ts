@@ -11,15 +11,14 @@
  */
 import { LoadedModel } from "../lm/model/loadModel";
 import { MathProblem } from "../math/dataset";
-import type { StepTwist } from "../smc/twist";
 import { Adam } from "../twist/adam";
 import { ArithmeticLine, expressionKey } from "../twist/arithmeticLines";
 import { logSigmoid } from "../twist/heads";
 import { encodePartial, PartialResult, PartialResultHead } from "../twist/partialResults";
 import { ResultLengthTable } from "../twist/resultLengths";
-import { hashString64, Rng } from "../util/rng";
+import { Rng } from "../util/rng";
 import { LabelledLine, mineLineLabels } from "./lineLabels";
-import { plainSamples } from "./samples";
+import { plainSamplesFor } from "./resultLengths";
 
 export interface CutLine extends PartialResult {
   label: 0 | 1;
@@ -77,9 +76,6 @@ function contrasts(line: ArithmeticLine, right: string, weight: number): CutLine
   return wrong.map((p) => ({ ...p, label: 0, weight: weight / 12 }));
 }
 
-/** Plain samples are drawn without a twist; the options name one all the same. */
-const NO_TWIST: StepTwist = { kind: "step", textOnly: true, logValue: (input) => new Float64Array(input.prefixes.length) };
-
 export interface CollectCutOptions extends CutOptions {
   /** Plain samples per problem (T = 1). */
   samples: number;
@@ -103,15 +99,7 @@ export async function collectCutLines(
   const cuts: CutLine[] = [];
   const lengths = new ResultLengthTable();
   for (const [i, problem] of problems.entries()) {
-    const seed = Number(hashString64(`partial:${o.seed}:${i}`) % 2147483647n);
-    const plain = await plainSamples(model, problem, {
-      level: "step",
-      samples: o.samples,
-      maxTokens: o.maxTokens,
-      seed,
-      rewardFloor: 0,
-      twist: NO_TWIST,
-    });
+    const plain = await plainSamplesFor(model, problem, i, o, "partial");
     for (const { line, label } of mineLineLabels(plain.texts, plain.correct)) if (label) lengths.add(line);
     cuts.push(...mineCutLines(plain.texts, plain.correct, o));
     o.onSamples?.(plain.texts, plain.correct);

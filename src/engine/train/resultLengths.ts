@@ -14,6 +14,22 @@ import type { StepTwist } from "../smc/twist";
 /** Plain samples are drawn without a twist; the options name one all the same. */
 const NO_TWIST: StepTwist = { kind: "step", textOnly: true, logValue: (input) => new Float64Array(input.prefixes.length) };
 
+/**
+ * The model's plain samples of the `i`-th problem (temperature 1, step level, no twist) and whether
+ * each is right: what the digit twist's counts and heads are mined from. `purpose` keeps the seeds of
+ * different minings apart.
+ */
+export function plainSamplesFor(
+  model: LoadedModel,
+  problem: MathProblem,
+  i: number,
+  o: { samples: number; maxTokens: number; seed: number },
+  purpose: string,
+): ReturnType<typeof plainSamples> {
+  const seed = Number(hashString64(`${purpose}:${o.seed}:${i}`) % 2147483647n);
+  return plainSamples(model, problem, { level: "step", samples: o.samples, maxTokens: o.maxTokens, seed, rewardFloor: 0, twist: NO_TWIST });
+}
+
 export interface ResultLengthOptions {
   /** Plain samples per problem. */
   samples: number;
@@ -30,15 +46,7 @@ export async function learnResultLengths(
   const table = new ResultLengthTable();
   let lines = 0;
   for (const [i, problem] of problems.entries()) {
-    const seed = Number(hashString64(`lengths:${o.seed}:${i}`) % 2147483647n);
-    const plain = await plainSamples(model, problem, {
-      level: "step",
-      samples: o.samples,
-      maxTokens: o.maxTokens,
-      seed,
-      rewardFloor: 0,
-      twist: NO_TWIST,
-    });
+    const plain = await plainSamplesFor(model, problem, i, o, "lengths");
     for (const { line, label } of mineLineLabels(plain.texts, plain.correct))
       if (label === 1) {
         table.add(line);
