@@ -5,7 +5,7 @@
  * every line end, and a file that holds it. (The exact-Z tests with a head are in digitTwist.test.ts.)
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
@@ -24,7 +24,7 @@ import { ResultLengthTable } from "../../src/engine/twist/resultLengths";
 import { loadTwist } from "../../src/engine/twist/twistFile";
 import { Rng } from "../../src/engine/util/rng";
 import { MODEL_DIR, shippedModel } from "./helpers";
-import { evalWithTokenTwist } from "./evalCli";
+import { evalWithTokenTwist, solveJson } from "./evalCli";
 
 function randomNet(columns: number, seed: number): LineVerifier {
   const rng = new Rng(seed);
@@ -232,6 +232,34 @@ describe("partial-result head (the digit twist's reading of a result being writt
     assert.ok(cuts.every((c) => c.label === 1 || c.label === 0));
     const again = await collectCutLines(model, problems, o);
     assert.deepEqual(again.cuts, cuts);
+  });
+
+  it("solve --level token steers with a digit-twist file given or beside the model as twist-token.json (or a line verifier read digit by digit)", function () {
+    this.timeout(300000);
+    const dir = mkdtempSync(join(tmpdir(), "tsmc-partial-solve-"));
+    const file = join(dir, "digit-twist.json");
+    const table = new ResultLengthTable();
+    for (const p of synthesize("train", 50, 1)) for (const l of arithmeticLines(p.answer)) table.add(l);
+    saveDigitTwist(file, join(MODEL_DIR, "twist-step.json"), table, {}, PartialResultHead.fromVerifier(shippedVerifier()));
+    const problem = synthesize("test", 1, 9)[0].question;
+    for (const twist of [file, join(MODEL_DIR, "twist-step.json")]) {
+      const r = solveJson(problem, ["--level", "token", "--twist", twist, "--particles", "4", "--threads", "1"]);
+      assert.equal(r.status, 0, r.stderr);
+      const out = JSON.parse(r.stdout);
+      assert.deepEqual([out.level, out.twist, out.particles.length], ["token", twist, 4]);
+    }
+    // Beside a model as its twist-token.json, the default at token level.
+    const folder = join(dir, "model");
+    cpSync(MODEL_DIR, folder, { recursive: true, filter: (src) => !src.includes(".smc.") });
+    copyFileSync(file, join(folder, "twist-token.json"));
+    const byDefault = solveJson(problem, ["--level", "token", "--model", folder, "--particles", "4", "--threads", "1"]);
+    assert.equal(byDefault.status, 0, byDefault.stderr);
+    assert.equal(JSON.parse(byDefault.stdout).twist, join(folder, "twist-token.json"));
+    // A file that is neither is refused as before, in one line.
+    const bad = solveJson(problem, ["--level", "token", "--twist", join(dir, "missing.json")]);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr.trim(), /^twisted-smc: .*missing\.json does not exist/);
+    assert.equal(bad.stderr.trim().split("\n").length, 1);
   });
 
   it("eval --token-twist reads a digit-twist file with a head", function () {

@@ -1,4 +1,4 @@
-/** The engine's `eval` command run as a user runs it, on 2 problems at K = 4 with a token twist and no step twist. */
+/** The engine's commands run as a user runs them: `eval` on 2 problems at K = 4 with a token twist and no step twist, `solve` as JSON. */
 import { spawnSync, SpawnSyncReturns } from "node:child_process";
 import { join } from "node:path";
 
@@ -22,4 +22,16 @@ export function evalWithTokenTwist(file: string): SpawnSyncReturns<string> {
     encoding: "utf8",
     timeout: 240000,
   });
+}
+
+/** The engine's `solve` command on one problem, as JSON, with the flags given. */
+export function solveJson(problem: string, flags: string[]): SpawnSyncReturns<string> {
+  return spawnSync(
+    process.execPath,
+    ["--import", "tsx", join(__dirname, "../../src/engine/cli/main.ts"), "solve", problem, "--json", ...flags],
+    {
+      encoding: "utf8",
+      timeout: 240000,
+    },
+  );
 }

@@ -4,6 +4,7 @@ import { LoadedModel } from "../lm/model/loadModel";
 import { TokenizerFolder } from "../lm/model/modelFolder";
 import { Twist } from "../smc/twist";
 import { UsageError } from "../util/options";
+import { loadDigitTwist } from "./digitTwistFile";
 import { runnableTwist } from "./onnxTwist";
 import { loadTwist, shippedTwistPath, TwistFile, TwistFileError } from "./twistFile";
 
@@ -12,6 +13,13 @@ export async function loadTwistOption(
   model: LoadedModel,
   level: "token" | "step",
 ): Promise<{ twist: Twist; name: string } | undefined> {
+  // At token level a digit-twist file (given, or the folder's twist-token.json), or a line verifier
+  // given for it, steers digit by digit (digitTwist.ts), as in eval.
+  if (level === "token" && option !== "none") {
+    const path = option === undefined ? shippedTwistPath(model.folder, "token") : resolve(option);
+    const digits = path ? loadDigitTwist(path, model.lm.vocabSize, model.folder) : undefined;
+    if (digits && path) return { twist: digits, name: path };
+  }
   const found = findTwist(option, model.folder, level, (path) => loadTwist(path, model.folder));
   return found && { twist: await runnableTwist(found.head), name: found.path };
 }
