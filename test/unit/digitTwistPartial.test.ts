@@ -234,13 +234,19 @@ describe("partial-result head (the digit twist's reading of a result being writt
     assert.deepEqual(again.cuts, cuts);
   });
 
-  it("solve --level token steers with a digit-twist file given or beside the model as twist-token.json (or a line verifier read digit by digit)", function () {
-    this.timeout(300000);
-    const dir = mkdtempSync(join(tmpdir(), "tsmc-partial-solve-"));
+  /** A digit-twist file in `dir`: the shipped verifier, a head made from it, lengths counted from reference solutions. */
+  function writeDigitTwistWithHead(dir: string): string {
     const file = join(dir, "digit-twist.json");
     const table = new ResultLengthTable();
     for (const p of synthesize("train", 50, 1)) for (const l of arithmeticLines(p.answer)) table.add(l);
     saveDigitTwist(file, join(MODEL_DIR, "twist-step.json"), table, {}, PartialResultHead.fromVerifier(shippedVerifier()));
+    return file;
+  }
+
+  it("solve --level token steers with a digit-twist file given or beside the model as twist-token.json (or a line verifier read digit by digit)", function () {
+    this.timeout(300000);
+    const dir = mkdtempSync(join(tmpdir(), "tsmc-partial-solve-"));
+    const file = writeDigitTwistWithHead(dir);
     const problem = synthesize("test", 1, 9)[0].question;
     for (const twist of [file, join(MODEL_DIR, "twist-step.json")]) {
       const r = solveJson(problem, ["--level", "token", "--twist", twist, "--particles", "4", "--threads", "1"]);
@@ -265,10 +271,7 @@ describe("partial-result head (the digit twist's reading of a result being writt
   it("eval --token-twist reads a digit-twist file with a head", function () {
     this.timeout(300000);
     const dir = mkdtempSync(join(tmpdir(), "tsmc-partial-eval-"));
-    const file = join(dir, "digit-twist.json");
-    const table = new ResultLengthTable();
-    for (const p of synthesize("train", 50, 1)) for (const l of arithmeticLines(p.answer)) table.add(l);
-    saveDigitTwist(file, join(MODEL_DIR, "twist-step.json"), table, {}, PartialResultHead.fromVerifier(shippedVerifier()));
+    const file = writeDigitTwistWithHead(dir);
     const r = evalWithTokenTwist(file);
     assert.equal(r.status, 0, r.stderr);
     const row = JSON.parse(r.stdout).rows.find((x: { method: string }) => x.method === "twisted SMC, token level (posterior sample)");
