@@ -213,6 +213,7 @@ export function tinyTrainConfig(outputDir: string, over: Partial<TrainConfig> = 
     twist: "token",
     rank: 4,
     rewardFloor: 0.001,
+    contrastWeight: 1,
     resume: false,
     ...over,
   };

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { arithmeticLines, digitColumns, encodeLine, BLANK } from "../../src/engine/twist/arithmeticLines";
+import { ArithmeticLine, arithmeticLines, digitColumns, encodeLine, BLANK } from "../../src/engine/twist/arithmeticLines";
 import { LineVerifier } from "../../src/engine/twist/lineVerifier";
 import { BIAS_INIT, logSigmoid } from "../../src/engine/twist/heads";
 import { Adam } from "../../src/engine/twist/adam";
@@ -15,6 +15,9 @@ import { Rng } from "../../src/engine/util/rng";
 import { MODEL_DIR } from "./helpers";
 
 const D = 4;
+
+/** Labelled lines as the prm objective's finished lines (weight 1 each, no contrasts). */
+const finished = (lines: { line: ArithmeticLine; label: 0 | 1 }[]) => lines.map((l) => ({ ...l, length: l.line.c.length, weight: 1 }));
 
 describe("line verifier", () => {
   it("finds the arithmetic lines of a solution, in the model's and in GSM8K's notation", () => {
@@ -105,13 +108,13 @@ describe("line verifier", () => {
     );
     assert.equal(v.logValueOfText("9999 + 1 = 10000\n25000 - 5000 = 20000\n"), 0);
     assert.equal(v.encodeLine(wide[0].line), undefined);
-    const none = prmGradient(v, [{ lines: wide } as unknown as PrmData]);
+    const none = prmGradient(v, [{ lines: finished(wide) } as unknown as PrmData]);
     assert.equal(none.loss, 0);
     for (const g of none.grads) assert.ok(g.every((x) => x === 0));
     // Beside a line it reads, the gradient is that line's alone.
     const narrow = mineLineLabels(["12 + 30 = 42\n#### 42"], [true]);
-    const mixed = prmGradient(v, [{ lines: [...wide, ...narrow] } as unknown as PrmData]);
-    const alone = prmGradient(v, [{ lines: narrow } as unknown as PrmData]);
+    const mixed = prmGradient(v, [{ lines: finished([...wide, ...narrow]) } as unknown as PrmData]);
+    const alone = prmGradient(v, [{ lines: finished(narrow) } as unknown as PrmData]);
     assert.equal(mixed.loss, alone.loss);
     mixed.grads.forEach((g, i) => assert.deepEqual(g, alone.grads[i]));
     assert.deepEqual(v.encodeLine(narrow[0].line), v.encode("12 + 30 = 42\n")[0]);
@@ -131,7 +134,7 @@ describe("line verifier", () => {
     const v = LineVerifier.init(D, new Rng(4));
     const adam = new Adam(v.parameters(), 0.02);
     for (let step = 0; step < 400; step++) {
-      const data = [{ lines: Array.from({ length: 64 }, line) } as unknown as PrmData];
+      const data = [{ lines: finished(Array.from({ length: 64 }, line)) } as unknown as PrmData];
       adam.step(prmGradient(v, data).grads);
     }
     const test = Array.from({ length: 1000 }, line);

@@ -4,7 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CheckpointError } from "../../src/engine/train/checkpoint";
 import { train, TrainConfig } from "../../src/engine/train/trainer";
-import { loadTwist } from "../../src/engine/twist/twistFile";
+import { loadTwist, readTwistDocument, TwistMeta } from "../../src/engine/twist/twistFile";
+import { DigitTwistHead } from "../../src/engine/twist/digitTwistHead";
+import { DIGIT_TWIST_FORMAT, loadDigitTwist, loadTwistOrVerifier, parseDigitTwistDocument } from "../../src/engine/twist/digitTwistFile";
+import { LineVerifier } from "../../src/engine/twist/lineVerifier";
+import { ModelFolder } from "../../src/engine/lm/model/modelFolder";
 import { synthesize } from "../../src/engine/math/problems";
 import { shippedModel } from "./helpers";
 
@@ -26,9 +30,18 @@ function config(outputDir: string, over: Partial<TrainConfig> = {}): TrainConfig
     twist: "token",
     rank: 8,
     rewardFloor: 0.001,
+    contrastWeight: 1,
     resume: false,
     ...over,
   };
+}
+
+/** A trained twist.json: a twist file, or the digit twist's parts. */
+function trained(path: string, folder: ModelFolder): { meta: TwistMeta; head: { parameters(): Float32Array[] } } {
+  const doc = readTwistDocument(path);
+  if (doc.format !== DIGIT_TWIST_FORMAT) return loadTwist(path, folder);
+  const { meta, verifier, partial, lengths } = parseDigitTwistDocument(doc, path, folder);
+  return { meta, head: new DigitTwistHead(verifier, partial!, lengths) };
 }
 
 describe("twist trainer", function () {
@@ -40,6 +53,7 @@ describe("twist trainer", function () {
     ["step", "ctl"],
     ["step", "bce"],
     ["step", "prm"],
+    ["token", "prm"],
   ] as const) {
     it(`${twist} twist, ${loss}: a run stopped midway and resumed ends exactly where an uninterrupted run does`, async () => {
       const model = await shippedModel();
@@ -60,14 +74,19 @@ describe("twist trainer", function () {
       const second = await train(config(parts, { twist, loss, resume: true }), {}, model);
       assert.equal(second.batches, 4);
 
-      const ta = loadTwist(a.twistPath, model.folder),
-        tb = loadTwist(second.twistPath, model.folder);
+      const ta = trained(a.twistPath, model.folder),
+        tb = trained(second.twistPath, model.folder);
       assert.deepEqual(tb.head.parameters(), ta.head.parameters());
-      // W (token head), w (value head) and w2 (line verifier) start at zero: training moved them.
-      assert.ok(
-        ta.head.parameters()[twist === "token" ? 1 : loss === "prm" ? 5 : 0].some((x) => x !== 0),
-        "training changed the head",
-      );
+      // The digit twist's counts are saved in its checkpoints too.
+      if (ta.head instanceof DigitTwistHead) assert.deepEqual((tb.head as DigitTwistHead).lengths.toJSON(), ta.head.lengths.toJSON());
+      // W (token head), w (value head) and w2 (line verifier; the digit twist's head's too) start at
+      // zero: training moved them.
+      const moved = loss === "prm" ? (twist === "token" ? [5, 12] : [5]) : [twist === "token" ? 1 : 0];
+      for (const i of moved)
+        assert.ok(
+          ta.head.parameters()[i].some((x) => x !== 0),
+          `training changed parameter ${i}`,
+        );
       const metrics = (dir: string) =>
         readFileSync(join(dir, "metrics.jsonl"), "utf8")
           .trim()
@@ -78,6 +97,25 @@ describe("twist trainer", function () {
       assert.equal(ta.meta.training?.loss, loss);
     });
   }
+
+  it("token twist, prm: the digit twist holds the step level's verifier bit for bit, a partial-result head and result lengths", async () => {
+    const model = await shippedModel();
+    const step = await train(config(join(tmp, "digit-step"), { twist: "step", loss: "prm" }), {}, model);
+    const token = await train(config(join(tmp, "digit-token"), { twist: "token", loss: "prm" }), {}, model);
+    const verifier = loadTwist(step.twistPath, model.folder).head as LineVerifier;
+    const digit = trained(token.twistPath, model.folder).head as DigitTwistHead;
+    assert.ok(digit instanceof DigitTwistHead);
+    assert.deepEqual(digit.verifier.parameters(), verifier.parameters());
+    // Counted from the right lines of 2 epochs × 4 problems × 4 samples.
+    const counted = Object.values(digit.lengths.toJSON().coarse)
+      .flat()
+      .reduce((a, b) => a + b, 0);
+    assert.ok(counted > 0, "result lengths counted");
+    // The file is what solve and eval read at token level (digit by digit), and the step level reads its verifier.
+    const twist = loadDigitTwist(token.twistPath, model.lm.vocabSize, model.folder);
+    assert.ok(twist?.partial && twist.lengths);
+    assert.deepEqual(loadTwistOrVerifier(token.twistPath, model.folder).head.parameters(), verifier.parameters());
+  });
 
   it("refuses to overwrite a run without --resume, and to resume with other settings", async () => {
     const model = await shippedModel();

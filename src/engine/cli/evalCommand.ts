@@ -6,9 +6,9 @@ import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
 import { withSystemPrompt } from "../lm/model/tokenizer";
 import { evaluate, EvalReport } from "../eval/evaluate";
 import { loadProblems } from "../train/data";
-import { loadTwist, shippedTwistPath } from "../twist/twistFile";
+import { shippedTwistPath } from "../twist/twistFile";
 import { OnnxTokenTwist } from "../twist/onnxTwist";
-import { loadDigitTwist } from "../twist/digitTwistFile";
+import { loadDigitTwist, loadTwistOrVerifier } from "../twist/digitTwistFile";
 import { StepTwist, TokenTwist } from "../smc/twist";
 import { choiceOption, intOption, MAX_PARTICLES, OptionValues, stringOption, threadsOption, UsageError } from "../util/options";
 import { backendHelp, BACKEND_OPTIONS, remoteModelOption } from "./backendOptions";
@@ -95,7 +95,7 @@ export async function evalCommand(argv: string[]): Promise<void> {
         names.token = path;
         return;
       }
-      const { head, meta } = loadTwist(path, model.folder);
+      const { head, meta } = loadTwistOrVerifier(path, model.folder);
       if (head.kind === "token") tokenTwist = await OnnxTokenTwist.create(head);
       else stepTwist = head;
       names[meta.kind] = path;

@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { BatchMetrics, train } from "../train/trainer";
 import { loadModel } from "../lm/model/loadModel";
 import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
-import { DEFAULT_LEARNING_RATE, DEFAULT_LOSS, TRAIN_DEFAULTS, TRAIN_FLAGS, trainConfigFromFlags } from "../train/flags";
+import { DEFAULT_LEARNING_RATE, TRAIN_DEFAULTS, TRAIN_FLAGS, trainConfigFromFlags } from "../train/flags";
 import { choiceOption, OptionValues, UsageError } from "../util/options";
 import type { TrainProgressLine } from "../../protocol/training";
 
@@ -36,7 +36,10 @@ Options:
   --twist token|step               a token-level twist, or a step-level (per line) one (default ${D.twist})
   --loss ctl|bce|prm               ctl: contrastive twist learning; bce: value regression of the hidden-state
                                    value head (step); prm: the line verifier, learned from line labels mined
-                                   from outcomes (step) (default ${DEFAULT_LOSS.step} for step, ${DEFAULT_LOSS.token} for token)
+                                   from outcomes — at token level with the digit twist's partial-result head
+                                   and result lengths (default prm at either level)
+  --contrast_weight X              prm: weight of each mined result's one-digit changes, labelled wrong
+                                   (default ${D.contrast_weight}; 0: the mined labels alone)
   --rank R                         rank of the token head or of the line verifier (default ${D.rank})
   --reward_floor X                 final potential of a wrong answer while training, φ = 1 if right (default ${D.reward_floor})
   --resume                         continue the run in --output_dir from its last checkpoint

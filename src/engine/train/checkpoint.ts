@@ -6,7 +6,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { ModelFolder } from "../lm/model/modelFolder";
 import { AdamState } from "../twist/adam";
-import { modelFingerprint, parseTwist, serializeTwist, TwistFile, TwistFileError, TwistHead, TwistMeta } from "../twist/twistFile";
+import { modelFingerprint, parseTwist, serializeTwist, TwistFileError, TwistMeta } from "../twist/twistFile";
+import { DigitTwistHead, TrainableHead } from "../twist/digitTwistHead";
+import { DIGIT_TWIST_FORMAT, parseDigitTwistDocument, serializeDigitTwist } from "../twist/digitTwistFile";
 import { writeFileAtomic } from "../util/atomicWrite";
 import { InputError } from "../util/errors";
 
@@ -27,8 +29,28 @@ export interface Checkpoint {
   /** The settings that determine the result; a resume must match them. */
   settings: Record<string, unknown>;
   progress: Progress;
-  twist: TwistFile;
+  twist: TrainedTwist;
   adam: AdamState;
+}
+
+/** The head a checkpoint holds and its metadata (a digit twist's: its verifier's). */
+export interface TrainedTwist {
+  meta: TwistMeta;
+  head: TrainableHead;
+}
+
+type Meta = Omit<TwistMeta, "format" | "version" | "kind" | "hiddenSize" | "vocabSize" | "rank">;
+
+/** A trained head as its file holds it: a twist file, or a digit-twist file for the digit twist's parts. */
+export function serializeTrainedHead(head: TrainableHead, meta: Meta): string {
+  return head instanceof DigitTwistHead ? serializeDigitTwist(head, meta) : serializeTwist(head, meta);
+}
+
+function parseTrainedHead(doc: Record<string, unknown>, path: string): TrainedTwist {
+  if (doc.format !== DIGIT_TWIST_FORMAT) return parseTwist(doc, path);
+  const { meta, verifier, partial, lengths } = parseDigitTwistDocument(doc, path);
+  if (!partial) throw new TwistFileError(`${path}: the digit twist holds no partial-result head`);
+  return { meta, head: new DigitTwistHead(verifier, partial, lengths) };
 }
 
 const f64 = (a: Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
@@ -37,8 +59,8 @@ export function saveCheckpoint(
   path: string,
   settings: Record<string, unknown>,
   progress: Progress,
-  head: TwistHead,
-  meta: Omit<TwistMeta, "format" | "version" | "kind" | "hiddenSize" | "vocabSize" | "rank">,
+  head: TrainableHead,
+  meta: Meta,
   adam: AdamState,
 ): void {
   const doc = {
@@ -46,7 +68,7 @@ export function saveCheckpoint(
     version: 1,
     settings,
     progress,
-    twist: JSON.parse(serializeTwist(head, meta)),
+    twist: JSON.parse(serializeTrainedHead(head, meta)),
     adam: { t: adam.t, m: adam.m.map(f64), v: adam.v.map(f64) },
   };
   writeFileAtomic(path, JSON.stringify(doc) + "\n");
@@ -85,10 +107,10 @@ function parseCheckpoint(doc: unknown, path: string, folder: ModelFolder): Check
     batchesDone: field.count("progress.batchesDone", p.batchesDone),
     metricsLines: field.count("progress.metricsLines", p.metricsLines),
   };
-  let twist: TwistFile;
+  let twist: TrainedTwist;
   try {
     // Its model is checked below, with advice that fits a checkpoint.
-    twist = parseTwist(field.object("twist", doc.twist), `${path}: twist`);
+    twist = parseTrainedHead(field.object("twist", doc.twist), `${path}: twist`);
   } catch (e) {
     // The twist's own checks, told as the checkpoint's (exit code and wording alike).
     throw e instanceof TwistFileError ? new CheckpointError(e.message) : e;

@@ -17,7 +17,7 @@ import { OBJECTIVES, objectiveFor, TWIST_LOSSES, TwistLoss } from "./objectives"
  * Defaults that train the shipped twist: the line verifier (step level) on 4,000 synthetic problems,
  * three times over with fresh samples (1,500 updates), 31 minutes on 2 cores: its subtraction
  * check kept improving up to the last batches (AUC 0.91 after 1,000, 0.98 after 1,500).
- * `--twist token` defaults to CTL.
+ * `--twist token` trains the digit twist (the same verifier, a partial-result head and result lengths).
  */
 export const TRAIN_DEFAULTS = {
   num_examples: 4000,
@@ -34,10 +34,14 @@ export const TRAIN_DEFAULTS = {
   twist: "step",
   rank: 32,
   reward_floor: 0.001,
+  contrast_weight: 1,
 } as const;
 
-/** The loss when none is given: the line verifier at step level, CTL at token level. */
-export const DEFAULT_LOSS = { token: "ctl", step: "prm" } as const;
+/**
+ * The loss when none is given: the line verifier, read digit by digit at token level (CTL's token head
+ * scored as plain sampling on held-out problems, docs/token-twist.md).
+ */
+export const DEFAULT_LOSS = { token: "prm", step: "prm" } as const;
 
 /** Adam step sizes, each objective's own: the value head's few parameters take a larger step than the token head's many. */
 export const DEFAULT_LEARNING_RATE = Object.fromEntries(TWIST_LOSSES.map((l) => [l, OBJECTIVES[l].learningRate])) as Record<
@@ -93,11 +97,13 @@ export function trainConfigFromFlags(values: OptionValues): TrainConfig {
     twist,
     rank: intOption(values, "rank", D.rank, 1),
     rewardFloor: numberOption(values, "reward_floor", D.reward_floor),
+    contrastWeight: numberOption(values, "contrast_weight", D.contrast_weight),
     resume: values.resume === true,
     threads: threadsOption(values),
     device: choiceOption(values, "device", DEVICES, "auto"),
   };
   if (config.learningRate <= 0) throw new UsageError("--learning_rate must be > 0");
+  if (!(config.contrastWeight >= 0)) throw new UsageError("--contrast_weight must be ≥ 0");
   const { levels } = objectiveFor(config.loss);
   if (!levels.includes(config.twist))
     throw new UsageError(`--loss ${config.loss} trains a ${levels.join(" or ")} twist: add --twist ${levels[0]}`);

@@ -74,6 +74,8 @@ export interface CollectOptions {
    * the negative samples. A small floor keeps the target σ ∝ p·φ close to p·1[correct] without that.
    */
   rewardFloor: number;
+  /** prm: the total weight of each mined result's contrasts (train/lineContrasts.ts); 0: none. */
+  contrastWeight?: number;
 }
 
 /** Gathers rows of hidden states, confidence features and `extras` numbers each. */

@@ -15,10 +15,12 @@ import { SmcLevel } from "../smc/twistedSmc";
 import { TrainBatchMetrics } from "../../protocol/training";
 import { Adam } from "../twist/adam";
 import { TokenTwistHead } from "../twist/heads";
-import { modelFingerprint, saveTwist, TwistHead } from "../twist/twistFile";
+import { modelFingerprint } from "../twist/twistFile";
+import { DigitTwistHead, TrainableHead } from "../twist/digitTwistHead";
+import { writeFileAtomic } from "../util/atomicWrite";
 import { OnnxTokenTwist, runnableTwist } from "../twist/onnxTwist";
 import { hashString64, Rng } from "../util/rng";
-import { Checkpoint, CheckpointError, loadCheckpoint, saveCheckpoint } from "./checkpoint";
+import { Checkpoint, CheckpointError, loadCheckpoint, saveCheckpoint, serializeTrainedHead } from "./checkpoint";
 import { loadProblems } from "./data";
 import { objectiveFor, TWIST_LOSSES, TwistLoss } from "./objectives";
 import { ProblemData } from "./samples";
@@ -47,6 +49,8 @@ export interface TrainConfig {
   rank: number;
   /** Final potential of a wrong answer while training (see CollectOptions.rewardFloor). */
   rewardFloor: number;
+  /** prm: the total weight of each mined result's contrasts (CollectOptions.contrastWeight). */
+  contrastWeight: number;
   resume: boolean;
   threads?: number;
   /** Where the model runs (auto: a GPU when one opens, else the CPU). */
@@ -100,6 +104,8 @@ function resultSettings(c: TrainConfig, fingerprint: string): Record<string, unk
     twist: c.twist,
     rank: c.rank,
     rewardFloor: c.rewardFloor,
+    // Runs from before contrasts existed had none: a checkpoint without the setting resumes as 0.
+    ...(c.contrastWeight !== 0 && { contrastWeight: c.contrastWeight }),
   };
 }
 
@@ -117,6 +123,8 @@ export function validateTrainConfig(c: TrainConfig): void {
   for (const [name, v] of positive)
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`--${name} must be a positive integer, got ${v}`);
   if (!(c.rewardFloor >= 0 && c.rewardFloor < 1)) throw new RangeError(`--reward_floor must be in [0, 1), got ${c.rewardFloor}`);
+  if (!(c.contrastWeight >= 0 && Number.isFinite(c.contrastWeight)))
+    throw new RangeError(`--contrast_weight must be a number ≥ 0, got ${c.contrastWeight}`);
   if (!(c.learningRate > 0)) throw new RangeError(`--learning_rate must be > 0, got ${c.learningRate}`);
   if (!TWIST_LOSSES.includes(c.loss)) throw new RangeError(`--loss must be one of ${TWIST_LOSSES.join(", ")}, got ${c.loss}`);
   const { levels } = objectiveFor(c.loss);
@@ -151,7 +159,7 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
   const metricsPath = join(c.outputDir, METRICS_FILE);
 
   const objective = objectiveFor(c.loss);
-  let head: TwistHead = objective.initHead({
+  let head: TrainableHead = objective.initHead({
     level: c.twist,
     hiddenSize: lm.hiddenSize,
     vocabSize: lm.vocabSize,
@@ -234,7 +242,7 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
       const idx = order.slice(batch * c.batchSize, (batch + 1) * c.batchSize);
       const data: ProblemData<object>[] = [];
       // The current head, run by onnxruntime for the SMC sweeps (gradients stay in JavaScript).
-      const runner = await runnableTwist(head);
+      const runner = head instanceof DigitTwistHead ? head.twist(lm.vocabSize) : await runnableTwist(head);
       try {
         for (const i of idx) {
           const seed = Number(hashString64(`sample:${c.seed}:${epoch}:${i}`) % 2147483647n);
@@ -246,6 +254,7 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
               seed,
               twist: runner,
               rewardFloor: c.rewardFloor,
+              contrastWeight: c.contrastWeight,
             }),
           );
         }
@@ -258,6 +267,7 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
         if (u === 0) loss = r.loss;
         adam.step(r.grads);
       }
+      objective.count?.(head, data);
       const mean = (f: (d: ProblemData<object>) => number) => data.reduce((a, d) => a + f(d), 0) / data.length;
       last = {
         epoch,
@@ -283,13 +293,20 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
   }
   save(epoch, batch, last);
   const twistPath = join(c.outputDir, TWIST_FILE);
-  if (!stopped) saveTwist(twistPath, head, meta(last));
+  if (!stopped) writeFileAtomic(twistPath, serializeTrainedHead(head, meta(last)) + "\n");
   return { twistPath, batches: batchesDone, stopped, final: last };
 }
 
 /** The head's kind and parameter sizes: a resumed head must be the one this run would make. */
-const shapeOf = (head: TwistHead) => {
-  const kind = head instanceof TokenTwistHead ? "token head" : head instanceof LineVerifier ? "line verifier" : "value head";
+const shapeOf = (head: TrainableHead) => {
+  const kind =
+    head instanceof TokenTwistHead
+      ? "token head"
+      : head instanceof LineVerifier
+        ? "line verifier"
+        : head instanceof DigitTwistHead
+          ? "digit twist"
+          : "value head";
   return `${kind} of ${head
     .parameters()
     .map((p) => p.length)

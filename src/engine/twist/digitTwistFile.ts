@@ -10,10 +10,11 @@ import { readFileSync } from "node:fs";
 import { ModelFolder } from "../lm/model/modelFolder";
 import { writeFileAtomic } from "../util/atomicWrite";
 import { DigitTwist } from "./digitTwist";
+import { DigitTwistHead } from "./digitTwistHead";
 import { LineVerifier } from "./lineVerifier";
 import { PartialResultHead } from "./partialResults";
 import { ResultLengthTable } from "./resultLengths";
-import { parseTwist, readTwistDocument, serializeTwist, TWIST_FORMAT, TwistFileError, TwistMeta } from "./twistFile";
+import { parseTwist, readTwistDocument, serializeTwist, TWIST_FORMAT, TwistFile, TwistFileError, TwistMeta } from "./twistFile";
 
 export const DIGIT_TWIST_FORMAT = "twisted-smc-digit-twist";
 
@@ -38,18 +39,78 @@ export function saveDigitTwist(
   partial?: PartialResultHead,
 ): void {
   const verifier = JSON.parse(readFileSync(verifierPath, "utf8")) as TwistMeta;
+  writeFileAtomic(
+    path,
+    JSON.stringify(digitTwistDocument(verifier as unknown as Record<string, unknown>, table, partial, training)) + "\n",
+  );
+}
+
+type Meta = Parameters<typeof serializeTwist>[1];
+
+/** A trained digit twist's document (the trainer's twist.json and checkpoints): its parts under one meta. */
+export function serializeDigitTwist(head: DigitTwistHead, meta: Meta): string {
+  const verifier = JSON.parse(serializeTwist(head.verifier, meta));
+  return JSON.stringify(digitTwistDocument(verifier, head.lengths, head.partial, meta.training, meta.metrics));
+}
+
+export function saveDigitTwistHead(path: string, head: DigitTwistHead, meta: Meta): void {
+  writeFileAtomic(path, serializeDigitTwist(head, meta) + "\n");
+}
+
+function digitTwistDocument(
+  verifier: Record<string, unknown>,
+  table: ResultLengthTable,
+  partial: PartialResultHead | undefined,
+  training?: Record<string, unknown>,
+  metrics?: Record<string, unknown>,
+): DigitTwistDoc {
   const created = new Date().toISOString();
-  const doc: DigitTwistDoc = {
+  const baseModel = (verifier as unknown as TwistMeta).baseModel;
+  return {
     format: DIGIT_TWIST_FORMAT,
     version: partial ? 2 : 1,
     created,
-    verifier: verifier as unknown as Record<string, unknown>,
+    verifier,
     resultLengths: table.toJSON(),
     // The head belongs to the verifier's base model: it carries the same fingerprint.
-    partial: partial && JSON.parse(serializeTwist(partial.net, { baseModel: verifier.baseModel, created, training })),
+    partial: partial && JSON.parse(serializeTwist(partial.net, { baseModel, created, training, metrics })),
     training,
   };
-  writeFileAtomic(path, JSON.stringify(doc) + "\n");
+}
+
+/** What a digit-twist document holds, checked; the meta is its verifier's (base model, training). */
+export interface DigitTwistParts {
+  meta: TwistMeta;
+  verifier: LineVerifier;
+  lengths: ResultLengthTable;
+  /** Version 2 only. */
+  partial?: PartialResultHead;
+}
+
+/** Checks a digit-twist document (a file's, or the one inside a training checkpoint). */
+export function parseDigitTwistDocument(doc: Record<string, unknown>, path: string, folder?: ModelFolder): DigitTwistParts {
+  if (doc?.format !== DIGIT_TWIST_FORMAT) throw new TwistFileError(`${path} is not a digit-twist file (format "${String(doc?.format)}")`);
+  if (doc.version !== 1 && doc.version !== 2)
+    throw new TwistFileError(`${path}: digit twist version ${String(doc.version)} is not supported`);
+  const verifierDoc = doc.verifier as Record<string, unknown> | undefined;
+  if (verifierDoc?.architecture !== "line-verifier") throw new TwistFileError(`${path}: the digit twist holds no line verifier`);
+  const { head, meta } = parseTwist(verifierDoc, path, folder);
+  const verifier = head as LineVerifier;
+  let lengths: ResultLengthTable;
+  try {
+    lengths = ResultLengthTable.fromJSON(doc.resultLengths);
+  } catch (e) {
+    throw new TwistFileError(`${path}: ${(e as Error).message}`);
+  }
+  let partial: PartialResultHead | undefined;
+  if (doc.version === 2) {
+    const net = doc.partial as Record<string, unknown> | undefined;
+    if (net?.architecture !== "line-verifier") throw new TwistFileError(`${path}: the digit twist holds no partial-result head`);
+    partial = new PartialResultHead(parseTwist(net, path, folder).head as LineVerifier);
+    if (partial.columns !== verifier.p.columns)
+      throw new TwistFileError(`${path}: the partial-result head and the verifier read different columns`);
+  }
+  return { meta, verifier, lengths, partial };
 }
 
 /**
@@ -65,24 +126,17 @@ export function loadDigitTwist(path: string, vocabSize: number, folder?: ModelFo
     return new DigitTwist(head as LineVerifier, vocabSize);
   }
   if (doc?.format !== DIGIT_TWIST_FORMAT) return undefined;
-  if (doc.version !== 1 && doc.version !== 2)
-    throw new TwistFileError(`${path}: digit twist version ${String(doc.version)} is not supported`);
-  const verifier = doc.verifier as Record<string, unknown> | undefined;
-  if (verifier?.architecture !== "line-verifier") throw new TwistFileError(`${path}: the digit twist holds no line verifier`);
-  const { head } = parseTwist(verifier, path, folder);
-  let lengths: ResultLengthTable;
-  try {
-    lengths = ResultLengthTable.fromJSON(doc.resultLengths);
-  } catch (e) {
-    throw new TwistFileError(`${path}: ${(e as Error).message}`);
-  }
-  let partial: PartialResultHead | undefined;
-  if (doc.version === 2) {
-    const net = doc.partial as Record<string, unknown> | undefined;
-    if (net?.architecture !== "line-verifier") throw new TwistFileError(`${path}: the digit twist holds no partial-result head`);
-    partial = new PartialResultHead(parseTwist(net, path, folder).head as LineVerifier);
-    if (partial.columns !== (head as LineVerifier).p.columns)
-      throw new TwistFileError(`${path}: the partial-result head and the verifier read different columns`);
-  }
-  return new DigitTwist(head as LineVerifier, vocabSize, lengths, partial);
+  const { verifier, lengths, partial } = parseDigitTwistDocument(doc, path, folder);
+  return new DigitTwist(verifier, vocabSize, lengths, partial);
+}
+
+/**
+ * A twist file as the step level reads it: a digit-twist file (`train --twist token`'s twist.json, a
+ * shipped twist-token.json) gives its line verifier, the φ its token level ends every line with.
+ */
+export function loadTwistOrVerifier(path: string, folder?: ModelFolder): TwistFile {
+  const doc = readTwistDocument(path);
+  if (doc?.format !== DIGIT_TWIST_FORMAT) return parseTwist(doc, path, folder);
+  const { meta, verifier } = parseDigitTwistDocument(doc, path, folder);
+  return { meta, head: verifier };
 }

@@ -4,9 +4,9 @@ import { LoadedModel } from "../lm/model/loadModel";
 import { TokenizerFolder } from "../lm/model/modelFolder";
 import { Twist } from "../smc/twist";
 import { UsageError } from "../util/options";
-import { loadDigitTwist } from "./digitTwistFile";
+import { loadDigitTwist, loadTwistOrVerifier } from "./digitTwistFile";
 import { runnableTwist } from "./onnxTwist";
-import { loadTwist, shippedTwistPath, TwistFile, TwistFileError } from "./twistFile";
+import { shippedTwistPath, TwistFile, TwistFileError } from "./twistFile";
 
 export async function loadTwistOption(
   option: string | undefined,
@@ -20,7 +20,7 @@ export async function loadTwistOption(
     const digits = path ? loadDigitTwist(path, model.lm.vocabSize, model.folder) : undefined;
     if (digits && path) return { twist: digits, name: path };
   }
-  const found = findTwist(option, model.folder, level, (path) => loadTwist(path, model.folder));
+  const found = findTwist(option, model.folder, level, (path) => loadTwistOrVerifier(path, model.folder));
   return found && { twist: await runnableTwist(found.head), name: found.path };
 }
 
@@ -35,7 +35,7 @@ export async function loadRemoteTwistOption(
   folder: Pick<TokenizerFolder, "dir">,
   level: "token" | "step",
 ): Promise<{ twist: Twist; name: string } | undefined> {
-  const found = findTwist(option, folder, level, (path) => loadTwist(path));
+  const found = findTwist(option, folder, level, (path) => loadTwistOrVerifier(path));
   if (!found) return undefined;
   if (found.meta.architecture !== "line-verifier")
     throw new UsageError(

@@ -6,7 +6,7 @@
 import { LoadedModel } from "../../lm/model/loadModel";
 import { MathProblem } from "../../math/dataset";
 import { SmcLevel } from "../../smc/twistedSmc";
-import { TwistHead } from "../../twist/twistFile";
+import { TrainableHead } from "../../twist/digitTwistHead";
 import { CollectOptions, ProblemData } from "../samples";
 
 export interface ObjectiveResult {
@@ -26,7 +26,7 @@ export interface HeadOptions {
   seed: number;
 }
 
-export interface TwistObjective<Head extends TwistHead = TwistHead, Data extends ProblemData<object> = ProblemData<object>> {
+export interface TwistObjective<Head extends TrainableHead = TrainableHead, Data extends ProblemData<object> = ProblemData<object>> {
   /** Its `--loss` name. */
   readonly name: string;
   /** What it learns, as twist files and checkpoints record it. */
@@ -41,6 +41,11 @@ export interface TwistObjective<Head extends TwistHead = TwistHead, Data extends
   collect(model: LoadedModel, problem: MathProblem, o: CollectOptions): Promise<Data>;
   /** The gradient of the objective over a batch with respect to the head's parameters, and its value. */
   gradient(head: Head, data: readonly Data[]): ObjectiveResult;
+  /**
+   * What a head learns by counting rather than by gradient (the digit twist's result lengths), taken
+   * once per batch after its updates.
+   */
+  count?(head: Head, data: readonly Data[]): void;
 }
 
 /** Divides the summed gradients and loss by `n`: the mean over problems, rows or lines. */

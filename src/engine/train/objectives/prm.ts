@@ -1,36 +1,60 @@
 /**
  * PRM, the line verifier (a process reward model), at step level: σ(ℓ) of every arithmetic line of the
  * plain samples whose label follows from the outcomes (lineLabels.ts) predicts that label, by binary
- * cross-entropy. It reads only the text, so it needs no teacher forcing and no SMC sweep.
+ * cross-entropy; with `--contrast_weight`, each mined result's one-digit changes are wrong lines too
+ * (lineContrasts.ts), so the verifier learns every column, not only where the model slips. It reads only
+ * the text, so it needs no teacher forcing and no SMC sweep.
  *
- * With `--twist token` it trains the same verifier: the token level reads it digit by digit
- * (twist/digitTwist.ts: a result being written is worth its best completion), so one file tells the
- * token-level and the step-level story alike.
+ * With `--twist token` it trains the digit twist (twist/digitTwistHead.ts): the same verifier — bit for
+ * bit the step level's with the same flags, so one φ ends every line at either level — and beside it the
+ * partial-result head on the lines cut after each digit of their result (partialResults.ts), and the
+ * result lengths counted from the right lines.
  */
+import { ArithmeticLine } from "../../twist/arithmeticLines";
+import { DigitTwistHead } from "../../twist/digitTwistHead";
 import { logSigmoid } from "../../twist/heads";
 import { LineVerifier } from "../../twist/lineVerifier";
+import { encodePartial, PartialResultHead } from "../../twist/partialResults";
+import { ResultLengthTable } from "../../twist/resultLengths";
 import { Rng } from "../../util/rng";
-import { LabelledLine, mineLineLabels } from "../lineLabels";
+import { finishedLineExamples } from "../lineContrasts";
+import { mineLineLabels } from "../lineLabels";
+import { CutLine, mineCutLines } from "../partialResults";
 import { plainSamples, ProblemData } from "../samples";
-import { average, ObjectiveResult, TwistObjective } from "./objective";
+import { ObjectiveResult, TwistObjective } from "./objective";
 
 /** Digit columns the line verifier reads: numbers up to 9,999 (a line with a longer one is not read). */
 export const VERIFIER_COLUMNS = 4;
 
-/** The lines of the plain samples whose labels follow from the outcomes. */
-export type PrmData = ProblemData<{ lines: LabelledLine[] }>;
+export type PrmData = ProblemData<{
+  /** Finished lines: those labelled by the outcomes (weight 1) and the mined results' contrasts. */
+  lines: CutLine[];
+  /** Token level: the lines cut after each digit of their result, and their contrasts. */
+  cuts: CutLine[];
+  /** Token level: the right lines, whose results' lengths the digit twist counts. */
+  rightLines: ArithmeticLine[];
+}>;
 
-export const prm: TwistObjective<LineVerifier, PrmData> = {
+export const prm: TwistObjective<LineVerifier | DigitTwistHead, PrmData> = {
   name: "prm",
-  description: "line verifier (process reward model), binary cross-entropy on line labels mined from outcomes",
+  description:
+    "line verifier (process reward model), binary cross-entropy on line labels mined from outcomes and their contrasts; at token level with a partial-result head and result lengths (the digit twist)",
   levels: ["step", "token"],
   learningRate: 0.01,
-  initHead: (o) => LineVerifier.init(VERIFIER_COLUMNS, new Rng(`head:${o.seed}`)),
+  initHead: (o) => {
+    const verifier = LineVerifier.init(VERIFIER_COLUMNS, new Rng(`head:${o.seed}`));
+    if (o.level === "step") return verifier;
+    const partial = new PartialResultHead(LineVerifier.init(VERIFIER_COLUMNS, new Rng(`partial-head:${o.seed}`)));
+    return new DigitTwistHead(verifier, partial, new ResultLengthTable());
+  },
   async collect(model, problem, o) {
     const plain = await plainSamples(model, problem, o);
-    // The statistics are plain sampling's (ψ ≡ 1: ESS = 1, Ẑ = mean reward).
+    const token = o.level === "token";
     return {
-      lines: mineLineLabels(plain.texts, plain.correct),
+      lines: finishedLineExamples(plain.texts, plain.correct, o.contrastWeight ?? 0),
+      cuts: token ? mineCutLines(plain.texts, plain.correct, { contrastWeight: o.contrastWeight ?? 0 }) : [],
+      rightLines: token ? mineLineLabels(plain.texts, plain.correct).flatMap((l) => (l.label ? [l.line] : [])) : [],
+      // The statistics are plain sampling's (ψ ≡ 1: ESS = 1, Ẑ = mean reward).
       stats: {
         reward: plain.accuracy,
         sampleAccuracy: plain.accuracy,
@@ -41,23 +65,47 @@ export const prm: TwistObjective<LineVerifier, PrmData> = {
     };
   },
   gradient: prmGradient,
+  count(head, data) {
+    if (head instanceof DigitTwistHead) for (const d of data) for (const line of d.rightLines) head.lengths.add(line);
+  },
 };
 
-export function prmGradient(verifier: LineVerifier, data: readonly PrmData[]): ObjectiveResult {
-  const grads = verifier.parameters().map((p) => new Float64Array(p.length));
+/**
+ * The verifier's weighted binary cross-entropy on the finished lines; for the digit twist, plus the
+ * partial-result head's on the cut lines (the two networks' gradients side by side, their losses summed).
+ */
+export function prmGradient(head: LineVerifier | DigitTwistHead, data: readonly PrmData[]): ObjectiveResult {
+  const verifier = head instanceof DigitTwistHead ? head.verifier : head;
+  // A line with a number longer than the columns is left out, as the verifier leaves it out when it
+  // scores: cut to its low digits it would be another line, under this line's label.
+  const lines = weightedBce(
+    verifier,
+    data.flatMap((d) => d.lines),
+    (l) => verifier.encodeLine(l.line),
+  );
+  if (!(head instanceof DigitTwistHead)) return lines;
+  const cuts = weightedBce(
+    head.partial.net,
+    data.flatMap((d) => d.cuts),
+    (c) => encodePartial(c, head.partial.columns),
+  );
+  return { grads: [...lines.grads, ...cuts.grads], loss: lines.loss + cuts.loss };
+}
+
+/** Σ w·BCE / Σ w over the examples a network reads (with every weight 1: the mean over them). */
+function weightedBce(net: LineVerifier, examples: readonly CutLine[], encode: (e: CutLine) => Int32Array | undefined): ObjectiveResult {
+  const grads = net.parameters().map((p) => new Float64Array(p.length));
   let loss = 0;
-  let n = 0;
-  for (const d of data) {
-    for (const { line, label } of d.lines) {
-      // A line with a number longer than the columns is left out, as the verifier leaves it out when it
-      // scores: cut to its low digits it would be another line, under this line's label.
-      const enc = verifier.encodeLine(line);
-      if (!enc) continue;
-      const z = verifier.lineLogit(enc);
-      loss -= label * logSigmoid(z) + (1 - label) * logSigmoid(-z);
-      verifier.addGradient(grads, enc, Math.exp(logSigmoid(z)) - label);
-      n++;
-    }
+  let mass = 0;
+  for (const e of examples) {
+    const enc = encode(e);
+    if (!enc) continue;
+    const z = net.lineLogit(enc);
+    loss -= e.weight * (e.label * logSigmoid(z) + (1 - e.label) * logSigmoid(-z));
+    net.addGradient(grads, enc, e.weight * (Math.exp(logSigmoid(z)) - e.label));
+    mass += e.weight;
   }
-  return average(grads, loss, Math.max(n, 1));
+  const n = Math.max(mass, 1e-12);
+  for (const g of grads) for (let i = 0; i < g.length; i++) g[i] /= n;
+  return { grads, loss: mass ? loss / n : 0 };
 }
