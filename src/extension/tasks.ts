@@ -99,7 +99,10 @@ export class TwistedSmcTaskProvider implements vscode.TaskProvider {
         { type: TASK_TYPE, command: "train", twist: "step", loss: "prm", output_dir: "twists/step" },
         "train step twist (line verifier)",
       ),
-      this.build({ type: TASK_TYPE, command: "train", twist: "token", loss: "ctl", output_dir: "twists/token" }, "train token twist"),
+      this.build(
+        { type: TASK_TYPE, command: "train", twist: "token", loss: "prm", output_dir: "twists/token" },
+        "train token twist (digit twist)",
+      ),
       this.build({ type: TASK_TYPE, command: "eval", n: 100, particles: 16 }, "evaluate"),
     ];
   }
@@ -151,9 +154,25 @@ export function taskCommands(provider: TwistedSmcTaskProvider): CommandTable {
       if (needTrust()) return;
       const kind = await vscode.window.showQuickPick(
         [
-          { label: "line verifier", description: "step level, learned from outcomes: the shipped twist", twist: "step", loss: "prm" },
+          {
+            label: "line verifier",
+            description: "step level, learned from outcomes: the shipped twist-step.json",
+            twist: "step",
+            loss: "prm",
+          },
+          {
+            label: "digit twist",
+            description: "token level: the line verifier, a partial-result head and result lengths (the shipped twist-token.json)",
+            twist: "token",
+            loss: "prm",
+          },
           { label: "step value head", description: "step level, value regression on the hidden state", twist: "step", loss: "bce" },
-          { label: "token twist", description: "token level, contrastive twist learning", twist: "token", loss: "ctl" },
+          {
+            label: "token head (CTL)",
+            description: "token level, contrastive twist learning on the hidden state",
+            twist: "token",
+            loss: "ctl",
+          },
         ] as const,
         { title: "Twisted SMC: which twist to train" },
       );

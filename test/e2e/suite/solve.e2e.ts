@@ -232,7 +232,7 @@ describe("Twisted SMC in VS Code", () => {
 
   it("lists the training tasks and runs a one-epoch training task to its twist file", async () => {
     const tasks = await vscode.tasks.fetchTasks({ type: "twisted-smc" });
-    assert.deepEqual(tasks.map((t) => t.name).sort(), ["evaluate", "train step twist (line verifier)", "train token twist"]);
+    assert.deepEqual(tasks.map((t) => t.name).sort(), ["evaluate", "train step twist (line verifier)", "train token twist (digit twist)"]);
     const out = join(vscode.workspace.workspaceFolders![0].uri.fsPath, "twists", "e2e");
     const task = api.tasks.build(
       {
