@@ -4,13 +4,19 @@
  * and a PyTorch CPU eager reference on the same weights when /usr/bin/python3 has torch. Prints JSON.
  *
  * Every loop runs a fixed number of steps with EOS ignored, so the same work is timed everywhere.
+ *
+ * Then the two levels with the model's own twists (twist-token.json, the digit twist; twist-step.json,
+ * the line verifier) on real problems, EOS and line ends honoured, one after the other on each problem:
+ * what a token-level step costs against a step-level one when the twist reads the text as it is written.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { generate } from "../engine/lm/generate";
-import { loadModel } from "../engine/lm/model/loadModel";
+import { LoadedModel, loadModel } from "../engine/lm/model/loadModel";
+import { encodeWithinContext } from "../engine/lm/model/contextWindow";
+import { loadTwistOption } from "../engine/twist/resolve";
 import { defaultModelDir } from "../engine/lm/model/modelFolder";
 import { runTwistedSmc } from "../engine/smc/twistedSmc";
 import { TokenTwistHead } from "../engine/twist/heads";
@@ -41,7 +47,8 @@ function torchReference(modelDir: string, prompt: number[], k: number): Record<s
 
 async function main() {
   const modelDir = defaultModelDir(__dirname);
-  const { tokenizer, lm } = await loadModel(modelDir, { threads, device: "cpu" });
+  const model = await loadModel(modelDir, { threads, device: "cpu" });
+  const { tokenizer, lm } = model;
   const prompt = tokenizer.encodeProblem(synthesize("test", 1, 0)[0].question);
   // A token twist with random non-zero weights, so its cost and resampling are real.
   const rng = new Rng(5);
@@ -89,6 +96,7 @@ async function main() {
       engineOverPytorch: typeof torch === "string" ? null : round(plain / (torch.msPerStep as number)),
     });
   }
+  const levels = await levelCost(model);
   const usage = process.resourceUsage();
   console.log(
     JSON.stringify(
@@ -99,14 +107,81 @@ async function main() {
         repeats: REPEATS,
         threads,
         results: rows,
+        levels,
         peakRssMiB: Math.round(usage.maxRSS / 1024),
-        goals: { "smcOverPlain at K=16": "<= 1.15", engineOverPytorch: "<= 1 (engine at least as fast)" },
+        goals: {
+          "smcOverPlain at K=16": "<= 1.15",
+          engineOverPytorch: "<= 1 (engine at least as fast)",
+          "levels.tokenOverStep": "<= 1.3",
+        },
       },
       null,
       2,
     ),
   );
   await lm.dispose();
+}
+
+const LEVEL_PROBLEMS = Number(process.env.BENCH_LEVEL_PROBLEMS ?? 20);
+const LEVEL_K = Number(process.env.BENCH_LEVEL_K ?? 16);
+
+/**
+ * ms per forward pass of token-level SMC with the model's twist-token.json, of step-level SMC with its
+ * twist-step.json, and of plain SMC (ψ ≡ 1), on the same test problems and seeds, the three runs of a
+ * problem one after the other (so that other load on the machine falls on all three alike); the first
+ * problem warms up and is not counted.
+ */
+async function levelCost(model: LoadedModel): Promise<Record<string, unknown>> {
+  const token = await loadTwistOption(undefined, model, "token");
+  const step = await loadTwistOption(undefined, model, "step");
+  if (!token || !step) return { unavailable: "the model folder has no twist-token.json and twist-step.json" };
+  const { tokenizer, lm } = model;
+  const runs = {
+    token: { twist: token.twist, level: "token" },
+    step: { twist: step.twist, level: "step" },
+    plain: { twist: undefined, level: "token" },
+  } as const;
+  const total = Object.fromEntries(Object.keys(runs).map((k) => [k, { ms: 0, passes: 0, tokens: 0 }])) as Record<
+    keyof typeof runs,
+    { ms: number; passes: number; tokens: number }
+  >;
+  for (const [i, p] of synthesize("test", LEVEL_PROBLEMS + 1, 0).entries()) {
+    const { prompt, maxTokens } = encodeWithinContext(model, p.question, 96);
+    for (const [name, { twist, level }] of Object.entries(runs) as [keyof typeof runs, (typeof runs)[keyof typeof runs]][]) {
+      const t0 = performance.now();
+      const r = await runTwistedSmc(lm, prompt, {
+        particles: LEVEL_K,
+        level,
+        resampling: "systematic",
+        essThreshold: 0.5,
+        resample: "adaptive",
+        maxTokens,
+        temperature: 1,
+        seed: i,
+        twist,
+        text: tokenizer,
+      });
+      if (i === 0) continue; // warm-up
+      total[name].ms += performance.now() - t0;
+      total[name].passes += r.forwardPasses;
+      total[name].tokens += r.generatedTokens;
+    }
+  }
+  const per = (name: keyof typeof runs) => ({
+    msPerPass: round(total[name].ms / total[name].passes),
+    ...total[name],
+    ms: Math.round(total[name].ms),
+  });
+  return {
+    K: LEVEL_K,
+    problems: LEVEL_PROBLEMS,
+    tokenTwist: token.name,
+    stepTwist: step.name,
+    token: per("token"),
+    step: per("step"),
+    plain: per("plain"),
+    tokenOverStep: round(total.token.ms / total.token.passes / (total.step.ms / total.step.passes)),
+  };
 }
 
 const round = (x: number) => Math.round(x * 1000) / 1000;
