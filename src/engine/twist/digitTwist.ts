@@ -74,6 +74,9 @@ export class DigitTwist implements TokenTwist {
   private readonly lineValues = new Map<string, number>();
   private readonly openValues = new Map<string, number>();
   private readonly tables = new Map<string, ColumnTable>();
+  /** The two networks' column terms (lineVerifier.ts): candidate results share most of their columns. */
+  private readonly verifierColumns = new Map<number, number>();
+  private readonly partialColumns = new Map<number, number>();
 
   constructor(
     readonly verifier: LineVerifier,
@@ -145,7 +148,7 @@ export class DigitTwist implements TokenTwist {
       let sum = 0;
       for (const l of lines.slice(0, -1)) {
         const enc = this.verifier.encodeLine(l);
-        if (enc) sum += logSigmoid(this.verifier.lineLogit(enc));
+        if (enc) sum += logSigmoid(this.verifier.lineLogit(enc, this.verifierColumns));
       }
       return sum + this.openResultValue(last);
     });
@@ -193,7 +196,8 @@ export class DigitTwist implements TokenTwist {
     let mass = 0,
       total = 0;
     for (let length = k; length <= D; length++) {
-      const z = length === k ? this.verifier.lineLogit(enc) : this.partial!.logit({ line, length })!;
+      const z =
+        length === k ? this.verifier.lineLogit(enc, this.verifierColumns) : this.partial!.logit({ line, length }, this.partialColumns)!;
       mass += weights[length - 1] * Math.exp(logSigmoid(z));
       total += weights[length - 1];
     }
@@ -204,14 +208,14 @@ export class DigitTwist implements TokenTwist {
     return remember(this.tables, expressionKey(line), () => {
       const D = this.verifier.p.columns;
       const enc = this.verifier.encodeLine({ ...line, c: "" })!;
-      const base = this.verifier.lineLogit(enc);
+      const base = this.verifier.lineLogit(enc, this.verifierColumns);
       const delta = new Float64Array(D * (BLANK + 1));
       const best = new Float64Array(D).fill(-Infinity);
       const at = 1 + 2 * D;
       for (let j = 0; j < D; j++) {
         for (let d = 0; d < 10; d++) {
           enc[at + j] = d;
-          delta[j * (BLANK + 1) + d] = this.verifier.lineLogit(enc) - base;
+          delta[j * (BLANK + 1) + d] = this.verifier.lineLogit(enc, this.verifierColumns) - base;
           best[j] = Math.max(best[j], delta[j * (BLANK + 1) + d]);
         }
         enc[at + j] = BLANK;

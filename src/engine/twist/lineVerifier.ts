@@ -38,6 +38,8 @@ import { BIAS_INIT, logSigmoid } from "./heads";
 const OPS = OPERATORS.length;
 const TRIPLES = DIGIT_CODES ** 3;
 const PAIRS = DIGIT_CODES ** 2;
+/** Column terms a memo keeps before it starts over (a few MB). */
+const MEMO_LIMIT = 1 << 18;
 
 /** The shipped sizes: embedding width and hidden units. */
 export const VERIFIER_EMBEDDING = 16;
@@ -160,15 +162,53 @@ export class LineVerifier implements StepTwist {
     return op;
   }
 
-  /** ℓ(line): the logit of "this line is right". */
-  lineLogit(line: Int32Array): number {
-    const { hidden: Hn, w2 } = this.p;
+  /**
+   * ℓ(line): the logit of "this line is right", a sum of one term per column. With `memo`, each column's
+   * term is remembered under what the column reads (operator, its digits, the digits below, its place):
+   * the lines a digit twist reads while a result is written share most of their columns. A memo is only
+   * for parameters that no longer change (a twist in use, never one being trained).
+   */
+  lineLogit(line: Int32Array, memo?: Map<number, number>): number {
+    const { columns: D, embedding: d } = this.p;
+    if (line.length !== encodedLength(D))
+      throw new Error(`line verifier: encoded line has ${line.length} codes, expected ${encodedLength(D)}`);
+    const op = line[0];
     let z = 0;
-    const op = this.forward(line, (_t, _q, _k, _e, h) => {
-      for (let u = 0; u < Hn; u++) z += w2[u] * h[u];
-    });
+    for (let j = 0; j < D; j++) {
+      const below = j === 0 ? NO_COLUMN * DIGIT_CODES + NO_COLUMN : line[j] * DIGIT_CODES + line[D + j];
+      const triple = op * TRIPLES + (line[1 + j] * DIGIT_CODES + line[1 + D + j]) * DIGIT_CODES + line[1 + 2 * D + j];
+      const pair = op * PAIRS + below;
+      if (!memo) {
+        z += this.columnTerm(triple * d, pair * d, j * d);
+        continue;
+      }
+      const key = (triple * OPS * PAIRS + pair) * D + j;
+      let term = memo.get(key);
+      if (term === undefined) {
+        if (memo.size >= MEMO_LIMIT) memo.clear();
+        term = this.columnTerm(triple * d, pair * d, j * d);
+        memo.set(key, term);
+      }
+      z += term;
+    }
     return z + this.p.bias[op];
   }
+
+  /** One column's term w2·relu(b1 + W1ᵀ[T_t, Q_q, K_k]), as forward computes its hidden activation. */
+  private columnTerm(t: number, q: number, k: number): number {
+    const { embedding: d, hidden: Hn, T, Q, K, W1, b1, w2 } = this.p;
+    const h = (this.scratch ??= new Float64Array(Hn));
+    h.set(b1);
+    for (let i = 0; i < 3 * d; i++) {
+      const x = i < d ? T[t + i] : i < 2 * d ? Q[q + i - d] : K[k + i - 2 * d];
+      for (let u = 0; u < Hn; u++) h[u] += x * W1[i * Hn + u];
+    }
+    let term = 0;
+    for (let u = 0; u < Hn; u++) if (h[u] > 0) term += w2[u] * h[u];
+    return term;
+  }
+
+  private scratch?: Float64Array;
 
   /** Adds g·∂ℓ(line)/∂θ to `grads` (parameters() order). */
   addGradient(grads: Float64Array[], line: Int32Array, g: number): void {

@@ -51,11 +51,12 @@ export class PartialResultHead {
 
   /**
    * The logit of "the digits written so far, standing in the columns that `length` gives them, are the
-   * right result's"; undefined where the partial result does not fit the columns.
+   * right result's"; undefined where the partial result does not fit the columns. `memo`: as
+   * LineVerifier.lineLogit's.
    */
-  logit(partial: PartialResult): number | undefined {
+  logit(partial: PartialResult, memo?: Map<number, number>): number | undefined {
     const enc = encodePartial(partial, this.columns);
-    return enc && this.net.lineLogit(enc);
+    return enc && this.net.lineLogit(enc, memo);
   }
 
   /** A head that starts from a verifier's parameters (copied): finished digits read as the verifier reads them. */
