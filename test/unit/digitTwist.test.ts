@@ -17,12 +17,12 @@ import { arithmeticLines, encodeLine } from "../../src/engine/twist/arithmeticLi
 import { DigitTwist } from "../../src/engine/twist/digitTwist";
 import { PartialResultHead } from "../../src/engine/twist/partialResults";
 import { ResultLengthTable } from "../../src/engine/twist/resultLengths";
-import { loadDigitTwist, saveDigitTwist } from "../../src/engine/twist/digitTwistFile";
+import { loadDigitTwist, parseDigitTwistDocument, saveDigitTwist } from "../../src/engine/twist/digitTwistFile";
 import { learnResultLengths } from "../../src/engine/train/resultLengths";
 import { loadProblems } from "../../src/engine/train/data";
 import { logSigmoid } from "../../src/engine/twist/heads";
 import { LineVerifier } from "../../src/engine/twist/lineVerifier";
-import { loadTwist } from "../../src/engine/twist/twistFile";
+import { loadTwist, readTwistDocument } from "../../src/engine/twist/twistFile";
 import { Rng } from "../../src/engine/util/rng";
 import { MODEL_DIR, shippedModel, tinyTrainConfig } from "./helpers";
 import { enumerateToy, exactTwist, TOY_EOS, TOY_MAX_TOKENS, TOY_PROMPT, ToyModel } from "./toyModel";
@@ -239,7 +239,7 @@ describe("digit twist (the line verifier at token level)", () => {
   describe("on the shipped model", function () {
     this.timeout(300000);
 
-    it("train --twist token --loss prm trains the line verifier that the token level reads, and resumes exactly", async () => {
+    it("train --twist token --loss prm trains the digit twist that the token level reads, and resumes exactly", async () => {
       const model = await shippedModel();
       const tmp = mkdtempSync(join(tmpdir(), "tsmc-digit-"));
       const over = { twist: "token", loss: "prm", numExamples: 6, numEpochs: 2, outputLength: 60, numTwistSamples: 8 } as const;
@@ -254,17 +254,20 @@ describe("digit twist (the line verifier at token level)", () => {
       );
       assert.equal(first.stopped, true);
       const second = await train(tinyTrainConfig(dir, { ...over, resume: true }), {}, model);
-      const a = loadTwist(whole.twistPath, model.folder),
-        b = loadTwist(second.twistPath, model.folder);
-      assert.ok(a.head instanceof LineVerifier && b.head instanceof LineVerifier);
-      assert.deepEqual(b.head.parameters(), a.head.parameters());
+      const read = (path: string) => parseDigitTwistDocument(readTwistDocument(path), path, model.folder);
+      const a = read(whole.twistPath),
+        b = read(second.twistPath);
+      assert.deepEqual(b.verifier.parameters(), a.verifier.parameters());
+      assert.deepEqual(b.partial!.net.parameters(), a.partial!.net.parameters());
+      assert.deepEqual(b.lengths.toJSON(), a.lengths.toJSON());
       assert.ok(
-        a.head.p.w2.some((x) => x !== 0),
-        "training moved the verifier",
+        a.verifier.p.w2.some((x) => x !== 0) && a.partial!.net.p.w2.some((x) => x !== 0),
+        "training moved the verifier and the head",
       );
       assert.equal(a.meta.training?.twist, "token");
       // The file steers token-level SMC on the model it was trained for.
-      const twist = new DigitTwist(a.head, model.lm.vocabSize);
+      const twist = loadDigitTwist(whole.twistPath, model.lm.vocabSize, model.folder)!;
+      assert.ok(twist.partial && twist.lengths);
       const run = await runTwistedSmc(model.lm, model.tokenizer.encodeProblem(synthesize("test", 1, 9)[0].question), {
         particles: 4,
         level: "token",
