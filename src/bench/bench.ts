@@ -19,6 +19,7 @@ import { encodeWithinContext } from "../engine/lm/model/contextWindow";
 import { loadTwistOption } from "../engine/twist/resolve";
 import { defaultModelDir } from "../engine/lm/model/modelFolder";
 import { runTwistedSmc } from "../engine/smc/twistedSmc";
+import { evalSmcOptions } from "../engine/eval/evaluate";
 import { TokenTwistHead } from "../engine/twist/heads";
 import { OnnxTokenTwist } from "../engine/twist/onnxTwist";
 import { synthesize } from "../engine/math/problems";
@@ -149,18 +150,7 @@ async function levelCost(model: LoadedModel): Promise<Record<string, unknown>> {
     const { prompt, maxTokens } = encodeWithinContext(model, p.question, 96);
     for (const [name, { twist, level }] of Object.entries(runs) as [keyof typeof runs, (typeof runs)[keyof typeof runs]][]) {
       const t0 = performance.now();
-      const r = await runTwistedSmc(lm, prompt, {
-        particles: LEVEL_K,
-        level,
-        resampling: "systematic",
-        essThreshold: 0.5,
-        resample: "adaptive",
-        maxTokens,
-        temperature: 1,
-        seed: i,
-        twist,
-        text: tokenizer,
-      });
+      const r = await runTwistedSmc(lm, prompt, { ...evalSmcOptions(LEVEL_K, level, maxTokens, i, tokenizer), twist });
       if (i === 0) continue; // warm-up
       total[name].ms += performance.now() - t0;
       total[name].passes += r.forwardPasses;

@@ -147,6 +147,11 @@ async function finalValues(model: LoadedModel, prompt: number[], samples: number
   return out;
 }
 
+/** The SMC every row of an evaluation runs (npm run bench times the same): systematic, adaptive at ESS < K/2, T = 1. */
+export function evalSmcOptions(particles: number, level: SmcLevel, maxTokens: number, seed: number, text: SmcOptions["text"]): SmcOptions {
+  return { particles, level, resampling: "systematic", essThreshold: 0.5, resample: "adaptive", maxTokens, temperature: 1, seed, text };
+}
+
 export async function evaluate(model: LoadedModel, problems: MathProblem[], o: EvalOptions): Promise<EvalReport> {
   const { tokenizer, lm } = model;
   const N = o.particles;
@@ -167,17 +172,7 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
   const isEos = (x: number) => tokenizer.isEos(x);
   // The generation budget of the problem at hand: capped when its prompt leaves less of the context.
   let maxTokens = o.maxTokens;
-  const base = (level: SmcLevel, seed: number): SmcOptions => ({
-    particles: N,
-    level,
-    resampling: "systematic",
-    essThreshold: 0.5,
-    resample: "adaptive",
-    maxTokens,
-    temperature: 1,
-    seed,
-    text: tokenizer,
-  });
+  const base = (level: SmcLevel, seed: number): SmcOptions => evalSmcOptions(N, level, maxTokens, seed, tokenizer);
   // The bounds use the step twist when there is one (the shipped kind), else the token twist.
   const boundsTwist = o.stepTwist ?? o.tokenTwist;
   const boundsLevel: SmcLevel = o.stepTwist ? "step" : "token";
