@@ -131,6 +131,27 @@ describe("twist trainer", function () {
     );
   });
 
+  it("records the contrast weight only where prm reads it: older checkpoints (without it) resume", async () => {
+    const model = await shippedModel();
+    const settings = (dir: string) => JSON.parse(readFileSync(join(dir, "checkpoint.json"), "utf8")).settings;
+    const ctl = join(tmp, "contrast-ctl");
+    await train(config(ctl, { numEpochs: 1, numExamples: 2 }), {}, model);
+    assert.equal(settings(ctl).contrastWeight, undefined);
+    const prm = join(tmp, "contrast-prm");
+    await train(config(prm, { numEpochs: 1, numExamples: 2, twist: "step", loss: "prm", contrastWeight: 0 }), {}, model);
+    assert.equal(settings(prm).contrastWeight, undefined);
+    await assert.rejects(
+      train(config(prm, { numEpochs: 2, numExamples: 2, twist: "step", loss: "prm", resume: true }), {}, model),
+      /different contrastWeight/,
+    );
+    const resumed = await train(
+      config(prm, { numEpochs: 2, numExamples: 2, twist: "step", loss: "prm", contrastWeight: 0, resume: true }),
+      {},
+      model,
+    );
+    assert.equal(resumed.batches, 2);
+  });
+
   it("reports a corrupt checkpoint clearly", async () => {
     const model = await shippedModel();
     const dir = join(tmp, "corrupt");

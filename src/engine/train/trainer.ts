@@ -104,8 +104,9 @@ function resultSettings(c: TrainConfig, fingerprint: string): Record<string, unk
     twist: c.twist,
     rank: c.rank,
     rewardFloor: c.rewardFloor,
-    // Runs from before contrasts existed had none: a checkpoint without the setting resumes as 0.
-    ...(c.contrastWeight !== 0 && { contrastWeight: c.contrastWeight }),
+    // Only prm reads it; a prm run from before contrasts existed had none and resumes with
+    // --contrast_weight 0 (a checkpoint without the setting means 0).
+    ...(c.loss === "prm" && c.contrastWeight !== 0 && { contrastWeight: c.contrastWeight }),
   };
 }
 
