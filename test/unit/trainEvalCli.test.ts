@@ -102,17 +102,19 @@ describe("train and eval from the command line", function () {
     assert.ok(report.bounds === undefined || typeof report.bounds.note === "string");
   });
 
-  it("eval uses the shipped line verifier by default: best-of-N, step-level SMC and the log-Z bounds", () => {
+  it("eval uses the shipped twists by default: the line verifier (best-of-N, step level, the log-Z bounds) and the digit twist (token level)", () => {
     const r = run("eval", "--n", "3", "--particles", "4", "--json", "--threads", "1");
     assert.equal(r.status, 0, r.stderr);
     const report = JSON.parse(r.stdout);
     assert.match(report.twists.step, /twist-step\.json$/);
-    assert.equal(report.twists.token, null);
+    assert.match(report.twists.token, /twist-token\.json$/);
     const rows = Object.fromEntries(report.rows.map((row: { method: string }) => [row.method.split(" (")[0], row]));
     for (const m of [
       "best-of-4 by the step twist's final value",
       "twisted SMC, step level",
       "weighted vote over step-level twisted-SMC particles",
+      "twisted SMC, token level",
+      "weighted vote over token-level twisted-SMC particles",
     ]) {
       assert.ok(rows[m] && rows[m].note === undefined && rows[m].accuracy >= 0 && rows[m].accuracy <= 1, m);
     }
