@@ -77,6 +77,28 @@ describe("line verifier", () => {
     });
   });
 
+  it("batched gradients (each shared column back-propagated once) equal the sum of the lines' gradients", () => {
+    const rng = new Rng(3);
+    const v = LineVerifier.init(4, rng, 4, 6);
+    for (const p of v.parameters()) for (let j = 0; j < p.length; j++) p[j] = 0.7 * rng.normal();
+    // A line, its one-digit contrasts and a repeat share most columns.
+    const texts = ["907 - 48 = 859", "907 - 48 = 869", "907 - 48 = 858", "907 - 48 = 859", "12 * 7 = 84", "12 * 7 = 94"];
+    const lines = texts.map((t) => encodeLine(arithmeticLines(t)[0], 4));
+    const coeff = [0.8, -1.1, 0.4, 1.9, -0.3, 0.6];
+    const oneByOne = v.parameters().map((p) => new Float64Array(p.length));
+    lines.forEach((l, i) => v.addGradient(oneByOne, l, coeff[i]));
+    const batched = v.parameters().map((p) => new Float64Array(p.length));
+    v.addGradients(batched, lines, coeff);
+    let nonZero = 0;
+    oneByOne.forEach((g, i) =>
+      g.forEach((x, j) => {
+        if (x !== 0) nonZero++;
+        assert.ok(Math.abs(x - batched[i][j]) <= 1e-12 * Math.max(1, Math.abs(x)), `param ${i}[${j}]: ${batched[i][j]} vs ${x}`);
+      }),
+    );
+    assert.ok(nonZero > 100, `only ${nonZero} gradient entries are non-zero`);
+  });
+
   it("mines line labels from outcomes: right samples' lines, and other results for the same expression", () => {
     const texts = [
       "52 - 17 = 35\n35 * 2 = 70\n#### 70",

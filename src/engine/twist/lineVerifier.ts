@@ -128,41 +128,6 @@ export class LineVerifier implements StepTwist {
   }
 
   /**
-   * Runs the column network over an encoded line; calls `visit` with each column's embedding offsets,
-   * input e (3d) and hidden activation h. Returns the line's operator.
-   */
-  private forward(line: Int32Array, visit: (t: number, q: number, k: number, e: Float64Array, h: Float64Array) => void): number {
-    const { columns: D, embedding: d, hidden: Hn, T, Q, K, W1, b1 } = this.p;
-    if (line.length !== encodedLength(D))
-      throw new Error(`line verifier: encoded line has ${line.length} codes, expected ${encodedLength(D)}`);
-    const op = line[0];
-    const e = new Float64Array(3 * d);
-    const h = new Float64Array(Hn);
-    for (let j = 0; j < D; j++) {
-      const a = line[1 + j],
-        b = line[1 + D + j],
-        c = line[1 + 2 * D + j];
-      const below = j === 0 ? NO_COLUMN * DIGIT_CODES + NO_COLUMN : line[j] * DIGIT_CODES + line[D + j];
-      const t = (op * TRIPLES + (a * DIGIT_CODES + b) * DIGIT_CODES + c) * d,
-        q = (op * PAIRS + below) * d,
-        k = j * d;
-      for (let i = 0; i < d; i++) {
-        e[i] = T[t + i];
-        e[d + i] = Q[q + i];
-        e[2 * d + i] = K[k + i];
-      }
-      h.set(b1);
-      for (let i = 0; i < 3 * d; i++) {
-        const x = e[i];
-        for (let u = 0; u < Hn; u++) h[u] += x * W1[i * Hn + u];
-      }
-      for (let u = 0; u < Hn; u++) if (h[u] < 0) h[u] = 0;
-      visit(t, q, k, e, h);
-    }
-    return op;
-  }
-
-  /**
    * ℓ(line): the logit of "this line is right", a sum of one term per column. With `memo`, each column's
    * term is remembered under what the column reads (operator, its digits, the digits below, its place):
    * the lines a digit twist reads while a result is written share most of their columns. A memo is only
@@ -210,29 +175,70 @@ export class LineVerifier implements StepTwist {
 
   private scratch?: Float64Array;
 
-  /** Adds g·∂ℓ(line)/∂θ to `grads` (parameters() order). */
-  addGradient(grads: Float64Array[], line: Int32Array, g: number): void {
-    const { embedding: d, hidden: Hn, W1, w2 } = this.p;
-    const [dT, dQ, dK, dW1, db1, dw2, dBias] = grads;
-    const dh = new Float64Array(Hn);
-    const op = this.forward(line, (t, q, k, e, h) => {
-      for (let u = 0; u < Hn; u++) {
-        dw2[u] += g * h[u];
-        dh[u] = h[u] > 0 ? g * w2[u] : 0;
-        db1[u] += dh[u];
-      }
-      for (let i = 0; i < 3 * d; i++) {
-        let de = 0;
-        for (let u = 0; u < Hn; u++) {
-          dW1[i * Hn + u] += e[i] * dh[u];
-          de += W1[i * Hn + u] * dh[u];
-        }
-        if (i < d) dT[t + i] += de;
-        else if (i < 2 * d) dQ[q + i - d] += de;
-        else dK[k + i - 2 * d] += de;
+  /**
+   * Adds Σ_i g_i·∂ℓ(line_i)/∂θ to `grads` (parameters() order). ℓ is a sum of column terms, so the
+   * coefficients are summed per distinct column first and each distinct column is back-propagated once:
+   * a batch's lines and their one-digit contrasts share most of their columns.
+   */
+  addGradients(grads: Float64Array[], lines: readonly Int32Array[], g: readonly number[]): void {
+    const { columns: D, embedding: d } = this.p;
+    const dBias = grads[6];
+    const columns = new Map<number, { t: number; q: number; k: number; g: number }>();
+    lines.forEach((line, i) => {
+      if (line.length !== encodedLength(D))
+        throw new Error(`line verifier: encoded line has ${line.length} codes, expected ${encodedLength(D)}`);
+      const op = line[0];
+      dBias[op] += g[i];
+      for (let j = 0; j < D; j++) {
+        const below = j === 0 ? NO_COLUMN * DIGIT_CODES + NO_COLUMN : line[j] * DIGIT_CODES + line[D + j];
+        const triple = op * TRIPLES + (line[1 + j] * DIGIT_CODES + line[1 + D + j]) * DIGIT_CODES + line[1 + 2 * D + j];
+        const pair = op * PAIRS + below;
+        const key = (triple * OPS * PAIRS + pair) * D + j;
+        const column = columns.get(key);
+        if (column) column.g += g[i];
+        else columns.set(key, { t: triple * d, q: pair * d, k: j * d, g: g[i] });
       }
     });
-    dBias[op] += g;
+    for (const c of columns.values()) this.backwardColumn(grads, c.t, c.q, c.k, c.g);
+  }
+
+  /** Adds g·∂(column term)/∂θ for the column that reads embeddings T_t, Q_q, K_k. */
+  private backwardColumn(grads: Float64Array[], t: number, q: number, k: number, g: number): void {
+    const { embedding: d, hidden: Hn, T, Q, K, W1, b1, w2 } = this.p;
+    const [dT, dQ, dK, dW1, db1, dw2] = grads;
+    const e = new Float64Array(3 * d);
+    for (let i = 0; i < d; i++) {
+      e[i] = T[t + i];
+      e[d + i] = Q[q + i];
+      e[2 * d + i] = K[k + i];
+    }
+    const h = Float64Array.from(b1);
+    for (let i = 0; i < 3 * d; i++) {
+      const x = e[i];
+      for (let u = 0; u < Hn; u++) h[u] += x * W1[i * Hn + u];
+    }
+    const dh = new Float64Array(Hn);
+    for (let u = 0; u < Hn; u++) {
+      if (h[u] <= 0) continue;
+      dw2[u] += g * h[u];
+      dh[u] = g * w2[u];
+      db1[u] += dh[u];
+    }
+    for (let i = 0; i < 3 * d; i++) {
+      let de = 0;
+      for (let u = 0; u < Hn; u++) {
+        dW1[i * Hn + u] += e[i] * dh[u];
+        de += W1[i * Hn + u] * dh[u];
+      }
+      if (i < d) dT[t + i] += de;
+      else if (i < 2 * d) dQ[q + i - d] += de;
+      else dK[k + i - 2 * d] += de;
+    }
+  }
+
+  /** Adds g·∂ℓ(line)/∂θ to `grads` (parameters() order). */
+  addGradient(grads: Float64Array[], line: Int32Array, g: number): void {
+    this.addGradients(grads, [line], [g]);
   }
 
   /** log ψ of a text: Σ over its finished arithmetic lines of log σ(ℓ). */

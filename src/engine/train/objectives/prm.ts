@@ -97,14 +97,20 @@ function weightedBce(net: LineVerifier, examples: readonly CutLine[], encode: (e
   const grads = net.parameters().map((p) => new Float64Array(p.length));
   let loss = 0;
   let mass = 0;
+  // The parameters do not change within one gradient: a memo of column terms serves every line.
+  const memo = new Map<number, number>();
+  const lines: Int32Array[] = [];
+  const coefficients: number[] = [];
   for (const e of examples) {
     const enc = encode(e);
     if (!enc) continue;
-    const z = net.lineLogit(enc);
+    const z = net.lineLogit(enc, memo);
     loss -= e.weight * (e.label * logSigmoid(z) + (1 - e.label) * logSigmoid(-z));
-    net.addGradient(grads, enc, e.weight * (Math.exp(logSigmoid(z)) - e.label));
+    lines.push(enc);
+    coefficients.push(e.weight * (Math.exp(logSigmoid(z)) - e.label));
     mass += e.weight;
   }
+  net.addGradients(grads, lines, coefficients);
   const n = Math.max(mass, 1e-12);
   for (const g of grads) for (let i = 0; i < g.length; i++) g[i] /= n;
   return { grads, loss: mass ? loss / n : 0 };
