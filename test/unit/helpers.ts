@@ -214,6 +214,7 @@ export function tinyTrainConfig(outputDir: string, over: Partial<TrainConfig> = 
     rank: 4,
     rewardFloor: 0.001,
     contrastWeight: 1,
+    replay: 0,
     resume: false,
     ...over,
   };

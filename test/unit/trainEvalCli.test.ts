@@ -86,6 +86,18 @@ describe("train and eval from the command line", function () {
     const r = run("train", "--twist", "token", "--loss", "bce");
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--loss bce trains a step twist: add --twist step/);
+    for (const [args, message] of [
+      [["--replay=-1"], /--replay must be an integer >= 0, got "-1"/],
+      [
+        ["--loss", "ctl", "--replay", "2"],
+        /--replay needs samples that do not depend on the twist being trained: only --loss prm has them/,
+      ],
+    ] as const) {
+      const bad = run("train", ...args);
+      assert.equal(bad.status, 2, bad.stderr);
+      assert.equal(bad.stderr.trim().split("\n").length, 1, bad.stderr);
+      assert.match(bad.stderr, message);
+    }
   });
 
   it("eval --json prints every row at the same budget, consistent with pass@N", () => {

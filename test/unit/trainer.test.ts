@@ -31,6 +31,7 @@ function config(outputDir: string, over: Partial<TrainConfig> = {}): TrainConfig
     rank: 8,
     rewardFloor: 0.001,
     contrastWeight: 1,
+    replay: 0,
     resume: false,
     ...over,
   };
@@ -48,30 +49,33 @@ describe("twist trainer", function () {
   this.timeout(120000);
   const tmp = mkdtempSync(join(tmpdir(), "tsmc-train-"));
 
-  for (const [twist, loss] of [
-    ["token", "ctl"],
-    ["step", "ctl"],
-    ["step", "bce"],
-    ["step", "prm"],
-    ["token", "prm"],
+  for (const [twist, loss, replay] of [
+    ["token", "ctl", 0],
+    ["step", "ctl", 0],
+    ["step", "bce", 0],
+    ["step", "prm", 0],
+    ["token", "prm", 0],
+    // The replay pool is part of the state: without it in the checkpoint, the resumed batch 4 would
+    // replay nothing.
+    ["token", "prm", 1],
   ] as const) {
-    it(`${twist} twist, ${loss}: a run stopped midway and resumed ends exactly where an uninterrupted run does`, async () => {
+    it(`${twist} twist, ${loss}${replay ? `, replay ${replay}` : ""}: a run stopped midway and resumed ends exactly where an uninterrupted run does`, async () => {
       const model = await shippedModel();
-      const whole = join(tmp, `whole-${twist}-${loss}`);
-      const a = await train(config(whole, { twist, loss }), {}, model);
+      const whole = join(tmp, `whole-${twist}-${loss}-${replay}`);
+      const a = await train(config(whole, { twist, loss, replay }), {}, model);
       assert.equal(a.batches, 4);
       assert.equal(a.stopped, false);
 
-      const parts = join(tmp, `parts-${twist}-${loss}`);
+      const parts = join(tmp, `parts-${twist}-${loss}-${replay}`);
       const ctl = new AbortController();
       const first = await train(
-        config(parts, { twist, loss }),
+        config(parts, { twist, loss, replay }),
         { signal: ctl.signal, onBatch: (m) => (m.step === 3 ? ctl.abort() : undefined) },
         model,
       );
       assert.equal(first.stopped, true);
       assert.equal(first.batches, 3);
-      const second = await train(config(parts, { twist, loss, resume: true }), {}, model);
+      const second = await train(config(parts, { twist, loss, replay, resume: true }), {}, model);
       assert.equal(second.batches, 4);
 
       const ta = trained(a.twistPath, model.folder),
@@ -150,6 +154,34 @@ describe("twist trainer", function () {
       model,
     );
     assert.equal(resumed.batches, 2);
+  });
+
+  it("prm with --replay: updates also read earlier problems' samples, kept in the checkpoint; other objectives refuse it", async () => {
+    const model = await shippedModel();
+    const over = { twist: "step", loss: "prm", twistUpdatesPerExample: 1 } as const;
+    const fresh = await train(config(join(tmp, "replay-0"), over), {}, model);
+    const dir = join(tmp, "replay-2");
+    const replayed = await train(config(dir, { ...over, replay: 2 }), {}, model);
+    const params = (path: string) => loadTwist(path, model.folder).head.parameters();
+    // The first batch has nothing to replay; the later ones read 2 batches more.
+    assert.notDeepEqual(params(replayed.twistPath), params(fresh.twistPath));
+    const doc = JSON.parse(readFileSync(join(dir, "checkpoint.json"), "utf8"));
+    assert.equal(doc.settings.replay, 2);
+    assert.equal(JSON.parse(readFileSync(join(tmp, "replay-0", "checkpoint.json"), "utf8")).settings.replay, undefined);
+    // 2 epochs × 4 problems, each problem's 4 samples with their outcomes.
+    assert.equal(doc.replay.length, 8);
+    for (const kept of doc.replay) {
+      assert.equal(kept.texts.length, 4);
+      assert.equal(kept.correct.length, 4);
+    }
+    await assert.rejects(train(config(join(tmp, "replay-ctl"), { replay: 1 }), {}, model), /ctl objective's data depend on the twist/);
+    // A damaged pool is named field by field.
+    doc.replay[3].correct = [true];
+    writeFileSync(join(dir, "checkpoint.json"), JSON.stringify(doc));
+    await assert.rejects(
+      train(config(dir, { ...over, replay: 2, numEpochs: 3, resume: true }), {}, model),
+      (e: Error) => e instanceof CheckpointError && /replay\[3\]\.correct must be an array of 4 booleans/.test(e.message),
+    );
   });
 
   it("reports a corrupt checkpoint clearly", async () => {

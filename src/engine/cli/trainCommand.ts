@@ -3,7 +3,7 @@
  * SIGINT/SIGTERM stop after the batch in progress and keep a checkpoint for --resume.
  */
 import { parseArgs } from "node:util";
-import { BatchMetrics, train } from "../train/trainer";
+import { BatchMetrics, REPLAY_WINDOW, train } from "../train/trainer";
 import { loadModel } from "../lm/model/loadModel";
 import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
 import { DEFAULT_LEARNING_RATE, TRAIN_DEFAULTS, TRAIN_FLAGS, trainConfigFromFlags } from "../train/flags";
@@ -40,6 +40,8 @@ Options:
                                    and result lengths (default prm at either level)
   --contrast_weight X              prm: weight of each mined result's one-digit changes, labelled wrong
                                    (default ${D.contrast_weight}; 0: the mined labels alone)
+  --replay N                       prm: each update also reads N batches of earlier problems' samples, drawn
+                                   from the last ${REPLAY_WINDOW} problems (default ${D.replay}: fresh samples only)
   --rank R                         rank of the token head or of the line verifier (default ${D.rank})
   --reward_floor X                 final potential of a wrong answer while training, φ = 1 if right (default ${D.reward_floor})
   --resume                         continue the run in --output_dir from its last checkpoint

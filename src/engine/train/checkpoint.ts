@@ -11,6 +11,7 @@ import { DigitTwistHead, TrainableHead } from "../twist/digitTwistHead";
 import { DIGIT_TWIST_FORMAT, parseDigitTwistDocument, serializeDigitTwist } from "../twist/digitTwistFile";
 import { writeFileAtomic } from "../util/atomicWrite";
 import { InputError } from "../util/errors";
+import { SampleOutcomes } from "./samples";
 
 export const CHECKPOINT_FORMAT = "twisted-smc-checkpoint";
 
@@ -31,6 +32,8 @@ export interface Checkpoint {
   progress: Progress;
   twist: TrainedTwist;
   adam: AdamState;
+  /** With --replay: the latest problems' samples, oldest first. */
+  replay?: SampleOutcomes[];
 }
 
 /** The head a checkpoint holds and its metadata (a digit twist's: its verifier's). */
@@ -62,6 +65,7 @@ export function saveCheckpoint(
   head: TrainableHead,
   meta: Meta,
   adam: AdamState,
+  replay?: readonly SampleOutcomes[],
 ): void {
   const doc = {
     format: CHECKPOINT_FORMAT,
@@ -70,6 +74,7 @@ export function saveCheckpoint(
     progress,
     twist: JSON.parse(serializeTrainedHead(head, meta)),
     adam: { t: adam.t, m: adam.m.map(f64), v: adam.v.map(f64) },
+    ...(replay && { replay }),
   };
   writeFileAtomic(path, JSON.stringify(doc) + "\n");
 }
@@ -128,7 +133,30 @@ function parseCheckpoint(doc: unknown, path: string, folder: ModelFolder): Check
     progress,
     twist,
     adam: { t: field.count("adam.t", adam.t), m: moments(field, "adam.m", adam.m, sizes), v: moments(field, "adam.v", adam.v, sizes) },
+    ...(doc.replay !== undefined && { replay: replaySamples(field, doc.replay) }),
   };
+}
+
+/** The replay pool: per problem, its sample texts and whether each is right, as many of one as of the other. */
+function replaySamples(field: FieldReader, value: unknown): SampleOutcomes[] {
+  const list = field.check("replay", value, "an array", Array.isArray) as unknown[];
+  return list.map((entry, i) => {
+    const at = `replay[${i}]`;
+    const e = field.object(at, entry);
+    const texts = field.check(
+      `${at}.texts`,
+      e.texts,
+      "an array of strings",
+      (v) => Array.isArray(v) && v.every((t) => typeof t === "string"),
+    );
+    field.check(
+      `${at}.correct`,
+      e.correct,
+      `an array of ${(texts as string[]).length} booleans (one per text)`,
+      (v) => Array.isArray(v) && v.length === (texts as string[]).length && v.every((b) => typeof b === "boolean"),
+    );
+    return { texts: e.texts as string[], correct: e.correct as boolean[] };
+  });
 }
 
 /** One Adam moment: a base64 float64 array per twist parameter, of that parameter's size. */

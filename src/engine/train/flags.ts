@@ -35,6 +35,7 @@ export const TRAIN_DEFAULTS = {
   rank: 32,
   reward_floor: 0.001,
   contrast_weight: 1,
+  replay: 0,
 } as const;
 
 /**
@@ -98,14 +99,17 @@ export function trainConfigFromFlags(values: OptionValues): TrainConfig {
     rank: intOption(values, "rank", D.rank, 1),
     rewardFloor: numberOption(values, "reward_floor", D.reward_floor),
     contrastWeight: numberOption(values, "contrast_weight", D.contrast_weight),
+    replay: intOption(values, "replay", D.replay, 0),
     resume: values.resume === true,
     threads: threadsOption(values),
     device: choiceOption(values, "device", DEVICES, "auto"),
   };
   if (config.learningRate <= 0) throw new UsageError("--learning_rate must be > 0");
   if (!(config.contrastWeight >= 0)) throw new UsageError("--contrast_weight must be ≥ 0");
-  const { levels } = objectiveFor(config.loss);
+  const { levels, replay } = objectiveFor(config.loss);
   if (!levels.includes(config.twist))
     throw new UsageError(`--loss ${config.loss} trains a ${levels.join(" or ")} twist: add --twist ${levels[0]}`);
+  if (config.replay > 0 && !replay)
+    throw new UsageError(`--replay needs samples that do not depend on the twist being trained: only --loss prm has them`);
   return config;
 }

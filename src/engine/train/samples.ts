@@ -62,6 +62,12 @@ export interface ProblemStats {
  */
 export type ProblemData<Rows extends object = object> = Rows & { stats: ProblemStats };
 
+/** One problem's plain samples as replay keeps them: their texts and whether each answer is right. */
+export interface SampleOutcomes {
+  texts: string[];
+  correct: boolean[];
+}
+
 export interface CollectOptions {
   level: SmcLevel;
   samples: number;

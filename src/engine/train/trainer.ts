@@ -23,7 +23,7 @@ import { hashString64, Rng } from "../util/rng";
 import { Checkpoint, CheckpointError, loadCheckpoint, saveCheckpoint, serializeTrainedHead } from "./checkpoint";
 import { loadProblems } from "./data";
 import { objectiveFor, TWIST_LOSSES, TwistLoss } from "./objectives";
-import { ProblemData } from "./samples";
+import { ProblemData, SampleOutcomes } from "./samples";
 import { LineVerifier } from "../twist/lineVerifier";
 import { DiskFullError } from "../util/errors";
 import { lockOutputDir } from "./outputLock";
@@ -51,6 +51,11 @@ export interface TrainConfig {
   rewardFloor: number;
   /** prm: the total weight of each mined result's contrasts (CollectOptions.contrastWeight). */
   contrastWeight: number;
+  /**
+   * Batches of earlier problems' samples each update also reads, drawn from the last REPLAY_WINDOW
+   * problems (objectives with `replay`: prm); 0: fresh samples only.
+   */
+  replay: number;
   resume: boolean;
   threads?: number;
   /** Where the model runs (auto: a GPU when one opens, else the CPU). */
@@ -83,6 +88,13 @@ export interface TrainResult {
   final?: BatchMetrics;
 }
 
+/**
+ * Problems whose samples replay draws from: the latest ones (about 0.8 MB of text at 16 samples each,
+ * kept in the checkpoint). Measured on dumped samples: a window of 256–1,024 problems gave the verifier
+ * the same digit ranking as replay from every earlier problem; 64 gave less.
+ */
+export const REPLAY_WINDOW = 512;
+
 export const CHECKPOINT_FILE = "checkpoint.json";
 export const METRICS_FILE = "metrics.jsonl";
 export const TWIST_FILE = "twist.json";
@@ -107,6 +119,8 @@ function resultSettings(c: TrainConfig, fingerprint: string): Record<string, unk
     // Only prm reads it; a prm run from before contrasts existed had none and resumes with
     // --contrast_weight 0 (a checkpoint without the setting means 0).
     ...(c.loss === "prm" && c.contrastWeight !== 0 && { contrastWeight: c.contrastWeight }),
+    // Recorded only when used, so that runs from before replay existed resume.
+    ...(c.replay !== 0 && { replay: c.replay }),
   };
 }
 
@@ -127,9 +141,14 @@ export function validateTrainConfig(c: TrainConfig): void {
   if (!(c.contrastWeight >= 0 && Number.isFinite(c.contrastWeight)))
     throw new RangeError(`--contrast_weight must be a number ≥ 0, got ${c.contrastWeight}`);
   if (!(c.learningRate > 0)) throw new RangeError(`--learning_rate must be > 0, got ${c.learningRate}`);
+  if (!(Number.isInteger(c.replay) && c.replay >= 0)) throw new RangeError(`--replay must be an integer ≥ 0, got ${c.replay}`);
   if (!TWIST_LOSSES.includes(c.loss)) throw new RangeError(`--loss must be one of ${TWIST_LOSSES.join(", ")}, got ${c.loss}`);
-  const { levels } = objectiveFor(c.loss);
+  const { levels, replay } = objectiveFor(c.loss);
   if (!levels.includes(c.twist)) throw new RangeError(`--loss ${c.loss} trains a ${levels.join(" or ")} twist: add --twist ${levels[0]}`);
+  if (c.replay > 0 && !replay)
+    throw new RangeError(
+      `--replay: the ${c.loss} objective's data depend on the twist being trained, so earlier samples cannot be replayed (only prm's can)`,
+    );
 }
 
 export async function train(config: TrainConfig, hooks: TrainHooks = {}, preloaded?: LoadedModel): Promise<TrainResult> {
@@ -186,6 +205,8 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
     throw new CheckpointError(`${c.outputDir} already holds a training run: pass --resume to continue it, or choose another --output_dir`);
   }
   const adam = new Adam(head.parameters(), c.learningRate, 0.9, 0.999, 1e-8, checkpoint?.adam);
+  // The latest problems' samples, oldest first, for --replay (kept in the checkpoint).
+  const replayPool: SampleOutcomes[] = c.replay > 0 ? (checkpoint?.replay ?? []) : [];
   const perEpoch = Math.ceil(problems.length / c.batchSize);
   const total = perEpoch * c.numEpochs;
   let { epoch, batch, batchesDone, metricsLines } = checkpoint?.progress ?? { epoch: 0, batch: 0, batchesDone: 0, metricsLines: 0 };
@@ -226,8 +247,18 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
       head,
       meta(metrics),
       adam.state,
+      c.replay > 0 ? replayPool : undefined,
     );
     hooks.onCheckpoint?.(checkpointPath);
+  };
+
+  /** The earlier problems' data this batch's updates also read: `replay` batches drawn from the pool. */
+  const replayed = (epoch: number, batch: number): ProblemData<object>[] => {
+    if (!c.replay || !replayPool.length) return [];
+    const rng = new Rng(`replay:${c.seed}:${epoch}:${batch}`);
+    return Array.from({ length: c.replay * c.batchSize }, () =>
+      objective.replay!.restore(replayPool[rng.int(0, replayPool.length - 1)], { level: c.twist, contrastWeight: c.contrastWeight }),
+    );
   };
 
   let last: BatchMetrics | undefined;
@@ -262,9 +293,14 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
       } finally {
         if (runner instanceof OnnxTokenTwist) await runner.dispose();
       }
+      const updateData = [...data, ...replayed(epoch, batch)];
+      if (c.replay > 0) {
+        replayPool.push(...data.map((d) => objective.replay!.keep(d)));
+        replayPool.splice(0, Math.max(0, replayPool.length - REPLAY_WINDOW));
+      }
       let loss = 0;
       for (let u = 0; u < c.twistUpdatesPerExample; u++) {
-        const r = objective.gradient(head, data);
+        const r = objective.gradient(head, updateData);
         if (u === 0) loss = r.loss;
         adam.step(r.grads);
       }

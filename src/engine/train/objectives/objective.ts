@@ -7,7 +7,7 @@ import { LoadedModel } from "../../lm/model/loadModel";
 import { MathProblem } from "../../math/dataset";
 import { SmcLevel } from "../../smc/twistedSmc";
 import { TrainableHead } from "../../twist/digitTwistHead";
-import { CollectOptions, ProblemData } from "../samples";
+import { CollectOptions, ProblemData, SampleOutcomes } from "../samples";
 
 export interface ObjectiveResult {
   grads: Float64Array[];
@@ -46,6 +46,14 @@ export interface TwistObjective<Head extends TrainableHead = TrainableHead, Data
    * once per batch after its updates.
    */
   count?(head: Head, data: readonly Data[]): void;
+  /**
+   * For an objective whose data do not depend on the head (plain samples): what of a problem's data
+   * replay keeps (`--replay`), and the data again from what was kept, for a later batch's gradient.
+   */
+  replay?: {
+    keep(data: Data): SampleOutcomes;
+    restore(kept: SampleOutcomes, o: Pick<CollectOptions, "level" | "contrastWeight">): Data;
+  };
 }
 
 /** Divides the summed gradients and loss by `n`: the mean over problems, rows or lines. */

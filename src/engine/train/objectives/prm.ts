@@ -20,7 +20,7 @@ import { Rng } from "../../util/rng";
 import { finishedLineExamples } from "../lineContrasts";
 import { mineLineLabels } from "../lineLabels";
 import { CutLine, mineCutLines } from "../partialResults";
-import { plainSamples, ProblemData } from "../samples";
+import { CollectOptions, plainSamples, ProblemData, SampleOutcomes } from "../samples";
 import { ObjectiveResult, TwistObjective } from "./objective";
 
 /** Digit columns the line verifier reads: numbers up to 9,999 (a line with a longer one is not read). */
@@ -33,6 +33,8 @@ export type PrmData = ProblemData<{
   cuts: CutLine[];
   /** Token level: the right lines, whose results' lengths the digit twist counts. */
   rightLines: ArithmeticLine[];
+  /** The samples these were mined from, for replay. */
+  samples: SampleOutcomes;
 }>;
 
 export const prm: TwistObjective<LineVerifier | DigitTwistHead, PrmData> = {
@@ -49,26 +51,37 @@ export const prm: TwistObjective<LineVerifier | DigitTwistHead, PrmData> = {
   },
   async collect(model, problem, o) {
     const plain = await plainSamples(model, problem, o);
-    const token = o.level === "token";
-    return {
-      lines: finishedLineExamples(plain.texts, plain.correct, o.contrastWeight ?? 0),
-      cuts: token ? mineCutLines(plain.texts, plain.correct, { contrastWeight: o.contrastWeight ?? 0 }) : [],
-      rightLines: token ? mineLineLabels(plain.texts, plain.correct).flatMap((l) => (l.label ? [l.line] : [])) : [],
-      // The statistics are plain sampling's (ψ ≡ 1: ESS = 1, Ẑ = mean reward).
-      stats: {
-        reward: plain.accuracy,
-        sampleAccuracy: plain.accuracy,
-        exactPositives: plain.exactPositives,
-        ess: 1,
-        logZ: Math.log(plain.accuracy),
-      },
-    };
+    return { ...mine({ texts: plain.texts, correct: plain.correct }, o), stats: plainStats(plain.correct) };
   },
   gradient: prmGradient,
   count(head, data) {
     if (head instanceof DigitTwistHead) for (const d of data) for (const line of d.rightLines) head.lengths.add(line);
   },
+  // Plain samples do not depend on the head: an earlier problem's are as good as fresh ones.
+  replay: {
+    keep: (d) => d.samples,
+    restore: (kept, o) => ({ ...mine(kept, o), stats: plainStats(kept.correct) }),
+  },
 };
+
+/** One problem's samples mined into the verifier's lines and, at token level, cut lines and right lines. */
+function mine(samples: SampleOutcomes, o: Pick<CollectOptions, "level" | "contrastWeight">): Omit<PrmData, "stats"> {
+  const { texts, correct } = samples;
+  const token = o.level === "token";
+  return {
+    lines: finishedLineExamples(texts, correct, o.contrastWeight ?? 0),
+    cuts: token ? mineCutLines(texts, correct, { contrastWeight: o.contrastWeight ?? 0 }) : [],
+    rightLines: token ? mineLineLabels(texts, correct).flatMap((l) => (l.label ? [l.line] : [])) : [],
+    samples,
+  };
+}
+
+/** Plain sampling's statistics (ψ ≡ 1: ESS = 1, Ẑ = mean reward). */
+function plainStats(correct: readonly boolean[]): PrmData["stats"] {
+  const exactPositives = correct.filter(Boolean).length;
+  const accuracy = exactPositives / correct.length;
+  return { reward: accuracy, sampleAccuracy: accuracy, exactPositives, ess: 1, logZ: Math.log(accuracy) };
+}
 
 /**
  * The verifier's weighted binary cross-entropy on the finished lines; for the digit twist, plus the
