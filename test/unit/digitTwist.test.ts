@@ -22,7 +22,7 @@ import { learnResultLengths } from "../../src/engine/train/resultLengths";
 import { loadProblems } from "../../src/engine/train/data";
 import { logSigmoid } from "../../src/engine/twist/heads";
 import { LineVerifier } from "../../src/engine/twist/lineVerifier";
-import { loadTwist, readTwistDocument } from "../../src/engine/twist/twistFile";
+import { loadTwist, modelFingerprint, readTwistDocument, saveTwist } from "../../src/engine/twist/twistFile";
 import { Rng } from "../../src/engine/util/rng";
 import { MODEL_DIR, shippedModel, tinyTrainConfig } from "./helpers";
 import { enumerateToy, exactTwist, TOY_EOS, TOY_MAX_TOKENS, TOY_PROMPT, ToyModel } from "./toyModel";
@@ -30,9 +30,9 @@ import { logPhi, toyOptions } from "./toyStatistics";
 import { evalWithTokenTwist } from "./evalCli";
 
 /** A line verifier with every parameter random, so that lines and columns score differently. */
-function randomVerifier(columns: number, seed: number): LineVerifier {
+function randomVerifier(columns: number, seed: number, below: 2 | 3 = 2): LineVerifier {
   const rng = new Rng(seed);
-  const v = LineVerifier.init(columns, rng, 4, 6);
+  const v = LineVerifier.init(columns, rng, 4, 6, below);
   for (const p of v.parameters()) for (let j = 0; j < p.length; j++) p[j] = rng.normal();
   return v;
 }
@@ -209,11 +209,16 @@ describe("digit twist (the line verifier at token level)", () => {
     // the line's end: with the full scale a rare digit's ψ is e⁻²⁰ and Ẑ's tail too heavy for 300 runs.
     const partial = new PartialResultHead(randomVerifier(2, 8));
     for (const p of partial.net.parameters()) p.forEach((x, j) => (p[j] = 0.4 * x));
-    for (const [name, make] of [
-      ["any length", () => new DigitTwist(verifier, 4)],
-      ["learned lengths", () => new DigitTwist(verifier, 4, lengths)],
-      ["a partial-result head", () => new DigitTwist(verifier, 4, lengths, partial)],
-      ["a partial-result head without lengths", () => new DigitTwist(verifier, 4, undefined, partial)],
+    // The shipped kind: verifier and head read the result's digit in the column below too.
+    const verifier3 = randomVerifier(2, 9, 3);
+    const partial3 = new PartialResultHead(randomVerifier(2, 10, 3));
+    for (const p of partial3.net.parameters()) p.forEach((x, j) => (p[j] = 0.4 * x));
+    for (const [name, verifierOf, make] of [
+      ["any length", verifier, () => new DigitTwist(verifier, 4)],
+      ["learned lengths", verifier, () => new DigitTwist(verifier, 4, lengths)],
+      ["a partial-result head", verifier, () => new DigitTwist(verifier, 4, lengths, partial)],
+      ["a partial-result head without lengths", verifier, () => new DigitTwist(verifier, 4, undefined, partial)],
+      ["a verifier and head reading the result digit below", verifier3, () => new DigitTwist(verifier3, 4, lengths, partial3)],
     ] as const) {
       it(`${name}, with a known final potential: mean Ẑ is within 3 standard errors of the exact Z`, async () => {
         // Z = Σ p(s)·φ(text of s), whatever the twist.
@@ -228,7 +233,7 @@ describe("digit twist (the line verifier at token level)", () => {
         for (const s of enumerateToy()) {
           const text = decode(s.tokens);
           const cut = s.tokens.length >= TOY_MAX_TOKENS;
-          z += Math.exp(s.logP + (cut ? twist.logValueOfText(text) : verifier.logValueOfText(text)));
+          z += Math.exp(s.logP + (cut ? twist.logValueOfText(text) : verifierOf.logValueOfText(text)));
         }
         const { mean, se } = await meanZ(twist, false, 300);
         assert.ok(Math.abs(mean - z) < 3 * se, `mean ${mean} vs Z ${z} (se ${se})`);
@@ -310,7 +315,7 @@ describe("digit twist (the line verifier at token level)", () => {
       assert.throws(() => loadDigitTwist(join(dir, "foreign.json"), model.lm.vocabSize, model.folder), /was trained for model/);
     });
 
-    it("eval --token-twist reads a digit-twist file and a line-verifier file at token level", async () => {
+    it("eval --token-twist reads a digit-twist file and a line-verifier file at token level; one reading the result digit below needs the head", async () => {
       const model = await shippedModel();
       const dir = mkdtempSync(join(tmpdir(), "tsmc-digit-eval-"));
       const { table } = await learnResultLengths(model, loadProblems("synthetic", "train", 3, 1).problems, {
@@ -318,9 +323,15 @@ describe("digit twist (the line verifier at token level)", () => {
         maxTokens: 96,
         seed: 1,
       });
+      const meta = { baseModel: { name: model.folder.name, fingerprint: modelFingerprint(model.folder) }, created: "now" };
+      const verifierFile = (below: 2 | 3) => {
+        const path = join(dir, `verifier-${below}.json`);
+        saveTwist(path, randomVerifier(4, 11, below), meta);
+        return path;
+      };
       const digitFile = join(dir, "digit-twist.json");
-      saveDigitTwist(digitFile, join(MODEL_DIR, "twist-step.json"), table);
-      for (const file of [digitFile, join(MODEL_DIR, "twist-step.json")]) {
+      saveDigitTwist(digitFile, verifierFile(2), table);
+      for (const file of [digitFile, verifierFile(2)]) {
         const r = evalWithTokenTwist(file);
         assert.equal(r.status, 0, r.stderr);
         const report = JSON.parse(r.stdout);
@@ -328,6 +339,11 @@ describe("digit twist (the line verifier at token level)", () => {
         const row = report.rows.find((x: { method: string }) => x.method === "twisted SMC, token level (posterior sample)");
         assert.ok(row.note === undefined && row.accuracy >= 0 && row.accuracy <= 1 && row.seconds > 0, JSON.stringify(row));
       }
+      // Alone, a verifier that reads the result digit below cannot read a result while it is written.
+      const refused = evalWithTokenTwist(verifierFile(3));
+      assert.equal(refused.status, 3, refused.stderr);
+      assert.equal(refused.stderr.trim().split("\n").length, 1, refused.stderr);
+      assert.match(refused.stderr, /needs a partial-result head: pass a digit-twist file/);
     });
 
     it("with the shipped verifier and lengths, token-level SMC writes more right lines than plain sampling", async () => {

@@ -49,55 +49,57 @@ describe("line verifier", () => {
     assert.throws(() => v.logValue({ hiddenSize: 0, prefixes: [[1]] }), /must pass decode/);
   });
 
-  it("hand gradients match finite differences", () => {
-    const rng = new Rng(2);
-    const v = LineVerifier.init(3, rng, 3, 5);
-    for (const p of v.parameters()) for (let j = 0; j < p.length; j++) p[j] = 0.7 * rng.normal();
-    // Finite differences step over ReLU kinks only if a pre-activation lies within eps of zero.
-    const lines = ["907 - 48 = 859", "12 * 7 = 84", "5 + 996 = 1001", "81 / 9 = 9"].map((t) => encodeLine(arithmeticLines(t)[0], 3));
-    const coeff = [0.8, -1.1, 0.4, 1.9];
-    const f = () => lines.reduce((s, l, i) => s + coeff[i] * v.lineLogit(l), 0);
-    const grads = v.parameters().map((p) => new Float64Array(p.length));
-    lines.forEach((l, i) => v.addGradient(grads, l, coeff[i]));
-    v.parameters().forEach((p, i) => {
-      for (let j = 0; j < p.length; j++) {
-        const x = p[j],
-          eps = 1e-3;
-        p[j] = x + eps;
-        const up = f();
-        p[j] = x - eps;
-        const down = f();
-        p[j] = x;
-        const numeric = (up - down) / (2 * eps);
-        assert.ok(
-          Math.abs(numeric - grads[i][j]) <= 1e-3 * Math.max(1, Math.abs(numeric)),
-          `param ${i}[${j}]: ${grads[i][j]} vs ${numeric}`,
-        );
-      }
+  for (const below of [2, 3] as const)
+    it(`hand gradients match finite differences (${below} digits read from the column below)`, () => {
+      const rng = new Rng(2);
+      const v = LineVerifier.init(3, rng, 3, 5, below);
+      for (const p of v.parameters()) for (let j = 0; j < p.length; j++) p[j] = 0.7 * rng.normal();
+      // Finite differences step over ReLU kinks only if a pre-activation lies within eps of zero.
+      const lines = ["907 - 48 = 859", "12 * 7 = 84", "5 + 996 = 1001", "81 / 9 = 9"].map((t) => encodeLine(arithmeticLines(t)[0], 3));
+      const coeff = [0.8, -1.1, 0.4, 1.9];
+      const f = () => lines.reduce((s, l, i) => s + coeff[i] * v.lineLogit(l), 0);
+      const grads = v.parameters().map((p) => new Float64Array(p.length));
+      lines.forEach((l, i) => v.addGradient(grads, l, coeff[i]));
+      v.parameters().forEach((p, i) => {
+        for (let j = 0; j < p.length; j++) {
+          const x = p[j],
+            eps = 1e-3;
+          p[j] = x + eps;
+          const up = f();
+          p[j] = x - eps;
+          const down = f();
+          p[j] = x;
+          const numeric = (up - down) / (2 * eps);
+          assert.ok(
+            Math.abs(numeric - grads[i][j]) <= 1e-3 * Math.max(1, Math.abs(numeric)),
+            `param ${i}[${j}]: ${grads[i][j]} vs ${numeric}`,
+          );
+        }
+      });
     });
-  });
 
-  it("batched gradients (each shared column back-propagated once) equal the sum of the lines' gradients", () => {
-    const rng = new Rng(3);
-    const v = LineVerifier.init(4, rng, 4, 6);
-    for (const p of v.parameters()) for (let j = 0; j < p.length; j++) p[j] = 0.7 * rng.normal();
-    // A line, its one-digit contrasts and a repeat share most columns.
-    const texts = ["907 - 48 = 859", "907 - 48 = 869", "907 - 48 = 858", "907 - 48 = 859", "12 * 7 = 84", "12 * 7 = 94"];
-    const lines = texts.map((t) => encodeLine(arithmeticLines(t)[0], 4));
-    const coeff = [0.8, -1.1, 0.4, 1.9, -0.3, 0.6];
-    const oneByOne = v.parameters().map((p) => new Float64Array(p.length));
-    lines.forEach((l, i) => v.addGradient(oneByOne, l, coeff[i]));
-    const batched = v.parameters().map((p) => new Float64Array(p.length));
-    v.addGradients(batched, lines, coeff);
-    let nonZero = 0;
-    oneByOne.forEach((g, i) =>
-      g.forEach((x, j) => {
-        if (x !== 0) nonZero++;
-        assert.ok(Math.abs(x - batched[i][j]) <= 1e-12 * Math.max(1, Math.abs(x)), `param ${i}[${j}]: ${batched[i][j]} vs ${x}`);
-      }),
-    );
-    assert.ok(nonZero > 100, `only ${nonZero} gradient entries are non-zero`);
-  });
+  for (const below of [2, 3] as const)
+    it(`batched gradients (each shared column back-propagated once) equal the sum of the lines' gradients (below ${below})`, () => {
+      const rng = new Rng(3);
+      const v = LineVerifier.init(4, rng, 4, 6, below);
+      for (const p of v.parameters()) for (let j = 0; j < p.length; j++) p[j] = 0.7 * rng.normal();
+      // A line, its one-digit contrasts and a repeat share most columns.
+      const texts = ["907 - 48 = 859", "907 - 48 = 869", "907 - 48 = 858", "907 - 48 = 859", "12 * 7 = 84", "12 * 7 = 94"];
+      const lines = texts.map((t) => encodeLine(arithmeticLines(t)[0], 4));
+      const coeff = [0.8, -1.1, 0.4, 1.9, -0.3, 0.6];
+      const oneByOne = v.parameters().map((p) => new Float64Array(p.length));
+      lines.forEach((l, i) => v.addGradient(oneByOne, l, coeff[i]));
+      const batched = v.parameters().map((p) => new Float64Array(p.length));
+      v.addGradients(batched, lines, coeff);
+      let nonZero = 0;
+      oneByOne.forEach((g, i) =>
+        g.forEach((x, j) => {
+          if (x !== 0) nonZero++;
+          assert.ok(Math.abs(x - batched[i][j]) <= 1e-12 * Math.max(1, Math.abs(x)), `param ${i}[${j}]: ${batched[i][j]} vs ${x}`);
+        }),
+      );
+      assert.ok(nonZero > 100, `only ${nonZero} gradient entries are non-zero`);
+    });
 
   it("mines line labels from outcomes: right samples' lines, and other results for the same expression", () => {
     const texts = [
@@ -176,6 +178,31 @@ describe("line verifier", () => {
     assert.equal(meta.architecture, "line-verifier");
     assert.ok(head instanceof LineVerifier);
     assert.equal(head.logValueOfText("907 - 48 = 859\n"), v.logValueOfText("907 - 48 = 859\n"));
+    // A verifier that reads the result's digit below: its file says so, and a file without the field
+    // (every verifier before it) reads 2 digits.
+    const v3 = LineVerifier.init(D, new Rng(6), 4, 6, 3);
+    for (const p of v3.parameters()) for (let j = 0; j < p.length; j++) p[j] = new Rng(j + 1).normal();
+    const path3 = join(dir, "twist3.json");
+    saveTwist(path3, v3, { baseModel: { name: folder.name, fingerprint: "x" }, created: "now" });
+    const doc3 = JSON.parse(readFileSync(path3, "utf8"));
+    assert.equal(doc3.verifier.below, 3);
+    assert.equal(JSON.parse(readFileSync(path, "utf8")).verifier.below, undefined);
+    const head3 = loadTwist(path3).head as LineVerifier;
+    assert.equal(head3.p.below, 3);
+    // c's tens digit enters the hundreds column's term too: 859 and 869 differ in two columns.
+    for (const t of ["907 - 48 = 859\n", "907 - 48 = 869\n"]) assert.equal(head3.logValueOfText(t), v3.logValueOfText(t));
+    doc3.verifier.below = 4;
+    writeFileSync(path3, JSON.stringify(doc3));
+    assert.throws(
+      () => loadTwist(path3),
+      (e: Error) => e instanceof TwistFileError && /"below" must be 2 or 3, got 4/.test(e.message),
+    );
+    delete doc3.verifier.below;
+    writeFileSync(path3, JSON.stringify(doc3));
+    assert.throws(
+      () => loadTwist(path3),
+      (e: Error) => e instanceof TwistFileError && /parameter Q has .* bytes/.test(e.message),
+    );
     const doc = JSON.parse(readFileSync(path, "utf8"));
     doc.params.Q = doc.params.Q.slice(0, 40);
     writeFileSync(path, JSON.stringify(doc));

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CheckpointError } from "../../src/engine/train/checkpoint";
 import { train, TrainConfig } from "../../src/engine/train/trainer";
-import { loadTwist, readTwistDocument, TwistMeta } from "../../src/engine/twist/twistFile";
+import { loadTwist, readTwistDocument, serializeTwist, TwistMeta } from "../../src/engine/twist/twistFile";
+import { Rng } from "../../src/engine/util/rng";
 import { DigitTwistHead } from "../../src/engine/twist/digitTwistHead";
 import { DIGIT_TWIST_FORMAT, loadDigitTwist, loadTwistOrVerifier, parseDigitTwistDocument } from "../../src/engine/twist/digitTwistFile";
 import { LineVerifier } from "../../src/engine/twist/lineVerifier";
@@ -182,6 +183,28 @@ describe("twist trainer", function () {
       train(config(dir, { ...over, replay: 2, numEpochs: 3, resume: true }), {}, model),
       (e: Error) => e instanceof CheckpointError && /replay\[3\]\.correct must be an array of 4 booleans/.test(e.message),
     );
+  });
+
+  it("a run begun with a verifier that reads 2 digits from the column below (before 2026-12-06) resumes with it", async () => {
+    const model = await shippedModel();
+    const dir = join(tmp, "below-2");
+    const over = { twist: "step", loss: "prm", numExamples: 2 } as const;
+    await train(config(dir, { ...over, numEpochs: 1 }), {}, model);
+    // The checkpoint as the release before wrote it: its verifier reads (a, b) below, and Adam's moments fit it.
+    const path = join(dir, "checkpoint.json");
+    const doc = JSON.parse(readFileSync(path, "utf8"));
+    assert.equal(doc.twist.verifier.below, 3);
+    const old = LineVerifier.init(4, new Rng("old"), 16, 32, 2);
+    doc.twist = JSON.parse(serializeTwist(old, { baseModel: doc.twist.baseModel, created: doc.twist.created }));
+    const zeros = (n: number) => Buffer.from(new Float64Array(n).buffer).toString("base64");
+    doc.adam.m = old.parameters().map((p) => zeros(p.length));
+    doc.adam.v = old.parameters().map((p) => zeros(p.length));
+    writeFileSync(path, JSON.stringify(doc));
+    const resumed = await train(config(dir, { ...over, numEpochs: 2, resume: true }), {}, model);
+    assert.equal(resumed.batches, 2);
+    const head = loadTwist(resumed.twistPath, model.folder).head as LineVerifier;
+    assert.equal(head.p.below, undefined);
+    assert.notDeepEqual(head.p.w2, old.p.w2, "the resumed batch trained it");
   });
 
   it("reports a corrupt checkpoint clearly", async () => {

@@ -179,16 +179,17 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
   const metricsPath = join(c.outputDir, METRICS_FILE);
 
   const objective = objectiveFor(c.loss);
+  const checkpoint: Checkpoint | undefined = c.resume ? loadCheckpoint(checkpointPath, folder) : undefined;
   let head: TrainableHead = objective.initHead({
     level: c.twist,
     hiddenSize: lm.hiddenSize,
     vocabSize: lm.vocabSize,
     rank: c.rank,
     seed: c.seed,
+    // A run keeps the verifier it started with (those before 2026-12-06 read 2 digits below).
+    verifierBelow: checkpoint && verifierBelowOf(checkpoint.twist.head),
   });
-  let checkpoint: Checkpoint | undefined;
   if (c.resume) {
-    checkpoint = loadCheckpoint(checkpointPath, folder);
     if (checkpoint) {
       const differing = Object.keys(settings).filter((k) => JSON.stringify(settings[k]) !== JSON.stringify(checkpoint!.settings[k]));
       if (differing.length)
@@ -332,6 +333,12 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
   const twistPath = join(c.outputDir, TWIST_FILE);
   if (!stopped) writeFileAtomic(twistPath, serializeTrainedHead(head, meta(last)) + "\n");
   return { twistPath, batches: batchesDone, stopped, final: last };
+}
+
+/** Digits a head's line verifier reads from the column below; undefined for heads without one. */
+function verifierBelowOf(head: TrainableHead): 2 | 3 | undefined {
+  const verifier = head instanceof DigitTwistHead ? head.verifier : head instanceof LineVerifier ? head : undefined;
+  return verifier && (verifier.p.below ?? 2);
 }
 
 /** The head's kind and parameter sizes: a resumed head must be the one this run would make. */

@@ -88,6 +88,9 @@ export class DigitTwist implements TokenTwist {
   ) {
     if (partial && partial.columns !== verifier.p.columns)
       throw new Error("digit twist: the partial-result head and the verifier read different columns");
+    // The best completion is found column by column only when a result digit enters one column alone.
+    if (!partial && verifier.p.below === 3)
+      throw new Error("digit twist: a verifier that reads the result's digit below each column needs a partial-result head");
   }
 
   logPsiNext(input: TwistInput): Float32Array {

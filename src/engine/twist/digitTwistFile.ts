@@ -123,11 +123,24 @@ export function loadDigitTwist(path: string, vocabSize: number, folder?: ModelFo
   if (doc?.format === TWIST_FORMAT) {
     if (doc.architecture !== "line-verifier") return undefined;
     const { head } = parseTwist(doc, path, folder);
-    return new DigitTwist(head as LineVerifier, vocabSize);
+    return new DigitTwist(readsOpen(head as LineVerifier, undefined, path), vocabSize);
   }
   if (doc?.format !== DIGIT_TWIST_FORMAT) return undefined;
   const { verifier, lengths, partial } = parseDigitTwistDocument(doc, path, folder);
-  return new DigitTwist(verifier, vocabSize, lengths, partial);
+  return new DigitTwist(readsOpen(verifier, partial, path), vocabSize, lengths, partial);
+}
+
+/**
+ * A verifier alone reads a result while it is written by its best completion, column by column; one that
+ * reads the result's digit below each column (below 3) ties the columns together, so it needs the
+ * partial-result head for that.
+ */
+function readsOpen(verifier: LineVerifier, partial: PartialResultHead | undefined, path: string): LineVerifier {
+  if (verifier.p.below === 3 && !partial)
+    throw new TwistFileError(
+      `${path}: this line verifier reads each column's result digit below it, so at token level it needs a partial-result head: pass a digit-twist file (train --twist token writes one, e.g. the model's twist-token.json)`,
+    );
+  return verifier;
 }
 
 /**

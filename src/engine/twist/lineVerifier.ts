@@ -37,7 +37,6 @@ import { BIAS_INIT, logSigmoid } from "./heads";
 
 const OPS = OPERATORS.length;
 const TRIPLES = DIGIT_CODES ** 3;
-const PAIRS = DIGIT_CODES ** 2;
 /** Column terms a memo keeps before it starts over (a few MB). */
 const MEMO_LIMIT = 1 << 18;
 
@@ -53,7 +52,12 @@ export interface LineVerifierParams {
   hidden: number;
   /** ops × DIGIT_CODES³ × d: the column's digits (a_j, b_j, c_j). */
   T: Float32Array;
-  /** ops × DIGIT_CODES² × d: the column below, (a_{j−1}, b_{j−1}). */
+  /**
+   * Digits read from the column below: 2, (a_{j−1}, b_{j−1}), as the first verifiers did (a file without
+   * the field); 3 adds c_{j−1}, which settles whether a carry or borrow came in.
+   */
+  below?: 2 | 3;
+  /** ops × DIGIT_CODES^below × d: the column below. */
   Q: Float32Array;
   /** columns × d: which column. */
   K: Float32Array;
@@ -74,7 +78,8 @@ export class LineVerifier implements StepTwist {
 
   constructor(readonly p: LineVerifierParams) {
     if (!(p.columns >= 1 && p.embedding >= 1 && p.hidden >= 1)) throw new Error("line verifier: columns, embedding and hidden must be ≥ 1");
-    const sizes = LineVerifier.sizes(p.columns, p.embedding, p.hidden);
+    if (p.below !== undefined && p.below !== 2 && p.below !== 3) throw new Error(`line verifier: below must be 2 or 3, got ${p.below}`);
+    const sizes = LineVerifier.sizes(p.columns, p.embedding, p.hidden, p.below);
     for (const name of PARAM_NAMES)
       if (p[name].length !== sizes[name])
         throw new Error(`line verifier: parameter ${name} has ${p[name].length} values, expected ${sizes[name]}`);
@@ -83,15 +88,24 @@ export class LineVerifier implements StepTwist {
   static readonly paramNames = PARAM_NAMES;
 
   /** Number of values of each parameter. */
-  static sizes(columns: number, d: number, hidden: number): Record<ParamName, number> {
-    return { T: OPS * TRIPLES * d, Q: OPS * PAIRS * d, K: columns * d, W1: 3 * d * hidden, b1: hidden, w2: hidden, bias: OPS };
+  static sizes(columns: number, d: number, hidden: number, below: 2 | 3 = 2): Record<ParamName, number> {
+    return {
+      T: OPS * TRIPLES * d,
+      Q: OPS * DIGIT_CODES ** below * d,
+      K: columns * d,
+      W1: 3 * d * hidden,
+      b1: hidden,
+      w2: hidden,
+      bias: OPS,
+    };
   }
 
-  static init(columns: number, rng: Rng, d = VERIFIER_EMBEDDING, hidden = VERIFIER_HIDDEN): LineVerifier {
+  static init(columns: number, rng: Rng, d = VERIFIER_EMBEDDING, hidden = VERIFIER_HIDDEN, below: 2 | 3 = 2): LineVerifier {
     const normal = (n: number, scale: number) => Float32Array.from({ length: n }, () => scale * rng.normal());
-    const sizes = LineVerifier.sizes(columns, d, hidden);
+    const sizes = LineVerifier.sizes(columns, d, hidden, below);
     return new LineVerifier({
       columns,
+      ...(below === 3 && { below }),
       embedding: d,
       hidden,
       T: normal(sizes.T, 0.1),
@@ -140,14 +154,13 @@ export class LineVerifier implements StepTwist {
     const op = line[0];
     let z = 0;
     for (let j = 0; j < D; j++) {
-      const below = j === 0 ? NO_COLUMN * DIGIT_CODES + NO_COLUMN : line[j] * DIGIT_CODES + line[D + j];
       const triple = op * TRIPLES + (line[1 + j] * DIGIT_CODES + line[1 + D + j]) * DIGIT_CODES + line[1 + 2 * D + j];
-      const pair = op * PAIRS + below;
+      const pair = this.belowRow(line, j);
       if (!memo) {
         z += this.columnTerm(triple * d, pair * d, j * d);
         continue;
       }
-      const key = (triple * OPS * PAIRS + pair) * D + j;
+      const key = (triple * OPS * this.belowRows + pair) * D + j;
       let term = memo.get(key);
       if (term === undefined) {
         if (memo.size >= MEMO_LIMIT) memo.clear();
@@ -157,6 +170,27 @@ export class LineVerifier implements StepTwist {
       z += term;
     }
     return z + this.p.bias[op];
+  }
+
+  /** Rows of Q per operator: the codes of the digits read from the column below. */
+  private get belowRows(): number {
+    return DIGIT_CODES ** (this.p.below ?? 2);
+  }
+
+  /**
+   * Column j's row of Q: the operator and the digits of the column below it, (a_{j−1}, b_{j−1}) and with
+   * `below` 3 also c_{j−1}; the units column reads "no column" in each.
+   */
+  private belowRow(line: Int32Array, j: number): number {
+    const D = this.p.columns;
+    const three = this.p.below === 3;
+    let row: number;
+    if (j === 0) row = three ? (NO_COLUMN * DIGIT_CODES + NO_COLUMN) * DIGIT_CODES + NO_COLUMN : NO_COLUMN * DIGIT_CODES + NO_COLUMN;
+    else {
+      row = line[j] * DIGIT_CODES + line[D + j];
+      if (three) row = row * DIGIT_CODES + line[2 * D + j];
+    }
+    return line[0] * this.belowRows + row;
   }
 
   /** One column's term w2·relu(b1 + W1ᵀ[T_t, Q_q, K_k]), as forward computes its hidden activation. */
@@ -190,10 +224,9 @@ export class LineVerifier implements StepTwist {
       const op = line[0];
       dBias[op] += g[i];
       for (let j = 0; j < D; j++) {
-        const below = j === 0 ? NO_COLUMN * DIGIT_CODES + NO_COLUMN : line[j] * DIGIT_CODES + line[D + j];
         const triple = op * TRIPLES + (line[1 + j] * DIGIT_CODES + line[1 + D + j]) * DIGIT_CODES + line[1 + 2 * D + j];
-        const pair = op * PAIRS + below;
-        const key = (triple * OPS * PAIRS + pair) * D + j;
+        const pair = this.belowRow(line, j);
+        const key = (triple * OPS * this.belowRows + pair) * D + j;
         const column = columns.get(key);
         if (column) column.g += g[i];
         else columns.set(key, { t: triple * d, q: pair * d, k: j * d, g: g[i] });

@@ -27,8 +27,11 @@ export interface TwistMeta {
   rank?: number;
   /** Step twists: the hidden-state value head (the default) or the line verifier. */
   architecture?: "value-head" | "line-verifier";
-  /** Line verifier: digit columns read per number, embedding width, hidden units. */
-  verifier?: { columns: number; embedding: number; hidden: number };
+  /**
+   * Line verifier: digit columns read per number, embedding width, hidden units, and digits read from the
+   * column below (absent: 2, as files before the field).
+   */
+  verifier?: { columns: number; embedding: number; hidden: number; below?: 2 | 3 };
   created: string;
   /** How it was made: loss, data, flags. */
   training?: Record<string, unknown>;
@@ -95,7 +98,12 @@ export function serializeTwist(
           architecture: "line-verifier",
           hiddenSize: 0,
           vocabSize: 0,
-          verifier: { columns: head.p.columns, embedding: head.p.embedding, hidden: head.p.hidden },
+          verifier: {
+            columns: head.p.columns,
+            embedding: head.p.embedding,
+            hidden: head.p.hidden,
+            ...(head.p.below === 3 && { below: 3 }),
+          },
           ...meta,
           params: Object.fromEntries(LineVerifier.paramNames.map((k) => [k, encode(head.p[k])])),
         }
@@ -192,16 +200,18 @@ export function parseTwist(doc: Record<string, unknown>, path: string, folder?: 
 }
 
 function parseLineVerifier(meta: TwistMeta, params: Record<string, unknown>, path: string): LineVerifier {
-  const { columns, embedding, hidden } = meta.verifier ?? { columns: 0, embedding: 0, hidden: 0 };
+  const { columns, embedding, hidden, below } = meta.verifier ?? { columns: 0, embedding: 0, hidden: 0 };
   const ok = (x: number) => Number.isInteger(x) && x >= 1 && x <= 1024;
   if (!ok(columns) || !ok(embedding) || !ok(hidden))
     throw new TwistFileError(`${path}: the line verifier's columns, embedding or hidden size is missing or invalid`);
-  const sizes = LineVerifier.sizes(columns, embedding, hidden);
+  if (below !== undefined && below !== 2 && below !== 3)
+    throw new TwistFileError(`${path}: the line verifier's "below" must be 2 or 3, got ${JSON.stringify(below)}`);
+  const sizes = LineVerifier.sizes(columns, embedding, hidden, below);
   const p = Object.fromEntries(LineVerifier.paramNames.map((k) => [k, decode(params[k], sizes[k], k, path)])) as unknown as Pick<
     ConstructorParameters<typeof LineVerifier>[0],
     (typeof LineVerifier.paramNames)[number]
   >;
-  return new LineVerifier({ columns, embedding, hidden, ...p });
+  return new LineVerifier({ columns, embedding, hidden, ...(below === 3 && { below }), ...p });
 }
 
 /** The twist a model folder ships for a level, if any: twist-token.json / twist-step.json. */

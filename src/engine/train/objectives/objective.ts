@@ -24,6 +24,8 @@ export interface HeadOptions {
   rank: number;
   /** The run's seed: a head's random initial values are drawn from `head:${seed}`. */
   seed: number;
+  /** Line verifiers: digits a column reads from the column below (a resumed run keeps its checkpoint's). */
+  verifierBelow?: 2 | 3;
 }
 
 export interface TwistObjective<Head extends TrainableHead = TrainableHead, Data extends ProblemData<object> = ProblemData<object>> {
