@@ -176,6 +176,12 @@ describe("twist trainer", function () {
       assert.equal(kept.correct.length, 4);
     }
     await assert.rejects(train(config(join(tmp, "replay-ctl"), { replay: 1 }), {}, model), /ctl objective's data depend on the twist/);
+    // Replay is part of the run: resuming without it (or a run from before it, with it) is refused.
+    await assert.rejects(train(config(dir, { ...over, numEpochs: 3, resume: true }), {}, model), /different replay \(2\)/);
+    await assert.rejects(
+      train(config(join(tmp, "replay-0"), { ...over, replay: 2, numEpochs: 3, resume: true }), {}, model),
+      /different replay \(0\)/,
+    );
     // A damaged pool is named field by field.
     doc.replay[3].correct = [true];
     writeFileSync(join(dir, "checkpoint.json"), JSON.stringify(doc));

@@ -41,7 +41,7 @@ Options:
   --contrast_weight X              prm: weight of each mined result's one-digit changes, labelled wrong
                                    (default ${D.contrast_weight}; 0: the mined labels alone)
   --replay N                       prm: each update also reads N batches of earlier problems' samples, drawn
-                                   from the last ${REPLAY_WINDOW} problems (default ${D.replay}: fresh samples only)
+                                   from the last ${REPLAY_WINDOW} problems (default ${D.replay}; 0: fresh samples only)
   --rank R                         rank of the token head or of the line verifier (default ${D.rank})
   --reward_floor X                 final potential of a wrong answer while training, φ = 1 if right (default ${D.reward_floor})
   --resume                         continue the run in --output_dir from its last checkpoint

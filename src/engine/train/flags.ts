@@ -35,7 +35,8 @@ export const TRAIN_DEFAULTS = {
   rank: 32,
   reward_floor: 0.001,
   contrast_weight: 1,
-  replay: 0,
+  /** prm's; the other objectives' data depend on the twist, and they replay nothing. */
+  replay: 3,
 } as const;
 
 /**
@@ -99,7 +100,7 @@ export function trainConfigFromFlags(values: OptionValues): TrainConfig {
     rank: intOption(values, "rank", D.rank, 1),
     rewardFloor: numberOption(values, "reward_floor", D.reward_floor),
     contrastWeight: numberOption(values, "contrast_weight", D.contrast_weight),
-    replay: intOption(values, "replay", D.replay, 0),
+    replay: intOption(values, "replay", objectiveFor(loss).replay ? D.replay : 0, 0),
     resume: values.resume === true,
     threads: threadsOption(values),
     device: choiceOption(values, "device", DEVICES, "auto"),

@@ -99,6 +99,12 @@ export const CHECKPOINT_FILE = "checkpoint.json";
 export const METRICS_FILE = "metrics.jsonl";
 export const TWIST_FILE = "twist.json";
 
+/**
+ * Settings recorded only where they differ from these values, so that checkpoints made before they
+ * existed (without them) resume; a missing one means its value here.
+ */
+const UNRECORDED_DEFAULTS: Record<string, unknown> = { contrastWeight: 0, replay: 0 };
+
 /** The settings that decide the result: a resume must agree on them (epochs may grow). */
 function resultSettings(c: TrainConfig, fingerprint: string): Record<string, unknown> {
   return {
@@ -191,10 +197,13 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
   });
   if (c.resume) {
     if (checkpoint) {
-      const differing = Object.keys(settings).filter((k) => JSON.stringify(settings[k]) !== JSON.stringify(checkpoint!.settings[k]));
+      const saved = (k: string) => checkpoint.settings[k] ?? UNRECORDED_DEFAULTS[k];
+      const differing = [...new Set([...Object.keys(settings), ...Object.keys(UNRECORDED_DEFAULTS)])].filter(
+        (k) => JSON.stringify(settings[k] ?? UNRECORDED_DEFAULTS[k]) !== JSON.stringify(saved(k)),
+      );
       if (differing.length)
         throw new CheckpointError(
-          `cannot resume ${checkpointPath}: it was made with different ${differing.map((k) => `${k} (${JSON.stringify(checkpoint!.settings[k])})`).join(", ")}`,
+          `cannot resume ${checkpointPath}: it was made with different ${differing.map((k) => `${k} (${JSON.stringify(saved(k))})`).join(", ")}`,
         );
       if (shapeOf(checkpoint.twist.head) !== shapeOf(head))
         throw new CheckpointError(
