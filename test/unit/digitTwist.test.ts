@@ -37,8 +37,14 @@ function randomVerifier(columns: number, seed: number, below: 2 | 3 = 2): LineVe
   return v;
 }
 
-function shippedVerifier(): LineVerifier {
-  const { head } = loadTwist(join(MODEL_DIR, "twist-step.json"));
+/**
+ * A trained line verifier that reads 2 digits from the column below (the one shipped on 2026-12-05), so
+ * that it reads a result being written on its own too (the shipped one now needs its partial-result head).
+ */
+const OPEN_VERIFIER = join(__dirname, "../fixtures/line-verifier-2digit.json");
+
+function openVerifier(): LineVerifier {
+  const { head } = loadTwist(OPEN_VERIFIER);
   assert.ok(head instanceof LineVerifier);
   return head;
 }
@@ -111,7 +117,7 @@ describe("digit twist (the line verifier at token level)", () => {
     const folder = openModelFolder(MODEL_DIR);
     const tok = TextTokenizer.fromFolder(folder);
     const V = 332;
-    const v = shippedVerifier();
+    const v = openVerifier();
     const twist = new DigitTwist(v, V);
     const eos = [...Array(V).keys()].filter((s) => tok.isEos(s));
     assert.ok(eos.length >= 1);
@@ -138,10 +144,10 @@ describe("digit twist (the line verifier at token level)", () => {
     assert.ok(lineEnds >= 40 && digits >= 200, `${lineEnds} line ends, ${digits} digits`);
   });
 
-  it("with the shipped verifier and a length model, ranks the right units digit of a result first most of the time", () => {
+  it("with a trained verifier (2 digits below, read open) and a length model, ranks the right units digit of a result first most of the time", () => {
     const tok = TextTokenizer.fromFolder(openModelFolder(MODEL_DIR));
     const V = 332;
-    const verifier = shippedVerifier();
+    const verifier = openVerifier();
     // The lengths of right results, counted here from worked solutions (the engine counts its samples').
     const table = new ResultLengthTable();
     for (const p of synthesize("train", 300, 1)) for (const l of arithmeticLines(p.answer)) table.add(l);
@@ -299,14 +305,14 @@ describe("digit twist (the line verifier at token level)", () => {
 
       const dir = mkdtempSync(join(tmpdir(), "tsmc-digit-file-"));
       const path = join(dir, "digit-twist.json");
-      saveDigitTwist(path, join(MODEL_DIR, "twist-step.json"), table);
+      saveDigitTwist(path, OPEN_VERIFIER, table);
       const loaded = loadDigitTwist(path, model.lm.vocabSize, model.folder);
       assert.ok(loaded?.lengths);
-      assert.deepEqual(loaded.verifier.parameters(), shippedVerifier().parameters());
+      assert.deepEqual(loaded.verifier.parameters(), openVerifier().parameters());
       const line = { a: "12", op: "+", b: "30", c: "" } as const;
       assert.deepEqual(loaded.lengths.weights(line, 4), table.weights(line, 4));
       // A line-verifier file is a digit twist without lengths; another file is not one.
-      assert.equal(loadDigitTwist(join(MODEL_DIR, "twist-step.json"), model.lm.vocabSize, model.folder)?.lengths, undefined);
+      assert.equal(loadDigitTwist(OPEN_VERIFIER, model.lm.vocabSize, model.folder)?.lengths, undefined);
       writeFileSync(join(dir, "other.json"), JSON.stringify({ format: "something-else" }));
       assert.equal(loadDigitTwist(join(dir, "other.json"), model.lm.vocabSize), undefined);
       const doc = JSON.parse(readFileSync(path, "utf8"));
@@ -346,11 +352,10 @@ describe("digit twist (the line verifier at token level)", () => {
       assert.match(refused.stderr, /needs a partial-result head: pass a digit-twist file/);
     });
 
-    it("with the shipped verifier and lengths, token-level SMC writes more right lines than plain sampling", async () => {
+    it("with the shipped digit twist, token-level SMC writes more right lines than plain sampling", async () => {
       const model = await shippedModel();
-      const table = new ResultLengthTable();
-      for (const p of synthesize("train", 300, 1)) for (const l of arithmeticLines(p.answer)) table.add(l);
-      const twist = new DigitTwist(shippedVerifier(), model.lm.vocabSize, table);
+      const twist = loadDigitTwist(join(MODEL_DIR, "twist-token.json"), model.lm.vocabSize, model.folder)!;
+      assert.ok(twist.partial && twist.lengths);
       const tally = { twisted: [0, 0], plain: [0, 0] };
       for (const [i, p] of synthesize("test", 12, 11).entries()) {
         for (const kind of ["twisted", "plain"] as const) {

@@ -33,7 +33,12 @@ function randomNet(columns: number, seed: number): LineVerifier {
   return v;
 }
 
-const shippedVerifier = () => loadTwist(join(MODEL_DIR, "twist-step.json")).head as LineVerifier;
+/**
+ * A trained line verifier that reads 2 digits from the column below (the one shipped on 2026-12-05), so
+ * that it reads a result being written on its own too (the shipped one now needs its partial-result head).
+ */
+const OPEN_VERIFIER = join(__dirname, "../fixtures/line-verifier-2digit.json");
+const openVerifier = () => loadTwist(OPEN_VERIFIER).head as LineVerifier;
 
 describe("partial-result head (the digit twist's reading of a result being written)", () => {
   it("encodes the written digits where a result of the given length has them, the columns below pending", () => {
@@ -137,7 +142,7 @@ describe("partial-result head (the digit twist's reading of a result being writt
   });
 
   it("in the digit twist: a result being written is the head's mixture over lengths; finished lines are the verifier's", () => {
-    const verifier = shippedVerifier();
+    const verifier = openVerifier();
     const head = new PartialResultHead(randomNet(4, 11));
     const table = new ResultLengthTable();
     for (const p of synthesize("train", 100, 1)) for (const l of arithmeticLines(p.answer)) table.add(l);
@@ -191,13 +196,13 @@ describe("partial-result head (the digit twist's reading of a result being writt
     const path = join(dir, "digit-twist.json");
     const table = new ResultLengthTable();
     for (const p of synthesize("train", 50, 1)) for (const l of arithmeticLines(p.answer)) table.add(l);
-    const head = PartialResultHead.fromVerifier(shippedVerifier());
+    const head = PartialResultHead.fromVerifier(openVerifier());
     head.net.p.T[17] += 0.5; // not the verifier's parameters any more
-    saveDigitTwist(path, join(MODEL_DIR, "twist-step.json"), table, { test: true }, head);
+    saveDigitTwist(path, OPEN_VERIFIER, table, { test: true }, head);
     const loaded = loadDigitTwist(path, 332, folder)!;
     assert.ok(loaded.partial);
     assert.deepEqual(loaded.partial.net.parameters(), head.net.parameters());
-    const twist = new DigitTwist(shippedVerifier(), 332, table, head);
+    const twist = new DigitTwist(openVerifier(), 332, table, head);
     for (const c of ["4", "42", "7"]) {
       const line = { a: "12", op: "*", b: "30", c } as const;
       assert.equal(loaded.openResultValue(line), twist.openResultValue(line));
@@ -205,7 +210,7 @@ describe("partial-result head (the digit twist's reading of a result being writt
     const doc = JSON.parse(readFileSync(path, "utf8"));
     assert.equal(doc.version, 2);
     // Without a head the file stays version 1; a head for another model is refused.
-    saveDigitTwist(join(dir, "plain.json"), join(MODEL_DIR, "twist-step.json"), table);
+    saveDigitTwist(join(dir, "plain.json"), OPEN_VERIFIER, table);
     assert.equal(JSON.parse(readFileSync(join(dir, "plain.json"), "utf8")).version, 1);
     assert.equal(loadDigitTwist(join(dir, "plain.json"), 332, folder)?.partial, undefined);
     doc.partial.baseModel.fingerprint = "0".repeat(32);
@@ -234,12 +239,12 @@ describe("partial-result head (the digit twist's reading of a result being writt
     assert.deepEqual(again.cuts, cuts);
   });
 
-  /** A digit-twist file in `dir`: the shipped verifier, a head made from it, lengths counted from reference solutions. */
+  /** A digit-twist file in `dir`: the 2-digit trained verifier, a head made from it, lengths counted from reference solutions. */
   function writeDigitTwistWithHead(dir: string): string {
     const file = join(dir, "digit-twist.json");
     const table = new ResultLengthTable();
     for (const p of synthesize("train", 50, 1)) for (const l of arithmeticLines(p.answer)) table.add(l);
-    saveDigitTwist(file, join(MODEL_DIR, "twist-step.json"), table, {}, PartialResultHead.fromVerifier(shippedVerifier()));
+    saveDigitTwist(file, OPEN_VERIFIER, table, {}, PartialResultHead.fromVerifier(openVerifier()));
     return file;
   }
 
@@ -248,7 +253,7 @@ describe("partial-result head (the digit twist's reading of a result being writt
     const dir = mkdtempSync(join(tmpdir(), "tsmc-partial-solve-"));
     const file = writeDigitTwistWithHead(dir);
     const problem = synthesize("test", 1, 9)[0].question;
-    for (const twist of [file, join(MODEL_DIR, "twist-step.json")]) {
+    for (const twist of [file, OPEN_VERIFIER]) {
       const r = solveJson(problem, ["--level", "token", "--twist", twist, "--particles", "4", "--threads", "1"]);
       assert.equal(r.status, 0, r.stderr);
       const out = JSON.parse(r.stdout);
