@@ -14,10 +14,12 @@ import { DEVICES } from "../../protocol/protocol";
 import { OBJECTIVES, objectiveFor, TWIST_LOSSES, TwistLoss } from "./objectives";
 
 /**
- * Defaults that train the shipped twist: the line verifier (step level) on 4,000 synthetic problems,
- * three times over with fresh samples (1,500 updates), 31 minutes on 2 cores: its subtraction
- * check kept improving up to the last batches (AUC 0.91 after 1,000, 0.98 after 1,500).
- * `--twist token` trains the digit twist (the same verifier, a partial-result head and result lengths).
+ * Defaults that train the shipped twists: `--twist token` the digit twist (a line verifier, a
+ * partial-result head and result lengths; the model's twist-token.json, its verifier twist-step.json) on
+ * 4,000 synthetic problems, three times over with fresh samples (1,500 updates, each also reading 3
+ * batches replayed from the latest 512 problems), 30 minutes on 2 cores; `--twist step` the same verifier
+ * alone. The verifier kept improving up to the last batches (subtraction AUC 0.91 after 1,000 updates,
+ * 0.98 after 1,500, before replay).
  */
 export const TRAIN_DEFAULTS = {
   num_examples: 4000,
