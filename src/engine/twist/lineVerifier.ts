@@ -80,12 +80,18 @@ export class LineVerifier implements StepTwist {
     if (!(p.columns >= 1 && p.embedding >= 1 && p.hidden >= 1)) throw new Error("line verifier: columns, embedding and hidden must be ≥ 1");
     if (p.below !== undefined && p.below !== 2 && p.below !== 3) throw new Error(`line verifier: below must be 2 or 3, got ${p.below}`);
     const sizes = LineVerifier.sizes(p.columns, p.embedding, p.hidden, p.below);
+    this.belowCodes = DIGIT_CODES ** (p.below ?? 2);
+    this.qRows = OPS * this.belowCodes;
     for (const name of PARAM_NAMES)
       if (p[name].length !== sizes[name])
         throw new Error(`line verifier: parameter ${name} has ${p[name].length} values, expected ${sizes[name]}`);
   }
 
   static readonly paramNames = PARAM_NAMES;
+
+  /** Rows of Q per operator (the codes of the digits read from the column below), and in all. */
+  private readonly belowCodes: number;
+  private readonly qRows: number;
 
   /** Number of values of each parameter. */
   static sizes(columns: number, d: number, hidden: number, below: 2 | 3 = 2): Record<ParamName, number> {
@@ -148,34 +154,54 @@ export class LineVerifier implements StepTwist {
    * for parameters that no longer change (a twist in use, never one being trained).
    */
   lineLogit(line: Int32Array, memo?: Map<number, number>): number {
-    const { columns: D, embedding: d } = this.p;
-    if (line.length !== encodedLength(D))
-      throw new Error(`line verifier: encoded line has ${line.length} codes, expected ${encodedLength(D)}`);
-    const op = line[0];
+    const D = this.checkedColumns(line);
     let z = 0;
     for (let j = 0; j < D; j++) {
-      const triple = op * TRIPLES + (line[1 + j] * DIGIT_CODES + line[1 + D + j]) * DIGIT_CODES + line[1 + 2 * D + j];
-      const pair = this.belowRow(line, j);
+      const key = this.columnKey(line, j);
       if (!memo) {
-        z += this.columnTerm(triple * d, pair * d, j * d);
+        z += this.columnTerm(key);
         continue;
       }
-      const key = (triple * OPS * this.belowRows + pair) * D + j;
       let term = memo.get(key);
       if (term === undefined) {
         if (memo.size >= MEMO_LIMIT) memo.clear();
-        term = this.columnTerm(triple * d, pair * d, j * d);
+        term = this.columnTerm(key);
         memo.set(key, term);
       }
       z += term;
     }
-    return z + this.p.bias[op];
+    return z + this.p.bias[line[0]];
   }
 
-  /** Rows of Q per operator: the codes of the digits read from the column below. */
-  private get belowRows(): number {
-    return DIGIT_CODES ** (this.p.below ?? 2);
+  /** The line's columns, once its length is checked. */
+  private checkedColumns(line: Int32Array): number {
+    const D = this.p.columns;
+    if (line.length !== encodedLength(D))
+      throw new Error(`line verifier: encoded line has ${line.length} codes, expected ${encodedLength(D)}`);
+    return D;
   }
+
+  /** What column j of a line reads, as one number: its row of T, its row of Q and its place. */
+  private columnKey(line: Int32Array, j: number): number {
+    const D = this.p.columns;
+    const triple = line[0] * TRIPLES + (line[1 + j] * DIGIT_CODES + line[1 + D + j]) * DIGIT_CODES + line[1 + 2 * D + j];
+    return (triple * this.qRows + this.belowRow(line, j)) * D + j;
+  }
+
+  /** A column key's offsets into T, Q and K (in a scratch array: no allocation per column). */
+  private embeddingOffsets(key: number): Int32Array {
+    const { columns: D, embedding: d } = this.p;
+    const j = key % D;
+    const rest = (key - j) / D;
+    const q = rest % this.qRows;
+    const out = this.offsets;
+    out[0] = ((rest - q) / this.qRows) * d;
+    out[1] = q * d;
+    out[2] = j * d;
+    return out;
+  }
+
+  private readonly offsets = new Int32Array(3);
 
   /**
    * Column j's row of Q: the operator and the digits of the column below it, (a_{j−1}, b_{j−1}) and with
@@ -190,11 +216,15 @@ export class LineVerifier implements StepTwist {
       row = line[j] * DIGIT_CODES + line[D + j];
       if (three) row = row * DIGIT_CODES + line[2 * D + j];
     }
-    return line[0] * this.belowRows + row;
+    return line[0] * this.belowCodes + row;
   }
 
-  /** One column's term w2·relu(b1 + W1ᵀ[T_t, Q_q, K_k]), as forward computes its hidden activation. */
-  private columnTerm(t: number, q: number, k: number): number {
+  /** The term w2·relu(b1 + W1ᵀ[T_t, Q_q, K_k]) of the column that reads what `key` says. */
+  private columnTerm(key: number): number {
+    const o = this.embeddingOffsets(key);
+    const t = o[0],
+      q = o[1],
+      k = o[2];
     const { embedding: d, hidden: Hn, T, Q, K, W1, b1, w2 } = this.p;
     const h = (this.scratch ??= new Float64Array(Hn));
     h.set(b1);
@@ -215,28 +245,25 @@ export class LineVerifier implements StepTwist {
    * a batch's lines and their one-digit contrasts share most of their columns.
    */
   addGradients(grads: Float64Array[], lines: readonly Int32Array[], g: readonly number[]): void {
-    const { columns: D, embedding: d } = this.p;
     const dBias = grads[6];
-    const columns = new Map<number, { t: number; q: number; k: number; g: number }>();
+    const columns = new Map<number, number>();
     lines.forEach((line, i) => {
-      if (line.length !== encodedLength(D))
-        throw new Error(`line verifier: encoded line has ${line.length} codes, expected ${encodedLength(D)}`);
-      const op = line[0];
-      dBias[op] += g[i];
+      const D = this.checkedColumns(line);
+      dBias[line[0]] += g[i];
       for (let j = 0; j < D; j++) {
-        const triple = op * TRIPLES + (line[1 + j] * DIGIT_CODES + line[1 + D + j]) * DIGIT_CODES + line[1 + 2 * D + j];
-        const pair = this.belowRow(line, j);
-        const key = (triple * OPS * this.belowRows + pair) * D + j;
-        const column = columns.get(key);
-        if (column) column.g += g[i];
-        else columns.set(key, { t: triple * d, q: pair * d, k: j * d, g: g[i] });
+        const key = this.columnKey(line, j);
+        columns.set(key, (columns.get(key) ?? 0) + g[i]);
       }
     });
-    for (const c of columns.values()) this.backwardColumn(grads, c.t, c.q, c.k, c.g);
+    for (const [key, gSum] of columns) this.backwardColumn(grads, key, gSum);
   }
 
-  /** Adds g·∂(column term)/∂θ for the column that reads embeddings T_t, Q_q, K_k. */
-  private backwardColumn(grads: Float64Array[], t: number, q: number, k: number, g: number): void {
+  /** Adds g·∂(column term)/∂θ for the column that reads what `key` says (as columnTerm computes it). */
+  private backwardColumn(grads: Float64Array[], key: number, g: number): void {
+    const o = this.embeddingOffsets(key);
+    const t = o[0],
+      q = o[1],
+      k = o[2];
     const { embedding: d, hidden: Hn, T, Q, K, W1, b1, w2 } = this.p;
     const [dT, dQ, dK, dW1, db1, dw2] = grads;
     const e = new Float64Array(3 * d);
