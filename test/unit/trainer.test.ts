@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CheckpointError, loadCheckpoint } from "../../src/engine/train/checkpoint";
+import { CheckpointError } from "../../src/engine/train/checkpoint";
 import { train, TrainConfig } from "../../src/engine/train/trainer";
 import { loadTwist, readTwistDocument, serializeTwist, TwistMeta } from "../../src/engine/twist/twistFile";
 import { Rng } from "../../src/engine/util/rng";
@@ -12,8 +12,6 @@ import { LineVerifier } from "../../src/engine/twist/lineVerifier";
 import { ModelFolder } from "../../src/engine/lm/model/modelFolder";
 import { synthesize } from "../../src/engine/math/problems";
 import { shippedModel } from "./helpers";
-import { prm } from "../../src/engine/train/objectives/prm";
-import { Adam } from "../../src/engine/twist/adam";
 
 function config(outputDir: string, over: Partial<TrainConfig> = {}): TrainConfig {
   return {
@@ -122,57 +120,6 @@ describe("twist trainer", function () {
     const twist = loadDigitTwist(token.twistPath, model.lm.vocabSize, model.folder);
     assert.ok(twist?.partial && twist.lengths);
     assert.deepEqual(loadTwistOrVerifier(token.twistPath, model.folder).head.parameters(), verifier.parameters());
-  });
-
-  it("token twist, prm: the partial-result head starts from the verifier at the second epoch; a one-epoch run resumed with two equals a two-epoch run", async () => {
-    const model = await shippedModel();
-    const head = prm.initHead({ level: "token", hiddenSize: 0, vocabSize: model.lm.vocabSize, rank: 8, seed: 3 }) as DigitTwistHead;
-    const before = head.partial.net.parameters().map((p) => Float32Array.from(p));
-    for (const epoch of [0, 2]) assert.deepEqual(prm.startEpoch!(head, epoch), []);
-    assert.deepEqual(head.partial.net.parameters(), before, "only the second epoch starts the head afresh");
-    assert.notDeepEqual(head.partial.net.parameters(), head.verifier.parameters());
-    const fresh = prm.startEpoch!(head, 1);
-    assert.deepEqual(fresh, head.partial.net.parameters());
-    assert.deepEqual(head.partial.net.parameters(), head.verifier.parameters());
-    assert.ok(
-      head.partial.net.parameters().every((p, i) => p !== head.verifier.parameters()[i]),
-      "a copy, not shared arrays",
-    );
-
-    // The copied arrays' optimiser moments start over; the others' are kept.
-    const params = [Float32Array.of(1, 2), Float32Array.of(3)];
-    const adam = new Adam(params, 0.1);
-    adam.step([Float64Array.of(1, -1), Float64Array.of(2)]);
-    adam.restart([params[1]]);
-    assert.deepEqual([...adam.state.m[1], ...adam.state.v[1]], [0, 0]);
-    assert.ok(adam.state.m[0].every((x) => x !== 0) && adam.state.v[0].every((x) => x !== 0));
-    assert.throws(() => adam.restart([Float32Array.of(3)]), /not one of this optimizer's parameters/);
-
-    const over = { twist: "token", loss: "prm" } as const;
-    const whole = await train(config(join(tmp, "start-whole"), over), {}, model);
-    const parts = join(tmp, "start-parts");
-    await train(config(parts, { ...over, numEpochs: 1 }), {}, model);
-    const one = trained(join(parts, "twist.json"), model.folder).head as DigitTwistHead;
-    // How far the head's values are from the verifier's: apart after one epoch; one update after the
-    // copy (Adam moves a value by about the learning rate, 0.05, per step), close.
-    const apart = (h: DigitTwistHead) => {
-      const to = h.verifier.parameters();
-      let most = 0;
-      h.partial.net.parameters().forEach((p, i) => p.forEach((x, j) => (most = Math.max(most, Math.abs(x - to[i][j])))));
-      return most;
-    };
-    assert.ok(apart(one) > 0.3, `a one-epoch run trains the head from its own start (${apart(one)})`);
-    const ctl = new AbortController();
-    await train(
-      config(parts, { ...over, numEpochs: 2, resume: true }),
-      { signal: ctl.signal, onBatch: (m) => (m.step === 3 ? ctl.abort() : undefined) },
-      model,
-    );
-    const afterCopy = loadCheckpoint(join(parts, "checkpoint.json"), model.folder)!.twist.head as DigitTwistHead;
-    assert.ok(apart(afterCopy) < 0.15, `the resumed run started the head from the verifier (${apart(afterCopy)})`);
-    const resumed = await train(config(parts, { ...over, numEpochs: 2, resume: true }), {}, model);
-    assert.equal(resumed.batches, 4);
-    assert.deepEqual(trained(resumed.twistPath, model.folder).head.parameters(), trained(whole.twistPath, model.folder).head.parameters());
   });
 
   it("refuses to overwrite a run without --resume, and to resume with other settings", async () => {

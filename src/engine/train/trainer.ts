@@ -281,7 +281,6 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
         stopped = true;
         break outer;
       }
-      if (batch === 0 && objective.startEpoch) adam.restart(objective.startEpoch(head, epoch));
       const idx = order.slice(batch * c.batchSize, (batch + 1) * c.batchSize);
       const data: ProblemData<object>[] = [];
       // The current head, run by onnxruntime for the SMC sweeps (gradients stay in JavaScript).

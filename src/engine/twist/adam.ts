@@ -25,16 +25,6 @@ export class Adam {
     });
   }
 
-  /** Forgets the moments of these parameters (ones set afresh): their next steps start as the first did. */
-  restart(params: readonly Float32Array[]): void {
-    for (const p of params) {
-      const i = this.params.indexOf(p);
-      if (i < 0) throw new Error("restart: not one of this optimizer's parameters");
-      this.state.m[i].fill(0);
-      this.state.v[i].fill(0);
-    }
-  }
-
   /** One update with gradients `grads` (same shapes as the parameters). Throws on a NaN gradient. */
   step(grads: Float64Array[]): void {
     grads.forEach((g, i) => {

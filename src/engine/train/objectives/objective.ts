@@ -49,12 +49,6 @@ export interface TwistObjective<Head extends TrainableHead = TrainableHead, Data
    */
   count?(head: Head, data: readonly Data[]): void;
   /**
-   * Called before the first batch of each epoch (after the checkpoint that ends the epoch before, so a
-   * resumed run calls it where an uninterrupted one does). Returns the parameters it set afresh: their
-   * optimiser state starts over.
-   */
-  startEpoch?(head: Head, epoch: number): Float32Array[];
-  /**
    * For an objective whose data do not depend on the head (plain samples): what of a problem's data
    * replay keeps (`--replay`), and the data again from what was kept, for a later batch's gradient.
    */

@@ -33,18 +33,6 @@ export const VERIFIER_COLUMNS = 4;
  */
 export const VERIFIER_BELOW = 3;
 
-/**
- * The epoch (0-based) at whose start the partial-result head is set to the verifier as it then stands,
- * and trained on from there. A result's finished digits are the verifier's to judge, and the verifier
- * learns the columns from finished lines, the clearer labels. Trained alike on dumped samples, a head
- * started from the trained verifier gave the token level's weighted vote 89% against 83% for one
- * started from random values, on the first 100 of the issue's problems (docs/token-twist.md, "Fifth
- * step"). A run of one epoch keeps
- * the head it trained from random values, as runs did before; any run with more epochs repeats what
- * the first epoch did, so a run resumed with more epochs equals one started with them.
- */
-export const PARTIAL_FROM_VERIFIER_AT = 1;
-
 export type PrmData = ProblemData<{
   /** Finished lines: those labelled by the outcomes (weight 1) and the mined results' contrasts. */
   lines: CutLine[];
@@ -79,27 +67,12 @@ export const prm: TwistObjective<LineVerifier | DigitTwistHead, PrmData> = {
   count(head, data) {
     if (head instanceof DigitTwistHead) for (const d of data) for (const line of d.rightLines) head.lengths.add(line);
   },
-  startEpoch(head, epoch) {
-    if (!(head instanceof DigitTwistHead) || epoch !== PARTIAL_FROM_VERIFIER_AT) return [];
-    return startPartialFromVerifier(head);
-  },
   // Plain samples do not depend on the head: an earlier problem's are as good as fresh ones.
   replay: {
     keep: (d) => d.samples,
     restore: (kept, o) => ({ ...mine(kept, o), stats: plainStats(kept.correct) }),
   },
 };
-
-/** Sets the partial-result head's network to a copy of the verifier's; returns the arrays it set. */
-export function startPartialFromVerifier(head: DigitTwistHead): Float32Array[] {
-  const from = head.verifier.parameters();
-  const to = head.partial.net.parameters();
-  to.forEach((p, i) => {
-    if (p.length !== from[i].length) throw new Error("the partial-result head and the verifier have different shapes");
-    p.set(from[i]);
-  });
-  return to;
-}
 
 /** One problem's samples mined into the verifier's lines and, at token level, cut lines and right lines. */
 function mine(samples: SampleOutcomes, o: Pick<CollectOptions, "level" | "contrastWeight">): Omit<PrmData, "stats"> {
