@@ -75,6 +75,10 @@ class CliTerminal implements vscode.Pseudoterminal {
         return `[${m.step}/${m.total}] loss ${m.loss.toFixed(4)} reward ${m.reward.toFixed(3)} ESS ${(100 * m.ess).toFixed(0)}% ${m.seconds}s`;
       case "checkpoint":
         return `checkpoint ${m.path}`;
+      case "finish":
+        return m.part === "sampling"
+          ? `fitting the partial-result head: sampled ${m.done}/${m.total} problems ${m.seconds}s`
+          : `fitting the partial-result head: pass ${m.done}/${m.total}${m.loss !== undefined ? ` loss ${m.loss.toFixed(4)}` : ""} ${m.seconds}s`;
       case "end":
         return m.stopped ? `Stopped after ${m.batches} batches.` : `Done: ${m.batches} batches; twist written to ${m.twistPath}`;
     }

@@ -18,6 +18,18 @@ export interface TrainBatchMetrics {
   seconds: number;
 }
 
+/**
+ * The work after the epochs, before the twist is written (the digit twist's partial-result head fitted
+ * to the final verifier): sampling problems, then training passes, with the loss after each pass.
+ */
+export interface TrainFinishProgress {
+  part: "sampling" | "training";
+  done: number;
+  total: number;
+  loss?: number;
+  seconds: number;
+}
+
 export type TrainProgressLine =
   | {
       type: "start";
@@ -33,6 +45,7 @@ export type TrainProgressLine =
     }
   | ({ type: "batch"; total: number } & TrainBatchMetrics)
   | { type: "checkpoint"; path: string }
+  | ({ type: "finish" } & TrainFinishProgress)
   | { type: "end"; twistPath: string; batches: number; stopped: boolean; final?: TrainBatchMetrics };
 
 const BATCH_FIELDS: readonly (keyof TrainBatchMetrics)[] = [
@@ -76,6 +89,14 @@ export function parseTrainProgressLine(text: string): TrainProgressLine | undefi
       return isNumber(m.total) && BATCH_FIELDS.every((f) => isNumber(m[f])) ? (m as TrainProgressLine) : undefined;
     case "checkpoint":
       return isString(m.path) ? (m as TrainProgressLine) : undefined;
+    case "finish":
+      return (m.part === "sampling" || m.part === "training") &&
+        isNumber(m.done) &&
+        isNumber(m.total) &&
+        isNumber(m.seconds) &&
+        (m.loss === undefined || isNumber(m.loss))
+        ? (m as TrainProgressLine)
+        : undefined;
     case "end":
       return isString(m.twistPath) && isNumber(m.batches) && typeof m.stopped === "boolean" ? (m as TrainProgressLine) : undefined;
     default:

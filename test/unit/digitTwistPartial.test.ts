@@ -115,7 +115,7 @@ describe("partial-result head (the digit twist's reading of a result being writt
     });
   }
 
-  it("learns from the cut lines, the same way for the same seed", () => {
+  it("learns from the cut lines, the same way for the same seed", async () => {
     const cuts = workedCuts(120, 3).filter((c) => encodePartial(c, 4));
     const loss = (head: PartialResultHead) =>
       cuts.reduce((s, c) => {
@@ -124,7 +124,7 @@ describe("partial-result head (the digit twist's reading of a result being writt
       }, 0);
     const heads = [0, 1].map(() => new PartialResultHead(LineVerifier.init(4, new Rng("partial-test"))));
     const before = loss(heads[0]);
-    for (const h of heads) trainPartialHead(h, cuts, { epochs: 3, batch: 64, learningRate: 0.01, seed: 5 });
+    for (const h of heads) await trainPartialHead(h, cuts, { epochs: 3, batch: 64, learningRate: 0.01, seed: 5 });
     assert.ok(loss(heads[0]) < 0.5 * before, `loss ${before} → ${loss(heads[0])}`);
     assert.deepEqual(heads[1].net.parameters(), heads[0].net.parameters());
     // Held out: the right digit of a result being written outranks a slip of it more often than not.
@@ -227,7 +227,7 @@ describe("partial-result head (the digit twist's reading of a result being writt
     const { problems } = loadProblems("synthetic", "train", 6, 1);
     let seen = 0;
     const o = { samples: 8, maxTokens: 96, seed: 1, contrastWeight: 0, onSamples: (texts: readonly string[]) => (seen += texts.length) };
-    const { cuts, lengths } = await collectCutLines(model, problems, o);
+    const { cuts, lengths } = (await collectCutLines(model, problems, o))!;
     assert.equal(seen, 6 * 8);
     const whole = cuts.filter((c) => c.line.c.length === c.length);
     const counted = Object.values(lengths.counts.coarse).reduce((a, r) => a + r.reduce((x, y) => x + y, 0), 0);
@@ -236,7 +236,7 @@ describe("partial-result head (the digit twist's reading of a result being writt
     assert.equal(counted, whole.filter((c) => c.label === 1).length);
     assert.ok(cuts.every((c) => c.label === 1 || c.label === 0));
     const again = await collectCutLines(model, problems, o);
-    assert.deepEqual(again.cuts, cuts);
+    assert.deepEqual(again!.cuts, cuts);
   });
 
   /** A digit-twist file in `dir`: the 2-digit trained verifier, a head made from it, lengths counted from reference solutions. */

@@ -54,6 +54,35 @@ describe("training's progress lines (the one training wire: CLI → editor)", fu
     assert.equal(end.stopped, false);
   });
 
+  it("at token level, report fitting the partial-result head after the epochs: sampling, then its passes with their loss", () => {
+    const out = join(mkdtempSync(join(tmpdir(), "tsmc-progress-")), "run");
+    const flags = { num_examples: 2, batch_size: 1, num_epochs: 1, num_twist_samples: 2, output_length: 96, save_every: 2, seed: 1 };
+    const args = Object.entries(flags).flatMap(([k, v]) => [`--${k}`, String(v)]);
+    const r = spawnSync(process.execPath, [CLI, "train", "--twist", "token", ...args, "--output_dir", out, "--progress", "json"], {
+      encoding: "utf8",
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const lines = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => parseTrainProgressLine(l)!);
+    assert.deepEqual(
+      lines.map((l) => l.type),
+      ["start", "batch", "batch", "checkpoint", "checkpoint", ...Array(7).fill("finish"), "end"],
+      r.stdout,
+    );
+    const finish = lines.filter((l): l is Extract<TrainProgressLine, { type: "finish" }> => l.type === "finish");
+    assert.deepEqual(
+      finish.map((f) => [f.part, f.done, f.total]),
+      [["sampling", 2, 2], ...[1, 2, 3, 4, 5, 6].map((d) => ["training", d, 6])],
+    );
+    assert.ok(finish.slice(1).every((f) => f.loss! > 0 && f.loss! < 1));
+    assert.deepEqual(
+      finish.map((f) => f.seconds),
+      [...finish.map((f) => f.seconds)].sort((a, b) => a - b),
+    );
+  });
+
   it("are refused when a field is missing or of the wrong type, or the line is not JSON", () => {
     const batch = {
       type: "batch",
@@ -74,6 +103,12 @@ describe("training's progress lines (the one training wire: CLI → editor)", fu
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...batch, ess: undefined })), undefined);
     assert.equal(parseTrainProgressLine(JSON.stringify({ type: "end", batches: 2, stopped: "no", twistPath: "t" })), undefined);
     assert.equal(parseTrainProgressLine(JSON.stringify({ type: "unknown" })), undefined);
+    const finish = { type: "finish", part: "training", done: 1, total: 6, loss: 0.3, seconds: 2 };
+    assert.ok(parseTrainProgressLine(JSON.stringify(finish)));
+    assert.ok(parseTrainProgressLine(JSON.stringify({ ...finish, part: "sampling", loss: undefined })));
+    assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, part: "other" })), undefined);
+    assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, loss: "0.3" })), undefined);
+    assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, done: undefined })), undefined);
     assert.equal(parseTrainProgressLine("{ not json"), undefined);
     assert.equal(parseTrainProgressLine("Training a step-level twist"), undefined);
     assert.equal(parseTrainProgressLine("null"), undefined);

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CheckpointError } from "../../src/engine/train/checkpoint";
+import { CheckpointError, loadCheckpoint } from "../../src/engine/train/checkpoint";
+import { loadProblems } from "../../src/engine/train/data";
+import { fitPartialHead } from "../../src/engine/train/partialResults";
 import { train, TrainConfig } from "../../src/engine/train/trainer";
 import { loadTwist, readTwistDocument, serializeTwist, TwistMeta } from "../../src/engine/twist/twistFile";
 import { Rng } from "../../src/engine/util/rng";
@@ -111,7 +113,7 @@ describe("twist trainer", function () {
     const digit = trained(token.twistPath, model.folder).head as DigitTwistHead;
     assert.ok(digit instanceof DigitTwistHead);
     assert.deepEqual(digit.verifier.parameters(), verifier.parameters());
-    // Counted from the right lines of 2 epochs × 4 problems × 4 samples.
+    // Counted from the right lines of the plain samples the head was fitted on (4 problems × 8).
     const counted = Object.values(digit.lengths.toJSON().coarse)
       .flat()
       .reduce((a, b) => a + b, 0);
@@ -120,6 +122,53 @@ describe("twist trainer", function () {
     const twist = loadDigitTwist(token.twistPath, model.lm.vocabSize, model.folder);
     assert.ok(twist?.partial && twist.lengths);
     assert.deepEqual(loadTwistOrVerifier(token.twistPath, model.folder).head.parameters(), verifier.parameters());
+  });
+
+  it("token twist, prm: after the epochs the head is fitted to the final verifier; stopped there, --resume fits it again exactly", async () => {
+    const model = await shippedModel();
+    const over = { twist: "token", loss: "prm", numExamples: 3, seed: 1, outputLength: 96 } as const;
+    const whole = await train(config(join(tmp, "fit-whole"), over), {}, model);
+    const written = trained(whole.twistPath, model.folder).head as DigitTwistHead;
+    // What the epochs left is in the checkpoint; the twist holds that verifier and the head and lengths
+    // fitted to it, as fitPartialHead makes them from the run's problems.
+    const epochs = loadCheckpoint(join(tmp, "fit-whole", "checkpoint.json"), model.folder)!.twist.head as DigitTwistHead;
+    assert.deepEqual(written.verifier.parameters(), epochs.verifier.parameters());
+    const fitted = await fitPartialHead(model, epochs.verifier, loadProblems("synthetic", "train", 3, 1).problems, {
+      seed: 1,
+      maxTokens: 96,
+      contrastWeight: 1,
+    });
+    if (!fitted || fitted === "no lines") assert.fail("the samples hold lines to fit");
+    assert.deepEqual(written.partial.net.parameters(), fitted.partial.net.parameters());
+    assert.deepEqual(written.lengths.toJSON(), fitted.lengths.toJSON());
+    assert.notDeepEqual(written.partial.net.parameters(), epochs.partial.net.parameters());
+    // It started from the verifier and moved away from it.
+    assert.notDeepEqual(written.partial.net.parameters(), written.verifier.parameters());
+
+    for (const stopAt of ["sampling", "training"] as const) {
+      const dir = join(tmp, `fit-stopped-${stopAt}`);
+      const ctl = new AbortController();
+      const parts: string[] = [];
+      const first = await train(
+        config(dir, over),
+        {
+          signal: ctl.signal,
+          onFinishProgress: (p) => {
+            parts.push(`${p.part} ${p.done}`);
+            if (p.part === stopAt) ctl.abort();
+          },
+        },
+        model,
+      );
+      assert.equal(first.stopped, true);
+      assert.equal(first.batches, 4);
+      assert.equal(existsSync(first.twistPath), false, "no twist is written before the head is fitted");
+      assert.deepEqual(parts, stopAt === "sampling" ? ["sampling 1"] : ["sampling 1", "sampling 2", "sampling 3", "training 1"]);
+      const second = await train(config(dir, { ...over, resume: true }), { onBatch: () => assert.fail("the epochs are done") }, model);
+      assert.equal(second.stopped, false);
+      assert.deepEqual(trained(second.twistPath, model.folder).head.parameters(), written.parameters());
+      assert.deepEqual((trained(second.twistPath, model.folder).head as DigitTwistHead).lengths.toJSON(), written.lengths.toJSON());
+    }
   });
 
   it("refuses to overwrite a run without --resume, and to resume with other settings", async () => {

@@ -1,6 +1,7 @@
 /**
  * `twisted-smc train`: the seed's trainer with its flag names (snake_case, kebab-case aliases too).
- * SIGINT/SIGTERM stop after the batch in progress and keep a checkpoint for --resume.
+ * SIGINT/SIGTERM stop after the batch in progress and keep a checkpoint for --resume (stopped while the
+ * digit twist's head is fitted after the epochs, --resume fits it again).
  */
 import { parseArgs } from "node:util";
 import { BatchMetrics, REPLAY_WINDOW, train } from "../train/trainer";
@@ -37,7 +38,8 @@ Options:
   --loss ctl|bce|prm               ctl: contrastive twist learning; bce: value regression of the hidden-state
                                    value head (step); prm: the line verifier, learned from line labels mined
                                    from outcomes — at token level with the digit twist's partial-result head
-                                   and result lengths (default prm at either level)
+                                   and result lengths, refitted to the final verifier after the epochs on
+                                   plain samples of up to 1,800 of the problems (default prm at either level)
   --contrast_weight X              prm: weight of each mined result's one-digit changes, labelled wrong
                                    (default ${D.contrast_weight}; 0: the mined labels alone)
   --replay N                       prm: each update also reads N batches of earlier problems' samples, drawn
@@ -78,7 +80,7 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
   const controller = new AbortController();
   const stop = (signal: string) => {
     if (controller.signal.aborted) process.exit(130);
-    if (!json) console.error(`\n${signal}: stopping after the current batch (a checkpoint is kept; --resume continues)…`);
+    if (!json) console.error(`\n${signal}: stopping after the current batch or problem (a checkpoint is kept; --resume continues)…`);
     controller.abort();
   };
   process.on("SIGINT", () => stop("SIGINT"));
@@ -111,6 +113,17 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
         );
       },
       onCheckpoint: (path) => (json ? emit({ type: "checkpoint", path }) : undefined),
+      onFinishProgress: (p) => {
+        // Sampling reports every problem: a line per 100 is enough to show it moving.
+        if (p.part === "sampling" && p.done % 100 !== 0 && p.done !== p.total) return;
+        if (json) return emit({ type: "finish", ...p });
+        if (p.part === "sampling")
+          console.log(`[fitting the partial-result head to the verifier] sampled ${p.done}/${p.total} problems ${p.seconds}s`);
+        else
+          console.log(
+            `[fitting the partial-result head to the verifier] pass ${p.done}/${p.total} loss ${p.loss?.toFixed(4)} ${p.seconds}s`,
+          );
+      },
     },
     preloaded,
   ).finally(() => preloaded?.lm.dispose());

@@ -2,7 +2,8 @@
  * The twist trainer (the seed's train_twist_for_math_problems): pick the objective (`--loss`, see
  * objectives/) and make its head; then for each batch of problems with known answers, have the
  * objective collect its data under the current twist, take `twistUpdatesPerExample` Adam steps on its
- * gradient, log metrics, and checkpoint atomically.
+ * gradient, log metrics, and checkpoint atomically; after the epochs, the objective's finish (the digit
+ * twist's head fitted to the final verifier), then the twist file.
  * Every random choice is seeded by (seed, epoch, batch, problem), so a resumed run repeats an
  * uninterrupted one exactly.
  */
@@ -12,7 +13,7 @@ import { join } from "node:path";
 import { loadModel, LoadedModel } from "../lm/model/loadModel";
 import { Split } from "../math/problems";
 import { SmcLevel } from "../smc/twistedSmc";
-import { TrainBatchMetrics } from "../../protocol/training";
+import { TrainBatchMetrics, TrainFinishProgress } from "../../protocol/training";
 import { Adam } from "../twist/adam";
 import { TokenTwistHead } from "../twist/heads";
 import { modelFingerprint } from "../twist/twistFile";
@@ -78,6 +79,8 @@ export interface TrainHooks {
   }) => void;
   onBatch?: (m: BatchMetrics, totalBatches: number) => void;
   onCheckpoint?: (path: string) => void;
+  /** The work after the epochs (the objective's finish: the digit twist's head fitted to its verifier). */
+  onFinishProgress?: (p: TrainFinishProgress) => void;
   signal?: AbortSignal;
 }
 
@@ -338,8 +341,22 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
       }
     }
   }
+  // The checkpoint holds the head as the epochs left it: a resumed run (with more epochs, or stopped
+  // during the finish) goes on from there and repeats the finish.
   save(epoch, batch, last);
   const twistPath = join(c.outputDir, TWIST_FILE);
+  if (!stopped && objective.finish) {
+    const begun = performance.now();
+    const finished = await objective.finish(model, head, problems, {
+      seed: c.seed,
+      maxTokens: c.outputLength,
+      contrastWeight: c.contrastWeight,
+      signal: hooks.signal,
+      onProgress: (p) => hooks.onFinishProgress?.({ ...p, seconds: Math.round((performance.now() - begun) / 100) / 10 }),
+    });
+    if (finished) head = finished;
+    else stopped = true;
+  }
   if (!stopped) writeFileAtomic(twistPath, serializeTrainedHead(head, meta(last)) + "\n");
   return { twistPath, batches: batchesDone, stopped, final: last };
 }

@@ -7,6 +7,7 @@ import { LoadedModel } from "../../lm/model/loadModel";
 import { MathProblem } from "../../math/dataset";
 import { SmcLevel } from "../../smc/twistedSmc";
 import { TrainableHead } from "../../twist/digitTwistHead";
+import { PartialFitProgress } from "../partialResults";
 import { CollectOptions, ProblemData, SampleOutcomes } from "../samples";
 
 export interface ObjectiveResult {
@@ -49,6 +50,13 @@ export interface TwistObjective<Head extends TrainableHead = TrainableHead, Data
    */
   count?(head: Head, data: readonly Data[]): void;
   /**
+   * What is done once after the epochs, before the twist is written (the digit twist's head fitted to
+   * its final verifier): the head to write, or undefined when the signal stopped it. It must depend only
+   * on the trained head, the problems and the options, so that a run resumed after its epochs repeats
+   * it; the checkpoint keeps the head as the epochs left it.
+   */
+  finish?(model: LoadedModel, head: Head, problems: readonly MathProblem[], o: FinishOptions): Promise<Head | undefined>;
+  /**
    * For an objective whose data do not depend on the head (plain samples): what of a problem's data
    * replay keeps (`--replay`), and the data again from what was kept, for a later batch's gradient.
    */
@@ -56,6 +64,14 @@ export interface TwistObjective<Head extends TrainableHead = TrainableHead, Data
     keep(data: Data): SampleOutcomes;
     restore(kept: SampleOutcomes, o: Pick<CollectOptions, "level" | "contrastWeight">): Data;
   };
+}
+
+export interface FinishOptions {
+  seed: number;
+  maxTokens: number;
+  contrastWeight: number;
+  signal?: AbortSignal;
+  onProgress?: (p: PartialFitProgress) => void;
 }
 
 /** Divides the summed gradients and loss by `n`: the mean over problems, rows or lines. */

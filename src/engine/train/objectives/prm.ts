@@ -8,7 +8,9 @@
  * With `--twist token` it trains the digit twist (twist/digitTwistHead.ts): the same verifier — bit for
  * bit the step level's with the same flags, so one φ ends every line at either level — and beside it the
  * partial-result head on the lines cut after each digit of their result (partialResults.ts), and the
- * result lengths counted from the right lines.
+ * result lengths counted from the right lines. After the epochs the head and lengths are made afresh for
+ * the final verifier (fitPartialHead): a head started from the verifier it hands over to and trained on
+ * its own steers better than the one trained beside the verifier from random values.
  */
 import { ArithmeticLine } from "../../twist/arithmeticLines";
 import { DigitTwistHead } from "../../twist/digitTwistHead";
@@ -19,7 +21,7 @@ import { ResultLengthTable } from "../../twist/resultLengths";
 import { Rng } from "../../util/rng";
 import { finishedLineExamples } from "../lineContrasts";
 import { mineLineLabels } from "../lineLabels";
-import { CutLine, mineCutLines } from "../partialResults";
+import { CutLine, fitPartialHead, mineCutLines } from "../partialResults";
 import { CollectOptions, plainSamples, ProblemData, SampleOutcomes } from "../samples";
 import { ObjectiveResult, TwistObjective } from "./objective";
 
@@ -64,6 +66,13 @@ export const prm: TwistObjective<LineVerifier | DigitTwistHead, PrmData> = {
     return { ...mine({ texts: plain.texts, correct: plain.correct }, o), stats: plainStats(plain.correct) };
   },
   gradient: prmGradient,
+  async finish(model, head, problems, o) {
+    if (!(head instanceof DigitTwistHead)) return head;
+    const fitted = await fitPartialHead(model, head.verifier, problems, o);
+    // Without lines to fit, the head and lengths of the epochs (which saw none either) stay.
+    if (fitted === "no lines") return head;
+    return fitted && new DigitTwistHead(head.verifier, fitted.partial, fitted.lengths);
+  },
   count(head, data) {
     if (head instanceof DigitTwistHead) for (const d of data) for (const line of d.rightLines) head.lengths.add(line);
   },
