@@ -13,7 +13,7 @@ import { TextTokenizer } from "../../src/engine/lm/model/tokenizer";
 import { synthesize } from "../../src/engine/math/problems";
 import { loadProblems } from "../../src/engine/train/data";
 import { finishedLineExamples } from "../../src/engine/train/lineContrasts";
-import { collectCutLines, mineCutLines, trainPartialHead } from "../../src/engine/train/partialResults";
+import { collectCutLines, distilledCuts, mineCutLines, trainPartialHead } from "../../src/engine/train/partialResults";
 import { arithmeticLines, BLANK, encodeLine } from "../../src/engine/twist/arithmeticLines";
 import { DigitTwist } from "../../src/engine/twist/digitTwist";
 import { loadDigitTwist, saveDigitTwist } from "../../src/engine/twist/digitTwistFile";
@@ -114,6 +114,40 @@ describe("partial-result head (the digit twist's reading of a result being writt
       return mineCutLines([p.answer, slipped], [true, false], { contrastWeight: 1 });
     });
   }
+
+  it("distils the verifier: every line's cuts before its last digit, labelled with φ of the finished line", async () => {
+    const verifier = openVerifier();
+    const texts = ["12 * 31 = 372\n372 + 5 = 377\nThe answer is 377", "12 * 31 = 382\n4 + 4 = 8\n12345 + 1 = 12346"];
+    const cuts = distilledCuts(texts, verifier);
+    const phi = (l: { a: string; op: string; b: string; c: string }) =>
+      Math.exp(logSigmoid(verifier.lineLogit(encodeLine(l as Parameters<typeof encodeLine>[0], 4))));
+    // One-digit results have no cut before their last digit; 12345 does not fit the 4 columns.
+    assert.deepEqual(
+      cuts.map((c) => [c.line.c, c.length, c.weight]),
+      [
+        ["3", 3, 1],
+        ["37", 3, 1],
+        ["3", 3, 1],
+        ["37", 3, 1],
+        ["3", 3, 1],
+        ["38", 3, 1],
+      ],
+    );
+    const lines = [...arithmeticLines(texts[0]), ...arithmeticLines(texts[1])];
+    const expected = [lines[0], lines[0], lines[1], lines[1], lines[2], lines[2]].map(phi);
+    assert.deepEqual(
+      cuts.map((c) => c.label),
+      expected,
+    );
+    assert.ok(expected[0] !== expected[4], "a slip changes φ");
+    // Trained on them from the verifier, the head's value at a cut moves toward the mean φ of the lines through it.
+    const head = PartialResultHead.fromVerifier(verifier);
+    const at = (c: string) => Math.exp(logSigmoid(head.logit({ line: { ...lines[0], c }, length: 3 })!));
+    const target = (expected[0] + expected[4]) / 2;
+    const before = Math.abs(at("3") - target);
+    await trainPartialHead(head, cuts, { epochs: 200, batch: 6, learningRate: 0.01, seed: 1 });
+    assert.ok(Math.abs(at("3") - target) < Math.min(0.05, before), `${at("3")} against ${target} (from ${before} away)`);
+  });
 
   it("learns from the cut lines, the same way for the same seed", async () => {
     const cuts = workedCuts(120, 3).filter((c) => encodePartial(c, 4));
@@ -227,7 +261,7 @@ describe("partial-result head (the digit twist's reading of a result being writt
     const { problems } = loadProblems("synthetic", "train", 6, 1);
     let seen = 0;
     const o = { samples: 8, maxTokens: 96, seed: 1, contrastWeight: 0, onSamples: (texts: readonly string[]) => (seen += texts.length) };
-    const { cuts, lengths } = (await collectCutLines(model, problems, o))!;
+    const { cuts, lengths } = await collectCutLines(model, problems, o);
     assert.equal(seen, 6 * 8);
     const whole = cuts.filter((c) => c.line.c.length === c.length);
     const counted = Object.values(lengths.counts.coarse).reduce((a, r) => a + r.reduce((x, y) => x + y, 0), 0);
@@ -236,7 +270,7 @@ describe("partial-result head (the digit twist's reading of a result being writt
     assert.equal(counted, whole.filter((c) => c.label === 1).length);
     assert.ok(cuts.every((c) => c.label === 1 || c.label === 0));
     const again = await collectCutLines(model, problems, o);
-    assert.deepEqual(again!.cuts, cuts);
+    assert.deepEqual(again.cuts, cuts);
   });
 
   /** A digit-twist file in `dir`: the 2-digit trained verifier, a head made from it, lengths counted from reference solutions. */

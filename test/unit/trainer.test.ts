@@ -136,7 +136,6 @@ describe("twist trainer", function () {
     const fitted = await fitPartialHead(model, epochs.verifier, loadProblems("synthetic", "train", 3, 1).problems, {
       seed: 1,
       maxTokens: 96,
-      contrastWeight: 1,
     });
     if (!fitted || fitted === "no lines") assert.fail("the samples hold lines to fit");
     assert.deepEqual(written.partial.net.parameters(), fitted.partial.net.parameters());

@@ -12,7 +12,7 @@
 import { LoadedModel } from "../lm/model/loadModel";
 import { MathProblem } from "../math/dataset";
 import { Adam } from "../twist/adam";
-import { ArithmeticLine, expressionKey } from "../twist/arithmeticLines";
+import { ArithmeticLine, arithmeticLines, expressionKey } from "../twist/arithmeticLines";
 import { LineVerifier } from "../twist/lineVerifier";
 import { logSigmoid } from "../twist/heads";
 import { encodePartial, PartialResult, PartialResultHead } from "../twist/partialResults";
@@ -22,7 +22,8 @@ import { LabelledLine, mineLineLabels } from "./lineLabels";
 import { plainSamplesFor } from "./resultLengths";
 
 export interface CutLine extends PartialResult {
-  label: 0 | 1;
+  /** The probability that it is right: 0 or 1 mined from outcomes, or a verifier's value (distilledCuts). */
+  label: number;
   /** The example's weight in the loss. */
   weight: number;
 }
@@ -85,24 +86,21 @@ export interface CollectCutOptions extends CutOptions {
   onProblem?: (done: number, total: number) => void;
   /** Each problem's samples and outcomes, for other uses of the same pass (lineContrasts.ts). */
   onSamples?: (texts: readonly string[], correct: readonly boolean[]) => void;
-  /** Stops between problems: the result is then undefined. */
-  signal?: AbortSignal;
 }
 
 /**
  * The model's own plain samples of training problems, cut into labelled partial results, and the
  * lengths of the right lines' results (the digit twist's length model, as learnResultLengths counts
- * them): everything the digit twist learns, from one pass of sampling. Undefined when the signal stopped it.
+ * them): everything the digit twist learns, from one pass of sampling.
  */
 export async function collectCutLines(
   model: LoadedModel,
   problems: readonly MathProblem[],
   o: CollectCutOptions,
-): Promise<{ cuts: CutLine[]; lengths: ResultLengthTable } | undefined> {
+): Promise<{ cuts: CutLine[]; lengths: ResultLengthTable }> {
   const cuts: CutLine[] = [];
   const lengths = new ResultLengthTable();
   for (const [i, problem] of problems.entries()) {
-    if (o.signal?.aborted) return undefined;
     const plain = await plainSamplesFor(model, problem, i, o, "partial");
     for (const { line, label } of mineLineLabels(plain.texts, plain.correct)) if (label) lengths.add(line);
     cuts.push(...mineCutLines(plain.texts, plain.correct, o));
@@ -174,11 +172,33 @@ export async function trainPartialHead(
 }
 
 /**
+ * The cuts of every line the samples wrote (after each digit of its result but the last), each labelled
+ * with the verifier's value φ of the finished line. A head trained on them estimates E[φ | the digits
+ * written so far]: what the step level will say of the line, on average over how the model goes on. So
+ * at the line end the two levels tell one story, and the weights a particle takes digit by digit average
+ * out to the verifier's at the line end instead of swinging there (docs/token-twist.md, "Sixth step":
+ * heads trained on 0/1 "right so far" labels were sharper than φ, and their conditional-SMC bound on
+ * log Z went above 0).
+ */
+export function distilledCuts(texts: readonly string[], verifier: LineVerifier): CutLine[] {
+  const out: CutLine[] = [];
+  for (const text of texts)
+    for (const line of arithmeticLines(text)) {
+      const enc = verifier.encodeLine(line);
+      if (!enc) continue;
+      const phi = Math.exp(logSigmoid(verifier.lineLogit(enc)));
+      for (let k = 1; k < line.c.length; k++)
+        out.push({ line: { ...line, c: line.c.slice(0, k) }, length: line.c.length, label: phi, weight: 1 });
+    }
+  return out;
+}
+
+/**
  * How a digit twist's head is fitted to its trained verifier after the epochs (fitPartialHead). Chosen
- * on dumped samples (docs/token-twist.md, "Fifth step"): a head that starts from the verifier it hands
- * over to and is trained alone, in small steps, over cut lines of fresh plain samples votes 84.0% at
+ * on samples of training problems (docs/token-twist.md, "Fifth step" and "Sixth step"): a head that
+ * starts from the verifier it hands over to and is trained alone, in small steps, votes 82–84% at
  * K = 16 on the 500 test problems, against 81.0% for the head trained beside the verifier in the epochs
- * (from random values 83 and 1 pass 83 on the first 100, against 89).
+ * (from random values, or in 1 pass, 83 on the first 100 against 89).
  */
 export const PARTIAL_HEAD_FIT = {
   /** Training problems sampled (the run's first ones, fewer when it has fewer). */
@@ -198,15 +218,14 @@ export interface PartialFitOptions {
   /** The run's seed: the samples' seeds and the minibatch order. */
   seed: number;
   maxTokens: number;
-  contrastWeight: number;
   signal?: AbortSignal;
   onProgress?: (p: PartialFitProgress) => void;
 }
 
 /**
  * A partial-result head and result lengths fitted to a trained verifier: the head starts as a copy of
- * the verifier (so a written digit is first read as the verifier reads a finished one) and learns the
- * cut lines of the model's own plain samples of `problems`; the lengths are counted from the same
+ * the verifier (a written digit first read as the verifier reads a finished one) and learns the
+ * distilled cuts of the model's own plain samples of `problems`; the lengths are counted from the same
  * samples' right lines. It depends only on the verifier, the problems, the seed and the model, so a
  * run resumed after its epochs repeats it exactly. Undefined when the signal stopped it; "no lines" when
  * the samples hold no line the head reads.
@@ -219,20 +238,18 @@ export async function fitPartialHead(
 ): Promise<{ partial: PartialResultHead; lengths: ResultLengthTable; loss: number } | "no lines" | undefined> {
   const f = PARTIAL_HEAD_FIT;
   const chosen = problems.slice(0, f.problems);
-  const total = chosen.length;
-  const collected = await collectCutLines(model, chosen, {
-    samples: f.samples,
-    maxTokens: o.maxTokens,
-    seed: o.seed,
-    contrastWeight: o.contrastWeight,
-    signal: o.signal,
-    onProblem: (done) => o.onProgress?.({ part: "sampling", done, total }),
-  });
-  if (!collected) return undefined;
+  const cuts: CutLine[] = [];
+  const lengths = new ResultLengthTable();
+  for (const [i, problem] of chosen.entries()) {
+    if (o.signal?.aborted) return undefined;
+    const plain = await plainSamplesFor(model, problem, i, { samples: f.samples, maxTokens: o.maxTokens, seed: o.seed }, "partial");
+    for (const { line, label } of mineLineLabels(plain.texts, plain.correct)) if (label) lengths.add(line);
+    cuts.push(...distilledCuts(plain.texts, verifier));
+    o.onProgress?.({ part: "sampling", done: i + 1, total: chosen.length });
+  }
   const partial = PartialResultHead.fromVerifier(verifier);
-  // No line the head can read (a model that writes none): there is nothing to fit it to.
-  if (!collected.cuts.some((c) => encodePartial(c, partial.columns))) return "no lines";
-  const { loss, stopped } = await trainPartialHead(partial, collected.cuts, {
+  if (!cuts.some((c) => encodePartial(c, partial.columns))) return "no lines";
+  const { loss, stopped } = await trainPartialHead(partial, cuts, {
     epochs: f.epochs,
     batch: f.batch,
     learningRate: f.learningRate,
@@ -240,5 +257,5 @@ export async function fitPartialHead(
     signal: o.signal,
     onEpoch: (done, loss) => o.onProgress?.({ part: "training", done, total: f.epochs, loss }),
   });
-  return stopped ? undefined : { partial, lengths: collected.lengths, loss };
+  return stopped ? undefined : { partial, lengths, loss };
 }

@@ -350,7 +350,6 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
     const finished = await objective.finish(model, head, problems, {
       seed: c.seed,
       maxTokens: c.outputLength,
-      contrastWeight: c.contrastWeight,
       signal: hooks.signal,
       onProgress: (p) => hooks.onFinishProgress?.({ ...p, seconds: Math.round((performance.now() - begun) / 100) / 10 }),
     });

@@ -69,7 +69,6 @@ export interface TwistObjective<Head extends TrainableHead = TrainableHead, Data
 export interface FinishOptions {
   seed: number;
   maxTokens: number;
-  contrastWeight: number;
   signal?: AbortSignal;
   onProgress?: (p: PartialFitProgress) => void;
 }
