@@ -5,23 +5,20 @@
  * (lineContrasts.ts), so the verifier learns every column, not only where the model slips. It reads only
  * the text, so it needs no teacher forcing and no SMC sweep.
  *
- * With `--twist token` it trains the digit twist (twist/digitTwistHead.ts): the same verifier — bit for
- * bit the step level's with the same flags, so one φ ends every line at either level — and beside it the
- * partial-result head on the lines cut after each digit of their result (partialResults.ts), and the
- * result lengths counted from the right lines. After the epochs the head and lengths are made afresh for
- * the final verifier (fitPartialHead): a head started from the verifier it hands over to and trained on
- * its own steers better than the one trained beside the verifier from random values.
+ * With `--twist token` it trains the digit twist (twist/digitTwistHead.ts): in the epochs the same
+ * verifier — bit for bit the step level's with the same flags, so one φ ends every line at either level —
+ * and after them (finish) the partial-result head and the result lengths, fitted to the final verifier
+ * (fitPartialHead). A head trained beside the verifier in the epochs, from random values, steered worse
+ * (docs/token-twist.md, "Fifth step"), so the epochs leave the head as it started.
  */
-import { ArithmeticLine } from "../../twist/arithmeticLines";
 import { DigitTwistHead } from "../../twist/digitTwistHead";
 import { logSigmoid } from "../../twist/heads";
 import { LineVerifier, VERIFIER_EMBEDDING, VERIFIER_HIDDEN } from "../../twist/lineVerifier";
-import { encodePartial, PartialResultHead } from "../../twist/partialResults";
+import { PartialResultHead } from "../../twist/partialResults";
 import { ResultLengthTable } from "../../twist/resultLengths";
 import { Rng } from "../../util/rng";
 import { finishedLineExamples } from "../lineContrasts";
-import { mineLineLabels } from "../lineLabels";
-import { CutLine, fitPartialHead, mineCutLines } from "../partialResults";
+import { CutLine, fitPartialHead } from "../partialResults";
 import { CollectOptions, plainSamples, ProblemData, SampleOutcomes } from "../samples";
 import { ObjectiveResult, TwistObjective } from "./objective";
 
@@ -38,10 +35,6 @@ export const VERIFIER_BELOW = 3;
 export type PrmData = ProblemData<{
   /** Finished lines: those labelled by the outcomes (weight 1) and the mined results' contrasts. */
   lines: CutLine[];
-  /** Token level: the lines cut after each digit of their result, and their contrasts. */
-  cuts: CutLine[];
-  /** Token level: the right lines, whose results' lengths the digit twist counts. */
-  rightLines: ArithmeticLine[];
   /** The samples these were mined from, for replay. */
   samples: SampleOutcomes;
 }>;
@@ -73,9 +66,6 @@ export const prm: TwistObjective<LineVerifier | DigitTwistHead, PrmData> = {
     if (fitted === "no lines") return head;
     return fitted && new DigitTwistHead(head.verifier, fitted.partial, fitted.lengths);
   },
-  count(head, data) {
-    if (head instanceof DigitTwistHead) for (const d of data) for (const line of d.rightLines) head.lengths.add(line);
-  },
   // Plain samples do not depend on the head: an earlier problem's are as good as fresh ones.
   replay: {
     keep: (d) => d.samples,
@@ -83,16 +73,10 @@ export const prm: TwistObjective<LineVerifier | DigitTwistHead, PrmData> = {
   },
 };
 
-/** One problem's samples mined into the verifier's lines and, at token level, cut lines and right lines. */
-function mine(samples: SampleOutcomes, o: Pick<CollectOptions, "level" | "contrastWeight">): Omit<PrmData, "stats"> {
+/** One problem's samples mined into the verifier's lines. */
+function mine(samples: SampleOutcomes, o: Pick<CollectOptions, "contrastWeight">): Omit<PrmData, "stats"> {
   const { texts, correct } = samples;
-  const token = o.level === "token";
-  return {
-    lines: finishedLineExamples(texts, correct, o.contrastWeight ?? 0),
-    cuts: token ? mineCutLines(texts, correct, { contrastWeight: o.contrastWeight ?? 0 }) : [],
-    rightLines: token ? mineLineLabels(texts, correct).flatMap((l) => (l.label ? [l.line] : [])) : [],
-    samples,
-  };
+  return { lines: finishedLineExamples(texts, correct, o.contrastWeight ?? 0), samples };
 }
 
 /** Plain sampling's statistics (ψ ≡ 1: ESS = 1, Ẑ = mean reward). */
@@ -103,8 +87,9 @@ function plainStats(correct: readonly boolean[]): PrmData["stats"] {
 }
 
 /**
- * The verifier's weighted binary cross-entropy on the finished lines; for the digit twist, plus the
- * partial-result head's on the cut lines (the two networks' gradients side by side, their losses summed).
+ * The verifier's weighted binary cross-entropy on the finished lines; for the digit twist, whose head is
+ * fitted after the epochs, a zero gradient for the head beside it (the optimiser's parameters are both
+ * networks', as checkpoints keep them).
  */
 export function prmGradient(head: LineVerifier | DigitTwistHead, data: readonly PrmData[]): ObjectiveResult {
   const verifier = head instanceof DigitTwistHead ? head.verifier : head;
@@ -116,12 +101,7 @@ export function prmGradient(head: LineVerifier | DigitTwistHead, data: readonly 
     (l) => verifier.encodeLine(l.line),
   );
   if (!(head instanceof DigitTwistHead)) return lines;
-  const cuts = weightedBce(
-    head.partial.net,
-    data.flatMap((d) => d.cuts),
-    (c) => encodePartial(c, head.partial.columns),
-  );
-  return { grads: [...lines.grads, ...cuts.grads], loss: lines.loss + cuts.loss };
+  return { grads: [...lines.grads, ...head.partial.net.parameters().map((p) => new Float64Array(p.length))], loss: lines.loss };
 }
 
 /** Σ w·BCE / Σ w over the examples a network reads (with every weight 1: the mean over them). */
