@@ -230,7 +230,7 @@ describe("Twisted SMC in VS Code", () => {
     await vscode.commands.executeCommand("twistedSmc.openRun", run.id);
   });
 
-  it("lists the training tasks and runs a one-epoch training task to its twist file", async () => {
+  it("lists the training tasks and runs a one-epoch token-twist training task (the head fitted after it) to its twist file", async () => {
     const tasks = await vscode.tasks.fetchTasks({ type: "twisted-smc" });
     assert.deepEqual(tasks.map((t) => t.name).sort(), ["evaluate", "train step twist (line verifier)", "train token twist (digit twist)"]);
     const out = join(vscode.workspace.workspaceFolders![0].uri.fsPath, "twists", "e2e");
@@ -242,7 +242,11 @@ describe("Twisted SMC in VS Code", () => {
         batch_size: 1,
         num_epochs: 1,
         num_twist_samples: 2,
-        output_length: 24,
+        // The digit twist: after the epoch its head is fitted to the verifier, whose progress lines
+        // (type "finish") the task's terminal must accept. Seed 1's problems have right samples to fit on.
+        twist: "token",
+        seed: 1,
+        output_length: 96,
         output_dir: out,
       },
       "e2e training",
@@ -258,6 +262,9 @@ describe("Twisted SMC in VS Code", () => {
     await vscode.tasks.executeTask(task);
     await ended;
     assert.ok(existsSync(join(out, "twist.json")), "the task wrote the twist");
+    const twist = JSON.parse(readFileSync(join(out, "twist.json"), "utf8"));
+    assert.equal(twist.format, "twisted-smc-digit-twist");
+    assert.ok(twist.partial, "with its partial-result head");
     assert.equal(readFileSync(join(out, "metrics.jsonl"), "utf8").trim().split("\n").length, 2);
   });
   /**
