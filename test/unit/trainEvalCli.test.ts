@@ -25,7 +25,7 @@ describe("train and eval from the command line", function () {
   this.timeout(120000);
   const tmp = mkdtempSync(join(tmpdir(), "tsmc-te-"));
 
-  it("train --progress json emits start, batch, checkpoint and end lines and writes the twist", () => {
+  it("train --progress json emits start, batch, checkpoint, finish and end lines and writes the twist", () => {
     const out = join(tmp, "json");
     const r = run("train", ...SMALL, "--num_epochs", "1", "--save_every", "1", "--output-dir", out, "--progress", "json");
     assert.equal(r.status, 0, r.stderr);
@@ -33,10 +33,14 @@ describe("train and eval from the command line", function () {
       .trim()
       .split("\n")
       .map((l) => JSON.parse(l));
+    // A digit twist: after the epoch, the head's fit (sampling, then its passes), then the end.
+    const fit = lines.filter((l) => l.type === "finish").length;
+    assert.ok(fit >= 1);
     assert.deepEqual(
       lines.map((l) => l.type),
-      ["start", "batch", "checkpoint", "batch", "checkpoint", "checkpoint", "end"],
+      ["start", "batch", "checkpoint", "batch", "checkpoint", "checkpoint", ...Array(fit).fill("finish"), "end"],
     );
+    assert.equal(lines[6].part, "sampling");
     assert.equal(lines[1].total, 2);
     for (const key of ["loss", "reward", "ess", "logZ", "seconds"]) assert.equal(typeof lines[1][key], "number");
     assert.ok(existsSync(join(out, "twist.json")));
