@@ -8,6 +8,7 @@ import { BatchMetrics, REPLAY_WINDOW, train } from "../train/trainer";
 import { loadModel } from "../lm/model/loadModel";
 import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
 import { DEFAULT_LEARNING_RATE, TRAIN_DEFAULTS, TRAIN_FLAGS, trainConfigFromFlags } from "../train/flags";
+import { PARTIAL_HEAD_FIT } from "../train/partialResults";
 import { choiceOption, OptionValues, UsageError } from "../util/options";
 import type { TrainProgressLine } from "../../protocol/training";
 
@@ -39,7 +40,7 @@ Options:
                                    value head (step); prm: the line verifier, learned from line labels mined
                                    from outcomes — at token level with the digit twist's partial-result head
                                    and result lengths, refitted to the final verifier after the epochs on
-                                   plain samples of up to 1,800 of the problems (default prm at either level)
+                                   plain samples of up to ${PARTIAL_HEAD_FIT.problems} of the problems (default prm at either level)
   --contrast_weight X              prm: weight of each mined result's one-digit changes, labelled wrong
                                    (default ${D.contrast_weight}; 0: the mined labels alone)
   --replay N                       prm: each update also reads N batches of earlier problems' samples, drawn
