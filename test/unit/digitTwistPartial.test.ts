@@ -11,9 +11,8 @@ import { join } from "node:path";
 import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
 import { TextTokenizer } from "../../src/engine/lm/model/tokenizer";
 import { synthesize } from "../../src/engine/math/problems";
-import { loadProblems } from "../../src/engine/train/data";
 import { finishedLineExamples } from "../../src/engine/train/lineContrasts";
-import { collectCutLines, distilledCuts, mineCutLines, trainPartialHead } from "../../src/engine/train/partialResults";
+import { CutLine, distilledCuts, trainPartialHead } from "../../src/engine/train/partialResults";
 import { arithmeticLines, BLANK, encodeLine } from "../../src/engine/twist/arithmeticLines";
 import { DigitTwist } from "../../src/engine/twist/digitTwist";
 import { loadDigitTwist, saveDigitTwist } from "../../src/engine/twist/digitTwistFile";
@@ -23,7 +22,7 @@ import { encodePartial, PartialResultHead, PENDING } from "../../src/engine/twis
 import { ResultLengthTable } from "../../src/engine/twist/resultLengths";
 import { loadTwist } from "../../src/engine/twist/twistFile";
 import { Rng } from "../../src/engine/util/rng";
-import { MODEL_DIR, shippedModel } from "./helpers";
+import { MODEL_DIR } from "./helpers";
 import { evalWithTokenTwist, solveJson } from "./evalCli";
 
 function randomNet(columns: number, seed: number): LineVerifier {
@@ -54,37 +53,6 @@ describe("partial-result head (the digit twist's reading of a result being writt
     assert.equal(encodePartial({ line: { ...line, a: "12345" }, length: 3 }, 4), undefined);
   });
 
-  it("cuts lines after each digit of their result and labels them by the results right samples wrote", () => {
-    const texts = [
-      "12 + 30 = 42\n#### 42",
-      "12 + 30 = 47\n#### 47",
-      "12 + 30 = 52\n#### 52",
-      "12 + 30 = 420\n#### 420",
-      "5 * 6 = 31\n#### 31",
-    ];
-    const cuts = mineCutLines(texts, [true, false, false, false, false], { contrastWeight: 0 });
-    const label = (c: string, length: number) =>
-      cuts.filter((x) => x.line.c === c && x.length === length && x.line.a === "12").map((x) => x.label);
-    assert.deepEqual(label("4", 2), [1, 1]); // the right line's and "47"'s first digit
-    assert.deepEqual(label("42", 2), [1]);
-    assert.deepEqual(label("47", 2), [0]);
-    assert.deepEqual(label("5", 2), [0]);
-    assert.deepEqual(label("4", 3), [0]); // "420": a 4 in the hundreds is not the right result's
-    assert.deepEqual(label("42", 3), [0]);
-    // No right sample computed 5 * 6: its line says nothing.
-    assert.ok(cuts.every((x) => x.line.a !== "5"));
-    assert.ok(cuts.every((x) => x.weight === 1));
-
-    const withContrasts = mineCutLines(texts, [true, false, false, false, false], { contrastWeight: 1 });
-    const contrasts = withContrasts.slice(cuts.length);
-    assert.ok(contrasts.every((x) => x.label === 0 && x.line.a === "12" && Math.abs(x.weight - 1 / 12) < 1e-12));
-    // At each cut of "42": nine other digits and three other lengths.
-    assert.equal(contrasts.length, 2 * (9 + 3));
-    assert.ok(contrasts.some((x) => x.line.c === "43" && x.length === 2));
-    assert.ok(contrasts.some((x) => x.line.c === "4" && x.length === 1));
-    assert.ok(!contrasts.some((x) => x.line.c === "42" && x.length === 2) && !contrasts.some((x) => x.line.c === "4" && x.length === 2));
-  });
-
   it("finished lines for a verifier: the labelled lines, and the mined result with one digit changed as wrong", () => {
     const texts = ["12 + 30 = 42\n#### 42", "12 + 30 = 47\n#### 47", "5 * 6 = 31\n#### 31"];
     const ex = finishedLineExamples(texts, [true, false, false], 1);
@@ -106,13 +74,22 @@ describe("partial-result head (the digit twist's reading of a result being writt
     assert.equal(finishedLineExamples(texts, [true, false, false], 0).length, 2);
   });
 
-  // Cut lines of worked solutions (as right samples) and of the same solutions with one result slipped.
-  function workedCuts(n: number, seed: number) {
+  // Cut lines of worked solutions, labelled by the reference (the test knows the arithmetic): every cut
+  // of a right result is right; a result with one digit slipped is right up to the slip.
+  function workedCuts(n: number, seed: number): CutLine[] {
     const rng = new Rng(seed);
-    return synthesize("train", n, seed).flatMap((p) => {
-      const slipped = p.answer.replace(/= (\d+)/, (_, c: string) => `= ${c.slice(0, -1)}${(Number(c.at(-1)) + 1 + rng.int(0, 8)) % 10}`);
-      return mineCutLines([p.answer, slipped], [true, false], { contrastWeight: 1 });
-    });
+    return synthesize("train", n, seed).flatMap((p) =>
+      arithmeticLines(p.answer).flatMap((l) => {
+        const at = rng.int(0, l.c.length - 1);
+        const slipped = l.c.slice(0, at) + ((Number(l.c[at]) + 1 + rng.int(0, 8)) % 10) + l.c.slice(at + 1);
+        return [l.c, slipped].flatMap((c) =>
+          Array.from({ length: c.length }, (_, k) => {
+            const written = c.slice(0, k + 1);
+            return { line: { ...l, c: written }, length: c.length, label: l.c.startsWith(written) ? 1 : 0, weight: 1 };
+          }),
+        );
+      }),
+    );
   }
 
   it("distils the verifier: every line's cuts before its last digit, labelled with φ of the finished line", async () => {
@@ -253,24 +230,6 @@ describe("partial-result head (the digit twist's reading of a result being writt
     delete doc.partial;
     writeFileSync(join(dir, "headless.json"), JSON.stringify(doc));
     assert.throws(() => loadDigitTwist(join(dir, "headless.json"), 332), /no partial-result head/);
-  });
-
-  it("collects cut lines and result lengths from the shipped model's own samples", async function () {
-    this.timeout(300000);
-    const model = await shippedModel();
-    const { problems } = loadProblems("synthetic", "train", 6, 1);
-    let seen = 0;
-    const o = { samples: 8, maxTokens: 96, seed: 1, contrastWeight: 0, onSamples: (texts: readonly string[]) => (seen += texts.length) };
-    const { cuts, lengths } = await collectCutLines(model, problems, o);
-    assert.equal(seen, 6 * 8);
-    const whole = cuts.filter((c) => c.line.c.length === c.length);
-    const counted = Object.values(lengths.counts.coarse).reduce((a, r) => a + r.reduce((x, y) => x + y, 0), 0);
-    assert.ok(whole.length >= 10, `${whole.length} whole lines`);
-    // Every right line is counted once in the lengths, and its cuts are all right.
-    assert.equal(counted, whole.filter((c) => c.label === 1).length);
-    assert.ok(cuts.every((c) => c.label === 1 || c.label === 0));
-    const again = await collectCutLines(model, problems, o);
-    assert.deepEqual(again.cuts, cuts);
   });
 
   /** A digit-twist file in `dir`: the 2-digit trained verifier, a head made from it, lengths counted from reference solutions. */
