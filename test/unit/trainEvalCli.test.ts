@@ -115,10 +115,14 @@ describe("train and eval from the command line", function () {
     assert.ok(acc["oracle pass@4"] >= acc["majority vote@4"]);
     assert.ok(acc["oracle pass@4"] >= acc["single sample"]);
     assert.equal(report.twists.token, twist);
-    assert.ok(report.bounds === undefined || typeof report.bounds.note === "string");
+    assert.deepEqual(
+      report.bounds.levels.map((l: { level: string }) => l.level),
+      ["token"],
+    );
+    assert.equal(report.bounds.tokenMinusStep, undefined);
   });
 
-  it("eval uses the shipped twists by default: the line verifier (best-of-N, step level, the log-Z bounds) and the digit twist (token level)", () => {
+  it("eval uses the shipped twists by default: the line verifier (best-of-N, step level) and the digit twist (token level), with the log-Z bounds of both", () => {
     const r = run("eval", "--n", "3", "--particles", "4", "--json", "--threads", "1");
     assert.equal(r.status, 0, r.stderr);
     const report = JSON.parse(r.stdout);
@@ -134,6 +138,14 @@ describe("train and eval from the command line", function () {
     ]) {
       assert.ok(rows[m] && rows[m].note === undefined && rows[m].accuracy >= 0 && rows[m].accuracy <= 1, m);
     }
-    assert.match(report.bounds.note, /with the step-level twist/);
+    // The bounds at both levels, over the same problems.
+    assert.deepEqual(
+      report.bounds.levels.map((l: { level: string }) => l.level),
+      ["token", "step"],
+    );
+    assert.ok(report.bounds.problems <= report.bounds.withSample && report.bounds.withSample <= 3);
+    for (const l of report.bounds.levels) assert.ok(l.zeros >= 0 && l.zeros <= report.bounds.withSample, JSON.stringify(l));
+    assert.ok(report.bounds.tokenMinusStep, "both levels: their per-problem difference");
+    assert.match(report.bounds.note, /with the token- and step-level twists/);
   });
 });

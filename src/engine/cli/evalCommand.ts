@@ -4,7 +4,7 @@ import { DEVICES, DeviceRequest } from "../lm/decoder/device";
 import { loadModel } from "../lm/model/loadModel";
 import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
 import { withSystemPrompt } from "../lm/model/tokenizer";
-import { evaluate, EvalReport } from "../eval/evaluate";
+import { evaluate, EvalReport, MeanStderr } from "../eval/evaluate";
 import { loadProblems } from "../train/data";
 import { shippedTwistPath } from "../twist/twistFile";
 import { OnnxTokenTwist } from "../twist/onnxTwist";
@@ -20,7 +20,8 @@ export const EVAL_HELP = `Usage: twisted-smc eval [options]
 
 Compares, at the same budget of N samples/particles per problem: greedy, single sample, majority
 vote, best-of-N by the twist, SMC without twist, twisted SMC at token and step level (a posterior
-sample, and the weighted vote), and the oracle pass@N; with the log Ẑ bounds of Zhao et al.
+sample, and the weighted vote), and the oracle pass@N; with the log Ẑ bounds of Zhao et al. at each
+level with a twist, on the same problems.
 
 Options:
   --model DIR                 model folder (default: the shipped model)
@@ -35,7 +36,7 @@ Options:
   --step-twist FILE|none      the step-level twist (default: the model folder's twist-step.json)
   --max-tokens N              (default 96)
   --system TEXT               a system prompt, for a model with a chat template (default: none)
-  --no-bounds                 skip the log Ẑ bounds
+  --no-bounds                 skip the log Ẑ bounds (each level's two runs per problem)
   --device D, --threads N     the device, and CPU threads (1 to 256)
 ${modelFileHelp(27)}
 ${backendHelp(30)}
@@ -203,13 +204,21 @@ function formatReport(
       `${row.method.padEnd(56)} ${acc}  ${String(row.seconds).padStart(6)} s${row.note && row.note !== "no twist given" ? `   (${row.note})` : ""}`,
     );
   }
-  const z = (m: number, se: number) => (Number.isFinite(m) ? `${m.toFixed(3)} ± ${se.toFixed(3)}` : "n/a");
-  if (r.bounds)
-    lines.push(
-      "",
-      `log Ẑ bounds: lower ${z(r.bounds.lower, r.bounds.lowerStderr)}, upper ${z(r.bounds.upper, r.bounds.upperStderr)}`,
-      `  (${r.bounds.note})`,
-    );
+  const z = ({ mean, stderr }: MeanStderr, sign = "") =>
+    Number.isFinite(mean) ? `${sign && mean >= 0 ? "+" : ""}${mean.toFixed(3)} ± ${stderr.toFixed(3)}` : "n/a";
+  if (r.bounds) {
+    lines.push("", `log Ẑ bounds over ${r.bounds.problems} problems:`);
+    for (const b of r.bounds.levels)
+      lines.push(
+        `  ${`${b.level} level`.padEnd(12)} lower ${z(b.lower)}, upper ${z(b.upper)}   (SMC found Ẑ = 0 on ${b.zeros} of ${r.bounds.withSample})`,
+      );
+    const d = r.bounds.tokenMinusStep;
+    if (d)
+      lines.push(
+        `  token − step lower ${z(d.lower, "+")}, upper ${z(d.upper, "+")}   (per problem; tighter at token level: lower > 0, upper < 0)`,
+      );
+    lines.push(`  (${r.bounds.note})`);
+  }
   if (r.server) {
     lines.push(
       "",

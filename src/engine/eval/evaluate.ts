@@ -19,7 +19,7 @@ export interface EvalOptions {
   seed: number;
   tokenTwist?: TokenTwist;
   stepTwist?: StepTwist;
-  /** Also estimate the log Ẑ bounds (two more SMC runs per problem). */
+  /** Also estimate the log Ẑ bounds (two more SMC runs per problem and level with a twist). */
   bounds: boolean;
   onProblem?: (done: number, total: number) => void;
 }
@@ -37,7 +37,38 @@ export interface EvalReport {
   n: number;
   particles: number;
   rows: EvalRow[];
-  bounds?: { lower: number; lowerStderr: number; upper: number; upperStderr: number; problems: number; note: string };
+  bounds?: BoundsReport;
+}
+
+/** A mean over problems and its standard error. */
+export interface MeanStderr {
+  mean: number;
+  stderr: number;
+}
+
+/** One level's log Ẑ bounds, over the report's shared problems. */
+export interface LevelBounds {
+  level: SmcLevel;
+  lower: MeanStderr;
+  upper: MeanStderr;
+  /** Problems with an exact sample where this level's SMC found no correct particle (Ẑ = 0, log Ẑ = −∞). */
+  zeros: number;
+}
+
+/**
+ * The log Ẑ bounds of Zhao et al. (2024, Sec. 5) for each level with a twist, all over the same problems:
+ * those with an exact correct sample (for conditional SMC) where every level's SMC found Ẑ > 0, so that
+ * a level that finds the right answer on harder problems is not measured on harder problems.
+ */
+export interface BoundsReport {
+  /** The problems every mean is over. */
+  problems: number;
+  /** Problems with an exact correct sample. */
+  withSample: number;
+  levels: LevelBounds[];
+  /** With both levels: token minus step, per problem (a positive lower and a negative upper are tighter at token level). */
+  tokenMinusStep?: { lower: MeanStderr; upper: MeanStderr };
+  note: string;
 }
 
 export class Tally {
@@ -167,15 +198,19 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
     stepVote: new Tally(),
     pass: new Tally(),
   };
-  const lowerZ: number[] = [];
-  const upperZ: { lower: number; upper: number }[] = [];
+  // Per problem with an exact correct sample: each bound level's SMC and conditional-SMC log Ẑ.
+  const boundRuns: { lower: number[]; upper: number[] }[] = [];
+  let lowerZeroAll = 0;
   const isEos = (x: number) => tokenizer.isEos(x);
   // The generation budget of the problem at hand: capped when its prompt leaves less of the context.
   let maxTokens = o.maxTokens;
   const base = (level: SmcLevel, seed: number): SmcOptions => evalSmcOptions(N, level, maxTokens, seed, tokenizer);
-  // The bounds use the step twist when there is one (the shipped kind), else the token twist.
-  const boundsTwist = o.stepTwist ?? o.tokenTwist;
-  const boundsLevel: SmcLevel = o.stepTwist ? "step" : "token";
+  // The bounds at each level with a twist (token first), or at token level without one when there is none.
+  const boundLevels: { level: SmcLevel; twist?: TokenTwist | StepTwist }[] = [
+    ...(o.tokenTwist ? [{ level: "token" as const, twist: o.tokenTwist }] : []),
+    ...(o.stepTwist ? [{ level: "step" as const, twist: o.stepTwist }] : []),
+  ];
+  if (!boundLevels.length) boundLevels.push({ level: "token" });
   for (const [i, p] of problems.entries()) {
     const fitted = encodeWithinContext(model, p.question, o.maxTokens);
     const prompt = fitted.prompt;
@@ -221,18 +256,17 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
 
     if (o.bounds) {
       const phi = (x: string) => (correct(x, p.gold) ? 0 : -Infinity);
-      const lo = await runTwistedSmc(lm, prompt, { ...base(boundsLevel, seed + 7), twist: boundsTwist, logFinalPotential: phi });
-      lowerZ.push(lo.logZ);
       const exact = samples.sequences.find((_, j) => ok[j]);
-      if (exact) {
-        const hi = await runTwistedSmc(lm, prompt, {
-          ...base(boundsLevel, seed + 9),
-          twist: boundsTwist,
-          logFinalPotential: phi,
-          clamp: exact.tokens,
-        });
-        upperZ.push({ lower: lo.logZ, upper: hi.logZ });
+      const run: { lower: number[]; upper: number[] } = { lower: [], upper: [] };
+      for (const { level, twist } of boundLevels) {
+        const lo = await runTwistedSmc(lm, prompt, { ...base(level, seed + 7), twist, logFinalPotential: phi });
+        if (lo.logZ === -Infinity) lowerZeroAll++;
+        run.lower.push(lo.logZ);
+        if (!exact) continue;
+        const hi = await runTwistedSmc(lm, prompt, { ...base(level, seed + 9), twist, logFinalPotential: phi, clamp: exact.tokens });
+        run.upper.push(hi.logZ);
       }
+      if (exact) boundRuns.push(run);
     }
     o.onProblem?.(i + 1, problems.length);
   }
@@ -250,24 +284,61 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
     t.pass.row(ROW.pass(N), "any of the N samples correct: a perfect verifier's ceiling"),
   ];
   const report: EvalReport = { n: problems.length, particles: N, rows };
-  if (o.bounds) {
-    // Over the problems with an exact target sample, both bounds on the same problems.
-    const mean = (xs: number[]) => {
-      const finite = xs.filter(Number.isFinite);
-      const m = finite.length ? finite.reduce((a, b) => a + b, 0) / finite.length : Number.NaN;
-      const se = Math.sqrt(finite.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(finite.length - 1, 1) / Math.max(finite.length, 1));
-      return { m, se, zero: xs.length - finite.length };
+  if (o.bounds)
+    report.bounds = summarizeBounds(
+      boundLevels.map((b) => b.level),
+      boundRuns,
+      lowerZeroAll,
+      problems.length,
+      twistNames(o),
+    );
+  return report;
+}
+
+const meanStderr = (xs: number[]): MeanStderr => {
+  const mean = xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : Number.NaN;
+  const variance = xs.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(xs.length - 1, 1);
+  return { mean, stderr: Math.sqrt(variance / Math.max(xs.length, 1)) };
+};
+
+function twistNames(o: EvalOptions): string {
+  const named = [o.tokenTwist && "token", o.stepTwist && "step"].filter(Boolean);
+  return named.length ? `the ${named.join("- and ")}-level twist${named.length > 1 ? "s" : ""}` : "no twist";
+}
+
+/**
+ * Each level's mean bounds over the problems where every level's SMC found a correct particle. Runs with
+ * Ẑ = 0 (log Ẑ = −∞) cannot enter a mean; leaving them out level by level would measure each level on
+ * the problems it solved, flattering the level that solves fewer.
+ */
+export function summarizeBounds(
+  levels: SmcLevel[],
+  runs: { lower: number[]; upper: number[] }[],
+  lowerZeroAll: number,
+  total: number,
+  twists: string,
+): BoundsReport {
+  const shared = runs.filter((r) => r.lower.every(Number.isFinite));
+  const report: BoundsReport = {
+    problems: shared.length,
+    withSample: runs.length,
+    levels: levels.map((level, l) => ({
+      level,
+      lower: meanStderr(shared.map((r) => r.lower[l])),
+      upper: meanStderr(shared.map((r) => r.upper[l])),
+      zeros: runs.filter((r) => r.lower[l] === -Infinity).length,
+    })),
+    note:
+      `log Ẑ of P(correct | problem) with ${twists}, over the ${shared.length} of the ${runs.length} problems with a correct ` +
+      `sample where every level's SMC found a correct particle: SMC (a lower bound in expectation) and conditional SMC seeded ` +
+      `with that exact sample (an upper bound); SMC found Ẑ = 0 in ${lowerZeroAll} runs on all ${total} problems`,
+  };
+  const token = levels.indexOf("token"),
+    step = levels.indexOf("step");
+  if (token >= 0 && step >= 0)
+    report.tokenMinusStep = {
+      lower: meanStderr(shared.map((r) => r.lower[token] - r.lower[step])),
+      upper: meanStderr(shared.map((r) => r.upper[token] - r.upper[step])),
     };
-    const lo = mean(upperZ.map((b) => b.lower)),
-      hi = mean(upperZ.map((b) => b.upper));
-    report.bounds = {
-      lower: lo.m,
-      lowerStderr: lo.se,
-      upper: hi.m,
-      upperStderr: hi.se,
-      problems: upperZ.length,
-      note: `log Ẑ of P(correct | problem) with ${boundsTwist ? `the ${boundsLevel}-level twist` : "no twist"}, on the ${upperZ.length} problems with a correct sample: SMC (a lower bound in expectation; ${lo.zero} runs found no correct particle, Ẑ = 0, left out of the mean) and conditional SMC seeded with that exact sample (an upper bound); over all problems, SMC found Ẑ = 0 on ${lowerZ.filter((z) => z === -Infinity).length} of all ${lowerZ.length} problems`,
-    };
-  }
   return report;
 }
