@@ -18,8 +18,10 @@ import { DigitTwist } from "../../src/engine/twist/digitTwist";
 import { PartialResultHead } from "../../src/engine/twist/partialResults";
 import { ResultLengthTable } from "../../src/engine/twist/resultLengths";
 import { loadDigitTwist, parseDigitTwistDocument, saveDigitTwist } from "../../src/engine/twist/digitTwistFile";
-import { learnResultLengths } from "../../src/engine/train/resultLengths";
+import { countResultLengths } from "../../src/engine/train/partialResults";
+import { plainSamplesFor } from "../../src/engine/train/samples";
 import { loadProblems } from "../../src/engine/train/data";
+import { MathProblem } from "../../src/engine/math/dataset";
 import { logSigmoid } from "../../src/engine/twist/heads";
 import { LineVerifier } from "../../src/engine/twist/lineVerifier";
 import { loadTwist, modelFingerprint, readTwistDocument, saveTwist } from "../../src/engine/twist/twistFile";
@@ -42,6 +44,17 @@ function randomVerifier(columns: number, seed: number, below: 2 | 3 = 2): LineVe
  * that it reads a result being written on its own too (the shipped one now needs its partial-result head).
  */
 const OPEN_VERIFIER = join(__dirname, "../fixtures/line-verifier-2digit.json");
+
+/** Result lengths counted from the right lines of the model's plain samples, as fitPartialHead counts them. */
+async function resultLengthsOf(model: Awaited<ReturnType<typeof shippedModel>>, problems: readonly MathProblem[], samples: number) {
+  const table = new ResultLengthTable();
+  let lines = 0;
+  for (const [i, problem] of problems.entries()) {
+    const plain = await plainSamplesFor(model, problem, i, { samples, maxTokens: 96, seed: 1 }, "lengths");
+    lines += countResultLengths(table, plain.texts, plain.correct);
+  }
+  return { table, lines };
+}
 
 function openVerifier(): LineVerifier {
   const { head } = loadTwist(OPEN_VERIFIER);
@@ -297,7 +310,7 @@ describe("digit twist (the line verifier at token level)", () => {
     it("learns result lengths from the lines of right samples, and a digit-twist file holds them with the verifier", async () => {
       const model = await shippedModel();
       const { problems } = loadProblems("synthetic", "train", 6, 1);
-      const { table, lines } = await learnResultLengths(model, problems, { samples: 8, maxTokens: 96, seed: 1 });
+      const { table, lines } = await resultLengthsOf(model, problems, 8);
       const counted = (t: Record<string, number[]>) => Object.values(t).reduce((a, r) => a + r.reduce((x, y) => x + y, 0), 0);
       assert.ok(lines >= 10, `${lines} right lines`);
       assert.equal(counted(table.counts.fine), lines);
@@ -324,11 +337,7 @@ describe("digit twist (the line verifier at token level)", () => {
     it("eval --token-twist reads a digit-twist file and a line-verifier file at token level; one reading the result digit below needs the head", async () => {
       const model = await shippedModel();
       const dir = mkdtempSync(join(tmpdir(), "tsmc-digit-eval-"));
-      const { table } = await learnResultLengths(model, loadProblems("synthetic", "train", 3, 1).problems, {
-        samples: 4,
-        maxTokens: 96,
-        seed: 1,
-      });
+      const { table } = await resultLengthsOf(model, loadProblems("synthetic", "train", 3, 1).problems, 4);
       const meta = { baseModel: { name: model.folder.name, fingerprint: modelFingerprint(model.folder) }, created: "now" };
       const verifierFile = (below: 2 | 3) => {
         const path = join(dir, `verifier-${below}.json`);

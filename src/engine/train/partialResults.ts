@@ -15,7 +15,7 @@ import { encodePartial, PartialResult, PartialResultHead } from "../twist/partia
 import { ResultLengthTable } from "../twist/resultLengths";
 import { Rng } from "../util/rng";
 import { LabelledLine, mineLineLabels } from "./lineLabels";
-import { plainSamplesFor } from "./resultLengths";
+import { plainSamplesFor } from "./samples";
 
 export interface CutLine extends PartialResult {
   /** The probability that it is right: 0 or 1 mined from outcomes, or a verifier's value (distilledCuts). */
@@ -124,6 +124,20 @@ export function distilledCuts(texts: readonly string[], verifier: LineVerifier):
 }
 
 /**
+ * Counts into `table` the result length of every line of the right samples' (outcome-mined labels,
+ * lineLabels.ts): what right samples wrote, no arithmetic. Returns how many lines it counted.
+ */
+export function countResultLengths(table: ResultLengthTable, texts: readonly string[], correct: readonly boolean[]): number {
+  let lines = 0;
+  for (const { line, label } of mineLineLabels(texts, correct))
+    if (label === 1) {
+      table.add(line);
+      lines++;
+    }
+  return lines;
+}
+
+/**
  * How a digit twist's head is fitted to its trained verifier after the epochs (fitPartialHead). Chosen
  * on samples of training problems (docs/token-twist.md, "Fifth step" and "Sixth step"): a head that
  * starts from the verifier it hands over to and is trained alone, in small steps, votes 82–84% at
@@ -173,7 +187,7 @@ export async function fitPartialHead(
   for (const [i, problem] of chosen.entries()) {
     if (o.signal?.aborted) return undefined;
     const plain = await plainSamplesFor(model, problem, i, { samples: f.samples, maxTokens: o.maxTokens, seed: o.seed }, "partial");
-    for (const { line, label } of mineLineLabels(plain.texts, plain.correct)) if (label) lengths.add(line);
+    countResultLengths(lengths, plain.texts, plain.correct);
     cuts.push(...distilledCuts(plain.texts, verifier));
     o.onProgress?.({ part: "sampling", done: i + 1, total: chosen.length });
   }

@@ -16,9 +16,10 @@ import { encodeWithinContext } from "../lm/model/contextWindow";
 import { generate } from "../lm/generate";
 import { reward } from "../math/answer";
 import { MathProblem } from "../math/dataset";
-import { CONFIDENCE_FEATURES, ConfidenceTracker, Twist } from "../smc/twist";
+import { CONFIDENCE_FEATURES, ConfidenceTracker, StepTwist, Twist } from "../smc/twist";
 import { runTwistedSmc, SmcLevel } from "../smc/twistedSmc";
 import { normalize } from "../smc/weights";
+import { hashString64 } from "../util/rng";
 
 /** Rows of hidden states with per-row data; `n` rows of `hiddenSize`. */
 export interface HiddenRows {
@@ -174,6 +175,25 @@ export async function plainSamples(model: LoadedModel, problem: MathProblem, o: 
   const correct = texts.map((t) => isCorrect(t, problem.gold));
   const exactPositives = correct.filter(Boolean).length;
   return { prompt, maxTokens, tokens, texts, correct, accuracy: exactPositives / o.samples, exactPositives };
+}
+
+/** Plain samples are drawn without a twist; the options name one all the same. */
+const NO_TWIST: StepTwist = { kind: "step", textOnly: true, logValue: (input) => new Float64Array(input.prefixes.length) };
+
+/**
+ * The model's plain samples of the `i`-th problem (temperature 1, step level, no twist) and whether
+ * each is right: what the digit twist's head and lengths are fitted on (partialResults.ts). `purpose`
+ * keeps the seeds of different minings apart.
+ */
+export function plainSamplesFor(
+  model: LoadedModel,
+  problem: MathProblem,
+  i: number,
+  o: { samples: number; maxTokens: number; seed: number },
+  purpose: string,
+): Promise<PlainSamples> {
+  const seed = Number(hashString64(`${purpose}:${o.seed}:${i}`) % 2147483647n);
+  return plainSamples(model, problem, { level: "step", samples: o.samples, maxTokens: o.maxTokens, seed, rewardFloor: 0, twist: NO_TWIST });
 }
 
 /** What a twisted SMC sweep leaves: the rows of the level's negatives, and the sweep's statistics. */
