@@ -40,8 +40,8 @@ function torchReference(modelDir: string, prompt: number[], k: number): Record<s
     timeout: 300000,
   });
   if (r.status !== 0)
-    return /No module named 'torch'/.test(r.stderr)
-      ? "PyTorch is not installed (apt-get install python3-torch)"
+    return /No module named '(torch|numpy)'/.test(r.stderr)
+      ? "PyTorch is not installed (apt-get install python3-torch python3-numpy)"
       : `failed: ${r.stderr.trim().split("\n").pop()}`;
   return JSON.parse(r.stdout);
 }

@@ -6,6 +6,7 @@
  */
 import * as ort from "onnxruntime-node";
 import { TokenTwistWeights } from "../lm/causalLm";
+import { SESSION_CONFIG } from "../lm/decoder/device";
 import { DTYPE, GRAPH, modelBytes, tensorValueInfo } from "../lm/onnx/graphBuild";
 import { bytesField } from "../lm/onnx/protoWire";
 import { twistHeadFields } from "../lm/onnx/twistHeadGraph";
@@ -45,6 +46,7 @@ export class OnnxTokenTwist implements TokenTwist {
       executionProviders: ["cpu"],
       intraOpNumThreads: threads,
       graphOptimizationLevel: "all",
+      extra: { session: { ...SESSION_CONFIG } },
     });
     return new OnnxTokenTwist(session, head);
   }

@@ -5,7 +5,7 @@
 import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import * as ort from "onnxruntime-node";
-import { Device, executionProvider } from "./device";
+import { Device, executionProvider, SESSION_CONFIG } from "./device";
 import { ModelFolder, ModelFolderError } from "../model/modelFolder";
 import { DiskFullError } from "../../util/errors";
 import { cacheDirFromEnv, WebGpuValidation } from "../../environment";
@@ -168,11 +168,12 @@ export function sessionOpener(source: string | Uint8Array, device: Device, setti
     graphOptimizationLevel: "all",
     // Errors only: onnxruntime's warnings (e.g. shape ops placed on the CPU by design) are not the user's to act on.
     logSeverityLevel: 3,
+    extra: { session: { ...SESSION_CONFIG } },
   };
   // A diagnostic: onnxruntime's own trace of every kernel (chrome://tracing JSON), written on dispose.
   if (ortProfile) Object.assign(sessionOptions, { enableProfiling: true, profileFilePrefix: ortProfile });
   if (externalDataDir) {
-    sessionOptions.extra = { session: { model_external_initializers_file_folder_path: externalDataDir } };
+    sessionOptions.extra = { session: { ...SESSION_CONFIG, model_external_initializers_file_folder_path: externalDataDir } };
     // The graph (small: its weights are in the data files) goes in as bytes, read now.
   }
   const input = externalDataDir && typeof source === "string" ? readFileSync(source) : source;

@@ -120,6 +120,14 @@ export function precheck(device: Device, request: DeviceRequest = device, env: N
 }
 
 /**
+ * Session config entries for every session the engine runs: onnxruntime's worker threads stop spinning
+ * when a run returns (they still spin between the kernels of a run). Between runs the engine works in
+ * JavaScript — the twist, the draw, the weights — and workers left spinning take the cores it needs: on
+ * 2 cores a twisted-SMC step on real problems took about a fifth longer (docs/performance.md).
+ */
+export const SESSION_CONFIG = { force_spinning_stop: "1" } as const;
+
+/**
  * The execution provider as onnxruntime takes it. WebGPU's validation mode (onnxruntime's default is
  * `basic`) is `validationMode` where given, else TWISTED_SMC_WEBGPU_VALIDATION's in `env` (process.env
  * unless a test passes another; environment.ts): validating each dispatch costs CPU time per kernel,

@@ -3,7 +3,7 @@
  * rows and draw graphs (logitSessions.ts) and the KV-cache reorder (kvReorder.ts).
  */
 import * as ort from "onnxruntime-node";
-import { Device, DeviceRunError, deviceFailure, executionProvider } from "./device";
+import { Device, DeviceRunError, deviceFailure, executionProvider, SESSION_CONFIG } from "./device";
 import { WebGpuValidation } from "../../environment";
 
 /** An int64 vector input. */
@@ -27,6 +27,7 @@ export function createSideSession(
     interOpNumThreads: 1,
     graphOptimizationLevel: "all",
     logSeverityLevel: 3,
+    extra: { session: { ...SESSION_CONFIG } },
     // Each output named: a blanket location crashed onnxruntime-node.
     ...(onDevice.length ? { preferredOutputLocation: Object.fromEntries(onDevice.map((n) => [n, "gpu-buffer" as const])) } : {}),
   });
