@@ -9,8 +9,8 @@
  * vote prefer what φ does not). Training is trainPartialHead's: a finished line is a partial result with
  * every digit written.
  */
-import { mineLineLabels } from "./lineLabels";
-import { CutLine, minedResults } from "./partialResults";
+import { mineLineLabels, minedResults } from "./lineLabels";
+import { CutLine } from "./partialResults";
 
 /**
  * One problem's samples as finished lines: the labelled ones (weight 1) and, per mined result, every

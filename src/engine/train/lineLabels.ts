@@ -40,3 +40,19 @@ export function mineLineLabels(texts: readonly string[], correct: readonly boole
   });
   return out;
 }
+
+/**
+ * The result right samples wrote for each expression (a disagreement says nothing, and the expression
+ * is left out), with the first right line that wrote it.
+ */
+export function minedResults(labelled: readonly LabelledLine[]): Map<string, { line: ArithmeticLine; right: string }> {
+  const seen = new Map<string, { line: ArithmeticLine; right: string } | null>();
+  for (const { line, label } of labelled) {
+    if (!label) continue;
+    const k = expressionKey(line);
+    const before = seen.get(k);
+    if (before === undefined) seen.set(k, { line, right: line.c });
+    else if (before && before.right !== line.c) seen.set(k, null);
+  }
+  return new Map([...seen].flatMap(([k, v]) => (v ? [[k, v] as const] : [])));
+}

@@ -8,13 +8,13 @@
 import { LoadedModel } from "../lm/model/loadModel";
 import { MathProblem } from "../math/dataset";
 import { Adam } from "../twist/adam";
-import { ArithmeticLine, arithmeticLines, expressionKey } from "../twist/arithmeticLines";
+import { arithmeticLines } from "../twist/arithmeticLines";
 import { LineVerifier } from "../twist/lineVerifier";
 import { logSigmoid } from "../twist/heads";
 import { encodePartial, PartialResult, PartialResultHead } from "../twist/partialResults";
 import { ResultLengthTable } from "../twist/resultLengths";
 import { Rng } from "../util/rng";
-import { LabelledLine, mineLineLabels } from "./lineLabels";
+import { mineLineLabels } from "./lineLabels";
 import { plainSamplesFor } from "./samples";
 
 export interface CutLine extends PartialResult {
@@ -22,22 +22,6 @@ export interface CutLine extends PartialResult {
   label: number;
   /** The example's weight in the loss. */
   weight: number;
-}
-
-/**
- * The result right samples wrote for each expression (a disagreement says nothing, and the expression
- * is left out), with the first right line that wrote it.
- */
-export function minedResults(labelled: readonly LabelledLine[]): Map<string, { line: ArithmeticLine; right: string }> {
-  const seen = new Map<string, { line: ArithmeticLine; right: string } | null>();
-  for (const { line, label } of labelled) {
-    if (!label) continue;
-    const k = expressionKey(line);
-    const before = seen.get(k);
-    if (before === undefined) seen.set(k, { line, right: line.c });
-    else if (before && before.right !== line.c) seen.set(k, null);
-  }
-  return new Map([...seen].flatMap(([k, v]) => (v ? [[k, v] as const] : [])));
 }
 
 export interface PartialTrainOptions {
