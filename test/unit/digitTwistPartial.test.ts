@@ -201,6 +201,37 @@ describe("partial-result head (the digit twist's reading of a result being writt
     assert.ok(lineEnds >= 15);
   });
 
+  it("reads every next digit of the shipped model's plain lines as parsing the text after it would (the shipped twist)", () => {
+    const folder = openModelFolder(MODEL_DIR);
+    const tok = TextTokenizer.fromFolder(folder);
+    const V = 332;
+    const twist = loadDigitTwist(join(MODEL_DIR, "twist-token.json"), V, folder)!;
+    // Read afresh, text by text: nothing the first twist computed is in its caches.
+    const reference = loadDigitTwist(join(MODEL_DIR, "twist-token.json"), V, folder)!;
+    const decode = (x: readonly number[]) => tok.decode(x);
+    const digitTokens = [...Array(V).keys()].filter((s) => /\d/.test(decode([s])));
+    // Solutions as the shipped model writes them, and the same lines in other spellings (read by parsing).
+    const texts = synthesize("test", 12, 5).flatMap((p) => [p.answer, p.answer.replace(/ \* /g, " × ").replace(/ = /g, " =  ")]);
+    let plain = 0,
+      compared = 0;
+    for (const text of texts) {
+      const ids = tok.encode(text);
+      for (let t = 0; t < ids.length; t++) {
+        const prefix = ids.slice(0, t);
+        const before = decode(prefix);
+        if (!/= ?\d+$/.test(before)) continue;
+        if (/^\d+ [-+*/] \d+ = \d+$/.test(before.slice(before.lastIndexOf("\n") + 1))) plain++;
+        const row = twist.logPsiNext({ hiddenSize: 0, prefixes: [prefix], decode });
+        for (const s of digitTokens) {
+          // The same value to the bit (the row holds float32).
+          assert.equal(row[s], Math.fround(reference.logValueOfText(before + decode([s]))), `${JSON.stringify(before)} + ${decode([s])}`);
+          compared++;
+        }
+      }
+    }
+    assert.ok(plain >= 30 && compared >= 1000, `${plain} plain lines, ${compared} digits compared`);
+  });
+
   it("a digit-twist file holds the head (version 2) and reads back the same twist", () => {
     const folder = openModelFolder(MODEL_DIR);
     const dir = mkdtempSync(join(tmpdir(), "tsmc-partial-file-"));
