@@ -20,6 +20,7 @@ import { loadTwistOption } from "../engine/twist/resolve";
 import { defaultModelDir } from "../engine/lm/model/modelFolder";
 import { runTwistedSmc } from "../engine/smc/twistedSmc";
 import { evalSmcOptions } from "../engine/eval/evaluate";
+import type { TokenTwist } from "../engine/smc/twist";
 import { TokenTwistHead } from "../engine/twist/heads";
 import { OnnxTokenTwist } from "../engine/twist/onnxTwist";
 import { synthesize } from "../engine/math/problems";
@@ -137,8 +138,9 @@ async function levelCost(model: LoadedModel): Promise<Record<string, unknown>> {
   const step = await loadTwistOption(undefined, model, "step");
   if (!token || !step) return { unavailable: "the model folder has no twist-token.json and twist-step.json" };
   const { tokenizer, lm } = model;
+  const twistTime = { ms: 0 };
   const runs = {
-    token: { twist: token.twist, level: "token" },
+    token: { twist: token.twist.kind === "token" ? timedTokenTwist(token.twist, twistTime) : token.twist, level: "token" },
     step: { twist: step.twist, level: "step" },
     plain: { twist: undefined, level: "token" },
   } as const;
@@ -151,7 +153,10 @@ async function levelCost(model: LoadedModel): Promise<Record<string, unknown>> {
     for (const [name, { twist, level }] of Object.entries(runs) as [keyof typeof runs, (typeof runs)[keyof typeof runs]][]) {
       const t0 = performance.now();
       const r = await runTwistedSmc(lm, prompt, { ...evalSmcOptions(LEVEL_K, level, maxTokens, i, tokenizer), twist });
-      if (i === 0) continue; // warm-up
+      if (i === 0) {
+        twistTime.ms = 0;
+        continue; // warm-up
+      }
       total[name].ms += performance.now() - t0;
       total[name].passes += r.forwardPasses;
       total[name].tokens += r.generatedTokens;
@@ -167,11 +172,25 @@ async function levelCost(model: LoadedModel): Promise<Record<string, unknown>> {
     problems: LEVEL_PROBLEMS,
     tokenTwist: token.name,
     stepTwist: step.name,
-    token: per("token"),
+    // The twist's own share of a token-level pass (the rest is the model, the draw and the weights).
+    token: { ...per("token"), twistMsPerPass: round(twistTime.ms / total.token.passes) },
     step: per("step"),
     plain: per("plain"),
     tokenOverStep: round(total.token.ms / total.token.passes / (total.step.ms / total.step.passes)),
   };
+}
+
+/** The same twist, with the time of its logPsiNext calls added to `spent`. */
+function timedTokenTwist(twist: TokenTwist, spent: { ms: number }): TokenTwist {
+  const timed: TokenTwist = Object.create(twist);
+  timed.logPsiNext = (input) => {
+    const t0 = performance.now();
+    const out = twist.logPsiNext(input);
+    if (out instanceof Promise) return out.finally(() => (spent.ms += performance.now() - t0));
+    spent.ms += performance.now() - t0;
+    return out;
+  };
+  return timed;
 }
 
 const round = (x: number) => Math.round(x * 1000) / 1000;

@@ -36,7 +36,7 @@
  * (the line verifier leaves such a line out, so this twist does too, at every digit past the columns).
  */
 import type { TokenTwist, TwistInput } from "../smc/twist";
-import { ArithmeticLine, arithmeticLines, BLANK, expressionKey, Operator } from "./arithmeticLines";
+import { ArithmeticLine, arithmeticLines, BLANK, expressionKey } from "./arithmeticLines";
 import { logSigmoid } from "./heads";
 import { LineVerifier } from "./lineVerifier";
 import type { PartialResultHead } from "./partialResults";
@@ -54,14 +54,6 @@ function remember<V>(cache: Map<string, V>, key: string, make: () => V): V {
   }
   return v;
 }
-
-/**
- * A line exactly as the shipped model writes it, "12 + 30 = 4": appending digits to it only extends its
- * result, so a candidate next digit is read without parsing the line again (what arithmeticLines would
- * read, and tested to be). Any other line is parsed, candidate by candidate.
- */
-const PLAIN_LINE = /^(\d+) ([-+*/]) (\d+) = (\d+)$/;
-const DIGITS_ONLY = /^\d+$/;
 
 /** Per-column contributions of an expression "a op b": ℓ(a op b = c) = base + Σ_j delta[j][c_j]. */
 interface ColumnTable {
@@ -116,17 +108,7 @@ export class DigitTwist implements TokenTwist {
       const line = text.slice(cut);
       const finished = this.finishedValue(text.slice(0, cut));
       out.fill(finished + this.lineValue(line), r * V, (r + 1) * V);
-      const plain = PLAIN_LINE.exec(line);
-      for (const s of this.digitTokens) {
-        const piece = this.pieces![s];
-        out[r * V + s] =
-          finished +
-          (plain && DIGITS_ONLY.test(piece)
-            ? remember(this.openValues, line + piece, () =>
-                this.openResultValue({ a: plain[1], op: plain[2] as Operator, b: plain[3], c: plain[4] + piece }),
-              )
-            : this.openLineValue(line + piece));
-      }
+      for (const s of this.digitTokens) out[r * V + s] = finished + this.openLineValue(line + this.pieces![s]);
     });
     return out;
   }
