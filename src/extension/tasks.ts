@@ -77,8 +77,8 @@ class CliTerminal implements vscode.Pseudoterminal {
         return `checkpoint ${m.path}`;
       case "finish":
         return m.part === "sampling"
-          ? `fitting the partial-result head: sampled ${m.done}/${m.total} problems ${m.seconds}s`
-          : `fitting the partial-result head: pass ${m.done}/${m.total}${m.loss !== undefined ? ` loss ${m.loss.toFixed(4)}` : ""} ${m.seconds}s`;
+          ? `after the epochs: sampled ${m.done}/${m.total} problems ${m.seconds}s`
+          : `${m.part === "verifier" ? "refitting the verifier" : "fitting the partial-result head"}: pass ${m.done}/${m.total}${m.loss !== undefined ? ` loss ${m.loss.toFixed(4)}` : ""} ${m.seconds}s`;
       case "end":
         return m.stopped ? `Stopped after ${m.batches} batches.` : `Done: ${m.batches} batches; twist written to ${m.twistPath}`;
     }

@@ -19,11 +19,12 @@ export interface TrainBatchMetrics {
 }
 
 /**
- * The work after the epochs, before the twist is written (the digit twist's partial-result head fitted
- * to the final verifier): sampling problems, then training passes, with the loss after each pass.
+ * The work after the epochs, before the twist is written (prm): sampling problems, the line verifier's
+ * refit on them, then (the digit twist) the partial-result head's training passes, with the loss after
+ * each pass.
  */
 export interface TrainFinishProgress {
-  part: "sampling" | "training";
+  part: "sampling" | "verifier" | "training";
   done: number;
   total: number;
   loss?: number;
@@ -90,7 +91,7 @@ export function parseTrainProgressLine(text: string): TrainProgressLine | undefi
     case "checkpoint":
       return isString(m.path) ? (m as TrainProgressLine) : undefined;
     case "finish":
-      return (m.part === "sampling" || m.part === "training") &&
+      return (m.part === "sampling" || m.part === "verifier" || m.part === "training") &&
         isNumber(m.done) &&
         isNumber(m.total) &&
         isNumber(m.seconds) &&

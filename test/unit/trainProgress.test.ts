@@ -47,14 +47,15 @@ describe("training's progress lines (the one training wire: CLI → editor)", fu
     );
     assert.deepEqual(
       lines.map((l) => l!.type),
-      ["start", "batch", "checkpoint", "batch", "checkpoint", "checkpoint", "end"],
+      // After the epochs the verifier's refit samples the problems (24 tokens hold no line to refit on).
+      ["start", "batch", "checkpoint", "batch", "checkpoint", "checkpoint", "finish", "end"],
     );
     const end = lines[lines.length - 1] as Extract<TrainProgressLine, { type: "end" }>;
     assert.equal(end.batches, 2);
     assert.equal(end.stopped, false);
   });
 
-  it("at token level, report fitting the partial-result head after the epochs: sampling, then its passes with their loss", () => {
+  it("at token level, report the work after the epochs: sampling, the verifier's refit, then the head's passes, with their loss", () => {
     const out = join(mkdtempSync(join(tmpdir(), "tsmc-progress-")), "run");
     const flags = { num_examples: 2, batch_size: 1, num_epochs: 1, num_twist_samples: 2, output_length: 96, save_every: 2, seed: 1 };
     const args = Object.entries(flags).flatMap(([k, v]) => [`--${k}`, String(v)]);
@@ -68,13 +69,13 @@ describe("training's progress lines (the one training wire: CLI → editor)", fu
       .map((l) => parseTrainProgressLine(l)!);
     assert.deepEqual(
       lines.map((l) => l.type),
-      ["start", "batch", "batch", "checkpoint", "checkpoint", ...Array(7).fill("finish"), "end"],
+      ["start", "batch", "batch", "checkpoint", "checkpoint", ...Array(8).fill("finish"), "end"],
       r.stdout,
     );
     const finish = lines.filter((l): l is Extract<TrainProgressLine, { type: "finish" }> => l.type === "finish");
     assert.deepEqual(
       finish.map((f) => [f.part, f.done, f.total]),
-      [["sampling", 2, 2], ...[1, 2, 3, 4, 5, 6].map((d) => ["training", d, 6])],
+      [["sampling", 2, 2], ["verifier", 1, 1], ...[1, 2, 3, 4, 5, 6].map((d) => ["training", d, 6])],
     );
     assert.ok(finish.slice(1).every((f) => f.loss! > 0 && f.loss! < 1));
     assert.deepEqual(
@@ -106,6 +107,7 @@ describe("training's progress lines (the one training wire: CLI → editor)", fu
     const finish = { type: "finish", part: "training", done: 1, total: 6, loss: 0.3, seconds: 2 };
     assert.ok(parseTrainProgressLine(JSON.stringify(finish)));
     assert.ok(parseTrainProgressLine(JSON.stringify({ ...finish, part: "sampling", loss: undefined })));
+    assert.ok(parseTrainProgressLine(JSON.stringify({ ...finish, part: "verifier", total: 1 })));
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, part: "other" })), undefined);
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, loss: "0.3" })), undefined);
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, done: undefined })), undefined);

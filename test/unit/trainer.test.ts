@@ -124,27 +124,29 @@ describe("twist trainer", function () {
     assert.deepEqual(loadTwistOrVerifier(token.twistPath, model.folder).head.parameters(), verifier.parameters());
   });
 
-  it("token twist, prm: after the epochs the head is fitted to the final verifier; stopped there, --resume fits it again exactly", async () => {
+  it("token twist, prm: after the epochs the verifier is refitted and the head fitted to it; stopped there, --resume fits them again exactly", async () => {
     const model = await shippedModel();
     const over = { twist: "token", loss: "prm", numExamples: 3, seed: 1, outputLength: 96 } as const;
     const whole = await train(config(join(tmp, "fit-whole"), over), {}, model);
     const written = trained(whole.twistPath, model.folder).head as DigitTwistHead;
-    // What the epochs left is in the checkpoint; the twist holds that verifier and the head and lengths
-    // fitted to it, as fitPartialHead makes them from the run's problems.
+    // What the epochs left is in the checkpoint; the twist holds that verifier refitted, and the head and
+    // lengths fitted to it, as fitPartialHead makes them from the run's problems.
     const epochs = loadCheckpoint(join(tmp, "fit-whole", "checkpoint.json"), model.folder)!.twist.head as DigitTwistHead;
-    assert.deepEqual(written.verifier.parameters(), epochs.verifier.parameters());
+    assert.notDeepEqual(written.verifier.parameters(), epochs.verifier.parameters());
     const fitted = await fitPartialHead(model, epochs.verifier, loadProblems("synthetic", "train", 3, 1).problems, {
       seed: 1,
       maxTokens: 96,
+      contrastWeight: 1,
     });
-    if (!fitted || fitted === "no lines") assert.fail("the samples hold lines to fit");
-    assert.deepEqual(written.partial.net.parameters(), fitted.partial.net.parameters());
-    assert.deepEqual(written.lengths.toJSON(), fitted.lengths.toJSON());
+    if (!fitted?.head) assert.fail("the samples hold lines to fit");
+    assert.deepEqual(written.verifier.parameters(), fitted.verifier.parameters());
+    assert.deepEqual(written.partial.net.parameters(), fitted.head.partial.net.parameters());
+    assert.deepEqual(written.lengths.toJSON(), fitted.head.lengths.toJSON());
     assert.notDeepEqual(written.partial.net.parameters(), epochs.partial.net.parameters());
     // It started from the verifier and moved away from it.
     assert.notDeepEqual(written.partial.net.parameters(), written.verifier.parameters());
 
-    for (const stopAt of ["sampling", "training"] as const) {
+    for (const stopAt of ["sampling", "verifier", "training"] as const) {
       const dir = join(tmp, `fit-stopped-${stopAt}`);
       const ctl = new AbortController();
       const parts: string[] = [];
@@ -162,7 +164,11 @@ describe("twist trainer", function () {
       assert.equal(first.stopped, true);
       assert.equal(first.batches, 4);
       assert.equal(existsSync(first.twistPath), false, "no twist is written before the head is fitted");
-      assert.deepEqual(parts, stopAt === "sampling" ? ["sampling 1"] : ["sampling 1", "sampling 2", "sampling 3", "training 1"]);
+      const sampled = ["sampling 1", "sampling 2", "sampling 3"];
+      assert.deepEqual(
+        parts,
+        { sampling: ["sampling 1"], verifier: [...sampled, "verifier 1"], training: [...sampled, "verifier 1", "training 1"] }[stopAt],
+      );
       const second = await train(config(dir, { ...over, resume: true }), { onBatch: () => assert.fail("the epochs are done") }, model);
       assert.equal(second.stopped, false);
       assert.deepEqual(trained(second.twistPath, model.folder).head.parameters(), written.parameters());

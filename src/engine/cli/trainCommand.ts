@@ -38,9 +38,10 @@ Options:
   --twist token|step               a token-level twist, or a step-level (per line) one (default ${D.twist})
   --loss ctl|bce|prm               ctl: contrastive twist learning; bce: value regression of the hidden-state
                                    value head (step); prm: the line verifier, learned from line labels mined
-                                   from outcomes — at token level with the digit twist's partial-result head
-                                   and result lengths, refitted to the final verifier after the epochs on
-                                   plain samples of up to ${PARTIAL_HEAD_FIT.problems} of the problems (default prm at either level)
+                                   from outcomes, refitted after the epochs in small steps on plain samples of
+                                   up to ${PARTIAL_HEAD_FIT.problems} of the problems — at token level with the digit twist's
+                                   partial-result head and result lengths, fitted to it on the same samples
+                                   (default prm at either level)
   --contrast_weight X              prm: weight of each mined result's one-digit changes, labelled wrong
                                    (default ${D.contrast_weight}; 0: the mined labels alone)
   --replay N                       prm: each update also reads N batches of earlier problems' samples, drawn
@@ -57,6 +58,9 @@ ${modelFileHelp(32, "--onnx_file")}
 const FLAGS = TRAIN_FLAGS.filter((f) => f !== "help");
 
 /** Exit code 130 when a signal stopped training (a checkpoint is kept). */
+/** What each training part of the work after the epochs is, as its progress lines name it. */
+const FINISH_PART = { verifier: "refitting the verifier", training: "fitting the partial-result head to the verifier" };
+
 export async function trainCommand(argv: string[]): Promise<number | void> {
   const options: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
   for (const f of FLAGS) {
@@ -118,12 +122,8 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
         // Sampling reports every problem: a line per 100 is enough to show it moving.
         if (p.part === "sampling" && p.done % 100 !== 0 && p.done !== p.total) return;
         if (json) return emit({ type: "finish", ...p });
-        if (p.part === "sampling")
-          console.log(`[fitting the partial-result head to the verifier] sampled ${p.done}/${p.total} problems ${p.seconds}s`);
-        else
-          console.log(
-            `[fitting the partial-result head to the verifier] pass ${p.done}/${p.total} loss ${p.loss?.toFixed(4)} ${p.seconds}s`,
-          );
+        if (p.part === "sampling") console.log(`[after the epochs] sampled ${p.done}/${p.total} problems ${p.seconds}s`);
+        else console.log(`[${FINISH_PART[p.part]}] pass ${p.done}/${p.total} loss ${p.loss?.toFixed(4)} ${p.seconds}s`);
       },
     },
     preloaded,

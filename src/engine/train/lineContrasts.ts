@@ -10,7 +10,7 @@
  * every digit written.
  */
 import { mineLineLabels, minedResults } from "./lineLabels";
-import { CutLine } from "./partialResults";
+import type { CutLine } from "./partialResults";
 
 /**
  * One problem's samples as finished lines: the labelled ones (weight 1) and, per mined result, every

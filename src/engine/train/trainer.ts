@@ -2,8 +2,8 @@
  * The twist trainer (the seed's train_twist_for_math_problems): pick the objective (`--loss`, see
  * objectives/) and make its head; then for each batch of problems with known answers, have the
  * objective collect its data under the current twist, take `twistUpdatesPerExample` Adam steps on its
- * gradient, log metrics, and checkpoint atomically; after the epochs, the objective's finish (the digit
- * twist's head fitted to the final verifier), then the twist file.
+ * gradient, log metrics, and checkpoint atomically; after the epochs, the objective's finish (prm: the
+ * verifier refitted, and the digit twist's head fitted to it), then the twist file.
  * Every random choice is seeded by (seed, epoch, batch, problem), so a resumed run repeats an
  * uninterrupted one exactly.
  */
@@ -79,7 +79,7 @@ export interface TrainHooks {
   }) => void;
   onBatch?: (m: BatchMetrics, totalBatches: number) => void;
   onCheckpoint?: (path: string) => void;
-  /** The work after the epochs (the objective's finish: the digit twist's head fitted to its verifier). */
+  /** The work after the epochs (the objective's finish: prm refits its verifier, and fits the digit twist's head to it). */
   onFinishProgress?: (p: TrainFinishProgress) => void;
   signal?: AbortSignal;
 }
@@ -350,6 +350,7 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
     const finished = await objective.finish(model, head, problems, {
       seed: c.seed,
       maxTokens: c.outputLength,
+      contrastWeight: c.contrastWeight,
       signal: hooks.signal,
       onProgress: (p) => hooks.onFinishProgress?.({ ...p, seconds: Math.round((performance.now() - begun) / 100) / 10 }),
     });

@@ -50,8 +50,8 @@ export interface TwistObjective<Head extends TrainableHead = TrainableHead, Data
    */
   count?(head: Head, data: readonly Data[]): void;
   /**
-   * What is done once after the epochs, before the twist is written (the digit twist's head fitted to
-   * its final verifier): the head to write, or undefined when the signal stopped it. It must depend only
+   * What is done once after the epochs, before the twist is written (prm: the verifier refitted in small
+   * steps, and the digit twist's head fitted to it): the head to write, or undefined when the signal stopped it. It must depend only
    * on the trained head, the problems and the options, so that a run resumed after its epochs repeats
    * it; the checkpoint keeps the head as the epochs left it.
    */
@@ -69,6 +69,8 @@ export interface TwistObjective<Head extends TrainableHead = TrainableHead, Data
 export interface FinishOptions {
   seed: number;
   maxTokens: number;
+  /** prm: the run's --contrast_weight (the verifier's refit has the epochs' objective). */
+  contrastWeight: number;
   signal?: AbortSignal;
   onProgress?: (p: PartialFitProgress) => void;
 }

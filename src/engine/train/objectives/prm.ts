@@ -5,11 +5,14 @@
  * (lineContrasts.ts), so the verifier learns every column, not only where the model slips. It reads only
  * the text, so it needs no teacher forcing and no SMC sweep.
  *
- * With `--twist token` it trains the digit twist (twist/digitTwistHead.ts): in the epochs the same
- * verifier — bit for bit the step level's with the same flags, so one φ ends every line at either level —
- * and after them (finish) the partial-result head and the result lengths, fitted to the final verifier
- * (fitPartialHead). A head trained beside the verifier in the epochs, from random values, steered worse
- * (docs/token-twist.md, "Fifth step"), so the epochs leave the head as it started.
+ * After the epochs (finish) the verifier is refitted in small steps on fresh plain samples of the run's
+ * first problems (refitVerifier, train/partialResults.ts).
+ *
+ * With `--twist token` it trains the digit twist (twist/digitTwistHead.ts): the same verifier — bit for
+ * bit the step level's with the same flags, refit included, so one φ ends every line at either level —
+ * and after the refit the partial-result head and the result lengths, fitted to the refitted verifier on
+ * the same samples (fitPartialHead). A head trained beside the verifier in the epochs, from random
+ * values, steered worse (docs/token-twist.md, "Fifth step"), so the epochs leave the head as it started.
  */
 import { DigitTwistHead } from "../../twist/digitTwistHead";
 import { logSigmoid } from "../../twist/heads";
@@ -18,7 +21,7 @@ import { PartialResultHead } from "../../twist/partialResults";
 import { ResultLengthTable } from "../../twist/resultLengths";
 import { Rng } from "../../util/rng";
 import { finishedLineExamples } from "../lineContrasts";
-import { CutLine, fitPartialHead } from "../partialResults";
+import { CutLine, finishVerifier, fitPartialHead } from "../partialResults";
 import { CollectOptions, plainSamples, ProblemData, SampleOutcomes } from "../samples";
 import { ObjectiveResult, TwistObjective } from "./objective";
 
@@ -60,11 +63,12 @@ export const prm: TwistObjective<LineVerifier | DigitTwistHead, PrmData> = {
   },
   gradient: prmGradient,
   async finish(model, head, problems, o) {
-    if (!(head instanceof DigitTwistHead)) return head;
+    if (!(head instanceof DigitTwistHead)) return finishVerifier(model, head, problems, o);
     const fitted = await fitPartialHead(model, head.verifier, problems, o);
-    // Without lines to fit, the head and lengths of the epochs (which saw none either) stay.
-    if (fitted === "no lines") return head;
-    return fitted && new DigitTwistHead(head.verifier, fitted.partial, fitted.lengths);
+    if (!fitted) return undefined;
+    // Without lines to fit a head on, the head and lengths of the epochs (which saw none either) stay.
+    const { partial, lengths } = fitted.head ?? head;
+    return new DigitTwistHead(fitted.verifier, partial, lengths);
   },
   // Plain samples do not depend on the head: an earlier problem's are as good as fresh ones.
   replay: {
