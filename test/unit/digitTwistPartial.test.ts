@@ -12,7 +12,7 @@ import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
 import { TextTokenizer } from "../../src/engine/lm/model/tokenizer";
 import { synthesize } from "../../src/engine/math/problems";
 import { finishedLineExamples } from "../../src/engine/train/lineContrasts";
-import { CutLine, distilledCuts, trainPartialHead } from "../../src/engine/train/partialResults";
+import { CutLine, distilledCuts, refitVerifier, trainPartialHead } from "../../src/engine/train/partialResults";
 import { arithmeticLines, BLANK, encodeLine } from "../../src/engine/twist/arithmeticLines";
 import { DigitTwist } from "../../src/engine/twist/digitTwist";
 import { loadDigitTwist, saveDigitTwist } from "../../src/engine/twist/digitTwistFile";
@@ -150,6 +150,31 @@ describe("partial-result head (the digit twist's reading of a result being writt
           n++;
         }
     assert.ok(n >= 40 && wins / n > 0.6, `right digit first in ${wins} of ${n}`);
+  });
+
+  it("refits a verifier on its own objective: a copy, nearer its mined lines and contrasts, the same for the same seed", async () => {
+    // Right and wrong samples of the same problems, as outcomes label them (the worked solutions, and the
+    // same solutions with a result's digit changed, wrong).
+    const samples = synthesize("train", 60, 8).map((p) => {
+      const slipped = p.answer.replace(/= (\d)/, (_, d: string) => `= ${(Number(d) + 1) % 10}`);
+      return { texts: [p.answer, slipped, p.answer], correct: [true, false, true] };
+    });
+    const lines = samples.flatMap((s) => finishedLineExamples(s.texts, s.correct, 1));
+    const loss = (v: LineVerifier) =>
+      lines.reduce((sum, l) => {
+        const z = v.lineLogit(encodeLine(l.line, 4));
+        return sum - l.weight * (l.label ? logSigmoid(z) : logSigmoid(-z));
+      }, 0);
+    const start = randomNet(4, 21);
+    const before = start.parameters().map((p) => Float32Array.from(p));
+    const o = { seed: 3, maxTokens: 96, contrastWeight: 1 };
+    const [a, b] = [await refitVerifier(start, samples, o), await refitVerifier(start, samples, o)];
+    assert.ok(a && b && a !== start);
+    assert.deepEqual(start.parameters(), before, "the verifier given is left as it was");
+    assert.deepEqual(a.parameters(), b.parameters());
+    assert.ok(loss(a) < loss(start), `loss ${loss(start)} → ${loss(a)}`);
+    // Samples without a line it reads leave the verifier as it is.
+    assert.equal(await refitVerifier(start, [{ texts: ["#### 4"], correct: [true] }], o), start);
   });
 
   it("in the digit twist: a result being written is the head's mixture over lengths; finished lines are the verifier's", () => {
