@@ -186,7 +186,7 @@ export async function finishSamples(
  * A copy of the verifier trained in small steps (VERIFIER_REFIT) on the lines mined from `samples` and
  * their contrasts. The epochs' large steps (a few problems' lines at a time, 0.01) leave it short of
  * what those lines can teach: one pass of minibatches of 256 lines over 1,800 problems' samples lifts
- * the weighted vote of either level by about 3 points (docs/token-twist.md, "Eighth step"). The verifier
+ * the weighted vote by 2–3 points at either level (docs/token-twist.md, "Eighth step"). The verifier
  * itself when the samples hold no line it reads; undefined when the signal stopped it.
  */
 export async function refitVerifier(
