@@ -31,6 +31,13 @@ export interface TrainFinishProgress {
   seconds: number;
 }
 
+/** What each part of the work after the epochs is called, wherever its progress is shown (CLI, task terminal). */
+export const FINISH_PART_NAMES: Record<TrainFinishProgress["part"], string> = {
+  sampling: "after the epochs",
+  verifier: "refitting the verifier",
+  training: "fitting the partial-result head to the verifier",
+};
+
 export type TrainProgressLine =
   | {
       type: "start";

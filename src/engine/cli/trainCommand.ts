@@ -10,7 +10,7 @@ import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
 import { DEFAULT_LEARNING_RATE, TRAIN_DEFAULTS, TRAIN_FLAGS, trainConfigFromFlags } from "../train/flags";
 import { PARTIAL_HEAD_FIT } from "../train/partialResults";
 import { choiceOption, OptionValues, UsageError } from "../util/options";
-import type { TrainProgressLine } from "../../protocol/training";
+import { FINISH_PART_NAMES, type TrainProgressLine } from "../../protocol/training";
 
 const D = TRAIN_DEFAULTS;
 
@@ -58,9 +58,6 @@ ${modelFileHelp(32, "--onnx_file")}
 const FLAGS = TRAIN_FLAGS.filter((f) => f !== "help");
 
 /** Exit code 130 when a signal stopped training (a checkpoint is kept). */
-/** What each training part of the work after the epochs is, as its progress lines name it. */
-const FINISH_PART = { verifier: "refitting the verifier", training: "fitting the partial-result head to the verifier" };
-
 export async function trainCommand(argv: string[]): Promise<number | void> {
   const options: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
   for (const f of FLAGS) {
@@ -122,8 +119,9 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
         // Sampling reports every problem: a line per 100 is enough to show it moving.
         if (p.part === "sampling" && p.done % 100 !== 0 && p.done !== p.total) return;
         if (json) return emit({ type: "finish", ...p });
-        if (p.part === "sampling") console.log(`[after the epochs] sampled ${p.done}/${p.total} problems ${p.seconds}s`);
-        else console.log(`[${FINISH_PART[p.part]}] pass ${p.done}/${p.total} loss ${p.loss?.toFixed(4)} ${p.seconds}s`);
+        const part = `[${FINISH_PART_NAMES[p.part]}]`;
+        if (p.part === "sampling") console.log(`${part} sampled ${p.done}/${p.total} problems ${p.seconds}s`);
+        else console.log(`${part} pass ${p.done}/${p.total} loss ${p.loss?.toFixed(4)} ${p.seconds}s`);
       },
     },
     preloaded,
