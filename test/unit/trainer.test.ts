@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CheckpointError, loadCheckpoint } from "../../src/engine/train/checkpoint";
 import { loadProblems } from "../../src/engine/train/data";
-import { fitPartialHead } from "../../src/engine/train/partialResults";
+import { calibrateVerifier } from "../../src/engine/train/calibration";
+import { finishSamples, fitPartialHead, refitVerifier } from "../../src/engine/train/partialResults";
 import { train, TrainConfig } from "../../src/engine/train/trainer";
 import { loadTwist, readTwistDocument, serializeTwist, TwistMeta } from "../../src/engine/twist/twistFile";
 import { Rng } from "../../src/engine/util/rng";
@@ -133,13 +134,16 @@ describe("twist trainer", function () {
     // lengths fitted to it, as fitPartialHead makes them from the run's problems.
     const epochs = loadCheckpoint(join(tmp, "fit-whole", "checkpoint.json"), model.folder)!.twist.head as DigitTwistHead;
     assert.notDeepEqual(written.verifier.parameters(), epochs.verifier.parameters());
-    const fitted = await fitPartialHead(model, epochs.verifier, loadProblems("synthetic", "train", 3, 1).problems, {
-      seed: 1,
-      maxTokens: 96,
-      contrastWeight: 1,
-    });
+    const problems = loadProblems("synthetic", "train", 3, 1).problems;
+    const finish = { seed: 1, maxTokens: 96, contrastWeight: 1 };
+    const fitted = await fitPartialHead(model, epochs.verifier, problems, finish);
     if (!fitted?.head) assert.fail("the samples hold lines to fit");
     assert.deepEqual(written.verifier.parameters(), fitted.verifier.parameters());
+    // That verifier is the epochs' refitted on the finish's samples, then calibrated on their outcomes.
+    const samples = (await finishSamples(model, problems, finish))!;
+    const calibrated = calibrateVerifier((await refitVerifier(epochs.verifier, samples, finish))!, samples);
+    assert.deepEqual(written.verifier.parameters(), calibrated.verifier.parameters());
+    assert.ok(calibrated.after >= calibrated.before);
     assert.deepEqual(written.partial.net.parameters(), fitted.head.partial.net.parameters());
     assert.deepEqual(written.lengths.toJSON(), fitted.head.lengths.toJSON());
     assert.notDeepEqual(written.partial.net.parameters(), epochs.partial.net.parameters());

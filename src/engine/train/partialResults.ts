@@ -1,7 +1,8 @@
 /**
  * The line verifier's work after the epochs, on fresh plain samples of the run's first problems
- * (finishSamples): the verifier refitted on them in small steps (refitVerifier), and for the digit
- * twist, the partial-result head (twist/partialResults.ts) fitted to that verifier — on lines of the
+ * (finishSamples): the verifier refitted on them in small steps (refitVerifier) and its per-operator
+ * base rates set from their outcomes (calibration.ts), and for the digit twist, the partial-result head
+ * (twist/partialResults.ts) fitted to that verifier — on lines of the
  * samples cut after each digit of their result it learns the value the verifier gives the finished line
  * (distilledCuts), starting from the verifier's own parameters (fitPartialHead). Nothing here knows
  * arithmetic; what the verifier knows it learned from outcomes (lineLabels.ts).
@@ -15,6 +16,7 @@ import { logSigmoid } from "../twist/heads";
 import { encodePartial, PartialResult, PartialResultHead } from "../twist/partialResults";
 import { ResultLengthTable } from "../twist/resultLengths";
 import { Rng } from "../util/rng";
+import { calibrateVerifier } from "./calibration";
 import { finishedLineExamples } from "./lineContrasts";
 import { mineLineLabels } from "./lineLabels";
 import { plainSamplesFor, SampleOutcomes } from "./samples";
@@ -211,9 +213,9 @@ export async function refitVerifier(
 }
 
 /**
- * The step level's finish: the epochs' verifier refitted on fresh plain samples (refitVerifier), the
- * same samples and the same verifier as the digit twist's finish makes, so one φ ends every line at
- * either level. Undefined when the signal stopped it.
+ * The step level's finish: the epochs' verifier refitted and calibrated on fresh plain samples
+ * (finishedVerifier), the same samples and the same verifier as the digit twist's finish makes, so one φ
+ * ends every line at either level. Undefined when the signal stopped it.
  */
 export async function finishVerifier(
   model: LoadedModel,
@@ -222,12 +224,26 @@ export async function finishVerifier(
   o: PartialFitOptions,
 ): Promise<LineVerifier | undefined> {
   const samples = await finishSamples(model, problems, o);
-  return samples && refitVerifier(verifier, samples, o);
+  return samples && finishedVerifier(verifier, samples, o);
 }
 
 /**
- * The digit twist's finish: the verifier refitted (finishVerifier's), then a partial-result head and
- * result lengths fitted to it: the head starts as a copy of the refitted verifier (a written digit first
+ * The verifier both levels end their lines with: the epochs' refitted on the samples (refitVerifier),
+ * then its per-operator base rates set from the same samples' outcomes (calibration.ts). Undefined when
+ * the signal stopped it.
+ */
+async function finishedVerifier(
+  verifier: LineVerifier,
+  samples: readonly SampleOutcomes[],
+  o: PartialFitOptions,
+): Promise<LineVerifier | undefined> {
+  const refitted = await refitVerifier(verifier, samples, o);
+  return refitted && calibrateVerifier(refitted, samples).verifier;
+}
+
+/**
+ * The digit twist's finish: the verifier refitted and calibrated (finishedVerifier), then a
+ * partial-result head and result lengths fitted to it: the head starts as a copy of that verifier (a written digit first
  * read as the verifier reads a finished one) and learns the distilled cuts of the same plain samples;
  * the lengths are counted from their right lines. It depends only on the epochs' verifier, the problems,
  * the seed, the contrast weight and the model, so a run resumed after its epochs repeats it exactly.
@@ -242,16 +258,16 @@ export async function fitPartialHead(
   const f = PARTIAL_HEAD_FIT;
   const samples = await finishSamples(model, problems, o);
   if (!samples) return undefined;
-  const refitted = await refitVerifier(verifier, samples, o);
-  if (!refitted) return undefined;
+  const finished = await finishedVerifier(verifier, samples, o);
+  if (!finished) return undefined;
   const cuts: CutLine[] = [];
   const lengths = new ResultLengthTable();
   for (const { texts, correct } of samples) {
     countResultLengths(lengths, texts, correct);
-    cuts.push(...distilledCuts(texts, refitted));
+    cuts.push(...distilledCuts(texts, finished));
   }
-  const partial = PartialResultHead.fromVerifier(refitted);
-  if (!cuts.some((c) => encodePartial(c, partial.columns))) return { verifier: refitted };
+  const partial = PartialResultHead.fromVerifier(finished);
+  if (!cuts.some((c) => encodePartial(c, partial.columns))) return { verifier: finished };
   const { loss, stopped } = await trainPartialHead(partial, cuts, {
     epochs: f.epochs,
     batch: f.batch,
@@ -260,5 +276,5 @@ export async function fitPartialHead(
     signal: o.signal,
     onEpoch: (done, loss) => o.onProgress?.({ part: "training", done, total: f.epochs, loss }),
   });
-  return stopped ? undefined : { verifier: refitted, head: { partial, lengths, loss } };
+  return stopped ? undefined : { verifier: finished, head: { partial, lengths, loss } };
 }
