@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { CheckpointError, loadCheckpoint } from "../../src/engine/train/checkpoint";
 import { loadProblems } from "../../src/engine/train/data";
 import { calibrateVerifier } from "../../src/engine/train/calibration";
-import { finishSamples, fitPartialHead, refitVerifier } from "../../src/engine/train/partialResults";
+import { finishSamples, finishSplit, finishVerifier, fitPartialHead, refitVerifier } from "../../src/engine/train/partialResults";
 import { train, TrainConfig } from "../../src/engine/train/trainer";
 import { loadTwist, readTwistDocument, serializeTwist, TwistMeta } from "../../src/engine/twist/twistFile";
 import { Rng } from "../../src/engine/util/rng";
@@ -139,11 +139,11 @@ describe("twist trainer", function () {
     const fitted = await fitPartialHead(model, epochs.verifier, problems, finish);
     if (!fitted?.head) assert.fail("the samples hold lines to fit");
     assert.deepEqual(written.verifier.parameters(), fitted.verifier.parameters());
-    // That verifier is the epochs' refitted on the finish's samples, then calibrated on their outcomes.
+    // A run of 3 problems holds none out for calibration: its verifier is the epochs' refitted.
+    assert.deepEqual(finishSplit(3), { fit: 3, calibration: 0 });
     const samples = (await finishSamples(model, problems, finish))!;
-    const calibrated = calibrateVerifier((await refitVerifier(epochs.verifier, samples, finish))!, samples);
-    assert.deepEqual(written.verifier.parameters(), calibrated.verifier.parameters());
-    assert.ok(calibrated.after >= calibrated.before);
+    assert.equal(samples.calibration.length, 0);
+    assert.deepEqual(written.verifier.parameters(), (await refitVerifier(epochs.verifier, samples.fit, finish))!.parameters());
     assert.deepEqual(written.partial.net.parameters(), fitted.head.partial.net.parameters());
     assert.deepEqual(written.lengths.toJSON(), fitted.head.lengths.toJSON());
     assert.notDeepEqual(written.partial.net.parameters(), epochs.partial.net.parameters());
@@ -178,6 +178,26 @@ describe("twist trainer", function () {
       assert.deepEqual(trained(second.twistPath, model.folder).head.parameters(), written.parameters());
       assert.deepEqual((trained(second.twistPath, model.folder).head as DigitTwistHead).lengths.toJSON(), written.lengths.toJSON());
     }
+  });
+
+  it("prm's finish: the verifier refitted on the first problems, its base rates set on the held-out ones after them", async () => {
+    assert.deepEqual(finishSplit(4000), { fit: 1800, calibration: 600 });
+    assert.deepEqual(finishSplit(1000), { fit: 750, calibration: 250 });
+    assert.deepEqual(finishSplit(8), { fit: 6, calibration: 2 });
+    const model = await shippedModel();
+    const verifier = loadTwistOrVerifier(join(model.folder.dir, "twist-step.json"), model.folder).head as LineVerifier;
+    const problems = loadProblems("synthetic", "train", 8, 3).problems;
+    const finish = { seed: 3, maxTokens: 96, contrastWeight: 1 };
+    const fitted = await fitPartialHead(model, verifier, problems, finish);
+    const samples = (await finishSamples(model, problems, finish))!;
+    assert.deepEqual([samples.fit.length, samples.calibration.length], [6, 2]);
+    const refitted = (await refitVerifier(verifier, samples.fit, finish))!;
+    const calibrated = calibrateVerifier(refitted, samples.calibration);
+    assert.ok(calibrated.samples > 0, "the held-out samples hold lines");
+    assert.notDeepEqual(calibrated.shifts, [0, 0, 0, 0]);
+    assert.deepEqual(fitted?.verifier.parameters(), calibrated.verifier.parameters());
+    // The step level's finish makes the same verifier.
+    assert.deepEqual((await finishVerifier(model, verifier, problems, finish))!.parameters(), calibrated.verifier.parameters());
   });
 
   it("refuses to overwrite a run without --resume, and to resume with other settings", async () => {

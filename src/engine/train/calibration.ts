@@ -1,7 +1,8 @@
 /**
  * The line verifier's base rate per operator, set from the model's own outcomes: a shift b_op added to
  * the logit of every line of that operator, fitted by maximum likelihood of whether plain samples ended
- * right under φ = Π σ(ℓ(line) + b_op(line)).
+ * right under φ = Π σ(ℓ(line) + b_op(line)). `train` fits it on problems held out from the verifier's
+ * refit (partialResults.ts, finishSplit).
  *
  * Why: the verifier learns from the lines outcomes label and from contrasts (lineContrasts.ts), one-digit
  * changes of a right result asserted wrong with a fixed weight. Where it cannot tell a right line from

@@ -166,14 +166,35 @@ export interface PartialFitOptions {
   onProgress?: (p: PartialFitProgress) => void;
 }
 
-/** Plain samples of the first PARTIAL_HEAD_FIT.problems problems; undefined when the signal stopped it. */
+/**
+ * Problems whose samples set the verifier's base rates (calibration.ts), held out from the refit and the
+ * head: on the refit's own lines the verifier rates right lines higher than on fresh problems' (the
+ * shifts fitted there were half those fitted on held-out problems: +1.0 against +2.0 for × and ÷). A
+ * quarter of the run's problems at most, so a small run still refits on most of its problems.
+ */
+export const CALIBRATION_PROBLEMS = { most: 600, share: 0.25 };
+
+/** How many of `n` problems the finish fits on (the first ones) and how many after them it calibrates on. */
+export function finishSplit(n: number): { fit: number; calibration: number } {
+  const calibration = Math.min(CALIBRATION_PROBLEMS.most, Math.floor(n * CALIBRATION_PROBLEMS.share));
+  return { fit: Math.min(PARTIAL_HEAD_FIT.problems, n - calibration), calibration };
+}
+
+/** The finish's plain samples: of the problems it fits on, and of those after them it calibrates on. */
+export interface FinishSamples {
+  fit: SampleOutcomes[];
+  calibration: SampleOutcomes[];
+}
+
+/** Plain samples of the problems finishSplit names; undefined when the signal stopped it. */
 export async function finishSamples(
   model: LoadedModel,
   problems: readonly MathProblem[],
   o: PartialFitOptions,
-): Promise<SampleOutcomes[] | undefined> {
+): Promise<FinishSamples | undefined> {
   const f = PARTIAL_HEAD_FIT;
-  const chosen = problems.slice(0, f.problems);
+  const split = finishSplit(problems.length);
+  const chosen = problems.slice(0, split.fit + split.calibration);
   const out: SampleOutcomes[] = [];
   for (const [i, problem] of chosen.entries()) {
     if (o.signal?.aborted) return undefined;
@@ -181,7 +202,7 @@ export async function finishSamples(
     out.push({ texts: plain.texts, correct: plain.correct });
     o.onProgress?.({ part: "sampling", done: i + 1, total: chosen.length });
   }
-  return out;
+  return { fit: out.slice(0, split.fit), calibration: out.slice(split.fit) };
 }
 
 /**
@@ -228,17 +249,13 @@ export async function finishVerifier(
 }
 
 /**
- * The verifier both levels end their lines with: the epochs' refitted on the samples (refitVerifier),
- * then its per-operator base rates set from the same samples' outcomes (calibration.ts). Undefined when
- * the signal stopped it.
+ * The verifier both levels end their lines with: the epochs' refitted on the samples it fits on
+ * (refitVerifier), then its per-operator base rates set from the held-out problems' outcomes
+ * (calibration.ts). Undefined when the signal stopped it.
  */
-async function finishedVerifier(
-  verifier: LineVerifier,
-  samples: readonly SampleOutcomes[],
-  o: PartialFitOptions,
-): Promise<LineVerifier | undefined> {
-  const refitted = await refitVerifier(verifier, samples, o);
-  return refitted && calibrateVerifier(refitted, samples).verifier;
+async function finishedVerifier(verifier: LineVerifier, samples: FinishSamples, o: PartialFitOptions): Promise<LineVerifier | undefined> {
+  const refitted = await refitVerifier(verifier, samples.fit, o);
+  return refitted && calibrateVerifier(refitted, samples.calibration).verifier;
 }
 
 /**
@@ -262,7 +279,7 @@ export async function fitPartialHead(
   if (!finished) return undefined;
   const cuts: CutLine[] = [];
   const lengths = new ResultLengthTable();
-  for (const { texts, correct } of samples) {
+  for (const { texts, correct } of samples.fit) {
     countResultLengths(lengths, texts, correct);
     cuts.push(...distilledCuts(texts, finished));
   }
