@@ -167,7 +167,7 @@ describe("partial-result head (the digit twist's reading of a result being writt
       }, 0);
     const start = randomNet(4, 21);
     const before = start.parameters().map((p) => Float32Array.from(p));
-    const o = { seed: 3, maxTokens: 96, contrastWeight: 1 };
+    const o = { seed: 3, maxTokens: 96, contrastWeight: 1, heldOut: [] };
     const [a, b] = [await refitVerifier(start, samples, o), await refitVerifier(start, samples, o)];
     assert.ok(a && b && a !== start);
     assert.deepEqual(start.parameters(), before, "the verifier given is left as it was");

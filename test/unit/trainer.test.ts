@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { CheckpointError, loadCheckpoint } from "../../src/engine/train/checkpoint";
 import { loadProblems } from "../../src/engine/train/data";
 import { calibrateVerifier } from "../../src/engine/train/calibration";
-import { finishSamples, finishSplit, finishVerifier, fitPartialHead, refitVerifier } from "../../src/engine/train/partialResults";
+import { calibrationProblems, finishSamples, finishVerifier, fitPartialHead, refitVerifier } from "../../src/engine/train/partialResults";
 import { train, TrainConfig } from "../../src/engine/train/trainer";
 import { loadTwist, readTwistDocument, serializeTwist, TwistMeta } from "../../src/engine/twist/twistFile";
 import { Rng } from "../../src/engine/util/rng";
@@ -127,23 +127,25 @@ describe("twist trainer", function () {
 
   it("token twist, prm: after the epochs the verifier is refitted and the head fitted to it; stopped there, --resume fits them again exactly", async () => {
     const model = await shippedModel();
-    const over = { twist: "token", loss: "prm", numExamples: 3, seed: 1, outputLength: 96 } as const;
+    const over = { twist: "token", loss: "prm", numExamples: 4, seed: 1, outputLength: 96 } as const;
     const whole = await train(config(join(tmp, "fit-whole"), over), {}, model);
     const written = trained(whole.twistPath, model.folder).head as DigitTwistHead;
     // What the epochs left is in the checkpoint; the twist holds that verifier refitted, and the head and
     // lengths fitted to it, as fitPartialHead makes them from the run's problems.
     const epochs = loadCheckpoint(join(tmp, "fit-whole", "checkpoint.json"), model.folder)!.twist.head as DigitTwistHead;
     assert.notDeepEqual(written.verifier.parameters(), epochs.verifier.parameters());
-    const problems = loadProblems("synthetic", "train", 3, 1).problems;
-    const finish = { seed: 1, maxTokens: 96, contrastWeight: 1 };
+    // The run reads 4 problems; its finish also samples the one after them (calibrationProblems(4)).
+    const five = loadProblems("synthetic", "train", 5, 1).problems;
+    const problems = five.slice(0, 4);
+    const finish = { seed: 1, maxTokens: 96, contrastWeight: 1, heldOut: five.slice(4) };
     const fitted = await fitPartialHead(model, epochs.verifier, problems, finish);
     if (!fitted?.head) assert.fail("the samples hold lines to fit");
     assert.deepEqual(written.verifier.parameters(), fitted.verifier.parameters());
-    // A run of 3 problems holds none out for calibration: its verifier is the epochs' refitted.
-    assert.deepEqual(finishSplit(3), { fit: 3, calibration: 0 });
+    // That verifier is the epochs' refitted on the run's problems, its base rates set on the held-out one.
     const samples = (await finishSamples(model, problems, finish))!;
-    assert.equal(samples.calibration.length, 0);
-    assert.deepEqual(written.verifier.parameters(), (await refitVerifier(epochs.verifier, samples.fit, finish))!.parameters());
+    assert.deepEqual([samples.fit.length, samples.calibration.length], [4, 1]);
+    const calibrated = calibrateVerifier((await refitVerifier(epochs.verifier, samples.fit, finish))!, samples.calibration);
+    assert.deepEqual(written.verifier.parameters(), calibrated.verifier.parameters());
     assert.deepEqual(written.partial.net.parameters(), fitted.head.partial.net.parameters());
     assert.deepEqual(written.lengths.toJSON(), fitted.head.lengths.toJSON());
     assert.notDeepEqual(written.partial.net.parameters(), epochs.partial.net.parameters());
@@ -168,7 +170,7 @@ describe("twist trainer", function () {
       assert.equal(first.stopped, true);
       assert.equal(first.batches, 4);
       assert.equal(existsSync(first.twistPath), false, "no twist is written before the head is fitted");
-      const sampled = ["sampling 1", "sampling 2", "sampling 3"];
+      const sampled = ["sampling 1", "sampling 2", "sampling 3", "sampling 4", "sampling 5"];
       assert.deepEqual(
         parts,
         { sampling: ["sampling 1"], verifier: [...sampled, "verifier 1"], training: [...sampled, "verifier 1", "training 1"] }[stopAt],
@@ -180,17 +182,17 @@ describe("twist trainer", function () {
     }
   });
 
-  it("prm's finish: the verifier refitted on the first problems, its base rates set on the held-out ones after them", async () => {
-    assert.deepEqual(finishSplit(4000), { fit: 1800, calibration: 600 });
-    assert.deepEqual(finishSplit(1000), { fit: 750, calibration: 250 });
-    assert.deepEqual(finishSplit(8), { fit: 6, calibration: 2 });
+  it("prm's finish: the verifier refitted on the run's first problems, its base rates set on held-out ones after them", async () => {
+    assert.deepEqual([4000, 1000, 8, 3].map(calibrationProblems), [600, 250, 2, 0]);
     const model = await shippedModel();
     const verifier = loadTwistOrVerifier(join(model.folder.dir, "twist-step.json"), model.folder).head as LineVerifier;
-    const problems = loadProblems("synthetic", "train", 8, 3).problems;
-    const finish = { seed: 3, maxTokens: 96, contrastWeight: 1 };
+    const ten = loadProblems("synthetic", "train", 10, 3).problems;
+    const problems = ten.slice(0, 6);
+    // More held-out problems than a run of 6 reads (1): the first one after the run's is read.
+    const finish = { seed: 3, maxTokens: 96, contrastWeight: 1, heldOut: ten.slice(6) };
     const fitted = await fitPartialHead(model, verifier, problems, finish);
     const samples = (await finishSamples(model, problems, finish))!;
-    assert.deepEqual([samples.fit.length, samples.calibration.length], [6, 2]);
+    assert.deepEqual([samples.fit.length, samples.calibration.length], [6, 1]);
     const refitted = (await refitVerifier(verifier, samples.fit, finish))!;
     const calibrated = calibrateVerifier(refitted, samples.calibration);
     assert.ok(calibrated.samples > 0, "the held-out samples hold lines");

@@ -162,47 +162,52 @@ export interface PartialFitOptions {
   maxTokens: number;
   /** The run's --contrast_weight: the refit's objective is the epochs' own. */
   contrastWeight: number;
+  /** Problems after the run's, which none of its steps read: the verifier's base rates are set on them. */
+  heldOut: readonly MathProblem[];
   signal?: AbortSignal;
   onProgress?: (p: PartialFitProgress) => void;
 }
 
 /**
- * Problems whose samples set the verifier's base rates (calibration.ts), held out from the refit and the
- * head: on the refit's own lines the verifier rates right lines higher than on fresh problems' (the
- * shifts fitted there were half those fitted on held-out problems: +1.0 against +2.0 for × and ÷). A
- * quarter of the run's problems at most, so a small run still refits on most of its problems.
+ * How many problems after the run's `n` set the verifier's base rates (calibration.ts): problems no step
+ * of the run read. On problems the epochs had read the shipped run's verifier rated right × and ÷ lines
+ * higher than on new ones (the shifts fitted there: +1.2 for × and ÷; on new problems +2.0), as a test
+ * problem is new. A quarter of the run's count at most, so a small run samples few more.
  */
 export const CALIBRATION_PROBLEMS = { most: 600, share: 0.25 };
 
-/** How many of `n` problems the finish fits on (the first ones) and how many after them it calibrates on. */
-export function finishSplit(n: number): { fit: number; calibration: number } {
-  const calibration = Math.min(CALIBRATION_PROBLEMS.most, Math.floor(n * CALIBRATION_PROBLEMS.share));
-  return { fit: Math.min(PARTIAL_HEAD_FIT.problems, n - calibration), calibration };
+export function calibrationProblems(n: number): number {
+  return Math.min(CALIBRATION_PROBLEMS.most, Math.floor(n * CALIBRATION_PROBLEMS.share));
 }
 
-/** The finish's plain samples: of the problems it fits on, and of those after them it calibrates on. */
+/** The finish's plain samples: of the run's first problems, which it fits on, and of the held-out ones it calibrates on. */
 export interface FinishSamples {
   fit: SampleOutcomes[];
   calibration: SampleOutcomes[];
 }
 
-/** Plain samples of the problems finishSplit names; undefined when the signal stopped it. */
+/**
+ * Plain samples of the first PARTIAL_HEAD_FIT.problems problems and of the held-out ones (o.heldOut, at
+ * most calibrationProblems of the run's count); undefined when the signal stopped it.
+ */
 export async function finishSamples(
   model: LoadedModel,
   problems: readonly MathProblem[],
   o: PartialFitOptions,
 ): Promise<FinishSamples | undefined> {
   const f = PARTIAL_HEAD_FIT;
-  const split = finishSplit(problems.length);
-  const chosen = problems.slice(0, split.fit + split.calibration);
+  const fit = problems.slice(0, f.problems);
+  const chosen = [...fit, ...o.heldOut.slice(0, calibrationProblems(problems.length))];
   const out: SampleOutcomes[] = [];
   for (const [i, problem] of chosen.entries()) {
     if (o.signal?.aborted) return undefined;
-    const plain = await plainSamplesFor(model, problem, i, { samples: f.samples, maxTokens: o.maxTokens, seed: o.seed }, "partial");
+    // A held-out problem's seed is its place after the run's problems, so it depends on no other count.
+    const index = i < fit.length ? i : problems.length + i - fit.length;
+    const plain = await plainSamplesFor(model, problem, index, { samples: f.samples, maxTokens: o.maxTokens, seed: o.seed }, "partial");
     out.push({ texts: plain.texts, correct: plain.correct });
     o.onProgress?.({ part: "sampling", done: i + 1, total: chosen.length });
   }
-  return { fit: out.slice(0, split.fit), calibration: out.slice(split.fit) };
+  return { fit: out.slice(0, fit.length), calibration: out.slice(fit.length) };
 }
 
 /**

@@ -183,11 +183,15 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
   const { folder, lm } = model;
   const fingerprint = modelFingerprint(folder);
   const settings = resultSettings(c, fingerprint);
-  const { problems, skipped, description } = loadProblems(c.dataset, c.split, c.numExamples, c.seed);
+  const objective = objectiveFor(c.loss);
+  // The run reads the first numExamples problems; the finish may also read some after them.
+  const loaded = loadProblems(c.dataset, c.split, c.numExamples + (objective.heldOut?.(c.numExamples) ?? 0), c.seed);
+  const { skipped, description } = loaded;
+  const problems = loaded.problems.slice(0, c.numExamples);
+  const heldOut = loaded.problems.slice(c.numExamples);
   const checkpointPath = join(c.outputDir, CHECKPOINT_FILE);
   const metricsPath = join(c.outputDir, METRICS_FILE);
 
-  const objective = objectiveFor(c.loss);
   const checkpoint: Checkpoint | undefined = c.resume ? loadCheckpoint(checkpointPath, folder) : undefined;
   let head: TrainableHead = objective.initHead({
     level: c.twist,
@@ -351,6 +355,7 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
       seed: c.seed,
       maxTokens: c.outputLength,
       contrastWeight: c.contrastWeight,
+      heldOut,
       signal: hooks.signal,
       onProgress: (p) => hooks.onFinishProgress?.({ ...p, seconds: Math.round((performance.now() - begun) / 100) / 10 }),
     });

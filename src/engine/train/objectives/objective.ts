@@ -57,6 +57,11 @@ export interface TwistObjective<Head extends TrainableHead = TrainableHead, Data
    */
   finish?(model: LoadedModel, head: Head, problems: readonly MathProblem[], o: FinishOptions): Promise<Head | undefined>;
   /**
+   * How many problems after the run's `n` the finish reads (FinishOptions.heldOut): problems no step of
+   * the run has read (prm sets its verifier's base rates on them).
+   */
+  heldOut?(n: number): number;
+  /**
    * For an objective whose data do not depend on the head (plain samples): what of a problem's data
    * replay keeps (`--replay`), and the data again from what was kept, for a later batch's gradient.
    */
@@ -71,6 +76,8 @@ export interface FinishOptions {
   maxTokens: number;
   /** prm: the run's --contrast_weight (the verifier's refit has the epochs' objective). */
   contrastWeight: number;
+  /** The data set's problems after the run's, as many as `heldOut` asked (fewer where the data end). */
+  heldOut: readonly MathProblem[];
   signal?: AbortSignal;
   onProgress?: (p: PartialFitProgress) => void;
 }

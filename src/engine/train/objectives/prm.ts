@@ -6,7 +6,8 @@
  * the text, so it needs no teacher forcing and no SMC sweep.
  *
  * After the epochs (finish) the verifier is refitted in small steps on fresh plain samples of the run's
- * first problems (refitVerifier, train/partialResults.ts).
+ * first problems (refitVerifier, train/partialResults.ts), and its base rate per operator set on plain
+ * samples of problems after the run's, which no step of it read (calibration.ts).
  *
  * With `--twist token` it trains the digit twist (twist/digitTwistHead.ts): the same verifier — bit for
  * bit the step level's with the same flags, refit included, so one φ ends every line at either level —
@@ -21,7 +22,7 @@ import { PartialResultHead } from "../../twist/partialResults";
 import { ResultLengthTable } from "../../twist/resultLengths";
 import { Rng } from "../../util/rng";
 import { finishedLineExamples } from "../lineContrasts";
-import { CutLine, finishVerifier, fitPartialHead } from "../partialResults";
+import { calibrationProblems, CutLine, finishVerifier, fitPartialHead } from "../partialResults";
 import { CollectOptions, plainSamples, ProblemData, SampleOutcomes } from "../samples";
 import { ObjectiveResult, TwistObjective } from "./objective";
 
@@ -62,6 +63,7 @@ export const prm: TwistObjective<LineVerifier | DigitTwistHead, PrmData> = {
     return { ...mine({ texts: plain.texts, correct: plain.correct }, o), stats: plainStats(plain.correct) };
   },
   gradient: prmGradient,
+  heldOut: calibrationProblems,
   async finish(model, head, problems, o) {
     if (!(head instanceof DigitTwistHead)) return finishVerifier(model, head, problems, o);
     const fitted = await fitPartialHead(model, head.verifier, problems, o);
