@@ -1,17 +1,18 @@
 /**
  * The line verifier's base rate per operator, set from the model's own outcomes: a shift b_op added to
  * the logit of every line of that operator, fitted by maximum likelihood of whether plain samples ended
- * right under φ = Π σ(ℓ(line) + b_op(line)). `train` fits it on problems held out from the verifier's
- * refit (partialResults.ts, finishSplit).
+ * right under φ = Π σ(ℓ(line) + b_op(line)). `train` fits it on problems after the run's, which none of
+ * its steps read (partialResults.ts, calibrationProblems): on problems the epochs had read, the verifier
+ * has seen the very lines and rates them higher than on new ones.
  *
  * Why: the verifier learns from the lines outcomes label and from contrasts (lineContrasts.ts), one-digit
  * changes of a right result asserted wrong with a fixed weight. Where it cannot tell a right line from
  * its contrasts — multiplication and division, whose digits it reads column by column — those contrasts
  * set its estimate near the contrasts' share, not near how often the model's lines are right: on 16 plain
  * samples of 500 training problems no run reads, the shipped verifier under-rated × and ÷ lines by about
- * 2 in logit (fitted shifts +0.15, +0.15, +1.95, +2.05 for + − × ÷). A twist that under-rates right lines
- * steers the token level away from them digit by digit, and a right reference path's weight then jumps
- * at the line end: the conditional-SMC bound on log Z loosens (docs/token-twist.md, "Ninth step").
+ * 2 in logit (fitted shifts +0.15, +0.15, +1.95, +2.05 for + − × ÷). φ is the final potential of `solve`'s
+ * posterior over answers, so it should say how often a solution is right (docs/token-twist.md, "Ninth
+ * step": the log-likelihood of unseen samples' outcomes −0.389 → −0.327, the votes a little higher).
  *
  * Only the base rates move, one number per operator: how the verifier ranks lines of one operator is
  * left as the outcomes taught it. Nothing here knows arithmetic.
@@ -74,11 +75,7 @@ export function calibrateVerifier(verifier: LineVerifier, outcomes: readonly Sam
       );
     }
   const after = meanLogLikelihood(scored, shifts);
-  const p = verifier.p;
-  const copy = new LineVerifier({
-    ...p,
-    ...Object.fromEntries(LineVerifier.paramNames.map((n) => [n, Float32Array.from(p[n])])),
-  });
+  const copy = verifier.copy();
   shifts.forEach((b, op) => (copy.p.bias[op] += b));
   return { verifier: copy, shifts, before, after, samples: scored.length };
 }

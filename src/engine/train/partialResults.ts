@@ -1,9 +1,9 @@
 /**
  * The line verifier's work after the epochs, on fresh plain samples of the run's first problems
- * (finishSamples): the verifier refitted on them in small steps (refitVerifier) and its per-operator
- * base rates set from their outcomes (calibration.ts), and for the digit twist, the partial-result head
- * (twist/partialResults.ts) fitted to that verifier — on lines of the
- * samples cut after each digit of their result it learns the value the verifier gives the finished line
+ * (finishSamples): the verifier refitted on them in small steps (refitVerifier), its per-operator base
+ * rates set from the outcomes of held-out problems' samples (calibration.ts), and for the digit twist,
+ * the partial-result head (twist/partialResults.ts) fitted to that verifier — on lines of the samples
+ * cut after each digit of their result it learns the value the verifier gives the finished line
  * (distilledCuts), starting from the verifier's own parameters (fitPartialHead). Nothing here knows
  * arithmetic; what the verifier knows it learned from outcomes (lineLabels.ts).
  */

@@ -124,6 +124,12 @@ export class LineVerifier implements StepTwist {
     });
   }
 
+  /** A verifier with copies of these parameters (training the copy leaves this one as it is). */
+  copy(): LineVerifier {
+    const p = this.p;
+    return new LineVerifier({ ...p, ...Object.fromEntries(PARAM_NAMES.map((n) => [n, Float32Array.from(p[n])])) });
+  }
+
   /** The trainable arrays, in a fixed order (the optimiser's and the gradient's). */
   parameters(): Float32Array[] {
     return PARAM_NAMES.map((n) => this.p[n]);

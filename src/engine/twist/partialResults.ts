@@ -61,12 +61,6 @@ export class PartialResultHead {
 
   /** A head that starts from a verifier's parameters (copied): finished digits read as the verifier reads them. */
   static fromVerifier(v: LineVerifier): PartialResultHead {
-    const p = v.p;
-    return new PartialResultHead(
-      new LineVerifier({
-        ...p,
-        ...Object.fromEntries(LineVerifier.paramNames.map((n) => [n, Float32Array.from(p[n])])),
-      }),
-    );
+    return new PartialResultHead(v.copy());
   }
 }
