@@ -7,7 +7,7 @@
 import { ChildProcess, spawn } from "node:child_process";
 import * as vscode from "vscode";
 import type { TrainPoint } from "../protocol/panelMessages";
-import { FINISH_PART_NAMES, parseTrainProgressLine } from "../protocol/training";
+import { FINISH_PART_NAMES, heldOutLine, parseTrainProgressLine } from "../protocol/training";
 import type { CommandTable } from "./commandTable";
 import { modelSettings } from "./config";
 import { taskArgs, TASK_TYPE, TRAINING_PRESETS, TwistedSmcTaskDefinition } from "./taskArgs";
@@ -69,7 +69,7 @@ class CliTerminal implements vscode.Pseudoterminal {
       case undefined:
         return text;
       case "start":
-        return `Training on ${m.problems} problems (${m.data}), ${m.batchesPerEpoch} batches per epoch${m.resumedAt !== undefined ? `, resuming after batch ${m.resumedAt}` : ""}`;
+        return `Training on ${m.problems} problems (${m.data}), ${m.batchesPerEpoch} batches per epoch${m.resumedAt !== undefined ? `, resuming after batch ${m.resumedAt}` : ""}${m.heldOut ? `; ${heldOutLine(m.heldOut)}` : ""}`;
       case "batch":
         this.onPoint({ step: m.step, loss: m.loss, reward: m.reward }, isFirst());
         return `[${m.step}/${m.total}] loss ${m.loss.toFixed(4)} reward ${m.reward.toFixed(3)} ESS ${(100 * m.ess).toFixed(0)}% ${m.seconds}s`;

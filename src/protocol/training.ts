@@ -38,6 +38,21 @@ export const FINISH_PART_NAMES: Record<TrainFinishProgress["part"], string> = {
   training: "fitting the partial-result head to the verifier",
 };
 
+/** How many problems after the run's its finish asked for, and how many the data held. */
+export interface HeldOutProblems {
+  asked: number;
+  found: number;
+}
+
+/** The held-out problems in words, wherever the start of a run is shown (CLI, task terminal). */
+export function heldOutLine({ asked, found }: HeldOutProblems): string {
+  if (asked === 0) return "held out: none (a run of fewer than 4 problems): the verifier's base rates stay as its refit leaves them";
+  if (found >= asked) return `held out: ${found} problems after these, for the verifier's base rates`;
+  return found === 0
+    ? `held out: none of ${asked} (the data end with the run's problems): the verifier's base rates stay as its refit leaves them`
+    : `held out: ${found} of ${asked} problems (the data end): the verifier's base rates are set on fewer`;
+}
+
 export type TrainProgressLine =
   | {
       type: "start";
@@ -49,6 +64,8 @@ export type TrainProgressLine =
       data: string;
       /** Where the model runs (absent from trainers before it was sent). */
       device?: string;
+      /** Problems after the run's that its finish reads (prm: the verifier's base rates); absent for other objectives. */
+      heldOut?: HeldOutProblems;
       config?: Record<string, unknown>;
     }
   | ({ type: "batch"; total: number } & TrainBatchMetrics)
@@ -71,6 +88,8 @@ const BATCH_FIELDS: readonly (keyof TrainBatchMetrics)[] = [
 
 const isNumber = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
 const isString = (v: unknown): v is string => typeof v === "string";
+const isHeldOut = (v: unknown): v is HeldOutProblems =>
+  typeof v === "object" && v !== null && isNumber((v as HeldOutProblems).asked) && isNumber((v as HeldOutProblems).found);
 
 /** A line of the trainer's JSON progress, or undefined when it is not one (plain text, a broken line). */
 export function parseTrainProgressLine(text: string): TrainProgressLine | undefined {
@@ -90,7 +109,8 @@ export function parseTrainProgressLine(text: string): TrainProgressLine | undefi
         isString(m.data) &&
         Array.isArray(m.skipped) &&
         m.skipped.every(isString) &&
-        (m.resumedAt === undefined || isNumber(m.resumedAt))
+        (m.resumedAt === undefined || isNumber(m.resumedAt)) &&
+        (m.heldOut === undefined || isHeldOut(m.heldOut))
         ? (m as TrainProgressLine)
         : undefined;
     case "batch":

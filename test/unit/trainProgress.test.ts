@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseTrainProgressLine, TrainProgressLine } from "../../src/protocol/training";
+import { heldOutLine, parseTrainProgressLine, TrainProgressLine } from "../../src/protocol/training";
 
 const CLI = join(__dirname, "../../dist/cli.js");
 
@@ -72,6 +72,8 @@ describe("training's progress lines (the one training wire: CLI → editor)", fu
       ["start", "batch", "batch", "checkpoint", "checkpoint", ...Array(8).fill("finish"), "end"],
       r.stdout,
     );
+    // A run of 2 problems holds none out for the verifier's base rates, and says so.
+    assert.deepEqual((lines[0] as Extract<TrainProgressLine, { type: "start" }>).heldOut, { asked: 0, found: 0 });
     const finish = lines.filter((l): l is Extract<TrainProgressLine, { type: "finish" }> => l.type === "finish");
     assert.deepEqual(
       finish.map((f) => [f.part, f.done, f.total]),
@@ -111,8 +113,20 @@ describe("training's progress lines (the one training wire: CLI → editor)", fu
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, part: "other" })), undefined);
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, loss: "0.3" })), undefined);
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, done: undefined })), undefined);
+    const start = { type: "start", problems: 4, batchesPerEpoch: 2, skipped: [], model: "m", data: "d" };
+    assert.ok(parseTrainProgressLine(JSON.stringify(start)));
+    assert.ok(parseTrainProgressLine(JSON.stringify({ ...start, heldOut: { asked: 1, found: 1 } })));
+    assert.equal(parseTrainProgressLine(JSON.stringify({ ...start, heldOut: { asked: "1", found: 1 } })), undefined);
+    assert.equal(parseTrainProgressLine(JSON.stringify({ ...start, heldOut: 1 })), undefined);
     assert.equal(parseTrainProgressLine("{ not json"), undefined);
     assert.equal(parseTrainProgressLine("Training a step-level twist"), undefined);
     assert.equal(parseTrainProgressLine("null"), undefined);
+  });
+
+  it("say in words how many problems were held out for the verifier's base rates, and when the data ran out", () => {
+    assert.match(heldOutLine({ asked: 600, found: 600 }), /^held out: 600 problems after these, for the verifier's base rates$/);
+    assert.match(heldOutLine({ asked: 600, found: 250 }), /250 of 600 .*the data end/);
+    assert.match(heldOutLine({ asked: 600, found: 0 }), /none of 600 .*stay as its refit leaves them/);
+    assert.match(heldOutLine({ asked: 0, found: 0 }), /none \(a run of fewer than 4 problems\)/);
   });
 });

@@ -128,7 +128,9 @@ describe("twist trainer", function () {
   it("token twist, prm: after the epochs the verifier is refitted and the head fitted to it; stopped there, --resume fits them again exactly", async () => {
     const model = await shippedModel();
     const over = { twist: "token", loss: "prm", numExamples: 4, seed: 1, outputLength: 96 } as const;
-    const whole = await train(config(join(tmp, "fit-whole"), over), {}, model);
+    const heldOut: unknown[] = [];
+    const whole = await train(config(join(tmp, "fit-whole"), over), { onStart: (info) => heldOut.push(info.heldOut) }, model);
+    assert.deepEqual(heldOut, [{ asked: 1, found: 1 }]);
     const written = trained(whole.twistPath, model.folder).head as DigitTwistHead;
     // What the epochs left is in the checkpoint; the twist holds that verifier refitted, and the head and
     // lengths fitted to it, as fitPartialHead makes them from the run's problems.
@@ -200,6 +202,26 @@ describe("twist trainer", function () {
     assert.deepEqual(fitted?.verifier.parameters(), calibrated.verifier.parameters());
     // The step level's finish makes the same verifier.
     assert.deepEqual((await finishVerifier(model, verifier, problems, finish))!.parameters(), calibrated.verifier.parameters());
+  });
+
+  it("prm on a data file that ends with the run's problems: says none were held out, and keeps the refit's base rates", async () => {
+    const model = await shippedModel();
+    const file = join(tmp, "four.jsonl");
+    writeFileSync(
+      file,
+      synthesize("train", 4, 5)
+        .map((p) => JSON.stringify({ question: p.question, answer: p.answer }) + "\n")
+        .join(""),
+    );
+    const over = { twist: "step", loss: "prm", numExamples: 4, numEpochs: 1, seed: 2, outputLength: 96, dataset: file } as const;
+    const heldOut: unknown[] = [];
+    const r = await train(config(join(tmp, "four"), over), { onStart: (info) => heldOut.push(info.heldOut) }, model);
+    assert.deepEqual(heldOut, [{ asked: 1, found: 0 }]);
+    const epochs = loadCheckpoint(join(tmp, "four", "checkpoint.json"), model.folder)!.twist.head as LineVerifier;
+    const problems = loadProblems(file, "train", 4, 2).problems;
+    const finish = { seed: 2, maxTokens: 96, contrastWeight: 1, heldOut: [] };
+    const refitted = (await refitVerifier(epochs, (await finishSamples(model, problems, finish))!.fit, finish))!;
+    assert.deepEqual(trained(r.twistPath, model.folder).head.parameters(), refitted.parameters());
   });
 
   it("refuses to overwrite a run without --resume, and to resume with other settings", async () => {

@@ -10,7 +10,7 @@ import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
 import { DEFAULT_LEARNING_RATE, TRAIN_DEFAULTS, TRAIN_FLAGS, trainConfigFromFlags } from "../train/flags";
 import { CALIBRATION_PROBLEMS, PARTIAL_HEAD_FIT } from "../train/partialResults";
 import { choiceOption, OptionValues, UsageError } from "../util/options";
-import { FINISH_PART_NAMES, type TrainProgressLine } from "../../protocol/training";
+import { FINISH_PART_NAMES, heldOutLine, type TrainProgressLine } from "../../protocol/training";
 
 const D = TRAIN_DEFAULTS;
 
@@ -106,6 +106,7 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
           `  data: ${info.data}, ${info.problems} problems, ${info.batchesPerEpoch} batches per epoch × ${config.numEpochs} epochs${info.resumedAt !== undefined ? `, resuming after batch ${info.resumedAt}` : ""}`,
         );
         console.log(`  device: ${info.device}`);
+        if (info.heldOut) console.log(`  ${heldOutLine(info.heldOut)}`);
         for (const s of info.skipped) console.log(`  skipped ${s}`);
       },
       onBatch: (m: BatchMetrics, total: number) => {

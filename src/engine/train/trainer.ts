@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { loadModel, LoadedModel } from "../lm/model/loadModel";
 import { Split } from "../math/problems";
 import { SmcLevel } from "../smc/twistedSmc";
-import { TrainBatchMetrics, TrainFinishProgress } from "../../protocol/training";
+import { HeldOutProblems, TrainBatchMetrics, TrainFinishProgress } from "../../protocol/training";
 import { Adam } from "../twist/adam";
 import { TokenTwistHead } from "../twist/heads";
 import { modelFingerprint } from "../twist/twistFile";
@@ -76,6 +76,8 @@ export interface TrainHooks {
     data: string;
     /** Where the model runs, as its device line says it (e.g. "cpu (onnxruntime-node, 2 threads)"). */
     device: string;
+    /** Problems after the run's that the objective's finish reads (prm); absent for other objectives. */
+    heldOut?: HeldOutProblems;
   }) => void;
   onBatch?: (m: BatchMetrics, totalBatches: number) => void;
   onCheckpoint?: (path: string) => void;
@@ -185,7 +187,8 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
   const settings = resultSettings(c, fingerprint);
   const objective = objectiveFor(c.loss);
   // The run reads the first numExamples problems; the finish may also read some after them.
-  const loaded = loadProblems(c.dataset, c.split, c.numExamples + (objective.heldOut?.(c.numExamples) ?? 0), c.seed);
+  const asked = objective.heldOut?.(c.numExamples);
+  const loaded = loadProblems(c.dataset, c.split, c.numExamples + (asked ?? 0), c.seed);
   const { skipped, description } = loaded;
   const problems = loaded.problems.slice(0, c.numExamples);
   const heldOut = loaded.problems.slice(c.numExamples);
@@ -240,6 +243,7 @@ async function trainWith(model: LoadedModel, c: TrainConfig, hooks: TrainHooks):
     model: folder.dir,
     data: description,
     device: model.lm.device,
+    ...(asked !== undefined && { heldOut: { asked, found: heldOut.length } }),
   });
 
   const meta = (metrics?: BatchMetrics) => ({
