@@ -46,7 +46,7 @@ export interface HeldOutProblems {
 
 /** The held-out problems in words, wherever the start of a run is shown (CLI, task terminal). */
 export function heldOutLine({ asked, found }: HeldOutProblems): string {
-  if (asked === 0) return "held out: none (a run of fewer than 4 problems): the verifier's base rates stay as its refit leaves them";
+  if (asked === 0) return "held out: none (a run this small holds none out): the verifier's base rates stay as its refit leaves them";
   if (found >= asked) return `held out: ${found} problems after these, for the verifier's base rates`;
   return found === 0
     ? `held out: none of ${asked} (the data end with the run's problems): the verifier's base rates stay as its refit leaves them`
