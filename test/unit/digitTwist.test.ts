@@ -17,6 +17,7 @@ import { arithmeticLines, encodeLine } from "../../src/engine/twist/arithmeticLi
 import { DigitTwist } from "../../src/engine/twist/digitTwist";
 import { PartialResultHead } from "../../src/engine/twist/partialResults";
 import { ResultLengthTable } from "../../src/engine/twist/resultLengths";
+import { ResultMemory } from "../../src/engine/twist/resultMemory";
 import { loadDigitTwist, parseDigitTwistDocument, saveDigitTwist } from "../../src/engine/twist/digitTwistFile";
 import { countResultLengths } from "../../src/engine/train/partialResults";
 import { plainSamplesFor } from "../../src/engine/train/samples";
@@ -63,30 +64,41 @@ function openVerifier(): LineVerifier {
 }
 
 describe("digit twist (the line verifier at token level)", () => {
-  it("reads a result being written as its best completion up to the verifier's columns", () => {
-    const v = randomVerifier(3, 1);
-    const twist = new DigitTwist(v, 1);
-    for (const [a, op, b] of [
-      ["12", "+", "30"],
-      ["7", "*", "8"],
-      ["905", "-", "6"],
-      ["81", "/", "9"],
-    ] as const) {
-      for (const c of ["4", "42", "420", "9", "0", "07", "999"]) {
-        let best = -Infinity;
-        // Every completion of c up to 3 digits (c itself included), by brute force.
-        const completions = [c];
-        for (let i = 0; i < completions.length; i++)
-          if (completions[i].length < 3) for (let d = 0; d < 10; d++) completions.push(completions[i] + d);
-        for (const candidate of completions) best = Math.max(best, v.lineLogit(encodeLine({ a, op, b, c: candidate }, 3)));
-        const got = twist.openResultValue({ a, op, b, c });
-        assert.ok(Math.abs(got - logSigmoid(best)) < 1e-9, `${a} ${op} ${b} = ${c}…: ${got} vs ${logSigmoid(best)}`);
+  for (const withMemory of [false, true])
+    it(`reads a result being written as its best completion up to the verifier's columns${withMemory ? ", with a result memory" : ""}`, () => {
+      // The memory's term is a sum over the result's columns too, so the best completion stays column by column.
+      const memory = new ResultMemory(
+        3,
+        [
+          { a: "7", op: "*", b: "8", c: "56" },
+          { a: "905", op: "-", b: "6", c: "899" },
+        ],
+        [1.5, 2, 2.5, 0],
+        [-2, -3, -1, 0],
+      );
+      const v = withMemory ? randomVerifier(3, 1).withMemory(memory) : randomVerifier(3, 1);
+      const twist = new DigitTwist(v, 1);
+      for (const [a, op, b] of [
+        ["12", "+", "30"],
+        ["7", "*", "8"],
+        ["905", "-", "6"],
+        ["81", "/", "9"],
+      ] as const) {
+        for (const c of ["4", "42", "420", "9", "0", "07", "999"]) {
+          let best = -Infinity;
+          // Every completion of c up to 3 digits (c itself included), by brute force.
+          const completions = [c];
+          for (let i = 0; i < completions.length; i++)
+            if (completions[i].length < 3) for (let d = 0; d < 10; d++) completions.push(completions[i] + d);
+          for (const candidate of completions) best = Math.max(best, v.lineLogit(encodeLine({ a, op, b, c: candidate }, 3)));
+          const got = twist.openResultValue({ a, op, b, c });
+          assert.ok(Math.abs(got - logSigmoid(best)) < 1e-9, `${a} ${op} ${b} = ${c}…: ${got} vs ${logSigmoid(best)}`);
+        }
+        // A result longer than the columns is not read, as the verifier does not read it.
+        assert.equal(twist.openResultValue({ a, op, b, c: "1234" }), 0);
+        assert.equal(v.encodeLine({ a, op, b, c: "1234" }), undefined);
       }
-      // A result longer than the columns is not read, as the verifier does not read it.
-      assert.equal(twist.openResultValue({ a, op, b, c: "1234" }), 0);
-      assert.equal(v.encodeLine({ a, op, b, c: "1234" }), undefined);
-    }
-  });
+    });
 
   it("with a length model, weighs each length's best completion by how often right results have that length", () => {
     const v = randomVerifier(3, 2);
@@ -219,6 +231,12 @@ describe("digit twist (the line verifier at token level)", () => {
     it("the twist is not constant on the toy's texts (the test below can fail)", () => {
       const values = new Set(enumerateToy().map((s) => new DigitTwist(verifier, 4).logValueOfText(decode(s.tokens)).toFixed(6)));
       assert.ok(values.size >= 5, `${values.size} distinct values`);
+      // The memory changes what the verifier says of the toy's lines that it remembers, and only of those.
+      const text = (tokens: number[]) => decode(tokens);
+      const changed = enumerateToy().filter(
+        (s) => Math.abs(verifierM.logValueOfText(text(s.tokens)) - verifier.logValueOfText(text(s.tokens))) > 1e-9,
+      );
+      assert.ok(changed.length >= 3, `${changed.length} texts read differently with the memory`);
       assert.ok(arithmeticLines(decode([1, 0, 2, 1, 0])).length === 1);
     });
 
@@ -234,7 +252,23 @@ describe("digit twist (the line verifier at token level)", () => {
     const verifier3 = randomVerifier(2, 9, 3);
     const partial3 = new PartialResultHead(randomVerifier(2, 10, 3));
     for (const p of partial3.net.parameters()) p.forEach((x, j) => (p[j] = 0.4 * x));
+    // A memory of what right samples wrote (resultMemory.ts), in the verifier and in the head: "2 + 1 = …"
+    // can never agree with it (no token writes a 3), "12 + 1 = 13" can.
+    const memory = new ResultMemory(
+      2,
+      [
+        { a: "12", op: "+", b: "1", c: "13" },
+        { a: "1", op: "+", b: "1", c: "2" },
+        { a: "2", op: "+", b: "1", c: "3" },
+      ],
+      [1, 0, 0, 0],
+      [-1.5, 0, 0, 0],
+    );
+    const verifierM = verifier.withMemory(memory);
+    const partialM = new PartialResultHead(partial.net.withMemory(memory));
     for (const [name, verifierOf, make] of [
+      ["a result memory, read open", verifierM, () => new DigitTwist(verifierM, 4, lengths)],
+      ["a result memory in the verifier and the head", verifierM, () => new DigitTwist(verifierM, 4, lengths, partialM)],
       ["any length", verifier, () => new DigitTwist(verifier, 4)],
       ["learned lengths", verifier, () => new DigitTwist(verifier, 4, lengths)],
       ["a partial-result head", verifier, () => new DigitTwist(verifier, 4, lengths, partial)],

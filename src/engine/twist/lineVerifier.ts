@@ -34,6 +34,7 @@ import {
   OPERATORS,
 } from "./arithmeticLines";
 import { BIAS_INIT, logSigmoid } from "./heads";
+import type { ResultMemory } from "./resultMemory";
 
 const OPS = OPERATORS.length;
 const TRIPLES = DIGIT_CODES ** 3;
@@ -67,6 +68,11 @@ export interface LineVerifierParams {
   w2: Float32Array;
   /** ops: each operator's bias. */
   bias: Float32Array;
+  /**
+   * What right samples wrote for the expressions met in training, and what agreeing with it is worth
+   * (resultMemory.ts): set after training from outcomes, never by gradient. Without it ℓ is the columns' alone.
+   */
+  memory?: ResultMemory;
 }
 
 type ParamName = "T" | "Q" | "K" | "W1" | "b1" | "w2" | "bias";
@@ -85,6 +91,8 @@ export class LineVerifier implements StepTwist {
     for (const name of PARAM_NAMES)
       if (p[name].length !== sizes[name])
         throw new Error(`line verifier: parameter ${name} has ${p[name].length} values, expected ${sizes[name]}`);
+    if (p.memory && p.memory.columns !== p.columns)
+      throw new Error(`line verifier: its result memory reads ${p.memory.columns} columns, the verifier ${p.columns}`);
   }
 
   static readonly paramNames = PARAM_NAMES;
@@ -124,10 +132,16 @@ export class LineVerifier implements StepTwist {
     });
   }
 
-  /** A verifier with copies of these parameters (training the copy leaves this one as it is). */
+  /** A verifier with copies of these parameters (training the copy leaves this one as it is); the memory, never changed, is shared. */
   copy(): LineVerifier {
     const p = this.p;
     return new LineVerifier({ ...p, ...Object.fromEntries(PARAM_NAMES.map((n) => [n, Float32Array.from(p[n])])) });
+  }
+
+  /** A copy that reads `memory` (or none) besides its columns. */
+  withMemory(memory: ResultMemory | undefined): LineVerifier {
+    const { memory: _, ...p } = this.copy().p;
+    return new LineVerifier(memory ? { ...p, memory } : p);
   }
 
   /** The trainable arrays, in a fixed order (the optimiser's and the gradient's). */
@@ -154,7 +168,8 @@ export class LineVerifier implements StepTwist {
   }
 
   /**
-   * ℓ(line): the logit of "this line is right", a sum of one term per column. With `memo`, each column's
+   * ℓ(line): the logit of "this line is right", a sum of one term per column (and the memory's, if any,
+   * itself a sum over the result's columns; it is not remembered in `memo`). With `memo`, each column's
    * term is remembered under what the column reads (operator, its digits, the digits below, its place):
    * the lines a digit twist reads while a result is written share most of their columns. A memo is only
    * for parameters that no longer change (a twist in use, never one being trained).
@@ -176,7 +191,7 @@ export class LineVerifier implements StepTwist {
       }
       z += term;
     }
-    return z + this.p.bias[line[0]];
+    return z + this.p.bias[line[0]] + (this.p.memory?.term(line) ?? 0);
   }
 
   /** The line's columns, once its length is checked. */

@@ -12,6 +12,7 @@ import { CONFIDENCE_FEATURES } from "../smc/twist";
 import { TokenTwistHead, ValueTwistHead } from "./heads";
 import { InputError } from "../util/errors";
 import { LineVerifier } from "./lineVerifier";
+import { ResultMemory } from "./resultMemory";
 
 export const TWIST_FORMAT = "twisted-smc-twist";
 
@@ -105,7 +106,10 @@ export function serializeTwist(
             ...(head.p.below === 3 && { below: 3 }),
           },
           ...meta,
-          params: Object.fromEntries(LineVerifier.paramNames.map((k) => [k, encode(head.p[k])])),
+          params: {
+            ...Object.fromEntries(LineVerifier.paramNames.map((k) => [k, encode(head.p[k])])),
+            ...(head.p.memory && { memory: head.p.memory.toDocument() }),
+          },
         }
       : head instanceof TokenTwistHead
         ? {
@@ -211,7 +215,14 @@ function parseLineVerifier(meta: TwistMeta, params: Record<string, unknown>, pat
     ConstructorParameters<typeof LineVerifier>[0],
     (typeof LineVerifier.paramNames)[number]
   >;
-  return new LineVerifier({ columns, embedding, hidden, ...(below === 3 && { below }), ...p });
+  let memory: ResultMemory | undefined;
+  if (params.memory !== undefined)
+    try {
+      memory = ResultMemory.fromDocument(params.memory, columns);
+    } catch (e) {
+      throw new TwistFileError(`${path}: ${(e as Error).message}`);
+    }
+  return new LineVerifier({ columns, embedding, hidden, ...(below === 3 && { below }), ...p, ...(memory && { memory }) });
 }
 
 /** The twist a model folder ships for a level, if any: twist-token.json / twist-step.json. */
