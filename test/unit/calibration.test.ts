@@ -1,12 +1,14 @@
 /**
  * The verifier's per-operator base rates set from outcomes (src/engine/train/calibration.ts): the shifts
  * found are the maximum-likelihood ones, only the operators the samples use move, the verifier given is
- * left alone, and how it ranks lines within an operator is unchanged.
+ * left alone, and how it ranks lines within an operator is unchanged; with a result memory, what agreeing
+ * with it is worth is fitted too.
  */
 import assert from "node:assert/strict";
 import { calibrateVerifier } from "../../src/engine/train/calibration";
 import { logSigmoid } from "../../src/engine/twist/heads";
 import { LineVerifier } from "../../src/engine/twist/lineVerifier";
+import { ResultMemory } from "../../src/engine/twist/resultMemory";
 import { Rng } from "../../src/engine/util/rng";
 
 const logit = (p: number) => Math.log(p / (1 - p));
@@ -59,6 +61,45 @@ describe("verifier calibration (per-operator base rates from outcomes)", () => {
     const order = (w: LineVerifier) => lines.map((l) => w.lineLogit(l)).map((z, _, all) => all.filter((y) => y < z).length);
     assert.deepEqual(order(c.verifier), order(v));
     for (const l of lines) assert.ok(Math.abs(c.verifier.lineLogit(l) - v.lineLogit(l) - c.shifts[1]) < 1e-5);
+  });
+
+  it("with a result memory: fits what agreeing with it is worth per operator, and keeps the memory given out of the input", () => {
+    const v = LineVerifier.init(4, new Rng(5));
+    const memory = new ResultMemory(4, [
+      { a: "12", op: "*", b: "5", c: "60" },
+      { a: "8", op: "+", b: "5", c: "13" },
+      { a: "9", op: "/", b: "3", c: "3" },
+    ]);
+    // × lines: not remembered, right half the time; remembered and agreeing, 90%; one column off, 10%.
+    // + lines: always remembered and agreeing, right 70%: the shift and the hit weight say the same, and
+    // the prior leaves the hit weight at 0. No ÷ line is written: its weights stay 0.
+    const c = calibrateVerifier(
+      v,
+      [
+        outcomes("14 * 3 = 42", 200, 100),
+        outcomes("12 * 5 = 60", 200, 180),
+        outcomes("12 * 5 = 61", 200, 20),
+        outcomes("8 + 5 = 13", 200, 140),
+      ],
+      memory,
+    );
+    const phi = (t: string) => Math.exp(c.verifier.logValueOfText(t));
+    for (const [t, share] of [
+      ["14 * 3 = 42", 0.5],
+      ["12 * 5 = 60", 0.9],
+      ["12 * 5 = 61", 0.1],
+      ["8 + 5 = 13", 0.7],
+    ] as const)
+      assert.ok(Math.abs(phi(t) - share) < 0.02, `${t}: φ ${phi(t)}, right ${share}`);
+    assert.ok(c.hit[2] > 0 && c.miss[2] < 0, `×: hit ${c.hit[2]}, miss ${c.miss[2]}`);
+    assert.ok(Math.abs(c.hit[0]) < 0.05, `+: hit ${c.hit[0]}`);
+    assert.deepEqual([c.hit[3], c.miss[3], c.miss[0], c.hit[1], c.miss[1]], [0, 0, 0, 0, 0]);
+    assert.ok(c.after > c.before);
+    // The calibrated verifier reads the memory with these weights; the one given has none, and the memory keeps 0.
+    assert.deepEqual(c.verifier.p.memory?.hit, c.hit);
+    assert.deepEqual(c.verifier.p.memory?.miss, c.miss);
+    assert.equal(v.p.memory, undefined);
+    assert.deepEqual([...memory.hit, ...memory.miss], [0, 0, 0, 0, 0, 0, 0, 0]);
   });
 
   it("leaves the verifier as it is when no sample holds a line it reads", () => {

@@ -5,7 +5,16 @@ import { join } from "node:path";
 import { CheckpointError, loadCheckpoint } from "../../src/engine/train/checkpoint";
 import { loadProblems } from "../../src/engine/train/data";
 import { calibrateVerifier } from "../../src/engine/train/calibration";
-import { calibrationProblems, finishSamples, finishVerifier, fitPartialHead, refitVerifier } from "../../src/engine/train/partialResults";
+import {
+  calibrationProblems,
+  FinishSamples,
+  finishPlan,
+  finishSamples,
+  finishVerifier,
+  fitPartialHead,
+  refitVerifier,
+} from "../../src/engine/train/partialResults";
+import { mineResultMemory } from "../../src/engine/train/lineLabels";
 import { train, TrainConfig } from "../../src/engine/train/trainer";
 import { loadTwist, readTwistDocument, serializeTwist, TwistMeta } from "../../src/engine/twist/twistFile";
 import { Rng } from "../../src/engine/util/rng";
@@ -47,6 +56,19 @@ function trained(path: string, folder: ModelFolder): { meta: TwistMeta; head: { 
   if (doc.format !== DIGIT_TWIST_FORMAT) return loadTwist(path, folder);
   const { meta, verifier, partial, lengths } = parseDigitTwistDocument(doc, path, folder);
   return { meta, head: new DigitTwistHead(verifier, partial!, lengths) };
+}
+
+/**
+ * The finish's verifier as its comment says it is made: the refit calibrated on the held-out samples with a
+ * memory of the run's problems' results (its weights fitted there), then remembering the held-out problems'
+ * results too; without a memory when its weights come out 0.
+ */
+function finishedByHand(refitted: LineVerifier, samples: FinishSamples): LineVerifier {
+  const met = mineResultMemory([...samples.fit, ...samples.memory], 4);
+  const c = calibrateVerifier(refitted, samples.calibration, met.size ? met : undefined);
+  if (![...c.hit, ...c.miss].some((x) => x !== 0)) return c.verifier.withMemory(undefined);
+  const remembered = mineResultMemory([...samples.fit, ...samples.memory, ...samples.calibration], 4);
+  return c.verifier.withMemory(remembered.withWeights(c.hit, c.miss));
 }
 
 describe("twist trainer", function () {
@@ -145,9 +167,10 @@ describe("twist trainer", function () {
     assert.deepEqual(written.verifier.parameters(), fitted.verifier.parameters());
     // That verifier is the epochs' refitted on the run's problems, its base rates set on the held-out one.
     const samples = (await finishSamples(model, problems, finish))!;
-    assert.deepEqual([samples.fit.length, samples.calibration.length], [4, 1]);
-    const calibrated = calibrateVerifier((await refitVerifier(epochs.verifier, samples.fit, finish))!, samples.calibration);
-    assert.deepEqual(written.verifier.parameters(), calibrated.verifier.parameters());
+    assert.deepEqual([samples.fit.length, samples.memory.length, samples.calibration.length], [4, 0, 1]);
+    const calibrated = finishedByHand((await refitVerifier(epochs.verifier, samples.fit, finish))!, samples);
+    assert.deepEqual(written.verifier.parameters(), calibrated.parameters());
+    assert.deepEqual(written.verifier.p.memory?.toDocument(), calibrated.p.memory?.toDocument());
     assert.deepEqual(written.partial.net.parameters(), fitted.head.partial.net.parameters());
     assert.deepEqual(written.lengths.toJSON(), fitted.head.lengths.toJSON());
     assert.notDeepEqual(written.partial.net.parameters(), epochs.partial.net.parameters());
@@ -184,24 +207,47 @@ describe("twist trainer", function () {
     }
   });
 
-  it("prm's finish: the verifier refitted on the run's first problems, its base rates set on held-out ones after them", async () => {
+  it("prm's finish: the verifier refitted on the run's first problems, given their results, its weights set on held-out ones after them", async () => {
     assert.deepEqual([4000, 1000, 8, 3].map(calibrationProblems), [600, 250, 2, 0]);
+    // Fit on the first 1,800, remember up to 4,000, calibrate on a quarter of the run (600 at most) of those found.
+    assert.deepEqual(finishPlan(4000, 600), { fit: 1800, memory: 2200, calibration: 600 });
+    assert.deepEqual(finishPlan(10000, 5000), { fit: 1800, memory: 2200, calibration: 600 });
+    assert.deepEqual(finishPlan(1000, 250), { fit: 1000, memory: 0, calibration: 250 });
+    assert.deepEqual(finishPlan(2000, 10), { fit: 1800, memory: 200, calibration: 10 });
     const model = await shippedModel();
-    const verifier = loadTwistOrVerifier(join(model.folder.dir, "twist-step.json"), model.folder).head as LineVerifier;
-    const ten = loadProblems("synthetic", "train", 10, 3).problems;
-    const problems = ten.slice(0, 6);
-    // More held-out problems than a run of 6 reads (1): the first one after the run's is read.
-    const finish = { seed: 3, maxTokens: 96, contrastWeight: 1, heldOut: ten.slice(6) };
+    const verifier = (loadTwistOrVerifier(join(model.folder.dir, "twist-step.json"), model.folder).head as LineVerifier).withMemory(
+      undefined,
+    );
+    // Seed 8: the held-out problems' samples write 24 lines whose expressions the run's right samples computed.
+    const all = loadProblems("synthetic", "train", 60, 8).problems;
+    const problems = all.slice(0, 40);
+    // More held-out problems than a run of 40 reads (10): the first ten after the run's are read.
+    const finish = { seed: 8, maxTokens: 96, contrastWeight: 1, heldOut: all.slice(40) };
     const fitted = await fitPartialHead(model, verifier, problems, finish);
     const samples = (await finishSamples(model, problems, finish))!;
-    assert.deepEqual([samples.fit.length, samples.calibration.length], [6, 1]);
+    assert.deepEqual([samples.fit.length, samples.memory.length, samples.calibration.length], [40, 0, 10]);
     const refitted = (await refitVerifier(verifier, samples.fit, finish))!;
-    const calibrated = calibrateVerifier(refitted, samples.calibration);
+    const met = mineResultMemory(samples.fit, 4);
+    const calibrated = calibrateVerifier(refitted, samples.calibration, met);
     assert.ok(calibrated.samples > 0, "the held-out samples hold lines");
     assert.notDeepEqual(calibrated.shifts, [0, 0, 0, 0]);
-    assert.deepEqual(fitted?.verifier.parameters(), calibrated.verifier.parameters());
+    // Some held-out line computes an expression the run's right samples did: the memory is weighed and kept,
+    // remembering the held-out problems' results too.
+    assert.ok(
+      [...calibrated.hit, ...calibrated.miss].some((x) => x !== 0),
+      "the memory's weights are fitted",
+    );
+    const expected = finishedByHand(refitted, samples);
+    assert.ok(expected.p.memory!.size > met.size);
+    assert.deepEqual(expected.p.memory!.toDocument().hit, calibrated.hit);
+    assert.deepEqual(fitted?.verifier.parameters(), expected.parameters());
+    assert.deepEqual(fitted?.verifier.p.memory?.toDocument(), expected.p.memory?.toDocument());
+    // The head starts from it and reads the same memory.
+    assert.equal(fitted?.head?.partial.net.p.memory, fitted?.verifier.p.memory);
     // The step level's finish makes the same verifier.
-    assert.deepEqual((await finishVerifier(model, verifier, problems, finish))!.parameters(), calibrated.verifier.parameters());
+    const step = (await finishVerifier(model, verifier, problems, finish))!;
+    assert.deepEqual(step.parameters(), expected.parameters());
+    assert.deepEqual(step.p.memory?.toDocument(), expected.p.memory?.toDocument());
   });
 
   it("prm on a data file that ends with the run's problems: says none were held out, and keeps the refit's base rates", async () => {

@@ -14,33 +14,65 @@
  * posterior over answers, so it should say how often a solution is right (docs/token-twist.md, "Ninth
  * step": the log-likelihood of unseen samples' outcomes −0.389 → −0.327, the votes a little higher).
  *
- * Only the base rates move, one number per operator: how the verifier ranks lines of one operator is
- * left as the outcomes taught it. Nothing here knows arithmetic.
+ * Only the base rates move, one number per operator: how the verifier's columns rank lines of one
+ * operator is left as the outcomes taught it. Given a memory of results right samples of other problems
+ * wrote (twist/resultMemory.ts), what a result column agreeing or disagreeing with it is worth is fitted
+ * the same way, two numbers per operator: the columns cannot read × and ÷, the memory can where it has met
+ * the expression. Nothing here knows arithmetic.
  */
 import { LineVerifier } from "../twist/lineVerifier";
 import { OPERATORS } from "../twist/arithmeticLines";
+import type { ResultMemory } from "../twist/resultMemory";
 import { logSigmoid } from "../twist/heads";
 import type { SampleOutcomes } from "./samples";
 
 /** The shifts searched, in logits: beyond ±6 a base rate is 0 or 1 to within 0.25%. */
 const SHIFT_RANGE = 6;
-/** Sweeps over the operators (coordinate ascent; the likelihood changes little after the second). */
-const SWEEPS = 3;
+/**
+ * Coordinate ascent stops when a sweep gains less than this in mean log-likelihood, or after MAX_SWEEPS:
+ * the shifts alone settle in two or three sweeps, but an operator's shift and its memory weights move
+ * the same lines and take more.
+ */
+const CONVERGED = 1e-7;
+const MAX_SWEEPS = 100;
 /** φ is kept this far from 0 and 1, so one confident wrong sample cannot make the likelihood −∞. */
 const PHI_FLOOR = 1e-6;
 
-/** One sample as calibration reads it: its readable lines' logits and operators, and its outcome. */
+/** One sample as calibration reads it: its readable lines' logits, operators and agreement with a memory, and its outcome. */
 interface ScoredSample {
   logits: Float64Array;
   ops: Int32Array;
+  /** Per line: result columns that agree / disagree with the memory's result (0 where not remembered). */
+  hits: Int32Array;
+  misses: Int32Array;
   correct: boolean;
 }
 
+/** ℓ's change per line: b_op, and with a memory hit_op·agreeing + miss_op·disagreeing columns. */
+interface Weights {
+  shift: number[];
+  hit: number[];
+  miss: number[];
+}
+
+/**
+ * The memory weights' prior: normal with this standard deviation in logits, so that an operator whose
+ * remembered lines the outcomes say little about keeps weights near 0 instead of wherever a flat
+ * likelihood leaves them (on 600 problems' samples + lines were remembered too rarely to say anything).
+ */
+const MEMORY_PRIOR_SD = 3;
+
 export interface Calibration {
-  /** The verifier with its shifts added to its operators' biases (a copy; the input is left alone). */
+  /**
+   * The verifier with its shifts added to its operators' biases and, when a memory was given, reading it
+   * with the fitted weights (a copy; the input is left alone).
+   */
   verifier: LineVerifier;
   /** b_op in OPERATORS order (+ − × ÷). */
   shifts: number[];
+  /** The memory's weights per operator (0 without a memory, and for operators none of its lines has). */
+  hit: number[];
+  miss: number[];
   /** Mean log-likelihood of the samples' outcomes per sample, before and after. */
   before: number;
   after: number;
@@ -48,45 +80,71 @@ export interface Calibration {
   samples: number;
 }
 
-/** The verifier's per-operator base rates fitted to the samples' outcomes (see the file's comment). */
-export function calibrateVerifier(verifier: LineVerifier, outcomes: readonly SampleOutcomes[]): Calibration {
+/**
+ * The verifier's per-operator base rates, and with `memory` (resultMemory.ts) how much agreeing with it
+ * is worth per operator, fitted to the samples' outcomes (see the file's comment). `memory` must not hold
+ * the samples' own results: its weights are meant for problems it has not met.
+ */
+export function calibrateVerifier(verifier: LineVerifier, outcomes: readonly SampleOutcomes[], memory?: ResultMemory): Calibration {
   const scored: ScoredSample[] = [];
   for (const { texts, correct } of outcomes)
     texts.forEach((text, i) => {
       const lines = verifier.encode(text);
-      if (lines.length)
-        scored.push({
-          logits: Float64Array.from(lines, (l) => verifier.lineLogit(l)),
-          ops: Int32Array.from(lines, (l) => l[0]),
-          correct: correct[i],
-        });
+      if (!lines.length) return;
+      const agreement = lines.map((l) => memory?.agreement(l));
+      scored.push({
+        logits: Float64Array.from(lines, (l) => verifier.lineLogit(l)),
+        ops: Int32Array.from(lines, (l) => l[0]),
+        hits: Int32Array.from(agreement, (a) => a?.hits ?? 0),
+        misses: Int32Array.from(agreement, (a) => a?.misses ?? 0),
+        correct: correct[i],
+      });
     });
-  const shifts = new Array<number>(OPERATORS.length).fill(0);
-  const before = meanLogLikelihood(scored, shifts);
-  const used = new Set(scored.flatMap((s) => [...s.ops]));
-  for (let sweep = 0; sweep < SWEEPS; sweep++)
-    for (let op = 0; op < shifts.length; op++) {
-      if (!used.has(op)) continue;
-      shifts[op] = bestShift((b) =>
-        meanLogLikelihood(
-          scored,
-          shifts.map((x, k) => (k === op ? b : x)),
-        ),
-      );
-    }
-  const after = meanLogLikelihood(scored, shifts);
+  const zeros = () => new Array<number>(OPERATORS.length).fill(0);
+  const w: Weights = { shift: zeros(), hit: zeros(), miss: zeros() };
+  const before = meanLogLikelihood(scored, w);
+  // The coordinates the samples say something about: an operator's shift where it has lines, its memory
+  // weights where its lines have agreeing / disagreeing columns.
+  const coordinates: { part: keyof Weights; op: number }[] = [];
+  for (let op = 0; op < OPERATORS.length; op++) {
+    const of = (count: (s: ScoredSample, i: number) => number) => scored.some((s) => s.ops.some((o, i) => o === op && count(s, i) > 0));
+    if (of(() => 1)) coordinates.push({ part: "shift", op });
+    if (of((s, i) => s.hits[i])) coordinates.push({ part: "hit", op });
+    if (of((s, i) => s.misses[i])) coordinates.push({ part: "miss", op });
+  }
+  const penalty = (x: number) => (x * x) / (2 * MEMORY_PRIOR_SD ** 2 * scored.length);
+  const objective = (t: Weights) => meanLogLikelihood(scored, t) - [...t.hit, ...t.miss].reduce((sum, x) => sum + penalty(x), 0);
+  for (let sweep = 0, last = objective(w); sweep < MAX_SWEEPS; sweep++) {
+    for (const { part, op } of coordinates)
+      w[part][op] = bestShift((x) => objective({ ...w, [part]: w[part].map((v, k) => (k === op ? x : v)) }));
+    const now = objective(w);
+    if (now - last < CONVERGED) break;
+    last = now;
+  }
+  const after = meanLogLikelihood(scored, w);
   const copy = verifier.copy();
-  shifts.forEach((b, op) => (copy.p.bias[op] += b));
-  return { verifier: copy, shifts, before, after, samples: scored.length };
+  w.shift.forEach((b, op) => (copy.p.bias[op] += b));
+  return {
+    verifier: memory ? copy.withMemory(memory.withWeights(w.hit, w.miss)) : copy,
+    shifts: w.shift,
+    hit: w.hit,
+    miss: w.miss,
+    before,
+    after,
+    samples: scored.length,
+  };
 }
 
-/** Mean over the samples of log P(outcome) under φ = Π σ(ℓ + b_op). */
-function meanLogLikelihood(samples: readonly ScoredSample[], shifts: readonly number[]): number {
+/** Mean over the samples of log P(outcome) under φ = Π σ(ℓ + b_op + hit_op·agreeing + miss_op·disagreeing). */
+function meanLogLikelihood(samples: readonly ScoredSample[], w: Weights): number {
   if (!samples.length) return 0;
   let sum = 0;
-  for (const { logits, ops, correct } of samples) {
+  for (const { logits, ops, hits, misses, correct } of samples) {
     let logPhi = 0;
-    for (let i = 0; i < logits.length; i++) logPhi += logSigmoid(logits[i] + shifts[ops[i]]);
+    for (let i = 0; i < logits.length; i++) {
+      const op = ops[i];
+      logPhi += logSigmoid(logits[i] + w.shift[op] + w.hit[op] * hits[i] + w.miss[op] * misses[i]);
+    }
     const phi = Math.min(Math.max(Math.exp(logPhi), PHI_FLOOR), 1 - PHI_FLOOR);
     sum += correct ? Math.log(phi) : Math.log1p(-phi);
   }

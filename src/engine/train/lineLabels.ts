@@ -8,6 +8,7 @@
  * 96% of mined labels agree with the true arithmetic (the rest: right samples that slipped twice).
  */
 import { ArithmeticLine, arithmeticLines, expressionKey } from "../twist/arithmeticLines";
+import { ResultMemory } from "../twist/resultMemory";
 
 export interface LabelledLine {
   line: ArithmeticLine;
@@ -55,4 +56,26 @@ export function minedResults(labelled: readonly LabelledLine[]): Map<string, { l
     else if (before && before.right !== line.c) seen.set(k, null);
   }
   return new Map([...seen].flatMap(([k, v]) => (v ? [[k, v] as const] : [])));
+}
+
+/**
+ * What right samples wrote for each expression across many problems' samples (minedResults of each
+ * problem's), as a verifier of `columns` reads it (resultMemory.ts): problems that disagree on an
+ * expression drop it, as samples of one problem do. Its weights are 0 until calibration sets them.
+ */
+export function mineResultMemory(
+  problems: readonly { texts: readonly string[]; correct: readonly boolean[] }[],
+  columns: number,
+): ResultMemory {
+  const results = new Map<string, ArithmeticLine | null>();
+  for (const { texts, correct } of problems)
+    for (const [k, { line, right }] of minedResults(mineLineLabels(texts, correct))) {
+      const seen = results.get(k);
+      if (seen === undefined) results.set(k, { ...line, c: right });
+      else if (seen && seen.c !== right) results.set(k, null);
+    }
+  return new ResultMemory(
+    columns,
+    [...results.values()].filter((l): l is ArithmeticLine => l !== null),
+  );
 }

@@ -6,8 +6,9 @@
  * the text, so it needs no teacher forcing and no SMC sweep.
  *
  * After the epochs (finish) the verifier is refitted in small steps on fresh plain samples of the run's
- * first problems (refitVerifier, train/partialResults.ts), and its base rate per operator set on plain
- * samples of problems after the run's, which no step of it read (calibration.ts).
+ * first problems (refitVerifier, train/partialResults.ts), given a memory of what right samples of the
+ * run's problems wrote (twist/resultMemory.ts), and its base rate per operator and the memory's weights
+ * set on plain samples of problems after the run's, which no step of it read (calibration.ts).
  *
  * With `--twist token` it trains the digit twist (twist/digitTwistHead.ts): the same verifier — bit for
  * bit the step level's with the same flags, refit included, so one φ ends every line at either level —
