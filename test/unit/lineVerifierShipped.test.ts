@@ -3,7 +3,7 @@
  * read real models' notations: the shipped twist (models/tiny-math-llama/twist-step.json) was trained
  * on lines like "12 + 30 = 42". The fixture holds, for 500 synthetic worked solutions, the lines the
  * parser found and log ψ under the shipped twist. The lines were written by the parser as it was before
- * (commit 7f659d6); log ψ was rewritten when the shipped twist was retrained (2026-12-05, and -06 three times), the lines
+ * (commit 7f659d6); log ψ was rewritten when the shipped twist was retrained (2026-12-05, and -06 four times), the lines
  * checked unchanged (regenerate only on purpose: WRITE_LINE_FIXTURE=1 npx mocha --no-config -r tsx/cjs
  * <this file>).
  */
