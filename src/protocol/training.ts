@@ -46,11 +46,12 @@ export interface HeldOutProblems {
 
 /** The held-out problems in words, wherever the start of a run is shown (CLI, task terminal). */
 export function heldOutLine({ asked, found }: HeldOutProblems): string {
-  if (asked === 0) return "held out: none (a run this small holds none out): the verifier's base rates stay as its refit leaves them";
-  if (found >= asked) return `held out: ${found} problems after these, for the verifier's base rates`;
+  const none = "the verifier keeps its refit's base rates and reads no memory of results";
+  if (asked === 0) return `held out: none (a run this small holds none out): ${none}`;
+  if (found >= asked) return `held out: ${found} problems after these, for the verifier's base rates and memory weights`;
   return found === 0
-    ? `held out: none of ${asked} (the data end with the run's problems): the verifier's base rates stay as its refit leaves them`
-    : `held out: ${found} of ${asked} problems (the data end): the verifier's base rates are set on fewer`;
+    ? `held out: none of ${asked} (the data end with the run's problems): ${none}`
+    : `held out: ${found} of ${asked} problems (the data end): the verifier's base rates and memory weights are set on fewer`;
 }
 
 export type TrainProgressLine =

@@ -124,9 +124,12 @@ describe("training's progress lines (the one training wire: CLI → editor)", fu
   });
 
   it("say in words how many problems were held out for the verifier's base rates, and when the data ran out", () => {
-    assert.match(heldOutLine({ asked: 600, found: 600 }), /^held out: 600 problems after these, for the verifier's base rates$/);
-    assert.match(heldOutLine({ asked: 600, found: 250 }), /250 of 600 .*the data end/);
-    assert.match(heldOutLine({ asked: 600, found: 0 }), /none of 600 .*stay as its refit leaves them/);
+    assert.match(
+      heldOutLine({ asked: 600, found: 600 }),
+      /^held out: 600 problems after these, for the verifier's base rates and memory weights$/,
+    );
+    assert.match(heldOutLine({ asked: 600, found: 250 }), /250 of 600 .*the data end.*set on fewer/);
+    assert.match(heldOutLine({ asked: 600, found: 0 }), /none of 600 .*keeps its refit's base rates and reads no memory/);
     assert.match(heldOutLine({ asked: 0, found: 0 }), /none \(a run this small holds none out\)/);
   });
 });
