@@ -95,12 +95,22 @@ describe("result memory (what right samples wrote, read by the line verifier)", 
     saveTwist(path, v, { baseModel: { name: "m", fingerprint: "f" }, created: "now" });
     const read = loadTwist(path).head as LineVerifier;
     assert.deepEqual(read.p.memory?.toDocument(), memory.toDocument());
+    // Version 2, so that a release that cannot read the memory refuses the file rather than read it without.
+    const withMemory = JSON.parse(readFileSync(path, "utf8"));
+    assert.equal(withMemory.version, 2);
+    writeFileSync(path, JSON.stringify({ ...withMemory, version: 3 }));
+    assert.throws(
+      () => loadTwist(path),
+      (e: Error) =>
+        e instanceof TwistFileError && /version 3 is not supported \(a later release/.test(e.message) && !e.message.includes("\n"),
+    );
     for (const t of ["12 * 45 = 540", "12 * 45 = 541", "96 / 4 = 24", "3 - 1 = 2"])
       assert.ok(Math.abs(read.lineLogit(enc(t)) - v.lineLogit(enc(t))) < 1e-5, t);
     // A file without a memory (every file written before it) reads as before.
     saveTwist(path, randomVerifier(2), { baseModel: { name: "m", fingerprint: "f" }, created: "now" });
     assert.equal((loadTwist(path).head as LineVerifier).p.memory, undefined);
     const doc = JSON.parse(readFileSync(path, "utf8"));
+    assert.equal(doc.version, 1);
     for (const [memoryDoc, message] of [
       [{ lines: ["12*45=540", "12 x 45"], hit: [0, 0, 0, 0], miss: [0, 0, 0, 0] }, /line "12 x 45" is not "a op b=c"/],
       [{ lines: [], hit: [0, 0, 0, "x"], miss: [0, 0, 0, 0] }, /4 finite values/],

@@ -20,7 +20,11 @@ export class TwistFileError extends InputError {}
 
 export interface TwistMeta {
   format: typeof TWIST_FORMAT;
-  version: 1;
+  /**
+   * 2: a line verifier with a result memory (resultMemory.ts), which a release before it would read
+   * without the memory, its base rates set for one — so it refuses the file instead; 1: everything else.
+   */
+  version: 1 | 2;
   kind: "token" | "step";
   baseModel: { name: string; fingerprint: string };
   hiddenSize: number;
@@ -94,7 +98,7 @@ export function serializeTwist(
     head instanceof LineVerifier
       ? {
           format: TWIST_FORMAT,
-          version: 1,
+          version: head.p.memory ? 2 : 1,
           kind: "step",
           architecture: "line-verifier",
           hiddenSize: 0,
@@ -156,7 +160,10 @@ export function readTwistDocument(path: string): Record<string, unknown> {
 /** Validates a parsed twist document (a file's, or the one inside a training checkpoint). */
 export function parseTwist(doc: Record<string, unknown>, path: string, folder?: ModelFolder): TwistFile {
   if (doc?.format !== TWIST_FORMAT) throw new TwistFileError(`${path} is not a twist file (format "${String(doc?.format)}")`);
-  if (doc.version !== 1) throw new TwistFileError(`${path}: twist file version ${String(doc.version)} is not supported`);
+  if (doc.version !== 1 && doc.version !== 2)
+    throw new TwistFileError(
+      `${path}: twist file version ${String(doc.version)} is not supported (a later release of Twisted SMC wrote it)`,
+    );
   const meta = doc as unknown as TwistMeta;
   const params = (doc.params ?? {}) as Record<string, unknown>;
   const H = meta.hiddenSize;
