@@ -184,10 +184,10 @@ export function calibrationProblems(n: number): number {
 /**
  * How many of the run's first problems the verifier's result memory (twist/resultMemory.ts) is mined
  * from: the fit's, and as many more as the run has up to this. On the shipped model's samples, a memory
- * of 4,000 problems' (and the 600 held out) met three in four of the test problems' × lines; with it the
- * best of 16 plain samples by φ was right on 83.6% of the 500 test problems, with 1,800 problems' 82.0%,
- * without a memory 79.6% (docs/token-twist.md, "Tenth step"). Each problem beyond the fit's costs 8 more
- * plain samples (about 0.1 s on 2 cores).
+ * of 4,000 problems' (and the 600 held out) met three in four of the test problems' × lines; on 500
+ * validation problems the best of 16 plain samples by φ was right on 85.0% with it, 83.6% with 1,800
+ * problems', 82.6% without a memory (docs/token-twist.md, "Tenth step"). Each problem beyond the fit's
+ * costs 8 more plain samples (about 0.1 s on 2 cores).
  */
 export const MEMORY_PROBLEMS = 4000;
 
