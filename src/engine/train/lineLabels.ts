@@ -9,6 +9,7 @@
  */
 import { ArithmeticLine, arithmeticLines, expressionKey } from "../twist/arithmeticLines";
 import { ResultMemory } from "../twist/resultMemory";
+import type { SampleOutcomes } from "./samples";
 
 export interface LabelledLine {
   line: ArithmeticLine;
@@ -63,10 +64,7 @@ export function minedResults(labelled: readonly LabelledLine[]): Map<string, { l
  * problem's), as a verifier of `columns` reads it (resultMemory.ts): problems that disagree on an
  * expression drop it, as samples of one problem do. Its weights are 0 until calibration sets them.
  */
-export function mineResultMemory(
-  problems: readonly { texts: readonly string[]; correct: readonly boolean[] }[],
-  columns: number,
-): ResultMemory {
+export function mineResultMemory(problems: readonly SampleOutcomes[], columns: number): ResultMemory {
   const results = new Map<string, ArithmeticLine | null>();
   for (const { texts, correct } of problems)
     for (const [k, { line, right }] of minedResults(mineLineLabels(texts, correct))) {
