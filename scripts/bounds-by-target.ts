@@ -20,6 +20,7 @@ import { loadModel } from "../src/engine/lm/model/loadModel";
 import { reward } from "../src/engine/math/answer";
 import { applyOp, synthesize } from "../src/engine/math/problems";
 import { runTwistedSmc, SmcLevel } from "../src/engine/smc/twistedSmc";
+import { logMeanExp } from "../src/engine/smc/weights";
 import { arithmeticLines } from "../src/engine/twist/arithmeticLines";
 import { loadDigitTwist, loadTwistOrVerifier } from "../src/engine/twist/digitTwistFile";
 import type { StepTwist, TokenTwist } from "../src/engine/smc/twist";
@@ -52,10 +53,6 @@ function firstFault(text: string, question: string): "slip" | "operand" | "clean
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const logMeanExp = (xs: number[]) => {
-  const m = Math.max(...xs);
-  return m === -Infinity ? m : m + Math.log(mean(xs.map((x) => Math.exp(x - m))));
-};
 
 const meanStderr = (xs: number[]) => {
   const m = mean(xs);
