@@ -15,6 +15,7 @@ import { runLineSmc } from "./smc/lineSmc";
 import { RemoteModel, remoteLineProposer, remoteWithSystemPrompt } from "./remote/remoteModel";
 import { RemotePrompt } from "./remote/remoteText";
 import { withSystemPrompt } from "./lm/model/tokenizer";
+import { unknownAnswerPotential } from "./twist/finalPotential";
 
 /** A model the engine runs (local) or steers on an inference server (remote): solve takes either. */
 export type SolveModel = LoadedModel | RemoteModel;
@@ -106,9 +107,10 @@ export async function solve(model: SolveModel, problem: string, options: SolveOp
   const smc: SmcOptions = {
     ...options,
     maxTokens,
+    // Unknown answer: the twist's final potential (φ^γ for a line verifier with a final power; else its own value).
     logFinalPotential:
       gold === undefined
-        ? undefined
+        ? unknownAnswerPotential(options.twist)
         : (text) => {
             const a = extractAnswer(text);
             return a !== undefined && answersMatch(a.value, gold) ? 0 : -Infinity;

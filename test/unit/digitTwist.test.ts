@@ -31,6 +31,7 @@ import { MODEL_DIR, shippedModel, tinyTrainConfig } from "./helpers";
 import { enumerateToy, exactTwist, TOY_EOS, TOY_MAX_TOKENS, TOY_PROMPT, ToyModel } from "./toyModel";
 import { logPhi, toyOptions } from "./toyStatistics";
 import { evalWithTokenTwist } from "./evalCli";
+import { unknownAnswerPotential } from "../../src/engine/twist/finalPotential";
 
 /** A line verifier with every parameter random, so that lines and columns score differently. */
 function randomVerifier(columns: number, seed: number, below: 2 | 3 = 2): LineVerifier {
@@ -207,7 +208,7 @@ describe("digit twist (the line verifier at token level)", () => {
     const decode = (tokens: readonly number[]) => tokens.map((t) => (t === TOY_EOS ? "" : PIECES[t])).join("");
     const verifier = randomVerifier(2, 7);
     const lm = new ToyModel();
-    const meanZ = async (twist: DigitTwist, withPhi: boolean, runs: number) => {
+    const meanZ = async (twist: DigitTwist, potential: ((text: string) => number) | undefined, runs: number) => {
       const zs: number[] = [];
       for (let r = 0; r < runs; r++) {
         const run = await runTwistedSmc(
@@ -217,7 +218,7 @@ describe("digit twist (the line verifier at token level)", () => {
             twist,
             seed: 2000 + r,
             essThreshold: 0.8,
-            logFinalPotential: withPhi ? logPhi : undefined,
+            logFinalPotential: potential,
             text: { isEos: (t) => t === TOY_EOS, isLineEnd: () => false, decode },
           }),
         );
@@ -278,7 +279,7 @@ describe("digit twist (the line verifier at token level)", () => {
       it(`${name}, with a known final potential: mean Ẑ is within 3 standard errors of the exact Z`, async () => {
         // Z = Σ p(s)·φ(text of s), whatever the twist.
         const exact = exactTwist((toyText) => logPhi(decode([...toyText].map(Number))));
-        const { mean, se } = await meanZ(make(), true, 300);
+        const { mean, se } = await meanZ(make(), logPhi, 300);
         assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
       });
 
@@ -290,10 +291,45 @@ describe("digit twist (the line verifier at token level)", () => {
           const cut = s.tokens.length >= TOY_MAX_TOKENS;
           z += Math.exp(s.logP + (cut ? twist.logValueOfText(text) : verifierOf.logValueOfText(text)));
         }
-        const { mean, se } = await meanZ(twist, false, 300);
+        const { mean, se } = await meanZ(twist, undefined, 300);
         assert.ok(Math.abs(mean - z) < 3 * se, `mean ${mean} vs Z ${z} (se ${se})`);
       });
     }
+
+    it("with a final power, ending on unknownAnswerPotential: mean Ẑ is within 3 standard errors of Σ p·φ^γ", async () => {
+      // Lines rated far lower than the random verifier rates them and a power below 1 (any power is read the
+      // same way), so that φ^γ and φ differ by more than the runs can miss.
+      const lowered = verifierM.copy();
+      lowered.p.bias[0] -= 5;
+      const powered = lowered.withFinalPower(0.25);
+      const twist = new DigitTwist(powered, 4, lengths, partialM);
+      const potential = unknownAnswerPotential(twist);
+      assert.ok(potential, "a verifier with a final power asks for its own final potential");
+      assert.equal(unknownAnswerPotential(new DigitTwist(lowered, 4, lengths, partialM)), undefined);
+      // Every text ends on φ^γ, cut by the budget or not; the twist inside is φ's, as without the power.
+      const zOf = (power: number) =>
+        enumerateToy().reduce((z, s) => z + Math.exp(s.logP + power * lowered.logValueOfText(decode(s.tokens))), 0);
+      const z = zOf(0.25);
+      const { mean, se } = await meanZ(twist, potential, 300);
+      assert.ok(Math.abs(mean - z) < 3 * se, `mean ${mean} vs Z ${z} (se ${se})`);
+      assert.ok(Math.abs(zOf(1) - z) > 0.01, `Σ p·φ ${zOf(1)} and Σ p·φ^γ ${z} differ`);
+      // At step level, proposing from p and never resampling, a particle's final weight is its final
+      // potential exactly: φ^γ.
+      const text = { isEos: (t: number) => t === TOY_EOS, isLineEnd: () => false, decode };
+      const run = await runTwistedSmc(
+        lm,
+        TOY_PROMPT,
+        toyOptions({ level: "step", twist: powered, resample: "never", particles: 16, logFinalPotential: potential, text }),
+      );
+      for (const q of run.particles) {
+        const expected = 0.25 * lowered.logValueOfText(decode(q.tokens));
+        assert.ok(Math.abs(q.logWeight - expected) < 1e-9, `log weight ${q.logWeight}, log φ^γ ${expected}`);
+      }
+      assert.ok(
+        run.particles.some((q) => lowered.logValueOfText(decode(q.tokens)) < -1),
+        "some particle has a line the verifier doubts (the check can fail)",
+      );
+    });
   });
 
   describe("on the shipped model", function () {

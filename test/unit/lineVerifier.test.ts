@@ -211,4 +211,40 @@ describe("line verifier", () => {
       (e: Error) => e instanceof TwistFileError && /parameter Q has .* bytes/.test(e.message),
     );
   });
+
+  it("carries a final power in its file: version 3, φ^γ as the final potential, the twist itself unchanged", () => {
+    const v = LineVerifier.init(D, new Rng(5), 4, 6);
+    for (const p of v.parameters()) for (let j = 0; j < p.length; j++) p[j] = new Rng(j).normal();
+    const powered = v.withFinalPower(2);
+    const text = "907 - 48 = 859\n859 + 1 = 870\n";
+    assert.ok(v.logValueOfText(text) < -0.1, "the lines are doubted (the check can fail)");
+    assert.equal(powered.logValueOfText(text), v.logValueOfText(text), "ψ is φ, whatever the power");
+    assert.equal(powered.finalLogValue(text), 2 * v.logValueOfText(text));
+    assert.equal(v.finalLogValue(text), v.logValueOfText(text));
+    assert.equal(powered.copy().p.finalPower, 2, "a copy keeps it");
+    assert.equal(powered.withFinalPower(1).p.finalPower, undefined, "1 is no power at all");
+    assert.throws(() => v.withFinalPower(0), /finalPower must be a number in \(0, 16\]/);
+    const dir = mkdtempSync(join(tmpdir(), "tsmc-power-"));
+    const path = join(dir, "twist.json");
+    const meta = { baseModel: { name: "m", fingerprint: "f" }, created: "now" };
+    saveTwist(path, powered, meta);
+    const doc = JSON.parse(readFileSync(path, "utf8"));
+    // Version 3, so that a release that reads no power refuses the file rather than end solutions on φ.
+    assert.equal(doc.version, 3);
+    assert.equal((loadTwist(path).head as LineVerifier).finalLogValue(text), powered.finalLogValue(text));
+    saveTwist(path, v, meta);
+    assert.equal(JSON.parse(readFileSync(path, "utf8")).version, 1);
+    for (const bad of [0, -1, 17, "2"]) {
+      writeFileSync(path, JSON.stringify({ ...doc, params: { ...doc.params, finalPower: bad } }));
+      assert.throws(
+        () => loadTwist(path),
+        (e: Error) =>
+          e instanceof TwistFileError &&
+          e.message.startsWith(path) &&
+          /finalPower must be a number in \(0, 16\]/.test(e.message) &&
+          !e.message.includes("\n"),
+        String(bad),
+      );
+    }
+  });
 });

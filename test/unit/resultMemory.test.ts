@@ -98,11 +98,11 @@ describe("result memory (what right samples wrote, read by the line verifier)", 
     // Version 2, so that a release that cannot read the memory refuses the file rather than read it without.
     const withMemory = JSON.parse(readFileSync(path, "utf8"));
     assert.equal(withMemory.version, 2);
-    writeFileSync(path, JSON.stringify({ ...withMemory, version: 3 }));
+    writeFileSync(path, JSON.stringify({ ...withMemory, version: 4 }));
     assert.throws(
       () => loadTwist(path),
       (e: Error) =>
-        e instanceof TwistFileError && /version 3 is not supported \(a later release/.test(e.message) && !e.message.includes("\n"),
+        e instanceof TwistFileError && /version 4 is not supported \(a later release/.test(e.message) && !e.message.includes("\n"),
     );
     for (const t of ["12 * 45 = 540", "12 * 45 = 541", "96 / 4 = 24", "3 - 1 = 2"])
       assert.ok(Math.abs(read.lineLogit(enc(t)) - v.lineLogit(enc(t))) < 1e-5, t);

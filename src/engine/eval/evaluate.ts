@@ -12,6 +12,7 @@ import { CONFIDENCE_FEATURES, ConfidenceTracker, StepTwist, TokenTwist } from ".
 import { runTwistedSmc, SmcLevel, SmcOptions } from "../smc/twistedSmc";
 import { normalize } from "../smc/weights";
 import { logSigmoid, ValueTwistHead } from "../twist/heads";
+import { unknownAnswerPotential } from "../twist/finalPotential";
 
 export interface EvalOptions {
   particles: number;
@@ -251,8 +252,10 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
       );
     };
     await runAndScore(t.smcPlain, undefined, base("token", seed));
-    if (o.tokenTwist) await runAndScore(t.tokenSample, t.tokenVote, { ...base("token", seed), twist: o.tokenTwist });
-    if (o.stepTwist) await runAndScore(t.stepSample, t.stepVote, { ...base("step", seed), twist: o.stepTwist });
+    // The answer is unknown to the solver: each level ends on its twist's final potential, as solve does.
+    const unknown = (twist: TokenTwist | StepTwist) => ({ twist, logFinalPotential: unknownAnswerPotential(twist) });
+    if (o.tokenTwist) await runAndScore(t.tokenSample, t.tokenVote, { ...base("token", seed), ...unknown(o.tokenTwist) });
+    if (o.stepTwist) await runAndScore(t.stepSample, t.stepVote, { ...base("step", seed), ...unknown(o.stepTwist) });
 
     if (o.bounds) {
       const phi = (x: string) => (correct(x, p.gold) ? 0 : -Infinity);

@@ -12,6 +12,7 @@ import { MathProblem } from "../math/dataset";
 import { RemoteModel, remoteLineProposer } from "../remote/remoteModel";
 import { runLineSmc, LineSmcOptions } from "../smc/lineSmc";
 import { StepTwist } from "../smc/twist";
+import { unknownAnswerPotential } from "../twist/finalPotential";
 import { correct, EvalReport, EvalRow, ROW, scoreParticles, scoreSamples, Tally, timed, twistNote } from "./evaluate";
 
 export interface RemoteEvalOptions {
@@ -111,7 +112,8 @@ export async function evaluateRemote(model: RemoteModel, problems: MathProblem[]
       );
     };
     await runAndScore(t.smcPlain, undefined, base);
-    if (o.stepTwist) await runAndScore(t.stepSample, t.stepVote, { ...base, twist: o.stepTwist });
+    if (o.stepTwist)
+      await runAndScore(t.stepSample, t.stepVote, { ...base, twist: o.stepTwist, logFinalPotential: unknownAnswerPotential(o.stepTwist) });
   };
 
   // A pool of `concurrency` problems in flight; the first failure stops the others from starting.

@@ -44,6 +44,8 @@ const MEMO_LIMIT = 1 << 18;
 /** The shipped sizes: embedding width and hidden units. */
 export const VERIFIER_EMBEDDING = 16;
 export const VERIFIER_HIDDEN = 32;
+/** The largest finalPower a verifier takes: beyond it φ^γ is an argmax over particles in all but name. */
+export const MAX_FINAL_POWER = 16;
 
 export interface LineVerifierParams {
   /** Digit columns read per number (units first); higher digits are not seen. */
@@ -73,6 +75,14 @@ export interface LineVerifierParams {
    * (resultMemory.ts): set after training from outcomes, never by gradient. Without it ℓ is the columns' alone.
    */
   memory?: ResultMemory;
+  /**
+   * γ: when the answer is unknown, a finished solution's final potential is φ^γ (finalLogValue), not φ.
+   * φ says how often a solution like this one is right, and is soft because this model often reaches
+   * the right answer through a line that does not hold; the posterior over answers with γ = 2 picks the
+   * right answer more often and is better calibrated (docs/token-twist.md, "Twelfth step"). Set after
+   * training, never by gradient; absent means 1. The twist inside a solution is φ either way.
+   */
+  finalPower?: number;
 }
 
 type ParamName = "T" | "Q" | "K" | "W1" | "b1" | "w2" | "bias";
@@ -91,6 +101,8 @@ export class LineVerifier implements StepTwist {
     for (const name of PARAM_NAMES)
       if (p[name].length !== sizes[name])
         throw new Error(`line verifier: parameter ${name} has ${p[name].length} values, expected ${sizes[name]}`);
+    if (p.finalPower !== undefined && !(Number.isFinite(p.finalPower) && p.finalPower > 0 && p.finalPower <= MAX_FINAL_POWER))
+      throw new Error(`line verifier: finalPower must be a number in (0, ${MAX_FINAL_POWER}], got ${p.finalPower}`);
     if (p.memory && p.memory.columns !== p.columns)
       throw new Error(`line verifier: its result memory reads ${p.memory.columns} columns, the verifier ${p.columns}`);
   }
@@ -142,6 +154,12 @@ export class LineVerifier implements StepTwist {
   withMemory(memory: ResultMemory | undefined): LineVerifier {
     const { memory: _, ...p } = this.copy().p;
     return new LineVerifier(memory ? { ...p, memory } : p);
+  }
+
+  /** A copy whose final potential, when the answer is unknown, is φ^power (1: φ itself). */
+  withFinalPower(power: number): LineVerifier {
+    const { finalPower: _, ...p } = this.copy().p;
+    return new LineVerifier(power === 1 ? p : { ...p, finalPower: power });
   }
 
   /** The trainable arrays, in a fixed order (the optimiser's and the gradient's). */
@@ -325,6 +343,11 @@ export class LineVerifier implements StepTwist {
   /** log ψ of a text: Σ over its finished arithmetic lines of log σ(ℓ). */
   logValueOfText(text: string): number {
     return this.encode(text).reduce((s, line) => s + logSigmoid(this.lineLogit(line)), 0);
+  }
+
+  /** log of a finished text's final potential when its answer is unknown: γ·log φ (finalPower). */
+  finalLogValue(text: string): number {
+    return (this.p.finalPower ?? 1) * this.logValueOfText(text);
   }
 
   logValue(input: TwistInput): Float64Array {

@@ -61,6 +61,7 @@ export class PartialResultHead {
 
   /** A head that starts from a verifier's parameters (copied): finished digits read as the verifier reads them. */
   static fromVerifier(v: LineVerifier): PartialResultHead {
-    return new PartialResultHead(v.copy());
+    // The head reads results being written; a final potential is not its business.
+    return new PartialResultHead(v.withFinalPower(1));
   }
 }

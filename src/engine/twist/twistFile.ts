@@ -11,7 +11,7 @@ import { writeFileAtomic } from "../util/atomicWrite";
 import { CONFIDENCE_FEATURES } from "../smc/twist";
 import { TokenTwistHead, ValueTwistHead } from "./heads";
 import { InputError } from "../util/errors";
-import { LineVerifier } from "./lineVerifier";
+import { LineVerifier, MAX_FINAL_POWER } from "./lineVerifier";
 import { ResultMemory } from "./resultMemory";
 
 export const TWIST_FORMAT = "twisted-smc-twist";
@@ -21,10 +21,11 @@ export class TwistFileError extends InputError {}
 export interface TwistMeta {
   format: typeof TWIST_FORMAT;
   /**
-   * 2: a line verifier with a result memory (resultMemory.ts), which a release before it would read
-   * without the memory, its base rates set for one — so it refuses the file instead; 1: everything else.
+   * 3: a line verifier with a final power (lineVerifier.ts, finalPower), which a release before it would
+   * read as φ's own; 2: one with a result memory (resultMemory.ts), which a release before it would read
+   * without the memory, its base rates set for one — each refuses the file instead; 1: everything else.
    */
-  version: 1 | 2;
+  version: 1 | 2 | 3;
   kind: "token" | "step";
   baseModel: { name: string; fingerprint: string };
   hiddenSize: number;
@@ -98,7 +99,7 @@ export function serializeTwist(
     head instanceof LineVerifier
       ? {
           format: TWIST_FORMAT,
-          version: head.p.memory ? 2 : 1,
+          version: head.p.finalPower !== undefined ? 3 : head.p.memory ? 2 : 1,
           kind: "step",
           architecture: "line-verifier",
           hiddenSize: 0,
@@ -113,6 +114,7 @@ export function serializeTwist(
           params: {
             ...Object.fromEntries(LineVerifier.paramNames.map((k) => [k, encode(head.p[k])])),
             ...(head.p.memory && { memory: head.p.memory.toDocument() }),
+            ...(head.p.finalPower !== undefined && { finalPower: head.p.finalPower }),
           },
         }
       : head instanceof TokenTwistHead
@@ -160,7 +162,7 @@ export function readTwistDocument(path: string): Record<string, unknown> {
 /** Validates a parsed twist document (a file's, or the one inside a training checkpoint). */
 export function parseTwist(doc: Record<string, unknown>, path: string, folder?: ModelFolder): TwistFile {
   if (doc?.format !== TWIST_FORMAT) throw new TwistFileError(`${path} is not a twist file (format "${String(doc?.format)}")`);
-  if (doc.version !== 1 && doc.version !== 2)
+  if (doc.version !== 1 && doc.version !== 2 && doc.version !== 3)
     throw new TwistFileError(
       `${path}: twist file version ${String(doc.version)} is not supported (a later release of Twisted SMC wrote it)`,
     );
@@ -229,7 +231,23 @@ function parseLineVerifier(meta: TwistMeta, params: Record<string, unknown>, pat
     } catch (e) {
       throw new TwistFileError(`${path}: ${(e as Error).message}`);
     }
-  return new LineVerifier({ columns, embedding, hidden, ...(below === 3 && { below }), ...p, ...(memory && { memory }) });
+  const finalPower = params.finalPower;
+  if (
+    finalPower !== undefined &&
+    !(typeof finalPower === "number" && Number.isFinite(finalPower) && finalPower > 0 && finalPower <= MAX_FINAL_POWER)
+  )
+    throw new TwistFileError(
+      `${path}: the line verifier's finalPower must be a number in (0, ${MAX_FINAL_POWER}], got ${JSON.stringify(finalPower)}`,
+    );
+  return new LineVerifier({
+    columns,
+    embedding,
+    hidden,
+    ...(below === 3 && { below }),
+    ...p,
+    ...(memory && { memory }),
+    ...(finalPower !== undefined && { finalPower }),
+  });
 }
 
 /** The twist a model folder ships for a level, if any: twist-token.json / twist-step.json. */
