@@ -8,6 +8,7 @@ import { calibrateVerifier } from "../../src/engine/train/calibration";
 import {
   calibrationProblems,
   FinishSamples,
+  FINAL_POWER,
   finishPlan,
   finishSamples,
   finishVerifier,
@@ -66,9 +67,9 @@ function trained(path: string, folder: ModelFolder): { meta: TwistMeta; head: { 
 function finishedByHand(refitted: LineVerifier, samples: FinishSamples): LineVerifier {
   const met = mineResultMemory([...samples.fit, ...samples.memory], 4);
   const c = calibrateVerifier(refitted, samples.calibration, met.size ? met : undefined);
-  if (![...c.hit, ...c.miss].some((x) => x !== 0)) return c.verifier.withMemory(undefined);
+  if (![...c.hit, ...c.miss].some((x) => x !== 0)) return c.verifier.withMemory(undefined).withFinalPower(FINAL_POWER);
   const remembered = mineResultMemory([...samples.fit, ...samples.memory, ...samples.calibration], 4);
-  return c.verifier.withMemory(remembered.withWeights(c.hit, c.miss));
+  return c.verifier.withMemory(remembered.withWeights(c.hit, c.miss)).withFinalPower(FINAL_POWER);
 }
 
 describe("twist trainer", function () {
@@ -171,6 +172,10 @@ describe("twist trainer", function () {
     const calibrated = finishedByHand((await refitVerifier(epochs.verifier, samples.fit, finish))!, samples);
     assert.deepEqual(written.verifier.parameters(), calibrated.parameters());
     assert.deepEqual(written.verifier.p.memory?.toDocument(), calibrated.p.memory?.toDocument());
+    // Solutions end on φ^2 when the answer is unknown; the head reads results being written, no power.
+    assert.equal(written.verifier.p.finalPower, FINAL_POWER);
+    assert.equal(FINAL_POWER, 2);
+    assert.equal(written.partial.net.p.finalPower, undefined);
     assert.deepEqual(written.partial.net.parameters(), fitted.head.partial.net.parameters());
     assert.deepEqual(written.lengths.toJSON(), fitted.head.lengths.toJSON());
     assert.notDeepEqual(written.partial.net.parameters(), epochs.partial.net.parameters());
@@ -248,6 +253,8 @@ describe("twist trainer", function () {
     const step = (await finishVerifier(model, verifier, problems, finish))!;
     assert.deepEqual(step.parameters(), expected.parameters());
     assert.deepEqual(step.p.memory?.toDocument(), expected.p.memory?.toDocument());
+    // Both end solutions on φ^2.
+    assert.deepEqual([fitted?.verifier.p.finalPower, step.p.finalPower], [FINAL_POWER, FINAL_POWER]);
   });
 
   it("prm on a data file that ends with the run's problems: says none were held out, and keeps the refit's base rates", async () => {

@@ -8,7 +8,7 @@ import { BatchMetrics, REPLAY_WINDOW, train } from "../train/trainer";
 import { loadModel } from "../lm/model/loadModel";
 import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
 import { DEFAULT_LEARNING_RATE, TRAIN_DEFAULTS, TRAIN_FLAGS, trainConfigFromFlags } from "../train/flags";
-import { CALIBRATION_PROBLEMS, MEMORY_PROBLEMS, PARTIAL_HEAD_FIT } from "../train/partialResults";
+import { CALIBRATION_PROBLEMS, FINAL_POWER, MEMORY_PROBLEMS, PARTIAL_HEAD_FIT } from "../train/partialResults";
 import { choiceOption, OptionValues, UsageError } from "../util/options";
 import { FINISH_PART_NAMES, heldOutLine, type TrainProgressLine } from "../../protocol/training";
 
@@ -41,7 +41,8 @@ Options:
                                    from outcomes, refitted after the epochs in small steps on plain samples of
                                    up to ${PARTIAL_HEAD_FIT.problems} of the problems, given a memory of the results right
                                    samples of up to ${MEMORY_PROBLEMS} wrote, its base rate per operator and the memory's
-                                   weights then set on up to ${CALIBRATION_PROBLEMS.most} held-out ones — at token level with the digit twist's
+                                   weights then set on up to ${CALIBRATION_PROBLEMS.most} held-out ones, and solutions ending on φ^${FINAL_POWER}
+                                   when the answer is unknown — at token level with the digit twist's
                                    partial-result head and result lengths, fitted to it on the refit's samples
                                    (default prm at either level)
   --contrast_weight X              prm: weight of each mined result's one-digit changes, labelled wrong
