@@ -22,6 +22,7 @@ import { runTwistedSmc } from "../engine/smc/twistedSmc";
 import { evalSmcOptions } from "../engine/eval/evaluate";
 import type { TokenTwist } from "../engine/smc/twist";
 import { TokenTwistHead } from "../engine/twist/heads";
+import { unknownAnswerPotential } from "../engine/twist/finalPotential";
 import { OnnxTokenTwist } from "../engine/twist/onnxTwist";
 import { synthesize } from "../engine/math/problems";
 import { Rng } from "../engine/util/rng";
@@ -152,7 +153,9 @@ async function levelCost(model: LoadedModel): Promise<Record<string, unknown>> {
     const { prompt, maxTokens } = encodeWithinContext(model, p.question, 96);
     for (const [name, { twist, level }] of Object.entries(runs) as [keyof typeof runs, (typeof runs)[keyof typeof runs]][]) {
       const t0 = performance.now();
-      const r = await runTwistedSmc(lm, prompt, { ...evalSmcOptions(LEVEL_K, level, maxTokens, i, tokenizer), twist });
+      // As solve runs them: ending on the twist's final potential where it has one (φ^γ).
+      const logFinalPotential = unknownAnswerPotential(twist);
+      const r = await runTwistedSmc(lm, prompt, { ...evalSmcOptions(LEVEL_K, level, maxTokens, i, tokenizer), twist, logFinalPotential });
       if (i === 0) {
         twistTime.ms = 0;
         continue; // warm-up
