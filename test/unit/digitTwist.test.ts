@@ -306,6 +306,11 @@ describe("digit twist (the line verifier at token level)", () => {
       const potential = unknownAnswerPotential(twist);
       assert.ok(potential, "a verifier with a final power asks for its own final potential");
       assert.equal(unknownAnswerPotential(new DigitTwist(lowered, 4, lengths, partialM)), undefined);
+      // The digit twist's final potential (read from its cache of lines) is the verifier's φ^γ of the text.
+      for (const s of enumerateToy()) {
+        const text = decode(s.tokens);
+        assert.ok(Math.abs(potential(text) - powered.finalLogValue(text)) < 1e-9, text);
+      }
       // Every text ends on φ^γ, cut by the budget or not; the twist inside is φ's, as without the power.
       const zOf = (power: number) =>
         enumerateToy().reduce((z, s) => z + Math.exp(s.logP + power * lowered.logValueOfText(decode(s.tokens))), 0);

@@ -10,6 +10,10 @@ import { LineVerifier } from "./lineVerifier";
 
 export function unknownAnswerPotential(twist: Twist | undefined): ((text: string) => number) | undefined {
   const verifier = twist instanceof DigitTwist ? twist.verifier : twist instanceof LineVerifier ? twist : undefined;
-  if (!verifier || (verifier.p.finalPower ?? 1) === 1) return undefined;
+  const power = verifier?.p.finalPower ?? 1;
+  if (!verifier || power === 1) return undefined;
+  // At token level SMC asks this of every particle that may end, at every step: the digit twist reads a
+  // text closed by "\n" as the verifier does, line by line, from the lines it has already read.
+  if (twist instanceof DigitTwist) return (text) => power * twist.logValueOfText(text.endsWith("\n") ? text : `${text}\n`);
   return (text) => verifier.finalLogValue(text);
 }
