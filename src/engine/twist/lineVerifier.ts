@@ -47,6 +47,9 @@ export const VERIFIER_HIDDEN = 32;
 /** The largest finalPower a verifier takes: beyond it φ^γ is an argmax over particles in all but name. */
 export const MAX_FINAL_POWER = 16;
 
+/** Whether `x` is a final power a verifier takes: a number in (0, MAX_FINAL_POWER]. */
+export const isFinalPower = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x) && x > 0 && x <= MAX_FINAL_POWER;
+
 export interface LineVerifierParams {
   /** Digit columns read per number (units first); higher digits are not seen. */
   columns: number;
@@ -101,7 +104,7 @@ export class LineVerifier implements StepTwist {
     for (const name of PARAM_NAMES)
       if (p[name].length !== sizes[name])
         throw new Error(`line verifier: parameter ${name} has ${p[name].length} values, expected ${sizes[name]}`);
-    if (p.finalPower !== undefined && !(Number.isFinite(p.finalPower) && p.finalPower > 0 && p.finalPower <= MAX_FINAL_POWER))
+    if (p.finalPower !== undefined && !isFinalPower(p.finalPower))
       throw new Error(`line verifier: finalPower must be a number in (0, ${MAX_FINAL_POWER}], got ${p.finalPower}`);
     if (p.memory && p.memory.columns !== p.columns)
       throw new Error(`line verifier: its result memory reads ${p.memory.columns} columns, the verifier ${p.columns}`);

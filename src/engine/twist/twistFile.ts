@@ -11,7 +11,7 @@ import { writeFileAtomic } from "../util/atomicWrite";
 import { CONFIDENCE_FEATURES } from "../smc/twist";
 import { TokenTwistHead, ValueTwistHead } from "./heads";
 import { InputError } from "../util/errors";
-import { LineVerifier, MAX_FINAL_POWER } from "./lineVerifier";
+import { isFinalPower, LineVerifier, MAX_FINAL_POWER } from "./lineVerifier";
 import { ResultMemory } from "./resultMemory";
 
 export const TWIST_FORMAT = "twisted-smc-twist";
@@ -232,10 +232,7 @@ function parseLineVerifier(meta: TwistMeta, params: Record<string, unknown>, pat
       throw new TwistFileError(`${path}: ${(e as Error).message}`);
     }
   const finalPower = params.finalPower;
-  if (
-    finalPower !== undefined &&
-    !(typeof finalPower === "number" && Number.isFinite(finalPower) && finalPower > 0 && finalPower <= MAX_FINAL_POWER)
-  )
+  if (finalPower !== undefined && !isFinalPower(finalPower))
     throw new TwistFileError(
       `${path}: the line verifier's finalPower must be a number in (0, ${MAX_FINAL_POWER}], got ${JSON.stringify(finalPower)}`,
     );
