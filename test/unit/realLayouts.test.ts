@@ -47,6 +47,8 @@ const VARIANTS: Variant[] = [
 const GENAI: Variant[] = [
   { label: "genai-built fp32", precision: "fp32", layout: "genai", file: "model.onnx" },
   { label: "genai-built q4", precision: "q4", layout: "genai", file: "model.onnx" },
+  { label: "genai-built fp16", precision: "fp16", layout: "genai", file: "model.onnx" },
+  { label: "genai-built q4f16", precision: "q4f16", layout: "genai", file: "model.onnx" },
 ];
 
 /**
@@ -64,6 +66,8 @@ const TOLERANCE: Record<string, { logits: number; top1: number }> = {
   "q4f16, quantized embedding": { logits: 2.2, top1: 0.75 },
   int8: { logits: 0.3, top1: 0.75 },
   "genai-built q4": { logits: 2.2, top1: 0.75 },
+  "genai-built fp16": { logits: 0.03, top1: 1 },
+  "genai-built q4f16": { logits: 2.2, top1: 0.75 },
 };
 
 const graphOf = (model: Uint8Array): GraphInfo => readGraph([...fields(model)].find((f) => f.field === MODEL.graph)!.value);
