@@ -194,6 +194,43 @@ export async function assertSameAsGrowingCache(
   return { capacities, stored };
 }
 
+/**
+ * The steps of assertSameAsGrowingCache (held rows, resamplings, batches that grow and shrink), each fed
+ * row's logits against `reference`'s prefill of that row's tokens so far, with no slot left by a held
+ * row: what a cache that leaves no hole must compute (a sliding window counts the row's own tokens).
+ * Returns the largest difference.
+ */
+export async function assertSameAsFreshPrefill(model: LoadedModel, reference: LoadedModel, tolerance: number): Promise<number> {
+  const prompt = [1, 20, 30, 40, 7];
+  const first = await model.lm.prefill(prompt);
+  let x = first.state.select([0, 0, 0]);
+  first.state.dispose();
+  let rowsTokens = [prompt, prompt, prompt];
+  let worst = 0;
+  for (let t = 0; t < 22; t++) {
+    const tokens = Array.from({ length: x.batch }, (_, r) => ((r === 0 && t % 3 === 1) || (r === 2 && t % 4 === 2) ? null : 5 + t + 3 * r));
+    const p = await model.lm.step(x, tokens);
+    const lp = await logitsOf(p);
+    const v = lp.length / tokens.length;
+    rowsTokens = rowsTokens.map((row, r) => (tokens[r] === null ? row : [...row, tokens[r]!]));
+    for (const [r, tok] of tokens.entries()) {
+      if (tok === null) continue;
+      const q = await reference.lm.prefill(rowsTokens[r]);
+      const diff = maxAbsDiff(lp.subarray(r * v, (r + 1) * v), await logitsOf(q));
+      q.state.dispose();
+      assert.ok(diff < tolerance, `logits of row ${r} (${rowsTokens[r].length} tokens), step ${t}: ${diff}`);
+      worst = Math.max(worst, diff);
+    }
+    const rows =
+      t === 10 ? [2, 0, 1, 1, 0] : t === 16 ? [1, 2] : t % 5 === 3 ? [x.batch - 1, 0, 0] : Array.from({ length: x.batch }, (_, r) => r);
+    x = p.state.select(rows);
+    rowsTokens = rows.map((r) => rowsTokens[r]);
+    p.state.dispose();
+  }
+  x.dispose();
+  return worst;
+}
+
 /** A training run small enough for a test: 4 synthetic problems, one epoch, a rank-4 token twist. */
 export function tinyTrainConfig(outputDir: string, over: Partial<TrainConfig> = {}): TrainConfig {
   return {

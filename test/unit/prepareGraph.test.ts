@@ -68,6 +68,7 @@ describe("SMC preparation of ONNX exports", () => {
       addedHidden: false,
       addedSampler: false,
       fusedAttention: 0,
+      adoptedAttention: 0,
       fusedRotary: 0,
       rotaryPositions: 0,
       fusedRmsNorm: 0,

@@ -41,7 +41,8 @@ export interface OnnxDecoderOptions {
    * their shape from step to step, growing by `capacityStep` positions (default 256) when full, and on
    * a GPU onnxruntime reuses their buffers (its exact-size buffer cache, which is then the whole
    * process's). Default: on a GPU (fixedCapacityDefault), unless TWISTED_SMC_FIXED_CAPACITY says otherwise
-   * (environment.ts, fixedCapacityFromEnv); a graph it cannot apply to runs as without it.
+   * (environment.ts, fixedCapacityFromEnv); a graph it cannot apply to runs as without it. A graph with
+   * its own GroupQueryAttention keeps a fixed capacity whatever this says (adoptGroupQueryAttention.ts).
    */
   fixedCapacity?: boolean;
   capacityStep?: number;

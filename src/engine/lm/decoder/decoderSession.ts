@@ -88,7 +88,7 @@ export function smcReadySource(
   };
   const edits = (p?: PreparedEdits) => ({
     fused: !!p && anyFused(p),
-    attention: !!p?.fusedAttention,
+    attention: !!p?.fusedAttention || !!p?.adoptedAttention,
     rotaryPositions: p?.rotaryPositions ?? 0,
     fixedCapacity: !!p?.fixedCapacity,
     packedStep: p?.packedStep ? p.packedStep.split(",") : [],

@@ -301,7 +301,8 @@ export function defaultModelDir(start = __dirname): string {
 /**
  * Whether the model attends causally to every earlier token, by its config: not with a sliding window
  * or ALiBi's biases. The fixed-capacity cache's GroupQueryAttention drops the export's mask, which
- * would carry them.
+ * would carry them (an export's own GroupQueryAttention carries its window itself and keeps a fixed
+ * capacity: adoptGroupQueryAttention.ts).
  */
 export function attendsToEveryEarlierToken(folder: ModelFolder): boolean {
   const raw = folder.rawConfig;

@@ -32,6 +32,7 @@ import {
 } from "./graphBuild";
 import { GraphInfo, NodeInfo, opsetVersion, readGraph, valueInfoName } from "./graphRead";
 import { Heads } from "./graphRewrite";
+import { adoptGroupQueryAttention } from "./adoptGroupQueryAttention";
 import { fuseAttention, SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "./fuseAttention";
 import { fuseProjectionBias } from "./fuseProjectionBias";
 import { fuseRmsNorm } from "./fuseRmsNorm";
@@ -44,7 +45,7 @@ import { findHeadInput } from "./headSearch";
 import { externalDataHome, withExternalDataLocations } from "./externalData";
 
 export const HIDDEN_OUTPUT = "last_hidden_state";
-const PREPARE_VERSION = 17;
+const PREPARE_VERSION = 18;
 
 /** The element type (onnx TensorProto.DataType) of a tensor ValueInfoProto. */
 function elemType(valueInfo: Uint8Array): number {
@@ -72,6 +73,8 @@ export interface PreparedEdits {
   addedSampler: boolean;
   /** How many layers' attention became one MultiHeadAttention node each (fuseAttention.ts). */
   fusedAttention: number;
+  /** How many of the export's own GroupQueryAttention nodes were taken over a fixed-capacity cache (adoptGroupQueryAttention.ts). */
+  adoptedAttention: number;
   /** How many rotary embeddings became one RotaryEmbedding node each (fuseRotary.ts). */
   fusedRotary: number;
   /** The positions their tables cover (0 without any): the graph cannot run past them. */
@@ -129,6 +132,7 @@ const NO_EDITS: PreparedEdits = {
   addedHidden: false,
   addedSampler: false,
   fusedAttention: 0,
+  adoptedAttention: 0,
   fusedRotary: 0,
   rotaryPositions: 0,
   fusedRmsNorm: 0,
@@ -150,7 +154,7 @@ export const anyFused = (edits: Pick<PreparedEdits, (typeof FUSED_COUNTS)[number
 const rotaryRows = (maxPositions?: number) => Math.min(Math.max(maxPositions ?? 0, 8192), 32768);
 
 /** The graph with its layers' kernels fused, and how many of each were. */
-function fuseLayers(graph: GraphInfo, heads: NonNullable<PrepareOptions["fuse"]>, opset: number, withAttention: boolean) {
+function fuseLayers(graph: GraphInfo, heads: NonNullable<PrepareOptions["fuse"]>, opset: number, floatLogits: boolean) {
   // Rotary embeddings first: the attention fusion then reads their (batch, sequence, width) output.
   const positions = rotaryRows(heads.maxPositions);
   const rotary = fuseRotary(graph, heads, positions);
@@ -159,9 +163,10 @@ function fuseLayers(graph: GraphInfo, heads: NonNullable<PrepareOptions["fuse"]>
   // logits (0.50 against the fp32 model's, 0.17 unfused; lavapipe) and changed its greedy solutions,
   // while its GroupQueryAttention stays as close to the CPU as the unfused graph (Qwen2.5 and
   // Llama-3.2 fp16 layouts, prefill and 4 steps: at most 0.035 either way; lavapipe).
-  const attention = withAttention
-    ? fuseAttention(rotary.graph, heads, opset, heads.fixedCapacity)
-    : { graph: rotary.graph, fused: 0, fixedCapacity: false };
+  const attention =
+    floatLogits || heads.fixedCapacity
+      ? fuseAttention(rotary.graph, heads, opset, heads.fixedCapacity)
+      : { graph: rotary.graph, fused: 0, fixedCapacity: false };
   const rms = fuseRmsNorm(attention.graph, opset);
   const skip = fuseSkipLayerNorm(rms.graph);
   const projections = fuseProjectionBias(skip.graph);
@@ -205,17 +210,21 @@ function rebuildGraph(
 export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): ({ bytes: Uint8Array } & PreparedEdits) | undefined {
   const graphField = [...fields(model)].find((f) => f.field === MODEL.graph);
   if (!graphField) throw new Error("not an ONNX model: no graph");
-  const graph = readGraph(graphField.value);
   const opset = opsetVersion(model);
+  // An export's own GroupQueryAttention is taken as it is over a fixed capacity, on every device: over a
+  // growing cache its nodes would write a row's next keys at its count of attended tokens, not after
+  // the slot a held row left masked (adoptGroupQueryAttention.ts).
+  const adopted = adoptGroupQueryAttention(readGraph(graphField.value));
+  const graph = adopted.graph;
   const addedHidden = !graph.outputs.has(HIDDEN_OUTPUT);
   const addedSampler =
     !!options.sampler && graph.outputs.has("logits") && !graph.inputs.includes(SAMPLE_UNIFORM) && opset >= SAMPLING_MIN_OPSET;
   const logits = graph.outputs.has("logits") ? elemType(graph.outputs.get("logits")!) : 0;
   const floats = logits === DTYPE.float || logits === DTYPE.float16;
-  const fused =
-    options.fuse && floats ? fuseLayers(graph, options.fuse, opset, logits === DTYPE.float || !!options.fuse.fixedCapacity) : undefined;
-  const changed = !!fused && anyFused(fused);
-  const int8 = options.int8Compute ? computeInInt8((changed ? fused.graph : graph).nodes) : undefined;
+  const fused = options.fuse && floats ? fuseLayers(graph, options.fuse, opset, logits === DTYPE.float) : undefined;
+  const changed = (!!fused && anyFused(fused)) || adopted.adopted > 0;
+  const edited = fused && anyFused(fused) ? fused.graph : graph;
+  const int8 = options.int8Compute ? computeInInt8(edited.nodes) : undefined;
   if (!addedHidden && !addedSampler && !changed && !int8) return undefined;
 
   const added: Uint8Array[] = [];
@@ -228,8 +237,8 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
     added.push(bytesField(GRAPH.output, tensorValueInfo(HIDDEN_OUTPUT, elem, ["batch_size", "sequence_length", options.hiddenSize])));
   }
   if (addedSampler) added.push(...samplingHead(options.vocabSize, opset, options.fuse ? "fewest-kernels" : "least-work"));
-  const fixedCapacity = changed && fused.fixedCapacity;
-  let nodes = int8 ? int8.nodes : changed ? fused.graph.nodes.map((n) => n.raw) : undefined;
+  const fixedCapacity = adopted.adopted > 0 || (changed && !!fused?.fixedCapacity);
+  let nodes = int8 ? int8.nodes : changed ? edited.nodes.map((n) => n.raw) : undefined;
   const dropInputs = fixedCapacity ? ["attention_mask"] : [];
   let packedStep = "";
   // The length read on the CPU stays an input of its own.
@@ -241,13 +250,14 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
     ...added.filter((f) => fieldOf(f) === GRAPH.input).map(declaredName),
   ];
   // The graph's whole-shape reads of the packed token inputs, made from the packed input's shape instead.
-  const shapeReads = changed
-    ? fused.graph.nodes.filter(
-        (n) => n.opType === "Shape" && ["input_ids", "position_ids"].includes(n.inputs[0]) && !n.ints.has("start") && !n.ints.has("end"),
-      )
-    : [];
+  const shapeReads =
+    changed && options.fuse
+      ? edited.nodes.filter(
+          (n) => n.opType === "Shape" && ["input_ids", "position_ids"].includes(n.inputs[0]) && !n.ints.has("start") && !n.ints.has("end"),
+        )
+      : [];
   const packed =
-    changed && !options.fuse?.unpackedStep
+    changed && options.fuse && !options.fuse.unpackedStep
       ? packStepInputs(
           inputs,
           opset,
@@ -266,13 +276,15 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   const body = rebuildGraph(graphField.value, nodes, added, dropInputs);
   const out = [...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, body) : f.raw));
   if (changed && !opsetVersion(model, MS_DOMAIN)) out.push(bytesField(MODEL.opsetImport, msOpsetImport()));
-  const counts = changed ? fused : NO_EDITS;
+  const counts = fused && anyFused(fused) ? fused : NO_EDITS;
   const { fusedAttention, fusedRotary, rotaryPositions, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias } = counts;
+  const adoptedAttention = adopted.adopted;
   return {
     bytes: concat(out),
     addedHidden,
     addedSampler,
     fusedAttention,
+    adoptedAttention,
     fusedRotary,
     rotaryPositions,
     fusedRmsNorm,
