@@ -1,7 +1,8 @@
 /**
  * `npm run bench:real` (issue #18): tokens/s of the engine at K = 16 on a Qwen2.5-0.5B-shaped decoder
  * (24 layers, 896 wide, 14/2 heads, MLP 4864, 151,936 tokens, random weights) in fp32, int8 and q4 (and
- * q4 with accuracy_level 4) on the CPU, against PyTorch CPU eager plain sampling on the same fp32 weights.
+ * q4 with accuracy_level 4, and q4 as onnxruntime-genai's builder writes it) on the CPU, against PyTorch
+ * CPU eager plain sampling on the same fp32 weights.
  *
  * 1. Builds the folders, one set of weights, into BENCH_DIR (default: a temporary folder, removed at
  *    the end unless BENCH_KEEP=1; an existing BENCH_DIR/check.json skips the build): realShapeBuild.ts.
@@ -19,7 +20,7 @@
  * used while it ran); tokens/s = K / (ms/step / 1000).
  *
  * Environment: BENCH_DIR, BENCH_KEEP, BENCH_THREADS (2), BENCH_K (16), BENCH_STEPS (32), BENCH_PROMPT
- * (64), BENCH_REPEATS (3), BENCH_VARIANTS (fp32,int8,q4,q4-acc4; a "+fused" suffix, fp32+fused, runs
+ * (64), BENCH_REPEATS (3), BENCH_VARIANTS (fp32,int8,q4,q4-acc4,genai-q4; a "+fused" suffix, fp32+fused, runs
  * that folder with decode-bench's --fewest-kernels yes: attention, rotary and norms fused as on a GPU),
  * BENCH_PYTHON, BENCH_TOLERANCE (1e-3, the largest |logit| difference allowed between PyTorch and the
  * fp32 graph), BENCH_AGREEMENT (1: compare the quantized variants' logits with fp32's; 0: skip),
@@ -38,7 +39,7 @@ const K = Number(env.BENCH_K ?? 16);
 const steps = Number(env.BENCH_STEPS ?? 32);
 const promptLength = Number(env.BENCH_PROMPT ?? 64);
 const repeats = Number(env.BENCH_REPEATS ?? 3);
-const variants = (env.BENCH_VARIANTS ?? "fp32,int8,q4,q4-acc4").split(",");
+const variants = (env.BENCH_VARIANTS ?? "fp32,int8,q4,q4-acc4,genai-q4").split(",");
 const tolerance = env.BENCH_TOLERANCE ?? "1e-3";
 const agreement = (env.BENCH_AGREEMENT ?? "1") !== "0";
 /**

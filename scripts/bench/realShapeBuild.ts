@@ -7,6 +7,8 @@
  * - DIR/q4: onnx/model_q4.onnx (MatMulNBits, 4-bit blocks of 32, accuracy_level unset as the fixture writes it);
  * - DIR/q4-acc4: the same graph with accuracy_level 4 on every MatMulNBits (int8 compute, what
  *   onnxruntime-genai's builder sets for the CPU), made by editing the attribute here;
+ * - DIR/genai-q4: model.onnx as onnxruntime-genai's model builder writes it (GroupQueryAttention with
+ *   the rotary inside, MatMulNBits), which the engine runs over a fixed-capacity cache on the CPU too;
  * - DIR/weights.safetensors: the fp32 weights for the PyTorch reference (scripts/bench/qwen2_reference.py),
  *   projections K × N (input × output) as decoderGraph.ts holds them;
  * - DIR/check.json + DIR/check_logits.f32: token ids and the fp32 ONNX graph's logits over them
@@ -23,16 +25,17 @@ import { bytesField, concat, fields, message, text } from "../../src/engine/lm/o
 import { GRAPH, MODEL, NODE } from "../../src/engine/lm/onnx/graphBuild";
 import { Rng } from "../../src/engine/util/rng";
 import { DecoderWeights } from "../fixtures/decoderGraph";
-import { QWEN25_05B, architectureOf, copyTokenizer, randomWeights, writeModelFolder } from "../fixtures/realLayouts";
+import { QWEN25_05B, architectureOf, copyTokenizer, randomWeights, Widths, writeModelFolder } from "../fixtures/realLayouts";
+import { toFloat32 } from "../../src/engine/lm/decoder/tensorData";
 
 export const FAMILY = "qwen2.5";
 export const WIDTHS = QWEN25_05B;
 /** Token ids of the logits check (random ids, as decode-bench's prompt is). */
 export const CHECK_TOKENS = 32;
 
-/** The named fp32 tensors of the weights, as the PyTorch reference reads them. */
-function namedTensors(w: DecoderWeights): [string, number[], Float32Array][] {
-  const { hidden: d, heads: H, kvHeads: KV, headDim: hd, intermediate: I, vocab: V } = architectureOf(FAMILY, WIDTHS);
+/** The named fp32 tensors of Qwen2.5-shaped weights (of `widths`), as the PyTorch reference reads them. */
+export function namedTensors(w: DecoderWeights, widths: Widths = WIDTHS): [string, number[], Float32Array][] {
+  const { hidden: d, heads: H, kvHeads: KV, headDim: hd, intermediate: I, vocab: V } = architectureOf(FAMILY, widths);
   const out: [string, number[], Float32Array][] = [
     ["embed", [V, d], w.embed],
     ["final_norm", [d], w.finalNorm],
@@ -58,7 +61,7 @@ function namedTensors(w: DecoderWeights): [string, number[], Float32Array][] {
 }
 
 /** safetensors: an 8-byte little-endian header length, the JSON header, then the raw little-endian data. */
-function writeSafetensors(path: string, tensors: [string, number[], Float32Array][]): void {
+export function writeSafetensors(path: string, tensors: [string, number[], Float32Array][]): void {
   const header: Record<string, unknown> = {};
   let offset = 0;
   for (const [name, shape, data] of tensors) {
@@ -107,9 +110,12 @@ export function withAccuracyLevel(model: Uint8Array, level: number): { model: Ui
   return { model: concat(parts), nodes };
 }
 
-/** The fp32 graph's logits over `ids` (one row, no past), straight from onnxruntime-node. */
-async function onnxLogits(modelPath: string, ids: number[], threads: number): Promise<Float32Array> {
-  const arch = architectureOf(FAMILY, WIDTHS);
+/**
+ * A Qwen2.5-shaped graph's logits (of `widths`) over `ids` (one row, no past), straight from
+ * onnxruntime-node on the CPU; a half-precision graph's cache and logits are float16.
+ */
+export async function onnxLogits(modelPath: string, ids: number[], threads: number, widths: Widths = WIDTHS): Promise<Float32Array> {
+  const arch = architectureOf(FAMILY, widths);
   const session = await ort.InferenceSession.create(modelPath, { intraOpNumThreads: threads, interOpNumThreads: 1 });
   const n = ids.length;
   const i64 = (values: number[]) => new ort.Tensor("int64", BigInt64Array.from(values, BigInt), [1, values.length]);
@@ -118,11 +124,14 @@ async function onnxLogits(modelPath: string, ids: number[], threads: number): Pr
     attention_mask: i64(ids.map(() => 1)),
     position_ids: i64(ids.map((_, i) => i)),
   };
+  const half = session.inputMetadata.some((m) => m.name === "past_key_values.0.key" && m.isTensor && m.type === "float16");
   for (let i = 0; i < arch.layers; i++)
     for (const kv of ["key", "value"])
-      feeds[`past_key_values.${i}.${kv}`] = new ort.Tensor("float32", new Float32Array(0), [1, arch.kvHeads, 0, arch.headDim]);
+      feeds[`past_key_values.${i}.${kv}`] = half
+        ? new ort.Tensor("float16", new Uint16Array(0), [1, arch.kvHeads, 0, arch.headDim])
+        : new ort.Tensor("float32", new Float32Array(0), [1, arch.kvHeads, 0, arch.headDim]);
   const out = await session.run(feeds, ["logits"]);
-  const logits = Float32Array.from(out.logits.data as Float32Array);
+  const logits = Float32Array.from(toFloat32(out.logits));
   if (logits.length !== n * arch.vocab) throw new Error(`logits of ${logits.length} values, expected ${n} × ${arch.vocab}`);
   await session.release();
   return logits;
@@ -143,6 +152,8 @@ export async function build(dir: string, threads: number): Promise<void> {
   log("int8 written");
   const q4File = writeModelFolder(join(dir, "q4"), FAMILY, { precision: "q4", widths: WIDTHS, weights });
   log("q4 written");
+  writeModelFolder(join(dir, "genai-q4"), FAMILY, { precision: "q4", layout: "genai", widths: WIDTHS, weights });
+  log("genai-q4 written");
   weights = undefined; // the 2 GB go before the session below opens
   const q4 = withAccuracyLevel(readFileSync(join(dir, "q4", q4File)), 4);
   mkdirSync(join(dir, "q4-acc4", "onnx"), { recursive: true });
@@ -158,7 +169,8 @@ export async function build(dir: string, threads: number): Promise<void> {
   log("fp32 ONNX logits of the check ids written");
 }
 
-if (require.main === module) {
+// Only when it is the script run: bundled into real-shapes.js (scripts/gpu), every module is the bundle's `module`.
+if (require.main === module && /realShapeBuild\.[jt]s$/.test(process.argv[1] ?? "")) {
   const [dir, threads = "2"] = process.argv.slice(2);
   if (!dir) {
     console.error("usage: npx tsx scripts/bench/realShapeBuild.ts DIR [THREADS]");
