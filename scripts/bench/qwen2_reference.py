@@ -10,7 +10,12 @@ Each step (sampling + forward) is timed; prints one JSON object with each run's 
 (msPerStepMedianRuns), their best and median, and the mean.
 
   PYTHON scripts/bench/qwen2_reference.py --dir DIR --config DIR/fp32/config.json --k 16 --steps 32 \\
-      --prompt 64 --threads 2 --repeats 2 [--tolerance 1e-3]"""
+      --prompt 64 --threads 2 --repeats 2 [--tolerance 1e-3]
+
+On a GPU (scripts/gpu/real.sh, issue #19): `--device cuda --dtype float16 --ks 16,64,256` runs the same
+loop in half precision on the card for each K in turn (one JSON line each, after the check's), the
+check against DIR/check_logits.f32 as the fp16 graph computed them (a looser --tolerance; the
+agreement of the top token is reported too). CUDA work is synchronized before each time is read."""
 import argparse, json, os, statistics, sys, time
 import numpy as np
 import torch
@@ -33,16 +38,17 @@ def load_safetensors(path):
 
 
 class Qwen2:
-    def __init__(self, cfg, w):
+    def __init__(self, cfg, w, device="cpu", dtype=torch.float32):
         self.layers = cfg["num_hidden_layers"]
         self.heads = cfg["num_attention_heads"]
         self.kv_heads = cfg["num_key_value_heads"]
         self.hidden = cfg["hidden_size"]
         self.head_dim = cfg.get("head_dim") or self.hidden // self.heads
         self.eps = cfg["rms_norm_eps"]
-        t = lambda a: torch.from_numpy(np.array(a, dtype=np.float32))
+        self.device, self.dtype = device, dtype
+        t = lambda a: torch.from_numpy(np.array(a, dtype=np.float32)).to(device, dtype)
         # nn.Linear's layout (output x input), as transformers holds them.
-        lin = lambda a: torch.from_numpy(np.ascontiguousarray(np.asarray(a, dtype=np.float32).T))
+        lin = lambda a: torch.from_numpy(np.ascontiguousarray(np.asarray(a, dtype=np.float32).T)).to(device, dtype)
         self.embed = t(w["embed"])  # tied head: logits = h @ embed^T
         self.final_norm = t(w["final_norm"])
         self.L = []
@@ -56,15 +62,17 @@ class Qwen2:
             })
         theta = cfg["rope_theta"]
         inv = 1.0 / theta ** (np.arange(0, self.head_dim, 2, dtype=np.float64) / self.head_dim)
-        self.inv_freq = torch.from_numpy(inv.astype(np.float32))
+        self.inv_freq = torch.from_numpy(inv.astype(np.float32)).to(device)
 
     def rms(self, x, w):
-        return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+        # In float32, as transformers' Qwen2RMSNorm computes it, then back to the weights' precision.
+        x32 = x.float()
+        return w * (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(w.dtype)
 
     def rotary(self, positions):
-        freqs = positions.to(torch.float32)[:, :, None] * self.inv_freq  # [b, s, hd/2]
+        freqs = positions.to(self.device, torch.float32)[:, :, None] * self.inv_freq  # [b, s, hd/2]
         emb = torch.cat((freqs, freqs), -1)
-        return emb.cos()[:, None], emb.sin()[:, None]  # [b, 1, s, hd]
+        return emb.cos()[:, None].to(self.dtype), emb.sin()[:, None].to(self.dtype)  # [b, 1, s, hd]
 
     @staticmethod
     def rotate_half(x):
@@ -74,6 +82,7 @@ class Qwen2:
     def forward(self, ids, positions, past):
         """ids, positions [b, s]; past: a list of (key, value) [b, kv, t, hd] or None. Returns logits of the last position
         (all positions with all_logits), and the new cache."""
+        ids = ids.to(self.device)
         b, s = ids.shape
         x = F.embedding(ids, self.embed)
         cos, sin = self.rotary(positions)
@@ -100,21 +109,31 @@ class Qwen2:
         return F.linear(h, self.embed)
 
 
+def sync(model):
+    """Waits for the card's queued work, so that a time read after it includes it."""
+    if model.device != "cpu":
+        torch.cuda.synchronize()
+
+
 def decode_run(model, prompt, k, steps, seed):
     """One run of plain batched sampling; returns (prefill ms, per-step ms list)."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=model.device).manual_seed(seed)
     n = prompt.shape[1]
+    sync(model)
     t0 = time.perf_counter()
     h, past = model.forward(prompt, torch.arange(n)[None], None)
     logits = model.logits(h[:, -1]).expand(k, -1)
     past = [(kk.expand(k, -1, -1, -1).contiguous(), vv.expand(k, -1, -1, -1).contiguous()) for kk, vv in past]
+    sync(model)
     prefill = (time.perf_counter() - t0) * 1000
     times = []
     for step in range(steps):
         t = time.perf_counter()
-        tok = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)
+        # Sampled in float32, as the engine draws from float32 probabilities.
+        tok = torch.multinomial(torch.softmax(logits.float(), -1), 1, generator=gen)
         h, past = model.forward(tok, torch.full((k, 1), n + step), past)
         logits = model.logits(h[:, -1])
+        sync(model)
         times.append((time.perf_counter() - t) * 1000)
     return prefill, times
 
@@ -124,6 +143,9 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--config", required=True)
     ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--ks", default=None, help="several K, one JSON line each (overrides --k)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float16"])
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--prompt", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
@@ -133,17 +155,20 @@ def main():
     torch.set_num_threads(a.threads)
     cfg = json.load(open(a.config))
     t0 = time.perf_counter()
-    model = Qwen2(cfg, load_safetensors(os.path.join(a.dir, "weights.safetensors")))
+    dtype = torch.float16 if a.dtype == "float16" else torch.float32
+    model = Qwen2(cfg, load_safetensors(os.path.join(a.dir, "weights.safetensors")), a.device, dtype)
+    sync(model)
     load_s = time.perf_counter() - t0
     check = json.load(open(os.path.join(a.dir, "check.json")))
     want = np.fromfile(os.path.join(a.dir, "check_logits.f32"), dtype="<f4").reshape(len(check["ids"]), check["vocab"])
     with torch.inference_mode():
         ids = torch.tensor([check["ids"]])
         h, _ = model.forward(ids, torch.arange(ids.shape[1])[None], None)
-        got = model.logits(h)[0].numpy()
+        got = model.logits(h)[0].float().cpu().numpy()
     diff = float(np.abs(got - want).max())
     top1 = float((got.argmax(-1) == want.argmax(-1)).mean())
-    result = {"torch": torch.__version__, "threads": a.threads, "loadS": round(load_s, 1),
+    card = torch.cuda.get_device_name() if a.device != "cpu" else None
+    result = {"torch": torch.__version__, "device": card or "cpu", "dtype": a.dtype, "threads": a.threads, "loadS": round(load_s, 1),
               "check": {"tokens": len(check["ids"]), "maxAbsDiff": diff, "maxAbsLogit": float(np.abs(want).max()), "top1Agreement": top1}}
     if not diff <= a.tolerance:
         print(json.dumps(result))
@@ -152,24 +177,25 @@ def main():
         sys.exit(3)
     gen = torch.Generator().manual_seed(0)
     prompt = torch.randint(3, check["vocab"], (1, a.prompt), generator=gen)
-    steps_ms, prefills, means = [], [], []
-    with torch.inference_mode():
-        decode_run(model, prompt, a.k, 3, 99)  # warm-up
-        for r in range(a.repeats):
-            prefill, times = decode_run(model, prompt, a.k, a.steps, r)
-            prefills.append(prefill)
-            means.append(statistics.mean(times))
-            steps_ms.append(statistics.median(times))
-    med = statistics.median(steps_ms)
     blas = [line.strip() for line in torch.__config__.show().splitlines() if "BLAS" in line or "LAPACK" in line or "MKL" in line]
-    result.update({
-        "K": a.k, "steps": a.steps, "prompt": a.prompt, "repeats": a.repeats,
-        "msPerStepBest": round(min(steps_ms), 2), "msPerStepMedian": round(med, 2), "msPerStepMedianRuns": [round(x, 2) for x in steps_ms],
-        "msPerStepMean": round(statistics.median(means), 2), "prefillMs": round(statistics.median(prefills), 1),
-        "tokensPerSecond": round(a.k * 1000 / med, 1), "blas": blas,
-        "mkl": torch.backends.mkl.is_available(), "mkldnn": torch.backends.mkldnn.is_available(),
-    })
-    print(json.dumps(result))
+    for k in [int(x) for x in a.ks.split(",")] if a.ks else [a.k]:
+        steps_ms, prefills, means = [], [], []
+        with torch.inference_mode():
+            decode_run(model, prompt, k, 3, 99)  # warm-up
+            for r in range(a.repeats):
+                prefill, times = decode_run(model, prompt, k, a.steps, r)
+                prefills.append(prefill)
+                means.append(statistics.mean(times))
+                steps_ms.append(statistics.median(times))
+        med = statistics.median(steps_ms)
+        result.update({
+            "K": k, "steps": a.steps, "prompt": a.prompt, "repeats": a.repeats,
+            "msPerStepBest": round(min(steps_ms), 2), "msPerStepMedian": round(med, 2), "msPerStepMedianRuns": [round(x, 2) for x in steps_ms],
+            "msPerStepMean": round(statistics.median(means), 2), "prefillMs": round(statistics.median(prefills), 1),
+            "tokensPerSecond": round(k * 1000 / med, 1), "blas": blas,
+            "mkl": torch.backends.mkl.is_available(), "mkldnn": torch.backends.mkldnn.is_available(),
+        })
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

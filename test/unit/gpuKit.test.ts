@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdtempSync, readdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { architectureOf, SMALL } from "../../scripts/fixtures/realLayouts";
 
 /** The GPU kit's last step reads what decode-bench writes: the two must keep to one format. */
 describe("the GPU kit's results table", function () {
@@ -206,5 +207,78 @@ describe("the GPU kit's results table", function () {
       ),
       table,
     );
+  });
+  it("builds issue #19's real-shape models (a small stand-in) and tables the engine against PyTorch and the bandwidth floor", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "tsmc-gpu-real-"));
+    const models = join(dir, "models");
+    const tsx = join(root, "node_modules/tsx/dist/cli.mjs");
+    for (const part of ["fp16", "q4f16", "torch"])
+      execFileSync(process.execPath, [tsx, join(root, "scripts/gpu/realShapes.ts"), models, "small", part, "1"], { stdio: "pipe" });
+    // What a step reads, counted from the graphs: fp16 reads every weight once (the tied head is the
+    // embedding); q4f16 gathers its fp16 embedding and reads a 4-bit copy as the head.
+    const { hidden: d, heads: H, kvHeads: KV, headDim: hd, intermediate: I, vocab: V, layers } = architectureOf("qwen2.5", SMALL);
+    const perLayer = 2 * d + d * (H + 2 * KV) * hd + (H + 2 * KV) * hd + H * hd * d + 3 * d * I;
+    const fp16 = JSON.parse(readFileSync(join(models, "small/fp16/step-bytes.json"), "utf8"));
+    const params = V * d + layers * perLayer + d;
+    // Beyond the weights, only the graph's small constants (shapes, scalars, rotary frequencies).
+    assert.ok(fp16.weightBytes >= 2 * params && fp16.weightBytes < 2 * params + 65536, JSON.stringify(fp16));
+    assert.deepEqual([fp16.gatheredBytes, fp16.kvBytesPerToken], [0, layers * 2 * KV * hd * 2]);
+    const q4 = JSON.parse(readFileSync(join(models, "small/q4f16/step-bytes.json"), "utf8"));
+    assert.equal(q4.gatheredBytes, V * d * 2);
+    assert.ok(q4.weightBytes < fp16.weightBytes / 3, JSON.stringify(q4));
+    // The PyTorch check's ids and the fp16 graph's logits over them, and its weights.
+    const check = JSON.parse(readFileSync(join(models, "small/check.json"), "utf8"));
+    assert.equal(readFileSync(join(models, "small/check_logits.f32")).length, check.ids.length * V * 4);
+    assert.ok(readFileSync(join(models, "small/weights.safetensors")).length > params * 4);
+    // real.sh's files: decode-bench's lines (run here on the CPU) with the shape and precision put in
+    // front, step-bytes.json's, PyTorch's (its JSON as qwen2_reference.py prints it), the card's name.
+    const out = join(dir, "out");
+    mkdirSync(out);
+    const bench = execFileSync(
+      process.execPath,
+      [
+        join(root, "dist/decode-bench.js"),
+        "--model",
+        join(models, "small/fp16"),
+        "--devices",
+        "cpu",
+        "--levels",
+        "step",
+        "--ks",
+        "4",
+        "--cache",
+        "16",
+        "--steps",
+        "4",
+        "--threads",
+        "1",
+      ],
+      { encoding: "utf8" },
+    );
+    const line = JSON.parse(bench.trim().split("\n")[0]);
+    writeFileSync(join(out, "real-bench.jsonl"), JSON.stringify({ shape: "small", precision: "fp16", ...line }) + "\n");
+    writeFileSync(join(out, "real-bytes.jsonl"), JSON.stringify({ shape: "small", precision: "fp16", bytes: fp16 }) + "\n");
+    const torch = {
+      shape: "small",
+      K: 4,
+      msPerStepMedian: 2 * line.msPerStepMedian,
+      check: { maxAbsDiff: 0.01, maxAbsLogit: 12, top1Agreement: 1 },
+    };
+    writeFileSync(join(out, "torch-real.jsonl"), JSON.stringify(torch) + "\n");
+    writeFileSync(join(out, "gpu.txt"), "NVIDIA H100 80GB HBM3, 580.0, 81559 MiB\n");
+    const { realTable } = await import(join(root, "scripts/gpu/real-table.mjs"));
+    const { rows, text } = realTable(out, {});
+    // The floor: the weights and the cache a mid-run step reads (16-token prompt + 16), at 3,350 GB/s.
+    const floorMs = ((fp16.weightBytes + 4 * fp16.kvBytesPerToken * (16 + 16)) / 3350e9) * 1000;
+    assert.equal(rows.length, 1);
+    assert.deepEqual([rows[0].engine, rows[0].torch, rows[0].cache], [line.msPerStepMedian, 2 * line.msPerStepMedian, "growing"]);
+    assert.ok(Math.abs(rows[0].floorMs - floorMs) < 1e-12, `${rows[0].floorMs} ${floorMs}`);
+    assert.match(text, /^NVIDIA H100 80GB HBM3, 580\.0, 81559 MiB, 3350 GB\/s \(datasheet\)/);
+    assert.match(text, new RegExp(`\\| small \\| fp16 \\| 4 \\| [\\d.]+ \\(growing cache\\) \\| [\\d.]+ \\| 0\\.5 \\|`));
+    assert.match(text, /small largest difference 0\.01 \(logits up to 12\), top token agreed 1/);
+    // A card not in the table: the floor needs BANDWIDTH_GBS.
+    writeFileSync(join(out, "gpu.txt"), "Some GPU\n");
+    assert.equal(realTable(out, {}).rows[0].floorMs, undefined);
+    assert.ok(Math.abs(realTable(out, { BANDWIDTH_GBS: "1000" }).rows[0].floorMs - (floorMs * 3350) / 1000) < 1e-12);
   });
 });
