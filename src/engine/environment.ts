@@ -15,8 +15,9 @@ import { InputError } from "./util/errors";
  * TWISTED_SMC_FIXED_CAPACITY — OnnxDecoderOptions.fixedCapacity where the caller leaves it unset: 0 (or
  * no) keeps the growing cache from the CLI or the editor's engine, 1 (or yes) asks for a fixed capacity
  * even where it is not the default (a fused graph on the CPU). Default (unset or blank): undefined, the
- * device's default (fixedCapacityDefault, lm/decoder/fixedCapacity.ts). A graph with its own
- * GroupQueryAttention keeps a fixed capacity regardless (onnx/adoptGroupQueryAttention.ts).
+ * device's default (fixedCapacityDefault, lm/decoder/fixedCapacity.ts; on the CPU too for a model with a
+ * sliding window: onnxDecoder.ts). A graph with its own GroupQueryAttention keeps a fixed capacity
+ * regardless (onnx/adoptGroupQueryAttention.ts).
  */
 export function fixedCapacityFromEnv(env: NodeJS.ProcessEnv = process.env): boolean | undefined {
   const value = (env.TWISTED_SMC_FIXED_CAPACITY ?? "").trim().toLowerCase();

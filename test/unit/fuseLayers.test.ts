@@ -392,8 +392,9 @@ describe("fusing a decoder's layers for the GPU (attention, residual layer norms
     }
   });
 
-  it("falls back to the growing cache where a fixed capacity cannot apply (a sliding window)", async () => {
-    // A sliding window (its mask would be dropped with the export's) keeps the growing cache.
+  it("keeps the growing cache where the config names a sliding window the export's mask does not hold", async () => {
+    // The fixed capacity would put the config's window into attention the export computes without one
+    // (slidingWindow.test.ts: exports whose masks hold theirs).
     const windowed = join(dir, "windowed");
     cpSync(join(FIXTURES, "gpt2-tiny"), windowed, { recursive: true, filter: (src) => !src.includes(".smc.") });
     const config = JSON.parse(readFileSync(join(windowed, "config.json"), "utf8"));

@@ -7,7 +7,7 @@ import * as ort from "onnxruntime-node";
 import { fixedCapacityDefault, cacheBudgetFor } from "./fixedCapacity";
 import { Device, DeviceAttempt, DeviceRequest, deviceFailure } from "./device";
 import { FloatType } from "./kvCache";
-import { attendsToEveryEarlierToken, DecoderConfig, ModelFolder, ModelFolderError } from "../model/modelFolder";
+import { fixedCapacityCarriesAttention, DecoderConfig, ModelFolder, ModelFolderError } from "../model/modelFolder";
 import { checkInterface } from "./decoderInterface";
 import { WebGpuValidation } from "../../environment";
 import { sessionOpener, smcReadySource } from "./decoderSession";
@@ -161,7 +161,7 @@ export async function openOnDevice(
           folder,
           sampler,
           fuse,
-          fuse && (options.fixedCapacity ?? fixedCapacityDefault(device)) && attendsToEveryEarlierToken(folder),
+          fuse && (options.fixedCapacity ?? fixedCapacityDefault(device)) && fixedCapacityCarriesAttention(folder),
           options.packStep ?? true,
           device === "cpu" && options.int8Compute !== false,
         );

@@ -6,7 +6,7 @@ import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { dirname } from "node:path";
 import * as ort from "onnxruntime-node";
 import { Device, executionProvider, SESSION_CONFIG } from "./device";
-import { ModelFolder, ModelFolderError } from "../model/modelFolder";
+import { ModelFolder, ModelFolderError, slidingWindowLayers } from "../model/modelFolder";
 import { DiskFullError } from "../../util/errors";
 import { cacheDirFromEnv, WebGpuValidation } from "../../environment";
 import { externalDataHome, withExternalDataLocations } from "../onnx/externalData";
@@ -84,7 +84,9 @@ export function smcReadySource(
     vocabSize,
     sampler,
     int8Compute,
-    fuse: fuse ? { numHeads, numKvHeads, headDim, maxPositions, fixedCapacity, unpackedStep: !packStep } : undefined,
+    fuse: fuse
+      ? { numHeads, numKvHeads, headDim, maxPositions, fixedCapacity, windows: slidingWindowLayers(folder), unpackedStep: !packStep }
+      : undefined,
   };
   const edits = (p?: PreparedEdits) => ({
     fused: !!p && anyFused(p),

@@ -23,7 +23,7 @@ import { CausalLM, DecoderState, GraphSampling, RowSamples, StepOutput } from ".
 import { candidates, DeviceAttempt, DeviceRunError, DeviceUnavailableError, describeDeviceChoice, deviceFailure, precheck } from "./device";
 import { FloatType, KvCache, liveKvCaches } from "./kvCache";
 import { liveDeviceLogits } from "./stepReaders";
-import { DecoderConfig, ModelFolder } from "../model/modelFolder";
+import { DecoderConfig, ModelFolder, slidingWindowLayers } from "../model/modelFolder";
 import { physicalBatch, RetainedCacheShapes } from "./fixedCapacity";
 import { fixedCapacityFromEnv, ortProfileFromEnv } from "../../environment";
 import { passInputs } from "./passInputs";
@@ -108,6 +108,11 @@ export class OnnxDecoder implements CausalLM {
       ortProfile: given.ortProfile ?? ortProfileFromEnv(),
     };
     const threads = options.threads ?? Math.max(1, availableParallelism());
+    // A sliding window in the export's mask counts a held row's masked slot as one of the row's tokens:
+    // over the growing cache, a row longer than its window is computed wrongly after a held step. Such a
+    // model runs fused over a fixed capacity, whose attention carries the window, on the CPU too.
+    const windowed = !!slidingWindowLayers(folder);
+    if (windowed && options.fixedCapacity === undefined) options.fixedCapacity = true;
     const attempts: DeviceAttempt[] = [...(options.priorAttempts ?? [])];
     const request = options.device ?? "cpu";
     for (const device of candidates(request)) {
@@ -117,7 +122,7 @@ export class OnnxDecoder implements CausalLM {
         continue;
       }
       const sampler = options.sampleInGraph ?? (device !== "cpu" || folder.config.vocabSize >= LARGE_VOCABULARY);
-      const fuse = options.fewestKernels ?? device !== "cpu";
+      const fuse = options.fewestKernels ?? (device !== "cpu" || windowed);
       const fusedTry = await OnnxDecoder.onDevice(folder, options, device, threads, sampler, fuse, attempts);
       if (fusedTry instanceof OnnxDecoder) return fusedTry;
       // A GPU that fails on the fused layers gets the graph as exported before it is given up on.

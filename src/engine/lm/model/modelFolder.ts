@@ -9,6 +9,7 @@ import { InputError } from "../../util/errors";
 import { MODEL_DTYPES, ModelVariant } from "../../../protocol/protocol";
 import { choiceOption, OptionValues, stringOption, UsageError } from "../../util/options";
 import { hubIdOfFolder } from "../../hub/cache";
+import type { AttentionWindows } from "../onnx/fuseAttention";
 
 export class ModelFolderError extends InputError {}
 
@@ -299,14 +300,39 @@ export function defaultModelDir(start = __dirname): string {
 }
 
 /**
- * Whether the model attends causally to every earlier token, by its config: not with a sliding window
- * or ALiBi's biases. The fixed-capacity cache's GroupQueryAttention drops the export's mask, which
- * would carry them (an export's own GroupQueryAttention carries its window itself and keeps a fixed
- * capacity: adoptGroupQueryAttention.ts).
+ * Whether a fixed-capacity cache can carry the model's attention, by its config: causal, with at most a
+ * sliding window (slidingWindowLayers, which the cache's attention nodes then carry); not ALiBi's
+ * biases, which only the export's mask carries and the fixed capacity drops. An export's own
+ * GroupQueryAttention keeps a fixed capacity in any case (adoptGroupQueryAttention.ts).
  */
-export function attendsToEveryEarlierToken(folder: ModelFolder): boolean {
+export function fixedCapacityCarriesAttention(folder: ModelFolder): boolean {
+  const alibi = folder.rawConfig.alibi === true || ["bloom", "mpt"].includes(folder.config.modelType);
+  return !alibi;
+}
+
+/**
+ * The model's sliding window by layer, by its config as transformers reads it: `layer_types`, else
+ * Gemma-2's (even layers slide), Gemma-3's (`sliding_window_pattern`, default 6: every p-th layer is
+ * full), Qwen2's (layers from `max_window_layers` on) and Mistral's (every layer). Undefined without
+ * a window (or with `use_sliding_window` false). The fixed-capacity cache puts it in its attention
+ * nodes (fuseAttention.ts), where the export's masks agree with it.
+ */
+export function slidingWindowLayers(folder: ModelFolder): AttentionWindows | undefined {
   const raw = folder.rawConfig;
-  const window = typeof raw.sliding_window === "number" && raw.use_sliding_window !== false;
-  const alibi = raw.alibi === true || ["bloom", "mpt"].includes(folder.config.modelType);
-  return !window && !alibi;
+  const size = raw.sliding_window;
+  if (typeof size !== "number" || !(size > 0) || raw.use_sliding_window === false) return undefined;
+  const layers = folder.config.numLayers;
+  const types = raw.layer_types;
+  const index = Array.from({ length: layers }, (_, i) => i);
+  let sliding: boolean[];
+  if (Array.isArray(types) && types.length === layers) sliding = types.map((t) => t === "sliding_attention");
+  else if (folder.config.modelType === "gemma2") sliding = index.map((i) => i % 2 === 0);
+  else if (/^gemma3/.test(folder.config.modelType)) {
+    const pattern = typeof raw.sliding_window_pattern === "number" ? raw.sliding_window_pattern : 6;
+    sliding = index.map((i) => (i + 1) % pattern !== 0);
+  } else if (folder.config.modelType === "qwen2") {
+    const from = typeof raw.max_window_layers === "number" ? raw.max_window_layers : 0;
+    sliding = index.map((i) => i >= from);
+  } else sliding = index.map(() => true);
+  return { size, sliding };
 }

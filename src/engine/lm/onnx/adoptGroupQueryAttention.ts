@@ -34,24 +34,12 @@ function withInputs(n: NodeInfo, rename: (input: string, at: number) => string):
 
 /** Whether `name` is computed from the graph input `from` and constants alone. */
 function computedFrom(index: GraphIndex, name: string, from: string): boolean {
-  const seen = new Set<string>();
-  const pending = [name];
   let reached = false;
-  while (pending.length) {
-    const t = pending.pop()!;
-    if (!t || seen.has(t)) continue;
-    seen.add(t);
+  for (const t of index.upstream(name)) {
     if (index.isGraphInput(t)) {
       if (t !== from) return false;
       reached = true;
-      continue;
-    }
-    const producer = index.producer.get(t);
-    if (!producer) {
-      if (!index.isWeight(t)) return false;
-      continue;
-    }
-    pending.push(...producer.inputs);
+    } else if (!index.producer.has(t) && !index.isWeight(t)) return false;
   }
   return reached;
 }

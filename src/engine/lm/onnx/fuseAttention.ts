@@ -25,9 +25,20 @@
  * free buffers of a size, so of a step's 24 new cache tensors 14 are made anew, each costing about
  * 0.8 ms of CPU time on an H100 (README, "On a GPU"); tensors of a fixed size can all be reused.
  */
-import { constant, MS_DOMAIN, node } from "./graphBuild";
+import { Attr, constant, MS_DOMAIN, node } from "./graphBuild";
 import { GraphInfo, NodeInfo } from "./graphRead";
 import { applyRewrites, GraphIndex, Heads, isPerm, Rewrite } from "./graphRewrite";
+
+/**
+ * A model's sliding window by layer, as its config says (modelFolder.ts, slidingWindowLayers): the
+ * window's tokens (the query's own included, as transformers' mask counts them) and whether each layer
+ * slides. Over a fixed capacity the window goes into GroupQueryAttention's `local_window_size`, counted
+ * over the row's own tokens (the exporter's mask counted a held row's masked slot as one of them).
+ */
+export interface AttentionWindows {
+  size: number;
+  sliding: boolean[];
+}
 
 /** The fixed-capacity graph's inputs: per row, its filled slots after this pass minus one (int32 [batch]); the most of them plus one (int32 scalar). */
 export const SEQLENS_K = "smc_seqlens_k";
@@ -47,6 +58,7 @@ class AttentionFuser {
     private readonly headDim: number,
     private readonly opset: number,
     private readonly fixedCapacity = false,
+    private readonly windows?: AttentionWindows,
   ) {
     this.index = new GraphIndex(graph);
     this.constants = graph.constants;
@@ -96,8 +108,23 @@ class AttentionFuser {
     return `${prefix}_bsd`;
   }
 
+  /**
+   * Gemma-2's soft-capping of the scores, cap · tanh(x / cap) (Mul of Tanh of Div, one constant), as the
+   * node that makes `name`: the cap, x, and its nodes; else undefined.
+   */
+  private softcap(name: string): { cap: number; inner: string; nodes: NodeInfo[] } | undefined {
+    const mul = this.index.made(name, "Mul");
+    const at = mul ? mul.inputs.findIndex((i) => this.index.made(i, "Tanh")) : -1;
+    if (!mul || at < 0 || !this.index.only(mul.inputs[at])) return undefined;
+    const cap = this.index.scalar(mul.inputs[1 - at]);
+    const tanh = this.index.producer.get(mul.inputs[at])!;
+    const div = this.index.made(tanh.inputs[0], "Div");
+    if (cap === undefined || !div || !this.index.only(div.outputs[0]) || this.index.scalar(div.inputs[1]) !== cap) return undefined;
+    return { cap, inner: div.inputs[0], nodes: [mul, tanh, div] };
+  }
+
   /** The match anchored at one Softmax, or undefined when the pattern around it differs. */
-  match(softmax: NodeInfo, layer: number): (Rewrite & { withCache: boolean; cacheFound: boolean }) | undefined {
+  match(softmax: NodeInfo, layer: number): (Rewrite & { withCache: boolean; cacheFound: boolean; mask: string }) | undefined {
     const axis = softmax.ints.get("axis")?.[0] ?? (this.opset >= 13 ? -1 : 1);
     if (softmax.opType !== "Softmax" || (axis !== -1 && axis !== 3)) return undefined;
     // Half-precision exports take the softmax in float32 (as transformers computes it): a Cast on each side.
@@ -107,9 +134,12 @@ class AttentionFuser {
     if (add?.opType !== "Add" || !this.index.only(add.outputs[0])) return undefined;
     const scaledAt = add.inputs.findIndex((i) => ["Div", "Mul"].includes(this.index.producer.get(i)?.opType ?? ""));
     if (scaledAt < 0) return undefined;
-    const scaled = this.index.producer.get(add.inputs[scaledAt])!;
     const mask = add.inputs[1 - scaledAt];
-    if (!this.index.only(scaled.outputs[0])) return undefined;
+    // Soft-capped scores (only GroupQueryAttention, over a fixed capacity, takes a cap).
+    const capped = this.fixedCapacity ? this.softcap(add.inputs[scaledAt]) : undefined;
+    if (capped && !this.index.only(capped.nodes[0].outputs[0])) return undefined;
+    const scaled = this.index.producer.get(capped ? capped.inner : add.inputs[scaledAt]);
+    if (!scaled || !["Div", "Mul"].includes(scaled.opType) || !this.index.only(scaled.outputs[0])) return undefined;
     const factor = this.index.scalar(scaled.inputs[1]);
     const scores = this.index.producer.get(scaled.inputs[0]);
     if (factor === undefined || scores?.opType !== "MatMul" || !this.index.only(scores.outputs[0])) return undefined;
@@ -149,7 +179,9 @@ class AttentionFuser {
       const v = this.toBsd(values[1], `${prefix}/v`, newNodes, this.numKvHeads);
       const outputs = [output, keysIn!, valuesIn!];
       if (this.fixedCapacity) {
-        const gqa = { ...attrs, kv_num_heads: this.numKvHeads };
+        const gqa: Record<string, Attr> = { ...attrs, kv_num_heads: this.numKvHeads };
+        if (this.windows?.sliding[layer]) gqa.local_window_size = this.windows.size;
+        if (capped) gqa.softcap = { float: capped.cap };
         newNodes.push(
           node(
             "GroupQueryAttention",
@@ -193,9 +225,24 @@ class AttentionFuser {
     }
     const concats = withCache ? [this.index.producer.get(keysIn!)!, this.index.producer.get(valuesIn!)!] : [];
     const widening = withCache ? widened.flatMap((w) => w?.nodes ?? []) : [];
+    // A cap that did not go into GroupQueryAttention (no cache found here) is not fused at all.
+    if (capped && !(withCache && this.fixedCapacity)) return undefined;
     const casts = castIn ? [castIn, castOut!] : [];
-    const replaced = [add, scaled, scores, keysT, ...casts, softmax, weighted, ...concats, ...widening, ...(merged ? [back!, merged] : [])];
-    return { replaced, anchor: merged ?? weighted, newNodes, withCache, cacheFound };
+    const caps = capped?.nodes ?? [];
+    const replaced = [
+      add,
+      ...caps,
+      scaled,
+      scores,
+      keysT,
+      ...casts,
+      softmax,
+      weighted,
+      ...concats,
+      ...widening,
+      ...(merged ? [back!, merged] : []),
+    ];
+    return { replaced, anchor: merged ?? weighted, newNodes, withCache, cacheFound, mask };
   }
 
   /** Whether a Reshape's target shape is [·, ·, heads × headDim] (or [·, ·, −1]). */
@@ -214,30 +261,69 @@ class AttentionFuser {
   }
 }
 
+/** Whether `name` is computed (within 64 tensors back) from the scalar constant ±`value`. */
+function readsConstant(graph: GraphInfo, name: string, value: number): boolean {
+  const index = new GraphIndex(graph);
+  for (const t of index.upstream(name, 64)) {
+    const v = graph.constants.get(t);
+    if (v?.length === 1 && Math.abs(v[0]) === value) return true;
+  }
+  return false;
+}
+
+/**
+ * Whether the layers' masks agree with the config's windows: the sliding layers all read one mask
+ * tensor, made with the window's size as a constant (transformers writes `key > query − window`), and
+ * the others all another. The config says which layers slide (transformers' rule for the model); the
+ * export's masks must say the same, or a window would go where the export has none.
+ */
+function masksAgree(graph: GraphInfo, masks: string[], windows: AttentionWindows): boolean {
+  if (masks.length !== windows.sliding.length) return false;
+  const of = (sliding: boolean) => [...new Set(masks.filter((_, i) => windows.sliding[i] === sliding))];
+  const [local, global] = [of(true), of(false)];
+  if (local.length > 1 || global.length > 1) return false;
+  if (local.length && global.length && local[0] === global[0]) return false;
+  return !local.length || readsConstant(graph, local[0], windows.size);
+}
+
 /**
  * The graph with every matching attention fused (`fused`: how many), and the nodes nothing reads any
  * more dropped. With `fixedCapacity` asked for, the cache is of fixed capacity (`fixedCapacity`: true)
  * only when every layer (every past key input) matched with its cache and nothing else reads the
- * attention mask; otherwise the fusion is the plain one.
+ * attention mask; otherwise the fusion is the plain one. `windows`: the model's sliding window, which
+ * a fixed capacity then carries (and without which a model whose mask holds a window gets none).
  */
 export function fuseAttention(
   graph: GraphInfo,
   heads: Heads,
   opset: number,
   fixedCapacity = false,
+  windows?: AttentionWindows,
 ): { graph: GraphInfo; fused: number; fixedCapacity: boolean } {
+  type Match = NonNullable<ReturnType<AttentionFuser["match"]>>;
   const rewrites = (fixed: boolean) => {
-    const fuser = new AttentionFuser(graph, heads.numHeads, heads.numKvHeads, heads.headDim, opset, fixed);
+    const fuser = new AttentionFuser(graph, heads.numHeads, heads.numKvHeads, heads.headDim, opset, fixed, windows);
     return graph.nodes
       .filter((n) => n.opType === "Softmax")
       .map((s, layer) => fuser.match(s, layer))
-      .filter((m): m is Rewrite & { withCache: boolean; cacheFound: boolean } => !!m);
+      .filter((m): m is Match => !!m);
   };
-  const plain = rewrites(false);
   const layers = graph.inputs.filter((i) => /^past_key_values\.\d+\.key$/.test(i)).length;
-  if (fixedCapacity && layers > 0 && plain.length === layers && plain.every((r) => r.cacheFound)) {
-    const fixed = applyRewrites(graph, rewrites(true));
-    if (!fixed.nodes.some((n) => n.inputs.includes("attention_mask"))) return { graph: fixed, fused: layers, fixedCapacity: true };
+  if (fixedCapacity && layers > 0) {
+    const fixedMatches = rewrites(true);
+    const complete = fixedMatches.length === layers && fixedMatches.every((r) => r.cacheFound && r.withCache);
+    const windowsRight =
+      !windows ||
+      masksAgree(
+        graph,
+        fixedMatches.map((r) => r.mask),
+        windows,
+      );
+    if (complete && windowsRight) {
+      const fixed = applyRewrites(graph, fixedMatches);
+      if (!fixed.nodes.some((n) => n.inputs.includes("attention_mask"))) return { graph: fixed, fused: layers, fixedCapacity: true };
+    }
   }
+  const plain = rewrites(false);
   return { graph: applyRewrites(graph, plain), fused: plain.length, fixedCapacity: false };
 }

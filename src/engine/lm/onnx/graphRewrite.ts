@@ -71,6 +71,19 @@ export class GraphIndex {
     return n?.length === 1 && h?.length === 1 ? [n[0], h[0]] : undefined;
   }
 
+  /** `name` and the tensors it is computed from, each once, walking back through their producers (at most `limit`). */
+  *upstream(name: string, limit = Infinity): Generator<string> {
+    const seen = new Set<string>();
+    const pending = [name];
+    while (pending.length && seen.size < limit) {
+      const t = pending.pop()!;
+      if (!t || seen.has(t)) continue;
+      seen.add(t);
+      yield t;
+      pending.push(...(this.producer.get(t)?.inputs ?? []));
+    }
+  }
+
   /** The nodes that read `name`. */
   readers(name: string): readonly NodeInfo[] {
     return this.consumers.get(name) ?? [];

@@ -33,7 +33,7 @@ import {
 import { GraphInfo, NodeInfo, opsetVersion, readGraph, valueInfoName } from "./graphRead";
 import { Heads } from "./graphRewrite";
 import { adoptGroupQueryAttention } from "./adoptGroupQueryAttention";
-import { fuseAttention, SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "./fuseAttention";
+import { AttentionWindows, fuseAttention, SEQLENS_K, TOTAL_SEQUENCE_LENGTH } from "./fuseAttention";
 import { fuseProjectionBias } from "./fuseProjectionBias";
 import { fuseRmsNorm } from "./fuseRmsNorm";
 import { fuseRotary } from "./fuseRotary";
@@ -124,6 +124,8 @@ export interface PrepareOptions {
   fuse?: Heads & {
     maxPositions?: number;
     fixedCapacity?: boolean;
+    /** The model's sliding window by layer (modelFolder.ts, slidingWindowLayers), for a fixed capacity's attention. */
+    windows?: AttentionWindows;
     /** Keep the per-pass inputs apart (packStepInputs.ts). */ unpackedStep?: boolean;
   };
 }
@@ -163,10 +165,10 @@ function fuseLayers(graph: GraphInfo, heads: NonNullable<PrepareOptions["fuse"]>
   // logits (0.50 against the fp32 model's, 0.17 unfused; lavapipe) and changed its greedy solutions,
   // while its GroupQueryAttention stays as close to the CPU as the unfused graph (Qwen2.5 and
   // Llama-3.2 fp16 layouts, prefill and 4 steps: at most 0.035 either way; lavapipe).
-  const attention =
-    floatLogits || heads.fixedCapacity
-      ? fuseAttention(rotary.graph, heads, opset, heads.fixedCapacity)
-      : { graph: rotary.graph, fused: 0, fixedCapacity: false };
+  const unfused = { graph: rotary.graph, fused: 0, fixedCapacity: false };
+  const tried =
+    floatLogits || heads.fixedCapacity ? fuseAttention(rotary.graph, heads, opset, heads.fixedCapacity, heads.windows) : unfused;
+  const attention = floatLogits || tried.fixedCapacity ? tried : unfused;
   const rms = fuseRmsNorm(attention.graph, opset);
   const skip = fuseSkipLayerNorm(rms.graph);
   const projections = fuseProjectionBias(skip.graph);
