@@ -8,7 +8,8 @@
  *
  * SHAPE: qwen2.5-0.5b (24 layers, 896 wide, 14 heads, 2 KV heads), qwen2.5-math-1.5b (28 layers, 1536
  * wide, 12 heads, 2 KV heads, head_dim 128, MLP 8960), or small (a dry run on any machine).
- * PART: fp16 or q4f16 (DIR/SHAPE/PART: a model folder, and step-bytes.json: what one decode step must
+ * PART: fp16, q4f16 or genai-q4f16 (onnxruntime-genai's builder's layout: its own GroupQueryAttention,
+ * MatMulNBits over fp16) (DIR/SHAPE/PART: a model folder, and step-bytes.json: what one decode step must
  * read, for the memory-bandwidth floor), or torch (DIR/SHAPE/weights.safetensors for PyTorch, and
  * check.json + check_logits.f32: the fp16 graph's logits over random ids on the CPU, which PyTorch's
  * fp16 forward must reproduce; DIR/SHAPE/fp16 first). The parts of a shape run as processes side by
@@ -66,8 +67,8 @@ export function weightBytesPerStep(modelPath: string): { weightBytes: number; ga
 async function main(): Promise<void> {
   const [dir, shape, part, threads = "16"] = process.argv.slice(2);
   const widths = SHAPES[shape];
-  if (!dir || !widths || !["fp16", "q4f16", "torch"].includes(part)) {
-    console.error(`usage: node real-shapes.js DIR ${Object.keys(SHAPES).join("|")} fp16|q4f16|torch [THREADS]`);
+  if (!dir || !widths || !["fp16", "q4f16", "genai-q4f16", "torch"].includes(part)) {
+    console.error(`usage: node real-shapes.js DIR ${Object.keys(SHAPES).join("|")} fp16|q4f16|genai-q4f16|torch [THREADS]`);
     process.exit(2);
   }
   const t0 = performance.now();
@@ -90,7 +91,15 @@ async function main(): Promise<void> {
   }
   const folder = join(home, part);
   // A 1.5B model in fp16 (3 GB) does not fit one protobuf: its weights go to model.onnx_data, as Optimum writes them.
-  const file = writeModelFolder(folder, FAMILY, { precision: part as "fp16" | "q4f16", widths, weights, externalData: part === "fp16" });
+  const genai = part.startsWith("genai-");
+  const precision = part.replace(/^genai-/, "") as "fp16" | "q4f16";
+  const file = writeModelFolder(folder, FAMILY, {
+    precision,
+    widths,
+    weights,
+    externalData: part === "fp16",
+    layout: genai ? "genai" : "optimum",
+  });
   const arch = architectureOf(FAMILY, widths);
   const bytes = {
     ...weightBytesPerStep(join(folder, file)),

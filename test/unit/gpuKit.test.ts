@@ -212,7 +212,7 @@ describe("the GPU kit's results table", function () {
     const dir = mkdtempSync(join(tmpdir(), "tsmc-gpu-real-"));
     const models = join(dir, "models");
     const tsx = join(root, "node_modules/tsx/dist/cli.mjs");
-    for (const part of ["fp16", "q4f16", "torch"])
+    for (const part of ["fp16", "q4f16", "genai-q4f16", "torch"])
       execFileSync(process.execPath, [tsx, join(root, "scripts/gpu/realShapes.ts"), models, "small", part, "1"], { stdio: "pipe" });
     // What a step reads, counted from the graphs: fp16 reads every weight once (the tied head is the
     // embedding); q4f16 gathers its fp16 embedding and reads a 4-bit copy as the head.
@@ -226,6 +226,10 @@ describe("the GPU kit's results table", function () {
     const q4 = JSON.parse(readFileSync(join(models, "small/q4f16/step-bytes.json"), "utf8"));
     assert.equal(q4.gatheredBytes, V * d * 2);
     assert.ok(q4.weightBytes < fp16.weightBytes / 3, JSON.stringify(q4));
+    // onnxruntime-genai's q4f16: the same 4-bit weights; its rotary tables (cos, sin) are read besides.
+    const genai = JSON.parse(readFileSync(join(models, "small/genai-q4f16/step-bytes.json"), "utf8"));
+    assert.equal(genai.gatheredBytes, V * d * 2);
+    assert.ok(genai.weightBytes > q4.weightBytes && genai.weightBytes < q4.weightBytes * 1.2, JSON.stringify(genai));
     // The PyTorch check's ids and the fp16 graph's logits over them, and its weights.
     const check = JSON.parse(readFileSync(join(models, "small/check.json"), "utf8"));
     assert.equal(readFileSync(join(models, "small/check_logits.f32")).length, check.ids.length * V * 4);
