@@ -11,6 +11,7 @@ import { DiskFullError } from "../../util/errors";
 import { cacheDirFromEnv, WebGpuValidation } from "../../environment";
 import { externalDataHome, withExternalDataLocations } from "../onnx/externalData";
 import { anyFused, HIDDEN_OUTPUT, PreparedEdits, prepareForSmc, prepareModelBytes, PrepareOptions } from "../onnx/prepareGraph";
+import { DrawLayout } from "../onnx/samplingHead";
 
 /** The model files already warned about running unprepared (once per process each). */
 const warnedUnprepared = new Set<string>();
@@ -68,6 +69,8 @@ export function smcReadySource(
   packStep = true,
   /** For the CPU (PrepareOptions.int8Compute). */
   int8Compute = false,
+  /** PrepareOptions.drawLayout. */
+  drawLayout?: DrawLayout,
 ): {
   source: string | Uint8Array;
   /** Where the graph's external data files are, when the graph is not loaded from beside them. */
@@ -84,6 +87,7 @@ export function smcReadySource(
     vocabSize,
     sampler,
     int8Compute,
+    drawLayout,
     fuse: fuse
       ? { numHeads, numKvHeads, headDim, maxPositions, fixedCapacity, windows: slidingWindowLayers(folder), unpackedStep: !packStep }
       : undefined,

@@ -39,13 +39,13 @@ import { fuseRmsNorm } from "./fuseRmsNorm";
 import { fuseRotary } from "./fuseRotary";
 import { fuseSkipLayerNorm } from "./fuseSkipLayerNorm";
 import { bytesField, concat, fields, text } from "./protoWire";
-import { SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead";
+import { DrawLayout, SAMPLE_UNIFORM, samplingHead, SAMPLING_MIN_OPSET } from "./samplingHead";
 import { packStepInputs } from "./packStepInputs";
 import { findHeadInput } from "./headSearch";
 import { externalDataHome, withExternalDataLocations } from "./externalData";
 
 export const HIDDEN_OUTPUT = "last_hidden_state";
-const PREPARE_VERSION = 18;
+const PREPARE_VERSION = 19;
 
 /** The element type (onnx TensorProto.DataType) of a tensor ValueInfoProto. */
 function elemType(valueInfo: Uint8Array): number {
@@ -121,6 +121,11 @@ export interface PrepareOptions {
    * as before (docs/performance.md, `npm run bench:real`).
    */
   int8Compute?: boolean;
+  /**
+   * How the sampling head lays out its inverse CDF (samplingHead.ts). Default: "fewest-kernels" with
+   * `fuse`, else "least-work"; the CPU takes "least-work" with fused layers too (decoderParts.ts).
+   */
+  drawLayout?: DrawLayout;
   fuse?: Heads & {
     maxPositions?: number;
     fixedCapacity?: boolean;
@@ -129,6 +134,8 @@ export interface PrepareOptions {
     /** Keep the per-pass inputs apart (packStepInputs.ts). */ unpackedStep?: boolean;
   };
 }
+
+const drawLayoutOf = (options: PrepareOptions): DrawLayout => options.drawLayout ?? (options.fuse ? "fewest-kernels" : "least-work");
 
 const NO_EDITS: PreparedEdits = {
   addedHidden: false,
@@ -238,7 +245,7 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
     }
     added.push(bytesField(GRAPH.output, tensorValueInfo(HIDDEN_OUTPUT, elem, ["batch_size", "sequence_length", options.hiddenSize])));
   }
-  if (addedSampler) added.push(...samplingHead(options.vocabSize, opset, options.fuse ? "fewest-kernels" : "least-work"));
+  if (addedSampler) added.push(...samplingHead(options.vocabSize, opset, drawLayoutOf(options)));
   const fixedCapacity = adopted.adopted > 0 || (changed && !!fused?.fixedCapacity);
   let nodes = int8 ? int8.nodes : changed ? edited.nodes.map((n) => n.raw) : undefined;
   const dropInputs = fixedCapacity ? ["attention_mask"] : [];
@@ -394,8 +401,9 @@ export function prepareForSmc(onnxPath: string, options: PrepareOptions, cacheDi
     size: st.size,
     mtimeMs: Math.round(st.mtimeMs),
     sampleHash: sampleHash(abs, st.size),
-    // The CPU's copy and a GPU's of the same name differ in this edit: one is not taken for the other.
+    // The CPU's copy and a GPU's of the same name differ in these edits: one is not taken for the other.
     int8Compute: !!options.int8Compute,
+    drawLayout: drawLayoutOf(options),
   };
   if (existsSync(target) && existsSync(stampPath)) {
     try {
