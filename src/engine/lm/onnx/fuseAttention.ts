@@ -261,10 +261,10 @@ class AttentionFuser {
   }
 }
 
-/** Whether `name` is computed (within 64 tensors back) from the scalar constant ±`value`. */
+/** Whether `name` is computed (within 512 tensors back: a mask's arithmetic) from the scalar constant ±`value`. */
 function readsConstant(graph: GraphInfo, name: string, value: number): boolean {
   const index = new GraphIndex(graph);
-  for (const t of index.upstream(name, 64)) {
+  for (const t of index.upstream(name, 512)) {
     const v = graph.constants.get(t);
     if (v?.length === 1 && Math.abs(v[0]) === value) return true;
   }
@@ -291,7 +291,8 @@ function masksAgree(graph: GraphInfo, masks: string[], windows: AttentionWindows
  * more dropped. With `fixedCapacity` asked for, the cache is of fixed capacity (`fixedCapacity`: true)
  * only when every layer (every past key input) matched with its cache and nothing else reads the
  * attention mask; otherwise the fusion is the plain one. `windows`: the model's sliding window, which
- * a fixed capacity then carries (and without which a model whose mask holds a window gets none).
+ * a fixed capacity then carries where the masks agree; without it every layer is taken to attend to
+ * every earlier token, as the config says (the caller leaves out models whose config says otherwise).
  */
 export function fuseAttention(
   graph: GraphInfo,
