@@ -207,27 +207,36 @@ export async function assertSameAsFreshPrefill(model: LoadedModel, reference: Lo
   first.state.dispose();
   let rowsTokens = [prompt, prompt, prompt];
   let worst = 0;
-  for (let t = 0; t < 22; t++) {
-    const tokens = Array.from({ length: x.batch }, (_, r) => ((r === 0 && t % 3 === 1) || (r === 2 && t % 4 === 2) ? null : 5 + t + 3 * r));
-    const p = await model.lm.step(x, tokens);
-    const lp = await logitsOf(p);
-    const v = lp.length / tokens.length;
-    rowsTokens = rowsTokens.map((row, r) => (tokens[r] === null ? row : [...row, tokens[r]!]));
-    for (const [r, tok] of tokens.entries()) {
-      if (tok === null) continue;
-      const q = await reference.lm.prefill(rowsTokens[r]);
-      const diff = maxAbsDiff(lp.subarray(r * v, (r + 1) * v), await logitsOf(q));
-      q.state.dispose();
-      assert.ok(diff < tolerance, `logits of row ${r} (${rowsTokens[r].length} tokens), step ${t}: ${diff}`);
-      worst = Math.max(worst, diff);
+  // A failed check leaves no state alive (later tests count the live KV caches).
+  let out: StepOutput | undefined;
+  try {
+    for (let t = 0; t < 22; t++) {
+      const tokens = Array.from({ length: x.batch }, (_, r) =>
+        (r === 0 && t % 3 === 1) || (r === 2 && t % 4 === 2) ? null : 5 + t + 3 * r,
+      );
+      out = await model.lm.step(x, tokens);
+      const lp = await logitsOf(out);
+      const v = lp.length / tokens.length;
+      rowsTokens = rowsTokens.map((row, r) => (tokens[r] === null ? row : [...row, tokens[r]!]));
+      for (const [r, tok] of tokens.entries()) {
+        if (tok === null) continue;
+        const q = await reference.lm.prefill(rowsTokens[r]);
+        const diff = maxAbsDiff(lp.subarray(r * v, (r + 1) * v), await logitsOf(q));
+        q.state.dispose();
+        assert.ok(diff < tolerance, `logits of row ${r} (${rowsTokens[r].length} tokens), step ${t}: ${diff}`);
+        worst = Math.max(worst, diff);
+      }
+      const rows =
+        t === 10 ? [2, 0, 1, 1, 0] : t === 16 ? [1, 2] : t % 5 === 3 ? [x.batch - 1, 0, 0] : Array.from({ length: x.batch }, (_, r) => r);
+      x = out.state.select(rows);
+      rowsTokens = rows.map((r) => rowsTokens[r]);
+      out.state.dispose();
+      out = undefined;
     }
-    const rows =
-      t === 10 ? [2, 0, 1, 1, 0] : t === 16 ? [1, 2] : t % 5 === 3 ? [x.batch - 1, 0, 0] : Array.from({ length: x.batch }, (_, r) => r);
-    x = p.state.select(rows);
-    rowsTokens = rows.map((r) => rowsTokens[r]);
-    p.state.dispose();
+  } finally {
+    out?.state.dispose();
+    x.dispose();
   }
-  x.dispose();
   return worst;
 }
 
