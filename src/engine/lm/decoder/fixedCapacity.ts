@@ -18,7 +18,9 @@ const SETS_KEPT_PER_SHAPE = 3;
  * Whether a decoder keeps its cache at a fixed capacity when neither the caller nor the environment says:
  * on a GPU, yes. Measured on an H100 (2026-11-26, GPT-2-small shape, K = 16): 7.8 ms a step against the
  * growing cache's 23.0, whose every step makes each cache tensor anew. The CPU's allocator makes that
- * cheap, so there the growing cache stays.
+ * cheap, so there the growing cache stays, but for what the growing cache computes wrongly: a model
+ * with a sliding window (onnxDecoder.ts) and a graph with its own GroupQueryAttention
+ * (adoptGroupQueryAttention.ts).
  */
 export function fixedCapacityDefault(device: Device): boolean {
   return device !== "cpu";
