@@ -156,6 +156,14 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
  */
 export const FIXED_CAPACITY_STORED_BATCHES = [...Array(11).fill(4), 8, 8, 8, 4, 4, 4, 2, 2, 4, 4, 4];
 
+/** The 22 steps both checks below take, from 3 rows: step t's tokens (null: a held row) for a batch. */
+const HELD_ROW_STEPS = 22;
+const stepTokens = (t: number, batch: number) =>
+  Array.from({ length: batch }, (_, r) => ((r === 0 && t % 3 === 1) || (r === 2 && t % 4 === 2) ? null : 5 + t + 3 * r));
+/** The rows kept after step t: resamplings; the batch goes 3, 5, 3, 2 (finished rows dropped), 3. */
+const stepRows = (t: number, batch: number) =>
+  t === 10 ? [2, 0, 1, 1, 0] : t === 16 ? [1, 2] : t % 5 === 3 ? [batch - 1, 0, 0] : Array.from({ length: batch }, (_, r) => r);
+
 export async function assertSameAsGrowingCache(
   fixed: LoadedModel,
   growing: LoadedModel,
@@ -169,8 +177,8 @@ export async function assertSameAsGrowingCache(
   b.state.dispose();
   const capacities: number[] = [];
   const stored: number[] = [];
-  for (let t = 0; t < 22; t++) {
-    const tokens = Array.from({ length: x.batch }, (_, r) => ((r === 0 && t % 3 === 1) || (r === 2 && t % 4 === 2) ? null : 5 + t + 3 * r));
+  for (let t = 0; t < HELD_ROW_STEPS; t++) {
+    const tokens = stepTokens(t, x.batch);
     const [p, q] = [await fixed.lm.step(x, tokens), await growing.lm.step(y, tokens)];
     capacities.push((p.state as KvCache).length);
     stored.push((p.state as KvCache).storeBatch);
@@ -182,9 +190,7 @@ export async function assertSameAsGrowingCache(
     const v = lp.length / tokens.length;
     for (const r of fed)
       assert.ok(maxAbsDiff(lp.subarray(r * v, (r + 1) * v), lq.subarray(r * v, (r + 1) * v)) < tolerance, `logits of row ${r}, step ${t}`);
-    // Resamplings; the batch goes 3, 5, 3, 2 (finished rows dropped), 3.
-    const rows =
-      t === 10 ? [2, 0, 1, 1, 0] : t === 16 ? [1, 2] : t % 5 === 3 ? [x.batch - 1, 0, 0] : Array.from({ length: x.batch }, (_, r) => r);
+    const rows = stepRows(t, x.batch);
     [x, y] = [p.state.select(rows), q.state.select(rows)];
     p.state.dispose();
     q.state.dispose();
@@ -210,10 +216,8 @@ export async function assertSameAsFreshPrefill(model: LoadedModel, reference: Lo
   // A failed check leaves no state alive (later tests count the live KV caches).
   let out: StepOutput | undefined;
   try {
-    for (let t = 0; t < 22; t++) {
-      const tokens = Array.from({ length: x.batch }, (_, r) =>
-        (r === 0 && t % 3 === 1) || (r === 2 && t % 4 === 2) ? null : 5 + t + 3 * r,
-      );
+    for (let t = 0; t < HELD_ROW_STEPS; t++) {
+      const tokens = stepTokens(t, x.batch);
       out = await model.lm.step(x, tokens);
       const lp = await logitsOf(out);
       const v = lp.length / tokens.length;
@@ -226,8 +230,7 @@ export async function assertSameAsFreshPrefill(model: LoadedModel, reference: Lo
         assert.ok(diff < tolerance, `logits of row ${r} (${rowsTokens[r].length} tokens), step ${t}: ${diff}`);
         worst = Math.max(worst, diff);
       }
-      const rows =
-        t === 10 ? [2, 0, 1, 1, 0] : t === 16 ? [1, 2] : t % 5 === 3 ? [x.batch - 1, 0, 0] : Array.from({ length: x.batch }, (_, r) => r);
+      const rows = stepRows(t, x.batch);
       x = out.state.select(rows);
       rowsTokens = rows.map((r) => rowsTokens[r]);
       out.state.dispose();
