@@ -262,10 +262,9 @@ class AttentionFuser {
 }
 
 /** Whether `name` is computed (within 512 tensors back: a mask's arithmetic) from the scalar constant ±`value`. */
-function readsConstant(graph: GraphInfo, name: string, value: number): boolean {
-  const index = new GraphIndex(graph);
+function readsConstant(index: GraphIndex, name: string, value: number): boolean {
   for (const t of index.upstream(name, 512)) {
-    const v = graph.constants.get(t);
+    const v = index.graph.constants.get(t);
     if (v?.length === 1 && Math.abs(v[0]) === value) return true;
   }
   return false;
@@ -277,13 +276,13 @@ function readsConstant(graph: GraphInfo, name: string, value: number): boolean {
  * the others all another. The config says which layers slide (transformers' rule for the model); the
  * export's masks must say the same, or a window would go where the export has none.
  */
-function masksAgree(graph: GraphInfo, masks: string[], windows: AttentionWindows): boolean {
+function masksAgree(index: GraphIndex, masks: string[], windows: AttentionWindows): boolean {
   if (masks.length !== windows.sliding.length) return false;
   const of = (sliding: boolean) => [...new Set(masks.filter((_, i) => windows.sliding[i] === sliding))];
   const [local, global] = [of(true), of(false)];
   if (local.length > 1 || global.length > 1) return false;
   if (local.length && global.length && local[0] === global[0]) return false;
-  return !local.length || readsConstant(graph, local[0], windows.size);
+  return !local.length || readsConstant(index, local[0], windows.size);
 }
 
 /**
@@ -316,7 +315,7 @@ export function fuseAttention(
     const windowsRight =
       !windows ||
       masksAgree(
-        graph,
+        new GraphIndex(graph),
         fixedMatches.map((r) => r.mask),
         windows,
       );

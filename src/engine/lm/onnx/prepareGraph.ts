@@ -231,8 +231,9 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   const logits = graph.outputs.has("logits") ? elemType(graph.outputs.get("logits")!) : 0;
   const floats = logits === DTYPE.float || logits === DTYPE.float16;
   const fused = options.fuse && floats ? fuseLayers(graph, options.fuse, opset, logits === DTYPE.float) : undefined;
-  const changed = (!!fused && anyFused(fused)) || adopted.adopted > 0;
-  const edited = fused && anyFused(fused) ? fused.graph : graph;
+  const layersFused = fused && anyFused(fused) ? fused : undefined;
+  const changed = !!layersFused || adopted.adopted > 0;
+  const edited = layersFused?.graph ?? graph;
   const int8 = options.int8Compute ? computeInInt8(edited.nodes) : undefined;
   if (!addedHidden && !addedSampler && !changed && !int8) return undefined;
 
@@ -246,7 +247,7 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
     added.push(bytesField(GRAPH.output, tensorValueInfo(HIDDEN_OUTPUT, elem, ["batch_size", "sequence_length", options.hiddenSize])));
   }
   if (addedSampler) added.push(...samplingHead(options.vocabSize, opset, drawLayoutOf(options)));
-  const fixedCapacity = adopted.adopted > 0 || (changed && !!fused?.fixedCapacity);
+  const fixedCapacity = adopted.adopted > 0 || !!layersFused?.fixedCapacity;
   let nodes = int8 ? int8.nodes : changed ? edited.nodes.map((n) => n.raw) : undefined;
   const dropInputs = fixedCapacity ? ["attention_mask"] : [];
   let packedStep = "";
@@ -285,7 +286,7 @@ export function prepareModelBytes(model: Uint8Array, options: PrepareOptions): (
   const body = rebuildGraph(graphField.value, nodes, added, dropInputs);
   const out = [...fields(model)].map((f) => (f.field === MODEL.graph ? bytesField(MODEL.graph, body) : f.raw));
   if (changed && !opsetVersion(model, MS_DOMAIN)) out.push(bytesField(MODEL.opsetImport, msOpsetImport()));
-  const counts = fused && anyFused(fused) ? fused : NO_EDITS;
+  const counts = layersFused ?? NO_EDITS;
   const { fusedAttention, fusedRotary, rotaryPositions, fusedRmsNorm, fusedSkipLayerNorm, fusedProjectionBias } = counts;
   const adoptedAttention = adopted.adopted;
   return {
