@@ -71,7 +71,11 @@ function incompleteFiles(dir) {
     .readdirSync(dir, { recursive: true })
     .map(String)
     .filter((p) => p.endsWith(".incomplete"))
-    .map((p) => ({ path: p, bytes: fs.statSync(path.join(dir, p)).size }));
+    .flatMap((p) => {
+      // A small file's part is renamed as it completes: listed, then gone before its size is read.
+      const stat = fs.statSync(path.join(dir, p), { throwIfNoEntry: false });
+      return stat ? [{ path: p, bytes: stat.size }] : [];
+    });
 }
 
 /** The user settings of the code-server run, as the editor wrote them. */
