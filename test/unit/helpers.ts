@@ -151,9 +151,10 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 /**
  * A prefill, a broadcast, steps with held rows, resamplings and batches that grow and shrink, past two
  * growths of a fixed-capacity cache (capacity step 8): its logits and hidden states must be the growing
- * cache's. Returns each step's cache capacity and the batch its tensors hold (with a fixed capacity,
- * FIXED_CAPACITY_STORED_BATCHES: the next power of two).
+ * cache's. Returns each step's cache capacity and the batch its tensors hold: on the CPU the rows
+ * (HELD_ROW_BATCHES), on a GPU the next power of two (FIXED_CAPACITY_STORED_BATCHES).
  */
+export const HELD_ROW_BATCHES = [...Array(11).fill(3), 5, 5, 5, 3, 3, 3, 2, 2, 3, 3, 3];
 export const FIXED_CAPACITY_STORED_BATCHES = [...Array(11).fill(4), 8, 8, 8, 4, 4, 4, 2, 2, 4, 4, 4];
 
 /** The 22 steps both checks below take, from 3 rows: step t's tokens (null: a held row) for a batch. */

@@ -38,8 +38,8 @@ export function cacheBudgetFor(device: Device, given?: number, env?: NodeJS.Proc
 }
 
 /**
- * The batch a fixed-capacity cache's pass runs for `rows` rows: the next power of two, padded with
- * held rows, so that a batch shrinking as particles finish makes log₂ K shapes rather than K.
+ * The batch a fixed-capacity cache's pass runs on a GPU for `rows` rows: the next power of two, padded
+ * with held rows, so that a batch shrinking as particles finish makes log₂ K shapes rather than K.
  */
 export const physicalBatch = (rows: number) => 2 ** Math.ceil(Math.log2(Math.max(1, rows)));
 

@@ -299,10 +299,12 @@ export class OnnxDecoder implements CausalLM {
   private async run(cache: KvCache, rows: (number | null)[][], allPositions = false, sampling?: GraphSampling): Promise<StepOutput> {
     const batch = rows.length;
     const seq = rows[0].length;
-    // A fixed-capacity cache runs a power-of-two batch, padded with held rows: onnxruntime's exact-size
-    // buffer cache keeps a set of buffers for every batch it ran, and a batch shrinking row by row as
-    // particles finish kept one per row count (lavapipe, K = 16, 12 layers: 1.9 → 6.1 GB).
-    const physical = this.capacityStep ? physicalBatch(batch) : batch;
+    // On a GPU a fixed-capacity cache runs a power-of-two batch, padded with held rows: onnxruntime's
+    // exact-size buffer cache keeps a set of buffers for every batch it ran, and a batch shrinking row by
+    // row as particles finish kept one per row count (lavapipe, K = 16, 12 layers: 1.9 → 6.1 GB). The
+    // CPU's arena reuses freed blocks for any size (a shrinking batch left the process's memory as it
+    // was), and there a padded row costs what a real one does (9 rows in 16's time: docs/real-layouts.md).
+    const physical = this.capacityStep && !this.device.startsWith("cpu") ? physicalBatch(batch) : batch;
     const padded = physical > batch ? [...rows, ...Array.from({ length: physical - batch }, () => Array<null>(seq).fill(null))] : rows;
     let draw: { uniforms: Float32Array; inverseTemperature: number } | undefined;
     if (this.samplesInGraph) {
