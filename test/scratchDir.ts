@@ -1,9 +1,9 @@
 /**
  * One scratch directory per test run, which every temporary path of the run lands in and which goes when
  * the run ends. Tests make their folders with mkdtempSync(join(tmpdir(), …)) and the processes they start
- * inherit TMPDIR; many of those folders outlived their run (2,171 of them, 40 GB, filled this machine's
- * disk until a checkpoint write in a test failed for want of space). os.tmpdir() reads TMPDIR at each call,
- * so setting it here, before any test file is loaded, moves them all.
+ * inherit TMPDIR; many of those folders outlived their run (2,171 of them, about 25 GB, which with old
+ * clones filled this machine's disk until a checkpoint write in a test failed for want of space).
+ * os.tmpdir() reads TMPDIR at each call, so setting it here, before any test file is loaded, moves them all.
  *
  * A run that was killed leaves its directory behind; the next run removes those whose process is gone.
  * Loaded by mocha (`.mocharc.json`, and `-r` in the WebGPU command).
