@@ -11,23 +11,14 @@
 import { chmodSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { isProcessAlive } from "../src/engine/util/processAlive";
 
 const PREFIX = "tsmc-tests-";
-
-/** Whether the process `pid` is still running (a signal 0 checks without sending anything). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 const parent = tmpdir();
 for (const name of readdirSync(parent)) {
   const pid = Number(/^tsmc-tests-(\d+)-/.exec(name)?.[1]);
-  if (pid && pid !== process.pid && !alive(pid)) rmSync(join(parent, name), { recursive: true, force: true });
+  if (pid && pid !== process.pid && !isProcessAlive(pid)) rmSync(join(parent, name), { recursive: true, force: true });
 }
 
 const scratch = mkdtempSync(join(parent, `${PREFIX}${process.pid}-`));

@@ -30,6 +30,7 @@ import type { ReadableStream as NodeReadableStream } from "node:stream/web";
 import { downloadFile, HubApiError, listFiles, modelInfo } from "@huggingface/hub";
 import { DiskFullError, InputError } from "../util/errors";
 import { UsageError } from "../util/options";
+import { isProcessAlive } from "../util/processAlive";
 import { COMMIT_HASH, hubCacheDir, repoFolder } from "./cache";
 import { availableDtypes, Dtype, RepoFile, selectFiles } from "./variants";
 
@@ -242,19 +243,10 @@ function lockBlob(folder: string, etag: string, path: string): () => void {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw e;
     }
     const pid = Number(readFileSync(lock, "utf8"));
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isProcessAlive(pid)) {
       throw new InputError(`another process (pid ${pid}) is downloading ${path} into the cache: let it finish, then run this again`);
     }
     rmSync(lock, { force: true });
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 
