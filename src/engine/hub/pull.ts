@@ -243,7 +243,7 @@ function lockBlob(folder: string, etag: string, path: string): () => void {
       if ((e as NodeJS.ErrnoException).code !== "EEXIST" || attempt > 0) throw e;
     }
     const pid = Number(readFileSync(lock, "utf8"));
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isProcessAlive(pid)) {
+    if (pid !== process.pid && isProcessAlive(pid)) {
       throw new InputError(`another process (pid ${pid}) is downloading ${path} into the cache: let it finish, then run this again`);
     }
     rmSync(lock, { force: true });
