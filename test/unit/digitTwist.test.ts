@@ -296,6 +296,29 @@ describe("digit twist (the line verifier at token level)", () => {
       });
     }
 
+    it("read for a known answer, with its floor: agrees with the floored verifier at line ends, and mean Ẑ is within 3 standard errors of the exact Z", async () => {
+      const floored = verifierM.withKnownAnswerFloor(0.2);
+      const plain = new DigitTwist(floored, 4, lengths, partialM);
+      const twist = plain.forKnownAnswer();
+      assert.notEqual(twist, plain);
+      assert.equal(new DigitTwist(verifierM, 4, lengths, partialM).forKnownAnswer().verifier, verifierM, "no floor, no change");
+      const known = floored.forKnownAnswer();
+      let differs = 0;
+      for (const s of enumerateToy()) {
+        const text = decode(s.tokens);
+        for (let cut = text.indexOf("\n"); cut >= 0; cut = text.indexOf("\n", cut + 1)) {
+          const lines = text.slice(0, cut + 1);
+          assert.ok(Math.abs(twist.logValueOfText(lines) - known.logValueOfText(lines)) < 1e-9, lines);
+          assert.ok(Math.abs(plain.logValueOfText(lines) - verifierM.logValueOfText(lines)) < 1e-9, "unfloored when the answer is unknown");
+        }
+        if (Math.abs(twist.logValueOfText(text) - plain.logValueOfText(text)) > 0.05) differs++;
+      }
+      assert.ok(differs > 0, "the floor changes some text's value (the check can fail)");
+      const exact = exactTwist((toyText) => logPhi(decode([...toyText].map(Number))));
+      const { mean, se } = await meanZ(twist, logPhi, 300);
+      assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
+    });
+
     it("with a final power, ending on unknownAnswerPotential: mean Ẑ is within 3 standard errors of Σ p·φ^γ", async () => {
       // Lines rated far lower than the random verifier rates them and a power below 1 (any power is read the
       // same way), so that φ^γ and φ differ by more than the runs can miss.

@@ -9,6 +9,7 @@ import { Adam } from "../../src/engine/twist/adam";
 import { loadTwist, saveTwist, TwistFileError } from "../../src/engine/twist/twistFile";
 import { openModelFolder } from "../../src/engine/lm/model/modelFolder";
 import { mineLineLabels } from "../../src/engine/train/lineLabels";
+import { fitKnownAnswerFloor } from "../../src/engine/train/knownAnswerFloor";
 import { prmGradient } from "../../src/engine/train/objectives";
 import { PrmData } from "../../src/engine/train/objectives/prm";
 import { Rng } from "../../src/engine/util/rng";
@@ -246,5 +247,73 @@ describe("line verifier", () => {
         String(bad),
       );
     }
+  });
+  it("reads lines with a floor when the answer is known, fitted to outcomes; the file keeps it, the unknown answer's φ^γ does not see it", () => {
+    const v = LineVerifier.init(D, new Rng(5), 4, 6);
+    for (const p of v.parameters()) for (let j = 0; j < p.length; j++) p[j] = new Rng(j).normal();
+    const text = "907 - 48 = 859\n859 + 1 = 870\n";
+    const logits = v.encode(text).map((l) => v.lineLogit(l));
+    assert.ok(v.logValueOfText(text) < -0.1, "the lines are doubted (the check can fail)");
+    assert.equal(v.forKnownAnswer(), v, "without a floor the known answer's twist is the verifier itself");
+    const floored = v.withFinalPower(2).withKnownAnswerFloor(0.1);
+    assert.equal(floored.logValueOfText(text), v.logValueOfText(text), "the twist for an unknown answer is φ's");
+    const known = floored.forKnownAnswer();
+    const expected = logits.reduce((s, l) => s + Math.log(0.1 + 0.9 / (1 + Math.exp(-l))), 0);
+    assert.ok(Math.abs(known.logValueOfText(text) - expected) < 1e-12);
+    assert.ok(known.logValueOfText(text) > v.logValueOfText(text));
+    assert.equal(known.finalLogValue(text), 2 * v.logValueOfText(text), "φ^γ, never floored");
+    assert.equal(known.forKnownAnswer(), known);
+    assert.equal(floored.copy().p.knownAnswerFloor, 0.1, "a copy keeps it");
+    assert.equal(floored.withKnownAnswerFloor(0).p.knownAnswerFloor, undefined, "0 is no floor at all");
+    for (const bad of [1, -0.1, Number.NaN])
+      assert.throws(() => v.withKnownAnswerFloor(bad), /knownAnswerFloor must be a number in \(0, 1\)/);
+    const dir = mkdtempSync(join(tmpdir(), "tsmc-floor-"));
+    const path = join(dir, "twist.json");
+    saveTwist(path, floored, { baseModel: { name: "m", fingerprint: "f" }, created: "now" });
+    const loaded = loadTwist(path).head as LineVerifier;
+    assert.equal(loaded.p.knownAnswerFloor, 0.1);
+    assert.equal(loaded.forKnownAnswer().logValueOfText(text), known.logValueOfText(text));
+    const doc = JSON.parse(readFileSync(path, "utf8"));
+    for (const bad of [0, 1, 2, "0.1"]) {
+      writeFileSync(path, JSON.stringify({ ...doc, params: { ...doc.params, knownAnswerFloor: bad } }));
+      assert.throws(
+        () => loadTwist(path),
+        (e: Error) =>
+          e instanceof TwistFileError &&
+          e.message.startsWith(path) &&
+          /knownAnswerFloor must be a number in \(0, 1\)/.test(e.message) &&
+          !e.message.includes("\n"),
+        String(bad),
+      );
+    }
+  });
+
+  it("fits the known-answer floor that made the outcomes", () => {
+    const v = LineVerifier.init(D, new Rng(7), 4, 6);
+    for (const p of v.parameters()) for (let j = 0; j < p.length; j++) p[j] = 2 * new Rng(j + 100).normal();
+    const rng = new Rng(8);
+    const draw = (floor: number) => {
+      const outcomes = [];
+      for (let n = 0; n < 600; n++) {
+        const texts: string[] = [];
+        const correct: boolean[] = [];
+        for (let k = 0; k < 8; k++) {
+          const a = 10 + Math.floor(rng.uniform() * 900),
+            b = 1 + Math.floor(rng.uniform() * 90),
+            c = a + b + (rng.uniform() < 0.5 ? 0 : Math.floor(rng.uniform() * 20) - 10);
+          const text = `${a} + ${b} = ${c}\n${c} - ${b} = ${a}\n`;
+          const right = v.encode(text).reduce((s, l) => s * (floor + (1 - floor) / (1 + Math.exp(-v.lineLogit(l)))), 1);
+          texts.push(text);
+          correct.push(rng.uniform() < right);
+        }
+        outcomes.push({ texts, correct });
+      }
+      return fitKnownAnswerFloor(v, outcomes);
+    };
+    const fit = draw(0.2);
+    assert.ok(Math.abs(fit.floor - 0.2) < 0.04, `fitted ${fit.floor}`);
+    assert.ok(fit.after > fit.before);
+    assert.equal(fit.samples, 4800);
+    assert.ok(draw(0).floor < 0.02, "no floor where the outcomes have none");
   });
 });

@@ -37,7 +37,6 @@
  */
 import type { TokenTwist, TwistInput } from "../smc/twist";
 import { ArithmeticLine, arithmeticLines, BLANK, expressionKey } from "./arithmeticLines";
-import { logSigmoid } from "./heads";
 import { LineVerifier } from "./lineVerifier";
 import type { PartialResultHead } from "./partialResults";
 import type { ResultLengths } from "./resultLengths";
@@ -91,6 +90,17 @@ export class DigitTwist implements TokenTwist {
     // The best completion is found column by column only when a result digit enters one column alone.
     if (!partial && verifier.p.below === 3)
       throw new Error("digit twist: a verifier that reads the result's digit below each column needs a partial-result head");
+  }
+
+  /**
+   * The twist for a known answer (eval's log Ẑ bounds, solve --gold): read through the verifier's
+   * known-answer twist, so every line, finished or being written, is worth ε + (1 − ε)·(its value) — the
+   * head's value of a result being written is a mixture of σ's, so it floors the same way and the two
+   * levels still agree at every line end (lineVerifier.ts, knownAnswerFloor). Itself when there is no floor.
+   */
+  forKnownAnswer(): DigitTwist {
+    const verifier = this.verifier.forKnownAnswer();
+    return verifier === this.verifier ? this : new DigitTwist(verifier, this.vocabSize, this.lengths, this.partial);
   }
 
   logPsiNext(input: TwistInput): Float32Array {
@@ -151,7 +161,7 @@ export class DigitTwist implements TokenTwist {
       let sum = 0;
       for (const l of lines.slice(0, -1)) {
         const enc = this.verifier.encodeLine(l);
-        if (enc) sum += logSigmoid(this.verifier.lineLogit(enc, this.verifierColumns));
+        if (enc) sum += this.verifier.lineLogValue(this.verifier.lineLogit(enc, this.verifierColumns));
       }
       return sum + this.openResultValue(last);
     });
@@ -179,11 +189,11 @@ export class DigitTwist implements TokenTwist {
       for (let j = 0; j < length; j++) z += j >= length - k ? t.delta[j * (BLANK + 1) + line.c.charCodeAt(length - 1 - j) - 48] : t.best[j];
       if (z > best) best = z;
       if (weights) {
-        mass += weights[length - 1] * Math.exp(logSigmoid(z));
+        mass += weights[length - 1] * Math.exp(this.verifier.lineLogValue(z));
         total += weights[length - 1];
       }
     }
-    return total > 0 ? Math.log(mass / total) : logSigmoid(best);
+    return total > 0 ? Math.log(mass / total) : this.verifier.lineLogValue(best);
   }
 
   /**
@@ -201,7 +211,7 @@ export class DigitTwist implements TokenTwist {
     for (let length = k; length <= D; length++) {
       const z =
         length === k ? this.verifier.lineLogit(enc, this.verifierColumns) : this.partial!.logit({ line, length }, this.partialColumns)!;
-      mass += weights[length - 1] * Math.exp(logSigmoid(z));
+      mass += weights[length - 1] * Math.exp(this.verifier.lineLogValue(z));
       total += weights[length - 1];
     }
     return Math.log(mass / total);

@@ -50,6 +50,9 @@ export const MAX_FINAL_POWER = 16;
 /** Whether `x` is a final power a verifier takes: a number in (0, MAX_FINAL_POWER]. */
 export const isFinalPower = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x) && x > 0 && x <= MAX_FINAL_POWER;
 
+/** Whether `x` is a known-answer floor a verifier takes: a number in (0, 1). */
+export const isKnownAnswerFloor = (x: unknown): x is number => typeof x === "number" && Number.isFinite(x) && x > 0 && x < 1;
+
 export interface LineVerifierParams {
   /** Digit columns read per number (units first); higher digits are not seen. */
   columns: number;
@@ -86,6 +89,15 @@ export interface LineVerifierParams {
    * training, never by gradient; absent means 1. The twist inside a solution is φ either way.
    */
   finalPower?: number;
+  /**
+   * ε: when the answer is known (eval's log Ẑ bounds, solve --gold), each line is worth ε + (1 − ε)·σ(ℓ)
+   * (forKnownAnswer), not σ(ℓ). Against the answer itself a line that does not hold is not the end: this
+   * model lands back on the right value after some of its slips (8.7% of them still end right), and a
+   * twist that rates them near 0 gives those right answers huge weights, rarely. Fitted after training
+   * to outcomes (calibration.ts, fitKnownAnswerFloor), never by gradient; absent means none. When the
+   * answer is unknown the final potential is φ^γ, which a slip lowers for good, and the twist stays Π σ(ℓ).
+   */
+  knownAnswerFloor?: number;
 }
 
 type ParamName = "T" | "Q" | "K" | "W1" | "b1" | "w2" | "bias";
@@ -106,6 +118,8 @@ export class LineVerifier implements StepTwist {
         throw new Error(`line verifier: parameter ${name} has ${p[name].length} values, expected ${sizes[name]}`);
     if (p.finalPower !== undefined && !isFinalPower(p.finalPower))
       throw new Error(`line verifier: finalPower must be a number in (0, ${MAX_FINAL_POWER}], got ${p.finalPower}`);
+    if (p.knownAnswerFloor !== undefined && !isKnownAnswerFloor(p.knownAnswerFloor))
+      throw new Error(`line verifier: knownAnswerFloor must be a number in (0, 1), got ${p.knownAnswerFloor}`);
     if (p.memory && p.memory.columns !== p.columns)
       throw new Error(`line verifier: its result memory reads ${p.memory.columns} columns, the verifier ${p.columns}`);
   }
@@ -163,6 +177,32 @@ export class LineVerifier implements StepTwist {
   withFinalPower(power: number): LineVerifier {
     const { finalPower: _, ...p } = this.copy().p;
     return new LineVerifier(power === 1 ? p : { ...p, finalPower: power });
+  }
+
+  /** A copy whose lines, when the answer is known, are worth floor + (1 − floor)·σ(ℓ) (0: σ(ℓ) itself). */
+  withKnownAnswerFloor(floor: number): LineVerifier {
+    const { knownAnswerFloor: _, ...p } = this.copy().p;
+    return new LineVerifier(floor === 0 ? p : { ...p, knownAnswerFloor: floor });
+  }
+
+  /**
+   * The twist for a known answer: this verifier with each line worth ε + (1 − ε)·σ(ℓ), ε its
+   * knownAnswerFloor (see there); itself when it has none. It shares these parameters.
+   */
+  forKnownAnswer(): LineVerifier {
+    const floor = this.p.knownAnswerFloor;
+    if (floor === undefined || this.floor === floor) return this;
+    const twist = new LineVerifier(this.p);
+    twist.floor = floor;
+    return twist;
+  }
+
+  /** The floor a line's value is read with: 0 but in a known-answer twist (forKnownAnswer). */
+  private floor = 0;
+
+  /** log of a line's value from its logit ℓ: log σ(ℓ), or in a known-answer twist log(ε + (1 − ε)·σ(ℓ)). */
+  lineLogValue(logit: number): number {
+    return this.floor === 0 ? logSigmoid(logit) : Math.log(this.floor + (1 - this.floor) / (1 + Math.exp(-logit)));
   }
 
   /** The trainable arrays, in a fixed order (the optimiser's and the gradient's). */
@@ -343,14 +383,14 @@ export class LineVerifier implements StepTwist {
     this.addGradients(grads, [line], [g]);
   }
 
-  /** log ψ of a text: Σ over its finished arithmetic lines of log σ(ℓ). */
+  /** log ψ of a text: Σ over its finished arithmetic lines of log σ(ℓ) (in a known-answer twist, of the floored values). */
   logValueOfText(text: string): number {
-    return this.encode(text).reduce((s, line) => s + logSigmoid(this.lineLogit(line)), 0);
+    return this.encode(text).reduce((s, line) => s + this.lineLogValue(this.lineLogit(line)), 0);
   }
 
-  /** log of a finished text's final potential when its answer is unknown: γ·log φ (finalPower). */
+  /** log of a finished text's final potential when its answer is unknown: γ·log φ (finalPower), never floored. */
   finalLogValue(text: string): number {
-    return (this.p.finalPower ?? 1) * this.logValueOfText(text);
+    return (this.p.finalPower ?? 1) * this.encode(text).reduce((s, line) => s + logSigmoid(this.lineLogit(line)), 0);
   }
 
   logValue(input: TwistInput): Float64Array {

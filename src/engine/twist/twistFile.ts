@@ -11,7 +11,7 @@ import { writeFileAtomic } from "../util/atomicWrite";
 import { CONFIDENCE_FEATURES } from "../smc/twist";
 import { TokenTwistHead, ValueTwistHead } from "./heads";
 import { InputError } from "../util/errors";
-import { isFinalPower, LineVerifier, MAX_FINAL_POWER } from "./lineVerifier";
+import { isFinalPower, isKnownAnswerFloor, LineVerifier, MAX_FINAL_POWER } from "./lineVerifier";
 import { ResultMemory } from "./resultMemory";
 
 export const TWIST_FORMAT = "twisted-smc-twist";
@@ -115,6 +115,8 @@ export function serializeTwist(
             ...Object.fromEntries(LineVerifier.paramNames.map((k) => [k, encode(head.p[k])])),
             ...(head.p.memory && { memory: head.p.memory.toDocument() }),
             ...(head.p.finalPower !== undefined && { finalPower: head.p.finalPower }),
+            // A release without it reads the file and does without the floor: its bounds are only looser.
+            ...(head.p.knownAnswerFloor !== undefined && { knownAnswerFloor: head.p.knownAnswerFloor }),
           },
         }
       : head instanceof TokenTwistHead
@@ -236,6 +238,11 @@ function parseLineVerifier(meta: TwistMeta, params: Record<string, unknown>, pat
     throw new TwistFileError(
       `${path}: the line verifier's finalPower must be a number in (0, ${MAX_FINAL_POWER}], got ${JSON.stringify(finalPower)}`,
     );
+  const knownAnswerFloor = params.knownAnswerFloor;
+  if (knownAnswerFloor !== undefined && !isKnownAnswerFloor(knownAnswerFloor))
+    throw new TwistFileError(
+      `${path}: the line verifier's knownAnswerFloor must be a number in (0, 1), got ${JSON.stringify(knownAnswerFloor)}`,
+    );
   return new LineVerifier({
     columns,
     embedding,
@@ -244,6 +251,7 @@ function parseLineVerifier(meta: TwistMeta, params: Record<string, unknown>, pat
     ...p,
     ...(memory && { memory }),
     ...(finalPower !== undefined && { finalPower }),
+    ...(knownAnswerFloor !== undefined && { knownAnswerFloor }),
   });
 }
 
