@@ -9,7 +9,9 @@
  * Ẑ = 0, and how far each lies from a pooled estimate of log Z (log of the mean Ẑ of every lower-bound run
  * of both levels: each run's Ẑ is unbiased). It first prints what the model's plain samples get wrong:
  * an arithmetic slip, an operand that is neither in the problem nor an earlier result, or neither.
- * Run: npx tsx scripts/bounds-by-target.ts [--n 100] [--replicates 6] [--particles 16] [--threads 2]
+ * The twists are read for a known answer, as `eval`'s bounds read them (their known-answer floor,
+ * "Fourteenth step"); `--no-floor` reads them without it, as the eleventh step measured.
+ * Run: npx tsx scripts/bounds-by-target.ts [--n 100] [--replicates 6] [--particles 16] [--threads 2] [--no-floor]
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
@@ -23,6 +25,7 @@ import { runTwistedSmc, SmcLevel } from "../src/engine/smc/twistedSmc";
 import { logMeanExp } from "../src/engine/smc/weights";
 import { arithmeticLines } from "../src/engine/twist/arithmeticLines";
 import { loadDigitTwist, loadTwistOrVerifier } from "../src/engine/twist/digitTwistFile";
+import { knownAnswerTwist } from "../src/engine/twist/finalPotential";
 import type { StepTwist, TokenTwist } from "../src/engine/smc/twist";
 
 const { values } = parseArgs({
@@ -31,6 +34,7 @@ const { values } = parseArgs({
     replicates: { type: "string", default: "6" },
     particles: { type: "string", default: "16" },
     threads: { type: "string", default: "2" },
+    "no-floor": { type: "boolean", default: false },
   },
 });
 const N = Number(values.n),
@@ -68,9 +72,10 @@ interface Runs {
 async function main() {
   const model = await loadModel(MODEL, { threads: Number(values.threads) });
   const { tokenizer, lm } = model;
+  const known = <T extends TokenTwist | StepTwist>(twist: T) => (values["no-floor"] ? twist : knownAnswerTwist(twist));
   const levels: { level: SmcLevel; twist: TokenTwist | StepTwist }[] = [
-    { level: "token", twist: loadDigitTwist(join(MODEL, "twist-token.json"), lm.vocabSize, model.folder)! },
-    { level: "step", twist: loadTwistOrVerifier(join(MODEL, "twist-step.json"), model.folder).head as StepTwist },
+    { level: "token", twist: known(loadDigitTwist(join(MODEL, "twist-token.json"), lm.vocabSize, model.folder)!) },
+    { level: "step", twist: known(loadTwistOrVerifier(join(MODEL, "twist-step.json"), model.folder).head as StepTwist) },
   ];
   const targets = [
     { name: "right answer", holds: (text: string, gold: number) => reward(text, gold) === 1 },

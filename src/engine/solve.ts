@@ -15,7 +15,7 @@ import { runLineSmc } from "./smc/lineSmc";
 import { RemoteModel, remoteLineProposer, remoteWithSystemPrompt } from "./remote/remoteModel";
 import { RemotePrompt } from "./remote/remoteText";
 import { withSystemPrompt } from "./lm/model/tokenizer";
-import { unknownAnswerPotential } from "./twist/finalPotential";
+import { knownAnswerTwist, unknownAnswerPotential } from "./twist/finalPotential";
 
 /** A model the engine runs (local) or steers on an inference server (remote): solve takes either. */
 export type SolveModel = LoadedModel | RemoteModel;
@@ -106,6 +106,8 @@ export async function solve(model: SolveModel, problem: string, options: SolveOp
   const depth = domain && outOfDepth(domain, folder.name, question);
   const smc: SmcOptions = {
     ...options,
+    // A known answer is the final potential itself: the twist keeps its floor under each line (finalPotential.ts).
+    twist: gold === undefined ? options.twist : knownAnswerTwist(options.twist),
     maxTokens,
     // Unknown answer: the twist's final potential (φ^γ for a line verifier with a final power; else its own value).
     logFinalPotential:

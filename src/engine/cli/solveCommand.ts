@@ -42,7 +42,8 @@ Options:
   --max-tokens N           tokens per particle at most (default ${D.maxTokens})
   --temperature T          proposal temperature, > 0 (default ${D.temperature})
   --seed S                 random seed (default ${D.seed})
-  --gold N                 a known answer: the final potential becomes the reward
+  --gold N                 a known answer: the final potential becomes the reward (and a
+                           line-verifier twist keeps its known-answer floor under each line)
   --system TEXT            a system prompt, for a model with a chat template (default: none)
   --device D               ${DEVICES.join("|")} (default auto)
 ${modelFileHelp(24)}

@@ -12,7 +12,7 @@ import { CONFIDENCE_FEATURES, ConfidenceTracker, StepTwist, TokenTwist } from ".
 import { runTwistedSmc, SmcLevel, SmcOptions } from "../smc/twistedSmc";
 import { normalize } from "../smc/weights";
 import { logSigmoid, ValueTwistHead } from "../twist/heads";
-import { unknownAnswerPotential } from "../twist/finalPotential";
+import { knownAnswerTwist, lineVerifierOf, unknownAnswerPotential } from "../twist/finalPotential";
 
 export interface EvalOptions {
   particles: number;
@@ -207,9 +207,10 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
   let maxTokens = o.maxTokens;
   const base = (level: SmcLevel, seed: number): SmcOptions => evalSmcOptions(N, level, maxTokens, seed, tokenizer);
   // The bounds at each level with a twist (token first), or at token level without one when there is none.
+  // Their final potential is the known answer, so each twist is read as it is for one (finalPotential.ts).
   const boundLevels: { level: SmcLevel; twist?: TokenTwist | StepTwist }[] = [
-    ...(o.tokenTwist ? [{ level: "token" as const, twist: o.tokenTwist }] : []),
-    ...(o.stepTwist ? [{ level: "step" as const, twist: o.stepTwist }] : []),
+    ...(o.tokenTwist ? [{ level: "token" as const, twist: knownAnswerTwist(o.tokenTwist) }] : []),
+    ...(o.stepTwist ? [{ level: "step" as const, twist: knownAnswerTwist(o.stepTwist) }] : []),
   ];
   if (!boundLevels.length) boundLevels.push({ level: "token" });
   for (const [i, p] of problems.entries()) {
@@ -306,7 +307,10 @@ const meanStderr = (xs: number[]): MeanStderr => {
 
 function twistNames(o: EvalOptions): string {
   const named = [o.tokenTwist && "token", o.stepTwist && "step"].filter(Boolean);
-  return named.length ? `the ${named.join("- and ")}-level twist${named.length > 1 ? "s" : ""}` : "no twist";
+  if (!named.length) return "no twist";
+  const floors = [...new Set([o.tokenTwist, o.stepTwist].map((t) => lineVerifierOf(t)?.p.knownAnswerFloor).filter((f) => f !== undefined))];
+  const floored = floors.length ? ` (read for the known answer: each line worth ε + (1 − ε)·σ(ℓ), ε = ${floors.join(" / ")})` : "";
+  return `the ${named.join("- and ")}-level twist${named.length > 1 ? "s" : ""}${floored}`;
 }
 
 /**
