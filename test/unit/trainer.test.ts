@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { CheckpointError, loadCheckpoint } from "../../src/engine/train/checkpoint";
 import { loadProblems } from "../../src/engine/train/data";
 import { calibrateVerifier } from "../../src/engine/train/calibration";
+import { fitKnownAnswerFloor } from "../../src/engine/train/knownAnswerFloor";
 import {
   calibrationProblems,
   FinishSamples,
@@ -62,14 +63,16 @@ function trained(path: string, folder: ModelFolder): { meta: TwistMeta; head: { 
 /**
  * The finish's verifier as its comment says it is made: the refit calibrated on the held-out samples with a
  * memory of the run's problems' results (its weights fitted there), then remembering the held-out problems'
- * results too; without a memory when its weights come out 0.
+ * results too; without a memory when its weights come out 0; its known-answer floor fitted on the held-out samples.
  */
 function finishedByHand(refitted: LineVerifier, samples: FinishSamples): LineVerifier {
   const met = mineResultMemory([...samples.fit, ...samples.memory], 4);
   const c = calibrateVerifier(refitted, samples.calibration, met.size ? met : undefined);
-  if (![...c.hit, ...c.miss].some((x) => x !== 0)) return c.verifier.withMemory(undefined).withFinalPower(FINAL_POWER);
+  const { floor } = fitKnownAnswerFloor(c.verifier, samples.calibration);
+  const finished = c.verifier.withFinalPower(FINAL_POWER).withKnownAnswerFloor(floor);
+  if (![...c.hit, ...c.miss].some((x) => x !== 0)) return finished.withMemory(undefined);
   const remembered = mineResultMemory([...samples.fit, ...samples.memory, ...samples.calibration], 4);
-  return c.verifier.withMemory(remembered.withWeights(c.hit, c.miss)).withFinalPower(FINAL_POWER);
+  return finished.withMemory(remembered.withWeights(c.hit, c.miss));
 }
 
 describe("twist trainer", function () {
@@ -172,6 +175,7 @@ describe("twist trainer", function () {
     const calibrated = finishedByHand((await refitVerifier(epochs.verifier, samples.fit, finish))!, samples);
     assert.deepEqual(written.verifier.parameters(), calibrated.parameters());
     assert.deepEqual(written.verifier.p.memory?.toDocument(), calibrated.p.memory?.toDocument());
+    assert.equal(written.verifier.p.knownAnswerFloor, calibrated.p.knownAnswerFloor);
     // Solutions end on φ^2 when the answer is unknown; the head reads results being written, no power.
     assert.equal(written.verifier.p.finalPower, FINAL_POWER);
     assert.equal(FINAL_POWER, 2);
@@ -253,6 +257,7 @@ describe("twist trainer", function () {
     const step = (await finishVerifier(model, verifier, problems, finish))!;
     assert.deepEqual(step.parameters(), expected.parameters());
     assert.deepEqual(step.p.memory?.toDocument(), expected.p.memory?.toDocument());
+    assert.equal(step.p.knownAnswerFloor, expected.p.knownAnswerFloor);
     // Both end solutions on φ^2.
     assert.deepEqual([fitted?.verifier.p.finalPower, step.p.finalPower], [FINAL_POWER, FINAL_POWER]);
   });

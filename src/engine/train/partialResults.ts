@@ -2,7 +2,7 @@
  * The line verifier's work after the epochs, on fresh plain samples of the run's first problems
  * (finishSamples): the verifier refitted on them in small steps (refitVerifier), given a memory of what
  * their right samples wrote (twist/resultMemory.ts), its per-operator base rates and memory weights set
- * from the outcomes of held-out problems' samples (calibration.ts), and for the digit twist,
+ * from the outcomes of held-out problems' samples (calibration.ts) with its known-answer floor (knownAnswerFloor.ts), and for the digit twist,
  * the partial-result head (twist/partialResults.ts) fitted to that verifier — on lines of the samples
  * cut after each digit of their result it learns the value the verifier gives the finished line
  * (distilledCuts), starting from the verifier's own parameters (fitPartialHead). Nothing here knows
@@ -18,6 +18,7 @@ import { encodePartial, PartialResult, PartialResultHead } from "../twist/partia
 import { ResultLengthTable } from "../twist/resultLengths";
 import { Rng } from "../util/rng";
 import { calibrateVerifier } from "./calibration";
+import { fitKnownAnswerFloor } from "./knownAnswerFloor";
 import { finishedLineExamples } from "./lineContrasts";
 import { mineLineLabels, mineResultMemory } from "./lineLabels";
 import { plainSamplesFor, SampleOutcomes } from "./samples";
@@ -298,7 +299,8 @@ export async function finishVerifier(
  * (refitVerifier); then its per-operator base rates, and what agreeing with the results the run's
  * problems' right samples wrote is worth (mineResultMemory), set from the held-out problems' outcomes
  * (calibration.ts) — a memory of problems other than those, as a test problem is other; in use it
- * remembers the held-out problems' results too. Undefined when the signal stopped it.
+ * remembers the held-out problems' results too — and, from the same outcomes, its known-answer floor
+ * (knownAnswerFloor.ts). Undefined when the signal stopped it.
  */
 async function finishedVerifier(verifier: LineVerifier, samples: FinishSamples, o: PartialFitOptions): Promise<LineVerifier | undefined> {
   const refitted = await refitVerifier(verifier, samples.fit, o);
@@ -306,9 +308,12 @@ async function finishedVerifier(verifier: LineVerifier, samples: FinishSamples, 
   const columns = refitted.p.columns;
   const met = mineResultMemory([...samples.fit, ...samples.memory], columns);
   const { verifier: calibrated, hit, miss } = calibrateVerifier(refitted, samples.calibration, met.size ? met : undefined);
-  if (![...hit, ...miss].some((x) => x !== 0)) return calibrated.withMemory(undefined).withFinalPower(FINAL_POWER);
+  // The known answer's floor is read from the same held-out outcomes, through the same memory.
+  const { floor } = fitKnownAnswerFloor(calibrated, samples.calibration);
+  const finished = calibrated.withFinalPower(FINAL_POWER).withKnownAnswerFloor(floor);
+  if (![...hit, ...miss].some((x) => x !== 0)) return finished.withMemory(undefined);
   const remembered = mineResultMemory([...samples.fit, ...samples.memory, ...samples.calibration], columns);
-  return calibrated.withMemory(remembered.withWeights(hit, miss)).withFinalPower(FINAL_POWER);
+  return finished.withMemory(remembered.withWeights(hit, miss));
 }
 
 /**
