@@ -21,7 +21,8 @@ export const EVAL_HELP = `Usage: twisted-smc eval [options]
 Compares, at the same budget of N samples/particles per problem: greedy, single sample, majority
 vote, best-of-N by the twist, SMC without twist, twisted SMC at token and step level (a posterior
 sample, and the weighted vote), and the oracle pass@N; with the log Ẑ bounds of Zhao et al. at each
-level with a twist, on the same problems (the answer known: each twist read with its known-answer floor).
+level with a twist, on the same problems (the answer known, each twist is read with its known-answer
+floor).
 
 Options:
   --model DIR                 model folder (default: the shipped model)

@@ -151,38 +151,41 @@ function meanLogLikelihood(samples: readonly ScoredSample[], w: Weights): number
   return sum / samples.length;
 }
 
+/** The shift in [−SHIFT_RANGE, SHIFT_RANGE] that maximises f, searched from a grid of quarter logits. */
+const bestShift = (f: (b: number) => number): number => maximizeOnGrid(f, -SHIFT_RANGE, SHIFT_RANGE, 0.25);
+
 /**
- * The shift in [−SHIFT_RANGE, SHIFT_RANGE] that maximises f: the best of a grid of quarter logits, then
- * a golden-section search around it (deterministic; f need not be concave across the whole range).
+ * The x in [lo, hi] that maximises f: the best of a grid of `step`s from lo, then a golden-section search
+ * between that point's neighbours (deterministic; f need not be concave across the whole range).
  */
-function bestShift(f: (b: number) => number): number {
-  const step = 0.25;
-  let best = 0,
+export function maximizeOnGrid(f: (x: number) => number, lo: number, hi: number, step: number): number {
+  // Where f is nowhere finite: 0 (no shift, no floor) if the range holds it.
+  let best = Math.min(Math.max(0, lo), hi),
     bestValue = -Infinity;
-  for (let b = -SHIFT_RANGE; b <= SHIFT_RANGE + 1e-9; b += step) {
-    const v = f(b);
-    if (v > bestValue) [best, bestValue] = [b, v];
+  for (let x = lo; x <= hi + 1e-9; x += step) {
+    const v = f(x);
+    if (v > bestValue) [best, bestValue] = [x, v];
   }
   const ratio = (Math.sqrt(5) - 1) / 2;
-  let lo = Math.max(best - step, -SHIFT_RANGE),
-    hi = Math.min(best + step, SHIFT_RANGE);
-  let x1 = hi - ratio * (hi - lo),
-    x2 = lo + ratio * (hi - lo);
+  let left = Math.max(best - step, lo),
+    right = Math.min(best + step, hi);
+  let x1 = right - ratio * (right - left),
+    x2 = left + ratio * (right - left);
   let f1 = f(x1),
     f2 = f(x2);
   for (let i = 0; i < 30; i++) {
     if (f1 >= f2) {
-      hi = x2;
+      right = x2;
       [x2, f2] = [x1, f1];
-      x1 = hi - ratio * (hi - lo);
+      x1 = right - ratio * (right - left);
       f1 = f(x1);
     } else {
-      lo = x1;
+      left = x1;
       [x1, f1] = [x2, f2];
-      x2 = lo + ratio * (hi - lo);
+      x2 = left + ratio * (right - left);
       f2 = f(x2);
     }
   }
-  const mid = (lo + hi) / 2;
+  const mid = (left + right) / 2;
   return f(mid) >= bestValue ? mid : best;
 }

@@ -13,6 +13,7 @@
  */
 import { logSigmoid } from "../twist/heads";
 import type { LineVerifier } from "../twist/lineVerifier";
+import { maximizeOnGrid } from "./calibration";
 import type { SampleOutcomes } from "./samples";
 
 /** The floors searched: beyond a half, a line that the verifier rates wrong would count as a coin toss. */
@@ -53,24 +54,7 @@ export function fitKnownAnswerFloor(verifier: LineVerifier, outcomes: readonly S
     return sum / scored.length;
   };
   // A grid of hundredths, then a golden-section search between the best one's neighbours.
-  const step = 0.01;
-  let best = 0,
-    bestValue = likelihood(0);
-  for (let k = 1; k * step <= MOST + 1e-9; k++) {
-    const v = likelihood(k * step);
-    if (v > bestValue) [best, bestValue] = [k * step, v];
-  }
-  const ratio = (Math.sqrt(5) - 1) / 2;
-  let lo = Math.max(best - step, 0),
-    hi = Math.min(best + step, MOST);
-  for (let i = 0; i < 30; i++) {
-    const x1 = hi - ratio * (hi - lo),
-      x2 = lo + ratio * (hi - lo);
-    if (likelihood(x1) >= likelihood(x2)) hi = x2;
-    else lo = x1;
-  }
-  const mid = (lo + hi) / 2;
-  if (likelihood(mid) > bestValue) [best, bestValue] = [mid, likelihood(mid)];
+  const best = maximizeOnGrid(likelihood, 0, MOST, 0.01);
   const floor = best < LEAST ? 0 : best;
   return { floor, before: likelihood(0), after: likelihood(floor), samples: scored.length };
 }

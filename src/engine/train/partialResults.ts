@@ -2,11 +2,12 @@
  * The line verifier's work after the epochs, on fresh plain samples of the run's first problems
  * (finishSamples): the verifier refitted on them in small steps (refitVerifier), given a memory of what
  * their right samples wrote (twist/resultMemory.ts), its per-operator base rates and memory weights set
- * from the outcomes of held-out problems' samples (calibration.ts) with its known-answer floor (knownAnswerFloor.ts), and for the digit twist,
- * the partial-result head (twist/partialResults.ts) fitted to that verifier — on lines of the samples
- * cut after each digit of their result it learns the value the verifier gives the finished line
- * (distilledCuts), starting from the verifier's own parameters (fitPartialHead). Nothing here knows
- * arithmetic; what the verifier knows it learned from outcomes (lineLabels.ts).
+ * from the outcomes of held-out problems' samples (calibration.ts) with its known-answer floor
+ * (knownAnswerFloor.ts), and for the digit twist, the partial-result head (twist/partialResults.ts)
+ * fitted to that verifier — on lines of the samples cut after each digit of their result it learns the
+ * value the verifier gives the finished line (distilledCuts), starting from the verifier's own
+ * parameters (fitPartialHead). Nothing here knows arithmetic; what the verifier knows it learned from
+ * outcomes (lineLabels.ts).
  */
 import { LoadedModel } from "../lm/model/loadModel";
 import { MathProblem } from "../math/dataset";
