@@ -24,15 +24,22 @@ if (!targets[target]) {
 const [platform, arch] = targets[target];
 // vsce lets a negated pattern win over any exclusion, so the one platform's binaries are named here.
 const keep = `!node_modules/onnxruntime-node/bin/napi-v6/${platform}/${arch}/**`;
-const ignore = path.join(os.tmpdir(), `twisted-smc-vscodeignore-${target}`);
+// The ignore file lives in a folder of its own, removed after: two packagings at once do not share it.
+const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "twisted-smc-package-"));
+const ignore = path.join(scratch, ".vscodeignore");
 fs.writeFileSync(ignore, fs.readFileSync(path.join(repo, ".vscodeignore"), "utf8") + `\n# ${target}'s onnxruntime binaries\n${keep}\n`);
 const version = require(path.join(repo, "package.json")).version;
 const out = path.join(repo, `twisted-smc-math-${target}-${version}.vsix`);
 const vsce = path.join(repo, "node_modules/.bin/vsce");
-const r = cp.spawnSync(
-  vsce,
-  ["package", "--target", target, "--ignoreFile", ignore, "--allow-missing-repository", "--no-rewrite-relative-links", "--out", out],
-  { cwd: repo, stdio: "inherit", env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip" } },
-);
+let r;
+try {
+  r = cp.spawnSync(
+    vsce,
+    ["package", "--target", target, "--ignoreFile", ignore, "--allow-missing-repository", "--no-rewrite-relative-links", "--out", out],
+    { cwd: repo, stdio: "inherit", env: { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip" } },
+  );
+} finally {
+  fs.rmSync(scratch, { recursive: true, force: true });
+}
 if (r.status !== 0) process.exit(r.status ?? 1);
 console.log(`package: ${path.basename(out)}, ${(fs.statSync(out).size / 1e6).toFixed(1)} MB`);
