@@ -20,6 +20,18 @@ const D = 4;
 /** Labelled lines as the prm objective's finished lines (weight 1 each, no contrasts). */
 const finished = (lines: { line: ArithmeticLine; label: 0 | 1 }[]) => lines.map((l) => ({ ...l, length: l.line.c.length, weight: 1 }));
 
+/** Writes `doc` with each bad value of one of its params to `path`: loading it must fail in one line naming the file. */
+function assertParamRefused(path: string, doc: { params: object }, field: string, bads: unknown[], message: RegExp): void {
+  for (const bad of bads) {
+    writeFileSync(path, JSON.stringify({ ...doc, params: { ...doc.params, [field]: bad } }));
+    assert.throws(
+      () => loadTwist(path),
+      (e: Error) => e instanceof TwistFileError && e.message.startsWith(path) && message.test(e.message) && !e.message.includes("\n"),
+      String(bad),
+    );
+  }
+}
+
 describe("line verifier", () => {
   it("finds the arithmetic lines of a solution, in the model's and in GSM8K's notation", () => {
     assert.deepEqual(arithmeticLines("12 + 30 = 42\n42 - 7 = 35\n#### 35"), [
@@ -235,18 +247,7 @@ describe("line verifier", () => {
     assert.equal((loadTwist(path).head as LineVerifier).finalLogValue(text), powered.finalLogValue(text));
     saveTwist(path, v, meta);
     assert.equal(JSON.parse(readFileSync(path, "utf8")).version, 1);
-    for (const bad of [0, -1, 17, "2"]) {
-      writeFileSync(path, JSON.stringify({ ...doc, params: { ...doc.params, finalPower: bad } }));
-      assert.throws(
-        () => loadTwist(path),
-        (e: Error) =>
-          e instanceof TwistFileError &&
-          e.message.startsWith(path) &&
-          /finalPower must be a number in \(0, 16\]/.test(e.message) &&
-          !e.message.includes("\n"),
-        String(bad),
-      );
-    }
+    assertParamRefused(path, doc, "finalPower", [0, -1, 17, "2"], /finalPower must be a number in \(0, 16\]/);
   });
   it("reads lines with a floor when the answer is known, fitted to outcomes; the file keeps it, the unknown answer's φ^γ does not see it", () => {
     const v = LineVerifier.init(D, new Rng(5), 4, 6);
@@ -274,18 +275,7 @@ describe("line verifier", () => {
     assert.equal(loaded.p.knownAnswerFloor, 0.1);
     assert.equal(loaded.forKnownAnswer().logValueOfText(text), known.logValueOfText(text));
     const doc = JSON.parse(readFileSync(path, "utf8"));
-    for (const bad of [0, 1, 2, "0.1"]) {
-      writeFileSync(path, JSON.stringify({ ...doc, params: { ...doc.params, knownAnswerFloor: bad } }));
-      assert.throws(
-        () => loadTwist(path),
-        (e: Error) =>
-          e instanceof TwistFileError &&
-          e.message.startsWith(path) &&
-          /knownAnswerFloor must be a number in \(0, 1\)/.test(e.message) &&
-          !e.message.includes("\n"),
-        String(bad),
-      );
-    }
+    assertParamRefused(path, doc, "knownAnswerFloor", [0, 1, 2, "0.1"], /knownAnswerFloor must be a number in \(0, 1\)/);
   });
 
   it("fits the known-answer floor that made the outcomes", () => {
