@@ -9,13 +9,14 @@ import { fitKnownAnswerFloor } from "../../src/engine/train/knownAnswerFloor";
 import {
   calibrationProblems,
   FinishSamples,
-  FINAL_POWER,
   finishPlan,
   finishSamples,
   finishVerifier,
   fitPartialHead,
+  PARTIAL_HEAD_FIT,
   refitVerifier,
 } from "../../src/engine/train/partialResults";
+import { chooseRunFinalPower, UNCHOSEN_FINAL_POWER } from "../../src/engine/train/finalPower";
 import { mineResultMemory } from "../../src/engine/train/lineLabels";
 import { train, TrainConfig } from "../../src/engine/train/trainer";
 import { loadTwist, readTwistDocument, serializeTwist, TwistMeta } from "../../src/engine/twist/twistFile";
@@ -64,12 +65,13 @@ function trained(path: string, folder: ModelFolder): { meta: TwistMeta; head: { 
  * The finish's verifier as its comment says it is made: the refit calibrated on the held-out samples with a
  * memory of the run's problems' results (its weights fitted there), then remembering the held-out problems'
  * results too; without a memory when its weights come out 0; its known-answer floor fitted on the held-out samples.
+ * (Its final power is chosen after, by SMC with the finished twist: finalPower.ts.)
  */
 function finishedByHand(refitted: LineVerifier, samples: FinishSamples): LineVerifier {
   const met = mineResultMemory([...samples.fit, ...samples.memory], 4);
   const c = calibrateVerifier(refitted, samples.calibration, met.size ? met : undefined);
   const { floor } = fitKnownAnswerFloor(c.verifier, samples.calibration);
-  const finished = c.verifier.withFinalPower(FINAL_POWER).withKnownAnswerFloor(floor);
+  const finished = c.verifier.withKnownAnswerFloor(floor);
   if (![...c.hit, ...c.miss].some((x) => x !== 0)) return finished.withMemory(undefined);
   const remembered = mineResultMemory([...samples.fit, ...samples.memory, ...samples.calibration], 4);
   return finished.withMemory(remembered.withWeights(c.hit, c.miss));
@@ -176,9 +178,17 @@ describe("twist trainer", function () {
     assert.deepEqual(written.verifier.parameters(), calibrated.parameters());
     assert.deepEqual(written.verifier.p.memory?.toDocument(), calibrated.p.memory?.toDocument());
     assert.equal(written.verifier.p.knownAnswerFloor, calibrated.p.knownAnswerFloor);
-    // Solutions end on φ^2 when the answer is unknown; the head reads results being written, no power.
-    assert.equal(written.verifier.p.finalPower, FINAL_POWER);
-    assert.equal(FINAL_POWER, 2);
+    // Solutions end on the power that token-level SMC with the finished digit twist chose on the held-out
+    // problem; the head reads results being written, no power.
+    const chosen = (await chooseRunFinalPower(
+      model,
+      new DigitTwistHead(fitted.verifier, fitted.head.partial, fitted.head.lengths).twist(model.lm.vocabSize),
+      "token",
+      fitted.verifier,
+      finish,
+    ))!;
+    assert.equal(chosen.problems, 1);
+    assert.equal(written.verifier.p.finalPower ?? 1, chosen.power);
     assert.equal(written.partial.net.p.finalPower, undefined);
     assert.deepEqual(written.partial.net.parameters(), fitted.head.partial.net.parameters());
     assert.deepEqual(written.lengths.toJSON(), fitted.head.lengths.toJSON());
@@ -186,7 +196,7 @@ describe("twist trainer", function () {
     // It started from the verifier and moved away from it.
     assert.notDeepEqual(written.partial.net.parameters(), written.verifier.parameters());
 
-    for (const stopAt of ["sampling", "verifier", "training"] as const) {
+    for (const stopAt of ["sampling", "verifier", "training", "power"] as const) {
       const dir = join(tmp, `fit-stopped-${stopAt}`);
       const ctl = new AbortController();
       const parts: string[] = [];
@@ -205,14 +215,22 @@ describe("twist trainer", function () {
       assert.equal(first.batches, 4);
       assert.equal(existsSync(first.twistPath), false, "no twist is written before the head is fitted");
       const sampled = ["sampling 1", "sampling 2", "sampling 3", "sampling 4", "sampling 5"];
+      const passes = Array.from({ length: PARTIAL_HEAD_FIT.epochs }, (_, i) => `training ${i + 1}`);
       assert.deepEqual(
         parts,
-        { sampling: ["sampling 1"], verifier: [...sampled, "verifier 1"], training: [...sampled, "verifier 1", "training 1"] }[stopAt],
+        {
+          sampling: ["sampling 1"],
+          verifier: [...sampled, "verifier 1"],
+          training: [...sampled, "verifier 1", "training 1"],
+          power: [...sampled, "verifier 1", ...passes, "power 1"],
+        }[stopAt],
       );
       const second = await train(config(dir, { ...over, resume: true }), { onBatch: () => assert.fail("the epochs are done") }, model);
       assert.equal(second.stopped, false);
-      assert.deepEqual(trained(second.twistPath, model.folder).head.parameters(), written.parameters());
-      assert.deepEqual((trained(second.twistPath, model.folder).head as DigitTwistHead).lengths.toJSON(), written.lengths.toJSON());
+      const resumed = trained(second.twistPath, model.folder).head as DigitTwistHead;
+      assert.deepEqual(resumed.parameters(), written.parameters());
+      assert.deepEqual(resumed.lengths.toJSON(), written.lengths.toJSON());
+      assert.equal(resumed.verifier.p.finalPower, written.verifier.p.finalPower);
     }
   });
 
@@ -258,8 +276,8 @@ describe("twist trainer", function () {
     assert.deepEqual(step.parameters(), expected.parameters());
     assert.deepEqual(step.p.memory?.toDocument(), expected.p.memory?.toDocument());
     assert.equal(step.p.knownAnswerFloor, expected.p.knownAnswerFloor);
-    // Both end solutions on φ^2.
-    assert.deepEqual([fitted?.verifier.p.finalPower, step.p.finalPower], [FINAL_POWER, FINAL_POWER]);
+    // Both end solutions on φ until the run's finish chooses their power.
+    assert.deepEqual([fitted?.verifier.p.finalPower, step.p.finalPower], [undefined, undefined]);
   });
 
   it("prm on a data file that ends with the run's problems: says none were held out, and keeps the refit's base rates", async () => {
@@ -279,7 +297,11 @@ describe("twist trainer", function () {
     const problems = loadProblems(file, "train", 4, 2).problems;
     const finish = { seed: 2, maxTokens: 96, contrastWeight: 1, heldOut: [] };
     const refitted = (await refitVerifier(epochs, (await finishSamples(model, problems, finish))!.fit, finish))!;
-    assert.deepEqual(trained(r.twistPath, model.folder).head.parameters(), refitted.parameters());
+    const written = trained(r.twistPath, model.folder).head as LineVerifier;
+    assert.deepEqual(written.parameters(), refitted.parameters());
+    // Nor is there a held-out problem to choose the final power on: solutions end on φ as fitted.
+    assert.equal(UNCHOSEN_FINAL_POWER, 1);
+    assert.equal(written.p.finalPower, undefined);
   });
 
   it("refuses to overwrite a run without --resume, and to resume with other settings", async () => {

@@ -155,9 +155,14 @@ export const PARTIAL_HEAD_FIT = {
  */
 export const VERIFIER_REFIT = { epochs: 1, batch: 256, learningRate: 0.001 };
 
-/** The finish's progress: sampling the problems, the verifier's refit, then the head's passes (with the loss after each). */
+/**
+ * The finish's progress: sampling the problems, the verifier's refit, the head's passes (with the loss
+ * after each), then SMC on held-out problems to choose the final power (finalPower.ts; the power once chosen).
+ */
 export type PartialFitProgress =
-  { part: "sampling"; done: number; total: number } | { part: "verifier" | "training"; done: number; total: number; loss: number };
+  | { part: "sampling"; done: number; total: number }
+  | { part: "verifier" | "training"; done: number; total: number; loss: number }
+  | { part: "power"; done: number; total: number; power?: number };
 
 export interface PartialFitOptions {
   /** The run's seed: the samples' seeds and the minibatch order. */
@@ -192,17 +197,6 @@ export function calibrationProblems(n: number): number {
  * costs 8 more plain samples (about 0.1 s on 2 cores).
  */
 export const MEMORY_PROBLEMS = 4000;
-
-/**
- * The final power the finished verifier is written with (lineVerifier.ts, finalPower): when the answer is
- * unknown a solution ends on φ^2. Chosen on 500 validation problems (the train split drawn with seed 0,
- * 4,600th to 5,100th), token-level SMC at K = 16 ended on φ^γ: weighted vote 86.0 / 87.2 / 87.8 / 88.4%
- * and posterior sample 77.2 / 80.5 / 82.4 / 84.4% for γ = 1 / 1.5 / 2 / 3; the top answer's posterior
- * was best calibrated at 2 (mean 0.884 against 87.8% right; Brier 0.073, 0.088 at γ = 1), overconfident
- * beyond (docs/token-twist.md, "Twelfth step"). φ itself, fitted to outcomes, is soft because this model
- * often reaches the right answer through a line that does not hold.
- */
-export const FINAL_POWER = 2;
 
 /**
  * The finish's plain samples: of the run's first problems, which it fits on; of the next ones, up to
@@ -311,7 +305,7 @@ async function finishedVerifier(verifier: LineVerifier, samples: FinishSamples, 
   const { verifier: calibrated, hit, miss } = calibrateVerifier(refitted, samples.calibration, met.size ? met : undefined);
   // The known answer's floor is read from the same held-out outcomes, through the same memory.
   const { floor } = fitKnownAnswerFloor(calibrated, samples.calibration);
-  const finished = calibrated.withFinalPower(FINAL_POWER).withKnownAnswerFloor(floor);
+  const finished = calibrated.withKnownAnswerFloor(floor);
   if (![...hit, ...miss].some((x) => x !== 0)) return finished.withMemory(undefined);
   const remembered = mineResultMemory([...samples.fit, ...samples.memory, ...samples.calibration], columns);
   return finished.withMemory(remembered.withWeights(hit, miss));

@@ -85,8 +85,9 @@ export interface LineVerifierParams {
    * γ: when the answer is unknown, a finished solution's final potential is φ^γ (finalLogValue), not φ.
    * φ says how often a solution like this one is right, and is soft because this model often reaches
    * the right answer through a line that does not hold; the posterior over answers with γ = 2 picks the
-   * right answer more often and is better calibrated (docs/token-twist.md, "Twelfth step"). Set after
-   * training, never by gradient; absent means 1. The twist inside a solution is φ either way.
+   * right answer more often and is better calibrated (docs/token-twist.md, "Twelfth step"). Chosen after
+   * training, per run, by how well calibrated SMC's posterior is on held-out problems (train/finalPower.ts),
+   * never by gradient; absent means 1. The twist inside a solution is φ either way.
    */
   finalPower?: number;
   /**

@@ -8,7 +8,9 @@
  * After the epochs (finish) the verifier is refitted in small steps on fresh plain samples of the run's
  * first problems (refitVerifier, train/partialResults.ts), given a memory of what right samples of the
  * run's problems wrote (twist/resultMemory.ts), and its base rate per operator and the memory's weights
- * set on plain samples of problems after the run's, which no step of it read (calibration.ts).
+ * set on plain samples of problems after the run's, which no step of it read (calibration.ts). Last,
+ * twisted SMC with the finished twist on those held-out problems chooses the power γ its solutions end
+ * on, φ^γ, by how well calibrated the posterior over answers is (finalPower.ts).
  *
  * With `--twist token` it trains the digit twist (twist/digitTwistHead.ts): the same verifier — bit for
  * bit the step level's with the same flags, refit included, so one φ ends every line at either level —
@@ -16,16 +18,18 @@
  * the same samples (fitPartialHead). A head trained beside the verifier in the epochs, from random
  * values, steered worse (docs/token-twist.md, "Fifth step"), so the epochs leave the head as it started.
  */
+import type { LoadedModel } from "../../lm/model/loadModel";
 import { DigitTwistHead } from "../../twist/digitTwistHead";
 import { logSigmoid } from "../../twist/heads";
 import { LineVerifier, VERIFIER_EMBEDDING, VERIFIER_HIDDEN } from "../../twist/lineVerifier";
 import { PartialResultHead } from "../../twist/partialResults";
 import { ResultLengthTable } from "../../twist/resultLengths";
 import { Rng } from "../../util/rng";
+import { chooseRunFinalPower } from "../finalPower";
 import { finishedLineExamples } from "../lineContrasts";
 import { calibrationProblems, CutLine, finishVerifier, fitPartialHead } from "../partialResults";
 import { CollectOptions, plainSamples, ProblemData, SampleOutcomes } from "../samples";
-import { ObjectiveResult, TwistObjective } from "./objective";
+import { FinishOptions, ObjectiveResult, TwistObjective } from "./objective";
 
 /** Digit columns the line verifier reads: numbers up to 9,999 (a line with a longer one is not read). */
 export const VERIFIER_COLUMNS = 4;
@@ -66,12 +70,15 @@ export const prm: TwistObjective<LineVerifier | DigitTwistHead, PrmData> = {
   gradient: prmGradient,
   heldOut: calibrationProblems,
   async finish(model, head, problems, o) {
-    if (!(head instanceof DigitTwistHead)) return finishVerifier(model, head, problems, o);
+    if (!(head instanceof DigitTwistHead)) {
+      const verifier = await finishVerifier(model, head, problems, o);
+      return verifier && endingOnChosenPower(model, verifier, o);
+    }
     const fitted = await fitPartialHead(model, head.verifier, problems, o);
     if (!fitted) return undefined;
     // Without lines to fit a head on, the head and lengths of the epochs (which saw none either) stay.
     const { partial, lengths } = fitted.head ?? head;
-    return new DigitTwistHead(fitted.verifier, partial, lengths);
+    return endingOnChosenPower(model, new DigitTwistHead(fitted.verifier, partial, lengths), o);
   },
   // Plain samples do not depend on the head: an earlier problem's are as good as fresh ones.
   replay: {
@@ -79,6 +86,28 @@ export const prm: TwistObjective<LineVerifier | DigitTwistHead, PrmData> = {
     restore: (kept, o) => ({ ...mine(kept, o), stats: plainStats(kept.correct) }),
   },
 };
+
+/**
+ * The finished twist, its solutions ending on the power chosen for it by SMC at its level on the held-out
+ * problems (finalPower.ts). Undefined when the signal stopped it.
+ */
+async function endingOnChosenPower<H extends LineVerifier | DigitTwistHead>(
+  model: LoadedModel,
+  head: H,
+  o: FinishOptions,
+): Promise<H | undefined> {
+  const token = head instanceof DigitTwistHead;
+  const verifier = token ? head.verifier : (head as LineVerifier);
+  const chosen = await chooseRunFinalPower(model, token ? head.twist(model.lm.vocabSize) : verifier, token ? "token" : "step", verifier, {
+    ...o,
+    onProgress: (done, total) => o.onProgress?.({ part: "power", done, total }),
+  });
+  if (!chosen) return undefined;
+  // With no held-out problem the start line has said that solutions end on φ as fitted.
+  if (chosen.problems) o.onProgress?.({ part: "power", done: chosen.problems, total: chosen.problems, power: chosen.power });
+  const ending = verifier.withFinalPower(chosen.power);
+  return (token ? new DigitTwistHead(ending, head.partial, head.lengths) : ending) as H;
+}
 
 /** One problem's samples mined into the verifier's lines. */
 function mine(samples: SampleOutcomes, o: Pick<CollectOptions, "contrastWeight">): Omit<PrmData, "stats"> {

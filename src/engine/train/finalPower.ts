@@ -1,0 +1,196 @@
+/**
+ * The final power γ a finished verifier is written with (lineVerifier.ts, finalPower: when the answer is
+ * unknown a solution ends on φ^γ), chosen for each run on its own held-out problems: twisted SMC at the
+ * run's level ends on φ, each final population's posterior over answers is read again as if it had
+ * ended on φ^γ (every particle's weight times φ^(γ − 1)), and γ is the candidate whose top answer's
+ * posterior is best calibrated — the lowest Brier score of the top answer, ties to the smaller power —
+ * where the problems show it beyond their noise, else φ as its outcomes fitted it (γ = 1).
+ *
+ * Why per run: how sharp φ should be read depends on the verifier. The shipped run's verifier is soft
+ * (φ says how often a solution like this one is right, and this model reaches right answers through
+ * lines that do not hold), and its posterior is best calibrated near γ = 2; the twist of a short run
+ * ("quick": 400 problems, one pass) is overconfident already at γ = 1 — at 2 it says 0.77 where 67.5%
+ * are right (docs/token-twist.md, "Fifteenth step"). A posterior must not claim more than it knows.
+ */
+import type { LoadedModel } from "../lm/model/loadModel";
+import { encodeWithinContext } from "../lm/model/contextWindow";
+import { extractAnswer } from "../math/answer";
+import type { MathProblem } from "../math/dataset";
+import { runTwistedSmc, SmcLevel } from "../smc/twistedSmc";
+import type { Twist } from "../smc/twist";
+import type { LineVerifier } from "../twist/lineVerifier";
+import { hashString64 } from "../util/rng";
+import { isCorrect } from "./samples";
+
+/** The powers a run chooses from: φ read softer (< 1), as it is (1), or sharper. */
+export const FINAL_POWERS: readonly number[] = [0.5, 0.75, 1, 1.5, 2, 3];
+
+/** The power written when no held-out problem was found to choose on: φ as its outcomes fitted it. */
+export const UNCHOSEN_FINAL_POWER = 1;
+
+/**
+ * How the power is chosen: on up to `problems` of the held-out problems (the first of those the base
+ * rates were set on), SMC with `particles` particles, as `eval` and `solve` run it by default.
+ */
+export const FINAL_POWER_FIT = { problems: 300, particles: 16 };
+
+/** One SMC run's final population, ended on φ. */
+export interface EndedPopulation {
+  /** Each final particle's answer key; undefined where its text holds none. */
+  answers: (string | undefined)[];
+  /** Whether each particle's answer is the problem's. */
+  right: boolean[];
+  /** Each particle's final log weight (ended on φ). */
+  logWeights: number[];
+  /** Each particle's log φ. */
+  logPhi: number[];
+}
+
+/** The population's top answer and its posterior probability when it ends on φ^power; undefined if every weight is 0. */
+export function topAnswer(population: EndedPopulation, power: number): { probability: number; right: boolean } | undefined {
+  const logW = population.logWeights.map((w, i) => (w === -Infinity ? -Infinity : w + (power - 1) * population.logPhi[i]));
+  const most = Math.max(...logW);
+  if (most === -Infinity) return undefined;
+  const byAnswer = new Map<string, { mass: number; right: boolean }>();
+  let total = 0;
+  logW.forEach((w, i) => {
+    const mass = Math.exp(w - most);
+    total += mass;
+    const key = population.answers[i];
+    if (key === undefined) return;
+    const entry = byAnswer.get(key) ?? { mass: 0, right: population.right[i] };
+    entry.mass += mass;
+    byAnswer.set(key, entry);
+  });
+  let top: { mass: number; right: boolean } | undefined;
+  for (const entry of byAnswer.values()) if (!top || entry.mass > top.mass) top = entry;
+  return top ? { probability: top.mass / total, right: top.right } : { probability: 0, right: false };
+}
+
+/** Each population's (P(top answer) − 1[it is right])², ending on φ^power (0 where every weight died). */
+export function topAnswerBriers(populations: readonly EndedPopulation[], power: number): number[] {
+  return populations.map((population) => {
+    const top = topAnswer(population, power);
+    return top ? (top.probability - (top.right ? 1 : 0)) ** 2 : 0;
+  });
+}
+
+/** Mean over the populations of (P(top answer) − 1[it is right])², ending on φ^power. */
+export const topAnswerBrier = (populations: readonly EndedPopulation[], power: number): number => mean(topAnswerBriers(populations, power));
+
+const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/**
+ * How far below φ as fitted (power 1) another power's Brier score must be, in standard errors of the
+ * per-problem difference, to be chosen. On the 100 held-out problems of a quick run (400 problems, one
+ * pass) noise alone put φ^2 ahead (0.1176 against 0.1197, −0.0021 ± 0.0073) where 300 more put it behind
+ * (0.1299 against 0.1222): it keeps 1. On the shipped run's 600 held-out problems it chooses 2 at step
+ * level (−0.0035 ± 0.0027) and 3 at token level (−0.0134 ± 0.0037); two standard errors would have kept
+ * the step level at 1, where φ^2 had lifted its vote by 3 points on test problems (docs/token-twist.md,
+ * "Fifteenth step").
+ */
+export const FINAL_POWER_EVIDENCE = 1;
+
+/**
+ * The power to end on: of the candidates whose Brier score of the top answer beats power 1's by
+ * FINAL_POWER_EVIDENCE standard errors of the per-problem difference, the lowest scoring (the smaller on
+ * a tie); 1 where none does. And every candidate's score.
+ */
+export function chooseFinalPower(
+  populations: readonly EndedPopulation[],
+  powers: readonly number[] = FINAL_POWERS,
+): { power: number; brier: number[] } {
+  if (!populations.length || !powers.includes(UNCHOSEN_FINAL_POWER)) return { power: UNCHOSEN_FINAL_POWER, brier: [] };
+  const perProblem = powers.map((power) => topAnswerBriers(populations, power));
+  const brier = perProblem.map(mean);
+  const asFitted = perProblem[powers.indexOf(UNCHOSEN_FINAL_POWER)];
+  const beatsAsFitted = (scores: readonly number[]) => {
+    const gain = scores.map((b, i) => b - asFitted[i]);
+    const m = mean(gain);
+    if (gain.length < 2) return false;
+    const stderr = Math.sqrt(gain.reduce((a, d) => a + (d - m) ** 2, 0) / (gain.length - 1) / gain.length);
+    return m + FINAL_POWER_EVIDENCE * stderr < 0;
+  };
+  let power = UNCHOSEN_FINAL_POWER;
+  let best = brier[powers.indexOf(UNCHOSEN_FINAL_POWER)];
+  powers.forEach((candidate, i) => {
+    if (!beatsAsFitted(perProblem[i])) return;
+    if (brier[i] < best || (brier[i] === best && candidate < power)) [power, best] = [candidate, brier[i]];
+  });
+  return { power, brier };
+}
+
+export interface FinalPowerFitOptions {
+  /** The run's seed: each problem's SMC seed. */
+  seed: number;
+  maxTokens: number;
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/**
+ * SMC under `twist` at `level` on each problem, ending on φ (the twist's own value at the end, which the
+ * verifier `phi` read with power 1 also gives, at either level), seeded by the run's seed and the problem's place.
+ * Undefined when the signal stopped it.
+ */
+export async function endedPopulations(
+  model: LoadedModel,
+  twist: Twist,
+  level: SmcLevel,
+  phi: LineVerifier,
+  problems: readonly MathProblem[],
+  o: FinalPowerFitOptions,
+): Promise<EndedPopulation[] | undefined> {
+  const { tokenizer, lm } = model;
+  const asFitted = phi.withFinalPower(1);
+  const populations: EndedPopulation[] = [];
+  for (const [i, problem] of problems.entries()) {
+    if (o.signal?.aborted) return undefined;
+    const { prompt, maxTokens } = encodeWithinContext(model, problem.question, o.maxTokens);
+    const run = await runTwistedSmc(lm, prompt, {
+      particles: FINAL_POWER_FIT.particles,
+      level,
+      resampling: "systematic",
+      essThreshold: 0.5,
+      resample: "adaptive",
+      maxTokens,
+      temperature: 1,
+      seed: Number(hashString64(`final-power:${o.seed}:${i}`) % 2147483647n),
+      twist,
+      text: tokenizer,
+      signal: o.signal,
+    }).catch((e: unknown) => {
+      if (o.signal?.aborted) return undefined;
+      throw e;
+    });
+    if (!run) return undefined;
+    const texts = run.particles.map((p) => tokenizer.decode(p.tokens));
+    populations.push({
+      answers: texts.map((t) => extractAnswer(t)?.key),
+      right: texts.map((t) => isCorrect(t, problem.gold)),
+      logWeights: run.particles.map((p) => p.logWeight),
+      logPhi: texts.map((t) => asFitted.finalLogValue(t)),
+    });
+    o.onProgress?.(i + 1, problems.length);
+  }
+  // A stop asked for while the last problem ran (or by its progress) stops the finish all the same.
+  return o.signal?.aborted ? undefined : populations;
+}
+
+/**
+ * The power a run's finished twist ends on: chosen (chooseFinalPower) on the populations of up to
+ * FINAL_POWER_FIT.problems of the held-out problems; UNCHOSEN_FINAL_POWER when there are none. `twist`
+ * is the finished twist at the run's level, `verifier` the line verifier it ends its lines with.
+ * Undefined when the signal stopped it.
+ */
+export async function chooseRunFinalPower(
+  model: LoadedModel,
+  twist: Twist,
+  level: SmcLevel,
+  verifier: LineVerifier,
+  o: FinalPowerFitOptions & { heldOut: readonly MathProblem[] },
+): Promise<{ power: number; brier: number[]; problems: number } | undefined> {
+  const problems = o.heldOut.slice(0, FINAL_POWER_FIT.problems);
+  const populations = await endedPopulations(model, twist, level, verifier, problems, o);
+  return populations && { ...chooseFinalPower(populations), problems: populations.length };
+}
