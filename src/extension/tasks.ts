@@ -7,7 +7,7 @@
 import { ChildProcess, spawn } from "node:child_process";
 import * as vscode from "vscode";
 import type { TrainPoint } from "../protocol/panelMessages";
-import { FINISH_PART_NAMES, heldOutLine, parseTrainProgressLine } from "../protocol/training";
+import { FINISH_PART_NAMES, finishProgressText, heldOutLine, parseTrainProgressLine } from "../protocol/training";
 import type { CommandTable } from "./commandTable";
 import { modelSettings } from "./config";
 import { taskArgs, TASK_TYPE, TRAINING_PRESETS, TwistedSmcTaskDefinition } from "./taskArgs";
@@ -76,9 +76,7 @@ class CliTerminal implements vscode.Pseudoterminal {
       case "checkpoint":
         return `checkpoint ${m.path}`;
       case "finish":
-        return m.part === "sampling"
-          ? `${FINISH_PART_NAMES[m.part]}: sampled ${m.done}/${m.total} problems ${m.seconds}s`
-          : `${FINISH_PART_NAMES[m.part]}: pass ${m.done}/${m.total}${m.loss !== undefined ? ` loss ${m.loss.toFixed(4)}` : ""} ${m.seconds}s`;
+        return `${FINISH_PART_NAMES[m.part]}: ${finishProgressText(m)}`;
       case "end":
         return m.stopped ? `Stopped after ${m.batches} batches.` : `Done: ${m.batches} batches; twist written to ${m.twistPath}`;
     }

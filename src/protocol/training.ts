@@ -20,23 +20,49 @@ export interface TrainBatchMetrics {
 
 /**
  * The work after the epochs, before the twist is written (prm): sampling problems, the line verifier's
- * refit on them, then (the digit twist) the partial-result head's training passes, with the loss after
- * each pass.
+ * refit on them, (the digit twist) the partial-result head's training passes, with the loss after each
+ * pass, then SMC on held-out problems to choose the power solutions end on, with the power once chosen.
  */
 export interface TrainFinishProgress {
-  part: "sampling" | "verifier" | "training";
+  part: "sampling" | "verifier" | "training" | "power";
   done: number;
   total: number;
   loss?: number;
+  /** The final power chosen (part "power", once done). */
+  power?: number;
   seconds: number;
 }
+
+const FINISH_PARTS: readonly TrainFinishProgress["part"][] = ["sampling", "verifier", "training", "power"];
 
 /** What each part of the work after the epochs is called, wherever its progress is shown (CLI, task terminal). */
 export const FINISH_PART_NAMES: Record<TrainFinishProgress["part"], string> = {
   sampling: "after the epochs",
   verifier: "refitting the verifier",
   training: "fitting the partial-result head to the verifier",
+  power: "choosing the final power",
 };
+
+/** A part's progress in words, after its name (CLI, task terminal). */
+export function finishProgressText(p: TrainFinishProgress): string {
+  switch (p.part) {
+    case "sampling":
+      return `sampled ${p.done}/${p.total} problems ${p.seconds}s`;
+    case "power":
+      return p.power === undefined
+        ? `SMC on ${p.done}/${p.total} held-out problems ${p.seconds}s`
+        : `solutions end on φ^${p.power} when the answer is unknown (chosen on ${p.total} held-out problems) ${p.seconds}s`;
+    default:
+      return `pass ${p.done}/${p.total}${p.loss !== undefined ? ` loss ${p.loss.toFixed(4)}` : ""} ${p.seconds}s`;
+  }
+}
+
+/** Whether a progress message is worth a line: the problem-by-problem parts every 100 problems and at their end. */
+export function finishProgressShown(p: TrainFinishProgress): boolean {
+  if (p.part === "sampling") return p.done % 100 === 0 || p.done === p.total;
+  if (p.part === "power") return p.power !== undefined || (p.done % 100 === 0 && p.done !== p.total);
+  return true;
+}
 
 /** How many problems after the run's its finish asked for, and how many the data held. */
 export interface HeldOutProblems {
@@ -46,12 +72,12 @@ export interface HeldOutProblems {
 
 /** The held-out problems in words, wherever the start of a run is shown (CLI, task terminal). */
 export function heldOutLine({ asked, found }: HeldOutProblems): string {
-  const none = "the verifier keeps its refit's base rates and reads no memory of results";
+  const none = "the verifier keeps its refit's base rates and reads no memory of results, and solutions end on φ as fitted";
   if (asked === 0) return `held out: none (a run this small holds none out): ${none}`;
-  if (found >= asked) return `held out: ${found} problems after these, for the verifier's base rates and memory weights`;
+  if (found >= asked) return `held out: ${found} problems after these, for the verifier's base rates, memory weights and final power`;
   return found === 0
     ? `held out: none of ${asked} (the data end with the run's problems): ${none}`
-    : `held out: ${found} of ${asked} problems (the data end): the verifier's base rates and memory weights are set on fewer`;
+    : `held out: ${found} of ${asked} problems (the data end): the verifier's base rates, memory weights and final power are set on fewer`;
 }
 
 export type TrainProgressLine =
@@ -119,11 +145,12 @@ export function parseTrainProgressLine(text: string): TrainProgressLine | undefi
     case "checkpoint":
       return isString(m.path) ? (m as TrainProgressLine) : undefined;
     case "finish":
-      return (m.part === "sampling" || m.part === "verifier" || m.part === "training") &&
+      return FINISH_PARTS.includes(m.part as TrainFinishProgress["part"]) &&
         isNumber(m.done) &&
         isNumber(m.total) &&
         isNumber(m.seconds) &&
-        (m.loss === undefined || isNumber(m.loss))
+        (m.loss === undefined || isNumber(m.loss)) &&
+        (m.power === undefined || isNumber(m.power))
         ? (m as TrainProgressLine)
         : undefined;
     case "end":

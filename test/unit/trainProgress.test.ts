@@ -3,7 +3,14 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { heldOutLine, parseTrainProgressLine, TrainProgressLine } from "../../src/protocol/training";
+import {
+  finishProgressShown,
+  finishProgressText,
+  heldOutLine,
+  parseTrainProgressLine,
+  TrainFinishProgress,
+  TrainProgressLine,
+} from "../../src/protocol/training";
 
 const CLI = join(__dirname, "../../dist/cli.js");
 
@@ -110,6 +117,8 @@ describe("training's progress lines (the one training wire: CLI → editor)", fu
     assert.ok(parseTrainProgressLine(JSON.stringify(finish)));
     assert.ok(parseTrainProgressLine(JSON.stringify({ ...finish, part: "sampling", loss: undefined })));
     assert.ok(parseTrainProgressLine(JSON.stringify({ ...finish, part: "verifier", total: 1 })));
+    assert.ok(parseTrainProgressLine(JSON.stringify({ ...finish, part: "power", loss: undefined, power: 1.5 })));
+    assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, part: "power", power: "2" })), undefined);
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, part: "other" })), undefined);
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, loss: "0.3" })), undefined);
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, done: undefined })), undefined);
@@ -123,13 +132,35 @@ describe("training's progress lines (the one training wire: CLI → editor)", fu
     assert.equal(parseTrainProgressLine("null"), undefined);
   });
 
-  it("say in words how many problems were held out for the verifier's base rates, and when the data ran out", () => {
+  it("say each part of the finish in words, the problem-by-problem parts every 100 problems and at their end", () => {
+    assert.equal(finishProgressText({ part: "power", done: 40, total: 300, seconds: 5 }), "SMC on 40/300 held-out problems 5s");
+    assert.equal(
+      finishProgressText({ part: "power", done: 300, total: 300, power: 1.5, seconds: 9 }),
+      "solutions end on φ^1.5 when the answer is unknown (chosen on 300 held-out problems) 9s",
+    );
+    assert.equal(finishProgressText({ part: "training", done: 1, total: 6, loss: 0.3, seconds: 2 }), "pass 1/6 loss 0.3000 2s");
+    assert.equal(finishProgressText({ part: "sampling", done: 100, total: 500, seconds: 3 }), "sampled 100/500 problems 3s");
+    const shown = (part: TrainFinishProgress["part"], done: number, total: number, power?: number) =>
+      finishProgressShown({ part, done, total, power, seconds: 0 });
+    assert.deepEqual([shown("sampling", 99, 500), shown("sampling", 100, 500), shown("sampling", 500, 500)], [false, true, true]);
+    // The power's last problem is said by the line that names the power chosen.
+    assert.deepEqual(
+      [shown("power", 99, 300), shown("power", 100, 300), shown("power", 300, 300), shown("power", 300, 300, 2), shown("power", 7, 7, 1)],
+      [false, true, false, true, true],
+    );
+    assert.equal(shown("verifier", 1, 1), true);
+  });
+
+  it("say in words how many problems were held out for the verifier's base rates and final power, and when the data ran out", () => {
     assert.match(
       heldOutLine({ asked: 600, found: 600 }),
-      /^held out: 600 problems after these, for the verifier's base rates and memory weights$/,
+      /^held out: 600 problems after these, for the verifier's base rates, memory weights and final power$/,
     );
     assert.match(heldOutLine({ asked: 600, found: 250 }), /250 of 600 .*the data end.*set on fewer/);
-    assert.match(heldOutLine({ asked: 600, found: 0 }), /none of 600 .*keeps its refit's base rates and reads no memory/);
+    assert.match(
+      heldOutLine({ asked: 600, found: 0 }),
+      /none of 600 .*keeps its refit's base rates and reads no memory.*end on φ as fitted/,
+    );
     assert.match(heldOutLine({ asked: 0, found: 0 }), /none \(a run this small holds none out\)/);
   });
 });

@@ -8,9 +8,10 @@ import { BatchMetrics, REPLAY_WINDOW, train } from "../train/trainer";
 import { loadModel } from "../lm/model/loadModel";
 import { modelFileHelp, modelFileOptions } from "../lm/model/modelFolder";
 import { DEFAULT_LEARNING_RATE, TRAIN_DEFAULTS, TRAIN_FLAGS, trainConfigFromFlags } from "../train/flags";
-import { CALIBRATION_PROBLEMS, FINAL_POWER, MEMORY_PROBLEMS, PARTIAL_HEAD_FIT } from "../train/partialResults";
+import { FINAL_POWER_FIT } from "../train/finalPower";
+import { CALIBRATION_PROBLEMS, MEMORY_PROBLEMS, PARTIAL_HEAD_FIT } from "../train/partialResults";
 import { choiceOption, OptionValues, UsageError } from "../util/options";
-import { FINISH_PART_NAMES, heldOutLine, type TrainProgressLine } from "../../protocol/training";
+import { FINISH_PART_NAMES, finishProgressShown, finishProgressText, heldOutLine, type TrainProgressLine } from "../../protocol/training";
 
 const D = TRAIN_DEFAULTS;
 
@@ -41,8 +42,9 @@ Options:
                                    from outcomes, refitted after the epochs in small steps on plain samples of
                                    up to ${PARTIAL_HEAD_FIT.problems} of the problems, given a memory of the results right
                                    samples of up to ${MEMORY_PROBLEMS} wrote, its base rate per operator and the memory's
-                                   weights then set on up to ${CALIBRATION_PROBLEMS.most} held-out ones, and solutions ending on φ^${FINAL_POWER}
-                                   when the answer is unknown — at token level with the digit twist's
+                                   weights then set on up to ${CALIBRATION_PROBLEMS.most} held-out ones, and the power γ of
+                                   φ^γ solutions end on when the answer is unknown chosen by twisted SMC on up to
+                                   ${FINAL_POWER_FIT.problems} of them (the best calibrated posterior) — at token level with the digit twist's
                                    partial-result head and result lengths, fitted to it on the refit's samples
                                    (default prm at either level)
   --contrast_weight X              prm: weight of each mined result's one-digit changes, labelled wrong
@@ -120,12 +122,10 @@ export async function trainCommand(argv: string[]): Promise<number | void> {
       },
       onCheckpoint: (path) => (json ? emit({ type: "checkpoint", path }) : undefined),
       onFinishProgress: (p) => {
-        // Sampling reports every problem: a line per 100 is enough to show it moving.
-        if (p.part === "sampling" && p.done % 100 !== 0 && p.done !== p.total) return;
+        // Sampling and SMC report every problem: a line per 100 is enough to show them moving.
+        if (!finishProgressShown(p)) return;
         if (json) return emit({ type: "finish", ...p });
-        const part = `[${FINISH_PART_NAMES[p.part]}]`;
-        if (p.part === "sampling") console.log(`${part} sampled ${p.done}/${p.total} problems ${p.seconds}s`);
-        else console.log(`${part} pass ${p.done}/${p.total} loss ${p.loss?.toFixed(4)} ${p.seconds}s`);
+        console.log(`[${FINISH_PART_NAMES[p.part]}] ${finishProgressText(p)}`);
       },
     },
     preloaded,
