@@ -31,12 +31,13 @@ export interface TrainingPreset {
 }
 
 export const TRAINING_PRESETS: readonly TrainingPreset[] = [
-  // Measured on the shipped model, line verifier, 2 cores (2026-12-05): quick took 3.6 min and its twist's
-  // weighted vote scored 72.0% on 200 test problems against 71.0% for majority vote; the full run
-  // trained the shipped twist (77.6% against 66.8% on 500).
+  // Measured on the shipped model, line verifier, 2 cores (2026-12-05): quick's twist's weighted vote
+  // scored 72.0% on 200 test problems against 71.0% for majority vote; the full run trained the shipped
+  // twist (77.6% against 66.8% on 500). Quick took 93 s on 2026-12-07 (`train --num_examples 400
+  // --num_epochs 1`, its final power chosen included).
   {
     label: "quick",
-    description: "400 problems, one pass: about 4 minutes on 2 cores; a first twist to try, about as good as majority vote",
+    description: "400 problems, one pass: about 2 minutes on 2 cores; a first twist to try, about as good as majority vote",
     flags: { num_examples: 400, num_epochs: 1 },
   },
   {
