@@ -42,9 +42,9 @@ Options:
                                    from outcomes, refitted after the epochs in small steps on plain samples of
                                    up to ${PARTIAL_HEAD_FIT.problems} of the problems, given a memory of the results right
                                    samples of up to ${MEMORY_PROBLEMS} wrote, its base rate per operator and the memory's
-                                   weights then set on up to ${CALIBRATION_PROBLEMS.most} held-out ones, and the power γ of
-                                   φ^γ solutions end on when the answer is unknown chosen by twisted SMC on up to
-                                   ${FINAL_POWER_FIT.problems} of them (the best calibrated posterior) — at token level with the digit twist's
+                                   weights then set on up to ${CALIBRATION_PROBLEMS.most} held-out ones, and twisted SMC on up to
+                                   ${FINAL_POWER_FIT.problems} of them choosing the power γ solutions end on, φ^γ, when the answer
+                                   is unknown (the best calibrated posterior) — at token level with the digit twist's
                                    partial-result head and result lengths, fitted to it on the refit's samples
                                    (default prm at either level)
   --contrast_weight X              prm: weight of each mined result's one-digit changes, labelled wrong
