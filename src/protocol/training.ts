@@ -33,8 +33,6 @@ export interface TrainFinishProgress {
   seconds: number;
 }
 
-const FINISH_PARTS: readonly TrainFinishProgress["part"][] = ["sampling", "verifier", "training", "power"];
-
 /** What each part of the work after the epochs is called, wherever its progress is shown (CLI, task terminal). */
 export const FINISH_PART_NAMES: Record<TrainFinishProgress["part"], string> = {
   sampling: "after the epochs",
@@ -42,6 +40,8 @@ export const FINISH_PART_NAMES: Record<TrainFinishProgress["part"], string> = {
   training: "fitting the partial-result head to the verifier",
   power: "choosing the final power",
 };
+
+const isFinishPart = (x: unknown): x is TrainFinishProgress["part"] => typeof x === "string" && Object.hasOwn(FINISH_PART_NAMES, x);
 
 /** A part's progress in words, after its name (CLI, task terminal). */
 export function finishProgressText(p: TrainFinishProgress): string {
@@ -145,7 +145,7 @@ export function parseTrainProgressLine(text: string): TrainProgressLine | undefi
     case "checkpoint":
       return isString(m.path) ? (m as TrainProgressLine) : undefined;
     case "finish":
-      return FINISH_PARTS.includes(m.part as TrainFinishProgress["part"]) &&
+      return isFinishPart(m.part) &&
         isNumber(m.done) &&
         isNumber(m.total) &&
         isNumber(m.seconds) &&

@@ -120,6 +120,7 @@ describe("training's progress lines (the one training wire: CLI → editor)", fu
     assert.ok(parseTrainProgressLine(JSON.stringify({ ...finish, part: "power", loss: undefined, power: 1.5 })));
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, part: "power", power: "2" })), undefined);
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, part: "other" })), undefined);
+    assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, part: "toString" })), undefined);
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, loss: "0.3" })), undefined);
     assert.equal(parseTrainProgressLine(JSON.stringify({ ...finish, done: undefined })), undefined);
     const start = { type: "start", problems: 4, batchesPerEpoch: 2, skipped: [], model: "m", data: "d" };
