@@ -16,15 +16,15 @@ import { shippedModel } from "./helpers";
 
 /**
  * Populations whose answers' posteriors are right as often as they say when read at `truePower`: two
- * particles of equal weight before they ended on φ, answers "a" and "b", log φ of `x` and 0; "a" is right
- * with probability σ(truePower·x), the posterior of "a" read at that power.
+ * particles of equal weight before they ended on φ, answers 1 and 2, log φ of `x` and 0; 1 is right
+ * with probability σ(truePower·x), the posterior of 1 read at that power.
  */
 function calibratedAt(truePower: number, n: number, seed: string): EndedPopulation[] {
   const rng = new Rng(seed);
   return Array.from({ length: n }, () => {
     const x = (rng.uniform() - 0.5) * 3;
     const aRight = rng.uniform() < 1 / (1 + Math.exp(-truePower * x));
-    return { answers: ["a", "b"], right: [aRight, !aRight], logWeights: [x - 1, -1], logPhi: [x, 0] };
+    return { texts: ["#### 1", "#### 2"], right: [aRight, !aRight], logWeights: [x - 1, -1], logPhi: [x, 0] };
   });
 }
 
@@ -32,7 +32,7 @@ describe("the final power a run's solutions end on", () => {
   it("reads a population's posterior as if it had ended on φ^γ", () => {
     // Weights 1 : 1 : 2 ended on φ = 0.5, 0.5, 0.25; the third particle's answer has no key.
     const population: EndedPopulation = {
-      answers: ["7", "7", undefined],
+      texts: ["3 + 4 = 7\n#### 7", "#### 7", "no answer here"],
       right: [true, true, false],
       logWeights: [0, 0, Math.log(2)],
       logPhi: [Math.log(0.5), Math.log(0.5), Math.log(0.25)],
@@ -67,8 +67,15 @@ describe("the final power a run's solutions end on", () => {
 
   it("chooses 1 with nothing to choose on, or nothing between the powers", () => {
     // Every particle agrees: every power gives probability 1 to the right answer.
-    const agreed: EndedPopulation = { answers: ["3", "3"], right: [true, true], logWeights: [0, 0], logPhi: [-1, -2] };
-    assert.deepEqual(chooseFinalPower([agreed, agreed]), { power: 1, brier: FINAL_POWERS.map(() => 0) });
+    const agreed: EndedPopulation = { texts: ["#### 3", "#### 3"], right: [true, true], logWeights: [0, 0], logPhi: [-1, -2] };
+    const { power, brier } = chooseFinalPower([agreed, agreed]);
+    assert.equal(power, 1);
+    // 0 at every power, up to the rounding of the weights' normalisation.
+    assert.equal(brier.length, FINAL_POWERS.length);
+    assert.ok(
+      brier.every((b) => b < 1e-12),
+      `Brier scores ${brier.join(", ")}`,
+    );
     assert.deepEqual(chooseFinalPower([]), { power: 1, brier: [] });
   });
 

@@ -14,8 +14,10 @@
  */
 import type { LoadedModel } from "../lm/model/loadModel";
 import { encodeWithinContext } from "../lm/model/contextWindow";
+import { evalSmcOptions } from "../eval/evaluate";
 import { extractAnswer } from "../math/answer";
 import type { MathProblem } from "../math/dataset";
+import { answerPosterior } from "../smc/posterior";
 import { runTwistedSmc, SmcLevel } from "../smc/twistedSmc";
 import type { Twist } from "../smc/twist";
 import type { LineVerifier } from "../twist/lineVerifier";
@@ -36,8 +38,8 @@ export const FINAL_POWER_FIT = { problems: 300, particles: 16 };
 
 /** One SMC run's final population, ended on φ. */
 export interface EndedPopulation {
-  /** Each final particle's answer key; undefined where its text holds none. */
-  answers: (string | undefined)[];
+  /** Each final particle's text. */
+  texts: string[];
   /** Whether each particle's answer is the problem's. */
   right: boolean[];
   /** Each particle's final log weight (ended on φ). */
@@ -46,25 +48,18 @@ export interface EndedPopulation {
   logPhi: number[];
 }
 
-/** The population's top answer and its posterior probability when it ends on φ^power; undefined if every weight is 0. */
+/**
+ * The population's top answer — the weighted vote `solve` and `eval` show (answerPosterior) — and its
+ * probability when it ends on φ^power; undefined if every weight is 0.
+ */
 export function topAnswer(population: EndedPopulation, power: number): { probability: number; right: boolean } | undefined {
   const logW = population.logWeights.map((w, i) => (w === -Infinity ? -Infinity : w + (power - 1) * population.logPhi[i]));
-  const most = Math.max(...logW);
-  if (most === -Infinity) return undefined;
-  const byAnswer = new Map<string, { mass: number; right: boolean }>();
-  let total = 0;
-  logW.forEach((w, i) => {
-    const mass = Math.exp(w - most);
-    total += mass;
-    const key = population.answers[i];
-    if (key === undefined) return;
-    const entry = byAnswer.get(key) ?? { mass: 0, right: population.right[i] };
-    entry.mass += mass;
-    byAnswer.set(key, entry);
-  });
-  let top: { mass: number; right: boolean } | undefined;
-  for (const entry of byAnswer.values()) if (!top || entry.mass > top.mass) top = entry;
-  return top ? { probability: top.mass / total, right: top.right } : { probability: 0, right: false };
+  if (logW.every((w) => w === -Infinity)) return undefined;
+  const { posterior } = answerPosterior(population.texts, logW);
+  const top = posterior[0];
+  if (!top) return { probability: 0, right: false };
+  const particle = population.texts.findIndex((t) => extractAnswer(t)?.key === top.answer);
+  return { probability: top.probability, right: population.right[particle] };
 }
 
 /** Each population's (P(top answer) − 1[it is right])², ending on φ^power (0 where every weight died). */
@@ -152,16 +147,14 @@ export async function endedPopulations(
     if (o.signal?.aborted) return undefined;
     const { prompt, maxTokens } = encodeWithinContext(model, problem.question, o.maxTokens);
     const run = await runTwistedSmc(lm, prompt, {
-      particles: FINAL_POWER_FIT.particles,
-      level,
-      resampling: "systematic",
-      essThreshold: 0.5,
-      resample: "adaptive",
-      maxTokens,
-      temperature: 1,
-      seed: Number(hashString64(`final-power:${o.seed}:${i}`) % 2147483647n),
+      ...evalSmcOptions(
+        FINAL_POWER_FIT.particles,
+        level,
+        maxTokens,
+        Number(hashString64(`final-power:${o.seed}:${i}`) % 2147483647n),
+        tokenizer,
+      ),
       twist,
-      text: tokenizer,
       signal: o.signal,
     }).catch((e: unknown) => {
       if (o.signal?.aborted) return undefined;
@@ -170,7 +163,7 @@ export async function endedPopulations(
     if (!run) return undefined;
     const texts = run.particles.map((p) => tokenizer.decode(p.tokens));
     populations.push({
-      answers: texts.map((t) => extractAnswer(t)?.key),
+      texts,
       right: texts.map((t) => isCorrect(t, problem.gold)),
       logWeights: run.particles.map((p) => p.logWeight),
       logPhi: texts.map((t) => asFitted.finalLogValue(t)),
