@@ -9,9 +9,11 @@
  * Ẑ = 0, and how far each lies from a pooled estimate of log Z (log of the mean Ẑ of every lower-bound run
  * of both levels: each run's Ẑ is unbiased). It first prints what the model's plain samples get wrong:
  * an arithmetic slip, an operand that is neither in the problem nor an earlier result, or neither.
- * The twists are read for a known answer, as `eval`'s bounds read them (their known-answer floor,
- * "Fourteenth step"); `--no-floor` reads them without it, as the eleventh step measured.
- * Run: npx tsx scripts/bounds-by-target.ts [--n 100] [--replicates 6] [--particles 16] [--threads 2] [--no-floor]
+ * The twists are read for a known answer, as `eval`'s bounds read them: their known-answer floor
+ * ("Fourteenth step") and each problem's answer ("Sixteenth step", knownAnswer.ts; it reads the answer of
+ * eval's target for both targets); `--no-answer` reads them without the answer, as the fourteenth step
+ * measured, `--no-floor` without either, as the eleventh step measured.
+ * Run: npx tsx scripts/bounds-by-target.ts [--n 100] [--replicates 6] [--particles 16] [--threads 2] [--no-answer] [--no-floor]
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
@@ -35,6 +37,7 @@ const { values } = parseArgs({
     particles: { type: "string", default: "16" },
     threads: { type: "string", default: "2" },
     "no-floor": { type: "boolean", default: false },
+    "no-answer": { type: "boolean", default: false },
   },
 });
 const N = Number(values.n),
@@ -72,11 +75,18 @@ interface Runs {
 async function main() {
   const model = await loadModel(MODEL, { threads: Number(values.threads) });
   const { tokenizer, lm } = model;
-  const known = <T extends TokenTwist | StepTwist>(twist: T) => (values["no-floor"] ? twist : knownAnswerTwist(twist));
+  const floored = <T extends TokenTwist | StepTwist>(twist: T): TokenTwist | StepTwist =>
+    values["no-floor"] ? twist : twist.kind === "token" ? knownAnswerTwist(twist) : knownAnswerTwist(twist);
   const levels: { level: SmcLevel; twist: TokenTwist | StepTwist }[] = [
-    { level: "token", twist: known(loadDigitTwist(join(MODEL, "twist-token.json"), lm.vocabSize, model.folder)!) },
-    { level: "step", twist: known(loadTwistOrVerifier(join(MODEL, "twist-step.json"), model.folder).head as StepTwist) },
+    { level: "token", twist: floored(loadDigitTwist(join(MODEL, "twist-token.json"), lm.vocabSize, model.folder)!) },
+    { level: "step", twist: floored(loadTwistOrVerifier(join(MODEL, "twist-step.json"), model.folder).head as StepTwist) },
   ];
+  const reading = (twist: TokenTwist | StepTwist, answer: number): TokenTwist | StepTwist =>
+    values["no-floor"] || values["no-answer"]
+      ? twist
+      : twist.kind === "token"
+        ? knownAnswerTwist(twist, answer)
+        : knownAnswerTwist(twist, answer);
   const targets = [
     { name: "right answer", holds: (text: string, gold: number) => reward(text, gold) === 1 },
     { name: "right answer, every line right", holds: (text: string, gold: number) => reward(text, gold) === 1 && linesHold(text) },
@@ -101,7 +111,11 @@ async function main() {
       for (const { level, twist } of levels) {
         const runs: Runs = { lower: [], upper: [] };
         for (let r = 0; r < R; r++) {
-          const o = { ...evalSmcOptions(K, level, maxTokens, 1000 * r + i + 7, tokenizer), twist, logFinalPotential: logPhi };
+          const o = {
+            ...evalSmcOptions(K, level, maxTokens, 1000 * r + i + 7, tokenizer),
+            twist: reading(twist, p.final),
+            logFinalPotential: logPhi,
+          };
           runs.lower.push((await runTwistedSmc(lm, prompt, o)).logZ);
           runs.upper.push((await runTwistedSmc(lm, prompt, { ...o, seed: 1000 * r + i + 9, clamp: exact.tokens })).logZ);
         }

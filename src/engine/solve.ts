@@ -106,8 +106,9 @@ export async function solve(model: SolveModel, problem: string, options: SolveOp
   const depth = domain && outOfDepth(domain, folder.name, question);
   const smc: SmcOptions = {
     ...options,
-    // A known answer is the final potential itself: the twist keeps its floor under each line (finalPotential.ts).
-    twist: gold === undefined ? options.twist : knownAnswerTwist(options.twist),
+    // A known answer is the final potential itself: the twist keeps its floor under each line and reads
+    // the answer (finalPotential.ts).
+    twist: gold === undefined ? options.twist : knownAnswerTwist(options.twist, gold),
     maxTokens,
     // Unknown answer: the twist's final potential (φ^γ for a line verifier with a final power; else its own value).
     logFinalPotential:

@@ -27,11 +27,13 @@ import { logSigmoid } from "../../src/engine/twist/heads";
 import { LineVerifier } from "../../src/engine/twist/lineVerifier";
 import { loadTwist, modelFingerprint, readTwistDocument, saveTwist } from "../../src/engine/twist/twistFile";
 import { Rng } from "../../src/engine/util/rng";
+import type { TokenTwist } from "../../src/engine/smc/twist";
 import { MODEL_DIR, shippedModel, tinyTrainConfig } from "./helpers";
 import { enumerateToy, exactTwist, TOY_EOS, TOY_MAX_TOKENS, TOY_PROMPT, ToyModel } from "./toyModel";
 import { logPhi, toyOptions } from "./toyStatistics";
 import { evalWithTokenTwist } from "./evalCli";
-import { unknownAnswerPotential } from "../../src/engine/twist/finalPotential";
+import { knownAnswerTwist, unknownAnswerPotential } from "../../src/engine/twist/finalPotential";
+import { KnownAnswerDigitTwist, KnownAnswerLineTwist } from "../../src/engine/twist/knownAnswer";
 
 /** A line verifier with every parameter random, so that lines and columns score differently. */
 function randomVerifier(columns: number, seed: number, below: 2 | 3 = 2): LineVerifier {
@@ -208,7 +210,7 @@ describe("digit twist (the line verifier at token level)", () => {
     const decode = (tokens: readonly number[]) => tokens.map((t) => (t === TOY_EOS ? "" : PIECES[t])).join("");
     const verifier = randomVerifier(2, 7);
     const lm = new ToyModel();
-    const meanZ = async (twist: DigitTwist, potential: ((text: string) => number) | undefined, runs: number) => {
+    const meanZ = async (twist: TokenTwist, potential: ((text: string) => number) | undefined, runs: number) => {
       const zs: number[] = [];
       for (let r = 0; r < runs; r++) {
         const run = await runTwistedSmc(
@@ -317,6 +319,51 @@ describe("digit twist (the line verifier at token level)", () => {
       const exact = exactTwist((toyText) => logPhi(decode([...toyText].map(Number))));
       const { mean, se } = await meanZ(twist, logPhi, 300);
       assert.ok(Math.abs(mean - exact.z) < 3 * se, `mean ${mean} vs Z ${exact.z} (se ${se})`);
+    });
+
+    it("reading a known answer: ψ = 1 once a result is the answer, and mean Ẑ is within 3 standard errors of the exact Z at both levels", async () => {
+      // "2" is a result "1 + 1 = 2" writes, and the leading digit of "21" and "22". The known answer's
+      // potential: 1 for a text whose last number is 2, else a little (positive, so that Ẑ's spread stays
+      // within what 300 runs measure).
+      const floored = verifierM.withKnownAnswerFloor(0.2);
+      const digit = knownAnswerTwist(new DigitTwist(floored, 4, lengths, partialM), 2);
+      const line = knownAnswerTwist(floored, 2);
+      assert.ok(digit instanceof KnownAnswerDigitTwist && line instanceof KnownAnswerLineTwist);
+      const answerPhi = (text: string) => (/(^|\D)2$/.test(text) ? 0 : Math.log(0.05));
+      let reached = 0,
+        read = 0;
+      for (const s of enumerateToy()) {
+        const text = decode(s.tokens);
+        if (line.logValueOfText(text) === 0 && floored.forKnownAnswer().logValueOfText(text) < 0) reached++;
+        const row = digit.logPsiNext({ hiddenSize: 0, prefixes: [s.tokens.slice(0, -1)], decode });
+        const unread = new DigitTwist(floored, 4, lengths, partialM)
+          .forKnownAnswer()
+          .logPsiNext({ hiddenSize: 0, prefixes: [s.tokens.slice(0, -1)], decode });
+        if (row.some((x, j) => Math.abs(x - unread[j]) > 0.05)) read++;
+      }
+      assert.ok(
+        reached >= 3 && read >= 10,
+        `${reached} texts reach the answer, ${read} prefixes read differently with it (the checks can fail)`,
+      );
+      const exact = exactTwist((toyText) => answerPhi(decode([...toyText].map(Number))));
+      const tokenLevel = await meanZ(digit, answerPhi, 300);
+      assert.ok(
+        Math.abs(tokenLevel.mean - exact.z) < 3 * tokenLevel.se,
+        `token level: mean ${tokenLevel.mean} vs Z ${exact.z} (se ${tokenLevel.se})`,
+      );
+      const zs: number[] = [];
+      for (let r = 0; r < 300; r++) {
+        const text = { isEos: (t: number) => t === TOY_EOS, isLineEnd: (t: number) => t === 2, decode };
+        const run = await runTwistedSmc(
+          lm,
+          TOY_PROMPT,
+          toyOptions({ level: "step", twist: line, seed: 3000 + r, essThreshold: 0.8, logFinalPotential: answerPhi, text }),
+        );
+        zs.push(Math.exp(run.logZ));
+      }
+      const mean = zs.reduce((a, b) => a + b, 0) / zs.length;
+      const se = Math.sqrt(zs.reduce((a, b) => a + (b - mean) ** 2, 0) / (zs.length - 1) / zs.length);
+      assert.ok(Math.abs(mean - exact.z) < 3 * se, `step level: mean ${mean} vs Z ${exact.z} (se ${se})`);
     });
 
     it("with a final power, ending on unknownAnswerPotential: mean Ẑ is within 3 standard errors of Σ p·φ^γ", async () => {

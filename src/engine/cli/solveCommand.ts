@@ -43,7 +43,8 @@ Options:
   --temperature T          proposal temperature, > 0 (default ${D.temperature})
   --seed S                 random seed (default ${D.seed})
   --gold N                 a known answer: the final potential becomes the reward (and a
-                           line-verifier twist keeps its known-answer floor under each line)
+                           line-verifier twist keeps its known-answer floor under each line
+                           and reads the answer: the line that gives it is steered toward it)
   --system TEXT            a system prompt, for a model with a chat template (default: none)
   --device D               ${DEVICES.join("|")} (default auto)
 ${modelFileHelp(24)}

@@ -207,7 +207,8 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
   let maxTokens = o.maxTokens;
   const base = (level: SmcLevel, seed: number): SmcOptions => evalSmcOptions(N, level, maxTokens, seed, tokenizer);
   // The bounds at each level with a twist (token first), or at token level without one when there is none.
-  // Their final potential is the known answer, so each twist is read as it is for one (finalPotential.ts).
+  // Their final potential is the known answer, so each twist is read as it is for one (finalPotential.ts):
+  // floored here, reading each problem's answer below.
   const boundLevels: { level: SmcLevel; twist?: TokenTwist | StepTwist }[] = [
     ...(o.tokenTwist ? [{ level: "token" as const, twist: knownAnswerTwist(o.tokenTwist) }] : []),
     ...(o.stepTwist ? [{ level: "step" as const, twist: knownAnswerTwist(o.stepTwist) }] : []),
@@ -263,11 +264,12 @@ export async function evaluate(model: LoadedModel, problems: MathProblem[], o: E
       const exact = samples.sequences.find((_, j) => ok[j]);
       const run: { lower: number[]; upper: number[] } = { lower: [], upper: [] };
       for (const { level, twist } of boundLevels) {
-        const lo = await runTwistedSmc(lm, prompt, { ...base(level, seed + 7), twist, logFinalPotential: phi });
+        const known = { twist: knownAnswerTwist(twist, p.gold), logFinalPotential: phi };
+        const lo = await runTwistedSmc(lm, prompt, { ...base(level, seed + 7), ...known });
         if (lo.logZ === -Infinity) lowerZeroAll++;
         run.lower.push(lo.logZ);
         if (!exact) continue;
-        const hi = await runTwistedSmc(lm, prompt, { ...base(level, seed + 9), twist, logFinalPotential: phi, clamp: exact.tokens });
+        const hi = await runTwistedSmc(lm, prompt, { ...base(level, seed + 9), ...known, clamp: exact.tokens });
         run.upper.push(hi.logZ);
       }
       if (exact) boundRuns.push(run);
@@ -308,9 +310,12 @@ const meanStderr = (xs: number[]): MeanStderr => {
 function twistNames(o: EvalOptions): string {
   const named = [o.tokenTwist && "token", o.stepTwist && "step"].filter(Boolean);
   if (!named.length) return "no twist";
-  const floors = [...new Set([o.tokenTwist, o.stepTwist].map((t) => lineVerifierOf(t)?.p.knownAnswerFloor).filter((f) => f !== undefined))];
-  const floored = floors.length ? ` (read for the known answer: each line worth ε + (1 − ε)·σ(ℓ), ε = ${floors.join(" / ")})` : "";
-  return `the ${named.join("- and ")}-level twist${named.length > 1 ? "s" : ""}${floored}`;
+  // How knownAnswerTwist reads a line verifier or digit twist for the bounds (finalPotential.ts).
+  const verifiers = [o.tokenTwist, o.stepTwist].map(lineVerifierOf).filter((v) => v !== undefined);
+  const floors = [...new Set(verifiers.map((v) => v.p.knownAnswerFloor).filter((f) => f !== undefined))];
+  const floor = floors.length ? `each line worth ε + (1 − ε)·σ(ℓ), ε = ${floors.join(" / ")}; ` : "";
+  const read = verifiers.length ? ` (read for the known answer: ${floor}ψ = 1 once a result equal to the answer is written)` : "";
+  return `the ${named.join("- and ")}-level twist${named.length > 1 ? "s" : ""}${read}`;
 }
 
 /**

@@ -4,8 +4,9 @@
  * verifier's φ, so both levels weigh a finished solution alike. Undefined where the twist has no final
  * power other than 1: SMC then ends on the twist's own value, as it always has.
  */
-import type { Twist } from "../smc/twist";
+import type { StepTwist, TokenTwist, Twist } from "../smc/twist";
 import { DigitTwist } from "./digitTwist";
+import { answerDigits, KnownAnswerDigitTwist, KnownAnswerLineTwist } from "./knownAnswer";
 import { LineVerifier } from "./lineVerifier";
 
 /** The line verifier a twist ends its lines with: itself, a digit twist's, or none. */
@@ -24,11 +25,21 @@ export function unknownAnswerPotential(twist: Twist | undefined): ((text: string
 
 /**
  * The twist for a known answer (eval's log Ẑ bounds, solve --gold): a line verifier or digit twist read
- * with its known-answer floor (lineVerifier.ts, knownAnswerFloor); any other twist, or one without a
- * floor, as it is. When the answer is known the final potential is the answer itself, which a line that
- * does not hold does not settle, so the twist's estimate of it keeps a floor under each line.
+ * with its known-answer floor (lineVerifier.ts, knownAnswerFloor) and, given the answer, reading it too
+ * (knownAnswer.ts: ψ = 1 once a result equal to the answer is written; at token level the last line's
+ * digits are steered toward the answer's); any other twist as it is. When the answer is known the final
+ * potential is the answer itself, which a line that does not hold does not settle, so the twist's
+ * estimate of it keeps a floor under each line. A twist already read so is read again cheaply (its
+ * caches kept), so eval floors once and adds each problem's answer.
  */
-export function knownAnswerTwist<T extends Twist | undefined>(twist: T): T {
-  if (twist instanceof DigitTwist || twist instanceof LineVerifier) return twist.forKnownAnswer() as unknown as T;
-  return twist;
+export function knownAnswerTwist(twist: TokenTwist, answer?: number): TokenTwist;
+export function knownAnswerTwist(twist: StepTwist, answer?: number): StepTwist;
+export function knownAnswerTwist(twist: Twist | undefined, answer?: number): Twist | undefined;
+export function knownAnswerTwist(twist: Twist | undefined, answer?: number): Twist | undefined {
+  const floored = twist instanceof DigitTwist || twist instanceof LineVerifier ? twist.forKnownAnswer() : twist;
+  const digits = answer === undefined ? undefined : answerDigits(answer);
+  if (digits === undefined) return floored;
+  if (floored instanceof DigitTwist) return new KnownAnswerDigitTwist(floored, digits);
+  if (floored instanceof LineVerifier) return new KnownAnswerLineTwist(floored, digits);
+  return floored;
 }
