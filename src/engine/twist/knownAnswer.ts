@@ -38,6 +38,8 @@ interface Closed {
   logNotAnswer: number;
 }
 
+const NOTHING_READ: Closed = { reached: false, logNotAnswer: 0 };
+
 /** The answer's digits when it is a whole number ≥ 0 (what a result can be written as), else undefined. */
 export function answerDigits(answer: number): string | undefined {
   return Number.isSafeInteger(answer) && answer >= 0 ? String(answer) : undefined;
@@ -45,7 +47,8 @@ export function answerDigits(answer: number): string | undefined {
 
 /** Reads texts against the answer's digits with a line verifier's v; caches per expression and per text. */
 export class AnswerReader {
-  private readonly v = new Map<string, number>();
+  /** ℓ(x op y = a) per expression. */
+  private readonly logits = new Map<string, number>();
   private readonly closed = new Map<string, Closed>();
 
   constructor(
@@ -56,28 +59,21 @@ export class AnswerReader {
   /** log(1 − v) and log v of a line's expression: v = σ(ℓ(x op y = a)); v = 0 where a does not fit the verifier's columns. */
   answerLine(line: ArithmeticLine): { logV: number; logNotV: number } {
     const key = expressionKey(line);
-    let logit = this.v.get(key);
+    let logit = this.logits.get(key);
     if (logit === undefined) {
       const enc = this.verifier.encodeLine({ ...line, c: this.digits });
       logit = enc ? this.verifier.lineLogit(enc) : -Infinity;
-      if (this.v.size >= CACHE_KEPT) this.v.clear();
-      this.v.set(key, logit);
+      if (this.logits.size >= CACHE_KEPT) this.logits.clear();
+      this.logits.set(key, logit);
     }
     return { logV: logSigmoid(logit), logNotV: logSigmoid(-logit) };
   }
 
-  /** The closed lines' reading: each line's result closed (a text cut inside a number reads it closed too). */
+  /** The lines of a text, each result closed (a text cut inside a number reads it closed too); remembered per text. */
   readClosed(text: string): Closed {
     let c = this.closed.get(text);
     if (!c) {
-      c = { reached: false, logNotAnswer: 0 };
-      for (const line of arithmeticLines(text)) {
-        if (line.c === this.digits) {
-          c = { reached: true, logNotAnswer: 0 };
-          break;
-        }
-        c.logNotAnswer += this.answerLine(line).logNotV;
-      }
+      c = this.readClosedLine(NOTHING_READ, text);
       if (this.closed.size >= CACHE_KEPT) this.closed.clear();
       this.closed.set(text, c);
     }
