@@ -75,18 +75,13 @@ interface Runs {
 async function main() {
   const model = await loadModel(MODEL, { threads: Number(values.threads) });
   const { tokenizer, lm } = model;
-  const floored = <T extends TokenTwist | StepTwist>(twist: T): TokenTwist | StepTwist =>
-    values["no-floor"] ? twist : twist.kind === "token" ? knownAnswerTwist(twist) : knownAnswerTwist(twist);
+  const floored = (twist: TokenTwist | StepTwist) => (values["no-floor"] ? twist : knownAnswerTwist(twist));
   const levels: { level: SmcLevel; twist: TokenTwist | StepTwist }[] = [
     { level: "token", twist: floored(loadDigitTwist(join(MODEL, "twist-token.json"), lm.vocabSize, model.folder)!) },
     { level: "step", twist: floored(loadTwistOrVerifier(join(MODEL, "twist-step.json"), model.folder).head as StepTwist) },
   ];
-  const reading = (twist: TokenTwist | StepTwist, answer: number): TokenTwist | StepTwist =>
-    values["no-floor"] || values["no-answer"]
-      ? twist
-      : twist.kind === "token"
-        ? knownAnswerTwist(twist, answer)
-        : knownAnswerTwist(twist, answer);
+  const reading = (twist: TokenTwist | StepTwist, answer: number) =>
+    values["no-floor"] || values["no-answer"] ? twist : knownAnswerTwist(twist, answer);
   const targets = [
     { name: "right answer", holds: (text: string, gold: number) => reward(text, gold) === 1 },
     { name: "right answer, every line right", holds: (text: string, gold: number) => reward(text, gold) === 1 && linesHold(text) },

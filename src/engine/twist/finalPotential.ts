@@ -34,6 +34,7 @@ export function unknownAnswerPotential(twist: Twist | undefined): ((text: string
  */
 export function knownAnswerTwist(twist: TokenTwist, answer?: number): TokenTwist;
 export function knownAnswerTwist(twist: StepTwist, answer?: number): StepTwist;
+export function knownAnswerTwist(twist: TokenTwist | StepTwist, answer?: number): TokenTwist | StepTwist;
 export function knownAnswerTwist(twist: Twist | undefined, answer?: number): Twist | undefined;
 export function knownAnswerTwist(twist: Twist | undefined, answer?: number): Twist | undefined {
   const floored = twist instanceof DigitTwist || twist instanceof LineVerifier ? twist.forKnownAnswer() : twist;
