@@ -274,21 +274,27 @@ function cpuSeconds(pid) {
 }
 
 /**
- * Watches the extension host and the engine while the editor sits idle after a solve: both must stay
- * near 0% CPU (a status request loop once kept them at 43% and 18%).
+ * Watches the extension host and the engine while the editor sits idle after a solve, in consecutive
+ * windows: each process's median window must stay near 0% CPU. A request loop (once 43% and 18%)
+ * burns in every window; the editor's own work (code-server's host idles at 2.2–3.9% without this
+ * extension) now and then lifts one window past 5% on the 2-core CI machine (6.1% over 20 s once),
+ * which a median over several windows passes over.
  */
-async function idleCpu(seconds, home) {
+async function idleCpu(windows, secondsEach, home) {
   const watched = {
     "extension host": pidsMatching(/--type=extensionHost/, `HOME=${home}`),
     engine: pidsMatching(/dist\/engine\.js/, `HOME=${home}`),
   };
-  const before = Object.fromEntries(Object.entries(watched).map(([k, pids]) => [k, pids.reduce((a, p) => a + cpuSeconds(p), 0)]));
-  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const used = (pids) => pids.reduce((a, p) => a + cpuSeconds(p), 0);
+  const percents = Object.fromEntries(Object.keys(watched).map((k) => [k, []]));
+  for (let w = 0; w < windows; w++) {
+    const before = Object.fromEntries(Object.entries(watched).map(([k, pids]) => [k, used(pids)]));
+    await new Promise((r) => setTimeout(r, secondsEach * 1000));
+    for (const [k, pids] of Object.entries(watched)) percents[k].push(Math.round((1000 * (used(pids) - before[k])) / secondsEach) / 10);
+  }
+  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   return Object.fromEntries(
-    Object.entries(watched).map(([k, pids]) => [
-      k,
-      { processes: pids.length, cpuPercent: Math.round((1000 * (pids.reduce((a, p) => a + cpuSeconds(p), 0) - before[k])) / seconds) / 10 },
-    ]),
+    Object.entries(watched).map(([k, pids]) => [k, { processes: pids.length, cpuPercent: median(percents[k]), windows: percents[k] }]),
   );
 }
 
@@ -341,13 +347,10 @@ async function main() {
       )
       .then((h) => h.jsonValue());
     await page.screenshot({ path: shot });
-    // Then it sits idle: let the solve's aftermath settle, and watch for 20 s. (Over 10 s after a 2 s
-    // settle the host measured 2.4–5.7% on the 2-core CI machine: one window in many crossed 5% on
-    // noise. code-server's extension host idles at 2.2–3.9% per 20 s there without this extension
-    // installed, 2.2–3.4% with it and a Markdown file open: the rest is the editor's own. A request
-    // loop, as once found, burns tens of percent in any window.)
+    // Then it sits idle: let the solve's aftermath settle, and watch five 8 s windows (cpuPercent is
+    // each process's median window).
     await page.waitForTimeout(5000);
-    const idle = await idleCpu(20, run.dirs.home);
+    const idle = await idleCpu(5, 8, run.dirs.home);
     const quiet =
       idle["extension host"].processes > 0 &&
       idle.engine.processes > 0 &&
