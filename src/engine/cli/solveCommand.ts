@@ -44,7 +44,8 @@ Options:
   --seed S                 random seed (default ${D.seed})
   --gold N                 a known answer: the final potential becomes the reward (and a
                            line-verifier twist keeps its known-answer floor under each line
-                           and reads the answer: the line that gives it is steered toward it)
+                           and reads the answer: the line that gives it is steered toward it,
+                           every other line is read at its end)
   --system TEXT            a system prompt, for a model with a chat template (default: none)
   --device D               ${DEVICES.join("|")} (default auto)
 ${modelFileHelp(24)}

@@ -314,7 +314,9 @@ function twistNames(o: EvalOptions): string {
   const verifiers = [o.tokenTwist, o.stepTwist].map(lineVerifierOf).filter((v) => v !== undefined);
   const floors = [...new Set(verifiers.map((v) => v.p.knownAnswerFloor).filter((f) => f !== undefined))];
   const floor = floors.length ? `each line worth ε + (1 − ε)·σ(ℓ), ε = ${floors.join(" / ")}; ` : "";
-  const read = verifiers.length ? ` (read for the known answer: ${floor}ψ = 1 once a result equal to the answer is written)` : "";
+  const read = verifiers.length
+    ? ` (read for the known answer: ${floor}ψ = 1 once a result equal to the answer is written; a result being written is read against the answer's digits, and otherwise at its line's end)`
+    : "";
   return `the ${named.join("- and ")}-level twist${named.length > 1 ? "s" : ""}${read}`;
 }
 

@@ -84,6 +84,11 @@ export class DigitTwist implements TokenTwist {
     readonly lengths?: ResultLengths,
     /** A head trained on partial results (partialResults.ts): with it, a result being written is read by the head, not by its best completion. */
     readonly partial?: PartialResultHead,
+    /**
+     * "open": a result being written is read as above. "atLineEnd": it is worth 1 until its line ends,
+     * where the verifier reads it as the step level does (the known-answer twist, forKnownAnswer).
+     */
+    readonly resultsRead: "open" | "atLineEnd" = "open",
   ) {
     if (partial && partial.columns !== verifier.p.columns)
       throw new Error("digit twist: the partial-result head and the verifier read different columns");
@@ -94,13 +99,19 @@ export class DigitTwist implements TokenTwist {
 
   /**
    * The twist for a known answer (eval's log Ẑ bounds, solve --gold): read through the verifier's
-   * known-answer twist, so every line, finished or being written, is worth ε + (1 − ε)·(its value) — the
-   * head's value of a result being written is a mixture of σ's, so it floors the same way and the two
-   * levels still agree at every line end (lineVerifier.ts, knownAnswerFloor). Itself when there is no floor.
+   * known-answer twist, so every finished line is worth ε + (1 − ε)·(its value) (lineVerifier.ts,
+   * knownAnswerFloor), and a result being written is read only at its line's end. Against the answer a
+   * slip is often undone (hence the floor ε). Steering away from it at the digit made the particles
+   * that slip anyway rare, and heavy once they come back to the answer: they kept the weight of those
+   * that did not slip, then gained ψ's rise from its value after the slip to 1. Read at the line's end,
+   * the slip costs the particle that made it and coming back restores it, as at the step level; the
+   * log Ẑ sandwich narrows (docs/token-twist.md, "Seventeenth step"). The answer's own digits are still
+   * read while written (knownAnswer.ts). Itself when already read so.
    */
   forKnownAnswer(): DigitTwist {
     const verifier = this.verifier.forKnownAnswer();
-    return verifier === this.verifier ? this : new DigitTwist(verifier, this.vocabSize, this.lengths, this.partial);
+    if (verifier === this.verifier && this.resultsRead === "atLineEnd") return this;
+    return new DigitTwist(verifier, this.vocabSize, this.lengths, this.partial, "atLineEnd");
   }
 
   logPsiNext(input: TwistInput): Float32Array {
@@ -163,7 +174,7 @@ export class DigitTwist implements TokenTwist {
         const enc = this.verifier.encodeLine(l);
         if (enc) sum += this.verifier.lineLogValue(this.verifier.lineLogit(enc, this.verifierColumns));
       }
-      return sum + this.openResultValue(last);
+      return this.resultsRead === "open" ? sum + this.openResultValue(last) : sum;
     });
   }
 

@@ -9,9 +9,10 @@
  * - A line "x op y = …" is the one whose result is the answer with probability v = σ(ℓ(x op y = a)), the
  *   line verifier's own belief that a is that expression's result (learned from outcomes; nothing here
  *   computes x op y). While its result c is written, ψ = v·1[c is a's leading digits] + (1 − v)·ψ_ε, ψ_ε
- *   being the known-answer twist without a (each line floored, finalPotential.ts). At token level the
- *   proposal q ∝ p·ψ then steers the last line's digits toward a's, and a particle's weight takes the
- *   model's probability of writing them in place of the 0 or 1 of where it happened to end.
+ *   being the known-answer twist without a (each finished line floored, a result being written read at
+ *   its line's end: DigitTwist.forKnownAnswer). At token level the proposal q ∝ p·ψ then steers the
+ *   answer line's digits toward a's, and no other line's, and a particle's weight takes the model's
+ *   probability of writing them in place of the 0 or 1 of where it happened to end.
  * - A line whose result closed on another number was not the answer line, or the solution is lost:
  *   each such line multiplies ψ by 1 − v.
  *
