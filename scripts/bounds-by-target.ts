@@ -10,9 +10,10 @@
  * of both levels: each run's Ẑ is unbiased). It first prints what the model's plain samples get wrong:
  * an arithmetic slip, an operand that is neither in the problem nor an earlier result, or neither.
  * The twists are read for a known answer, as `eval`'s bounds read them: their known-answer floor
- * ("Fourteenth step") and each problem's answer ("Sixteenth step", knownAnswer.ts; it reads the answer of
- * eval's target for both targets); `--no-answer` reads them without the answer, as the fourteenth step
- * measured, `--no-floor` without either, as the eleventh step measured.
+ * ("Fourteenth step"), each problem's answer ("Sixteenth step", knownAnswer.ts; it reads the answer of
+ * eval's target for both targets) and, at token level, results being written read at their line's end
+ * except against the answer's digits ("Seventeenth step"); `--no-answer` reads them without the answer,
+ * `--no-floor` without the floor or the answer, as the eleventh step measured.
  * Run: npx tsx scripts/bounds-by-target.ts [--n 100] [--replicates 6] [--particles 16] [--threads 2] [--no-answer] [--no-floor]
  */
 import { parseArgs } from "node:util";
